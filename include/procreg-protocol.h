@@ -1,0 +1,95 @@
+/*
+ * procreg-protocol.h: the one protocol table shared by procregd, libprocreg
+ * and procregctl.  proto/PROTOCOL.md is the normative text; this header is
+ * its machine-readable mirror and must change in the same commit.
+ */
+#ifndef PROCREG_PROTOCOL_H
+#define PROCREG_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Bump PR_PROTOCOL_VERSION when methods, error codes, notification kinds or
+ * map keys are added.  Existing meanings never change (PROTOCOL.md, "Room
+ * to grow").
+ */
+#define PR_PROTOCOL_VERSION	1
+#define PR_SERVER_NAME		"procreg"
+#define PR_VERSION		"0.1.0"
+
+/* msgpack-RPC message types. */
+#define PR_MSG_REQUEST		0
+#define PR_MSG_RESPONSE		1
+#define PR_MSG_NOTIFY		2
+
+/* Fixed limits of the wire format. */
+#define PR_NAME_MAX		255	/* bytes of a name, a label, a list prefix */
+#define PR_NESTING_MAX		30	/* nested arrays/maps in one message */
+#define PR_LIST_DEFAULT		1000
+#define PR_LIST_MAX		10000
+
+/* Defaults of the configurable limits (procregd --help lists the flags). */
+#define PR_DEFAULT_MAX_MESSAGE	(1024u * 1024u)
+#define PR_DEFAULT_MAX_NAMES	100000u		/* per connection */
+#define PR_DEFAULT_MAX_MONITORS	100000u		/* per connection */
+#define PR_DEFAULT_MAX_OUTBUF	(8u * 1024u * 1024u) /* per connection */
+#define PR_DEFAULT_MAX_CONNS	10000u
+#define PR_DEFAULT_DRAIN_MS	2000u
+
+/*
+ * Error codes.  0 is success; the positive values map 1:1 to the wire's
+ * error strings, in this order.
+ */
+enum pr_err {
+	PR_OK = 0,
+	PR_ERR_BAD_REQUEST,
+	PR_ERR_UNKNOWN_METHOD,
+	PR_ERR_TAKEN,
+	PR_ERR_NOT_FOUND,
+	PR_ERR_NOT_OWNER,
+	PR_ERR_BUSY,
+	PR_ERR_LIMIT,
+	PR_ERR_TOO_LARGE,
+	PR_ERR__COUNT
+};
+
+/* Request methods, in PROTOCOL.md order. */
+enum pr_method {
+	PR_M_HELLO = 0,
+	PR_M_REGISTER,
+	PR_M_UNREGISTER,
+	PR_M_WHEREIS,
+	PR_M_SEND,
+	PR_M_MONITOR,
+	PR_M_DEMONITOR,
+	PR_M_LIST,
+	PR_M_STATS,
+	PR_M__COUNT
+};
+
+/* Reasons carried by a "down" notification. */
+enum pr_down_reason {
+	PR_DOWN_UNREGISTERED = 0,
+	PR_DOWN_DISCONNECTED,
+	PR_DOWN_NOPROC,
+	PR_DOWN__COUNT
+};
+
+/* Server notification kinds. */
+#define PR_PUSH_MESSAGE		"message"
+#define PR_PUSH_DOWN		"down"
+#define PR_PUSH_ERROR		"error"
+
+/* The wire string of an error code, or NULL when out of range. */
+const char	*pr_err_name(enum pr_err);
+/* The wire string of a method, or NULL when out of range. */
+const char	*pr_method_name(enum pr_method);
+/* The method named by the len bytes at s, or -1. */
+int		 pr_method_lookup(const char *s, size_t len);
+/* Minimum and maximum number of params of a method. */
+void		 pr_method_arity(enum pr_method, unsigned *min, unsigned *max);
+/* The wire string of a down reason, or NULL when out of range. */
+const char	*pr_down_reason_name(enum pr_down_reason);
+
+#endif /* PROCREG_PROTOCOL_H */

@@ -1,0 +1,353 @@
+/*
+ * conn.c: client connection lifecycle (see conn.h).
+ *
+ * Input: one read() per readiness event straight into the input buffer,
+ * then every complete object is framed by the guard, decoded and
+ * dispatched; replies are appended to the output buffer and written once
+ * per loop turn by the server's flush, so a busy connection costs one read
+ * and one write per batch of requests.
+ */
+#include <sys/socket.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "server.h"
+
+#define READ_CHUNK	(64u * 1024u)
+
+static void	conn_read_cb(evutil_socket_t, short, void *);
+static void	conn_write_cb(evutil_socket_t, short, void *);
+static void	conn_drain_cb(evutil_socket_t, short, void *);
+static void	conn_process(struct conn *);
+static void	conn_reap(struct conn *);
+
+struct conn *
+conn_new(struct server *s, int fd)
+{
+	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
+	socklen_t clen = sizeof(cred);
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		goto fail;
+	c->srv = s;
+	c->fd = fd;
+	c->in = evbuffer_new();
+	c->out = evbuffer_new();
+	c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST,
+	    conn_read_cb, c);
+	c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST,
+	    conn_write_cb, c);
+	c->ev_drain = evtimer_new(s->base, conn_drain_cb, c);
+	if (c->in == NULL || c->out == NULL || c->ev_read == NULL ||
+	    c->ev_write == NULL || c->ev_drain == NULL)
+		goto fail;
+	if (event_add(c->ev_read, NULL) < 0)
+		goto fail;
+	/* Credentials are read once: the peer cannot change them later. */
+	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
+	c->id = ++s->next_conn_id;
+	registry_client_init(&s->reg, &c->rc, c->id, cred.pid, cred.uid,
+	    cred.gid);
+	guard_init(&c->guard, s->cfg.max_message);
+	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	s->nconns++;
+	s->stats.connections_total++;
+	log_debug(&s->log, "conn=%llu pid=%d uid=%u gid=%u opened",
+	    (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid,
+	    (unsigned)cred.gid);
+	return c;
+fail:
+	log_warn(&s->log, "cannot set up a connection: out of memory");
+	if (c != NULL) {
+		if (c->ev_read)
+			event_free(c->ev_read);
+		if (c->ev_write)
+			event_free(c->ev_write);
+		if (c->ev_drain)
+			event_free(c->ev_drain);
+		if (c->in)
+			evbuffer_free(c->in);
+		if (c->out)
+			evbuffer_free(c->out);
+		free(c);
+	}
+	close(fd);
+	return NULL;
+}
+
+void
+conn_set_label(struct conn *c, const char *s, size_t len)
+{
+	size_t o = 0;
+
+	/* Logs never carry raw client bytes: keep printable ASCII only. */
+	for (size_t i = 0; i < len && o + 1 < sizeof(c->label); i++)
+		c->label[o++] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	c->label[o] = '\0';
+}
+
+int
+conn_write(struct conn *c, const void *p, size_t len, bool bounded)
+{
+	struct server *s = c->srv;
+
+	if (c->flags & CONN_DEAD)
+		return 0;	/* closing without draining: nobody reads */
+	if (bounded && evbuffer_get_length(c->out) + len > s->cfg.max_outbuf)
+		return PR_ERR_BUSY;
+	if (evbuffer_add(c->out, p, len) < 0) {
+		conn_close(c, "out of memory", false);
+		return -ENOMEM;
+	}
+	if (!(c->flags & CONN_PENDING)) {
+		c->flags |= CONN_PENDING;
+		TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
+		server_schedule_flush(s);
+	}
+	return 0;
+}
+
+/* Stop dispatching while the client's unread replies pass the bound. */
+static bool
+conn_over_bound(const struct conn *c)
+{
+	return evbuffer_get_length(c->out) >= c->srv->cfg.max_outbuf;
+}
+
+static void
+conn_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	(void)what;
+	if (c->flags & (CONN_DEAD | CONN_PAUSED))
+		return;
+	if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+		conn_close(c, "out of memory", false);
+		return;
+	}
+	n = read(fd, v.iov_base, v.iov_len);
+	v.iov_len = n > 0 ? (size_t)n : 0;
+	evbuffer_commit_space(c->in, &v, 1);
+	if (n > 0) {
+		conn_process(c);
+		return;
+	}
+	if (n == 0) {
+		/* Every complete request was answered as it arrived. */
+		conn_close(c, evbuffer_get_length(c->in) > 0 ?
+		    "eof mid-message" : "eof", true);
+		return;
+	}
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		return;
+	conn_close(c, errno == ECONNRESET ? "reset" : "read error", false);
+}
+
+/* Frame, decode and dispatch every complete object in the input. */
+static void
+conn_process(struct conn *c)
+{
+	struct server *s = c->srv;
+	enum guard_status st = GUARD_MORE;
+	size_t len, off = 0, used;
+	const uint8_t *p;
+
+	len = evbuffer_get_length(c->in);
+	if (len == 0)
+		return;
+	if ((p = evbuffer_pullup(c->in, -1)) == NULL) {
+		conn_close(c, "out of memory", false);
+		return;
+	}
+	while (!(c->flags & (CONN_DEAD | CONN_PAUSED)) && c->scanned < len) {
+		const pr_value *obj;
+		int r;
+
+		st = guard_scan(&c->guard, p + c->scanned, len - c->scanned,
+		    &used);
+		c->scanned += used;
+		if (st != GUARD_OBJECT)
+			break;
+		r = proto_decode(&s->dec, (const char *)p + off,
+		    c->scanned - off, &obj);
+		if (r == 0)
+			dispatch_object(s, c, obj);
+		proto_decoded(&s->dec);
+		off = c->scanned;
+		if (r < 0) {
+			st = r == -ENOMEM ? GUARD_TOO_LARGE : GUARD_BAD;
+			break;
+		}
+		if (conn_over_bound(c) && !(c->flags & CONN_DEAD)) {
+			c->flags |= CONN_PAUSED;
+			event_del(c->ev_read);
+		}
+	}
+	evbuffer_drain(c->in, off);
+	c->scanned -= off;
+	switch (st) {
+	case GUARD_BAD:
+		dispatch_error_notify(s, c, PR_ERR_BAD_REQUEST,
+		    "the input is not msgpack; closing");
+		conn_close(c, "bad_msgpack", true);
+		break;
+	case GUARD_TOO_DEEP:
+		dispatch_error_notify(s, c, PR_ERR_BAD_REQUEST,
+		    "the input nests arrays and maps too deeply; closing");
+		conn_close(c, "too_deep", true);
+		break;
+	case GUARD_TOO_LARGE:
+		dispatch_error_notify(s, c, PR_ERR_TOO_LARGE,
+		    "a message is larger than max_message; closing");
+		conn_close(c, "too_large", true);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+conn_flush(struct conn *c)
+{
+	struct server *s = c->srv;
+	int n;
+
+	if (c->flags & CONN_REAP)
+		return;
+	if (evbuffer_get_length(c->out) > 0) {
+		n = evbuffer_write(c->out, c->fd);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+		    errno != EINTR) {
+			conn_close(c, errno == EPIPE ? "peer closed" :
+			    "write error", false);
+			conn_reap(c);
+			return;
+		}
+	}
+	if (evbuffer_get_length(c->out) > 0) {
+		if (!(c->flags & CONN_WANT_WRITE)) {
+			event_add(c->ev_write, NULL);
+			c->flags |= CONN_WANT_WRITE;
+		}
+	} else if (c->flags & CONN_WANT_WRITE) {
+		event_del(c->ev_write);
+		c->flags &= ~CONN_WANT_WRITE;
+	}
+	if (c->flags & CONN_DRAINING) {
+		if (evbuffer_get_length(c->out) == 0)
+			conn_reap(c);
+		return;
+	}
+	if ((c->flags & CONN_PAUSED) &&
+	    evbuffer_get_length(c->out) <= s->cfg.max_outbuf / 2) {
+		/* Resume: first what is already buffered, then the socket. */
+		c->flags &= ~CONN_PAUSED;
+		event_add(c->ev_read, NULL);
+		conn_process(c);
+	}
+}
+
+static void
+conn_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_flush(arg);
+}
+
+static void
+conn_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug(&c->srv->log, "conn=%llu drain timed out with %zu bytes "
+	    "unsent", (unsigned long long)c->id, evbuffer_get_length(c->out));
+	conn_reap(c);
+}
+
+void
+conn_close(struct conn *c, const char *reason, bool drain)
+{
+	struct server *s = c->srv;
+
+	if (c->flags & CONN_DEAD)
+		return;
+	c->flags |= CONN_DEAD;
+	s->nconns--;
+	event_del(c->ev_read);
+	log_debug(&s->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
+	    "closed reason=%s", (unsigned long long)c->id,
+	    c->label[0] ? " label=" : "", c->label, (unsigned)c->rc.uid,
+	    c->rc.nnames, c->rc.nmonitors, reason);
+	/* Purge now: names vanish and downs fire before anything else. */
+	registry_client_purge(&s->reg, &c->rc);
+	if (drain && evbuffer_get_length(c->out) > 0) {
+		struct timeval tv = {
+			.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
+			.tv_usec = (suseconds_t)(s->cfg.drain_ms % 1000) * 1000,
+		};
+
+		c->flags |= CONN_DRAINING;
+		/* A half-closed peer may still read: stop our side's reads
+		 * but let the writes through. */
+		evtimer_add(c->ev_drain, &tv);
+		if (!(c->flags & CONN_PENDING)) {
+			c->flags |= CONN_PENDING;
+			TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
+			server_schedule_flush(s);
+		}
+		return;
+	}
+	conn_reap(c);
+}
+
+/* Queue a dead connection for freeing at the end of the loop turn. */
+static void
+conn_reap(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	if (c->flags & CONN_REAP)
+		return;
+	c->flags |= CONN_REAP;
+	TAILQ_INSERT_TAIL(&s->reap, c, reap_link);
+	server_schedule_flush(s);
+}
+
+void
+conn_free(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	if (!(c->flags & CONN_DEAD)) {
+		c->flags |= CONN_DEAD;
+		s->nconns--;
+		registry_client_purge(&s->reg, &c->rc);
+	}
+	if (c->flags & CONN_PENDING)
+		TAILQ_REMOVE(&s->pending, c, pend_link);
+	if (c->flags & CONN_REAP)
+		TAILQ_REMOVE(&s->reap, c, reap_link);
+	TAILQ_REMOVE(&s->conns, c, link);
+	event_free(c->ev_read);
+	event_free(c->ev_write);
+	event_free(c->ev_drain);
+	evbuffer_free(c->in);
+	evbuffer_free(c->out);
+	close(c->fd);
+	free(c);
+}

@@ -1,0 +1,80 @@
+/*
+ * conn.h: one client connection's lifecycle: reading and framing input,
+ * queueing output, backpressure, and the single close path.  The only
+ * module that touches client sockets.
+ */
+#ifndef CONN_H
+#define CONN_H
+
+#include <sys/queue.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guard.h"
+#include "registry.h"
+
+struct server;
+struct evbuffer;
+struct event;
+
+enum conn_flag {
+	CONN_PENDING = 1 << 0,	/* on the server's flush list */
+	CONN_DEAD = 1 << 1,	/* closed: purged, reads no more */
+	CONN_DRAINING = 1 << 2,	/* dead, flushing its last replies */
+	CONN_PAUSED = 1 << 3,	/* its unread replies passed the bound */
+	CONN_REAP = 1 << 4,	/* on the server's reap list */
+	CONN_WANT_WRITE = 1 << 5 /* write event armed */
+};
+
+struct conn {
+	TAILQ_ENTRY(conn)	 link;		/* server's conns */
+	TAILQ_ENTRY(conn)	 pend_link;	/* flush list */
+	TAILQ_ENTRY(conn)	 reap_link;	/* reap list */
+	struct reg_client	 rc;		/* what it owns */
+	struct server		*srv;
+	struct event		*ev_read;
+	struct event		*ev_write;
+	struct event		*ev_drain;
+	struct evbuffer		*in;
+	struct evbuffer		*out;
+	struct guard		 guard;
+	size_t			 scanned;	/* bytes of in scanned */
+	uint64_t		 id;
+	int			 fd;
+	unsigned		 flags;
+	char			 label[64];	/* printable, for logs */
+};
+
+/* Adopt an accepted socket; NULL (fd closed) on failure. */
+struct conn	*conn_new(struct server *, int fd);
+/*
+ * Queue bytes for the client and schedule a flush.  With bounded, refuse
+ * (return PR_ERR_BUSY) when they would take its output past max_outbuf.
+ * 0, PR_ERR_BUSY, or -ENOMEM (then the connection is closed).
+ */
+int		 conn_write(struct conn *, const void *p, size_t len,
+		    bool bounded);
+/*
+ * The one close path: idempotent.  Purges the registry state at once;
+ * with drain, flushes what is queued (bounded by drain_ms) before the
+ * socket closes.  Freed later, never under a caller's feet.
+ */
+void		 conn_close(struct conn *, const char *reason, bool drain);
+/* Write queued output; called by the server's flush. */
+void		 conn_flush(struct conn *);
+/* Release everything; only the server's reaper calls it. */
+void		 conn_free(struct conn *);
+/* Set the label shown in logs (bytes already checked as UTF-8). */
+void		 conn_set_label(struct conn *, const char *s, size_t len);
+
+
+
+/* The connection that embeds a registry client. */
+static inline struct conn *
+conn_of(struct reg_client *rc)
+{
+	return (struct conn *)(void *)((char *)rc - offsetof(struct conn, rc));
+}
+#endif /* CONN_H */

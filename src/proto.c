@@ -1,0 +1,418 @@
+/*
+ * proto.c: msgpack-RPC decoding and encoding (see proto.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "proto.h"
+
+const char proto_nil_value[1] = { (char)0xc0 };
+
+/* A zone that decoded more than this is replaced, not kept warm. */
+#define ZONE_KEEP	(256u * 1024u)
+
+int
+proto_decoder_init(struct pr_decoder *d)
+{
+	d->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+	d->zone_big = 0;
+	return d->zone == NULL ? -ENOMEM : 0;
+}
+
+void
+proto_decoder_deinit(struct pr_decoder *d)
+{
+	if (d->zone != NULL)
+		msgpack_zone_free(d->zone);
+	d->zone = NULL;
+}
+
+int
+proto_decode(struct pr_decoder *d, const char *p, size_t len,
+    const pr_value **out)
+{
+	static const msgpack_object none;
+	msgpack_object *obj;
+	msgpack_unpack_return r;
+	size_t off = 0;
+
+	if (d->zone == NULL && proto_decoder_init(d) < 0)
+		return -ENOMEM;
+	obj = msgpack_zone_malloc(d->zone, sizeof(*obj));
+	if (obj == NULL)
+		return -ENOMEM;
+	*obj = none;
+	/*
+	 * msgpack_unpack decodes into our zone, which is reused from request
+	 * to request; strings point into p (no copy).
+	 */
+	r = msgpack_unpack(p, len, &off, d->zone, obj);
+	d->zone_big += len;
+	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
+		return -ENOMEM;
+	if (r != MSGPACK_UNPACK_SUCCESS || off != len)
+		return -EINVAL;
+	*out = obj;
+	return 0;
+}
+
+void
+proto_decoded(struct pr_decoder *d)
+{
+	if (d->zone_big > ZONE_KEEP) {
+		/* msgpack_zone_clear keeps the newest chunk, which after a
+		 * large request is a large one: start afresh instead. */
+		msgpack_zone_free(d->zone);
+		d->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+		d->zone_big = 0;
+		return;
+	}
+	msgpack_zone_clear(d->zone);
+}
+
+static bool
+is_uint(const msgpack_object *o)
+{
+	return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+}
+
+void
+proto_parse(const pr_value *o, struct pr_request *rq)
+{
+	const msgpack_object *a;
+	unsigned min, max;
+	uint32_t n;
+	int m;
+
+	memset(rq, 0, sizeof(*rq));
+	rq->kind = PR_KIND_BAD_OBJECT;
+	rq->err = PR_ERR_BAD_REQUEST;
+	rq->why = "expected a request [0, msgid, method, params] or a "
+	    "notification [2, method, params]";
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 2)
+		return;
+	a = o->via.array.ptr;
+	n = o->via.array.size;
+	if (!is_uint(&a[0]))
+		return;
+	if (a[0].via.u64 == PR_MSG_NOTIFY) {
+		if (n == 3 && a[1].type == MSGPACK_OBJECT_STR &&
+		    a[2].type == MSGPACK_OBJECT_ARRAY)
+			rq->kind = PR_KIND_NOTIFY;
+		return;
+	}
+	if (a[0].via.u64 != PR_MSG_REQUEST)
+		return;
+	if (!is_uint(&a[1]) || a[1].via.u64 > UINT32_MAX) {
+		rq->why = "a request's msgid must be a uint32";
+		return;
+	}
+	rq->msgid = (uint32_t)a[1].via.u64;
+	rq->kind = PR_KIND_BAD_REQUEST;
+	if (n != 4) {
+		rq->why = "a request is an array of 4 elements";
+		return;
+	}
+	if (a[2].type != MSGPACK_OBJECT_STR) {
+		rq->why = "the method must be a str";
+		return;
+	}
+	if (a[3].type != MSGPACK_OBJECT_ARRAY) {
+		rq->why = "the params must be an array";
+		return;
+	}
+	m = pr_method_lookup(a[2].via.str.ptr, a[2].via.str.size);
+	if (m < 0) {
+		rq->err = PR_ERR_UNKNOWN_METHOD;
+		rq->why = "unknown method";
+		return;
+	}
+	pr_method_arity((enum pr_method)m, &min, &max);
+	if (a[3].via.array.size < min || a[3].via.array.size > max) {
+		rq->why = "wrong number of params";
+		return;
+	}
+	rq->kind = PR_KIND_REQUEST;
+	rq->err = PR_OK;
+	rq->why = NULL;
+	rq->method = (enum pr_method)m;
+	rq->args.v = a[3].via.array.ptr;
+	rq->args.n = a[3].via.array.size;
+	rq->args.i = 0;
+}
+
+bool
+args_more(const struct pr_args *a)
+{
+	return a->i < a->n;
+}
+
+int
+args_str(struct pr_args *a, size_t max, const char **s, size_t *len)
+{
+	const msgpack_object *o;
+
+	if (a->i >= a->n)
+		return PR_ERR_BAD_REQUEST;
+	o = &a->v[a->i];
+	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
+		return PR_ERR_BAD_REQUEST;
+	*s = o->via.str.ptr;
+	*len = o->via.str.size;
+	a->i++;
+	return 0;
+}
+
+int
+args_name(struct pr_args *a, const char **s, size_t *len)
+{
+	const char *p;
+	size_t l;
+
+	if (args_str(a, PR_NAME_MAX, &p, &l) != 0)
+		return PR_ERR_BAD_REQUEST;
+	if (!registry_name_valid(p, l)) {
+		a->i--;
+		return PR_ERR_BAD_REQUEST;
+	}
+	*s = p;
+	*len = l;
+	return 0;
+}
+
+int
+args_uint(struct pr_args *a, uint64_t *u)
+{
+	if (a->i >= a->n || !is_uint(&a->v[a->i]))
+		return PR_ERR_BAD_REQUEST;
+	*u = a->v[a->i++].via.u64;
+	return 0;
+}
+
+int
+args_value(struct pr_args *a, const pr_value **v)
+{
+	if (a->i >= a->n)
+		return PR_ERR_BAD_REQUEST;
+	*v = &a->v[a->i++];
+	return 0;
+}
+
+void
+proto_out_init(struct pr_out *o)
+{
+	msgpack_sbuffer_init(&o->buf);
+	msgpack_packer_init(&o->pk, &o->buf, msgpack_sbuffer_write);
+}
+
+void
+proto_out_deinit(struct pr_out *o)
+{
+	msgpack_sbuffer_destroy(&o->buf);
+}
+
+void
+proto_out_reset(struct pr_out *o)
+{
+	o->buf.size = 0;
+}
+
+/* Pack a str from bytes. */
+static int
+put_str(struct pr_out *o, const char *s, size_t len)
+{
+	if (msgpack_pack_str(&o->pk, len) < 0 ||
+	    msgpack_pack_str_body(&o->pk, s, len) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int
+put_cstr(struct pr_out *o, const char *s)
+{
+	return put_str(o, s, strlen(s));
+}
+
+int
+proto_reply_begin(struct pr_out *o, uint32_t msgid)
+{
+	if (msgpack_pack_array(&o->pk, 4) < 0 ||
+	    msgpack_pack_uint8(&o->pk, PR_MSG_RESPONSE) < 0 ||
+	    msgpack_pack_uint32(&o->pk, msgid) < 0 ||
+	    msgpack_pack_nil(&o->pk) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* [code, message] */
+static int
+put_error(struct pr_out *o, enum pr_err e, const char *msg)
+{
+	if (msgpack_pack_array(&o->pk, 2) < 0 ||
+	    put_cstr(o, pr_err_name(e)) < 0 || put_cstr(o, msg) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_reply_error(struct pr_out *o, uint32_t msgid, enum pr_err e,
+    const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (msgpack_pack_array(&o->pk, 4) < 0 ||
+	    msgpack_pack_uint8(&o->pk, PR_MSG_RESPONSE) < 0 ||
+	    msgpack_pack_uint32(&o->pk, msgid) < 0 ||
+	    put_error(o, e, msg) < 0 || msgpack_pack_nil(&o->pk) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_put_nil(struct pr_out *o)
+{
+	return msgpack_pack_nil(&o->pk) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_put_bool(struct pr_out *o, bool b)
+{
+	return (b ? msgpack_pack_true(&o->pk) : msgpack_pack_false(&o->pk)) < 0 ?
+	    -ENOMEM : 0;
+}
+
+int
+proto_put_uint(struct pr_out *o, uint64_t u)
+{
+	return msgpack_pack_uint64(&o->pk, u) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_put_array(struct pr_out *o, uint32_t n)
+{
+	return msgpack_pack_array(&o->pk, n) < 0 ? -ENOMEM : 0;
+}
+
+/* A map key then an unsigned value. */
+static int
+kv_uint(struct pr_out *o, const char *k, uint64_t v)
+{
+	if (put_cstr(o, k) < 0 || msgpack_pack_uint64(&o->pk, v) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_put_entry(struct pr_out *o, const struct reg_name *n)
+{
+	const struct reg_client *c = n->owner;
+	const char *v = reg_name_value(n);
+
+	if (msgpack_pack_map(&o->pk, 7) < 0 ||
+	    put_cstr(o, "name") < 0 || put_str(o, n->data, n->name_len) < 0 ||
+	    kv_uint(o, "conn", c->id) < 0 ||
+	    put_cstr(o, "pid") < 0 || msgpack_pack_int64(&o->pk, c->pid) < 0 ||
+	    kv_uint(o, "uid", c->uid) < 0 || kv_uint(o, "gid", c->gid) < 0 ||
+	    put_cstr(o, "value") < 0)
+		return -ENOMEM;
+	/* The value is stored encoded: copy its bytes, no re-encoding. */
+	if (n->value_len == 0)
+		v = proto_nil_value;
+	if (msgpack_sbuffer_write(&o->buf, v, n->value_len ? n->value_len : 1) < 0)
+		return -ENOMEM;
+	return kv_uint(o, "since", n->since_ms);
+}
+
+size_t
+proto_entry_size(const struct reg_name *n)
+{
+	/* Keys and worst-case integers: 7 keys ~ 33 bytes, 5 ints <= 45. */
+	return 1 + 33 + 45 + 2 + n->name_len + (n->value_len ? n->value_len : 1);
+}
+
+int
+proto_put_stats(struct pr_out *o, const struct pr_stats *s)
+{
+	if (msgpack_pack_map(&o->pk, 9) < 0 ||
+	    kv_uint(o, "connections", s->connections) < 0 ||
+	    kv_uint(o, "names", s->names) < 0 ||
+	    kv_uint(o, "monitors", s->monitors) < 0 ||
+	    kv_uint(o, "requests", s->requests) < 0 ||
+	    kv_uint(o, "messages", s->messages) < 0 ||
+	    kv_uint(o, "downs", s->downs) < 0 ||
+	    kv_uint(o, "notifications_ignored", s->notifications_ignored) < 0 ||
+	    kv_uint(o, "connections_total", s->connections_total) < 0 ||
+	    kv_uint(o, "uptime_ms", s->uptime_ms) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_put_hello(struct pr_out *o, const struct pr_hello *h)
+{
+	if (msgpack_pack_map(&o->pk, 6) < 0 ||
+	    put_cstr(o, "server") < 0 || put_cstr(o, PR_SERVER_NAME) < 0 ||
+	    put_cstr(o, "version") < 0 || put_cstr(o, PR_VERSION) < 0 ||
+	    kv_uint(o, "protocol", PR_PROTOCOL_VERSION) < 0 ||
+	    kv_uint(o, "conn", h->conn) < 0 ||
+	    put_cstr(o, "boot") < 0 || put_cstr(o, h->boot) < 0 ||
+	    kv_uint(o, "max_message", h->max_message) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/* [2, method, [ with n params to follow */
+static int
+push_begin(struct pr_out *o, const char *method, uint32_t n)
+{
+	if (msgpack_pack_array(&o->pk, 3) < 0 ||
+	    msgpack_pack_uint8(&o->pk, PR_MSG_NOTIFY) < 0 ||
+	    put_cstr(o, method) < 0 || msgpack_pack_array(&o->pk, n) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_push_message(struct pr_out *o, const char *name, size_t len,
+    uint64_t sender, const pr_value *payload)
+{
+	if (push_begin(o, PR_PUSH_MESSAGE, 3) < 0 ||
+	    put_str(o, name, len) < 0 ||
+	    msgpack_pack_uint64(&o->pk, sender) < 0 ||
+	    msgpack_pack_object(&o->pk, *payload) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_push_down(struct pr_out *o, uint64_t ref, const char *name, size_t len,
+    enum pr_down_reason why)
+{
+	if (push_begin(o, PR_PUSH_DOWN, 3) < 0 ||
+	    msgpack_pack_uint64(&o->pk, ref) < 0 ||
+	    put_str(o, name, len) < 0 ||
+	    put_cstr(o, pr_down_reason_name(why)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_push_error(struct pr_out *o, enum pr_err e, const char *msg)
+{
+	if (push_begin(o, PR_PUSH_ERROR, 2) < 0 ||
+	    put_cstr(o, pr_err_name(e)) < 0 || put_cstr(o, msg) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_encode_value(struct pr_out *o, const pr_value *v)
+{
+	return msgpack_pack_object(&o->pk, *v) < 0 ? -ENOMEM : 0;
+}

@@ -1,0 +1,131 @@
+/*
+ * proto.h: decoding requests and encoding replies and notifications.  The
+ * only module that touches msgpack: the rest of the daemon sees names as
+ * bytes, values as opaque decoded objects, and output as byte strings.
+ */
+#ifndef PROTO_H
+#define PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "procreg-protocol.h"
+#include "registry.h"
+
+/* A decoded msgpack value the caller only passes along. */
+typedef msgpack_object	pr_value;
+
+/* Decoder for complete objects (framed by the guard). */
+struct pr_decoder {
+	msgpack_zone	*zone;
+	size_t		 zone_big;	/* bytes decoded since the zone was new */
+};
+
+int	 proto_decoder_init(struct pr_decoder *);
+void	 proto_decoder_deinit(struct pr_decoder *);
+/* Decode one complete object; the result lives until proto_decoded(). */
+int	 proto_decode(struct pr_decoder *, const char *p, size_t len,
+	    const pr_value **out);
+/* Release what the last decode allocated. */
+void	 proto_decoded(struct pr_decoder *);
+
+/* What a top-level object turned out to be. */
+enum pr_kind {
+	PR_KIND_REQUEST,	/* method and params valid, method known */
+	PR_KIND_NOTIFY,		/* well-formed client notification */
+	PR_KIND_BAD_REQUEST,	/* msgid readable: answer with an error */
+	PR_KIND_BAD_OBJECT	/* no msgid: error notification */
+};
+
+/* Typed cursor over a request's params. */
+struct pr_args {
+	const msgpack_object	*v;
+	uint32_t		 n;
+	uint32_t		 i;
+};
+
+struct pr_request {
+	enum pr_kind		 kind;
+	enum pr_err		 err;		/* for the BAD kinds */
+	const char		*why;		/* for the BAD kinds */
+	uint32_t		 msgid;
+	enum pr_method		 method;
+	struct pr_args		 args;
+};
+
+/* Classify and check the shape and arity of a decoded object. */
+void	 proto_parse(const pr_value *, struct pr_request *);
+
+/* Params: each returns 0 or PR_ERR_BAD_REQUEST and advances. */
+bool	 args_more(const struct pr_args *);
+int	 args_name(struct pr_args *, const char **s, size_t *len);
+int	 args_str(struct pr_args *, size_t max, const char **s, size_t *len);
+int	 args_uint(struct pr_args *, uint64_t *);
+int	 args_value(struct pr_args *, const pr_value **);
+
+/* An output buffer for one message at a time. */
+struct pr_out {
+	msgpack_sbuffer	 buf;
+	msgpack_packer	 pk;
+};
+
+struct pr_stats {
+	uint64_t	connections, names, monitors, requests, messages, downs,
+			notifications_ignored, connections_total, uptime_ms;
+};
+
+struct pr_hello {
+	uint64_t	 conn;
+	const char	*boot;
+	uint64_t	 max_message;
+};
+
+void	 proto_out_init(struct pr_out *);
+void	 proto_out_deinit(struct pr_out *);
+/* Empty the buffer (keeping its memory) for the next message. */
+void	 proto_out_reset(struct pr_out *);
+static inline const char *
+proto_out_data(const struct pr_out *o)
+{
+	return o->buf.data;
+}
+static inline size_t
+proto_out_len(const struct pr_out *o)
+{
+	return o->buf.size;
+}
+
+/*
+ * Replies.  proto_reply_begin writes [1, msgid, nil, and the caller then
+ * writes exactly one result with the proto_put_* functions.  Every
+ * encoder returns 0 or -ENOMEM.
+ */
+int	 proto_reply_begin(struct pr_out *, uint32_t msgid);
+int	 proto_reply_error(struct pr_out *, uint32_t msgid, enum pr_err,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int	 proto_put_nil(struct pr_out *);
+int	 proto_put_bool(struct pr_out *, bool);
+int	 proto_put_uint(struct pr_out *, uint64_t);
+int	 proto_put_entry(struct pr_out *, const struct reg_name *);
+int	 proto_put_array(struct pr_out *, uint32_t n);
+int	 proto_put_stats(struct pr_out *, const struct pr_stats *);
+int	 proto_put_hello(struct pr_out *, const struct pr_hello *);
+/* Encoded size of an entry in a reply, for budgeting. */
+size_t	 proto_entry_size(const struct reg_name *);
+
+/* Server notifications. */
+int	 proto_push_message(struct pr_out *, const char *name, size_t len,
+	    uint64_t sender, const pr_value *payload);
+int	 proto_push_down(struct pr_out *, uint64_t ref, const char *name,
+	    size_t len, enum pr_down_reason);
+int	 proto_push_error(struct pr_out *, enum pr_err, const char *msg);
+
+/* Encode a value alone (for storing it); the bytes are in the out. */
+int	 proto_encode_value(struct pr_out *, const pr_value *);
+/* The msgpack encoding of nil, the value of an entry registered bare. */
+extern const char	proto_nil_value[1];
+
+#endif /* PROTO_H */

@@ -1,0 +1,81 @@
+/*
+ * prototab.c: the protocol's string tables (include/procreg-protocol.h).
+ */
+#include <string.h>
+
+#include "procreg-protocol.h"
+
+static const char *const err_names[PR_ERR__COUNT] = {
+	[PR_OK] = "ok",
+	[PR_ERR_BAD_REQUEST] = "bad_request",
+	[PR_ERR_UNKNOWN_METHOD] = "unknown_method",
+	[PR_ERR_TAKEN] = "taken",
+	[PR_ERR_NOT_FOUND] = "not_found",
+	[PR_ERR_NOT_OWNER] = "not_owner",
+	[PR_ERR_BUSY] = "busy",
+	[PR_ERR_LIMIT] = "limit",
+	[PR_ERR_TOO_LARGE] = "too_large",
+};
+
+static const struct {
+	const char	*name;
+	unsigned	 min, max;
+} methods[PR_M__COUNT] = {
+	[PR_M_HELLO] = { "hello", 0, 1 },
+	[PR_M_REGISTER] = { "register", 1, 2 },
+	[PR_M_UNREGISTER] = { "unregister", 1, 1 },
+	[PR_M_WHEREIS] = { "whereis", 1, 1 },
+	[PR_M_SEND] = { "send", 2, 2 },
+	[PR_M_MONITOR] = { "monitor", 1, 1 },
+	[PR_M_DEMONITOR] = { "demonitor", 1, 1 },
+	[PR_M_LIST] = { "list", 0, 3 },
+	[PR_M_STATS] = { "stats", 0, 0 },
+};
+
+static const char *const down_names[PR_DOWN__COUNT] = {
+	[PR_DOWN_UNREGISTERED] = "unregistered",
+	[PR_DOWN_DISCONNECTED] = "disconnected",
+	[PR_DOWN_NOPROC] = "noproc",
+};
+
+const char *
+pr_err_name(enum pr_err e)
+{
+	if ((unsigned)e >= PR_ERR__COUNT)
+		return NULL;
+	return err_names[e];
+}
+
+const char *
+pr_method_name(enum pr_method m)
+{
+	if ((unsigned)m >= PR_M__COUNT)
+		return NULL;
+	return methods[m].name;
+}
+
+int
+pr_method_lookup(const char *s, size_t len)
+{
+	for (int i = 0; i < PR_M__COUNT; i++) {
+		if (strlen(methods[i].name) == len &&
+		    memcmp(methods[i].name, s, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+void
+pr_method_arity(enum pr_method m, unsigned *min, unsigned *max)
+{
+	*min = methods[m].min;
+	*max = methods[m].max;
+}
+
+const char *
+pr_down_reason_name(enum pr_down_reason r)
+{
+	if ((unsigned)r >= PR_DOWN__COUNT)
+		return NULL;
+	return down_names[r];
+}

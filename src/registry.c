@@ -1,0 +1,407 @@
+/*
+ * registry.c: the name and monitor tables (see registry.h).
+ */
+#include <errno.h>
+#include <stdalign.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "registry.h"
+#include "util.h"
+
+static int
+name_cmp(const struct reg_name *a, const struct reg_name *b)
+{
+	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int c = memcmp(a->data, b->data, n);
+
+	if (c != 0)
+		return c;
+	return (int)a->name_len - (int)b->name_len;
+}
+
+/* libbsd's tree.h marks the generated functions __unused, which glibc's
+ * cdefs.h leaves undefined. */
+#ifndef __unused
+#define __unused	__attribute__((unused))
+#endif
+RB_GENERATE_STATIC(reg_order, reg_name, order, name_cmp)
+
+/* A name and its length, the key of the names index. */
+struct name_key {
+	const char	*s;
+	size_t		 len;
+};
+
+/* The key of the monitors index. */
+struct mon_key {
+	const struct reg_client	*holder;
+	uint64_t		 ref;
+};
+
+static uint64_t
+name_hash(const struct registry *reg, const char *s, size_t len)
+{
+	unsigned char out[crypto_shorthash_BYTES];
+	uint64_t h;
+
+	/* Keyed SipHash: clients choose names, so they must not choose
+	 * collisions. */
+	crypto_shorthash(out, (const unsigned char *)s, len, reg->hkey);
+	memcpy(&h, out, sizeof(h));
+	return h;
+}
+
+static bool
+name_eq(const void *item, const void *key)
+{
+	const struct reg_name *n = item;
+	const struct name_key *k = key;
+
+	return n->name_len == k->len && memcmp(n->data, k->s, k->len) == 0;
+}
+
+static uint64_t
+mon_hash(uint64_t id, uint64_t ref)
+{
+	/* splitmix64 finaliser: ids and refs are ours, not the client's. */
+	uint64_t x = id * 0x9e3779b97f4a7c15ULL ^ ref;
+
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static bool
+mon_eq(const void *item, const void *key)
+{
+	const struct reg_monitor *m = item;
+	const struct mon_key *k = key;
+
+	return m->holder == k->holder && m->ref == k->ref;
+}
+
+int
+registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
+    reg_down_fn *down, void *down_arg)
+{
+	memset(reg, 0, sizeof(*reg));
+	if (sodium_init() < 0)
+		return -ENOMEM;
+	randombytes_buf(reg->hkey, sizeof(reg->hkey));
+	if (htab_init(&reg->names, 1024) < 0)
+		return -ENOMEM;
+	if (htab_init(&reg->monitors, 1024) < 0) {
+		htab_deinit(&reg->names);
+		return -ENOMEM;
+	}
+	RB_INIT(&reg->order);
+	LIST_INIT(&reg->clients);
+	reg->max_names = max_names;
+	reg->max_monitors = max_monitors;
+	reg->down = down;
+	reg->down_arg = down_arg;
+	return 0;
+}
+
+void
+registry_deinit(struct registry *reg)
+{
+	struct reg_client *c;
+
+	reg->down = NULL;
+	while ((c = LIST_FIRST(&reg->clients)) != NULL)
+		registry_client_purge(reg, c);
+	htab_deinit(&reg->names);
+	htab_deinit(&reg->monitors);
+}
+
+void
+registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
+    int64_t pid, uint32_t uid, uint32_t gid)
+{
+	memset(c, 0, sizeof(*c));
+	LIST_INIT(&c->names);
+	LIST_INIT(&c->monitors);
+	c->id = id;
+	c->pid = pid;
+	c->uid = uid;
+	c->gid = gid;
+	c->next_ref = 1;
+	LIST_INSERT_HEAD(&reg->clients, c, link);
+}
+
+/* Unlink a monitor from both lists and the index, and free it. */
+static void
+monitor_free(struct registry *reg, struct reg_monitor *m)
+{
+	htab_remove(&reg->monitors, mon_hash(m->holder->id, m->ref), m);
+	LIST_REMOVE(m, by_target);
+	LIST_REMOVE(m, by_holder);
+	m->holder->nmonitors--;
+	reg->nmonitors--;
+	free(m);
+}
+
+/* Fire every monitor of n with reason, unlink n everywhere, free it. */
+static void
+name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
+{
+	struct reg_monitor *m;
+
+	while ((m = LIST_FIRST(&n->monitors)) != NULL) {
+		if (reg->down != NULL)
+			reg->down(reg->down_arg, m->holder, m->ref, n, why);
+		monitor_free(reg, m);
+	}
+	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
+	RB_REMOVE(reg_order, &reg->order, n);
+	LIST_REMOVE(n, owner_link);
+	n->owner->nnames--;
+	reg->nnames--;
+	free(n);
+}
+
+void
+registry_client_purge(struct registry *reg, struct reg_client *c)
+{
+	struct reg_monitor *m;
+	struct reg_name *n;
+
+	if (c->id == 0)
+		return;		/* purged already */
+	/* Its own monitors first, so none of its names fires back at it. */
+	while ((m = LIST_FIRST(&c->monitors)) != NULL)
+		monitor_free(reg, m);
+	while ((n = LIST_FIRST(&c->names)) != NULL)
+		name_remove(reg, n, PR_DOWN_DISCONNECTED);
+	LIST_REMOVE(c, link);
+	c->id = 0;
+}
+
+bool
+registry_name_valid(const char *name, size_t len)
+{
+	if (len == 0 || len > PR_NAME_MAX)
+		return false;
+	if (memchr(name, '\0', len) != NULL)
+		return false;
+	return utf8_valid(name, len);
+}
+
+struct reg_name *
+registry_lookup(const struct registry *reg, const char *name, size_t len)
+{
+	struct name_key k = { name, len };
+
+	return htab_find(&reg->names, name_hash(reg, name, len), name_eq, &k);
+}
+
+int
+registry_register(struct registry *reg, struct reg_client *c, const char *name,
+    size_t len, const void *value, size_t vlen, uint64_t now_ms,
+    struct reg_name **out)
+{
+	struct name_key k = { name, len };
+	struct reg_name *n;
+	uint64_t h;
+
+	h = name_hash(reg, name, len);
+	if ((n = htab_find(&reg->names, h, name_eq, &k)) != NULL) {
+		*out = n;
+		return PR_ERR_TAKEN;
+	}
+	if (c->nnames >= reg->max_names)
+		return PR_ERR_LIMIT;
+	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
+		return PR_ERR_TOO_LARGE;
+	n = malloc(sizeof(*n) + len + vlen);
+	if (n == NULL)
+		return -ENOMEM;
+	memset(n, 0, sizeof(*n));
+	LIST_INIT(&n->monitors);
+	n->owner = c;
+	n->since_ms = now_ms;
+	n->name_len = (uint8_t)len;
+	n->value_len = (uint32_t)vlen;
+	memcpy(n->data, name, len);
+	if (vlen > 0)
+		memcpy(n->data + len, value, vlen);
+	if (htab_insert(&reg->names, h, n) < 0) {
+		free(n);
+		return -ENOMEM;
+	}
+	RB_INSERT(reg_order, &reg->order, n);
+	LIST_INSERT_HEAD(&c->names, n, owner_link);
+	c->nnames++;
+	reg->nnames++;
+	*out = n;
+	return 0;
+}
+
+int
+registry_unregister(struct registry *reg, struct reg_client *c,
+    const char *name, size_t len)
+{
+	struct reg_name *n;
+
+	if ((n = registry_lookup(reg, name, len)) == NULL)
+		return PR_ERR_NOT_FOUND;
+	if (n->owner != c)
+		return PR_ERR_NOT_OWNER;
+	name_remove(reg, n, PR_DOWN_UNREGISTERED);
+	return 0;
+}
+
+int
+registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
+    size_t len, uint64_t *ref, struct reg_name **target)
+{
+	struct reg_monitor *m;
+	struct reg_name *n;
+
+	if (c->nmonitors >= reg->max_monitors)
+		return PR_ERR_LIMIT;
+	n = registry_lookup(reg, name, len);
+	*target = n;
+	if (n == NULL) {
+		/* noproc: the ref is spent, nothing is stored. */
+		*ref = c->next_ref++;
+		return 0;
+	}
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return -ENOMEM;
+	m->holder = c;
+	m->target = n;
+	m->ref = c->next_ref;
+	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
+	c->next_ref++;
+	LIST_INSERT_HEAD(&n->monitors, m, by_target);
+	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
+	c->nmonitors++;
+	reg->nmonitors++;
+	*ref = m->ref;
+	return 0;
+}
+
+bool
+registry_demonitor(struct registry *reg, struct reg_client *c, uint64_t ref)
+{
+	struct mon_key k = { c, ref };
+	struct reg_monitor *m;
+
+	m = htab_find(&reg->monitors, mon_hash(c->id, ref), mon_eq, &k);
+	if (m == NULL)
+		return false;
+	monitor_free(reg, m);
+	return true;
+}
+
+struct reg_name *
+registry_seek(struct registry *reg, const char *key, size_t len, bool strictly)
+{
+	/* A stack element to compare against: header plus the longest name. */
+	alignas(struct reg_name) char buf[sizeof(struct reg_name) + PR_NAME_MAX];
+	struct reg_name *k = (struct reg_name *)buf, *n;
+
+	if (len > PR_NAME_MAX)
+		len = PR_NAME_MAX;
+	k->name_len = (uint8_t)len;
+	memcpy(k->data, key, len);
+	n = RB_NFIND(reg_order, &reg->order, k);
+	if (n != NULL && strictly && name_cmp(n, k) == 0)
+		n = RB_NEXT(reg_order, &reg->order, n);
+	return n;
+}
+
+struct reg_name *
+registry_next(struct registry *reg, struct reg_name *n)
+{
+	(void)reg;
+	return RB_NEXT(reg_order, &reg->order, n);
+}
+
+/* Is m on its target's list? */
+static bool
+on_target_list(const struct reg_monitor *m)
+{
+	const struct reg_monitor *x;
+
+	LIST_FOREACH(x, &m->target->monitors, by_target) {
+		if (x == m)
+			return true;
+	}
+	return false;
+}
+
+const char *
+registry_check(struct registry *reg)
+{
+	struct reg_client *c;
+	struct reg_name *n, *prev = NULL;
+	struct reg_monitor *m;
+	uint64_t names = 0, mons = 0, tree = 0, targeted = 0;
+
+	LIST_FOREACH(c, &reg->clients, link) {
+		uint32_t cn = 0, cm = 0;
+
+		if (c->id == 0)
+			return "a purged client is still listed";
+		LIST_FOREACH(n, &c->names, owner_link) {
+			if (n->owner != c)
+				return "a name is on the list of a client "
+				    "that does not own it";
+			if (registry_lookup(reg, n->data, n->name_len) != n)
+				return "an owned name is missing from the index";
+			cn++;
+		}
+		LIST_FOREACH(m, &c->monitors, by_holder) {
+			struct mon_key k = { c, m->ref };
+
+			if (m->holder != c)
+				return "a monitor is on the list of a client "
+				    "that does not hold it";
+			if (m->target == NULL || !on_target_list(m))
+				return "a held monitor is not on its "
+				    "target's list";
+			if (m->ref >= c->next_ref)
+				return "a monitor ref was never handed out";
+			if (htab_find(&reg->monitors, mon_hash(c->id, m->ref),
+			    mon_eq, &k) != m)
+				return "a monitor is missing from the ref index";
+			cm++;
+		}
+		if (cn != c->nnames)
+			return "a client's name count is wrong";
+		if (cm != c->nmonitors)
+			return "a client's monitor count is wrong";
+		names += cn;
+		mons += cm;
+	}
+	RB_FOREACH(n, reg_order, &reg->order) {
+		if (prev != NULL && name_cmp(prev, n) >= 0)
+			return "the ordered index is out of order";
+		if (n->owner == NULL || n->owner->id == 0)
+			return "a name's owner is gone";
+		LIST_FOREACH(m, &n->monitors, by_target) {
+			if (m->target != n)
+				return "a monitor is on the list of a name "
+				    "it does not watch";
+			targeted++;
+		}
+		prev = n;
+		tree++;
+	}
+	if (names != reg->nnames || tree != reg->nnames ||
+	    reg->names.count != reg->nnames)
+		return "the name counts disagree";
+	if (mons != reg->nmonitors || targeted != reg->nmonitors ||
+	    reg->monitors.count != reg->nmonitors)
+		return "the monitor counts disagree";
+	return NULL;
+}

@@ -1,0 +1,161 @@
+/*
+ * registry.h: the name and monitor tables.  Pure data, no I/O: the daemon
+ * and the unit tests drive it alike.
+ *
+ * Every name is linked into the hash index, the ordered index and its
+ * owner's list; every monitor into its target's and its holder's list and
+ * the ref index.  Purging a client walks only what it owns: O(names +
+ * monitors on them + monitors it holds).
+ *
+ * Return convention: 0 success, a positive enum pr_err for an expected
+ * refusal (it maps to the wire's error code), a negative errno for an
+ * unexpected failure (only -ENOMEM).
+ */
+#ifndef REGISTRY_H
+#define REGISTRY_H
+
+#include <sys/queue.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <bsd/sys/tree.h>
+
+#include "htab.h"
+#include "procreg-protocol.h"
+
+struct reg_name;
+struct reg_monitor;
+
+/* The registry's view of one client connection (embedded in it). */
+struct reg_client {
+	LIST_ENTRY(reg_client)		 link;	/* registry's client list */
+	LIST_HEAD(, reg_name)		 names;	/* names it owns */
+	LIST_HEAD(, reg_monitor)	 monitors; /* monitors it holds */
+	uint64_t			 id;
+	uint64_t			 next_ref;
+	int64_t				 pid;
+	uint32_t			 uid;
+	uint32_t			 gid;
+	uint32_t			 nnames;
+	uint32_t			 nmonitors;
+};
+
+/* A registered name.  The name bytes, then the value's msgpack bytes. */
+struct reg_name {
+	RB_ENTRY(reg_name)		 order;
+	LIST_ENTRY(reg_name)		 owner_link;
+	LIST_HEAD(, reg_monitor)	 monitors; /* monitors on this name */
+	struct reg_client		*owner;
+	uint64_t			 since_ms;
+	uint32_t			 value_len;
+	uint8_t				 name_len;
+	char				 data[];
+};
+
+struct reg_monitor {
+	LIST_ENTRY(reg_monitor)		 by_target;
+	LIST_ENTRY(reg_monitor)		 by_holder;
+	struct reg_client		*holder;
+	struct reg_name			*target;
+	uint64_t			 ref;
+};
+
+/*
+ * Called for each monitor that fires, before the name is freed.  It must
+ * not call back into the registry.
+ */
+typedef void	reg_down_fn(void *arg, struct reg_client *holder, uint64_t ref,
+		    const struct reg_name *target, enum pr_down_reason reason);
+
+RB_HEAD(reg_order, reg_name);
+
+struct registry {
+	struct htab			 names;
+	struct htab			 monitors;
+	struct reg_order		 order;
+	LIST_HEAD(, reg_client)		 clients;
+	unsigned char			 hkey[16];	/* SipHash key */
+	uint64_t			 nnames;
+	uint64_t			 nmonitors;
+	uint32_t			 max_names;	/* per client */
+	uint32_t			 max_monitors;	/* per client */
+	reg_down_fn			*down;
+	void				*down_arg;
+};
+
+/* Set up an empty registry with a random hash key; 0 or -ENOMEM. */
+int	 registry_init(struct registry *, uint32_t max_names,
+	    uint32_t max_monitors, reg_down_fn *down, void *down_arg);
+/* Free every name and monitor (no notifications) and the indexes. */
+void	 registry_deinit(struct registry *);
+
+/* Attach a client with its peer credentials. */
+void	 registry_client_init(struct registry *, struct reg_client *,
+	    uint64_t id, int64_t pid, uint32_t uid, uint32_t gid);
+/*
+ * Drop everything the client holds: its monitors silently, then its names,
+ * firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
+ * Idempotent.
+ */
+void	 registry_client_purge(struct registry *, struct reg_client *);
+
+/* Pointer to a name's bytes and its value's msgpack bytes. */
+static inline const char *
+reg_name_str(const struct reg_name *n)
+{
+	return n->data;
+}
+static inline const char *
+reg_name_value(const struct reg_name *n)
+{
+	return n->data + n->name_len;
+}
+
+/* True when the bytes are a valid name: 1..255 bytes of UTF-8, no NUL. */
+bool	 registry_name_valid(const char *name, size_t len);
+
+/*
+ * Register name for the client with a value (msgpack bytes, copied).
+ * PR_ERR_TAKEN sets *out to the current entry; PR_ERR_LIMIT when the
+ * client holds max_names names; -ENOMEM.  The name must be valid.
+ */
+int	 registry_register(struct registry *, struct reg_client *,
+	    const char *name, size_t len, const void *value, size_t vlen,
+	    uint64_t now_ms, struct reg_name **out);
+/* Remove the client's name, firing PR_DOWN_UNREGISTERED; or
+ * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
+int	 registry_unregister(struct registry *, struct reg_client *,
+	    const char *name, size_t len);
+/* The entry of a name, or NULL. */
+struct reg_name	*registry_lookup(const struct registry *, const char *name,
+	    size_t len);
+
+/*
+ * Monitor a name.  Sets *ref to a new per-client ref.  *target is the name
+ * watched, or NULL when it is not registered: then nothing is stored and
+ * the caller owes the holder a PR_DOWN_NOPROC.  PR_ERR_LIMIT, -ENOMEM.
+ */
+int	 registry_monitor(struct registry *, struct reg_client *,
+	    const char *name, size_t len, uint64_t *ref,
+	    struct reg_name **target);
+/* Cancel an active monitor; false when it fired already or never was. */
+bool	 registry_demonitor(struct registry *, struct reg_client *,
+	    uint64_t ref);
+
+/*
+ * Ordered iteration: the first entry whose name is >= key (> key when
+ * strictly), or NULL; then registry_next.
+ */
+struct reg_name	*registry_seek(struct registry *, const char *key, size_t len,
+	    bool strictly);
+struct reg_name	*registry_next(struct registry *, struct reg_name *);
+
+/*
+ * Verify every cross-link and count.  NULL when all hold, else a static
+ * description of the first violation.
+ */
+const char	*registry_check(struct registry *);
+
+#endif /* REGISTRY_H */

@@ -1,0 +1,321 @@
+/*
+ * server.c: the context, the listener and the loop (see server.h).
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sodium.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "paths.h"
+#include "server.h"
+#include "util.h"
+
+#define ACCEPT_RETRY_MS	200
+#define LISTEN_BACKLOG	1024
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct conn *c;
+
+	(void)fd;
+	(void)what;
+	/* conn_flush may queue more (a resumed reader): drain the list. */
+	while ((c = TAILQ_FIRST(&s->pending)) != NULL) {
+		TAILQ_REMOVE(&s->pending, c, pend_link);
+		c->flags &= ~CONN_PENDING;
+		conn_flush(c);
+	}
+	while ((c = TAILQ_FIRST(&s->reap)) != NULL)
+		conn_free(c);
+}
+
+void
+server_schedule_flush(struct server *s)
+{
+	/*
+	 * Same priority as I/O and appended to the active queue, so it runs
+	 * once after every read callback of this loop turn.  Activating an
+	 * active event is a no-op.
+	 */
+	event_active(s->ev_flush, EV_TIMEOUT, 0);
+}
+
+/* Write a refusal to a connection we will not keep, best effort. */
+static void
+refuse(struct server *s, int fd)
+{
+	proto_out_reset(&s->push);
+	if (proto_push_error(&s->push, PR_ERR_LIMIT, "too many connections; "
+	    "try again later") == 0)
+		(void)send(fd, proto_out_data(&s->push), proto_out_len(&s->push),
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	close(fd);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct server *s = arg;
+
+	(void)l;
+	(void)sa;
+	(void)salen;
+	if (s->nconns >= s->cfg.max_conns) {
+		log_debug(&s->log, "refused a connection: max_conns=%llu "
+		    "reached", (unsigned long long)s->cfg.max_conns);
+		refuse(s, fd);
+		return;
+	}
+	conn_new(s, fd);
+}
+
+static void
+accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->accept_paused = false;
+	evconnlistener_enable(s->listener);
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct server *s = arg;
+	struct timeval tv = { 0, ACCEPT_RETRY_MS * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/*
+	 * Out of descriptors: the pending connection keeps the listener
+	 * readable, so retrying at once would spin.  Pause, retry later.
+	 */
+	evconnlistener_disable(l);
+	if (!s->accept_paused)
+		log_warn(&s->log, "accept: %s; pausing accepts",
+		    evutil_socket_error_to_string(err));
+	s->accept_paused = true;
+	evtimer_add(s->ev_accept_retry, &tv);
+}
+
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)what;
+	log_info(&s->log, "received signal %d, shutting down", (int)sig);
+	event_base_loopexit(s->base, NULL);
+}
+
+/*
+ * Is a daemon answering on path?  1 live, 0 stale, -1 on error (errno).
+ * Blocking connect is fine: it runs once, before the loop starts.
+ */
+static int
+socket_is_live(const struct sockaddr_un *sun)
+{
+	int fd, r;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	r = connect(fd, (const struct sockaddr *)sun, sizeof(*sun));
+	close(fd);
+	if (r == 0)
+		return 1;
+	if (errno == ECONNREFUSED || errno == ENOENT)
+		return 0;
+	return -1;
+}
+
+/* Bind and listen on the configured or default path. */
+static int
+server_listen(struct server *s)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	char err[256];
+	mode_t old;
+	int fd = -1;
+
+	if (s->cfg.socket_path[0] != '\0')
+		snprintf(s->socket_path, sizeof(s->socket_path), "%s",
+		    s->cfg.socket_path);
+	else if (paths_default_socket(s->socket_path, sizeof(s->socket_path),
+	    true, err, sizeof(err)) < 0) {
+		log_err(&s->log, "%s", err);
+		return -1;
+	}
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(s->socket_path) >= sizeof(sun.sun_path)) {
+		log_err(&s->log, "socket path too long: %s", s->socket_path);
+		return -1;
+	}
+	strcpy(sun.sun_path, s->socket_path);
+	if (lstat(s->socket_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_err(&s->log, "%s exists and is not a socket; "
+			    "leaving it alone", s->socket_path);
+			return -1;
+		}
+		switch (socket_is_live(&sun)) {
+		case 1:
+			log_err(&s->log, "another procregd is running on %s",
+			    s->socket_path);
+			return -1;
+		case 0:
+			log_info(&s->log, "removing stale socket %s",
+			    s->socket_path);
+			if (unlink(s->socket_path) < 0 && errno != ENOENT) {
+				log_err(&s->log, "cannot remove %s: %s",
+				    s->socket_path, strerror(errno));
+				return -1;
+			}
+			break;
+		default:
+			log_err(&s->log, "cannot probe %s: %s", s->socket_path,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_err(&s->log, "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* Private per-user registry; a root daemon serves every user. */
+	old = umask(getuid() == 0 ? 0111 : 0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		umask(old);
+		log_err(&s->log, "bind %s: %s", s->socket_path, strerror(errno));
+		goto fail;
+	}
+	umask(old);
+	if (stat(s->socket_path, &st) == 0) {
+		s->socket_dev = st.st_dev;
+		s->socket_ino = st.st_ino;
+	}
+	s->listener = evconnlistener_new(s->base, accept_cb, s,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, LISTEN_BACKLOG, fd);
+	if (s->listener == NULL) {
+		log_err(&s->log, "listen %s: %s", s->socket_path,
+		    strerror(errno));
+		unlink(s->socket_path);
+		goto fail;
+	}
+	evconnlistener_set_error_cb(s->listener, accept_error_cb);
+	return 0;
+fail:
+	close(fd);
+	s->socket_ino = 0;
+	return -1;
+}
+
+int
+server_init(struct server *s, const struct config *cfg)
+{
+	unsigned char rnd[16];
+
+	memset(s, 0, sizeof(*s));
+	s->cfg = *cfg;
+	log_init(&s->log, "procregd", cfg->log_level);
+	TAILQ_INIT(&s->conns);
+	TAILQ_INIT(&s->pending);
+	TAILQ_INIT(&s->reap);
+	proto_out_init(&s->out);
+	proto_out_init(&s->push);
+	proto_out_init(&s->scratch);
+	s->start_mono_ms = now_mono_ms();
+	if (registry_init(&s->reg, (uint32_t)cfg->max_names,
+	    (uint32_t)cfg->max_monitors, dispatch_down, s) < 0 ||
+	    proto_decoder_init(&s->dec) < 0 ||
+	    (s->list_buf = calloc(PR_LIST_MAX, sizeof(*s->list_buf))) == NULL) {
+		log_err(&s->log, "out of memory");
+		return -1;
+	}
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(s->boot, sizeof(s->boot), rnd, sizeof(rnd));
+	signal(SIGPIPE, SIG_IGN);
+	if ((s->base = event_base_new()) == NULL) {
+		log_err(&s->log, "cannot create the event loop");
+		return -1;
+	}
+	s->ev_flush = event_new(s->base, -1, 0, flush_cb, s);
+	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
+	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
+	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
+	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
+	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
+	    event_add(s->ev_sigint, NULL) < 0 ||
+	    event_add(s->ev_sigterm, NULL) < 0) {
+		log_err(&s->log, "cannot set up events");
+		return -1;
+	}
+	if (server_listen(s) < 0)
+		return -1;
+	log_info(&s->log, "listening on %s (protocol %d, max_message=%llu "
+	    "max_conns=%llu)", s->socket_path, PR_PROTOCOL_VERSION,
+	    (unsigned long long)cfg->max_message,
+	    (unsigned long long)cfg->max_conns);
+	return 0;
+}
+
+int
+server_run(struct server *s)
+{
+	if (event_base_dispatch(s->base) < 0) {
+		log_err(&s->log, "event loop failed");
+		return -1;
+	}
+	return 0;
+}
+
+void
+server_deinit(struct server *s)
+{
+	struct conn *c;
+	struct stat st;
+
+	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
+		conn_free(c);
+	if (s->listener != NULL)
+		evconnlistener_free(s->listener);
+	/* Remove the socket only if it is still the one we bound. */
+	if (s->socket_ino != 0 && stat(s->socket_path, &st) == 0 &&
+	    st.st_dev == s->socket_dev && st.st_ino == s->socket_ino)
+		unlink(s->socket_path);
+	if (s->ev_flush)
+		event_free(s->ev_flush);
+	if (s->ev_accept_retry)
+		event_free(s->ev_accept_retry);
+	if (s->ev_sigint)
+		event_free(s->ev_sigint);
+	if (s->ev_sigterm)
+		event_free(s->ev_sigterm);
+	if (s->base)
+		event_base_free(s->base);
+	registry_deinit(&s->reg);
+	proto_decoder_deinit(&s->dec);
+	proto_out_deinit(&s->out);
+	proto_out_deinit(&s->push);
+	proto_out_deinit(&s->scratch);
+	free(s->list_buf);
+}

@@ -1,0 +1,73 @@
+/*
+ * server.h: the daemon's one context struct and its event loop: the
+ * listener, signals, and the once-per-loop-turn flush of every connection
+ * with pending output.
+ */
+#ifndef SERVER_H
+#define SERVER_H
+
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "log.h"
+#include "proto.h"
+#include "registry.h"
+
+struct conn;
+
+struct counters {
+	uint64_t	requests;
+	uint64_t	messages;
+	uint64_t	downs;
+	uint64_t	notifications_ignored;
+	uint64_t	connections_total;
+};
+
+/* All mutable daemon state.  Passed explicitly; there are no globals. */
+struct server {
+	struct config		 cfg;
+	struct logger		 log;
+	struct event_base	*base;
+	struct evconnlistener	*listener;
+	struct event		*ev_flush;	/* runs after each I/O batch */
+	struct event		*ev_accept_retry;
+	struct event		*ev_sigint;
+	struct event		*ev_sigterm;
+	struct registry		 reg;
+	struct pr_decoder	 dec;
+	struct pr_out		 out;		/* replies */
+	struct pr_out		 push;		/* notifications to others */
+	struct pr_out		 scratch;	/* values being stored */
+	struct reg_name		**list_buf;	/* PR_LIST_MAX entries */
+	TAILQ_HEAD(, conn)	 conns;		/* every connection */
+	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
+	TAILQ_HEAD(, conn)	 reap;		/* closed, to free */
+	uint64_t		 nconns;	/* open (not closing) */
+	uint64_t		 next_conn_id;
+	struct counters		 stats;
+	uint64_t		 start_mono_ms;
+	char			 boot[33];
+	char			 socket_path[108];
+	dev_t			 socket_dev;	/* to unlink only our own */
+	ino_t			 socket_ino;
+	bool			 accept_paused;
+};
+
+/*
+ * Set up the context, the registry and the listening socket.  0, or -1
+ * after logging why (another daemon answers on the path, the path is not a
+ * socket, ...).
+ */
+int	server_init(struct server *, const struct config *);
+/* Run until SIGTERM or SIGINT; 0 on a clean stop. */
+int	server_run(struct server *);
+/* Close every connection, remove the socket file we created, free all. */
+void	server_deinit(struct server *);
+/* Make sure the flush event runs at the end of this loop turn. */
+void	server_schedule_flush(struct server *);
+
+#endif /* SERVER_H */
