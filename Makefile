@@ -33,6 +33,7 @@ TESTLIB	 = tests/testlib.o
 STAMP	 = src/.build-flags
 
 .PHONY: all deps test run clean FORCE
+.SECONDARY:
 
 all: deps
 	@$(MAKE) --no-print-directory procregd

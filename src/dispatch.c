@@ -252,9 +252,10 @@ h_list(struct call *k)
 	    limit > PR_LIST_MAX))
 		return fail(k, PR_ERR_BAD_REQUEST, "the limit must be a uint "
 		    "from 1 to %d", PR_LIST_MAX);
-	if (args_more(a) && args_str(a, PR_NAME_MAX, &after, &alen) != 0)
-		return fail(k, PR_ERR_BAD_REQUEST, "after must be a str of at "
-		    "most 255 bytes");
+	/* A longer after works too: registry_seek compares its first 255
+	 * bytes strictly, which no name of 255 bytes or less can equal. */
+	if (args_more(a) && args_str(a, SIZE_MAX, &after, &alen) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "after must be a str");
 	if (plen <= PR_NAME_MAX) {
 		if (after != NULL && bytes_cmp(after, alen, prefix, plen) >= 0)
 			n = registry_seek(&s->reg, after, alen, true);

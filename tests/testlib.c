@@ -1,0 +1,468 @@
+/*
+ * testlib.c: integration-test helpers (see testlib.h).
+ */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+static long long
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *
+t_procregd(void)
+{
+	const char *p = getenv("PROCREGD");
+
+	return p != NULL ? p : "./procregd";
+}
+
+static int
+try_connect(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void
+t_daemon_start(struct tdaemon *d, ...)
+{
+	const char *argv[32];
+	int argc = 0;
+	long long deadline;
+	va_list ap;
+	const char *a;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "/tmp/procreg-test.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(d->dir));
+	snprintf(d->path, sizeof(d->path), "%s/s.sock", d->dir);
+	argv[argc++] = t_procregd();
+	argv[argc++] = "-s";
+	argv[argc++] = d->path;
+	va_start(ap, d);
+	while ((a = va_arg(ap, const char *)) != NULL && argc < 30)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	d->pid = fork();
+	ck_assert_int_ge(d->pid, 0);
+	if (d->pid == 0) {
+		/* Never outlive the test process. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (!getenv("T_DAEMON_LOG"))
+			freopen("/dev/null", "w", stderr);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	/*
+	 * Wait for the socket file rather than connecting, so that the test's
+	 * first connection is the daemon's conn 1.
+	 */
+	deadline = mono_ms() + T_TIMEOUT_MS;
+	for (;;) {
+		struct stat st;
+
+		if (stat(d->path, &st) == 0 && S_ISSOCK(st.st_mode))
+			break;
+		ck_assert_msg(t_daemon_alive(d), "procregd exited at start");
+		ck_assert_msg(mono_ms() < deadline, "procregd did not start");
+		usleep(2000);
+	}
+}
+
+bool
+t_daemon_alive(struct tdaemon *d)
+{
+	return waitpid(d->pid, NULL, WNOHANG) == 0;
+}
+
+void
+t_daemon_stop(struct tdaemon *d)
+{
+	int status = 0;
+	struct stat st;
+
+	ck_assert_int_eq(kill(d->pid, SIGTERM), 0);
+	ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "procregd did not exit cleanly (status %d)", status);
+	/* A clean exit removes the socket it created. */
+	ck_assert_int_ne(stat(d->path, &st), 0);
+	rmdir(d->dir);
+}
+
+struct tclient *
+t_connect(const char *path)
+{
+	struct tclient *c = calloc(1, sizeof(*c));
+
+	ck_assert_ptr_nonnull(c);
+	/* Between bind and listen a connect is refused: retry briefly. */
+	for (int i = 0; (c->fd = try_connect(path)) < 0 && i < 500; i++)
+		usleep(2000);
+	ck_assert_msg(c->fd >= 0, "cannot connect to %s", path);
+	ck_assert(msgpack_unpacker_init(&c->unp, 64 * 1024));
+	msgpack_unpacked_init(&c->res);
+	c->next_msgid = 1;
+	return c;
+}
+
+void
+t_close(struct tclient *c)
+{
+	if (c == NULL)
+		return;
+	close(c->fd);
+	msgpack_unpacked_destroy(&c->res);
+	msgpack_unpacker_destroy(&c->unp);
+	free(c);
+}
+
+void
+t_send_raw(struct tclient *c, const void *p, size_t len)
+{
+	const char *b = p;
+
+	while (len > 0) {
+		ssize_t n = send(c->fd, b, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_msg(n > 0, "send: %s", strerror(errno));
+		b += n;
+		len -= (size_t)n;
+	}
+}
+
+void
+t_send_pack(struct tclient *c, struct tpack *p)
+{
+	t_send_raw(c, p->buf.data, p->buf.size);
+}
+
+/* Read more bytes into the unpacker; 1 data, 0 EOF, -1 timeout/error. */
+static int
+fill(struct tclient *c, long long deadline)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
+	ssize_t n;
+	long long left = deadline - mono_ms();
+
+	if (left < 0)
+		left = 0;
+	if (poll(&pfd, 1, (int)left) <= 0)
+		return -1;
+	if (!msgpack_unpacker_reserve_buffer(&c->unp, 64 * 1024))
+		return -1;
+	n = read(c->fd, msgpack_unpacker_buffer(&c->unp),
+	    msgpack_unpacker_buffer_capacity(&c->unp));
+	if (n < 0)
+		return errno == ECONNRESET ? 0 : -1;
+	if (n == 0)
+		return 0;
+	msgpack_unpacker_buffer_consumed(&c->unp, (size_t)n);
+	return 1;
+}
+
+msgpack_object *
+t_recv(struct tclient *c, int timeout_ms)
+{
+	long long deadline = mono_ms() +
+	    (timeout_ms < 0 ? T_TIMEOUT_MS : timeout_ms);
+
+	for (;;) {
+		msgpack_unpack_return r = msgpack_unpacker_next(&c->unp,
+		    &c->res);
+
+		if (r == MSGPACK_UNPACK_SUCCESS)
+			return &c->res.data;
+		ck_assert_msg(r == MSGPACK_UNPACK_CONTINUE,
+		    "the daemon sent invalid msgpack");
+		if (fill(c, deadline) <= 0)
+			return NULL;
+	}
+}
+
+bool
+t_wait_eof(struct tclient *c, int timeout_ms)
+{
+	long long deadline = mono_ms() +
+	    (timeout_ms < 0 ? T_TIMEOUT_MS : timeout_ms);
+
+	for (;;) {
+		int r = fill(c, deadline);
+
+		if (r == 0)
+			return true;
+		if (r < 0)
+			return false;
+		while (msgpack_unpacker_next(&c->unp, &c->res) ==
+		    MSGPACK_UNPACK_SUCCESS)
+			;
+	}
+}
+
+void
+tp_init(struct tpack *p)
+{
+	msgpack_sbuffer_init(&p->buf);
+	msgpack_packer_init(&p->pk, &p->buf, msgpack_sbuffer_write);
+}
+
+void
+tp_free(struct tpack *p)
+{
+	msgpack_sbuffer_destroy(&p->buf);
+}
+
+void
+tp_reset(struct tpack *p)
+{
+	msgpack_sbuffer_clear(&p->buf);
+}
+
+void
+tp_req(struct tpack *p, uint32_t msgid, const char *method, uint32_t n)
+{
+	msgpack_pack_array(&p->pk, 4);
+	msgpack_pack_uint8(&p->pk, 0);
+	msgpack_pack_uint32(&p->pk, msgid);
+	tp_str(p, method);
+	msgpack_pack_array(&p->pk, n);
+}
+
+void
+tp_str(struct tpack *p, const char *s)
+{
+	tp_strn(p, s, strlen(s));
+}
+
+void
+tp_strn(struct tpack *p, const char *s, size_t n)
+{
+	msgpack_pack_str(&p->pk, n);
+	msgpack_pack_str_body(&p->pk, s, n);
+}
+
+void
+tp_uint(struct tpack *p, uint64_t u)
+{
+	msgpack_pack_uint64(&p->pk, u);
+}
+
+void
+tp_int(struct tpack *p, int64_t i)
+{
+	msgpack_pack_int64(&p->pk, i);
+}
+
+void
+tp_nil(struct tpack *p)
+{
+	msgpack_pack_nil(&p->pk);
+}
+
+void
+tp_arr(struct tpack *p, uint32_t n)
+{
+	msgpack_pack_array(&p->pk, n);
+}
+
+void
+tp_map(struct tpack *p, uint32_t n)
+{
+	msgpack_pack_map(&p->pk, n);
+}
+
+static uint32_t
+vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
+{
+	struct tpack p;
+	uint32_t id = c->next_msgid++;
+
+	tp_init(&p);
+	tp_req(&p, id, method, (uint32_t)strlen(fmt));
+	for (const char *f = fmt; *f; f++) {
+		switch (*f) {
+		case 's':
+			tp_str(&p, va_arg(ap, const char *));
+			break;
+		case 'u':
+			tp_uint(&p, va_arg(ap, uint64_t));
+			break;
+		case 'i':
+			tp_int(&p, va_arg(ap, int64_t));
+			break;
+		default:
+			tp_nil(&p);
+			break;
+		}
+	}
+	t_send_pack(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+uint32_t
+t_request(struct tclient *c, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	uint32_t id;
+
+	va_start(ap, fmt);
+	id = vrequest(c, method, fmt, ap);
+	va_end(ap);
+	return id;
+}
+
+/* Receive the response to msgid; fails the test on anything else. */
+static msgpack_object *
+recv_response(struct tclient *c, uint32_t msgid)
+{
+	msgpack_object *o = t_recv(c, -1);
+
+	ck_assert_msg(o != NULL, "no response to msgid %u", msgid);
+	ck_assert_msg(o->type == MSGPACK_OBJECT_ARRAY &&
+	    o->via.array.size == 4, "expected a response array");
+	ck_assert_uint_eq(o->via.array.ptr[0].via.u64, 1);
+	ck_assert_uint_eq(o->via.array.ptr[1].via.u64, msgid);
+	return o;
+}
+
+msgpack_object *
+t_ok(struct tclient *c, uint32_t msgid)
+{
+	msgpack_object *o = recv_response(c, msgid);
+	msgpack_object *e = &o->via.array.ptr[2];
+
+	ck_assert_msg(e->type == MSGPACK_OBJECT_NIL,
+	    "msgid %u: unexpected error %.*s", msgid,
+	    e->type == MSGPACK_OBJECT_ARRAY &&
+	    e->via.array.ptr[0].type == MSGPACK_OBJECT_STR ?
+	    (int)e->via.array.ptr[0].via.str.size : 1,
+	    e->type == MSGPACK_OBJECT_ARRAY &&
+	    e->via.array.ptr[0].type == MSGPACK_OBJECT_STR ?
+	    e->via.array.ptr[0].via.str.ptr : "?");
+	return &o->via.array.ptr[3];
+}
+
+void
+t_err(struct tclient *c, uint32_t msgid, const char *code)
+{
+	msgpack_object *o = recv_response(c, msgid);
+	msgpack_object *e = &o->via.array.ptr[2];
+
+	ck_assert_msg(e->type == MSGPACK_OBJECT_ARRAY &&
+	    e->via.array.size == 2, "msgid %u: expected error %s", msgid, code);
+	ck_assert_msg(o_is_str(&e->via.array.ptr[0], code),
+	    "msgid %u: expected error %s, got %.*s", msgid, code,
+	    (int)e->via.array.ptr[0].via.str.size,
+	    e->via.array.ptr[0].via.str.ptr);
+	ck_assert_int_eq(e->via.array.ptr[1].type, MSGPACK_OBJECT_STR);
+	ck_assert_int_eq(o->via.array.ptr[3].type, MSGPACK_OBJECT_NIL);
+}
+
+msgpack_object *
+t_call_ok(struct tclient *c, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	uint32_t id;
+
+	va_start(ap, fmt);
+	id = vrequest(c, method, fmt, ap);
+	va_end(ap);
+	return t_ok(c, id);
+}
+
+void
+t_call_err(struct tclient *c, const char *code, const char *method,
+    const char *fmt, ...)
+{
+	va_list ap;
+	uint32_t id;
+
+	va_start(ap, fmt);
+	id = vrequest(c, method, fmt, ap);
+	va_end(ap);
+	t_err(c, id, code);
+}
+
+msgpack_object *
+t_push(struct tclient *c, const char *kind)
+{
+	msgpack_object *o = t_recv(c, -1);
+
+	ck_assert_msg(o != NULL, "no %s notification", kind);
+	ck_assert_msg(o->type == MSGPACK_OBJECT_ARRAY &&
+	    o->via.array.size == 3 && o->via.array.ptr[0].via.u64 == 2,
+	    "expected a notification");
+	ck_assert_msg(o_is_str(&o->via.array.ptr[1], kind),
+	    "expected a %s notification", kind);
+	ck_assert_int_eq(o->via.array.ptr[2].type, MSGPACK_OBJECT_ARRAY);
+	return &o->via.array.ptr[2];
+}
+
+bool
+o_is_str(const msgpack_object *o, const char *s)
+{
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+	    memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+msgpack_object *
+o_get(const msgpack_object *map, const char *key)
+{
+	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		if (o_is_str(&map->via.map.ptr[i].key, key))
+			return &map->via.map.ptr[i].val;
+	}
+	ck_abort_msg("no key %s in map", key);
+	return NULL;
+}
+
+uint64_t
+o_uint(const msgpack_object *o)
+{
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	return o->via.u64;
+}
+
+uint64_t
+t_stat(struct tclient *c, const char *key)
+{
+	return o_uint(o_get(t_call_ok(c, "stats", ""), key));
+}

@@ -1,0 +1,328 @@
+/*
+ * check_proto.c: unit tests of the protocol layer with no sockets: the
+ * framing guard (splits, limits, depth, bad bytes) and request
+ * classification.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "guard.h"
+#include "proto.h"
+#include "testlib.h"
+
+/* Feed a buffer in chunks of `step` bytes; count objects and the status
+ * that ended the scan. */
+static enum guard_status
+scan_all(struct guard *g, const uint8_t *p, size_t n, size_t step,
+    int *objects)
+{
+	size_t off = 0;
+
+	*objects = 0;
+	while (off < n) {
+		size_t chunk = n - off < step ? n - off : step, used, at = 0;
+		enum guard_status st;
+
+		while (at < chunk) {
+			st = guard_scan(g, p + off + at, chunk - at, &used);
+			at += used;
+			if (st == GUARD_OBJECT)
+				(*objects)++;
+			else if (st != GUARD_MORE)
+				return st;
+		}
+		off += chunk;
+	}
+	return GUARD_MORE;
+}
+
+START_TEST(guard_frames_every_type_at_every_split)
+{
+	struct tpack p;
+	struct guard g;
+	int objs;
+
+	tp_init(&p);
+	/* One object of each kind msgpack has. */
+	msgpack_pack_nil(&p.pk);
+	msgpack_pack_true(&p.pk);
+	msgpack_pack_int8(&p.pk, -5);
+	msgpack_pack_uint8(&p.pk, 200);
+	msgpack_pack_uint16(&p.pk, 60000);
+	msgpack_pack_uint32(&p.pk, 4000000000u);
+	msgpack_pack_uint64(&p.pk, 1ull << 60);
+	msgpack_pack_int16(&p.pk, -30000);
+	msgpack_pack_int32(&p.pk, -2000000000);
+	msgpack_pack_int64(&p.pk, -(1ll << 60));
+	msgpack_pack_float(&p.pk, 1.5f);
+	msgpack_pack_double(&p.pk, 2.5);
+	tp_str(&p, "");
+	tp_str(&p, "short");
+	{
+		char s[300];
+
+		memset(s, 'x', sizeof(s));
+		tp_strn(&p, s, 40);	/* str8 */
+		tp_strn(&p, s, 300);	/* str16 */
+		msgpack_pack_bin(&p.pk, 300);
+		msgpack_pack_bin_body(&p.pk, s, 300);
+		msgpack_pack_bin(&p.pk, 3);
+		msgpack_pack_bin_body(&p.pk, s, 3);
+		for (int len = 1; len <= 20; len++) {	/* fixext and ext8 */
+			msgpack_pack_ext(&p.pk, (size_t)len, 7);
+			msgpack_pack_ext_body(&p.pk, s, (size_t)len);
+		}
+		msgpack_pack_ext(&p.pk, 300, 1);	/* ext16 */
+		msgpack_pack_ext_body(&p.pk, s, 300);
+	}
+	tp_arr(&p, 0);
+	tp_map(&p, 0);
+	tp_arr(&p, 20);		/* array16 */
+	for (int i = 0; i < 20; i++)
+		tp_uint(&p, (uint64_t)i);
+	tp_map(&p, 2);
+	tp_str(&p, "k");
+	tp_arr(&p, 1);
+	tp_map(&p, 0);
+	tp_str(&p, "k2");
+	tp_nil(&p);
+	tp_req(&p, 1, "stats", 0);
+	for (size_t step = 1; step <= 9; step++) {
+		guard_init(&g, 1 << 20);
+		ck_assert_int_eq(scan_all(&g, (uint8_t *)p.buf.data, p.buf.size,
+		    step, &objs), GUARD_MORE);
+		ck_assert_int_eq(objs, 44);
+		ck_assert_uint_eq(g.size, 0);	/* ended on a boundary */
+	}
+	tp_free(&p);
+}
+END_TEST
+
+START_TEST(guard_reports_object_ends)
+{
+	const uint8_t two[] = { 0x92, 0x01, 0x02, 0x93, 0x01 };
+	struct guard g;
+	size_t used;
+
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, two, sizeof(two), &used), GUARD_OBJECT);
+	ck_assert_uint_eq(used, 3);
+	ck_assert_int_eq(guard_scan(&g, two + 3, 2, &used), GUARD_MORE);
+	ck_assert_uint_eq(used, 2);
+}
+END_TEST
+
+START_TEST(guard_rejects_c1)
+{
+	const uint8_t bad[] = { 0x92, 0x01, 0xc1 };
+	struct guard g;
+	size_t used;
+
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, bad, sizeof(bad), &used), GUARD_BAD);
+}
+END_TEST
+
+START_TEST(guard_too_large_from_headers_alone)
+{
+	/* Each of these declares more than fits, in a handful of bytes. */
+	const uint8_t str32[] = { 0x94, 0x00, 0x01, 0xdb, 0x7f, 0xff, 0xff,
+	    0xff };
+	const uint8_t arr32[] = { 0xdd, 0x7f, 0xff, 0xff, 0xff };
+	const uint8_t map32[] = { 0xdf, 0x00, 0x01, 0x00, 0x00 };
+	const uint8_t bin16[] = { 0xc5, 0x04, 0x01 };	/* 1025 bytes */
+	const uint8_t ext32[] = { 0xc9, 0x00, 0x10, 0x00, 0x00, 0x01 };
+	const uint8_t *cases[] = { str32, arr32, map32, bin16, ext32 };
+	const size_t lens[] = { sizeof(str32), sizeof(arr32), sizeof(map32),
+	    sizeof(bin16), sizeof(ext32) };
+	struct guard g;
+	size_t used;
+
+	for (int i = 0; i < 5; i++) {
+		guard_init(&g, 1024);
+		ck_assert_int_eq(guard_scan(&g, cases[i], lens[i], &used),
+		    GUARD_TOO_LARGE);
+	}
+}
+END_TEST
+
+START_TEST(guard_size_bound_is_exact)
+{
+	/* A str8 of 253 bytes: 255 bytes in all. */
+	uint8_t buf[255];
+	struct guard g;
+	size_t used;
+
+	buf[0] = 0xd9;
+	buf[1] = 253;
+	memset(buf + 2, 'a', 253);
+	guard_init(&g, 255);
+	ck_assert_int_eq(guard_scan(&g, buf, sizeof(buf), &used), GUARD_OBJECT);
+	ck_assert_uint_eq(used, 255);
+	guard_init(&g, 254);
+	ck_assert_int_eq(guard_scan(&g, buf, sizeof(buf), &used),
+	    GUARD_TOO_LARGE);
+	/* Many small elements add up too. */
+	{
+		uint8_t arr[3 + 300];
+
+		arr[0] = 0xdc;
+		arr[1] = 0x01;
+		arr[2] = 0x2c;		/* 300 elements */
+		memset(arr + 3, 0xc0, 300);
+		guard_init(&g, 303);
+		ck_assert_int_eq(guard_scan(&g, arr, sizeof(arr), &used),
+		    GUARD_OBJECT);
+		guard_init(&g, 302);
+		ck_assert_int_eq(guard_scan(&g, arr, sizeof(arr), &used),
+		    GUARD_TOO_LARGE);
+	}
+}
+END_TEST
+
+START_TEST(guard_depth)
+{
+	uint8_t buf[64];
+	struct guard g;
+	size_t used;
+
+	memset(buf, 0x91, PR_NESTING_MAX);
+	buf[PR_NESTING_MAX] = 0xc0;
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX + 1, &used),
+	    GUARD_OBJECT);
+	memset(buf, 0x91, PR_NESTING_MAX + 1);
+	buf[PR_NESTING_MAX + 1] = 0xc0;
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX + 2, &used),
+	    GUARD_TOO_DEEP);
+}
+END_TEST
+
+START_TEST(decoder_handles_max_depth)
+{
+	/* The guard's limit must be within what msgpack-c can decode. */
+	uint8_t buf[64];
+	struct pr_decoder d;
+	const pr_value *v;
+
+	memset(buf, 0x91, PR_NESTING_MAX);
+	buf[PR_NESTING_MAX] = 0xc0;
+	ck_assert_int_eq(proto_decoder_init(&d), 0);
+	ck_assert_int_eq(proto_decode(&d, (char *)buf, PR_NESTING_MAX + 1, &v),
+	    0);
+	ck_assert_int_eq(v->type, MSGPACK_OBJECT_ARRAY);
+	proto_decoded(&d);
+	proto_decoder_deinit(&d);
+}
+END_TEST
+
+/* Decode bytes and classify them. */
+static void
+classify(const void *bytes, size_t len, struct pr_request *rq)
+{
+	struct pr_decoder d;
+	const pr_value *v;
+
+	ck_assert_int_eq(proto_decoder_init(&d), 0);
+	ck_assert_int_eq(proto_decode(&d, bytes, len, &v), 0);
+	proto_parse(v, rq);
+	/* The request points into the zone: copy what the tests read. */
+	rq->args.v = NULL;
+	proto_decoded(&d);
+	proto_decoder_deinit(&d);
+}
+
+START_TEST(parse_classifies)
+{
+	struct pr_request rq;
+
+	/* [0, 5, "stats", []] */
+	classify("\x94\x00\x05\xa5stats\x90", 10, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_REQUEST);
+	ck_assert_int_eq(rq.method, PR_M_STATS);
+	ck_assert_uint_eq(rq.msgid, 5);
+	/* [0, 5, "stats", [1]]: arity */
+	classify("\x94\x00\x05\xa5stats\x91\x01", 11, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
+	ck_assert_int_eq(rq.err, PR_ERR_BAD_REQUEST);
+	/* [0, 6, "nope", []] */
+	classify("\x94\x00\x06\xa4nope\x90", 9, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
+	ck_assert_int_eq(rq.err, PR_ERR_UNKNOWN_METHOD);
+	ck_assert_uint_eq(rq.msgid, 6);
+	/* [0, 7, 1, []]: method not a str */
+	classify("\x94\x00\x07\x01\x90", 5, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
+	/* [0, 8, "stats"]: three elements */
+	classify("\x93\x00\x08\xa5stats", 9, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
+	ck_assert_uint_eq(rq.msgid, 8);
+	/* [0, -1, "stats", []]: no msgid */
+	classify("\x94\x00\xff\xa5stats\x90", 10, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	/* [0, 2^32, "stats", []] */
+	classify("\x94\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa5stats\x90",
+	    18, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	/* [2, "x", []]: a client notification */
+	classify("\x93\x02\xa1x\x90", 5, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_NOTIFY);
+	/* [2, "x", {}]: malformed notification */
+	classify("\x93\x02\xa1x\x80", 5, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	/* 42, {}, [], [1, 1, nil, nil] */
+	classify("\x2a", 1, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	classify("\x80", 1, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	classify("\x90", 1, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+	classify("\x94\x01\x01\xc0\xc0", 5, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_BAD_OBJECT);
+}
+END_TEST
+
+START_TEST(protocol_tables)
+{
+	ck_assert_str_eq(pr_err_name(PR_ERR_TOO_LARGE), "too_large");
+	ck_assert_ptr_null(pr_err_name(PR_ERR__COUNT));
+	for (int m = 0; m < PR_M__COUNT; m++) {
+		const char *n = pr_method_name((enum pr_method)m);
+
+		ck_assert_int_eq(pr_method_lookup(n, strlen(n)), m);
+	}
+	ck_assert_int_eq(pr_method_lookup("Stats", 5), -1);
+	ck_assert_int_eq(pr_method_lookup("stat", 4), -1);
+	ck_assert_str_eq(pr_down_reason_name(PR_DOWN_NOPROC), "noproc");
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("proto");
+	TCase *tg = tcase_create("guard");
+	TCase *tp = tcase_create("parse");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tg, guard_frames_every_type_at_every_split);
+	tcase_add_test(tg, guard_reports_object_ends);
+	tcase_add_test(tg, guard_rejects_c1);
+	tcase_add_test(tg, guard_too_large_from_headers_alone);
+	tcase_add_test(tg, guard_size_bound_is_exact);
+	tcase_add_test(tg, guard_depth);
+	tcase_add_test(tg, decoder_handles_max_depth);
+	tcase_add_test(tp, parse_classifies);
+	tcase_add_test(tp, protocol_tables);
+	suite_add_tcase(s, tg);
+	suite_add_tcase(s, tp);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,402 @@
+/*
+ * check_registry.c: unit tests of the registry core and its hash table,
+ * with no sockets: names, monitors, purge, ordering, invariants.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "htab.h"
+#include "registry.h"
+
+/* Every down the registry fires, recorded. */
+struct down_rec {
+	struct reg_client	*holder;
+	uint64_t		 ref;
+	char			 name[256];
+	enum pr_down_reason	 why;
+};
+
+struct downs {
+	struct down_rec	 rec[4096];
+	int		 n;
+};
+
+static void
+record_down(void *arg, struct reg_client *holder, uint64_t ref,
+    const struct reg_name *target, enum pr_down_reason why)
+{
+	struct downs *d = arg;
+
+	ck_assert_int_lt(d->n, 4096);
+	d->rec[d->n].holder = holder;
+	d->rec[d->n].ref = ref;
+	memcpy(d->rec[d->n].name, target->data, target->name_len);
+	d->rec[d->n].name[target->name_len] = '\0';
+	d->rec[d->n].why = why;
+	d->n++;
+}
+
+static struct registry reg;
+static struct downs downs;
+static struct reg_client ca, cb, cc;
+
+static void
+setup(void)
+{
+	memset(&downs, 0, sizeof(downs));
+	ck_assert_int_eq(registry_init(&reg, 1000, 1000, record_down, &downs),
+	    0);
+	registry_client_init(&reg, &ca, 1, 100, 1000, 1000);
+	registry_client_init(&reg, &cb, 2, 200, 1001, 1001);
+	registry_client_init(&reg, &cc, 3, 300, 1002, 1002);
+}
+
+static void
+teardown(void)
+{
+	ck_assert_ptr_null(registry_check(&reg));
+	registry_deinit(&reg);
+}
+
+static struct reg_name *
+reg_ok(struct reg_client *c, const char *name, const char *value)
+{
+	struct reg_name *n = NULL;
+
+	ck_assert_int_eq(registry_register(&reg, c, name, strlen(name), value,
+	    value ? strlen(value) : 0, 42, &n), 0);
+	ck_assert_ptr_nonnull(n);
+	return n;
+}
+
+START_TEST(register_lookup_unregister)
+{
+	struct reg_name *n = reg_ok(&ca, "db", "\xa1x"), *t;
+
+	ck_assert_ptr_eq(registry_lookup(&reg, "db", 2), n);
+	ck_assert_ptr_eq(n->owner, &ca);
+	ck_assert_uint_eq(n->since_ms, 42);
+	ck_assert_uint_eq(n->value_len, 2);
+	ck_assert_mem_eq(reg_name_value(n), "\xa1x", 2);
+	ck_assert_int_eq(registry_register(&reg, &cb, "db", 2, NULL, 0, 1, &t),
+	    PR_ERR_TAKEN);
+	ck_assert_ptr_eq(t, n);
+	ck_assert_int_eq(registry_register(&reg, &ca, "db", 2, NULL, 0, 1, &t),
+	    PR_ERR_TAKEN);
+	ck_assert_int_eq(registry_unregister(&reg, &cb, "db", 2),
+	    PR_ERR_NOT_OWNER);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "nope", 4),
+	    PR_ERR_NOT_FOUND);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "db", 2), 0);
+	ck_assert_ptr_null(registry_lookup(&reg, "db", 2));
+	ck_assert_uint_eq(reg.nnames, 0);
+	ck_assert_uint_eq(ca.nnames, 0);
+}
+END_TEST
+
+START_TEST(names_are_bytes)
+{
+	reg_ok(&ca, "a", NULL);
+	reg_ok(&ca, "ab", NULL);
+	ck_assert_ptr_null(registry_lookup(&reg, "A", 1));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "ab", 2));
+	ck_assert_ptr_null(registry_lookup(&reg, "abc", 3));
+	ck_assert_ptr_null(registry_lookup(&reg, "a", 0));
+}
+END_TEST
+
+START_TEST(name_validity)
+{
+	char big[257];
+
+	memset(big, 'x', sizeof(big));
+	ck_assert(registry_name_valid("db", 2));
+	ck_assert(registry_name_valid(big, 255));
+	ck_assert(!registry_name_valid(big, 256));
+	ck_assert(!registry_name_valid("", 0));
+	ck_assert(!registry_name_valid("a\0b", 3));
+	ck_assert(registry_name_valid("\xc3\xa9t\xc3\xa9", 5));	/* été */
+	ck_assert(registry_name_valid("\xf0\x9f\x98\x80", 4));	/* emoji */
+	ck_assert(!registry_name_valid("\xff", 1));
+	ck_assert(!registry_name_valid("\xc0\x80", 2));		/* overlong */
+	ck_assert(!registry_name_valid("\xed\xa0\x80", 3));	/* surrogate */
+	ck_assert(!registry_name_valid("\xf4\x90\x80\x80", 4));	/* > U+10FFFF */
+	ck_assert(!registry_name_valid("\xe2\x82", 2));		/* truncated */
+}
+END_TEST
+
+START_TEST(per_client_limits)
+{
+	struct reg_name *n;
+	struct reg_name *t;
+	uint64_t ref;
+
+	reg.max_names = 2;
+	reg.max_monitors = 1;
+	reg_ok(&ca, "a", NULL);
+	reg_ok(&ca, "b", NULL);
+	ck_assert_int_eq(registry_register(&reg, &ca, "c", 1, NULL, 0, 0, &n),
+	    PR_ERR_LIMIT);
+	reg_ok(&cb, "c", NULL);		/* per client, not global */
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "a", 1, &ref, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "b", 1, &ref, &t),
+	    PR_ERR_LIMIT);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "a", 1), 0);
+	reg_ok(&ca, "c2", NULL);
+}
+END_TEST
+
+START_TEST(monitor_unregistered_fires_once)
+{
+	struct reg_name *t;
+	uint64_t r1, r2;
+
+	reg_ok(&ca, "svc", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "svc", 3, &r1, &t), 0);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "svc", 3, &r2, &t), 0);
+	ck_assert_uint_ne(r1, r2);
+	ck_assert_uint_eq(reg.nmonitors, 2);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "svc", 3), 0);
+	ck_assert_int_eq(downs.n, 2);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_ptr_eq(downs.rec[i].holder, &cb);
+		ck_assert_str_eq(downs.rec[i].name, "svc");
+		ck_assert_int_eq(downs.rec[i].why, PR_DOWN_UNREGISTERED);
+	}
+	ck_assert(downs.rec[0].ref != downs.rec[1].ref);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	ck_assert_uint_eq(cb.nmonitors, 0);
+	/* Fired monitors are gone: a new owner does not fire them. */
+	reg_ok(&cc, "svc", NULL);
+	ck_assert_int_eq(registry_unregister(&reg, &cc, "svc", 3), 0);
+	ck_assert_int_eq(downs.n, 2);
+	ck_assert(!registry_demonitor(&reg, &cb, r1));
+}
+END_TEST
+
+START_TEST(monitor_noproc_spends_a_ref)
+{
+	struct reg_name *t = (struct reg_name *)&t;
+	uint64_t r1, r2;
+
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "ghost", 5, &r1, &t), 0);
+	ck_assert_ptr_null(t);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	reg_ok(&ca, "ghost", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "ghost", 5, &r2, &t), 0);
+	ck_assert_uint_eq(r2, r1 + 1);
+	ck_assert_int_eq(downs.n, 0);	/* noproc is the caller's to send */
+}
+END_TEST
+
+START_TEST(demonitor)
+{
+	struct reg_name *t;
+	uint64_t r;
+
+	reg_ok(&ca, "x", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "x", 1, &r, &t), 0);
+	ck_assert(!registry_demonitor(&reg, &ca, r));	/* not a's ref */
+	ck_assert(!registry_demonitor(&reg, &cb, r + 1));
+	ck_assert(registry_demonitor(&reg, &cb, r));
+	ck_assert(!registry_demonitor(&reg, &cb, r));
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "x", 1), 0);
+	ck_assert_int_eq(downs.n, 0);
+}
+END_TEST
+
+START_TEST(purge_fires_disconnected_and_drops_own_monitors)
+{
+	struct reg_name *t;
+	uint64_t r;
+
+	reg_ok(&ca, "a1", NULL);
+	reg_ok(&ca, "a2", NULL);
+	reg_ok(&cb, "b1", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "a1", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "a2", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &ca, "b1", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &ca, "a1", 2, &r, &t), 0);
+	registry_client_purge(&reg, &ca);
+	/* Two downs, to b and c; a's own monitors vanished silently. */
+	ck_assert_int_eq(downs.n, 2);
+	for (int i = 0; i < downs.n; i++) {
+		ck_assert_ptr_ne(downs.rec[i].holder, &ca);
+		ck_assert_int_eq(downs.rec[i].why, PR_DOWN_DISCONNECTED);
+	}
+	ck_assert_ptr_null(registry_lookup(&reg, "a1", 2));
+	ck_assert_ptr_null(registry_lookup(&reg, "a2", 2));
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "b1", 2));
+	ck_assert_uint_eq(reg.nnames, 1);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	ck_assert_ptr_null(registry_check(&reg));
+	registry_client_purge(&reg, &ca);	/* idempotent */
+	ck_assert_int_eq(downs.n, 2);
+	/* b's names fire nothing now: a's monitor on b1 is gone. */
+	ck_assert_int_eq(registry_unregister(&reg, &cb, "b1", 2), 0);
+	ck_assert_int_eq(downs.n, 2);
+}
+END_TEST
+
+START_TEST(ordered_seek_and_next)
+{
+	const char *names[] = { "b/1", "a/2", "a/10", "a/1", "c", "a" };
+	const char *want[] = { "a", "a/1", "a/10", "a/2", "b/1", "c" };
+	struct reg_name *n;
+	int i = 0;
+
+	for (size_t k = 0; k < 6; k++)
+		reg_ok(&ca, names[k], NULL);
+	for (n = registry_seek(&reg, "", 0, false); n != NULL;
+	    n = registry_next(&reg, n), i++) {
+		ck_assert_uint_eq(n->name_len, strlen(want[i]));
+		ck_assert_mem_eq(n->data, want[i], n->name_len);
+	}
+	ck_assert_int_eq(i, 6);
+	n = registry_seek(&reg, "a/1", 3, false);
+	ck_assert_mem_eq(n->data, "a/1", 3);
+	n = registry_seek(&reg, "a/1", 3, true);
+	ck_assert_mem_eq(n->data, "a/10", 4);
+	n = registry_seek(&reg, "a/3", 3, false);
+	ck_assert_mem_eq(n->data, "b/1", 3);
+	ck_assert_ptr_null(registry_seek(&reg, "d", 1, false));
+}
+END_TEST
+
+START_TEST(churn_keeps_invariants)
+{
+	/* Many clients, names and monitors; purge in a scattered order. */
+	enum { NC = 50, NN = 40 };
+	static struct reg_client cl[NC];
+	char name[32];
+	struct reg_name *t;
+	uint64_t r;
+
+	reg.max_names = 100000;
+	reg.max_monitors = 100000;
+	for (int i = 0; i < NC; i++)
+		registry_client_init(&reg, &cl[i], 100 + (uint64_t)i, i, 0, 0);
+	for (int i = 0; i < NC; i++) {
+		for (int j = 0; j < NN; j++) {
+			snprintf(name, sizeof(name), "c%d/n%d", i, j);
+			reg_ok(&cl[i], name, "\xc0");
+		}
+	}
+	for (int i = 0; i < NC; i++) {
+		for (int j = 0; j < NN; j += 3) {
+			snprintf(name, sizeof(name), "c%d/n%d", (i * 7 + j) % NC,
+			    j);
+			ck_assert_int_eq(registry_monitor(&reg, &cl[i], name,
+			    strlen(name), &r, &t), 0);
+		}
+	}
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_uint_eq(reg.nnames, NC * NN);
+	for (int i = 0; i < NC; i += 2)
+		registry_client_purge(&reg, &cl[(i * 13) % NC]);
+	ck_assert_ptr_null(registry_check(&reg));
+	for (int i = 0; i < NC; i++)
+		registry_client_purge(&reg, &cl[i]);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_uint_eq(reg.nnames, 0);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	/* Every monitor fired at most once, on a purge of its target. */
+	ck_assert_int_le(downs.n, NC * ((NN + 2) / 3));
+	ck_assert_int_gt(downs.n, 0);
+}
+END_TEST
+
+START_TEST(check_detects_corruption)
+{
+	struct reg_name *n = reg_ok(&ca, "x", NULL);
+
+	ck_assert_ptr_null(registry_check(&reg));
+	ca.nnames++;
+	ck_assert_ptr_nonnull(registry_check(&reg));
+	ca.nnames--;
+	n->owner = &cb;
+	ck_assert_ptr_nonnull(registry_check(&reg));
+	n->owner = &ca;
+}
+END_TEST
+
+static bool
+ptr_eq(const void *item, const void *key)
+{
+	return item == key;
+}
+
+START_TEST(htab_insert_find_remove)
+{
+	enum { N = 20000 };
+	static int items[N];
+	struct htab t;
+
+	ck_assert_int_eq(htab_init(&t, 0), 0);
+	/* Poor hashes on purpose: long probe runs, wrap-around, shifts. */
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(htab_insert(&t, (uint64_t)(i % 97), &items[i]),
+		    0);
+	ck_assert_uint_eq(t.count, N);
+	for (int i = 0; i < N; i += 2)
+		ck_assert(htab_remove(&t, (uint64_t)(i % 97), &items[i]));
+	ck_assert(!htab_remove(&t, 0, &items[0]));
+	for (int i = 0; i < N; i++) {
+		void *f = htab_find(&t, (uint64_t)(i % 97), ptr_eq, &items[i]);
+
+		if (i % 2)
+			ck_assert_ptr_eq(f, &items[i]);
+		else
+			ck_assert_ptr_null(f);
+	}
+	ck_assert_uint_eq(t.count, N / 2);
+	/* Hashes near the top of the table wrap around to slot 0. */
+	for (int i = 1; i < N; i += 2)
+		ck_assert(htab_remove(&t, (uint64_t)(i % 97), &items[i]));
+	ck_assert_uint_eq(t.count, 0);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(htab_insert(&t, t.mask, &items[i]), 0);
+	for (int i = 0; i < 64; i += 3)
+		ck_assert(htab_remove(&t, t.mask, &items[i]));
+	for (int i = 0; i < 64; i++)
+		ck_assert((htab_find(&t, t.mask, ptr_eq, &items[i]) != NULL) ==
+		    (i % 3 != 0));
+	htab_deinit(&t);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("registry");
+	TCase *tc = tcase_create("core");
+	TCase *th = tcase_create("htab");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, register_lookup_unregister);
+	tcase_add_test(tc, names_are_bytes);
+	tcase_add_test(tc, name_validity);
+	tcase_add_test(tc, per_client_limits);
+	tcase_add_test(tc, monitor_unregistered_fires_once);
+	tcase_add_test(tc, monitor_noproc_spends_a_ref);
+	tcase_add_test(tc, demonitor);
+	tcase_add_test(tc, purge_fires_disconnected_and_drops_own_monitors);
+	tcase_add_test(tc, ordered_seek_and_next);
+	tcase_add_test(tc, churn_keeps_invariants);
+	tcase_add_test(tc, check_detects_corruption);
+	tcase_add_test(th, htab_insert_find_remove);
+	suite_add_tcase(s, tc);
+	suite_add_tcase(s, th);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,102 @@
+/*
+ * testlib.h: helpers for the integration tests: start the real procregd
+ * on a private socket, talk msgpack-RPC to it through real sockets.
+ * Every wait is bounded by a timeout so a broken daemon fails a test
+ * rather than hanging it.  Tests never assert on elapsed time.
+ */
+#ifndef TESTLIB_H
+#define TESTLIB_H
+
+#include <sys/types.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#define T_TIMEOUT_MS	10000	/* the longest any wait may take */
+
+struct tdaemon {
+	pid_t	 pid;
+	char	 dir[64];
+	char	 path[128];
+};
+
+struct tclient {
+	int			 fd;
+	msgpack_unpacker	 unp;
+	msgpack_unpacked	 res;
+	uint32_t		 next_msgid;
+};
+
+/* A packer over a growable buffer, for building requests. */
+struct tpack {
+	msgpack_sbuffer	 buf;
+	msgpack_packer	 pk;
+};
+
+/* The path of the procregd binary ($PROCREGD, else ./procregd). */
+const char	*t_procregd(void);
+/* Start procregd on a fresh temporary socket with extra args (NULL-ended
+ * list); returns when the socket accepts connections.  Aborts the test on
+ * failure. */
+void		 t_daemon_start(struct tdaemon *, ...);
+/* SIGTERM, wait, check a clean exit (0), remove the directory. */
+void		 t_daemon_stop(struct tdaemon *);
+/* Is the daemon process still running? */
+bool		 t_daemon_alive(struct tdaemon *);
+
+struct tclient	*t_connect(const char *path);
+void		 t_close(struct tclient *);
+/* Send raw bytes, all of them. */
+void		 t_send_raw(struct tclient *, const void *p, size_t len);
+void		 t_send_pack(struct tclient *, struct tpack *);
+/* The next object from the daemon, valid until the next t_recv on this
+ * client; NULL on EOF or timeout (timeout_ms < 0: T_TIMEOUT_MS). */
+msgpack_object	*t_recv(struct tclient *, int timeout_ms);
+/* True when the daemon closed the connection (EOF) within the timeout,
+ * discarding anything received before. */
+bool		 t_wait_eof(struct tclient *, int timeout_ms);
+
+void		 tp_init(struct tpack *);
+void		 tp_free(struct tpack *);
+void		 tp_reset(struct tpack *);
+/* [0, msgid, method, [ then nparams params to follow. */
+void		 tp_req(struct tpack *, uint32_t msgid, const char *method,
+		    uint32_t nparams);
+void		 tp_str(struct tpack *, const char *);
+void		 tp_strn(struct tpack *, const char *, size_t);
+void		 tp_uint(struct tpack *, uint64_t);
+void		 tp_int(struct tpack *, int64_t);
+void		 tp_nil(struct tpack *);
+void		 tp_arr(struct tpack *, uint32_t);
+void		 tp_map(struct tpack *, uint32_t);
+
+/*
+ * One-call requests built from a tiny format: each char of fmt is a param:
+ * 's' const char *, 'u' uint64_t, 'i' int64_t, 'n' nil.
+ */
+uint32_t	 t_request(struct tclient *, const char *method,
+		    const char *fmt, ...);
+/* Receive the reply to msgid (checking that the next object is it and
+ * is a success) and return its result. */
+msgpack_object	*t_ok(struct tclient *, uint32_t msgid);
+/* Receive the reply to msgid and check that it is an error with code. */
+void		 t_err(struct tclient *, uint32_t msgid, const char *code);
+/* Call and return the result / check the error. */
+msgpack_object	*t_call_ok(struct tclient *, const char *method,
+		    const char *fmt, ...);
+void		 t_call_err(struct tclient *, const char *code,
+		    const char *method, const char *fmt, ...);
+/* Receive a notification of the given kind and return its params. */
+msgpack_object	*t_push(struct tclient *, const char *kind);
+
+/* Object helpers. */
+bool		 o_is_str(const msgpack_object *, const char *);
+msgpack_object	*o_get(const msgpack_object *map, const char *key);
+uint64_t	 o_uint(const msgpack_object *);
+/* A stats gauge or counter by name. */
+uint64_t	 t_stat(struct tclient *, const char *key);
+
+#endif /* TESTLIB_H */
