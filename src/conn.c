@@ -128,12 +128,21 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer_iovec v;
+	size_t want;
 	ssize_t n;
 
 	(void)what;
 	if (c->flags & (CONN_DEAD | CONN_PAUSED))
 		return;
-	if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) != 1) {
+	/*
+	 * Reserve room for the rest of a large object in one piece, so that
+	 * framing it does not copy it again at every read.
+	 */
+	want = READ_CHUNK;
+	if (c->guard.skip > want)
+		want = c->guard.skip < c->srv->cfg.max_message ?
+		    (size_t)c->guard.skip : (size_t)c->srv->cfg.max_message;
+	if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) != 1) {
 		conn_close(c, "out of memory", false);
 		return;
 	}
