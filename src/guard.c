@@ -35,10 +35,11 @@ value_done(struct guard *g)
 static enum guard_status
 open_container(struct guard *g, uint64_t elems)
 {
-	if (elems == 0)
-		return value_done(g);
+	/* An empty container is a level too, though it closes at once. */
 	if (g->depth >= PR_NESTING_MAX)
 		return GUARD_TOO_DEEP;
+	if (elems == 0)
+		return value_done(g);
 	if (!fits(g, elems))
 		return GUARD_TOO_LARGE;
 	g->remain[g->depth++] = elems;

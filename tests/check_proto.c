@@ -198,6 +198,20 @@ START_TEST(guard_depth)
 	guard_init(&g, 1024);
 	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX + 2, &used),
 	    GUARD_TOO_DEEP);
+	/* An empty array or map innermost is one level more. */
+	memset(buf, 0x91, PR_NESTING_MAX);
+	buf[PR_NESTING_MAX] = 0x90;
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX + 1, &used),
+	    GUARD_TOO_DEEP);
+	buf[PR_NESTING_MAX] = 0x80;
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX + 1, &used),
+	    GUARD_TOO_DEEP);
+	buf[PR_NESTING_MAX - 1] = 0x90;
+	guard_init(&g, 1024);
+	ck_assert_int_eq(guard_scan(&g, buf, PR_NESTING_MAX, &used),
+	    GUARD_OBJECT);
 }
 END_TEST
 

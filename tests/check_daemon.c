@@ -1,0 +1,2769 @@
+/*
+ * check_daemon.c: integration tests of procregd against proto/PROTOCOL.md.
+ *
+ * Every test starts its own daemon on a private socket, talks to it
+ * through real sockets and stops it with SIGTERM (t_daemon_stop checks a
+ * clean exit and the removal of the socket).  Every wait is bounded; no
+ * test asserts on elapsed time.
+ */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "testlib.h"
+
+#define QUIET_MS	300	/* "nothing more arrives" window */
+#define POLL_ROUNDS	1000	/* bounded polls: rounds of POLL_US */
+#define POLL_US		10000
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Element i of an array object, bounds-checked. */
+static msgpack_object *
+at(const msgpack_object *a, uint32_t i)
+{
+	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_lt(i, a->via.array.size);
+	return &a->via.array.ptr[i];
+}
+
+static void
+check_str(const msgpack_object *o, const char *want)
+{
+	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
+	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
+	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
+	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
+}
+
+static void
+check_bool(const msgpack_object *o, bool want)
+{
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
+	ck_assert_int_eq(o->via.boolean, want);
+}
+
+static void
+check_nil(const msgpack_object *o)
+{
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
+}
+
+/* The map has exactly these keys, in this order (NULL-terminated). */
+static void
+check_keys(const msgpack_object *map, const char *const *keys)
+{
+	uint32_t n = 0;
+
+	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
+	while (keys[n] != NULL)
+		n++;
+	ck_assert_uint_eq(map->via.map.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		check_str(&map->via.map.ptr[i].key, keys[i]);
+}
+
+/* Is o equal to the (first) object packed in p? */
+static bool
+obj_eq(const msgpack_object *o, const struct tpack *p)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	bool eq;
+
+	msgpack_unpacked_init(&u);
+	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
+	    &off), MSGPACK_UNPACK_SUCCESS);
+	eq = msgpack_object_equal(*o, u.data);
+	msgpack_unpacked_destroy(&u);
+	return eq;
+}
+
+/* Start a request in p (appending, so requests can be pipelined). */
+static uint32_t
+rq_begin(struct tclient *c, struct tpack *p, const char *method,
+    uint32_t nparams)
+{
+	uint32_t id = c->next_msgid++;
+
+	tp_req(p, id, method, nparams);
+	return id;
+}
+
+/* Send what p holds and empty it. */
+static void
+rq_send(struct tclient *c, struct tpack *p)
+{
+	t_send_pack(c, p);
+	tp_reset(p);
+}
+
+/* The next object is the push [2, "error", [code, str]]. */
+static void
+expect_error_push(struct tclient *c, const char *code)
+{
+	msgpack_object *pa = t_push(c, "error");
+
+	ck_assert_uint_eq(pa->via.array.size, 2);
+	check_str(at(pa, 0), code);
+	ck_assert_int_eq(at(pa, 1)->type, MSGPACK_OBJECT_STR);
+}
+
+/* Nothing but EOF follows. */
+static void
+expect_eof(struct tclient *c)
+{
+	ck_assert_msg(t_recv(c, -1) == NULL, "an object arrived instead of EOF");
+	ck_assert_msg(t_wait_eof(c, 0), "the connection is still open");
+}
+
+/* Fatal input: the error push with code, then EOF. */
+static void
+expect_fatal(struct tclient *c, const char *code)
+{
+	expect_error_push(c, code);
+	expect_eof(c);
+}
+
+/* Nothing arrives within QUIET_MS (and the connection is not closed). */
+static void
+expect_quiet(struct tclient *c)
+{
+	msgpack_object *o = t_recv(c, QUIET_MS);
+
+	ck_assert_msg(o == NULL, "unexpected object (type %d)",
+	    o != NULL ? (int)o->type : -1);
+	ck_assert_msg(!t_wait_eof(c, 0), "the daemon closed the connection");
+}
+
+/* The connection is in sync and usable: a request gets its reply. */
+static void
+expect_usable(struct tclient *c)
+{
+	check_nil(t_call_ok(c, "whereis", "s", "no-such-name"));
+}
+
+static void
+check_down(const msgpack_object *pa, uint64_t ref, const char *name,
+    const char *reason)
+{
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
+	check_str(at(pa, 1), name);
+	check_str(at(pa, 2), reason);
+}
+
+static void
+expect_down(struct tclient *c, uint64_t ref, const char *name,
+    const char *reason)
+{
+	check_down(t_push(c, "down"), ref, name, reason);
+}
+
+/* Receive a message push from sender to name; return its payload. */
+static msgpack_object *
+expect_message(struct tclient *c, const char *name, uint64_t sender)
+{
+	msgpack_object *pa = t_push(c, "message");
+
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	check_str(at(pa, 0), name);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), sender);
+	return at(pa, 2);
+}
+
+/*
+ * A request's own push may come before or after its response (§2):
+ * receive both, in either order; the response must be success `true`
+ * and the push must equal the object in want.
+ */
+static void
+expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+{
+	bool got_reply = false, got_push = false;
+
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *o = t_recv(c, -1);
+
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+		if (o->via.array.size == 4) {
+			ck_assert(!got_reply);
+			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id);
+			check_nil(at(o, 2));
+			check_bool(at(o, 3), true);
+			got_reply = true;
+		} else {
+			ck_assert(!got_push);
+			ck_assert_msg(obj_eq(o, want), "unexpected push");
+			got_push = true;
+		}
+	}
+}
+
+/*
+ * The reply to id is the error code; its message is a UTF-8 str that does
+ * not echo the client's bytes (§2), here the str `echo`.
+ */
+static void
+expect_err_no_echo(struct tclient *c, uint32_t id, const char *code,
+    const char *echo)
+{
+	msgpack_object *o = t_recv(c, -1), *e, *msg;
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert_uint_eq(o->via.array.size, 4);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	e = at(o, 2);
+	ck_assert_uint_eq(e->via.array.size, 2);
+	check_str(at(e, 0), code);
+	msg = at(e, 1);
+	ck_assert_int_eq(msg->type, MSGPACK_OBJECT_STR);
+	ck_assert_uint_gt(msg->via.str.size, 0);
+	ck_assert_msg(memmem(msg->via.str.ptr, msg->via.str.size, echo,
+	    strlen(echo)) == NULL, "the %s message echoes \"%s\": %.*s", code,
+	    echo, (int)msg->via.str.size, msg->via.str.ptr);
+	check_nil(at(o, 3));
+}
+
+/* The caller's connection id, from hello. */
+static uint64_t
+conn_id(struct tclient *c)
+{
+	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
+}
+
+/* Poll stats (bounded) until the three gauges have these values. */
+static void
+wait_gauges(struct tclient *c, uint64_t conns, uint64_t names,
+    uint64_t monitors)
+{
+	uint64_t gc = 0, gn = 0, gm = 0;
+
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		msgpack_object *st = t_call_ok(c, "stats", "");
+
+		gc = o_uint(o_get(st, "connections"));
+		gn = o_uint(o_get(st, "names"));
+		gm = o_uint(o_get(st, "monitors"));
+		if (gc == conns && gn == names && gm == monitors)
+			return;
+		usleep(POLL_US);
+	}
+	ck_abort_msg("gauges connections=%llu names=%llu monitors=%llu, "
+	    "expected %llu %llu %llu", (unsigned long long)gc,
+	    (unsigned long long)gn, (unsigned long long)gm,
+	    (unsigned long long)conns, (unsigned long long)names,
+	    (unsigned long long)monitors);
+}
+
+/* Poll whereis (bounded) until name is unregistered. */
+static void
+wait_gone(struct tclient *c, const char *name)
+{
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		if (t_call_ok(c, "whereis", "s", name)->type ==
+		    MSGPACK_OBJECT_NIL)
+			return;
+		usleep(POLL_US);
+	}
+	ck_abort_msg("%s is still registered", name);
+}
+
+/* A first client, once the daemon has forgotten t_daemon_start's probe
+ * connection (its close is processed asynchronously). */
+static struct tclient *
+connect_first(struct tdaemon *d)
+{
+	struct tclient *c = t_connect(d->path);
+
+	wait_gauges(c, 1, 0, 0);
+	return c;
+}
+
+/* A string of n copies of ch (caller frees). */
+static char *
+filled(size_t n, char ch)
+{
+	char *s = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, ch, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* A register request whose value is a str of vlen bytes. */
+static uint32_t
+register_with_str(struct tclient *c, struct tpack *p, const char *name,
+    size_t vlen)
+{
+	char *v = filled(vlen, 'v');
+	uint32_t id = rq_begin(c, p, "register", 2);
+
+	tp_str(p, name);
+	tp_str(p, v);
+	free(v);
+	return id;
+}
+
+/* The address of a Unix socket path (which the caller checked fits). */
+static void
+unix_addr(struct sockaddr_un *sun, const char *path)
+{
+	size_t n = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (n >= sizeof(sun->sun_path))
+		n = sizeof(sun->sun_path) - 1;
+	memcpy(sun->sun_path, path, n);
+}
+
+/* Bounded waitpid: the exit status (128+sig if killed), -1 on timeout. */
+static int
+wait_exit(pid_t pid)
+{
+	int status;
+
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status);
+		ck_assert_int_eq(r, 0);
+		usleep(POLL_US);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1;
+}
+
+/* Fork and exec procregd with these args (NULL-ended); stderr goes to
+ * /dev/null, stdout to *outfd when non-NULL (a pipe's read end). */
+static pid_t
+spawn_procregd_env(int *outfd, const char *const *env,
+    const char *const *args)
+{
+	const char *argv[32];
+	int argc = 0, p[2] = { -1, -1 };
+	pid_t pid;
+
+	argv[argc++] = t_procregd();
+	while (*args != NULL && argc < 31)
+		argv[argc++] = *args++;
+	argv[argc] = NULL;
+	if (outfd != NULL)
+		ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* "KEY=VALUE" sets, "KEY" unsets. */
+		for (; env != NULL && *env != NULL; env++) {
+			if (strchr(*env, '=') != NULL)
+				putenv((char *)*env);
+			else
+				unsetenv(*env);
+		}
+		dup2(null, 2);
+		dup2(outfd != NULL ? p[1] : null, 1);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	if (outfd != NULL) {
+		close(p[1]);
+		*outfd = p[0];
+	}
+	return pid;
+}
+
+static pid_t
+spawn_procregd(int *outfd, const char *const *args)
+{
+	return spawn_procregd_env(outfd, NULL, args);
+}
+
+/* Poll (bounded) until a daemon accepts connections on path. */
+static void
+wait_listening(pid_t pid, const char *path)
+{
+	struct sockaddr_un sun;
+
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	unix_addr(&sun, path);
+	for (int i = 0; ; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0), r;
+
+		ck_assert_int_ge(fd, 0);
+		r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+		close(fd);
+		if (r == 0)
+			return;
+		ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0,
+		    "procregd exited instead of listening on %s", path);
+		ck_assert_msg(i < POLL_ROUNDS, "procregd did not start");
+		usleep(POLL_US);
+	}
+}
+
+/* Run procregd to completion; its exit status, -1 on timeout.  The
+ * first outsz-1 bytes of its stdout go to out when non-NULL. */
+static int
+run_procregd(char *out, size_t outsz, const char *const *args)
+{
+	int fd = -1, rc;
+	pid_t pid = spawn_procregd(out != NULL ? &fd : NULL, args);
+
+	rc = wait_exit(pid);
+	if (out != NULL) {
+		size_t got = 0;
+		ssize_t n;
+
+		/* The writer is gone: read to EOF without blocking forever. */
+		while (got + 1 < outsz &&
+		    (n = read(fd, out + got, outsz - 1 - got)) > 0)
+			got += (size_t)n;
+		out[got] = '\0';
+		close(fd);
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* hello                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *const hello_keys[] = { "server", "version", "protocol",
+	"conn", "boot", "max_message", NULL };
+static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
+	"gid", "value", "since", NULL };
+
+START_TEST(test_hello)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	msgpack_object *r, *boot;
+	char boot_a[33];
+	uint64_t ca, cb;
+	char *label;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+
+	r = t_call_ok(a, "hello", "");
+	check_keys(r, hello_keys);
+	check_str(o_get(r, "server"), "procreg");
+	check_str(o_get(r, "version"), "0.1.0");
+	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 1);
+	ck_assert_uint_eq(o_uint(o_get(r, "max_message")), 1048576);
+	ca = o_uint(o_get(r, "conn"));
+	boot = o_get(r, "boot");
+	ck_assert_int_eq(boot->type, MSGPACK_OBJECT_STR);
+	ck_assert_uint_eq(boot->via.str.size, 32);
+	for (uint32_t i = 0; i < 32; i++)
+		ck_assert_ptr_nonnull(strchr("0123456789abcdef",
+		    boot->via.str.ptr[i]));
+	memcpy(boot_a, boot->via.str.ptr, 32);
+	boot_a[32] = '\0';
+	/* Same connection, same answer. */
+	ck_assert_uint_eq(conn_id(a), ca);
+
+	/* With a label; b connected after a, so it has the next id. */
+	r = t_call_ok(b, "hello", "s", "worker-b");
+	check_keys(r, hello_keys);
+	cb = o_uint(o_get(r, "conn"));
+	ck_assert_uint_ge(ca, 1);
+	ck_assert_uint_eq(cb, ca + 1);
+	check_str(o_get(r, "boot"), boot_a);
+	/* Ids count every accepted connection, from 1. */
+	ck_assert_uint_eq(t_stat(b, "connections_total"), cb);
+
+	/* Labels: empty and 255 bytes are fine; 256 bytes, non-str, bad
+	 * UTF-8 and extra params are not. */
+	t_call_ok(a, "hello", "s", "");
+	label = filled(255, 'l');
+	t_call_ok(a, "hello", "s", label);
+	free(label);
+	label = filled(256, 'l');
+	t_call_err(a, "bad_request", "hello", "s", label);
+	free(label);
+	t_call_err(a, "bad_request", "hello", "u", (uint64_t)5);
+	t_call_err(a, "bad_request", "hello", "n");
+	t_call_err(a, "bad_request", "hello", "s", "\xff\xfe");
+	t_call_err(a, "bad_request", "hello", "ss", "x", "y");
+	ck_assert_uint_eq(conn_id(a), ca);
+
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* register / whereis / unregister                                     */
+/* ------------------------------------------------------------------ */
+
+/* An entry with these name and owner, owned by this test process. */
+static void
+check_entry(const msgpack_object *e, const char *name, uint64_t conn)
+{
+	long long now_ms = (long long)time(NULL) * 1000;
+	uint64_t since;
+
+	check_keys(e, entry_keys);
+	check_str(o_get(e, "name"), name);
+	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
+	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
+	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
+	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
+	/* Epoch milliseconds (a unit check, a day's slack either way). */
+	since = o_uint(o_get(e, "since"));
+	ck_assert_msg((long long)since > now_ms - 86400000LL &&
+	    (long long)since < now_ms + 86400000LL,
+	    "since %llu is not epoch ms", (unsigned long long)since);
+}
+
+START_TEST(test_register_whereis_unregister)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, want;
+	msgpack_object *e;
+	uint64_t ca, cb;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	tp_init(&p);
+	tp_init(&want);
+
+	/* A map value round-trips. */
+	id = rq_begin(a, &p, "register", 2);
+	tp_str(&p, "db");
+	tp_map(&p, 2);
+	tp_str(&p, "port");
+	tp_uint(&p, 5432);
+	tp_str(&p, "tags");
+	tp_arr(&p, 2);
+	tp_str(&p, "x");
+	tp_nil(&p);
+	rq_send(a, &p);
+	tp_map(&want, 2);
+	tp_str(&want, "port");
+	tp_uint(&want, 5432);
+	tp_str(&want, "tags");
+	tp_arr(&want, 2);
+	tp_str(&want, "x");
+	tp_nil(&want);
+	e = t_ok(a, id);
+	check_entry(e, "db", ca);
+	ck_assert(obj_eq(o_get(e, "value"), &want));
+
+	e = t_call_ok(b, "whereis", "s", "db");
+	check_entry(e, "db", ca);
+	ck_assert(obj_eq(o_get(e, "value"), &want));
+
+	/* No value: nil. */
+	e = t_call_ok(b, "register", "s", "cache");
+	check_entry(e, "cache", cb);
+	check_nil(o_get(e, "value"));
+	check_nil(o_get(t_call_ok(a, "whereis", "s", "cache"), "value"));
+
+	/* taken: by another connection, and by the caller itself. */
+	t_call_err(b, "taken", "register", "s", "db");
+	t_call_err(a, "taken", "register", "s", "db");
+	/* Error sentences never echo the client's bytes. */
+	t_call_ok(a, "register", "s", "Zq7SecretName");
+	expect_err_no_echo(b, t_request(b, "register", "s", "Zq7SecretName"),
+	    "taken", "Zq7SecretName");
+	expect_err_no_echo(b, t_request(b, "unregister", "s",
+	    "Zq7SecretName"), "not_owner", "Zq7SecretName");
+	expect_err_no_echo(b, t_request(b, "unregister", "s", "Zq7Absent"),
+	    "not_found", "Zq7Absent");
+	expect_err_no_echo(b, t_request(b, "send", "ss", "Zq7Absent", "x"),
+	    "not_found", "Zq7Absent");
+	check_bool(t_call_ok(a, "unregister", "s", "Zq7SecretName"), true);
+	t_call_err(a, "taken", "register", "ss", "cache", "v");
+	ck_assert_uint_eq(o_uint(o_get(t_call_ok(b, "whereis", "s", "db"),
+	    "conn")), ca);
+
+	/* Absent names; names are compared as bytes. */
+	check_nil(t_call_ok(a, "whereis", "s", "nope"));
+	check_nil(t_call_ok(a, "whereis", "s", "DB"));
+	check_nil(t_call_ok(a, "whereis", "s", "db "));
+
+	/* unregister: not_found, not_owner (and the name stays). */
+	t_call_err(a, "not_found", "unregister", "s", "nope");
+	t_call_err(b, "not_owner", "unregister", "s", "db");
+	check_entry(t_call_ok(b, "whereis", "s", "db"), "db", ca);
+	check_bool(t_call_ok(a, "unregister", "s", "db"), true);
+	check_nil(t_call_ok(b, "whereis", "s", "db"));
+	t_call_err(a, "not_found", "unregister", "s", "db");
+
+	/* Free again: anyone may take it. */
+	check_entry(t_call_ok(b, "register", "s", "db"), "db", cb);
+	ck_assert_uint_eq(t_stat(a, "names"), 2);
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A value with every msgpack type whose identity the spec promises. */
+static void
+pack_rich_value(struct tpack *p)
+{
+	static const char ext[3] = { 1, 2, 3 };
+
+	tp_arr(p, 16);
+	msgpack_pack_bin(&p->pk, 3);			/* bin, not str */
+	msgpack_pack_bin_body(&p->pk, "abc", 3);
+	tp_str(p, "abc");
+	tp_str(p, "");
+	msgpack_pack_float(&p->pk, 1.5f);		/* float32 */
+	msgpack_pack_double(&p->pk, 2.25);		/* float64 */
+	msgpack_pack_ext_with_body(&p->pk, ext, 3, 5);	/* ext8 */
+	msgpack_pack_ext_with_body(&p->pk, ext, 1, -7);	/* fixext1 */
+	msgpack_pack_true(&p->pk);
+	msgpack_pack_false(&p->pk);
+	tp_int(p, -1);
+	tp_int(p, INT64_MIN);
+	tp_uint(p, UINT64_MAX);
+	tp_map(p, 3);				/* key order, non-str keys */
+	tp_str(p, "z");
+	tp_nil(p);
+	tp_uint(p, 1);
+	tp_str(p, "one");
+	tp_str(p, "a");
+	tp_arr(p, 0);
+	tp_map(p, 0);
+	tp_arr(p, 0);
+	tp_nil(p);
+}
+
+START_TEST(test_value_types)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, want;
+	uint32_t id;
+	uint64_t cb;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	cb = conn_id(b);
+	tp_init(&p);
+	tp_init(&want);
+	pack_rich_value(&want);
+
+	id = rq_begin(a, &p, "register", 2);
+	tp_str(&p, "rich");
+	pack_rich_value(&p);
+	rq_send(a, &p);
+	ck_assert(obj_eq(o_get(t_ok(a, id), "value"), &want));
+	ck_assert(obj_eq(o_get(t_call_ok(b, "whereis", "s", "rich"), "value"),
+	    &want));
+	ck_assert(obj_eq(o_get(at(t_call_ok(b, "list", "s", "rich"), 0),
+	    "value"), &want));
+
+	/* An explicit nil value is nil. */
+	check_nil(o_get(t_call_ok(a, "register", "sn", "nilval"), "value"));
+
+	/* The same value as a message payload. */
+	id = rq_begin(b, &p, "send", 2);
+	tp_str(&p, "rich");
+	pack_rich_value(&p);
+	rq_send(b, &p);
+	check_bool(t_ok(b, id), true);
+	ck_assert(obj_eq(expect_message(a, "rich", cb), &want));
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* bad_request for bad params                                          */
+/* ------------------------------------------------------------------ */
+
+/* register [name bytes] answers bad_request; the connection stays
+ * usable. */
+static void
+bad_name(struct tclient *c, const char *method, const char *s, size_t len)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, method, 1);
+	tp_strn(&p, s, len);
+	rq_send(c, &p);
+	t_err(c, id, "bad_request");
+	tp_free(&p);
+	expect_usable(c);
+}
+
+START_TEST(test_bad_params)
+{
+	struct tdaemon d;
+	struct tclient *c;
+	struct tpack p;
+	msgpack_object *e;
+	char *name;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+	tp_init(&p);
+
+	bad_name(c, "register", "", 0);
+	bad_name(c, "unregister", "", 0);
+	bad_name(c, "whereis", "", 0);
+	bad_name(c, "monitor", "", 0);
+	name = filled(256, 'n');
+	bad_name(c, "register", name, 256);
+	bad_name(c, "whereis", name, 256);
+	name[255] = '\0';
+	e = t_call_ok(c, "register", "s", name);
+	ck_assert_uint_eq(o_get(e, "name")->via.str.size, 255);
+	check_str(o_get(e, "name"), name);
+	free(name);
+	/* Invalid UTF-8: garbage, truncated, overlong, surrogate, beyond
+	 * U+10FFFF; then an embedded NUL. */
+	bad_name(c, "register", "\xff\xfe", 2);
+	bad_name(c, "register", "ab\xc3", 3);
+	bad_name(c, "register", "\xc0\xaf", 2);
+	bad_name(c, "register", "\xe0\x80\xaf", 3);
+	bad_name(c, "register", "\xed\xa0\x80", 3);
+	bad_name(c, "register", "\xf4\x90\x80\x80", 4);
+	bad_name(c, "register", "a\0b", 3);
+	/* Well-formed multibyte UTF-8 is fine. */
+	check_str(o_get(t_call_ok(c, "register", "s", "caf\xc3\xa9-\xf0\x9f\x98\x80"),
+	    "name"), "caf\xc3\xa9-\xf0\x9f\x98\x80");
+
+	/* Not a str: an int, nil, a bin with the bytes of a valid name. */
+	t_call_err(c, "bad_request", "register", "u", (uint64_t)42);
+	expect_usable(c);
+	t_call_err(c, "bad_request", "register", "n");
+	expect_usable(c);
+	id = rq_begin(c, &p, "register", 1);
+	msgpack_pack_bin(&p.pk, 3);
+	msgpack_pack_bin_body(&p.pk, "bin", 3);
+	rq_send(c, &p);
+	t_err(c, id, "bad_request");
+	check_nil(t_call_ok(c, "whereis", "s", "bin"));
+
+	/* Arity. */
+	t_call_err(c, "bad_request", "register", "");
+	expect_usable(c);
+	t_call_err(c, "bad_request", "register", "sss", "x", "y", "z");
+	expect_usable(c);
+	check_nil(t_call_ok(c, "whereis", "s", "x"));
+	t_call_err(c, "bad_request", "stats", "u", (uint64_t)1);
+	expect_usable(c);
+	t_call_err(c, "bad_request", "whereis", "");
+	expect_usable(c);
+	t_call_err(c, "bad_request", "send", "s", "x");
+	expect_usable(c);
+	t_call_err(c, "bad_request", "unregister", "ss", "x", "y");
+	expect_usable(c);
+
+	/* demonitor needs a uint ref. */
+	t_call_err(c, "bad_request", "demonitor", "s", "x");
+	expect_usable(c);
+	t_call_err(c, "bad_request", "demonitor", "i", (int64_t)-1);
+	expect_usable(c);
+
+	/* list: limit 1..10000; the prefix must be a str. */
+	t_call_err(c, "bad_request", "list", "su", "", (uint64_t)0);
+	expect_usable(c);
+	t_call_err(c, "bad_request", "list", "su", "", (uint64_t)10001);
+	expect_usable(c);
+	ck_assert_int_eq(t_call_ok(c, "list", "su", "", (uint64_t)10000)->type,
+	    MSGPACK_OBJECT_ARRAY);
+	t_call_err(c, "bad_request", "list", "u", (uint64_t)1);
+	expect_usable(c);
+	t_call_ok(c, "list", "sus", "", (uint64_t)1, "a");
+	t_call_err(c, "bad_request", "list", "suu", "", (uint64_t)1,
+	    (uint64_t)1);
+	expect_usable(c);
+
+	/* Nothing above was registered by mistake. */
+	ck_assert_uint_eq(t_stat(c, "names"), 2);
+
+	tp_free(&p);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* send                                                                */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_send)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, want;
+	msgpack_object *pl;
+	uint64_t ca, cb;
+	uint32_t id, first;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	tp_init(&p);
+	tp_init(&want);
+	t_call_ok(a, "register", "s", "inbox");
+
+	/* A str payload. */
+	check_bool(t_call_ok(b, "send", "ss", "inbox", "hi"), true);
+	check_str(expect_message(a, "inbox", cb), "hi");
+
+	/* A map payload keeps its contents and key order. */
+	id = rq_begin(b, &p, "send", 2);
+	tp_str(&p, "inbox");
+	tp_map(&p, 3);
+	tp_str(&p, "z");
+	tp_uint(&p, 1);
+	tp_str(&p, "a");
+	tp_arr(&p, 1);
+	tp_int(&p, -7);
+	tp_str(&p, "m");
+	tp_str(&p, "v");
+	rq_send(b, &p);
+	check_bool(t_ok(b, id), true);
+	tp_map(&want, 3);
+	tp_str(&want, "z");
+	tp_uint(&want, 1);
+	tp_str(&want, "a");
+	tp_arr(&want, 1);
+	tp_int(&want, -7);
+	tp_str(&want, "m");
+	tp_str(&want, "v");
+	ck_assert(obj_eq(expect_message(a, "inbox", cb), &want));
+	tp_reset(&want);
+
+	/* A nil payload. */
+	check_bool(t_call_ok(b, "send", "sn", "inbox"), true);
+	check_nil(expect_message(a, "inbox", cb));
+
+	/* A queued message is not recalled by a later unregister. */
+	check_bool(t_call_ok(b, "send", "ss", "inbox", "before"), true);
+	id = t_request(a, "unregister", "s", "inbox");
+	check_str(expect_message(a, "inbox", cb), "before");
+	check_bool(t_ok(a, id), true);
+	t_call_err(b, "not_found", "send", "ss", "inbox", "after");
+	t_call_ok(a, "register", "s", "inbox");
+
+	/* Absent name. */
+	t_call_err(b, "not_found", "send", "ss", "nobody", "x");
+	expect_quiet(a);
+
+	/* Order: 1000 sends pipelined in one write arrive in order. */
+	first = b->next_msgid;
+	for (uint64_t i = 0; i < 1000; i++) {
+		rq_begin(b, &p, "send", 2);
+		tp_str(&p, "inbox");
+		tp_uint(&p, i);
+	}
+	rq_send(b, &p);
+	for (uint32_t i = 0; i < 1000; i++)
+		check_bool(t_ok(b, first + i), true);
+	for (uint64_t i = 0; i < 1000; i++) {
+		pl = expect_message(a, "inbox", cb);
+		ck_assert_uint_eq(o_uint(pl), i);
+	}
+	expect_quiet(a);
+
+	/* To one's own name: the push and the response, in either order. */
+	id = t_request(a, "send", "ss", "inbox", "self");
+	tp_arr(&want, 3);
+	tp_uint(&want, 2);
+	tp_str(&want, "message");
+	tp_arr(&want, 3);
+	tp_str(&want, "inbox");
+	tp_uint(&want, ca);
+	tp_str(&want, "self");
+	expect_true_and_push(a, id, &want);
+
+	ck_assert_uint_eq(t_stat(b, "messages"), 1005);
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* busy                                                                */
+/* ------------------------------------------------------------------ */
+
+#define BUSY_PAYLOAD	1000
+#define BUSY_MAX_TRIES	20000	/* far above any socket buffer */
+
+/* send [name, [seq, 1000-byte str]]; true on success, false on busy. */
+static bool
+send_seq(struct tclient *c, const char *name, uint64_t seq, const char *fill)
+{
+	struct tpack p;
+	msgpack_object *o;
+	uint32_t id;
+	bool ok;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "send", 2);
+	tp_str(&p, name);
+	tp_arr(&p, 2);
+	tp_uint(&p, seq);
+	tp_str(&p, fill);
+	rq_send(c, &p);
+	tp_free(&p);
+	o = t_recv(c, -1);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	ok = at(o, 2)->type == MSGPACK_OBJECT_NIL;
+	if (ok)
+		check_bool(at(o, 3), true);
+	else
+		check_str(at(at(o, 2), 0), "busy");
+	return ok;
+}
+
+START_TEST(test_busy)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	char *fill = filled(BUSY_PAYLOAD, 'p');
+	uint64_t accepted = 0, cb;
+	msgpack_object *pl;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	cb = conn_id(b);
+	t_call_ok(a, "register", "s", "slow");
+
+	/* a never reads: its socket buffer, then its 4 KiB bound fill. */
+	while (accepted < BUSY_MAX_TRIES && send_seq(b, "slow", accepted, fill))
+		accepted++;
+	ck_assert_msg(accepted < BUSY_MAX_TRIES, "send never answered busy");
+	ck_assert_uint_ge(accepted, 1);
+	/* Still busy while a does not read; nothing queued meanwhile. */
+	ck_assert(!send_seq(b, "slow", accepted, fill));
+	ck_assert_uint_eq(t_stat(b, "messages"), accepted);
+
+	/* Exactly the accepted messages, in order, nothing more. */
+	for (uint64_t i = 0; i < accepted; i++) {
+		pl = expect_message(a, "slow", cb);
+		ck_assert_uint_eq(pl->via.array.size, 2);
+		ck_assert_uint_eq(o_uint(at(pl, 0)), i);
+		ck_assert_uint_eq(at(pl, 1)->via.str.size, BUSY_PAYLOAD);
+	}
+	expect_quiet(a);
+
+	/* Drained: sends go through again. */
+	ck_assert(send_seq(b, "slow", accepted, fill));
+	pl = expect_message(a, "slow", cb);
+	ck_assert_uint_eq(o_uint(at(pl, 0)), accepted);
+	expect_usable(a);
+
+	free(fill);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * Back-pressure (§9): a client that pipelines and never reads stalls only
+ * itself; sends to its names answer busy, downs still reach it, and once
+ * it reads it gets every reply, in order.
+ */
+#define BP_NAMES	10
+#define BP_LISTS	300
+
+START_TEST(test_backpressure)
+{
+	struct tdaemon d;
+	struct tclient *r, *o;
+	struct tpack p;
+	char name[16];
+	uint32_t first, next;
+	uint64_t co, ref, msgs = 0, seq = 0;
+	bool busy = false, got_down = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	r = t_connect(d.path);
+	o = t_connect(d.path);
+	co = conn_id(o);
+	tp_init(&p);
+	for (int i = 0; i < BP_NAMES; i++) {
+		uint32_t id;
+
+		snprintf(name, sizeof(name), "r%d", i);
+		id = register_with_str(r, &p, name, 1000);
+		rq_send(r, &p);
+		t_ok(r, id);
+	}
+	t_call_ok(o, "register", "s", "o-name");
+	ref = o_uint(t_call_ok(r, "monitor", "s", "o-name"));
+
+	/* ~3 MB of replies asked for in one small write. */
+	first = r->next_msgid;
+	for (int i = 0; i < BP_LISTS; i++) {
+		rq_begin(r, &p, "list", 1);
+		tp_str(&p, "r");
+	}
+	rq_send(r, &p);
+
+	/* o is served meanwhile; r's names soon answer busy. */
+	for (int i = 0; i < POLL_ROUNDS && !busy; i++) {
+		if (send_seq(o, "r0", seq, "x"))
+			seq++;
+		else
+			busy = true;
+	}
+	ck_assert_msg(busy, "send to a stalled reader never answered busy");
+	check_bool(t_call_ok(o, "unregister", "s", "o-name"), true);
+	expect_usable(o);
+
+	/* r reads: every reply in order, the messages in order, the down. */
+	next = first;
+	while (next < first + BP_LISTS || msgs < seq || !got_down) {
+		msgpack_object *x = t_recv(r, -1), *pa;
+
+		ck_assert_msg(x != NULL, "stalled: replies %u/%u, messages "
+		    "%llu/%llu, down %d", next - first, BP_LISTS,
+		    (unsigned long long)msgs, (unsigned long long)seq,
+		    got_down);
+		if (x->via.array.size == 4) {
+			ck_assert_uint_eq(o_uint(at(x, 1)), next);
+			check_nil(at(x, 2));
+			ck_assert_uint_eq(at(x, 3)->via.array.size, BP_NAMES);
+			next++;
+			continue;
+		}
+		pa = at(x, 2);
+		if (o_is_str(at(x, 1), "message")) {
+			check_str(at(pa, 0), "r0");
+			ck_assert_uint_eq(o_uint(at(pa, 1)), co);
+			ck_assert_uint_eq(o_uint(at(at(pa, 2), 0)), msgs);
+			msgs++;
+		} else {
+			ck_assert(!got_down);
+			check_str(at(x, 1), "down");
+			check_down(pa, ref, "o-name", "unregistered");
+			got_down = true;
+		}
+	}
+	expect_quiet(r);
+	expect_usable(r);
+	ck_assert(send_seq(o, "r0", seq, "x"));
+	ck_assert_uint_eq(o_uint(at(expect_message(r, "r0", co), 0)), seq);
+
+	tp_free(&p);
+	t_close(r);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * §9: "while a client's own unread output exceeds the bound, the daemon
+ * stops reading from that client".  A client that writes requests without
+ * reading soon cannot write any more (its socket fills); once it reads,
+ * the daemon resumes and every request is answered, in order.
+ */
+#define PAUSE_REQS	100000		/* ~1.8 MB of requests */
+
+START_TEST(test_read_pause)
+{
+	struct tdaemon d;
+	struct tclient *c, *o;
+	struct tpack p;
+	struct pollfd pfd;
+	size_t sent = 0, stalled_at;
+	uint32_t first, next;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	c = t_connect(d.path);
+	o = t_connect(d.path);
+	tp_init(&p);
+	first = c->next_msgid;
+	for (int i = 0; i < PAUSE_REQS; i++) {
+		rq_begin(c, &p, "whereis", 1);
+		tp_str(&p, "nobody");
+	}
+	ck_assert_int_eq(fcntl(c->fd, F_SETFL, O_NONBLOCK), 0);
+
+	/* Write without reading until the socket stays full for a while. */
+	pfd.fd = c->fd;
+	pfd.events = POLLOUT;
+	while (sent < p.buf.size) {
+		ssize_t n = send(c->fd, p.buf.data + sent, p.buf.size - sent,
+		    MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += (size_t)n;
+			continue;
+		}
+		ck_assert_msg(n < 0 && (errno == EAGAIN || errno == EINTR),
+		    "send: %s", strerror(errno));
+		if (poll(&pfd, 1, QUIET_MS) == 0)
+			break;		/* stalled: the daemon stopped reading */
+	}
+	stalled_at = sent;
+	ck_assert_msg(stalled_at < p.buf.size, "the daemon read all %zu bytes "
+	    "from a client that never reads its replies", sent);
+	/* Only c stalls. */
+	expect_usable(o);
+
+	/* Read, and write the rest: all replies, in order. */
+	next = first;
+	while (next < first + PAUSE_REQS) {
+		msgpack_object *x;
+		bool progress = false;
+
+		while ((x = t_recv(c, 0)) != NULL) {
+			ck_assert_uint_eq(o_uint(at(x, 1)), next);
+			check_nil(at(x, 3));
+			next++;
+			progress = true;
+		}
+		if (sent < p.buf.size) {
+			ssize_t n = send(c->fd, p.buf.data + sent,
+			    p.buf.size - sent, MSG_NOSIGNAL);
+
+			if (n > 0) {
+				sent += (size_t)n;
+				progress = true;
+			}
+		}
+		if (!progress) {
+			pfd.events = POLLIN | (sent < p.buf.size ? POLLOUT : 0);
+			ck_assert_msg(poll(&pfd, 1, T_TIMEOUT_MS) == 1,
+			    "stuck after %u replies", next - first);
+			ck_assert_msg(!(pfd.revents & (POLLHUP | POLLERR)),
+			    "closed after %u replies", next - first);
+		}
+	}
+	ck_assert_uint_eq(sent, p.buf.size);
+	expect_quiet(c);
+
+	tp_free(&p);
+	t_close(c);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* monitor / demonitor                                                 */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_monitor)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c;
+	struct tpack p, want;
+	uint64_t r1, r2, r3, r4, r5, r6, ra;
+	uint32_t id1, id2;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	tp_init(&p);
+	tp_init(&want);
+
+	/* "unregistered", with the right ref and name. */
+	t_call_ok(a, "register", "s", "svc");
+	r1 = o_uint(t_call_ok(b, "monitor", "s", "svc"));
+	ck_assert_uint_eq(r1, 1);
+	check_bool(t_call_ok(a, "unregister", "s", "svc"), true);
+	expect_down(b, r1, "svc", "unregistered");
+
+	/* "disconnected" when the owner closes. */
+	t_call_ok(a, "register", "s", "svc2");
+	r2 = o_uint(t_call_ok(b, "monitor", "s", "svc2"));
+	ck_assert_uint_eq(r2, 2);
+	t_close(a);
+	expect_down(b, r2, "svc2", "disconnected");
+	check_nil(t_call_ok(b, "whereis", "s", "svc2"));
+
+	/* noproc: right after the response, before the next reply. */
+	id1 = rq_begin(b, &p, "monitor", 1);
+	tp_str(&p, "ghost");
+	id2 = rq_begin(b, &p, "whereis", 1);
+	tp_str(&p, "ghost");
+	rq_send(b, &p);
+	r3 = o_uint(t_ok(b, id1));
+	ck_assert_uint_eq(r3, 3);
+	expect_down(b, r3, "ghost", "noproc");
+	check_nil(t_ok(b, id2));
+
+	/* demonitor: active -> true, then false; unknown -> false; fired
+	 * -> false. */
+	t_call_ok(c, "register", "s", "x");
+	r4 = o_uint(t_call_ok(b, "monitor", "s", "x"));
+	ck_assert_uint_eq(r4, 4);
+	check_bool(t_call_ok(b, "demonitor", "u", r4), true);
+	check_bool(t_call_ok(b, "demonitor", "u", r4), false);
+	check_bool(t_call_ok(b, "demonitor", "u", (uint64_t)999), false);
+	check_bool(t_call_ok(b, "demonitor", "u", r1), false);
+	check_bool(t_call_ok(b, "demonitor", "u", r3), false);
+	/* A cancelled monitor never fires. */
+	check_bool(t_call_ok(c, "unregister", "s", "x"), true);
+	expect_quiet(b);
+	expect_usable(b);
+
+	/* Refs are per connection: c cannot cancel b's monitor. */
+	t_call_ok(c, "register", "s", "y");
+	r5 = o_uint(t_call_ok(b, "monitor", "s", "y"));
+	ck_assert_uint_eq(r5, 5);
+	check_bool(t_call_ok(c, "demonitor", "u", r5), false);
+
+	/* Exactly once: the monitor watched one registration only. */
+	check_bool(t_call_ok(c, "unregister", "s", "y"), true);
+	expect_down(b, r5, "y", "unregistered");
+	t_call_ok(c, "register", "s", "y");
+	check_bool(t_call_ok(c, "unregister", "s", "y"), true);
+	t_call_ok(c, "register", "s", "y");
+	t_close(c);
+	expect_quiet(b);
+	expect_usable(b);
+
+	/* Several monitors on one name each fire once. */
+	a = t_connect(d.path);
+	t_call_ok(a, "register", "s", "multi");
+	r5 = o_uint(t_call_ok(b, "monitor", "s", "multi"));
+	r6 = o_uint(t_call_ok(b, "monitor", "s", "multi"));
+	ck_assert_uint_eq(r5, 6);
+	ck_assert_uint_eq(r6, 7);
+	check_bool(t_call_ok(a, "unregister", "s", "multi"), true);
+	{
+		msgpack_object *pa = t_push(b, "down");
+		uint64_t first = o_uint(at(pa, 0));
+
+		ck_assert(first == r5 || first == r6);
+		check_down(pa, first, "multi", "unregistered");
+		expect_down(b, first == r5 ? r6 : r5, "multi", "unregistered");
+	}
+	expect_quiet(b);
+
+	/* Monitoring one's own name: the down may come before or after
+	 * the unregister's response. */
+	t_call_ok(a, "register", "s", "mine");
+	ra = o_uint(t_call_ok(a, "monitor", "s", "mine"));
+	ck_assert_uint_eq(ra, 1);
+	id1 = t_request(a, "unregister", "s", "mine");
+	tp_arr(&want, 3);
+	tp_uint(&want, 2);
+	tp_str(&want, "down");
+	tp_arr(&want, 3);
+	tp_uint(&want, ra);
+	tp_str(&want, "mine");
+	tp_str(&want, "unregistered");
+	expect_true_and_push(a, id1, &want);
+	expect_quiet(a);
+
+	ck_assert_uint_eq(t_stat(b, "monitors"), 0);
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* list                                                                */
+/* ------------------------------------------------------------------ */
+
+/* The result is an array of entries with exactly these names. */
+static void
+check_names(const msgpack_object *r, const char *const *names)
+{
+	uint32_t n = 0;
+
+	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+	while (names[n] != NULL)
+		n++;
+	ck_assert_uint_eq(r->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++) {
+		check_keys(at(r, i), entry_keys);
+		check_str(o_get(at(r, i), "name"), names[i]);
+	}
+}
+
+START_TEST(test_list)
+{
+	static const char *const all[] = { "a/1", "a/2", "a/3", "b/1", NULL };
+	static const char *const a3[] = { "a/1", "a/2", "a/3", NULL };
+	static const char *const a12[] = { "a/1", "a/2", NULL };
+	static const char *const only_a3[] = { "a/3", NULL };
+	static const char *const only_b1[] = { "b/1", NULL };
+	static const char *const none[] = { NULL };
+	struct tdaemon d;
+	struct tclient *a, *b;
+	char *longp;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	/* Registered out of order, by two connections. */
+	t_call_ok(a, "register", "s", "b/1");
+	t_call_ok(b, "register", "s", "a/3");
+	t_call_ok(a, "register", "s", "a/1");
+	t_call_ok(b, "register", "s", "a/2");
+
+	check_names(t_call_ok(a, "list", ""), all);
+	check_names(t_call_ok(a, "list", "s", ""), all);
+	check_names(t_call_ok(a, "list", "s", "a/"), a3);
+	check_names(t_call_ok(a, "list", "su", "a/", (uint64_t)2), a12);
+	check_names(t_call_ok(a, "list", "sus", "a/", (uint64_t)2, "a/2"),
+	    only_a3);
+	check_names(t_call_ok(a, "list", "sus", "a/", (uint64_t)2, "a/3"),
+	    none);
+	check_names(t_call_ok(a, "list", "s", "zzz"), none);
+	check_names(t_call_ok(a, "list", "sus", "a/", (uint64_t)10, "b"),
+	    none);
+	check_names(t_call_ok(a, "list", "s", "a/1"), (const char *const[])
+	    { "a/1", NULL });
+	/* after need not be registered, and may sort before the prefix. */
+	check_names(t_call_ok(a, "list", "sus", "a/", (uint64_t)10, "a/22"),
+	    only_a3);
+	check_names(t_call_ok(a, "list", "sus", "b/", (uint64_t)10, "a/9"),
+	    only_b1);
+	check_names(t_call_ok(a, "list", "sus", "", (uint64_t)10, "a/3"),
+	    only_b1);
+	/* A prefix longer than 255 bytes matches nothing. */
+	longp = filled(300, 'a');
+	check_names(t_call_ok(a, "list", "s", longp), none);
+	free(longp);
+
+	/* Pages of one walk everything, then an empty page. */
+	{
+		char after[8] = "";
+		int n = 0;
+
+		for (;;) {
+			msgpack_object *r = n == 0 ?
+			    t_call_ok(b, "list", "su", "", (uint64_t)1) :
+			    t_call_ok(b, "list", "sus", "", (uint64_t)1, after);
+
+			ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+			if (r->via.array.size == 0)
+				break;
+			ck_assert_uint_eq(r->via.array.size, 1);
+			ck_assert_int_lt(n, 4);
+			check_str(o_get(at(r, 0), "name"), all[n]);
+			snprintf(after, sizeof(after), "%s", all[n]);
+			n++;
+		}
+		ck_assert_int_eq(n, 4);
+	}
+
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * §4.8: "after: any str" (only prefix and limit are range-checked), so an
+ * `after` longer than 255 bytes is valid, and a name equal to its first
+ * 255 bytes sorts before it.
+ */
+START_TEST(test_list_after_any_str)
+{
+	static const char *const only_b[] = { "b", NULL };
+	struct tdaemon d;
+	struct tclient *c;
+	char *n255 = filled(255, 'a'), *after = filled(256, 'a');
+	msgpack_object *r;
+
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+	t_call_ok(c, "register", "s", n255);
+	t_call_ok(c, "register", "s", "b");
+
+	/* An after that is not UTF-8 is fine too. */
+	check_names(t_call_ok(c, "list", "sus", "", (uint64_t)10, "\xff"),
+	    (const char *const[]){ NULL });
+	r = t_call_ok(c, "list", "sus", "", (uint64_t)10, "a");
+	ck_assert_uint_eq(r->via.array.size, 2);
+
+	/* n255 < after (a prefix sorts first) < "b". */
+	check_names(t_call_ok(c, "list", "sus", "", (uint64_t)10, after),
+	    only_b);
+
+	free(n255);
+	free(after);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The encoded size of an object (the daemon encodes as msgpack-c does:
+ * shortest integers, same headers). */
+static size_t
+packed_size(const msgpack_object *o)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	ck_assert_int_eq(msgpack_pack_object(&pk, *o), 0);
+	n = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+/* A page is cut short to stay within max_message, never empty. */
+START_TEST(test_list_page_size)
+{
+	struct tdaemon d;
+	struct tclient *c, *o;
+	struct tpack p;
+	char name[16], after[16] = "";
+	uint32_t id;
+	int seen = 0, pages = 0;
+
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	c = t_connect(d.path);
+	o = t_connect(d.path);
+	tp_init(&p);
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "p%d", i);
+		id = register_with_str(c, &p, name, 400);
+		rq_send(c, &p);
+		t_ok(c, id);
+	}
+	/* One entry that alone is larger than max_message. */
+	id = register_with_str(c, &p, "p9", 990);
+	rq_send(c, &p);
+	t_ok(c, id);
+
+	for (;;) {
+		msgpack_object *resp, *r;
+
+		id = seen == 0 ? t_request(o, "list", "") :
+		    t_request(o, "list", "sus", "", (uint64_t)1000, after);
+		resp = t_recv(o, -1);
+		ck_assert_ptr_nonnull(resp);
+		ck_assert_uint_eq(o_uint(at(resp, 1)), id);
+		r = at(resp, 3);
+		ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+		if (r->via.array.size == 0)
+			break;
+		ck_assert_msg(r->via.array.size == 1 ||
+		    packed_size(resp) <= 1024, "a %u-entry page of %zu bytes",
+		    r->via.array.size, packed_size(resp));
+		for (uint32_t i = 0; i < r->via.array.size; i++) {
+			snprintf(name, sizeof(name), "p%d", seen < 6 ? seen : 9);
+			check_str(o_get(at(r, i), "name"), name);
+			seen++;
+		}
+		snprintf(after, sizeof(after), "%s", name);
+		ck_assert_int_lt(++pages, 8);
+	}
+	ck_assert_int_eq(seen, 7);
+	ck_assert_int_gt(pages, 2);	/* 6 x ~480 bytes need >= 3 pages */
+
+	tp_free(&p);
+	t_close(c);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* stats                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *const stats_keys[] = { "connections", "names",
+	"monitors", "requests", "messages", "downs", "notifications_ignored",
+	"connections_total", "uptime_ms", NULL };
+
+START_TEST(test_stats)
+{
+	struct tdaemon d;
+	struct tclient *o, *x;
+	msgpack_object *st;
+	uint64_t req0, req1, ref;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	st = t_call_ok(o, "stats", "");
+	check_keys(st, stats_keys);
+	for (uint32_t i = 0; i < st->via.map.size; i++)
+		o_uint(&st->via.map.ptr[i].val);
+	ck_assert_uint_eq(o_uint(o_get(st, "messages")), 0);
+	ck_assert_uint_eq(o_uint(o_get(st, "downs")), 0);
+	ck_assert_uint_eq(o_uint(o_get(st, "notifications_ignored")), 0);
+	req0 = o_uint(o_get(st, "requests"));
+	req1 = t_stat(o, "requests");
+	ck_assert_uint_gt(req1, req0);
+	t_call_ok(o, "register", "s", "o1");
+	wait_gauges(o, 1, 1, 0);
+
+	/* x holds names and monitors; o monitors one of x's names. */
+	x = t_connect(d.path);
+	t_call_ok(x, "register", "s", "x1");
+	t_call_ok(x, "register", "s", "x2");
+	t_call_ok(x, "register", "s", "x3");
+	t_call_ok(x, "monitor", "s", "o1");
+	t_call_ok(x, "monitor", "s", "x1");
+	ref = o_uint(t_call_ok(o, "monitor", "s", "x2"));
+	st = t_call_ok(o, "stats", "");
+	ck_assert_uint_eq(o_uint(o_get(st, "connections")), 2);
+	ck_assert_uint_eq(o_uint(o_get(st, "names")), 4);
+	ck_assert_uint_eq(o_uint(o_get(st, "monitors")), 3);
+	ck_assert_uint_gt(o_uint(o_get(st, "requests")), req1);
+	ck_assert_uint_ge(o_uint(o_get(st, "connections_total")), 2);
+
+	/* x goes: its down is the sign that it was purged, and a purge
+	 * is immediate and complete. */
+	t_close(x);
+	expect_down(o, ref, "x2", "disconnected");
+	st = t_call_ok(o, "stats", "");
+	ck_assert_uint_eq(o_uint(o_get(st, "connections")), 1);
+	ck_assert_uint_eq(o_uint(o_get(st, "names")), 1);
+	ck_assert_uint_eq(o_uint(o_get(st, "monitors")), 0);
+	ck_assert_uint_eq(o_uint(o_get(st, "downs")), 1);
+	check_nil(t_call_ok(o, "whereis", "s", "x1"));
+
+	/* Again without a monitor to sync on: poll. */
+	x = t_connect(d.path);
+	t_call_ok(x, "register", "s", "y1");
+	t_call_ok(x, "monitor", "s", "o1");
+	t_call_ok(x, "monitor", "s", "y1");
+	t_call_ok(x, "send", "ss", "o1", "hello");
+	expect_message(o, "o1", conn_id(x));
+	wait_gauges(o, 2, 2, 2);
+	t_close(x);
+	wait_gauges(o, 1, 1, 0);
+	ck_assert_uint_eq(t_stat(o, "messages"), 1);
+	ck_assert_uint_eq(t_stat(o, "downs"), 1);
+
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* lifeline: SIGKILL                                                   */
+/* ------------------------------------------------------------------ */
+
+#define VICTIM_NAMES	100
+
+/* The child: plain code, no Check assertions; _exit on any failure. */
+static void
+victim_child(const char *path, int ready_fd)
+{
+	struct sockaddr_un sun;
+	msgpack_unpacker unp;
+	msgpack_unpacked res;
+	struct tpack p;
+	char name[32];
+	int fd, replies = 0;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	alarm(60);
+	if (strlen(path) >= sizeof(sun.sun_path))
+		_exit(1);
+	unix_addr(&sun, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		_exit(1);
+	tp_init(&p);
+	tp_req(&p, 1, "register", 1);
+	tp_str(&p, "victim");
+	for (int i = 0; i < VICTIM_NAMES; i++) {
+		snprintf(name, sizeof(name), "victim-%d", i);
+		tp_req(&p, (uint32_t)(i + 2), "register", 1);
+		tp_str(&p, name);
+	}
+	for (size_t off = 0; off < p.buf.size; ) {
+		ssize_t n = write(fd, p.buf.data + off, p.buf.size - off);
+
+		if (n <= 0)
+			_exit(1);
+		off += (size_t)n;
+	}
+	/* Wait for every reply (all successes) before saying ready. */
+	if (!msgpack_unpacker_init(&unp, 64 * 1024))
+		_exit(1);
+	msgpack_unpacked_init(&res);
+	while (replies < VICTIM_NAMES + 1) {
+		ssize_t n;
+
+		while (msgpack_unpacker_next(&unp, &res) ==
+		    MSGPACK_UNPACK_SUCCESS) {
+			msgpack_object *o = &res.data;
+
+			if (o->type != MSGPACK_OBJECT_ARRAY ||
+			    o->via.array.size != 4 ||
+			    o->via.array.ptr[2].type != MSGPACK_OBJECT_NIL)
+				_exit(1);
+			replies++;
+		}
+		if (replies == VICTIM_NAMES + 1)
+			break;
+		if (!msgpack_unpacker_reserve_buffer(&unp, 64 * 1024))
+			_exit(1);
+		n = read(fd, msgpack_unpacker_buffer(&unp),
+		    msgpack_unpacker_buffer_capacity(&unp));
+		if (n <= 0)
+			_exit(1);
+		msgpack_unpacker_buffer_consumed(&unp, (size_t)n);
+	}
+	if (write(ready_fd, "r", 1) != 1)
+		_exit(1);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_lifeline_sigkill)
+{
+	struct tdaemon d;
+	struct tclient *o;
+	struct pollfd pfd;
+	int pfds[2], status;
+	uint64_t ref;
+	pid_t pid;
+	char ch;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	ck_assert_int_eq(pipe(pfds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(pfds[0]);
+		victim_child(d.path, pfds[1]);
+		_exit(1);
+	}
+	close(pfds[1]);
+	pfd.fd = pfds[0];
+	pfd.events = POLLIN;
+	ck_assert_msg(poll(&pfd, 1, T_TIMEOUT_MS) == 1, "the child is not ready");
+	ck_assert_msg(read(pfds[0], &ch, 1) == 1, "the child failed");
+	close(pfds[0]);
+
+	/* The entry carries the child's credentials. */
+	ck_assert_uint_eq(o_uint(o_get(t_call_ok(o, "whereis", "s", "victim"),
+	    "pid")), (uint64_t)pid);
+	ck_assert_uint_eq(t_stat(o, "names"), VICTIM_NAMES + 1);
+	ref = o_uint(t_call_ok(o, "monitor", "s", "victim"));
+
+	ck_assert_int_eq(kill(pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+	expect_down(o, ref, "victim", "disconnected");
+	check_nil(t_call_ok(o, "whereis", "s", "victim"));
+	check_nil(t_call_ok(o, "whereis", "s", "victim-42"));
+	wait_gauges(o, 1, 0, 0);
+	expect_quiet(o);
+
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* chunking: pipelining and trickling                                  */
+/* ------------------------------------------------------------------ */
+
+#define PIPELINED	10000
+
+START_TEST(test_pipeline_10000)
+{
+	struct tdaemon d;
+	struct tclient *c;
+	struct tpack p;
+	char name[32];
+	uint32_t first;
+
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+	tp_init(&p);
+	first = c->next_msgid;
+	for (int i = 0; i < PIPELINED; i++) {
+		snprintf(name, sizeof(name), "n%05d", i);
+		rq_begin(c, &p, "register", 1);
+		tp_str(&p, name);
+	}
+	rq_send(c, &p);		/* one write */
+	for (int i = 0; i < PIPELINED; i++) {
+		snprintf(name, sizeof(name), "n%05d", i);
+		check_str(o_get(t_ok(c, first + (uint32_t)i), "name"), name);
+	}
+	ck_assert_uint_eq(t_stat(c, "names"), PIPELINED);
+	/* list: 1000 by default, up to 10000 on request, in order. */
+	{
+		msgpack_object *r = t_call_ok(c, "list", "");
+
+		ck_assert_uint_eq(r->via.array.size, 1000);
+		check_str(o_get(at(r, 999), "name"), "n00999");
+		r = t_call_ok(c, "list", "su", "", (uint64_t)PIPELINED);
+		ck_assert_uint_eq(r->via.array.size, PIPELINED);
+		for (uint32_t i = 0; i < PIPELINED; i++) {
+			snprintf(name, sizeof(name), "n%05u", i);
+			check_str(o_get(at(r, i), "name"), name);
+		}
+	}
+
+	tp_free(&p);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_trickle)
+{
+	struct tdaemon d;
+	struct tclient *c;
+	struct tpack p;
+	uint32_t id1, id2;
+	msgpack_object *e;
+	char *val = filled(300, 'v');	/* a str16 header to split too */
+
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+	tp_init(&p);
+	id1 = rq_begin(c, &p, "register", 2);
+	tp_str(&p, "trickled");
+	tp_str(&p, val);
+	id2 = rq_begin(c, &p, "whereis", 1);
+	tp_str(&p, "trickled");
+	for (size_t i = 0; i < p.buf.size; i++) {
+		t_send_raw(c, p.buf.data + i, 1);
+		usleep(1000);
+	}
+	e = t_ok(c, id1);
+	check_str(o_get(e, "name"), "trickled");
+	check_str(o_get(e, "value"), val);
+	check_str(o_get(t_ok(c, id2), "name"), "trickled");
+
+	free(val);
+	tp_free(&p);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* fatal input                                                         */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_invalid_msgpack)
+{
+	static const uint8_t c1 = 0xc1;
+	struct tdaemon d;
+	struct tclient *other, *bad;
+	struct tpack p;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	other = t_connect(d.path);
+	t_call_ok(other, "register", "s", "keep");
+
+	/* Just the bad byte. */
+	bad = t_connect(d.path);
+	t_call_ok(bad, "register", "s", "bad1");
+	t_send_raw(bad, &c1, 1);
+	expect_fatal(bad, "bad_request");
+	t_close(bad);
+	/* Purged before the close: its name is gone at once. */
+	check_nil(t_call_ok(other, "whereis", "s", "bad1"));
+
+	/* A complete request before the bad byte is answered first; a
+	 * request after it is discarded. */
+	bad = t_connect(d.path);
+	tp_init(&p);
+	id = rq_begin(bad, &p, "whereis", 1);
+	tp_str(&p, "keep");
+	msgpack_sbuffer_write(&p.buf, (const char *)&c1, 1);
+	rq_begin(bad, &p, "register", 1);
+	tp_str(&p, "after-bad");
+	rq_send(bad, &p);	/* one write */
+	check_str(o_get(t_ok(bad, id), "name"), "keep");
+	expect_fatal(bad, "bad_request");
+	t_close(bad);
+
+	/* The other connection never noticed. */
+	check_str(o_get(t_call_ok(other, "whereis", "s", "keep"), "name"),
+	    "keep");
+	check_nil(t_call_ok(other, "whereis", "s", "after-bad"));
+	wait_gauges(other, 1, 1, 0);
+
+	tp_free(&p);
+	t_close(other);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_too_large)
+{
+	/* [0, 1, "register", [<str32 of 0x7fffffff bytes>...: no body. */
+	static const uint8_t str32[] = { 0x94, 0x00, 0x01, 0xa8, 'r', 'e',
+		'g', 'i', 's', 't', 'e', 'r', 0x91, 0xdb, 0x7f, 0xff, 0xff,
+		0xff };
+	static const uint8_t arr32[] = { 0xdd, 0x7f, 0xff, 0xff, 0xff };
+	struct tdaemon d;
+	struct tclient *c, *other;
+	struct tpack p;
+	size_t fixed;
+	uint32_t id;
+
+	/* Default max_message: a 2 GB str header alone is enough. */
+	t_daemon_start(&d, NULL);
+	other = t_connect(d.path);
+	t_call_ok(other, "register", "s", "other");
+	c = t_connect(d.path);
+	t_send_raw(c, str32, sizeof(str32));
+	expect_fatal(c, "too_large");
+	t_close(c);
+	c = t_connect(d.path);
+	t_send_raw(c, arr32, sizeof(arr32));
+	expect_fatal(c, "too_large");
+	t_close(c);
+	/* A map32 header inside a request too. */
+	c = t_connect(d.path);
+	{
+		static const uint8_t map32[] = { 0x94, 0x00, 0x02, 0xa4, 's',
+			'e', 'n', 'd', 0x92, 0xa5, 'o', 't', 'h', 'e', 'r',
+			0xdf, 0x40, 0x00, 0x00, 0x00 };
+
+		t_send_raw(c, map32, sizeof(map32));
+	}
+	expect_fatal(c, "too_large");
+	t_close(c);
+	check_str(o_get(t_call_ok(other, "whereis", "s", "other"), "name"),
+	    "other");
+
+	/* Default max_message: a request of exactly 1 MiB fits (and comes
+	 * back in a reply a little larger), one byte more does not. */
+	tp_init(&p);
+	register_with_str(other, &p, "mib", 100000);	/* str32 header */
+	fixed = p.buf.size - 100000;
+	tp_reset(&p);
+	id = register_with_str(other, &p, "mib", 1048576 - fixed);
+	ck_assert_uint_eq(p.buf.size, 1048576);
+	rq_send(other, &p);
+	ck_assert_uint_eq(o_get(t_ok(other, id), "value")->via.str.size,
+	    1048576 - fixed);
+	ck_assert_uint_eq(o_get(t_call_ok(other, "whereis", "s", "mib"),
+	    "value")->via.str.size, 1048576 - fixed);
+	c = t_connect(d.path);
+	register_with_str(c, &p, "mib2", 1048576 - fixed);
+	ck_assert_uint_eq(p.buf.size, 1048577);
+	/* The str header already proves it: send no more than that (the
+	 * daemon may close before reading a body). */
+	t_send_raw(c, p.buf.data, p.buf.size - (1048576 - fixed));
+	tp_reset(&p);
+	expect_fatal(c, "too_large");
+	t_close(c);
+	tp_free(&p);
+	t_close(other);
+	t_daemon_stop(&d);
+
+	/* --max-message 1024. */
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	c = t_connect(d.path);
+	ck_assert_uint_eq(o_uint(o_get(t_call_ok(c, "hello", ""),
+	    "max_message")), 1024);
+	tp_init(&p);
+	id = register_with_str(c, &p, "v500", 500);
+	rq_send(c, &p);
+	ck_assert_uint_eq(o_get(t_ok(c, id), "value")->via.str.size, 500);
+
+	/* The boundary: exactly max_message bytes fit, one more does not
+	 * (the value's str16 header keeps the framing constant). */
+	register_with_str(c, &p, "edge", 300);
+	fixed = p.buf.size - 300;
+	tp_reset(&p);
+	id = register_with_str(c, &p, "edge", 1024 - fixed);
+	ck_assert_uint_eq(p.buf.size, 1024);
+	rq_send(c, &p);
+	t_ok(c, id);
+	register_with_str(c, &p, "edge2", 1024 - fixed);
+	ck_assert_uint_eq(p.buf.size, 1025);
+	rq_send(c, &p);
+	expect_fatal(c, "too_large");
+	t_close(c);
+
+	c = t_connect(d.path);
+	register_with_str(c, &p, "big", 2000);
+	rq_send(c, &p);
+	expect_fatal(c, "too_large");
+	t_close(c);
+	c = t_connect(d.path);
+	check_nil(t_call_ok(c, "whereis", "s", "big"));
+	check_nil(t_call_ok(c, "whereis", "s", "edge2"));
+	wait_gauges(c, 1, 0, 0);
+
+	tp_free(&p);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* n nested one-element arrays around nil. */
+static void
+pack_nested(struct tpack *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		tp_arr(p, 1);
+	tp_nil(p);
+}
+
+START_TEST(test_nesting)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, want;
+	uint32_t id;
+	uint64_t cb;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	cb = conn_id(b);
+	tp_init(&p);
+	tp_init(&want);
+
+	/* A 20-deep payload goes through intact. */
+	t_call_ok(a, "register", "s", "deep");
+	id = rq_begin(b, &p, "send", 2);
+	tp_str(&p, "deep");
+	pack_nested(&p, 20);
+	rq_send(b, &p);
+	check_bool(t_ok(b, id), true);
+	pack_nested(&want, 20);
+	ck_assert(obj_eq(expect_message(a, "deep", cb), &want));
+
+	/* 30 levels (request 1, params 2, payload 3..30) are allowed. */
+	id = rq_begin(b, &p, "send", 2);
+	tp_str(&p, "deep");
+	pack_nested(&p, 28);
+	rq_send(b, &p);
+	check_bool(t_ok(b, id), true);
+	tp_reset(&want);
+	pack_nested(&want, 28);
+	ck_assert(obj_eq(expect_message(a, "deep", cb), &want));
+
+	/* 30 nested arrays that are no request: answered, not fatal. */
+	pack_nested(&p, 30);
+	rq_send(b, &p);
+	expect_error_push(b, "bad_request");
+	expect_usable(b);
+
+	/* 31 levels: fatal. */
+	pack_nested(&p, 31);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+
+	/* 40 levels, and inside a request. */
+	b = t_connect(d.path);
+	pack_nested(&p, 40);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+	b = t_connect(d.path);
+	rq_begin(b, &p, "send", 2);
+	tp_str(&p, "deep");
+	pack_nested(&p, 29);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+
+	expect_quiet(a);
+	expect_usable(a);
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * §7: "nesting deeper than 30 arrays/maps" is fatal.  An empty array or
+ * map is an array or map too: 30 arrays around [] (or {}) are 31 levels.
+ */
+START_TEST(test_nesting_empty_innermost)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	t_call_ok(a, "register", "s", "deep");
+	tp_init(&p);
+
+	/* 29 arrays around []: 30 levels, fine (a non-request). */
+	b = t_connect(d.path);
+	for (int i = 0; i < 29; i++)
+		tp_arr(&p, 1);
+	tp_arr(&p, 0);
+	rq_send(b, &p);
+	expect_error_push(b, "bad_request");
+	expect_usable(b);
+
+	/* 30 arrays around []: 31 levels. */
+	for (int i = 0; i < 30; i++)
+		tp_arr(&p, 1);
+	tp_arr(&p, 0);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+
+	/* 30 arrays around {}. */
+	b = t_connect(d.path);
+	for (int i = 0; i < 30; i++)
+		tp_arr(&p, 1);
+	tp_map(&p, 0);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+
+	/* A send whose payload puts [] at level 31 is not forwarded. */
+	b = t_connect(d.path);
+	rq_begin(b, &p, "send", 2);
+	tp_str(&p, "deep");
+	for (int i = 0; i < 28; i++)
+		tp_arr(&p, 1);
+	tp_arr(&p, 0);
+	rq_send(b, &p);
+	expect_fatal(b, "bad_request");
+	t_close(b);
+	expect_quiet(a);
+
+	tp_free(&p);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* valid msgpack that is not a good request                            */
+/* ------------------------------------------------------------------ */
+
+#define RAW(c, ...) do {						\
+	static const uint8_t raw_[] = { __VA_ARGS__ };			\
+	t_send_raw((c), raw_, sizeof(raw_));				\
+} while (0)
+
+#define STATS_STR	0xa5, 's', 't', 'a', 't', 's'
+
+START_TEST(test_non_requests)
+{
+	struct tdaemon d;
+	struct tclient *c;
+	uint64_t ign;
+
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+
+	/* Error pushes, connection kept. */
+	RAW(c, 0x2a);					/* 42 */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0xff, STATS_STR, 0x90);	/* msgid -1 */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+	    0x00, STATS_STR, 0x90);			/* msgid 2^32 */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x80);					/* {} */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x90);					/* [] */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0xa5, 's', 't', 'a', 't', 's');		/* "stats" */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x01, 0x05, 0xc0, 0xc0);		/* a response */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x93, 0x02, 0x05, 0x90);		/* [2, 5, []] */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x93, 0x02, 0xa1, 'x', 0x80);		/* [2, "x", {}] */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x05, 0x01, STATS_STR, 0x90);	/* kind 5 */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+
+	/* Responses with the msgid. */
+	RAW(c, 0x94, 0x00, 0x07, 0x2a, 0x90);		/* method 42 */
+	t_err(c, 7, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x93, 0x00, 0x08, STATS_STR);		/* 3 elements */
+	t_err(c, 8, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x95, 0x00, 0x08, STATS_STR, 0x90, 0xc0);	/* 5 elements */
+	t_err(c, 8, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0x09, STATS_STR, 0x80);	/* params {} */
+	t_err(c, 9, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0x0a, 0xaa, 'f', 'r', 'o', 'b', 'n', 'i', 'c',
+	    'a', 't', 'e', 0x90);
+	expect_err_no_echo(c, 10, "unknown_method", "frobnicate");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0x0b, 0xa5, 'S', 'T', 'A', 'T', 'S', 0x90);
+	t_err(c, 11, "unknown_method");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0x0c, 0xc4, 0x05, 's', 't', 'a', 't', 's', 0x90);
+	t_err(c, 12, "bad_request");			/* bin method */
+	expect_usable(c);
+
+	RAW(c, 0x92, 0x00, 0x0f);			/* [0, 15] */
+	t_err(c, 15, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x91, 0x00);				/* [0] */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0xca, 0x3f, 0x80, 0x00, 0x00, STATS_STR, 0x90);
+	expect_error_push(c, "bad_request");		/* msgid 1.0f */
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0xa1, '1', STATS_STR, 0x90);	/* msgid "1" */
+	expect_error_push(c, "bad_request");
+	expect_usable(c);
+	RAW(c, 0x94, 0x00, 0x10, 0xa7, 'w', 'h', 'e', 'r', 'e', 'i', 's',
+	    0x91, 0xa6, 'Z', 'q', '7', 'a', 'b', 'c');
+	check_nil(t_ok(c, 16));				/* sanity */
+	RAW(c, 0x94, 0x00, 0x11, 0xa7, 'Z', 'q', '7', 'm', 'e', 't', 'h',
+	    0x90);
+	expect_err_no_echo(c, 17, "unknown_method", "Zq7meth");
+	RAW(c, 0x94, 0x00, 0x12, 0xa8, 'r', 'e', 'g', 'i', 's', 't', 'e',
+	    'r', 0x91, 0xa6, 'Z', 'q', '7', 0xff, 'x', 'y');
+	expect_err_no_echo(c, 18, "bad_request", "Zq7");	/* bad UTF-8 */
+
+	/* msgid: any uint encoding, up to 2^32-1. */
+	RAW(c, 0x94, 0x00, 0xd0, 0x0d, STATS_STR, 0x90);	/* int8 13 */
+	check_keys(t_ok(c, 13), stats_keys);
+	RAW(c, 0x94, 0x00, 0xce, 0xff, 0xff, 0xff, 0xff, STATS_STR, 0x90);
+	check_keys(t_ok(c, 4294967295u), stats_keys);
+	RAW(c, 0x94, 0x00, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x0e, STATS_STR,
+	    0x90);					/* uint64 14 */
+	check_keys(t_ok(c, 14), stats_keys);
+
+	/* A client notification: no reply at all, but counted. */
+	ign = t_stat(c, "notifications_ignored");
+	ck_assert_uint_eq(ign, 0);
+	RAW(c, 0x93, 0x02, 0xa8, 'w', 'h', 'a', 't', 'e', 'v', 'e', 'r',
+	    0x90);
+	RAW(c, 0x93, 0x02, 0xa5, 's', 't', 'a', 't', 's', 0x91, 0x01);
+	/* The next object is the reply to the following request. */
+	ck_assert_uint_eq(t_stat(c, "notifications_ignored"), 2);
+	expect_quiet(c);
+
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* end of file                                                         */
+/* ------------------------------------------------------------------ */
+
+#define BIG_VALUE	(200 * 1024)
+#define BIG_READS	10		/* 2 MB of replies */
+
+START_TEST(test_oneshot_eof)
+{
+	static const uint8_t partial[] = { 0x94, 0x00, 0x63, 0xa8, 'r' };
+	struct tdaemon d;
+	struct tclient *c, *o;
+	struct tpack p;
+	uint32_t id1, id2;
+	msgpack_object *e;
+
+	/* A long drain: the big replies below must not be cut short. */
+	t_daemon_start(&d, "--drain-ms", "60000", NULL);
+	o = t_connect(d.path);
+	c = t_connect(d.path);
+	tp_init(&p);
+	id1 = rq_begin(c, &p, "register", 1);
+	tp_str(&p, "oneshot");
+	id2 = rq_begin(c, &p, "whereis", 1);
+	tp_str(&p, "oneshot");
+	/* An incomplete trailing object is discarded without reply. */
+	msgpack_sbuffer_write(&p.buf, (const char *)partial, sizeof(partial));
+	rq_send(c, &p);
+	ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+
+	check_str(o_get(t_ok(c, id1), "name"), "oneshot");
+	e = t_ok(c, id2);
+	check_str(o_get(e, "name"), "oneshot");
+	expect_eof(c);
+	t_close(c);
+
+	wait_gone(o, "oneshot");
+	wait_gauges(o, 1, 0, 0);
+
+	/* Same with a monitor held elsewhere: it fires "disconnected". */
+	c = t_connect(d.path);
+	t_call_ok(c, "register", "s", "oneshot2");
+	{
+		uint64_t ref = o_uint(t_call_ok(o, "monitor", "s",
+		    "oneshot2"));
+
+		id1 = rq_begin(c, &p, "stats", 0);
+		rq_send(c, &p);
+		ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+		check_keys(t_ok(c, id1), stats_keys);
+		expect_eof(c);
+		expect_down(o, ref, "oneshot2", "disconnected");
+	}
+	t_close(c);
+
+	/* Replies far larger than the socket buffer still pending at EOF
+	 * are flushed (§8 step 3), then the connection closes. */
+	c = t_connect(d.path);
+	id1 = register_with_str(c, &p, "big", BIG_VALUE);
+	id2 = c->next_msgid;
+	for (int i = 0; i < BIG_READS; i++) {
+		rq_begin(c, &p, "whereis", 1);
+		tp_str(&p, "big");
+	}
+	rq_send(c, &p);
+	ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+	ck_assert_uint_eq(o_get(t_ok(c, id1), "value")->via.str.size,
+	    BIG_VALUE);
+	for (int i = 0; i < BIG_READS; i++) {
+		e = t_ok(c, id2 + (uint32_t)i);
+		ck_assert_uint_eq(o_get(e, "value")->via.str.size, BIG_VALUE);
+	}
+	expect_eof(c);
+	t_close(c);
+	wait_gauges(o, 1, 0, 0);
+
+	tp_free(&p);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Ask for BIG_READS replies of BIG_VALUE bytes each, reading none. */
+static void
+ask_big_replies(struct tclient *c, const char *name)
+{
+	struct tpack p;
+
+	tp_init(&p);
+	register_with_str(c, &p, name, BIG_VALUE);
+	for (int i = 0; i < BIG_READS; i++) {
+		rq_begin(c, &p, "whereis", 1);
+		tp_str(&p, name);
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+}
+
+/* Clients that vanish with megabytes of replies unread. */
+START_TEST(test_abrupt_close)
+{
+	struct tdaemon d;
+	struct tclient *o, *c;
+	char name[16];
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	for (int i = 0; i < 5; i++) {
+		c = t_connect(d.path);
+		snprintf(name, sizeof(name), "big%d", i);
+		ask_big_replies(c, name);
+		if (i % 2 == 1)
+			ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
+		t_close(c);
+	}
+	wait_gauges(o, 1, 0, 0);
+	ck_assert(t_daemon_alive(&d));
+	expect_usable(o);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* SIGTERM with busy clients: still a clean exit, and they all see EOF. */
+START_TEST(test_sigterm_with_clients)
+{
+	static const uint8_t partial[] = { 0x94, 0x00, 0x01, 0xa8, 'r', 'e' };
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *e;
+
+	t_daemon_start(&d, "--drain-ms", "60000", NULL);
+	a = connect_first(&d);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	e = t_connect(d.path);
+	/* a: names and monitors; b: half a request; c: megabytes of
+	 * unread replies; e: the same, then EOF, so it is draining. */
+	t_call_ok(a, "register", "s", "a1");
+	t_call_ok(a, "monitor", "s", "a1");
+	t_call_ok(b, "register", "s", "b1");
+	t_call_ok(a, "monitor", "s", "b1");
+	t_call_ok(b, "monitor", "s", "a1");
+	t_send_raw(b, partial, sizeof(partial));
+	ask_big_replies(c, "c-big");
+	ask_big_replies(e, "e-big");
+	ck_assert_int_eq(shutdown(e->fd, SHUT_WR), 0);
+	/* e is purged (not counted) while its replies drain. */
+	wait_gauges(a, 3, 3, 3);
+
+	t_daemon_stop(&d);
+	ck_assert(t_wait_eof(a, -1));
+	ck_assert(t_wait_eof(b, -1));
+	ck_assert(t_wait_eof(c, -1));
+	ck_assert(t_wait_eof(e, -1));
+	t_close(a);
+	t_close(b);
+	t_close(c);
+	t_close(e);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* limits                                                              */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_limit_names)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+
+	t_daemon_start(&d, "--max-names", "2", NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	t_call_ok(a, "register", "s", "n1");
+	t_call_ok(a, "register", "s", "n2");
+	t_call_err(a, "limit", "register", "s", "n3");
+	check_nil(t_call_ok(a, "whereis", "s", "n3"));
+	/* taken comes before limit. */
+	t_call_err(a, "taken", "register", "s", "n1");
+	/* Per connection: b has its own allowance. */
+	t_call_ok(b, "register", "s", "n3");
+	t_call_ok(b, "register", "s", "n4");
+	t_call_err(b, "limit", "register", "s", "n5");
+	check_bool(t_call_ok(a, "unregister", "s", "n1"), true);
+	t_call_ok(a, "register", "s", "n5");
+	t_call_err(a, "limit", "register", "s", "n6");
+	ck_assert_uint_eq(t_stat(a, "names"), 4);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_limit_monitors)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	uint64_t r1, r2;
+
+	t_daemon_start(&d, "--max-monitors", "2", NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	t_call_ok(b, "register", "s", "t");
+	r1 = o_uint(t_call_ok(a, "monitor", "s", "t"));
+	r2 = o_uint(t_call_ok(a, "monitor", "s", "t"));
+	t_call_err(a, "limit", "monitor", "s", "t");
+	t_call_err(a, "limit", "monitor", "s", "ghost");
+	expect_usable(a);
+	/* A cancelled monitor frees its slot. */
+	check_bool(t_call_ok(a, "demonitor", "u", r1), true);
+	ck_assert_uint_gt(o_uint(t_call_ok(a, "monitor", "s", "t")), r2);
+	t_call_err(a, "limit", "monitor", "s", "t");
+	ck_assert_uint_eq(t_stat(a, "monitors"), 2);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_limit_conns)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c;
+
+	t_daemon_start(&d, "--max-conns", "2", NULL);
+	a = connect_first(&d);
+	t_call_ok(a, "register", "s", "a");
+	b = t_connect(d.path);
+	t_call_ok(b, "register", "s", "b");
+
+	c = t_connect(d.path);
+	expect_fatal(c, "limit");
+	t_close(c);
+
+	check_str(o_get(t_call_ok(a, "whereis", "s", "b"), "name"), "b");
+	check_str(o_get(t_call_ok(b, "whereis", "s", "a"), "name"), "a");
+	ck_assert_uint_eq(t_stat(a, "connections"), 2);
+
+	/* A slot frees when a connection closes. */
+	t_close(b);
+	wait_gauges(a, 1, 1, 0);
+	c = t_connect(d.path);
+	check_nil(t_call_ok(c, "whereis", "s", "b"));
+	t_close(c);
+
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* command line                                                        */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_cmdline)
+{
+	char dir[] = "/tmp/procreg-cmdline.XXXXXX", path[128], out[4096];
+	struct tdaemon d, d2;
+	struct tclient *c;
+	struct sockaddr_un sun;
+	struct stat st;
+	char buf[64];
+	int fd;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/s.sock", dir);
+
+	ck_assert_int_eq(run_procregd(out, sizeof(out),
+	    (const char *[]){ "--help", NULL }), 0);
+	ck_assert_ptr_nonnull(strstr(out, "--max-message"));
+	ck_assert_int_eq(run_procregd(out, sizeof(out),
+	    (const char *[]){ "--version", NULL }), 0);
+	ck_assert_ptr_nonnull(strstr(out, "0.1.0"));
+	/* Bad command lines: 2, and no daemon ran. */
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "--frobnicate", NULL }), 2);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "--max-message", "abc", NULL }), 2);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "--max-message", "63", NULL }), 2);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "--max-names", "-1", NULL }), 2);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "--max-conns", NULL }), 2);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, "extra", NULL }), 2);
+	ck_assert_int_ne(lstat(path, &st), 0);
+
+	/* A second daemon on a live socket: 1; the first keeps going. */
+	t_daemon_start(&d, NULL);
+	c = t_connect(d.path);
+	t_call_ok(c, "register", "s", "first");
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", d.path, NULL }), 1);
+	check_str(o_get(t_call_ok(c, "whereis", "s", "first"), "name"),
+	    "first");
+	{
+		struct tclient *c2 = t_connect(d.path);
+
+		check_str(o_get(t_call_ok(c2, "whereis", "s", "first"),
+		    "name"), "first");
+		t_close(c2);
+	}
+	t_close(c);
+	t_daemon_stop(&d);
+
+	/* A regular file at the path is left alone. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "keep me\n", 8), 8);
+	close(fd);
+	ck_assert_int_eq(run_procregd(NULL, 0,
+	    (const char *[]){ "-s", path, NULL }), 1);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISREG(st.st_mode));
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, buf, sizeof(buf)), 8);
+	ck_assert(memcmp(buf, "keep me\n", 8) == 0);
+	close(fd);
+	ck_assert_int_eq(unlink(path), 0);
+
+	/* A stale socket (bound, closed, never unlinked) is replaced. */
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	unix_addr(&sun, path);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	close(fd);
+	ck_assert_int_eq(lstat(path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	memset(&d2, 0, sizeof(d2));
+	snprintf(d2.dir, sizeof(d2.dir), "%s", dir);
+	snprintf(d2.path, sizeof(d2.path), "%s", path);
+	d2.pid = spawn_procregd(NULL, (const char *[]){ "-s", path, NULL });
+	wait_listening(d2.pid, path);
+	c = t_connect(path);
+	check_str(o_get(t_call_ok(c, "hello", ""), "server"), "procreg");
+	t_close(c);
+	/* SIGTERM: exit 0, socket removed, directory removed. */
+	t_daemon_stop(&d2);
+	ck_assert_int_ne(lstat(dir, &st), 0);
+}
+END_TEST
+
+/* A daemon run by hand in dir, listening on path; stop it with
+ * t_daemon_stop. */
+static void
+hand_daemon(struct tdaemon *d, const char *dir, const char *path,
+    const char *const *env, const char *const *args)
+{
+	memset(d, 0, sizeof(*d));
+	snprintf(d->dir, sizeof(d->dir), "%s", dir);
+	snprintf(d->path, sizeof(d->path), "%s", path);
+	d->pid = spawn_procregd_env(NULL, env, args);
+	wait_listening(d->pid, path);
+}
+
+START_TEST(test_socket_paths)
+{
+	char dir[] = "/tmp/procreg-paths.XXXXXX", path[128], envp[160];
+	char xdg[160], xdgpath[128];
+	struct tdaemon d;
+	struct tclient *c;
+	struct stat st;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+
+	/* The socket's mode: 0600 for a user, 0666 for root (§1). */
+	t_daemon_start(&d, NULL);
+	ck_assert_int_eq(stat(d.path, &st), 0);
+	ck_assert(S_ISSOCK(st.st_mode));
+	ck_assert_uint_eq(st.st_mode & 0777, getuid() == 0 ? 0666 : 0600);
+	t_daemon_stop(&d);
+
+	/* $PROCREG_SOCKET. */
+	snprintf(path, sizeof(path), "%s/env.sock", dir);
+	snprintf(envp, sizeof(envp), "PROCREG_SOCKET=%s", path);
+	hand_daemon(&d, dir, path, (const char *[]){ envp, NULL },
+	    (const char *[]){ NULL });
+	c = t_connect(path);
+	expect_usable(c);
+	t_close(c);
+	/* SIGINT is a clean shutdown too. */
+	ck_assert_int_eq(kill(d.pid, SIGINT), 0);
+	ck_assert_int_eq(wait_exit(d.pid), 0);
+	ck_assert_int_ne(lstat(path, &st), 0);
+
+	/* -s wins over $PROCREG_SOCKET. */
+	snprintf(xdgpath, sizeof(xdgpath), "%s/s.sock", dir);
+	hand_daemon(&d, dir, xdgpath, (const char *[]){ envp, NULL },
+	    (const char *[]){ "-s", xdgpath, NULL });
+	ck_assert_int_ne(lstat(path, &st), 0);
+	ck_assert_int_eq(kill(d.pid, SIGTERM), 0);
+	ck_assert_int_eq(wait_exit(d.pid), 0);
+	ck_assert_int_ne(lstat(xdgpath, &st), 0);
+
+	/* An empty $PROCREG_SOCKET falls through to $XDG_RUNTIME_DIR. */
+	snprintf(xdg, sizeof(xdg), "XDG_RUNTIME_DIR=%s", dir);
+	snprintf(xdgpath, sizeof(xdgpath), "%s/procreg.sock", dir);
+	hand_daemon(&d, dir, xdgpath,
+	    (const char *[]){ "PROCREG_SOCKET=", xdg, NULL },
+	    (const char *[]){ NULL });
+	c = t_connect(xdgpath);
+	expect_usable(c);
+	t_close(c);
+	t_daemon_stop(&d);	/* removes the socket and dir */
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* mass disconnect                                                     */
+/* ------------------------------------------------------------------ */
+
+#define MASS_CLIENTS	200
+#define MASS_NAMES	10
+
+START_TEST(test_mass_disconnect)
+{
+	struct tdaemon d;
+	struct tclient *obs, *cl[MASS_CLIENTS];
+	uint64_t ref[MASS_CLIENTS];
+	struct tpack p;
+	char name[32];
+
+	t_daemon_start(&d, NULL);
+	obs = connect_first(&d);
+	tp_init(&p);
+	t_call_ok(obs, "monitor", "s", "nothing-yet");	/* noproc */
+	expect_down(obs, 1, "nothing-yet", "noproc");
+
+	/* Client 0 holds "hub" (among its 10); everyone monitors it. */
+	for (int i = 0; i < MASS_CLIENTS; i++) {
+		uint32_t first, mid;
+
+		cl[i] = t_connect(d.path);
+		first = cl[i]->next_msgid;
+		for (int j = 0; j < MASS_NAMES; j++) {
+			if (i == 0 && j == 0)
+				snprintf(name, sizeof(name), "hub");
+			else
+				snprintf(name, sizeof(name), "c%d/%d", i, j);
+			rq_begin(cl[i], &p, "register", 1);
+			tp_str(&p, name);
+		}
+		mid = rq_begin(cl[i], &p, "monitor", 1);
+		tp_str(&p, "hub");
+		rq_send(cl[i], &p);
+		for (uint32_t j = first; j < mid; j++)
+			t_ok(cl[i], j);
+		ref[i] = o_uint(t_ok(cl[i], mid));
+		ck_assert_uint_eq(ref[i], 1);
+	}
+	wait_gauges(obs, MASS_CLIENTS + 1, MASS_CLIENTS * MASS_NAMES,
+	    MASS_CLIENTS);
+
+	/* Half the others go: their names and monitors vanish silently. */
+	for (int i = 1; i < MASS_CLIENTS / 2; i++)
+		t_close(cl[i]);
+	wait_gauges(obs, MASS_CLIENTS / 2 + 2, MASS_CLIENTS / 2 * MASS_NAMES +
+	    MASS_NAMES, MASS_CLIENTS / 2 + 1);
+	check_nil(t_call_ok(obs, "whereis", "s", "c1/0"));
+
+	/* Client 0 goes: each remaining holder gets its down, once. */
+	t_close(cl[0]);
+	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
+		expect_down(cl[i], ref[i], "hub", "disconnected");
+	wait_gauges(obs, MASS_CLIENTS / 2 + 1, MASS_CLIENTS / 2 * MASS_NAMES,
+	    0);
+	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
+		t_close(cl[i]);
+	wait_gauges(obs, 1, 0, 0);
+	ck_assert_uint_eq(t_stat(obs, "downs"), 1 + MASS_CLIENTS / 2);
+	expect_quiet(obs);
+
+	tp_free(&p);
+	t_close(obs);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *
+daemon_suite(void)
+{
+	Suite *s = suite_create("daemon");
+	TCase *tc;
+
+	tc = tcase_create("methods");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_hello);
+	tcase_add_test(tc, test_register_whereis_unregister);
+	tcase_add_test(tc, test_value_types);
+	tcase_add_test(tc, test_bad_params);
+	tcase_add_test(tc, test_send);
+	tcase_add_test(tc, test_busy);
+	tcase_add_test(tc, test_backpressure);
+	tcase_add_test(tc, test_read_pause);
+	tcase_add_test(tc, test_monitor);
+	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_list_after_any_str);
+	tcase_add_test(tc, test_list_page_size);
+	tcase_add_test(tc, test_stats);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("lifeline");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_lifeline_sigkill);
+	tcase_add_test(tc, test_oneshot_eof);
+	tcase_add_test(tc, test_mass_disconnect);
+	tcase_add_test(tc, test_abrupt_close);
+	tcase_add_test(tc, test_sigterm_with_clients);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("framing");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_pipeline_10000);
+	tcase_add_test(tc, test_trickle);
+	tcase_add_test(tc, test_invalid_msgpack);
+	tcase_add_test(tc, test_too_large);
+	tcase_add_test(tc, test_nesting);
+	tcase_add_test(tc, test_nesting_empty_innermost);
+	tcase_add_test(tc, test_non_requests);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_limit_names);
+	tcase_add_test(tc, test_limit_monitors);
+	tcase_add_test(tc, test_limit_conns);
+	tcase_add_test(tc, test_cmdline);
+	tcase_add_test(tc, test_socket_paths);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(daemon_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
