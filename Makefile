@@ -5,7 +5,7 @@
 CC	?= cc
 PKGS	 = libevent msgpack libsodium libbsd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
-	   libsodium-dev libbsd-dev check python3 python3-msgpack
+	   libsodium-dev libbsd-dev check python3 python3-msgpack valgrind
 SUDO	 = $(if $(filter 0,$(shell id -u)),,sudo)
 
 OPT	?= -O2
@@ -32,7 +32,7 @@ INTEG	 = tests/check_daemon tests/check_spec
 TESTLIB	 = tests/testlib.o
 STAMP	 = src/.build-flags
 
-.PHONY: all deps test run clean FORCE
+.PHONY: all deps test test-valgrind run clean FORCE
 .SECONDARY:
 
 all: deps
@@ -40,7 +40,8 @@ all: deps
 
 deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
-	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null; then \
+	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null || \
+	    ! command -v valgrind >/dev/null; then \
 		echo "make deps: installing $(DEBS)"; \
 		$(SUDO) apt-get install -y -q $(DEBS) || \
 		{ $(SUDO) apt-get update -q && \
@@ -69,6 +70,12 @@ test: deps
 	@$(MAKE) --no-print-directory procregd $(UNIT) $(INTEG)
 	@PROCREGD=$(CURDIR)/procregd SPEC=$(CURDIR)/proto/PROTOCOL.md \
 	    sh tests/run.sh $(UNIT) $(INTEG)
+
+# The integration suites again, with the daemon under valgrind.
+test-valgrind: deps
+	@$(MAKE) --no-print-directory procregd $(INTEG)
+	@PROCREGD=$(CURDIR)/tests/valgrind-procregd.sh \
+	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG)
 
 run: all
 	./procregd -v $(ARGS)
