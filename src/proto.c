@@ -33,28 +33,22 @@ int
 proto_decode(struct pr_decoder *d, const char *p, size_t len,
     const pr_value **out)
 {
-	static const msgpack_object none;
-	msgpack_object *obj;
 	msgpack_unpack_return r;
 	size_t off = 0;
 
 	if (d->zone == NULL && proto_decoder_init(d) < 0)
 		return -ENOMEM;
-	obj = msgpack_zone_malloc(d->zone, sizeof(*obj));
-	if (obj == NULL)
-		return -ENOMEM;
-	*obj = none;
 	/*
 	 * msgpack_unpack decodes into our zone, which is reused from request
 	 * to request; strings point into p (no copy).
 	 */
-	r = msgpack_unpack(p, len, &off, d->zone, obj);
+	r = msgpack_unpack(p, len, &off, d->zone, &d->obj);
 	d->zone_big += len;
 	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
 		return -ENOMEM;
 	if (r != MSGPACK_UNPACK_SUCCESS || off != len)
 		return -EINVAL;
-	*out = obj;
+	*out = &d->obj;
 	return 0;
 }
 

@@ -22,6 +22,7 @@ typedef msgpack_object	pr_value;
 struct pr_decoder {
 	msgpack_zone	*zone;
 	size_t		 zone_big;	/* bytes decoded since the zone was new */
+	msgpack_object	 obj;		/* the last object decoded */
 };
 
 int	 proto_decoder_init(struct pr_decoder *);
