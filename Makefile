@@ -3,18 +3,25 @@
 # pkg-config cannot find them.  SANITIZE=1 builds with ASan and UBSan.
 
 CC	?= cc
-PKGS	 = libevent msgpack libsodium libbsd
+PKGS	 = libevent msgpack libsodium libbsd jansson
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
-	   libsodium-dev libbsd-dev check python3 python3-msgpack valgrind
+	   libsodium-dev libbsd-dev libjansson-dev check python3 \
+	   python3-msgpack valgrind
 SUDO	 = $(if $(filter 0,$(shell id -u)),,sudo)
 
+VERSION	 = 0.1.0
 OPT	?= -O2
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2 -Wvla
 CFLAGS	?= $(OPT) -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Iinclude -Isrc \
-	   -MMD -MP $(SAN) $(shell pkg-config --cflags $(PKGS))
+# -fPIC for the shared library; hidden visibility so that it exports only
+# what include/procreg.h marks PROCREG_API.
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
+	   -fvisibility=hidden -Iinclude -Isrc -MMD -MP $(SAN) \
+	   $(shell pkg-config --cflags $(PKGS))
 LIBS	 = $(shell pkg-config --libs libevent msgpack libsodium)
+CLIENT_LIBS = $(shell pkg-config --libs msgpack)
+JSON_LIBS = $(shell pkg-config --libs jansson)
 CHECK_LIBS = $(shell pkg-config --libs check)
 ifeq ($(SANITIZE),1)
 SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -28,15 +35,26 @@ CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
 	   src/dispatch.o src/server.o
 LIBCORE	 = src/libprocregd.a
 UNIT	 = tests/check_registry tests/check_proto
-INTEG	 = tests/check_daemon tests/check_spec
+INTEG	 = tests/check_daemon tests/check_spec tests/check_client
+PYTESTS	 = tests/test_python.py tests/test_cli.py
 TESTLIB	 = tests/testlib.o
+# libprocreg: the client library, shared and static.
+LIBOBJS	 = src/client.o src/paths.o src/prototab.o
+SOVER	 = 0
+SOLIB	 = src/libprocreg.so.$(SOVER)
+CLIENT	 = src/libprocreg.a $(SOLIB) src/libprocreg.so src/procreg.pc \
+	   src/procreg-uninstalled.pc
+PREFIX	?= /usr/local
+LIBDIR	?= $(PREFIX)/lib
 STAMP	 = src/.build-flags
 
-.PHONY: all deps test test-valgrind run clean FORCE
+.PHONY: all deps test test-valgrind run install uninstall clean FORCE
 .SECONDARY:
 
+BINS	 = procregd procregctl src/examples/chat
+
 all: deps
-	@$(MAKE) --no-print-directory procregd
+	@$(MAKE) --no-print-directory $(BINS) $(CLIENT)
 
 deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
@@ -63,25 +81,91 @@ $(LIBCORE): $(CORE)
 procregd: src/main.o $(LIBCORE)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
+# The static library is one relocatable object whose non-API symbols are
+# made local, so it exports exactly what the shared one does.
+src/libprocreg.a: $(LIBOBJS)
+	ld -r -o src/libprocreg-all.o $^
+	objcopy --localize-hidden src/libprocreg-all.o
+	rm -f $@
+	ar rcs $@ src/libprocreg-all.o
+
+$(SOLIB): $(LIBOBJS)
+	$(CC) $(SAN) -shared -Wl,-soname,libprocreg.so.$(SOVER) -o $@ $^ \
+	    $(CLIENT_LIBS)
+
+src/libprocreg.so: $(SOLIB)
+	ln -sf libprocreg.so.$(SOVER) $@
+
+src/procreg.pc: Makefile
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+	    'includedir=$${prefix}/include' '' 'Name: procreg' \
+	    'Description: client library of the procreg process registry' \
+	    'Version: $(VERSION)' 'Requires.private: msgpack' \
+	    'Libs: -L$${libdir} -lprocreg' 'Cflags: -I$${includedir}' > $@
+
+# pkg-config prefers NAME-uninstalled.pc: PKG_CONFIG_PATH=src builds
+# against the build tree.
+src/procreg-uninstalled.pc: Makefile
+	printf '%s\n' 'Name: procreg' \
+	    'Description: client library of the procreg process registry' \
+	    'Version: $(VERSION)' 'Requires.private: msgpack' \
+	    'Libs: -L$(CURDIR)/src -lprocreg' 'Cflags: -I$(CURDIR)/include' \
+	    > $@
+
+procregctl: src/procregctl.o src/libprocreg.a
+	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(JSON_LIBS)
+
+src/examples/chat: src/examples/chat.o src/libprocreg.a
+	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS)
+
+tests/check_client: tests/check_client.o $(TESTLIB) src/libprocreg.a
+	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS)
+
 tests/check_%: tests/check_%.o $(TESTLIB) $(LIBCORE)
 	$(CC) $(SAN) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory procregd $(UNIT) $(INTEG)
-	@PROCREGD=$(CURDIR)/procregd SPEC=$(CURDIR)/proto/PROTOCOL.md \
-	    sh tests/run.sh $(UNIT) $(INTEG)
+	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(UNIT) $(INTEG)
+	@PROCREGD=$(CURDIR)/procregd PROCREGCTL=$(CURDIR)/procregctl \
+	    SPEC=$(CURDIR)/proto/PROTOCOL.md \
+	    sh tests/run.sh $(UNIT) $(INTEG) $(PYTESTS)
 
 # The integration suites again, with the daemon under valgrind.
 test-valgrind: deps
-	@$(MAKE) --no-print-directory procregd $(INTEG)
+	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(INTEG)
 	@PROCREGD=$(CURDIR)/tests/valgrind-procregd.sh \
-	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG)
+	    PROCREGCTL=$(CURDIR)/procregctl SPEC=$(CURDIR)/proto/PROTOCOL.md \
+	    sh tests/run.sh $(INTEG) $(PYTESTS)
 
 run: all
 	./procregd -v $(ARGS)
 
-clean:
-	rm -f procregd src/*.o src/*.d src/*.a tests/*.o tests/*.d \
-	    $(UNIT) $(INTEG) $(STAMP)
+install: all
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 procregd $(DESTDIR)$(PREFIX)/sbin/procregd
+	install -m 755 procregctl $(DESTDIR)$(PREFIX)/bin/procregctl
+	install -m 644 src/libprocreg.a $(DESTDIR)$(LIBDIR)/libprocreg.a
+	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/libprocreg.so.$(SOVER)
+	ln -sf libprocreg.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libprocreg.so
+	install -m 644 include/procreg.h include/procreg-protocol.h \
+	    $(DESTDIR)$(PREFIX)/include/
+	install -m 644 src/procreg.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc
+	-[ -z "$(DESTDIR)" ] && ldconfig 2>/dev/null; true
 
--include $(wildcard src/*.d tests/*.d)
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/procregd \
+	    $(DESTDIR)$(PREFIX)/bin/procregctl \
+	    $(DESTDIR)$(LIBDIR)/libprocreg.a \
+	    $(DESTDIR)$(LIBDIR)/libprocreg.so.$(SOVER) \
+	    $(DESTDIR)$(LIBDIR)/libprocreg.so \
+	    $(DESTDIR)$(PREFIX)/include/procreg.h \
+	    $(DESTDIR)$(PREFIX)/include/procreg-protocol.h \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc
+
+clean:
+	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \
+	    src/examples/*.o src/examples/*.d \
+	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(STAMP)
+
+-include $(wildcard src/*.d src/examples/*.d tests/*.d)

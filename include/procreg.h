@@ -1,0 +1,242 @@
+/*
+ * procreg.h: libprocreg, the C client library of the procreg process
+ * registry.  Build with `pkg-config --cflags --libs procreg`.
+ *
+ * One procreg_t is one connection to procregd: the lifeline of the names
+ * it registers.  Calls are synchronous: each sends one request and waits
+ * for its reply.  Notifications that arrive meanwhile (messages sent to
+ * the connection's names, downs of its monitors) are queued, never lost,
+ * and handed out by procreg_next_event() or, after procreg_process(), to
+ * the callbacks set with procreg_set_callbacks().
+ *
+ * Status convention of every call returning int: PROCREG_OK (0) on
+ * success; a positive enum procreg_status for a "no" from the daemon (the
+ * protocol's error codes, same numbers as the wire table); a negative one
+ * for a local failure (cannot connect, connection lost, timeout, ...).
+ * procreg_errmsg() then tells more.  Nothing in the library aborts or
+ * exits the process, and there is no global state.
+ *
+ * Threads: a procreg_t must be used by one thread at a time; separate
+ * connections are independent, so one connection per thread is safe.
+ */
+#ifndef PROCREG_H
+#define PROCREG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PROCREG_API	__attribute__((visibility("default")))
+#else
+#define PROCREG_API
+#endif
+
+enum procreg_status {
+	PROCREG_OK = 0,
+	/* The daemon's answers (the protocol's error codes). */
+	PROCREG_E_BAD_REQUEST = 1,
+	PROCREG_E_UNKNOWN_METHOD = 2,
+	PROCREG_E_TAKEN = 3,
+	PROCREG_E_NOT_FOUND = 4,
+	PROCREG_E_NOT_OWNER = 5,
+	PROCREG_E_BUSY = 6,
+	PROCREG_E_LIMIT = 7,
+	PROCREG_E_TOO_LARGE = 8,
+	PROCREG_E_OTHER = 99,		/* an error code this library predates */
+	/* Local failures. */
+	PROCREG_E_CONNECT = -1,		/* cannot reach the daemon */
+	PROCREG_E_CLOSED = -2,		/* the connection was lost */
+	PROCREG_E_TIMEOUT = -3,		/* no answer in time */
+	PROCREG_E_PROTOCOL = -4,	/* the daemon sent something unexpected */
+	PROCREG_E_NOMEM = -5,
+	PROCREG_E_INVAL = -6		/* a bad argument (e.g. a NULL name) */
+};
+
+/* A registration, as whereis/register/list return it. */
+struct procreg_entry {
+	char		*name;		/* NUL-terminated */
+	uint64_t	 conn;		/* the owner's connection id */
+	int64_t		 pid;
+	int64_t		 uid;
+	int64_t		 gid;
+	void		*value;		/* msgpack bytes (nil: c0) */
+	size_t		 value_len;
+	uint64_t	 since_ms;	/* Unix epoch milliseconds */
+};
+
+enum procreg_event_kind {
+	PROCREG_EV_MESSAGE = 1,		/* a send to one of our names */
+	PROCREG_EV_DOWN,		/* one of our monitors fired */
+	PROCREG_EV_ERROR		/* the daemon's error notification */
+};
+
+struct procreg_event {
+	enum procreg_event_kind	 kind;
+	char			*name;		/* MESSAGE, DOWN: the name */
+	uint64_t		 sender;	/* MESSAGE: sender's conn */
+	void			*payload;	/* MESSAGE: msgpack bytes */
+	size_t			 payload_len;
+	uint64_t		 ref;		/* DOWN: the monitor's ref */
+	char			*reason;	/* DOWN: "unregistered", ...;
+						   ERROR: the code */
+	char			*message;	/* ERROR: the daemon's text */
+};
+
+struct procreg_hello {
+	char		 version[32];	/* the daemon's software version */
+	uint64_t	 protocol;
+	uint64_t	 conn;		/* this connection's id */
+	char		 boot[33];	/* changes when the daemon restarts */
+	uint64_t	 max_message;
+};
+
+struct procreg_stats {
+	uint64_t	connections, names, monitors, requests, messages,
+			downs, notifications_ignored, connections_total,
+			uptime_ms;
+};
+
+struct procreg;
+typedef struct procreg procreg_t;
+
+struct procreg_options {
+	/* Socket path; NULL: the default path, resolved as procregd does. */
+	const char	*path;
+	/* Label for the daemon's logs (sent with hello), or NULL. */
+	const char	*label;
+	/* Milliseconds a call may wait for its reply; 0: 10000. */
+	int		 timeout_ms;
+	/*
+	 * Reconnect when the daemon goes away: with backoff from 50 ms to
+	 * reconnect_max_ms (0: 2000), then register the names and monitors
+	 * again.  A monitor whose name did not come back fires a down with
+	 * reason "noproc"; a name another connection took meanwhile is
+	 * reported to on_reconnect as lost.
+	 */
+	bool		 auto_reconnect;
+	int		 reconnect_max_ms;
+};
+
+struct procreg_callbacks {
+	/* A message or down (or error notification).  The event is freed
+	 * after the callback returns. */
+	void	(*on_event)(procreg_t *, const struct procreg_event *,
+		    void *arg);
+	/*
+	 * After an automatic reconnect: the new socket (procreg_fd changed)
+	 * and the names that could not be registered again.
+	 */
+	void	(*on_reconnect)(procreg_t *, int fd, const char *const *lost,
+		    size_t nlost, void *arg);
+};
+
+/* The default socket path into buf (as procregd resolves it); 0 or -1. */
+PROCREG_API int	procreg_default_path(char *buf, size_t size);
+
+/*
+ * Connect.  opts may be NULL (defaults).  On failure *out is still set to
+ * a handle (for procreg_errmsg) unless memory ran out; free it either way.
+ */
+PROCREG_API int	procreg_connect(procreg_t **out,
+		    const struct procreg_options *opts);
+/* Close the connection (its names vanish) and free everything. */
+PROCREG_API void procreg_free(procreg_t *);
+
+/* The last failure's message (never NULL). */
+PROCREG_API const char	*procreg_errmsg(const procreg_t *);
+/* A short description of a status. */
+PROCREG_API const char	*procreg_strstatus(int status);
+/* The protocol's error code string of a positive status, or NULL. */
+PROCREG_API const char	*procreg_status_code(int status);
+
+/* The socket, for poll/epoll/libevent; -1 while disconnected. */
+PROCREG_API int	procreg_fd(const procreg_t *);
+/* This connection's id, as the daemon numbers it. */
+PROCREG_API uint64_t procreg_conn_id(const procreg_t *);
+
+PROCREG_API int	procreg_hello(procreg_t *, struct procreg_hello *out);
+
+/*
+ * Register name with an optional value given as msgpack bytes (value NULL:
+ * no value).  *out (may be NULL) receives the new entry, or on TAKEN the
+ * current owner's conn id is in procreg_errmsg.
+ */
+PROCREG_API int	procreg_register(procreg_t *, const char *name,
+		    const void *value, size_t value_len,
+		    struct procreg_entry **out);
+/* Register with a str value or an integer value. */
+PROCREG_API int	procreg_register_str(procreg_t *, const char *name,
+		    const char *value, struct procreg_entry **out);
+PROCREG_API int	procreg_register_int(procreg_t *, const char *name,
+		    int64_t value, struct procreg_entry **out);
+PROCREG_API int	procreg_unregister(procreg_t *, const char *name);
+/* *out is the entry, or NULL when the name is not registered (PROCREG_OK
+ * either way). */
+PROCREG_API int	procreg_whereis(procreg_t *, const char *name,
+		    struct procreg_entry **out);
+PROCREG_API void procreg_entry_free(struct procreg_entry *);
+
+/* Send payload (msgpack bytes) to the owner of name. */
+PROCREG_API int	procreg_send(procreg_t *, const char *name,
+		    const void *payload, size_t len);
+PROCREG_API int	procreg_send_str(procreg_t *, const char *name,
+		    const char *text);
+
+/* Monitor name: *ref identifies the down that will come (a noproc down
+ * is queued at once when name is not registered). */
+PROCREG_API int	procreg_monitor(procreg_t *, const char *name, uint64_t *ref);
+/* *was_active (may be NULL): the monitor had not fired yet. */
+PROCREG_API int	procreg_demonitor(procreg_t *, uint64_t ref,
+		    bool *was_active);
+
+/*
+ * Every entry whose name starts with prefix (NULL or "": all), in name
+ * order, paging through the daemon's limit.  Free with
+ * procreg_entries_free.
+ */
+PROCREG_API int	procreg_list(procreg_t *, const char *prefix,
+		    struct procreg_entry ***entries, size_t *count);
+PROCREG_API void procreg_entries_free(struct procreg_entry **, size_t count);
+
+PROCREG_API int	procreg_stats(procreg_t *, struct procreg_stats *out);
+
+/*
+ * The next notification: a queued one at once, else wait up to
+ * timeout_ms (0: do not wait, -1: for ever).  PROCREG_E_TIMEOUT when none
+ * came.  Free the event with procreg_event_free.
+ */
+PROCREG_API int	procreg_next_event(procreg_t *, int timeout_ms,
+		    struct procreg_event **out);
+PROCREG_API void procreg_event_free(struct procreg_event *);
+
+/* Callbacks for procreg_process; NULL removes them. */
+PROCREG_API void procreg_set_callbacks(procreg_t *,
+		    const struct procreg_callbacks *, void *arg);
+/*
+ * For event loops: read whatever is readable without blocking, then hand
+ * every queued notification to the callbacks (events stay queued for
+ * procreg_next_event when no on_event is set).  Call it when procreg_fd
+ * is readable.  With auto_reconnect it also retries a lost connection.
+ */
+PROCREG_API int	procreg_process(procreg_t *);
+
+/*
+ * Small msgpack helpers for values and payloads: encode a str or an int
+ * into buf (returns the length, or 0 when buf is too small), and format
+ * any msgpack bytes as JSON text into buf (returns what snprintf would).
+ */
+PROCREG_API size_t procreg_pack_str(void *buf, size_t size, const char *s);
+PROCREG_API size_t procreg_pack_int(void *buf, size_t size, int64_t v);
+PROCREG_API int	procreg_format_json(char *buf, size_t size, const void *mp,
+		    size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROCREG_H */

@@ -1,0 +1,1461 @@
+/*
+ * client.c: libprocreg, the C client library (include/procreg.h).
+ *
+ * One non-blocking socket per handle.  A synchronous call writes its
+ * request, then reads objects until its own response arrives; any
+ * notification read on the way is copied into the handle's queue, so
+ * nothing that arrives during a call is lost.  With auto_reconnect the
+ * handle remembers what it registered and monitors, and puts it back after
+ * the daemon restarts.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <msgpack.h>
+
+#include "paths.h"
+#include "procreg-protocol.h"
+#include "procreg.h"
+
+#define DEFAULT_TIMEOUT_MS	10000
+#define DEFAULT_RECONNECT_MAX	2000
+#define RECONNECT_MIN		50
+#define READ_SIZE		(64 * 1024)
+
+/* A name held, remembered for re-registration. */
+struct held_name {
+	char	*name;
+	void	*value;		/* NULL: registered bare */
+	size_t	 value_len;
+};
+
+/* A monitor held, remembered for re-monitoring and ref translation. */
+struct held_mon {
+	uint64_t	 user_ref;	/* what the caller was given */
+	uint64_t	 server_ref;	/* what the daemon uses now */
+	char		*name;
+};
+
+struct procreg {
+	int			 fd;
+	char			 path[108];
+	char			*label;
+	int			 timeout_ms;
+	bool			 auto_reconnect;
+	int			 reconnect_max_ms;
+	int			 backoff_ms;
+	int64_t			 next_retry_ms;
+	uint32_t		 next_msgid;
+	uint64_t		 conn_id;
+	msgpack_unpacker	 unp;
+	msgpack_unpacked	 res;
+	msgpack_sbuffer		 sbuf;
+	msgpack_packer		 pk;
+	char			 errmsg[256];
+	/* Queued notifications: a ring of pointers. */
+	struct procreg_event	**q;
+	size_t			 q_head, q_len, q_cap;
+	/* Reconnect state (kept only with auto_reconnect). */
+	struct held_name	*names;
+	size_t			 nnames, names_cap;
+	struct held_mon		*mons;
+	size_t			 nmons, mons_cap;
+	uint64_t		 next_user_ref;
+	struct procreg_callbacks cb;
+	void			*cb_arg;
+	bool			 restoring;
+};
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+fail(procreg_t *p, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(procreg_t *p, int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->errmsg, sizeof(p->errmsg), fmt, ap);
+	va_end(ap);
+	return status;
+}
+
+static char *
+dup_bytes(const char *s, size_t len)
+{
+	char *d = malloc(len + 1);
+
+	if (d != NULL) {
+		memcpy(d, s, len);
+		d[len] = '\0';
+	}
+	return d;
+}
+
+static void *
+dup_mem(const void *s, size_t len)
+{
+	void *d = malloc(len ? len : 1);
+
+	if (d != NULL && len)
+		memcpy(d, s, len);
+	return d;
+}
+
+/* Grow an array to hold one more element; false when out of memory. */
+static bool
+grow(void **v, size_t *cap, size_t len, size_t size)
+{
+	size_t ncap;
+	void *nv;
+
+	if (len < *cap)
+		return true;
+	ncap = *cap ? *cap * 2 : 8;
+	if ((nv = realloc(*v, ncap * size)) == NULL)
+		return false;
+	*v = nv;
+	*cap = ncap;
+	return true;
+}
+
+int
+procreg_default_path(char *buf, size_t size)
+{
+	char err[256];
+
+	return paths_default_socket(buf, size, false, err, sizeof(err));
+}
+
+const char *
+procreg_status_code(int status)
+{
+	if (status > 0 && status < PR_ERR__COUNT)
+		return pr_err_name((enum pr_err)status);
+	return NULL;
+}
+
+const char *
+procreg_strstatus(int status)
+{
+	switch (status) {
+	case PROCREG_OK:
+		return "success";
+	case PROCREG_E_BAD_REQUEST:
+		return "bad request";
+	case PROCREG_E_UNKNOWN_METHOD:
+		return "unknown method";
+	case PROCREG_E_TAKEN:
+		return "name taken";
+	case PROCREG_E_NOT_FOUND:
+		return "not found";
+	case PROCREG_E_NOT_OWNER:
+		return "not the owner";
+	case PROCREG_E_BUSY:
+		return "busy";
+	case PROCREG_E_LIMIT:
+		return "limit reached";
+	case PROCREG_E_TOO_LARGE:
+		return "too large";
+	case PROCREG_E_OTHER:
+		return "error";
+	case PROCREG_E_CONNECT:
+		return "cannot reach the daemon";
+	case PROCREG_E_CLOSED:
+		return "connection lost";
+	case PROCREG_E_TIMEOUT:
+		return "timed out";
+	case PROCREG_E_PROTOCOL:
+		return "protocol error";
+	case PROCREG_E_NOMEM:
+		return "out of memory";
+	case PROCREG_E_INVAL:
+		return "invalid argument";
+	default:
+		return "unknown status";
+	}
+}
+
+const char *
+procreg_errmsg(const procreg_t *p)
+{
+	return p != NULL ? p->errmsg : "out of memory";
+}
+
+int
+procreg_fd(const procreg_t *p)
+{
+	return p->fd;
+}
+
+uint64_t
+procreg_conn_id(const procreg_t *p)
+{
+	return p->conn_id;
+}
+
+/* ---- the event queue ---- */
+
+void
+procreg_event_free(struct procreg_event *ev)
+{
+	if (ev == NULL)
+		return;
+	free(ev->name);
+	free(ev->payload);
+	free(ev->reason);
+	free(ev->message);
+	free(ev);
+}
+
+static int
+queue_push(procreg_t *p, struct procreg_event *ev)
+{
+	if (p->q_len == p->q_cap) {
+		size_t ncap = p->q_cap ? p->q_cap * 2 : 16;
+		struct procreg_event **nq = malloc(ncap * sizeof(*nq));
+
+		if (nq == NULL)
+			return PROCREG_E_NOMEM;
+		for (size_t i = 0; i < p->q_len; i++)
+			nq[i] = p->q[(p->q_head + i) % p->q_cap];
+		free(p->q);
+		p->q = nq;
+		p->q_cap = ncap;
+		p->q_head = 0;
+	}
+	p->q[(p->q_head + p->q_len) % p->q_cap] = ev;
+	p->q_len++;
+	return PROCREG_OK;
+}
+
+static struct procreg_event *
+queue_pop(procreg_t *p)
+{
+	struct procreg_event *ev;
+
+	if (p->q_len == 0)
+		return NULL;
+	ev = p->q[p->q_head];
+	p->q_head = (p->q_head + 1) % p->q_cap;
+	p->q_len--;
+	return ev;
+}
+
+/* ---- msgpack helpers ---- */
+
+static bool
+is_str(const msgpack_object *o, const char *s)
+{
+	return o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+	    memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+static bool
+is_uint(const msgpack_object *o)
+{
+	return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+}
+
+static int64_t
+as_int(const msgpack_object *o)
+{
+	if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return (int64_t)o->via.u64;
+	if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		return o->via.i64;
+	return -1;
+}
+
+/* The msgpack encoding of o, in malloc'd memory. */
+static void *
+encode(const msgpack_object *o, size_t *len)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (msgpack_pack_object(&pk, *o) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return NULL;
+	}
+	*len = sb.size;
+	return msgpack_sbuffer_release(&sb);
+}
+
+void
+procreg_entry_free(struct procreg_entry *e)
+{
+	if (e == NULL)
+		return;
+	free(e->name);
+	free(e->value);
+	free(e);
+}
+
+void
+procreg_entries_free(struct procreg_entry **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		procreg_entry_free(v[i]);
+	free(v);
+}
+
+/* An entry map into a new struct; NULL when malformed or out of memory. */
+static struct procreg_entry *
+entry_from(const msgpack_object *m)
+{
+	struct procreg_entry *e;
+
+	if (m->type != MSGPACK_OBJECT_MAP || (e = calloc(1, sizeof(*e))) == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object *v = &m->via.map.ptr[i].val;
+
+		if (is_str(k, "name") && v->type == MSGPACK_OBJECT_STR)
+			e->name = dup_bytes(v->via.str.ptr, v->via.str.size);
+		else if (is_str(k, "conn"))
+			e->conn = (uint64_t)as_int(v);
+		else if (is_str(k, "pid"))
+			e->pid = as_int(v);
+		else if (is_str(k, "uid"))
+			e->uid = as_int(v);
+		else if (is_str(k, "gid"))
+			e->gid = as_int(v);
+		else if (is_str(k, "since"))
+			e->since_ms = (uint64_t)as_int(v);
+		else if (is_str(k, "value"))
+			e->value = encode(v, &e->value_len);
+		/* Keys of later protocol versions are ignored. */
+	}
+	if (e->name == NULL || e->value == NULL) {
+		procreg_entry_free(e);
+		return NULL;
+	}
+	return e;
+}
+
+/* ---- connection ---- */
+
+static void
+disconnect(procreg_t *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+	/* Bytes of the old stream must not mix with the new one. */
+	msgpack_unpacker_reset(&p->unp);
+	msgpack_unpacker_destroy(&p->unp);
+	msgpack_unpacker_init(&p->unp, READ_SIZE);
+}
+
+static int
+open_socket(procreg_t *p)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", p->path);
+	/* CLOEXEC: a child the caller execs must not hold our lifeline. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return fail(p, PROCREG_E_CONNECT, "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+
+		close(fd);
+		return fail(p, PROCREG_E_CONNECT, "cannot connect to %s: %s",
+		    p->path, strerror(e));
+	}
+	p->fd = fd;
+	return PROCREG_OK;
+}
+
+/* Write the request buffer in full, waiting for room up to deadline. */
+static int
+write_all(procreg_t *p, const char *b, size_t len, int64_t deadline)
+{
+	while (len > 0) {
+		ssize_t n = send(p->fd, b, len, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			b += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
+			int64_t left = deadline - mono_ms();
+
+			if (left <= 0)
+				return fail(p, PROCREG_E_TIMEOUT,
+				    "timed out writing to the daemon");
+			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+				return fail(p, PROCREG_E_CLOSED, "poll: %s",
+				    strerror(errno));
+			continue;
+		}
+		disconnect(p);
+		return fail(p, PROCREG_E_CLOSED, "connection lost: %s",
+		    strerror(errno));
+	}
+	return PROCREG_OK;
+}
+
+/* Read once: 1 bytes read, 0 nothing to read, or a negative status. */
+static int
+read_some(procreg_t *p)
+{
+	ssize_t n;
+
+	if (!msgpack_unpacker_reserve_buffer(&p->unp, READ_SIZE))
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	n = read(p->fd, msgpack_unpacker_buffer(&p->unp),
+	    msgpack_unpacker_buffer_capacity(&p->unp));
+	if (n > 0) {
+		msgpack_unpacker_buffer_consumed(&p->unp, (size_t)n);
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return 0;
+	disconnect(p);
+	return fail(p, PROCREG_E_CLOSED, n == 0 ? "the daemon closed the "
+	    "connection" : "connection lost: %s", strerror(errno));
+}
+
+/* The user's ref for a daemon ref; forgets the monitor when it fired. */
+static uint64_t
+translate_down(procreg_t *p, uint64_t server_ref)
+{
+	for (size_t i = 0; i < p->nmons; i++) {
+		if (p->mons[i].server_ref == server_ref) {
+			uint64_t u = p->mons[i].user_ref;
+
+			free(p->mons[i].name);
+			p->mons[i] = p->mons[--p->nmons];
+			return u;
+		}
+	}
+	return server_ref;
+}
+
+/* Copy a notification out of the unpacker's zone into the queue. */
+static int
+enqueue_push(procreg_t *p, const msgpack_object *o)
+{
+	const msgpack_object *a = o->via.array.ptr, *params = &a[2];
+	struct procreg_event *ev;
+	const msgpack_object *v;
+	int r;
+
+	if (params->type != MSGPACK_OBJECT_ARRAY)
+		return PROCREG_OK;	/* unknown shapes are ignored */
+	v = params->via.array.ptr;
+	if ((ev = calloc(1, sizeof(*ev))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	if (is_str(&a[1], "message") && params->via.array.size >= 3 &&
+	    v[0].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_MESSAGE;
+		ev->name = dup_bytes(v[0].via.str.ptr, v[0].via.str.size);
+		ev->sender = (uint64_t)as_int(&v[1]);
+		ev->payload = encode(&v[2], &ev->payload_len);
+		if (ev->name == NULL || ev->payload == NULL)
+			goto nomem;
+	} else if (is_str(&a[1], "down") && params->via.array.size >= 3 &&
+	    is_uint(&v[0]) && v[1].type == MSGPACK_OBJECT_STR &&
+	    v[2].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_DOWN;
+		ev->ref = p->auto_reconnect ? translate_down(p, v[0].via.u64) :
+		    v[0].via.u64;
+		ev->name = dup_bytes(v[1].via.str.ptr, v[1].via.str.size);
+		ev->reason = dup_bytes(v[2].via.str.ptr, v[2].via.str.size);
+		if (ev->name == NULL || ev->reason == NULL)
+			goto nomem;
+	} else if (is_str(&a[1], "error") && params->via.array.size >= 2 &&
+	    v[0].type == MSGPACK_OBJECT_STR && v[1].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_ERROR;
+		ev->reason = dup_bytes(v[0].via.str.ptr, v[0].via.str.size);
+		ev->message = dup_bytes(v[1].via.str.ptr, v[1].via.str.size);
+		if (ev->reason == NULL || ev->message == NULL)
+			goto nomem;
+	} else {
+		free(ev);		/* a kind from a later protocol */
+		return PROCREG_OK;
+	}
+	if ((r = queue_push(p, ev)) != PROCREG_OK)
+		goto nomem;
+	return PROCREG_OK;
+nomem:
+	procreg_event_free(ev);
+	return fail(p, PROCREG_E_NOMEM, "out of memory");
+}
+
+/*
+ * Take the next object from the unpacker: 1 when it is the response to
+ * msgid (left in p->res), 0 when none is complete or it was something
+ * else (notifications are queued), negative on failure.
+ */
+static int
+next_object(procreg_t *p, uint32_t msgid, bool want_response)
+{
+	msgpack_unpack_return r = msgpack_unpacker_next(&p->unp, &p->res);
+	const msgpack_object *o = &p->res.data, *a;
+
+	if (r == MSGPACK_UNPACK_CONTINUE)
+		return 0;
+	if (r != MSGPACK_UNPACK_SUCCESS) {
+		disconnect(p);
+		return fail(p, PROCREG_E_PROTOCOL, "the daemon sent bytes "
+		    "that are not msgpack");
+	}
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size < 3)
+		return 2;
+	a = o->via.array.ptr;
+	if (is_uint(&a[0]) && a[0].via.u64 == PR_MSG_NOTIFY &&
+	    a[1].type == MSGPACK_OBJECT_STR) {
+		int e = enqueue_push(p, o);
+
+		return e < 0 ? e : 2;
+	}
+	if (want_response && o->via.array.size == 4 && is_uint(&a[0]) &&
+	    a[0].via.u64 == PR_MSG_RESPONSE && is_uint(&a[1]) &&
+	    a[1].via.u64 == msgid)
+		return 1;
+	return 2;	/* a late response to a call that timed out */
+}
+
+/* Map a response's error to a status (0 when none). */
+static int
+response_status(procreg_t *p, const msgpack_object *err)
+{
+	const msgpack_object *code, *msg;
+
+	if (err->type == MSGPACK_OBJECT_NIL)
+		return PROCREG_OK;
+	if (err->type != MSGPACK_OBJECT_ARRAY || err->via.array.size < 2)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed error");
+	code = &err->via.array.ptr[0];
+	msg = &err->via.array.ptr[1];
+	snprintf(p->errmsg, sizeof(p->errmsg), "%.*s",
+	    msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
+	    msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
+	for (int e = 1; e < PR_ERR__COUNT; e++) {
+		if (is_str(code, pr_err_name((enum pr_err)e)))
+			return e;
+	}
+	return PROCREG_E_OTHER;
+}
+
+static int reconnect(procreg_t *, int64_t deadline);
+
+/* Start a request [0, msgid, method, [ with n params to be packed. */
+static uint32_t
+req_begin(procreg_t *p, const char *method, uint32_t n)
+{
+	uint32_t id = p->next_msgid++;
+
+	if (p->next_msgid == 0)
+		p->next_msgid = 1;
+	msgpack_sbuffer_clear(&p->sbuf);
+	msgpack_pack_array(&p->pk, 4);
+	msgpack_pack_uint8(&p->pk, PR_MSG_REQUEST);
+	msgpack_pack_uint32(&p->pk, id);
+	msgpack_pack_str(&p->pk, strlen(method));
+	msgpack_pack_str_body(&p->pk, method, strlen(method));
+	msgpack_pack_array(&p->pk, n);
+	return id;
+}
+
+static void
+pack_str(procreg_t *p, const char *s)
+{
+	msgpack_pack_str(&p->pk, strlen(s));
+	msgpack_pack_str_body(&p->pk, s, strlen(s));
+}
+
+/*
+ * Send the packed request and wait for its response.  On PROCREG_OK the
+ * result is *result (valid until the next read on this handle).
+ */
+static int
+call(procreg_t *p, uint32_t msgid, const msgpack_object **result)
+{
+	int64_t deadline = mono_ms() + p->timeout_ms;
+	int r;
+
+	if (p->fd < 0 && (r = reconnect(p, deadline)) != PROCREG_OK)
+		return r;
+	if ((r = write_all(p, p->sbuf.data, p->sbuf.size, deadline)) != 0)
+		return r;
+	for (;;) {
+		while ((r = next_object(p, msgid, true)) == 2)
+			;
+		if (r < 0)
+			return r;
+		if (r == 1) {
+			const msgpack_object *a = p->res.data.via.array.ptr;
+
+			if ((r = response_status(p, &a[2])) != PROCREG_OK)
+				return r;
+			*result = &a[3];
+			return PROCREG_OK;
+		}
+		struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+		int64_t left = deadline - mono_ms();
+
+		if (left <= 0)
+			return fail(p, PROCREG_E_TIMEOUT, "no reply from the "
+			    "daemon in %d ms", p->timeout_ms);
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return fail(p, PROCREG_E_CLOSED, "poll: %s",
+			    strerror(errno));
+		if ((r = read_some(p)) < 0)
+			return r;
+	}
+}
+
+/* hello, keeping our conn id; optionally filling out. */
+static int
+do_hello(procreg_t *p, struct procreg_hello *out)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	id = req_begin(p, "hello", p->label ? 1 : 0);
+	if (p->label)
+		pack_str(p, p->label);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (res->type != MSGPACK_OBJECT_MAP)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed hello result");
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < res->via.map.size; i++) {
+		const msgpack_object *k = &res->via.map.ptr[i].key;
+		const msgpack_object *v = &res->via.map.ptr[i].val;
+
+		if (is_str(k, "conn"))
+			p->conn_id = (uint64_t)as_int(v);
+		if (out == NULL)
+			continue;
+		if (is_str(k, "conn"))
+			out->conn = (uint64_t)as_int(v);
+		else if (is_str(k, "protocol"))
+			out->protocol = (uint64_t)as_int(v);
+		else if (is_str(k, "max_message"))
+			out->max_message = (uint64_t)as_int(v);
+		else if (is_str(k, "version") && v->type == MSGPACK_OBJECT_STR)
+			snprintf(out->version, sizeof(out->version), "%.*s",
+			    (int)v->via.str.size, v->via.str.ptr);
+		else if (is_str(k, "boot") && v->type == MSGPACK_OBJECT_STR)
+			snprintf(out->boot, sizeof(out->boot), "%.*s",
+			    (int)v->via.str.size, v->via.str.ptr);
+	}
+	return PROCREG_OK;
+}
+
+/* Register again, monitor again, and tell the application. */
+static int
+restore(procreg_t *p)
+{
+	char **lost = NULL;
+	size_t nlost = 0, keep = 0, i;
+	const msgpack_object *res;
+	int r;
+
+	p->restoring = true;
+	if ((r = do_hello(p, NULL)) != PROCREG_OK)
+		goto out;
+	if (p->nnames && (lost = calloc(p->nnames, sizeof(*lost))) == NULL) {
+		r = fail(p, PROCREG_E_NOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < p->nnames; i++) {
+		struct held_name *h = &p->names[i];
+		uint32_t id = req_begin(p, "register", h->value ? 2 : 1);
+
+		pack_str(p, h->name);
+		if (h->value)
+			msgpack_sbuffer_write(&p->sbuf, h->value, h->value_len);
+		if ((r = call(p, id, &res)) < 0)
+			break;
+		if (r == PROCREG_OK) {
+			p->names[keep++] = *h;
+		} else {
+			/* Taken meanwhile: no longer ours to restore. */
+			lost[nlost++] = h->name;
+			free(h->value);
+		}
+	}
+	/* On a failure midway, the rest stays held for the next attempt. */
+	for (; i < p->nnames; i++)
+		p->names[keep++] = p->names[i];
+	p->nnames = keep;
+	if (r < 0)
+		goto out;
+	for (i = 0; i < p->nmons; i++) {
+		struct held_mon *m = &p->mons[i];
+		uint32_t id = req_begin(p, "monitor", 1);
+
+		pack_str(p, m->name);
+		if ((r = call(p, id, &res)) < 0)
+			goto out;
+		/* A noproc down follows with the new ref and translates. */
+		if (r == PROCREG_OK && is_uint(res))
+			m->server_ref = res->via.u64;
+	}
+	if (p->cb.on_reconnect != NULL)
+		p->cb.on_reconnect(p, p->fd, (const char *const *)lost, nlost,
+		    p->cb_arg);
+	r = PROCREG_OK;
+out:
+	for (i = 0; i < nlost; i++)
+		free(lost[i]);
+	free(lost);
+	p->restoring = false;
+	return r;
+}
+
+/*
+ * Get a connection back, retrying with backoff until deadline (a
+ * deadline in the past: one attempt if the backoff allows it).
+ */
+static int
+reconnect(procreg_t *p, int64_t deadline)
+{
+	int r;
+
+	if (!p->auto_reconnect || p->restoring)
+		return fail(p, PROCREG_E_CLOSED, "not connected");
+	for (;;) {
+		int64_t now = mono_ms();
+
+		if (now >= p->next_retry_ms) {
+			if ((r = open_socket(p)) == PROCREG_OK &&
+			    (r = restore(p)) == PROCREG_OK) {
+				p->backoff_ms = RECONNECT_MIN;
+				return PROCREG_OK;
+			}
+			if (p->fd >= 0)
+				disconnect(p);
+			p->next_retry_ms = mono_ms() + p->backoff_ms;
+			p->backoff_ms *= 2;
+			if (p->backoff_ms > p->reconnect_max_ms)
+				p->backoff_ms = p->reconnect_max_ms;
+			now = mono_ms();
+		}
+		if (now >= deadline)
+			return fail(p, PROCREG_E_CONNECT, "cannot reach the "
+			    "daemon at %s; retrying", p->path);
+		usleep((useconds_t)((p->next_retry_ms < deadline ?
+		    p->next_retry_ms : deadline) - now) * 1000);
+	}
+}
+
+int
+procreg_connect(procreg_t **out, const struct procreg_options *opts)
+{
+	struct procreg_options def = { 0 };
+	procreg_t *p;
+	int r;
+
+	*out = NULL;
+	if (opts == NULL)
+		opts = &def;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return PROCREG_E_NOMEM;
+	*out = p;
+	p->fd = -1;
+	p->next_msgid = 1;
+	p->next_user_ref = 1;
+	p->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms :
+	    DEFAULT_TIMEOUT_MS;
+	p->auto_reconnect = opts->auto_reconnect;
+	p->reconnect_max_ms = opts->reconnect_max_ms > 0 ?
+	    opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX;
+	p->backoff_ms = RECONNECT_MIN;
+	msgpack_sbuffer_init(&p->sbuf);
+	msgpack_packer_init(&p->pk, &p->sbuf, msgpack_sbuffer_write);
+	if (!msgpack_unpacker_init(&p->unp, READ_SIZE))
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	msgpack_unpacked_init(&p->res);
+	if (opts->label != NULL && (p->label = strdup(opts->label)) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	if (opts->path != NULL) {
+		if (strlen(opts->path) >= sizeof(p->path))
+			return fail(p, PROCREG_E_INVAL, "socket path too long");
+		strcpy(p->path, opts->path);
+	} else if (procreg_default_path(p->path, sizeof(p->path)) < 0)
+		return fail(p, PROCREG_E_INVAL, "cannot work out the default "
+		    "socket path");
+	if ((r = open_socket(p)) != PROCREG_OK)
+		return r;
+	/* hello tells us our conn id (and the daemon our label). */
+	if ((r = do_hello(p, NULL)) != PROCREG_OK) {
+		disconnect(p);
+		return r;
+	}
+	return PROCREG_OK;
+}
+
+void
+procreg_free(procreg_t *p)
+{
+	struct procreg_event *ev;
+
+	if (p == NULL)
+		return;
+	if (p->fd >= 0)
+		close(p->fd);
+	while ((ev = queue_pop(p)) != NULL)
+		procreg_event_free(ev);
+	free(p->q);
+	for (size_t i = 0; i < p->nnames; i++) {
+		free(p->names[i].name);
+		free(p->names[i].value);
+	}
+	free(p->names);
+	for (size_t i = 0; i < p->nmons; i++)
+		free(p->mons[i].name);
+	free(p->mons);
+	free(p->label);
+	msgpack_unpacked_destroy(&p->res);
+	msgpack_unpacker_destroy(&p->unp);
+	msgpack_sbuffer_destroy(&p->sbuf);
+	free(p);
+}
+
+int
+procreg_hello(procreg_t *p, struct procreg_hello *out)
+{
+	return do_hello(p, out);
+}
+
+/* Reject a NULL or empty name before it reaches the daemon. */
+static int
+check_name(procreg_t *p, const char *name)
+{
+	if (name == NULL)
+		return fail(p, PROCREG_E_INVAL, "the name is NULL");
+	return PROCREG_OK;
+}
+
+/* Remember a registered name for reconnects. */
+static int
+hold_name(procreg_t *p, const char *name, const void *value, size_t vlen)
+{
+	struct held_name h = { 0 };
+
+	if (!grow((void **)&p->names, &p->names_cap, p->nnames,
+	    sizeof(*p->names)))
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	h.name = strdup(name);
+	h.value = value ? dup_mem(value, vlen) : NULL;
+	h.value_len = vlen;
+	if (h.name == NULL || (value && h.value == NULL)) {
+		free(h.name);
+		free(h.value);
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	}
+	p->names[p->nnames++] = h;
+	return PROCREG_OK;
+}
+
+static void
+forget_name(procreg_t *p, const char *name)
+{
+	for (size_t i = 0; i < p->nnames; i++) {
+		if (strcmp(p->names[i].name, name) == 0) {
+			free(p->names[i].name);
+			free(p->names[i].value);
+			p->names[i] = p->names[--p->nnames];
+			return;
+		}
+	}
+}
+
+int
+procreg_register(procreg_t *p, const char *name, const void *value,
+    size_t vlen, struct procreg_entry **out)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "register", value ? 2 : 1);
+	pack_str(p, name);
+	if (value != NULL)
+		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (p->auto_reconnect && (r = hold_name(p, name, value, vlen)) != 0)
+		return r;
+	if (out != NULL && (*out = entry_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	return PROCREG_OK;
+}
+
+size_t
+procreg_pack_str(void *buf, size_t size, const char *s)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n = 0;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (msgpack_pack_str(&pk, strlen(s)) == 0 &&
+	    msgpack_pack_str_body(&pk, s, strlen(s)) == 0 && sb.size <= size) {
+		memcpy(buf, sb.data, sb.size);
+		n = sb.size;
+	}
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+size_t
+procreg_pack_int(void *buf, size_t size, int64_t v)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n = 0;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (msgpack_pack_int64(&pk, v) == 0 && sb.size <= size) {
+		memcpy(buf, sb.data, sb.size);
+		n = sb.size;
+	}
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+int
+procreg_register_str(procreg_t *p, const char *name, const char *value,
+    struct procreg_entry **out)
+{
+	size_t len = value ? strlen(value) + 5 : 0;
+	char *buf;
+	int r;
+
+	if (value == NULL)
+		return procreg_register(p, name, NULL, 0, out);
+	if ((buf = malloc(len)) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	len = procreg_pack_str(buf, len, value);
+	r = procreg_register(p, name, buf, len, out);
+	free(buf);
+	return r;
+}
+
+int
+procreg_register_int(procreg_t *p, const char *name, int64_t value,
+    struct procreg_entry **out)
+{
+	char buf[9];
+
+	return procreg_register(p, name, buf, procreg_pack_int(buf,
+	    sizeof(buf), value), out);
+}
+
+int
+procreg_unregister(procreg_t *p, const char *name)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "unregister", 1);
+	pack_str(p, name);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	forget_name(p, name);
+	return PROCREG_OK;
+}
+
+int
+procreg_whereis(procreg_t *p, const char *name, struct procreg_entry **out)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	*out = NULL;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "whereis", 1);
+	pack_str(p, name);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (res->type == MSGPACK_OBJECT_NIL)
+		return PROCREG_OK;
+	if ((*out = entry_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	return PROCREG_OK;
+}
+
+int
+procreg_send(procreg_t *p, const char *name, const void *payload, size_t len)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	if (payload == NULL)
+		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	id = req_begin(p, "send", 2);
+	pack_str(p, name);
+	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	return call(p, id, &res);
+}
+
+int
+procreg_send_str(procreg_t *p, const char *name, const char *text)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	if (text == NULL)
+		return fail(p, PROCREG_E_INVAL, "the text is NULL");
+	id = req_begin(p, "send", 2);
+	pack_str(p, name);
+	pack_str(p, text);
+	return call(p, id, &res);
+}
+
+int
+procreg_monitor(procreg_t *p, const char *name, uint64_t *ref)
+{
+	const msgpack_object *res;
+	struct held_mon m;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "monitor", 1);
+	pack_str(p, name);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (!is_uint(res))
+		return fail(p, PROCREG_E_PROTOCOL, "malformed ref");
+	*ref = res->via.u64;
+	if (!p->auto_reconnect)
+		return PROCREG_OK;
+	/*
+	 * Refs handed out are ours from now on: after a reconnect the daemon
+	 * numbers monitors afresh, and we translate.
+	 */
+	m.user_ref = p->next_user_ref++;
+	m.server_ref = *ref;
+	m.name = strdup(name);
+	if (m.name == NULL || !grow((void **)&p->mons, &p->mons_cap, p->nmons,
+	    sizeof(*p->mons))) {
+		free(m.name);
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	}
+	p->mons[p->nmons++] = m;
+	*ref = m.user_ref;
+	/* A noproc down may already be queued under the daemon's ref. */
+	for (size_t i = 0; i < p->q_len; i++) {
+		struct procreg_event *ev = p->q[(p->q_head + i) % p->q_cap];
+
+		if (ev->kind == PROCREG_EV_DOWN && ev->ref == m.server_ref &&
+		    strcmp(ev->name, name) == 0) {
+			ev->ref = translate_down(p, m.server_ref);
+			break;
+		}
+	}
+	return PROCREG_OK;
+}
+
+int
+procreg_demonitor(procreg_t *p, uint64_t ref, bool *was_active)
+{
+	const msgpack_object *res;
+	uint64_t server_ref = ref;
+	size_t i;
+	uint32_t id;
+	int r;
+
+	if (p->auto_reconnect) {
+		for (i = 0; i < p->nmons && p->mons[i].user_ref != ref; i++)
+			;
+		if (i == p->nmons) {
+			if (was_active != NULL)
+				*was_active = false;
+			return PROCREG_OK;
+		}
+		server_ref = p->mons[i].server_ref;
+	}
+	id = req_begin(p, "demonitor", 1);
+	msgpack_pack_uint64(&p->pk, server_ref);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (was_active != NULL)
+		*was_active = res->type == MSGPACK_OBJECT_BOOLEAN &&
+		    res->via.boolean;
+	if (p->auto_reconnect)
+		(void)translate_down(p, server_ref);
+	return PROCREG_OK;
+}
+
+int
+procreg_list(procreg_t *p, const char *prefix, struct procreg_entry ***out,
+    size_t *count)
+{
+	struct procreg_entry **v = NULL, *e;
+	size_t n = 0, cap = 0;
+	char *after = NULL;
+	int r = PROCREG_OK;
+
+	*out = NULL;
+	*count = 0;
+	if (prefix == NULL)
+		prefix = "";
+	for (;;) {
+		const msgpack_object *res;
+		uint32_t id = req_begin(p, "list", after ? 3 : 2);
+
+		pack_str(p, prefix);
+		msgpack_pack_uint32(&p->pk, PR_LIST_MAX);
+		if (after)
+			pack_str(p, after);
+		if ((r = call(p, id, &res)) != PROCREG_OK)
+			goto fail;
+		if (res->type != MSGPACK_OBJECT_ARRAY) {
+			r = fail(p, PROCREG_E_PROTOCOL, "malformed list");
+			goto fail;
+		}
+		/* Pages may be cut short by size: the end is an empty page. */
+		if (res->via.array.size == 0)
+			break;
+		for (uint32_t i = 0; i < res->via.array.size; i++) {
+			if (!grow((void **)&v, &cap, n, sizeof(*v)) ||
+			    (e = entry_from(&res->via.array.ptr[i])) == NULL) {
+				r = fail(p, PROCREG_E_NOMEM, "out of memory or "
+				    "malformed entry");
+				goto fail;
+			}
+			v[n++] = e;
+		}
+		free(after);
+		if ((after = strdup(v[n - 1]->name)) == NULL) {
+			r = fail(p, PROCREG_E_NOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	free(after);
+	*out = v;
+	*count = n;
+	return PROCREG_OK;
+fail:
+	free(after);
+	procreg_entries_free(v, n);
+	return r;
+}
+
+int
+procreg_stats(procreg_t *p, struct procreg_stats *out)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off;
+	} keys[] = {
+#define K(f) { #f, offsetof(struct procreg_stats, f) }
+		K(connections), K(names), K(monitors), K(requests),
+		K(messages), K(downs), K(notifications_ignored),
+		K(connections_total), K(uptime_ms),
+#undef K
+	};
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	id = req_begin(p, "stats", 0);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return r;
+	if (res->type != MSGPACK_OBJECT_MAP)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed stats");
+	for (uint32_t i = 0; i < res->via.map.size; i++) {
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			if (is_str(&res->via.map.ptr[i].key, keys[k].key))
+				*(uint64_t *)((char *)out + keys[k].off) =
+				    (uint64_t)as_int(&res->via.map.ptr[i].val);
+		}
+	}
+	return PROCREG_OK;
+}
+
+/* Parse every complete object already read (queueing notifications). */
+static int
+drain_parsed(procreg_t *p)
+{
+	int r;
+
+	while ((r = next_object(p, 0, false)) == 2)
+		;
+	return r < 0 ? r : PROCREG_OK;
+}
+
+int
+procreg_next_event(procreg_t *p, int timeout_ms, struct procreg_event **out)
+{
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : mono_ms() + timeout_ms;
+	int r;
+
+	*out = NULL;
+	for (;;) {
+		if ((*out = queue_pop(p)) != NULL)
+			return PROCREG_OK;
+		if (p->fd < 0) {
+			if ((r = reconnect(p, deadline)) != PROCREG_OK)
+				return r;
+			continue;
+		}
+		if ((r = drain_parsed(p)) < 0)
+			goto lost;
+		if (p->q_len > 0)
+			continue;
+
+		struct pollfd pfd = { .fd = p->fd, .events = POLLIN };
+		int64_t left = deadline - mono_ms();
+
+		if (left < 0)
+			left = 0;
+		r = poll(&pfd, 1, left > INT32_MAX ? -1 : (int)left);
+		if (r < 0 && errno != EINTR)
+			return fail(p, PROCREG_E_CLOSED, "poll: %s",
+			    strerror(errno));
+		if (r > 0 && (r = read_some(p)) < 0)
+			goto lost;
+		if (r <= 0 && mono_ms() >= deadline && p->q_len == 0)
+			return fail(p, PROCREG_E_TIMEOUT, "no event");
+		continue;
+lost:
+		if (!p->auto_reconnect || p->fd >= 0)
+			return r;
+	}
+}
+
+void
+procreg_set_callbacks(procreg_t *p, const struct procreg_callbacks *cb,
+    void *arg)
+{
+	if (cb != NULL)
+		p->cb = *cb;
+	else
+		memset(&p->cb, 0, sizeof(p->cb));
+	p->cb_arg = arg;
+}
+
+int
+procreg_process(procreg_t *p)
+{
+	struct procreg_event *ev;
+	int r;
+
+	if (p->fd < 0 && (r = reconnect(p, 0)) != PROCREG_OK)
+		return r;
+	while ((r = read_some(p)) == 1)
+		if ((r = drain_parsed(p)) < 0)
+			break;
+	if (r < 0 && !(p->auto_reconnect && p->fd < 0))
+		return r;
+	if ((r = drain_parsed(p)) < 0 && p->fd >= 0)
+		return r;
+	if (p->cb.on_event != NULL) {
+		while ((ev = queue_pop(p)) != NULL) {
+			p->cb.on_event(p, ev, p->cb_arg);
+			procreg_event_free(ev);
+		}
+	}
+	return PROCREG_OK;
+}
+
+/* A JSON writer over a fixed buffer, counting what would not fit. */
+struct jbuf {
+	char	*b;
+	size_t	 size;
+	size_t	 len;
+};
+
+static void
+jput(struct jbuf *j, const char *s, size_t n)
+{
+	if (j->len < j->size) {
+		size_t room = j->size - j->len - 1;
+
+		memcpy(j->b + j->len, s, n < room ? n : room);
+	}
+	j->len += n;
+}
+
+static void
+jprintf(struct jbuf *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+jprintf(struct jbuf *j, const char *fmt, ...)
+{
+	char tmp[64];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		jput(j, tmp, (size_t)n < sizeof(tmp) ? (size_t)n :
+		    sizeof(tmp) - 1);
+}
+
+static void
+jstring(struct jbuf *j, const char *s, size_t n)
+{
+	jput(j, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			jput(j, "\\", 1);
+			jput(j, (const char *)&c, 1);
+		} else if (c < 0x20) {
+			jprintf(j, "\\u%04x", c);
+		} else {
+			jput(j, (const char *)&c, 1);
+		}
+	}
+	jput(j, "\"", 1);
+}
+
+static void
+jvalue(struct jbuf *j, const msgpack_object *o)
+{
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		jput(j, "null", 4);
+		break;
+	case MSGPACK_OBJECT_BOOLEAN:
+		jput(j, o->via.boolean ? "true" : "false",
+		    o->via.boolean ? 4 : 5);
+		break;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		jprintf(j, "%" PRIu64, o->via.u64);
+		break;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		jprintf(j, "%" PRId64, o->via.i64);
+		break;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		jprintf(j, "%.17g", o->via.f64);
+		break;
+	case MSGPACK_OBJECT_STR:
+		jstring(j, o->via.str.ptr, o->via.str.size);
+		break;
+	case MSGPACK_OBJECT_BIN:
+		/* JSON has no bytes: a bin shows as a string of its bytes. */
+		jstring(j, o->via.bin.ptr, o->via.bin.size);
+		break;
+	case MSGPACK_OBJECT_EXT:
+		jprintf(j, "{\"ext\":%d,\"size\":%u}", (int)o->via.ext.type,
+		    (unsigned)o->via.ext.size);
+		break;
+	case MSGPACK_OBJECT_ARRAY:
+		jput(j, "[", 1);
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			if (i)
+				jput(j, ",", 1);
+			jvalue(j, &o->via.array.ptr[i]);
+		}
+		jput(j, "]", 1);
+		break;
+	case MSGPACK_OBJECT_MAP:
+		jput(j, "{", 1);
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object *k = &o->via.map.ptr[i].key;
+
+			if (i)
+				jput(j, ",", 1);
+			/* JSON keys are strings: other keys are written as
+			 * their JSON text, quoted. */
+			if (k->type == MSGPACK_OBJECT_STR) {
+				jvalue(j, k);
+			} else {
+				char tmp[64];
+				struct jbuf kj = { tmp, sizeof(tmp), 0 };
+
+				jvalue(&kj, k);
+				jstring(j, tmp, kj.len < sizeof(tmp) ? kj.len :
+				    sizeof(tmp) - 1);
+			}
+			jput(j, ":", 1);
+			jvalue(j, &o->via.map.ptr[i].val);
+		}
+		jput(j, "}", 1);
+		break;
+	}
+}
+
+int
+procreg_format_json(char *buf, size_t size, const void *mp, size_t len)
+{
+	struct jbuf j = { buf, size, 0 };
+	msgpack_unpacked u;
+	size_t off = 0;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, &off) != MSGPACK_UNPACK_SUCCESS) {
+		msgpack_unpacked_destroy(&u);
+		if (size > 0)
+			buf[0] = '\0';
+		return -1;
+	}
+	jvalue(&j, &u.data);
+	msgpack_unpacked_destroy(&u);
+	if (size > 0)
+		buf[j.len < size ? j.len : size - 1] = '\0';
+	return (int)j.len;
+}
