@@ -7,7 +7,6 @@ PKGS	 = libevent msgpack libsodium libbsd jansson
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
 	   libsodium-dev libbsd-dev libjansson-dev check python3 \
 	   python3-msgpack valgrind
-SUDO	 = $(if $(filter 0,$(shell id -u)),,sudo)
 
 VERSION	 = 0.1.0
 OPT	?= -O2
@@ -48,7 +47,7 @@ PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
 STAMP	 = src/.build-flags
 
-.PHONY: all deps test test-valgrind run install uninstall clean FORCE
+.PHONY: all deps test test-valgrind fuzz run install uninstall clean FORCE
 .SECONDARY:
 
 BINS	 = procregd procregctl src/examples/chat
@@ -60,10 +59,7 @@ deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
 	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null || \
 	    ! command -v valgrind >/dev/null; then \
-		echo "make deps: installing $(DEBS)"; \
-		$(SUDO) apt-get install -y -q $(DEBS) || \
-		{ $(SUDO) apt-get update -q && \
-		  $(SUDO) apt-get install -y -q $(DEBS); }; \
+		sh tests/install-debs.sh $(DEBS); \
 	fi
 
 # Rebuild everything when the flags change (e.g. SANITIZE=1 and back).
@@ -137,6 +133,25 @@ test-valgrind: deps
 	    PROCREGCTL=$(CURDIR)/procregctl SPEC=$(CURDIR)/proto/PROTOCOL.md \
 	    sh tests/run.sh $(INTEG) $(PYTESTS)
 
+# libFuzzer over the daemon's input path (clang; sources compiled
+# straight into the target so the tree's objects keep their own flags).
+FUZZ_SECONDS ?= 60
+FUZZ	 = tests/fuzz/fuzz_procregd
+$(FUZZ): tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(wildcard src/*.h)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
+	    -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Iinclude -Isrc -o $@ \
+	    tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(LIBS)
+
+fuzz: deps
+	@command -v clang >/dev/null && \
+	    dpkg -s libclang-rt-dev >/dev/null 2>&1 || \
+	    sh tests/install-debs.sh clang libclang-rt-dev
+	@$(MAKE) --no-print-directory $(FUZZ)
+	mkdir -p tests/fuzz/work
+	$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
+	    -print_final_stats=1 tests/fuzz/work tests/fuzz/corpus
+
 run: all
 	./procregd -v $(ARGS)
 
@@ -166,6 +181,6 @@ uninstall:
 clean:
 	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \
 	    src/examples/*.o src/examples/*.d \
-	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(STAMP)
+	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(STAMP) $(FUZZ)
 
 -include $(wildcard src/*.d src/examples/*.d tests/*.d)
