@@ -35,7 +35,8 @@ CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
 LIBCORE	 = src/libprocregd.a
 UNIT	 = tests/check_registry tests/check_proto
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client
-PYTESTS	 = tests/test_python.py tests/test_cli.py
+FAULTS	 = tests/check_faults
+PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = src/client.o src/paths.o src/prototab.o
@@ -121,17 +122,19 @@ tests/check_%: tests/check_%.o $(TESTLIB) $(LIBCORE)
 	$(CC) $(SAN) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 
 test: deps
-	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(UNIT) $(INTEG)
+	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(UNIT) $(INTEG) \
+	    $(FAULTS)
 	@PROCREGD=$(CURDIR)/procregd PROCREGCTL=$(CURDIR)/procregctl \
-	    SPEC=$(CURDIR)/proto/PROTOCOL.md \
-	    sh tests/run.sh $(UNIT) $(INTEG) $(PYTESTS)
+	    CHAT=$(CURDIR)/src/examples/chat SPEC=$(CURDIR)/proto/PROTOCOL.md \
+	    PROCREG_SANITIZED=$(SANITIZE) \
+	    sh tests/run.sh $(UNIT) $(INTEG) $(PYTESTS) $(FAULTS)
 
 # The integration suites again, with the daemon under valgrind.
 test-valgrind: deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(INTEG)
 	@PROCREGD=$(CURDIR)/tests/valgrind-procregd.sh \
-	    PROCREGCTL=$(CURDIR)/procregctl SPEC=$(CURDIR)/proto/PROTOCOL.md \
-	    sh tests/run.sh $(INTEG) $(PYTESTS)
+	    PROCREGCTL=$(CURDIR)/procregctl CHAT=$(CURDIR)/src/examples/chat \
+	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG) $(PYTESTS)
 
 # libFuzzer over the daemon's input path (clang; sources compiled
 # straight into the target so the tree's objects keep their own flags).
@@ -181,6 +184,7 @@ uninstall:
 clean:
 	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \
 	    src/examples/*.o src/examples/*.d \
-	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(STAMP) $(FUZZ)
+	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(FAULTS) $(STAMP) \
+	    $(FUZZ)
 
 -include $(wildcard src/*.d src/examples/*.d tests/*.d)

@@ -1,6 +1,7 @@
 /*
  * server.c: the context, the listener and the loop (see server.h).
  */
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -76,6 +77,10 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	(void)l;
 	(void)sa;
 	(void)salen;
+	if (s->accept_paused) {
+		log_info(&s->log, "accepting connections again");
+		s->accept_paused = false;
+	}
 	if (s->nconns >= s->cfg.max_conns) {
 		log_debug(&s->log, "refused a connection: max_conns=%llu "
 		    "reached", (unsigned long long)s->cfg.max_conns);
@@ -92,7 +97,8 @@ accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	s->accept_paused = false;
+	/* accept_paused stays set until an accept succeeds: one log line
+	 * per shortage, not one per retry. */
 	evconnlistener_enable(s->listener);
 }
 
@@ -109,8 +115,9 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 	 */
 	evconnlistener_disable(l);
 	if (!s->accept_paused)
-		log_warn(&s->log, "accept: %s; pausing accepts",
-		    evutil_socket_error_to_string(err));
+		log_warn(&s->log, "accept: %s; pausing accepts, retrying "
+		    "every %d ms", evutil_socket_error_to_string(err),
+		    ACCEPT_RETRY_MS);
 	s->accept_paused = true;
 	evtimer_add(s->ev_accept_retry, &tv);
 }
@@ -229,6 +236,23 @@ fail:
 	return -1;
 }
 
+/* Each connection is a descriptor: take every one the hard limit allows. */
+static void
+raise_fd_limit(struct server *s)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	log_info(&s->log, "file descriptor limit %llu",
+	    (unsigned long long)rl.rlim_cur);
+}
+
 int
 server_init(struct server *s, const struct config *cfg)
 {
@@ -254,6 +278,7 @@ server_init(struct server *s, const struct config *cfg)
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->boot, sizeof(s->boot), rnd, sizeof(rnd));
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit(s);
 	if ((s->base = event_base_new()) == NULL) {
 		log_err(&s->log, "cannot create the event loop");
 		return -1;

@@ -2,6 +2,7 @@
  * testlib.c: integration-test helpers (see testlib.h).
  */
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -56,13 +57,36 @@ try_connect(const char *path)
 	return fd;
 }
 
+static void	daemon_vstart(struct tdaemon *, const struct tdaemon_opts *,
+		    va_list);
+
 void
 t_daemon_start(struct tdaemon *d, ...)
+{
+	struct tdaemon_opts o = { 0, NULL };
+	va_list ap;
+
+	va_start(ap, d);
+	daemon_vstart(d, &o, ap);
+	va_end(ap);
+}
+
+void
+t_daemon_start_opts(struct tdaemon *d, const struct tdaemon_opts *o, ...)
+{
+	va_list ap;
+
+	va_start(ap, o);
+	daemon_vstart(d, o, ap);
+	va_end(ap);
+}
+
+static void
+daemon_vstart(struct tdaemon *d, const struct tdaemon_opts *o, va_list ap)
 {
 	const char *argv[32];
 	int argc = 0;
 	long long deadline;
-	va_list ap;
 	const char *a;
 
 	memset(d, 0, sizeof(*d));
@@ -72,17 +96,22 @@ t_daemon_start(struct tdaemon *d, ...)
 	argv[argc++] = t_procregd();
 	argv[argc++] = "-s";
 	argv[argc++] = d->path;
-	va_start(ap, d);
 	while ((a = va_arg(ap, const char *)) != NULL && argc < 30)
 		argv[argc++] = a;
-	va_end(ap);
 	argv[argc] = NULL;
 	d->pid = fork();
 	ck_assert_int_ge(d->pid, 0);
 	if (d->pid == 0) {
 		/* Never outlive the test process. */
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (!getenv("T_DAEMON_LOG"))
+		if (o->nofile) {
+			struct rlimit rl = { o->nofile, o->nofile };
+
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (o->log != NULL)
+			freopen(o->log, "w", stderr);
+		else if (!getenv("T_DAEMON_LOG"))
 			freopen("/dev/null", "w", stderr);
 		execv(argv[0], (char *const *)argv);
 		_exit(127);

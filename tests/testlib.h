@@ -38,10 +38,19 @@ struct tpack {
 
 /* The path of the procregd binary ($PROCREGD, else ./procregd). */
 const char	*t_procregd(void);
+/* How to run the daemon beyond its arguments. */
+struct tdaemon_opts {
+	unsigned long	 nofile;	/* RLIMIT_NOFILE, 0: inherited */
+	const char	*log;		/* stderr to this file, NULL: none */
+};
+
 /* Start procregd on a fresh temporary socket with extra args (NULL-ended
  * list); returns when the socket accepts connections.  Aborts the test on
  * failure. */
 void		 t_daemon_start(struct tdaemon *, ...);
+/* The same with options. */
+void		 t_daemon_start_opts(struct tdaemon *,
+		    const struct tdaemon_opts *, ...);
 /* SIGTERM, wait, check a clean exit (0), remove the directory. */
 void		 t_daemon_stop(struct tdaemon *);
 /* Is the daemon process still running? */
