@@ -48,10 +48,11 @@ PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
 STAMP	 = src/.build-flags
 
-.PHONY: all deps test test-valgrind fuzz run install uninstall clean FORCE
+.PHONY: all deps test test-valgrind fuzz bench run install uninstall clean FORCE
 .SECONDARY:
 
-BINS	 = procregd procregctl src/examples/chat
+BINS	 = procregd procregctl src/examples/chat procreg-bench \
+	   tests/bench/echo-floor
 
 all: deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT)
@@ -114,6 +115,19 @@ procregctl: src/procregctl.o src/libprocreg.a
 
 src/examples/chat: src/examples/chat.o src/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS)
+
+# The benchmark client (procreg and, for comparison, Redis) and the bare
+# libevent echo server that is the floor.
+procreg-bench: tests/bench/procreg-bench.o
+	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) -lm
+
+tests/bench/echo-floor: tests/bench/echo-floor.o
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+bench: all
+	@command -v redis-server >/dev/null || \
+	    sh tests/install-debs.sh redis-server
+	sh tests/bench/compare.sh
 
 tests/check_client: tests/check_client.o $(TESTLIB) src/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS)
@@ -183,8 +197,8 @@ uninstall:
 
 clean:
 	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \
-	    src/examples/*.o src/examples/*.d \
+	    src/examples/*.o src/examples/*.d tests/bench/*.o tests/bench/*.d \
 	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(FAULTS) $(STAMP) \
 	    $(FUZZ)
 
--include $(wildcard src/*.d src/examples/*.d tests/*.d)
+-include $(wildcard src/*.d src/examples/*.d tests/*.d tests/bench/*.d)
