@@ -213,6 +213,147 @@ proto_out_reset(struct pr_out *o)
 	o->buf.size = 0;
 }
 
+/*
+ * Direct encoding for the hot replies.  msgpack-c's packer calls its
+ * write callback once per token (an entry is ~25 calls); these write a
+ * whole reply's fixed parts into the buffer in place.  Generic values
+ * (payloads, stored values) still go through msgpack-c.
+ */
+
+/* Room for n more bytes at the end of the buffer, or NULL. */
+static char *
+out_reserve(struct pr_out *o, size_t n)
+{
+	msgpack_sbuffer *b = &o->buf;
+
+	if (b->alloc - b->size < n) {
+		size_t na = b->alloc ? b->alloc : 8192;
+		char *d;
+
+		while (na - b->size < n)
+			na *= 2;
+		if ((d = realloc(b->data, na)) == NULL)
+			return NULL;
+		b->data = d;
+		b->alloc = na;
+	}
+	return b->data + b->size;
+}
+
+/* Mark bytes written up to p as used. */
+static void
+out_commit(struct pr_out *o, const char *p)
+{
+	o->buf.size = (size_t)(p - o->buf.data);
+}
+
+static char *
+be(char *p, uint64_t v, int bytes)
+{
+	for (int i = bytes - 1; i >= 0; i--)
+		*p++ = (char)(v >> (8 * i));
+	return p;
+}
+
+static char *
+enc_uint(char *p, uint64_t v)
+{
+	if (v < 128) {
+		*p++ = (char)v;
+		return p;
+	}
+	if (v < 256) {
+		*p++ = (char)0xcc;
+		return be(p, v, 1);
+	}
+	if (v < 65536) {
+		*p++ = (char)0xcd;
+		return be(p, v, 2);
+	}
+	if (v <= UINT32_MAX) {
+		*p++ = (char)0xce;
+		return be(p, v, 4);
+	}
+	*p++ = (char)0xcf;
+	return be(p, v, 8);
+}
+
+static char *
+enc_int(char *p, int64_t v)
+{
+	if (v >= 0)
+		return enc_uint(p, (uint64_t)v);
+	if (v >= -32) {
+		*p++ = (char)(0xe0 | (v & 0x1f));
+		return p;
+	}
+	if (v >= INT8_MIN) {
+		*p++ = (char)0xd0;
+		return be(p, (uint64_t)v, 1);
+	}
+	if (v >= INT16_MIN) {
+		*p++ = (char)0xd1;
+		return be(p, (uint64_t)v, 2);
+	}
+	if (v >= INT32_MIN) {
+		*p++ = (char)0xd2;
+		return be(p, (uint64_t)v, 4);
+	}
+	*p++ = (char)0xd3;
+	return be(p, (uint64_t)v, 8);
+}
+
+/* A str header and body (callers reserve len + 5). */
+static char *
+enc_str(char *p, const char *s, size_t len)
+{
+	if (len < 32) {
+		*p++ = (char)(0xa0 | len);
+	} else if (len < 256) {
+		*p++ = (char)0xd9;
+		p = be(p, len, 1);
+	} else if (len < 65536) {
+		*p++ = (char)0xda;
+		p = be(p, len, 2);
+	} else {
+		*p++ = (char)0xdb;
+		p = be(p, len, 4);
+	}
+	memcpy(p, s, len);
+	return p + len;
+}
+
+/* A constant str (a map key) from a literal. */
+#define ENC_KEY(p, lit)	enc_str((p), (lit), sizeof(lit) - 1)
+
+static char *
+enc_array(char *p, uint32_t n)
+{
+	if (n < 16) {
+		*p++ = (char)(0x90 | n);
+		return p;
+	}
+	if (n < 65536) {
+		*p++ = (char)0xdc;
+		return be(p, n, 2);
+	}
+	*p++ = (char)0xdd;
+	return be(p, n, 4);
+}
+
+/* Append raw, already encoded bytes. */
+static int
+out_raw(struct pr_out *o, const char *s, size_t len)
+{
+	char *p = out_reserve(o, len);
+
+	if (p == NULL)
+		return -ENOMEM;
+	memcpy(p, s, len);
+	out_commit(o, p + len);
+	return 0;
+}
+
 /* Pack a str from bytes. */
 static int
 put_str(struct pr_out *o, const char *s, size_t len)
@@ -232,11 +373,15 @@ put_cstr(struct pr_out *o, const char *s)
 int
 proto_reply_begin(struct pr_out *o, uint32_t msgid)
 {
-	if (msgpack_pack_array(&o->pk, 4) < 0 ||
-	    msgpack_pack_uint8(&o->pk, PR_MSG_RESPONSE) < 0 ||
-	    msgpack_pack_uint32(&o->pk, msgid) < 0 ||
-	    msgpack_pack_nil(&o->pk) < 0)
+	char *p = out_reserve(o, 8);
+
+	if (p == NULL)
 		return -ENOMEM;
+	*p++ = (char)0x94;
+	*p++ = PR_MSG_RESPONSE;
+	p = enc_uint(p, msgid);
+	*p++ = (char)0xc0;
+	out_commit(o, p);
 	return 0;
 }
 
@@ -271,29 +416,38 @@ proto_reply_error(struct pr_out *o, uint32_t msgid, enum pr_err e,
 int
 proto_put_nil(struct pr_out *o)
 {
-	return msgpack_pack_nil(&o->pk) < 0 ? -ENOMEM : 0;
+	return out_raw(o, "\xc0", 1);
 }
 
 int
 proto_put_bool(struct pr_out *o, bool b)
 {
-	return (b ? msgpack_pack_true(&o->pk) : msgpack_pack_false(&o->pk)) < 0 ?
-	    -ENOMEM : 0;
+	return out_raw(o, b ? "\xc3" : "\xc2", 1);
 }
 
 int
 proto_put_uint(struct pr_out *o, uint64_t u)
 {
-	return msgpack_pack_uint64(&o->pk, u) < 0 ? -ENOMEM : 0;
+	char *p = out_reserve(o, 9);
+
+	if (p == NULL)
+		return -ENOMEM;
+	out_commit(o, enc_uint(p, u));
+	return 0;
 }
 
 int
 proto_put_array(struct pr_out *o, uint32_t n)
 {
-	return msgpack_pack_array(&o->pk, n) < 0 ? -ENOMEM : 0;
+	char *p = out_reserve(o, 5);
+
+	if (p == NULL)
+		return -ENOMEM;
+	out_commit(o, enc_array(p, n));
+	return 0;
 }
 
-/* A map key then an unsigned value. */
+/* A map key then an unsigned value (msgpack-c's packer, cold paths). */
 static int
 kv_uint(struct pr_out *o, const char *k, uint64_t v)
 {
@@ -306,44 +460,67 @@ int
 proto_put_entry(struct pr_out *o, const struct reg_name *n)
 {
 	const struct reg_client *c = n->owner;
-	const char *v = reg_name_value(n);
+	size_t vlen = n->value_len ? n->value_len : 1;
+	char *p;
 
-	if (msgpack_pack_map(&o->pk, 7) < 0 ||
-	    put_cstr(o, "name") < 0 || put_str(o, n->data, n->name_len) < 0 ||
-	    kv_uint(o, "conn", c->id) < 0 ||
-	    put_cstr(o, "pid") < 0 || msgpack_pack_int64(&o->pk, c->pid) < 0 ||
-	    kv_uint(o, "uid", c->uid) < 0 || kv_uint(o, "gid", c->gid) < 0 ||
-	    put_cstr(o, "value") < 0)
+	/* Keys, the name and five integers: at most 86 + name bytes. */
+	if ((p = out_reserve(o, 96 + n->name_len + vlen)) == NULL)
 		return -ENOMEM;
+	*p++ = (char)0x87;
+	p = ENC_KEY(p, "name");
+	p = enc_str(p, n->data, n->name_len);
+	p = ENC_KEY(p, "conn");
+	p = enc_uint(p, c->id);
+	p = ENC_KEY(p, "pid");
+	p = enc_int(p, c->pid);
+	p = ENC_KEY(p, "uid");
+	p = enc_uint(p, c->uid);
+	p = ENC_KEY(p, "gid");
+	p = enc_uint(p, c->gid);
+	p = ENC_KEY(p, "value");
 	/* The value is stored encoded: copy its bytes, no re-encoding. */
-	if (n->value_len == 0)
-		v = proto_nil_value;
-	if (msgpack_sbuffer_write(&o->buf, v, n->value_len ? n->value_len : 1) < 0)
-		return -ENOMEM;
-	return kv_uint(o, "since", n->since_ms);
+	memcpy(p, n->value_len ? reg_name_value(n) : proto_nil_value, vlen);
+	p += vlen;
+	p = ENC_KEY(p, "since");
+	p = enc_uint(p, n->since_ms);
+	out_commit(o, p);
+	return 0;
 }
 
 size_t
 proto_entry_size(const struct reg_name *n)
 {
-	/* Keys and worst-case integers: 7 keys ~ 33 bytes, 5 ints <= 45. */
-	return 1 + 33 + 45 + 2 + n->name_len + (n->value_len ? n->value_len : 1);
+	/* Map header, keys and worst-case integers and headers. */
+	return 96 + n->name_len + (n->value_len ? n->value_len : 1);
 }
 
 int
-proto_put_stats(struct pr_out *o, const struct pr_stats *s)
+proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 {
-	if (msgpack_pack_map(&o->pk, 9) < 0 ||
-	    kv_uint(o, "connections", s->connections) < 0 ||
-	    kv_uint(o, "names", s->names) < 0 ||
-	    kv_uint(o, "monitors", s->monitors) < 0 ||
-	    kv_uint(o, "requests", s->requests) < 0 ||
-	    kv_uint(o, "messages", s->messages) < 0 ||
-	    kv_uint(o, "downs", s->downs) < 0 ||
-	    kv_uint(o, "notifications_ignored", s->notifications_ignored) < 0 ||
-	    kv_uint(o, "connections_total", s->connections_total) < 0 ||
-	    kv_uint(o, "uptime_ms", s->uptime_ms) < 0)
+	char *p = out_reserve(o, 256);
+
+	if (p == NULL)
 		return -ENOMEM;
+	*p++ = (char)0x89;
+	p = ENC_KEY(p, "connections");
+	p = enc_uint(p, st->connections);
+	p = ENC_KEY(p, "names");
+	p = enc_uint(p, st->names);
+	p = ENC_KEY(p, "monitors");
+	p = enc_uint(p, st->monitors);
+	p = ENC_KEY(p, "requests");
+	p = enc_uint(p, st->requests);
+	p = ENC_KEY(p, "messages");
+	p = enc_uint(p, st->messages);
+	p = ENC_KEY(p, "downs");
+	p = enc_uint(p, st->downs);
+	p = ENC_KEY(p, "notifications_ignored");
+	p = enc_uint(p, st->notifications_ignored);
+	p = ENC_KEY(p, "connections_total");
+	p = enc_uint(p, st->connections_total);
+	p = ENC_KEY(p, "uptime_ms");
+	p = enc_uint(p, st->uptime_ms);
+	out_commit(o, p);
 	return 0;
 }
 
@@ -376,23 +553,39 @@ int
 proto_push_message(struct pr_out *o, const char *name, size_t len,
     uint64_t sender, const pr_value *payload)
 {
-	if (push_begin(o, PR_PUSH_MESSAGE, 3) < 0 ||
-	    put_str(o, name, len) < 0 ||
-	    msgpack_pack_uint64(&o->pk, sender) < 0 ||
-	    msgpack_pack_object(&o->pk, *payload) < 0)
+	char *p = out_reserve(o, 32 + len);
+
+	if (p == NULL)
 		return -ENOMEM;
-	return 0;
+	/* [2, "message", [name, sender, payload]] */
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_MESSAGE);
+	*p++ = (char)0x93;
+	p = enc_str(p, name, len);
+	p = enc_uint(p, sender);
+	out_commit(o, p);
+	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
 }
 
 int
 proto_push_down(struct pr_out *o, uint64_t ref, const char *name, size_t len,
     enum pr_down_reason why)
 {
-	if (push_begin(o, PR_PUSH_DOWN, 3) < 0 ||
-	    msgpack_pack_uint64(&o->pk, ref) < 0 ||
-	    put_str(o, name, len) < 0 ||
-	    put_cstr(o, pr_down_reason_name(why)) < 0)
+	const char *r = pr_down_reason_name(why);
+	char *p = out_reserve(o, 48 + len);
+
+	if (p == NULL)
 		return -ENOMEM;
+	/* [2, "down", [ref, name, reason]] */
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_DOWN);
+	*p++ = (char)0x93;
+	p = enc_uint(p, ref);
+	p = enc_str(p, name, len);
+	p = enc_str(p, r, strlen(r));
+	out_commit(o, p);
 	return 0;
 }
 

@@ -19,17 +19,20 @@ static const char *const err_names[PR_ERR__COUNT] = {
 
 static const struct {
 	const char	*name;
+	size_t		 len;
 	unsigned	 min, max;
 } methods[PR_M__COUNT] = {
-	[PR_M_HELLO] = { "hello", 0, 1 },
-	[PR_M_REGISTER] = { "register", 1, 2 },
-	[PR_M_UNREGISTER] = { "unregister", 1, 1 },
-	[PR_M_WHEREIS] = { "whereis", 1, 1 },
-	[PR_M_SEND] = { "send", 2, 2 },
-	[PR_M_MONITOR] = { "monitor", 1, 1 },
-	[PR_M_DEMONITOR] = { "demonitor", 1, 1 },
-	[PR_M_LIST] = { "list", 0, 3 },
-	[PR_M_STATS] = { "stats", 0, 0 },
+#define M(n, lo, hi)	{ n, sizeof(n) - 1, lo, hi }
+	[PR_M_HELLO] = M("hello", 0, 1),
+	[PR_M_REGISTER] = M("register", 1, 2),
+	[PR_M_UNREGISTER] = M("unregister", 1, 1),
+	[PR_M_WHEREIS] = M("whereis", 1, 1),
+	[PR_M_SEND] = M("send", 2, 2),
+	[PR_M_MONITOR] = M("monitor", 1, 1),
+	[PR_M_DEMONITOR] = M("demonitor", 1, 1),
+	[PR_M_LIST] = M("list", 0, 3),
+	[PR_M_STATS] = M("stats", 0, 0),
+#undef M
 };
 
 static const char *const down_names[PR_DOWN__COUNT] = {
@@ -58,8 +61,7 @@ int
 pr_method_lookup(const char *s, size_t len)
 {
 	for (int i = 0; i < PR_M__COUNT; i++) {
-		if (strlen(methods[i].name) == len &&
-		    memcmp(methods[i].name, s, len) == 0)
+		if (methods[i].len == len && memcmp(methods[i].name, s, len) == 0)
 			return i;
 	}
 	return -1;

@@ -299,6 +299,105 @@ START_TEST(parse_classifies)
 }
 END_TEST
 
+/* Decode what an out holds into zone; the object must fill it exactly. */
+static msgpack_object
+decoded(struct pr_out *o, msgpack_zone *z)
+{
+	msgpack_object obj;
+	size_t off = 0;
+
+	ck_assert_int_eq(msgpack_unpack(proto_out_data(o), proto_out_len(o),
+	    &off, z, &obj), MSGPACK_UNPACK_SUCCESS);
+	ck_assert_uint_eq(off, proto_out_len(o));
+	return obj;
+}
+
+START_TEST(encoder_boundaries)
+{
+	static const uint64_t uints[] = { 0, 1, 127, 128, 255, 256, 65535,
+	    65536, UINT32_MAX, (uint64_t)UINT32_MAX + 1, UINT64_MAX };
+	static const int64_t pids[] = { -1, -32, -33, -128, -129, -32768,
+	    -32769, INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MIN, 0, 4242 };
+	static const size_t lens[] = { 1, 31, 32, 255 };
+	struct pr_out o;
+	msgpack_zone z;
+
+	proto_out_init(&o);
+	msgpack_zone_init(&z, 4096);
+	for (size_t i = 0; i < sizeof(uints) / sizeof(uints[0]); i++) {
+		msgpack_object v;
+
+		proto_out_reset(&o);
+		ck_assert_int_eq(proto_put_uint(&o, uints[i]), 0);
+		v = decoded(&o, &z);
+		ck_assert_int_eq(v.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+		ck_assert_uint_eq(v.via.u64, uints[i]);
+		/* The reply header carries any uint32 msgid. */
+		if (uints[i] <= UINT32_MAX) {
+			proto_out_reset(&o);
+			ck_assert_int_eq(proto_reply_begin(&o, (uint32_t)uints[i]),
+			    0);
+			ck_assert_int_eq(proto_put_bool(&o, true), 0);
+			v = decoded(&o, &z);
+			ck_assert_uint_eq(v.via.array.size, 4);
+			ck_assert_uint_eq(v.via.array.ptr[1].via.u64, uints[i]);
+			ck_assert_int_eq(v.via.array.ptr[2].type,
+			    MSGPACK_OBJECT_NIL);
+			ck_assert(v.via.array.ptr[3].via.boolean);
+		}
+	}
+	for (size_t i = 0; i < sizeof(pids) / sizeof(pids[0]); i++) {
+		for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+			char buf[sizeof(struct reg_name) + 256 + 8];
+			struct reg_name *n = (struct reg_name *)(void *)buf;
+			struct reg_client c = { .id = uints[i % 11], .pid = pids[i],
+			    .uid = 1000, .gid = UINT32_MAX };
+			msgpack_object v;
+
+			memset(n, 0, sizeof(*n));
+			n->owner = &c;
+			n->name_len = (uint8_t)lens[k];
+			memset(n->data, 'n', lens[k]);
+			n->data[lens[k]] = 0x2a;	/* value: 42 */
+			n->value_len = k % 2;		/* or none: nil */
+			n->since_ms = 1795000000000ULL;
+			proto_out_reset(&o);
+			ck_assert_int_eq(proto_put_entry(&o, n), 0);
+			ck_assert_uint_le(proto_out_len(&o), proto_entry_size(n));
+			v = decoded(&o, &z);
+			ck_assert_int_eq(v.type, MSGPACK_OBJECT_MAP);
+			ck_assert_uint_eq(v.via.map.size, 7);
+			ck_assert_uint_eq(o_get(&v, "name")->via.str.size,
+			    lens[k]);
+			ck_assert_uint_eq(o_get(&v, "conn")->via.u64, c.id);
+			ck_assert(pids[i] < 0 ?
+			    o_get(&v, "pid")->via.i64 == pids[i] :
+			    o_get(&v, "pid")->via.u64 == (uint64_t)pids[i]);
+			ck_assert_uint_eq(o_get(&v, "gid")->via.u64, UINT32_MAX);
+			if (k % 2)
+				ck_assert_uint_eq(o_get(&v, "value")->via.u64, 42);
+			else
+				ck_assert_int_eq(o_get(&v, "value")->type,
+				    MSGPACK_OBJECT_NIL);
+			ck_assert_uint_eq(o_get(&v, "since")->via.u64,
+			    1795000000000ULL);
+			/* A down for the same name decodes too. */
+			proto_out_reset(&o);
+			ck_assert_int_eq(proto_push_down(&o, uints[i % 11],
+			    n->data, lens[k], PR_DOWN_DISCONNECTED), 0);
+			v = decoded(&o, &z);
+			ck_assert(o_is_str(&v.via.array.ptr[1], "down"));
+			ck_assert_uint_eq(v.via.array.ptr[2].via.array.ptr[0]
+			    .via.u64, uints[i % 11]);
+			ck_assert(o_is_str(&v.via.array.ptr[2].via.array.ptr[2],
+			    "disconnected"));
+		}
+	}
+	msgpack_zone_destroy(&z);
+	proto_out_deinit(&o);
+}
+END_TEST
+
 START_TEST(protocol_tables)
 {
 	ck_assert_str_eq(pr_err_name(PR_ERR_TOO_LARGE), "too_large");
@@ -332,6 +431,7 @@ main(void)
 	tcase_add_test(tg, decoder_handles_max_depth);
 	tcase_add_test(tp, parse_classifies);
 	tcase_add_test(tp, protocol_tables);
+	tcase_add_test(tp, encoder_boundaries);
 	suite_add_tcase(s, tg);
 	suite_add_tcase(s, tp);
 	sr = srunner_create(s);
