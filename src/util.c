@@ -1,6 +1,7 @@
 /*
  * util.c: small helpers with no state.
  */
+#include <string.h>
 #include <time.h>
 
 #include "util.h"
@@ -16,6 +17,16 @@ utf8_valid(const char *str, size_t len)
 		size_t n;
 		uint32_t cp, min;
 
+		/* Names are mostly ASCII: skip eight such bytes at a time. */
+		if (len - i >= 8) {
+			uint64_t w;
+
+			memcpy(&w, s + i, 8);
+			if ((w & 0x8080808080808080ULL) == 0) {
+				i += 8;
+				continue;
+			}
+		}
 		if (c < 0x80) {
 			i++;
 			continue;

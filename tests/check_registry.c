@@ -126,6 +126,11 @@ START_TEST(name_validity)
 	ck_assert(!registry_name_valid("\xed\xa0\x80", 3));	/* surrogate */
 	ck_assert(!registry_name_valid("\xf4\x90\x80\x80", 4));	/* > U+10FFFF */
 	ck_assert(!registry_name_valid("\xe2\x82", 2));		/* truncated */
+	/* Past the eight-byte ASCII fast path. */
+	ck_assert(registry_name_valid("abcdefgh\xc3\xa9ijklmnop", 18));
+	ck_assert(!registry_name_valid("abcdefghijklmnop\xff", 17));
+	ck_assert(!registry_name_valid("abcdefghijklmnop\xc3", 17));
+	ck_assert(!registry_name_valid("abcdefgh\xed\xa0\x80abcdefgh", 19));
 }
 END_TEST
 
