@@ -130,7 +130,7 @@ START_TEST(name_validity)
 	ck_assert(registry_name_valid("abcdefgh\xc3\xa9ijklmnop", 18));
 	ck_assert(!registry_name_valid("abcdefghijklmnop\xff", 17));
 	ck_assert(!registry_name_valid("abcdefghijklmnop\xc3", 17));
-	ck_assert(!registry_name_valid("abcdefgh\xed\xa0\x80abcdefgh", 19));
+	ck_assert(!registry_name_valid("abcdefgh\xed\xa0\x80" "abcdefgh", 19));
 }
 END_TEST
 
