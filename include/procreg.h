@@ -18,6 +18,11 @@
  *
  * Threads: a procreg_t must be used by one thread at a time; separate
  * connections are independent, so one connection per thread is safe.
+ *
+ * With auto_reconnect, a call that finds the connection lost before any
+ * of its request was sent reconnects (re-registering and re-monitoring)
+ * and goes on; one whose request may have reached the old daemon returns
+ * PROCREG_E_CLOSED, and the next call reconnects.
  */
 #ifndef PROCREG_H
 #define PROCREG_H
@@ -221,9 +226,14 @@ PROCREG_API void procreg_set_callbacks(procreg_t *,
  * For event loops: read whatever is readable without blocking, then hand
  * every queued notification to the callbacks (events stay queued for
  * procreg_next_event when no on_event is set).  Call it when procreg_fd
- * is readable.  With auto_reconnect it also retries a lost connection.
+ * is readable, and after synchronous calls: notifications read during a
+ * call wait in the queue, where the socket no longer shows them.  While
+ * procreg_fd is -1 (lost, auto_reconnect) call it from a timer: each call
+ * makes one reconnect attempt when the backoff allows.
  */
 PROCREG_API int	procreg_process(procreg_t *);
+/* Notifications already received and waiting (no I/O). */
+PROCREG_API size_t procreg_pending(procreg_t *);
 
 /*
  * Small msgpack helpers for values and payloads: encode a str or an int

@@ -43,8 +43,9 @@ struct held_name {
 /* A monitor held, remembered for re-monitoring and ref translation. */
 struct held_mon {
 	uint64_t	 user_ref;	/* what the caller was given */
-	uint64_t	 server_ref;	/* what the daemon uses now */
+	uint64_t	 server_ref;	/* what the daemon uses now; 0: none */
 	char		*name;
+	bool		 fired;		/* its down came during a restore */
 };
 
 struct procreg {
@@ -398,16 +399,22 @@ open_socket(procreg_t *p)
 	return PROCREG_OK;
 }
 
-/* Write the request buffer in full, waiting for room up to deadline. */
+/*
+ * Write a request in full, waiting for room up to deadline; *sent counts
+ * the bytes that left.
+ */
 static int
-write_all(procreg_t *p, const char *b, size_t len, int64_t deadline)
+write_all(procreg_t *p, const char *b, size_t len, int64_t deadline,
+    size_t *sent)
 {
+	*sent = 0;
 	while (len > 0) {
 		ssize_t n = send(p->fd, b, len, MSG_NOSIGNAL);
 
 		if (n > 0) {
 			b += n;
 			len -= (size_t)n;
+			*sent += (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
@@ -452,16 +459,27 @@ read_some(procreg_t *p)
 	    "connection" : "connection lost: %s", strerror(errno));
 }
 
+/* Drop monitor i (order is not kept). */
+static void
+forget_mon(procreg_t *p, size_t i)
+{
+	free(p->mons[i].name);
+	p->mons[i] = p->mons[--p->nmons];
+}
+
 /* The user's ref for a daemon ref; forgets the monitor when it fired. */
 static uint64_t
 translate_down(procreg_t *p, uint64_t server_ref)
 {
 	for (size_t i = 0; i < p->nmons; i++) {
-		if (p->mons[i].server_ref == server_ref) {
+		if (p->mons[i].server_ref == server_ref && !p->mons[i].fired) {
 			uint64_t u = p->mons[i].user_ref;
 
-			free(p->mons[i].name);
-			p->mons[i] = p->mons[--p->nmons];
+			/* restore() is walking the array: only mark it. */
+			if (p->restoring)
+				p->mons[i].fired = true;
+			else
+				forget_mon(p, i);
 			return u;
 		}
 	}
@@ -610,11 +628,28 @@ static int
 call(procreg_t *p, uint32_t msgid, const msgpack_object **result)
 {
 	int64_t deadline = mono_ms() + p->timeout_ms;
+	size_t sent = 0, len = p->sbuf.size;
+	char *saved;
 	int r;
 
-	if (p->fd < 0 && (r = reconnect(p, deadline)) != PROCREG_OK)
-		return r;
-	if ((r = write_all(p, p->sbuf.data, p->sbuf.size, deadline)) != 0)
+	if (p->fd < 0)
+		r = fail(p, PROCREG_E_CLOSED, "not connected");
+	else
+		r = write_all(p, p->sbuf.data, len, deadline, &sent);
+	if (r == PROCREG_E_CLOSED && sent == 0 && p->auto_reconnect &&
+	    !p->restoring) {
+		/*
+		 * None of it reached the daemon, so it is safe to send it on a
+		 * new connection.  Restoring reuses the request buffer: keep a
+		 * copy.
+		 */
+		if ((saved = dup_mem(p->sbuf.data, len)) == NULL)
+			return fail(p, PROCREG_E_NOMEM, "out of memory");
+		if ((r = reconnect(p, deadline)) == PROCREG_OK)
+			r = write_all(p, saved, len, deadline, &sent);
+		free(saved);
+	}
+	if (r != PROCREG_OK)
 		return r;
 	for (;;) {
 		while ((r = next_object(p, msgid, true)) == 2)
@@ -723,17 +758,28 @@ restore(procreg_t *p)
 	p->nnames = keep;
 	if (r < 0)
 		goto out;
+	/* The daemon numbers refs afresh: no old number may match a new. */
+	for (i = 0; i < p->nmons; i++)
+		p->mons[i].server_ref = 0;
 	for (i = 0; i < p->nmons; i++) {
 		struct held_mon *m = &p->mons[i];
 		uint32_t id = req_begin(p, "monitor", 1);
 
 		pack_str(p, m->name);
 		if ((r = call(p, id, &res)) < 0)
-			goto out;
+			break;
 		/* A noproc down follows with the new ref and translates. */
 		if (r == PROCREG_OK && is_uint(res))
 			m->server_ref = res->via.u64;
 	}
+	for (i = 0; i < p->nmons;) {
+		if (p->mons[i].fired)
+			forget_mon(p, i);
+		else
+			i++;
+	}
+	if (r < 0)
+		goto out;
 	if (p->cb.on_reconnect != NULL)
 		p->cb.on_reconnect(p, p->fd, (const char *const *)lost, nlost,
 		    p->cb_arg);
@@ -1095,18 +1141,11 @@ procreg_monitor(procreg_t *p, const char *name, uint64_t *ref)
 		free(m.name);
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
 	}
+	/* A noproc down comes after the response, so it is not parsed yet:
+	 * it will find this entry and translate. */
+	m.fired = false;
 	p->mons[p->nmons++] = m;
 	*ref = m.user_ref;
-	/* A noproc down may already be queued under the daemon's ref. */
-	for (size_t i = 0; i < p->q_len; i++) {
-		struct procreg_event *ev = p->q[(p->q_head + i) % p->q_cap];
-
-		if (ev->kind == PROCREG_EV_DOWN && ev->ref == m.server_ref &&
-		    strcmp(ev->name, name) == 0) {
-			ev->ref = translate_down(p, m.server_ref);
-			break;
-		}
-	}
 	return PROCREG_OK;
 }
 
@@ -1289,6 +1328,14 @@ procreg_set_callbacks(procreg_t *p, const struct procreg_callbacks *cb,
 	else
 		memset(&p->cb, 0, sizeof(p->cb));
 	p->cb_arg = arg;
+}
+
+size_t
+procreg_pending(procreg_t *p)
+{
+	if (p->fd >= 0)
+		(void)drain_parsed(p);
+	return p->q_len;
 }
 
 int

@@ -1,0 +1,2017 @@
+/*
+ * check_client.c: tests of libprocreg (include/procreg.h) against the real
+ * procregd.
+ *
+ * Every test starts its own daemon on a private socket (testlib) and talks
+ * to it through the public API only; testlib's raw clients are used where
+ * a second, independent view of the daemon helps.  Every wait is bounded;
+ * no test asserts on elapsed time.
+ */
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "procreg.h"
+#include "testlib.h"
+
+#define EV_WAIT_MS	5000	/* the longest a test waits for one event */
+#define ROUNDS		500	/* bounded polling loops: rounds of ROUND_US */
+#define ROUND_US	10000
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Connect with opts (path filled in by the caller), retrying while the
+ * daemon has bound its socket but does not listen yet. */
+static procreg_t *
+xconnect_opts(const struct procreg_options *o)
+{
+	procreg_t *p = NULL;
+	int r = PROCREG_E_CONNECT;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		r = procreg_connect(&p, o);
+		if (r != PROCREG_E_CONNECT)
+			break;
+		procreg_free(p);
+		p = NULL;
+		usleep(2000);
+	}
+	ck_assert_msg(r == PROCREG_OK, "procreg_connect: %d (%s)", r,
+	    p != NULL ? procreg_errmsg(p) : "?");
+	ck_assert_ptr_nonnull(p);
+	return p;
+}
+
+static procreg_t *
+xconnect(const char *path)
+{
+	struct procreg_options o = { 0 };
+
+	o.path = path;
+	return xconnect_opts(&o);
+}
+
+/* Assert a call returned r == want, showing errmsg otherwise. */
+#define CK_CALL(p, call, want) do {					\
+	int r_ = (call);						\
+	ck_assert_msg(r_ == (want), "%s: got %d (%s), want %d", #call,	\
+	    r_, procreg_errmsg(p), (int)(want));			\
+} while (0)
+
+#define CK_OK(p, call)	CK_CALL(p, call, PROCREG_OK)
+
+/* The next event, waiting up to EV_WAIT_MS; fails the test (naming the
+ * caller's line) when none comes. */
+static struct procreg_event *
+xevent_at(procreg_t *p, int line)
+{
+	struct procreg_event *ev = NULL;
+	int r = procreg_next_event(p, EV_WAIT_MS, &ev);
+
+	ck_assert_msg(r == PROCREG_OK, "line %d: procreg_next_event: %d (%s)",
+	    line, r, procreg_errmsg(p));
+	ck_assert_ptr_nonnull(ev);
+	return ev;
+}
+
+#define xevent(p)	xevent_at((p), __LINE__)
+
+/* Nothing is queued: checked after a sync call, whose response comes
+ * after anything the daemon had sent before it. */
+static void
+expect_no_event(procreg_t *p)
+{
+	struct procreg_stats st;
+	struct procreg_event *ev = NULL;
+	int r;
+
+	CK_OK(p, procreg_stats(p, &st));
+	r = procreg_next_event(p, 0, &ev);
+	ck_assert_msg(r == PROCREG_E_TIMEOUT, "unexpected event: r=%d kind=%d "
+	    "name=%s reason=%s", r, ev ? (int)ev->kind : -1,
+	    ev && ev->name ? ev->name : "-",
+	    ev && ev->reason ? ev->reason : "-");
+	ck_assert_ptr_null(ev);
+}
+
+static void
+check_bytes(const void *got, size_t got_len, const void *want,
+    size_t want_len)
+{
+	ck_assert_uint_eq(got_len, want_len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_msg(memcmp(got, want, want_len) == 0, "bytes differ");
+}
+
+static void
+check_json(const void *mp, size_t len, const char *want)
+{
+	char buf[512];
+	int n = procreg_format_json(buf, sizeof(buf), mp, len);
+
+	ck_assert_int_eq(n, (int)strlen(want));
+	ck_assert_str_eq(buf, want);
+}
+
+static void
+check_message(const struct procreg_event *ev, const char *name,
+    uint64_t sender, const void *payload, size_t len)
+{
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_str_eq(ev->name, name);
+	ck_assert_uint_eq(ev->sender, sender);
+	check_bytes(ev->payload, ev->payload_len, payload, len);
+}
+
+static void
+check_down(const struct procreg_event *ev, uint64_t ref, const char *name,
+    const char *reason)
+{
+	ck_assert_msg(ev->kind == PROCREG_EV_DOWN, "expected a down, got "
+	    "kind %d", (int)ev->kind);
+	ck_assert_uint_eq(ev->ref, ref);
+	ck_assert_str_eq(ev->name, name);
+	ck_assert_str_eq(ev->reason, reason);
+}
+
+/* Owner's own checks of an entry. */
+static void
+check_entry(const struct procreg_entry *e, const char *name, uint64_t conn)
+{
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->name, name);
+	ck_assert_uint_eq(e->conn, conn);
+	ck_assert_int_eq(e->pid, (int64_t)getpid());
+	ck_assert_int_eq(e->uid, (int64_t)getuid());
+	ck_assert_int_eq(e->gid, (int64_t)getgid());
+	ck_assert_uint_gt(e->since_ms, 0);
+	ck_assert_ptr_nonnull(e->value);
+}
+
+/* Wait (bounded) until whereis of name from p is absent. */
+static void
+wait_absent(procreg_t *p, const char *name)
+{
+	struct procreg_entry *e = NULL;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		CK_OK(p, procreg_whereis(p, name, &e));
+		if (e == NULL)
+			return;
+		procreg_entry_free(e);
+		usleep(ROUND_US);
+	}
+	ck_abort_msg("%s is still registered", name);
+}
+
+/* Is anything accepting connections on path? */
+static bool
+connectable(const char *path)
+{
+	struct sockaddr_un sun;
+	int fd, r;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return false;
+	r = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+	close(fd);
+	return r == 0;
+}
+
+/* SIGKILL the daemon and reap it; its socket file stays behind. */
+static void
+kill_daemon(struct tdaemon *d)
+{
+	int status;
+
+	ck_assert_int_eq(kill(d->pid, SIGKILL), 0);
+	ck_assert_int_eq(waitpid(d->pid, &status, 0), d->pid);
+	ck_assert(WIFSIGNALED(status));
+}
+
+/*
+ * Start a new procregd on d's (stale) socket path and wait until it
+ * accepts connections; d->pid becomes the new daemon, so that
+ * t_daemon_stop stops it.
+ */
+static void
+restart_daemon(struct tdaemon *d)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (!getenv("T_DAEMON_LOG"))
+			(void)!freopen("/dev/null", "w", stderr);
+		execl(t_procregd(), t_procregd(), "-s", d->path, (char *)NULL);
+		_exit(127);
+	}
+	d->pid = pid;
+	for (int i = 0; i < ROUNDS * 2; i++) {
+		if (connectable(d->path))
+			return;
+		ck_assert_msg(t_daemon_alive(d), "procregd exited at restart");
+		usleep(ROUND_US);
+	}
+	ck_abort_msg("procregd did not restart");
+}
+
+/* ------------------------------------------------------------------ */
+/* 1, 2. connect, hello                                                */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_connect_explicit)
+{
+	struct tdaemon d;
+	struct procreg_hello h;
+	procreg_t *p, *q;
+
+	t_daemon_start(&d, NULL);
+	p = xconnect(d.path);
+	ck_assert_int_ge(procreg_fd(p), 0);
+	/* The first connection of a fresh daemon is conn 1. */
+	ck_assert_uint_eq(procreg_conn_id(p), 1);
+	CK_OK(p, procreg_hello(p, &h));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
+	ck_assert_ptr_nonnull(procreg_errmsg(p));
+
+	q = xconnect(d.path);
+	ck_assert_int_ge(procreg_fd(q), 0);
+	ck_assert_int_ne(procreg_fd(q), procreg_fd(p));
+	ck_assert_uint_eq(procreg_conn_id(q), 2);
+	CK_OK(q, procreg_hello(q, &h));
+	ck_assert_uint_eq(h.conn, 2);
+	procreg_free(q);
+	procreg_free(p);
+	procreg_free(NULL);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_connect_label_timeout_opts)
+{
+	struct tdaemon d;
+	struct procreg_options o = { 0 };
+	struct procreg_hello h;
+	procreg_t *p;
+
+	t_daemon_start(&d, NULL);
+	o.path = d.path;
+	o.label = "check-client label";
+	o.timeout_ms = 3000;
+	p = xconnect_opts(&o);
+	CK_OK(p, procreg_hello(p, &h));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
+	procreg_free(p);
+	/* An empty label is valid too. */
+	o.label = "";
+	p = xconnect_opts(&o);
+	CK_OK(p, procreg_hello(p, &h));
+	procreg_free(p);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_connect_default_path)
+{
+	struct tdaemon d;
+	struct procreg_options o = { 0 };
+	char buf[256];
+	procreg_t *p;
+	struct procreg_hello h;
+
+	t_daemon_start(&d, NULL);
+	ck_assert_int_eq(setenv("PROCREG_SOCKET", d.path, 1), 0);
+	ck_assert_int_eq(procreg_default_path(buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, d.path);
+
+	p = xconnect_opts(NULL);
+	CK_OK(p, procreg_hello(p, &h));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
+	ck_assert_uint_eq(h.conn, 1);
+	procreg_free(p);
+
+	/* Options with path NULL resolve the default path as well. */
+	o.label = "default";
+	p = xconnect_opts(&o);
+	ck_assert_uint_eq(procreg_conn_id(p), 2);
+	procreg_free(p);
+	ck_assert_int_eq(unsetenv("PROCREG_SOCKET"), 0);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_connect_missing)
+{
+	char dir[] = "/tmp/procreg-client.XXXXXX";
+	char path[128];
+	struct procreg_options o = { 0 };
+	procreg_t *p = NULL;
+	int r;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/nothing.sock", dir);
+	o.path = path;
+	r = procreg_connect(&p, &o);
+	ck_assert_int_eq(r, PROCREG_E_CONNECT);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(procreg_errmsg(p));
+	ck_assert_uint_gt(strlen(procreg_errmsg(p)), 0);
+	ck_assert_int_eq(procreg_fd(p), -1);
+	procreg_free(p);
+
+	/* Same with auto_reconnect: connect itself does not retry for ever. */
+	o.auto_reconnect = true;
+	p = NULL;
+	r = procreg_connect(&p, &o);
+	ck_assert_int_eq(r, PROCREG_E_CONNECT);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_gt(strlen(procreg_errmsg(p)), 0);
+	procreg_free(p);
+
+	/* Through PROCREG_SOCKET and opts NULL. */
+	ck_assert_int_eq(setenv("PROCREG_SOCKET", path, 1), 0);
+	p = NULL;
+	r = procreg_connect(&p, NULL);
+	ck_assert_int_eq(r, PROCREG_E_CONNECT);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_gt(strlen(procreg_errmsg(p)), 0);
+	procreg_free(p);
+	ck_assert_int_eq(unsetenv("PROCREG_SOCKET"), 0);
+
+	/* A path that cannot fit in sockaddr_un fails, with a message. */
+	{
+		char longpath[300];
+
+		memset(longpath, 'x', sizeof(longpath) - 1);
+		longpath[0] = '/';
+		longpath[sizeof(longpath) - 1] = '\0';
+		o.path = longpath;
+		o.auto_reconnect = false;
+		p = NULL;
+		r = procreg_connect(&p, &o);
+		ck_assert_int_lt(r, 0);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_gt(strlen(procreg_errmsg(p)), 0);
+		procreg_free(p);
+	}
+	rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_hello)
+{
+	struct tdaemon d;
+	struct procreg_hello h, h2;
+	procreg_t *p, *q;
+
+	t_daemon_start(&d, NULL);
+	p = xconnect(d.path);
+	q = xconnect(d.path);
+	memset(&h, 0x55, sizeof(h));
+	CK_OK(p, procreg_hello(p, &h));
+	ck_assert_str_eq(h.version, "0.1.0");
+	ck_assert_uint_eq(h.protocol, 1);
+	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
+	ck_assert_uint_eq(strlen(h.boot), 32);
+	for (int i = 0; i < 32; i++)
+		ck_assert_msg(strchr("0123456789abcdef", h.boot[i]) != NULL &&
+		    h.boot[i] != '\0', "boot is not lowercase hex: %s", h.boot);
+	ck_assert_uint_eq(h.max_message, 1048576);
+
+	/* Same daemon, same boot; another connection, another id. */
+	CK_OK(q, procreg_hello(q, &h2));
+	ck_assert_str_eq(h2.boot, h.boot);
+	ck_assert_uint_ne(h2.conn, h.conn);
+	ck_assert_uint_eq(h2.conn, procreg_conn_id(q));
+	/* hello again on the same connection changes nothing. */
+	CK_OK(p, procreg_hello(p, &h2));
+	ck_assert_uint_eq(h2.conn, h.conn);
+	procreg_free(q);
+	procreg_free(p);
+	t_daemon_stop(&d);
+
+	/* A custom max_message shows up in hello. */
+	t_daemon_start(&d, "--max-message", "65536", NULL);
+	p = xconnect(d.path);
+	CK_OK(p, procreg_hello(p, &h2));
+	ck_assert_uint_eq(h2.max_message, 65536);
+	ck_assert_str_ne(h2.boot, h.boot);
+	procreg_free(p);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 3. register, whereis, unregister                                    */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_register_values)
+{
+	static const unsigned char map_a1[] = { 0x81, 0xa1, 'a', 0x01 };
+	static const unsigned char hello_mp[] = { 0xa5, 'h', 'e', 'l', 'l',
+	    'o' };
+	static const unsigned char nil_mp[] = { 0xc0 };
+	static const unsigned char arr_mp[] = { 0x93, 0x01, 0xc3, 0xa1, 'x' };
+	struct tdaemon d;
+	struct procreg_entry *e = NULL, *w = NULL;
+	unsigned char ibuf[16];
+	size_t ilen;
+	procreg_t *p;
+	uint64_t me;
+
+	t_daemon_start(&d, NULL);
+	p = xconnect(d.path);
+	me = procreg_conn_id(p);
+
+	CK_OK(p, procreg_register_str(p, "greeter", "hello", &e));
+	check_entry(e, "greeter", me);
+	check_bytes(e->value, e->value_len, hello_mp, sizeof(hello_mp));
+	check_json(e->value, e->value_len, "\"hello\"");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_whereis(p, "greeter", &w));
+	check_entry(w, "greeter", me);
+	check_bytes(w->value, w->value_len, hello_mp, sizeof(hello_mp));
+	procreg_entry_free(w);
+
+	CK_OK(p, procreg_register_int(p, "answer", 42, &e));
+	check_entry(e, "answer", me);
+	ilen = procreg_pack_int(ibuf, sizeof(ibuf), 42);
+	ck_assert_uint_eq(ilen, 1);
+	ck_assert_uint_eq(ibuf[0], 0x2a);
+	check_bytes(e->value, e->value_len, ibuf, ilen);
+	check_json(e->value, e->value_len, "42");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_whereis(p, "answer", &w));
+	check_json(w->value, w->value_len, "42");
+	procreg_entry_free(w);
+
+	CK_OK(p, procreg_register_int(p, "negative", -123456789012LL, &e));
+	check_json(e->value, e->value_len, "-123456789012");
+	procreg_entry_free(e);
+
+	CK_OK(p, procreg_register(p, "map", map_a1, sizeof(map_a1), &e));
+	check_entry(e, "map", me);
+	check_bytes(e->value, e->value_len, map_a1, sizeof(map_a1));
+	check_json(e->value, e->value_len, "{\"a\":1}");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_whereis(p, "map", &w));
+	check_bytes(w->value, w->value_len, map_a1, sizeof(map_a1));
+	procreg_entry_free(w);
+
+	CK_OK(p, procreg_register(p, "array", arr_mp, sizeof(arr_mp), NULL));
+	CK_OK(p, procreg_whereis(p, "array", &w));
+	check_entry(w, "array", me);
+	check_bytes(w->value, w->value_len, arr_mp, sizeof(arr_mp));
+	check_json(w->value, w->value_len, "[1,true,\"x\"]");
+	procreg_entry_free(w);
+
+	/* No value: nil. */
+	CK_OK(p, procreg_register(p, "bare", NULL, 0, &e));
+	check_entry(e, "bare", me);
+	check_bytes(e->value, e->value_len, nil_mp, sizeof(nil_mp));
+	check_json(e->value, e->value_len, "null");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_register_str(p, "bare2", NULL, &e));
+	check_bytes(e->value, e->value_len, nil_mp, sizeof(nil_mp));
+	procreg_entry_free(e);
+	/* An explicit nil value. */
+	CK_OK(p, procreg_register(p, "nil", nil_mp, 1, &e));
+	check_bytes(e->value, e->value_len, nil_mp, sizeof(nil_mp));
+	procreg_entry_free(e);
+
+	/* Absent: OK and NULL. */
+	w = (struct procreg_entry *)&w;
+	CK_OK(p, procreg_whereis(p, "absent", &w));
+	ck_assert_ptr_null(w);
+
+	/* A large value survives the round trip. */
+	{
+		size_t n = 300 * 1024;
+		char *big = malloc(n + 1);
+		unsigned char *mp = malloc(n + 8);
+		size_t mlen;
+
+		ck_assert_ptr_nonnull(big);
+		ck_assert_ptr_nonnull(mp);
+		for (size_t i = 0; i < n; i++)
+			big[i] = (char)('a' + i % 26);
+		big[n] = '\0';
+		mlen = procreg_pack_str(mp, n + 8, big);
+		ck_assert_uint_eq(mlen, n + 5);
+		CK_OK(p, procreg_register_str(p, "big", big, &e));
+		check_bytes(e->value, e->value_len, mp, mlen);
+		procreg_entry_free(e);
+		CK_OK(p, procreg_whereis(p, "big", &w));
+		check_bytes(w->value, w->value_len, mp, mlen);
+		procreg_entry_free(w);
+		free(mp);
+		free(big);
+	}
+	procreg_free(p);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_register_errors)
+{
+	struct tdaemon d;
+	struct procreg_entry *e = NULL, *w = NULL;
+	procreg_t *a, *b;
+	char want[64];
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register_str(a, "svc", "v", NULL));
+
+	/* taken, by anyone, the caller included. */
+	e = (struct procreg_entry *)&e;
+	CK_CALL(a, procreg_register(a, "svc", NULL, 0, &e), PROCREG_E_TAKEN);
+	ck_assert_ptr_null(e);
+	CK_CALL(b, procreg_register_str(b, "svc", "other", &e),
+	    PROCREG_E_TAKEN);
+	ck_assert_ptr_null(e);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_TAKEN), "taken");
+	snprintf(want, sizeof(want), "conn %" PRIu64, procreg_conn_id(a));
+	ck_assert_msg(strstr(procreg_errmsg(b), want) != NULL,
+	    "errmsg \"%s\" does not mention %s", procreg_errmsg(b), want);
+	CK_CALL(b, procreg_register_int(b, "svc", 1, NULL), PROCREG_E_TAKEN);
+	/* The value did not change. */
+	CK_OK(b, procreg_whereis(b, "svc", &w));
+	check_entry(w, "svc", procreg_conn_id(a));
+	check_json(w->value, w->value_len, "\"v\"");
+	procreg_entry_free(w);
+
+	/* unregister: not_found, not_owner, then success. */
+	CK_CALL(a, procreg_unregister(a, "nothing"), PROCREG_E_NOT_FOUND);
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	CK_CALL(b, procreg_unregister(b, "svc"), PROCREG_E_NOT_OWNER);
+	ck_assert_msg(strstr(procreg_errmsg(b), want) != NULL,
+	    "errmsg \"%s\" does not mention %s", procreg_errmsg(b), want);
+	CK_OK(a, procreg_unregister(a, "svc"));
+	CK_OK(b, procreg_whereis(b, "svc", &w));
+	ck_assert_ptr_null(w);
+	CK_CALL(a, procreg_unregister(a, "svc"), PROCREG_E_NOT_FOUND);
+	/* Now b may take it. */
+	CK_OK(b, procreg_register(b, "svc", NULL, 0, &e));
+	check_entry(e, "svc", procreg_conn_id(b));
+	procreg_entry_free(e);
+	CK_OK(a, procreg_whereis(a, "svc", &w));
+	ck_assert_uint_eq(w->conn, procreg_conn_id(b));
+	procreg_entry_free(w);
+
+	/* The lifeline: b's names vanish when b is freed. */
+	procreg_free(b);
+	wait_absent(a, "svc");
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_strstatus)
+{
+	static const int all[] = {
+		PROCREG_OK, PROCREG_E_BAD_REQUEST, PROCREG_E_UNKNOWN_METHOD,
+		PROCREG_E_TAKEN, PROCREG_E_NOT_FOUND, PROCREG_E_NOT_OWNER,
+		PROCREG_E_BUSY, PROCREG_E_LIMIT, PROCREG_E_TOO_LARGE,
+		PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
+		PROCREG_E_TIMEOUT, PROCREG_E_PROTOCOL, PROCREG_E_NOMEM,
+		PROCREG_E_INVAL,
+	};
+	static const struct {
+		int		 st;
+		const char	*code;
+	} codes[] = {
+		{ PROCREG_E_BAD_REQUEST, "bad_request" },
+		{ PROCREG_E_UNKNOWN_METHOD, "unknown_method" },
+		{ PROCREG_E_TAKEN, "taken" },
+		{ PROCREG_E_NOT_FOUND, "not_found" },
+		{ PROCREG_E_NOT_OWNER, "not_owner" },
+		{ PROCREG_E_BUSY, "busy" },
+		{ PROCREG_E_LIMIT, "limit" },
+		{ PROCREG_E_TOO_LARGE, "too_large" },
+	};
+	size_t n = sizeof(all) / sizeof(all[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *s = procreg_strstatus(all[i]);
+
+		ck_assert_ptr_nonnull(s);
+		ck_assert_msg(strlen(s) > 0, "empty text for %d", all[i]);
+		/* Each status has its own text. */
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(s, procreg_strstatus(all[j]));
+	}
+	/* Unknown numbers still get some text. */
+	ck_assert_ptr_nonnull(procreg_strstatus(12345));
+	ck_assert_uint_gt(strlen(procreg_strstatus(12345)), 0);
+	ck_assert_uint_gt(strlen(procreg_strstatus(-12345)), 0);
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		const char *c = procreg_status_code(codes[i].st);
+
+		ck_assert_ptr_nonnull(c);
+		ck_assert_str_eq(c, codes[i].code);
+	}
+	ck_assert_ptr_null(procreg_status_code(PROCREG_OK));
+	ck_assert_ptr_null(procreg_status_code(PROCREG_E_CONNECT));
+	ck_assert_ptr_null(procreg_status_code(PROCREG_E_CLOSED));
+	ck_assert_ptr_null(procreg_status_code(PROCREG_E_INVAL));
+}
+END_TEST
+
+START_TEST(test_pack_and_json)
+{
+	unsigned char buf[64];
+	char out[64];
+	int n;
+
+	/* pack_str: fixstr; too small a buffer gives 0. */
+	ck_assert_uint_eq(procreg_pack_str(buf, sizeof(buf), "abc"), 4);
+	ck_assert_uint_eq(buf[0], 0xa3);
+	ck_assert_int_eq(memcmp(buf + 1, "abc", 3), 0);
+	ck_assert_uint_eq(procreg_pack_str(buf, 3, "abc"), 0);
+	ck_assert_uint_eq(procreg_pack_str(buf, sizeof(buf), ""), 1);
+	ck_assert_uint_eq(buf[0], 0xa0);
+	/* pack_int: shortest forms. */
+	ck_assert_uint_eq(procreg_pack_int(buf, sizeof(buf), 0), 1);
+	ck_assert_uint_eq(buf[0], 0x00);
+	ck_assert_uint_eq(procreg_pack_int(buf, sizeof(buf), -1), 1);
+	ck_assert_uint_eq(buf[0], 0xff);
+	ck_assert_uint_eq(procreg_pack_int(buf, sizeof(buf), INT64_MIN), 9);
+	check_json(buf, 9, "-9223372036854775808");
+	ck_assert_uint_eq(procreg_pack_int(buf, sizeof(buf), INT64_MAX), 9);
+	check_json(buf, 9, "9223372036854775807");
+	ck_assert_uint_eq(procreg_pack_int(buf, 4, INT64_MAX), 0);
+
+	/* JSON: escapes, nesting, bools, nil, bin. */
+	{
+		static const unsigned char s[] = { 0xa4, 'a', '"', '\\', '\n' };
+		static const unsigned char m[] = { 0x82, 0xa1, 'k', 0x92, 0xc2,
+		    0xc0, 0x01, 0xa1, 'v' };
+		static const unsigned char bin[] = { 0xc4, 0x02, 'h', 'i' };
+
+		check_json(s, sizeof(s), "\"a\\\"\\\\\\u000a\"");
+		check_json(m, sizeof(m), "{\"k\":[false,null],\"1\":\"v\"}");
+		check_json(bin, sizeof(bin), "\"hi\"");
+		/* Truncation behaves like snprintf. */
+		n = procreg_format_json(out, 5, m, sizeof(m));
+		ck_assert_int_eq(n, (int)strlen("{\"k\":[false,null],\"1\":\"v\"}"));
+		ck_assert_str_eq(out, "{\"k\"");
+		n = procreg_format_json(NULL, 0, m, sizeof(m));
+		ck_assert_int_eq(n, (int)strlen("{\"k\":[false,null],\"1\":\"v\"}"));
+		/* Not msgpack (or truncated): -1 and an empty string. */
+		out[0] = 'x';
+		n = procreg_format_json(out, sizeof(out), m, 3);
+		ck_assert_int_eq(n, -1);
+		ck_assert_str_eq(out, "");
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 4. send and events                                                  */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_send_events)
+{
+	static const unsigned char raw[] = { 0x93, 0x01, 0xa3, 't', 'w', 'o',
+	    0xc0 };
+	struct tdaemon d;
+	struct procreg_event *ev;
+	unsigned char ping[8];
+	size_t plen;
+	procreg_t *a, *b;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "inbox", NULL, 0, NULL));
+
+	/* Nothing queued: timeouts 0 and 100 answer E_TIMEOUT. */
+	ev = (struct procreg_event *)&ev;
+	r = procreg_next_event(a, 0, &ev);
+	ck_assert_int_eq(r, PROCREG_E_TIMEOUT);
+	ck_assert_ptr_null(ev);
+	ev = (struct procreg_event *)&ev;
+	r = procreg_next_event(a, 100, &ev);
+	ck_assert_int_eq(r, PROCREG_E_TIMEOUT);
+	ck_assert_ptr_null(ev);
+
+	CK_OK(b, procreg_send_str(b, "inbox", "ping"));
+	CK_OK(b, procreg_send(b, "inbox", raw, sizeof(raw)));
+	plen = procreg_pack_str(ping, sizeof(ping), "ping");
+
+	ev = xevent(a);
+	check_message(ev, "inbox", procreg_conn_id(b), ping, plen);
+	check_json(ev->payload, ev->payload_len, "\"ping\"");
+	procreg_event_free(ev);
+	ev = xevent(a);
+	check_message(ev, "inbox", procreg_conn_id(b), raw, sizeof(raw));
+	check_json(ev->payload, ev->payload_len, "[1,\"two\",null]");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	/* The sender got nothing. */
+	expect_no_event(b);
+
+	/* A send to oneself. */
+	CK_OK(a, procreg_send_str(a, "inbox", "self"));
+	ev = xevent(a);
+	plen = procreg_pack_str(ping, sizeof(ping), "self");
+	check_message(ev, "inbox", procreg_conn_id(a), ping, plen);
+	procreg_event_free(ev);
+
+	/* A large payload. */
+	{
+		size_t n = 200 * 1024;
+		unsigned char *big = malloc(n + 5);
+
+		ck_assert_ptr_nonnull(big);
+		big[0] = 0xc6;		/* bin 32 */
+		big[1] = (unsigned char)(n >> 24);
+		big[2] = (unsigned char)(n >> 16);
+		big[3] = (unsigned char)(n >> 8);
+		big[4] = (unsigned char)n;
+		for (size_t i = 0; i < n; i++)
+			big[5 + i] = (unsigned char)(i * 7);
+		CK_OK(b, procreg_send(b, "inbox", big, n + 5));
+		ev = xevent(a);
+		ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+		check_bytes(ev->payload, ev->payload_len, big, n + 5);
+		procreg_event_free(ev);
+		free(big);
+	}
+
+	/* not_found for an unknown name; procreg_event_free(NULL) is fine. */
+	CK_CALL(b, procreg_send_str(b, "nobody", "x"), PROCREG_E_NOT_FOUND);
+	CK_CALL(b, procreg_send(b, "nobody", raw, sizeof(raw)),
+	    PROCREG_E_NOT_FOUND);
+	procreg_event_free(NULL);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_send_order_1000)
+{
+	struct tdaemon d;
+	procreg_t *a, *b, *c;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	c = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "q", NULL, 0, NULL));
+	for (int i = 0; i < 1000; i++) {
+		unsigned char buf[16];
+		size_t n = procreg_pack_int(buf, sizeof(buf), i);
+
+		CK_OK(b, procreg_send(b, "q", buf, n));
+		/* A second sender, interleaved. */
+		if (i % 10 == 0)
+			CK_OK(c, procreg_send(c, "q", buf, n));
+	}
+	{
+		int next_b = 0, next_c = 0;
+
+		for (int k = 0; k < 1100; k++) {
+			struct procreg_event *ev = xevent(a);
+			unsigned char buf[16];
+			size_t n;
+
+			ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+			ck_assert_str_eq(ev->name, "q");
+			if (ev->sender == procreg_conn_id(b)) {
+				n = procreg_pack_int(buf, sizeof(buf), next_b);
+				next_b++;
+			} else {
+				ck_assert_uint_eq(ev->sender,
+				    procreg_conn_id(c));
+				n = procreg_pack_int(buf, sizeof(buf), next_c);
+				next_c += 10;
+			}
+			check_bytes(ev->payload, ev->payload_len, buf, n);
+			procreg_event_free(ev);
+		}
+		ck_assert_int_eq(next_b, 1000);
+		ck_assert_int_eq(next_c, 1000);
+	}
+	expect_no_event(a);
+	procreg_free(c);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 5. pushes during synchronous calls                                  */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_pushes_during_calls)
+{
+	struct tdaemon d;
+	struct procreg_entry *e, **v;
+	struct procreg_stats st;
+	struct procreg_hello h;
+	uint64_t ref;
+	size_t n;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "x", NULL, 0, NULL));
+	for (int i = 0; i < 100; i++) {
+		unsigned char buf[16];
+
+		CK_OK(b, procreg_send(b, "x", buf, procreg_pack_int(buf,
+		    sizeof(buf), i)));
+	}
+	/* Every push is now in a's stream, ahead of any reply to a. */
+	CK_OK(a, procreg_whereis(a, "x", &e));
+	check_entry(e, "x", procreg_conn_id(a));
+	procreg_entry_free(e);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.messages, 100);
+	CK_OK(a, procreg_hello(a, &h));
+	CK_OK(a, procreg_list(a, NULL, &v, &n));
+	ck_assert_uint_eq(n, 1);
+	procreg_entries_free(v, n);
+	CK_OK(a, procreg_register(a, "y", NULL, 0, NULL));
+	CK_CALL(a, procreg_register(a, "y", NULL, 0, NULL), PROCREG_E_TAKEN);
+	CK_OK(a, procreg_monitor(a, "y", &ref));
+	/* Messages to a's own names, after b's. */
+	for (int i = 100; i < 105; i++) {
+		unsigned char buf[16];
+
+		CK_OK(a, procreg_send(a, "x", buf, procreg_pack_int(buf,
+		    sizeof(buf), i)));
+	}
+	CK_OK(a, procreg_whereis(a, "x", &e));
+	procreg_entry_free(e);
+
+	for (int i = 0; i < 105; i++) {
+		struct procreg_event *ev;
+		unsigned char buf[16];
+		size_t len = procreg_pack_int(buf, sizeof(buf), i);
+
+		/* Queued: no waiting needed. */
+		ck_assert_int_eq(procreg_next_event(a, 0, &ev), PROCREG_OK);
+		check_message(ev, "x", i < 100 ? procreg_conn_id(b) :
+		    procreg_conn_id(a), buf, len);
+		procreg_event_free(ev);
+	}
+	expect_no_event(a);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 6. monitor, demonitor                                               */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_monitor)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	uint64_t r1, r2, r3, r4, r5;
+	bool active;
+	procreg_t *a, *b, *c;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	c = xconnect(d.path);
+
+	/* unregistered */
+	CK_OK(b, procreg_register(b, "svc", NULL, 0, NULL));
+	CK_OK(a, procreg_monitor(a, "svc", &r1));
+	expect_no_event(a);
+	CK_OK(b, procreg_unregister(b, "svc"));
+	ev = xevent(a);
+	check_down(ev, r1, "svc", "unregistered");
+	procreg_event_free(ev);
+	expect_no_event(a);
+
+	/* disconnected: the owner's handle is freed */
+	CK_OK(b, procreg_register_str(b, "svc", "again", NULL));
+	CK_OK(a, procreg_monitor(a, "svc", &r2));
+	ck_assert_uint_ne(r2, r1);
+	procreg_free(b);
+	ev = xevent(a);
+	check_down(ev, r2, "svc", "disconnected");
+	procreg_event_free(ev);
+
+	/* noproc, with the returned ref */
+	CK_OK(a, procreg_monitor(a, "ghost", &r3));
+	ck_assert_uint_ne(r3, r2);
+	ck_assert_uint_ne(r3, r1);
+	ev = xevent(a);
+	check_down(ev, r3, "ghost", "noproc");
+	procreg_event_free(ev);
+	/* A fired monitor is no longer active. */
+	CK_OK(a, procreg_demonitor(a, r3, &active));
+	ck_assert(!active);
+
+	/* demonitor: true then false, and the down never comes */
+	CK_OK(c, procreg_register(c, "z", NULL, 0, NULL));
+	CK_OK(a, procreg_monitor(a, "z", &r4));
+	active = false;
+	CK_OK(a, procreg_demonitor(a, r4, &active));
+	ck_assert(active);
+	active = true;
+	CK_OK(a, procreg_demonitor(a, r4, &active));
+	ck_assert(!active);
+	CK_OK(a, procreg_demonitor(a, 999999, NULL));
+	CK_OK(c, procreg_unregister(c, "z"));
+	expect_no_event(a);
+
+	/* Several monitors on one name all fire; and one on one's own name. */
+	CK_OK(a, procreg_register(a, "mine", NULL, 0, NULL));
+	CK_OK(a, procreg_monitor(a, "mine", &r4));
+	CK_OK(c, procreg_monitor(c, "mine", &r5));
+	CK_OK(a, procreg_unregister(a, "mine"));
+	ev = xevent(a);
+	check_down(ev, r4, "mine", "unregistered");
+	procreg_event_free(ev);
+	ev = xevent(c);
+	check_down(ev, r5, "mine", "unregistered");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	expect_no_event(c);
+	procreg_free(c);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 7. list                                                             */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_list)
+{
+	static const char *const names_a[] = { "svc.b", "svc.c", "other",
+	    "svc" };
+	static const char *const names_b[] = { "svc.a", "zeta", "svc.aa" };
+	struct tdaemon d;
+	struct procreg_entry **v = NULL;
+	size_t n = 99;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+
+	CK_OK(a, procreg_list(a, NULL, &v, &n));
+	ck_assert_uint_eq(n, 0);
+	procreg_entries_free(v, n);
+
+	for (size_t i = 0; i < 4; i++)
+		CK_OK(a, procreg_register_int(a, names_a[i], (int64_t)i, NULL));
+	for (size_t i = 0; i < 3; i++)
+		CK_OK(b, procreg_register_str(b, names_b[i], names_b[i], NULL));
+
+	CK_OK(a, procreg_list(a, "svc.", &v, &n));
+	ck_assert_uint_eq(n, 4);
+	ck_assert_str_eq(v[0]->name, "svc.a");
+	ck_assert_uint_eq(v[0]->conn, procreg_conn_id(b));
+	check_json(v[0]->value, v[0]->value_len, "\"svc.a\"");
+	ck_assert_str_eq(v[1]->name, "svc.aa");
+	ck_assert_uint_eq(v[1]->conn, procreg_conn_id(b));
+	ck_assert_str_eq(v[2]->name, "svc.b");
+	ck_assert_uint_eq(v[2]->conn, procreg_conn_id(a));
+	check_json(v[2]->value, v[2]->value_len, "0");
+	ck_assert_str_eq(v[3]->name, "svc.c");
+	check_json(v[3]->value, v[3]->value_len, "1");
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(v[i]->pid, (int64_t)getpid());
+		ck_assert_uint_gt(v[i]->since_ms, 0);
+	}
+	procreg_entries_free(v, n);
+
+	/* All, in byte order, with NULL and "" alike. */
+	{
+		static const char *const all[] = { "other", "svc", "svc.a",
+		    "svc.aa", "svc.b", "svc.c", "zeta" };
+
+		CK_OK(b, procreg_list(b, NULL, &v, &n));
+		ck_assert_uint_eq(n, 7);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_str_eq(v[i]->name, all[i]);
+		procreg_entries_free(v, n);
+		CK_OK(b, procreg_list(b, "", &v, &n));
+		ck_assert_uint_eq(n, 7);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_str_eq(v[i]->name, all[i]);
+		procreg_entries_free(v, n);
+	}
+
+	CK_OK(a, procreg_list(a, "nomatch", &v, &n));
+	ck_assert_uint_eq(n, 0);
+	procreg_entries_free(v, n);
+	CK_OK(a, procreg_list(a, "svc", &v, &n));
+	ck_assert_uint_eq(n, 5);
+	procreg_entries_free(v, n);
+
+	/* b's names go with b. */
+	procreg_free(b);
+	wait_absent(a, "zeta");
+	CK_OK(a, procreg_list(a, "svc.", &v, &n));
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(v[0]->name, "svc.b");
+	ck_assert_str_eq(v[1]->name, "svc.c");
+	procreg_entries_free(v, n);
+	procreg_entries_free(NULL, 0);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_list_paging)
+{
+	enum { N = 10050 };
+	struct tdaemon d;
+	struct procreg_entry **v = NULL;
+	size_t n = 0;
+	procreg_t *a, *b;
+	char name[32];
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "n%05d", i);
+		CK_OK(a, procreg_register_int(a, name, i, NULL));
+	}
+	CK_OK(b, procreg_list(b, NULL, &v, &n));
+	ck_assert_uint_eq(n, N);
+	for (int i = 0; i < N; i++) {
+		char want[16];
+		unsigned char buf[16];
+		size_t len = procreg_pack_int(buf, sizeof(buf), i);
+
+		snprintf(want, sizeof(want), "n%05d", i);
+		ck_assert_str_eq(v[i]->name, want);
+		ck_assert_uint_eq(v[i]->conn, procreg_conn_id(a));
+		check_bytes(v[i]->value, v[i]->value_len, buf, len);
+	}
+	procreg_entries_free(v, n);
+
+	/* A prefix that spans the page boundary's tail. */
+	CK_OK(b, procreg_list(b, "n1", &v, &n));
+	ck_assert_uint_eq(n, 50);
+	ck_assert_str_eq(v[0]->name, "n10000");
+	ck_assert_str_eq(v[49]->name, "n10049");
+	procreg_entries_free(v, n);
+
+	/* Exactly one full page. */
+	CK_OK(b, procreg_list(b, "n0", &v, &n));
+	ck_assert_uint_eq(n, 10000);
+	ck_assert_str_eq(v[0]->name, "n00000");
+	ck_assert_str_eq(v[9999]->name, "n09999");
+	procreg_entries_free(v, n);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 8. stats                                                            */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_stats)
+{
+	struct tdaemon d;
+	struct procreg_stats s0, s;
+	uint64_t ref;
+	procreg_t *a, *b;
+	int i;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	memset(&s0, 0x55, sizeof(s0));
+	CK_OK(a, procreg_stats(a, &s0));
+	ck_assert_uint_eq(s0.connections, 1);
+	ck_assert_uint_eq(s0.names, 0);
+	ck_assert_uint_eq(s0.monitors, 0);
+	ck_assert_uint_eq(s0.messages, 0);
+	ck_assert_uint_eq(s0.downs, 0);
+	ck_assert_uint_eq(s0.notifications_ignored, 0);
+	ck_assert_uint_eq(s0.connections_total, 1);
+	/* hello (from connect) and this stats. */
+	ck_assert_uint_ge(s0.requests, 1);
+
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "s1", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "s2", NULL, 0, NULL));
+	CK_OK(b, procreg_register(b, "s3", NULL, 0, NULL));
+	CK_OK(b, procreg_monitor(b, "s1", &ref));
+	CK_OK(b, procreg_monitor(b, "s2", &ref));
+	CK_OK(b, procreg_send_str(b, "s1", "m"));
+	CK_OK(a, procreg_stats(a, &s));
+	ck_assert_uint_eq(s.connections, 2);
+	ck_assert_uint_eq(s.names, 3);
+	ck_assert_uint_eq(s.monitors, 2);
+	ck_assert_uint_eq(s.messages, 1);
+	ck_assert_uint_eq(s.downs, 0);
+	ck_assert_uint_eq(s.connections_total, 2);
+	ck_assert_uint_gt(s.requests, s0.requests);
+	ck_assert_uint_ge(s.uptime_ms, s0.uptime_ms);
+
+	/* a's names vanish with a: downs fire, b's monitors are gone. */
+	procreg_free(a);
+	for (i = 0; i < ROUNDS; i++) {
+		CK_OK(b, procreg_stats(b, &s));
+		if (s.connections == 1)
+			break;
+		usleep(ROUND_US);
+	}
+	ck_assert_uint_eq(s.connections, 1);
+	ck_assert_uint_eq(s.names, 1);
+	ck_assert_uint_eq(s.monitors, 0);
+	ck_assert_uint_eq(s.downs, 2);
+	ck_assert_uint_eq(s.connections_total, 2);
+	procreg_free(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 9. event-loop integration                                           */
+/* ------------------------------------------------------------------ */
+
+struct seen {
+	int		 count;
+	procreg_t	*handle;
+	void		*arg_seen;
+	uint64_t	 senders[64];
+	unsigned char	 first[64];	/* first payload byte (a fixint) */
+	int		 kinds[64];
+	/* on_reconnect */
+	int		 reconnects;
+	int		 fd;
+	size_t		 nlost;
+	char		 lost[8][64];
+};
+
+static void
+on_event(procreg_t *p, const struct procreg_event *ev, void *arg)
+{
+	struct seen *s = arg;
+
+	ck_assert_ptr_eq(p, s->handle);
+	s->arg_seen = arg;
+	if (s->count < 64) {
+		s->kinds[s->count] = (int)ev->kind;
+		if (ev->kind == PROCREG_EV_MESSAGE) {
+			s->senders[s->count] = ev->sender;
+			s->first[s->count] = ev->payload_len > 0 ?
+			    ((unsigned char *)ev->payload)[0] : 0xc1;
+		}
+	}
+	s->count++;
+}
+
+static void
+on_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
+    void *arg)
+{
+	struct seen *s = arg;
+
+	ck_assert_ptr_eq(p, s->handle);
+	s->reconnects++;
+	s->fd = fd;
+	s->nlost = nlost;
+	for (size_t i = 0; i < nlost && i < 8; i++)
+		snprintf(s->lost[i], sizeof(s->lost[i]), "%s", lost[i]);
+}
+
+/* poll(procreg_fd) + procreg_process until s->count reaches want. */
+static void
+pump_until(procreg_t *p, struct seen *s, int want)
+{
+	for (int i = 0; i < ROUNDS && s->count < want; i++) {
+		struct pollfd pfd = { .fd = procreg_fd(p), .events = POLLIN };
+
+		if (poll(&pfd, 1, ROUND_US / 1000) > 0)
+			CK_OK(p, procreg_process(p));
+	}
+	ck_assert_int_eq(s->count, want);
+}
+
+START_TEST(test_loop_callbacks)
+{
+	struct tdaemon d;
+	struct procreg_callbacks cb = { 0 };
+	struct procreg_stats st;
+	struct seen s;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	memset(&s, 0, sizeof(s));
+	s.handle = a;
+	cb.on_event = on_event;
+	procreg_set_callbacks(a, &cb, &s);
+	CK_OK(a, procreg_register(a, "loop", NULL, 0, NULL));
+
+	/* Nothing readable: process is harmless and calls nothing. */
+	CK_OK(a, procreg_process(a));
+	ck_assert_int_eq(s.count, 0);
+
+	for (int i = 0; i < 50; i++) {
+		unsigned char buf[4];
+
+		CK_OK(b, procreg_send(b, "loop", buf, procreg_pack_int(buf,
+		    sizeof(buf), i)));
+	}
+	pump_until(a, &s, 50);
+	ck_assert_ptr_eq(s.arg_seen, &s);
+	for (int i = 0; i < 50; i++) {
+		ck_assert_int_eq(s.kinds[i], PROCREG_EV_MESSAGE);
+		ck_assert_uint_eq(s.senders[i], procreg_conn_id(b));
+		ck_assert_uint_eq(s.first[i], (unsigned)i);
+	}
+
+	/* Pushes read during a sync call are handed out by the next
+	 * procreg_process, even with nothing left to read. */
+	for (int i = 0; i < 5; i++) {
+		unsigned char buf[4];
+
+		CK_OK(b, procreg_send(b, "loop", buf, procreg_pack_int(buf,
+		    sizeof(buf), 50 + i)));
+	}
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_int_eq(s.count, 50);	/* not from inside a call */
+	CK_OK(a, procreg_process(a));
+	ck_assert_int_eq(s.count, 55);
+	for (int i = 50; i < 55; i++)
+		ck_assert_uint_eq(s.first[i], (unsigned)i);
+	/*
+	 * A down through the callback too.  The noproc down follows the
+	 * monitor response at once, so the call may already have read it
+	 * from the socket: procreg_fd is then not readable, and only a
+	 * procreg_process after the call hands it out (as for any push read
+	 * during a call).
+	 */
+	{
+		uint64_t ref;
+
+		CK_OK(a, procreg_monitor(a, "nobody", &ref));
+		CK_OK(a, procreg_process(a));
+		pump_until(a, &s, 56);
+		ck_assert_int_eq(s.kinds[55], PROCREG_EV_DOWN);
+	}
+
+	/* Without on_event, events stay queued for procreg_next_event. */
+	procreg_set_callbacks(a, NULL, NULL);
+	for (int i = 0; i < 3; i++)
+		CK_OK(b, procreg_send_str(b, "loop", "q"));
+	for (int i = 0; i < ROUNDS; i++) {
+		struct pollfd pfd = { .fd = procreg_fd(a), .events = POLLIN };
+
+		if (poll(&pfd, 1, 0) == 0)
+			break;
+		CK_OK(a, procreg_process(a));
+	}
+	CK_OK(a, procreg_process(a));
+	ck_assert_int_eq(s.count, 56);
+	for (int i = 0; i < 3; i++) {
+		struct procreg_event *ev = xevent(a);
+
+		ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+		ck_assert_uint_eq(ev->sender, procreg_conn_id(b));
+		procreg_event_free(ev);
+	}
+	/* Callbacks with only on_reconnect: still queued. */
+	cb.on_event = NULL;
+	cb.on_reconnect = on_reconnect;
+	procreg_set_callbacks(a, &cb, &s);
+	CK_OK(b, procreg_send_str(b, "loop", "r"));
+	CK_OK(a, procreg_stats(a, &st));
+	CK_OK(a, procreg_process(a));
+	ck_assert_int_eq(s.count, 56);
+	{
+		struct procreg_event *ev = xevent(a);
+
+		ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+		procreg_event_free(ev);
+	}
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 10. auto_reconnect                                                  */
+/* ------------------------------------------------------------------ */
+
+static procreg_t *
+reconnecting(const char *path, struct seen *s)
+{
+	struct procreg_options o = { 0 };
+	struct procreg_callbacks cb = { 0 };
+	procreg_t *p;
+
+	o.path = path;
+	o.auto_reconnect = true;
+	o.reconnect_max_ms = 200;
+	o.timeout_ms = 3000;
+	p = xconnect_opts(&o);
+	memset(s, 0, sizeof(*s));
+	s->handle = p;
+	s->fd = -2;
+	cb.on_reconnect = on_reconnect;
+	procreg_set_callbacks(p, &cb, s);
+	return p;
+}
+
+START_TEST(test_reconnect)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *e;
+	struct procreg_hello h1, h2;
+	struct seen s;
+	uint64_t ref_other, ref_burn;
+	procreg_t *a, *o, *f;
+	bool active;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	CK_OK(a, procreg_hello(a, &h1));
+	CK_OK(a, procreg_register_str(a, "svc", "v1", NULL));
+	CK_OK(a, procreg_register(a, "svc2", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "dropped", NULL, 0, NULL));
+	CK_OK(a, procreg_unregister(a, "dropped"));
+	CK_OK(o, procreg_register(o, "other", NULL, 0, NULL));
+	/* Use up a few refs so that the new daemon's refs differ. */
+	for (int i = 0; i < 3; i++) {
+		CK_OK(a, procreg_monitor(a, "other", &ref_burn));
+		CK_OK(a, procreg_demonitor(a, ref_burn, &active));
+		ck_assert(active);
+	}
+	CK_OK(a, procreg_monitor(a, "other", &ref_other));
+	expect_no_event(a);
+
+	kill_daemon(&d);
+	procreg_free(o);	/* the owner of "other" does not come back */
+	restart_daemon(&d);
+
+	/* next_event notices, reconnects, restores, reports. */
+	ev = xevent(a);
+	check_down(ev, ref_other, "other", "noproc");
+	procreg_event_free(ev);
+	ck_assert_int_eq(s.reconnects, 1);
+	ck_assert_int_ge(s.fd, 0);
+	ck_assert_int_eq(s.fd, procreg_fd(a));
+	ck_assert_uint_eq(s.nlost, 0);
+
+	CK_OK(a, procreg_hello(a, &h2));
+	ck_assert_str_ne(h2.boot, h1.boot);
+	ck_assert_uint_eq(h2.conn, procreg_conn_id(a));
+
+	f = xconnect(d.path);
+	CK_OK(f, procreg_whereis(f, "svc", &e));
+	ck_assert_ptr_nonnull(e);
+	check_entry(e, "svc", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "\"v1\"");
+	procreg_entry_free(e);
+	CK_OK(f, procreg_whereis(f, "svc2", &e));
+	ck_assert_ptr_nonnull(e);
+	check_entry(e, "svc2", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "null");
+	procreg_entry_free(e);
+	/* An unregistered name is not put back. */
+	CK_OK(f, procreg_whereis(f, "dropped", &e));
+	ck_assert_ptr_null(e);
+
+	/* The restored names work: messages reach a. */
+	CK_OK(f, procreg_send_str(f, "svc", "after"));
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_uint_eq(ev->sender, procreg_conn_id(f));
+	check_json(ev->payload, ev->payload_len, "\"after\"");
+	procreg_event_free(ev);
+
+	/* The fired monitor is gone. */
+	CK_OK(a, procreg_demonitor(a, ref_other, &active));
+	ck_assert(!active);
+	expect_no_event(a);
+	ck_assert_int_eq(s.reconnects, 1);
+
+	procreg_free(f);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_reconnect_lost_name)
+{
+	struct tdaemon d;
+	struct procreg_entry *e;
+	struct seen s;
+	procreg_t *a, *t;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	CK_OK(a, procreg_register_int(a, "keep", 7, NULL));
+	CK_OK(a, procreg_register(a, "contested", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "keep2", NULL, 0, NULL));
+
+	kill_daemon(&d);
+	restart_daemon(&d);
+	/* Someone else takes "contested" during the outage. */
+	t = xconnect(d.path);
+	CK_OK(t, procreg_register_str(t, "contested", "mine now", NULL));
+
+	/* The loop way: poll + procreg_process until on_reconnect fired. */
+	for (int i = 0; i < ROUNDS && s.reconnects == 0; i++) {
+		struct pollfd pfd = { .fd = procreg_fd(a), .events = POLLIN };
+
+		if (pfd.fd < 0 || poll(&pfd, 1, ROUND_US / 1000) >= 0) {
+			int r = procreg_process(a);
+
+			ck_assert_msg(r == PROCREG_OK || r == PROCREG_E_CONNECT,
+			    "procreg_process: %d (%s)", r, procreg_errmsg(a));
+		}
+		if (procreg_fd(a) < 0)
+			usleep(ROUND_US);
+	}
+	ck_assert_int_eq(s.reconnects, 1);
+	ck_assert_int_ge(procreg_fd(a), 0);
+	ck_assert_int_eq(s.fd, procreg_fd(a));
+	ck_assert_uint_eq(s.nlost, 1);
+	ck_assert_str_eq(s.lost[0], "contested");
+
+	CK_OK(t, procreg_whereis(t, "contested", &e));
+	ck_assert_uint_eq(e->conn, procreg_conn_id(t));
+	check_json(e->value, e->value_len, "\"mine now\"");
+	procreg_entry_free(e);
+	CK_OK(t, procreg_whereis(t, "keep", &e));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->conn, procreg_conn_id(a));
+	check_json(e->value, e->value_len, "7");
+	procreg_entry_free(e);
+	CK_OK(t, procreg_whereis(t, "keep2", &e));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->conn, procreg_conn_id(a));
+	procreg_entry_free(e);
+	/* The lost name is not a's any more. */
+	CK_CALL(a, procreg_unregister(a, "contested"), PROCREG_E_NOT_OWNER);
+
+	procreg_free(t);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * A synchronous call is what brings the connection back: the handle saw
+ * the daemon go (procreg_process read EOF) and the first thing after the
+ * restart is procreg_whereis.  The call must reconnect, restore, and then
+ * answer its own request.
+ */
+START_TEST(test_reconnect_sync_call)
+{
+	struct tdaemon d;
+	struct procreg_entry *e = NULL;
+	struct seen s;
+	procreg_t *a;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	CK_OK(a, procreg_register_str(a, "svc", "v1", NULL));
+	CK_OK(a, procreg_register_str(a, "svc2", "v2", NULL));
+
+	kill_daemon(&d);
+	/* The handle notices the loss (EOF is readable now). */
+	for (int i = 0; i < ROUNDS && procreg_fd(a) >= 0; i++) {
+		r = procreg_process(a);
+		ck_assert_msg(r == PROCREG_OK || r == PROCREG_E_CONNECT ||
+		    r == PROCREG_E_CLOSED, "procreg_process: %d", r);
+	}
+	ck_assert_int_eq(procreg_fd(a), -1);
+	restart_daemon(&d);
+
+	r = procreg_whereis(a, "svc", &e);
+	ck_assert_msg(r == PROCREG_OK, "whereis after the restart: %d (%s)",
+	    r, procreg_errmsg(a));
+	ck_assert_ptr_nonnull(e);
+	check_entry(e, "svc", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "\"v1\"");
+	procreg_entry_free(e);
+	ck_assert_int_eq(s.reconnects, 1);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * The daemon restarts while the handle still holds the old socket: the
+ * first call may report the loss, but calls after it must work.
+ */
+START_TEST(test_reconnect_sync_call_unnoticed)
+{
+	struct tdaemon d;
+	struct procreg_entry *e = NULL;
+	struct seen s;
+	procreg_t *a;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	CK_OK(a, procreg_register_str(a, "svc", "v1", NULL));
+	kill_daemon(&d);
+	restart_daemon(&d);
+
+	r = procreg_whereis(a, "svc", &e);
+	if (r != PROCREG_OK) {
+		ck_assert_msg(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT,
+		    "first whereis: %d (%s)", r, procreg_errmsg(a));
+		ck_assert_ptr_null(e);
+		r = procreg_whereis(a, "svc", &e);
+		ck_assert_msg(r == PROCREG_OK, "second whereis after the "
+		    "restart (the first said the connection was lost): %d "
+		    "(%s)", r, procreg_errmsg(a));
+	}
+	ck_assert_ptr_nonnull(e);
+	check_entry(e, "svc", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "\"v1\"");
+	procreg_entry_free(e);
+	ck_assert_int_eq(s.reconnects, 1);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * Several monitors are restored: one on a name that did not come back
+ * (noproc, listed first) and two on names the handle itself restores.
+ * Every monitor must be active again with its original ref.
+ */
+START_TEST(test_reconnect_monitors)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct seen s;
+	uint64_t ref_gone, ref_own1, ref_own2, burn;
+	procreg_t *a, *o;
+	bool active;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	CK_OK(o, procreg_register(o, "gone", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "own1", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "own2", NULL, 0, NULL));
+	for (int i = 0; i < 4; i++) {
+		CK_OK(a, procreg_monitor(a, "gone", &burn));
+		CK_OK(a, procreg_demonitor(a, burn, NULL));
+	}
+	CK_OK(a, procreg_monitor(a, "gone", &ref_gone));
+	CK_OK(a, procreg_monitor(a, "own1", &ref_own1));
+	CK_OK(a, procreg_monitor(a, "own2", &ref_own2));
+	ck_assert_uint_ne(ref_own1, ref_own2);
+
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+
+	ev = xevent(a);
+	check_down(ev, ref_gone, "gone", "noproc");
+	procreg_event_free(ev);
+	ck_assert_int_eq(s.reconnects, 1);
+	expect_no_event(a);
+
+	/* Both monitors on a's own names are active again. */
+	CK_OK(a, procreg_unregister(a, "own2"));
+	ev = NULL;
+	r = procreg_next_event(a, EV_WAIT_MS, &ev);
+	ck_assert_msg(r == PROCREG_OK, "no down for own2 after unregistering "
+	    "it: its monitor (ref %" PRIu64 ") was not restored (r=%d, %s)",
+	    ref_own2, r, procreg_errmsg(a));
+	check_down(ev, ref_own2, "own2", "unregistered");
+	procreg_event_free(ev);
+	CK_OK(a, procreg_demonitor(a, ref_own1, &active));
+	ck_assert_msg(active, "the monitor on own1 is not active after the "
+	    "reconnect");
+	expect_no_event(a);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * After a reconnect the daemon numbers refs afresh while the handle keeps
+ * giving out its own: a new monitor's daemon ref can equal the user ref
+ * of a down still in the queue.  Each down must keep its own ref: first
+ * the restored monitor's noproc (its original ref), then the new one's.
+ */
+START_TEST(test_reconnect_ref_after_restore)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_stats st;
+	struct seen s;
+	uint64_t ref_old, ref_new, burn;
+	procreg_t *a, *o;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	CK_OK(o, procreg_register(o, "gone", NULL, 0, NULL));
+	CK_OK(a, procreg_monitor(a, "gone", &burn));
+	CK_OK(a, procreg_demonitor(a, burn, NULL));
+	CK_OK(a, procreg_monitor(a, "gone", &ref_old));
+
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+
+	/* Reconnect through procreg_process with no on_event set: the
+	 * restored monitor's noproc down stays queued. */
+	for (int i = 0; i < ROUNDS && s.reconnects == 0; i++) {
+		int r = procreg_process(a);
+
+		ck_assert(r == PROCREG_OK || r == PROCREG_E_CONNECT);
+		if (s.reconnects == 0)
+			usleep(ROUND_US);
+	}
+	ck_assert_int_eq(s.reconnects, 1);
+	CK_OK(a, procreg_stats(a, &st));
+
+	CK_OK(a, procreg_monitor(a, "gone", &ref_new));
+	ck_assert_uint_ne(ref_new, ref_old);
+	ev = xevent(a);
+	ck_assert_msg(ev->kind == PROCREG_EV_DOWN && ev->ref == ref_old,
+	    "first down: ref %" PRIu64 ", want the restored monitor's %"
+	    PRIu64, ev->ref, ref_old);
+	check_down(ev, ref_old, "gone", "noproc");
+	procreg_event_free(ev);
+	ev = xevent(a);
+	ck_assert_msg(ev->kind == PROCREG_EV_DOWN && ev->ref == ref_new,
+	    "second down: ref %" PRIu64 ", want the new monitor's %" PRIu64,
+	    ev->ref, ref_new);
+	check_down(ev, ref_new, "gone", "noproc");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_no_reconnect)
+{
+	struct tdaemon d;
+	struct procreg_entry *e = NULL;
+	struct procreg_event *ev = NULL;
+	struct procreg_stats st;
+	procreg_t *a;
+	uint64_t ref;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "svc", NULL, 0, NULL));
+	kill_daemon(&d);
+
+	r = procreg_whereis(a, "svc", &e);
+	ck_assert_msg(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT,
+	    "whereis after the daemon died: %d", r);
+	ck_assert_ptr_null(e);
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	/* And so on: nothing aborts, nothing reconnects. */
+	r = procreg_stats(a, &st);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	ck_assert_int_eq(procreg_fd(a), -1);
+	r = procreg_register(a, "x", NULL, 0, NULL);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	r = procreg_send_str(a, "svc", "x");
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	r = procreg_monitor(a, "svc", &ref);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	r = procreg_next_event(a, 0, &ev);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	ck_assert_ptr_null(ev);
+	r = procreg_process(a);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+
+	/* Even with the daemon back, this handle stays closed. */
+	restart_daemon(&d);
+	r = procreg_whereis(a, "svc", &e);
+	ck_assert(r == PROCREG_E_CLOSED || r == PROCREG_E_CONNECT);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A daemon that does not answer in time: E_TIMEOUT; its late reply to
+ * that call is not taken for the next call's. */
+START_TEST(test_timeout_late_reply)
+{
+	struct tdaemon d;
+	struct procreg_options o = { 0 };
+	struct procreg_entry *e = NULL;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	o.path = d.path;
+	o.timeout_ms = 300;
+	a = xconnect_opts(&o);
+	CK_OK(a, procreg_register_str(a, "one", "1", NULL));
+	CK_OK(a, procreg_register_str(a, "two", "2", NULL));
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	CK_CALL(a, procreg_whereis(a, "one", &e), PROCREG_E_TIMEOUT);
+	ck_assert_ptr_null(e);
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+	CK_OK(a, procreg_whereis(a, "two", &e));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->name, "two");
+	check_json(e->value, e->value_len, "\"2\"");
+	procreg_entry_free(e);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 11. independent handles                                             */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_two_handles)
+{
+	struct tdaemon d;
+	struct procreg_options oa = { 0 }, ob = { 0 };
+	struct procreg_event *ev;
+	struct procreg_entry *e;
+	struct procreg_entry **v;
+	size_t n;
+	uint64_t ra, rb;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	oa.path = d.path;
+	oa.timeout_ms = 2000;
+	ob.path = d.path;
+	ob.auto_reconnect = true;
+	a = xconnect_opts(&oa);
+	b = xconnect_opts(&ob);
+	ck_assert_uint_ne(procreg_conn_id(a), procreg_conn_id(b));
+
+	CK_OK(a, procreg_register_str(a, "a", "A", NULL));
+	CK_OK(b, procreg_register_str(b, "b", "B", NULL));
+	CK_OK(a, procreg_send_str(a, "b", "to b"));
+	CK_OK(b, procreg_send_str(b, "a", "to a"));
+	CK_OK(a, procreg_monitor(a, "b", &ra));
+	ck_assert_uint_gt(ra, 0);
+	CK_OK(b, procreg_monitor(b, "a", &rb));
+	CK_OK(a, procreg_whereis(a, "b", &e));
+	ck_assert_uint_eq(e->conn, procreg_conn_id(b));
+	procreg_entry_free(e);
+	CK_OK(b, procreg_list(b, NULL, &v, &n));
+	ck_assert_uint_eq(n, 2);
+	procreg_entries_free(v, n);
+	/* Errors stay on their handle. */
+	CK_CALL(a, procreg_unregister(a, "b"), PROCREG_E_NOT_OWNER);
+	CK_OK(b, procreg_whereis(b, "a", &e));
+	procreg_entry_free(e);
+	ck_assert_str_ne(procreg_errmsg(a), procreg_errmsg(b));
+
+	ev = xevent(b);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_str_eq(ev->name, "b");
+	ck_assert_uint_eq(ev->sender, procreg_conn_id(a));
+	check_json(ev->payload, ev->payload_len, "\"to b\"");
+	procreg_event_free(ev);
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_str_eq(ev->name, "a");
+	ck_assert_uint_eq(ev->sender, procreg_conn_id(b));
+	check_json(ev->payload, ev->payload_len, "\"to a\"");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	expect_no_event(b);
+
+	/* Freeing a leaves b working; b's monitor on "a" fires. */
+	procreg_free(a);
+	ev = xevent(b);
+	check_down(ev, rb, "a", "disconnected");
+	procreg_event_free(ev);
+	CK_OK(b, procreg_whereis(b, "a", &e));
+	ck_assert_ptr_null(e);
+	CK_OK(b, procreg_whereis(b, "b", &e));
+	ck_assert_ptr_nonnull(e);
+	procreg_entry_free(e);
+	procreg_free(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Threads are not needed to show independence: a handle's queue and
+ * state are its own even when both own names and get pushes at once. */
+START_TEST(test_two_handles_interleaved_events)
+{
+	struct tdaemon d;
+	procreg_t *a, *b, *c;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	c = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "qa", NULL, 0, NULL));
+	CK_OK(b, procreg_register(b, "qb", NULL, 0, NULL));
+	for (int i = 0; i < 200; i++) {
+		unsigned char buf[16];
+		size_t n = procreg_pack_int(buf, sizeof(buf), i);
+
+		CK_OK(c, procreg_send(c, (i & 1) ? "qb" : "qa", buf, n));
+	}
+	for (int i = 0; i < 200; i++) {
+		procreg_t *p = (i & 1) ? b : a;
+		struct procreg_event *ev = xevent(p);
+		unsigned char buf[16];
+		size_t n = procreg_pack_int(buf, sizeof(buf), i);
+
+		check_message(ev, (i & 1) ? "qb" : "qa", procreg_conn_id(c),
+		    buf, n);
+		procreg_event_free(ev);
+	}
+	expect_no_event(a);
+	expect_no_event(b);
+	procreg_free(c);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 12. invalid arguments                                               */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_invalid_args)
+{
+	struct tdaemon d;
+	struct procreg_entry *e;
+	struct procreg_stats st;
+	char name[300];
+	uint64_t ref = 0;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+
+	CK_CALL(a, procreg_register(a, NULL, NULL, 0, NULL), PROCREG_E_INVAL);
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	e = (struct procreg_entry *)&e;
+	CK_CALL(a, procreg_register(a, NULL, NULL, 0, &e), PROCREG_E_INVAL);
+	ck_assert_ptr_null(e);
+	CK_CALL(a, procreg_register_str(a, NULL, "v", NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_register_int(a, NULL, 1, NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_unregister(a, NULL), PROCREG_E_INVAL);
+	e = (struct procreg_entry *)&e;
+	CK_CALL(a, procreg_whereis(a, NULL, &e), PROCREG_E_INVAL);
+	ck_assert_ptr_null(e);
+	CK_CALL(a, procreg_send(a, NULL, "\xc0", 1), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_send(a, "x", NULL, 0), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_send_str(a, NULL, "x"), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_send_str(a, "x", NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_monitor(a, NULL, &ref), PROCREG_E_INVAL);
+
+	/* 256 bytes: the daemon's bad_request; 255 bytes is fine. */
+	memset(name, 'n', 256);
+	name[256] = '\0';
+	CK_CALL(a, procreg_register(a, name, NULL, 0, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_BAD_REQUEST),
+	    "bad_request");
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	CK_CALL(a, procreg_whereis(a, name, &e), PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_send_str(a, name, "x"), PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_monitor(a, name, &ref), PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_unregister(a, name), PROCREG_E_BAD_REQUEST);
+	name[255] = '\0';
+	CK_OK(a, procreg_register(a, name, NULL, 0, &e));
+	ck_assert_str_eq(e->name, name);
+	procreg_entry_free(e);
+	/* Empty, invalid UTF-8. */
+	CK_CALL(a, procreg_register(a, "", NULL, 0, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_register(a, "\xff\xfe", NULL, 0, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_register(a, "\xc0\x80", NULL, 0, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	/* A UTF-8 name is fine and compared as bytes. */
+	CK_OK(a, procreg_register(a, "caf\xc3\xa9", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "Caf\xc3\xa9", NULL, 0, NULL));
+
+	/* The handle is still in sync after all that. */
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.names, 3);
+	ck_assert_uint_eq(st.connections, 1);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+
+static Suite *
+client_suite(void)
+{
+	Suite *s = suite_create("libprocreg");
+	TCase *tc;
+
+	tc = tcase_create("connect");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_connect_explicit);
+	tcase_add_test(tc, test_connect_label_timeout_opts);
+	tcase_add_test(tc, test_connect_default_path);
+	tcase_add_test(tc, test_connect_missing);
+	tcase_add_test(tc, test_hello);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("names");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_register_values);
+	tcase_add_test(tc, test_register_errors);
+	tcase_add_test(tc, test_strstatus);
+	tcase_add_test(tc, test_pack_and_json);
+	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_list_paging);
+	tcase_add_test(tc, test_stats);
+	tcase_add_test(tc, test_invalid_args);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("events");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_send_events);
+	tcase_add_test(tc, test_send_order_1000);
+	tcase_add_test(tc, test_pushes_during_calls);
+	tcase_add_test(tc, test_monitor);
+	tcase_add_test(tc, test_loop_callbacks);
+	tcase_add_test(tc, test_two_handles);
+	tcase_add_test(tc, test_two_handles_interleaved_events);
+	tcase_add_test(tc, test_timeout_late_reply);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("reconnect");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_reconnect);
+	tcase_add_test(tc, test_reconnect_lost_name);
+	tcase_add_test(tc, test_reconnect_sync_call);
+	tcase_add_test(tc, test_reconnect_sync_call_unnoticed);
+	tcase_add_test(tc, test_reconnect_monitors);
+	tcase_add_test(tc, test_reconnect_ref_after_restore);
+	tcase_add_test(tc, test_no_reconnect);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(client_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
