@@ -1351,13 +1351,18 @@ procreg_process(procreg_t *p)
 			break;
 	if (r < 0 && !(p->auto_reconnect && p->fd < 0))
 		return r;
-	if ((r = drain_parsed(p)) < 0 && p->fd >= 0)
-		return r;
-	if (p->cb.on_event != NULL) {
-		while ((ev = queue_pop(p)) != NULL) {
-			p->cb.on_event(p, ev, p->cb_arg);
-			procreg_event_free(ev);
-		}
+	/*
+	 * A callback may make calls, which may read more: keep parsing and
+	 * dispatching until nothing is left, so that no event waits unseen
+	 * behind a socket that is no longer readable.
+	 */
+	for (;;) {
+		if (p->fd >= 0 && (r = drain_parsed(p)) < 0 && p->fd >= 0)
+			return r;
+		if (p->cb.on_event == NULL || (ev = queue_pop(p)) == NULL)
+			break;
+		p->cb.on_event(p, ev, p->cb_arg);
+		procreg_event_free(ev);
 	}
 	return PROCREG_OK;
 }

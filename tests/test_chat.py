@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""The chat example (src/examples/chat.c) end to end.
+
+Starts procregd on a private socket and `chat supervise lobby`; two users
+join, talk (no echo to the author), a third joins and gets the history; the
+room process is killed with SIGKILL, the supervisor restarts it under the
+same name, and the users see its down, find it again and talk on.  The
+registry is watched through a plain Python msgpack-RPC client.  Every wait
+is bounded; nothing is timed."""
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DAEMON = os.environ.get("PROCREGD", os.path.join(HERE, "..", "procregd"))
+CHAT = os.environ.get("CHAT", os.path.join(HERE, "..", "src", "examples",
+                                           "chat"))
+WAIT = 10.0
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(what, cond):
+    results["passed" if cond else "failed"] += 1
+    print(("ok     " if cond else "FAILED ") + what, flush=True)
+    return cond
+
+
+def eventually(pred, timeout=WAIT):
+    """Poll pred until it returns something true or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.02)
+
+
+class Client:
+    """A minimal msgpack-RPC client of procregd."""
+
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(WAIT)
+        self.sock.connect(path)
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.msgid = 0
+
+    def call(self, method, *params):
+        self.msgid += 1
+        self.sock.sendall(msgpack.packb([0, self.msgid, method,
+                                         list(params)]))
+        while True:
+            for obj in self.unpacker:
+                if obj[0] == 1 and obj[1] == self.msgid:
+                    if obj[2] is not None:
+                        raise RuntimeError(obj[2][0])
+                    return obj[3]
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.unpacker.feed(data)
+
+
+class User:
+    """A `chat join` process: lines in through stdin, lines out read with
+    bounded select() waits."""
+
+    def __init__(self, sock, room, name, logdir):
+        self.name = name
+        self.err = open(os.path.join(logdir, name + ".err"), "w+")
+        self.proc = subprocess.Popen([CHAT, "-s", sock, "join", room, name],
+                                     stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self.err)
+        self.buf = b""
+        self.lines = []         # every line printed so far
+        self.seen = 0           # lines already matched by wait_for
+
+    def say(self, text):
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait_for(self, needle, timeout=WAIT):
+        """The first line not matched before that contains needle."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while True:
+            for i in range(self.seen, len(self.lines)):
+                if needle in self.lines[i]:
+                    self.seen = i + 1
+                    return self.lines[i]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                return None
+            self.buf += data
+            *done, self.buf = self.buf.split(b"\n")
+            self.lines += [d.decode("utf-8", "replace") for d in done]
+
+    def close(self):
+        """Close stdin (EOF: leave the room) and return the exit code."""
+        try:
+            self.proc.stdin.close()
+            return self.proc.wait(timeout=WAIT)
+        except (subprocess.TimeoutExpired, BrokenPipeError):
+            return None
+
+    def dump(self):
+        self.err.seek(0)
+        print(f"--- {self.name} stdout:\n" + "\n".join(self.lines) +
+              f"\n--- {self.name} stderr:\n" + self.err.read())
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def scenario(sock, tmp, run):
+    """The whole story; run collects the processes to clean up."""
+    def connect():
+        try:
+            return Client(sock)
+        except OSError:
+            return None
+    reg = eventually(connect)
+    if not check("procregd answers", reg is not None):
+        return
+    supervisor = run["supervisor"] = subprocess.Popen(
+        [CHAT, "-s", sock, "supervise", "lobby"], stderr=run["sup_err"])
+    room = eventually(lambda: reg.call("whereis", "room/lobby"))
+    if not check("the supervised room registers room/lobby",
+                 room is not None):
+        return
+    check("its value names the room",
+          isinstance(room["value"], dict)
+          and room["value"].get("room") == "lobby"
+          and isinstance(room["value"].get("started"), int))
+
+    alice = User(sock, "lobby", "alice", tmp)
+    bob = User(sock, "lobby", "bob", tmp)
+    run["users"] += [alice, bob]
+    joined = f"*** joined room lobby (conn {room['conn']})"
+    check("alice joins", alice.wait_for("*** joined") == joined)
+    check("bob joins", bob.wait_for("*** joined") == joined)
+    check("both hold their user/ names",
+          reg.call("whereis", "user/alice") is not None
+          and reg.call("whereis", "user/bob") is not None)
+
+    alice.say("hello from alice")
+    check("bob gets alice's line",
+          bob.wait_for("alice:") == "[lobby] alice: hello from alice")
+    # The room handles lines in order and forwards each before the next:
+    # once alice has bob's answer, an echo of hers would be there before.
+    bob.say("hi alice")
+    check("alice gets bob's line",
+          alice.wait_for("bob:") == "[lobby] bob: hi alice")
+    check("alice's own line is not echoed to her",
+          not any("alice:" in line for line in alice.lines))
+
+    carol = User(sock, "lobby", "carol", tmp)
+    run["users"].append(carol)
+    check("carol joins", carol.wait_for("*** joined") == joined)
+    check("carol gets the history",
+          carol.wait_for("alice:") == "[lobby] alice: hello from alice"
+          and carol.wait_for("bob:") == "[lobby] bob: hi alice")
+    check("carol leaves on EOF with status 0", carol.close() == 0)
+    check("carol's name goes with her", eventually(
+        lambda: reg.call("whereis", "user/carol") is None))
+
+    say = subprocess.run([CHAT, "-s", sock, "say", "lobby", "dave",
+                          "one shot"], timeout=WAIT, stderr=subprocess.DEVNULL)
+    check("chat say exits 0", say.returncode == 0)
+    check("chat say reaches alice and bob",
+          alice.wait_for("dave:") == "[lobby] dave: one shot"
+          and bob.wait_for("dave:") == "[lobby] dave: one shot")
+    say = subprocess.run([CHAT, "-s", sock, "say", "nowhere", "dave", "x"],
+                         timeout=WAIT, stderr=subprocess.DEVNULL)
+    check("chat say to a missing room exits 1", say.returncode == 1)
+
+    # Kill the room: the supervisor starts it again, and it registers the
+    # same name from a new connection.
+    os.kill(room["pid"], signal.SIGKILL)
+    new = eventually(lambda: (lambda e: e if e and e["conn"] != room["conn"]
+                              else None)(reg.call("whereis", "room/lobby")))
+    check("the room comes back under the same name, with a new conn and "
+          "pid", new is not None and new["pid"] != room["pid"])
+    for u in (alice, bob):
+        check(f"{u.name} sees the room go down",
+              u.wait_for("went down") ==
+              "*** room lobby went down (disconnected), re-resolving\u2026")
+        back = u.wait_for("is back")
+        check(f"{u.name} sees it come back", new is not None and back ==
+              f"*** room lobby is back (conn {new['conn']})")
+    alice.say("still there?")
+    check("after the restart, alice's line reaches bob",
+          bob.wait_for("alice:") == "[lobby] alice: still there?")
+    check("the supervisor is still running", supervisor.poll() is None)
+
+    supervisor.send_signal(signal.SIGTERM)
+    try:
+        code = supervisor.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        code = None
+    check("the supervisor exits 0 on SIGTERM", code == 0)
+    check("its room is gone with it", eventually(
+        lambda: reg.call("whereis", "room/lobby") is None))
+    for u in (alice, bob):
+        check(f"{u.name} exits 0 on EOF", u.close() == 0)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="procreg-chat.")
+    sock = os.path.join(tmp, "s.sock")
+    daemon = subprocess.Popen([DAEMON, "-s", sock],
+                              stderr=subprocess.DEVNULL)
+    run = {"supervisor": None, "users": [],
+           "sup_err": open(os.path.join(tmp, "supervisor.err"), "w+")}
+    try:
+        scenario(sock, tmp, run)
+    finally:
+        if results["failed"]:
+            for u in run["users"]:
+                u.dump()
+            run["sup_err"].seek(0)
+            print("--- supervisor stderr:\n" + run["sup_err"].read())
+        for p in [u.proc for u in run["users"]] + [run["supervisor"]]:
+            if p is not None:
+                stop(p)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            code = daemon.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            stop(daemon)
+            code = None
+        check("the daemon exits 0 on SIGTERM", code == 0)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"chat: {results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
