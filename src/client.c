@@ -861,9 +861,13 @@ procreg_connect(procreg_t **out, const struct procreg_options *opts)
 		if (strlen(opts->path) >= sizeof(p->path))
 			return fail(p, PROCREG_E_INVAL, "socket path too long");
 		strcpy(p->path, opts->path);
-	} else if (procreg_default_path(p->path, sizeof(p->path)) < 0)
-		return fail(p, PROCREG_E_INVAL, "cannot work out the default "
-		    "socket path");
+	} else {
+		char err[256];
+
+		if (paths_default_socket(p->path, sizeof(p->path), false, err,
+		    sizeof(err)) < 0)
+			return fail(p, PROCREG_E_CONNECT, "%s", err);
+	}
 	if ((r = open_socket(p)) != PROCREG_OK)
 		return r;
 	/* hello tells us our conn id (and the daemon our label). */
@@ -907,7 +911,7 @@ procreg_hello(procreg_t *p, struct procreg_hello *out)
 	return do_hello(p, out);
 }
 
-/* Reject a NULL or empty name before it reaches the daemon. */
+/* Reject a NULL name; the daemon judges the rest (bad_request). */
 static int
 check_name(procreg_t *p, const char *name)
 {
@@ -1342,29 +1346,41 @@ int
 procreg_process(procreg_t *p)
 {
 	struct procreg_event *ev;
-	int r;
+	int r = PROCREG_OK, err = PROCREG_OK;
 
-	if (p->fd < 0 && (r = reconnect(p, 0)) != PROCREG_OK)
+	if (p->fd < 0 && p->q_len == 0 && (r = reconnect(p, 0)) != PROCREG_OK)
 		return r;
-	while ((r = read_some(p)) == 1)
+	/*
+	 * Parse what is buffered before each read: a read that finds the
+	 * connection closed drops the buffer, and what a call left there
+	 * must not go with it.
+	 */
+	if (p->fd >= 0 && (r = drain_parsed(p)) < 0)
+		err = r;
+	while (err == PROCREG_OK && p->fd >= 0 && (r = read_some(p)) == 1) {
 		if ((r = drain_parsed(p)) < 0)
-			break;
-	if (r < 0 && !(p->auto_reconnect && p->fd < 0))
-		return r;
+			err = r;
+	}
+	if (r < 0 && err == PROCREG_OK)
+		err = r;
 	/*
 	 * A callback may make calls, which may read more: keep parsing and
 	 * dispatching until nothing is left, so that no event waits unseen
-	 * behind a socket that is no longer readable.
+	 * behind a socket that is no longer readable.  Events received
+	 * before a failure are delivered before it is reported.
 	 */
 	for (;;) {
-		if (p->fd >= 0 && (r = drain_parsed(p)) < 0 && p->fd >= 0)
-			return r;
+		if (p->fd >= 0 && (r = drain_parsed(p)) < 0 && err == PROCREG_OK)
+			err = r;
 		if (p->cb.on_event == NULL || (ev = queue_pop(p)) == NULL)
 			break;
 		p->cb.on_event(p, ev, p->cb_arg);
 		procreg_event_free(ev);
 	}
-	return PROCREG_OK;
+	/* With auto_reconnect a lost connection is retried, not reported. */
+	if (err != PROCREG_OK && p->auto_reconnect && p->fd < 0)
+		return PROCREG_OK;
+	return err;
 }
 
 /* A JSON writer over a fixed buffer, counting what would not fit. */
@@ -1404,23 +1420,76 @@ jprintf(struct jbuf *j, const char *fmt, ...)
 		    sizeof(tmp) - 1);
 }
 
-static void
-jstring(struct jbuf *j, const char *s, size_t n)
+/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
 {
-	jput(j, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	size_t k;
 
-		if (c == '"' || c == '\\') {
+	if (s[0] < 0x80)
+		return 1;
+	k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+	if (k == 0 || k > n || s[0] > 0xf4)
+		return 0;
+	for (size_t i = 1; i < k; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	}
+	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
+	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;	/* overlong, surrogate, past U+10FFFF */
+	return k;
+}
+
+/* A JSON string; bytes that are not UTF-8 become U+FFFD. */
+static void
+jstring(struct jbuf *j, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	jput(j, "\"", 1);
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq(s + i, n - i);
+
+		if (k == 0) {
+			jput(j, "\\ufffd", 6);
+			i++;
+		} else if (s[i] == '"' || s[i] == '\\') {
 			jput(j, "\\", 1);
-			jput(j, (const char *)&c, 1);
-		} else if (c < 0x20) {
-			jprintf(j, "\\u%04x", c);
+			jput(j, (const char *)s + i, 1);
+			i++;
+		} else if (s[i] < 0x20) {
+			jprintf(j, "\\u%04x", s[i]);
+			i++;
 		} else {
-			jput(j, (const char *)&c, 1);
+			jput(j, (const char *)s + i, k);
+			i += k;
 		}
 	}
 	jput(j, "\"", 1);
+}
+
+/* The shortest text that reads back as the same float; NaN and the
+ * infinities, which JSON lacks, as null. */
+static void
+jfloat(struct jbuf *j, double v, bool single)
+{
+	char tmp[40];
+
+	if (v != v || v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+		jput(j, "null", 4);
+		return;
+	}
+	for (int prec = single ? 6 : 15; prec <= 17; prec++) {
+		snprintf(tmp, sizeof(tmp), "%.*g", prec, v);
+		if (single ? (float)strtod(tmp, NULL) == (float)v :
+		    strtod(tmp, NULL) == v)
+			break;
+	}
+	/* Keep it a float for readers that tell 1 from 1.0. */
+	if (strpbrk(tmp, ".e") == NULL)
+		strcat(tmp, ".0");
+	jput(j, tmp, strlen(tmp));
 }
 
 static void
@@ -1442,7 +1511,7 @@ jvalue(struct jbuf *j, const msgpack_object *o)
 		break;
 	case MSGPACK_OBJECT_FLOAT32:
 	case MSGPACK_OBJECT_FLOAT64:
-		jprintf(j, "%.17g", o->via.f64);
+		jfloat(j, o->via.f64, o->type == MSGPACK_OBJECT_FLOAT32);
 		break;
 	case MSGPACK_OBJECT_STR:
 		jstring(j, o->via.str.ptr, o->via.str.size);
@@ -1476,7 +1545,7 @@ jvalue(struct jbuf *j, const msgpack_object *o)
 			if (k->type == MSGPACK_OBJECT_STR) {
 				jvalue(j, k);
 			} else {
-				char tmp[64];
+				char tmp[256];
 				struct jbuf kj = { tmp, sizeof(tmp), 0 };
 
 				jvalue(&kj, k);

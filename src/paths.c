@@ -39,6 +39,24 @@ ensure_dir(const char *dir, mode_t mode, bool private, char *err,
 	return 0;
 }
 
+/* A missing directory is fine (no daemon yet); an existing one must be
+ * the caller's own, private directory. */
+static int
+check_private(const char *dir, char *err, size_t errsize)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
+	    (st.st_mode & 077) != 0) {
+		snprintf(err, errsize, "%s is not owned by uid %u with mode "
+		    "0700: refusing to use it", dir, (unsigned)getuid());
+		return -1;
+	}
+	return 0;
+}
+
 int
 paths_default_socket(char *buf, size_t size, bool make_dir, char *err,
     size_t errsize)
@@ -61,6 +79,10 @@ paths_default_socket(char *buf, size_t size, bool make_dir, char *err,
 			    (unsigned)getuid());
 		if (make_dir && ensure_dir(dir, root ? 0755 : 0700, !root, err,
 		    errsize) < 0)
+			return -1;
+		/* A client must not talk to a socket in a /tmp directory that
+		 * another user made. */
+		if (!make_dir && !root && check_private(dir, err, errsize) < 0)
 			return -1;
 		n = snprintf(buf, size, "%s/procreg.sock", dir);
 	}

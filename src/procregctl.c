@@ -1,0 +1,1472 @@
+/*
+ * procregctl.c: the command-line tool of procreg.  Looks names up, lists
+ * them, sends messages, holds a name while a command runs, receives
+ * messages, waits for a name to go away, and shows the daemon's counters.
+ * Built on libprocreg (include/procreg.h) alone; jansson reads and writes
+ * JSON, msgpack-c packs JSON payloads.
+ *
+ * One command table (name, handler, operands, help) and one option table
+ * (which commands take each option) drive parsing and every --help.
+ */
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <msgpack.h>
+
+#include "procreg-protocol.h"
+#include "procreg.h"
+
+/* Exit statuses (hold exits with its command's own status). */
+enum {
+	EXIT_NO = 1,		/* a "no": not found, taken, busy, noproc */
+	EXIT_USAGE = 2,
+	EXIT_UNREACHABLE = 3,	/* cannot connect, or the connection was lost */
+	EXIT_ERROR = 4,		/* anything else */
+	EXIT_NOEXEC = 127	/* hold: the command cannot be run */
+};
+
+/* How often a hold retries a lost daemon connection, ms. */
+#define RETRY_MS	100
+
+/* Which commands take an option: one bit per command, C_TOP before one. */
+enum {
+	C_TOP = 1 << 0,
+	C_WHEREIS = 1 << 1,
+	C_LIST = 1 << 2,
+	C_SEND = 1 << 3,
+	C_HOLD = 1 << 4,
+	C_RECV = 1 << 5,
+	C_MONITOR = 1 << 6,
+	C_STATS = 1 << 7,
+	C_PING = 1 << 8,
+	C_ALL = (1 << 9) - 1
+};
+
+enum opt_id {
+	OPT_SOCKET, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
+	OPT_JSON_PAYLOAD, OPT_VALUE, OPT_JSON_VALUE, OPT_COUNT, OPT_INTERVAL,
+	OPT__COUNT
+};
+
+struct ctl_option {
+	const char	*name;
+	int		 shortopt;
+	const char	*arg;		/* NULL: takes no argument */
+	unsigned	 cmds;
+	const char	*help;
+};
+
+static const struct ctl_option options[OPT__COUNT] = {
+	[OPT_SOCKET] = { "socket", 's', "PATH", C_ALL, "the daemon's socket "
+	    "(default: $PROCREG_SOCKET, else $XDG_RUNTIME_DIR/procreg.sock, "
+	    "else /run/procreg/procreg.sock for root, else "
+	    "/tmp/procreg-UID/procreg.sock)" },
+	[OPT_JSON] = { "json", 0, NULL, C_ALL, "print JSON for scripts: one "
+	    "document per item (list: one array; recv: one object per line)" },
+	[OPT_TIMEOUT] = { "timeout", 't', "MS", C_ALL, "how long each request "
+	    "may wait for its reply (default 10000)" },
+	[OPT_HELP] = { "help", 'h', NULL, C_ALL, "show this help and exit" },
+	[OPT_VERSION] = { "version", 'V', NULL, C_TOP, "show the version and "
+	    "exit" },
+	[OPT_JSON_PAYLOAD] = { "json-payload", 0, NULL, C_SEND, "PAYLOAD is "
+	    "JSON, sent as the same msgpack value (default: a str)" },
+	[OPT_VALUE] = { "value", 0, "V", C_HOLD, "register NAME with value V "
+	    "(a str; default: no value)" },
+	[OPT_JSON_VALUE] = { "json-value", 0, NULL, C_HOLD, "V is JSON, "
+	    "stored as the same msgpack value" },
+	[OPT_COUNT] = { "count", 'c', "N", C_RECV | C_PING, "stop after N "
+	    "(recv: messages, ping: pings; default recv: none, ping: 1)" },
+	[OPT_INTERVAL] = { "interval", 'i', "MS", C_PING, "wait MS between "
+	    "pings (default 1000)" },
+};
+
+struct command;
+
+/* The parsed command line and the connection: all the tool's state. */
+struct ctl {
+	const struct command	*cmd;
+	const char		*socket;	/* NULL: the default path */
+	int			 timeout_ms;	/* 0: the library's default */
+	bool			 json;
+	bool			 json_payload;
+	const char		*value;
+	bool			 json_value;
+	uint64_t		 count;		/* 0: not given */
+	uint64_t		 interval_ms;
+	char			**args;		/* the operands */
+	int			 nargs;
+	procreg_t		*p;
+};
+
+struct command {
+	const char	*name;
+	int		(*run)(struct ctl *);
+	unsigned	 bit;
+	int		 min_args, max_args;	/* max -1: no limit */
+	bool		 reconnect;	/* connect with auto_reconnect */
+	const char	*synopsis;	/* the operands */
+	const char	*summary;	/* one line for procregctl --help */
+	const char	*help;		/* the rest of COMMAND --help */
+};
+
+static int	cmd_whereis(struct ctl *);
+static int	cmd_list(struct ctl *);
+static int	cmd_send(struct ctl *);
+static int	cmd_hold(struct ctl *);
+static int	cmd_recv(struct ctl *);
+static int	cmd_monitor(struct ctl *);
+static int	cmd_stats(struct ctl *);
+static int	cmd_ping(struct ctl *);
+
+static const struct command commands[] = {
+	{ "whereis", cmd_whereis, C_WHEREIS, 1, 1, false, "NAME",
+	    "show who holds NAME",
+	    "Print the registration of NAME: name, conn, pid, uid, gid, value "
+	    "(as JSON) and since (when it was registered, UTC).  Exit 1 when "
+	    "NAME is not registered." },
+	{ "list", cmd_list, C_LIST, 0, 1, false, "[PREFIX]",
+	    "list the names (that start with PREFIX)",
+	    "Print a table of every registered name that starts with PREFIX "
+	    "(all names without one), in name order: NAME CONN PID UID VALUE "
+	    "AGE.  With --json, one array of entry objects." },
+	{ "send", cmd_send, C_SEND, 2, 2, false, "NAME PAYLOAD",
+	    "send a message to the holder of NAME",
+	    "Send PAYLOAD to the connection that holds NAME: a msgpack str, or "
+	    "with --json-payload the JSON value as msgpack (objects as maps, "
+	    "reals as float64, null as nil).  Prints nothing on success.  Exit "
+	    "1 when NAME is not registered or its holder is busy (its queue "
+	    "is full: retry later).  Put -- before a PAYLOAD that starts with "
+	    "a dash." },
+	{ "hold", cmd_hold, C_HOLD, 2, -1, true, "NAME [--] CMD [ARGS...]",
+	    "hold NAME for as long as CMD runs",
+	    "Register NAME, run CMD, and exit with CMD's status (128+N when a "
+	    "signal N killed it); the name goes away when CMD ends.  NAME is "
+	    "held by procregctl's own connection: its pid is procregctl's.  "
+	    "SIGINT, SIGTERM and SIGHUP sent to procregctl are passed on to "
+	    "CMD.  If procregctl itself is killed, the name goes away at once "
+	    "and CMD gets SIGTERM (PR_SET_PDEATHSIG: CMD is not left running "
+	    "without its name).  If the daemon restarts, NAME is registered "
+	    "again (with a warning if someone else took it meanwhile).  Exit "
+	    "1 at once when NAME is taken (the holder's conn and pid are "
+	    "printed), 127 when CMD cannot be run.  Options go before CMD: "
+	    "everything after NAME is CMD's." },
+	{ "recv", cmd_recv, C_RECV, 1, 1, false, "NAME",
+	    "hold NAME and print the messages sent to it",
+	    "Register NAME and print each message sent to it, one per line: a "
+	    "str as it is, anything else as JSON.  With --json each line is "
+	    "{\"name\": ..., \"sender\": CONN, \"payload\": JSON}.  Runs "
+	    "until --count messages came, or SIGINT or SIGTERM (exit 0).  Exit "
+	    "1 when NAME is taken." },
+	{ "monitor", cmd_monitor, C_MONITOR, 1, 1, false, "NAME",
+	    "wait until NAME goes away",
+	    "Monitor the current registration of NAME and wait until it ends; "
+	    "print why (unregistered, disconnected) and exit 0.  When NAME is "
+	    "not registered, print noproc and exit 1." },
+	{ "stats", cmd_stats, C_STATS, 0, 0, false, "",
+	    "show the daemon's counters",
+	    "Print the daemon's gauges and counters, one per line." },
+	{ "ping", cmd_ping, C_PING, 0, 0, false, "",
+	    "check that the daemon answers",
+	    "Say hello to the daemon and print its version and the round-trip "
+	    "time." },
+};
+#define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
+
+/* One line of the stats table: a key and where struct procreg_stats
+ * keeps it. */
+static const struct {
+	const char	*key;
+	size_t		 offset;
+} stats_keys[] = {
+#define K(f) { #f, offsetof(struct procreg_stats, f) }
+	K(connections), K(names), K(monitors), K(requests), K(messages),
+	K(downs), K(notifications_ignored), K(connections_total),
+	K(uptime_ms),
+#undef K
+};
+#define NSTATS		(sizeof(stats_keys) / sizeof(stats_keys[0]))
+
+/* ---- help ---- */
+
+/* Print words wrapped before column 79, starting at column indent, with
+ * continuation lines indented as much. */
+static void
+print_wrapped(FILE *f, const char *text, size_t indent)
+{
+	size_t col = indent;
+
+	while (*text != '\0') {
+		size_t n = strcspn(text, " ");
+
+		if (col > indent && col + 1 + n > 79) {
+			fprintf(f, "\n%*s", (int)indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(text, 1, n, f);
+		col += n;
+		text += n;
+		text += strspn(text, " ");
+	}
+	fputc('\n', f);
+}
+
+/* Print the options that cmds take, one per line. */
+static void
+print_options(FILE *f, unsigned cmds)
+{
+	for (size_t i = 0; i < OPT__COUNT; i++) {
+		const struct ctl_option *o = &options[i];
+		char left[40];
+
+		if (!(o->cmds & cmds))
+			continue;
+		snprintf(left, sizeof(left), "%c%c%c --%s%s%s",
+		    o->shortopt ? '-' : ' ', o->shortopt ? o->shortopt : ' ',
+		    o->shortopt ? ',' : ' ', o->name, o->arg ? " " : "",
+		    o->arg ? o->arg : "");
+		fprintf(f, "  %-22s ", left);
+		print_wrapped(f, o->help, 25);
+	}
+}
+
+/* The tool's --help. */
+static void
+usage(FILE *f)
+{
+	fputs("usage: procregctl [-s SOCKET] [--json] [-t MS] COMMAND "
+	    "[ARGS...]\n"
+	    "       procregctl COMMAND --help\n"
+	    "       procregctl --version\n\n"
+	    "Talk to procregd, the procreg process registry: look names up, "
+	    "send messages,\nhold a name while a command runs, wait for a name "
+	    "to go away.\n\nCommands:\n", f);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char left[40];
+
+		snprintf(left, sizeof(left), "%s %s", commands[i].name,
+		    commands[i].synopsis);
+		fprintf(f, "  %-30s %s\n", left, commands[i].summary);
+	}
+	fputs("\nOptions (before or after the command):\n", f);
+	print_options(f, C_TOP);
+	fputs("\nExit status:\n"
+	    "  0    success\n"
+	    "  1    a \"no\": not registered, taken, busy, noproc\n"
+	    "  2    usage error\n"
+	    "  3    cannot reach the daemon, or the connection was lost\n"
+	    "  4    any other error (protocol error, limit, too large, "
+	    "timeout, ...)\n"
+	    "  hold exits with CMD's status (128+N if signal N killed it), 1 "
+	    "when NAME\n  is taken, 127 when CMD cannot be run.\n", f);
+}
+
+/* A command's --help. */
+static void
+command_usage(FILE *f, const struct command *cmd)
+{
+	fprintf(f, "usage: procregctl %s [OPTIONS]%s%s\n\n", cmd->name,
+	    cmd->synopsis[0] ? " " : "", cmd->synopsis);
+	print_wrapped(f, cmd->help, 0);
+	fputs("\nOptions:\n", f);
+	print_options(f, cmd->bit);
+}
+
+/* Report a bad command line; returns EXIT_USAGE. */
+static int
+usage_error(const struct command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+usage_error(const struct command *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("procregctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'procregctl %s%s--help'.\n",
+	    cmd ? cmd->name : "", cmd ? " " : "");
+	return EXIT_USAGE;
+}
+
+/* ---- command line ---- */
+
+/* Parse a decimal number from min to max; false when s is not one. */
+static bool
+parse_num(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' ||
+	    v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Apply one option of the command line; -1 to go on, else the exit
+ * status (--help and --version print their own output). */
+static int
+apply_option(struct ctl *c, enum opt_id id)
+{
+	uint64_t v;
+
+	switch (id) {
+	case OPT_SOCKET:
+		if (optarg[0] == '\0')
+			return usage_error(c->cmd, "--socket: empty path");
+		c->socket = optarg;
+		break;
+	case OPT_JSON:
+		c->json = true;
+		break;
+	case OPT_TIMEOUT:
+		if (!parse_num(optarg, 1, INT_MAX, &v))
+			return usage_error(c->cmd, "--timeout: expected "
+			    "milliseconds from 1 to %d", INT_MAX);
+		c->timeout_ms = (int)v;
+		break;
+	case OPT_HELP:
+		if (c->cmd != NULL)
+			command_usage(stdout, c->cmd);
+		else
+			usage(stdout);
+		return EXIT_SUCCESS;
+	case OPT_VERSION:
+		printf("procregctl %s (protocol %d)\n", PR_VERSION,
+		    PR_PROTOCOL_VERSION);
+		return EXIT_SUCCESS;
+	case OPT_JSON_PAYLOAD:
+		c->json_payload = true;
+		break;
+	case OPT_VALUE:
+		c->value = optarg;
+		break;
+	case OPT_JSON_VALUE:
+		c->json_value = true;
+		break;
+	case OPT_COUNT:
+		if (!parse_num(optarg, 1, UINT64_MAX, &c->count))
+			return usage_error(c->cmd, "--count: expected a "
+			    "number from 1");
+		break;
+	case OPT_INTERVAL:
+		if (!parse_num(optarg, 0, 3600000, &c->interval_ms))
+			return usage_error(c->cmd, "--interval: expected "
+			    "milliseconds from 0 to 3600000");
+		break;
+	case OPT__COUNT:
+		break;
+	}
+	return -1;
+}
+
+/*
+ * Parse argv: before the command (c->cmd NULL) the global options up to
+ * the command's name; after it, the command's options and operands, in
+ * any order, into c->args.  Everything after "--", and for hold
+ * everything after NAME (CMD and its own options), is operands.  -1 to go
+ * on, else the exit status.
+ */
+static int
+parse_args(struct ctl *c, int argc, char **argv)
+{
+	unsigned cmds = c->cmd != NULL ? c->cmd->bit : C_TOP;
+	struct option longopts[OPT__COUNT + 1];
+	char shortopts[2 * OPT__COUNT + 3];
+	size_t nl = 0, ns = 0;
+	int ch, prev, r;
+
+	memset(longopts, 0, sizeof(longopts));
+	/* '+': stop at each operand; ':': report a missing argument. */
+	shortopts[ns++] = '+';
+	shortopts[ns++] = ':';
+	for (size_t i = 0; i < OPT__COUNT; i++) {
+		if (!(options[i].cmds & cmds))
+			continue;
+		longopts[nl].name = options[i].name;
+		longopts[nl].has_arg = options[i].arg ? required_argument :
+		    no_argument;
+		longopts[nl++].val = options[i].shortopt ? options[i].shortopt :
+		    256 + (int)i;
+		if (options[i].shortopt) {
+			shortopts[ns++] = (char)options[i].shortopt;
+			if (options[i].arg)
+				shortopts[ns++] = ':';
+		}
+	}
+	shortopts[ns] = '\0';
+	optind = 0;		/* glibc: start afresh */
+	opterr = 0;
+	for (;;) {
+		size_t id;
+
+		prev = optind > 0 ? optind : 1;	/* 0 scans from 1 */
+		ch = getopt_long(argc, argv, shortopts, longopts, NULL);
+		if (ch == -1) {
+			bool dashdash = optind == prev + 1 &&
+			    strcmp(argv[prev], "--") == 0;
+
+			if (c->cmd == NULL || optind >= argc)
+				return -1;
+			if (dashdash || (c->cmd->bit == C_HOLD &&
+			    c->nargs > 0)) {
+				/* The rest are operands, as they are. */
+				while (optind < argc)
+					c->args[c->nargs++] = argv[optind++];
+				return -1;
+			}
+			c->args[c->nargs++] = argv[optind++];
+			continue;
+		}
+		if (ch == '?' || ch == ':') {
+			const char *what = argv[optind - 1];
+			char buf[3] = { '-', (char)optopt, '\0' };
+
+			if (optopt > 0 && optopt < 256)
+				what = buf;
+			return usage_error(c->cmd, ch == ':' ? "option '%s' "
+			    "needs an argument" : "unknown option '%s'", what);
+		}
+		for (id = 0; id < OPT__COUNT; id++) {
+			if (ch == options[id].shortopt ||
+			    ch == 256 + (int)id)
+				break;
+		}
+		if ((r = apply_option(c, (enum opt_id)id)) >= 0)
+			return r;
+	}
+}
+
+/* Look up a command by name; NULL when there is none. */
+static const struct command *
+find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	}
+	return NULL;
+}
+
+/* Check a NAME operand as the daemon would (length only). */
+static bool
+check_name(const struct ctl *c, const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > PR_NAME_MAX) {
+		usage_error(c->cmd, "a name is 1 to %d bytes", PR_NAME_MAX);
+		return false;
+	}
+	return true;
+}
+
+/* ---- errors ---- */
+
+/* The exit status of a failed call's status. */
+static int
+status_exit(int status)
+{
+	switch (status) {
+	case PROCREG_OK:
+		return EXIT_SUCCESS;
+	case PROCREG_E_TAKEN:
+	case PROCREG_E_NOT_FOUND:
+	case PROCREG_E_NOT_OWNER:
+	case PROCREG_E_BUSY:
+		return EXIT_NO;
+	case PROCREG_E_CONNECT:
+	case PROCREG_E_CLOSED:
+		return EXIT_UNREACHABLE;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+/*
+ * Report a failed call on stderr ("procregctl: [WHAT: ]STATUS: MESSAGE")
+ * and return its exit status.  A connection the daemon closed may have
+ * been explained by an error notification (too_large, limit, ...): that
+ * is reported instead, as exit 4.
+ */
+static int
+report(struct ctl *c, int status, const char *what)
+{
+	struct procreg_event *ev = NULL;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", procreg_errmsg(c->p));
+	if (c->p != NULL && (status == PROCREG_E_CLOSED ||
+	    status == PROCREG_E_CONNECT)) {
+		while (procreg_next_event(c->p, 0, &ev) == PROCREG_OK &&
+		    ev->kind != PROCREG_EV_ERROR) {
+			procreg_event_free(ev);
+			ev = NULL;
+		}
+	}
+	if (ev != NULL && ev->kind == PROCREG_EV_ERROR) {
+		fprintf(stderr, "procregctl: %s%sthe daemon closed the "
+		    "connection: %s: %s\n", what ? what : "", what ? ": " : "",
+		    ev->reason, ev->message);
+		procreg_event_free(ev);
+		return EXIT_ERROR;
+	}
+	procreg_event_free(ev);
+	fprintf(stderr, "procregctl: %s%s%s: %s\n", what ? what : "",
+	    what ? ": " : "", procreg_strstatus(status), msg);
+	return status_exit(status);
+}
+
+/* ---- text and JSON output ---- */
+
+/* Replace each byte that is not part of well-formed UTF-8 by '?'. */
+static void
+utf8_scrub(char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		unsigned char b = (unsigned char)s[i];
+		size_t n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 :
+		    b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+		bool ok = n > 0 && i + n <= len;
+
+		for (size_t k = 1; ok && k < n; k++)
+			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+		if (ok && n > 2) {
+			unsigned char b1 = (unsigned char)s[i + 1];
+
+			/* Overlong forms, surrogates, above U+10FFFF. */
+			ok = !(b == 0xe0 && b1 < 0xa0) &&
+			    !(b == 0xed && b1 >= 0xa0) &&
+			    !(b == 0xf0 && b1 < 0x90) &&
+			    !(b == 0xf4 && b1 >= 0x90);
+		}
+		if (!ok) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+}
+
+/* msgpack bytes as JSON text (procreg_format_json), in malloc'd memory. */
+static char *
+mp_text(const void *mp, size_t len)
+{
+	char small[256], *buf;
+	int n;
+
+	n = procreg_format_json(small, sizeof(small), mp, len);
+	if (n < 0)
+		return strdup("null");
+	if ((buf = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	if ((size_t)n < sizeof(small))
+		memcpy(buf, small, (size_t)n + 1);
+	else
+		procreg_format_json(buf, (size_t)n + 1, mp, len);
+	utf8_scrub(buf, (size_t)n);
+	return buf;
+}
+
+/*
+ * msgpack bytes as a jansson value.  What JSON cannot hold (NaN, integers
+ * beyond int64) comes out as the string of its text.
+ */
+static json_t *
+mp_json(const void *mp, size_t len)
+{
+	char *text = mp_text(mp, len);
+	json_t *j;
+
+	if (text == NULL)
+		return NULL;
+	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	if (j == NULL)
+		j = json_string(text);
+	free(text);
+	return j;
+}
+
+/* Print one JSON document (dump flags added) and a newline, and free it;
+ * false on failure. */
+static bool
+put_json(json_t *j, size_t flags)
+{
+	int r;
+
+	if (j == NULL) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return false;
+	}
+	r = json_dumpf(j, stdout, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+	    flags);
+	json_decref(j);
+	if (r < 0 || putchar('\n') == EOF || fflush(stdout) == EOF) {
+		fprintf(stderr, "procregctl: cannot write the output\n");
+		return false;
+	}
+	return true;
+}
+
+/* An entry as a JSON object (value embedded as JSON, since in ms). */
+static json_t *
+entry_json(const struct procreg_entry *e)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I}",
+	    "name", e->name, "conn", (json_int_t)e->conn,
+	    "pid", (json_int_t)e->pid, "uid", (json_int_t)e->uid,
+	    "gid", (json_int_t)e->gid,
+	    "value", mp_json(e->value, e->value_len),
+	    "since", (json_int_t)e->since_ms);
+}
+
+/* A name made safe for a terminal: control bytes as \xNN. */
+static char *
+safe_text(const char *s)
+{
+	size_t n = 0;
+	char *d, *q;
+
+	for (const char *p = s; *p; p++)
+		n += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+	if ((d = malloc(n + 1)) == NULL)
+		return NULL;
+	for (q = d; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			q += sprintf(q, "\\x%02x", (unsigned char)*s);
+		else
+			*q++ = *s;
+	}
+	*q = '\0';
+	return d;
+}
+
+/* Columns a UTF-8 string takes (one per code point). */
+static size_t
+text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+/* Now, in Unix epoch milliseconds. */
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A duration in its largest whole unit: 5s, 3m, 2h, 4d. */
+static void
+fmt_age(char *buf, size_t size, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+
+	if (s < 60)
+		snprintf(buf, size, "%" PRIu64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, size, "%" PRIu64 "m", s / 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%" PRIu64 "h", s / 3600);
+	else
+		snprintf(buf, size, "%" PRIu64 "d", s / 86400);
+}
+
+/* The age of a registration made at since_ms. */
+static void
+fmt_since_age(char *buf, size_t size, uint64_t since_ms)
+{
+	uint64_t now = now_ms();
+
+	fmt_age(buf, size, now > since_ms ? now - since_ms : 0);
+}
+
+/* An epoch time in ms as ISO 8601 UTC with milliseconds. */
+static void
+fmt_time(char *buf, size_t size, uint64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char day[32];
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		snprintf(buf, size, "%" PRIu64 " ms", ms);
+		return;
+	}
+	snprintf(buf, size, "%s.%03uZ", day, (unsigned)(ms % 1000));
+}
+
+/* Print an entry as aligned "key: value" lines. */
+static bool
+print_entry(const struct procreg_entry *e)
+{
+	char *name = safe_text(e->name), *value = mp_text(e->value,
+	    e->value_len);
+	char when[64], age[32];
+	bool ok = name != NULL && value != NULL;
+
+	if (ok) {
+		fmt_time(when, sizeof(when), e->since_ms);
+		fmt_since_age(age, sizeof(age), e->since_ms);
+		printf("name:  %s\nconn:  %" PRIu64 "\npid:   %" PRId64 "\n"
+		    "uid:   %" PRId64 "\ngid:   %" PRId64 "\nvalue: %s\n"
+		    "since: %s (%s ago)\n", name, e->conn, e->pid, e->uid,
+		    e->gid, value, when, age);
+	} else
+		fprintf(stderr, "procregctl: out of memory\n");
+	free(name);
+	free(value);
+	return ok;
+}
+
+/* ---- msgpack from JSON ---- */
+
+/* Pack a JSON value as msgpack: objects as maps, reals as float64. */
+static int
+pack_json(msgpack_packer *pk, json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+	int r = 0;
+
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		r = msgpack_pack_map(pk, json_object_size(j));
+		json_object_foreach(j, key, v) {
+			if (r == 0)
+				r = msgpack_pack_str_with_body(pk, key,
+				    strlen(key));
+			if (r == 0)
+				r = pack_json(pk, v);
+		}
+		return r;
+	case JSON_ARRAY:
+		r = msgpack_pack_array(pk, json_array_size(j));
+		json_array_foreach(j, i, v) {
+			if (r == 0)
+				r = pack_json(pk, v);
+		}
+		return r;
+	case JSON_STRING:
+		return msgpack_pack_str_with_body(pk, json_string_value(j),
+		    json_string_length(j));
+	case JSON_INTEGER:
+		return msgpack_pack_int64(pk, json_integer_value(j));
+	case JSON_REAL:
+		return msgpack_pack_double(pk, json_real_value(j));
+	case JSON_TRUE:
+		return msgpack_pack_true(pk);
+	case JSON_FALSE:
+		return msgpack_pack_false(pk);
+	case JSON_NULL:
+		return msgpack_pack_nil(pk);
+	}
+	return -1;
+}
+
+/*
+ * Parse JSON text (what names it for errors) into msgpack bytes in sb;
+ * false after a usage error was printed.
+ */
+static bool
+json_to_mp(const struct ctl *c, const char *what, const char *text,
+    msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+	json_error_t err;
+	json_t *j;
+	int r;
+
+	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	if (j == NULL) {
+		usage_error(c->cmd, "%s is not JSON: %s (column %d)", what,
+		    err.text, err.column);
+		return false;
+	}
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	r = pack_json(&pk, j);
+	json_decref(j);
+	if (r != 0) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return false;
+	}
+	return true;
+}
+
+/* ---- waiting for notifications and signals ---- */
+
+/*
+ * A command that waits: hold, recv and monitor.  Notifications reach the
+ * callbacks set on the connection; signals (read from sigfd) reach
+ * on_signal.  The loop ends when done is set.
+ */
+struct waiter {
+	struct ctl	*c;
+	int		 sigfd;		/* -1: none */
+	void		(*on_signal)(struct waiter *,
+			    const struct signalfd_siginfo *);
+	void		(*on_event)(struct waiter *,
+			    const struct procreg_event *);
+	const char	*name;
+	pid_t		 child;		/* hold */
+	bool		 connected;	/* hold */
+	uint64_t	 ref;		/* monitor */
+	uint64_t	 received;	/* recv */
+	bool		 daemon_error;	/* an error notification came */
+	bool		 done;
+	int		 exit;		/* the exit status once done */
+};
+
+/* Block sigs and open a signalfd for them; -1 (reported) on failure. */
+static int
+signals_open(const int *sigs, size_t n, sigset_t *old)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < n; i++)
+		sigaddset(&set, sigs[i]);
+	if (sigprocmask(SIG_BLOCK, &set, old) < 0 ||
+	    (fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+		fprintf(stderr, "procregctl: signalfd: %s\n", strerror(errno));
+		return -1;
+	}
+	return fd;
+}
+
+/* Hand every pending signal to the waiter. */
+static void
+read_signals(struct waiter *w)
+{
+	struct signalfd_siginfo si;
+
+	while (read(w->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		w->on_signal(w, &si);
+}
+
+/*
+ * Hand every notification already received to the waiter, without
+ * waiting; PROCREG_OK when none is left, else the failure (the connection
+ * is lost).  This uses procreg_next_event(p, 0), not procreg_process():
+ * that one reads before it parses what the last call left in the buffer,
+ * and drops those notifications when the read finds the connection closed.
+ */
+static int
+dispatch(struct waiter *w)
+{
+	struct procreg_event *ev;
+	int r = PROCREG_OK;
+
+	while (!w->done && (r = procreg_next_event(w->c->p, 0, &ev)) ==
+	    PROCREG_OK) {
+		if (ev->kind == PROCREG_EV_ERROR) {
+			/* Protocol 1: limit or too_large, then a close. */
+			fprintf(stderr, "procregctl: the daemon reports %s: "
+			    "%s\n", ev->reason, ev->message);
+			w->daemon_error = true;
+		} else
+			w->on_event(w, ev);
+		procreg_event_free(ev);
+	}
+	return w->done || r == PROCREG_E_TIMEOUT ? PROCREG_OK : r;
+}
+
+/*
+ * Wait, without spinning, until w->done.  A hold (auto_reconnect) rides
+ * out a lost connection, retrying every RETRY_MS; the others end with
+ * exit 3 (4 when the daemon said why it closed it).
+ */
+static int
+wait_loop(struct waiter *w)
+{
+	procreg_t *p = w->c->p;
+	int r;
+
+	while (!w->done) {
+		struct pollfd pfd[2];
+		int fd, n = 0;
+
+		if ((r = dispatch(w)) != PROCREG_OK && !w->c->cmd->reconnect) {
+			fprintf(stderr, "procregctl: %s: %s\n",
+			    procreg_strstatus(r), procreg_errmsg(p));
+			return w->daemon_error ? EXIT_ERROR : status_exit(r);
+		}
+		if ((fd = procreg_fd(p)) < 0 && w->connected) {
+			fprintf(stderr, "procregctl: lost the daemon (%s); "
+			    "%s is not held until it is back\n",
+			    procreg_errmsg(p), w->name);
+			w->connected = false;
+		}
+		if (w->done)
+			break;
+		if (w->sigfd >= 0)
+			pfd[n++] = (struct pollfd){ w->sigfd, POLLIN, 0 };
+		if (fd >= 0)
+			pfd[n++] = (struct pollfd){ fd, POLLIN, 0 };
+		/* Disconnected (hold only): dispatch retries in RETRY_MS. */
+		if (poll(pfd, (nfds_t)n, fd >= 0 ? -1 : RETRY_MS) < 0 &&
+		    errno != EINTR) {
+			fprintf(stderr, "procregctl: poll: %s\n",
+			    strerror(errno));
+			return EXIT_ERROR;
+		}
+		if (w->sigfd >= 0 && pfd[0].revents)
+			read_signals(w);
+	}
+	return w->exit;
+}
+
+/* ---- commands ---- */
+
+/* whereis NAME: print the entry, or exit 1. */
+static int
+cmd_whereis(struct ctl *c)
+{
+	struct procreg_entry *e;
+	const char *name = c->args[0];
+	int r;
+
+	if (!check_name(c, name))
+		return EXIT_USAGE;
+	if ((r = procreg_whereis(c->p, name, &e)) != PROCREG_OK)
+		return report(c, r, name);
+	if (e == NULL) {
+		fprintf(stderr, "procregctl: %s: not registered\n", name);
+		return EXIT_NO;
+	}
+	r = (c->json ? put_json(entry_json(e), 0) : print_entry(e)) ?
+	    EXIT_SUCCESS : EXIT_ERROR;
+	procreg_entry_free(e);
+	return r;
+}
+
+/* One row of the list table, as the strings printed. */
+struct row {
+	char	*col[6];
+};
+
+/* Print rows as a table with columns as wide as their content. */
+static void
+print_table(struct row *rows, size_t n)
+{
+	size_t width[6] = { 0 };
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < 6; k++)
+			if (text_width(rows[i].col[k]) > width[k])
+				width[k] = text_width(rows[i].col[k]);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < 6; k++) {
+			fputs(rows[i].col[k], stdout);
+			if (k == 5)
+				break;
+			for (size_t w = text_width(rows[i].col[k]);
+			    w < width[k] + 2; w++)
+				putchar(' ');
+		}
+		putchar('\n');
+	}
+}
+
+/* list [PREFIX]: a table, or a JSON array of entries. */
+static int
+cmd_list(struct ctl *c)
+{
+	struct procreg_entry **v;
+	struct row *rows;
+	size_t n;
+	bool ok = true;
+	int r;
+
+	if ((r = procreg_list(c->p, c->nargs ? c->args[0] : NULL, &v, &n)) !=
+	    PROCREG_OK)
+		return report(c, r, NULL);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n && a != NULL; i++) {
+			if (json_array_append_new(a, entry_json(v[i])) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
+		}
+		ok = put_json(a, 0);
+		procreg_entries_free(v, n);
+		return ok ? EXIT_SUCCESS : EXIT_ERROR;
+	}
+	if ((rows = calloc(n + 1, sizeof(*rows))) == NULL) {
+		procreg_entries_free(v, n);
+		fprintf(stderr, "procregctl: out of memory\n");
+		return EXIT_ERROR;
+	}
+	rows[0] = (struct row){ { strdup("NAME"), strdup("CONN"),
+	    strdup("PID"), strdup("UID"), strdup("VALUE"), strdup("AGE") } };
+	for (size_t i = 0; i < n; i++) {
+		struct row *w = &rows[i + 1];
+		char num[32], age[32];
+
+		w->col[0] = safe_text(v[i]->name);
+		snprintf(num, sizeof(num), "%" PRIu64, v[i]->conn);
+		w->col[1] = strdup(num);
+		snprintf(num, sizeof(num), "%" PRId64, v[i]->pid);
+		w->col[2] = strdup(num);
+		snprintf(num, sizeof(num), "%" PRId64, v[i]->uid);
+		w->col[3] = strdup(num);
+		w->col[4] = mp_text(v[i]->value, v[i]->value_len);
+		fmt_since_age(age, sizeof(age), v[i]->since_ms);
+		w->col[5] = strdup(age);
+	}
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 6; k++)
+			ok = ok && rows[i].col[k] != NULL;
+	if (ok)
+		print_table(rows, n + 1);
+	else
+		fprintf(stderr, "procregctl: out of memory\n");
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 6; k++)
+			free(rows[i].col[k]);
+	free(rows);
+	procreg_entries_free(v, n);
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* send NAME PAYLOAD: a str, or JSON as msgpack. */
+static int
+cmd_send(struct ctl *c)
+{
+	const char *name = c->args[0];
+	msgpack_sbuffer sb;
+	int r;
+
+	if (!check_name(c, name))
+		return EXIT_USAGE;
+	if (!c->json_payload) {
+		r = procreg_send_str(c->p, name, c->args[1]);
+	} else {
+		msgpack_sbuffer_init(&sb);
+		if (!json_to_mp(c, "PAYLOAD", c->args[1], &sb)) {
+			msgpack_sbuffer_destroy(&sb);
+			return EXIT_USAGE;
+		}
+		r = procreg_send(c->p, name, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+	}
+	if (r == PROCREG_E_NOT_FOUND) {
+		fprintf(stderr, "procregctl: %s: not registered\n", name);
+		return EXIT_NO;
+	}
+	if (r == PROCREG_E_BUSY) {
+		fprintf(stderr, "procregctl: %s: busy (its holder is not "
+		    "reading its messages); try again later\n", name);
+		return EXIT_NO;
+	}
+	return r == PROCREG_OK ? EXIT_SUCCESS : report(c, r, name);
+}
+
+/* Register name for hold and recv; on taken, say who holds it. */
+static int
+register_name(struct ctl *c, const char *name, const void *value,
+    size_t len)
+{
+	struct procreg_entry *e = NULL;
+	char msg[256];
+	int r;
+
+	if ((r = procreg_register(c->p, name, value, len, NULL)) == PROCREG_OK)
+		return EXIT_SUCCESS;
+	if (r != PROCREG_E_TAKEN)
+		return report(c, r, name);
+	snprintf(msg, sizeof(msg), "%s", procreg_errmsg(c->p));
+	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL)
+		fprintf(stderr, "procregctl: %s is held by conn %" PRIu64
+		    " (pid %" PRId64 ")\n", name, e->conn, e->pid);
+	else
+		fprintf(stderr, "procregctl: %s is taken: %s\n", name, msg);
+	procreg_entry_free(e);
+	return EXIT_NO;
+}
+
+/* hold: drop messages sent to NAME (only the name matters). */
+static void
+hold_event(struct waiter *w, const struct procreg_event *ev)
+{
+	(void)w;
+	(void)ev;
+}
+
+/* hold: the connection is back; say whether the name is ours again. */
+static void
+hold_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
+    void *arg)
+{
+	struct waiter *w = arg;
+
+	(void)p;
+	(void)fd;
+	if (nlost > 0)
+		fprintf(stderr, "procregctl: the daemon is back, but %s was "
+		    "taken meanwhile: it is no longer held\n", lost[0]);
+	else
+		fprintf(stderr, "procregctl: the daemon is back; %s is held "
+		    "again\n", w->name);
+	w->connected = true;
+}
+
+/*
+ * hold: reap the command, or pass a signal on to it.  A signal from the
+ * terminal (^C, hangup) reached CMD too, being in our process group: it
+ * is not sent twice.
+ */
+static void
+hold_signal(struct waiter *w, const struct signalfd_siginfo *si)
+{
+	pid_t r;
+	int st;
+
+	if (si->ssi_signo != SIGCHLD) {
+		if (si->ssi_code != SI_KERNEL)
+			kill(w->child, (int)si->ssi_signo);
+		return;
+	}
+	while ((r = waitpid(w->child, &st, WNOHANG)) < 0 && errno == EINTR)
+		;
+	if (r != w->child)
+		return;
+	w->done = true;
+	w->exit = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+/* The child of hold: run CMD, dying with procregctl (never returns). */
+static void
+hold_exec(char **argv, pid_t parent, const sigset_t *mask)
+{
+	sigprocmask(SIG_SETMASK, mask, NULL);
+	/*
+	 * CMD must not outlive the name: if procregctl dies (even by
+	 * SIGKILL) the name goes away at once, so CMD gets SIGTERM.
+	 */
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+		_exit(128 + SIGTERM);
+	execvp(argv[0], argv);
+	fprintf(stderr, "procregctl: %s: %s\n", argv[0], strerror(errno));
+	_exit(EXIT_NOEXEC);
+}
+
+/* hold NAME CMD...: NAME is held for exactly as long as CMD runs. */
+static int
+cmd_hold(struct ctl *c)
+{
+	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP };
+	struct procreg_callbacks cb = { NULL, hold_reconnect };
+	struct waiter w = { .c = c, .on_signal = hold_signal,
+	    .on_event = hold_event, .name = c->args[0], .connected = true };
+	msgpack_sbuffer sb;
+	sigset_t old;
+	pid_t parent = getpid();
+	int r;
+
+	if (!check_name(c, w.name))
+		return EXIT_USAGE;
+	if (c->json_value && c->value == NULL)
+		return usage_error(c->cmd, "--json-value needs --value");
+	msgpack_sbuffer_init(&sb);
+	if (c->value != NULL && c->json_value) {
+		if (!json_to_mp(c, "--value", c->value, &sb)) {
+			msgpack_sbuffer_destroy(&sb);
+			return EXIT_USAGE;
+		}
+	} else if (c->value != NULL) {
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_str_with_body(&pk, c->value, strlen(c->value));
+	}
+	r = register_name(c, w.name, c->value ? sb.data : NULL, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	if (r != EXIT_SUCCESS)
+		return r;
+	procreg_set_callbacks(c->p, &cb, &w);
+	/* Blocked before the fork, so that no SIGCHLD is missed. */
+	if ((w.sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
+	    &old)) < 0)
+		return EXIT_ERROR;
+	fflush(NULL);
+	if ((w.child = fork()) < 0) {
+		fprintf(stderr, "procregctl: fork: %s\n", strerror(errno));
+		close(w.sigfd);
+		return EXIT_ERROR;
+	}
+	if (w.child == 0)
+		hold_exec(c->args + 1, parent, &old);
+	r = wait_loop(&w);
+	close(w.sigfd);
+	return r;
+}
+
+/* recv: print one message (stop at --count). */
+static void
+recv_event(struct waiter *w, const struct procreg_event *ev)
+{
+	msgpack_unpacked u;
+	char *text;
+
+	if (w->done || ev->kind != PROCREG_EV_MESSAGE)
+		return;
+	if (w->c->json) {
+		if (!put_json(json_pack("{s:s, s:I, s:o?}", "name", ev->name,
+		    "sender", (json_int_t)ev->sender, "payload",
+		    mp_json(ev->payload, ev->payload_len)), 0))
+			goto fail;
+	} else {
+		msgpack_unpacked_init(&u);
+		if (msgpack_unpack_next(&u, ev->payload, ev->payload_len,
+		    NULL) == MSGPACK_UNPACK_SUCCESS &&
+		    u.data.type == MSGPACK_OBJECT_STR) {
+			fwrite(u.data.via.str.ptr, 1, u.data.via.str.size,
+			    stdout);
+		} else if ((text = mp_text(ev->payload,
+		    ev->payload_len)) != NULL) {
+			fputs(text, stdout);
+			free(text);
+		}
+		msgpack_unpacked_destroy(&u);
+		if (putchar('\n') == EOF || fflush(stdout) == EOF)
+			goto fail;
+	}
+	if (++w->received == w->c->count)
+		w->done = true;
+	return;
+fail:
+	w->done = true;
+	w->exit = EXIT_ERROR;
+}
+
+/* recv: SIGINT or SIGTERM end it cleanly. */
+static void
+recv_signal(struct waiter *w, const struct signalfd_siginfo *si)
+{
+	(void)si;
+	w->done = true;
+}
+
+/* recv NAME: hold NAME and print what is sent to it. */
+static int
+cmd_recv(struct ctl *c)
+{
+	static const int sigs[] = { SIGINT, SIGTERM };
+	struct waiter w = { .c = c, .on_signal = recv_signal,
+	    .on_event = recv_event, .name = c->args[0] };
+	int r;
+
+	if (!check_name(c, w.name))
+		return EXIT_USAGE;
+	if ((w.sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
+	    NULL)) < 0)
+		return EXIT_ERROR;
+	if ((r = register_name(c, w.name, NULL, 0)) == EXIT_SUCCESS)
+		r = wait_loop(&w);
+	close(w.sigfd);
+	return r;
+}
+
+/* monitor: our down came; print its reason. */
+static void
+monitor_event(struct waiter *w, const struct procreg_event *ev)
+{
+	bool ok;
+
+	if (w->done || ev->kind != PROCREG_EV_DOWN || ev->ref != w->ref)
+		return;
+	if (w->c->json)
+		ok = put_json(json_pack("{s:s, s:s}", "name", ev->name,
+		    "reason", ev->reason), 0);
+	else
+		ok = printf("%s\n", ev->reason) > 0 && fflush(stdout) == 0;
+	w->done = true;
+	w->exit = !ok ? EXIT_ERROR : strcmp(ev->reason, "noproc") == 0 ?
+	    EXIT_NO : EXIT_SUCCESS;
+}
+
+/* monitor NAME: wait for the registration of NAME to end. */
+static int
+cmd_monitor(struct ctl *c)
+{
+	struct waiter w = { .c = c, .sigfd = -1, .on_event = monitor_event,
+	    .name = c->args[0] };
+	int r;
+
+	if (!check_name(c, w.name))
+		return EXIT_USAGE;
+	if ((r = procreg_monitor(c->p, w.name, &w.ref)) != PROCREG_OK)
+		return report(c, r, w.name);
+	return wait_loop(&w);
+}
+
+/* stats: the daemon's counters. */
+static int
+cmd_stats(struct ctl *c)
+{
+	struct procreg_stats st;
+	json_t *j;
+	char age[32];
+	int r;
+
+	if ((r = procreg_stats(c->p, &st)) != PROCREG_OK)
+		return report(c, r, NULL);
+	if (c->json) {
+		j = json_object();
+		for (size_t i = 0; i < NSTATS; i++)
+			json_object_set_new_nocheck(j, stats_keys[i].key,
+			    json_integer((json_int_t)*(const uint64_t *)
+			    ((const char *)&st + stats_keys[i].offset)));
+		return put_json(j, 0) ? EXIT_SUCCESS : EXIT_ERROR;
+	}
+	for (size_t i = 0; i < NSTATS; i++) {
+		uint64_t v = *(const uint64_t *)((const char *)&st +
+		    stats_keys[i].offset);
+
+		printf("%-23s%" PRIu64, stats_keys[i].key, v);
+		if (strcmp(stats_keys[i].key, "uptime_ms") == 0) {
+			fmt_age(age, sizeof(age), v);
+			printf(" (%s)", age);
+		}
+		putchar('\n');
+	}
+	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* ping: hello, timed, --count times. */
+static int
+cmd_ping(struct ctl *c)
+{
+	struct procreg_hello h;
+	struct timespec t0, t1, gap;
+	uint64_t n = c->count ? c->count : 1;
+	bool ok = true;
+	int r;
+
+	for (uint64_t i = 0; i < n && ok; i++) {
+		double ms;
+
+		gap.tv_sec = (time_t)(c->interval_ms / 1000);
+		gap.tv_nsec = (long)(c->interval_ms % 1000) * 1000000;
+		while (i > 0 && nanosleep(&gap, &gap) < 0 && errno == EINTR)
+			;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if ((r = procreg_hello(c->p, &h)) != PROCREG_OK)
+			return report(c, r, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		/* In whole microseconds, so that JSON shows 0.123, not
+		 * 0.12300000000000001. */
+		ms = (double)((t1.tv_sec - t0.tv_sec) * 1000000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000) / 1e3;
+		if (c->json)
+			ok = put_json(json_pack("{s:s, s:I, s:I, s:f}",
+			    "version", h.version, "protocol",
+			    (json_int_t)h.protocol, "conn", (json_int_t)h.conn,
+			    "rtt_ms", ms), JSON_REAL_PRECISION(15));
+		else
+			ok = printf("pong from %s %s (protocol %" PRIu64
+			    ", conn %" PRIu64 "): %.3f ms\n", PR_SERVER_NAME,
+			    h.version, h.protocol, h.conn, ms) > 0 &&
+			    fflush(stdout) == 0;
+	}
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* Connect as the command wants; the exit status on failure, else 0. */
+static int
+connect_daemon(struct ctl *c)
+{
+	struct procreg_options o = { .path = c->socket, .label = NULL,
+	    .timeout_ms = c->timeout_ms, .auto_reconnect = c->cmd->reconnect };
+	char label[64];
+	int r;
+
+	snprintf(label, sizeof(label), "procregctl %s", c->cmd->name);
+	o.label = label;
+	if ((r = procreg_connect(&c->p, &o)) == PROCREG_OK)
+		return EXIT_SUCCESS;
+	if (c->p == NULL) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return EXIT_ERROR;
+	}
+	/* A failure to connect at all means the daemon is unreachable. */
+	r = report(c, r, NULL);
+	return r == EXIT_ERROR || r == EXIT_UNREACHABLE ? r :
+	    EXIT_UNREACHABLE;
+}
+
+/* Parse the command line, connect, and run the command. */
+int
+main(int argc, char **argv)
+{
+	struct ctl c = { .interval_ms = 1000 };
+	int r;
+
+	if ((r = parse_args(&c, argc, argv)) >= 0)
+		return r;
+	if (optind >= argc)
+		return usage_error(NULL, "no command given");
+	if ((c.cmd = find_command(argv[optind])) == NULL)
+		return usage_error(NULL, "unknown command '%s'",
+		    argv[optind]);
+	argc -= optind;
+	argv += optind;
+	if ((c.args = calloc((size_t)argc + 1, sizeof(*c.args))) == NULL) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return EXIT_ERROR;
+	}
+	if ((r = parse_args(&c, argc, argv)) >= 0)
+		goto out;
+	r = EXIT_USAGE;
+	if (c.nargs < c.cmd->min_args)
+		usage_error(c.cmd, "missing operand: %s %s", c.cmd->name,
+		    c.cmd->synopsis);
+	else if (c.cmd->max_args >= 0 && c.nargs > c.cmd->max_args)
+		usage_error(c.cmd, "unexpected argument '%s'",
+		    c.args[c.cmd->max_args]);
+	else if ((r = connect_daemon(&c)) == EXIT_SUCCESS)
+		r = c.cmd->run(&c);
+out:
+	procreg_free(c.p);
+	free(c.args);
+	return r;
+}
