@@ -36,13 +36,14 @@ LIBCORE	 = src/libprocregd.a
 UNIT	 = tests/check_registry tests/check_proto
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client
 FAULTS	 = tests/check_faults
-PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py
+PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
+	   tests/test_install.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = src/client.o src/paths.o src/prototab.o
 SOVER	 = 0
 SOLIB	 = src/libprocreg.so.$(SOVER)
-CLIENT	 = src/libprocreg.a $(SOLIB) src/libprocreg.so src/procreg.pc \
+CLIENT	 = src/libprocreg.a $(SOLIB) src/libprocreg.so \
 	   src/procreg-uninstalled.pc
 PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
@@ -93,13 +94,6 @@ $(SOLIB): $(LIBOBJS)
 
 src/libprocreg.so: $(SOLIB)
 	ln -sf libprocreg.so.$(SOVER) $@
-
-src/procreg.pc: Makefile
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
-	    'includedir=$${prefix}/include' '' 'Name: procreg' \
-	    'Description: client library of the procreg process registry' \
-	    'Version: $(VERSION)' 'Requires.private: msgpack' \
-	    'Libs: -L$${libdir} -lprocreg' 'Cflags: -I$${includedir}' > $@
 
 # pkg-config prefers NAME-uninstalled.pc: PKG_CONFIG_PATH=src builds
 # against the build tree.
@@ -182,7 +176,12 @@ install: all
 	ln -sf libprocreg.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libprocreg.so
 	install -m 644 include/procreg.h include/procreg-protocol.h \
 	    $(DESTDIR)$(PREFIX)/include/
-	install -m 644 src/procreg.pc $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+	    'includedir=$${prefix}/include' '' 'Name: procreg' \
+	    'Description: client library of the procreg process registry' \
+	    'Version: $(VERSION)' 'Requires.private: msgpack' \
+	    'Libs: -L$${libdir} -lprocreg' 'Cflags: -I$${includedir}' \
+	    > $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc
 	-[ -z "$(DESTDIR)" ] && ldconfig 2>/dev/null; true
 
 uninstall:

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""The issue's acceptance story, automated: `make install` into a
+temporary prefix, then a dozen-line C program built with nothing but the
+installed header and `pkg-config procreg` registers a name, prints a
+message sent with `procregctl send`, and a `procregctl monitor` waiting
+on the name prints `disconnected` when the program is killed with
+SIGKILL.  Every wait is bounded; nothing is timed."""
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOZEN = r"""
+#include <procreg.h>
+#include <stdio.h>
+
+int main(void) {
+	procreg_t *p;
+	struct procreg_event *ev;
+	char text[256];
+
+	if (procreg_connect(&p, NULL) || procreg_register(p, "dozen", NULL, 0, NULL))
+		return 1;
+	printf("registered\n"); fflush(stdout);
+	while (procreg_next_event(p, -1, &ev) == PROCREG_OK) {
+		procreg_format_json(text, sizeof(text), ev->payload, ev->payload_len);
+		printf("got %s\n", text); fflush(stdout);
+		procreg_event_free(ev);
+	}
+	return 0;
+}
+"""
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(what, cond):
+    results["passed" if cond else "failed"] += 1
+    print(("ok     " if cond else "FAILED ") + what)
+    return cond
+
+
+def readline(proc, timeout=10.0):
+    """A line of proc's stdout, or b"" when none came in time."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else b""
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="procreg-install.")
+    prefix = os.path.join(tmp, "prefix")
+    sock = os.path.join(tmp, "s.sock")
+    env = dict(os.environ, PROCREG_SOCKET=sock,
+               PKG_CONFIG_PATH=os.path.join(prefix, "lib", "pkgconfig"))
+    procs = []
+    # Under `make test SANITIZE=1` the tree is sanitized: keep it so.
+    sanitized = os.environ.get("PROCREG_SANITIZED") == "1"
+    make = ["make", "-s", "--no-print-directory",
+            "SANITIZE=" + ("1" if sanitized else "")]
+    san = ["-fsanitize=address,undefined"] if sanitized else []
+    try:
+        r = subprocess.run(make + ["install", "PREFIX=" + prefix], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+        check("make install PREFIX=... succeeds", r.returncode == 0)
+        for f in ["sbin/procregd", "bin/procregctl", "include/procreg.h",
+                  "include/procreg-protocol.h", "lib/libprocreg.so",
+                  "lib/libprocreg.so.0", "lib/libprocreg.a",
+                  "lib/pkgconfig/procreg.pc"]:
+            check("installed " + f, os.path.exists(os.path.join(prefix, f)))
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs",
+                                "procreg"], env=env, capture_output=True,
+                               text=True)
+        check("pkg-config finds procreg", flags.returncode == 0)
+        src = os.path.join(tmp, "dozen.c")
+        with open(src, "w") as f:
+            f.write(DOZEN)
+        exe = os.path.join(tmp, "dozen")
+        cc = subprocess.run(["cc"] + san + ["-o", exe, src]
+                            + flags.stdout.split()
+                            + ["-Wl,-rpath," + os.path.join(prefix, "lib")],
+                            env=env)
+        if not check("the dozen-line program builds from the installed "
+                     "files", cc.returncode == 0):
+            return 1
+
+        daemon = subprocess.Popen([os.path.join(prefix, "sbin", "procregd"),
+                                   "-s", sock], stderr=subprocess.DEVNULL)
+        procs.append(daemon)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctl = os.path.join(prefix, "bin", "procregctl")
+        prog = subprocess.Popen([exe], env=env, stdout=subprocess.PIPE)
+        procs.append(prog)
+        check("it registers its name", readline(prog) == b"registered\n")
+        r = subprocess.run([ctl, "send", "dozen", "hello"], env=env,
+                           timeout=10)
+        check("procregctl send succeeds", r.returncode == 0)
+        check("the program receives the message",
+              readline(prog) == b'got "hello"\n')
+        mon = subprocess.Popen([ctl, "monitor", "dozen"], env=env,
+                               stdout=subprocess.PIPE)
+        procs.append(mon)
+        # The monitor is set once procregctl has asked; wait for it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out = subprocess.run([ctl, "--json", "stats"], env=env,
+                                 capture_output=True, text=True).stdout
+            if '"monitors": 1' in out or '"monitors":1' in out:
+                break
+            time.sleep(0.01)
+        prog.send_signal(signal.SIGKILL)
+        prog.wait(timeout=10)
+        check("procregctl monitor prints disconnected",
+              readline(mon) == b"disconnected\n")
+        check("and exits 0", mon.wait(timeout=10) == 0)
+        daemon.send_signal(signal.SIGTERM)
+        check("the installed daemon exits 0", daemon.wait(timeout=10) == 0)
+        r = subprocess.run(make + ["uninstall", "PREFIX=" + prefix],
+                           cwd=ROOT)
+        left = [os.path.join(d, f) for d, _, fs in os.walk(prefix)
+                for f in fs]
+        check("make uninstall removes every file", r.returncode == 0
+              and not left)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("install: %d passed, %d failed" % (results["passed"],
+                                             results["failed"]))
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
