@@ -255,6 +255,24 @@ be(char *p, uint64_t v, int bytes)
 	return p;
 }
 
+/* Bytes an unsigned value needs: 1, 2, 4 or 8. */
+static int
+ubytes(uint64_t v)
+{
+	return v < 256 ? 1 : v < 65536 ? 2 : v <= UINT32_MAX ? 4 : 8;
+}
+
+/*
+ * msgpack's sized forms come in families of tags for 1-, 2-, 4- and
+ * 8-byte payloads: write the family's tag for n bytes, then v.
+ */
+static char *
+tagged(char *p, const char tags[4], uint64_t v, int n)
+{
+	*p++ = tags[n == 1 ? 0 : n == 2 ? 1 : n == 4 ? 2 : 3];
+	return be(p, v, n);
+}
+
 static char *
 enc_uint(char *p, uint64_t v)
 {
@@ -262,20 +280,7 @@ enc_uint(char *p, uint64_t v)
 		*p++ = (char)v;
 		return p;
 	}
-	if (v < 256) {
-		*p++ = (char)0xcc;
-		return be(p, v, 1);
-	}
-	if (v < 65536) {
-		*p++ = (char)0xcd;
-		return be(p, v, 2);
-	}
-	if (v <= UINT32_MAX) {
-		*p++ = (char)0xce;
-		return be(p, v, 4);
-	}
-	*p++ = (char)0xcf;
-	return be(p, v, 8);
+	return tagged(p, "\xcc\xcd\xce\xcf", v, ubytes(v));
 }
 
 static char *
@@ -287,38 +292,18 @@ enc_int(char *p, int64_t v)
 		*p++ = (char)(0xe0 | (v & 0x1f));
 		return p;
 	}
-	if (v >= INT8_MIN) {
-		*p++ = (char)0xd0;
-		return be(p, (uint64_t)v, 1);
-	}
-	if (v >= INT16_MIN) {
-		*p++ = (char)0xd1;
-		return be(p, (uint64_t)v, 2);
-	}
-	if (v >= INT32_MIN) {
-		*p++ = (char)0xd2;
-		return be(p, (uint64_t)v, 4);
-	}
-	*p++ = (char)0xd3;
-	return be(p, (uint64_t)v, 8);
+	return tagged(p, "\xd0\xd1\xd2\xd3", (uint64_t)v, v >= INT8_MIN ? 1 :
+	    v >= INT16_MIN ? 2 : v >= INT32_MIN ? 4 : 8);
 }
 
-/* A str header and body (callers reserve len + 5). */
+/* A str header and body (callers reserve len + 5; len < 2^32). */
 static char *
 enc_str(char *p, const char *s, size_t len)
 {
-	if (len < 32) {
+	if (len < 32)
 		*p++ = (char)(0xa0 | len);
-	} else if (len < 256) {
-		*p++ = (char)0xd9;
-		p = be(p, len, 1);
-	} else if (len < 65536) {
-		*p++ = (char)0xda;
-		p = be(p, len, 2);
-	} else {
-		*p++ = (char)0xdb;
-		p = be(p, len, 4);
-	}
+	else
+		p = tagged(p, "\xd9\xda\xdb\xdb", len, ubytes(len));
 	memcpy(p, s, len);
 	return p + len;
 }
@@ -333,12 +318,7 @@ enc_array(char *p, uint32_t n)
 		*p++ = (char)(0x90 | n);
 		return p;
 	}
-	if (n < 65536) {
-		*p++ = (char)0xdc;
-		return be(p, n, 2);
-	}
-	*p++ = (char)0xdd;
-	return be(p, n, 4);
+	return tagged(p, "\xdc\xdc\xdd\xdd", n, n < 65536 ? 2 : 4);
 }
 
 /* Append raw, already encoded bytes. */
