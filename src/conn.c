@@ -22,6 +22,12 @@
 #include "server.h"
 
 #define READ_CHUNK	(64u * 1024u)
+/*
+ * Names removed per loop turn when a connection with many goes: about
+ * 2 ms of work, so a purge of a million names never holds up other
+ * clients for long.
+ */
+#define PURGE_SLICE	8192u
 
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
@@ -302,8 +308,16 @@ conn_close(struct conn *c, const char *reason, bool drain)
 	    "closed reason=%s", (unsigned long long)c->id,
 	    c->label[0] ? " label=" : "", c->label, (unsigned)c->rc.uid,
 	    c->rc.nnames, c->rc.nmonitors, reason);
-	/* Purge now: names vanish and downs fire before anything else. */
-	registry_client_purge(&s->reg, &c->rc);
+	/*
+	 * Purge now: its names vanish at once, and downs fire before
+	 * anything else, but for a slice's worth; larger purges go on in
+	 * later loop turns.
+	 */
+	if (!registry_client_purge_step(&s->reg, &c->rc, PURGE_SLICE)) {
+		c->flags |= CONN_PURGING;
+		TAILQ_INSERT_TAIL(&s->purging, c, purge_link);
+		server_schedule_purge(s);
+	}
 	if (drain && evbuffer_get_length(c->out) > 0) {
 		struct timeval tv = {
 			.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
@@ -338,6 +352,42 @@ conn_reap(struct conn *c)
 }
 
 void
+conn_reap_all(struct server *s)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&s->reap)) != NULL) {
+		if (c->flags & CONN_PURGING) {
+			/* Its registry state still lives in it: later. */
+			TAILQ_REMOVE(&s->reap, c, reap_link);
+			c->flags = (c->flags & ~CONN_REAP) | CONN_REAP_WAIT;
+			continue;
+		}
+		conn_free(c);
+	}
+}
+
+bool
+conn_purge_slices(struct server *s)
+{
+	size_t budget = PURGE_SLICE;
+	struct conn *c;
+
+	while (budget > 0 && (c = TAILQ_FIRST(&s->purging)) != NULL) {
+		uint32_t before = c->rc.nnames;
+
+		if (!registry_client_purge_step(&s->reg, &c->rc, budget))
+			break;
+		budget -= before < budget ? before : budget;
+		TAILQ_REMOVE(&s->purging, c, purge_link);
+		c->flags &= ~CONN_PURGING;
+		if (c->flags & CONN_REAP_WAIT)
+			conn_reap(c);
+	}
+	return !TAILQ_EMPTY(&s->purging);
+}
+
+void
 conn_free(struct conn *c)
 {
 	struct server *s = c->srv;
@@ -345,8 +395,10 @@ conn_free(struct conn *c)
 	if (!(c->flags & CONN_DEAD)) {
 		c->flags |= CONN_DEAD;
 		s->nconns--;
-		registry_client_purge(&s->reg, &c->rc);
 	}
+	if (c->flags & CONN_PURGING)
+		TAILQ_REMOVE(&s->purging, c, purge_link);
+	registry_client_purge(&s->reg, &c->rc);
 	if (c->flags & CONN_PENDING)
 		TAILQ_REMOVE(&s->pending, c, pend_link);
 	if (c->flags & CONN_REAP)

@@ -25,13 +25,16 @@ enum conn_flag {
 	CONN_DRAINING = 1 << 2,	/* dead, flushing its last replies */
 	CONN_PAUSED = 1 << 3,	/* its unread replies passed the bound */
 	CONN_REAP = 1 << 4,	/* on the server's reap list */
-	CONN_WANT_WRITE = 1 << 5 /* write event armed */
+	CONN_WANT_WRITE = 1 << 5, /* write event armed */
+	CONN_PURGING = 1 << 6,	/* its names are still being removed */
+	CONN_REAP_WAIT = 1 << 7	/* free once the purge is done */
 };
 
 struct conn {
 	TAILQ_ENTRY(conn)	 link;		/* server's conns */
 	TAILQ_ENTRY(conn)	 pend_link;	/* flush list */
 	TAILQ_ENTRY(conn)	 reap_link;	/* reap list */
+	TAILQ_ENTRY(conn)	 purge_link;	/* purging list */
 	struct reg_client	 rc;		/* what it owns */
 	struct server		*srv;
 	struct event		*ev_read;
@@ -64,8 +67,13 @@ int		 conn_write(struct conn *, const void *p, size_t len,
 void		 conn_close(struct conn *, const char *reason, bool drain);
 /* Write queued output; called by the server's flush. */
 void		 conn_flush(struct conn *);
-/* Release everything; only the server's reaper calls it. */
+/* Release everything now (the purge finished at once if need be). */
 void		 conn_free(struct conn *);
+/* Free the connections closed this loop turn (not those still purging). */
+void		 conn_reap_all(struct server *);
+/* Remove the next slice of purging connections' names; true when more
+ * remain for the next loop turn. */
+bool		 conn_purge_slices(struct server *);
 /* Set the label shown in logs (bytes already checked as UTF-8). */
 void		 conn_set_label(struct conn *, const char *s, size_t len);
 

@@ -164,21 +164,36 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	free(n);
 }
 
-void
-registry_client_purge(struct registry *reg, struct reg_client *c)
+bool
+registry_client_purge_step(struct registry *reg, struct reg_client *c,
+    size_t budget)
 {
 	struct reg_monitor *m;
 	struct reg_name *n;
 
 	if (c->id == 0)
-		return;		/* purged already */
-	/* Its own monitors first, so none of its names fires back at it. */
-	while ((m = LIST_FIRST(&c->monitors)) != NULL)
-		monitor_free(reg, m);
-	while ((n = LIST_FIRST(&c->names)) != NULL)
+		return true;	/* purged already */
+	if (!c->dying) {
+		/* Its own monitors first, so none of its names fires back at
+		 * it; from now on its names are invisible. */
+		while ((m = LIST_FIRST(&c->monitors)) != NULL)
+			monitor_free(reg, m);
+		c->dying = true;
+	}
+	while (budget-- > 0 && (n = LIST_FIRST(&c->names)) != NULL)
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
+	if (!LIST_EMPTY(&c->names))
+		return false;
 	LIST_REMOVE(c, link);
 	c->id = 0;
+	return true;
+}
+
+void
+registry_client_purge(struct registry *reg, struct reg_client *c)
+{
+	while (!registry_client_purge_step(reg, c, SIZE_MAX))
+		;
 }
 
 bool
@@ -191,12 +206,23 @@ registry_name_valid(const char *name, size_t len)
 	return utf8_valid(name, len);
 }
 
-struct reg_name *
-registry_lookup(const struct registry *reg, const char *name, size_t len)
+/* The entry of a name, dying owner or not. */
+static struct reg_name *
+lookup_any(const struct registry *reg, const char *name, size_t len,
+    uint64_t h)
 {
 	struct name_key k = { name, len };
 
-	return htab_find(&reg->names, name_hash(reg, name, len), name_eq, &k);
+	return htab_find(&reg->names, h, name_eq, &k);
+}
+
+struct reg_name *
+registry_lookup(const struct registry *reg, const char *name, size_t len)
+{
+	struct reg_name *n = lookup_any(reg, name, len,
+	    name_hash(reg, name, len));
+
+	return n != NULL && !n->owner->dying ? n : NULL;
 }
 
 int
@@ -204,14 +230,17 @@ registry_register(struct registry *reg, struct reg_client *c, const char *name,
     size_t len, const void *value, size_t vlen, uint64_t now_ms,
     struct reg_name **out)
 {
-	struct name_key k = { name, len };
 	struct reg_name *n;
 	uint64_t h;
 
 	h = name_hash(reg, name, len);
-	if ((n = htab_find(&reg->names, h, name_eq, &k)) != NULL) {
-		*out = n;
-		return PR_ERR_TAKEN;
+	if ((n = lookup_any(reg, name, len, h)) != NULL) {
+		if (!n->owner->dying) {
+			*out = n;
+			return PR_ERR_TAKEN;
+		}
+		/* Its owner is being purged: finish this name now. */
+		name_remove(reg, n, PR_DOWN_DISCONNECTED);
 	}
 	if (c->nnames >= reg->max_names)
 		return PR_ERR_LIMIT;
@@ -316,6 +345,8 @@ registry_seek(struct registry *reg, const char *key, size_t len, bool strictly)
 	n = RB_NFIND(reg_order, &reg->order, k);
 	if (n != NULL && strictly && name_cmp(n, k) == 0)
 		n = RB_NEXT(reg_order, &reg->order, n);
+	while (n != NULL && n->owner->dying)
+		n = RB_NEXT(reg_order, &reg->order, n);
 	return n;
 }
 
@@ -323,7 +354,10 @@ struct reg_name *
 registry_next(struct registry *reg, struct reg_name *n)
 {
 	(void)reg;
-	return RB_NEXT(reg_order, &reg->order, n);
+	do
+		n = RB_NEXT(reg_order, &reg->order, n);
+	while (n != NULL && n->owner->dying);
+	return n;
 }
 
 /* Is m on its target's list? */
@@ -356,7 +390,8 @@ registry_check(struct registry *reg)
 			if (n->owner != c)
 				return "a name is on the list of a client "
 				    "that does not own it";
-			if (registry_lookup(reg, n->data, n->name_len) != n)
+			if (lookup_any(reg, n->data, n->name_len,
+			    name_hash(reg, n->data, n->name_len)) != n)
 				return "an owned name is missing from the index";
 			cn++;
 		}

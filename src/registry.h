@@ -40,6 +40,7 @@ struct reg_client {
 	uint32_t			 gid;
 	uint32_t			 nnames;
 	uint32_t			 nmonitors;
+	bool				 dying;	/* purge under way */
 };
 
 /* A registered name.  The name bytes, then the value's msgpack bytes. */
@@ -100,6 +101,15 @@ void	 registry_client_init(struct registry *, struct reg_client *,
  * Idempotent.
  */
 void	 registry_client_purge(struct registry *, struct reg_client *);
+/*
+ * The same in slices, so that a client with a million names does not stall
+ * everyone else: the first call drops its monitors and makes all its names
+ * invisible at once (lookups, listing, monitor and unregister see them as
+ * absent; register takes such a name over, firing its monitors first);
+ * each call removes at most budget names.  True when the client is gone.
+ */
+bool	 registry_client_purge_step(struct registry *, struct reg_client *,
+	    size_t budget);
 
 /* Pointer to a name's bytes and its value's msgpack bytes. */
 static inline const char *
@@ -128,7 +138,7 @@ int	 registry_register(struct registry *, struct reg_client *,
  * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
 int	 registry_unregister(struct registry *, struct reg_client *,
 	    const char *name, size_t len);
-/* The entry of a name, or NULL. */
+/* The entry of a name, or NULL (also while its owner is being purged). */
 struct reg_name	*registry_lookup(const struct registry *, const char *name,
 	    size_t len);
 

@@ -41,8 +41,30 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		c->flags &= ~CONN_PENDING;
 		conn_flush(c);
 	}
-	while ((c = TAILQ_FIRST(&s->reap)) != NULL)
-		conn_free(c);
+	conn_reap_all(s);
+}
+
+static void
+purge_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (conn_purge_slices(s))
+		server_schedule_purge(s);
+	conn_reap_all(s);
+}
+
+void
+server_schedule_purge(struct server *s)
+{
+	/* A zero timer, not an active event: other clients' I/O is polled
+	 * and served between two slices. */
+	static const struct timeval now = { 0, 0 };
+
+	if (!evtimer_pending(s->ev_purge, NULL))
+		evtimer_add(s->ev_purge, &now);
 }
 
 void
@@ -264,6 +286,7 @@ server_init(struct server *s, const struct config *cfg)
 	TAILQ_INIT(&s->conns);
 	TAILQ_INIT(&s->pending);
 	TAILQ_INIT(&s->reap);
+	TAILQ_INIT(&s->purging);
 	proto_out_init(&s->out);
 	proto_out_init(&s->push);
 	proto_out_init(&s->scratch);
@@ -285,9 +308,11 @@ server_init(struct server *s, const struct config *cfg)
 	}
 	s->ev_flush = event_new(s->base, -1, 0, flush_cb, s);
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
+	s->ev_purge = evtimer_new(s->base, purge_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
+	    s->ev_purge == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
 	    event_add(s->ev_sigterm, NULL) < 0) {
@@ -331,6 +356,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_flush);
 	if (s->ev_accept_retry)
 		event_free(s->ev_accept_retry);
+	if (s->ev_purge)
+		event_free(s->ev_purge);
 	if (s->ev_sigint)
 		event_free(s->ev_sigint);
 	if (s->ev_sigterm)

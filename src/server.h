@@ -35,6 +35,7 @@ struct server {
 	struct evconnlistener	*listener;
 	struct event		*ev_flush;	/* runs after each I/O batch */
 	struct event		*ev_accept_retry;
+	struct event		*ev_purge;	/* the next purge slice */
 	struct event		*ev_sigint;
 	struct event		*ev_sigterm;
 	struct registry		 reg;
@@ -46,6 +47,7 @@ struct server {
 	TAILQ_HEAD(, conn)	 conns;		/* every connection */
 	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
 	TAILQ_HEAD(, conn)	 reap;		/* closed, to free */
+	TAILQ_HEAD(, conn)	 purging;	/* closed, names still going */
 	uint64_t		 nconns;	/* open (not closing) */
 	uint64_t		 next_conn_id;
 	struct counters		 stats;
@@ -69,5 +71,7 @@ int	server_run(struct server *);
 void	server_deinit(struct server *);
 /* Make sure the flush event runs at the end of this loop turn. */
 void	server_schedule_flush(struct server *);
+/* Run a purge slice in the next loop turn, after polling for I/O. */
+void	server_schedule_purge(struct server *);
 
 #endif /* SERVER_H */

@@ -194,7 +194,8 @@ START_TEST(kill_mid_message)
 }
 END_TEST
 
-enum { HOLD_NAMES = 5000, HOLD_MONITORED = 2000 };
+/* More names than one purge slice (8192): the purge spans loop turns. */
+enum { HOLD_NAMES = 20000, HOLD_MONITORED = 2000 };
 
 /* Register HOLD_NAMES names in one pipelined write. */
 static void
@@ -229,10 +230,13 @@ START_TEST(kill_holding_thousands)
 	w = t_connect(d.path);
 	pid = spawn_client(d.path, hold_many, NULL);
 	ck_assert_uint_eq(t_stat(w, "names"), HOLD_NAMES);
-	/* Monitor 2000 of them (refs 1..2000), pipelined. */
+	/*
+	 * Monitor 2000 of the newest (refs 1..2000), pipelined: owner lists
+	 * are newest first, so these go in the purge's first slice.
+	 */
 	tp_init(&p);
 	for (int i = 0; i < HOLD_MONITORED; i++) {
-		snprintf(name, sizeof(name), "held/%05d", i * 2);
+		snprintf(name, sizeof(name), "held/%05d", HOLD_NAMES - 1 - i * 2);
 		tp_req(&p, 1000 + (uint32_t)i, "monitor", 1);
 		tp_str(&p, name);
 	}
@@ -240,19 +244,39 @@ START_TEST(kill_holding_thousands)
 	for (int i = 0; i < HOLD_MONITORED; i++)
 		ck_assert_uint_eq(o_uint(t_ok(w, 1000 + (uint32_t)i)),
 		    (uint64_t)i + 1);
-	w->next_msgid = 5000;
+	w->next_msgid = 50000;
 	kill_wait(pid);
-	/* Every monitor fires exactly once. */
+	/*
+	 * Every monitor fires exactly once.  After the first down the purge
+	 * has begun, and the oldest name, removed in a later slice, must
+	 * already look free: ask, and expect the reply among the downs.
+	 */
 	memset(seen, 0, sizeof(seen));
-	for (int i = 0; i < HOLD_MONITORED; i++) {
-		msgpack_object *down = t_push(w, "down");
-		uint64_t ref = o_uint(&down->via.array.ptr[0]);
+	for (int downs = 0, asked = 0, answered = 0;
+	    downs < HOLD_MONITORED || !answered;) {
+		msgpack_object *o = t_recv(w, -1), *a;
+
+		ck_assert_ptr_nonnull(o);
+		a = o->via.array.ptr;
+		if (o_uint(&a[0]) == 1) {
+			ck_assert(asked && !answered);
+			ck_assert_int_eq(a[2].type, MSGPACK_OBJECT_NIL);
+			ck_assert_int_eq(a[3].type, MSGPACK_OBJECT_NIL);
+			answered = 1;
+			continue;
+		}
+		ck_assert(o_is_str(&a[1], "down"));
+		uint64_t ref = o_uint(&a[2].via.array.ptr[0]);
 
 		ck_assert_uint_ge(ref, 1);
 		ck_assert_uint_le(ref, HOLD_MONITORED);
 		ck_assert(!seen[ref]);
 		seen[ref] = true;
-		ck_assert(o_is_str(&down->via.array.ptr[2], "disconnected"));
+		ck_assert(o_is_str(&a[2].via.array.ptr[2], "disconnected"));
+		if (downs++ == 0) {
+			t_request(w, "whereis", "s", "held/00000");
+			asked = 1;
+		}
 	}
 	wait_gauges(w, 1, 0, 0);
 	/* The names are free at once for a new owner. */

@@ -248,6 +248,61 @@ START_TEST(purge_fires_disconnected_and_drops_own_monitors)
 }
 END_TEST
 
+START_TEST(purge_in_slices)
+{
+	struct reg_name *n, *t;
+	char name[32];
+	uint64_t r_last, r_first, r;
+	int steps = 0;
+
+	/* Owner lists are newest first: a/099 goes in the first slice,
+	 * a/000 in the last. */
+	for (int i = 0; i < 100; i++) {
+		snprintf(name, sizeof(name), "a/%03d", i);
+		reg_ok(&ca, name, NULL);
+	}
+	reg_ok(&cb, "b", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "a/099", 5, &r_last, &t),
+	    0);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "a/000", 5, &r_first, &t),
+	    0);
+	ck_assert_int_eq(registry_monitor(&reg, &ca, "b", 1, &r, &t), 0);
+	ck_assert(!registry_client_purge_step(&reg, &ca, 10));
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_int_eq(downs.n, 1);
+	ck_assert_uint_eq(downs.rec[0].ref, r_last);
+	/* Every name of a's is invisible at once, removed or not. */
+	ck_assert_ptr_null(registry_lookup(&reg, "a/000", 5));
+	ck_assert_ptr_null(registry_lookup(&reg, "a/050", 5));
+	n = registry_seek(&reg, "", 0, false);
+	ck_assert_mem_eq(n->data, "b", 1);
+	ck_assert_ptr_null(registry_next(&reg, n));
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "a/050", 5),
+	    PR_ERR_NOT_FOUND);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "a/050", 5, &r, &t), 0);
+	ck_assert_ptr_null(t);		/* noproc */
+	/* Its own monitors went at once. */
+	ck_assert_uint_eq(ca.nmonitors, 0);
+	/* A dying name can be taken over; its monitors fire first. */
+	reg_ok(&cb, "a/000", NULL);
+	ck_assert_int_eq(downs.n, 2);
+	ck_assert_uint_eq(downs.rec[1].ref, r_first);
+	ck_assert_int_eq(downs.rec[1].why, PR_DOWN_DISCONNECTED);
+	ck_assert_ptr_eq(registry_lookup(&reg, "a/000", 5)->owner, &cb);
+	while (!registry_client_purge_step(&reg, &ca, 10)) {
+		ck_assert_ptr_null(registry_check(&reg));
+		steps++;
+	}
+	ck_assert_int_ge(steps, 7);
+	ck_assert_uint_eq(reg.nnames, 2);	/* b and cb's a/000 */
+	ck_assert_int_eq(downs.n, 2);
+	ck_assert(registry_client_purge_step(&reg, &ca, 10));
+	/* b's unregister fires nothing: a's monitor on it is gone. */
+	ck_assert_int_eq(registry_unregister(&reg, &cb, "b", 1), 0);
+	ck_assert_int_eq(downs.n, 2);
+}
+END_TEST
+
 START_TEST(ordered_seek_and_next)
 {
 	const char *names[] = { "b/1", "a/2", "a/10", "a/1", "c", "a" };
@@ -394,6 +449,7 @@ main(void)
 	tcase_add_test(tc, demonitor);
 	tcase_add_test(tc, purge_fires_disconnected_and_drops_own_monitors);
 	tcase_add_test(tc, ordered_seek_and_next);
+	tcase_add_test(tc, purge_in_slices);
 	tcase_add_test(tc, churn_keeps_invariants);
 	tcase_add_test(tc, check_detects_corruption);
 	tcase_add_test(th, htab_insert_find_remove);
