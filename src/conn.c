@@ -19,6 +19,7 @@
 
 #include "conn.h"
 #include "dispatch.h"
+#include "proto.h"
 #include "server.h"
 
 #define READ_CHUNK	(64u * 1024u)
@@ -34,6 +35,39 @@ static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_drain_cb(evutil_socket_t, short, void *);
 static void	conn_process(struct conn *);
 static void	conn_reap(struct conn *);
+
+/*
+ * No memory for this client's input or output: tell it (if that still
+ * fits) and close it; the daemon and everyone else go on.
+ */
+void
+conn_out_of_memory(struct conn *c)
+{
+	char note[64];
+	size_t n;
+
+	if (c->flags & (CONN_DEAD | CONN_DOOMED))
+		return;
+	/* Built on the stack, added without going through conn_write. */
+	if ((n = proto_oom_notice(note, sizeof(note))) > 0)
+		(void)evbuffer_add(c->out, note, n);
+	c->flags |= CONN_DOOMED;
+	event_del(c->ev_read);
+	TAILQ_INSERT_TAIL(&c->srv->doomed, c, doom_link);
+	server_schedule_flush(c->srv);
+}
+
+void
+conn_close_doomed(struct server *s)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&s->doomed)) != NULL) {
+		TAILQ_REMOVE(&s->doomed, c, doom_link);
+		c->flags &= ~CONN_DOOMED;
+		conn_close(c, "out of memory", true);
+	}
+}
 
 struct conn *
 conn_new(struct server *s, int fd)
@@ -111,7 +145,7 @@ conn_write(struct conn *c, const void *p, size_t len, bool bounded)
 	if (bounded && evbuffer_get_length(c->out) + len > s->cfg.max_outbuf)
 		return PR_ERR_BUSY;
 	if (evbuffer_add(c->out, p, len) < 0) {
-		conn_close(c, "out of memory", false);
+		conn_out_of_memory(c);
 		return -ENOMEM;
 	}
 	if (!(c->flags & CONN_PENDING)) {
@@ -138,7 +172,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (c->flags & (CONN_DEAD | CONN_PAUSED))
+	if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED))
 		return;
 	/*
 	 * Reserve room for the rest of a large object in one piece, so that
@@ -149,7 +183,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 		want = c->guard.skip < c->srv->cfg.max_message ?
 		    (size_t)c->guard.skip : (size_t)c->srv->cfg.max_message;
 	if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) != 1) {
-		conn_close(c, "out of memory", false);
+		conn_out_of_memory(c);
 		return;
 	}
 	n = read(fd, v.iov_base, v.iov_len);
@@ -183,10 +217,11 @@ conn_process(struct conn *c)
 	if (len == 0)
 		return;
 	if ((p = evbuffer_pullup(c->in, -1)) == NULL) {
-		conn_close(c, "out of memory", false);
+		conn_out_of_memory(c);
 		return;
 	}
-	while (!(c->flags & (CONN_DEAD | CONN_PAUSED)) && c->scanned < len) {
+	while (!(c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) &&
+	    c->scanned < len) {
 		const pr_value *obj;
 		int r;
 
@@ -398,6 +433,8 @@ conn_free(struct conn *c)
 	}
 	if (c->flags & CONN_PURGING)
 		TAILQ_REMOVE(&s->purging, c, purge_link);
+	if (c->flags & CONN_DOOMED)
+		TAILQ_REMOVE(&s->doomed, c, doom_link);
 	registry_client_purge(&s->reg, &c->rc);
 	if (c->flags & CONN_PENDING)
 		TAILQ_REMOVE(&s->pending, c, pend_link);

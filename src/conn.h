@@ -27,7 +27,8 @@ enum conn_flag {
 	CONN_REAP = 1 << 4,	/* on the server's reap list */
 	CONN_WANT_WRITE = 1 << 5, /* write event armed */
 	CONN_PURGING = 1 << 6,	/* its names are still being removed */
-	CONN_REAP_WAIT = 1 << 7	/* free once the purge is done */
+	CONN_REAP_WAIT = 1 << 7, /* free once the purge is done */
+	CONN_DOOMED = 1 << 8	/* to close at the end of the loop turn */
 };
 
 struct conn {
@@ -35,6 +36,7 @@ struct conn {
 	TAILQ_ENTRY(conn)	 pend_link;	/* flush list */
 	TAILQ_ENTRY(conn)	 reap_link;	/* reap list */
 	TAILQ_ENTRY(conn)	 purge_link;	/* purging list */
+	TAILQ_ENTRY(conn)	 doom_link;	/* doomed list */
 	struct reg_client	 rc;		/* what it owns */
 	struct server		*srv;
 	struct event		*ev_read;
@@ -65,6 +67,14 @@ int		 conn_write(struct conn *, const void *p, size_t len,
  * socket closes.  Freed later, never under a caller's feet.
  */
 void		 conn_close(struct conn *, const char *reason, bool drain);
+/*
+ * No memory for this client: a best-effort "limit" notice, then a close at
+ * the end of the loop turn (it may be called from inside a registry
+ * callback, where purging another client at once is not safe).
+ */
+void		 conn_out_of_memory(struct conn *);
+/* Close the connections doomed this loop turn. */
+void		 conn_close_doomed(struct server *);
 /* Write queued output; called by the server's flush. */
 void		 conn_flush(struct conn *);
 /* Release everything now (the purge finished at once if need be). */

@@ -326,7 +326,7 @@ notify_down(struct server *s, struct conn *holder, uint64_t ref,
 {
 	proto_out_reset(&s->push);
 	if (proto_push_down(&s->push, ref, name, len, why) < 0) {
-		conn_close(holder, "out of memory", false);
+		conn_out_of_memory(holder);
 		return;
 	}
 	/* Unbounded: a down is never dropped; the monitor limit bounds it. */
@@ -392,11 +392,13 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 		break;
 	}
 	s->stats.requests++;
-	if (r < 0 || conn_write(c, proto_out_data(&s->out),
-	    proto_out_len(&s->out), false) != 0) {
-		conn_close(c, "out of memory", false);
+	if (r < 0) {
+		conn_out_of_memory(c);
 		return;
 	}
+	if (conn_write(c, proto_out_data(&s->out), proto_out_len(&s->out),
+	    false) != 0)
+		return;		/* conn_write closed it */
 	if (k.noproc)
 		notify_down(s, c, k.noproc_ref, k.noproc_name, k.noproc_len,
 		    PR_DOWN_NOPROC);

@@ -569,6 +569,23 @@ proto_push_down(struct pr_out *o, uint64_t ref, const char *name, size_t len,
 	return 0;
 }
 
+size_t
+proto_oom_notice(char *buf, size_t size)
+{
+	static const char msg[] = "the daemon is out of memory; closing";
+	char *p = buf;
+
+	if (size < 64)
+		return 0;
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_ERROR);
+	*p++ = (char)0x92;
+	p = ENC_KEY(p, "limit");
+	p = ENC_KEY(p, msg);
+	return (size_t)(p - buf);
+}
+
 int
 proto_push_error(struct pr_out *o, enum pr_err e, const char *msg)
 {

@@ -35,6 +35,7 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	conn_close_doomed(s);
 	/* conn_flush may queue more (a resumed reader): drain the list. */
 	while ((c = TAILQ_FIRST(&s->pending)) != NULL) {
 		TAILQ_REMOVE(&s->pending, c, pend_link);
@@ -287,6 +288,7 @@ server_init(struct server *s, const struct config *cfg)
 	TAILQ_INIT(&s->pending);
 	TAILQ_INIT(&s->reap);
 	TAILQ_INIT(&s->purging);
+	TAILQ_INIT(&s->doomed);
 	proto_out_init(&s->out);
 	proto_out_init(&s->push);
 	proto_out_init(&s->scratch);

@@ -48,6 +48,7 @@ struct server {
 	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
 	TAILQ_HEAD(, conn)	 reap;		/* closed, to free */
 	TAILQ_HEAD(, conn)	 purging;	/* closed, names still going */
+	TAILQ_HEAD(, conn)	 doomed;	/* to close (out of memory) */
 	uint64_t		 nconns;	/* open (not closing) */
 	uint64_t		 next_conn_id;
 	struct counters		 stats;

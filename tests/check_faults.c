@@ -494,7 +494,7 @@ count_lines(const char *path, const char *needle)
 START_TEST(fd_exhaustion)
 {
 	enum { LIMIT = 40, CLIENTS = 60 };
-	struct tdaemon_opts o = { LIMIT, NULL };
+	struct tdaemon_opts o = { LIMIT, 0, NULL };
 	struct tclient *c[CLIENTS];
 	struct tdaemon d;
 	char log[64];
@@ -546,6 +546,74 @@ START_TEST(fd_exhaustion)
 }
 END_TEST
 
+START_TEST(allocation_failure)
+{
+	/* 96 MiB of address space; values of 1 MiB fill it fast. */
+	struct tdaemon_opts o = { 0, 96ul << 20, NULL };
+	static char value[1000 * 1000];
+	struct tclient *c, *w;
+	struct tdaemon d;
+	int accepted = 0, refused = 0, closed = 0;
+
+	/* Sanitizers and valgrind need far more address space than this. */
+	if (!rss_meaningful() || strstr(t_procregd(), "valgrind") != NULL)
+		return;
+	memset(value, 'v', sizeof(value));
+	value[sizeof(value) - 1] = '\0';
+	t_daemon_start_opts(&d, &o, "--max-message", "2000000", NULL);
+	w = t_connect(d.path);
+	c = t_connect(d.path);
+	for (int i = 0; i < 400 && refused == 0; i++) {
+		char name[32];
+		struct tpack p;
+		msgpack_object *r;
+		uint32_t id = c->next_msgid++;
+
+		snprintf(name, sizeof(name), "big/%d", i);
+		tp_init(&p);
+		tp_req(&p, id, "register", 2);
+		tp_str(&p, name);
+		tp_str(&p, value);
+		t_send_pack(c, &p);
+		tp_free(&p);
+		r = t_recv(c, -1);
+		ck_assert_msg(r != NULL, "closed without a word");
+		if (r->via.array.ptr[0].via.u64 == 2) {
+			/* No memory for its input: told why, then closed. */
+			ck_assert(o_is_str(&r->via.array.ptr[1], "error"));
+			ck_assert(o_is_str(&r->via.array.ptr[2].via.array.ptr[0],
+			    "limit"));
+			ck_assert(t_wait_eof(c, -1));
+			closed = 1;
+			refused++;
+			break;
+		}
+		if (r->via.array.ptr[2].type == MSGPACK_OBJECT_NIL) {
+			accepted++;
+		} else {
+			ck_assert(o_is_str(&r->via.array.ptr[2].via.array.ptr[0],
+			    "limit"));
+			refused++;
+		}
+	}
+	/* Memory ran out, was refused, and the daemon lives on. */
+	ck_assert_int_gt(accepted, 0);
+	ck_assert_int_eq(refused, 1);
+	ck_assert(t_daemon_alive(&d));
+	ck_assert_uint_eq(t_stat(w, "connections"), closed ? 1 : 2);
+	t_close(c);
+	wait_gauges(w, 1, 0, 0);
+	/* Freed memory serves new requests again. */
+	t_call_ok(w, "register", "ss", "after", "fine");
+	printf("faults: RLIMIT_AS=96 MiB: %d values of 1 MB stored, then "
+	    "refused with limit (%s); daemon serving afterwards\n", accepted,
+	    closed ? "no room for the input: error notification, closed" :
+	    "a limit reply");
+	t_close(w);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -560,6 +628,7 @@ main(void)
 	tcase_add_test(tc, half_close_purges);
 	tcase_add_test(tc, slow_consumer_loses_nothing);
 	tcase_add_test(tc, fd_exhaustion);
+	tcase_add_test(tc, allocation_failure);
 	tcase_add_test(tc, churn_without_leaks);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -63,7 +63,7 @@ static void	daemon_vstart(struct tdaemon *, const struct tdaemon_opts *,
 void
 t_daemon_start(struct tdaemon *d, ...)
 {
-	struct tdaemon_opts o = { 0, NULL };
+	struct tdaemon_opts o = { 0, 0, NULL };
 	va_list ap;
 
 	va_start(ap, d);
@@ -108,6 +108,11 @@ daemon_vstart(struct tdaemon *d, const struct tdaemon_opts *o, va_list ap)
 			struct rlimit rl = { o->nofile, o->nofile };
 
 			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (o->as) {
+			struct rlimit rl = { o->as, o->as };
+
+			setrlimit(RLIMIT_AS, &rl);
 		}
 		if (o->log != NULL)
 			freopen(o->log, "w", stderr);

@@ -41,6 +41,7 @@ const char	*t_procregd(void);
 /* How to run the daemon beyond its arguments. */
 struct tdaemon_opts {
 	unsigned long	 nofile;	/* RLIMIT_NOFILE, 0: inherited */
+	unsigned long	 as;		/* RLIMIT_AS bytes, 0: inherited */
 	const char	*log;		/* stderr to this file, NULL: none */
 };
 
