@@ -3,9 +3,10 @@
 # pkg-config cannot find them.  SANITIZE=1 builds with ASan and UBSan.
 
 CC	?= cc
-PKGS	 = libevent msgpack libsodium libbsd jansson
+PKGS	 = libevent msgpack libsodium libbsd jansson inih libsystemd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
-	   libsodium-dev libbsd-dev libjansson-dev check python3 \
+	   libsodium-dev libbsd-dev libjansson-dev libinih-dev \
+	   libsystemd-dev systemd check python3 \
 	   python3-msgpack valgrind
 
 VERSION	 = 0.1.0
@@ -18,7 +19,8 @@ CFLAGS	?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
 	   -fvisibility=hidden -Iinclude -Isrc -MMD -MP $(SAN) \
 	   $(shell pkg-config --cflags $(PKGS))
-LIBS	 = $(shell pkg-config --libs libevent msgpack libsodium)
+LIBS	 = $(shell pkg-config --libs libevent msgpack libsodium inih \
+	   libsystemd)
 CLIENT_LIBS = $(shell pkg-config --libs msgpack)
 JSON_LIBS = $(shell pkg-config --libs jansson)
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -37,7 +39,7 @@ UNIT	 = tests/check_registry tests/check_proto
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client
 FAULTS	 = tests/check_faults
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
-	   tests/test_install.py
+	   tests/test_install.py tests/test_service.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = src/client.o src/paths.o src/prototab.o
@@ -61,7 +63,8 @@ all: deps
 deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
 	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null || \
-	    ! command -v valgrind >/dev/null; then \
+	    ! command -v valgrind >/dev/null || \
+	    ! command -v systemd-socket-activate >/dev/null; then \
 		sh tests/install-debs.sh $(DEBS); \
 	fi
 

@@ -1,57 +1,84 @@
 /*
- * config.c: the option table, argv parsing and --help.
+ * config.c: the option table, which drives the configuration file (INI,
+ * parsed by libinih), the command line and --help.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <ini.h>
+
 #include "config.h"
 #include "procreg-protocol.h"
 
-enum opt_type { OPT_NUM, OPT_PATH, OPT_VERBOSE, OPT_QUIET, OPT_FOREGROUND,
-	OPT_HELP, OPT_VERSION };
+enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_VERBOSE,
+	OPT_QUIET, OPT_FOREGROUND, OPT_CONFIG, OPT_CHECK, OPT_HELP,
+	OPT_VERSION };
 
 struct option_def {
-	const char	*name;
+	const char	*name;		/* long option */
 	int		 shortopt;
 	enum opt_type	 type;
+	const char	*section;	/* in the file; NULL: command line only */
+	const char	*key;
 	size_t		 offset;
 	uint64_t	 def, min, max;
 	const char	*arg;
 	const char	*help;
 };
 
-#define NUM(n, field, d, lo, hi, help) \
-	{ n, 0, OPT_NUM, offsetof(struct config, field), d, lo, hi, "N", help }
+#define NUM(n, sec, field, d, lo, hi, help) \
+	{ n, 0, OPT_NUM, sec, #field, offsetof(struct config, field), d, lo, \
+	    hi, "N", help }
 
 static const struct option_def defs[] = {
-	{ "socket", 's', OPT_PATH, offsetof(struct config, socket_path), 0, 0,
+	{ "config", 'c', OPT_CONFIG, NULL, NULL, 0, 0, 0, 0, "FILE",
+	    "read the configuration from FILE (default: "
+	    CONFIG_DEFAULT_FILE " when it exists)" },
+	{ "check-config", 0, OPT_CHECK, NULL, NULL, 0, 0, 0, 0, NULL,
+	    "check the configuration, print FILE:LINE: message for each "
+	    "error, and exit" },
+	{ "socket", 's', OPT_PATH, "daemon", "socket",
+	    offsetof(struct config, socket_path), 0, 0,
 	    0, "PATH", "listen on PATH (default: $PROCREG_SOCKET, else "
 	    "$XDG_RUNTIME_DIR/procreg.sock, else /run/procreg/procreg.sock "
 	    "for root, else /tmp/procreg-UID/procreg.sock)" },
-	{ "foreground", 'f', OPT_FOREGROUND, 0, 0, 0, 0, NULL,
+	{ "socket-mode", 0, OPT_MODE, "daemon", "socket_mode",
+	    offsetof(struct config, socket_mode), 0, 0, 0777, "MODE",
+	    "the socket file's mode, octal (default 0600, 0666 for root)" },
+	{ "socket-group", 0, OPT_STR, "daemon", "socket_group",
+	    offsetof(struct config, socket_group), 0, 0, 0, "GROUP",
+	    "the socket file's group (default: the daemon's)" },
+	{ "log-level", 0, OPT_LEVEL, "daemon", "log_level",
+	    offsetof(struct config, log_level), 0, 0, 0, "LEVEL",
+	    "error, warning, info or debug (default info)" },
+	{ "foreground", 'f', OPT_FOREGROUND, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "run in the foreground (always the case; accepted for service "
 	    "managers)" },
-	{ "verbose", 'v', OPT_VERBOSE, 0, 0, 0, 0, NULL,
+	{ "verbose", 'v', OPT_VERBOSE, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "log at debug level: one line per connection opened and closed" },
-	{ "quiet", 'q', OPT_QUIET, 0, 0, 0, 0, NULL, "log errors only" },
-	NUM("max-message", max_message, PR_DEFAULT_MAX_MESSAGE, 64,
+	{ "quiet", 'q', OPT_QUIET, NULL, NULL, 0, 0, 0, 0, NULL,
+	    "log errors only" },
+	NUM("max-message", "limits", max_message, PR_DEFAULT_MAX_MESSAGE, 64,
 	    (uint64_t)1 << 30, "largest message a client may send, bytes"),
-	NUM("max-names", max_names, PR_DEFAULT_MAX_NAMES, 1, UINT32_MAX,
-	    "names one connection may hold"),
-	NUM("max-monitors", max_monitors, PR_DEFAULT_MAX_MONITORS, 1,
+	NUM("max-names", "limits", max_names, PR_DEFAULT_MAX_NAMES, 1,
+	    UINT32_MAX, "names one connection may hold"),
+	NUM("max-monitors", "limits", max_monitors, PR_DEFAULT_MAX_MONITORS, 1,
 	    UINT32_MAX, "monitors one connection may hold"),
-	NUM("max-outbuf", max_outbuf, PR_DEFAULT_MAX_OUTBUF, 4096,
+	NUM("max-outbuf", "limits", max_outbuf, PR_DEFAULT_MAX_OUTBUF, 4096,
 	    (uint64_t)1 << 34, "unsent bytes queued for one connection "
 	    "before send to it answers busy"),
-	NUM("max-conns", max_conns, PR_DEFAULT_MAX_CONNS, 1, 1u << 24,
-	    "concurrent client connections"),
-	NUM("drain-ms", drain_ms, PR_DEFAULT_DRAIN_MS, 0, 600000,
+	NUM("max-conns", "limits", max_conns, PR_DEFAULT_MAX_CONNS, 1,
+	    1u << 24, "concurrent client connections"),
+	NUM("drain-ms", "daemon", drain_ms, PR_DEFAULT_DRAIN_MS, 0, 600000,
 	    "time a closing connection gets to take its last replies, ms"),
-	{ "help", 'h', OPT_HELP, 0, 0, 0, 0, NULL, "show this help and exit" },
-	{ "version", 'V', OPT_VERSION, 0, 0, 0, 0, NULL,
+	{ "help", 'h', OPT_HELP, NULL, NULL, 0, 0, 0, 0, NULL,
+	    "show this help and exit" },
+	{ "version", 'V', OPT_VERSION, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "show the version and exit" },
 };
 #define NDEFS	(sizeof(defs) / sizeof(defs[0]))
@@ -65,6 +92,7 @@ config_defaults(struct config *cfg)
 			*(uint64_t *)((char *)cfg + defs[i].offset) = defs[i].def;
 	}
 	cfg->log_level = LOG_LVL_INFO;
+	cfg->socket_mode = UINT64_MAX;
 }
 
 static void
@@ -89,33 +117,157 @@ usage(FILE *f)
 			fprintf(f, " (default %llu)", (unsigned long long)d->def);
 		fputc('\n', f);
 	}
-	fprintf(f, "\nExit status: 0 after a clean shutdown (SIGTERM, SIGINT), "
-	    "1 when it cannot start\n(e.g. another daemon answers on the "
-	    "socket), 2 for a bad command line.\n");
+	fprintf(f, "\nEvery setting but -c, --check-config, -v, -q, -f can be "
+	    "set in the\nconfiguration file too (see procreg.conf(5)); the "
+	    "command line wins.\nSIGHUP reloads the file; SIGTERM and SIGINT "
+	    "stop the daemon.\n\nExit status: 0 after a clean shutdown "
+	    "(SIGTERM, SIGINT), 1 when it cannot\nstart (e.g. another daemon "
+	    "answers on the socket), 2 for a bad command line\nor an invalid "
+	    "configuration.\n");
+}
+
+static const char *const level_names[] = {
+	[LOG_LVL_ERR] = "error", [LOG_LVL_WARN] = "warning",
+	[LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug",
+};
+
+/*
+ * Set one option from its text, wherever it came from; NULL on success,
+ * else what is wrong with the value.
+ */
+static const char *
+set_value(struct config *cfg, const struct option_def *d, const char *v)
+{
+	void *field = (char *)cfg + d->offset;
+	unsigned long long n;
+	char *end;
+
+	switch (d->type) {
+	case OPT_NUM:
+	case OPT_MODE:
+		errno = 0;
+		n = strtoull(v, &end, d->type == OPT_MODE ? 8 : 10);
+		if (errno != 0 || end == v || *end != '\0' || v[0] == '-' ||
+		    n < d->min || n > d->max)
+			return d->type == OPT_MODE ? "expected an octal mode "
+			    "from 0 to 0777" : "expected a number in range";
+		*(uint64_t *)field = n;
+		return NULL;
+	case OPT_PATH:
+		if (strlen(v) == 0 || strlen(v) >= sizeof(cfg->socket_path))
+			return "the path must be 1 to 107 bytes";
+		strcpy(field, v);
+		return NULL;
+	case OPT_STR:
+		if (strlen(v) >= sizeof(cfg->socket_group))
+			return "too long";
+		strcpy(field, v);
+		return NULL;
+	case OPT_LEVEL:
+		for (int i = 0; i < 8; i++) {
+			if (i < (int)(sizeof(level_names) /
+			    sizeof(level_names[0])) && level_names[i] != NULL &&
+			    strcmp(v, level_names[i]) == 0) {
+				*(enum log_level *)field = (enum log_level)i;
+				return NULL;
+			}
+		}
+		return "expected error, warning, info or debug";
+	default:
+		return "not a setting";
+	}
+}
+
+/* The file being read: libinih calls us for each key. */
+struct ini_ctx {
+	FILE		*f;
+	const char	*path;
+	FILE		*err;
+	struct config	*cfg;
+	int		 line;
+	int		 errors;
+	bool		 syntax;	/* a malformed line was reported */
+};
+
+/*
+ * libinih's reader: counts lines, so that errors can name theirs, and
+ * reports every malformed line (libinih itself returns only the first).
+ */
+static char *
+read_line(char *str, int num, void *stream)
+{
+	struct ini_ctx *c = stream;
+	const char *p;
+
+	if (fgets(str, num, c->f) == NULL)
+		return NULL;
+	c->line++;
+	for (p = str; *p == ' ' || *p == '\t'; p++)
+		;
+	if (*p != '\0' && *p != '\n' && *p != '\r' && *p != '#' &&
+	    *p != ';' && *p != '[' && strpbrk(p, "=:") == NULL) {
+		fprintf(c->err, "%s:%d: expected 'key = value', '[section]' "
+		    "or a comment\n", c->path, c->line);
+		c->errors++;
+		c->syntax = true;
+	}
+	return str;
 }
 
 static int
-parse_num(const struct option_def *d, const char *s, uint64_t *out, FILE *err)
+on_key(void *user, const char *section, const char *key,
+    const char *value)
 {
-	unsigned long long v;
-	char *end;
+	struct ini_ctx *c = user;
+	const char *why;
 
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' ||
-	    v < d->min || v > d->max) {
-		fprintf(err, "procregd: --%s: expected a number from %llu to "
-		    "%llu\n", d->name, (unsigned long long)d->min,
-		    (unsigned long long)d->max);
-		return -1;
+	for (size_t i = 0; i < NDEFS; i++) {
+		const struct option_def *d = &defs[i];
+
+		if (d->section == NULL || strcmp(d->section, section) != 0 ||
+		    strcmp(d->key, key) != 0)
+			continue;
+		if ((why = set_value(c->cfg, d, value)) != NULL) {
+			fprintf(c->err, "%s:%d: %s: %s\n", c->path, c->line,
+			    key, why);
+			c->errors++;
+		}
+		return 1;
 	}
-	*out = v;
-	return 0;
+	/* Unknown keys are errors: a typo must not go unnoticed. */
+	fprintf(c->err, "%s:%d: unknown key '%s' in section [%s]\n", c->path,
+	    c->line, key, section);
+	c->errors++;
+	return 1;
 }
 
-enum config_result
-config_parse_args(struct config *cfg, int argc, char **argv, FILE *out,
-    FILE *err)
+/* Apply a configuration file; the number of errors, each printed. */
+static int
+load_file(struct config *cfg, const char *path, FILE *err)
+{
+	struct ini_ctx c = { NULL, path, err, cfg, 0, 0, false };
+	int r;
+
+	if ((c.f = fopen(path, "r")) == NULL) {
+		fprintf(err, "%s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	r = ini_parse_stream(read_line, &c, on_key, &c);
+	fclose(c.f);
+	if (r > 0 && !c.syntax) {
+		/* Something read_line's check let through. */
+		fprintf(err, "%s:%d: syntax error\n", path, r);
+		c.errors++;
+	} else if (r < 0) {
+		fprintf(err, "%s: cannot parse\n", path);
+		c.errors++;
+	}
+	return c.errors;
+}
+
+/* Apply the command line over cfg. */
+static enum config_result
+parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 {
 	struct option longopts[NDEFS + 1];
 	char shortopts[2 * NDEFS + 1];
@@ -152,19 +304,35 @@ config_parse_args(struct config *cfg, int argc, char **argv, FILE *out,
 		}
 		switch (d->type) {
 		case OPT_NUM:
-			if (parse_num(d, optarg, (uint64_t *)((char *)cfg +
-			    d->offset), err) < 0)
-				return CONFIG_USAGE;
-			break;
 		case OPT_PATH:
-			if (strlen(optarg) == 0 ||
-			    strlen(optarg) >= sizeof(cfg->socket_path)) {
-				fprintf(err, "procregd: --%s: the path must be "
-				    "1 to %zu bytes\n", d->name,
-				    sizeof(cfg->socket_path) - 1);
+		case OPT_STR:
+		case OPT_MODE:
+		case OPT_LEVEL: {
+			const char *why = set_value(cfg, d, optarg);
+
+			if (why != NULL) {
+				if (d->type == OPT_NUM)
+					fprintf(err, "procregd: --%s: expected "
+					    "a number from %llu to %llu\n",
+					    d->name, (unsigned long long)d->min,
+					    (unsigned long long)d->max);
+				else
+					fprintf(err, "procregd: --%s: %s\n",
+					    d->name, why);
 				return CONFIG_USAGE;
 			}
-			strcpy(cfg->socket_path, optarg);
+			break;
+		}
+		case OPT_CONFIG:
+			if (strlen(optarg) == 0 ||
+			    strlen(optarg) >= sizeof(cfg->config_path)) {
+				fprintf(err, "procregd: --config: bad path\n");
+				return CONFIG_USAGE;
+			}
+			strcpy(cfg->config_path, optarg);
+			break;
+		case OPT_CHECK:
+			cfg->check_only = true;
 			break;
 		case OPT_VERBOSE:
 			verbose++;
@@ -192,5 +360,32 @@ config_parse_args(struct config *cfg, int argc, char **argv, FILE *out,
 		cfg->log_level = LOG_LVL_ERR;
 	else if (verbose > 0)
 		cfg->log_level = LOG_LVL_DEBUG;
+	return CONFIG_RUN;
+}
+
+enum config_result
+config_build(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
+{
+	char path[sizeof(cfg->config_path)];
+	enum config_result r;
+	struct stat st;
+	bool check;
+
+	/* First pass: where the file is, and whether only to check it. */
+	config_defaults(cfg);
+	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)
+		return r;
+	strcpy(path, cfg->config_path);
+	check = cfg->check_only;
+	if (path[0] == '\0' && stat(CONFIG_DEFAULT_FILE, &st) == 0)
+		strcpy(path, CONFIG_DEFAULT_FILE);
+	/* Then defaults, the file, and the command line over it. */
+	config_defaults(cfg);
+	if (path[0] != '\0' && load_file(cfg, path, err) > 0)
+		return CONFIG_INVALID;
+	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)
+		return r;
+	strcpy(cfg->config_path, path);
+	cfg->check_only = check;
 	return CONFIG_RUN;
 }

@@ -1,17 +1,22 @@
 /*
  * config.h: procregd's settings, from one option table that drives the
- * command line and --help (and, later, the configuration file).
+ * configuration file, the command line and --help.
  */
 #ifndef CONFIG_H
 #define CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "log.h"
 
+#define CONFIG_DEFAULT_FILE	"/etc/procreg/procreg.conf"
+
 struct config {
 	char		socket_path[108];	/* empty: the default path */
+	char		socket_group[64];	/* empty: the daemon's group */
+	uint64_t	socket_mode;		/* UINT64_MAX: by who runs it */
 	uint64_t	max_message;
 	uint64_t	max_names;
 	uint64_t	max_monitors;
@@ -19,18 +24,26 @@ struct config {
 	uint64_t	max_conns;
 	uint64_t	drain_ms;
 	enum log_level	log_level;
+	/* Not settings but what the command line asked for. */
+	char		config_path[256];	/* -c, or the default if it exists */
+	bool		check_only;		/* --check-config */
 };
 
 enum config_result {
 	CONFIG_RUN = 0,		/* start the daemon */
 	CONFIG_EXIT_OK,		/* --help or --version was printed */
-	CONFIG_USAGE		/* bad command line; message printed */
+	CONFIG_USAGE,		/* bad command line; message printed */
+	CONFIG_INVALID		/* the file has errors; each printed */
 };
 
 /* Fill in the documented defaults. */
 void			config_defaults(struct config *);
-/* Apply argv over the defaults; messages go to out/err. */
-enum config_result	config_parse_args(struct config *, int argc,
-			    char **argv, FILE *out, FILE *err);
+/*
+ * The whole configuration: defaults, then the file (-c FILE, else the
+ * default file when it exists), then the command line over both.  Errors
+ * go to err as "FILE:LINE: message" or "procregd: ...".
+ */
+enum config_result	config_build(struct config *, int argc, char **argv,
+			    FILE *out, FILE *err);
 
 #endif /* CONFIG_H */

@@ -16,7 +16,9 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <grp.h>
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "conn.h"
 #include "dispatch.h"
@@ -152,7 +154,78 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info(&s->log, "received signal %d, shutting down", (int)sig);
+	sd_notify(0, "STOPPING=1");
 	event_base_loopexit(s->base, NULL);
+}
+
+/* Tell systemd how we are doing (a no-op without NOTIFY_SOCKET). */
+static void
+notify_status(struct server *s, const char *extra)
+{
+	sd_notifyf(0, "%sSTATUS=%llu connections, %llu names, %llu monitors",
+	    extra, (unsigned long long)s->nconns,
+	    (unsigned long long)s->reg.nnames,
+	    (unsigned long long)s->reg.nmonitors);
+}
+
+/* The watchdog ping comes from the loop itself: a hung loop misses it. */
+static void
+heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	notify_status(s, "WATCHDOG=1\n");
+}
+
+/*
+ * SIGHUP: build the configuration again (defaults, file, command line);
+ * swap in limits and log level only if it is valid.
+ */
+static void
+reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	struct config cfg;
+	struct conn *c;
+
+	(void)sig;
+	(void)what;
+	sd_notify(0, "RELOADING=1");
+	if (config_build(&cfg, s->argc, s->argv, stderr, stderr) !=
+	    CONFIG_RUN) {
+		log_err(&s->log, "reload: %s is invalid; keeping the running "
+		    "configuration", s->cfg.config_path[0] ?
+		    s->cfg.config_path : "the command line");
+		notify_status(s, "READY=1\n");
+		return;
+	}
+	if (strcmp(cfg.socket_path, s->cfg.socket_path) != 0 ||
+	    cfg.socket_mode != s->cfg.socket_mode ||
+	    strcmp(cfg.socket_group, s->cfg.socket_group) != 0)
+		log_warn(&s->log, "reload: socket settings change at the next "
+		    "start");
+	s->cfg.max_message = cfg.max_message;
+	s->cfg.max_names = cfg.max_names;
+	s->cfg.max_monitors = cfg.max_monitors;
+	s->cfg.max_outbuf = cfg.max_outbuf;
+	s->cfg.max_conns = cfg.max_conns;
+	s->cfg.drain_ms = cfg.drain_ms;
+	s->cfg.log_level = cfg.log_level;
+	s->log.level = cfg.log_level;
+	s->reg.max_names = (uint32_t)cfg.max_names;
+	s->reg.max_monitors = (uint32_t)cfg.max_monitors;
+	/* Messages under way keep the bound they started with. */
+	TAILQ_FOREACH(c, &s->conns, link) {
+		if (c->guard.size == 0)
+			c->guard.max = cfg.max_message;
+	}
+	log_info(&s->log, "reloaded %s: max_message=%llu max_conns=%llu",
+	    cfg.config_path[0] ? cfg.config_path : "the configuration",
+	    (unsigned long long)cfg.max_message,
+	    (unsigned long long)cfg.max_conns);
+	notify_status(s, "READY=1\n");
 }
 
 /*
@@ -175,6 +248,35 @@ socket_is_live(const struct sockaddr_un *sun)
 	return -1;
 }
 
+/* The socket file's mode and group, as configured. */
+static int
+set_socket_access(struct server *s)
+{
+	mode_t mode = s->cfg.socket_mode != UINT64_MAX ?
+	    (mode_t)s->cfg.socket_mode : getuid() == 0 ? 0666 : 0600;
+	struct group *gr;
+
+	if (s->cfg.socket_group[0] != '\0') {
+		/* Looked up once at start, never in the loop. */
+		if ((gr = getgrnam(s->cfg.socket_group)) == NULL) {
+			log_err(&s->log, "socket_group: no group '%s'",
+			    s->cfg.socket_group);
+			return -1;
+		}
+		if (chown(s->socket_path, (uid_t)-1, gr->gr_gid) < 0) {
+			log_err(&s->log, "chown %s: %s", s->socket_path,
+			    strerror(errno));
+			return -1;
+		}
+	}
+	if (chmod(s->socket_path, mode) < 0) {
+		log_err(&s->log, "chmod %s: %s", s->socket_path,
+		    strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Bind and listen on the configured or default path. */
 static int
 server_listen(struct server *s)
@@ -185,6 +287,35 @@ server_listen(struct server *s)
 	mode_t old;
 	int fd = -1;
 
+	/* Socket activation: systemd holds the socket across restarts. */
+	switch (sd_listen_fds(1)) {
+	case 0:
+		break;
+	case 1:
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0) {
+			log_err(&s->log, "the socket systemd passed is not a "
+			    "listening Unix stream socket");
+			return -1;
+		}
+		evutil_make_socket_nonblocking(fd);
+		evutil_make_socket_closeonexec(fd);
+		s->activated = true;
+		snprintf(s->socket_path, sizeof(s->socket_path),
+		    "(socket from systemd)");
+		s->listener = evconnlistener_new(s->base, accept_cb, s,
+		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		if (s->listener == NULL) {
+			log_err(&s->log, "cannot listen on the socket from "
+			    "systemd");
+			return -1;
+		}
+		evconnlistener_set_error_cb(s->listener, accept_error_cb);
+		return 0;
+	default:
+		log_err(&s->log, "systemd passed more than one socket");
+		return -1;
+	}
 	if (s->cfg.socket_path[0] != '\0')
 		snprintf(s->socket_path, sizeof(s->socket_path), "%s",
 		    s->cfg.socket_path);
@@ -232,13 +363,17 @@ server_listen(struct server *s)
 		return -1;
 	}
 	/* Private per-user registry; a root daemon serves every user. */
-	old = umask(getuid() == 0 ? 0111 : 0177);
+	old = umask(0177);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
 		log_err(&s->log, "bind %s: %s", s->socket_path, strerror(errno));
 		goto fail;
 	}
 	umask(old);
+	if (set_socket_access(s) < 0) {
+		unlink(s->socket_path);
+		goto fail;
+	}
 	if (stat(s->socket_path, &st) == 0) {
 		s->socket_dev = st.st_dev;
 		s->socket_ino = st.st_ino;
@@ -276,12 +411,39 @@ raise_fd_limit(struct server *s)
 	    (unsigned long long)rl.rlim_cur);
 }
 
+/*
+ * Under systemd: ping the watchdog at half its period, else refresh the
+ * status line now and then; nothing at all without NOTIFY_SOCKET.
+ */
+static void
+start_heartbeat(struct server *s)
+{
+	uint64_t usec = 0;
+	struct timeval tv;
+
+	if (getenv("NOTIFY_SOCKET") == NULL)
+		return;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+		s->heartbeat_us = usec / 2;
+	else
+		s->heartbeat_us = 5000000;
+	tv.tv_sec = (time_t)(s->heartbeat_us / 1000000);
+	tv.tv_usec = (suseconds_t)(s->heartbeat_us % 1000000);
+	event_add(s->ev_heartbeat, &tv);
+	notify_status(s, "READY=1\n");
+}
+
 int
 server_init(struct server *s, const struct config *cfg)
 {
+	int argc = s->argc;
+	char **argv = s->argv;
+
 	unsigned char rnd[16];
 
 	memset(s, 0, sizeof(*s));
+	s->argc = argc;
+	s->argv = argv;
 	s->cfg = *cfg;
 	log_init(&s->log, "procregd", cfg->log_level);
 	TAILQ_INIT(&s->conns);
@@ -313,16 +475,21 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
+	s->ev_sighup = evsignal_new(s->base, SIGHUP, reload_cb, s);
+	s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, heartbeat_cb, s);
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
 	    s->ev_purge == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
+	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
-	    event_add(s->ev_sigterm, NULL) < 0) {
+	    event_add(s->ev_sigterm, NULL) < 0 ||
+	    event_add(s->ev_sighup, NULL) < 0) {
 		log_err(&s->log, "cannot set up events");
 		return -1;
 	}
 	if (server_listen(s) < 0)
 		return -1;
+	start_heartbeat(s);
 	log_info(&s->log, "listening on %s (protocol %d, max_message=%llu "
 	    "max_conns=%llu)", s->socket_path, PR_PROTOCOL_VERSION,
 	    (unsigned long long)cfg->max_message,
@@ -364,6 +531,10 @@ server_deinit(struct server *s)
 		event_free(s->ev_sigint);
 	if (s->ev_sigterm)
 		event_free(s->ev_sigterm);
+	if (s->ev_sighup)
+		event_free(s->ev_sighup);
+	if (s->ev_heartbeat)
+		event_free(s->ev_heartbeat);
 	if (s->base)
 		event_base_free(s->base);
 	registry_deinit(&s->reg);

@@ -38,6 +38,8 @@ struct server {
 	struct event		*ev_purge;	/* the next purge slice */
 	struct event		*ev_sigint;
 	struct event		*ev_sigterm;
+	struct event		*ev_sighup;
+	struct event		*ev_heartbeat;	/* systemd watchdog, status */
 	struct registry		 reg;
 	struct pr_decoder	 dec;
 	struct pr_out		 out;		/* replies */
@@ -58,12 +60,16 @@ struct server {
 	dev_t			 socket_dev;	/* to unlink only our own */
 	ino_t			 socket_ino;
 	bool			 accept_paused;
+	bool			 activated;	/* socket from systemd */
+	uint64_t		 heartbeat_us;	/* 0: none */
+	int			 argc;		/* for reloads */
+	char			**argv;
 };
 
 /*
- * Set up the context, the registry and the listening socket.  0, or -1
- * after logging why (another daemon answers on the path, the path is not a
- * socket, ...).
+ * Set up the context, the registry and the listening socket (the caller
+ * sets argc and argv first).  0, or -1 after logging why (another daemon
+ * answers on the path, the path is not a socket, ...).
  */
 int	server_init(struct server *, const struct config *);
 /* Run until SIGTERM or SIGINT; 0 on a clean stop. */

@@ -1,0 +1,225 @@
+#!/usr/bin/python3
+"""procregd as a service, without a running systemd: the configuration
+file and --check-config, SIGHUP reload (a valid file applies, an invalid
+one is refused and the old configuration kept), socket activation through
+systemd-socket-activate (the daemon uses the socket it is handed and
+leaves it in place), sd_notify READY/STATUS/WATCHDOG/RELOADING/STOPPING
+on a NOTIFY_SOCKET of our own, and the socket file's mode.  Every wait is
+bounded; nothing is timed."""
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
+results = {"passed": 0, "failed": 0, "skipped": 0}
+
+
+def check(what, cond):
+    results["passed" if cond else "failed"] += 1
+    print(("ok     " if cond else "FAILED ") + what)
+    return cond
+
+
+def eventually(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class Client:
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.unpacker = msgpack.Unpacker(raw=False)
+        self.msgid = 0
+
+    def call(self, method, *params):
+        self.msgid += 1
+        self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)]))
+        while True:
+            for obj in self.unpacker:
+                if obj[0] == 1 and obj[1] == self.msgid:
+                    return obj[2], obj[3]
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.unpacker.feed(data)
+
+
+def start(args, env=None, **kw):
+    return subprocess.Popen([DAEMON] + args, env=env,
+                            stderr=kw.pop("stderr", subprocess.DEVNULL), **kw)
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return -1
+
+
+def test_check_config(tmp):
+    good = os.path.join(tmp, "good.conf")
+    bad = os.path.join(tmp, "bad.conf")
+    with open(good, "w") as f:
+        f.write("# a comment\n[daemon]\nlog_level = debug\n"
+                "[limits]\nmax_names = 2\n")
+    with open(bad, "w") as f:
+        f.write("[daemon]\nlog_level = loud\nbogus = 1\n[limits]\n"
+                "max_names = -3\nnot a key value line\n")
+    r = subprocess.run([DAEMON, "--check-config", "-c", good],
+                       capture_output=True, text=True, timeout=10)
+    check("--check-config accepts a valid file",
+          r.returncode == 0 and "ok" in r.stdout)
+    r = subprocess.run([DAEMON, "--check-config", "-c", bad],
+                       capture_output=True, text=True, timeout=10)
+    lines = r.stderr.strip().splitlines()
+    check("--check-config rejects an invalid file", r.returncode == 2)
+    check("one FILE:LINE: message per error (4)",
+          [l.split(":")[1] for l in lines] == ["2", "3", "5", "6"]
+          and all(l.startswith(bad + ":") for l in lines))
+    check("unknown keys are errors", any("bogus" in l for l in lines))
+    shipped = os.path.join(ROOT, "conf", "procreg.conf")
+    if os.path.exists(shipped):
+        r = subprocess.run([DAEMON, "--check-config", "-c", shipped],
+                           capture_output=True, text=True, timeout=10)
+        check("the shipped conf/procreg.conf is valid", r.returncode == 0)
+    r = subprocess.run([DAEMON, "-c", bad, "-s", os.path.join(tmp, "x")],
+                       capture_output=True, text=True, timeout=10)
+    check("the daemon refuses to start on an invalid file (exit 2)",
+          r.returncode == 2)
+
+
+def test_reload(tmp):
+    conf = os.path.join(tmp, "reload.conf")
+    path = os.path.join(tmp, "reload.sock")
+    with open(conf, "w") as f:
+        f.write("[limits]\nmax_names = 2\n")
+    d = start(["-c", conf, "-s", path])
+    eventually(lambda: os.path.exists(path))
+    c = Client(path)
+    c.call("register", "a")
+    c.call("register", "b")
+    err, _ = c.call("register", "c")
+    check("the file's limit applies", err is not None and err[0] == "limit")
+    with open(conf, "w") as f:
+        f.write("[limits]\nmax_names = 3\n")
+    d.send_signal(signal.SIGHUP)
+    check("after SIGHUP the new limit applies to new requests",
+          eventually(lambda: c.call("register", "c")[0] is None))
+    check("existing registrations stay",
+          c.call("whereis", "a")[1] is not None)
+    with open(conf, "w") as f:
+        f.write("[limits]\nmax_names = many\n")
+    d.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    err, _ = c.call("register", "d")
+    check("an invalid file is refused and the old limit kept",
+          err is not None and err[0] == "limit")
+    c.sock.close()
+    check("the daemon exits 0", stop(d) == 0)
+
+
+def test_activation(tmp):
+    if shutil.which("systemd-socket-activate") is None:
+        results["skipped"] += 1
+        print("skip   systemd-socket-activate not installed")
+        return
+    path = os.path.join(tmp, "act.sock")
+    act = subprocess.Popen(["systemd-socket-activate", "-l", path, DAEMON],
+                           stderr=subprocess.DEVNULL)
+    ok = eventually(lambda: os.path.exists(path))
+    check("systemd-socket-activate listens", ok)
+    c = Client(path)
+    err, hello = c.call("hello")
+    check("a client's connection starts the daemon, which answers",
+          err is None and hello["server"] == "procreg")
+    c.call("register", "activated")
+    c.sock.close()
+    act.send_signal(signal.SIGTERM)
+    code = act.wait(timeout=10)
+    check("the activated daemon exits 0", code == 0)
+    check("it leaves the socket it was handed in place",
+          os.path.exists(path))
+
+
+def test_notify(tmp):
+    npath = os.path.join(tmp, "notify")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(npath)
+    ns.settimeout(10)
+    path = os.path.join(tmp, "notify.sock")
+    env = dict(os.environ, NOTIFY_SOCKET=npath, WATCHDOG_USEC="200000",
+               WATCHDOG_PID=str(0))
+    # WATCHDOG_PID must be the daemon's own pid: start it via sh exec.
+    d = subprocess.Popen(["sh", "-c", 'WATCHDOG_PID=$$ exec "$0" "$@"',
+                          DAEMON, "-s", path], env=env,
+                         stderr=subprocess.DEVNULL)
+    msgs = []
+
+    def got(word):
+        while not any(word in m for m in msgs):
+            try:
+                msgs.append(ns.recv(4096).decode())
+            except socket.timeout:
+                return False
+        return True
+
+    check("READY=1 once listening", got("READY=1"))
+    check("STATUS= with live counts", any("STATUS=" in m and "names" in m
+                                          for m in msgs))
+    check("WATCHDOG=1 pings from the loop", got("WATCHDOG=1"))
+    d.send_signal(signal.SIGHUP)
+    check("RELOADING=1 on SIGHUP", got("RELOADING=1"))
+    d.send_signal(signal.SIGTERM)
+    check("STOPPING=1 on SIGTERM", got("STOPPING=1"))
+    check("then exit 0", d.wait(timeout=10) == 0)
+    ns.close()
+
+
+def test_socket_mode(tmp):
+    path = os.path.join(tmp, "mode.sock")
+    d = start(["-s", path, "--socket-mode", "0640"])
+    eventually(lambda: os.path.exists(path))
+    check("--socket-mode sets the socket file's mode",
+          stat.S_IMODE(os.stat(path).st_mode) == 0o640)
+    check("exit 0", stop(d) == 0)
+    r = subprocess.run([DAEMON, "-s", path, "--socket-group",
+                        "no-such-group-xyz"], capture_output=True, text=True,
+                       timeout=10)
+    check("an unknown socket_group stops the start (exit 1)",
+          r.returncode == 1 and "no group" in r.stderr)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="procreg-service.")
+    try:
+        test_check_config(tmp)
+        test_reload(tmp)
+        test_activation(tmp)
+        test_notify(tmp)
+        test_socket_mode(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("service: %d passed, %d failed, %d skipped" % (
+        results["passed"], results["failed"], results["skipped"]))
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
