@@ -7,7 +7,7 @@ PKGS	 = libevent msgpack libsodium libbsd jansson inih libsystemd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
 	   libsodium-dev libbsd-dev libjansson-dev libinih-dev \
 	   libsystemd-dev systemd check python3 \
-	   python3-msgpack valgrind
+	   python3-msgpack valgrind mandoc
 
 VERSION	 = 0.1.0
 OPT	?= -O2
@@ -39,7 +39,7 @@ UNIT	 = tests/check_registry tests/check_proto
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client
 FAULTS	 = tests/check_faults
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
-	   tests/test_install.py tests/test_service.py
+	   tests/test_install.py tests/test_service.py tests/test_units.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = src/client.o src/paths.o src/prototab.o
@@ -49,6 +49,12 @@ CLIENT	 = src/libprocreg.a $(SOLIB) src/libprocreg.so \
 	   src/procreg-uninstalled.pc
 PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
+SYSCONFDIR ?= /etc
+UNITDIR	?= $(PREFIX)/lib/systemd/system
+USERUNITDIR ?= $(PREFIX)/lib/systemd/user
+MANDIR	?= $(PREFIX)/share/man
+MANPAGES = conf/man/procregctl.1 conf/man/procreg.conf.5 conf/man/procreg.7 \
+	   conf/man/procregd.8
 STAMP	 = src/.build-flags
 
 .PHONY: all deps test test-valgrind fuzz bench run install uninstall clean FORCE
@@ -64,7 +70,8 @@ deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
 	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null || \
 	    ! command -v valgrind >/dev/null || \
-	    ! command -v systemd-socket-activate >/dev/null; then \
+	    ! command -v systemd-socket-activate >/dev/null || \
+	    ! command -v mandoc >/dev/null; then \
 		sh tests/install-debs.sh $(DEBS); \
 	fi
 
@@ -179,6 +186,23 @@ install: all
 	ln -sf libprocreg.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libprocreg.so
 	install -m 644 include/procreg.h include/procreg-protocol.h \
 	    $(DESTDIR)$(PREFIX)/include/
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(USERUNITDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/procreg
+	for u in procreg.socket procreg.service; do \
+		sed 's|/usr/sbin/procregd|$(PREFIX)/sbin/procregd|g' \
+		    systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+		sed 's|/usr/sbin/procregd|$(PREFIX)/sbin/procregd|g' \
+		    systemd/user/$$u > $(DESTDIR)$(USERUNITDIR)/$$u || exit 1; \
+	done
+	chmod 644 $(DESTDIR)$(UNITDIR)/procreg.* $(DESTDIR)$(USERUNITDIR)/procreg.*
+	# An administrator's configuration is never overwritten.
+	[ -e $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf ] || \
+	    install -m 644 conf/procreg.conf \
+	    $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf
+	for m in $(MANPAGES); do \
+		sec=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$sec && \
+		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$sec/ || exit 1; \
+	done
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
 	    'includedir=$${prefix}/include' '' 'Name: procreg' \
 	    'Description: client library of the procreg process registry' \
@@ -195,7 +219,18 @@ uninstall:
 	    $(DESTDIR)$(LIBDIR)/libprocreg.so \
 	    $(DESTDIR)$(PREFIX)/include/procreg.h \
 	    $(DESTDIR)$(PREFIX)/include/procreg-protocol.h \
-	    $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/procreg.pc \
+	    $(DESTDIR)$(UNITDIR)/procreg.socket \
+	    $(DESTDIR)$(UNITDIR)/procreg.service \
+	    $(DESTDIR)$(USERUNITDIR)/procreg.socket \
+	    $(DESTDIR)$(USERUNITDIR)/procreg.service \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man1/,procregctl.1) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,procreg.conf.5) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man7/,procreg.7) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man8/,procregd.8)
+	# The configuration goes only if nobody changed it.
+	-cmp -s conf/procreg.conf $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf && \
+	    rm -f $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf
 
 clean:
 	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \

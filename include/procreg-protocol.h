@@ -80,6 +80,7 @@ enum pr_down_reason {
 #define PR_PUSH_MESSAGE		"message"
 #define PR_PUSH_DOWN		"down"
 #define PR_PUSH_ERROR		"error"
+#define PR_PUSH_SHUTDOWN	"shutdown"
 
 /* The wire string of an error code, or NULL when out of range. */
 const char	*pr_err_name(enum pr_err);

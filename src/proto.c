@@ -569,6 +569,14 @@ proto_push_down(struct pr_out *o, uint64_t ref, const char *name, size_t len,
 	return 0;
 }
 
+int
+proto_push_shutdown(struct pr_out *o, const char *reason)
+{
+	if (push_begin(o, PR_PUSH_SHUTDOWN, 1) < 0 || put_cstr(o, reason) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 size_t
 proto_oom_notice(char *buf, size_t size)
 {

@@ -123,6 +123,7 @@ int	 proto_push_message(struct pr_out *, const char *name, size_t len,
 int	 proto_push_down(struct pr_out *, uint64_t ref, const char *name,
 	    size_t len, enum pr_down_reason);
 int	 proto_push_error(struct pr_out *, enum pr_err, const char *msg);
+int	 proto_push_shutdown(struct pr_out *, const char *reason);
 /* The error notification "limit: out of memory" into a caller's buffer of
  * at least 64 bytes, with no allocation; its length (0: too small). */
 size_t	 proto_oom_notice(char *buf, size_t size);

@@ -45,6 +45,9 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		conn_flush(c);
 	}
 	conn_reap_all(s);
+	/* Stopping, and every client has taken its last bytes: done. */
+	if (s->stopping && TAILQ_EMPTY(&s->conns))
+		event_base_loopexit(s->base, NULL);
 }
 
 static void
@@ -148,14 +151,54 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 static void
-signal_cb(evutil_socket_t sig, short what, void *arg)
+stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
+	(void)fd;
 	(void)what;
+	event_base_loopexit(s->base, NULL);
+}
+
+/*
+ * SIGTERM, SIGINT: stop accepting, tell every client, let their output
+ * drain for at most drain_ms, then leave the loop.  A second signal
+ * leaves at once.
+ */
+static void
+signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *s = arg;
+	struct timeval tv = {
+		.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
+		.tv_usec = (suseconds_t)(s->cfg.drain_ms % 1000) * 1000,
+	};
+	const char *why = sig == SIGINT ? "interrupted" : "terminated";
+	struct conn *c;
+
+	(void)what;
+	if (s->stopping) {
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
 	log_info(&s->log, "received signal %d, shutting down", (int)sig);
 	sd_notify(0, "STOPPING=1");
-	event_base_loopexit(s->base, NULL);
+	s->stopping = true;
+	if (s->listener != NULL)
+		evconnlistener_disable(s->listener);
+	event_del(s->ev_accept_retry);
+	proto_out_reset(&s->push);
+	if (proto_push_shutdown(&s->push, why) == 0) {
+		TAILQ_FOREACH(c, &s->conns, link)
+			conn_write(c, proto_out_data(&s->push),
+			    proto_out_len(&s->push), false);
+	}
+	/* Close with drain: what is queued still goes out.  (conn_close
+	 * frees nothing, so walking the list is safe.) */
+	TAILQ_FOREACH(c, &s->conns, link)
+		conn_close(c, "shutdown", true);
+	evtimer_add(s->ev_stop, &tv);
+	server_schedule_flush(s);
 }
 
 /* Tell systemd how we are doing (a no-op without NOTIFY_SOCKET). */
@@ -473,12 +516,13 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_flush = event_new(s->base, -1, 0, flush_cb, s);
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
+	s->ev_stop = evtimer_new(s->base, stop_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->ev_sighup = evsignal_new(s->base, SIGHUP, reload_cb, s);
 	s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, heartbeat_cb, s);
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
-	    s->ev_purge == NULL ||
+	    s->ev_purge == NULL || s->ev_stop == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
@@ -527,6 +571,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_accept_retry);
 	if (s->ev_purge)
 		event_free(s->ev_purge);
+	if (s->ev_stop)
+		event_free(s->ev_stop);
 	if (s->ev_sigint)
 		event_free(s->ev_sigint);
 	if (s->ev_sigterm)

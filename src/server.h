@@ -61,6 +61,8 @@ struct server {
 	ino_t			 socket_ino;
 	bool			 accept_paused;
 	bool			 activated;	/* socket from systemd */
+	bool			 stopping;	/* draining before exit */
+	struct event		*ev_stop;	/* the drain's deadline */
 	uint64_t		 heartbeat_us;	/* 0: none */
 	int			 argc;		/* for reloads */
 	char			**argv;

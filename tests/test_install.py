@@ -64,14 +64,57 @@ def main():
             "SANITIZE=" + ("1" if sanitized else "")]
     san = ["-fsanitize=address,undefined"] if sanitized else []
     try:
-        r = subprocess.run(make + ["install", "PREFIX=" + prefix], cwd=ROOT,
-                           stdout=subprocess.DEVNULL)
+        r = subprocess.run(make + ["install", "PREFIX=" + prefix,
+                                   "SYSCONFDIR=" + os.path.join(prefix, "etc")],
+                           cwd=ROOT, stdout=subprocess.DEVNULL)
         check("make install PREFIX=... succeeds", r.returncode == 0)
         for f in ["sbin/procregd", "bin/procregctl", "include/procreg.h",
                   "include/procreg-protocol.h", "lib/libprocreg.so",
                   "lib/libprocreg.so.0", "lib/libprocreg.a",
-                  "lib/pkgconfig/procreg.pc"]:
+                  "lib/pkgconfig/procreg.pc", "etc/procreg/procreg.conf"]:
             check("installed " + f, os.path.exists(os.path.join(prefix, f)))
+        # The packager's way: DESTDIR and PREFIX=/usr, checked as a tree.
+        dest = os.path.join(tmp, "dest")
+        r = subprocess.run(make + ["install", "DESTDIR=" + dest,
+                                   "PREFIX=/usr"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+        tree = sorted(os.path.relpath(os.path.join(d, f), dest)
+                      for d, _, fs in os.walk(dest) for f in fs)
+        want = sorted([
+            "usr/sbin/procregd", "usr/bin/procregctl",
+            "usr/lib/libprocreg.a", "usr/lib/libprocreg.so",
+            "usr/lib/libprocreg.so.0", "usr/lib/pkgconfig/procreg.pc",
+            "usr/include/procreg.h", "usr/include/procreg-protocol.h",
+            "usr/lib/systemd/system/procreg.socket",
+            "usr/lib/systemd/system/procreg.service",
+            "usr/lib/systemd/user/procreg.socket",
+            "usr/lib/systemd/user/procreg.service",
+            "etc/procreg/procreg.conf",
+            "usr/share/man/man1/procregctl.1",
+            "usr/share/man/man5/procreg.conf.5",
+            "usr/share/man/man7/procreg.7",
+            "usr/share/man/man8/procregd.8"])
+        check("make install DESTDIR=... PREFIX=/usr installs exactly the "
+              "expected tree", r.returncode == 0 and tree == want)
+        if tree != want:
+            print("  extra:", sorted(set(tree) - set(want)),
+                  "missing:", sorted(set(want) - set(tree)))
+        with open(os.path.join(dest, "usr/lib/systemd/system/"
+                               "procreg.service")) as f:
+            check("the unit runs the installed daemon",
+                  "ExecStart=/usr/sbin/procregd" in f.read())
+        r = subprocess.run(make + ["install", "DESTDIR=" + dest,
+                                   "PREFIX=/usr"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+        conf = os.path.join(dest, "etc/procreg/procreg.conf")
+        with open(conf, "a") as f:
+            f.write("# edited by the administrator\n")
+        r = subprocess.run(make + ["install", "DESTDIR=" + dest,
+                                   "PREFIX=/usr"], cwd=ROOT,
+                           stdout=subprocess.DEVNULL)
+        with open(conf) as f:
+            check("a second install keeps an edited configuration",
+                  "edited by the administrator" in f.read())
         flags = subprocess.run(["pkg-config", "--cflags", "--libs",
                                 "procreg"], env=env, capture_output=True,
                                text=True)
@@ -121,7 +164,8 @@ def main():
         check("and exits 0", mon.wait(timeout=10) == 0)
         daemon.send_signal(signal.SIGTERM)
         check("the installed daemon exits 0", daemon.wait(timeout=10) == 0)
-        r = subprocess.run(make + ["uninstall", "PREFIX=" + prefix],
+        r = subprocess.run(make + ["uninstall", "PREFIX=" + prefix,
+                                   "SYSCONFDIR=" + os.path.join(prefix, "etc")],
                            cwd=ROOT)
         left = [os.path.join(d, f) for d, _, fs in os.walk(prefix)
                 for f in fs]
