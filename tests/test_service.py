@@ -192,6 +192,44 @@ def test_notify(tmp):
     ns.close()
 
 
+def test_shutdown(tmp):
+    path = os.path.join(tmp, "stop.sock")
+    d = start(["-s", path])
+    eventually(lambda: os.path.exists(path))
+    c = Client(path)
+    c.call("register", "leaving")
+    d.send_signal(signal.SIGTERM)
+    got = []
+    try:
+        while True:
+            data = c.sock.recv(65536)
+            if not data:
+                break
+            c.unpacker.feed(data)
+            got.extend(c.unpacker)
+    except socket.timeout:
+        pass
+    check("SIGTERM: every client gets [2, \"shutdown\", [\"terminated\"]] "
+          "and then EOF", got == [[2, "shutdown", ["terminated"]]])
+    check("exit 0", d.wait(timeout=10) == 0)
+    check("the socket file is removed", not os.path.exists(path))
+    d = start(["-s", path])
+    eventually(lambda: os.path.exists(path))
+    c = Client(path)
+    c.call("stats")
+    d.send_signal(signal.SIGINT)
+    got = []
+    while True:
+        data = c.sock.recv(65536)
+        if not data:
+            break
+        c.unpacker.feed(data)
+        got.extend(c.unpacker)
+    check("SIGINT: shutdown \"interrupted\", then EOF",
+          got == [[2, "shutdown", ["interrupted"]]])
+    check("exit 0", d.wait(timeout=10) == 0)
+
+
 def test_socket_mode(tmp):
     path = os.path.join(tmp, "mode.sock")
     d = start(["-s", path, "--socket-mode", "0640"])
@@ -213,6 +251,7 @@ def main():
         test_reload(tmp)
         test_activation(tmp)
         test_notify(tmp)
+        test_shutdown(tmp)
         test_socket_mode(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
