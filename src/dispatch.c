@@ -339,7 +339,13 @@ void
 dispatch_down(void *arg, struct reg_client *holder, uint64_t ref,
     const struct reg_name *target, enum pr_down_reason why)
 {
-	notify_down(arg, conn_of(holder), ref, target->data, target->name_len,
+	struct server *s = arg;
+
+	/* Stopping: every client has been told; its names did not go
+	 * down, the daemon did. */
+	if (s->stopping)
+		return;
+	notify_down(s, conn_of(holder), ref, target->data, target->name_len,
 	    why);
 }
 

@@ -27,6 +27,8 @@
 #include "util.h"
 
 #define ACCEPT_RETRY_MS	200
+/* However long drain_ms is, a stop waits at most this for slow readers. */
+#define SHUTDOWN_DRAIN_MS	3000
 #define LISTEN_BACKLOG	1024
 
 static void
@@ -169,9 +171,11 @@ static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *s = arg;
+	uint64_t ms = s->cfg.drain_ms < SHUTDOWN_DRAIN_MS ? s->cfg.drain_ms :
+	    SHUTDOWN_DRAIN_MS;
 	struct timeval tv = {
-		.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
-		.tv_usec = (suseconds_t)(s->cfg.drain_ms % 1000) * 1000,
+		.tv_sec = (time_t)(ms / 1000),
+		.tv_usec = (suseconds_t)(ms % 1000) * 1000,
 	};
 	const char *why = sig == SIGINT ? "interrupted" : "terminated";
 	struct conn *c;

@@ -198,6 +198,8 @@ def test_shutdown(tmp):
     eventually(lambda: os.path.exists(path))
     c = Client(path)
     c.call("register", "leaving")
+    watcher = Client(path)
+    watcher.call("monitor", "leaving")
     d.send_signal(signal.SIGTERM)
     got = []
     try:
@@ -211,6 +213,15 @@ def test_shutdown(tmp):
         pass
     check("SIGTERM: every client gets [2, \"shutdown\", [\"terminated\"]] "
           "and then EOF", got == [[2, "shutdown", ["terminated"]]])
+    seen = []
+    while True:
+        data = watcher.sock.recv(65536)
+        if not data:
+            break
+        watcher.unpacker.feed(data)
+        seen.extend(watcher.unpacker)
+    check("no down for names that vanish with the daemon",
+          seen == [[2, "shutdown", ["terminated"]]])
     check("exit 0", d.wait(timeout=10) == 0)
     check("the socket file is removed", not os.path.exists(path))
     d = start(["-s", path])
