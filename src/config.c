@@ -187,6 +187,7 @@ struct ini_ctx {
 	int		 line;
 	int		 errors;
 	bool		 syntax;	/* a malformed line was reported */
+	int		 seen[NDEFS];	/* line each key was set on */
 };
 
 /*
@@ -227,6 +228,15 @@ on_key(void *user, const char *section, const char *key,
 		if (d->section == NULL || strcmp(d->section, section) != 0 ||
 		    strcmp(d->key, key) != 0)
 			continue;
+		/* Twice is a mistake (or libinih's continuation of an
+		 * indented line): say so rather than keep the last. */
+		if (c->seen[i] != 0) {
+			fprintf(c->err, "%s:%d: %s is already set on line %d\n",
+			    c->path, c->line, key, c->seen[i]);
+			c->errors++;
+			return 1;
+		}
+		c->seen[i] = c->line;
 		if ((why = set_value(c->cfg, d, value)) != NULL) {
 			fprintf(c->err, "%s:%d: %s: %s\n", c->path, c->line,
 			    key, why);
@@ -245,7 +255,7 @@ on_key(void *user, const char *section, const char *key,
 static int
 load_file(struct config *cfg, const char *path, FILE *err)
 {
-	struct ini_ctx c = { NULL, path, err, cfg, 0, 0, false };
+	struct ini_ctx c = { .path = path, .err = err, .cfg = cfg };
 	int r;
 
 	if ((c.f = fopen(path, "r")) == NULL) {

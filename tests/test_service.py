@@ -81,7 +81,8 @@ def test_check_config(tmp):
                 "[limits]\nmax_names = 2\n")
     with open(bad, "w") as f:
         f.write("[daemon]\nlog_level = loud\nbogus = 1\n[limits]\n"
-                "max_names = -3\nnot a key value line\n")
+                "max_names = -3\nnot a key value line\nmax_conns = 5\n"
+                "max_conns = 6\n")
     r = subprocess.run([DAEMON, "--check-config", "-c", good],
                        capture_output=True, text=True, timeout=10)
     check("--check-config accepts a valid file",
@@ -90,9 +91,11 @@ def test_check_config(tmp):
                        capture_output=True, text=True, timeout=10)
     lines = r.stderr.strip().splitlines()
     check("--check-config rejects an invalid file", r.returncode == 2)
-    check("one FILE:LINE: message per error (4)",
-          [l.split(":")[1] for l in lines] == ["2", "3", "5", "6"]
+    check("one FILE:LINE: message per error (5)",
+          [l.split(":")[1] for l in lines] == ["2", "3", "5", "6", "8"]
           and all(l.startswith(bad + ":") for l in lines))
+    check("a key set twice is an error naming the first line",
+          "already set on line 7" in lines[-1])
     check("unknown keys are errors", any("bogus" in l for l in lines))
     shipped = os.path.join(ROOT, "conf", "procreg.conf")
     if os.path.exists(shipped):
