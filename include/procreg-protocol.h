@@ -51,6 +51,7 @@ enum pr_err {
 	PR_ERR_BUSY,
 	PR_ERR_LIMIT,
 	PR_ERR_TOO_LARGE,
+	PR_ERR_FORBIDDEN,
 	PR_ERR__COUNT
 };
 
@@ -65,6 +66,7 @@ enum pr_method {
 	PR_M_DEMONITOR,
 	PR_M_LIST,
 	PR_M_STATS,
+	PR_M_EVICT,
 	PR_M__COUNT
 };
 
@@ -73,6 +75,7 @@ enum pr_down_reason {
 	PR_DOWN_UNREGISTERED = 0,
 	PR_DOWN_DISCONNECTED,
 	PR_DOWN_NOPROC,
+	PR_DOWN_EVICTED,
 	PR_DOWN__COUNT
 };
 

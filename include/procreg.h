@@ -52,6 +52,7 @@ enum procreg_status {
 	PROCREG_E_BUSY = 6,
 	PROCREG_E_LIMIT = 7,
 	PROCREG_E_TOO_LARGE = 8,
+	PROCREG_E_FORBIDDEN = 9,	/* the daemon's access policy said no */
 	PROCREG_E_OTHER = 99,		/* an error code this library predates */
 	/* Local failures. */
 	PROCREG_E_CONNECT = -1,		/* cannot reach the daemon */
@@ -209,6 +210,10 @@ PROCREG_API int	procreg_list(procreg_t *, const char *prefix,
 PROCREG_API void procreg_entries_free(struct procreg_entry **, size_t count);
 
 PROCREG_API int	procreg_stats(procreg_t *, struct procreg_stats *out);
+
+/* Administrators only: remove name, whoever holds it; its monitors fire
+ * "evicted".  PROCREG_E_FORBIDDEN for others, PROCREG_E_NOT_FOUND. */
+PROCREG_API int	procreg_evict(procreg_t *, const char *name);
 
 /*
  * The next notification: a queued one at once, else wait up to

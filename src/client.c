@@ -179,6 +179,8 @@ procreg_strstatus(int status)
 		return "limit reached";
 	case PROCREG_E_TOO_LARGE:
 		return "too large";
+	case PROCREG_E_FORBIDDEN:
+		return "forbidden";
 	case PROCREG_E_OTHER:
 		return "error";
 	case PROCREG_E_CONNECT:
@@ -1057,6 +1059,20 @@ procreg_unregister(procreg_t *p, const char *name)
 		return r;
 	forget_name(p, name);
 	return PROCREG_OK;
+}
+
+int
+procreg_evict(procreg_t *p, const char *name)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "evict", 1);
+	pack_str(p, name);
+	return call(p, id, &res);
 }
 
 int

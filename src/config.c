@@ -15,9 +15,9 @@
 #include "config.h"
 #include "procreg-protocol.h"
 
-enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_VERBOSE,
-	OPT_QUIET, OPT_FOREGROUND, OPT_CONFIG, OPT_CHECK, OPT_HELP,
-	OPT_VERSION };
+enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_RULE,
+	OPT_ADMIN, OPT_DEFAULT, OPT_VERBOSE, OPT_QUIET, OPT_FOREGROUND,
+	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION };
 
 struct option_def {
 	const char	*name;		/* long option */
@@ -76,6 +76,21 @@ static const struct option_def defs[] = {
 	    1u << 24, "concurrent client connections"),
 	NUM("drain-ms", "daemon", drain_ms, PR_DEFAULT_DRAIN_MS, 0, 600000,
 	    "time a closing connection gets to take its last replies, ms"),
+	NUM("max-conns-per-uid", "limits", max_conns_per_uid, 0, 0, 1u << 24,
+	    "connections one user may have open at once, 0 for no cap"),
+	NUM("max-names-per-uid", "limits", max_names_per_uid, 0, 0,
+	    UINT32_MAX, "names one user may hold across connections, 0 for "
+	    "no cap"),
+	{ "rule", 0, OPT_RULE, "policy", "rule", 0, 0, 0, 0, "RULE",
+	    "an ownership rule 'allow|deny SUBJECT PATTERN', repeatable, first "
+	    "match wins (on the command line they replace the file's)" },
+	{ "policy-default", 0, OPT_DEFAULT, "policy", "default", 0, 0, 0, 0,
+	    "allow|deny", "what happens to a name no rule matches (default "
+	    "allow)" },
+	{ "admin-group", 0, OPT_ADMIN, "policy", "admin_group",
+	    offsetof(struct config, admin_group), 0, 0, 0, "GROUP",
+	    "members may evict names (uid 0 and the daemon's user always "
+	    "may)" },
 	{ "help", 'h', OPT_HELP, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "show this help and exit" },
 	{ "version", 'V', OPT_VERSION, NULL, NULL, 0, 0, 0, 0, NULL,
@@ -113,7 +128,7 @@ usage(FILE *f)
 			snprintf(left, sizeof(left), "    --%s%s%s", d->name,
 			    d->arg ? " " : "", d->arg ? d->arg : "");
 		fprintf(f, "  %-24s %s", left, d->help);
-		if (d->type == OPT_NUM)
+		if (d->type == OPT_NUM && d->def != 0)
 			fprintf(f, " (default %llu)", (unsigned long long)d->def);
 		fputc('\n', f);
 	}
@@ -163,6 +178,18 @@ set_value(struct config *cfg, const struct option_def *d, const char *v)
 			return "too long";
 		strcpy(field, v);
 		return NULL;
+	case OPT_RULE:
+		return policy_add_rule(&cfg->policy, v);
+	case OPT_DEFAULT:
+		if (strcmp(v, "allow") != 0 && strcmp(v, "deny") != 0)
+			return "expected allow or deny";
+		cfg->policy.deny_default = strcmp(v, "deny") == 0;
+		return NULL;
+	case OPT_ADMIN:
+		if (strlen(v) >= sizeof(cfg->admin_group))
+			return "too long";
+		strcpy(cfg->admin_group, v);
+		return policy_set_admin_group(&cfg->policy, v);
 	case OPT_LEVEL:
 		for (int i = 0; i < 8; i++) {
 			if (i < (int)(sizeof(level_names) /
@@ -230,7 +257,7 @@ on_key(void *user, const char *section, const char *key,
 			continue;
 		/* Twice is a mistake (or libinih's continuation of an
 		 * indented line): say so rather than keep the last. */
-		if (c->seen[i] != 0) {
+		if (c->seen[i] != 0 && d->type != OPT_RULE) {
 			fprintf(c->err, "%s:%d: %s is already set on line %d\n",
 			    c->path, c->line, key, c->seen[i]);
 			c->errors++;
@@ -283,6 +310,7 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 	char shortopts[2 * NDEFS + 1];
 	size_t ns = 0;
 	int verbose = 0, quiet = 0, ch, idx;
+	bool cli_rules = false;
 
 	memset(longopts, 0, sizeof(longopts));
 	for (size_t i = 0; i < NDEFS; i++) {
@@ -317,8 +345,18 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		case OPT_PATH:
 		case OPT_STR:
 		case OPT_MODE:
+		case OPT_RULE:
+		case OPT_DEFAULT:
+		case OPT_ADMIN:
 		case OPT_LEVEL: {
-			const char *why = set_value(cfg, d, optarg);
+			const char *why;
+
+			/* Rules on the command line replace the file's. */
+			if (d->type == OPT_RULE && !cli_rules) {
+				cfg->policy.nrules = 0;
+				cli_rules = true;
+			}
+			why = set_value(cfg, d, optarg);
 
 			if (why != NULL) {
 				if (d->type == OPT_NUM)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 
 #include "log.h"
+#include "policy.h"
 
 #define CONFIG_DEFAULT_FILE	"/etc/procreg/procreg.conf"
 
@@ -23,7 +24,11 @@ struct config {
 	uint64_t	max_outbuf;
 	uint64_t	max_conns;
 	uint64_t	drain_ms;
+	uint64_t	max_conns_per_uid;	/* 0: no cap */
+	uint64_t	max_names_per_uid;	/* 0: no cap */
 	enum log_level	log_level;
+	char		admin_group[64];
+	struct policy	policy;
 	/* Not settings but what the command line asked for. */
 	char		config_path[256];	/* -c, or the default if it exists */
 	bool		check_only;		/* --check-config */

@@ -94,9 +94,18 @@ conn_new(struct server *s, int fd)
 		goto fail;
 	/* Credentials are read once: the peer cannot change them later. */
 	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
-	c->id = ++s->next_conn_id;
-	registry_client_init(&s->reg, &c->rc, c->id, cred.pid, cred.uid,
-	    cred.gid);
+	if (s->cfg.max_conns_per_uid != 0 &&
+	    registry_uid_conns(&s->reg, cred.uid) >= s->cfg.max_conns_per_uid) {
+		log_debug(&s->log, "refused uid=%u: max_conns_per_uid reached",
+		    (unsigned)cred.uid);
+		server_refuse(s, fd, "this user has too many connections");
+		fd = -1;
+		goto fail_quiet;
+	}
+	if (registry_client_init(&s->reg, &c->rc, ++s->next_conn_id, cred.pid,
+	    cred.uid, cred.gid) < 0)
+		goto fail;
+	c->id = s->next_conn_id;
 	guard_init(&c->guard, s->cfg.max_message);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
@@ -107,7 +116,10 @@ conn_new(struct server *s, int fd)
 	return c;
 fail:
 	log_warn(&s->log, "cannot set up a connection: out of memory");
+fail_quiet:
 	if (c != NULL) {
+		if (c->ev_read)
+			event_del(c->ev_read);
 		if (c->ev_read)
 			event_free(c->ev_read);
 		if (c->ev_write)
@@ -120,7 +132,8 @@ fail:
 			evbuffer_free(c->out);
 		free(c);
 	}
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return NULL;
 }
 

@@ -5,9 +5,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "dispatch.h"
+#include "policy.h"
 #include "server.h"
 #include "util.h"
 
@@ -102,6 +104,9 @@ h_register(struct call *k)
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid, name,
+	    len, k->why, sizeof(k->why)))
+		return PR_ERR_FORBIDDEN;
 	if (args_more(&k->rq->args)) {
 		args_value(&k->rq->args, &v);
 		proto_out_reset(&s->scratch);
@@ -115,6 +120,10 @@ h_register(struct call *k)
 	if (r == PR_ERR_TAKEN)
 		return fail(k, r, "the name is registered by conn %llu",
 		    (unsigned long long)n->owner->id);
+	if (r == PR_ERR_LIMIT && k->c->rc.nnames < s->reg.max_names)
+		return fail(k, r, "uid %u holds %llu names, the limit",
+		    (unsigned)k->c->rc.uid,
+		    (unsigned long long)k->c->rc.usage->names);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection holds %u names, the limit",
 		    k->c->rc.nnames);
@@ -139,6 +148,23 @@ h_unregister(struct call *k)
 		return fail(k, PR_ERR_NOT_OWNER, "the name is registered by "
 		    "conn %llu", (unsigned long long)n->owner->id);
 	registry_unregister(&k->s->reg, &k->c->rc, name, len);
+	return reply_bool(k, true);
+}
+
+static int
+h_evict(struct call *k)
+{
+	const char *name;
+	size_t len;
+
+	if (args_name(&k->rq->args, &name, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (!policy_is_admin(&k->s->cfg.policy, k->c->rc.uid, k->c->rc.gid,
+	    (uint32_t)getuid()))
+		return fail(k, PR_ERR_FORBIDDEN, "evict is for uid 0, the "
+		    "daemon's user and the admin group");
+	if (registry_evict(&k->s->reg, name, len) != 0)
+		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
 	return reply_bool(k, true);
 }
 
@@ -317,6 +343,7 @@ static handler_fn *const handlers[PR_M__COUNT] = {
 	[PR_M_DEMONITOR] = h_demonitor,
 	[PR_M_LIST] = h_list,
 	[PR_M_STATS] = h_stats,
+	[PR_M_EVICT] = h_evict,
 };
 
 /* Queue a down notification for a holder. */

@@ -35,7 +35,8 @@
 
 /* Exit statuses (hold exits with its command's own status). */
 enum {
-	EXIT_NO = 1,		/* a "no": not found, taken, busy, noproc */
+	EXIT_NO = 1,		/* a "no": not found, taken, busy, noproc,
+				   forbidden */
 	EXIT_USAGE = 2,
 	EXIT_UNREACHABLE = 3,	/* cannot connect, or the connection was lost */
 	EXIT_ERROR = 4,		/* anything else */
@@ -56,7 +57,8 @@ enum {
 	C_MONITOR = 1 << 6,
 	C_STATS = 1 << 7,
 	C_PING = 1 << 8,
-	C_ALL = (1 << 9) - 1
+	C_EVICT = 1 << 9,
+	C_ALL = (1 << 10) - 1
 };
 
 enum opt_id {
@@ -134,6 +136,7 @@ static int	cmd_recv(struct ctl *);
 static int	cmd_monitor(struct ctl *);
 static int	cmd_stats(struct ctl *);
 static int	cmd_ping(struct ctl *);
+static int	cmd_evict(struct ctl *);
 
 static const struct command commands[] = {
 	{ "whereis", cmd_whereis, C_WHEREIS, 1, 1, false, "NAME",
@@ -186,6 +189,13 @@ static const struct command commands[] = {
 	    "check that the daemon answers",
 	    "Say hello to the daemon and print its version and the round-trip "
 	    "time." },
+	{ "evict", cmd_evict, C_EVICT, 1, 1, false, "NAME",
+	    "remove NAME, whoever holds it (administrators)",
+	    "Remove the registration of NAME whoever holds it; its monitors "
+	    "fire with reason evicted, and its holder's connection stays "
+	    "open.  For uid 0, the daemon's own user and the admin_group of "
+	    "procreg.conf(5).  Exit 1 when NAME is not registered or evict is "
+	    "forbidden to you." },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
@@ -271,7 +281,7 @@ usage(FILE *f)
 	print_options(f, C_TOP);
 	fputs("\nExit status:\n"
 	    "  0    success\n"
-	    "  1    a \"no\": not registered, taken, busy, noproc\n"
+	    "  1    a \"no\": not registered, taken, busy, noproc, forbidden\n"
 	    "  2    usage error\n"
 	    "  3    cannot reach the daemon, or the connection was lost\n"
 	    "  4    any other error (protocol error, limit, too large, "
@@ -499,6 +509,7 @@ status_exit(int status)
 	case PROCREG_E_NOT_FOUND:
 	case PROCREG_E_NOT_OWNER:
 	case PROCREG_E_BUSY:
+	case PROCREG_E_FORBIDDEN:
 		return EXIT_NO;
 	case PROCREG_E_CONNECT:
 	case PROCREG_E_CLOSED:
@@ -1065,6 +1076,23 @@ cmd_list(struct ctl *c)
 	free(rows);
 	procreg_entries_free(v, n);
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* evict NAME: an administrator removes a registration. */
+static int
+cmd_evict(struct ctl *c)
+{
+	const char *name = c->args[0];
+	int r;
+
+	if (!check_name(c, name))
+		return EXIT_USAGE;
+	r = procreg_evict(c->p, name);
+	if (r == PROCREG_E_NOT_FOUND) {
+		fprintf(stderr, "procregctl: %s: not registered\n", name);
+		return EXIT_NO;
+	}
+	return r == PROCREG_OK ? EXIT_SUCCESS : report(c, r, name);
 }
 
 /* send NAME PAYLOAD: a str, or JSON as msgpack. */

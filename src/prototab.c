@@ -15,6 +15,7 @@ static const char *const err_names[PR_ERR__COUNT] = {
 	[PR_ERR_BUSY] = "busy",
 	[PR_ERR_LIMIT] = "limit",
 	[PR_ERR_TOO_LARGE] = "too_large",
+	[PR_ERR_FORBIDDEN] = "forbidden",
 };
 
 static const struct {
@@ -32,6 +33,7 @@ static const struct {
 	[PR_M_DEMONITOR] = M("demonitor", 1, 1),
 	[PR_M_LIST] = M("list", 0, 3),
 	[PR_M_STATS] = M("stats", 0, 0),
+	[PR_M_EVICT] = M("evict", 1, 1),
 #undef M
 };
 
@@ -39,6 +41,7 @@ static const char *const down_names[PR_DOWN__COUNT] = {
 	[PR_DOWN_UNREGISTERED] = "unregistered",
 	[PR_DOWN_DISCONNECTED] = "disconnected",
 	[PR_DOWN_NOPROC] = "noproc",
+	[PR_DOWN_EVICTED] = "evicted",
 };
 
 const char *

@@ -75,6 +75,29 @@ mon_hash(uint64_t id, uint64_t ref)
 }
 
 static bool
+uid_eq(const void *item, const void *key)
+{
+	return ((const struct reg_uid *)item)->uid == *(const uint32_t *)key;
+}
+
+/* A user's totals, or NULL. */
+static struct reg_uid *
+uid_find(const struct registry *reg, uint32_t uid)
+{
+	return htab_find(&reg->uids, mon_hash(uid, 0), uid_eq, &uid);
+}
+
+/* Forget a user's totals once nothing of theirs is left. */
+static void
+uid_release(struct registry *reg, struct reg_uid *u)
+{
+	if (u->conns != 0 || u->names != 0)
+		return;
+	htab_remove(&reg->uids, mon_hash(u->uid, 0), u);
+	free(u);
+}
+
+static bool
 mon_eq(const void *item, const void *key)
 {
 	const struct reg_monitor *m = item;
@@ -97,6 +120,11 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 		htab_deinit(&reg->names);
 		return -ENOMEM;
 	}
+	if (htab_init(&reg->uids, 64) < 0) {
+		htab_deinit(&reg->names);
+		htab_deinit(&reg->monitors);
+		return -ENOMEM;
+	}
 	RB_INIT(&reg->order);
 	LIST_INIT(&reg->clients);
 	reg->max_names = max_names;
@@ -116,13 +144,27 @@ registry_deinit(struct registry *reg)
 		registry_client_purge(reg, c);
 	htab_deinit(&reg->names);
 	htab_deinit(&reg->monitors);
+	htab_deinit(&reg->uids);
 }
 
-void
+int
 registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
     int64_t pid, uint32_t uid, uint32_t gid)
 {
+	struct reg_uid *u;
+
+	if ((u = uid_find(reg, uid)) == NULL) {
+		if ((u = calloc(1, sizeof(*u))) == NULL)
+			return -ENOMEM;
+		u->uid = uid;
+		if (htab_insert(&reg->uids, mon_hash(uid, 0), u) < 0) {
+			free(u);
+			return -ENOMEM;
+		}
+	}
+	u->conns++;
 	memset(c, 0, sizeof(*c));
+	c->usage = u;
 	LIST_INIT(&c->names);
 	LIST_INIT(&c->monitors);
 	c->id = id;
@@ -131,6 +173,15 @@ registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
 	c->gid = gid;
 	c->next_ref = 1;
 	LIST_INSERT_HEAD(&reg->clients, c, link);
+	return 0;
+}
+
+uint32_t
+registry_uid_conns(const struct registry *reg, uint32_t uid)
+{
+	const struct reg_uid *u = uid_find(reg, uid);
+
+	return u != NULL ? u->conns : 0;
 }
 
 /* Unlink a monitor from both lists and the index, and free it. */
@@ -160,6 +211,7 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	RB_REMOVE(reg_order, &reg->order, n);
 	LIST_REMOVE(n, owner_link);
 	n->owner->nnames--;
+	n->owner->usage->names--;
 	reg->nnames--;
 	free(n);
 }
@@ -186,6 +238,9 @@ registry_client_purge_step(struct registry *reg, struct reg_client *c,
 		return false;
 	LIST_REMOVE(c, link);
 	c->id = 0;
+	c->usage->conns--;
+	uid_release(reg, c->usage);
+	c->usage = NULL;
 	return true;
 }
 
@@ -242,7 +297,8 @@ registry_register(struct registry *reg, struct reg_client *c, const char *name,
 		/* Its owner is being purged: finish this name now. */
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
 	}
-	if (c->nnames >= reg->max_names)
+	if (c->nnames >= reg->max_names || (reg->max_names_per_uid != 0 &&
+	    c->usage->names >= reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
 	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
 		return PR_ERR_TOO_LARGE;
@@ -265,8 +321,20 @@ registry_register(struct registry *reg, struct reg_client *c, const char *name,
 	RB_INSERT(reg_order, &reg->order, n);
 	LIST_INSERT_HEAD(&c->names, n, owner_link);
 	c->nnames++;
+	c->usage->names++;
 	reg->nnames++;
 	*out = n;
+	return 0;
+}
+
+int
+registry_evict(struct registry *reg, const char *name, size_t len)
+{
+	struct reg_name *n;
+
+	if ((n = registry_lookup(reg, name, len)) == NULL)
+		return PR_ERR_NOT_FOUND;
+	name_remove(reg, n, PR_DOWN_EVICTED);
 	return 0;
 }
 

@@ -28,6 +28,13 @@
 struct reg_name;
 struct reg_monitor;
 
+/* What one user holds across its connections, for per-uid caps. */
+struct reg_uid {
+	uint32_t	uid;
+	uint32_t	conns;
+	uint64_t	names;
+};
+
 /* The registry's view of one client connection (embedded in it). */
 struct reg_client {
 	LIST_ENTRY(reg_client)		 link;	/* registry's client list */
@@ -41,6 +48,7 @@ struct reg_client {
 	uint32_t			 nnames;
 	uint32_t			 nmonitors;
 	bool				 dying;	/* purge under way */
+	struct reg_uid			*usage;	/* its user's totals */
 };
 
 /* A registered name.  The name bytes, then the value's msgpack bytes. */
@@ -75,6 +83,7 @@ RB_HEAD(reg_order, reg_name);
 struct registry {
 	struct htab			 names;
 	struct htab			 monitors;
+	struct htab			 uids;		/* struct reg_uid */
 	struct reg_order		 order;
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
@@ -82,6 +91,7 @@ struct registry {
 	uint64_t			 nmonitors;
 	uint32_t			 max_names;	/* per client */
 	uint32_t			 max_monitors;	/* per client */
+	uint64_t			 max_names_per_uid; /* 0: no cap */
 	reg_down_fn			*down;
 	void				*down_arg;
 };
@@ -92,9 +102,11 @@ int	 registry_init(struct registry *, uint32_t max_names,
 /* Free every name and monitor (no notifications) and the indexes. */
 void	 registry_deinit(struct registry *);
 
-/* Attach a client with its peer credentials. */
-void	 registry_client_init(struct registry *, struct reg_client *,
+/* Attach a client with its peer credentials; 0 or -ENOMEM. */
+int	 registry_client_init(struct registry *, struct reg_client *,
 	    uint64_t id, int64_t pid, uint32_t uid, uint32_t gid);
+/* Connections a user has attached now. */
+uint32_t registry_uid_conns(const struct registry *, uint32_t uid);
 /*
  * Drop everything the client holds: its monitors silently, then its names,
  * firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
@@ -129,11 +141,15 @@ bool	 registry_name_valid(const char *name, size_t len);
 /*
  * Register name for the client with a value (msgpack bytes, copied).
  * PR_ERR_TAKEN sets *out to the current entry; PR_ERR_LIMIT when the
- * client holds max_names names; -ENOMEM.  The name must be valid.
+ * client holds max_names names or its user max_names_per_uid; -ENOMEM.
+ * The name must be valid.
  */
 int	 registry_register(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    uint64_t now_ms, struct reg_name **out);
+/* Remove a name whoever holds it, firing PR_DOWN_EVICTED; or
+ * PR_ERR_NOT_FOUND. */
+int	 registry_evict(struct registry *, const char *name, size_t len);
 /* Remove the client's name, firing PR_DOWN_UNREGISTERED; or
  * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
 int	 registry_unregister(struct registry *, struct reg_client *,

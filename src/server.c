@@ -86,13 +86,11 @@ server_schedule_flush(struct server *s)
 	event_active(s->ev_flush, EV_TIMEOUT, 0);
 }
 
-/* Write a refusal to a connection we will not keep, best effort. */
-static void
-refuse(struct server *s, int fd)
+void
+server_refuse(struct server *s, int fd, const char *why)
 {
 	proto_out_reset(&s->push);
-	if (proto_push_error(&s->push, PR_ERR_LIMIT, "too many connections; "
-	    "try again later") == 0)
+	if (proto_push_error(&s->push, PR_ERR_LIMIT, why) == 0)
 		(void)send(fd, proto_out_data(&s->push), proto_out_len(&s->push),
 		    MSG_DONTWAIT | MSG_NOSIGNAL);
 	close(fd);
@@ -114,7 +112,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	if (s->nconns >= s->cfg.max_conns) {
 		log_debug(&s->log, "refused a connection: max_conns=%llu "
 		    "reached", (unsigned long long)s->cfg.max_conns);
-		refuse(s, fd);
+		server_refuse(s, fd, "too many connections; try again later");
 		return;
 	}
 	conn_new(s, fd);
@@ -263,6 +261,11 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->log.level = cfg.log_level;
 	s->reg.max_names = (uint32_t)cfg.max_names;
 	s->reg.max_monitors = (uint32_t)cfg.max_monitors;
+	s->reg.max_names_per_uid = cfg.max_names_per_uid;
+	s->cfg.max_conns_per_uid = cfg.max_conns_per_uid;
+	strcpy(s->cfg.admin_group, cfg.admin_group);
+	/* The new rules judge the next request; names held stay held. */
+	s->cfg.policy = cfg.policy;
 	/* Messages under way keep the bound they started with. */
 	TAILQ_FOREACH(c, &s->conns, link) {
 		if (c->guard.size == 0)
@@ -295,29 +298,32 @@ socket_is_live(const struct sockaddr_un *sun)
 	return -1;
 }
 
-/* The socket file's mode and group, as configured. */
-static int
-set_socket_access(struct server *s)
+/* The socket file's mode, as configured or by who runs the daemon. */
+static mode_t
+socket_mode(const struct server *s)
 {
-	mode_t mode = s->cfg.socket_mode != UINT64_MAX ?
-	    (mode_t)s->cfg.socket_mode : getuid() == 0 ? 0666 : 0600;
+	if (s->cfg.socket_mode != UINT64_MAX)
+		return (mode_t)s->cfg.socket_mode;
+	/* Private per-user registry; a root daemon serves every user. */
+	return getuid() == 0 ? 0666 : 0600;
+}
+
+/* The socket file's group, as configured. */
+static int
+set_socket_group(struct server *s)
+{
 	struct group *gr;
 
-	if (s->cfg.socket_group[0] != '\0') {
-		/* Looked up once at start, never in the loop. */
-		if ((gr = getgrnam(s->cfg.socket_group)) == NULL) {
-			log_err(&s->log, "socket_group: no group '%s'",
-			    s->cfg.socket_group);
-			return -1;
-		}
-		if (chown(s->socket_path, (uid_t)-1, gr->gr_gid) < 0) {
-			log_err(&s->log, "chown %s: %s", s->socket_path,
-			    strerror(errno));
-			return -1;
-		}
+	if (s->cfg.socket_group[0] == '\0')
+		return 0;
+	/* Looked up once at start, never in the loop. */
+	if ((gr = getgrnam(s->cfg.socket_group)) == NULL) {
+		log_err(&s->log, "socket_group: no group '%s'",
+		    s->cfg.socket_group);
+		return -1;
 	}
-	if (chmod(s->socket_path, mode) < 0) {
-		log_err(&s->log, "chmod %s: %s", s->socket_path,
+	if (chown(s->socket_path, (uid_t)-1, gr->gr_gid) < 0) {
+		log_err(&s->log, "chown %s: %s", s->socket_path,
 		    strerror(errno));
 		return -1;
 	}
@@ -409,15 +415,15 @@ server_listen(struct server *s)
 		log_err(&s->log, "socket: %s", strerror(errno));
 		return -1;
 	}
-	/* Private per-user registry; a root daemon serves every user. */
-	old = umask(0177);
+	/* The file is born with its mode: no window with another one. */
+	old = umask(~socket_mode(s) & 0777);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
 		log_err(&s->log, "bind %s: %s", s->socket_path, strerror(errno));
 		goto fail;
 	}
 	umask(old);
-	if (set_socket_access(s) < 0) {
+	if (set_socket_group(s) < 0) {
 		unlink(s->socket_path);
 		goto fail;
 	}
@@ -509,6 +515,7 @@ server_init(struct server *s, const struct config *cfg)
 		log_err(&s->log, "out of memory");
 		return -1;
 	}
+	s->reg.max_names_per_uid = cfg->max_names_per_uid;
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->boot, sizeof(s->boot), rnd, sizeof(rnd));
 	signal(SIGPIPE, SIG_IGN);

@@ -80,6 +80,8 @@ int	server_run(struct server *);
 void	server_deinit(struct server *);
 /* Make sure the flush event runs at the end of this loop turn. */
 void	server_schedule_flush(struct server *);
+/* Send a connection we will not keep a "limit" notice, close it. */
+void	server_refuse(struct server *, int fd, const char *why);
 /* Run a purge slice in the next loop turn, after polling for I/O. */
 void	server_schedule_purge(struct server *);
 

@@ -380,6 +380,36 @@ START_TEST(test_connect_missing)
 }
 END_TEST
 
+START_TEST(test_evict)
+{
+	struct procreg_event *ev;
+	struct tdaemon d;
+	procreg_t *p, *q;
+	uint64_t ref;
+
+	/* The test runs as the daemon's user, an administrator. */
+	t_daemon_start(&d, NULL);
+	p = xconnect(d.path);
+	q = xconnect(d.path);
+	CK_OK(p, procreg_register(p, "evictee", NULL, 0, NULL));
+	CK_OK(q, procreg_monitor(q, "evictee", &ref));
+	CK_OK(q, procreg_evict(q, "evictee"));
+	CK_CALL(q, procreg_evict(q, "evictee"), PROCREG_E_NOT_FOUND);
+	CK_OK(q, procreg_next_event(q, 5000, &ev));
+	ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+	ck_assert_uint_eq(ev->ref, ref);
+	ck_assert_str_eq(ev->reason, "evicted");
+	procreg_event_free(ev);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_FORBIDDEN), "forbidden");
+	ck_assert_str_eq(procreg_strstatus(PROCREG_E_FORBIDDEN), "forbidden");
+	/* The holder lost the name, not its connection. */
+	CK_OK(p, procreg_register(p, "evictee", NULL, 0, NULL));
+	procreg_free(p);
+	procreg_free(q);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_hello)
 {
 	struct tdaemon d;
@@ -1961,6 +1991,7 @@ client_suite(void)
 	tc = tcase_create("connect");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_connect_explicit);
+	tcase_add_test(tc, test_evict);
 	tcase_add_test(tc, test_connect_label_timeout_opts);
 	tcase_add_test(tc, test_connect_default_path);
 	tcase_add_test(tc, test_connect_missing);

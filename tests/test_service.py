@@ -244,6 +244,147 @@ def test_shutdown(tmp):
     check("exit 0", d.wait(timeout=10) == 0)
 
 
+AS_USER = r"""
+import json, socket, sys, msgpack
+path, calls, nconns = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+out = []
+conns = []
+for i in range(nconns):
+    s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+    conns.append(s)
+s, u = conns[0], msgpack.Unpacker(raw=False)
+for i, (method, params) in enumerate(calls):
+    s.sendall(msgpack.packb([0, i + 1, method, params]))
+    while True:
+        obj = next(u, None)
+        if obj is not None:
+            break
+        u.feed(s.recv(65536))
+    out.append([obj[2], obj[3]])
+# the last extra connection: what does it get?
+extra = []
+if nconns > 1:
+    last, lu = conns[-1], msgpack.Unpacker(raw=False)
+    while True:
+        data = last.recv(65536)
+        if not data:
+            extra.append("EOF")
+            break
+        lu.feed(data)
+        extra.extend(lu)
+print(json.dumps({"calls": out, "extra": extra}))
+"""
+
+
+def run_as(uid, path, calls, nconns=1):
+    import json
+    r = subprocess.run(["/usr/bin/python3", "-c", AS_USER, path,
+                        json.dumps(calls), str(nconns)],
+                       preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)),
+                       capture_output=True, text=True, timeout=20)
+    if r.returncode != 0:
+        print(r.stderr)
+        return None
+    return json.loads(r.stdout)
+
+
+def err_code(res):
+    return res[0][0] if res[0] else None
+
+
+def test_policy(tmp):
+    if os.getuid() != 0:
+        results["skipped"] += 1
+        print("skip   policy tests need root (to act as another uid)")
+        return
+    os.chmod(tmp, 0o755)
+    conf = os.path.join(tmp, "policy.conf")
+    path = os.path.join(tmp, "policy.sock")
+    rules = ("[limits]\nmax_names_per_uid = 3\nmax_conns_per_uid = 3\n"
+             "[policy]\nrule = deny uid:1000 app.*\n"
+             "rule = allow * user.${uid}.*\nrule = deny * user.*\n"
+             "default = allow\n")
+    with open(conf, "w") as f:
+        f.write(rules)
+    d = start(["-c", conf, "-s", path])
+    try:
+        policy_checks(d, conf, path, rules)
+    finally:
+        if d.poll() is None:
+            d.kill()
+            d.wait()
+    r = subprocess.run([DAEMON, "--check-config", "-c", "/dev/stdin"],
+                       input="[policy]\nrule = maybe * x\nrule = allow "
+                       "group:no-such-group-xyz x\n", capture_output=True,
+                       text=True, timeout=10)
+    check("--check-config names bad rules by line", r.returncode == 2
+          and ":2:" in r.stderr and ":3:" in r.stderr)
+
+
+def policy_checks(d, conf, path, rules):
+    """The policy, per-uid caps, evict and reload against daemon d (root
+    holds three connections: the cap is three per uid)."""
+    eventually(lambda: os.path.exists(path))
+    out = run_as(1000, path, [["register", ["app.x"]],
+                              ["register", ["user.1000.a"]],
+                              ["register", ["user.0.a"]],
+                              ["register", ["free.1"]],
+                              ["register", ["user.1000.b"]],
+                              ["register", ["user.1000.c"]]])
+    calls = out["calls"] if out else []
+    check("a rule denies uid 1000 app.*: forbidden naming the rule",
+          len(calls) == 6 and err_code(calls[0]) == "forbidden"
+          and "rule 1" in calls[0][0][1])
+    check("${uid} in a pattern: user.1000.* is uid 1000's",
+          len(calls) == 6 and calls[1][0] is None)
+    check("and user.0.* is not (rule 3)", len(calls) == 6
+          and err_code(calls[2]) == "forbidden" and "rule 3" in
+          calls[2][0][1])
+    check("no rule matches: the default allows", len(calls) == 6
+          and calls[3][0] is None)
+    check("max_names_per_uid caps a user's names", len(calls) == 6
+          and calls[4][0] is None and err_code(calls[5]) == "limit")
+    root = Client(path)
+    check("root is not uid 1000: app.x is allowed",
+          root.call("register", "app.x")[0] is None)
+    out = run_as(1000, path, [["stats", []]], nconns=4)
+    check("max_conns_per_uid: the fourth connection gets limit, then EOF",
+          out is not None and out["extra"][:1] and
+          out["extra"][0][:2] == [2, "error"]
+          and out["extra"][0][2][0] == "limit" and out["extra"][-1] == "EOF")
+    # evict: an administrator removes a name; its monitors fire evicted
+    holder, watcher = Client(path), Client(path)
+    holder.call("register", "victim")
+    _, ref = watcher.call("monitor", "victim")
+    out = run_as(1000, path, [["evict", ["victim"]]])
+    check("evict by a plain user is forbidden", out is not None
+          and err_code(out["calls"][0]) == "forbidden")
+    err, res = root.call("evict", "victim")
+    check("evict by root removes the name", err is None and res is True
+          and root.call("whereis", "victim")[1] is None)
+    got = []
+    while not got:
+        watcher.unpacker.feed(watcher.sock.recv(65536))
+        got = list(watcher.unpacker)
+    check("its monitor fires with reason evicted",
+          got == [[2, "down", [ref, "victim", "evicted"]]])
+    check("the holder's connection stays open",
+          holder.call("stats")[0] is None)
+    check("evict of a missing name is not_found",
+          root.call("evict", "victim")[0][0] == "not_found")
+    # reload: a changed policy applies to the next request
+    with open(conf, "w") as f:
+        f.write(rules.replace("rule = deny uid:1000 app.*\n", ""))
+    d.send_signal(signal.SIGHUP)
+    ok = eventually(lambda: (lambda o: o is not None and
+                             o["calls"][0][0] is None)(
+        run_as(1000, path, [["register", ["app.y"]]])), timeout=10)
+    check("after SIGHUP the changed policy applies", ok)
+    for c in (root, holder, watcher):
+        c.sock.close()
+    check("exit 0", stop(d) == 0)
+
+
 def test_socket_mode(tmp):
     path = os.path.join(tmp, "mode.sock")
     d = start(["-s", path, "--socket-mode", "0640"])
@@ -266,6 +407,7 @@ def main():
         test_activation(tmp)
         test_notify(tmp)
         test_shutdown(tmp)
+        test_policy(tmp)
         test_socket_mode(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
