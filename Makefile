@@ -36,7 +36,7 @@ CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
 	   src/conn.o \
 	   src/dispatch.o src/server.o
 LIBCORE	 = src/libprocregd.a
-UNIT	 = tests/check_registry tests/check_proto
+UNIT	 = tests/check_registry tests/check_proto tests/check_policy
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client
 FAULTS	 = tests/check_faults
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
