@@ -180,7 +180,8 @@ static const struct command commands[] = {
 	{ "monitor", cmd_monitor, C_MONITOR, 1, 1, false, "NAME",
 	    "wait until NAME goes away",
 	    "Monitor the current registration of NAME and wait until it ends; "
-	    "print why (unregistered, disconnected) and exit 0.  When NAME is "
+	    "print why (unregistered, disconnected, evicted) and exit 0.  When "
+	    "NAME is "
 	    "not registered, print noproc and exit 1." },
 	{ "stats", cmd_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",

@@ -741,6 +741,27 @@ def test_recv(ctl, cl):
     check("recv exits 0 on SIGTERM", rv.finish().rc == 0)
 
 
+def test_evict(ctl, cl):
+    """evict: the test runs as the daemon's user, an administrator."""
+    h = ctl.spawn("hold", "cli/evictee", "--", "sleep", "30")
+    wait_registered(cl, "cli/evictee")
+    base = cl.call("stats")["monitors"]
+    m = ctl.spawn("monitor", "cli/evictee")
+    monitors_reach(cl, base + 1)
+    r = ctl.run("evict", "cli/evictee")
+    check("evict removes a held name (exit 0, no output)", r.rc == 0
+          and r.out == "")
+    r = m.finish()
+    check("its monitor prints evicted", r.rc == 0 and r.out == "evicted\n")
+    check("the holder lost the name, not its command",
+          cl.call("whereis", "cli/evictee") is None and h.proc.poll() is None)
+    r = ctl.run("evict", "cli/evictee")
+    check("evict of a missing name: exit 1", r.rc == 1
+          and "not registered" in r.err)
+    h.signal(signal.SIGTERM)
+    h.finish()
+
+
 def test_daemon_restart(ctl, cl, daemon, path):
     """The daemon goes away: recv and monitor exit 3; hold waits and
     registers its name again on the new daemon."""
@@ -792,6 +813,7 @@ def main():
         test_hold(ctl, cl, path)
         test_monitor(ctl, cl, path)
         test_recv(ctl, cl)
+        test_evict(ctl, cl)
         daemon = test_daemon_restart(ctl, cl, daemon, path)
     finally:
         stop_daemon(daemon, "the last daemon")
