@@ -128,7 +128,7 @@ usage(FILE *f)
 			snprintf(left, sizeof(left), "    --%s%s%s", d->name,
 			    d->arg ? " " : "", d->arg ? d->arg : "");
 		fprintf(f, "  %-24s %s", left, d->help);
-		if (d->type == OPT_NUM && d->def != 0)
+		if (d->type == OPT_NUM)
 			fprintf(f, " (default %llu)", (unsigned long long)d->def);
 		fputc('\n', f);
 	}

@@ -417,6 +417,11 @@ def test_procregctl_page(chelp, cmd_helps):
 
 # ---- the configuration file ----
 
+# Keys whose option is not named after them.
+KEY_OF = {"policy-default": "default"}
+OPTION_OF = {v: k for k, v in KEY_OF.items()}
+
+
 def conf_lines():
     """[(line number, section, key, value, commented)] of conf/procreg.conf,
     and the lines that are none of blank, comment, section or key."""
@@ -431,7 +436,7 @@ def conf_lines():
             if m:
                 section = m.group(1)
                 continue
-            m = re.match(r"^(#?)([a-z_]+) = (\S+)$", line)
+            m = re.match(r"^(#?)([a-z_]+) = (\S.*)$", line)
             if m:
                 keys.append((n, section, m.group(2), m.group(3),
                              m.group(1) == "#"))
@@ -448,21 +453,22 @@ def test_conf(dhelp, conf_page):
           "'key = value' at column 0 (no comment after a value)", not bad,
           repr(bad))
     opts = {n for s, n, r in help_options(dhelp)}
-    want = {n.replace("-", "_") for n in opts - CLI_ONLY}
+    want = {KEY_OF.get(n, n.replace("-", "_")) for n in opts - CLI_ONLY}
     have = {k for n, s, k, v, c in keys}
     check("procreg.conf has every key that --help has an option for, and "
           "no other", have == want,
           f"missing {sorted(want - have)}, unknown {sorted(have - want)}")
-    check("procreg.conf: sections [daemon] and [limits] only",
-          {s for n, s, k, v, c in keys} == {"daemon", "limits"})
-    check("procreg.conf: only socket, socket_mode, socket_group commented "
-          "out", {k for n, s, k, v, c in keys if c} ==
-          {"socket", "socket_mode", "socket_group"})
+    check("procreg.conf: sections [daemon], [limits] and [policy] only",
+          {s for n, s, k, v, c in keys} == {"daemon", "limits", "policy"})
+    check("procreg.conf: only socket, socket_mode, socket_group and the "
+          "policy's examples commented out", {k for n, s, k, v, c in keys
+                                              if c} ==
+          {"socket", "socket_mode", "socket_group", "rule", "admin_group"})
     defaults = help_defaults(dhelp)
     for n, s, k, v, c in keys:
         if c:
             continue
-        d = defaults.get(k.replace("_", "-"))
+        d = defaults.get(OPTION_OF.get(k, k.replace("_", "-")))
         check(f"procreg.conf: {k} = {v} is the default of --help",
               d == v, f"--help says {d}")
     if conf_page is not None:
@@ -473,7 +479,7 @@ def test_conf(dhelp, conf_page):
                 doc.add(m.group(1))
         check("procreg.conf(5) documents exactly the keys of procreg.conf",
               doc == have, f"page {sorted(doc)}, file {sorted(have)}")
-        for sec in ("daemon", "limits"):
+        for sec in ("daemon", "limits", "policy"):
             sec_keys = {k for n, s, k, v, c in keys if s == sec}
             body = man_section(conf_page, f"The [{sec}] section")
             got = {m.group(1) for l in body
