@@ -46,6 +46,16 @@ class Client:
         self.unpacker = msgpack.Unpacker(raw=False)
         self.msgid = 0
 
+    def rest(self):
+        """Every object until the daemon closes the connection."""
+        got = []
+        while True:
+            data = self.sock.recv(65536)
+            if not data:
+                return got
+            self.unpacker.feed(data)
+            got.extend(self.unpacker)
+
     def call(self, method, *params):
         self.msgid += 1
         self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)]))
@@ -204,25 +214,10 @@ def test_shutdown(tmp):
     watcher = Client(path)
     watcher.call("monitor", "leaving")
     d.send_signal(signal.SIGTERM)
-    got = []
-    try:
-        while True:
-            data = c.sock.recv(65536)
-            if not data:
-                break
-            c.unpacker.feed(data)
-            got.extend(c.unpacker)
-    except socket.timeout:
-        pass
+    got = c.rest()
     check("SIGTERM: every client gets [2, \"shutdown\", [\"terminated\"]] "
           "and then EOF", got == [[2, "shutdown", ["terminated"]]])
-    seen = []
-    while True:
-        data = watcher.sock.recv(65536)
-        if not data:
-            break
-        watcher.unpacker.feed(data)
-        seen.extend(watcher.unpacker)
+    seen = watcher.rest()
     check("no down for names that vanish with the daemon",
           seen == [[2, "shutdown", ["terminated"]]])
     check("exit 0", d.wait(timeout=10) == 0)
@@ -232,13 +227,7 @@ def test_shutdown(tmp):
     c = Client(path)
     c.call("stats")
     d.send_signal(signal.SIGINT)
-    got = []
-    while True:
-        data = c.sock.recv(65536)
-        if not data:
-            break
-        c.unpacker.feed(data)
-        got.extend(c.unpacker)
+    got = c.rest()
     check("SIGINT: shutdown \"interrupted\", then EOF",
           got == [[2, "shutdown", ["interrupted"]]])
     check("exit 0", d.wait(timeout=10) == 0)
