@@ -568,13 +568,21 @@ START_TEST(allocation_failure)
 		struct tpack p;
 		msgpack_object *r;
 		uint32_t id = c->next_msgid++;
+		int e;
 
 		snprintf(name, sizeof(name), "big/%d", i);
 		tp_init(&p);
 		tp_req(&p, id, "register", 2);
 		tp_str(&p, name);
 		tp_str(&p, value);
-		t_send_pack(c, &p);
+		/*
+		 * The daemon may run out of memory half-way through this
+		 * request and close: EPIPE here, and its last word is still
+		 * queued for us to read.
+		 */
+		e = t_send_try(c, p.buf.data, p.buf.size);
+		ck_assert_msg(e == 0 || e == EPIPE || e == ECONNRESET,
+		    "send: %s", strerror(e));
 		tp_free(&p);
 		r = t_recv(c, -1);
 		ck_assert_msg(r != NULL, "closed without a word");

@@ -185,8 +185,9 @@ t_close(struct tclient *c)
 	free(c);
 }
 
-void
-t_send_raw(struct tclient *c, const void *p, size_t len)
+/* 0 sent, or the errno that stopped it (EPIPE once the daemon closed). */
+int
+t_send_try(struct tclient *c, const void *p, size_t len)
 {
 	const char *b = p;
 
@@ -195,10 +196,20 @@ t_send_raw(struct tclient *c, const void *p, size_t len)
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		ck_assert_msg(n > 0, "send: %s", strerror(errno));
+		if (n <= 0)
+			return n < 0 ? errno : EPIPE;
 		b += n;
 		len -= (size_t)n;
 	}
+	return 0;
+}
+
+void
+t_send_raw(struct tclient *c, const void *p, size_t len)
+{
+	int e = t_send_try(c, p, len);
+
+	ck_assert_msg(e == 0, "send: %s", strerror(e));
 }
 
 void

@@ -60,6 +60,7 @@ bool		 t_daemon_alive(struct tdaemon *);
 struct tclient	*t_connect(const char *path);
 void		 t_close(struct tclient *);
 /* Send raw bytes, all of them. */
+int		 t_send_try(struct tclient *, const void *p, size_t len);
 void		 t_send_raw(struct tclient *, const void *p, size_t len);
 void		 t_send_pack(struct tclient *, struct tpack *);
 /* The next object from the daemon, valid until the next t_recv on this
