@@ -53,7 +53,10 @@ enum procreg_status {
 	PROCREG_E_LIMIT = 7,
 	PROCREG_E_TOO_LARGE = 8,
 	PROCREG_E_FORBIDDEN = 9,	/* the daemon's access policy said no */
-	PROCREG_E_OTHER = 99,		/* an error code this library predates */
+	PROCREG_E_CALL_TIMEOUT = 10,	/* call: the callee did not reply */
+	PROCREG_E_DOWN = 11,		/* call: the callee went away */
+	PROCREG_E_OTHER = 99,		/* an error code this library predates,
+					   or a callee's own (procreg_call) */
 	/* Local failures. */
 	PROCREG_E_CONNECT = -1,		/* cannot reach the daemon */
 	PROCREG_E_CLOSED = -2,		/* the connection was lost */
@@ -73,19 +76,43 @@ struct procreg_entry {
 	void		*value;		/* msgpack bytes (nil: c0) */
 	size_t		 value_len;
 	uint64_t	 since_ms;	/* Unix epoch milliseconds */
+	uint64_t	 gen;		/* the registration's generation */
+};
+
+/* A group membership, as join/members return it. */
+struct procreg_member {
+	char		*group;		/* NUL-terminated */
+	uint64_t	 conn;		/* the member's connection id */
+	int64_t		 pid;
+	int64_t		 uid;
+	int64_t		 gid;
+	void		*value;		/* msgpack bytes (nil: c0) */
+	size_t		 value_len;
+	uint64_t	 since_ms;
+	uint64_t	 gen;
 };
 
 enum procreg_event_kind {
 	PROCREG_EV_MESSAGE = 1,		/* a send to one of our names */
 	PROCREG_EV_DOWN,		/* one of our monitors fired */
-	PROCREG_EV_ERROR		/* the daemon's error notification */
+	PROCREG_EV_ERROR,		/* the daemon's error notification */
+	PROCREG_EV_CALL,		/* a call to one of our names or to us:
+					   answer with procreg_reply */
+	PROCREG_EV_PUBLISH		/* a publish to a group we joined */
 };
 
 struct procreg_event {
 	enum procreg_event_kind	 kind;
-	char			*name;		/* MESSAGE, DOWN: the name */
-	uint64_t		 sender;	/* MESSAGE: sender's conn */
-	void			*payload;	/* MESSAGE: msgpack bytes */
+	char			*name;		/* MESSAGE, DOWN, CALL: the name;
+						   NULL when the target was a
+						   conn id (then target_conn);
+						   PUBLISH: the group */
+	uint64_t		 target_conn;	/* see name */
+	uint64_t		 sender;	/* MESSAGE, CALL, PUBLISH:
+						   sender's conn */
+	uint64_t		 call_id;	/* CALL: for procreg_reply */
+	void			*payload;	/* MESSAGE, CALL, PUBLISH:
+						   msgpack bytes */
 	size_t			 payload_len;
 	uint64_t		 ref;		/* DOWN: the monitor's ref */
 	char			*reason;	/* DOWN: "unregistered", ...;
@@ -104,7 +131,7 @@ struct procreg_hello {
 struct procreg_stats {
 	uint64_t	connections, names, monitors, requests, messages,
 			downs, notifications_ignored, connections_total,
-			uptime_ms;
+			uptime_ms, groups, members, calls, replies_late;
 };
 
 struct procreg;
@@ -210,6 +237,73 @@ PROCREG_API int	procreg_list(procreg_t *, const char *prefix,
 PROCREG_API void procreg_entries_free(struct procreg_entry **, size_t count);
 
 PROCREG_API int	procreg_stats(procreg_t *, struct procreg_stats *out);
+
+/* Protocol 2. */
+
+/* send and monitor addressed to a connection id instead of a name. */
+PROCREG_API int	procreg_send_conn(procreg_t *, uint64_t conn,
+		    const void *payload, size_t len);
+PROCREG_API int	procreg_monitor_conn(procreg_t *, uint64_t conn,
+		    uint64_t *ref);
+
+/*
+ * Call the owner of name (or connection conn) with payload and wait up to
+ * timeout_ms (0: the daemon's default, 5000) for its reply.  *result
+ * (malloc'd msgpack bytes, free()) on PROCREG_OK.  PROCREG_E_NOT_FOUND,
+ * PROCREG_E_BUSY, PROCREG_E_CALL_TIMEOUT, PROCREG_E_DOWN; an error code
+ * the callee chose gives PROCREG_E_OTHER, its code and message in
+ * procreg_errmsg as "code: message".  Notifications arriving meanwhile
+ * (calls to us included) are queued.
+ */
+PROCREG_API int	procreg_call(procreg_t *, const char *name,
+		    const void *payload, size_t len, int timeout_ms,
+		    void **result, size_t *result_len);
+PROCREG_API int	procreg_call_conn(procreg_t *, uint64_t conn,
+		    const void *payload, size_t len, int timeout_ms,
+		    void **result, size_t *result_len);
+/* Answer a PROCREG_EV_CALL with result (msgpack bytes), or with an error
+ * (code: 1..64 bytes).  PROCREG_E_NOT_FOUND when it is no longer
+ * pending. */
+PROCREG_API int	procreg_reply(procreg_t *, uint64_t call_id,
+		    const void *result, size_t len);
+PROCREG_API int	procreg_reply_error(procreg_t *, uint64_t call_id,
+		    const char *code, const char *message);
+
+/* Groups: join with an optional value (msgpack bytes, NULL: none). */
+PROCREG_API int	procreg_join(procreg_t *, const char *group,
+		    const void *value, size_t value_len,
+		    struct procreg_member **out);
+PROCREG_API int	procreg_leave(procreg_t *, const char *group);
+PROCREG_API int	procreg_members(procreg_t *, const char *group,
+		    struct procreg_member ***members, size_t *count);
+PROCREG_API void procreg_member_free(struct procreg_member *);
+PROCREG_API void procreg_members_free(struct procreg_member **,
+		    size_t count);
+/*
+ * Publish payload to every member of group (not to ourselves when echo is
+ * false).  *delivered (may be NULL): how many got it; *busy/*nbusy (may
+ * be NULL): malloc'd conn ids of members whose buffer was full.
+ */
+PROCREG_API int	procreg_publish(procreg_t *, const char *group,
+		    const void *payload, size_t len, bool echo,
+		    uint64_t *delivered, uint64_t **busy, size_t *nbusy);
+
+/* Change the value of a name we own; *out (may be NULL) the entry. */
+PROCREG_API int	procreg_update(procreg_t *, const char *name,
+		    const void *value, size_t value_len,
+		    struct procreg_entry **out);
+/* Names and groups of a connection, sorted; free with procreg_strv_free. */
+PROCREG_API int	procreg_keys(procreg_t *, uint64_t conn, char ***names,
+		    size_t *nnames, char ***groups, size_t *ngroups);
+PROCREG_API void procreg_strv_free(char **, size_t count);
+/*
+ * Register n names at once, all or none (values[i] NULL: no value).  On
+ * TAKEN procreg_errmsg tells which.  *out (may be NULL): the n entries,
+ * free with procreg_entries_free.
+ */
+PROCREG_API int	procreg_register_many(procreg_t *, size_t n,
+		    const char *const *names, const void *const *values,
+		    const size_t *value_lens, struct procreg_entry ***out);
 
 /* Administrators only: remove name, whoever holds it; its monitors fire
  * "evicted".  PROCREG_E_FORBIDDEN for others, PROCREG_E_NOT_FOUND. */
