@@ -695,7 +695,8 @@ registry_join(struct registry *reg, struct reg_client *c, const char *group,
 	mb->since_ms = now_ms;
 	mb->gen = ++reg->gen;
 	mb->value_len = (uint32_t)vlen;
-	memcpy(mb->value, value, vlen);
+	if (vlen > 0)
+		memcpy(mb->value, value, vlen);
 	TAILQ_INSERT_TAIL(&g->members, mb, by_group);
 	LIST_INSERT_HEAD(&c->members, mb, by_client);
 	g->nmembers++;
