@@ -153,7 +153,8 @@ args_str(struct pr_args *a, size_t max, const char **s, size_t *len)
 	o = &a->v[a->i];
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
 		return PR_ERR_BAD_REQUEST;
-	*s = o->via.str.ptr;
+	/* msgpack-c gives an empty str a NULL ptr: never hand that on. */
+	*s = o->via.str.size > 0 ? o->via.str.ptr : "";
 	*len = o->via.str.size;
 	a->i++;
 	return 0;
@@ -289,7 +290,7 @@ args_error(struct pr_args *a, const char **code, size_t *clen,
 		return PR_ERR_BAD_REQUEST;
 	*code = e[0].via.str.ptr;
 	*clen = e[0].via.str.size;
-	*msg = e[1].via.str.ptr;
+	*msg = e[1].via.str.size > 0 ? e[1].via.str.ptr : "";
 	*mlen = e[1].via.str.size;
 	a->i++;
 	return 0;
