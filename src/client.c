@@ -37,7 +37,6 @@
 #define DEFAULT_RECONNECT_MAX	2000
 #define RECONNECT_MIN		50
 #define READ_SIZE		(64 * 1024)
-#define CALL_DEFAULT_MS		5000	/* the daemon's, when a call gives none */
 
 /* A name held, remembered for re-registration. */
 struct held_name {
@@ -159,24 +158,18 @@ procreg_default_path(char *buf, size_t size)
 	return paths_default_socket(buf, size, false, err, sizeof(err));
 }
 
-/* The wire code of a positive status, or NULL. */
-static const char *
-code_name(int status)
-{
-	if (status > 0 && status < PR_ERR__COUNT)
-		return pr_err_name((enum pr_err)status);
-	/* Protocol 2's codes, should the shared table predate them. */
-	if (status == PROCREG_E_CALL_TIMEOUT)
-		return "timeout";
-	if (status == PROCREG_E_DOWN)
-		return "down";
-	return NULL;
-}
+/* The wire table and the public statuses are one numbering. */
+_Static_assert((int)PR_ERR_TIMEOUT == (int)PROCREG_E_CALL_TIMEOUT &&
+    (int)PR_ERR_DOWN == (int)PROCREG_E_DOWN &&
+    (int)PR_ERR__COUNT <= (int)PROCREG_E_OTHER,
+    "enum procreg_status and enum pr_err differ");
 
 const char *
 procreg_status_code(int status)
 {
-	return code_name(status);
+	if (status > 0 && status < PR_ERR__COUNT)
+		return pr_err_name((enum pr_err)status);
+	return NULL;
 }
 
 const char *
@@ -724,10 +717,8 @@ response_status(procreg_t *p, const msgpack_object *err)
 	snprintf(p->errmsg, sizeof(p->errmsg), "%.*s",
 	    msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
 	    msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
-	for (int e = 1; e <= PROCREG_E_DOWN || e < PR_ERR__COUNT; e++) {
-		const char *name = code_name(e);
-
-		if (name != NULL && is_str(code, name))
+	for (int e = 1; e < PR_ERR__COUNT; e++) {
+		if (is_str(code, pr_err_name((enum pr_err)e)))
 			return e;
 	}
 	/*
@@ -1613,8 +1604,8 @@ call_target(procreg_t *p, const char *name, uint64_t conn,
 	msgpack_sbuffer_write(&p->sbuf, payload, len);
 	if (timeout_ms > 0)
 		msgpack_pack_uint32(&p->pk, (uint32_t)timeout_ms);
-	r = call_wait(p, id, &res, (int64_t)(timeout_ms > 0 ? timeout_ms :
-	    CALL_DEFAULT_MS) + p->timeout_ms);
+	r = call_wait(p, id, &res, (timeout_ms > 0 ? (int64_t)timeout_ms :
+	    (int64_t)PR_CALL_TIMEOUT_DEFAULT) + p->timeout_ms);
 	if (r != PROCREG_OK)
 		return p2_status(p, r);
 	if (result != NULL) {

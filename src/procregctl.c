@@ -69,9 +69,6 @@ enum {
 	C_ALL = (1 << 16) - 1
 };
 
-/* The longest call timeout the daemon takes (a day). */
-#define CALL_TIMEOUT_MAX	86400000
-
 enum opt_id {
 	OPT_SOCKET, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
 	OPT_JSON_PAYLOAD, OPT_CONN, OPT_VALUE, OPT_JSON_VALUE, OPT_NO_ECHO,
@@ -1324,9 +1321,9 @@ cmd_call(struct ctl *c)
 
 	if (!parse_target(c, name, &conn))
 		return EXIT_USAGE;
-	if (c->timeout_ms > CALL_TIMEOUT_MAX)
+	if ((unsigned)c->timeout_ms > PR_CALL_TIMEOUT_MAX)
 		return usage_error(c->cmd, "--timeout: a call waits at most "
-		    "%d ms", CALL_TIMEOUT_MAX);
+		    "%u ms", PR_CALL_TIMEOUT_MAX);
 	msgpack_sbuffer_init(&sb);
 	if (!payload_mp(c, c->args[1], &sb)) {
 		msgpack_sbuffer_destroy(&sb);
