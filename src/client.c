@@ -116,8 +116,10 @@ dup_bytes(const char *s, size_t len)
 {
 	char *d = malloc(len + 1);
 
+	/* msgpack-c gives an empty str a NULL ptr: no memcpy from it. */
 	if (d != NULL) {
-		memcpy(d, s, len);
+		if (len > 0)
+			memcpy(d, s, len);
 		d[len] = '\0';
 	}
 	return d;

@@ -1296,7 +1296,9 @@ print_payload(const void *mp, size_t len, bool always_nl)
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
 	    u.data.type == MSGPACK_OBJECT_STR) {
-		fwrite(u.data.via.str.ptr, 1, u.data.via.str.size, stdout);
+		if (u.data.via.str.size > 0)
+			fwrite(u.data.via.str.ptr, 1, u.data.via.str.size,
+			    stdout);
 		nl = always_nl || u.data.via.str.size == 0 ||
 		    u.data.via.str.ptr[u.data.via.str.size - 1] != '\n';
 	} else if ((text = mp_text(mp, len)) != NULL) {
@@ -1890,7 +1892,9 @@ job_start(struct job *j, char **argv, const struct procreg_event *ev,
 	if (msgpack_unpack_next(&u, ev->payload, ev->payload_len, NULL) ==
 	    MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_STR) {
 		j->input_len = u.data.via.str.size;
-		if ((j->input = malloc(j->input_len + 1)) != NULL)
+		/* An empty str's ptr may be NULL: no memcpy from it. */
+		if ((j->input = malloc(j->input_len + 1)) != NULL &&
+		    j->input_len > 0)
 			memcpy(j->input, u.data.via.str.ptr, j->input_len);
 	} else if ((j->input = mp_text(ev->payload, ev->payload_len)) !=
 	    NULL) {

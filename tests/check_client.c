@@ -2216,6 +2216,10 @@ START_TEST(test_call)
 	free(res);
 	/* The result may be dropped. */
 	CK_OK(a, procreg_call(a, "kv", buf, n, 0, NULL, NULL));
+	/* An empty str (msgpack-c may give it a NULL ptr). */
+	CK_OK(a, procreg_call(a, "kv", "\xa0", 1, 0, &res, &len));
+	check_json(res, len, "\"\"");
+	free(res);
 
 	/* What the callee saw: by name, then by connection id. */
 	CK_OK(a, call_cmd(a, "kv", "who", 0, &res, &len));

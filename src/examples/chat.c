@@ -221,8 +221,11 @@ map_str(const msgpack_object *m, const char *key)
 		    k->via.str.size != strlen(key) ||
 		    memcmp(k->via.str.ptr, key, k->via.str.size) != 0)
 			continue;
-		if (v->type != MSGPACK_OBJECT_STR ||
-		    memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
+		if (v->type != MSGPACK_OBJECT_STR)
+			return NULL;
+		if (v->via.str.size == 0)	/* its ptr may be NULL */
+			return strdup("");
+		if (memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
 			return NULL;
 		return strndup(v->via.str.ptr, v->via.str.size);
 	}
