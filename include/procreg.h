@@ -64,6 +64,7 @@ enum procreg_status {
 	PROCREG_E_FORBIDDEN = 9,	/* the daemon's access policy said no */
 	PROCREG_E_CALL_TIMEOUT = 10,	/* call: the callee did not reply */
 	PROCREG_E_DOWN = 11,		/* call: the callee went away */
+	PROCREG_E_STALE = 12,		/* a name's entry has another gen */
 	PROCREG_E_OTHER = 99,		/* an error code this library predates,
 					   or a callee's own (procreg_call) */
 	/* Local failures. */
@@ -141,7 +142,8 @@ struct procreg_hello {
 struct procreg_stats {
 	uint64_t	connections, names, monitors, requests, messages,
 			downs, notifications_ignored, connections_total,
-			uptime_ms, groups, members, calls, replies_late;
+			uptime_ms, groups, members, calls, replies_late,
+			awaits, subscriptions, seq;
 };
 
 struct procreg;

@@ -163,6 +163,7 @@ procreg_default_path(char *buf, size_t size)
 /* The wire table and the public statuses are one numbering. */
 _Static_assert((int)PR_ERR_TIMEOUT == (int)PROCREG_E_CALL_TIMEOUT &&
     (int)PR_ERR_DOWN == (int)PROCREG_E_DOWN &&
+    (int)PR_ERR_STALE == (int)PROCREG_E_STALE &&
     (int)PR_ERR__COUNT <= (int)PROCREG_E_OTHER,
     "enum procreg_status and enum pr_err differ");
 
@@ -202,6 +203,8 @@ procreg_strstatus(int status)
 		return "no reply to the call in time";
 	case PROCREG_E_DOWN:
 		return "the callee went away";
+	case PROCREG_E_STALE:
+		return "stale generation";
 	case PROCREG_E_OTHER:
 		return "error";
 	case PROCREG_E_CONNECT:
@@ -1536,7 +1539,7 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 		K(connections), K(names), K(monitors), K(requests),
 		K(messages), K(downs), K(notifications_ignored),
 		K(connections_total), K(uptime_ms), K(groups), K(members),
-		K(calls), K(replies_late),
+		K(calls), K(replies_late), K(awaits), K(subscriptions), K(seq),
 #undef K
 	};
 	const msgpack_object *res;

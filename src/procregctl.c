@@ -294,6 +294,7 @@ static const struct {
 	K(connections), K(names), K(monitors), K(requests), K(messages),
 	K(downs), K(notifications_ignored), K(connections_total),
 	K(uptime_ms), K(groups), K(members), K(calls), K(replies_late),
+	K(awaits), K(subscriptions), K(seq),
 #undef K
 };
 #define NSTATS		(sizeof(stats_keys) / sizeof(stats_keys[0]))

@@ -633,7 +633,7 @@ START_TEST(test_strstatus)
 		PROCREG_E_TAKEN, PROCREG_E_NOT_FOUND, PROCREG_E_NOT_OWNER,
 		PROCREG_E_BUSY, PROCREG_E_LIMIT, PROCREG_E_TOO_LARGE,
 		PROCREG_E_FORBIDDEN, PROCREG_E_CALL_TIMEOUT, PROCREG_E_DOWN,
-		PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
+		PROCREG_E_STALE, PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
 		PROCREG_E_TIMEOUT, PROCREG_E_PROTOCOL, PROCREG_E_NOMEM,
 		PROCREG_E_INVAL,
 	};
@@ -652,6 +652,7 @@ START_TEST(test_strstatus)
 		{ PROCREG_E_FORBIDDEN, "forbidden" },
 		{ PROCREG_E_CALL_TIMEOUT, "timeout" },
 		{ PROCREG_E_DOWN, "down" },
+		{ PROCREG_E_STALE, "stale" },
 	};
 	size_t n = sizeof(all) / sizeof(all[0]);
 
@@ -1173,6 +1174,8 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(s0.members, 0);
 	ck_assert_uint_eq(s0.calls, 0);
 	ck_assert_uint_eq(s0.replies_late, 0);
+	ck_assert_uint_eq(s0.awaits, 0);
+	ck_assert_uint_eq(s0.subscriptions, 0);
 	/* hello (from connect) and this stats. */
 	ck_assert_uint_ge(s0.requests, 1);
 

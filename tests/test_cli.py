@@ -29,7 +29,8 @@ COMMANDS = ["whereis", "list", "send", "call", "hold", "serve", "recv",
             "evict"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
-              "uptime_ms", "groups", "members", "calls", "replies_late"]
+              "uptime_ms", "groups", "members", "calls", "replies_late",
+              "awaits", "subscriptions", "seq"]
 MAX_MESSAGE = 65536
 MAX_OUTBUF = 65536
 
@@ -448,7 +449,7 @@ def test_ping_stats(ctl, path):
     r = ctl.run("stats")
     lines = r.out.splitlines()
     parsed = [line.split() for line in lines]
-    check("stats prints the thirteen counters in order", r.rc == 0
+    check("stats prints the sixteen counters in order", r.rc == 0
           and [p[0] for p in parsed] == STATS_KEYS
           and all(p[1].isdigit() for p in parsed))
     check("stats aligns its values", len({line.index(p[1], len(p[0]))
@@ -459,7 +460,7 @@ def test_ping_stats(ctl, path):
         j = json.loads(r.out)
     except ValueError:
         j = {}
-    check("stats --json is an object of the thirteen counters", r.rc == 0
+    check("stats --json is an object of the sixteen counters", r.rc == 0
           and list(j) == STATS_KEYS
           and all(isinstance(v, int) for v in j.values())
           and j["connections"] >= 1)
