@@ -2648,7 +2648,7 @@ START_TEST(test_publish_busy)
 	payload[0] = 0xc5;			/* bin 16 */
 	payload[1] = (unsigned char)(big >> 8);
 	payload[2] = (unsigned char)big;
-	for (i = 0; i < 100 && !seen; i++) {
+	for (i = 0; i < 500 && !seen; i++) {
 		CK_OK(pub, procreg_publish(pub, "g", payload, big + 3, true,
 		    &delivered, &busy, &nbusy));
 		if (nbusy > 0) {
