@@ -31,7 +31,9 @@
  * With auto_reconnect, a call that finds the connection lost before any
  * of its request was sent reconnects (re-registering, re-joining and
  * re-monitoring) and goes on; one whose request may have reached the old
- * daemon returns PROCREG_E_CLOSED, and the next call reconnects.
+ * daemon returns PROCREG_E_CLOSED, and the next call reconnects.  What a
+ * reconnect does to queued names and subscriptions is told at
+ * procreg_register_opts and procreg_subscribe.
  */
 #ifndef PROCREG_H
 #define PROCREG_H
@@ -108,7 +110,28 @@ enum procreg_event_kind {
 	PROCREG_EV_ERROR,		/* the daemon's error notification */
 	PROCREG_EV_CALL,		/* a call to one of our names or to us:
 					   answer with procreg_reply */
-	PROCREG_EV_PUBLISH		/* a publish to a group we joined */
+	PROCREG_EV_PUBLISH,		/* a publish to a group we joined */
+	/* Protocol 2, part 2. */
+	PROCREG_EV_ACQUIRED,		/* a name we queued for is ours now */
+	PROCREG_EV_LOST,		/* a name we owned is no longer ours */
+	PROCREG_EV_SUBSCRIPTION,	/* a change under a subscription */
+	PROCREG_EV_OVERFLOW,		/* a subscription ended; it can resume
+					   with since = seq */
+	PROCREG_EV_RESTARTED		/* a subscription ended with the
+					   daemon (auto_reconnect): it cannot
+					   resume; subscribe afresh */
+};
+
+/* What a PROCREG_EV_SUBSCRIPTION reports (the protocol's event kinds). */
+enum procreg_change {
+	PROCREG_CH_UNKNOWN = 0,		/* a kind of a later protocol: see
+					   change_name and payload */
+	PROCREG_CH_REGISTERED,		/* entry: the new registration */
+	PROCREG_CH_UNREGISTERED,	/* name and reason (as in a down) */
+	PROCREG_CH_UPDATED,		/* entry, with its new value */
+	PROCREG_CH_HANDOVER,		/* entry: the new owner's */
+	PROCREG_CH_JOINED,		/* member (subscribed with groups) */
+	PROCREG_CH_LEFT			/* member */
 };
 
 struct procreg_event {
@@ -127,8 +150,31 @@ struct procreg_event {
 	size_t			 payload_len;
 	uint64_t		 ref;		/* DOWN: the monitor's ref */
 	char			*reason;	/* DOWN: "unregistered", ...;
-						   ERROR: the code */
+						   ERROR: the code; LOST:
+						   "replaced" (or
+						   "disconnected", see
+						   procreg_register_opts);
+						   SUBSCRIPTION unregistered:
+						   the down reason */
 	char			*message;	/* ERROR: the daemon's text */
+	/*
+	 * Protocol 2, part 2.  ACQUIRED: name and entry (its new gen).
+	 * LOST: name and reason.  SUBSCRIPTION: sub, seq, change and
+	 * change_name (the kind as the daemon spelt it), payload (the
+	 * event's payload as msgpack bytes, whatever its kind), name (the
+	 * name, or the group for joined and left; NULL for an unknown
+	 * kind), and entry or member or reason as enum procreg_change
+	 * says.  OVERFLOW: sub, and seq: every event up to it was handed
+	 * out (procreg_subscribe with since = seq resumes).  RESTARTED:
+	 * sub, and seq: the last one handed out, which the new daemon
+	 * does not know.
+	 */
+	uint64_t		 sub;
+	uint64_t		 seq;
+	enum procreg_change	 change;
+	char			*change_name;
+	struct procreg_entry	*entry;
+	struct procreg_member	*member;
 };
 
 struct procreg_hello {
@@ -350,6 +396,123 @@ PROCREG_API int	procreg_register_many(procreg_t *, size_t n,
 /* Administrators only: remove name, whoever holds it; its monitors fire
  * "evicted".  PROCREG_E_FORBIDDEN for others, PROCREG_E_NOT_FOUND. */
 PROCREG_API int	procreg_evict(procreg_t *, const char *name);
+
+/* Protocol 2, part 2: queued ownership, fencing, await, subscriptions. */
+
+/* Flags of procreg_register_opts (PROTOCOL.md 4.21). */
+#define PROCREG_QUEUE			0x1u	/* wait in line when taken */
+#define PROCREG_ALLOW_REPLACEMENT	0x2u	/* a REPLACE may take it */
+#define PROCREG_REPLACE			0x4u	/* take it from an owner
+						   that allows it */
+
+/*
+ * Register name with flags (0: as procreg_register).  On PROCREG_OK
+ * either the name is ours, *out (may be NULL) its entry and *queued (may
+ * be NULL) 0; or, with PROCREG_QUEUE and the name taken, we wait in its
+ * queue: *out is NULL and *queued our position (1: next in line).  A
+ * PROCREG_EV_ACQUIRED comes when the name passes to us; with
+ * PROCREG_ALLOW_REPLACEMENT a PROCREG_EV_LOST ("replaced") when another
+ * connection takes it with PROCREG_REPLACE (with PROCREG_QUEUE too, we
+ * are then first in its queue).  PROCREG_E_TAKEN when the name is taken
+ * and neither QUEUE nor REPLACE applies, or we wait for it already.
+ * procreg_unregister gives up a place in the queue.
+ *
+ * auto_reconnect registers the name again with the same flags.  For a
+ * name registered with PROCREG_QUEUE the application hears how that
+ * went: PROCREG_EV_ACQUIRED (its new entry and gen) when the name is
+ * ours on the new connection, and PROCREG_EV_LOST with reason
+ * "disconnected" when we owned it and are now only queued (another
+ * client got it first).  A name without QUEUE is as procreg_register's:
+ * on_reconnect lists it when it could not be registered again.
+ */
+PROCREG_API int	procreg_register_opts(procreg_t *, const char *name,
+		    const void *value, size_t value_len, unsigned flags,
+		    struct procreg_entry **out, uint32_t *queued);
+
+/*
+ * Fencing: act only while name's entry has generation gen, else
+ * PROCREG_E_STALE (the name changed hands, or was registered again).
+ * Otherwise as procreg_unregister, procreg_update and procreg_send.
+ */
+PROCREG_API int	procreg_unregister_gen(procreg_t *, const char *name,
+		    uint64_t gen);
+PROCREG_API int	procreg_update_gen(procreg_t *, const char *name,
+		    const void *value, size_t value_len, uint64_t gen,
+		    struct procreg_entry **out);
+PROCREG_API int	procreg_send_gen(procreg_t *, const char *name,
+		    const void *payload, size_t len, uint64_t gen);
+
+/*
+ * Wait until name is registered: *out its entry, at once when it is.
+ * timeout_ms from 0 (only check) to 86400000; PROCREG_E_CALL_TIMEOUT
+ * (the daemon's "timeout") when it passes with the name still not
+ * registered.  Synchronous, like procreg_call: notifications arriving
+ * meanwhile are queued, and our own wait is timeout_ms plus the handle's.
+ */
+PROCREG_API int	procreg_await(procreg_t *, const char *name, int timeout_ms,
+		    struct procreg_entry **out);
+
+/* The connection ids waiting for name, first in line first (none: NULL
+ * and 0); free *conns with free(). */
+PROCREG_API int	procreg_queue(procreg_t *, const char *name,
+		    uint64_t **conns, size_t *n);
+
+struct procreg_subscribe_opts {
+	bool		 groups;	/* group memberships too */
+	bool		 has_since;	/* resume after seq since */
+	uint64_t	 since;
+};
+
+/* What procreg_subscribe returns; free its content with
+ * procreg_subscription_free. */
+struct procreg_subscription {
+	uint64_t		  sub;		/* the subscription's id */
+	uint64_t		  seq;		/* the last event so far */
+	/*
+	 * Without has_since, or with it and gap: the snapshot, and events
+	 * follow from seq + 1.  With has_since and !gap: no snapshot
+	 * (has_snapshot false): the events after since are handed out
+	 * first, then the live ones.
+	 */
+	bool			  has_snapshot;
+	bool			  gap;		/* since was too old */
+	struct procreg_entry	**entries;	/* the names, in name order */
+	size_t			  nentries;
+	struct procreg_member	**members;	/* with groups: the members,
+						   groups in name order */
+	size_t			  nmembers;
+};
+
+/*
+ * Subscribe to the changes of the names that start with prefix (NULL or
+ * "": all), and with opts->groups of the groups that do (opts NULL:
+ * defaults).  Each change is a PROCREG_EV_SUBSCRIPTION, in seq order;
+ * when we fall behind, the daemon ends the subscription with a
+ * PROCREG_EV_OVERFLOW: subscribe again with since = its seq once the
+ * events queued before it are handled.  A since later than the daemon's
+ * last event is PROCREG_E_BAD_REQUEST; PROCREG_E_TOO_LARGE when the
+ * snapshot does not fit in max_message; PROCREG_E_LIMIT.
+ *
+ * With auto_reconnect, subscription ids are the handle's own (they never
+ * come back after a reconnect), and a reconnect ends every subscription:
+ * when the daemon is the same one (hello's boot), with a
+ * PROCREG_EV_OVERFLOW whose seq is the last event handed out, so that
+ * since = seq resumes without a gap; when the daemon restarted, with a
+ * PROCREG_EV_RESTARTED: seq numbers start again with each daemon, so
+ * nothing can resume.  Forget what the subscription showed (the old
+ * daemon's names are gone, with no event) and subscribe without since.
+ */
+PROCREG_API int	procreg_subscribe(procreg_t *, const char *prefix,
+		    const struct procreg_subscribe_opts *opts,
+		    struct procreg_subscription *out);
+PROCREG_API void procreg_subscription_free(struct procreg_subscription *);
+/*
+ * End a subscription: *was_active (may be NULL) false when it had ended
+ * already (overflow) or never existed.  Its events still queued in the
+ * handle are dropped: none is handed out after this returns.
+ */
+PROCREG_API int	procreg_unsubscribe(procreg_t *, uint64_t sub,
+		    bool *was_active);
 
 /*
  * The next notification: a queued one at once, else wait up to

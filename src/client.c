@@ -38,11 +38,23 @@
 #define RECONNECT_MIN		50
 #define READ_SIZE		(64 * 1024)
 
-/* A name held, remembered for re-registration. */
+/* A name held (or waited for), remembered for re-registration. */
 struct held_name {
 	char	*name;
 	void	*value;		/* NULL: registered bare */
 	size_t	 value_len;
+	unsigned flags;		/* PROCREG_QUEUE, ... as registered */
+	bool	 waiting;	/* in the name's queue, not its owner */
+	bool	 gone;		/* lost during a restore: swept after it */
+};
+
+/* A subscription, remembered for id translation and its end at a
+ * reconnect. */
+struct held_sub {
+	uint64_t	 user_sub;	/* what the caller was given */
+	uint64_t	 server_sub;	/* the daemon's id */
+	uint64_t	 last_seq;	/* the last event handed out */
+	bool		 ended;		/* overflow during a restore */
 };
 
 /* A monitor held, remembered for re-monitoring and ref translation. */
@@ -66,6 +78,7 @@ struct procreg {
 	uint32_t		 next_msgid;
 	uint64_t		 conn_id;
 	uint64_t		 protocol;	/* hello's, 0: not known */
+	char			 boot[33];	/* hello's, "": not known */
 	msgpack_unpacker	 unp;
 	msgpack_unpacked	 res;
 	msgpack_sbuffer		 sbuf;
@@ -82,6 +95,9 @@ struct procreg {
 	struct held_mon		*mons;
 	size_t			 nmons, mons_cap;
 	uint64_t		 next_user_ref;
+	struct held_sub		*subs;
+	size_t			 nsubs, subs_cap;
+	uint64_t		 next_user_sub;
 	struct procreg_callbacks cb;
 	void			*cb_arg;
 	bool			 restoring;
@@ -253,6 +269,9 @@ procreg_event_free(struct procreg_event *ev)
 	free(ev->payload);
 	free(ev->reason);
 	free(ev->message);
+	free(ev->change_name);
+	procreg_entry_free(ev->entry);
+	procreg_member_free(ev->member);
 	free(ev);
 }
 
@@ -606,6 +625,136 @@ target_from(struct procreg_event *ev, const msgpack_object *o)
 	return false;
 }
 
+static struct held_name *held_find(struct held_name *, size_t,
+		    const char *);
+static void	forget_name(procreg_t *, const char *);
+
+/* The held subscription whose daemon id is server_sub, or NULL. */
+static struct held_sub *
+sub_by_server(procreg_t *p, uint64_t server_sub)
+{
+	for (size_t i = 0; i < p->nsubs; i++) {
+		if (p->subs[i].server_sub == server_sub && !p->subs[i].ended)
+			return &p->subs[i];
+	}
+	return NULL;
+}
+
+/* Drop held subscription i (order is not kept). */
+static void
+forget_sub(procreg_t *p, size_t i)
+{
+	p->subs[i] = p->subs[--p->nsubs];
+}
+
+/* An event's sub id as the caller knows it (and its last seq noted);
+ * an overflow ends the subscription. */
+static uint64_t
+translate_sub(procreg_t *p, uint64_t server_sub, uint64_t seq, bool ended)
+{
+	struct held_sub *h;
+	uint64_t u;
+
+	if (!p->auto_reconnect || (h = sub_by_server(p, server_sub)) == NULL)
+		return server_sub;
+	u = h->user_sub;
+	h->last_seq = seq;
+	if (ended) {
+		/* restore() may be walking the array: only mark it then. */
+		if (p->restoring)
+			h->ended = true;
+		else
+			forget_sub(p, (size_t)(h - p->subs));
+	}
+	return u;
+}
+
+/* acquired: the name we waited for is ours (we own it, no longer wait). */
+static void
+note_acquired(procreg_t *p, const char *name)
+{
+	struct held_name *h;
+
+	if (p->auto_reconnect &&
+	    (h = held_find(p->names, p->nnames, name)) != NULL)
+		h->waiting = false;
+}
+
+/* lost: queued, we are first in line again; else the name is gone. */
+static void
+note_lost(procreg_t *p, const char *name)
+{
+	struct held_name *h;
+
+	if (!p->auto_reconnect ||
+	    (h = held_find(p->names, p->nnames, name)) == NULL)
+		return;
+	if (h->flags & PROCREG_QUEUE)
+		h->waiting = true;
+	else if (p->restoring)
+		h->gone = true;		/* restore() walks the array */
+	else
+		forget_name(p, name);
+}
+
+static const struct {
+	const char		*name;
+	enum procreg_change	 change;
+} changes[] = {
+	{ "registered", PROCREG_CH_REGISTERED },
+	{ "unregistered", PROCREG_CH_UNREGISTERED },
+	{ "updated", PROCREG_CH_UPDATED },
+	{ "handover", PROCREG_CH_HANDOVER },
+	{ "joined", PROCREG_CH_JOINED },
+	{ "left", PROCREG_CH_LEFT },
+};
+
+/*
+ * The params of an event push [sub, seq, kind, payload] into ev; false
+ * when out of memory or malformed.
+ */
+static bool
+sub_event_from(procreg_t *p, struct procreg_event *ev,
+    const msgpack_object *v)
+{
+	const msgpack_object *pl = &v[3];
+
+	ev->kind = PROCREG_EV_SUBSCRIPTION;
+	ev->seq = v[1].via.u64;
+	ev->sub = translate_sub(p, v[0].via.u64, ev->seq, false);
+	if ((ev->change_name = dup_bytes(v[2].via.str.ptr,
+	    v[2].via.str.size)) == NULL ||
+	    (ev->payload = encode(pl, &ev->payload_len)) == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+		if (is_str(&v[2], changes[i].name))
+			ev->change = changes[i].change;
+	}
+	switch (ev->change) {
+	case PROCREG_CH_REGISTERED:
+	case PROCREG_CH_UPDATED:
+	case PROCREG_CH_HANDOVER:
+		return (ev->entry = entry_from(pl)) != NULL &&
+		    (ev->name = strdup(ev->entry->name)) != NULL;
+	case PROCREG_CH_JOINED:
+	case PROCREG_CH_LEFT:
+		return (ev->member = member_from(pl)) != NULL &&
+		    (ev->name = strdup(ev->member->group)) != NULL;
+	case PROCREG_CH_UNREGISTERED:
+		if (pl->type != MSGPACK_OBJECT_ARRAY || pl->via.array.size < 2 ||
+		    pl->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+		    pl->via.array.ptr[1].type != MSGPACK_OBJECT_STR)
+			return false;
+		return (ev->name = dup_bytes(pl->via.array.ptr[0].via.str.ptr,
+		    pl->via.array.ptr[0].via.str.size)) != NULL &&
+		    (ev->reason = dup_bytes(pl->via.array.ptr[1].via.str.ptr,
+		    pl->via.array.ptr[1].via.str.size)) != NULL;
+	case PROCREG_CH_UNKNOWN:
+		break;
+	}
+	return true;		/* a later protocol's kind: payload only */
+}
+
 /* Copy a notification out of the unpacker's zone into the queue. */
 static int
 enqueue_push(procreg_t *p, const msgpack_object *o)
@@ -661,6 +810,32 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		ev->message = dup_bytes(v[1].via.str.ptr, v[1].via.str.size);
 		if (ev->reason == NULL || ev->message == NULL)
 			goto nomem;
+	} else if (is_str(&a[1], "event") && n >= 4 && is_uint(&v[0]) &&
+	    is_uint(&v[1]) && v[2].type == MSGPACK_OBJECT_STR) {
+		if (!sub_event_from(p, ev, v))
+			goto nomem;
+	} else if (is_str(&a[1], "overflow") && n >= 2 && is_uint(&v[0]) &&
+	    is_uint(&v[1])) {
+		ev->kind = PROCREG_EV_OVERFLOW;
+		ev->seq = v[1].via.u64;
+		ev->sub = translate_sub(p, v[0].via.u64, ev->seq, true);
+	} else if (is_str(&a[1], "acquired") && n >= 2 &&
+	    v[0].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_ACQUIRED;
+		if ((ev->name = dup_bytes(v[0].via.str.ptr,
+		    v[0].via.str.size)) == NULL ||
+		    (ev->entry = entry_from(&v[1])) == NULL)
+			goto nomem;
+		note_acquired(p, ev->name);
+	} else if (is_str(&a[1], "lost") && n >= 2 &&
+	    v[0].type == MSGPACK_OBJECT_STR &&
+	    v[1].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_LOST;
+		if ((ev->name = dup_bytes(v[0].via.str.ptr,
+		    v[0].via.str.size)) == NULL || (ev->reason =
+		    dup_bytes(v[1].via.str.ptr, v[1].via.str.size)) == NULL)
+			goto nomem;
+		note_lost(p, ev->name);
 	} else {
 		free(ev);		/* a kind from a later protocol */
 		return PROCREG_OK;
@@ -858,6 +1033,9 @@ do_hello(procreg_t *p, struct procreg_hello *out)
 			p->conn_id = (uint64_t)as_int(v);
 		else if (is_str(k, "protocol"))
 			p->protocol = (uint64_t)as_int(v);
+		else if (is_str(k, "boot") && v->type == MSGPACK_OBJECT_STR)
+			snprintf(p->boot, sizeof(p->boot), "%.*s",
+			    (int)v->via.str.size, v->via.str.ptr);
 		if (out == NULL)
 			continue;
 		if (is_str(k, "conn"))
@@ -895,44 +1073,176 @@ down_local(procreg_t *p, const struct held_mon *m)
 	return PROCREG_OK;
 }
 
+/*
+ * Queue an event made here, not by the daemon: kind with name, reason
+ * (may be NULL) and a copy of entry (may be NULL), or sub and seq.
+ */
+static int
+event_local(procreg_t *p, enum procreg_event_kind kind, const char *name,
+    const char *reason, const msgpack_object *entry, uint64_t sub,
+    uint64_t seq)
+{
+	struct procreg_event *ev;
+
+	if ((ev = calloc(1, sizeof(*ev))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	ev->kind = kind;
+	ev->sub = sub;
+	ev->seq = seq;
+	if ((name != NULL && (ev->name = strdup(name)) == NULL) ||
+	    (reason != NULL && (ev->reason = strdup(reason)) == NULL) ||
+	    (entry != NULL && (ev->entry = entry_from(entry)) == NULL) ||
+	    queue_push(p, ev) != PROCREG_OK) {
+		procreg_event_free(ev);
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	}
+	return PROCREG_OK;
+}
+
+/* Start a register request for held name h, with its value and flags. */
+static uint32_t
+req_register(procreg_t *p, const char *name, const void *value, size_t vlen,
+    unsigned flags)
+{
+	uint32_t id = req_begin(p, "register", flags ? 3 : value ? 2 : 1);
+	unsigned nopts = 0;
+
+	pack_str(p, name);
+	if (value != NULL)
+		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+	else if (flags)
+		msgpack_pack_nil(&p->pk);
+	if (!flags)
+		return id;
+	for (unsigned f = flags; f; f &= f - 1)
+		nopts++;
+	msgpack_pack_map(&p->pk, nopts);
+	if (flags & PROCREG_QUEUE) {
+		pack_str(p, "queue");
+		msgpack_pack_true(&p->pk);
+	}
+	if (flags & PROCREG_ALLOW_REPLACEMENT) {
+		pack_str(p, "allow_replacement");
+		msgpack_pack_true(&p->pk);
+	}
+	if (flags & PROCREG_REPLACE) {
+		pack_str(p, "replace");
+		msgpack_pack_true(&p->pk);
+	}
+	return id;
+}
+
+/* The position in a register result {"queued": n}, or 0 (an entry). */
+static uint32_t
+queued_from(const msgpack_object *res)
+{
+	if (res->type != MSGPACK_OBJECT_MAP || res->via.map.size != 1 ||
+	    !is_str(&res->via.map.ptr[0].key, "queued") ||
+	    !is_uint(&res->via.map.ptr[0].val))
+		return 0;
+	return (uint32_t)res->via.map.ptr[0].val.via.u64;
+}
+
+/* Drop the held names marked gone. */
+static void
+sweep_names(procreg_t *p)
+{
+	for (size_t i = 0; i < p->nnames;) {
+		if (p->names[i].gone) {
+			free(p->names[i].name);
+			free(p->names[i].value);
+			p->names[i] = p->names[--p->nnames];
+		} else
+			i++;
+	}
+}
+
+/*
+ * A reconnect ends every subscription: an overflow when the daemon is the
+ * same (it can resume from the last seq handed out), else "restarted".
+ */
+static int
+end_subs(procreg_t *p, bool same_daemon)
+{
+	int r;
+
+	while (p->nsubs > 0) {
+		struct held_sub *h = &p->subs[p->nsubs - 1];
+
+		if (!h->ended && (r = event_local(p, same_daemon ?
+		    PROCREG_EV_OVERFLOW : PROCREG_EV_RESTARTED, NULL, NULL,
+		    NULL, h->user_sub, h->last_seq)) != PROCREG_OK)
+			return r;
+		p->nsubs--;
+	}
+	return PROCREG_OK;
+}
+
 /* Register again, join again, monitor again, and tell the application. */
 static int
 restore(procreg_t *p)
 {
-	char **lost = NULL;
+	char **lost = NULL, old_boot[sizeof(p->boot)];
 	size_t nlost = 0, keep = 0, i;
 	const msgpack_object *res;
 	int r;
 
 	p->restoring = true;
+	memcpy(old_boot, p->boot, sizeof(old_boot));
 	if ((r = do_hello(p, NULL)) != PROCREG_OK)
+		goto out;
+	/* Subscriptions do not come back; the old ones end, in order. */
+	if ((r = end_subs(p, old_boot[0] != '\0' &&
+	    strcmp(old_boot, p->boot) == 0)) != PROCREG_OK)
 		goto out;
 	if (p->nnames + p->ngroups &&
 	    (lost = calloc(p->nnames + p->ngroups, sizeof(*lost))) == NULL) {
 		r = fail(p, PROCREG_E_NOMEM, "out of memory");
 		goto out;
 	}
+	/*
+	 * Names lost here are only marked gone: a push parsed during these
+	 * calls (acquired, lost) may look a held name up.
+	 */
 	for (i = 0; i < p->nnames; i++) {
 		struct held_name *h = &p->names[i];
-		uint32_t id = req_begin(p, "register", h->value ? 2 : 1);
+		uint32_t id;
+		bool was_owner = !h->waiting;
 
-		pack_str(p, h->name);
-		if (h->value)
-			msgpack_sbuffer_write(&p->sbuf, h->value, h->value_len);
+		if (h->gone)
+			continue;
+		id = req_register(p, h->name, h->value, h->value_len,
+		    h->flags);
 		if ((r = call(p, id, &res)) < 0)
 			break;
-		if (r == PROCREG_OK) {
-			p->names[keep++] = *h;
-		} else {
+		h = &p->names[i];
+		if (r != PROCREG_OK) {
 			/* Taken meanwhile: no longer ours to restore. */
-			lost[nlost++] = h->name;
-			free(h->value);
+			if ((lost[nlost] = strdup(h->name)) == NULL) {
+				r = fail(p, PROCREG_E_NOMEM, "out of memory");
+				break;
+			}
+			nlost++;
+			h->gone = true;
+			continue;
 		}
+		if (!(h->flags & PROCREG_QUEUE))
+			continue;
+		/* Queued names say how it went: acquired, or lost. */
+		if (queued_from(res) > 0) {
+			h->waiting = true;
+			r = was_owner ? event_local(p, PROCREG_EV_LOST, h->name,
+			    "disconnected", NULL, 0, 0) : PROCREG_OK;
+		} else {
+			h->waiting = false;
+			r = event_local(p, PROCREG_EV_ACQUIRED, h->name, NULL,
+			    res, 0, 0);
+		}
+		if (r != PROCREG_OK)
+			break;
 	}
 	/* On a failure midway, the rest stays held for the next attempt. */
-	for (; i < p->nnames; i++)
-		p->names[keep++] = p->names[i];
-	p->nnames = keep;
+	sweep_names(p);
 	if (r < 0)
 		goto out;
 	/* The groups, the same way: one that cannot be joined is lost. */
@@ -1000,6 +1310,13 @@ out:
 		free(lost[i]);
 	free(lost);
 	p->restoring = false;
+	sweep_names(p);
+	for (i = 0; i < p->nsubs;) {
+		if (p->subs[i].ended)
+			forget_sub(p, i);
+		else
+			i++;
+	}
 	return r;
 }
 
@@ -1114,6 +1431,7 @@ procreg_free(procreg_t *p)
 	for (size_t i = 0; i < p->nmons; i++)
 		free(p->mons[i].name);
 	free(p->mons);
+	free(p->subs);
 	free(p->label);
 	msgpack_unpacked_destroy(&p->res);
 	msgpack_unpacker_destroy(&p->unp);
@@ -1179,7 +1497,7 @@ static struct held_name *
 held_find(struct held_name *v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].name, name) == 0)
+		if (!v[i].gone && strcmp(v[i].name, name) == 0)
 			return &v[i];
 	}
 	return NULL;
@@ -1203,6 +1521,20 @@ hold_name(procreg_t *p, const char *name, const void *value, size_t vlen)
 {
 	return hold_in(p, &p->names, &p->nnames, &p->names_cap, name, value,
 	    vlen);
+}
+
+/* Remember a name registered with flags (waiting: we are queued). */
+static int
+hold_name_opts(procreg_t *p, const char *name, const void *value,
+    size_t vlen, unsigned flags, bool waiting)
+{
+	int r;
+
+	if ((r = hold_name(p, name, value, vlen)) != PROCREG_OK)
+		return r;
+	p->names[p->nnames - 1].flags = flags;
+	p->names[p->nnames - 1].waiting = waiting;
+	return PROCREG_OK;
 }
 
 static void
@@ -1299,8 +1631,9 @@ procreg_register_int(procreg_t *p, const char *name, int64_t value,
 	    sizeof(buf), value), out);
 }
 
-int
-procreg_unregister(procreg_t *p, const char *name)
+/* unregister [name] or, gen not NULL, [name, gen]. */
+static int
+unregister_impl(procreg_t *p, const char *name, const uint64_t *gen)
 {
 	const msgpack_object *res;
 	uint32_t id;
@@ -1308,12 +1641,21 @@ procreg_unregister(procreg_t *p, const char *name)
 
 	if ((r = check_name(p, name)) != PROCREG_OK)
 		return r;
-	id = req_begin(p, "unregister", 1);
+	id = req_begin(p, "unregister", gen != NULL ? 2 : 1);
 	pack_str(p, name);
+	if (gen != NULL)
+		msgpack_pack_uint64(&p->pk, *gen);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
-		return r;
+		return gen != NULL ? p2_status(p, r) : r;
+	/* Ours no more, or (a waiter) our place in its queue is given up. */
 	forget_name(p, name);
 	return PROCREG_OK;
+}
+
+int
+procreg_unregister(procreg_t *p, const char *name)
+{
+	return unregister_impl(p, name, NULL);
 }
 
 int
@@ -1351,8 +1693,10 @@ procreg_whereis(procreg_t *p, const char *name, struct procreg_entry **out)
 	return PROCREG_OK;
 }
 
-int
-procreg_send(procreg_t *p, const char *name, const void *payload, size_t len)
+/* send [name, payload] or, gen not NULL, [name, payload, {"gen": g}]. */
+static int
+send_impl(procreg_t *p, const char *name, const void *payload, size_t len,
+    const uint64_t *gen)
 {
 	const msgpack_object *res;
 	uint32_t id;
@@ -1362,10 +1706,21 @@ procreg_send(procreg_t *p, const char *name, const void *payload, size_t len)
 		return r;
 	if (payload == NULL)
 		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
-	id = req_begin(p, "send", 2);
+	id = req_begin(p, "send", gen != NULL ? 3 : 2);
 	pack_str(p, name);
 	msgpack_sbuffer_write(&p->sbuf, payload, len);
-	return call(p, id, &res);
+	if (gen == NULL)
+		return call(p, id, &res);
+	msgpack_pack_map(&p->pk, 1);
+	pack_str(p, "gen");
+	msgpack_pack_uint64(&p->pk, *gen);
+	return p2_status(p, call(p, id, &res));
+}
+
+int
+procreg_send(procreg_t *p, const char *name, const void *payload, size_t len)
+{
+	return send_impl(p, name, payload, len, NULL);
 }
 
 int
@@ -1814,9 +2169,10 @@ procreg_publish(procreg_t *p, const char *group, const void *payload,
 	return PROCREG_OK;
 }
 
-int
-procreg_update(procreg_t *p, const char *name, const void *value,
-    size_t vlen, struct procreg_entry **out)
+/* update [name, value] or, gen not NULL, [name, value, gen]. */
+static int
+update_impl(procreg_t *p, const char *name, const void *value,
+    size_t vlen, const uint64_t *gen, struct procreg_entry **out)
 {
 	const msgpack_object *res;
 	struct held_name *h;
@@ -1827,12 +2183,14 @@ procreg_update(procreg_t *p, const char *name, const void *value,
 		*out = NULL;
 	if ((r = check_name(p, name)) != PROCREG_OK)
 		return r;
-	id = req_begin(p, "update", 2);
+	id = req_begin(p, "update", gen != NULL ? 3 : 2);
 	pack_str(p, name);
 	if (value != NULL)
 		msgpack_sbuffer_write(&p->sbuf, value, vlen);
 	else
 		msgpack_pack_nil(&p->pk);
+	if (gen != NULL)
+		msgpack_pack_uint64(&p->pk, *gen);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
 		return p2_status(p, r);
 	/* A reconnect registers the name with its new value. */
@@ -1848,6 +2206,13 @@ procreg_update(procreg_t *p, const char *name, const void *value,
 	if (out != NULL && (*out = entry_from(res)) == NULL)
 		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
 	return PROCREG_OK;
+}
+
+int
+procreg_update(procreg_t *p, const char *name, const void *value,
+    size_t vlen, struct procreg_entry **out)
+{
+	return update_impl(p, name, value, vlen, NULL, out);
 }
 
 /* An array of str into a new NULL-free vector; false when malformed or
@@ -1983,6 +2348,308 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 		}
 	}
 	*out = v;
+	return PROCREG_OK;
+}
+
+/* ---- protocol 2, part 2 ---- */
+
+int
+procreg_register_opts(procreg_t *p, const char *name, const void *value,
+    size_t vlen, unsigned flags, struct procreg_entry **out,
+    uint32_t *queued)
+{
+	const msgpack_object *res;
+	uint32_t id, pos;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (queued != NULL)
+		*queued = 0;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	if (flags & ~(PROCREG_QUEUE | PROCREG_ALLOW_REPLACEMENT |
+	    PROCREG_REPLACE))
+		return fail(p, PROCREG_E_INVAL, "unknown register flags %#x",
+		    flags);
+	id = req_register(p, name, value, vlen, flags);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return flags ? p2_status(p, r) : r;
+	pos = queued_from(res);
+	if (p->auto_reconnect && (r = hold_name_opts(p, name, value, vlen,
+	    flags, pos > 0)) != PROCREG_OK)
+		return r;
+	if (pos > 0) {
+		if (queued != NULL)
+			*queued = pos;
+		return PROCREG_OK;
+	}
+	if (out != NULL && (*out = entry_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	return PROCREG_OK;
+}
+
+int
+procreg_unregister_gen(procreg_t *p, const char *name, uint64_t gen)
+{
+	return unregister_impl(p, name, &gen);
+}
+
+int
+procreg_update_gen(procreg_t *p, const char *name, const void *value,
+    size_t vlen, uint64_t gen, struct procreg_entry **out)
+{
+	return update_impl(p, name, value, vlen, &gen, out);
+}
+
+int
+procreg_send_gen(procreg_t *p, const char *name, const void *payload,
+    size_t len, uint64_t gen)
+{
+	return send_impl(p, name, payload, len, &gen);
+}
+
+int
+procreg_await(procreg_t *p, const char *name, int timeout_ms,
+    struct procreg_entry **out)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	if (timeout_ms < 0 || (unsigned)timeout_ms > PR_CALL_TIMEOUT_MAX)
+		return fail(p, PROCREG_E_INVAL, "an await timeout is from 0 "
+		    "to %u ms", PR_CALL_TIMEOUT_MAX);
+	id = req_begin(p, "await", 2);
+	pack_str(p, name);
+	msgpack_pack_uint32(&p->pk, (uint32_t)timeout_ms);
+	/* The daemon answers timeout itself: wait for it that long, plus
+	 * the handle's timeout for the answer. */
+	if ((r = call_wait(p, id, &res, (int64_t)timeout_ms +
+	    p->timeout_ms)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (out != NULL && (*out = entry_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	return PROCREG_OK;
+}
+
+int
+procreg_queue(procreg_t *p, const char *name, uint64_t **conns, size_t *n)
+{
+	const msgpack_object *res;
+	uint64_t *v;
+	uint32_t id;
+	int r;
+
+	*conns = NULL;
+	*n = 0;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "queue", 1);
+	pack_str(p, name);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed queue");
+	if (res->via.array.size == 0)
+		return PROCREG_OK;
+	if ((v = calloc(res->via.array.size, sizeof(*v))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < res->via.array.size; i++) {
+		if (!is_uint(&res->via.array.ptr[i])) {
+			free(v);
+			return fail(p, PROCREG_E_PROTOCOL, "malformed queue");
+		}
+		v[i] = res->via.array.ptr[i].via.u64;
+	}
+	*conns = v;
+	*n = res->via.array.size;
+	return PROCREG_OK;
+}
+
+void
+procreg_subscription_free(struct procreg_subscription *s)
+{
+	if (s == NULL)
+		return;
+	procreg_entries_free(s->entries, s->nentries);
+	procreg_members_free(s->members, s->nmembers);
+	memset(s, 0, sizeof(*s));
+}
+
+/* A snapshot (entries, then member entries) into out; false when
+ * malformed or out of memory. */
+static bool
+snapshot_from(const msgpack_object *a, struct procreg_subscription *out)
+{
+	uint32_t n = a->via.array.size;
+
+	if ((out->entries = calloc(n ? n : 1, sizeof(*out->entries))) ==
+	    NULL || (out->members = calloc(n ? n : 1,
+	    sizeof(*out->members))) == NULL)
+		return false;
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *o = &a->via.array.ptr[i];
+		bool member = false;
+
+		if (o->type != MSGPACK_OBJECT_MAP)
+			return false;
+		for (uint32_t k = 0; k < o->via.map.size; k++)
+			member = member || is_str(&o->via.map.ptr[k].key,
+			    "group");
+		if (member) {
+			if ((out->members[out->nmembers] = member_from(o)) ==
+			    NULL)
+				return false;
+			out->nmembers++;
+		} else {
+			if ((out->entries[out->nentries] = entry_from(o)) ==
+			    NULL)
+				return false;
+			out->nentries++;
+		}
+	}
+	return true;
+}
+
+int
+procreg_subscribe(procreg_t *p, const char *prefix,
+    const struct procreg_subscribe_opts *opts,
+    struct procreg_subscription *out)
+{
+	struct procreg_subscribe_opts def = { 0 };
+	const msgpack_object *res, *entries = NULL;
+	struct held_sub h = { 0 };
+	bool got_sub = false, got_seq = false;
+	uint32_t id;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (opts == NULL)
+		opts = &def;
+	if (prefix == NULL)
+		prefix = "";
+	id = req_begin(p, "subscribe", opts->groups || opts->has_since ? 2 :
+	    1);
+	pack_str(p, prefix);
+	if (opts->groups || opts->has_since) {
+		msgpack_pack_map(&p->pk, (opts->groups ? 1 : 0) +
+		    (opts->has_since ? 1 : 0));
+		if (opts->groups) {
+			pack_str(p, "groups");
+			msgpack_pack_true(&p->pk);
+		}
+		if (opts->has_since) {
+			pack_str(p, "since");
+			msgpack_pack_uint64(&p->pk, opts->since);
+		}
+	}
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (res->type != MSGPACK_OBJECT_MAP)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed subscribe result");
+	for (uint32_t i = 0; i < res->via.map.size; i++) {
+		const msgpack_object *k = &res->via.map.ptr[i].key;
+		const msgpack_object *v = &res->via.map.ptr[i].val;
+
+		if (is_str(k, "sub") && is_uint(v)) {
+			out->sub = v->via.u64;
+			got_sub = true;
+		} else if (is_str(k, "seq") && is_uint(v)) {
+			out->seq = v->via.u64;
+			got_seq = true;
+		} else if (is_str(k, "gap") &&
+		    v->type == MSGPACK_OBJECT_BOOLEAN)
+			out->gap = v->via.boolean;
+		else if (is_str(k, "entries") &&
+		    v->type == MSGPACK_OBJECT_ARRAY)
+			entries = v;
+	}
+	if (!got_sub || !got_seq || (entries == NULL &&
+	    (!opts->has_since || out->gap)))
+		return fail(p, PROCREG_E_PROTOCOL, "malformed subscribe result");
+	/* Ours from now on, whatever follows: the daemon holds it. */
+	h.server_sub = out->sub;
+	h.last_seq = opts->has_since && !out->gap ? opts->since : out->seq;
+	if (p->auto_reconnect) {
+		if (!grow((void **)&p->subs, &p->subs_cap, p->nsubs,
+		    sizeof(*p->subs)))
+			return fail(p, PROCREG_E_NOMEM, "out of memory");
+		h.user_sub = ++p->next_user_sub;
+		p->subs[p->nsubs++] = h;
+		out->sub = h.user_sub;
+	}
+	if (entries != NULL) {
+		out->has_snapshot = true;
+		if (!snapshot_from(entries, out)) {
+			procreg_subscription_free(out);
+			return fail(p, PROCREG_E_NOMEM, "out of memory or "
+			    "malformed snapshot");
+		}
+	}
+	return PROCREG_OK;
+}
+
+/* Drop the queued events of subscription sub. */
+static void
+drop_sub_events(procreg_t *p, uint64_t sub)
+{
+	size_t keep = 0;
+
+	for (size_t i = 0; i < p->q_len; i++) {
+		struct procreg_event *ev = p->q[(p->q_head + i) % p->q_cap];
+
+		if ((ev->kind == PROCREG_EV_SUBSCRIPTION ||
+		    ev->kind == PROCREG_EV_OVERFLOW ||
+		    ev->kind == PROCREG_EV_RESTARTED) && ev->sub == sub)
+			procreg_event_free(ev);
+		else
+			p->q[(p->q_head + keep++) % p->q_cap] = ev;
+	}
+	p->q_len = keep;
+}
+
+int
+procreg_unsubscribe(procreg_t *p, uint64_t sub, bool *was_active)
+{
+	const msgpack_object *res;
+	uint64_t server_sub = sub;
+	size_t i = 0;
+	uint32_t id;
+	int r;
+
+	if (was_active != NULL)
+		*was_active = false;
+	if (p->auto_reconnect) {
+		for (i = 0; i < p->nsubs && p->subs[i].user_sub != sub; i++)
+			;
+		if (i == p->nsubs) {
+			/* Ended (overflow, reconnect) or never ours. */
+			drop_sub_events(p, sub);
+			return PROCREG_OK;
+		}
+		server_sub = p->subs[i].server_sub;
+	}
+	id = req_begin(p, "unsubscribe", 1);
+	msgpack_pack_uint64(&p->pk, server_sub);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (was_active != NULL)
+		*was_active = res->type == MSGPACK_OBJECT_BOOLEAN &&
+		    res->via.boolean;
+	if (p->auto_reconnect) {
+		/* The call may have read its overflow: look it up again. */
+		for (i = 0; i < p->nsubs && p->subs[i].user_sub != sub; i++)
+			;
+		if (i < p->nsubs)
+			forget_sub(p, i);
+	}
+	/* Those read up to the response (its overflow too); none follows. */
+	drop_sub_events(p, sub);
 	return PROCREG_OK;
 }
 

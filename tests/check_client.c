@@ -3092,6 +3092,862 @@ START_TEST(test_invalid_args)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* 13. protocol 2, part 2: queues, replacement, fencing, await,       */
+/*     subscriptions                                                   */
+/* ------------------------------------------------------------------ */
+
+/* The next event, which must be of kind; fails the test otherwise. */
+static struct procreg_event *
+xevent_kind_at(procreg_t *p, enum procreg_event_kind kind, int line)
+{
+	struct procreg_event *ev = xevent_at(p, line);
+
+	ck_assert_msg(ev->kind == kind, "line %d: expected event kind %d, got "
+	    "%d (name %s, reason %s)", line, (int)kind, (int)ev->kind,
+	    ev->name ? ev->name : "-", ev->reason ? ev->reason : "-");
+	return ev;
+}
+
+#define xevent_kind(p, k)	xevent_kind_at((p), (k), __LINE__)
+
+/* The next event: a subscription event of sub, seq and change. */
+static struct procreg_event *
+xsub_event_at(procreg_t *p, uint64_t sub, uint64_t seq,
+    enum procreg_change change, const char *name, int line)
+{
+	struct procreg_event *ev = xevent_kind_at(p, PROCREG_EV_SUBSCRIPTION,
+	    line);
+
+	ck_assert_msg(ev->sub == sub && ev->seq == seq && ev->change == change,
+	    "line %d: expected sub %" PRIu64 " seq %" PRIu64 " change %d, "
+	    "got sub %" PRIu64 " seq %" PRIu64 " change %d (%s)", line, sub,
+	    seq, (int)change, ev->sub, ev->seq, (int)ev->change,
+	    ev->change_name ? ev->change_name : "-");
+	ck_assert_ptr_nonnull(ev->change_name);
+	ck_assert_ptr_nonnull(ev->payload);
+	if (name != NULL)
+		ck_assert_str_eq(ev->name, name);
+	return ev;
+}
+
+#define xsub_event(p, sub, seq, ch, name) \
+	xsub_event_at((p), (sub), (seq), (ch), (name), __LINE__)
+
+static uint64_t
+cur_seq(procreg_t *p)
+{
+	struct procreg_stats st;
+
+	CK_OK(p, procreg_stats(p, &st));
+	return st.seq;
+}
+
+START_TEST(test_queue_ownership)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *e = NULL, *ea = NULL;
+	unsigned char buf[16];
+	uint64_t *conns, ref;
+	uint32_t pos = 99;
+	size_t n;
+	procreg_t *a, *b, *c, *o;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	c = xconnect(d.path);
+	o = xconnect(d.path);
+
+	/* Free: ours at once, an entry and position 0. */
+	CK_OK(a, procreg_register_opts(a, "lock", buf, procreg_pack_str(buf,
+	    sizeof(buf), "a"), PROCREG_QUEUE, &ea, &pos));
+	check_entry(ea, "lock", procreg_conn_id(a));
+	check_json(ea->value, ea->value_len, "\"a\"");
+	ck_assert_uint_eq(pos, 0);
+	/* Taken: in line, no entry. */
+	e = (struct procreg_entry *)&e;
+	CK_OK(b, procreg_register_opts(b, "lock", buf, procreg_pack_str(buf,
+	    sizeof(buf), "b"), PROCREG_QUEUE, &e, &pos));
+	ck_assert_ptr_null(e);
+	ck_assert_uint_eq(pos, 1);
+	CK_OK(c, procreg_register_opts(c, "lock", NULL, 0, PROCREG_QUEUE,
+	    NULL, &pos));
+	ck_assert_uint_eq(pos, 2);
+	CK_OK(o, procreg_queue(o, "lock", &conns, &n));
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(conns[0], procreg_conn_id(b));
+	ck_assert_uint_eq(conns[1], procreg_conn_id(c));
+	free(conns);
+	/* A waiter queues once; without queue, taken. */
+	CK_CALL(b, procreg_register_opts(b, "lock", NULL, 0, PROCREG_QUEUE,
+	    NULL, &pos), PROCREG_E_TAKEN);
+	CK_CALL(o, procreg_register_opts(o, "lock", NULL, 0, 0, NULL, &pos),
+	    PROCREG_E_TAKEN);
+	ck_assert_uint_eq(pos, 0);
+	/* No queue for a free name, or an unregistered one. */
+	CK_OK(o, procreg_queue(o, "nobody", &conns, &n));
+	ck_assert_ptr_null(conns);
+	ck_assert_uint_eq(n, 0);
+
+	/* Fenced unregister: a wrong gen is stale, and nothing changes. */
+	CK_CALL(a, procreg_unregister_gen(a, "lock", ea->gen + 100),
+	    PROCREG_E_STALE);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_STALE), "stale");
+	CK_OK(o, procreg_monitor(o, "lock", &ref));
+	CK_OK(a, procreg_unregister_gen(a, "lock", ea->gen));
+
+	/* b is the owner in the same step, with a new gen and its value. */
+	ev = xevent_kind(b, PROCREG_EV_ACQUIRED);
+	ck_assert_str_eq(ev->name, "lock");
+	check_entry(ev->entry, "lock", procreg_conn_id(b));
+	check_json(ev->entry->value, ev->entry->value_len, "\"b\"");
+	ck_assert_uint_gt(ev->entry->gen, ea->gen);
+	CK_OK(o, procreg_whereis(o, "lock", &e));
+	check_entry(e, "lock", procreg_conn_id(b));
+	ck_assert_uint_eq(e->gen, ev->entry->gen);
+	procreg_entry_free(e);
+	procreg_event_free(ev);
+	/* The monitor watched a's registration: down, with a's reason. */
+	ev = xevent(o);
+	check_down(ev, ref, "lock", "unregistered");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	expect_no_event(c);
+	CK_OK(o, procreg_queue(o, "lock", &conns, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(conns[0], procreg_conn_id(c));
+	free(conns);
+
+	/* A waiter's unregister gives up its place. */
+	CK_OK(c, procreg_unregister(c, "lock"));
+	CK_OK(o, procreg_queue(o, "lock", &conns, &n));
+	ck_assert_uint_eq(n, 0);
+	free(conns);
+	/* and it may queue again; b's connection going away hands over. */
+	CK_OK(c, procreg_register_opts(c, "lock", NULL, 0, PROCREG_QUEUE,
+	    NULL, &pos));
+	ck_assert_uint_eq(pos, 1);
+	procreg_free(b);
+	ev = xevent_kind(c, PROCREG_EV_ACQUIRED);
+	check_entry(ev->entry, "lock", procreg_conn_id(c));
+	check_json(ev->entry->value, ev->entry->value_len, "null");
+	procreg_event_free(ev);
+	expect_no_event(a);
+
+	procreg_entry_free(ea);
+	procreg_free(o);
+	procreg_free(c);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_replacement)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *eh = NULL, *eg = NULL;
+	uint64_t *conns, ref;
+	uint32_t pos;
+	size_t n;
+	procreg_t *h, *g, *o;
+
+	t_daemon_start(&d, NULL);
+	h = xconnect(d.path);
+	g = xconnect(d.path);
+	o = xconnect(d.path);
+
+	CK_OK(h, procreg_register_opts(h, "primary", "\xa1h", 2,
+	    PROCREG_ALLOW_REPLACEMENT | PROCREG_QUEUE, &eh, &pos));
+	check_entry(eh, "primary", procreg_conn_id(h));
+	CK_OK(o, procreg_monitor(o, "primary", &ref));
+	/* replace takes it at once, a new gen; h hears it and queues. */
+	CK_OK(g, procreg_register_opts(g, "primary", "\xa1g", 2,
+	    PROCREG_REPLACE, &eg, &pos));
+	check_entry(eg, "primary", procreg_conn_id(g));
+	check_json(eg->value, eg->value_len, "\"g\"");
+	ck_assert_uint_gt(eg->gen, eh->gen);
+	ck_assert_uint_eq(pos, 0);
+	ev = xevent_kind(h, PROCREG_EV_LOST);
+	ck_assert_str_eq(ev->name, "primary");
+	ck_assert_str_eq(ev->reason, "replaced");
+	procreg_event_free(ev);
+	ev = xevent(o);
+	check_down(ev, ref, "primary", "replaced");
+	procreg_event_free(ev);
+	CK_OK(o, procreg_queue(o, "primary", &conns, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(conns[0], procreg_conn_id(h));
+	free(conns);
+	/* g did not allow replacement: h cannot take it back. */
+	CK_CALL(h, procreg_unregister(h, "primary"), PROCREG_OK);
+	CK_CALL(h, procreg_register_opts(h, "primary", NULL, 0,
+	    PROCREG_REPLACE, NULL, &pos), PROCREG_E_TAKEN);
+	/* With queue too, replace that does not apply queues. */
+	CK_OK(h, procreg_register_opts(h, "primary", NULL, 0,
+	    PROCREG_REPLACE | PROCREG_QUEUE, NULL, &pos));
+	ck_assert_uint_eq(pos, 1);
+	/* Without queue, a replaced owner simply loses the name. */
+	CK_OK(o, procreg_register_opts(o, "solo", NULL, 0,
+	    PROCREG_ALLOW_REPLACEMENT, NULL, NULL));
+	CK_OK(g, procreg_register_opts(g, "solo", NULL, 0, PROCREG_REPLACE,
+	    NULL, NULL));
+	ev = xevent_kind(o, PROCREG_EV_LOST);
+	ck_assert_str_eq(ev->name, "solo");
+	procreg_event_free(ev);
+	CK_OK(o, procreg_queue(o, "solo", &conns, &n));
+	ck_assert_uint_eq(n, 0);
+	free(conns);
+	/* Unknown flags are the caller's mistake. */
+	CK_CALL(o, procreg_register_opts(o, "x", NULL, 0, 0x100, NULL, NULL),
+	    PROCREG_E_INVAL);
+	expect_no_event(g);
+
+	procreg_entry_free(eh);
+	procreg_entry_free(eg);
+	procreg_free(o);
+	procreg_free(g);
+	procreg_free(h);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_fencing)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *e = NULL, *u = NULL;
+	unsigned char buf[16];
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register_int(a, "f", 1, &e));
+
+	/* send: only to the registration with that gen. */
+	CK_CALL(b, procreg_send_gen(b, "f", "\x01", 1, e->gen + 1),
+	    PROCREG_E_STALE);
+	CK_OK(b, procreg_send_gen(b, "f", "\x02", 1, e->gen));
+	ev = xevent(a);
+	check_message(ev, "f", procreg_conn_id(b), "\x02", 1);
+	procreg_event_free(ev);
+	CK_CALL(b, procreg_send_gen(b, "nobody", "\x01", 1, 1),
+	    PROCREG_E_NOT_FOUND);
+	CK_CALL(b, procreg_send_gen(b, "f", NULL, 0, 1), PROCREG_E_INVAL);
+
+	/* update: stale keeps the value; the right gen changes it and
+	 * keeps gen and since. */
+	CK_CALL(a, procreg_update_gen(a, "f", buf, procreg_pack_int(buf,
+	    sizeof(buf), 2), e->gen + 1, &u), PROCREG_E_STALE);
+	ck_assert_ptr_null(u);
+	CK_OK(a, procreg_update_gen(a, "f", buf, procreg_pack_int(buf,
+	    sizeof(buf), 3), e->gen, &u));
+	check_json(u->value, u->value_len, "3");
+	ck_assert_uint_eq(u->gen, e->gen);
+	ck_assert_uint_eq(u->since_ms, e->since_ms);
+	procreg_entry_free(u);
+	CK_CALL(b, procreg_update_gen(b, "f", NULL, 0, e->gen, NULL),
+	    PROCREG_E_NOT_OWNER);
+
+	/* unregister: not_owner before stale for another's name. */
+	CK_CALL(b, procreg_unregister_gen(b, "f", e->gen), PROCREG_E_NOT_OWNER);
+	CK_OK(a, procreg_unregister_gen(a, "f", e->gen));
+	CK_CALL(a, procreg_unregister_gen(a, "f", e->gen),
+	    PROCREG_E_NOT_FOUND);
+	/* A new registration of the name: the old gen is stale. */
+	CK_OK(a, procreg_register(a, "f", NULL, 0, NULL));
+	CK_CALL(b, procreg_send_gen(b, "f", "\x01", 1, e->gen),
+	    PROCREG_E_STALE);
+	CK_CALL(a, procreg_unregister_gen(a, "f", e->gen), PROCREG_E_STALE);
+	expect_no_event(a);
+	procreg_entry_free(e);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A second handle in a thread: after a pause, a message to "box", then
+ * the registration of "late". */
+struct late_reg {
+	const char	*path;
+	int		 status;
+};
+
+static void *
+register_late(void *arg)
+{
+	struct late_reg *l = arg;
+	struct procreg_options o = { 0 };
+	procreg_t *p = NULL;
+
+	o.path = l->path;
+	usleep(100000);
+	if ((l->status = procreg_connect(&p, &o)) == PROCREG_OK &&
+	    (l->status = procreg_send_str(p, "box", "meanwhile")) ==
+	    PROCREG_OK)
+		l->status = procreg_register_str(p, "late", "here", NULL);
+	/* Hold it until the main thread has seen it. */
+	usleep(500000);
+	procreg_free(p);
+	return NULL;
+}
+
+START_TEST(test_await)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *e = NULL;
+	struct procreg_stats st;
+	struct late_reg l = { 0 };
+	pthread_t t;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(b, procreg_register_str(b, "there", "v", NULL));
+	CK_OK(a, procreg_register(a, "box", NULL, 0, NULL));
+
+	/* Registered: at once (0 only checks). */
+	CK_OK(a, procreg_await(a, "there", 0, &e));
+	check_entry(e, "there", procreg_conn_id(b));
+	check_json(e->value, e->value_len, "\"v\"");
+	procreg_entry_free(e);
+	CK_OK(a, procreg_await(a, "there", 1000, NULL));
+	/* Not registered: the daemon's timeout. */
+	e = (struct procreg_entry *)&e;
+	CK_CALL(a, procreg_await(a, "missing", 0, &e),
+	    PROCREG_E_CALL_TIMEOUT);
+	ck_assert_ptr_null(e);
+	CK_CALL(a, procreg_await(a, "missing", 50, NULL),
+	    PROCREG_E_CALL_TIMEOUT);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_CALL_TIMEOUT),
+	    "timeout");
+
+	/* Registered later by another client: the await answers then, and
+	 * a message that came meanwhile waits in the queue. */
+	l.path = d.path;
+	l.status = -100;
+	ck_assert_int_eq(pthread_create(&t, NULL, register_late, &l), 0);
+	CK_OK(a, procreg_await(a, "late", 10000, &e));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->name, "late");
+	ck_assert_uint_ne(e->conn, procreg_conn_id(a));
+	check_json(e->value, e->value_len, "\"here\"");
+	procreg_entry_free(e);
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_str_eq(ev->name, "box");
+	check_json(ev->payload, ev->payload_len, "\"meanwhile\"");
+	procreg_event_free(ev);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(l.status, PROCREG_OK);
+
+	/* Bad timeouts are ours to refuse; no await is left pending. */
+	CK_CALL(a, procreg_await(a, "x", -1, NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_await(a, "x", 86400001, NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_await(a, NULL, 0, NULL), PROCREG_E_INVAL);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.awaits, 0);
+	expect_no_event(a);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_subscribe)
+{
+	struct tdaemon d;
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription s1, s2, s3;
+	struct procreg_event *ev;
+	uint64_t seq, base, *conns, sub1, sub2, sub3;
+	uint32_t pos;
+	size_t n;
+	bool active;
+	procreg_t *a, *b, *w;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	w = xconnect(d.path);
+	CK_OK(a, procreg_register_int(a, "sub/x", 1, NULL));
+	CK_OK(a, procreg_register(a, "other", NULL, 0, NULL));
+	CK_OK(a, procreg_join(a, "sub/g", "\xa1m", 2, NULL));
+	seq = cur_seq(w);
+
+	/* Names only: the snapshot of the names under the prefix. */
+	CK_OK(w, procreg_subscribe(w, "sub/", NULL, &s1));
+	ck_assert(s1.has_snapshot);
+	ck_assert(!s1.gap);
+	ck_assert_uint_eq(s1.seq, seq);
+	ck_assert_uint_eq(s1.nentries, 1);
+	check_entry(s1.entries[0], "sub/x", procreg_conn_id(a));
+	check_json(s1.entries[0]->value, s1.entries[0]->value_len, "1");
+	ck_assert_uint_eq(s1.nmembers, 0);
+	sub1 = s1.sub;
+	/* With groups: the members too. */
+	so.groups = true;
+	CK_OK(w, procreg_subscribe(w, "sub/", &so, &s2));
+	ck_assert_uint_ne(s2.sub, s1.sub);
+	ck_assert_uint_eq(s2.nentries, 1);
+	ck_assert_uint_eq(s2.nmembers, 1);
+	check_member(s2.members[0], "sub/g", procreg_conn_id(a), "\"m\"");
+	sub2 = s2.sub;
+	procreg_subscription_free(&s2);
+	ck_assert_ptr_null(s2.entries);
+	ck_assert_uint_eq(s2.nentries, 0);
+
+	/* Each change, to both, in order, with the same seq. */
+	CK_OK(a, procreg_register_str(a, "sub/y", "y", NULL));
+	CK_OK(a, procreg_register(a, "other2", NULL, 0, NULL));
+	CK_OK(a, procreg_update(a, "sub/y", "\x05", 1, NULL));
+	CK_OK(a, procreg_unregister(a, "sub/y"));
+	CK_OK(b, procreg_join(b, "sub/g", NULL, 0, NULL));
+	CK_OK(b, procreg_leave(b, "sub/g"));
+	ev = xsub_event(w, sub1, seq + 1, PROCREG_CH_REGISTERED, "sub/y");
+	ck_assert_str_eq(ev->change_name, "registered");
+	check_entry(ev->entry, "sub/y", procreg_conn_id(a));
+	check_json(ev->entry->value, ev->entry->value_len, "\"y\"");
+	/* The raw payload is the entry too. */
+	ck_assert_uint_gt(ev->payload_len, 0);
+	ck_assert_uint_eq(((unsigned char *)ev->payload)[0] & 0xf0, 0x80);
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub2, seq + 1, PROCREG_CH_REGISTERED, "sub/y");
+	procreg_event_free(ev);
+	/* "other2" is not under the prefix: seq + 2 is not ours. */
+	for (uint64_t sb = 0; sb < 2; sb++) {
+		ev = xsub_event(w, sb ? sub2 : sub1, seq + 3,
+		    PROCREG_CH_UPDATED, "sub/y");
+		check_json(ev->entry->value, ev->entry->value_len, "5");
+		procreg_event_free(ev);
+	}
+	for (uint64_t sb = 0; sb < 2; sb++) {
+		ev = xsub_event(w, sb ? sub2 : sub1, seq + 4,
+		    PROCREG_CH_UNREGISTERED, "sub/y");
+		ck_assert_str_eq(ev->reason, "unregistered");
+		ck_assert_ptr_null(ev->entry);
+		check_json(ev->payload, ev->payload_len,
+		    "[\"sub/y\",\"unregistered\"]");
+		procreg_event_free(ev);
+	}
+	/* Groups to the groups subscription only. */
+	ev = xsub_event(w, sub2, seq + 5, PROCREG_CH_JOINED, "sub/g");
+	ck_assert_str_eq(ev->change_name, "joined");
+	check_member(ev->member, "sub/g", procreg_conn_id(b), "null");
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub2, seq + 6, PROCREG_CH_LEFT, "sub/g");
+	check_member(ev->member, "sub/g", procreg_conn_id(b), "null");
+	procreg_event_free(ev);
+	expect_no_event(w);
+
+	/* A hand-over is one event: the new owner's entry. */
+	CK_OK(a, procreg_register_opts(a, "sub/q", NULL, 0, PROCREG_QUEUE,
+	    NULL, NULL));
+	CK_OK(b, procreg_register_opts(b, "sub/q", "\x07", 1, PROCREG_QUEUE,
+	    NULL, &pos));
+	ck_assert_uint_eq(pos, 1);
+	CK_OK(a, procreg_unregister(a, "sub/q"));
+	ev = xevent_kind(b, PROCREG_EV_ACQUIRED);
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub1, seq + 7, PROCREG_CH_REGISTERED, "sub/q");
+	check_entry(ev->entry, "sub/q", procreg_conn_id(a));
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub2, seq + 7, PROCREG_CH_REGISTERED, "sub/q");
+	procreg_event_free(ev);
+	for (uint64_t sb = 0; sb < 2; sb++) {
+		ev = xsub_event(w, sb ? sub2 : sub1, seq + 8,
+		    PROCREG_CH_HANDOVER, "sub/q");
+		check_entry(ev->entry, "sub/q", procreg_conn_id(b));
+		check_json(ev->entry->value, ev->entry->value_len, "7");
+		procreg_event_free(ev);
+	}
+	CK_OK(w, procreg_queue(w, "sub/q", &conns, &n));
+	ck_assert_uint_eq(n, 0);
+	free(conns);
+
+	/* unsubscribe: true once, then false; no event follows. */
+	CK_OK(w, procreg_unsubscribe(w, sub2, &active));
+	ck_assert(active);
+	CK_OK(w, procreg_unsubscribe(w, sub2, &active));
+	ck_assert(!active);
+	CK_OK(w, procreg_unsubscribe(w, 999, NULL));
+
+	/* Resume after seq + 3: the events after it under the prefix are
+	 * replayed, then the stream goes on live. */
+	base = cur_seq(w);
+	so.groups = false;
+	so.has_since = true;
+	so.since = seq + 3;
+	CK_OK(w, procreg_subscribe(w, "sub/", &so, &s3));
+	ck_assert(!s3.has_snapshot);
+	ck_assert(!s3.gap);
+	ck_assert_uint_eq(s3.seq, base);
+	ck_assert_uint_eq(s3.nentries, 0);
+	ck_assert_ptr_null(s3.entries);
+	sub3 = s3.sub;
+	ev = xsub_event(w, sub3, seq + 4, PROCREG_CH_UNREGISTERED, "sub/y");
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub3, seq + 7, PROCREG_CH_REGISTERED, "sub/q");
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub3, seq + 8, PROCREG_CH_HANDOVER, "sub/q");
+	procreg_event_free(ev);
+	CK_OK(a, procreg_register(a, "sub/z", NULL, 0, NULL));
+	ev = xsub_event(w, sub1, base + 1, PROCREG_CH_REGISTERED, "sub/z");
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub3, base + 1, PROCREG_CH_REGISTERED, "sub/z");
+	procreg_event_free(ev);
+	procreg_subscription_free(&s3);
+
+	/* A since later than the last event is refused. */
+	so.since = base + 100;
+	CK_CALL(w, procreg_subscribe(w, "sub/", &so, &s3),
+	    PROCREG_E_BAD_REQUEST);
+	ck_assert_ptr_null(s3.entries);
+
+	/* Events already queued in the handle go with their subscription:
+	 * none is handed out after unsubscribe. */
+	CK_OK(a, procreg_register(a, "sub/z2", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "sub/z3", NULL, 0, NULL));
+	ck_assert_uint_eq(cur_seq(w), base + 3);	/* read them */
+	ck_assert_uint_ge(procreg_pending(w), 1);
+	CK_OK(w, procreg_unsubscribe(w, sub1, &active));
+	ck_assert(active);
+	ev = xsub_event(w, sub3, base + 2, PROCREG_CH_REGISTERED, "sub/z2");
+	procreg_event_free(ev);
+	ev = xsub_event(w, sub3, base + 3, PROCREG_CH_REGISTERED, "sub/z3");
+	procreg_event_free(ev);
+	expect_no_event(w);
+	procreg_subscription_free(&s1);
+
+	procreg_free(w);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A since older than the history: a gap and a fresh snapshot. */
+START_TEST(test_subscribe_gap)
+{
+	struct tdaemon d;
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription s;
+	struct procreg_event *ev;
+	procreg_t *a, *w;
+
+	t_daemon_start(&d, "--history", "2", NULL);
+	a = xconnect(d.path);
+	w = xconnect(d.path);
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "g%d", i);
+		CK_OK(a, procreg_register(a, name, NULL, 0, NULL));
+	}
+	CK_OK(a, procreg_unregister(a, "g0"));
+	so.has_since = true;
+	so.since = 1;
+	CK_OK(w, procreg_subscribe(w, "g", &so, &s));
+	ck_assert(s.gap);
+	ck_assert(s.has_snapshot);
+	ck_assert_uint_eq(s.seq, 6);
+	ck_assert_uint_eq(s.nentries, 4);
+	ck_assert_str_eq(s.entries[0]->name, "g1");
+	ck_assert_str_eq(s.entries[3]->name, "g4");
+	procreg_subscription_free(&s);
+	/* The last two are still there: no gap. */
+	so.since = 4;
+	CK_OK(w, procreg_subscribe(w, "g", &so, &s));
+	ck_assert(!s.gap);
+	ck_assert(!s.has_snapshot);
+	ev = xsub_event(w, s.sub, 5, PROCREG_CH_REGISTERED, "g4");
+	procreg_event_free(ev);
+	ev = xsub_event(w, s.sub, 6, PROCREG_CH_UNREGISTERED, "g0");
+	procreg_event_free(ev);
+	expect_no_event(w);
+	procreg_subscription_free(&s);
+	procreg_free(w);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * A subscriber that does not read: the daemon ends its subscription with
+ * an overflow, and since = its seq resumes with nothing lost or doubled.
+ */
+START_TEST(test_subscribe_overflow)
+{
+	enum { NAMES = 400, VALUE = 4096 };
+	struct tdaemon d;
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription s;
+	struct procreg_event *ev;
+	static char value[VALUE + 8];
+	uint64_t seq0, next, last, sub, rounds = 0;
+	size_t vlen;
+	bool overflowed = false, active;
+	procreg_t *a, *w;
+
+	t_daemon_start(&d, "--max-outbuf", "65536", NULL);
+	a = xconnect(d.path);
+	w = xconnect(d.path);
+	memset(value, 'v', VALUE);
+	value[VALUE] = '\0';
+	vlen = procreg_pack_str(value + 0, sizeof(value), value);
+	ck_assert_uint_gt(vlen, VALUE);
+	CK_OK(w, procreg_subscribe(w, "o/", NULL, &s));
+	seq0 = s.seq;
+	sub = s.sub;
+	procreg_subscription_free(&s);
+	/* 400 events of 4 kB: far past 64 kB and the socket's buffers. */
+	for (int i = 0; i < NAMES; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "o/%03d", i);
+		CK_OK(a, procreg_register(a, name, value, vlen, NULL));
+	}
+	last = cur_seq(a);
+	ck_assert_uint_eq(last, seq0 + NAMES);
+	/* Every event once, in order, across the overflow and resume. */
+	for (next = seq0 + 1; next <= last;) {
+		ev = xevent(w);
+		if (ev->kind == PROCREG_EV_OVERFLOW) {
+			/* A replay larger than the buffer overflows again:
+			 * each round moves on by at least one event. */
+			ck_assert_uint_lt(rounds++, NAMES);
+			ck_assert_uint_eq(ev->sub, sub);
+			ck_assert_uint_eq(ev->seq, next - 1);
+			overflowed = true;
+			so.has_since = true;
+			so.since = ev->seq;
+			procreg_event_free(ev);
+			CK_OK(w, procreg_subscribe(w, "o/", &so, &s));
+			ck_assert(!s.gap);
+			CK_OK(w, procreg_unsubscribe(w, sub, &active));
+			ck_assert(!active);	/* it had ended */
+			sub = s.sub;
+			procreg_subscription_free(&s);
+			continue;
+		}
+		ck_assert_int_eq(ev->kind, PROCREG_EV_SUBSCRIPTION);
+		ck_assert_uint_eq(ev->sub, sub);
+		ck_assert_uint_eq(ev->seq, next);
+		ck_assert_int_eq(ev->change, PROCREG_CH_REGISTERED);
+		ck_assert_uint_eq(ev->entry->value_len, vlen);
+		next++;
+		procreg_event_free(ev);
+	}
+	ck_assert(overflowed);
+	expect_no_event(w);
+	procreg_free(w);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * auto_reconnect: queued names come back with their flags (acquired,
+ * lost), and subscriptions end: restarted after a new daemon, an
+ * overflow (resumable) after a reconnect to the same one.
+ */
+START_TEST(test_reconnect_part2)
+{
+	struct tdaemon d;
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription s;
+	struct procreg_event *ev;
+	struct procreg_entry *e, *rq_old = NULL;
+	struct seen st;
+	uint64_t sub1, last;
+	uint32_t pos;
+	procreg_t *a, *o, *z;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &st);
+	o = xconnect(d.path);
+	/* rq: owned with queue; rw: waited for; rl: owned, to be lost;
+	 * plain: no queue, comes back silently. */
+	CK_OK(a, procreg_register_opts(a, "rq", "\x01", 1, PROCREG_QUEUE,
+	    &rq_old, NULL));
+	CK_OK(o, procreg_register(o, "rw", NULL, 0, NULL));
+	CK_OK(a, procreg_register_opts(a, "rw", "\x02", 1, PROCREG_QUEUE, NULL,
+	    &pos));
+	ck_assert_uint_eq(pos, 1);
+	CK_OK(a, procreg_register_opts(a, "rl", NULL, 0, PROCREG_QUEUE, NULL,
+	    NULL));
+	CK_OK(a, procreg_register(a, "plain", NULL, 0, NULL));
+	CK_OK(a, procreg_subscribe(a, "r", NULL, &s));
+	sub1 = s.sub;
+	procreg_subscription_free(&s);
+	CK_OK(o, procreg_register(o, "r1", NULL, 0, NULL));
+	ev = xsub_event(a, sub1, cur_seq(o), PROCREG_CH_REGISTERED, "r1");
+	last = ev->seq;
+	procreg_event_free(ev);
+	expect_no_event(a);
+
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+	/* Before a reconnects, another client takes rl. */
+	z = xconnect(d.path);
+	CK_OK(z, procreg_register(z, "rl", NULL, 0, NULL));
+
+	/* The subscription cannot resume on a new daemon. */
+	ev = xevent_kind(a, PROCREG_EV_RESTARTED);
+	ck_assert_uint_eq(ev->sub, sub1);
+	ck_assert_uint_eq(ev->seq, last);
+	procreg_event_free(ev);
+	ck_assert_int_eq(st.reconnects, 1);
+	ck_assert_uint_eq(st.nlost, 0);
+	/* rq: ours again, a new registration (acquired, its new entry). */
+	ev = xevent_kind(a, PROCREG_EV_ACQUIRED);
+	ck_assert_str_eq(ev->name, "rq");
+	check_entry(ev->entry, "rq", procreg_conn_id(a));
+	check_json(ev->entry->value, ev->entry->value_len, "1");
+	procreg_event_free(ev);
+	/* rw: its owner did not come back: ours now. */
+	ev = xevent_kind(a, PROCREG_EV_ACQUIRED);
+	ck_assert_str_eq(ev->name, "rw");
+	check_entry(ev->entry, "rw", procreg_conn_id(a));
+	check_json(ev->entry->value, ev->entry->value_len, "2");
+	procreg_event_free(ev);
+	/* rl: z got it first; we are in its queue, no longer its owner. */
+	ev = xevent_kind(a, PROCREG_EV_LOST);
+	ck_assert_str_eq(ev->name, "rl");
+	ck_assert_str_eq(ev->reason, "disconnected");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	CK_OK(z, procreg_whereis(z, "plain", &e));
+	check_entry(e, "plain", procreg_conn_id(a));
+	procreg_entry_free(e);
+	/* and it passes to us when z lets go. */
+	CK_OK(z, procreg_unregister(z, "rl"));
+	ev = xevent_kind(a, PROCREG_EV_ACQUIRED);
+	ck_assert_str_eq(ev->name, "rl");
+	check_entry(ev->entry, "rl", procreg_conn_id(a));
+	procreg_event_free(ev);
+
+	/* A new subscription has a new id, never the old one's. */
+	CK_OK(a, procreg_subscribe(a, "r", NULL, &s));
+	ck_assert_uint_ne(s.sub, sub1);
+	sub1 = s.sub;
+	last = s.seq;
+	procreg_subscription_free(&s);
+	/* The same daemon closes our connection (too large a message): the
+	 * subscription ends with an overflow, and since resumes it. */
+	{
+		size_t size = (1 << 20) + 4096;
+		char *big = malloc(size);
+
+		ck_assert_ptr_nonnull(big);
+		memset(big, 'x', size - 1);
+		big[size - 1] = '\0';
+		ck_assert_int_lt(procreg_send_str(a, "rq", big), 0);
+		free(big);
+	}
+	CK_OK(z, procreg_register(z, "r2", NULL, 0, NULL));
+	for (;;) {
+		ev = xevent(a);
+		if (ev->kind == PROCREG_EV_OVERFLOW)
+			break;
+		/* The daemon's last word on the old connection. */
+		ck_assert_int_eq(ev->kind, PROCREG_EV_ERROR);
+		procreg_event_free(ev);
+	}
+	ck_assert_int_eq(st.reconnects, 2);
+	ck_assert_uint_eq(ev->sub, sub1);
+	ck_assert_uint_eq(ev->seq, last);
+	procreg_event_free(ev);
+	/* The names came back, acquired again (rq and rl; rw too). */
+	for (int i = 0; i < 3; i++) {
+		ev = xevent_kind(a, PROCREG_EV_ACQUIRED);
+		procreg_event_free(ev);
+	}
+	so.has_since = true;
+	so.since = last;
+	CK_OK(a, procreg_subscribe(a, "r", &so, &s));
+	ck_assert(!s.gap);
+	ck_assert_uint_ne(s.sub, sub1);
+	/*
+	 * Replayed after last, in order, nothing missed: the old connection's
+	 * names going (disconnected; "plain" is not under the prefix), r2,
+	 * and our names registered again.
+	 */
+	{
+		uint64_t prev = last;
+		int seen_r2 = 0, gone = 0, back = 0;
+
+		for (int i = 0; i < 7; i++) {
+			ev = xevent_kind(a, PROCREG_EV_SUBSCRIPTION);
+			ck_assert_uint_eq(ev->sub, s.sub);
+			ck_assert_uint_gt(ev->seq, prev);
+			prev = ev->seq;
+			if (ev->change == PROCREG_CH_REGISTERED &&
+			    strcmp(ev->name, "r2") == 0)
+				seen_r2++;
+			else if (ev->change == PROCREG_CH_UNREGISTERED) {
+				ck_assert_str_eq(ev->reason, "disconnected");
+				gone++;
+			} else if (ev->change == PROCREG_CH_REGISTERED) {
+				ck_assert_uint_eq(ev->entry->conn,
+				    procreg_conn_id(a));
+				back++;
+			}
+			procreg_event_free(ev);
+		}
+		ck_assert_int_eq(seen_r2, 1);
+		ck_assert_int_eq(gone, 3);	/* rq, rw, rl */
+		ck_assert_int_eq(back, 3);
+	}
+	expect_no_event(a);
+	procreg_subscription_free(&s);
+
+	procreg_entry_free(rq_old);
+	procreg_free(z);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_invalid_args_part2)
+{
+	struct tdaemon d;
+	struct procreg_subscription s;
+	uint64_t *conns = (uint64_t *)&conns;
+	size_t n = 7;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	CK_CALL(a, procreg_register_opts(a, NULL, NULL, 0, PROCREG_QUEUE,
+	    NULL, NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_unregister_gen(a, NULL, 1), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_update_gen(a, NULL, NULL, 0, 1, NULL),
+	    PROCREG_E_INVAL);
+	CK_CALL(a, procreg_send_gen(a, NULL, "\xc0", 1, 1), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_queue(a, NULL, &conns, &n), PROCREG_E_INVAL);
+	ck_assert_ptr_null(conns);
+	ck_assert_uint_eq(n, 0);
+	CK_CALL(a, procreg_queue(a, "", &conns, &n), PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_await(a, "", 0, NULL), PROCREG_E_BAD_REQUEST);
+	/* A NULL prefix is every name; a prefix of any length is fine. */
+	CK_OK(a, procreg_subscribe(a, NULL, NULL, &s));
+	ck_assert(s.has_snapshot);
+	ck_assert_uint_eq(s.nentries, 0);
+	procreg_subscription_free(&s);
+	procreg_subscription_free(NULL);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *
 client_suite(void)
@@ -3157,6 +4013,19 @@ client_suite(void)
 	tcase_add_test(tc, test_update);
 	tcase_add_test(tc, test_keys);
 	tcase_add_test(tc, test_register_many);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("part2");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_queue_ownership);
+	tcase_add_test(tc, test_replacement);
+	tcase_add_test(tc, test_fencing);
+	tcase_add_test(tc, test_await);
+	tcase_add_test(tc, test_subscribe);
+	tcase_add_test(tc, test_subscribe_gap);
+	tcase_add_test(tc, test_subscribe_overflow);
+	tcase_add_test(tc, test_reconnect_part2);
+	tcase_add_test(tc, test_invalid_args_part2);
 	suite_add_tcase(s, tc);
 	return s;
 }
