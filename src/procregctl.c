@@ -1,8 +1,10 @@
 /*
  * procregctl.c: the command-line tool of procreg.  Looks names up, lists
- * them, sends messages, calls, holds a name while a command runs, serves
- * calls with a command, receives messages, joins groups and publishes to
- * them, waits for a name to go away, and shows the daemon's counters.
+ * them, sends messages, calls, holds a name while a command runs (or
+ * waits in its queue first), serves calls with a command, receives
+ * messages, joins groups and publishes to them, waits for a name to come
+ * or to go away, watches the registry's changes, and shows the daemon's
+ * counters.
  * Built on libprocreg (include/procreg.h) alone; jansson reads and writes
  * JSON, msgpack-c packs JSON payloads.
  *
@@ -66,13 +68,18 @@ enum {
 	C_MEMBERS = 1 << 13,
 	C_PUBLISH = 1 << 14,
 	C_KEYS = 1 << 15,
-	C_ALL = (1 << 16) - 1
+	C_AWAIT = 1 << 16,
+	C_WATCH = 1 << 17,
+	C_QUEUE = 1 << 18,
+	C_ALL = (1 << 19) - 1
 };
 
 enum opt_id {
 	OPT_SOCKET, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
-	OPT_JSON_PAYLOAD, OPT_CONN, OPT_VALUE, OPT_JSON_VALUE, OPT_NO_ECHO,
-	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT__COUNT
+	OPT_JSON_PAYLOAD, OPT_CONN, OPT_GEN, OPT_VALUE, OPT_JSON_VALUE,
+	OPT_WAIT, OPT_ALLOW_REPLACEMENT, OPT_REPLACE, OPT_NO_ECHO,
+	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT_GROUPS, OPT_SINCE,
+	OPT__COUNT
 };
 
 struct ctl_option {
@@ -89,11 +96,12 @@ static const struct ctl_option options[OPT__COUNT] = {
 	    "else /run/procreg/procreg.sock for root, else "
 	    "/tmp/procreg-UID/procreg.sock)" },
 	[OPT_JSON] = { "json", 0, NULL, C_ALL, "print JSON for scripts: one "
-	    "document per item (list, members: one array; recv, join: one "
-	    "object per line)" },
+	    "document per item (list, members, queue: one array; recv, join, "
+	    "watch: one object per line)" },
 	[OPT_TIMEOUT] = { "timeout", 't', "MS", C_ALL, "how long each request "
 	    "may wait for its reply (default 10000; call: how long the callee "
-	    "has to reply, default 5000)" },
+	    "has to reply, default 5000; await: how long to wait for NAME, "
+	    "default 5000)" },
 	[OPT_HELP] = { "help", 'h', NULL, C_ALL, "show this help and exit" },
 	[OPT_VERSION] = { "version", 'V', NULL, C_TOP, "show the version and "
 	    "exit" },
@@ -102,10 +110,19 @@ static const struct ctl_option options[OPT__COUNT] = {
 	    "(default: a str)" },
 	[OPT_CONN] = { "conn", 0, NULL, C_SEND | C_CALL | C_MONITOR, "NAME is "
 	    "a connection id (its digits), not a name" },
+	[OPT_GEN] = { "gen", 0, "G", C_SEND, "send only while NAME's "
+	    "registration has generation G (as whereis shows it); else exit "
+	    "1, stale" },
 	[OPT_VALUE] = { "value", 0, "V", C_HOLD, "register NAME with value V "
 	    "(a str; default: no value)" },
 	[OPT_JSON_VALUE] = { "json-value", 0, NULL, C_HOLD | C_JOIN, "the "
 	    "value (V, VALUE) is JSON, stored as the same msgpack value" },
+	[OPT_WAIT] = { "wait", 'w', NULL, C_HOLD, "when NAME is taken, wait in "
+	    "its queue until it passes to us, then run CMD" },
+	[OPT_ALLOW_REPLACEMENT] = { "allow-replacement", 0, NULL, C_HOLD,
+	    "let a hold --replace take NAME over (CMD then gets SIGTERM)" },
+	[OPT_REPLACE] = { "replace", 0, NULL, C_HOLD, "take NAME over from a "
+	    "holder that allows it" },
 	[OPT_NO_ECHO] = { "no-echo", 0, NULL, C_PUBLISH, "publish with echo "
 	    "false (not to the publisher's own connection)" },
 	[OPT_MAX_TIME] = { "max-time", 0, "MS", C_SERVE, "kill CMD when it "
@@ -115,6 +132,10 @@ static const struct ctl_option options[OPT__COUNT] = {
 	    "ping: pings; default ping: 1, others: none)" },
 	[OPT_INTERVAL] = { "interval", 'i', "MS", C_PING, "wait MS between "
 	    "pings (default 1000)" },
+	[OPT_GROUPS] = { "groups", 'g', NULL, C_WATCH, "the groups under "
+	    "PREFIX too: their members joining and leaving" },
+	[OPT_SINCE] = { "since", 0, "SEQ", C_WATCH, "resume after event SEQ "
+	    "(the last one a watch printed): no snapshot, the events since" },
 };
 
 struct command;
@@ -133,6 +154,14 @@ struct ctl {
 	bool			 conn;		/* NAME is a conn id */
 	bool			 no_echo;
 	uint64_t		 max_time_ms;	/* 0: none */
+	bool			 has_gen;
+	uint64_t		 gen;
+	bool			 wait;		/* hold --wait */
+	bool			 allow_replacement;
+	bool			 replace;
+	bool			 groups;	/* watch --groups */
+	bool			 has_since;
+	uint64_t		 since;
 	char			**args;		/* the operands */
 	int			 nargs;
 	procreg_t		*p;
@@ -164,6 +193,9 @@ static int	cmd_join(struct ctl *);
 static int	cmd_members(struct ctl *);
 static int	cmd_publish(struct ctl *);
 static int	cmd_keys(struct ctl *);
+static int	cmd_await(struct ctl *);
+static int	cmd_watch(struct ctl *);
+static int	cmd_queue(struct ctl *);
 
 static const struct command commands[] = {
 	{ "whereis", cmd_whereis, C_WHEREIS, 1, 1, false, "NAME",
@@ -171,6 +203,13 @@ static const struct command commands[] = {
 	    "Print the registration of NAME: name, conn, pid, uid, gid, value "
 	    "(as JSON) and since (when it was registered, UTC).  Exit 1 when "
 	    "NAME is not registered." },
+	{ "await", cmd_await, C_AWAIT, 1, 1, false, "NAME",
+	    "wait until NAME is registered",
+	    "Wait until NAME is registered (at once when it is) and print its "
+	    "registration, as whereis does.  -t is how long to wait (default "
+	    "5000, at most 86400000).  Exit 1 when NAME is still not "
+	    "registered by then, so that `procregctl await db && start-app` "
+	    "starts the app once db is there, without polling." },
 	{ "list", cmd_list, C_LIST, 0, 1, false, "[PREFIX]",
 	    "list the names (that start with PREFIX)",
 	    "Print a table of every registered name that starts with PREFIX "
@@ -182,8 +221,10 @@ static const struct command commands[] = {
 	    "with --json-payload the JSON value as msgpack (objects as maps, "
 	    "reals as float64, null as nil).  Prints nothing on success.  Exit "
 	    "1 when NAME is not registered or its holder is busy (its queue "
-	    "is full: retry later).  Put -- before a PAYLOAD that starts with "
-	    "a dash.  With --conn, NAME is a connection id." },
+	    "is full: retry later), or with --gen when NAME's registration "
+	    "has another generation (stale: it changed hands).  Put -- before "
+	    "a PAYLOAD that starts with a dash.  With --conn, NAME is a "
+	    "connection id." },
 	{ "call", cmd_call, C_CALL, 2, 2, false, "NAME PAYLOAD",
 	    "call the holder of NAME and print its reply",
 	    "Call the connection that holds NAME with PAYLOAD (a str, or JSON "
@@ -206,8 +247,16 @@ static const struct command commands[] = {
 	    "without its name).  If the daemon restarts, NAME is registered "
 	    "again (with a warning if someone else took it meanwhile).  Exit "
 	    "1 at once when NAME is taken (the holder's conn and pid are "
-	    "printed), 127 when CMD cannot be run.  Options go before CMD: "
-	    "everything after NAME is CMD's." },
+	    "printed), 127 when CMD cannot be run.  With --wait, a taken NAME "
+	    "is waited for instead: procregctl queues for it, prints its "
+	    "place in the queue on stderr, and runs CMD once NAME passes to "
+	    "it (when the holder goes away), a new generation; SIGINT, "
+	    "SIGTERM or SIGHUP while it waits end it with 128+N.  If NAME is "
+	    "lost while CMD runs (taken over with --replace from a hold "
+	    "--allow-replacement, or, with --wait, another waiter got it "
+	    "first after a daemon restart), CMD gets SIGTERM, so that two "
+	    "holders never run at once.  Options go before CMD: everything "
+	    "after NAME is CMD's." },
 	{ "serve", cmd_serve, C_SERVE, 2, -1, false, "NAME [--] CMD [ARGS...]",
 	    "hold NAME and answer each call by running CMD",
 	    "Register NAME and answer each call to it by running CMD with the "
@@ -256,17 +305,42 @@ static const struct command commands[] = {
 	{ "monitor", cmd_monitor, C_MONITOR, 1, 1, false, "NAME",
 	    "wait until NAME goes away",
 	    "Monitor the current registration of NAME and wait until it ends; "
-	    "print why (unregistered, disconnected, evicted) and exit 0.  When "
-	    "NAME is "
-	    "not registered, print noproc and exit 1.  With --conn, NAME is a "
-	    "connection id: wait until that connection goes away "
-	    "(disconnected)." },
+	    "print why (unregistered, disconnected, evicted, replaced) and "
+	    "exit 0; a hand-over to a waiter of the name ends it too, with the "
+	    "old holder's reason.  When NAME is not registered, print noproc "
+	    "and exit 1.  With --conn, NAME is a connection id: wait until "
+	    "that connection goes away (disconnected)." },
+	{ "watch", cmd_watch, C_WATCH, 0, 1, false, "[PREFIX]",
+	    "print the names under PREFIX, then each change",
+	    "Subscribe to the names that start with PREFIX (all without one) "
+	    "and print, one line each: first the snapshot, SEQ entry NAME "
+	    "conn=C pid=P gen=G value=JSON (SEQ: the last event so far; with "
+	    "--groups, SEQ member GROUP ... for the members of the groups "
+	    "under PREFIX), then each change as it happens, SEQ KIND NAME ...: "
+	    "registered, updated and handover (the new holder) with the "
+	    "entry's fields, unregistered NAME reason=R, and with --groups "
+	    "joined and left GROUP with the member's.  With --since SEQ, no "
+	    "snapshot: the changes after SEQ, then the live ones; when the "
+	    "daemon no longer has them all, the line SEQ gap since=SEQ and a "
+	    "new snapshot come instead.  If watch falls behind, the daemon "
+	    "ends its subscription and watch resumes after the last change it "
+	    "printed (a note on stderr; a gap line only when changes were "
+	    "lost).  With --json each line is {\"seq\": SEQ, \"kind\": KIND, "
+	    "\"payload\": ...}: the entry or member, [NAME, REASON] for "
+	    "unregistered, and {\"seq\": SEQ, \"kind\": \"gap\", \"since\": "
+	    "SEQ} for a gap.  Runs until SIGINT or SIGTERM (exit 0); exit 3 "
+	    "when the daemon goes away." },
 	{ "keys", cmd_keys, C_KEYS, 1, 1, false, "CONN",
 	    "show the names and groups of a connection",
 	    "Print the names that connection CONN holds and the groups it is "
 	    "a member of, each sorted, one per line under names: and groups:.  "
 	    "With --json, {\"names\": [...], \"groups\": [...]}.  Exit 1 when "
 	    "no connection CONN is open." },
+	{ "queue", cmd_queue, C_QUEUE, 1, 1, false, "NAME",
+	    "list the connections waiting for NAME",
+	    "Print the connection ids waiting in NAME's queue (hold --wait), "
+	    "first in line first, one per line; nothing when none wait.  With "
+	    "--json, one array." },
 	{ "stats", cmd_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",
 	    "Print the daemon's gauges and counters, one per line." },
@@ -355,8 +429,9 @@ usage(FILE *f)
 	    "       procregctl --version\n\n"
 	    "Talk to procregd, the procreg process registry: look names up, "
 	    "send messages,\ncall and serve calls, hold a name while a command "
-	    "runs, join groups and\npublish to them, wait for a name to go "
-	    "away.\n\nCommands:\n", f);
+	    "runs (or queue for it),\njoin groups and publish to them, wait for "
+	    "a name to come or to go away,\nwatch the registry's changes.\n"
+	    "\nCommands:\n", f);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		char left[40];
 
@@ -488,6 +563,30 @@ apply_option(struct ctl *c, enum opt_id id)
 			return usage_error(c->cmd, "--interval: expected "
 			    "milliseconds from 0 to 3600000");
 		break;
+	case OPT_GEN:
+		if (!parse_num(optarg, 1, UINT64_MAX, &c->gen))
+			return usage_error(c->cmd, "--gen: expected a "
+			    "generation (a number from 1)");
+		c->has_gen = true;
+		break;
+	case OPT_WAIT:
+		c->wait = true;
+		break;
+	case OPT_ALLOW_REPLACEMENT:
+		c->allow_replacement = true;
+		break;
+	case OPT_REPLACE:
+		c->replace = true;
+		break;
+	case OPT_GROUPS:
+		c->groups = true;
+		break;
+	case OPT_SINCE:
+		if (!parse_num(optarg, 0, UINT64_MAX, &c->since))
+			return usage_error(c->cmd, "--since: expected an event "
+			    "number (SEQ)");
+		c->has_since = true;
+		break;
 	case OPT__COUNT:
 		break;
 	}
@@ -610,6 +709,7 @@ status_exit(int status)
 	case PROCREG_E_BUSY:
 	case PROCREG_E_FORBIDDEN:
 	case PROCREG_E_DOWN:
+	case PROCREG_E_STALE:
 		return EXIT_NO;
 	case PROCREG_E_CONNECT:
 	case PROCREG_E_CLOSED:
@@ -966,8 +1066,12 @@ struct waiter {
 	void		(*on_event)(struct waiter *,
 			    const struct procreg_event *);
 	const char	*name;
-	pid_t		 child;		/* hold */
+	pid_t		 child;		/* hold; 0: none yet */
 	bool		 connected;	/* hold */
+	bool		 waiting;	/* hold --wait: queued for the name */
+	bool		 lost;		/* hold: the name was taken from us */
+	struct procreg_subscribe_opts sopts;	/* watch */
+	uint64_t	 sub;		/* watch: its subscription */
 	uint64_t	 ref;		/* monitor */
 	uint64_t	 received;	/* recv */
 	bool		 daemon_error;	/* an error notification came */
@@ -1264,6 +1368,8 @@ cmd_send(struct ctl *c)
 	uint64_t conn = 0;
 	int r;
 
+	if (c->has_gen && c->conn)
+		return usage_error(c->cmd, "--gen is for names, not --conn");
 	if (!parse_target(c, name, &conn))
 		return EXIT_USAGE;
 	msgpack_sbuffer_init(&sb);
@@ -1272,10 +1378,16 @@ cmd_send(struct ctl *c)
 		return EXIT_USAGE;
 	}
 	r = c->conn ? procreg_send_conn(c->p, conn, sb.data, sb.size) :
-	    procreg_send(c->p, name, sb.data, sb.size);
+	    c->has_gen ? procreg_send_gen(c->p, name, sb.data, sb.size,
+	    c->gen) : procreg_send(c->p, name, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	if (r == PROCREG_E_NOT_FOUND)
 		return not_there(c, name);
+	if (r == PROCREG_E_STALE) {
+		fprintf(stderr, "procregctl: %s: stale: its registration has "
+		    "another generation than %" PRIu64 "\n", name, c->gen);
+		return EXIT_NO;
+	}
 	if (r == PROCREG_E_BUSY) {
 		fprintf(stderr, "procregctl: %s: busy (its holder is not "
 		    "reading its messages); try again later\n", name);
@@ -1367,35 +1479,84 @@ cmd_call(struct ctl *c)
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
-/* Register name for hold and recv; on taken, say who holds it. */
-static int
-register_name(struct ctl *c, const char *name, const void *value,
-    size_t len)
+/* Say who holds name (after taken, or when we queue for it). */
+static void
+say_holder(struct ctl *c, const char *name, const char *what,
+    const char *msg)
 {
 	struct procreg_entry *e = NULL;
-	char msg[256];
+
+	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL)
+		fprintf(stderr, "procregctl: %s is held by conn %" PRIu64
+		    " (pid %" PRId64 ")%s\n", name, e->conn, e->pid, what);
+	else
+		fprintf(stderr, "procregctl: %s is taken: %s\n", name, msg);
+	procreg_entry_free(e);
+}
+
+/*
+ * Register name for hold, serve and recv, with register flags; on taken,
+ * say who holds it.  *queued (may be NULL): our place in its queue, 0
+ * when it is ours.
+ */
+static int
+register_name_opts(struct ctl *c, const char *name, const void *value,
+    size_t len, unsigned flags, uint32_t *queued)
+{
+	char msg[256], what[64];
+	uint32_t pos = 0;
 	int r;
 
-	if ((r = procreg_register(c->p, name, value, len, NULL)) == PROCREG_OK)
+	if (queued != NULL)
+		*queued = 0;
+	r = procreg_register_opts(c->p, name, value, len, flags, NULL, &pos);
+	if (r == PROCREG_OK && pos > 0) {
+		snprintf(what, sizeof(what), "; waiting, number %" PRIu32
+		    " in its queue", pos);
+		say_holder(c, name, what, "");
+		if (queued != NULL)
+			*queued = pos;
+		return EXIT_SUCCESS;
+	}
+	if (r == PROCREG_OK)
 		return EXIT_SUCCESS;
 	if (r != PROCREG_E_TAKEN)
 		return report(c, r, name);
 	snprintf(msg, sizeof(msg), "%s", procreg_errmsg(c->p));
-	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL)
-		fprintf(stderr, "procregctl: %s is held by conn %" PRIu64
-		    " (pid %" PRId64 ")\n", name, e->conn, e->pid);
-	else
-		fprintf(stderr, "procregctl: %s is taken: %s\n", name, msg);
-	procreg_entry_free(e);
+	say_holder(c, name, "", msg);
 	return EXIT_NO;
 }
 
-/* hold: drop messages sent to NAME (only the name matters). */
+static int
+register_name(struct ctl *c, const char *name, const void *value,
+    size_t len)
+{
+	return register_name_opts(c, name, value, len, 0, NULL);
+}
+
+/*
+ * hold: messages sent to NAME are dropped (only the name matters).  With
+ * --wait, acquired ends the wait; lost (replaced, or after a reconnect
+ * another waiter got NAME first) stops CMD: it must not run without NAME.
+ */
 static void
 hold_event(struct waiter *w, const struct procreg_event *ev)
 {
-	(void)w;
-	(void)ev;
+	if (ev->name == NULL || strcmp(ev->name, w->name) != 0)
+		return;
+	if (ev->kind == PROCREG_EV_ACQUIRED && w->waiting) {
+		fprintf(stderr, "procregctl: %s passed to us (gen %" PRIu64
+		    ")\n", w->name, ev->entry->gen);
+		w->waiting = false;
+		w->done = true;		/* on to running CMD */
+	} else if (ev->kind == PROCREG_EV_LOST && !w->waiting && !w->lost) {
+		w->lost = true;
+		if (w->child > 0) {
+			fprintf(stderr, "procregctl: lost %s (%s): stopping "
+			    "CMD\n", w->name, ev->reason);
+			kill(w->child, SIGTERM);
+		}
+	}
 }
 
 /* hold: the connection is back; say whether the name is ours again. */
@@ -1410,6 +1571,10 @@ hold_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
 	if (nlost > 0)
 		fprintf(stderr, "procregctl: the daemon is back, but %s was "
 		    "taken meanwhile: it is no longer held\n", lost[0]);
+	else if (w->c->wait)
+		fprintf(stderr, "procregctl: the daemon is back; %s is "
+		    "registered again (queued if another got it first)\n",
+		    w->name);
 	else
 		fprintf(stderr, "procregctl: the daemon is back; %s is held "
 		    "again\n", w->name);
@@ -1419,7 +1584,8 @@ hold_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
 /*
  * hold: reap the command, or pass a signal on to it.  A signal from the
  * terminal (^C, hangup) reached CMD too, being in our process group: it
- * is not sent twice.
+ * is not sent twice.  While hold --wait waits (no CMD yet), a signal ends
+ * it with 128+N.
  */
 static void
 hold_signal(struct waiter *w, const struct signalfd_siginfo *si)
@@ -1427,6 +1593,13 @@ hold_signal(struct waiter *w, const struct signalfd_siginfo *si)
 	pid_t r;
 	int st;
 
+	if (w->child <= 0) {
+		if (si->ssi_signo != SIGCHLD) {
+			w->done = true;
+			w->exit = 128 + (int)si->ssi_signo;
+		}
+		return;
+	}
 	if (si->ssi_signo != SIGCHLD) {
 		if (si->ssi_code != SI_KERNEL)
 			kill(w->child, (int)si->ssi_signo);
@@ -1467,12 +1640,17 @@ cmd_hold(struct ctl *c)
 	msgpack_sbuffer sb;
 	sigset_t old;
 	pid_t parent = getpid();
+	uint32_t queued = 0;
+	unsigned flags;
 	int r;
 
 	if (!check_name(c, w.name))
 		return EXIT_USAGE;
 	if (c->json_value && c->value == NULL)
 		return usage_error(c->cmd, "--json-value needs --value");
+	flags = (c->wait ? PROCREG_QUEUE : 0) | (c->allow_replacement ?
+	    PROCREG_ALLOW_REPLACEMENT : 0) | (c->replace ? PROCREG_REPLACE :
+	    0);
 	msgpack_sbuffer_init(&sb);
 	if (c->value != NULL && c->json_value) {
 		if (!json_to_mp(c, "--value", c->value, &sb)) {
@@ -1485,15 +1663,31 @@ cmd_hold(struct ctl *c)
 		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 		msgpack_pack_str_with_body(&pk, c->value, strlen(c->value));
 	}
-	r = register_name(c, w.name, c->value ? sb.data : NULL, sb.size);
-	msgpack_sbuffer_destroy(&sb);
-	if (r != EXIT_SUCCESS)
-		return r;
-	procreg_set_callbacks(c->p, &cb, &w);
-	/* Blocked before the fork, so that no SIGCHLD is missed. */
+	/* Blocked before registering: a signal while we wait in the
+	 * queue, and no SIGCHLD of CMD, is missed. */
 	if ((w.sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
-	    &old)) < 0)
+	    &old)) < 0) {
+		msgpack_sbuffer_destroy(&sb);
 		return EXIT_ERROR;
+	}
+	r = register_name_opts(c, w.name, c->value ? sb.data : NULL, sb.size,
+	    flags, &queued);
+	msgpack_sbuffer_destroy(&sb);
+	if (r != EXIT_SUCCESS) {
+		close(w.sigfd);
+		return r;
+	}
+	procreg_set_callbacks(c->p, &cb, &w);
+	if (queued > 0) {
+		/* Until acquired (done, still no child) or a signal. */
+		w.waiting = true;
+		r = wait_loop(&w);
+		if (w.waiting) {
+			close(w.sigfd);
+			return r;
+		}
+		w.done = false;
+	}
 	fflush(NULL);
 	if ((w.child = fork()) < 0) {
 		fprintf(stderr, "procregctl: fork: %s\n", strerror(errno));
@@ -1774,6 +1968,210 @@ cmd_keys(struct ctl *c)
 	procreg_strv_free(names, nn);
 	procreg_strv_free(groups, ng);
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* await NAME: wait until NAME is registered, and print it. */
+static int
+cmd_await(struct ctl *c)
+{
+	struct procreg_entry *e = NULL;
+	const char *name = c->args[0];
+	int timeout = c->timeout_ms > 0 ? c->timeout_ms :
+	    (int)PR_CALL_TIMEOUT_DEFAULT;
+	int r;
+
+	if (!check_name(c, name))
+		return EXIT_USAGE;
+	if ((unsigned)timeout > PR_CALL_TIMEOUT_MAX)
+		return usage_error(c->cmd, "--timeout: await waits at most "
+		    "%u ms", PR_CALL_TIMEOUT_MAX);
+	r = procreg_await(c->p, name, timeout, &e);
+	if (r == PROCREG_E_CALL_TIMEOUT) {
+		fprintf(stderr, "procregctl: %s: not registered within %d "
+		    "ms\n", name, timeout);
+		return EXIT_NO;
+	}
+	if (r != PROCREG_OK)
+		return report(c, r, name);
+	r = (c->json ? put_json(entry_json(e), 0) : print_entry(e)) ?
+	    EXIT_SUCCESS : EXIT_ERROR;
+	procreg_entry_free(e);
+	return r;
+}
+
+/* queue NAME: the connections waiting for NAME, first in line first. */
+static int
+cmd_queue(struct ctl *c)
+{
+	uint64_t *v = NULL;
+	size_t n = 0;
+	bool ok = true;
+	int r;
+
+	if (!check_name(c, c->args[0]))
+		return EXIT_USAGE;
+	if ((r = procreg_queue(c->p, c->args[0], &v, &n)) != PROCREG_OK)
+		return report(c, r, c->args[0]);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n && a != NULL; i++) {
+			if (json_array_append_new(a,
+			    json_integer((json_int_t)v[i])) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
+		}
+		ok = put_json(a, 0);
+	} else {
+		for (size_t i = 0; i < n && ok; i++)
+			ok = printf("%" PRIu64 "\n", v[i]) > 0;
+		ok = ok && fflush(stdout) == 0;
+	}
+	free(v);
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* ---- watch ---- */
+
+/*
+ * One watch line: SEQ KIND, then NAME (or GROUP, may be NULL) and the
+ * fields of an entry e or a member m (may be NULL), or reason=R.  false
+ * when the output cannot be written.
+ */
+static bool
+watch_line(uint64_t seq, const char *kind, const char *name,
+    const struct procreg_entry *e, const struct procreg_member *m,
+    const char *reason)
+{
+	char *n = NULL, *value = NULL;
+	bool ok;
+
+	if (name != NULL && (n = safe_text(name)) == NULL)
+		return false;
+	if (e != NULL)
+		value = mp_text(e->value, e->value_len);
+	else if (m != NULL)
+		value = mp_text(m->value, m->value_len);
+	printf("%" PRIu64 " %s", seq, kind);
+	if (n != NULL)
+		printf(" %s", n);
+	if (e != NULL)
+		printf(" conn=%" PRIu64 " pid=%" PRId64 " gen=%" PRIu64
+		    " value=%s", e->conn, e->pid, e->gen, value ? value : "?");
+	else if (m != NULL)
+		printf(" conn=%" PRIu64 " pid=%" PRId64 " gen=%" PRIu64
+		    " value=%s", m->conn, m->pid, m->gen, value ? value : "?");
+	if (reason != NULL)
+		printf(" reason=%s", reason);
+	ok = putchar('\n') != EOF && fflush(stdout) == 0;
+	free(n);
+	free(value);
+	return ok;
+}
+
+/* A watch line with --json: {"seq": SEQ, "kind": KIND, "payload": j}. */
+static bool
+watch_json(uint64_t seq, const char *kind, json_t *payload)
+{
+	return put_json(json_pack("{s:I, s:s, s:o?}", "seq", (json_int_t)seq,
+	    "kind", kind, "payload", payload), 0);
+}
+
+/*
+ * Subscribe (again, after an overflow, with since) and print what the
+ * result shows: the snapshot, after a gap marker when since was given.
+ * An exit status, or -1 to go on.
+ */
+static int
+watch_subscribe(struct waiter *w)
+{
+	struct ctl *c = w->c;
+	struct procreg_subscription s;
+	bool ok = true;
+	int r;
+
+	r = procreg_subscribe(c->p, c->nargs ? c->args[0] : "", &w->sopts,
+	    &s);
+	if (r != PROCREG_OK)
+		return report(c, r, NULL);
+	w->sub = s.sub;
+	if (s.gap) {
+		if (c->json)
+			ok = put_json(json_pack("{s:I, s:s, s:I}", "seq",
+			    (json_int_t)s.seq, "kind", "gap", "since",
+			    (json_int_t)w->sopts.since), 0);
+		else
+			ok = printf("%" PRIu64 " gap since=%" PRIu64 "\n",
+			    s.seq, w->sopts.since) > 0 && fflush(stdout) == 0;
+	}
+	for (size_t i = 0; ok && i < s.nentries; i++)
+		ok = c->json ? watch_json(s.seq, "entry",
+		    entry_json(s.entries[i])) : watch_line(s.seq, "entry",
+		    s.entries[i]->name, s.entries[i], NULL, NULL);
+	for (size_t i = 0; ok && i < s.nmembers; i++)
+		ok = c->json ? watch_json(s.seq, "member",
+		    member_json(s.members[i])) : watch_line(s.seq, "member",
+		    s.members[i]->group, NULL, s.members[i], NULL);
+	procreg_subscription_free(&s);
+	return ok ? -1 : EXIT_ERROR;
+}
+
+/* watch: print a change; after an overflow, resume where it stopped. */
+static void
+watch_event(struct waiter *w, const struct procreg_event *ev)
+{
+	struct ctl *c = w->c;
+	bool ok;
+	int r;
+
+	if (w->done || ev->sub != w->sub)
+		return;
+	if (ev->kind == PROCREG_EV_OVERFLOW) {
+		fprintf(stderr, "procregctl: watch fell behind after event "
+		    "%" PRIu64 "; resuming\n", ev->seq);
+		w->sopts.has_since = true;
+		w->sopts.since = ev->seq;
+		if ((r = watch_subscribe(w)) >= 0) {
+			w->done = true;
+			w->exit = r;
+		}
+		return;
+	}
+	if (ev->kind != PROCREG_EV_SUBSCRIPTION)
+		return;
+	if (c->json)
+		ok = watch_json(ev->seq, ev->change_name,
+		    mp_json(ev->payload, ev->payload_len));
+	else
+		ok = watch_line(ev->seq, ev->change_name, ev->name,
+		    ev->entry, ev->member, ev->change ==
+		    PROCREG_CH_UNREGISTERED ? ev->reason : NULL);
+	if (!ok) {
+		w->done = true;
+		w->exit = EXIT_ERROR;
+	}
+}
+
+/* watch [PREFIX]: the snapshot, then every change, as they happen. */
+static int
+cmd_watch(struct ctl *c)
+{
+	static const int sigs[] = { SIGINT, SIGTERM };
+	struct waiter w = { .c = c, .on_signal = recv_signal,
+	    .on_event = watch_event, .name = c->nargs ? c->args[0] : "" };
+	int r;
+
+	w.sopts.groups = c->groups;
+	w.sopts.has_since = c->has_since;
+	w.sopts.since = c->since;
+	if ((w.sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
+	    NULL)) < 0)
+		return EXIT_ERROR;
+	if ((r = watch_subscribe(&w)) < 0)
+		r = wait_loop(&w);
+	close(w.sigfd);
+	return r;
 }
 
 /* ---- serve ---- */

@@ -24,9 +24,9 @@ import msgpack
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
 CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
-COMMANDS = ["whereis", "list", "send", "call", "hold", "serve", "recv",
-            "join", "members", "publish", "monitor", "keys", "stats", "ping",
-            "evict"]
+COMMANDS = ["whereis", "await", "list", "send", "call", "hold", "serve",
+            "recv", "join", "members", "publish", "monitor", "watch", "keys",
+            "queue", "stats", "ping", "evict"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
               "uptime_ms", "groups", "members", "calls", "replies_late",
@@ -152,6 +152,7 @@ class Bg:
         self.pid = self.proc.pid
         self.buf = b""
         self.err = b""
+        self.errpos = 0
         self.eof = False
 
     def readline(self, timeout=10.0):
@@ -168,6 +169,24 @@ class Bg:
         if b"\n" not in self.buf:
             return None
         line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode(errors="replace")
+
+    def errline(self, timeout=10.0):
+        """One line of stderr (kept for finish too), or None when none
+        came in time."""
+        fd = self.proc.stderr.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.err[self.errpos:]:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            data = os.read(fd, 65536)
+            if not data:
+                return None
+            self.err += data
+        end = self.err.index(b"\n", self.errpos)
+        line = self.err[self.errpos:end]
+        self.errpos = end + 1
         return line.decode(errors="replace")
 
     def finish(self, timeout=10.0):
@@ -1130,13 +1149,449 @@ def test_keys(ctl, path):
     a.close()
 
 
+def queue_of(cl, name):
+    return cl.call("queue", name)
+
+
+def queue_reaches(cl, name, n):
+    return eventually(lambda: len(queue_of(cl, name)) >= n)
+
+
+def whereis_json(ctl, name):
+    """procregctl whereis --json NAME as a dict, or None."""
+    r = ctl.run("--json", "whereis", name)
+    if r.rc != 0:
+        return None
+    try:
+        return json.loads(r.out)
+    except ValueError:
+        return None
+
+
+def watch_fields(line):
+    """A watch line: (seq, kind, name, {key: value}); None if it is not
+    one."""
+    if line is None:
+        return None
+    parts = line.split(" ")
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    rest = parts[2:]
+    name = rest[0] if rest and "=" not in rest[0] else None
+    kv = dict(p.split("=", 1) for p in (rest[1:] if name else rest)
+              if "=" in p)
+    return int(parts[0]), parts[1], name, kv
+
+
+def test_usage_part2(ctl):
+    check("await without a name exits 2", ctl.run("await").rc == 2)
+    check("await -t over a day exits 2",
+          ctl.run("await", "-t", "86400001", "x").rc == 2)
+    check("send --gen 0 exits 2", ctl.run("send", "--gen", "0", "x",
+                                          "p").rc == 2)
+    check("send --gen with --conn exits 2",
+          ctl.run("send", "--gen", "3", "--conn", "5", "p").rc == 2)
+    check("--gen is send's only", ctl.run("call", "--gen", "3", "x",
+                                          "p").rc == 2)
+    check("--wait is hold's only", ctl.run("recv", "--wait", "x").rc == 2)
+    check("--replace is hold's only",
+          ctl.run("serve", "--replace", "x", "true").rc == 2)
+    check("watch --since of no number exits 2",
+          ctl.run("watch", "--since", "abc").rc == 2)
+    check("watch with two prefixes exits 2", ctl.run("watch", "a",
+                                                     "b").rc == 2)
+    check("--groups is watch's only", ctl.run("list", "--groups").rc == 2)
+    check("queue without a name exits 2", ctl.run("queue").rc == 2)
+    check("queue with an empty name exits 2", ctl.run("queue", "").rc == 2)
+
+
+def test_await(ctl, cl):
+    """await: at once when registered, when registered later, or exit 1
+    after -t."""
+    e = cl.call("register", "cli/aw/now", {"port": 1})
+    r = ctl.run("await", "cli/aw/now")
+    f = fields(r.out)
+    check("await of a registered name prints it at once", r.rc == 0
+          and f.get("name") == "cli/aw/now" and f.get("gen") == str(e["gen"])
+          and json.loads(f.get("value", "null")) == {"port": 1})
+    r = ctl.run("-t", "100", "await", "cli/aw/never")
+    check("await exits 1 when the name does not come in time", r.rc == 1
+          and r.out == ""
+          and r.err == "procregctl: cli/aw/never: not registered within "
+          "100 ms\n")
+    base = cl.call("stats")["awaits"]
+    w = ctl.spawn("--json", "-t", "20000", "await", "cli/aw/later")
+    check("await waits in the daemon (an await pending)",
+          eventually(lambda: cl.call("stats")["awaits"] == base + 1))
+    check("and prints nothing meanwhile", w.readline(timeout=0.2) is None)
+    e = cl.call("register", "cli/aw/later", "up")
+    r = w.finish()
+    j = json.loads(r.out) if r.rc == 0 else {}
+    check("await returns once the name is registered, with its entry",
+          r.rc == 0 and j.get("name") == "cli/aw/later"
+          and j.get("gen") == e["gen"] and j.get("value") == "up"
+          and j.get("conn") == e["conn"])
+    # The shell idiom: start-app runs only once db is there.
+    cmd = (f"{CTL} -s {ctl.path} -t 20000 await cli/aw/db >/dev/null && "
+           "echo started")
+    sh = Bg(["sh", "-c", cmd])
+    check("`await db && start-app` does not start before db is there",
+          eventually(lambda: cl.call("stats")["awaits"] == base + 1)
+          and sh.readline(timeout=0.2) is None)
+    cl.call("register", "cli/aw/db")
+    check("and starts it once db is registered",
+          sh.readline() == "started" and sh.finish().rc == 0)
+    r = Bg(["sh", "-c", f"{CTL} -s {ctl.path} -t 50 await cli/aw/nodb "
+            "2>/dev/null && echo started"]).finish()
+    check("and never when db does not come", r.rc == 1 and r.out == "")
+
+
+def test_send_gen(ctl, path):
+    cl = Client(path)
+    e = cl.call("register", "cli/fence")
+    r = ctl.run("send", "--gen", str(e["gen"]), "cli/fence", "to you")
+    m = cl.push()
+    check("send --gen of the current generation delivers", r.rc == 0
+          and r.out == "" and m[:2] == [2, "message"]
+          and m[2][0] == "cli/fence" and m[2][2] == "to you")
+    r = ctl.run("send", "--gen", str(e["gen"] + 1), "cli/fence", "no")
+    check("send --gen of another generation exits 1, stale", r.rc == 1
+          and r.err == f"procregctl: cli/fence: stale: its registration "
+          f"has another generation than {e['gen'] + 1}\n")
+    cl.call("unregister", "cli/fence")
+    e2 = cl.call("register", "cli/fence")
+    r = ctl.run("send", "--gen", str(e["gen"]), "cli/fence", "old")
+    check("a new registration of the name makes the old gen stale",
+          r.rc == 1 and "stale" in r.err and e2["gen"] > e["gen"])
+    r = ctl.run("send", "--gen", "5", "cli/fence/none", "x")
+    check("send --gen to a missing name exits 1", r.rc == 1
+          and "not registered" in r.err)
+    check("no message came for the stale sends",
+          cl.call("stats") is not None and cl.pushes == [])
+    cl.close()
+
+
+def test_queue(ctl, cl, path):
+    w1, w2 = Client(path), Client(path)
+    c1, c2 = w1.call("hello")["conn"], w2.call("hello")["conn"]
+    cl.call("register", "cli/q")
+    r = ctl.run("queue", "cli/q")
+    check("queue of a name nobody waits for prints nothing", r.rc == 0
+          and r.out == "" and r.err == "")
+    check("queued", w1.call("register", "cli/q", None, {"queue": True})
+          == {"queued": 1} and w2.call("register", "cli/q", "v",
+                                       {"queue": True}) == {"queued": 2})
+    r = ctl.run("queue", "cli/q")
+    check("queue prints the waiters, first in line first", r.rc == 0
+          and r.out == f"{c1}\n{c2}\n")
+    r = ctl.run("--json", "queue", "cli/q")
+    check("queue --json is an array", r.rc == 0
+          and json.loads(r.out) == [c1, c2])
+    r = ctl.run("--json", "queue", "cli/q/none")
+    check("queue --json of an unregistered name is []", r.rc == 0
+          and json.loads(r.out) == [])
+    w1.close()
+    check("a waiter that goes away leaves the queue",
+          eventually(lambda: queue_of(cl, "cli/q") == [c2]))
+    cl.call("unregister", "cli/q")
+    check("the next waiter owns the name", w2.push()[:2] == [2, "acquired"]
+          and ctl.run("queue", "cli/q").out == "")
+    w2.close()
+
+
+def test_hold_wait(ctl, cl, path):
+    """hold --wait: queue, run CMD once the name passes; replacement."""
+    cl.call("register", "cli/hw")
+    me = cl.call("hello")["conn"]
+    h = ctl.spawn("hold", "--wait", "cli/hw", "--", "sleep", "30")
+    line = h.errline()
+    check("hold --wait of a taken name says who holds it and its place",
+          line == f"procregctl: cli/hw is held by conn {me} "
+          f"(pid {os.getpid()}); waiting, number 1 in its queue")
+    check("it waits in the queue, CMD not started",
+          queue_reaches(cl, "cli/hw", 1) and children(h.pid) == []
+          and h.proc.poll() is None)
+    e0 = cl.call("whereis", "cli/hw")
+    cl.call("unregister", "cli/hw")
+    e = cl.call("whereis", "cli/hw")
+    check("the name passes to it at once, with a higher gen",
+          e is not None and e["pid"] == h.pid and e["gen"] > e0["gen"])
+    check("it says so", h.errline() ==
+          f"procregctl: cli/hw passed to us (gen {e['gen'] if e else 0})")
+    kids = []
+    check("and runs CMD", eventually(lambda: kids.extend(children(h.pid))
+                                     or kids))
+    h.signal(signal.SIGTERM)
+    r = h.finish()
+    check("then it is a hold: exit with CMD's status", r.rc == 143)
+    check("the name is released with CMD",
+          cl.call("whereis", "cli/hw") is None)
+
+    r = ctl.run("hold", "--wait", "cli/hw2", "--", "sh", "-c", "exit 5")
+    check("hold --wait of a free name holds it at once", r.rc == 5
+          and r.err == "")
+    cl.call("register", "cli/hw3")
+    h = ctl.spawn("hold", "-w", "cli/hw3", "--", "sleep", "30")
+    queue_reaches(cl, "cli/hw3", 1)
+    h.signal(signal.SIGTERM)
+    r = h.finish()
+    check("SIGTERM while it waits: exit 143, no CMD ever run",
+          r.rc == 143 and "waiting" in r.err and "passed" not in r.err)
+    check("and it left the queue", queue_of(cl, "cli/hw3") == [])
+    cl.call("unregister", "cli/hw3")
+
+    # Replacement: the replaced hold's CMD is stopped.
+    a = ctl.spawn("hold", "--allow-replacement", "cli/rep", "--", "sleep",
+                  "30")
+    ea = wait_registered(cl, "cli/rep")
+    r = ctl.run("hold", "cli/rep", "--", "true")
+    check("without --replace the name is taken", r.rc == 1)
+    b = ctl.spawn("hold", "--replace", "cli/rep", "--", "sleep", "30")
+    check("hold --replace takes it over", eventually(
+        lambda: (cl.call("whereis", "cli/rep") or {}).get("pid") == b.pid))
+    e = cl.call("whereis", "cli/rep")
+    r = a.finish()
+    check("the replaced hold stops CMD (SIGTERM) and exits with its "
+          "status", r.rc == 143 and "procregctl: lost cli/rep (replaced): "
+          "stopping CMD\n" in r.err)
+    check("with a new generation", ea is not None and e is not None
+          and e["gen"] > ea["gen"])
+    r = ctl.run("hold", "--replace", "cli/rep", "--", "true")
+    check("--replace of a holder that does not allow it: taken, exit 1",
+          r.rc == 1 and f"is held by conn {e['conn'] if e else 0}" in r.err)
+    b.signal(signal.SIGTERM)
+    check("and that holder goes on until stopped", b.finish().rc == 143)
+
+
+def test_leader_demo(ctl, cl):
+    """The shell demo: three `hold --wait leader -- sleep 1000`; killing
+    the holder hands leader to the next, with a higher gen, and a watch
+    started before shows each hand-over in order; a watch restarted with
+    --since shows the one it missed, with no gap."""
+    name = "cli/leader"
+    base = cl.call("stats")["subscriptions"]
+    w = ctl.spawn("watch", name)
+    check("watch subscribes",
+          eventually(lambda: cl.call("stats")["subscriptions"] == base + 1))
+    holds = []
+    for i in range(3):
+        holds.append(ctl.spawn("hold", "--wait", name, "--", "sleep",
+                               "1000"))
+        if i == 0:
+            wait_registered(cl, name)
+        else:
+            queue_reaches(cl, name, i)
+    e = whereis_json(ctl, name)
+    check("the first holds leader, the others wait in order",
+          e is not None and e["pid"] == holds[0].pid
+          and len(queue_of(cl, name)) == 2)
+    first = watch_fields(w.readline())
+    check("watch shows the first registration", first is not None
+          and first[1:3] == ("registered", name)
+          and first[3].get("pid") == str(holds[0].pid)
+          and first[3].get("gen") == str(e["gen"] if e else -1))
+    last_seq = first[0] if first else 0
+    gens = [e["gen"] if e else 0]
+    for k in (1, 2):
+        holds[k - 1].signal(signal.SIGKILL)
+        holds[k - 1].finish()
+        got = {}
+
+        def handed():
+            j = whereis_json(ctl, name)
+            if j and j["pid"] == holds[k].pid:
+                got.update(j)
+                return True
+            return False
+        check(f"killing holder {k} hands leader to the next within 5 s, "
+              "with a higher gen", eventually(handed, timeout=5.0)
+              and got["gen"] > gens[-1])
+        gens.append(got.get("gen", 0))
+        kids = []
+        check(f"holder {k + 1} runs its command", eventually(
+            lambda: kids.extend(children(holds[k].pid)) or kids))
+        ev = watch_fields(w.readline())
+        check(f"watch shows hand-over {k} in order", ev is not None
+              and ev[0] > last_seq and ev[1:3] == ("handover", name)
+              and ev[3].get("pid") == str(holds[k].pid)
+              and ev[3].get("gen") == str(got.get("gen")))
+        last_seq = ev[0] if ev else last_seq
+    w.signal(signal.SIGTERM)
+    r = w.finish()
+    check("watch exits 0 on SIGTERM, having printed nothing else",
+          r.rc == 0 and r.out == "" and r.err == "")
+
+    # A hand-over while nobody watches: a fourth candidate takes over.
+    holds.append(ctl.spawn("hold", "--wait", name, "--", "sleep", "1000"))
+    queue_reaches(cl, name, 1)
+    holds[2].signal(signal.SIGKILL)
+    holds[2].finish()
+    check("the fourth holds leader now", eventually(
+        lambda: (whereis_json(ctl, name) or {}).get("pid") == holds[3].pid,
+        timeout=5.0))
+    e = whereis_json(ctl, name)
+    w = ctl.spawn("watch", "--since", str(last_seq), name)
+    ev = watch_fields(w.readline())
+    check("watch --since LAST shows the missed hand-over", ev is not None
+          and ev[0] > last_seq and ev[1:3] == ("handover", name)
+          and ev[3].get("pid") == str(holds[3].pid)
+          and ev[3].get("gen") == str(e["gen"] if e else -1))
+    w.signal(signal.SIGTERM)
+    r = w.finish()
+    check("with no gap marker and no snapshot", r.rc == 0 and r.out == ""
+          and r.err == "")
+    holds[3].signal(signal.SIGTERM)
+    check("the last holder exits with its command's status",
+          holds[3].finish().rc == 143)
+
+
+def test_watch(ctl, cl, path):
+    """watch: snapshot, each kind of change, --groups, --json."""
+    other = Client(path)
+    other_conn = other.call("hello")["conn"]
+    me = cl.call("hello")["conn"]
+    ex = cl.call("register", "cli/wa/x", 1)
+    cl.call("join", "cli/wa/g", "m")
+    base = cl.call("stats")["subscriptions"]
+    w = ctl.spawn("watch", "cli/wa/")
+    wj = ctl.spawn("--json", "watch", "--groups", "cli/wa/")
+    eventually(lambda: cl.call("stats")["subscriptions"] == base + 2)
+    snap = watch_fields(w.readline())
+    seq0 = cl.call("stats")["seq"]
+    check("watch prints the snapshot: SEQ entry NAME conn pid gen value",
+          snap == (seq0, "entry", "cli/wa/x", {
+              "conn": str(me), "pid": str(os.getpid()),
+              "gen": str(ex["gen"]), "value": "1"}))
+    js = [json.loads(wj.readline() or "null") for _ in range(2)]
+    check("watch --json --groups: the entries, then the members",
+          js[0] == {"seq": seq0, "kind": "entry", "payload": dict(ex)}
+          and js[1] is not None and js[1]["kind"] == "member"
+          and js[1]["payload"]["group"] == "cli/wa/g"
+          and js[1]["payload"]["value"] == "m")
+    ey = cl.call("register", "cli/wa/y", "y")
+    cl.call("register", "cli/other")
+    cl.call("update", "cli/wa/y", {"v": 2})
+    cl.call("unregister", "cli/wa/y")
+    em = other.call("join", "cli/wa/g")
+    other.call("leave", "cli/wa/g")
+    got = [watch_fields(w.readline()) for _ in range(3)]
+    check("watch prints each change under the prefix, in order", got == [
+        (seq0 + 1, "registered", "cli/wa/y", {
+            "conn": str(me), "pid": str(os.getpid()),
+            "gen": str(ey["gen"]), "value": '"y"'}),
+        (seq0 + 3, "updated", "cli/wa/y", {
+            "conn": str(me), "pid": str(os.getpid()),
+            "gen": str(ey["gen"]), "value": '{"v":2}'}),
+        (seq0 + 4, "unregistered", "cli/wa/y", {"reason": "unregistered"})])
+    js = [json.loads(wj.readline() or "null") for _ in range(5)]
+    check("watch --json prints {seq, kind, payload} per change",
+          [(j["seq"], j["kind"]) for j in js if j] == [
+              (seq0 + 1, "registered"), (seq0 + 3, "updated"),
+              (seq0 + 4, "unregistered"), (seq0 + 5, "joined"),
+              (seq0 + 6, "left")]
+          and js[2]["payload"] == ["cli/wa/y", "unregistered"]
+          and js[3]["payload"] == em and js[4]["payload"]["conn"] ==
+          other_conn)
+    check("without --groups no group changes",
+          w.readline(timeout=0.3) is None)
+    w.signal(signal.SIGINT)
+    wj.signal(signal.SIGTERM)
+    check("watch exits 0 on SIGINT and SIGTERM",
+          w.finish().rc == 0 and wj.finish().rc == 0)
+    r = ctl.run("-t", "2000", "watch", "--since", str(seq0 + 1000))
+    check("watch --since later than the last event exits 4 (bad_request)",
+          r.rc == 4 and "bad request" in r.err)
+    w = ctl.spawn("watch", "--since", str(seq0 + 1), "cli/wa/")
+    got = [watch_fields(w.readline()) for _ in range(2)]
+    check("watch --since resumes after SEQ: no snapshot, the changes",
+          [g[:3] for g in got if g] == [
+              (seq0 + 3, "updated", "cli/wa/y"),
+              (seq0 + 4, "unregistered", "cli/wa/y")])
+    w.signal(signal.SIGTERM)
+    check("and nothing else", w.finish().out == "")
+    cl.call("leave", "cli/wa/g")
+    cl.call("unregister", "cli/wa/x")
+    cl.call("unregister", "cli/other")
+    other.close()
+
+
+def test_watch_gap_overflow(tmp):
+    """A daemon with a short history and a small outbuf: --since too old
+    prints a gap and a new snapshot; a watch that falls behind resumes
+    with nothing lost or doubled."""
+    path = os.path.join(tmp, "small.sock")
+    daemon = subprocess.Popen([DAEMON, "-s", path, "--history", "3000",
+                               "--max-outbuf", "4096"],
+                              stderr=subprocess.DEVNULL)
+    ok = eventually(lambda: os.path.exists(path)) and eventually(
+        lambda: try_connect(path))
+    check("a daemon with --history 3000 --max-outbuf 4096 starts", ok)
+    ctl = Ctl(path)
+    cl = Client(path)
+    for i in range(5):
+        cl.call("register", f"g/{i}", i)
+    for i in range(3000):
+        cl.call("register", "pad", None)
+        cl.call("unregister", "pad")
+    seq = cl.call("stats")["seq"]
+    w = ctl.spawn("watch", "--since", "2", "g/")
+    lines = [w.readline() for _ in range(6)]
+    w.signal(signal.SIGTERM)
+    r = w.finish()
+    check("watch --since older than the history prints a gap line, then "
+          "a new snapshot", lines[0] == f"{seq} gap since=2"
+          and [(watch_fields(x) or (0, 0, 0))[1:3] for x in lines[1:]] == [
+              ("entry", f"g/{i}") for i in range(5)]
+          and r.rc == 0 and r.out == "")
+    w = ctl.spawn("--json", "watch", "--since", "2", "g/")
+    first = w.readline()
+    w.signal(signal.SIGTERM)
+    r = w.finish()
+    check("with --json the gap is {seq, kind: gap, since}",
+          first is not None and json.loads(first) == {
+              "seq": seq, "kind": "gap", "since": 2}
+          and len(r.out.splitlines()) == 5)
+
+    # Falling behind: stdout not read while 600 changes of 1 kB come.
+    w = Bg(ctl.argv(["watch", "o/"]))
+    eventually(lambda: cl.call("stats")["subscriptions"] == 1)
+    first = cl.call("stats")["seq"] + 1
+    value = "v" * 1000
+    for i in range(600):
+        cl.call("register", f"o/{i:03d}", value)
+    last = cl.call("stats")["seq"]
+    seqs = []
+    while len(seqs) < 600:
+        f = watch_fields(w.readline())
+        if f is None:
+            break
+        seqs.append(f[0])
+    w.signal(signal.SIGTERM)
+    r = w.finish()
+    check("a watch that fell behind resumes: every change once, in order",
+          seqs == list(range(first, last + 1)) and r.rc == 0
+          and r.out == "")
+    check("saying so on stderr, and no gap line",
+          "fell behind" in r.err and "resuming" in r.err)
+    cl.close()
+    stop_daemon(daemon, "the small daemon")
+
+
 def test_daemon_restart(ctl, cl, daemon, path):
-    """The daemon goes away: recv and monitor exit 3; hold waits and
-    registers its name again on the new daemon."""
+    """The daemon goes away: recv, monitor and watch exit 3; hold waits and
+    registers its name again on the new daemon; of two hold --wait, one
+    runs its command afterwards, never both."""
     h = ctl.spawn("hold", "cli/phoenix", "--", "sleep", "30")
     rv = ctl.spawn("recv", "cli/orphan")
     wait_registered(cl, "cli/phoenix")
     wait_registered(cl, "cli/orphan")
+    hw1 = ctl.spawn("hold", "--wait", "cli/lead", "--", "sleep", "30")
+    wait_registered(cl, "cli/lead")
+    hw2 = ctl.spawn("hold", "--wait", "cli/lead", "--", "sleep", "30")
+    queue_reaches(cl, "cli/lead", 1)
+    base = cl.call("stats")["subscriptions"]
+    wt = ctl.spawn("watch", "cli/")
+    eventually(lambda: cl.call("stats")["subscriptions"] == base + 1)
     base = cl.call("stats")["monitors"]
     m = ctl.spawn("monitor", "cli/phoenix")
     monitors_reach(cl, base + 1)
@@ -1147,12 +1602,48 @@ def test_daemon_restart(ctl, cl, daemon, path):
           and r.err.startswith("procregctl: "))
     r = m.finish()
     check("monitor exits 3 when the daemon goes away", r.rc == 3)
+    r = wt.finish()
+    check("watch exits 3 when the daemon goes away", r.rc == 3
+          and r.err.startswith("procregctl: "))
     daemon, ok = start_daemon(path)
     check("a new daemon starts on the same socket", ok)
     cl = Client(path)
     e = wait_registered(cl, "cli/phoenix")
     check("hold registers its name again on the new daemon", e is not None
           and e["pid"] == h.pid)
+
+    # Both hold --wait come back: whoever registers first holds cli/lead;
+    # if that is the waiter, the old holder lost it and stops its CMD.
+    def settled():
+        e = cl.call("whereis", "cli/lead")
+        if e is None:
+            return False
+        if e["pid"] == hw1.pid:
+            return len(cl.call("queue", "cli/lead")) == 1
+        return e["pid"] == hw2.pid and hw1.proc.poll() is not None
+    check("after the restart one hold --wait holds cli/lead",
+          eventually(settled))
+    e = cl.call("whereis", "cli/lead") or {}
+    if e.get("pid") == hw2.pid:
+        r = hw1.finish()
+        kids = []
+        check("the waiter got it first: the old holder stopped its CMD",
+              r.rc == 143 and "lost cli/lead (disconnected)" in r.err
+              and eventually(lambda: kids.extend(children(hw2.pid)) or kids))
+        hw2.signal(signal.SIGTERM)
+        check("and the new one runs until stopped", hw2.finish().rc == 143)
+    else:
+        check("the holder got it back and keeps its CMD; the waiter waits",
+              e.get("pid") == hw1.pid and len(children(hw1.pid)) == 1
+              and children(hw2.pid) == [] and hw2.proc.poll() is None)
+        hw1.signal(signal.SIGTERM)
+        check("the old holder exits with its CMD's status",
+              hw1.finish().rc == 143)
+        check("and the waiter takes over", eventually(
+            lambda: (cl.call("whereis", "cli/lead") or {}).get("pid")
+            == hw2.pid))
+        hw2.signal(signal.SIGTERM)
+        check("and runs until stopped", hw2.finish().rc == 143)
     h.signal(signal.SIGTERM)
     r = h.finish()
     check("and still exits with CMD's status", r.rc == 143
@@ -1187,6 +1678,14 @@ def main():
         test_serve(ctl, cl, path, tmp)
         test_groups(ctl, cl, path)
         test_keys(ctl, path)
+        test_usage_part2(ctl)
+        test_await(ctl, cl)
+        test_send_gen(ctl, path)
+        test_queue(ctl, cl, path)
+        test_hold_wait(ctl, cl, path)
+        test_leader_demo(ctl, cl)
+        test_watch(ctl, cl, path)
+        test_watch_gap_overflow(tmp)
         daemon = test_daemon_restart(ctl, cl, daemon, path)
     finally:
         stop_daemon(daemon, "the last daemon")
