@@ -250,9 +250,10 @@ static const struct command commands[] = {
 	    "printed), 127 when CMD cannot be run.  With --wait, a taken NAME "
 	    "is waited for instead: procregctl queues for it, prints its "
 	    "place in the queue on stderr, and runs CMD once NAME passes to "
-	    "it (when the holder goes away), a new generation; SIGINT, "
-	    "SIGTERM or SIGHUP while it waits end it with 128+N.  If NAME is "
-	    "lost while CMD runs (taken over with --replace from a hold "
+	    "it, when the holder and the waiters before it have gone away "
+	    "(each holder has a new generation); SIGINT, SIGTERM or SIGHUP "
+	    "while it waits end it with 128+N.  If NAME is lost while CMD "
+	    "runs (taken over with --replace from a hold "
 	    "--allow-replacement, or, with --wait, another waiter got it "
 	    "first after a daemon restart), CMD gets SIGTERM, so that two "
 	    "holders never run at once.  Options go before CMD: everything "
@@ -414,7 +415,11 @@ print_options(FILE *f, unsigned cmds)
 		    o->shortopt ? '-' : ' ', o->shortopt ? o->shortopt : ' ',
 		    o->shortopt ? ',' : ' ', o->name, o->arg ? " " : "",
 		    o->arg ? o->arg : "");
-		fprintf(f, "  %-22s ", left);
+		/* A long option gets its help on the next line. */
+		if (strlen(left) > 22)
+			fprintf(f, "  %s\n%25s", left, "");
+		else
+			fprintf(f, "  %-22s ", left);
 		print_wrapped(f, o->help, 25);
 	}
 }
