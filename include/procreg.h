@@ -64,7 +64,9 @@ enum procreg_status {
 	PROCREG_E_LIMIT = 7,
 	PROCREG_E_TOO_LARGE = 8,
 	PROCREG_E_FORBIDDEN = 9,	/* the daemon's access policy said no */
-	PROCREG_E_CALL_TIMEOUT = 10,	/* call: the callee did not reply */
+	PROCREG_E_CALL_TIMEOUT = 10,	/* the daemon's "timeout": call: the
+					   callee did not reply; await: the
+					   name did not come */
 	PROCREG_E_DOWN = 11,		/* call: the callee went away */
 	PROCREG_E_STALE = 12,		/* a name's entry has another gen */
 	PROCREG_E_OTHER = 99,		/* an error code this library predates,

@@ -216,7 +216,8 @@ procreg_strstatus(int status)
 	case PROCREG_E_FORBIDDEN:
 		return "forbidden";
 	case PROCREG_E_CALL_TIMEOUT:
-		return "no reply to the call in time";
+		return "the daemon's timeout (no reply to the call, or the "
+		    "awaited name, in time)";
 	case PROCREG_E_DOWN:
 		return "the callee went away";
 	case PROCREG_E_STALE:
