@@ -1534,6 +1534,130 @@ START_TEST(test_queue_waiters_leave)
 }
 END_TEST
 
+/* An owner with several names others wait for goes away: each changes
+ * hands; the one nobody waits for goes. */
+START_TEST(test_queue_owner_closes_many)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *s;
+	uint64_t ca, cb, cc, sub, seq;
+	bool b1 = false, b3 = false, h1 = false, h2 = false, h3 = false;
+	bool u4 = false;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	s = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	cc = conn_id(c);
+
+	reg_own(a, ca, "cm.1", "a", 0);
+	reg_own(a, ca, "cm.2", "a", F_QUEUE);
+	reg_own(a, ca, "cm.3", "a", F_ALLOW);
+	reg_own(a, ca, "cm.4", "a", 0);
+	ck_assert_uint_eq(reg_queued(b, "cm.1", "b1", F_QUEUE), 1);
+	ck_assert_uint_eq(reg_queued(c, "cm.2", "c2", F_QUEUE), 1);
+	ck_assert_uint_eq(reg_queued(b, "cm.3", "b3", F_QUEUE), 1);
+	subscribe(s, "cm.", -1, &sub, &seq);
+	t_close(a);
+
+	/* b acquires two names, in some order. */
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *pa = t_push(b, "acquired");
+
+		if (o_is_str(at(pa, 0), "cm.1")) {
+			ck_assert(!b1);
+			b1 = true;
+			check_entry(at(pa, 1), "cm.1", cb, "b1");
+		} else {
+			ck_assert(!b3);
+			b3 = true;
+			check_entry(at(pa, 1), "cm.3", cb, "b3");
+		}
+	}
+	expect_acquired(c, "cm.2", cc, "c2");
+	/* Four events, consecutive, in some order across names. */
+	for (int i = 0; i < 4; i++) {
+		msgpack_object *pa = t_push(s, "event"), *pl;
+
+		ck_assert_uint_eq(o_uint(at(pa, 0)), sub);
+		ck_assert_uint_gt(o_uint(at(pa, 1)), seq);
+		pl = at(pa, 3);
+		if (o_is_str(at(pa, 2), "unregistered")) {
+			ck_assert(!u4);
+			u4 = true;
+			check_str(at(pl, 0), "cm.4");
+			check_str(at(pl, 1), "disconnected");
+			continue;
+		}
+		check_str(at(pa, 2), "handover");
+		if (o_is_str(o_get(pl, "name"), "cm.1")) {
+			ck_assert(!h1);
+			h1 = true;
+			check_entry(pl, "cm.1", cb, "b1");
+		} else if (o_is_str(o_get(pl, "name"), "cm.2")) {
+			ck_assert(!h2);
+			h2 = true;
+			check_entry(pl, "cm.2", cc, "c2");
+		} else {
+			ck_assert(!h3);
+			h3 = true;
+			check_entry(pl, "cm.3", cb, "b3");
+		}
+	}
+	ck_assert_uint_eq(t_stat(s, "seq"), seq + 4);
+	ck_assert_uint_eq(t_stat(s, "names"), 3);
+	check_nil(t_call_ok(s, "whereis", "s", "cm.4"));
+	expect_quiet_all(b, c, s, NULL);
+
+	t_close(b);
+	t_close(c);
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A waiter's own flags go with it when it acquires; a waiter is not an
+ * owner for update; replace with queue takes a name that allows it. */
+START_TEST(test_queue_waiter_flags)
+{
+	struct tdaemon d;
+	struct tclient *a, *w, *k;
+	uint64_t ca, cw, ck;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	w = t_connect(d.path);
+	k = t_connect(d.path);
+	ca = conn_id(a);
+	cw = conn_id(w);
+	ck = conn_id(k);
+
+	reg_own(a, ca, "wf", "a", 0);
+	ck_assert_uint_eq(reg_queued(w, "wf", "w", F_QUEUE | F_ALLOW), 1);
+	t_call_err(w, "not_owner", "update", "ss", "wf", "x");
+	t_err(w, send_gen(w, "wf", "x", 999999), "stale");
+	/* a did not allow replacement. */
+	reg_err(k, "taken", "wf", "k", F_REPLACE);
+	check_bool(t_call_ok(a, "unregister", "s", "wf"), true);
+	expect_acquired(w, "wf", cw, "w");
+	/* w allowed replacement when it queued: k may replace it, and with
+	 * queue too k still becomes the owner (not queued). */
+	reg_own(k, ck, "wf", "k", F_REPLACE | F_QUEUE);
+	expect_lost(w, "wf");
+	/* w registered with queue: back at the head. */
+	check_queue(a, "wf", &cw, 1);
+	expect_quiet_all(a, w, NULL);
+
+	t_close(a);
+	t_close(w);
+	t_close(k);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 /* Calls through the name to the old owner fail with down on hand-over. */
 START_TEST(test_queue_calls_down)
 {
@@ -2566,6 +2690,187 @@ START_TEST(test_subscribe_overflow)
 }
 END_TEST
 
+/* A resume replays only what the subscription would have received: no
+ * joined/left without "groups". */
+START_TEST(test_subscribe_resume_groups)
+{
+	struct tdaemon d;
+	struct tclient *a, *s;
+	uint64_t ca, sub, seq, s0;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	s = t_connect(d.path);
+	ca = conn_id(a);
+
+	subscribe(s, "g.", 1, &sub, &s0);
+	check_bool(t_call_ok(s, "unsubscribe", "u", sub), true);
+	t_call_ok(a, "join", "ss", "g.1", "m");
+	t_call_ok(a, "register", "ss", "g.n", "v");
+	check_bool(t_call_ok(a, "leave", "s", "g.1"), true);
+	t_call_ok(a, "join", "s", "h.1");
+
+	resume(s, "g.", 0, s0, &sub, &seq);
+	ck_assert_uint_eq(seq, s0 + 4);
+	check_entry(expect_event(s, sub, s0 + 2, "registered", NULL), "g.n",
+	    ca, "v");
+	expect_quiet(s);
+	resume(s, "g.", 1, s0, &sub, &seq);
+	check_member(expect_event(s, sub, s0 + 1, "joined", NULL), "g.1", ca,
+	    "m");
+	check_entry(expect_event(s, sub, s0 + 2, "registered", NULL), "g.n",
+	    ca, "v");
+	check_member(expect_event(s, sub, s0 + 3, "left", NULL), "g.1", ca,
+	    "m");
+	expect_quiet(s);
+
+	t_close(a);
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * A replay larger than the subscriber's bound overflows like live events
+ * do; resuming again and again from each overflow's seq gets every event
+ * once, in order, with gap false.
+ */
+#define RP_EVENTS	60
+
+START_TEST(test_subscribe_replay_overflow)
+{
+	struct tdaemon d;
+	struct tclient *g, *s;
+	char name[32], value[OV_VALUE + 1];
+	uint64_t sub, seq, s0, since, next;
+	int resumes = 0, overflows = 0;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	g = t_connect(d.path);
+	s = t_connect(d.path);
+	memset(value, 'v', OV_VALUE);
+	value[OV_VALUE] = '\0';
+
+	subscribe(s, "rp.", -1, &sub, &s0);
+	check_bool(t_call_ok(s, "unsubscribe", "u", sub), true);
+	for (int i = 0; i < RP_EVENTS; i++) {
+		snprintf(name, sizeof(name), "rp.%03d", i);
+		t_call_ok(g, "register", "ss", name, value);
+	}
+	ck_assert_uint_eq(t_stat(g, "seq"), s0 + RP_EVENTS);
+
+	since = s0;
+	next = s0 + 1;
+	while (next <= s0 + RP_EVENTS) {
+		ck_assert_int_lt(resumes++, RP_EVENTS);
+		resume(s, "rp.", -1, since, &sub, &seq);
+		ck_assert_uint_eq(seq, s0 + RP_EVENTS);
+		for (;;) {
+			msgpack_object *x = t_recv(s, -1), *pa;
+
+			ck_assert_ptr_nonnull(x);
+			ck_assert_uint_eq(x->via.array.size, 3);
+			pa = at(x, 2);
+			ck_assert_uint_eq(o_uint(at(pa, 0)), sub);
+			if (o_is_str(at(x, 1), "overflow")) {
+				/* Everything up to its seq was sent. */
+				ck_assert_uint_eq(o_uint(at(pa, 1)), next - 1);
+				ck_assert_uint_gt(next - 1, since);
+				since = next - 1;
+				overflows++;
+				break;
+			}
+			check_str(at(x, 1), "event");
+			ck_assert_uint_eq(o_uint(at(pa, 1)), next);
+			snprintf(name, sizeof(name), "rp.%03d",
+			    (int)(next - s0 - 1));
+			check_str(o_get(at(pa, 3), "name"), name);
+			if (++next > s0 + RP_EVENTS)
+				break;
+		}
+	}
+	/* ~24 KiB of events through a 4 KiB bound: it did overflow. */
+	ck_assert_int_gt(overflows, 0);
+	expect_quiet(s);
+	t_call_ok(g, "register", "s", "rp.live");
+	expect_event(s, sub, s0 + RP_EVENTS + 1, "registered", NULL);
+
+	t_close(g);
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Without history (--history 0) only since == seq resumes. */
+START_TEST(test_subscribe_no_history)
+{
+	struct tdaemon d;
+	struct tclient *a, *s;
+	uint64_t sub, seq, since;
+	msgpack_object *x;
+
+	t_daemon_start(&d, "--history", "0", NULL);
+	a = t_connect(d.path);
+	s = t_connect(d.path);
+	t_call_ok(a, "register", "s", "nh.1");
+	t_call_ok(a, "register", "s", "nh.2");
+	resume(s, "nh.", -1, 2, &sub, &seq);
+	ck_assert_uint_eq(seq, 2);
+	expect_quiet(s);
+	since = 1;
+	x = t_ok(s, sub_send(s, "nh.", -1, &since));
+	check_bool(o_get(x, "gap"), true);
+	ck_assert_uint_eq(o_get(x, "entries")->via.array.size, 2);
+	expect_quiet(s);
+	/* Both get the live event. */
+	t_call_ok(a, "register", "s", "nh.3");
+	ck_assert_uint_eq(o_uint(at(t_push(s, "event"), 1)), 3);
+	ck_assert_uint_eq(o_uint(at(t_push(s, "event"), 1)), 3);
+
+	t_close(a);
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A snapshot that does not fit in max_message: too_large, and no
+ * subscription; a narrower prefix, or a resume (no snapshot), works. */
+START_TEST(test_subscribe_too_large)
+{
+	struct tdaemon d;
+	struct tclient *a, *s;
+	char name[32], value[601];
+	uint64_t sub, seq, since = 0;
+
+	t_daemon_start(&d, "--max-message", "4096", NULL);
+	a = t_connect(d.path);
+	s = t_connect(d.path);
+	memset(value, 'v', 600);
+	value[600] = '\0';
+	for (int i = 0; i < 10; i++) {
+		snprintf(name, sizeof(name), "big.%d", i);
+		t_call_ok(a, "register", "ss", name, value);
+	}
+	t_err(s, sub_send(s, "big.", -1, NULL), "too_large");
+	t_err(s, sub_send(s, "", 1, NULL), "too_large");
+	ck_assert_uint_eq(t_stat(s, "subscriptions"), 0);
+	t_call_ok(a, "register", "s", "big.x");
+	expect_quiet(s);
+	ck_assert_uint_eq(subscribe(s, "big.1", -1, &sub, &seq)->via.array.size,
+	    1);
+	/* A resume has no snapshot: the 11 events are replayed. */
+	resume(s, "big.", -1, since, &sub, &seq);
+	for (uint64_t i = 1; i <= 11; i++)
+		expect_event(s, sub, i, "registered", NULL);
+	expect_quiet(s);
+	ck_assert_uint_eq(t_stat(s, "subscriptions"), 2);
+
+	t_close(a);
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_subscribe_limit)
 {
 	struct tdaemon d;
@@ -2715,6 +3020,8 @@ events_suite(void)
 	tcase_add_test(tc, test_queue_never_nil);
 	tcase_add_test(tc, test_queue_owner_killed);
 	tcase_add_test(tc, test_queue_evict);
+	tcase_add_test(tc, test_queue_owner_closes_many);
+	tcase_add_test(tc, test_queue_waiter_flags);
 	tcase_add_test(tc, test_queue_waiters_leave);
 	tcase_add_test(tc, test_queue_calls_down);
 	tcase_add_test(tc, test_leader_election);
@@ -2742,7 +3049,11 @@ events_suite(void)
 	tcase_add_test(tc, test_subscribe_resume);
 	tcase_add_test(tc, test_subscribe_gap);
 	tcase_add_test(tc, test_unsubscribe);
+	tcase_add_test(tc, test_subscribe_resume_groups);
 	tcase_add_test(tc, test_subscribe_overflow);
+	tcase_add_test(tc, test_subscribe_replay_overflow);
+	tcase_add_test(tc, test_subscribe_no_history);
+	tcase_add_test(tc, test_subscribe_too_large);
 	tcase_add_test(tc, test_subscribe_limit);
 	tcase_add_test(tc, test_stats_gauges);
 	suite_add_tcase(s, tc);
