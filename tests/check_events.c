@@ -2871,6 +2871,102 @@ START_TEST(test_subscribe_too_large)
 }
 END_TEST
 
+/*
+ * §8: a connection with many names is purged in slices; its names turn
+ * invisible at once and register may take any of them, "the old
+ * registration's monitors fire first".  The event stream must tell the
+ * same story: the old registration's "unregistered" comes before the new
+ * "registered", whether register or register_many takes the name.
+ */
+#define PG_BATCH	5000
+
+static void
+purge_takeover(bool many)
+{
+	struct tdaemon d;
+	struct tclient *p, *q, *s, *m;
+	struct tpack pk;
+	char name[32];
+	uint64_t cp, cq, ref, mref, sub, seq, e1, e2;
+	msgpack_object *pa, *e;
+	int n = slow() ? 30000 : 100000;
+
+	t_daemon_start(&d, NULL);
+	p = t_connect(d.path);
+	q = t_connect(d.path);
+	s = t_connect(d.path);
+	m = t_connect(d.path);
+	cp = conn_id(p);
+	cq = conn_id(q);
+	tp_init(&pk);
+
+	/* p's names, the first registered last in its list. */
+	for (int b = 0; b < n; b += PG_BATCH) {
+		uint32_t id = rq_begin(p, &pk, "register_many", 1);
+
+		tp_arr(&pk, PG_BATCH);
+		for (int i = b; i < b + PG_BATCH; i++) {
+			snprintf(name, sizeof(name), "pg.%06d", i);
+			tp_arr(&pk, 1);
+			tp_str(&pk, name);
+		}
+		rq_send(p, &pk);
+		ck_assert_uint_eq(t_ok(p, id)->via.array.size, PG_BATCH);
+	}
+	ck_assert_uint_eq(t_stat(q, "names"), (uint64_t)n);
+	e = subscribe(s, "pg.000000", -1, &sub, &seq);
+	ck_assert_uint_eq(e->via.array.size, 1);
+	check_entry(at(e, 0), "pg.000000", cp, NULL);
+	ref = o_uint(t_call_ok(q, "monitor", "u", cp));
+	mref = o_uint(t_call_ok(m, "monitor", "s", "pg.000000"));
+
+	t_close(p);
+	/* The purge has begun: every name is invisible; take one back. */
+	pa = t_push(q, "down");
+	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), cp);
+	check_str(at(pa, 2), "disconnected");
+	if (many) {
+		const char *names[] = { "pg.000000" };
+		const char *vals[] = { "q" };
+
+		check_entry(at(t_ok(q, reg_many_send(q, names, vals, 1)), 0),
+		    "pg.000000", cq, "q");
+	} else
+		reg_own(q, cq, "pg.000000", "q", 0);
+	check_nil(t_call_ok(q, "whereis", "s", "pg.000001"));
+
+	expect_down(m, mref, "pg.000000", "disconnected");
+	expect_unreg_event(s, sub, 0, "pg.000000", "disconnected", &e1);
+	check_entry(expect_event(s, sub, 0, "registered", &e2), "pg.000000",
+	    cq, "q");
+	ck_assert_uint_gt(e1, seq);
+	ck_assert_uint_gt(e2, e1);
+	/* The purge ends; the name stays q's. */
+	wait_stat(q, "names", 1);
+	check_entry(t_call_ok(q, "whereis", "s", "pg.000000"), "pg.000000",
+	    cq, "q");
+	expect_quiet(s);
+
+	tp_free(&pk);
+	t_close(q);
+	t_close(s);
+	t_close(m);
+	t_daemon_stop(&d);
+}
+
+START_TEST(test_purge_takeover_register)
+{
+	purge_takeover(false);
+}
+END_TEST
+
+START_TEST(test_purge_takeover_register_many)
+{
+	purge_takeover(true);
+}
+END_TEST
+
 START_TEST(test_subscribe_limit)
 {
 	struct tdaemon d;
@@ -3054,6 +3150,8 @@ events_suite(void)
 	tcase_add_test(tc, test_subscribe_replay_overflow);
 	tcase_add_test(tc, test_subscribe_no_history);
 	tcase_add_test(tc, test_subscribe_too_large);
+	tcase_add_test(tc, test_purge_takeover_register);
+	tcase_add_test(tc, test_purge_takeover_register_many);
 	tcase_add_test(tc, test_subscribe_limit);
 	tcase_add_test(tc, test_stats_gauges);
 	suite_add_tcase(s, tc);
