@@ -2078,6 +2078,59 @@ START_TEST(test_fencing_errors)
 }
 END_TEST
 
+/* §3: register (each name of a register_many), join and every change of
+ * owner take the next number of one counter that starts at 1. */
+START_TEST(test_gen_counter)
+{
+	struct tdaemon d;
+	struct tclient *a, *w, *x, *y;
+	const char *bc[] = { "b", "c" };
+	const char *ab[] = { "z", "a" };
+	uint64_t ca, cw, cx, cy;
+	msgpack_object *r;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	w = t_connect(d.path);
+	x = t_connect(d.path);
+	y = t_connect(d.path);
+	ca = conn_id(a);
+	cw = conn_id(w);
+	cx = conn_id(x);
+	cy = conn_id(y);
+
+	ck_assert_uint_eq(reg_own(a, ca, "a", NULL, 0), 1);
+	ck_assert_uint_eq(check_member(t_call_ok(a, "join", "s", "grp"),
+	    "grp", ca, NULL), 2);
+	r = t_ok(a, reg_many_send(a, bc, NULL, 2));
+	ck_assert_uint_eq(check_entry(at(r, 0), "b", ca, NULL), 3);
+	ck_assert_uint_eq(check_entry(at(r, 1), "c", ca, NULL), 4);
+	/* Refusals take no number. */
+	t_err(w, reg_many_send(w, ab, NULL, 2), "taken");
+	reg_err(w, "taken", "a", NULL, 0);
+	t_call_err(a, "taken", "join", "s", "grp");
+	ck_assert_uint_eq(check_entry(t_call_ok(a, "update", "ss", "a", "v"),
+	    "a", ca, "v"), 1);
+	ck_assert_uint_eq(reg_own(a, ca, "d", NULL, 0), 5);
+	/* Changes of owner: hand-over, replacement. */
+	ck_assert_uint_eq(reg_queued(w, "a", "w", F_QUEUE), 1);
+	check_bool(t_call_ok(a, "unregister", "s", "a"), true);
+	ck_assert_uint_eq(check_entry(expect_acquired(w, "a", cw, "w"), "a",
+	    cw, "w"), 6);
+	ck_assert_uint_eq(reg_own(x, cx, "r", NULL, F_ALLOW), 7);
+	ck_assert_uint_eq(reg_own(y, cy, "r", NULL, F_REPLACE), 8);
+	expect_lost(x, "r");
+	ck_assert_uint_eq(check_member(t_call_ok(y, "join", "s", "grp"),
+	    "grp", cy, NULL), 9);
+
+	t_close(a);
+	t_close(w);
+	t_close(x);
+	t_close(y);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* subscribe (§4.22)                                                   */
 /* ------------------------------------------------------------------ */
@@ -3134,6 +3187,7 @@ events_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_fencing);
 	tcase_add_test(tc, test_fencing_errors);
+	tcase_add_test(tc, test_gen_counter);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("subscribe");
