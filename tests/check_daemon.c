@@ -459,7 +459,7 @@ run_procregd(char *out, size_t outsz, const char *const *args)
 static const char *const hello_keys[] = { "server", "version", "protocol",
 	"conn", "boot", "max_message", NULL };
 static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", NULL };
+	"gid", "value", "since", "gen", NULL };
 
 START_TEST(test_hello)
 {
@@ -478,7 +478,7 @@ START_TEST(test_hello)
 	check_keys(r, hello_keys);
 	check_str(o_get(r, "server"), "procreg");
 	check_str(o_get(r, "version"), "0.1.0");
-	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 1);
+	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 2);
 	ck_assert_uint_eq(o_uint(o_get(r, "max_message")), 1048576);
 	ca = o_uint(o_get(r, "conn"));
 	boot = o_get(r, "boot");
@@ -545,6 +545,8 @@ check_entry(const msgpack_object *e, const char *name, uint64_t conn)
 	ck_assert_msg((long long)since > now_ms - 86400000LL &&
 	    (long long)since < now_ms + 86400000LL,
 	    "since %llu is not epoch ms", (unsigned long long)since);
+	/* Generations start at 1. */
+	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
 }
 
 START_TEST(test_register_whereis_unregister)
@@ -1528,7 +1530,8 @@ END_TEST
 
 static const char *const stats_keys[] = { "connections", "names",
 	"monitors", "requests", "messages", "downs", "notifications_ignored",
-	"connections_total", "uptime_ms", NULL };
+	"connections_total", "uptime_ms", "groups", "members", "calls",
+	"replies_late", NULL };
 
 START_TEST(test_stats)
 {
