@@ -14,7 +14,7 @@
  * map keys are added.  Existing meanings never change (PROTOCOL.md, "Room
  * to grow").
  */
-#define PR_PROTOCOL_VERSION	1
+#define PR_PROTOCOL_VERSION	2
 #define PR_SERVER_NAME		"procreg"
 #define PR_VERSION		"0.1.0"
 
@@ -28,6 +28,9 @@
 #define PR_NESTING_MAX		30	/* nested arrays/maps in one message */
 #define PR_LIST_DEFAULT		1000
 #define PR_LIST_MAX		10000
+#define PR_CODE_MAX		64	/* bytes of a callee's error code */
+#define PR_CALL_TIMEOUT_DEFAULT	5000u	/* ms */
+#define PR_CALL_TIMEOUT_MAX	86400000u /* ms: one day */
 
 /* Defaults of the configurable limits (procregd --help lists the flags). */
 #define PR_DEFAULT_MAX_MESSAGE	(1024u * 1024u)
@@ -36,6 +39,7 @@
 #define PR_DEFAULT_MAX_OUTBUF	(8u * 1024u * 1024u) /* per connection */
 #define PR_DEFAULT_MAX_CONNS	10000u
 #define PR_DEFAULT_DRAIN_MS	2000u
+#define PR_DEFAULT_MAX_CALLS	100000u		/* pending, per caller */
 
 /*
  * Error codes.  0 is success; the positive values map 1:1 to the wire's
@@ -52,6 +56,8 @@ enum pr_err {
 	PR_ERR_LIMIT,
 	PR_ERR_TOO_LARGE,
 	PR_ERR_FORBIDDEN,
+	PR_ERR_TIMEOUT,
+	PR_ERR_DOWN,
 	PR_ERR__COUNT
 };
 
@@ -67,6 +73,15 @@ enum pr_method {
 	PR_M_LIST,
 	PR_M_STATS,
 	PR_M_EVICT,
+	PR_M_CALL,
+	PR_M_REPLY,
+	PR_M_JOIN,
+	PR_M_LEAVE,
+	PR_M_MEMBERS,
+	PR_M_PUBLISH,
+	PR_M_UPDATE,
+	PR_M_KEYS,
+	PR_M_REGISTER_MANY,
 	PR_M__COUNT
 };
 
@@ -84,6 +99,8 @@ enum pr_down_reason {
 #define PR_PUSH_DOWN		"down"
 #define PR_PUSH_ERROR		"error"
 #define PR_PUSH_SHUTDOWN	"shutdown"
+#define PR_PUSH_CALL		"call"
+#define PR_PUSH_PUBLISH		"publish"
 
 /* The wire string of an error code, or NULL when out of range. */
 const char	*pr_err_name(enum pr_err);

@@ -281,7 +281,7 @@ PROCREG_API void procreg_members_free(struct procreg_member **,
 		    size_t count);
 /*
  * Publish payload to every member of group (not to ourselves when echo is
- * false).  *delivered (may be NULL): how many got it; *busy/*nbusy (may
+ * false).  *delivered (may be NULL): how many got it; *busy, *nbusy (may
  * be NULL): malloc'd conn ids of members whose buffer was full.
  */
 PROCREG_API int	procreg_publish(procreg_t *, const char *group,

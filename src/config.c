@@ -69,6 +69,8 @@ static const struct option_def defs[] = {
 	    UINT32_MAX, "names one connection may hold"),
 	NUM("max-monitors", "limits", max_monitors, PR_DEFAULT_MAX_MONITORS, 1,
 	    UINT32_MAX, "monitors one connection may hold"),
+	NUM("max-calls", "limits", max_calls, PR_DEFAULT_MAX_CALLS, 1,
+	    UINT32_MAX, "calls one connection may have pending"),
 	NUM("max-outbuf", "limits", max_outbuf, PR_DEFAULT_MAX_OUTBUF, 4096,
 	    (uint64_t)1 << 34, "unsent bytes queued for one connection "
 	    "before send to it answers busy"),

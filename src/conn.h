@@ -16,6 +16,7 @@
 #include "registry.h"
 
 struct server;
+struct pcall;
 struct evbuffer;
 struct event;
 
@@ -44,6 +45,9 @@ struct conn {
 	struct event		*ev_drain;
 	struct evbuffer		*in;
 	struct evbuffer		*out;
+	LIST_HEAD(, pcall)	 calls_out;	/* it made, pending */
+	LIST_HEAD(, pcall)	 calls_in;	/* made to it, pending */
+	uint32_t		 ncalls_out;
 	struct guard		 guard;
 	size_t			 scanned;	/* bytes of in scanned */
 	uint64_t		 id;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,9 +21,9 @@ struct call {
 	struct pr_request	*rq;
 	char			 why[160];	/* message of an error reply */
 	bool			 noproc;	/* owe a noproc down after */
+	bool			 deferred;	/* answered later (call) */
 	uint64_t		 noproc_ref;
-	const char		*noproc_name;
-	size_t			 noproc_len;
+	struct reg_target	 noproc_target;
 };
 
 /*
@@ -33,6 +34,8 @@ struct call {
 typedef int	handler_fn(struct call *);
 
 #define BAD_NAME	"the name must be a str of 1 to 255 bytes of UTF-8 " \
+			"without NUL"
+#define BAD_GROUP	"the group must be a str of 1 to 255 bytes of UTF-8 " \
 			"without NUL"
 
 static int
@@ -92,6 +95,46 @@ reply_bool(struct call *k, bool b)
 	return 0;
 }
 
+/* The msgpack bytes to store for a value param (in s->scratch). */
+static int
+stored_value(struct call *k, const pr_value *v, const char **val,
+    size_t *vlen)
+{
+	proto_out_reset(&k->s->scratch);
+	if (proto_encode_value(&k->s->scratch, v) < 0)
+		return -ENOMEM;
+	*val = proto_out_data(&k->s->scratch);
+	*vlen = proto_out_len(&k->s->scratch);
+	return 0;
+}
+
+/* The connection a target names, and the registration's gen (0 when the
+ * target is a conn id). */
+static int
+resolve(struct call *k, const struct reg_target *t, struct conn **to,
+    uint64_t *gen)
+{
+	struct reg_client *rc;
+	struct reg_name *n;
+
+	if (t->name == NULL) {
+		if ((rc = registry_client_find(&k->s->reg, t->conn)) == NULL)
+			return fail(k, PR_ERR_NOT_FOUND, "no such connection "
+			    "is open");
+		*to = conn_of(rc);
+		*gen = 0;
+		return 0;
+	}
+	if ((n = registry_lookup(&k->s->reg, t->name, t->len)) == NULL)
+		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
+	*to = conn_of(n->owner);
+	*gen = n->gen;
+	return 0;
+}
+
+#define BAD_TARGET	"the target must be a name (a str of 1 to 255 bytes " \
+			"of UTF-8 without NUL) or a connection id (a uint)"
+
 static int
 h_register(struct call *k)
 {
@@ -109,11 +152,8 @@ h_register(struct call *k)
 		return PR_ERR_FORBIDDEN;
 	if (args_more(&k->rq->args)) {
 		args_value(&k->rq->args, &v);
-		proto_out_reset(&s->scratch);
-		if (proto_encode_value(&s->scratch, v) < 0)
+		if (stored_value(k, v, &val, &vlen) < 0)
 			return -ENOMEM;
-		val = proto_out_data(&s->scratch);
-		vlen = proto_out_len(&s->scratch);
 	}
 	r = registry_register(&s->reg, &k->c->rc, name, len, val, vlen,
 	    now_epoch_ms(), &n);
@@ -184,20 +224,18 @@ h_send(struct call *k)
 {
 	struct server *s = k->s;
 	const pr_value *payload;
-	struct reg_name *n;
+	struct reg_target t;
 	struct conn *owner;
-	const char *name;
-	size_t len;
+	uint64_t gen;
 	int r;
 
-	if (args_name(&k->rq->args, &name, &len) != 0)
-		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (args_target(&k->rq->args, &t) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
 	args_value(&k->rq->args, &payload);
-	if ((n = registry_lookup(&s->reg, name, len)) == NULL)
-		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
-	owner = conn_of(n->owner);
+	if ((r = resolve(k, &t, &owner, &gen)) != 0)
+		return r;
 	proto_out_reset(&s->push);
-	if (proto_push_message(&s->push, name, len, k->c->id, payload) < 0)
+	if (proto_push_message(&s->push, &t, k->c->id, payload) < 0)
 		return -ENOMEM;
 	r = conn_write(owner, proto_out_data(&s->push),
 	    proto_out_len(&s->push), true);
@@ -215,24 +253,29 @@ static int
 h_monitor(struct call *k)
 {
 	struct reg_name *target;
-	const char *name;
+	struct reg_target t;
 	uint64_t ref;
-	size_t len;
+	bool found;
 	int r;
 
-	if (args_name(&k->rq->args, &name, &len) != 0)
-		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
-	r = registry_monitor(&k->s->reg, &k->c->rc, name, len, &ref, &target);
+	if (args_target(&k->rq->args, &t) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
+	if (t.name != NULL) {
+		r = registry_monitor(&k->s->reg, &k->c->rc, t.name, t.len,
+		    &ref, &target);
+		found = target != NULL;
+	} else
+		r = registry_monitor_client(&k->s->reg, &k->c->rc, t.conn,
+		    &ref, &found);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection holds %u monitors, the "
 		    "limit", k->c->rc.nmonitors);
 	if (r != 0)
 		return r;
-	if (target == NULL) {
+	if (!found) {
 		k->noproc = true;
 		k->noproc_ref = ref;
-		k->noproc_name = name;
-		k->noproc_len = len;
+		k->noproc_target = t;
 	}
 	if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||
 	    proto_put_uint(&k->s->out, ref) < 0)
@@ -311,6 +354,417 @@ h_list(struct call *k)
 	return 0;
 }
 
+/* What h_call hands calls_start to encode the push with. */
+struct call_push {
+	const struct reg_target	*target;
+	uint64_t		 caller;
+	const pr_value		*payload;
+};
+
+static int
+encode_call(struct server *s, uint64_t id, void *arg)
+{
+	struct call_push *cp = arg;
+
+	return proto_push_call(&s->push, id, cp->target, cp->caller,
+	    cp->payload);
+}
+
+static int
+h_call(struct call *k)
+{
+	struct pr_args *a = &k->rq->args;
+	uint64_t gen, timeout = PR_CALL_TIMEOUT_DEFAULT;
+	struct call_push cp;
+	struct reg_target t;
+	struct conn *callee;
+	int r;
+
+	if (args_target(a, &t) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
+	args_value(a, &cp.payload);
+	if (args_more(a) && (args_uint(a, &timeout) != 0 || timeout == 0 ||
+	    timeout > PR_CALL_TIMEOUT_MAX))
+		return fail(k, PR_ERR_BAD_REQUEST, "timeout_ms must be a uint "
+		    "from 1 to %u", PR_CALL_TIMEOUT_MAX);
+	if ((r = resolve(k, &t, &callee, &gen)) != 0)
+		return r;
+	cp.target = &t;
+	cp.caller = k->c->id;
+	r = calls_start(k->s, k->c, k->rq->msgid, callee, gen, timeout,
+	    encode_call, &cp);
+	if (r == PR_ERR_LIMIT)
+		return fail(k, r, "this connection has %u calls pending, the "
+		    "limit", k->c->ncalls_out);
+	if (r == PR_ERR_BUSY)
+		return fail(k, r, "the callee's outbound buffer is full; "
+		    "nothing was queued");
+	if (r != 0)
+		return r;
+	k->deferred = true;
+	return 0;
+}
+
+static int
+h_reply(struct call *k)
+{
+	struct pr_args *a = &k->rq->args;
+	const char *code = NULL, *msg = NULL;
+	const pr_value *result = NULL;
+	size_t clen = 0, mlen = 0;
+	uint64_t id;
+
+	if (args_uint(a, &id) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the call id must be a uint");
+	struct pr_args third = *a;
+
+	third.i++;
+	if (args_left(a) == 2 && !args_nil(&third)) {
+		/* [call_id, nil, [code, message]] */
+		if (!args_nil(a))
+			return fail(k, PR_ERR_BAD_REQUEST, "with an error, "
+			    "the result must be nil");
+		a->i++;
+		if (args_error(a, &code, &clen, &msg, &mlen) != 0 ||
+		    !utf8_valid(code, clen) || !utf8_valid(msg, mlen))
+			return fail(k, PR_ERR_BAD_REQUEST, "the error must be "
+			    "[code, message]: a str of 1 to %d bytes and a "
+			    "str, both UTF-8", PR_CODE_MAX);
+	} else
+		args_value(a, &result);
+	if (calls_reply(k->s, k->c, id, result, code, clen, msg, mlen) != 0)
+		return fail(k, PR_ERR_NOT_FOUND, "no call with this id is "
+		    "pending for this connection");
+	return reply_bool(k, true);
+}
+
+static int
+h_join(struct call *k)
+{
+	struct server *s = k->s;
+	const char *group, *val = NULL;
+	struct reg_member *mb;
+	const pr_value *v;
+	size_t len, vlen = 0;
+	int r;
+
+	if (args_name(&k->rq->args, &group, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
+	if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid, group,
+	    len, k->why, sizeof(k->why)))
+		return PR_ERR_FORBIDDEN;
+	if (args_more(&k->rq->args)) {
+		args_value(&k->rq->args, &v);
+		if (stored_value(k, v, &val, &vlen) < 0)
+			return -ENOMEM;
+	}
+	r = registry_join(&s->reg, &k->c->rc, group, len, val, vlen,
+	    now_epoch_ms(), &mb);
+	if (r == PR_ERR_TAKEN)
+		return fail(k, r, "this connection is a member already");
+	if (r == PR_ERR_LIMIT)
+		return fail(k, r, "this connection is a member of %u groups, "
+		    "the limit", k->c->rc.nmembers);
+	if (r != 0)
+		return r < 0 ? r : fail(k, r, "the value is too large");
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_member(&s->out, mb) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int
+h_leave(struct call *k)
+{
+	const char *group;
+	size_t len;
+
+	if (args_name(&k->rq->args, &group, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
+	if (registry_leave(&k->s->reg, &k->c->rc, group, len) != 0)
+		return fail(k, PR_ERR_NOT_FOUND, "this connection is not a "
+		    "member");
+	return reply_bool(k, true);
+}
+
+/* Room in a response for its result, within max_message. */
+static size_t
+result_budget(const struct server *s)
+{
+	return s->cfg.max_message > 64 ? s->cfg.max_message - 64 : 0;
+}
+
+static int
+h_members(struct call *k)
+{
+	struct server *s = k->s;
+	struct reg_member *mb;
+	struct reg_group *g;
+	const char *group;
+	size_t len, size = 0;
+
+	if (args_name(&k->rq->args, &group, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
+	g = registry_group(&s->reg, group, len);
+	if (g != NULL) {
+		TAILQ_FOREACH(mb, &g->members, by_group)
+			size += proto_member_size(mb);
+		if (size > result_budget(s))
+			return fail(k, PR_ERR_TOO_LARGE, "%u members do not "
+			    "fit in max_message", g->nmembers);
+	}
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_array(&s->out, g != NULL ? g->nmembers : 0) < 0)
+		return -ENOMEM;
+	if (g != NULL) {
+		TAILQ_FOREACH(mb, &g->members, by_group) {
+			if (proto_put_member(&s->out, mb) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+static int
+h_publish(struct call *k)
+{
+	struct server *s = k->s;
+	struct pr_opt opts[] = { { .key = "echo", .type = PR_OPT_BOOL } };
+	uint64_t *busy = NULL, delivered = 0;
+	uint32_t nbusy = 0;
+	const pr_value *payload;
+	struct reg_member *mb;
+	struct reg_group *g;
+	const char *group;
+	size_t len;
+	int r = 0;
+
+	if (args_name(&k->rq->args, &group, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
+	args_value(&k->rq->args, &payload);
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 1) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the options must be a map "
+		    "whose only key is \"echo\", a bool");
+	g = registry_group(&s->reg, group, len);
+	if (g != NULL) {
+		bool echo = !opts[0].set || opts[0].b;
+
+		proto_out_reset(&s->push);
+		if (proto_push_publish(&s->push, group, len, k->c->id,
+		    payload) < 0)
+			return -ENOMEM;
+		/* conn_write never closes a connection on the spot, so the
+		 * member list holds still while we walk it. */
+		TAILQ_FOREACH(mb, &g->members, by_group) {
+			if (!echo && mb->client == &k->c->rc)
+				continue;
+			if (conn_write(conn_of(mb->client),
+			    proto_out_data(&s->push), proto_out_len(&s->push),
+			    true) == 0) {
+				delivered++;
+				continue;
+			}
+			if (busy == NULL && (busy = malloc(g->nmembers *
+			    sizeof(*busy))) == NULL)
+				return -ENOMEM;
+			busy[nbusy++] = mb->client->id;
+		}
+	}
+	s->stats.messages += delivered;
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_map(&s->out, 2) < 0 ||
+	    proto_put_str(&s->out, "delivered", 9) < 0 ||
+	    proto_put_uint(&s->out, delivered) < 0 ||
+	    proto_put_str(&s->out, "busy", 4) < 0 ||
+	    proto_put_array(&s->out, nbusy) < 0)
+		r = -ENOMEM;
+	for (uint32_t i = 0; r == 0 && i < nbusy; i++)
+		r = proto_put_uint(&s->out, busy[i]);
+	free(busy);
+	return r;
+}
+
+static int
+h_update(struct call *k)
+{
+	struct reg_name *n;
+	const pr_value *v;
+	const char *name, *val;
+	size_t len, vlen;
+	int r;
+
+	if (args_name(&k->rq->args, &name, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	args_value(&k->rq->args, &v);
+	if (stored_value(k, v, &val, &vlen) < 0)
+		return -ENOMEM;
+	r = registry_update(&k->s->reg, &k->c->rc, name, len, val, vlen, &n);
+	if (r == PR_ERR_NOT_FOUND)
+		return fail(k, r, "the name is not registered");
+	if (r == PR_ERR_NOT_OWNER)
+		return fail(k, r, "the name is registered by conn %llu",
+		    (unsigned long long)registry_lookup(&k->s->reg, name,
+		    len)->owner->id);
+	if (r != 0)
+		return r < 0 ? r : fail(k, r, "the value is too large");
+	return reply_entry(k, n);
+}
+
+/* A name or group as bytes, for sorting keys. */
+struct key {
+	const char	*s;
+	size_t		 len;
+};
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	const struct key *x = a, *y = b;
+
+	return bytes_cmp(x->s, x->len, y->s, y->len);
+}
+
+static int
+h_keys(struct call *k)
+{
+	struct server *s = k->s;
+	struct reg_client *rc;
+	struct reg_member *mb;
+	struct reg_name *n;
+	struct key *keys;
+	size_t nn = 0, ng = 0, size = 32;
+	uint64_t id;
+	int r = 0;
+
+	if (args_uint(&k->rq->args, &id) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the conn must be a uint");
+	if ((rc = registry_client_find(&s->reg, id)) == NULL)
+		return fail(k, PR_ERR_NOT_FOUND, "no such connection is open");
+	keys = malloc(((size_t)rc->nnames + rc->nmembers + 1) * sizeof(*keys));
+	if (keys == NULL)
+		return -ENOMEM;
+	LIST_FOREACH(n, &rc->names, owner_link) {
+		keys[nn++] = (struct key){ n->data, n->name_len };
+		size += n->name_len + 2;
+	}
+	LIST_FOREACH(mb, &rc->members, by_client) {
+		keys[nn + ng++] = (struct key){ mb->group->name,
+		    mb->group->name_len };
+		size += mb->group->name_len + 2;
+	}
+	if (size > result_budget(s)) {
+		free(keys);
+		return fail(k, PR_ERR_TOO_LARGE, "%zu names and %zu groups do "
+		    "not fit in max_message", nn, ng);
+	}
+	qsort(keys, nn, sizeof(*keys), key_cmp);
+	qsort(keys + nn, ng, sizeof(*keys), key_cmp);
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_map(&s->out, 2) < 0 ||
+	    proto_put_str(&s->out, "names", 5) < 0 ||
+	    proto_put_array(&s->out, (uint32_t)nn) < 0)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < nn + ng; i++) {
+		if (i == nn && (proto_put_str(&s->out, "groups", 6) < 0 ||
+		    proto_put_array(&s->out, (uint32_t)ng) < 0))
+			r = -ENOMEM;
+		else if (proto_put_str(&s->out, keys[i].s, keys[i].len) < 0)
+			r = -ENOMEM;
+	}
+	if (r == 0 && ng == 0 && (proto_put_str(&s->out, "groups", 6) < 0 ||
+	    proto_put_array(&s->out, 0) < 0))
+		r = -ENOMEM;
+	free(keys);
+	return r;
+}
+
+static int
+h_register_many(struct call *k)
+{
+	struct server *s = k->s;
+	struct pr_args list, e;
+	const char **names = NULL;
+	const void **vals = NULL;
+	size_t *lens = NULL, *vlens = NULL, *voff = NULL, n, i, bad = 0;
+	struct reg_name **out = NULL;
+	int r;
+
+	if (args_array(&k->rq->args, &list) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the param must be an "
+		    "array of [name] or [name, value] arrays");
+	n = args_left(&list);
+	names = calloc(n + 1, sizeof(*names));
+	vals = calloc(n + 1, sizeof(*vals));
+	lens = calloc(n + 1, sizeof(*lens));
+	vlens = calloc(n + 1, sizeof(*vlens));
+	voff = calloc(n + 1, sizeof(*voff));
+	out = calloc(n + 1, sizeof(*out));
+	if (!names || !vals || !lens || !vlens || !voff || !out) {
+		r = -ENOMEM;
+		goto done;
+	}
+	/* Every value goes into scratch back to back; pointers are taken
+	 * once it stops growing. */
+	proto_out_reset(&s->scratch);
+	for (i = 0; i < n; i++) {
+		const pr_value *v = NULL;
+
+		if (args_array(&list, &e) != 0 || args_left(&e) < 1 ||
+		    args_left(&e) > 2 ||
+		    args_name(&e, &names[i], &lens[i]) != 0) {
+			r = fail(k, PR_ERR_BAD_REQUEST, "entry %zu must be "
+			    "[name] or [name, value] with a valid name",
+			    i + 1);
+			goto done;
+		}
+		voff[i] = proto_out_len(&s->scratch);
+		if (args_more(&e)) {
+			args_value(&e, &v);
+			if (proto_encode_value(&s->scratch, v) < 0) {
+				r = -ENOMEM;
+				goto done;
+			}
+		}
+		vlens[i] = proto_out_len(&s->scratch) - voff[i];
+	}
+	for (i = 0; i < n; i++) {
+		vals[i] = proto_out_data(&s->scratch) + voff[i];
+		if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid,
+		    names[i], lens[i], k->why, sizeof(k->why))) {
+			r = PR_ERR_FORBIDDEN;
+			goto done;
+		}
+	}
+	r = registry_register_many(&s->reg, &k->c->rc, n, names, lens, vals,
+	    vlens, now_epoch_ms(), out, &bad);
+	if (r == PR_ERR_TAKEN)
+		r = fail(k, r, "name %zu of the array is registered by conn "
+		    "%llu", bad + 1, (unsigned long long)out[0]->owner->id);
+	else if (r == PR_ERR_BAD_REQUEST)
+		r = fail(k, r, "name %zu of the array appears before it in "
+		    "the array", bad + 1);
+	else if (r == PR_ERR_LIMIT)
+		r = fail(k, r, "%zu more names would pass this connection's "
+		    "or its user's limit", n);
+	else if (r == PR_ERR_TOO_LARGE)
+		r = fail(k, r, "a value is too large");
+	if (r != 0)
+		goto done;
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_array(&s->out, (uint32_t)n) < 0)
+		r = -ENOMEM;
+	for (i = 0; r == 0 && i < n; i++)
+		r = proto_put_entry(&s->out, out[i]);
+done:
+	free(names);
+	free(vals);
+	free(lens);
+	free(vlens);
+	free(voff);
+	free(out);
+	return r;
+}
+
 static int
 h_stats(struct call *k)
 {
@@ -325,6 +779,10 @@ h_stats(struct call *k)
 		.notifications_ignored = s->stats.notifications_ignored,
 		.connections_total = s->stats.connections_total,
 		.uptime_ms = now_mono_ms() - s->start_mono_ms,
+		.groups = s->reg.ngroups,
+		.members = s->reg.nmembers,
+		.calls = s->calls.pending,
+		.replies_late = s->calls.replies_late,
 	};
 
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
@@ -344,15 +802,24 @@ static handler_fn *const handlers[PR_M__COUNT] = {
 	[PR_M_LIST] = h_list,
 	[PR_M_STATS] = h_stats,
 	[PR_M_EVICT] = h_evict,
+	[PR_M_CALL] = h_call,
+	[PR_M_REPLY] = h_reply,
+	[PR_M_JOIN] = h_join,
+	[PR_M_LEAVE] = h_leave,
+	[PR_M_MEMBERS] = h_members,
+	[PR_M_PUBLISH] = h_publish,
+	[PR_M_UPDATE] = h_update,
+	[PR_M_KEYS] = h_keys,
+	[PR_M_REGISTER_MANY] = h_register_many,
 };
 
 /* Queue a down notification for a holder. */
 static void
 notify_down(struct server *s, struct conn *holder, uint64_t ref,
-    const char *name, size_t len, enum pr_down_reason why)
+    const struct reg_target *t, enum pr_down_reason why)
 {
 	proto_out_reset(&s->push);
-	if (proto_push_down(&s->push, ref, name, len, why) < 0) {
+	if (proto_push_down(&s->push, ref, t, why) < 0) {
 		conn_out_of_memory(holder);
 		return;
 	}
@@ -364,7 +831,7 @@ notify_down(struct server *s, struct conn *holder, uint64_t ref,
 
 void
 dispatch_down(void *arg, struct reg_client *holder, uint64_t ref,
-    const struct reg_name *target, enum pr_down_reason why)
+    const struct reg_target *target, enum pr_down_reason why)
 {
 	struct server *s = arg;
 
@@ -372,8 +839,7 @@ dispatch_down(void *arg, struct reg_client *holder, uint64_t ref,
 	 * down, the daemon did. */
 	if (s->stopping)
 		return;
-	notify_down(s, conn_of(holder), ref, target->data, target->name_len,
-	    why);
+	notify_down(s, conn_of(holder), ref, target, why);
 }
 
 void
@@ -413,6 +879,10 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	default:
 		proto_out_reset(&s->out);
 		r = handlers[rq.method](&k);
+		if (r == 0 && k.deferred) {
+			s->stats.requests++;
+			return;		/* answered when the call ends */
+		}
 		if (r > 0) {
 			proto_out_reset(&s->out);
 			r = proto_reply_error(&s->out, rq.msgid, r, "%s",
@@ -433,6 +903,6 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	    false) != 0)
 		return;		/* conn_write closed it */
 	if (k.noproc)
-		notify_down(s, c, k.noproc_ref, k.noproc_name, k.noproc_len,
+		notify_down(s, c, k.noproc_ref, &k.noproc_target,
 		    PR_DOWN_NOPROC);
 }

@@ -16,7 +16,7 @@ struct conn;
 void	dispatch_object(struct server *, struct conn *, const pr_value *);
 /* The registry's down callback: notify the monitor's holder. */
 void	dispatch_down(void *srv, struct reg_client *holder, uint64_t ref,
-	    const struct reg_name *target, enum pr_down_reason why);
+	    const struct reg_target *target, enum pr_down_reason why);
 /* Send c an error notification (input that is not a request). */
 void	dispatch_error_notify(struct server *, struct conn *, enum pr_err,
 	    const char *msg);

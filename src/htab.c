@@ -127,3 +127,17 @@ htab_remove(struct htab *t, uint64_t hash, const void *item)
 	t->count--;
 	return true;
 }
+
+bool
+htab_replace(struct htab *t, uint64_t hash, const void *old, void *item)
+{
+	size_t i = hash & t->mask;
+
+	for (; t->slots[i].item != NULL; i = (i + 1) & t->mask) {
+		if (t->slots[i].item == old) {
+			t->slots[i].item = item;
+			return true;
+		}
+	}
+	return false;
+}

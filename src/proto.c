@@ -194,6 +194,107 @@ args_value(struct pr_args *a, const pr_value **v)
 	return 0;
 }
 
+bool
+args_nil(const struct pr_args *a)
+{
+	return a->i < a->n && a->v[a->i].type == MSGPACK_OBJECT_NIL;
+}
+
+int
+args_target(struct pr_args *a, struct reg_target *t)
+{
+	if (a->i < a->n && is_uint(&a->v[a->i])) {
+		t->name = NULL;
+		t->len = 0;
+		t->conn = a->v[a->i++].via.u64;
+		return 0;
+	}
+	t->conn = 0;
+	return args_name(a, &t->name, &t->len);
+}
+
+int
+args_array(struct pr_args *a, struct pr_args *sub)
+{
+	const msgpack_object *o;
+
+	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_ARRAY)
+		return PR_ERR_BAD_REQUEST;
+	o = &a->v[a->i++];
+	sub->v = o->via.array.ptr;
+	sub->n = o->via.array.size;
+	sub->i = 0;
+	return 0;
+}
+
+uint32_t
+args_left(const struct pr_args *a)
+{
+	return a->n - a->i;
+}
+
+int
+args_opts(struct pr_args *a, struct pr_opt *opts, size_t nopts)
+{
+	const msgpack_object *o;
+
+	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_MAP)
+		return PR_ERR_BAD_REQUEST;
+	o = &a->v[a->i];
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key;
+		const msgpack_object *v = &o->via.map.ptr[i].val;
+		struct pr_opt *op = NULL;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			return PR_ERR_BAD_REQUEST;
+		for (size_t j = 0; j < nopts; j++) {
+			if (strlen(opts[j].key) == k->via.str.size &&
+			    memcmp(opts[j].key, k->via.str.ptr,
+			    k->via.str.size) == 0)
+				op = &opts[j];
+		}
+		/* Unknown keys are refused, so that a typo is not a no-op. */
+		if (op == NULL || op->set)
+			return PR_ERR_BAD_REQUEST;
+		if (op->type == PR_OPT_BOOL) {
+			if (v->type != MSGPACK_OBJECT_BOOLEAN)
+				return PR_ERR_BAD_REQUEST;
+			op->b = v->via.boolean;
+		} else {
+			if (!is_uint(v))
+				return PR_ERR_BAD_REQUEST;
+			op->u = v->via.u64;
+		}
+		op->set = true;
+	}
+	a->i++;
+	return 0;
+}
+
+int
+args_error(struct pr_args *a, const char **code, size_t *clen,
+    const char **msg, size_t *mlen)
+{
+	const msgpack_object *o, *e;
+
+	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_ARRAY)
+		return PR_ERR_BAD_REQUEST;
+	o = &a->v[a->i];
+	if (o->via.array.size != 2)
+		return PR_ERR_BAD_REQUEST;
+	e = o->via.array.ptr;
+	if (e[0].type != MSGPACK_OBJECT_STR || e[1].type != MSGPACK_OBJECT_STR ||
+	    e[0].via.str.size == 0 || e[0].via.str.size > PR_CODE_MAX)
+		return PR_ERR_BAD_REQUEST;
+	*code = e[0].via.str.ptr;
+	*clen = e[0].via.str.size;
+	*msg = e[1].via.str.ptr;
+	*mlen = e[1].via.str.size;
+	a->i++;
+	return 0;
+}
+
 void
 proto_out_init(struct pr_out *o)
 {
@@ -376,6 +477,20 @@ put_error(struct pr_out *o, enum pr_err e, const char *msg)
 }
 
 int
+proto_reply_error_raw(struct pr_out *o, uint32_t msgid, const char *code,
+    size_t clen, const char *msg, size_t mlen)
+{
+	if (msgpack_pack_array(&o->pk, 4) < 0 ||
+	    msgpack_pack_uint8(&o->pk, PR_MSG_RESPONSE) < 0 ||
+	    msgpack_pack_uint32(&o->pk, msgid) < 0 ||
+	    msgpack_pack_array(&o->pk, 2) < 0 ||
+	    put_str(o, code, clen) < 0 || put_str(o, msg, mlen) < 0 ||
+	    msgpack_pack_nil(&o->pk) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
 proto_reply_error(struct pr_out *o, uint32_t msgid, enum pr_err e,
     const char *fmt, ...)
 {
@@ -417,6 +532,29 @@ proto_put_uint(struct pr_out *o, uint64_t u)
 }
 
 int
+proto_put_str(struct pr_out *o, const char *s, size_t len)
+{
+	char *p = out_reserve(o, len + 5);
+
+	if (p == NULL)
+		return -ENOMEM;
+	out_commit(o, enc_str(p, s, len));
+	return 0;
+}
+
+int
+proto_put_map(struct pr_out *o, uint32_t n)
+{
+	return msgpack_pack_map(&o->pk, n) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_put_value(struct pr_out *o, const pr_value *v)
+{
+	return msgpack_pack_object(&o->pk, *v) < 0 ? -ENOMEM : 0;
+}
+
+int
 proto_put_array(struct pr_out *o, uint32_t n)
 {
 	char *p = out_reserve(o, 5);
@@ -443,10 +581,9 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	size_t vlen = n->value_len ? n->value_len : 1;
 	char *p;
 
-	/* Keys, the name and five integers: at most 86 + name bytes. */
-	if ((p = out_reserve(o, 96 + n->name_len + vlen)) == NULL)
+	if ((p = out_reserve(o, proto_entry_size(n))) == NULL)
 		return -ENOMEM;
-	*p++ = (char)0x87;
+	*p++ = (char)0x88;
 	p = ENC_KEY(p, "name");
 	p = enc_str(p, n->data, n->name_len);
 	p = ENC_KEY(p, "conn");
@@ -463,25 +600,99 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	p += vlen;
 	p = ENC_KEY(p, "since");
 	p = enc_uint(p, n->since_ms);
+	p = ENC_KEY(p, "gen");
+	p = enc_uint(p, n->gen);
 	out_commit(o, p);
 	return 0;
+}
+
+/* Encoded sizes, exactly as enc_uint, enc_int and enc_str write them. */
+static size_t
+uint_size(uint64_t v)
+{
+	return v < 128 ? 1 : 1 + (size_t)ubytes(v);
+}
+
+static size_t
+int_size(int64_t v)
+{
+	if (v >= 0)
+		return uint_size((uint64_t)v);
+	return v >= -32 ? 1 : v >= INT8_MIN ? 2 : v >= INT16_MIN ? 3 :
+	    v >= INT32_MIN ? 5 : 9;
+}
+
+static size_t
+str_size(size_t len)
+{
+	return (len < 32 ? 1 : 1 + (size_t)ubytes(len)) + len;
+}
+
+/* An entry or a member entry: the map header and the eight keys (name
+ * and group differ by one byte), then the values. */
+static size_t
+entry_size(const struct reg_client *c, size_t keylen, size_t len,
+    uint32_t vlen, uint64_t since, uint64_t gen)
+{
+	return 1 + 33 + keylen + str_size(len) + uint_size(c->id) +
+	    int_size(c->pid) + uint_size(c->uid) + uint_size(c->gid) +
+	    (vlen ? vlen : 1) + uint_size(since) + uint_size(gen);
 }
 
 size_t
 proto_entry_size(const struct reg_name *n)
 {
-	/* Map header, keys and worst-case integers and headers. */
-	return 96 + n->name_len + (n->value_len ? n->value_len : 1);
+	return entry_size(n->owner, 5, n->name_len, n->value_len, n->since_ms,
+	    n->gen);
+}
+
+int
+proto_put_member(struct pr_out *o, const struct reg_member *mb)
+{
+	const struct reg_client *c = mb->client;
+	const struct reg_group *g = mb->group;
+	size_t vlen = mb->value_len ? mb->value_len : 1;
+	char *p;
+
+	if ((p = out_reserve(o, proto_member_size(mb))) == NULL)
+		return -ENOMEM;
+	*p++ = (char)0x88;
+	p = ENC_KEY(p, "group");
+	p = enc_str(p, g->name, g->name_len);
+	p = ENC_KEY(p, "conn");
+	p = enc_uint(p, c->id);
+	p = ENC_KEY(p, "pid");
+	p = enc_int(p, c->pid);
+	p = ENC_KEY(p, "uid");
+	p = enc_uint(p, c->uid);
+	p = ENC_KEY(p, "gid");
+	p = enc_uint(p, c->gid);
+	p = ENC_KEY(p, "value");
+	memcpy(p, mb->value_len ? mb->value : proto_nil_value, vlen);
+	p += vlen;
+	p = ENC_KEY(p, "since");
+	p = enc_uint(p, mb->since_ms);
+	p = ENC_KEY(p, "gen");
+	p = enc_uint(p, mb->gen);
+	out_commit(o, p);
+	return 0;
+}
+
+size_t
+proto_member_size(const struct reg_member *mb)
+{
+	return entry_size(mb->client, 6, mb->group->name_len, mb->value_len,
+	    mb->since_ms, mb->gen);
 }
 
 int
 proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 {
-	char *p = out_reserve(o, 256);
+	char *p = out_reserve(o, 384);
 
 	if (p == NULL)
 		return -ENOMEM;
-	*p++ = (char)0x89;
+	*p++ = (char)0x8d;
 	p = ENC_KEY(p, "connections");
 	p = enc_uint(p, st->connections);
 	p = ENC_KEY(p, "names");
@@ -500,6 +711,14 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 	p = enc_uint(p, st->connections_total);
 	p = ENC_KEY(p, "uptime_ms");
 	p = enc_uint(p, st->uptime_ms);
+	p = ENC_KEY(p, "groups");
+	p = enc_uint(p, st->groups);
+	p = ENC_KEY(p, "members");
+	p = enc_uint(p, st->members);
+	p = ENC_KEY(p, "calls");
+	p = enc_uint(p, st->calls);
+	p = ENC_KEY(p, "replies_late");
+	p = enc_uint(p, st->replies_late);
 	out_commit(o, p);
 	return 0;
 }
@@ -529,41 +748,88 @@ push_begin(struct pr_out *o, const char *method, uint32_t n)
 	return 0;
 }
 
+/* A target as its sender gave it: the name, or the conn id. */
+static char *
+enc_target(char *p, const struct reg_target *t)
+{
+	return t->name != NULL ? enc_str(p, t->name, t->len) :
+	    enc_uint(p, t->conn);
+}
+
 int
-proto_push_message(struct pr_out *o, const char *name, size_t len,
+proto_push_message(struct pr_out *o, const struct reg_target *t,
     uint64_t sender, const pr_value *payload)
 {
-	char *p = out_reserve(o, 32 + len);
+	char *p = out_reserve(o, 32 + t->len);
 
 	if (p == NULL)
 		return -ENOMEM;
-	/* [2, "message", [name, sender, payload]] */
+	/* [2, "message", [target, sender, payload]] */
 	*p++ = (char)0x93;
 	*p++ = PR_MSG_NOTIFY;
 	p = ENC_KEY(p, PR_PUSH_MESSAGE);
 	*p++ = (char)0x93;
-	p = enc_str(p, name, len);
+	p = enc_target(p, t);
 	p = enc_uint(p, sender);
 	out_commit(o, p);
 	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
 }
 
 int
-proto_push_down(struct pr_out *o, uint64_t ref, const char *name, size_t len,
-    enum pr_down_reason why)
+proto_push_call(struct pr_out *o, uint64_t call_id, const struct reg_target *t,
+    uint64_t caller, const pr_value *payload)
 {
-	const char *r = pr_down_reason_name(why);
-	char *p = out_reserve(o, 48 + len);
+	char *p = out_reserve(o, 40 + t->len);
 
 	if (p == NULL)
 		return -ENOMEM;
-	/* [2, "down", [ref, name, reason]] */
+	/* [2, "call", [call_id, target, caller, payload]] */
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_CALL);
+	*p++ = (char)0x94;
+	p = enc_uint(p, call_id);
+	p = enc_target(p, t);
+	p = enc_uint(p, caller);
+	out_commit(o, p);
+	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_push_publish(struct pr_out *o, const char *group, size_t len,
+    uint64_t sender, const pr_value *payload)
+{
+	char *p = out_reserve(o, 32 + len);
+
+	if (p == NULL)
+		return -ENOMEM;
+	/* [2, "publish", [group, sender, payload]] */
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_PUBLISH);
+	*p++ = (char)0x93;
+	p = enc_str(p, group, len);
+	p = enc_uint(p, sender);
+	out_commit(o, p);
+	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_push_down(struct pr_out *o, uint64_t ref, const struct reg_target *t,
+    enum pr_down_reason why)
+{
+	const char *r = pr_down_reason_name(why);
+	char *p = out_reserve(o, 48 + t->len);
+
+	if (p == NULL)
+		return -ENOMEM;
+	/* [2, "down", [ref, target, reason]] */
 	*p++ = (char)0x93;
 	*p++ = PR_MSG_NOTIFY;
 	p = ENC_KEY(p, PR_PUSH_DOWN);
 	*p++ = (char)0x93;
 	p = enc_uint(p, ref);
-	p = enc_str(p, name, len);
+	p = enc_target(p, t);
 	p = enc_str(p, r, strlen(r));
 	out_commit(o, p);
 	return 0;

@@ -66,6 +66,29 @@ int	 args_name(struct pr_args *, const char **s, size_t *len);
 int	 args_str(struct pr_args *, size_t max, const char **s, size_t *len);
 int	 args_uint(struct pr_args *, uint64_t *);
 int	 args_value(struct pr_args *, const pr_value **);
+/* Is the next param nil?  (Does not advance.) */
+bool	 args_nil(const struct pr_args *);
+/* Params left. */
+uint32_t args_left(const struct pr_args *);
+/* A name or a uint connection id. */
+int	 args_target(struct pr_args *, struct reg_target *);
+/* An array param: sub becomes a cursor over its elements. */
+int	 args_array(struct pr_args *, struct pr_args *sub);
+/* An error array [code, message]: code 1..PR_CODE_MAX bytes, both strs
+ * (UTF-8 is the caller's check). */
+int	 args_error(struct pr_args *, const char **code, size_t *clen,
+	    const char **msg, size_t *mlen);
+
+/* An options map: each key at most once, of its type; unknown keys are
+ * bad_request. */
+struct pr_opt {
+	const char	*key;
+	enum { PR_OPT_BOOL, PR_OPT_UINT } type;
+	bool		 set;
+	bool		 b;
+	uint64_t	 u;
+};
+int	 args_opts(struct pr_args *, struct pr_opt *, size_t n);
 
 /* An output buffer for one message at a time. */
 struct pr_out {
@@ -75,7 +98,8 @@ struct pr_out {
 
 struct pr_stats {
 	uint64_t	connections, names, monitors, requests, messages, downs,
-			notifications_ignored, connections_total, uptime_ms;
+			notifications_ignored, connections_total, uptime_ms,
+			groups, members, calls, replies_late;
 };
 
 struct pr_hello {
@@ -107,21 +131,34 @@ proto_out_len(const struct pr_out *o)
 int	 proto_reply_begin(struct pr_out *, uint32_t msgid);
 int	 proto_reply_error(struct pr_out *, uint32_t msgid, enum pr_err,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* An error response with a code of the client's own (a callee's). */
+int	 proto_reply_error_raw(struct pr_out *, uint32_t msgid,
+	    const char *code, size_t clen, const char *msg, size_t mlen);
 int	 proto_put_nil(struct pr_out *);
 int	 proto_put_bool(struct pr_out *, bool);
 int	 proto_put_uint(struct pr_out *, uint64_t);
 int	 proto_put_entry(struct pr_out *, const struct reg_name *);
 int	 proto_put_array(struct pr_out *, uint32_t n);
+int	 proto_put_map(struct pr_out *, uint32_t n);
+int	 proto_put_str(struct pr_out *, const char *s, size_t len);
+int	 proto_put_value(struct pr_out *, const pr_value *);
+int	 proto_put_member(struct pr_out *, const struct reg_member *);
+/* Encoded size of a member entry (an upper bound). */
+size_t	 proto_member_size(const struct reg_member *);
 int	 proto_put_stats(struct pr_out *, const struct pr_stats *);
 int	 proto_put_hello(struct pr_out *, const struct pr_hello *);
 /* Encoded size of an entry in a reply, for budgeting. */
 size_t	 proto_entry_size(const struct reg_name *);
 
 /* Server notifications. */
-int	 proto_push_message(struct pr_out *, const char *name, size_t len,
+int	 proto_push_message(struct pr_out *, const struct reg_target *,
 	    uint64_t sender, const pr_value *payload);
-int	 proto_push_down(struct pr_out *, uint64_t ref, const char *name,
-	    size_t len, enum pr_down_reason);
+int	 proto_push_call(struct pr_out *, uint64_t call_id,
+	    const struct reg_target *, uint64_t caller, const pr_value *payload);
+int	 proto_push_publish(struct pr_out *, const char *group, size_t len,
+	    uint64_t sender, const pr_value *payload);
+int	 proto_push_down(struct pr_out *, uint64_t ref,
+	    const struct reg_target *, enum pr_down_reason);
 int	 proto_push_error(struct pr_out *, enum pr_err, const char *msg);
 int	 proto_push_shutdown(struct pr_out *, const char *reason);
 /* The error notification "limit: out of memory" into a caller's buffer of

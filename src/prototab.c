@@ -16,6 +16,8 @@ static const char *const err_names[PR_ERR__COUNT] = {
 	[PR_ERR_LIMIT] = "limit",
 	[PR_ERR_TOO_LARGE] = "too_large",
 	[PR_ERR_FORBIDDEN] = "forbidden",
+	[PR_ERR_TIMEOUT] = "timeout",
+	[PR_ERR_DOWN] = "down",
 };
 
 static const struct {
@@ -34,6 +36,15 @@ static const struct {
 	[PR_M_LIST] = M("list", 0, 3),
 	[PR_M_STATS] = M("stats", 0, 0),
 	[PR_M_EVICT] = M("evict", 1, 1),
+	[PR_M_CALL] = M("call", 2, 3),
+	[PR_M_REPLY] = M("reply", 2, 3),
+	[PR_M_JOIN] = M("join", 1, 2),
+	[PR_M_LEAVE] = M("leave", 1, 1),
+	[PR_M_MEMBERS] = M("members", 1, 1),
+	[PR_M_PUBLISH] = M("publish", 2, 3),
+	[PR_M_UPDATE] = M("update", 2, 2),
+	[PR_M_KEYS] = M("keys", 1, 1),
+	[PR_M_REGISTER_MANY] = M("register_many", 1, 1),
 #undef M
 };
 

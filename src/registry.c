@@ -98,6 +98,21 @@ uid_release(struct registry *reg, struct reg_uid *u)
 }
 
 static bool
+id_eq(const void *item, const void *key)
+{
+	return ((const struct reg_client *)item)->id == *(const uint64_t *)key;
+}
+
+static bool
+group_eq(const void *item, const void *key)
+{
+	const struct reg_group *g = item;
+	const struct name_key *k = key;
+
+	return g->name_len == k->len && memcmp(g->name, k->s, k->len) == 0;
+}
+
+static bool
 mon_eq(const void *item, const void *key)
 {
 	const struct reg_monitor *m = item;
@@ -120,9 +135,13 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 		htab_deinit(&reg->names);
 		return -ENOMEM;
 	}
-	if (htab_init(&reg->uids, 64) < 0) {
+	if (htab_init(&reg->uids, 64) < 0 || htab_init(&reg->ids, 64) < 0 ||
+	    htab_init(&reg->groups, 64) < 0) {
 		htab_deinit(&reg->names);
 		htab_deinit(&reg->monitors);
+		htab_deinit(&reg->uids);
+		htab_deinit(&reg->ids);
+		htab_deinit(&reg->groups);
 		return -ENOMEM;
 	}
 	RB_INIT(&reg->order);
@@ -140,11 +159,14 @@ registry_deinit(struct registry *reg)
 	struct reg_client *c;
 
 	reg->down = NULL;
+	reg->gone = NULL;
 	while ((c = LIST_FIRST(&reg->clients)) != NULL)
 		registry_client_purge(reg, c);
 	htab_deinit(&reg->names);
 	htab_deinit(&reg->monitors);
 	htab_deinit(&reg->uids);
+	htab_deinit(&reg->ids);
+	htab_deinit(&reg->groups);
 }
 
 int
@@ -162,18 +184,34 @@ registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
 			return -ENOMEM;
 		}
 	}
-	u->conns++;
 	memset(c, 0, sizeof(*c));
+	c->id = id;
+	if (htab_insert(&reg->ids, mon_hash(id, 0), c) < 0) {
+		c->id = 0;
+		uid_release(reg, u);
+		return -ENOMEM;
+	}
+	u->conns++;
 	c->usage = u;
 	LIST_INIT(&c->names);
 	LIST_INIT(&c->monitors);
-	c->id = id;
+	LIST_INIT(&c->watchers);
+	LIST_INIT(&c->members);
 	c->pid = pid;
 	c->uid = uid;
 	c->gid = gid;
 	c->next_ref = 1;
 	LIST_INSERT_HEAD(&reg->clients, c, link);
 	return 0;
+}
+
+struct reg_client *
+registry_client_find(const struct registry *reg, uint64_t id)
+{
+	struct reg_client *c = htab_find(&reg->ids, mon_hash(id, 0), id_eq,
+	    &id);
+
+	return c != NULL && !c->dying ? c : NULL;
 }
 
 uint32_t
@@ -196,17 +234,30 @@ monitor_free(struct registry *reg, struct reg_monitor *m)
 	free(m);
 }
 
+/* Fire every monitor on a list (a name's or a client's) and free it. */
+static void
+monitors_fire(struct registry *reg, struct reg_monitor *first,
+    const struct reg_target *t, enum pr_down_reason why)
+{
+	struct reg_monitor *m, *next;
+
+	for (m = first; m != NULL; m = next) {
+		next = LIST_NEXT(m, by_target);
+		if (reg->down != NULL)
+			reg->down(reg->down_arg, m->holder, m->ref, t, why);
+		monitor_free(reg, m);
+	}
+}
+
 /* Fire every monitor of n with reason, unlink n everywhere, free it. */
 static void
 name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 {
-	struct reg_monitor *m;
+	struct reg_target t = { n->data, n->name_len, 0 };
 
-	while ((m = LIST_FIRST(&n->monitors)) != NULL) {
-		if (reg->down != NULL)
-			reg->down(reg->down_arg, m->holder, m->ref, n, why);
-		monitor_free(reg, m);
-	}
+	monitors_fire(reg, LIST_FIRST(&n->monitors), &t, why);
+	if (reg->gone != NULL)
+		reg->gone(reg->down_arg, n->gen);
 	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
 	RB_REMOVE(reg_order, &reg->order, n);
 	LIST_REMOVE(n, owner_link);
@@ -216,21 +267,48 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	free(n);
 }
 
+/* Unlink a membership, free it, and its group once empty. */
+static void
+member_free(struct registry *reg, struct reg_member *mb)
+{
+	struct reg_group *g = mb->group;
+
+	TAILQ_REMOVE(&g->members, mb, by_group);
+	LIST_REMOVE(mb, by_client);
+	mb->client->nmembers--;
+	reg->nmembers--;
+	free(mb);
+	if (--g->nmembers == 0) {
+		htab_remove(&reg->groups, name_hash(reg, g->name, g->name_len),
+		    g);
+		reg->ngroups--;
+		free(g);
+	}
+}
+
 bool
 registry_client_purge_step(struct registry *reg, struct reg_client *c,
     size_t budget)
 {
 	struct reg_monitor *m;
+	struct reg_member *mb;
 	struct reg_name *n;
 
 	if (c->id == 0)
 		return true;	/* purged already */
 	if (!c->dying) {
+		struct reg_target t = { NULL, 0, c->id };
+
 		/* Its own monitors first, so none of its names fires back at
 		 * it; from now on its names are invisible. */
 		while ((m = LIST_FIRST(&c->monitors)) != NULL)
 			monitor_free(reg, m);
+		while ((mb = LIST_FIRST(&c->members)) != NULL)
+			member_free(reg, mb);
 		c->dying = true;
+		htab_remove(&reg->ids, mon_hash(c->id, 0), c);
+		monitors_fire(reg, LIST_FIRST(&c->watchers), &t,
+		    PR_DOWN_DISCONNECTED);
 	}
 	while (budget-- > 0 && (n = LIST_FIRST(&c->names)) != NULL)
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
@@ -309,6 +387,7 @@ registry_register(struct registry *reg, struct reg_client *c, const char *name,
 	LIST_INIT(&n->monitors);
 	n->owner = c;
 	n->since_ms = now_ms;
+	n->gen = ++reg->gen;
 	n->name_len = (uint8_t)len;
 	n->value_len = (uint32_t)vlen;
 	memcpy(n->data, name, len);
@@ -324,6 +403,92 @@ registry_register(struct registry *reg, struct reg_client *c, const char *name,
 	c->usage->names++;
 	reg->nnames++;
 	*out = n;
+	return 0;
+}
+
+int
+registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
+    const char *const *names, const size_t *lens, const void *const *values,
+    const size_t *vlens, uint64_t now_ms, struct reg_name **out, size_t *bad)
+{
+	uint64_t gen = reg->gen;
+	size_t i;
+	int r = 0;
+
+	/* Every refusal that does not depend on the batch itself first, so
+	 * that nothing is touched when one applies. */
+	for (i = 0; i < n; i++) {
+		if ((out[0] = registry_lookup(reg, names[i], lens[i])) != NULL) {
+			*bad = i;
+			return PR_ERR_TAKEN;
+		}
+	}
+	/* n is bounded by max_message; the sums cannot overflow. */
+	if (c->nnames + n > reg->max_names || (reg->max_names_per_uid != 0 &&
+	    c->usage->names + n > reg->max_names_per_uid))
+		return PR_ERR_LIMIT;
+	for (i = 0; i < n; i++) {
+		r = registry_register(reg, c, names[i], lens[i], values[i],
+		    vlens[i], now_ms, &out[i]);
+		if (r != 0)
+			break;
+	}
+	if (r == 0)
+		return 0;
+	/* Only a name given twice can be taken now; or memory ran out.
+	 * The new names have no monitors yet: remove them quietly. */
+	*bad = i;
+	while (i-- > 0)
+		name_remove(reg, out[i], PR_DOWN_UNREGISTERED);
+	reg->gen = gen;
+	return r == PR_ERR_TAKEN ? PR_ERR_BAD_REQUEST : r;
+}
+
+int
+registry_update(struct registry *reg, struct reg_client *c, const char *name,
+    size_t len, const void *value, size_t vlen, struct reg_name **out)
+{
+	struct reg_name *n, *nn;
+	struct reg_monitor *m;
+	uint64_t h;
+
+	if ((n = registry_lookup(reg, name, len)) == NULL)
+		return PR_ERR_NOT_FOUND;
+	if (n->owner != c)
+		return PR_ERR_NOT_OWNER;
+	if (vlen > UINT32_MAX)
+		return PR_ERR_TOO_LARGE;
+	if (vlen <= n->value_len) {
+		/* Fits where the old one was (shrinking keeps the block). */
+		memcpy(n->data + n->name_len, value, vlen);
+		n->value_len = (uint32_t)vlen;
+		*out = n;
+		return 0;
+	}
+	/*
+	 * A larger value moves the entry: a fresh block, every link moved
+	 * over, then the old block freed.  Updates are rare next to lookups,
+	 * which is why the value lives inline rather than behind a pointer.
+	 */
+	if ((nn = malloc(sizeof(*nn) + len + vlen)) == NULL)
+		return -ENOMEM;
+	memcpy(nn, n, sizeof(*nn) + len);
+	memcpy(nn->data + len, value, vlen);
+	nn->value_len = (uint32_t)vlen;
+	h = name_hash(reg, name, len);
+	htab_replace(&reg->names, h, n, nn);
+	RB_REMOVE(reg_order, &reg->order, n);
+	RB_INSERT(reg_order, &reg->order, nn);
+	LIST_INSERT_BEFORE(n, nn, owner_link);
+	LIST_REMOVE(n, owner_link);
+	LIST_INIT(&nn->monitors);
+	while ((m = LIST_FIRST(&n->monitors)) != NULL) {
+		LIST_REMOVE(m, by_target);
+		m->target = nn;
+		LIST_INSERT_HEAD(&nn->monitors, m, by_target);
+	}
+	free(n);
+	*out = nn;
 	return 0;
 }
 
@@ -372,6 +537,7 @@ registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
 		return -ENOMEM;
 	m->holder = c;
 	m->target = n;
+	m->target_client = NULL;
 	m->ref = c->next_ref;
 	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
 		free(m);
@@ -379,6 +545,40 @@ registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
 	}
 	c->next_ref++;
 	LIST_INSERT_HEAD(&n->monitors, m, by_target);
+	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
+	c->nmonitors++;
+	reg->nmonitors++;
+	*ref = m->ref;
+	return 0;
+}
+
+int
+registry_monitor_client(struct registry *reg, struct reg_client *c,
+    uint64_t id, uint64_t *ref, bool *found)
+{
+	struct reg_client *t;
+	struct reg_monitor *m;
+
+	if (c->nmonitors >= reg->max_monitors)
+		return PR_ERR_LIMIT;
+	t = registry_client_find(reg, id);
+	*found = t != NULL;
+	if (t == NULL) {
+		*ref = c->next_ref++;
+		return 0;
+	}
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return -ENOMEM;
+	m->holder = c;
+	m->target = NULL;
+	m->target_client = t;
+	m->ref = c->next_ref;
+	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
+	c->next_ref++;
+	LIST_INSERT_HEAD(&t->watchers, m, by_target);
 	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
 	c->nmonitors++;
 	reg->nmonitors++;
@@ -428,12 +628,110 @@ registry_next(struct registry *reg, struct reg_name *n)
 	return n;
 }
 
+struct reg_group *
+registry_group(const struct registry *reg, const char *group, size_t len)
+{
+	struct name_key k = { group, len };
+
+	return htab_find(&reg->groups, name_hash(reg, group, len), group_eq,
+	    &k);
+}
+
+/* The client's membership of g, or NULL: walks the shorter list. */
+static struct reg_member *
+member_find(struct reg_client *c, struct reg_group *g)
+{
+	struct reg_member *mb;
+
+	if (g->nmembers < c->nmembers) {
+		TAILQ_FOREACH(mb, &g->members, by_group) {
+			if (mb->client == c)
+				return mb;
+		}
+		return NULL;
+	}
+	LIST_FOREACH(mb, &c->members, by_client) {
+		if (mb->group == g)
+			return mb;
+	}
+	return NULL;
+}
+
+int
+registry_join(struct registry *reg, struct reg_client *c, const char *group,
+    size_t len, const void *value, size_t vlen, uint64_t now_ms,
+    struct reg_member **out)
+{
+	struct reg_group *g = registry_group(reg, group, len);
+	struct reg_member *mb;
+
+	if (g != NULL && member_find(c, g) != NULL)
+		return PR_ERR_TAKEN;
+	if (c->nmembers >= reg->max_names)
+		return PR_ERR_LIMIT;
+	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
+		return PR_ERR_TOO_LARGE;
+	if ((mb = malloc(sizeof(*mb) + vlen)) == NULL)
+		return -ENOMEM;
+	if (g == NULL) {
+		if ((g = malloc(sizeof(*g) + len)) == NULL) {
+			free(mb);
+			return -ENOMEM;
+		}
+		TAILQ_INIT(&g->members);
+		g->nmembers = 0;
+		g->name_len = (uint8_t)len;
+		memcpy(g->name, group, len);
+		if (htab_insert(&reg->groups, name_hash(reg, group, len),
+		    g) < 0) {
+			free(g);
+			free(mb);
+			return -ENOMEM;
+		}
+		reg->ngroups++;
+	}
+	mb->group = g;
+	mb->client = c;
+	mb->since_ms = now_ms;
+	mb->gen = ++reg->gen;
+	mb->value_len = (uint32_t)vlen;
+	if (vlen > 0)
+		memcpy(mb->value, value, vlen);
+	TAILQ_INSERT_TAIL(&g->members, mb, by_group);
+	LIST_INSERT_HEAD(&c->members, mb, by_client);
+	g->nmembers++;
+	c->nmembers++;
+	reg->nmembers++;
+	*out = mb;
+	return 0;
+}
+
+int
+registry_leave(struct registry *reg, struct reg_client *c, const char *group,
+    size_t len)
+{
+	struct reg_group *g = registry_group(reg, group, len);
+	struct reg_member *mb;
+
+	if (g == NULL || (mb = member_find(c, g)) == NULL)
+		return PR_ERR_NOT_FOUND;
+	member_free(reg, mb);
+	return 0;
+}
+
 /* Is m on its target's list? */
 static bool
 on_target_list(const struct reg_monitor *m)
 {
 	const struct reg_monitor *x;
 
+	if (m->target_client != NULL) {
+		LIST_FOREACH(x, &m->target_client->watchers, by_target) {
+			if (x == m)
+				return true;
+		}
+		return false;
+	}
 	LIST_FOREACH(x, &m->target->monitors, by_target) {
 		if (x == m)
 			return true;
@@ -447,10 +745,11 @@ registry_check(struct registry *reg)
 	struct reg_client *c;
 	struct reg_name *n, *prev = NULL;
 	struct reg_monitor *m;
-	uint64_t names = 0, mons = 0, tree = 0, targeted = 0;
+	struct reg_member *mb;
+	uint64_t names = 0, mons = 0, tree = 0, targeted = 0, members = 0;
 
 	LIST_FOREACH(c, &reg->clients, link) {
-		uint32_t cn = 0, cm = 0;
+		uint32_t cn = 0, cm = 0, cmb = 0;
 
 		if (c->id == 0)
 			return "a purged client is still listed";
@@ -469,7 +768,8 @@ registry_check(struct registry *reg)
 			if (m->holder != c)
 				return "a monitor is on the list of a client "
 				    "that does not hold it";
-			if (m->target == NULL || !on_target_list(m))
+			if ((m->target == NULL) == (m->target_client == NULL) ||
+			    !on_target_list(m))
 				return "a held monitor is not on its "
 				    "target's list";
 			if (m->ref >= c->next_ref)
@@ -479,6 +779,24 @@ registry_check(struct registry *reg)
 				return "a monitor is missing from the ref index";
 			cm++;
 		}
+		LIST_FOREACH(m, &c->watchers, by_target) {
+			if (m->target_client != c)
+				return "a monitor is on the list of a client "
+				    "it does not watch";
+			targeted++;
+		}
+		LIST_FOREACH(mb, &c->members, by_client) {
+			if (mb->client != c || member_find(c, mb->group) != mb ||
+			    registry_group(reg, mb->group->name,
+			    mb->group->name_len) != mb->group)
+				return "a membership is not linked both ways";
+			cmb++;
+		}
+		if (registry_client_find(reg, c->id) != (c->dying ? NULL : c))
+			return "a client is missing from the id index";
+		if (cmb != c->nmembers)
+			return "a client's membership count is wrong";
+		members += cmb;
 		if (cn != c->nnames)
 			return "a client's name count is wrong";
 		if (cm != c->nmonitors)
@@ -506,5 +824,7 @@ registry_check(struct registry *reg)
 	if (mons != reg->nmonitors || targeted != reg->nmonitors ||
 	    reg->monitors.count != reg->nmonitors)
 		return "the monitor counts disagree";
+	if (members != reg->nmembers || reg->groups.count != reg->ngroups)
+		return "the membership counts disagree";
 	return NULL;
 }

@@ -3,9 +3,11 @@
  * and the unit tests drive it alike.
  *
  * Every name is linked into the hash index, the ordered index and its
- * owner's list; every monitor into its target's and its holder's list and
- * the ref index.  Purging a client walks only what it owns: O(names +
- * monitors on them + monitors it holds).
+ * owner's list; every monitor into its target's (a name's or a client's)
+ * and its holder's list and the ref index; every group membership into
+ * its group's list (join order) and its client's.  Purging a client walks
+ * only what it owns: O(names + monitors on them and on it + monitors it
+ * holds + memberships).
  *
  * Return convention: 0 success, a positive enum pr_err for an expected
  * refusal (it maps to the wire's error code), a negative errno for an
@@ -27,6 +29,7 @@
 
 struct reg_name;
 struct reg_monitor;
+struct reg_member;
 
 /* What one user holds across its connections, for per-uid caps. */
 struct reg_uid {
@@ -40,6 +43,8 @@ struct reg_client {
 	LIST_ENTRY(reg_client)		 link;	/* registry's client list */
 	LIST_HEAD(, reg_name)		 names;	/* names it owns */
 	LIST_HEAD(, reg_monitor)	 monitors; /* monitors it holds */
+	LIST_HEAD(, reg_monitor)	 watchers; /* monitors on it */
+	LIST_HEAD(, reg_member)		 members; /* its memberships */
 	uint64_t			 id;
 	uint64_t			 next_ref;
 	int64_t				 pid;
@@ -47,6 +52,7 @@ struct reg_client {
 	uint32_t			 gid;
 	uint32_t			 nnames;
 	uint32_t			 nmonitors;
+	uint32_t			 nmembers;
 	bool				 dying;	/* purge under way */
 	struct reg_uid			*usage;	/* its user's totals */
 };
@@ -58,17 +64,51 @@ struct reg_name {
 	LIST_HEAD(, reg_monitor)	 monitors; /* monitors on this name */
 	struct reg_client		*owner;
 	uint64_t			 since_ms;
+	uint64_t			 gen;
 	uint32_t			 value_len;
 	uint8_t				 name_len;
 	char				 data[];
 };
 
+/* A monitor watches a name (target) or a client (target_client). */
 struct reg_monitor {
 	LIST_ENTRY(reg_monitor)		 by_target;
 	LIST_ENTRY(reg_monitor)		 by_holder;
 	struct reg_client		*holder;
 	struct reg_name			*target;
+	struct reg_client		*target_client;
 	uint64_t			 ref;
+};
+
+/* A group: a name many clients hold at once.  Exists while it has
+ * members. */
+struct reg_group {
+	TAILQ_HEAD(, reg_member)	 members;	/* in join order */
+	uint32_t			 nmembers;
+	uint8_t				 name_len;
+	char				 name[];
+};
+
+/* One client's membership of a group, with its value's msgpack bytes. */
+struct reg_member {
+	TAILQ_ENTRY(reg_member)		 by_group;
+	LIST_ENTRY(reg_member)		 by_client;
+	struct reg_group		*group;
+	struct reg_client		*client;
+	uint64_t			 since_ms;
+	uint64_t			 gen;
+	uint32_t			 value_len;
+	char				 value[];
+};
+
+/*
+ * What a firing monitor watched: a name (name != NULL) or a client (its
+ * id in conn).
+ */
+struct reg_target {
+	const char	*name;
+	size_t		 len;
+	uint64_t	 conn;
 };
 
 /*
@@ -76,7 +116,13 @@ struct reg_monitor {
  * not call back into the registry.
  */
 typedef void	reg_down_fn(void *arg, struct reg_client *holder, uint64_t ref,
-		    const struct reg_name *target, enum pr_down_reason reason);
+		    const struct reg_target *target, enum pr_down_reason reason);
+/*
+ * Called when a registration ends (whatever the reason), after its
+ * monitors fired, with its generation: calls addressed to it must fail.
+ * It must not call back into the registry.
+ */
+typedef void	reg_gone_fn(void *arg, uint64_t gen);
 
 RB_HEAD(reg_order, reg_name);
 
@@ -84,16 +130,22 @@ struct registry {
 	struct htab			 names;
 	struct htab			 monitors;
 	struct htab			 uids;		/* struct reg_uid */
+	struct htab			 ids;		/* clients by id */
+	struct htab			 groups;
 	struct reg_order		 order;
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
 	uint64_t			 nnames;
 	uint64_t			 nmonitors;
+	uint64_t			 ngroups;
+	uint64_t			 nmembers;
+	uint64_t			 gen;		/* the last one given */
 	uint32_t			 max_names;	/* per client */
 	uint32_t			 max_monitors;	/* per client */
 	uint64_t			 max_names_per_uid; /* 0: no cap */
 	reg_down_fn			*down;
-	void				*down_arg;
+	reg_gone_fn			*gone;		/* may be NULL */
+	void				*down_arg;	/* for both */
 };
 
 /* Set up an empty registry with a random hash key; 0 or -ENOMEM. */
@@ -105,11 +157,16 @@ void	 registry_deinit(struct registry *);
 /* Attach a client with its peer credentials; 0 or -ENOMEM. */
 int	 registry_client_init(struct registry *, struct reg_client *,
 	    uint64_t id, int64_t pid, uint32_t uid, uint32_t gid);
+/* The attached client with this id, or NULL (also while it is being
+ * purged). */
+struct reg_client *registry_client_find(const struct registry *,
+	    uint64_t id);
 /* Connections a user has attached now. */
 uint32_t registry_uid_conns(const struct registry *, uint32_t uid);
 /*
- * Drop everything the client holds: its monitors silently, then its names,
- * firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
+ * Drop everything the client holds: its monitors silently, its
+ * memberships, the monitors on it (firing PR_DOWN_DISCONNECTED), then its
+ * names, firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
  * Idempotent.
  */
 void	 registry_client_purge(struct registry *, struct reg_client *);
@@ -147,6 +204,24 @@ bool	 registry_name_valid(const char *name, size_t len);
 int	 registry_register(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    uint64_t now_ms, struct reg_name **out);
+/*
+ * Register n names at once, all or none.  PR_ERR_TAKEN (*bad: the index
+ * of the first registered name, *out[0] its entry), PR_ERR_BAD_REQUEST
+ * (*bad: the index of a name given twice), PR_ERR_LIMIT, -ENOMEM.  On
+ * success out[0..n-1] are the new entries.  The names must be valid.
+ */
+int	 registry_register_many(struct registry *, struct reg_client *,
+	    size_t n, const char *const *names, const size_t *lens,
+	    const void *const *values, const size_t *vlens, uint64_t now_ms,
+	    struct reg_name **out, size_t *bad);
+/*
+ * Replace the value of the client's name (the entry may move: *out is
+ * where it is now).  PR_ERR_NOT_FOUND, PR_ERR_NOT_OWNER, PR_ERR_TOO_LARGE,
+ * -ENOMEM (the old value stays).
+ */
+int	 registry_update(struct registry *, struct reg_client *,
+	    const char *name, size_t len, const void *value, size_t vlen,
+	    struct reg_name **out);
 /* Remove a name whoever holds it, firing PR_DOWN_EVICTED; or
  * PR_ERR_NOT_FOUND. */
 int	 registry_evict(struct registry *, const char *name, size_t len);
@@ -166,6 +241,12 @@ struct reg_name	*registry_lookup(const struct registry *, const char *name,
 int	 registry_monitor(struct registry *, struct reg_client *,
 	    const char *name, size_t len, uint64_t *ref,
 	    struct reg_name **target);
+/*
+ * Monitor a client by id.  *found is false (nothing stored, the caller
+ * owes a PR_DOWN_NOPROC) when no such client is attached.
+ */
+int	 registry_monitor_client(struct registry *, struct reg_client *,
+	    uint64_t id, uint64_t *ref, bool *found);
 /* Cancel an active monitor; false when it fired already or never was. */
 bool	 registry_demonitor(struct registry *, struct reg_client *,
 	    uint64_t ref);
@@ -177,6 +258,21 @@ bool	 registry_demonitor(struct registry *, struct reg_client *,
 struct reg_name	*registry_seek(struct registry *, const char *key, size_t len,
 	    bool strictly);
 struct reg_name	*registry_next(struct registry *, struct reg_name *);
+
+/*
+ * Join a group with a value (msgpack bytes, copied).  PR_ERR_TAKEN when
+ * the client is a member already, PR_ERR_LIMIT when it is a member of
+ * max_names groups, -ENOMEM.  The group name must be valid.
+ */
+int	 registry_join(struct registry *, struct reg_client *,
+	    const char *group, size_t len, const void *value, size_t vlen,
+	    uint64_t now_ms, struct reg_member **out);
+/* Leave a group; PR_ERR_NOT_FOUND when not a member. */
+int	 registry_leave(struct registry *, struct reg_client *,
+	    const char *group, size_t len);
+/* A group with members, or NULL. */
+struct reg_group *registry_group(const struct registry *, const char *group,
+	    size_t len);
 
 /*
  * Verify every cross-link and count.  NULL when all hold, else a static

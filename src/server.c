@@ -254,6 +254,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->cfg.max_message = cfg.max_message;
 	s->cfg.max_names = cfg.max_names;
 	s->cfg.max_monitors = cfg.max_monitors;
+	s->cfg.max_calls = cfg.max_calls;
 	s->cfg.max_outbuf = cfg.max_outbuf;
 	s->cfg.max_conns = cfg.max_conns;
 	s->cfg.drain_ms = cfg.drain_ms;
@@ -510,12 +511,14 @@ server_init(struct server *s, const struct config *cfg)
 	s->start_mono_ms = now_mono_ms();
 	if (registry_init(&s->reg, (uint32_t)cfg->max_names,
 	    (uint32_t)cfg->max_monitors, dispatch_down, s) < 0 ||
+	    calls_init(&s->calls) < 0 ||
 	    proto_decoder_init(&s->dec) < 0 ||
 	    (s->list_buf = calloc(PR_LIST_MAX, sizeof(*s->list_buf))) == NULL) {
 		log_err(&s->log, "out of memory");
 		return -1;
 	}
 	s->reg.max_names_per_uid = cfg->max_names_per_uid;
+	s->reg.gone = calls_gone;
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->boot, sizeof(s->boot), rnd, sizeof(rnd));
 	signal(SIGPIPE, SIG_IGN);
@@ -592,6 +595,7 @@ server_deinit(struct server *s)
 		event_free(s->ev_sighup);
 	if (s->ev_heartbeat)
 		event_free(s->ev_heartbeat);
+	calls_deinit(&s->calls);
 	if (s->base)
 		event_base_free(s->base);
 	registry_deinit(&s->reg);

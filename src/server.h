@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "calls.h"
 #include "config.h"
 #include "log.h"
 #include "proto.h"
@@ -41,6 +42,7 @@ struct server {
 	struct event		*ev_sighup;
 	struct event		*ev_heartbeat;	/* systemd watchdog, status */
 	struct registry		 reg;
+	struct calls		 calls;
 	struct pr_decoder	 dec;
 	struct pr_out		 out;		/* replies */
 	struct pr_out		 push;		/* notifications to others */

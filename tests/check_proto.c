@@ -319,6 +319,7 @@ START_TEST(encoder_boundaries)
 	static const int64_t pids[] = { -1, -32, -33, -128, -129, -32768,
 	    -32769, INT32_MIN, (int64_t)INT32_MIN - 1, INT64_MIN, 0, 4242 };
 	static const size_t lens[] = { 1, 31, 32, 255 };
+	struct reg_target t = { NULL, 0, 0 };
 	struct pr_out o;
 	msgpack_zone z;
 
@@ -361,12 +362,15 @@ START_TEST(encoder_boundaries)
 			n->data[lens[k]] = 0x2a;	/* value: 42 */
 			n->value_len = k % 2;		/* or none: nil */
 			n->since_ms = 1795000000000ULL;
+			n->gen = UINT64_MAX - uints[i];
 			proto_out_reset(&o);
 			ck_assert_int_eq(proto_put_entry(&o, n), 0);
-			ck_assert_uint_le(proto_out_len(&o), proto_entry_size(n));
+			ck_assert_uint_eq(proto_out_len(&o), proto_entry_size(n));
 			v = decoded(&o, &z);
 			ck_assert_int_eq(v.type, MSGPACK_OBJECT_MAP);
-			ck_assert_uint_eq(v.via.map.size, 7);
+			ck_assert_uint_eq(v.via.map.size, 8);
+			ck_assert_uint_eq(o_get(&v, "gen")->via.u64,
+			    UINT64_MAX - uints[i]);
 			ck_assert_uint_eq(o_get(&v, "name")->via.str.size,
 			    lens[k]);
 			ck_assert_uint_eq(o_get(&v, "conn")->via.u64, c.id);
@@ -383,8 +387,10 @@ START_TEST(encoder_boundaries)
 			    1795000000000ULL);
 			/* A down for the same name decodes too. */
 			proto_out_reset(&o);
+			t.name = n->data;
+			t.len = lens[k];
 			ck_assert_int_eq(proto_push_down(&o, uints[i % 11],
-			    n->data, lens[k], PR_DOWN_DISCONNECTED), 0);
+			    &t, PR_DOWN_DISCONNECTED), 0);
 			v = decoded(&o, &z);
 			ck_assert(o_is_str(&v.via.array.ptr[1], "down"));
 			ck_assert_uint_eq(v.via.array.ptr[2].via.array.ptr[0]

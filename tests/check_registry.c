@@ -15,28 +15,43 @@
 struct down_rec {
 	struct reg_client	*holder;
 	uint64_t		 ref;
-	char			 name[256];
+	char			 name[256];	/* "" for a conn target */
+	uint64_t		 conn;
 	enum pr_down_reason	 why;
 };
 
 struct downs {
 	struct down_rec	 rec[4096];
 	int		 n;
+	uint64_t	 gone[64];	/* gens the gone hook was told */
+	int		 ngone;
 };
 
 static void
 record_down(void *arg, struct reg_client *holder, uint64_t ref,
-    const struct reg_name *target, enum pr_down_reason why)
+    const struct reg_target *target, enum pr_down_reason why)
 {
 	struct downs *d = arg;
 
 	ck_assert_int_lt(d->n, 4096);
 	d->rec[d->n].holder = holder;
 	d->rec[d->n].ref = ref;
-	memcpy(d->rec[d->n].name, target->data, target->name_len);
-	d->rec[d->n].name[target->name_len] = '\0';
+	if (target->name != NULL)
+		memcpy(d->rec[d->n].name, target->name, target->len);
+	d->rec[d->n].name[target->name ? target->len : 0] = '\0';
+	d->rec[d->n].conn = target->conn;
 	d->rec[d->n].why = why;
 	d->n++;
+}
+
+static void
+record_gone(void *arg, uint64_t gen)
+{
+	struct downs *d = arg;
+
+	if (d->ngone < 64)
+		d->gone[d->ngone] = gen;
+	d->ngone++;
 }
 
 static struct registry reg;
@@ -49,6 +64,7 @@ setup(void)
 	memset(&downs, 0, sizeof(downs));
 	ck_assert_int_eq(registry_init(&reg, 1000, 1000, record_down, &downs),
 	    0);
+	reg.gone = record_gone;
 	registry_client_init(&reg, &ca, 1, 100, 1000, 1000);
 	registry_client_init(&reg, &cb, 2, 200, 1001, 1001);
 	registry_client_init(&reg, &cc, 3, 300, 1002, 1002);
@@ -303,6 +319,208 @@ START_TEST(purge_in_slices)
 }
 END_TEST
 
+START_TEST(gens_grow_and_gone_hook)
+{
+	struct reg_name *a = reg_ok(&ca, "a", NULL), *b, *a2;
+	struct reg_member *m;
+	uint64_t ga = a->gen;
+
+	b = reg_ok(&cb, "b", NULL);
+	ck_assert_uint_gt(b->gen, ga);
+	ck_assert_int_eq(registry_join(&reg, &cc, "g", 1, NULL, 0, 7, &m), 0);
+	ck_assert_uint_gt(m->gen, b->gen);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "a", 1), 0);
+	ck_assert_int_eq(downs.ngone, 1);
+	ck_assert_uint_eq(downs.gone[0], ga);
+	/* The same name registered again is a new registration. */
+	a2 = reg_ok(&ca, "a", NULL);
+	ck_assert_uint_gt(a2->gen, m->gen);
+	registry_client_purge(&reg, &cb);
+	ck_assert_int_eq(downs.ngone, 2);
+	ck_assert_uint_eq(downs.gone[1], 2);
+}
+END_TEST
+
+START_TEST(groups_join_leave_purge)
+{
+	struct reg_member *m1, *m2, *m3, *t;
+	struct reg_group *g;
+
+	ck_assert_int_eq(registry_join(&reg, &ca, "room", 4, "\xa1x", 2, 5,
+	    &m1), 0);
+	ck_assert_int_eq(registry_join(&reg, &cb, "room", 4, NULL, 0, 6, &m2),
+	    0);
+	ck_assert_int_eq(registry_join(&reg, &ca, "room", 4, NULL, 0, 6, &t),
+	    PR_ERR_TAKEN);
+	ck_assert_int_eq(registry_join(&reg, &ca, "hall", 4, NULL, 0, 6, &m3),
+	    0);
+	/* A group is a namespace of its own. */
+	reg_ok(&cc, "room", NULL);
+	ck_assert_uint_eq(reg.ngroups, 2);
+	ck_assert_uint_eq(reg.nmembers, 3);
+	g = registry_group(&reg, "room", 4);
+	ck_assert_ptr_nonnull(g);
+	ck_assert_uint_eq(g->nmembers, 2);
+	/* Join order. */
+	ck_assert_ptr_eq(TAILQ_FIRST(&g->members), m1);
+	ck_assert_ptr_eq(TAILQ_NEXT(m1, by_group), m2);
+	ck_assert_mem_eq(m1->value, "\xa1x", 2);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_int_eq(registry_leave(&reg, &cc, "room", 4),
+	    PR_ERR_NOT_FOUND);
+	ck_assert_int_eq(registry_leave(&reg, &cb, "room", 4), 0);
+	ck_assert_int_eq(registry_leave(&reg, &cb, "room", 4),
+	    PR_ERR_NOT_FOUND);
+	/* The last member's connection goes: the groups go with it. */
+	registry_client_purge(&reg, &ca);
+	ck_assert_ptr_null(registry_group(&reg, "room", 4));
+	ck_assert_ptr_null(registry_group(&reg, "hall", 4));
+	ck_assert_uint_eq(reg.ngroups, 0);
+	ck_assert_uint_eq(reg.nmembers, 0);
+	ck_assert_ptr_nonnull(registry_lookup(&reg, "room", 4));
+}
+END_TEST
+
+START_TEST(join_limit)
+{
+	struct reg_member *m;
+	char name[16];
+
+	reg.max_names = 3;
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof(name), "g%d", i);
+		ck_assert_int_eq(registry_join(&reg, &ca, name, strlen(name),
+		    NULL, 0, 1, &m), 0);
+	}
+	ck_assert_int_eq(registry_join(&reg, &ca, "g9", 2, NULL, 0, 1, &m),
+	    PR_ERR_LIMIT);
+	/* Names are counted apart. */
+	reg_ok(&ca, "n", NULL);
+}
+END_TEST
+
+START_TEST(monitor_a_client)
+{
+	uint64_t r1, r2, r3;
+	bool found;
+
+	ck_assert_ptr_eq(registry_client_find(&reg, 2), &cb);
+	ck_assert_ptr_null(registry_client_find(&reg, 99));
+	ck_assert_int_eq(registry_monitor_client(&reg, &ca, 2, &r1, &found),
+	    0);
+	ck_assert(found);
+	ck_assert_int_eq(registry_monitor_client(&reg, &cc, 2, &r2, &found),
+	    0);
+	ck_assert_int_eq(registry_monitor_client(&reg, &cc, 99, &r3, &found),
+	    0);
+	ck_assert(!found);
+	ck_assert_uint_eq(r3, r2 + 1);
+	ck_assert_uint_eq(reg.nmonitors, 2);
+	ck_assert(registry_demonitor(&reg, &cc, r2));
+	ck_assert_ptr_null(registry_check(&reg));
+	reg_ok(&cb, "b", NULL);
+	ck_assert(!registry_client_purge_step(&reg, &cb, 0));
+	/* Gone from the index as soon as its purge starts; a's monitor fired
+	 * with b's id. */
+	ck_assert_ptr_null(registry_client_find(&reg, 2));
+	ck_assert_int_eq(downs.n, 1);
+	ck_assert_ptr_eq(downs.rec[0].holder, &ca);
+	ck_assert_uint_eq(downs.rec[0].ref, r1);
+	ck_assert_uint_eq(downs.rec[0].conn, 2);
+	ck_assert_str_eq(downs.rec[0].name, "");
+	ck_assert_int_eq(downs.rec[0].why, PR_DOWN_DISCONNECTED);
+	ck_assert(registry_client_purge_step(&reg, &cb, 10));
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	/* A holder that goes first takes its monitor on a client along. */
+	ck_assert_int_eq(registry_monitor_client(&reg, &ca, 3, &r1, &found),
+	    0);
+	registry_client_purge(&reg, &ca);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	ck_assert_int_eq(downs.n, 1);
+}
+END_TEST
+
+START_TEST(update_moves_and_keeps_links)
+{
+	static char big[4000];
+	struct reg_name *n = reg_ok(&ca, "db", "\xa1x"), *u, *t;
+	uint64_t gen = n->gen, ref;
+
+	memset(big, 'v', sizeof(big));
+	reg_ok(&ca, "da", NULL);
+	reg_ok(&ca, "dc", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "db", 2, &ref, &t), 0);
+	ck_assert_int_eq(registry_update(&reg, &cb, "db", 2, "\xc0", 1, &u),
+	    PR_ERR_NOT_OWNER);
+	ck_assert_int_eq(registry_update(&reg, &ca, "zz", 2, "\xc0", 1, &u),
+	    PR_ERR_NOT_FOUND);
+	/* Smaller: in place. */
+	ck_assert_int_eq(registry_update(&reg, &ca, "db", 2, "\x01", 1, &u), 0);
+	ck_assert_ptr_eq(u, n);
+	ck_assert_uint_eq(u->value_len, 1);
+	/* Larger: it moves, with its monitors, order and owner links. */
+	ck_assert_int_eq(registry_update(&reg, &ca, "db", 2, big, sizeof(big),
+	    &u), 0);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert_ptr_eq(registry_lookup(&reg, "db", 2), u);
+	ck_assert_uint_eq(u->gen, gen);
+	ck_assert_uint_eq(u->since_ms, 42);
+	ck_assert_uint_eq(u->value_len, sizeof(big));
+	ck_assert_mem_eq(reg_name_value(u), big, sizeof(big));
+	ck_assert_ptr_eq(registry_next(&reg, registry_seek(&reg, "da", 2,
+	    false)), u);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "db", 2), 0);
+	ck_assert_int_eq(downs.n, 1);
+	ck_assert_uint_eq(downs.rec[0].ref, ref);
+	ck_assert_str_eq(downs.rec[0].name, "db");
+}
+END_TEST
+
+START_TEST(register_many_all_or_none)
+{
+	const char *names[] = { "m1", "m2", "m3", "m1" };
+	const size_t lens[] = { 2, 2, 2, 2 };
+	const void *vals[] = { "\x01", NULL, NULL, NULL };
+	const size_t vlens[] = { 1, 0, 0, 0 };
+	struct reg_name *out[4];
+	uint64_t gen = reg.gen;
+	size_t bad = 99;
+
+	reg_ok(&cb, "m3", NULL);
+	gen = reg.gen;
+	/* Taken: nothing happens, and the index says which. */
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 3, names, lens,
+	    vals, vlens, 1, out, &bad), PR_ERR_TAKEN);
+	ck_assert_uint_eq(bad, 2);
+	ck_assert_ptr_eq(out[0]->owner, &cb);
+	ck_assert_uint_eq(reg.nnames, 1);
+	ck_assert_uint_eq(reg.gen, gen);
+	/* A name twice: rolled back, gens too. */
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 4, names + 0, lens,
+	    vals, vlens, 1, out, &bad), PR_ERR_TAKEN);
+	ck_assert_int_eq(registry_unregister(&reg, &cb, "m3", 2), 0);
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 4, names, lens,
+	    vals, vlens, 1, out, &bad), PR_ERR_BAD_REQUEST);
+	ck_assert_uint_eq(bad, 3);
+	ck_assert_uint_eq(reg.nnames, 0);
+	ck_assert_uint_eq(ca.nnames, 0);
+	ck_assert_uint_eq(reg.gen, gen);
+	ck_assert_ptr_null(registry_check(&reg));
+	/* Over the limit: nothing. */
+	reg.max_names = 2;
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 3, names, lens,
+	    vals, vlens, 1, out, &bad), PR_ERR_LIMIT);
+	ck_assert_uint_eq(reg.nnames, 0);
+	reg.max_names = 1000;
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 3, names, lens,
+	    vals, vlens, 1, out, &bad), 0);
+	ck_assert_uint_eq(reg.nnames, 3);
+	ck_assert_uint_eq(out[0]->gen, gen + 1);
+	ck_assert_uint_eq(out[2]->gen, gen + 3);
+	ck_assert_mem_eq(reg_name_value(out[0]), "\x01", 1);
+}
+END_TEST
+
 START_TEST(ordered_seek_and_next)
 {
 	const char *names[] = { "b/1", "a/2", "a/10", "a/1", "c", "a" };
@@ -452,6 +670,12 @@ main(void)
 	tcase_add_test(tc, purge_in_slices);
 	tcase_add_test(tc, churn_keeps_invariants);
 	tcase_add_test(tc, check_detects_corruption);
+	tcase_add_test(tc, gens_grow_and_gone_hook);
+	tcase_add_test(tc, groups_join_leave_purge);
+	tcase_add_test(tc, join_limit);
+	tcase_add_test(tc, monitor_a_client);
+	tcase_add_test(tc, update_moves_and_keeps_links);
+	tcase_add_test(tc, register_many_all_or_none);
 	tcase_add_test(th, htab_insert_find_remove);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, th);

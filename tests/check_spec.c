@@ -23,7 +23,7 @@
 static const char *const loose_keys[] = {
 	"pid", "uid", "gid", "since", "boot", "version", "uptime_ms",
 	"requests", "messages", "downs", "notifications_ignored",
-	"connections_total", NULL
+	"connections_total", "replies_late", NULL
 };
 
 static const char *
