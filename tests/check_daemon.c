@@ -5105,9 +5105,14 @@ START_TEST(test_register_many_limit)
 	t_err(a, register_many(a, (const char *const[]){ "z", NULL }, NULL),
 	    "limit");
 	t_call_err(a, "limit", "register", "s", "z");
-	/* taken comes before limit. */
+	/* taken comes before limit, and bad_request (a name twice) before
+	 * both. */
 	t_err(a, register_many(a, (const char *const[]){ "q", "y1", NULL },
 	    NULL), "taken");
+	t_err(a, register_many(a, (const char *const[]){ "q", "r", "q", NULL },
+	    NULL), "bad_request");
+	t_err(a, register_many(a, (const char *const[]){ "y1", "q", "q", NULL },
+	    NULL), "bad_request");
 	/* Per connection. */
 	r = t_ok(b, register_many(b, (const char *const[]){ "b1", "b2", "b3",
 	    NULL }, NULL));
@@ -5169,6 +5174,134 @@ START_TEST(test_gen)
 	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "register", "s", "one")), 10);
 #undef GEN_OF
 
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The whole response to a request of c (success or not) and its encoded
+ * size; *ok tells success. */
+static size_t
+response_size(struct tclient *c, uint32_t id, bool *ok)
+{
+	msgpack_object *o = t_recv(c, -1);
+
+	ck_assert_msg(o != NULL, "no response to msgid %u", id);
+	ck_assert_uint_eq(o->via.array.size, 4);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	*ok = at(o, 2)->type == MSGPACK_OBJECT_NIL;
+	if (!*ok)
+		check_str(at(at(o, 2), 0), "too_large");
+	return packed_size(o);
+}
+
+/* join group with a str value of vlen bytes. */
+static void
+join_with_str(struct tclient *c, const char *group, size_t vlen)
+{
+	char *v = filled(vlen, 'v');
+
+	t_call_ok(c, "join", "ss", group, v);
+	free(v);
+}
+
+/*
+ * members answers too_large only when the response would be larger than
+ * max_message: one of exactly max_message bytes is served, one byte more
+ * is refused.
+ */
+START_TEST(test_members_too_large)
+{
+	struct tdaemon d;
+	struct tclient *o, *a, *b;
+	size_t size, l;
+	bool ok;
+
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	join_with_str(a, "g", 500);
+	join_with_str(b, "g", 300);
+	/* str16 values from 256 bytes: one more byte of value, one more
+	 * byte of response. */
+	size = response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert(ok);
+	ck_assert_uint_lt(size, 1024);
+	l = 300 + 1024 - size;
+	ck_assert_uint_ge(l, 256);
+
+	check_bool(t_call_ok(b, "leave", "s", "g"), true);
+	join_with_str(b, "g", l);
+	size = response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert_msg(ok, "a members response of 1024 bytes was refused with "
+	    "max_message 1024");
+	ck_assert_uint_eq(size, 1024);
+
+	check_bool(t_call_ok(b, "leave", "s", "g"), true);
+	join_with_str(b, "g", l + 1);
+	response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert_msg(!ok, "a members response of 1025 bytes was served with "
+	    "max_message 1024");
+	expect_usable(o);
+
+	t_close(o);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The same for keys. */
+START_TEST(test_keys_too_large)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	char *n;
+	size_t size, l;
+	uint64_t ca;
+	bool ok;
+
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	ca = conn_id(a);
+	for (char ch = 'a'; ch <= 'c'; ch++) {
+		n = filled(250, ch);
+		t_call_ok(a, "register", "s", n);
+		free(n);
+	}
+	n = filled(100, 'd');
+	t_call_ok(a, "register", "s", n);
+	free(n);
+	/* str8 names of 32 to 255 bytes: one byte of name, one of response. */
+	size = response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert(ok);
+	ck_assert_uint_lt(size, 1024);
+	l = 100 + 1024 - size;
+	ck_assert_uint_le(l + 1, 255);
+
+	n = filled(100, 'd');
+	check_bool(t_call_ok(a, "unregister", "s", n), true);
+	free(n);
+	n = filled(l, 'd');
+	t_call_ok(a, "register", "s", n);
+	size = response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert_msg(ok, "a keys response of 1024 bytes was refused with "
+	    "max_message 1024");
+	ck_assert_uint_eq(size, 1024);
+	check_bool(t_call_ok(a, "unregister", "s", n), true);
+	free(n);
+
+	n = filled(l + 1, 'd');
+	t_call_ok(a, "register", "s", n);
+	free(n);
+	response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert_msg(!ok, "a keys response of 1025 bytes was served with "
+	    "max_message 1024");
+	expect_usable(o);
+
+	t_close(o);
 	t_close(a);
 	t_daemon_stop(&d);
 }
@@ -5267,6 +5400,8 @@ daemon_suite(void)
 	tcase_add_test(tc, test_register_many);
 	tcase_add_test(tc, test_register_many_limit);
 	tcase_add_test(tc, test_gen);
+	tcase_add_test(tc, test_members_too_large);
+	tcase_add_test(tc, test_keys_too_large);
 	suite_add_tcase(s, tc);
 
 	return s;
