@@ -3587,6 +3587,83 @@ START_TEST(test_call_busy)
 }
 END_TEST
 
+/*
+ * §9: a call's response is always queued, whatever the caller's buffer
+ * holds: a caller that stopped reading with two calls pending, its
+ * buffer full of messages, still gets the reply and the down.
+ */
+START_TEST(test_call_response_always_queued)
+{
+	struct tdaemon d;
+	struct tclient *c, *s, *x;
+	char *fill = filled(BUSY_PAYLOAD, 'p');
+	uint64_t cc, cx, cid1, accepted = 0, msgs = 0;
+	uint32_t id1, id2;
+	bool got1 = false, got2 = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	c = t_connect(d.path);
+	s = t_connect(d.path);
+	x = t_connect(d.path);
+	cc = conn_id(c);
+	cx = conn_id(x);
+	t_call_ok(c, "register", "s", "caller");
+	t_call_ok(s, "register", "s", "srv");
+	t_call_ok(s, "register", "s", "srv2");
+	id1 = call_name(c, "srv", "one", DAY_MS);
+	id2 = call_name(c, "srv2", "two", DAY_MS);
+	cid1 = expect_call(s, "srv", cc, "one");
+	expect_call(s, "srv2", cc, "two");
+
+	/* c reads nothing: fill its buffer until sends to it are busy. */
+	while (accepted < BUSY_MAX_TRIES && send_seq(x, "caller", accepted,
+	    fill))
+		accepted++;
+	ck_assert_msg(accepted < BUSY_MAX_TRIES, "send never answered busy");
+
+	/* The reply is accepted and the down is sent regardless. */
+	check_bool(t_call_ok(s, "reply", "us", cid1, "answer"), true);
+	check_bool(t_call_ok(s, "unregister", "s", "srv2"), true);
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+
+	/* c reads: every message in order, and both responses. */
+	while (msgs < accepted || !got1 || !got2) {
+		msgpack_object *o = t_recv(c, -1);
+
+		ck_assert_msg(o != NULL, "stalled: %llu/%llu messages, "
+		    "responses %d %d", (unsigned long long)msgs,
+		    (unsigned long long)accepted, got1, got2);
+		if (o->via.array.size == 3) {
+			msgpack_object *pa = at(o, 2);
+
+			check_str(at(o, 1), "message");
+			check_str(at(pa, 0), "caller");
+			ck_assert_uint_eq(o_uint(at(pa, 1)), cx);
+			ck_assert_uint_eq(o_uint(at(at(pa, 2), 0)), msgs);
+			msgs++;
+		} else if (o_uint(at(o, 1)) == id1) {
+			ck_assert(!got1);
+			check_nil(at(o, 2));
+			check_str(at(o, 3), "answer");
+			got1 = true;
+		} else {
+			ck_assert(!got2);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id2);
+			check_str(at(at(o, 2), 0), "down");
+			got2 = true;
+		}
+	}
+	expect_quiet(c);
+	expect_usable(c);
+
+	free(fill);
+	t_close(c);
+	t_close(s);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 /* The callee unregisters (or loses) the name: a call by name ends with
  * down at once; a call by connection id does not. */
 START_TEST(test_call_down_unregister)
@@ -5369,6 +5446,7 @@ daemon_suite(void)
 	tcase_add_test(tc, test_call_not_found);
 	tcase_add_test(tc, test_call_timeout);
 	tcase_add_test(tc, test_call_busy);
+	tcase_add_test(tc, test_call_response_always_queued);
 	tcase_add_test(tc, test_call_down_unregister);
 	tcase_add_test(tc, test_call_down_close);
 	tcase_add_test(tc, test_call_caller_gone);
