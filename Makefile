@@ -34,7 +34,7 @@ endif
 CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
 	   src/proto.o src/log.o src/policy.o src/config.o src/paths.o \
 	   src/conn.o \
-	   src/dispatch.o src/calls.o src/server.o
+	   src/dispatch.o src/calls.o src/subs.o src/server.o
 LIBCORE	 = src/libprocregd.a
 UNIT	 = tests/check_registry tests/check_proto tests/check_policy
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client

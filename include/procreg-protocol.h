@@ -40,6 +40,7 @@
 #define PR_DEFAULT_MAX_CONNS	10000u
 #define PR_DEFAULT_DRAIN_MS	2000u
 #define PR_DEFAULT_MAX_CALLS	100000u		/* pending, per caller */
+#define PR_DEFAULT_HISTORY	10000u		/* events kept for resuming */
 
 /*
  * Error codes.  0 is success; the positive values map 1:1 to the wire's
@@ -58,6 +59,7 @@ enum pr_err {
 	PR_ERR_FORBIDDEN,
 	PR_ERR_TIMEOUT,
 	PR_ERR_DOWN,
+	PR_ERR_STALE,
 	PR_ERR__COUNT
 };
 
@@ -82,6 +84,10 @@ enum pr_method {
 	PR_M_UPDATE,
 	PR_M_KEYS,
 	PR_M_REGISTER_MANY,
+	PR_M_AWAIT,
+	PR_M_QUEUE,
+	PR_M_SUBSCRIBE,
+	PR_M_UNSUBSCRIBE,
 	PR_M__COUNT
 };
 
@@ -91,6 +97,7 @@ enum pr_down_reason {
 	PR_DOWN_DISCONNECTED,
 	PR_DOWN_NOPROC,
 	PR_DOWN_EVICTED,
+	PR_DOWN_REPLACED,
 	PR_DOWN__COUNT
 };
 
@@ -101,6 +108,10 @@ enum pr_down_reason {
 #define PR_PUSH_SHUTDOWN	"shutdown"
 #define PR_PUSH_CALL		"call"
 #define PR_PUSH_PUBLISH		"publish"
+#define PR_PUSH_ACQUIRED	"acquired"
+#define PR_PUSH_LOST		"lost"
+#define PR_PUSH_EVENT		"event"
+#define PR_PUSH_OVERFLOW	"overflow"
 
 /* The wire string of an error code, or NULL when out of range. */
 const char	*pr_err_name(enum pr_err);

@@ -11,6 +11,13 @@
 #include "conn.h"
 #include "server.h"
 
+/* The awaits of one name. */
+struct awaitname {
+	LIST_HEAD(, pawait)	 list;
+	uint8_t			 len;
+	char			 name[];
+};
+
 /* The calls made through one registration. */
 struct callgen {
 	uint64_t		 gen;
@@ -38,6 +45,20 @@ gen_eq(const void *item, const void *key)
 	return ((const struct callgen *)item)->gen == *(const uint64_t *)key;
 }
 
+struct an_key {
+	const char	*s;
+	size_t		 len;
+};
+
+static bool
+an_eq(const void *item, const void *key)
+{
+	const struct awaitname *an = item;
+	const struct an_key *k = key;
+
+	return an->len == k->len && memcmp(an->name, k->s, k->len) == 0;
+}
+
 int
 calls_init(struct calls *cs)
 {
@@ -46,6 +67,11 @@ calls_init(struct calls *cs)
 		return -ENOMEM;
 	if (htab_init(&cs->by_gen, 64) < 0) {
 		htab_deinit(&cs->by_id);
+		return -ENOMEM;
+	}
+	if (htab_init(&cs->awaits, 64) < 0) {
+		htab_deinit(&cs->by_id);
+		htab_deinit(&cs->by_gen);
 		return -ENOMEM;
 	}
 	return 0;
@@ -91,6 +117,7 @@ calls_deinit(struct calls *cs)
 	}
 	htab_deinit(&cs->by_id);
 	htab_deinit(&cs->by_gen);
+	htab_deinit(&cs->awaits);
 }
 
 /* Answer the caller with an error of ours, and forget the call. */
@@ -230,10 +257,132 @@ calls_reply(struct server *s, struct conn *callee, uint64_t id,
 	return 0;
 }
 
+/* Unlink an await and free it (its name's record too once empty). */
+static void
+await_free(struct server *s, struct pawait *a)
+{
+	struct calls *cs = &s->calls;
+	struct awaitname *an = a->an;
+
+	LIST_REMOVE(a, by_conn);
+	LIST_REMOVE(a, by_name);
+	a->c->ncalls_out--;
+	if (LIST_EMPTY(&an->list)) {
+		htab_remove(&cs->awaits, registry_hash(&s->reg, an->name,
+		    an->len), an);
+		free(an);
+	}
+	event_free(a->timer);
+	free(a);
+	cs->nawaits--;
+}
+
+static void
+await_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pawait *a = arg;
+	struct server *s = a->srv;
+	struct conn *c = a->c;
+	uint32_t msgid = a->msgid;
+
+	(void)fd;
+	(void)what;
+	await_free(s, a);
+	proto_out_reset(&s->push);
+	if (proto_reply_error(&s->push, msgid, PR_ERR_TIMEOUT, "the name was "
+	    "not registered in time") < 0) {
+		conn_out_of_memory(c);
+		return;
+	}
+	conn_write(c, proto_out_data(&s->push), proto_out_len(&s->push),
+	    false);
+}
+
+int
+calls_await(struct server *s, struct conn *c, uint32_t msgid,
+    const char *name, size_t len, uint64_t timeout_ms)
+{
+	struct calls *cs = &s->calls;
+	struct an_key key = { name, len };
+	struct awaitname *an, *fresh = NULL;
+	struct pawait *a;
+	struct timeval tv;
+	uint64_t h = registry_hash(&s->reg, name, len);
+
+	if (c->ncalls_out >= s->cfg.max_calls)
+		return PR_ERR_LIMIT;
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return -ENOMEM;
+	if ((a->timer = evtimer_new(s->base, await_timeout_cb, a)) == NULL)
+		goto nomem;
+	if ((an = htab_find(&cs->awaits, h, an_eq, &key)) == NULL) {
+		if ((fresh = an = malloc(sizeof(*an) + len)) == NULL)
+			goto nomem;
+		LIST_INIT(&an->list);
+		an->len = (uint8_t)len;
+		memcpy(an->name, name, len);
+		if (htab_insert(&cs->awaits, h, an) < 0)
+			goto nomem;
+	}
+	a->srv = s;
+	a->c = c;
+	a->an = an;
+	a->msgid = msgid;
+	LIST_INSERT_HEAD(&an->list, a, by_name);
+	LIST_INSERT_HEAD(&c->awaits, a, by_conn);
+	c->ncalls_out++;
+	cs->nawaits++;
+	tv.tv_sec = (time_t)(timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
+	evtimer_add(a->timer, &tv);
+	return 0;
+nomem:
+	free(fresh);
+	if (a->timer != NULL)
+		event_free(a->timer);
+	free(a);
+	return -ENOMEM;
+}
+
+void
+calls_registered(struct server *s, const struct reg_name *n)
+{
+	struct calls *cs = &s->calls;
+	struct an_key key = { n->data, n->name_len };
+	struct awaitname *an;
+
+	if (cs->nawaits == 0)
+		return;
+	an = htab_find(&cs->awaits, registry_hash(&s->reg, n->data,
+	    n->name_len), an_eq, &key);
+	/* The last await_free frees an with its list. */
+	while (an != NULL) {
+		struct pawait *a = LIST_FIRST(&an->list);
+		bool last = LIST_NEXT(a, by_name) == NULL;
+		struct conn *c = a->c;
+		uint32_t msgid = a->msgid;
+
+		await_free(s, a);
+		proto_out_reset(&s->push);
+		if (proto_reply_begin(&s->push, msgid) < 0 ||
+		    proto_put_entry(&s->push, n) < 0)
+			conn_out_of_memory(c);
+		else
+			conn_write(c, proto_out_data(&s->push),
+			    proto_out_len(&s->push), false);
+		if (last)
+			break;
+	}
+}
+
 void
 calls_conn_closed(struct server *s, struct conn *c)
 {
 	struct pcall *k;
+	struct pawait *a;
+
+	while ((a = LIST_FIRST(&c->awaits)) != NULL)
+		await_free(s, a);
 
 	while ((k = LIST_FIRST(&c->calls_out)) != NULL)
 		call_free(&s->calls, k);

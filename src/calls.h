@@ -33,11 +33,24 @@ struct pcall {
 	uint32_t		 msgid;		/* the caller's request */
 };
 
+/* An await: a response owed when a name is registered. */
+struct pawait {
+	LIST_ENTRY(pawait)	 by_conn;
+	LIST_ENTRY(pawait)	 by_name;
+	struct server		*srv;
+	struct conn		*c;
+	struct event		*timer;
+	struct awaitname	*an;
+	uint32_t		 msgid;
+};
+
 struct calls {
 	struct htab		 by_id;
 	struct htab		 by_gen;	/* struct callgen */
+	struct htab		 awaits;	/* struct awaitname */
 	uint64_t		 last_id;
 	uint64_t		 pending;
+	uint64_t		 nawaits;
 	uint64_t		 replies_late;
 };
 
@@ -63,7 +76,17 @@ int	 calls_start(struct server *, struct conn *caller, uint32_t msgid,
 int	 calls_reply(struct server *, struct conn *callee, uint64_t id,
 	    const pr_value *result, const char *code, size_t clen,
 	    const char *msg, size_t mlen);
-/* A connection closes: cancel the calls it made, fail those made to it. */
+/*
+ * Owe c (request msgid) the entry of name once it is registered, or a
+ * timeout error after timeout_ms.  0, PR_ERR_LIMIT (max_calls counts
+ * calls and awaits), -ENOMEM.
+ */
+int	 calls_await(struct server *, struct conn *c, uint32_t msgid,
+	    const char *name, size_t len, uint64_t timeout_ms);
+/* name was registered (the entry n): answer its awaits. */
+void	 calls_registered(struct server *, const struct reg_name *n);
+/* A connection closes: cancel the calls it made, fail those made to it,
+ * drop its awaits. */
 void	 calls_conn_closed(struct server *, struct conn *);
 /* The registry's gone hook: calls through registration gen fail. */
 void	 calls_gone(void *srv, uint64_t gen);

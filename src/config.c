@@ -70,7 +70,9 @@ static const struct option_def defs[] = {
 	NUM("max-monitors", "limits", max_monitors, PR_DEFAULT_MAX_MONITORS, 1,
 	    UINT32_MAX, "monitors one connection may hold"),
 	NUM("max-calls", "limits", max_calls, PR_DEFAULT_MAX_CALLS, 1,
-	    UINT32_MAX, "calls one connection may have pending"),
+	    UINT32_MAX, "calls and awaits one connection may have pending"),
+	NUM("history", "limits", history, PR_DEFAULT_HISTORY, 0, 10000000,
+	    "events kept for subscribers that resume, 0 for none"),
 	NUM("max-outbuf", "limits", max_outbuf, PR_DEFAULT_MAX_OUTBUF, 4096,
 	    (uint64_t)1 << 34, "unsent bytes queued for one connection "
 	    "before send to it answers busy"),

@@ -22,6 +22,7 @@ struct config {
 	uint64_t	max_names;
 	uint64_t	max_monitors;
 	uint64_t	max_calls;
+	uint64_t	history;
 	uint64_t	max_outbuf;
 	uint64_t	max_conns;
 	uint64_t	drain_ms;

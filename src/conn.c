@@ -358,6 +358,7 @@ conn_close(struct conn *c, const char *reason, bool drain)
 	    c->rc.nnames, c->rc.nmonitors, reason);
 	/* Its calls settle first: callers waiting on it hear down now. */
 	calls_conn_closed(s, c);
+	subs_conn_closed(s, c);
 	/*
 	 * Purge now: its names vanish at once, and downs fire before
 	 * anything else, but for a slice's worth; larger purges go on in
@@ -451,6 +452,7 @@ conn_free(struct conn *c)
 	if (c->flags & CONN_DOOMED)
 		TAILQ_REMOVE(&s->doomed, c, doom_link);
 	calls_conn_closed(s, c);
+	subs_conn_closed(s, c);
 	registry_client_purge(&s->reg, &c->rc);
 	if (c->flags & CONN_PENDING)
 		TAILQ_REMOVE(&s->pending, c, pend_link);

@@ -17,6 +17,8 @@
 
 struct server;
 struct pcall;
+struct pawait;
+struct sub;
 struct evbuffer;
 struct event;
 
@@ -47,7 +49,11 @@ struct conn {
 	struct evbuffer		*out;
 	LIST_HEAD(, pcall)	 calls_out;	/* it made, pending */
 	LIST_HEAD(, pcall)	 calls_in;	/* made to it, pending */
-	uint32_t		 ncalls_out;
+	LIST_HEAD(, pawait)	 awaits;	/* its awaits pending */
+	LIST_HEAD(, sub)	 subs;		/* its subscriptions */
+	uint32_t		 ncalls_out;	/* calls and awaits */
+	uint32_t		 nsubs;
+	uint64_t		 next_sub;
 	struct guard		 guard;
 	size_t			 scanned;	/* bytes of in scanned */
 	uint64_t		 id;

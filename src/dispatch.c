@@ -24,6 +24,8 @@ struct call {
 	bool			 deferred;	/* answered later (call) */
 	uint64_t		 noproc_ref;
 	struct reg_target	 noproc_target;
+	struct sub		*replay;	/* events to send after */
+	uint64_t		 replay_since;
 };
 
 /*
@@ -139,24 +141,40 @@ static int
 h_register(struct call *k)
 {
 	struct server *s = k->s;
+	struct pr_opt opts[] = {
+		{ .key = "queue", .type = PR_OPT_BOOL },
+		{ .key = "allow_replacement", .type = PR_OPT_BOOL },
+		{ .key = "replace", .type = PR_OPT_BOOL },
+	};
 	const pr_value *v = NULL;
 	struct reg_name *n;
 	const char *name, *val = NULL;
 	size_t len, vlen = 0;
+	unsigned flags = 0;
+	uint32_t queued;
 	int r;
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (args_more(&k->rq->args))
+		args_value(&k->rq->args, &v);
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 3) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the options must be a map "
+		    "of \"queue\", \"allow_replacement\" and \"replace\", "
+		    "bools");
+	flags |= opts[0].set && opts[0].b ? REG_QUEUE : 0;
+	flags |= opts[1].set && opts[1].b ? REG_ALLOW_REPLACEMENT : 0;
+	flags |= opts[2].set && opts[2].b ? REG_REPLACE : 0;
 	if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid, name,
 	    len, k->why, sizeof(k->why)))
 		return PR_ERR_FORBIDDEN;
-	if (args_more(&k->rq->args)) {
-		args_value(&k->rq->args, &v);
-		if (stored_value(k, v, &val, &vlen) < 0)
-			return -ENOMEM;
-	}
-	r = registry_register(&s->reg, &k->c->rc, name, len, val, vlen,
-	    now_epoch_ms(), &n);
+	if (v != NULL && stored_value(k, v, &val, &vlen) < 0)
+		return -ENOMEM;
+	r = registry_register_opts(&s->reg, &k->c->rc, name, len, val, vlen,
+	    flags, now_epoch_ms(), &n, &queued);
+	if (r == PR_ERR_TAKEN && n->owner != &k->c->rc &&
+	    (flags & REG_QUEUE))
+		return fail(k, r, "this connection is waiting for the name");
 	if (r == PR_ERR_TAKEN)
 		return fail(k, r, "the name is registered by conn %llu",
 		    (unsigned long long)n->owner->id);
@@ -169,25 +187,42 @@ h_register(struct call *k)
 		    k->c->rc.nnames);
 	if (r != 0)
 		return r < 0 ? r : fail(k, r, "the value is too large");
+	if (queued > 0) {
+		if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+		    proto_put_map(&s->out, 1) < 0 ||
+		    proto_put_str(&s->out, "queued", 6) < 0 ||
+		    proto_put_uint(&s->out, queued) < 0)
+			return -ENOMEM;
+		return 0;
+	}
 	return reply_entry(k, n);
 }
+
+#define STALE	"the name's entry has another generation"
 
 static int
 h_unregister(struct call *k)
 {
 	struct reg_name *n;
 	const char *name;
+	uint64_t gen;
 	size_t len;
+	int r;
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (args_more(&k->rq->args) && args_uint(&k->rq->args, &gen) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the gen must be a uint");
 	n = registry_lookup(&k->s->reg, name, len);
-	if (n == NULL)
-		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
-	if (n->owner != &k->c->rc)
-		return fail(k, PR_ERR_NOT_OWNER, "the name is registered by "
-		    "conn %llu", (unsigned long long)n->owner->id);
-	registry_unregister(&k->s->reg, &k->c->rc, name, len);
+	r = registry_unregister_gen(&k->s->reg, &k->c->rc, name, len,
+	    k->rq->args.n > 1 ? &gen : NULL);
+	if (r == PR_ERR_NOT_FOUND)
+		return fail(k, r, "the name is not registered");
+	if (r == PR_ERR_NOT_OWNER)
+		return fail(k, r, "the name is registered by conn %llu",
+		    (unsigned long long)n->owner->id);
+	if (r == PR_ERR_STALE)
+		return fail(k, r, STALE);
 	return reply_bool(k, true);
 }
 
@@ -229,11 +264,19 @@ h_send(struct call *k)
 	uint64_t gen;
 	int r;
 
+	struct pr_opt opts[] = { { .key = "gen", .type = PR_OPT_UINT } };
+
 	if (args_target(&k->rq->args, &t) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
 	args_value(&k->rq->args, &payload);
+	if (args_more(&k->rq->args) && (t.name == NULL ||
+	    args_opts(&k->rq->args, opts, 1) != 0))
+		return fail(k, PR_ERR_BAD_REQUEST, "the options must be a map "
+		    "whose only key is \"gen\", a uint, and the target a name");
 	if ((r = resolve(k, &t, &owner, &gen)) != 0)
 		return r;
+	if (opts[0].set && opts[0].u != gen)
+		return fail(k, PR_ERR_STALE, STALE);
 	proto_out_reset(&s->push);
 	if (proto_push_message(&s->push, &t, k->c->id, payload) < 0)
 		return -ENOMEM;
@@ -260,6 +303,10 @@ h_monitor(struct call *k)
 
 	if (args_target(&k->rq->args, &t) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
+	if (k->c->rc.nmonitors + k->c->nsubs >= k->s->reg.max_monitors)
+		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
+		    "and subscriptions, the limit",
+		    k->c->rc.nmonitors + k->c->nsubs);
 	if (t.name != NULL) {
 		r = registry_monitor(&k->s->reg, &k->c->rc, t.name, t.len,
 		    &ref, &target);
@@ -591,14 +638,20 @@ h_update(struct call *k)
 	const pr_value *v;
 	const char *name, *val;
 	size_t len, vlen;
+	uint64_t gen;
 	int r;
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
 	args_value(&k->rq->args, &v);
+	if (args_more(&k->rq->args) && args_uint(&k->rq->args, &gen) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the gen must be a uint");
 	if (stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
-	r = registry_update(&k->s->reg, &k->c->rc, name, len, val, vlen, &n);
+	r = registry_update_gen(&k->s->reg, &k->c->rc, name, len, val, vlen,
+	    k->rq->args.n > 2 ? &gen : NULL, &n);
+	if (r == PR_ERR_STALE)
+		return fail(k, r, STALE);
 	if (r == PR_ERR_NOT_FOUND)
 		return fail(k, r, "the name is not registered");
 	if (r == PR_ERR_NOT_OWNER)
@@ -766,6 +819,202 @@ done:
 }
 
 static int
+h_await(struct call *k)
+{
+	uint64_t timeout = PR_CALL_TIMEOUT_DEFAULT;
+	struct reg_name *n;
+	const char *name;
+	size_t len;
+	int r;
+
+	if (args_name(&k->rq->args, &name, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (args_more(&k->rq->args) && (args_uint(&k->rq->args, &timeout) !=
+	    0 || timeout > PR_CALL_TIMEOUT_MAX))
+		return fail(k, PR_ERR_BAD_REQUEST, "timeout_ms must be a uint "
+		    "from 0 to %u", PR_CALL_TIMEOUT_MAX);
+	if ((n = registry_lookup(&k->s->reg, name, len)) != NULL)
+		return reply_entry(k, n);
+	if (timeout == 0)
+		return fail(k, PR_ERR_TIMEOUT, "the name was not registered "
+		    "in time");
+	r = calls_await(k->s, k->c, k->rq->msgid, name, len, timeout);
+	if (r == PR_ERR_LIMIT)
+		return fail(k, r, "this connection has %u calls and awaits "
+		    "pending, the limit", k->c->ncalls_out);
+	if (r != 0)
+		return r;
+	k->deferred = true;
+	return 0;
+}
+
+static int
+h_queue(struct call *k)
+{
+	struct reg_waiter *w;
+	struct reg_queue *q;
+	const char *name;
+	size_t len;
+
+	if (args_name(&k->rq->args, &name, &len) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	q = registry_queue(&k->s->reg, name, len);
+	if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||
+	    proto_put_array(&k->s->out, q != NULL ? q->n : 0) < 0)
+		return -ENOMEM;
+	if (q != NULL) {
+		TAILQ_FOREACH(w, &q->waiters, by_queue) {
+			if (proto_put_uint(&k->s->out, w->ready->owner->id) < 0)
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* Groups under a prefix, by name, for a snapshot. */
+static int
+group_cmp(const void *a, const void *b)
+{
+	const struct reg_group *x = *(struct reg_group *const *)a;
+	const struct reg_group *y = *(struct reg_group *const *)b;
+
+	return bytes_cmp(x->name, x->name_len, y->name, y->name_len);
+}
+
+/*
+ * The snapshot of a subscription: the entries under the prefix, then
+ * with groups the member entries of the groups under it.  Written as the
+ * "entries" value; PR_ERR_TOO_LARGE when it does not fit in max_message.
+ */
+static int
+put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
+{
+	struct server *s = k->s;
+	struct reg_group **gs = NULL;
+	struct reg_member *mb;
+	struct reg_name *n;
+	size_t ng = 0, count = 0, size = 0, budget = result_budget(s);
+	int r = 0;
+
+	if (plen > PR_NAME_MAX)
+		return proto_put_array(&s->out, 0);
+	for (n = registry_seek(&s->reg, prefix, plen, false); n != NULL &&
+	    n->name_len >= plen && memcmp(n->data, prefix, plen) == 0;
+	    n = registry_next(&s->reg, n)) {
+		size += proto_entry_size(n);
+		count++;
+		if (size > budget)
+			return fail(k, PR_ERR_TOO_LARGE, "the names under the "
+			    "prefix do not fit in max_message");
+	}
+	if (groups && s->reg.ngroups > 0) {
+		const struct htab *t = &s->reg.groups;
+
+		if ((gs = malloc(s->reg.ngroups * sizeof(*gs))) == NULL)
+			return -ENOMEM;
+		for (size_t i = 0; i <= t->mask; i++) {
+			struct reg_group *g = t->slots[i].item;
+
+			if (g == NULL || g->name_len < plen ||
+			    memcmp(g->name, prefix, plen) != 0)
+				continue;
+			gs[ng++] = g;
+			count += g->nmembers;
+			TAILQ_FOREACH(mb, &g->members, by_group)
+				size += proto_member_size(mb);
+		}
+		if (size > budget) {
+			free(gs);
+			return fail(k, PR_ERR_TOO_LARGE, "the names and groups "
+			    "under the prefix do not fit in max_message");
+		}
+		qsort(gs, ng, sizeof(*gs), group_cmp);
+	}
+	if (proto_put_array(&s->out, (uint32_t)count) < 0)
+		r = -ENOMEM;
+	for (n = registry_seek(&s->reg, prefix, plen, false); r == 0 &&
+	    n != NULL && n->name_len >= plen &&
+	    memcmp(n->data, prefix, plen) == 0; n = registry_next(&s->reg, n))
+		r = proto_put_entry(&s->out, n);
+	for (size_t i = 0; r == 0 && i < ng; i++) {
+		TAILQ_FOREACH(mb, &gs[i]->members, by_group) {
+			if ((r = proto_put_member(&s->out, mb)) != 0)
+				break;
+		}
+	}
+	free(gs);
+	return r;
+}
+
+static int
+h_subscribe(struct call *k)
+{
+	struct server *s = k->s;
+	struct pr_opt opts[] = {
+		{ .key = "groups", .type = PR_OPT_BOOL },
+		{ .key = "since", .type = PR_OPT_UINT },
+	};
+	const char *prefix;
+	bool resumable = false, groups;
+	struct sub *sb;
+	size_t plen;
+	int r;
+
+	if (args_str(&k->rq->args, SIZE_MAX, &prefix, &plen) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the prefix must be a str");
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 2) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the options must be a map "
+		    "of \"groups\", a bool, and \"since\", a uint");
+	groups = opts[0].set && opts[0].b;
+	if (opts[1].set && opts[1].u > s->subs.seq)
+		return fail(k, PR_ERR_BAD_REQUEST, "since is later than the "
+		    "last event");
+	if (k->c->rc.nmonitors + k->c->nsubs >= s->reg.max_monitors)
+		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
+		    "and subscriptions, the limit",
+		    k->c->rc.nmonitors + k->c->nsubs);
+	/* The response first (a snapshot may not fit), the subscription
+	 * after: the loop is single-threaded, nothing happens between. */
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0)
+		return -ENOMEM;
+	resumable = opts[1].set && opts[1].u >= s->subs.floor;
+	if (proto_put_map(&s->out, opts[1].set ? (resumable ? 3 : 4) : 3) < 0 ||
+	    proto_put_str(&s->out, "sub", 3) < 0 ||
+	    proto_put_uint(&s->out, k->c->next_sub + 1) < 0 ||
+	    proto_put_str(&s->out, "seq", 3) < 0 ||
+	    proto_put_uint(&s->out, s->subs.seq) < 0)
+		return -ENOMEM;
+	if (opts[1].set && (proto_put_str(&s->out, "gap", 3) < 0 ||
+	    proto_put_bool(&s->out, !resumable) < 0))
+		return -ENOMEM;
+	if (!resumable) {
+		if (proto_put_str(&s->out, "entries", 7) < 0)
+			return -ENOMEM;
+		if ((r = put_snapshot(k, prefix, plen, groups)) != 0)
+			return r;
+	}
+	r = subs_start(s, k->c, prefix, plen, groups,
+	    opts[1].set ? &opts[1].u : NULL, &resumable, &sb);
+	if (r != 0)
+		return r;
+	if (resumable) {
+		k->replay = sb;
+		k->replay_since = opts[1].u;
+	}
+	return 0;
+}
+
+static int
+h_unsubscribe(struct call *k)
+{
+	uint64_t id;
+
+	if (args_uint(&k->rq->args, &id) != 0)
+		return fail(k, PR_ERR_BAD_REQUEST, "the sub must be a uint");
+	return reply_bool(k, subs_stop(k->s, k->c, id));
+}
+
+static int
 h_stats(struct call *k)
 {
 	struct server *s = k->s;
@@ -782,6 +1031,9 @@ h_stats(struct call *k)
 		.groups = s->reg.ngroups,
 		.members = s->reg.nmembers,
 		.calls = s->calls.pending,
+		.awaits = s->calls.nawaits,
+		.subscriptions = s->subs.nsubs,
+		.seq = s->subs.seq,
 		.replies_late = s->calls.replies_late,
 	};
 
@@ -811,6 +1063,10 @@ static handler_fn *const handlers[PR_M__COUNT] = {
 	[PR_M_UPDATE] = h_update,
 	[PR_M_KEYS] = h_keys,
 	[PR_M_REGISTER_MANY] = h_register_many,
+	[PR_M_AWAIT] = h_await,
+	[PR_M_QUEUE] = h_queue,
+	[PR_M_SUBSCRIBE] = h_subscribe,
+	[PR_M_UNSUBSCRIBE] = h_unsubscribe,
 };
 
 /* Queue a down notification for a holder. */
@@ -840,6 +1096,39 @@ dispatch_down(void *arg, struct reg_client *holder, uint64_t ref,
 	if (s->stopping)
 		return;
 	notify_down(s, conn_of(holder), ref, target, why);
+}
+
+void
+dispatch_event(void *arg, const struct reg_event *ev)
+{
+	struct server *s = arg;
+	struct conn *c;
+
+	subs_event(s, ev);
+	if (ev->kind == REG_EV_REGISTERED)
+		calls_registered(s, ev->name);
+	if (ev->kind != REG_EV_HANDOVER || s->stopping)
+		return;
+	/* Never dropped, like a down: bounded by the names it concerns. */
+	if (ev->acquired) {
+		c = conn_of(ev->name->owner);
+		proto_out_reset(&s->push);
+		if (proto_push_acquired(&s->push, ev->name) < 0)
+			conn_out_of_memory(c);
+		else
+			conn_write(c, proto_out_data(&s->push),
+			    proto_out_len(&s->push), false);
+	}
+	if (ev->why == PR_DOWN_REPLACED) {
+		c = conn_of(ev->prev);
+		proto_out_reset(&s->push);
+		if (proto_push_lost(&s->push, ev->name->data,
+		    ev->name->name_len, ev->why) < 0)
+			conn_out_of_memory(c);
+		else
+			conn_write(c, proto_out_data(&s->push),
+			    proto_out_len(&s->push), false);
+	}
 }
 
 void
@@ -905,4 +1194,6 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	if (k.noproc)
 		notify_down(s, c, k.noproc_ref, &k.noproc_target,
 		    PR_DOWN_NOPROC);
+	if (k.replay != NULL)
+		subs_replay(s, k.replay, k.replay_since);
 }

@@ -141,3 +141,11 @@ htab_replace(struct htab *t, uint64_t hash, const void *old, void *item)
 	}
 	return false;
 }
+
+int
+htab_reserve(struct htab *t)
+{
+	if ((t->count + 1) * 4 > (t->mask + 1) * 3)
+		return htab_grow(t);
+	return 0;
+}

@@ -39,6 +39,8 @@ void	*htab_find(const struct htab *, uint64_t hash, htab_eq_fn *eq,
 int	 htab_insert(struct htab *, uint64_t hash, void *item);
 /* Remove exactly this item pointer; false when it was not there. */
 bool	 htab_remove(struct htab *, uint64_t hash, const void *item);
+/* Make room for one insert that then cannot fail; 0 or -ENOMEM. */
+int	 htab_reserve(struct htab *);
 /* Put item where old was (same key, e.g. a moved item); false when old
  * was not there. */
 bool	 htab_replace(struct htab *, uint64_t hash, const void *old,

@@ -692,7 +692,9 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 
 	if (p == NULL)
 		return -ENOMEM;
-	*p++ = (char)0x8d;
+	*p++ = (char)0xde;
+	*p++ = 0;
+	*p++ = 16;
 	p = ENC_KEY(p, "connections");
 	p = enc_uint(p, st->connections);
 	p = ENC_KEY(p, "names");
@@ -717,6 +719,12 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 	p = enc_uint(p, st->members);
 	p = ENC_KEY(p, "calls");
 	p = enc_uint(p, st->calls);
+	p = ENC_KEY(p, "awaits");
+	p = enc_uint(p, st->awaits);
+	p = ENC_KEY(p, "subscriptions");
+	p = enc_uint(p, st->subscriptions);
+	p = ENC_KEY(p, "seq");
+	p = enc_uint(p, st->seq);
 	p = ENC_KEY(p, "replies_late");
 	p = enc_uint(p, st->replies_late);
 	out_commit(o, p);
@@ -832,6 +840,72 @@ proto_push_down(struct pr_out *o, uint64_t ref, const struct reg_target *t,
 	p = enc_target(p, t);
 	p = enc_str(p, r, strlen(r));
 	out_commit(o, p);
+	return 0;
+}
+
+int
+proto_put_raw(struct pr_out *o, const void *p, size_t len)
+{
+	return out_raw(o, p, len);
+}
+
+int
+proto_push_event(struct pr_out *o, uint64_t sub, uint64_t seq,
+    const char *kind, const void *payload, size_t len)
+{
+	char *p = out_reserve(o, 48 + strlen(kind));
+
+	if (p == NULL)
+		return -ENOMEM;
+	/* [2, "event", [sub, seq, kind, payload]] */
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = ENC_KEY(p, PR_PUSH_EVENT);
+	*p++ = (char)0x94;
+	p = enc_uint(p, sub);
+	p = enc_uint(p, seq);
+	p = enc_str(p, kind, strlen(kind));
+	out_commit(o, p);
+	return out_raw(o, payload, len);
+}
+
+int
+proto_push_overflow(struct pr_out *o, uint64_t sub, uint64_t seq)
+{
+	if (push_begin(o, PR_PUSH_OVERFLOW, 2) < 0 ||
+	    proto_put_uint(o, sub) < 0 || proto_put_uint(o, seq) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_push_acquired(struct pr_out *o, const struct reg_name *n)
+{
+	if (push_begin(o, PR_PUSH_ACQUIRED, 2) < 0 ||
+	    proto_put_str(o, n->data, n->name_len) < 0 ||
+	    proto_put_entry(o, n) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_push_lost(struct pr_out *o, const char *name, size_t len,
+    enum pr_down_reason why)
+{
+	if (push_begin(o, PR_PUSH_LOST, 2) < 0 ||
+	    proto_put_str(o, name, len) < 0 ||
+	    put_cstr(o, pr_down_reason_name(why)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_put_name_reason(struct pr_out *o, const char *name, size_t len,
+    enum pr_down_reason why)
+{
+	if (proto_put_array(o, 2) < 0 || proto_put_str(o, name, len) < 0 ||
+	    put_cstr(o, pr_down_reason_name(why)) < 0)
+		return -ENOMEM;
 	return 0;
 }
 

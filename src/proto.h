@@ -99,7 +99,8 @@ struct pr_out {
 struct pr_stats {
 	uint64_t	connections, names, monitors, requests, messages, downs,
 			notifications_ignored, connections_total, uptime_ms,
-			groups, members, calls, replies_late;
+			groups, members, calls, awaits, subscriptions, seq,
+			replies_late;
 };
 
 struct pr_hello {
@@ -160,6 +161,18 @@ int	 proto_push_publish(struct pr_out *, const char *group, size_t len,
 int	 proto_push_down(struct pr_out *, uint64_t ref,
 	    const struct reg_target *, enum pr_down_reason);
 int	 proto_push_error(struct pr_out *, enum pr_err, const char *msg);
+/* [2, "event", [sub, seq, kind, payload]], payload already encoded. */
+int	 proto_push_event(struct pr_out *, uint64_t sub, uint64_t seq,
+	    const char *kind, const void *payload, size_t len);
+int	 proto_push_overflow(struct pr_out *, uint64_t sub, uint64_t seq);
+int	 proto_push_acquired(struct pr_out *, const struct reg_name *);
+int	 proto_push_lost(struct pr_out *, const char *name, size_t len,
+	    enum pr_down_reason);
+/* [name, reason], an unregistered event's payload. */
+int	 proto_put_name_reason(struct pr_out *, const char *name, size_t len,
+	    enum pr_down_reason);
+/* Already encoded bytes. */
+int	 proto_put_raw(struct pr_out *, const void *p, size_t len);
 int	 proto_push_shutdown(struct pr_out *, const char *reason);
 /* The error notification "limit: out of memory" into a caller's buffer of
  * at least 64 bytes, with no allocation; its length (0: too small). */

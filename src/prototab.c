@@ -18,6 +18,7 @@ static const char *const err_names[PR_ERR__COUNT] = {
 	[PR_ERR_FORBIDDEN] = "forbidden",
 	[PR_ERR_TIMEOUT] = "timeout",
 	[PR_ERR_DOWN] = "down",
+	[PR_ERR_STALE] = "stale",
 };
 
 static const struct {
@@ -27,10 +28,10 @@ static const struct {
 } methods[PR_M__COUNT] = {
 #define M(n, lo, hi)	{ n, sizeof(n) - 1, lo, hi }
 	[PR_M_HELLO] = M("hello", 0, 1),
-	[PR_M_REGISTER] = M("register", 1, 2),
-	[PR_M_UNREGISTER] = M("unregister", 1, 1),
+	[PR_M_REGISTER] = M("register", 1, 3),
+	[PR_M_UNREGISTER] = M("unregister", 1, 2),
 	[PR_M_WHEREIS] = M("whereis", 1, 1),
-	[PR_M_SEND] = M("send", 2, 2),
+	[PR_M_SEND] = M("send", 2, 3),
 	[PR_M_MONITOR] = M("monitor", 1, 1),
 	[PR_M_DEMONITOR] = M("demonitor", 1, 1),
 	[PR_M_LIST] = M("list", 0, 3),
@@ -42,9 +43,13 @@ static const struct {
 	[PR_M_LEAVE] = M("leave", 1, 1),
 	[PR_M_MEMBERS] = M("members", 1, 1),
 	[PR_M_PUBLISH] = M("publish", 2, 3),
-	[PR_M_UPDATE] = M("update", 2, 2),
+	[PR_M_UPDATE] = M("update", 2, 3),
 	[PR_M_KEYS] = M("keys", 1, 1),
 	[PR_M_REGISTER_MANY] = M("register_many", 1, 1),
+	[PR_M_AWAIT] = M("await", 1, 2),
+	[PR_M_QUEUE] = M("queue", 1, 1),
+	[PR_M_SUBSCRIBE] = M("subscribe", 1, 2),
+	[PR_M_UNSUBSCRIBE] = M("unsubscribe", 1, 1),
 #undef M
 };
 
@@ -53,6 +58,7 @@ static const char *const down_names[PR_DOWN__COUNT] = {
 	[PR_DOWN_DISCONNECTED] = "disconnected",
 	[PR_DOWN_NOPROC] = "noproc",
 	[PR_DOWN_EVICTED] = "evicted",
+	[PR_DOWN_REPLACED] = "replaced",
 };
 
 const char *

@@ -54,6 +54,12 @@ name_hash(const struct registry *reg, const char *s, size_t len)
 	return h;
 }
 
+uint64_t
+registry_hash(const struct registry *reg, const char *s, size_t len)
+{
+	return name_hash(reg, s, len);
+}
+
 static bool
 name_eq(const void *item, const void *key)
 {
@@ -136,12 +142,14 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 		return -ENOMEM;
 	}
 	if (htab_init(&reg->uids, 64) < 0 || htab_init(&reg->ids, 64) < 0 ||
-	    htab_init(&reg->groups, 64) < 0) {
+	    htab_init(&reg->groups, 64) < 0 ||
+	    htab_init(&reg->queues, 64) < 0) {
 		htab_deinit(&reg->names);
 		htab_deinit(&reg->monitors);
 		htab_deinit(&reg->uids);
 		htab_deinit(&reg->ids);
 		htab_deinit(&reg->groups);
+		htab_deinit(&reg->queues);
 		return -ENOMEM;
 	}
 	RB_INIT(&reg->order);
@@ -160,6 +168,7 @@ registry_deinit(struct registry *reg)
 
 	reg->down = NULL;
 	reg->gone = NULL;
+	reg->event = NULL;
 	while ((c = LIST_FIRST(&reg->clients)) != NULL)
 		registry_client_purge(reg, c);
 	htab_deinit(&reg->names);
@@ -167,6 +176,7 @@ registry_deinit(struct registry *reg)
 	htab_deinit(&reg->uids);
 	htab_deinit(&reg->ids);
 	htab_deinit(&reg->groups);
+	htab_deinit(&reg->queues);
 }
 
 int
@@ -197,6 +207,8 @@ registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
 	LIST_INIT(&c->monitors);
 	LIST_INIT(&c->watchers);
 	LIST_INIT(&c->members);
+	LIST_INIT(&c->waits);
+	LIST_INIT(&c->queues);
 	c->pid = pid;
 	c->uid = uid;
 	c->gid = gid;
@@ -234,6 +246,24 @@ monitor_free(struct registry *reg, struct reg_monitor *m)
 	free(m);
 }
 
+static uint64_t
+reg_now(const struct registry *reg)
+{
+	return reg->clock != NULL ? reg->clock() : 0;
+}
+
+/* Tell the event hook about a change (not while a batch is muted). */
+static void
+emit(struct registry *reg, enum reg_ev_kind kind, const struct reg_name *n,
+    const struct reg_member *mb, struct reg_client *prev,
+    enum pr_down_reason why, bool acquired)
+{
+	struct reg_event ev = { kind, n, mb, prev, why, acquired };
+
+	if (reg->event != NULL && !reg->mute)
+		reg->event(reg->down_arg, &ev);
+}
+
 /* Fire every monitor on a list (a name's or a client's) and free it. */
 static void
 monitors_fire(struct registry *reg, struct reg_monitor *first,
@@ -258,6 +288,7 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	monitors_fire(reg, LIST_FIRST(&n->monitors), &t, why);
 	if (reg->gone != NULL)
 		reg->gone(reg->down_arg, n->gen);
+	emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
 	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
 	RB_REMOVE(reg_order, &reg->order, n);
 	LIST_REMOVE(n, owner_link);
@@ -273,6 +304,7 @@ member_free(struct registry *reg, struct reg_member *mb)
 {
 	struct reg_group *g = mb->group;
 
+	emit(reg, REG_EV_LEFT, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
 	TAILQ_REMOVE(&g->members, mb, by_group);
 	LIST_REMOVE(mb, by_client);
 	mb->client->nmembers--;
@@ -286,12 +318,197 @@ member_free(struct registry *reg, struct reg_member *mb)
 	}
 }
 
+static bool
+queue_eq(const void *item, const void *key)
+{
+	const struct reg_queue *q = item;
+	const struct name_key *k = key;
+
+	return q->name->name_len == k->len &&
+	    memcmp(q->name->data, k->s, k->len) == 0;
+}
+
+static struct reg_queue *
+queue_of(const struct registry *reg, const struct reg_name *n)
+{
+	struct name_key k = { n->data, n->name_len };
+
+	if (!(n->flags & REG_HAS_QUEUE))
+		return NULL;
+	return htab_find(&reg->queues, name_hash(reg, n->data, n->name_len),
+	    queue_eq, &k);
+}
+
+/* Forget an empty queue. */
+static void
+queue_drop(struct registry *reg, struct reg_queue *q)
+{
+	htab_remove(&reg->queues, name_hash(reg, q->name->data,
+	    q->name->name_len), q);
+	LIST_REMOVE(q, by_owner);
+	q->name->flags &= ~REG_HAS_QUEUE;
+	free(q);
+}
+
+/* Take a waiter out of its queue and its client's list; its prepared
+ * registration is returned, no longer owned by anything. */
+static struct reg_name *
+waiter_unlink(struct registry *reg, struct reg_waiter *w)
+{
+	struct reg_queue *q = w->q;
+	struct reg_name *ready = w->ready;
+
+	TAILQ_REMOVE(&q->waiters, w, by_queue);
+	LIST_REMOVE(w, by_client);
+	ready->owner->nwaits--;
+	reg->nwaiters--;
+	free(w);
+	if (--q->n == 0)
+		queue_drop(reg, q);
+	return ready;
+}
+
+/* The client's place in n's queue, or NULL: walks the shorter list. */
+static struct reg_waiter *
+waiter_find(const struct registry *reg, struct reg_client *c,
+    const struct reg_name *n)
+{
+	struct reg_queue *q;
+	struct reg_waiter *w;
+
+	if (c->nwaits == 0 || (q = queue_of(reg, n)) == NULL)
+		return NULL;
+	if (q->n < c->nwaits) {
+		TAILQ_FOREACH(w, &q->waiters, by_queue) {
+			if (w->ready->owner == c)
+				return w;
+		}
+		return NULL;
+	}
+	LIST_FOREACH(w, &c->waits, by_client) {
+		if (w->q == q)
+			return w;
+	}
+	return NULL;
+}
+
+/* A registration block, not linked anywhere yet. */
+static struct reg_name *
+name_alloc(struct reg_client *c, const char *name, size_t len,
+    const void *value, size_t vlen, unsigned flags, uint64_t now_ms)
+{
+	struct reg_name *n = malloc(sizeof(*n) + len + vlen);
+
+	if (n == NULL)
+		return NULL;
+	memset(n, 0, sizeof(*n));
+	LIST_INIT(&n->monitors);
+	n->owner = c;
+	n->since_ms = now_ms;
+	n->name_len = (uint8_t)len;
+	n->value_len = (uint32_t)vlen;
+	n->flags = (uint8_t)(flags & (REG_QUEUE | REG_ALLOW_REPLACEMENT));
+	memcpy(n->data, name, len);
+	if (vlen > 0)
+		memcpy(n->data + len, value, vlen);
+	return n;
+}
+
+/*
+ * n's owner gives the name up (why) to nn, a registration prepared for
+ * the next owner, in one step: n's monitors fire and calls through it
+ * fail, nn takes n's place in every index, with a new gen, and takes its
+ * queue along.  n is freed, or with requeue becomes its old owner's place
+ * at the head of the queue (q_spare: a queue to use if there is none).
+ * Nothing here allocates.
+ */
+static void
+name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
+    enum pr_down_reason why, bool acquired, struct reg_waiter *requeue,
+    struct reg_queue *q_spare)
+{
+	struct reg_target t = { n->data, n->name_len, 0 };
+	struct reg_client *prev = n->owner, *to = nn->owner;
+	uint64_t h = name_hash(reg, n->data, n->name_len);
+	struct reg_queue *q;
+
+	monitors_fire(reg, LIST_FIRST(&n->monitors), &t, why);
+	if (reg->gone != NULL)
+		reg->gone(reg->down_arg, n->gen);
+	q = queue_of(reg, n);
+	nn->since_ms = reg_now(reg);
+	nn->gen = ++reg->gen;
+	LIST_INIT(&nn->monitors);
+	htab_replace(&reg->names, h, n, nn);
+	RB_REMOVE(reg_order, &reg->order, n);
+	RB_INSERT(reg_order, &reg->order, nn);
+	LIST_REMOVE(n, owner_link);
+	prev->nnames--;
+	prev->usage->names--;
+	LIST_INSERT_HEAD(&to->names, nn, owner_link);
+	to->nnames++;
+	to->usage->names++;
+	nn->flags &= ~REG_HAS_QUEUE;
+	n->flags &= ~REG_HAS_QUEUE;
+	if (requeue != NULL && q == NULL) {
+		q = q_spare;
+		q_spare = NULL;
+		TAILQ_INIT(&q->waiters);
+		q->n = 0;
+		q->name = nn;
+		/* Cannot fail: the caller reserved the room. */
+		(void)htab_insert(&reg->queues, h, q);
+		LIST_INSERT_HEAD(&prev->queues, q, by_owner);
+	}
+	if (q != NULL) {
+		q->name = nn;
+		LIST_REMOVE(q, by_owner);
+		LIST_INSERT_HEAD(&to->queues, q, by_owner);
+		nn->flags |= REG_HAS_QUEUE;
+	}
+	free(q_spare);
+	if (requeue != NULL) {
+		/* The old block is its owner's next registration. */
+		requeue->q = q;
+		requeue->ready = n;
+		TAILQ_INSERT_HEAD(&q->waiters, requeue, by_queue);
+		LIST_INSERT_HEAD(&prev->waits, requeue, by_client);
+		prev->nwaits++;
+		reg->nwaiters++;
+		q->n++;
+	} else
+		free(n);
+	emit(reg, REG_EV_HANDOVER, nn, NULL, prev, why, acquired);
+}
+
+/* The first waiter becomes n's owner. */
+static void
+name_promote(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
+{
+	struct reg_queue *q = queue_of(reg, n);
+	struct reg_name *nn = waiter_unlink(reg, TAILQ_FIRST(&q->waiters));
+
+	name_handover(reg, n, nn, why, true, NULL, NULL);
+}
+
+/* A registration ends: the queue's head takes over, or the name goes. */
+static void
+name_end(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
+{
+	if (n->flags & REG_HAS_QUEUE)
+		name_promote(reg, n, why);
+	else
+		name_remove(reg, n, why);
+}
+
 bool
 registry_client_purge_step(struct registry *reg, struct reg_client *c,
     size_t budget)
 {
 	struct reg_monitor *m;
 	struct reg_member *mb;
+	struct reg_waiter *w;
+	struct reg_queue *q;
 	struct reg_name *n;
 
 	if (c->id == 0)
@@ -305,6 +522,12 @@ registry_client_purge_step(struct registry *reg, struct reg_client *c,
 			monitor_free(reg, m);
 		while ((mb = LIST_FIRST(&c->members)) != NULL)
 			member_free(reg, mb);
+		while ((w = LIST_FIRST(&c->waits)) != NULL)
+			free(waiter_unlink(reg, w));
+		/* Names others wait for change hands now, before they could
+		 * look free. */
+		while ((q = LIST_FIRST(&c->queues)) != NULL)
+			name_promote(reg, q->name, PR_DOWN_DISCONNECTED);
 		c->dying = true;
 		htab_remove(&reg->ids, mon_hash(c->id, 0), c);
 		monitors_fire(reg, LIST_FIRST(&c->watchers), &t,
@@ -358,52 +581,154 @@ registry_lookup(const struct registry *reg, const char *name, size_t len)
 	return n != NULL && !n->owner->dying ? n : NULL;
 }
 
+/* Does the client have room for one more name or place? */
+static bool
+room_for_one(const struct registry *reg, const struct reg_client *c)
+{
+	return c->nnames + c->nwaits < reg->max_names &&
+	    (reg->max_names_per_uid == 0 ||
+	    c->usage->names < reg->max_names_per_uid);
+}
+
+/* Queue the client for n (registered, not its own). */
+static int
+name_enqueue(struct registry *reg, struct reg_client *c, struct reg_name *n,
+    const void *value, size_t vlen, unsigned flags, uint32_t *queued)
+{
+	struct reg_queue *q = queue_of(reg, n), *nq = NULL;
+	struct reg_waiter *w;
+	struct reg_name *ready;
+
+	if (!room_for_one(reg, c))
+		return PR_ERR_LIMIT;
+	ready = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
+	w = malloc(sizeof(*w));
+	if (q == NULL)
+		nq = q = malloc(sizeof(*q));
+	if (ready == NULL || w == NULL || q == NULL)
+		goto nomem;
+	if (nq != NULL) {
+		TAILQ_INIT(&q->waiters);
+		q->n = 0;
+		q->name = n;
+		if (htab_insert(&reg->queues, name_hash(reg, n->data,
+		    n->name_len), q) < 0)
+			goto nomem;
+		LIST_INSERT_HEAD(&n->owner->queues, q, by_owner);
+		n->flags |= REG_HAS_QUEUE;
+	}
+	w->q = q;
+	w->ready = ready;
+	TAILQ_INSERT_TAIL(&q->waiters, w, by_queue);
+	LIST_INSERT_HEAD(&c->waits, w, by_client);
+	c->nwaits++;
+	reg->nwaiters++;
+	*queued = ++q->n;
+	return 0;
+nomem:
+	free(ready);
+	free(w);
+	free(nq);
+	return -ENOMEM;
+}
+
+/* Take n from an owner that allowed replacement. */
+static int
+name_replace(struct registry *reg, struct reg_client *c, struct reg_name *n,
+    const void *value, size_t vlen, unsigned flags, struct reg_name **out)
+{
+	struct reg_waiter *w = NULL;
+	struct reg_queue *q = NULL;
+	struct reg_name *nn;
+
+	if (!room_for_one(reg, c))
+		return PR_ERR_LIMIT;
+	/* Everything the hand-over needs, before anything changes. */
+	nn = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
+	if (n->flags & REG_QUEUE) {
+		w = malloc(sizeof(*w));
+		if (!(n->flags & REG_HAS_QUEUE))
+			q = malloc(sizeof(*q));
+	}
+	if (nn == NULL || ((n->flags & REG_QUEUE) && (w == NULL ||
+	    (!(n->flags & REG_HAS_QUEUE) && (q == NULL ||
+	    htab_reserve(&reg->queues) < 0))))) {
+		free(nn);
+		free(w);
+		free(q);
+		return -ENOMEM;
+	}
+	name_handover(reg, n, nn, PR_DOWN_REPLACED, false, w, q);
+	*out = nn;
+	return 0;
+}
+
 int
-registry_register(struct registry *reg, struct reg_client *c, const char *name,
-    size_t len, const void *value, size_t vlen, uint64_t now_ms,
-    struct reg_name **out)
+registry_register_opts(struct registry *reg, struct reg_client *c,
+    const char *name, size_t len, const void *value, size_t vlen,
+    unsigned flags, uint64_t now_ms, struct reg_name **out, uint32_t *queued)
 {
 	struct reg_name *n;
 	uint64_t h;
 
-	h = name_hash(reg, name, len);
-	if ((n = lookup_any(reg, name, len, h)) != NULL) {
-		if (!n->owner->dying) {
-			*out = n;
-			return PR_ERR_TAKEN;
-		}
-		/* Its owner is being purged: finish this name now. */
-		name_remove(reg, n, PR_DOWN_DISCONNECTED);
-	}
-	if (c->nnames >= reg->max_names || (reg->max_names_per_uid != 0 &&
-	    c->usage->names >= reg->max_names_per_uid))
-		return PR_ERR_LIMIT;
+	*queued = 0;
 	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
 		return PR_ERR_TOO_LARGE;
-	n = malloc(sizeof(*n) + len + vlen);
-	if (n == NULL)
+	h = name_hash(reg, name, len);
+	if ((n = lookup_any(reg, name, len, h)) != NULL && n->owner->dying) {
+		/* Its owner is being purged (nobody waits for it: those names
+		 * changed hands when the purge began): finish it now. */
+		name_remove(reg, n, PR_DOWN_DISCONNECTED);
+		n = NULL;
+	}
+	if (n != NULL) {
+		*out = n;
+		if (n->owner == c || waiter_find(reg, c, n) != NULL)
+			return PR_ERR_TAKEN;
+		if ((flags & REG_REPLACE) && (n->flags & REG_ALLOW_REPLACEMENT))
+			return name_replace(reg, c, n, value, vlen, flags, out);
+		if (flags & REG_QUEUE)
+			return name_enqueue(reg, c, n, value, vlen, flags,
+			    queued);
+		return PR_ERR_TAKEN;
+	}
+	if (!room_for_one(reg, c))
+		return PR_ERR_LIMIT;
+	if ((n = name_alloc(c, name, len, value, vlen, flags, now_ms)) == NULL)
 		return -ENOMEM;
-	memset(n, 0, sizeof(*n));
-	LIST_INIT(&n->monitors);
-	n->owner = c;
-	n->since_ms = now_ms;
-	n->gen = ++reg->gen;
-	n->name_len = (uint8_t)len;
-	n->value_len = (uint32_t)vlen;
-	memcpy(n->data, name, len);
-	if (vlen > 0)
-		memcpy(n->data + len, value, vlen);
 	if (htab_insert(&reg->names, h, n) < 0) {
 		free(n);
 		return -ENOMEM;
 	}
+	n->gen = ++reg->gen;
 	RB_INSERT(reg_order, &reg->order, n);
 	LIST_INSERT_HEAD(&c->names, n, owner_link);
 	c->nnames++;
 	c->usage->names++;
 	reg->nnames++;
 	*out = n;
+	emit(reg, REG_EV_REGISTERED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
+	    false);
 	return 0;
+}
+
+int
+registry_register(struct registry *reg, struct reg_client *c, const char *name,
+    size_t len, const void *value, size_t vlen, uint64_t now_ms,
+    struct reg_name **out)
+{
+	uint32_t queued;
+
+	return registry_register_opts(reg, c, name, len, value, vlen, 0,
+	    now_ms, out, &queued);
+}
+
+struct reg_queue *
+registry_queue(const struct registry *reg, const char *name, size_t len)
+{
+	struct reg_name *n = registry_lookup(reg, name, len);
+
+	return n != NULL ? queue_of(reg, n) : NULL;
 }
 
 int
@@ -424,22 +749,31 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 		}
 	}
 	/* n is bounded by max_message; the sums cannot overflow. */
-	if (c->nnames + n > reg->max_names || (reg->max_names_per_uid != 0 &&
+	if (c->nnames + c->nwaits + n > reg->max_names ||
+	    (reg->max_names_per_uid != 0 &&
 	    c->usage->names + n > reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
+	/* Quiet until it is sure: the batch shows as all or nothing. */
+	reg->mute = true;
 	for (i = 0; i < n; i++) {
 		r = registry_register(reg, c, names[i], lens[i], values[i],
 		    vlens[i], now_ms, &out[i]);
 		if (r != 0)
 			break;
 	}
-	if (r == 0)
+	if (r == 0) {
+		reg->mute = false;
+		for (i = 0; i < n; i++)
+			emit(reg, REG_EV_REGISTERED, out[i], NULL, NULL,
+			    PR_DOWN_UNREGISTERED, false);
 		return 0;
+	}
 	/* Only a name given twice can be taken now; or memory ran out.
 	 * The new names have no monitors yet: remove them quietly. */
 	*bad = i;
 	while (i-- > 0)
 		name_remove(reg, out[i], PR_DOWN_UNREGISTERED);
+	reg->mute = false;
 	reg->gen = gen;
 	return r == PR_ERR_TAKEN ? PR_ERR_BAD_REQUEST : r;
 }
@@ -448,21 +782,35 @@ int
 registry_update(struct registry *reg, struct reg_client *c, const char *name,
     size_t len, const void *value, size_t vlen, struct reg_name **out)
 {
+	return registry_update_gen(reg, c, name, len, value, vlen, NULL, out);
+}
+
+int
+registry_update_gen(struct registry *reg, struct reg_client *c,
+    const char *name, size_t len, const void *value, size_t vlen,
+    const uint64_t *gen, struct reg_name **out)
+{
 	struct reg_name *n, *nn;
 	struct reg_monitor *m;
+	struct reg_queue *q;
 	uint64_t h;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
 		return PR_ERR_NOT_FOUND;
 	if (n->owner != c)
 		return PR_ERR_NOT_OWNER;
+	if (gen != NULL && *gen != n->gen)
+		return PR_ERR_STALE;
 	if (vlen > UINT32_MAX)
 		return PR_ERR_TOO_LARGE;
 	if (vlen <= n->value_len) {
 		/* Fits where the old one was (shrinking keeps the block). */
-		memcpy(n->data + n->name_len, value, vlen);
+		if (vlen > 0)
+			memcpy(n->data + n->name_len, value, vlen);
 		n->value_len = (uint32_t)vlen;
 		*out = n;
+		emit(reg, REG_EV_UPDATED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
+		    false);
 		return 0;
 	}
 	/*
@@ -472,6 +820,7 @@ registry_update(struct registry *reg, struct reg_client *c, const char *name,
 	 */
 	if ((nn = malloc(sizeof(*nn) + len + vlen)) == NULL)
 		return -ENOMEM;
+	q = queue_of(reg, n);
 	memcpy(nn, n, sizeof(*nn) + len);
 	memcpy(nn->data + len, value, vlen);
 	nn->value_len = (uint32_t)vlen;
@@ -487,8 +836,11 @@ registry_update(struct registry *reg, struct reg_client *c, const char *name,
 		m->target = nn;
 		LIST_INSERT_HEAD(&nn->monitors, m, by_target);
 	}
+	if (q != NULL)
+		q->name = nn;
 	free(n);
 	*out = nn;
+	emit(reg, REG_EV_UPDATED, nn, NULL, NULL, PR_DOWN_UNREGISTERED, false);
 	return 0;
 }
 
@@ -499,7 +851,7 @@ registry_evict(struct registry *reg, const char *name, size_t len)
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
 		return PR_ERR_NOT_FOUND;
-	name_remove(reg, n, PR_DOWN_EVICTED);
+	name_end(reg, n, PR_DOWN_EVICTED);
 	return 0;
 }
 
@@ -507,13 +859,27 @@ int
 registry_unregister(struct registry *reg, struct reg_client *c,
     const char *name, size_t len)
 {
+	return registry_unregister_gen(reg, c, name, len, NULL);
+}
+
+int
+registry_unregister_gen(struct registry *reg, struct reg_client *c,
+    const char *name, size_t len, const uint64_t *gen)
+{
+	struct reg_waiter *w;
 	struct reg_name *n;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
 		return PR_ERR_NOT_FOUND;
-	if (n->owner != c)
-		return PR_ERR_NOT_OWNER;
-	name_remove(reg, n, PR_DOWN_UNREGISTERED);
+	if (n->owner != c) {
+		if ((w = waiter_find(reg, c, n)) == NULL)
+			return PR_ERR_NOT_OWNER;
+		free(waiter_unlink(reg, w));
+		return 0;
+	}
+	if (gen != NULL && *gen != n->gen)
+		return PR_ERR_STALE;
+	name_end(reg, n, PR_DOWN_UNREGISTERED);
 	return 0;
 }
 
@@ -703,6 +1069,7 @@ registry_join(struct registry *reg, struct reg_client *c, const char *group,
 	c->nmembers++;
 	reg->nmembers++;
 	*out = mb;
+	emit(reg, REG_EV_JOINED, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
 	return 0;
 }
 
@@ -746,10 +1113,13 @@ registry_check(struct registry *reg)
 	struct reg_name *n, *prev = NULL;
 	struct reg_monitor *m;
 	struct reg_member *mb;
+	struct reg_waiter *w;
+	struct reg_queue *q;
 	uint64_t names = 0, mons = 0, tree = 0, targeted = 0, members = 0;
+	uint64_t queues = 0, waiters = 0;
 
 	LIST_FOREACH(c, &reg->clients, link) {
-		uint32_t cn = 0, cm = 0, cmb = 0;
+		uint32_t cn = 0, cm = 0, cmb = 0, cw = 0;
 
 		if (c->id == 0)
 			return "a purged client is still listed";
@@ -792,6 +1162,29 @@ registry_check(struct registry *reg)
 				return "a membership is not linked both ways";
 			cmb++;
 		}
+		LIST_FOREACH(q, &c->queues, by_owner) {
+			uint32_t qn = 0;
+
+			if (q->name->owner != c || !(q->name->flags &
+			    REG_HAS_QUEUE) || queue_of(reg, q->name) != q)
+				return "a queue is not linked to its name";
+			TAILQ_FOREACH(w, &q->waiters, by_queue) {
+				if (w->q != q || w->ready->owner == c)
+					return "a waiter is in the wrong queue";
+				qn++;
+			}
+			if (qn != q->n || qn == 0)
+				return "a queue's count is wrong";
+			queues++;
+		}
+		LIST_FOREACH(w, &c->waits, by_client) {
+			if (w->ready->owner != c)
+				return "a waiter is on the wrong client";
+			cw++;
+		}
+		if (cw != c->nwaits)
+			return "a client's wait count is wrong";
+		waiters += cw;
 		if (registry_client_find(reg, c->id) != (c->dying ? NULL : c))
 			return "a client is missing from the id index";
 		if (cmb != c->nmembers)
@@ -826,5 +1219,7 @@ registry_check(struct registry *reg)
 		return "the monitor counts disagree";
 	if (members != reg->nmembers || reg->groups.count != reg->ngroups)
 		return "the membership counts disagree";
+	if (queues != reg->queues.count || waiters != reg->nwaiters)
+		return "the queue counts disagree";
 	return NULL;
 }

@@ -30,6 +30,14 @@
 struct reg_name;
 struct reg_monitor;
 struct reg_member;
+struct reg_waiter;
+struct reg_queue;
+
+/* Flags of a registration, and of a register request. */
+#define REG_QUEUE		0x01	/* queue: true */
+#define REG_ALLOW_REPLACEMENT	0x02	/* allow_replacement: true */
+#define REG_REPLACE		0x04	/* replace: true (request only) */
+#define REG_HAS_QUEUE		0x80	/* connections wait for the name */
 
 /* What one user holds across its connections, for per-uid caps. */
 struct reg_uid {
@@ -45,6 +53,8 @@ struct reg_client {
 	LIST_HEAD(, reg_monitor)	 monitors; /* monitors it holds */
 	LIST_HEAD(, reg_monitor)	 watchers; /* monitors on it */
 	LIST_HEAD(, reg_member)		 members; /* its memberships */
+	LIST_HEAD(, reg_waiter)		 waits;	/* queues it waits in */
+	LIST_HEAD(, reg_queue)		 queues; /* queues of names it owns */
 	uint64_t			 id;
 	uint64_t			 next_ref;
 	int64_t				 pid;
@@ -53,6 +63,7 @@ struct reg_client {
 	uint32_t			 nnames;
 	uint32_t			 nmonitors;
 	uint32_t			 nmembers;
+	uint32_t			 nwaits;
 	bool				 dying;	/* purge under way */
 	struct reg_uid			*usage;	/* its user's totals */
 };
@@ -67,7 +78,31 @@ struct reg_name {
 	uint64_t			 gen;
 	uint32_t			 value_len;
 	uint8_t				 name_len;
+	uint8_t				 flags;	/* REG_* */
 	char				 data[];
+};
+
+/*
+ * The connections waiting for a registered name, first in line first.
+ * Only names with waiters have one (found by name in the queues index),
+ * so names cost nothing for the feature.
+ */
+struct reg_queue {
+	LIST_ENTRY(reg_queue)		 by_owner;
+	TAILQ_HEAD(, reg_waiter)	 waiters;
+	struct reg_name			*name;
+	uint32_t			 n;
+};
+
+/*
+ * A place in a queue.  The registration it will become is allocated when
+ * it queues, so that a hand-over never allocates and cannot fail.
+ */
+struct reg_waiter {
+	TAILQ_ENTRY(reg_waiter)		 by_queue;
+	LIST_ENTRY(reg_waiter)		 by_client;
+	struct reg_queue		*q;
+	struct reg_name			*ready;	/* owner, name, value, flags */
 };
 
 /* A monitor watches a name (target) or a client (target_client). */
@@ -124,6 +159,28 @@ typedef void	reg_down_fn(void *arg, struct reg_client *holder, uint64_t ref,
  */
 typedef void	reg_gone_fn(void *arg, uint64_t gen);
 
+/* A change, for subscriptions and awaits. */
+enum reg_ev_kind {
+	REG_EV_REGISTERED,	/* name */
+	REG_EV_UNREGISTERED,	/* name (about to be freed), why */
+	REG_EV_UPDATED,		/* name */
+	REG_EV_HANDOVER,	/* name: the new owner's; prev, why, acquired */
+	REG_EV_JOINED,		/* member */
+	REG_EV_LEFT		/* member (about to be freed) */
+};
+
+struct reg_event {
+	enum reg_ev_kind		 kind;
+	const struct reg_name		*name;
+	const struct reg_member		*member;
+	struct reg_client		*prev;	/* HANDOVER: the old owner */
+	enum pr_down_reason		 why;
+	bool				 acquired; /* HANDOVER from the queue */
+};
+
+/* Called after each change; it must not call back into the registry. */
+typedef void	reg_event_fn(void *arg, const struct reg_event *);
+
 RB_HEAD(reg_order, reg_name);
 
 struct registry {
@@ -132,6 +189,7 @@ struct registry {
 	struct htab			 uids;		/* struct reg_uid */
 	struct htab			 ids;		/* clients by id */
 	struct htab			 groups;
+	struct htab			 queues;	/* struct reg_queue */
 	struct reg_order		 order;
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
@@ -139,13 +197,17 @@ struct registry {
 	uint64_t			 nmonitors;
 	uint64_t			 ngroups;
 	uint64_t			 nmembers;
+	uint64_t			 nwaiters;
 	uint64_t			 gen;		/* the last one given */
 	uint32_t			 max_names;	/* per client */
 	uint32_t			 max_monitors;	/* per client */
 	uint64_t			 max_names_per_uid; /* 0: no cap */
 	reg_down_fn			*down;
 	reg_gone_fn			*gone;		/* may be NULL */
-	void				*down_arg;	/* for both */
+	reg_event_fn			*event;		/* may be NULL */
+	void				*down_arg;	/* for all three */
+	uint64_t			(*clock)(void);	/* epoch ms; NULL: 0 */
+	bool				 mute;		/* no events (batch) */
 };
 
 /* Set up an empty registry with a random hash key; 0 or -ENOMEM. */
@@ -192,6 +254,9 @@ reg_name_value(const struct reg_name *n)
 	return n->data + n->name_len;
 }
 
+/* The registry's keyed hash of a name, for other indexes of names. */
+uint64_t registry_hash(const struct registry *, const char *s, size_t len);
+
 /* True when the bytes are a valid name: 1..255 bytes of UTF-8, no NUL. */
 bool	 registry_name_valid(const char *name, size_t len);
 
@@ -204,6 +269,21 @@ bool	 registry_name_valid(const char *name, size_t len);
 int	 registry_register(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    uint64_t now_ms, struct reg_name **out);
+/*
+ * The same with REG_QUEUE, REG_ALLOW_REPLACEMENT and REG_REPLACE flags.
+ * With REG_QUEUE a registered name puts the client in its queue: 0 with
+ * *queued set to its position (else 0).  REG_REPLACE takes a name whose
+ * owner allowed replacement.  PR_ERR_TAKEN (*out the entry) also when
+ * the client owns or waits for the name; PR_ERR_LIMIT when its names and
+ * places reach max_names.
+ */
+int	 registry_register_opts(struct registry *, struct reg_client *,
+	    const char *name, size_t len, const void *value, size_t vlen,
+	    unsigned flags, uint64_t now_ms, struct reg_name **out,
+	    uint32_t *queued);
+/* The queue of a registered name, or NULL when nobody waits. */
+struct reg_queue *registry_queue(const struct registry *, const char *name,
+	    size_t len);
 /*
  * Register n names at once, all or none.  PR_ERR_TAKEN (*bad: the index
  * of the first registered name, *out[0] its entry), PR_ERR_BAD_REQUEST
@@ -222,6 +302,10 @@ int	 registry_register_many(struct registry *, struct reg_client *,
 int	 registry_update(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    struct reg_name **out);
+/* Checks that the entry has generation gen first: PR_ERR_STALE. */
+int	 registry_update_gen(struct registry *, struct reg_client *,
+	    const char *name, size_t len, const void *value, size_t vlen,
+	    const uint64_t *gen, struct reg_name **out);
 /* Remove a name whoever holds it, firing PR_DOWN_EVICTED; or
  * PR_ERR_NOT_FOUND. */
 int	 registry_evict(struct registry *, const char *name, size_t len);
@@ -229,6 +313,13 @@ int	 registry_evict(struct registry *, const char *name, size_t len);
  * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
 int	 registry_unregister(struct registry *, struct reg_client *,
 	    const char *name, size_t len);
+/*
+ * The same, fenced: with gen non-NULL, PR_ERR_STALE unless the entry has
+ * that generation.  A client waiting for the name gives up its place.
+ * When others wait, the first becomes the owner in the same step.
+ */
+int	 registry_unregister_gen(struct registry *, struct reg_client *,
+	    const char *name, size_t len, const uint64_t *gen);
 /* The entry of a name, or NULL (also while its owner is being purged). */
 struct reg_name	*registry_lookup(const struct registry *, const char *name,
 	    size_t len);

@@ -255,6 +255,15 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->cfg.max_names = cfg.max_names;
 	s->cfg.max_monitors = cfg.max_monitors;
 	s->cfg.max_calls = cfg.max_calls;
+	if (cfg.history != s->cfg.history) {
+		if (subs_resize(&s->subs, (size_t)cfg.history) < 0) {
+			log_err(&s->log, "reload: no memory for a history of "
+			    "%llu events; keeping none",
+			    (unsigned long long)cfg.history);
+			cfg.history = 0;
+		}
+		s->cfg.history = cfg.history;
+	}
 	s->cfg.max_outbuf = cfg.max_outbuf;
 	s->cfg.max_conns = cfg.max_conns;
 	s->cfg.drain_ms = cfg.drain_ms;
@@ -512,6 +521,7 @@ server_init(struct server *s, const struct config *cfg)
 	if (registry_init(&s->reg, (uint32_t)cfg->max_names,
 	    (uint32_t)cfg->max_monitors, dispatch_down, s) < 0 ||
 	    calls_init(&s->calls) < 0 ||
+	    subs_init(&s->subs, (size_t)cfg->history) < 0 ||
 	    proto_decoder_init(&s->dec) < 0 ||
 	    (s->list_buf = calloc(PR_LIST_MAX, sizeof(*s->list_buf))) == NULL) {
 		log_err(&s->log, "out of memory");
@@ -519,6 +529,8 @@ server_init(struct server *s, const struct config *cfg)
 	}
 	s->reg.max_names_per_uid = cfg->max_names_per_uid;
 	s->reg.gone = calls_gone;
+	s->reg.event = dispatch_event;
+	s->reg.clock = now_epoch_ms;
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(s->boot, sizeof(s->boot), rnd, sizeof(rnd));
 	signal(SIGPIPE, SIG_IGN);
@@ -596,6 +608,7 @@ server_deinit(struct server *s)
 	if (s->ev_heartbeat)
 		event_free(s->ev_heartbeat);
 	calls_deinit(&s->calls);
+	subs_deinit(&s->subs);
 	if (s->base)
 		event_base_free(s->base);
 	registry_deinit(&s->reg);

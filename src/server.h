@@ -17,6 +17,7 @@
 #include "log.h"
 #include "proto.h"
 #include "registry.h"
+#include "subs.h"
 
 struct conn;
 
@@ -43,6 +44,7 @@ struct server {
 	struct event		*ev_heartbeat;	/* systemd watchdog, status */
 	struct registry		 reg;
 	struct calls		 calls;
+	struct subs		 subs;
 	struct pr_decoder	 dec;
 	struct pr_out		 out;		/* replies */
 	struct pr_out		 push;		/* notifications to others */

@@ -1,0 +1,82 @@
+/*
+ * subs.h: the event stream: every registry change gets the next sequence
+ * number, goes into a bounded history (for resuming), and to each
+ * subscription whose prefix matches.  A subscriber that cannot take an
+ * event loses its subscription with an overflow notice, never the
+ * daemon's memory.
+ */
+#ifndef SUBS_H
+#define SUBS_H
+
+#include <sys/queue.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+#include "registry.h"
+
+struct conn;
+struct server;
+
+struct sub {
+	TAILQ_ENTRY(sub)	 all;
+	LIST_ENTRY(sub)		 by_conn;
+	struct conn		*c;
+	uint64_t		 id;
+	bool			 groups;
+	bool			 none;		/* prefix > 255 bytes: nothing */
+	uint8_t			 plen;
+	char			 prefix[PR_NAME_MAX];
+};
+
+/* One event of the history: name bytes, then the encoded payload. */
+struct hev {
+	uint64_t		 seq;
+	char			*buf;
+	uint32_t		 len;
+	uint32_t		 cap;
+	uint8_t			 kind;
+	uint8_t			 name_len;
+	bool			 group;
+};
+
+struct subs {
+	TAILQ_HEAD(, sub)	 all;
+	uint64_t		 nsubs;
+	uint64_t		 seq;		/* the last event's */
+	uint64_t		 floor;		/* events <= floor are gone */
+	struct hev		*ring;
+	size_t			 cap;		/* history size; 0: none */
+	size_t			 head;		/* oldest */
+	size_t			 count;
+	struct pr_out		 payload;	/* the event being built */
+	struct pr_out		 push;
+};
+
+int	 subs_init(struct subs *, size_t history);
+void	 subs_deinit(struct subs *);
+/* A new history size (reload): the history restarts empty. */
+int	 subs_resize(struct subs *, size_t history);
+/* The registry's event hook's part: number, keep, deliver. */
+void	 subs_event(struct server *, const struct reg_event *);
+/*
+ * Start a subscription for c.  With since: *resumable tells whether the
+ * history still holds every event after it (then call subs_replay after
+ * the response).  PR_ERR_BAD_REQUEST (since in the future), -ENOMEM.
+ */
+int	 subs_start(struct server *, struct conn *c, const char *prefix,
+	    size_t plen, bool groups, const uint64_t *since, bool *resumable,
+	    struct sub **out);
+/* Send the events after since that match the subscription. */
+void	 subs_replay(struct server *, struct sub *, uint64_t since);
+/* Does the subscription take this name or group? */
+bool	 subs_match(const struct sub *, const char *name, size_t len,
+	    bool group);
+/* End c's subscription id; false when it has none by that id. */
+bool	 subs_stop(struct server *, struct conn *c, uint64_t id);
+/* A connection closes: its subscriptions end. */
+void	 subs_conn_closed(struct server *, struct conn *);
+
+#endif /* SUBS_H */
