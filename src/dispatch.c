@@ -780,8 +780,15 @@ h_register_many(struct call *k)
 		}
 		vlens[i] = proto_out_len(&s->scratch) - voff[i];
 	}
-	for (i = 0; i < n; i++) {
+	/* voff doubles as the index array: its offsets are used up below. */
+	for (i = 0; i < n; i++)
 		vals[i] = proto_out_data(&s->scratch) + voff[i];
+	if (registry_first_duplicate(names, lens, n, voff, &bad)) {
+		r = fail(k, PR_ERR_BAD_REQUEST, "name %zu of the array appears "
+		    "before it in the array", bad + 1);
+		goto done;
+	}
+	for (i = 0; i < n; i++) {
 		if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid,
 		    names[i], lens[i], k->why, sizeof(k->why))) {
 			r = PR_ERR_FORBIDDEN;

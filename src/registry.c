@@ -731,6 +731,54 @@ registry_queue(const struct registry *reg, const char *name, size_t len)
 	return n != NULL ? queue_of(reg, n) : NULL;
 }
 
+struct dup_ctx {
+	const char *const	*names;
+	const size_t		*lens;
+};
+
+static int
+dup_cmp(const void *a, const void *b, void *arg)
+{
+	const struct dup_ctx *d = arg;
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	size_t lx = d->lens[x], ly = d->lens[y];
+	int c = memcmp(d->names[x], d->names[y], lx < ly ? lx : ly);
+
+	if (c == 0)
+		c = lx < ly ? -1 : lx > ly;
+	if (c == 0)
+		c = x < y ? -1 : x > y;
+	return c;
+}
+
+bool
+registry_first_duplicate(const char *const *names, const size_t *lens,
+    size_t n, size_t *idx, size_t *dup)
+{
+	struct dup_ctx d = { names, lens };
+	bool found = false;
+
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	qsort_r(idx, n, sizeof(*idx), dup_cmp, &d);
+	/* Equal names sit together, in array order: the second of each run
+	 * is where that name repeats first. */
+	for (size_t i = 1; i < n; i++) {
+		size_t a = idx[i - 1], b = idx[i];
+
+		if (lens[a] != lens[b] || memcmp(names[a], names[b],
+		    lens[a]) != 0)
+			continue;
+		if (i >= 2 && lens[idx[i - 2]] == lens[a] &&
+		    memcmp(names[idx[i - 2]], names[a], lens[a]) == 0)
+			continue;	/* a third or later copy */
+		if (!found || b < *dup)
+			*dup = b;
+		found = true;
+	}
+	return found;
+}
+
 int
 registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
     const char *const *names, const size_t *lens, const void *const *values,

@@ -295,6 +295,12 @@ int	 registry_register_many(struct registry *, struct reg_client *,
 	    const void *const *values, const size_t *vlens, uint64_t now_ms,
 	    struct reg_name **out, size_t *bad);
 /*
+ * The first index of names[0..n-1] whose name came earlier in the array;
+ * false when all differ.  O(n log n), no allocation beyond idx (n slots).
+ */
+bool	 registry_first_duplicate(const char *const *names, const size_t *lens,
+	    size_t n, size_t *idx, size_t *dup);
+/*
  * Replace the value of the client's name (the entry may move: *out is
  * where it is now).  PR_ERR_NOT_FOUND, PR_ERR_NOT_OWNER, PR_ERR_TOO_LARGE,
  * -ENOMEM (the old value stays).

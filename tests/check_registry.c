@@ -25,6 +25,8 @@ struct downs {
 	int		 n;
 	uint64_t	 gone[64];	/* gens the gone hook was told */
 	int		 ngone;
+	struct reg_event ev[256];	/* events, their pointers stale */
+	int		 nev;
 };
 
 static void
@@ -42,6 +44,16 @@ record_down(void *arg, struct reg_client *holder, uint64_t ref,
 	d->rec[d->n].conn = target->conn;
 	d->rec[d->n].why = why;
 	d->n++;
+}
+
+static void
+record_event(void *arg, const struct reg_event *ev)
+{
+	struct downs *d = arg;
+
+	if (d->nev < 256)
+		d->ev[d->nev] = *ev;
+	d->nev++;
 }
 
 static void
@@ -65,6 +77,7 @@ setup(void)
 	ck_assert_int_eq(registry_init(&reg, 1000, 1000, record_down, &downs),
 	    0);
 	reg.gone = record_gone;
+	reg.event = record_event;
 	registry_client_init(&reg, &ca, 1, 100, 1000, 1000);
 	registry_client_init(&reg, &cb, 2, 200, 1001, 1001);
 	registry_client_init(&reg, &cc, 3, 300, 1002, 1002);
@@ -521,6 +534,185 @@ START_TEST(register_many_all_or_none)
 }
 END_TEST
 
+START_TEST(first_duplicate)
+{
+	const char *names[] = { "b", "a", "c", "a", "b", "a" };
+	const size_t lens[] = { 1, 1, 1, 1, 1, 1 };
+	size_t idx[6], dup = 99;
+
+	ck_assert(registry_first_duplicate(names, lens, 6, idx, &dup));
+	ck_assert_uint_eq(dup, 3);
+	ck_assert(!registry_first_duplicate(names, lens, 3, idx, &dup));
+	ck_assert(!registry_first_duplicate(names, lens, 0, idx, &dup));
+}
+END_TEST
+
+static struct reg_name *
+queue_ok(struct reg_client *c, const char *name, unsigned flags,
+    uint32_t want)
+{
+	struct reg_name *n = NULL;
+	uint32_t q = 99;
+
+	ck_assert_int_eq(registry_register_opts(&reg, c, name, strlen(name),
+	    "\xa1q", 2, flags, 5, &n, &q), 0);
+	ck_assert_uint_eq(q, want);
+	ck_assert_ptr_null(registry_check(&reg));
+	return n;
+}
+
+START_TEST(queue_hands_over_in_one_step)
+{
+	struct reg_name *n = queue_ok(&ca, "x", REG_QUEUE, 0), *t;
+	uint64_t gen = n->gen, ref, g2 = 7;
+	struct reg_queue *q;
+	uint32_t pos;
+
+	queue_ok(&cb, "x", REG_QUEUE, 1);
+	queue_ok(&cc, "x", REG_QUEUE, 2);
+	/* The owner and a waiter cannot queue again. */
+	ck_assert_int_eq(registry_register_opts(&reg, &ca, "x", 1, NULL, 0,
+	    REG_QUEUE, 5, &t, &pos), PR_ERR_TAKEN);
+	ck_assert_int_eq(registry_register_opts(&reg, &cb, "x", 1, NULL, 0,
+	    REG_QUEUE, 5, &t, &pos), PR_ERR_TAKEN);
+	q = registry_queue(&reg, "x", 1);
+	ck_assert_uint_eq(q->n, 2);
+	ck_assert_ptr_eq(TAILQ_FIRST(&q->waiters)->ready->owner, &cb);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "x", 1, &ref, &t), 0);
+	/* Fenced: a stale gen does nothing. */
+	ck_assert_int_eq(registry_unregister_gen(&reg, &ca, "x", 1, &g2),
+	    PR_ERR_STALE);
+	ck_assert_int_eq(registry_update_gen(&reg, &ca, "x", 1, "\x01", 1,
+	    &g2, &t), PR_ERR_STALE);
+	downs.nev = 0;
+	ck_assert_int_eq(registry_unregister_gen(&reg, &ca, "x", 1, &gen), 0);
+	ck_assert_ptr_null(registry_check(&reg));
+	n = registry_lookup(&reg, "x", 1);
+	ck_assert_ptr_eq(n->owner, &cb);
+	ck_assert_uint_gt(n->gen, gen);
+	ck_assert_mem_eq(reg_name_value(n), "\xa1q", 2);
+	ck_assert_int_eq(downs.n, 1);
+	ck_assert_int_eq(downs.rec[0].why, PR_DOWN_UNREGISTERED);
+	ck_assert_int_eq(downs.ngone, 1);
+	ck_assert_uint_eq(downs.gone[0], gen);
+	/* One event: a hand-over, never an unregistered in between. */
+	ck_assert_int_eq(downs.nev, 1);
+	ck_assert_int_eq(downs.ev[0].kind, REG_EV_HANDOVER);
+	ck_assert(downs.ev[0].acquired);
+	ck_assert_ptr_eq(downs.ev[0].prev, &ca);
+	ck_assert_uint_eq(ca.nnames, 0);
+	ck_assert_uint_eq(cb.nnames, 1);
+	ck_assert_uint_eq(cb.nwaits, 0);
+	/* The last waiter gives up its place: the queue goes. */
+	ck_assert_int_eq(registry_unregister(&reg, &cc, "x", 1), 0);
+	ck_assert_ptr_null(registry_queue(&reg, "x", 1));
+	ck_assert_int_eq(n->flags & REG_HAS_QUEUE, 0);
+	ck_assert_int_eq(registry_unregister(&reg, &cc, "x", 1),
+	    PR_ERR_NOT_OWNER);
+}
+END_TEST
+
+START_TEST(purge_hands_over_at_once)
+{
+	struct reg_name *n;
+
+	queue_ok(&ca, "x", 0, 0);
+	reg_ok(&ca, "y", NULL);
+	queue_ok(&cb, "x", REG_QUEUE, 1);
+	queue_ok(&ca, "z", REG_QUEUE, 0);
+	queue_ok(&cc, "z", REG_QUEUE, 0 + 1);
+	queue_ok(&cb, "z", REG_QUEUE, 2);
+	/* c waits for z; c goes: it leaves the queue. */
+	registry_client_purge(&reg, &cc);
+	ck_assert_uint_eq(registry_queue(&reg, "z", 1)->n, 1);
+	/* a goes: even before its first slice, x and z have new owners. */
+	ck_assert(!registry_client_purge_step(&reg, &ca, 0));
+	n = registry_lookup(&reg, "x", 1);
+	ck_assert_ptr_nonnull(n);
+	ck_assert_ptr_eq(n->owner, &cb);
+	ck_assert_ptr_eq(registry_lookup(&reg, "z", 1)->owner, &cb);
+	ck_assert_ptr_null(registry_lookup(&reg, "y", 1));
+	ck_assert_ptr_null(registry_check(&reg));
+	registry_client_purge(&reg, &ca);
+	ck_assert_uint_eq(reg.nnames, 2);
+	ck_assert_uint_eq(reg.nwaiters, 0);
+}
+END_TEST
+
+START_TEST(replace_with_and_without_consent)
+{
+	struct reg_name *n, *t;
+	uint64_t ref;
+	uint32_t pos;
+
+	queue_ok(&ca, "p", REG_ALLOW_REPLACEMENT | REG_QUEUE, 0);
+	queue_ok(&cb, "s", 0, 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "p", 1, &ref, &t), 0);
+	downs.nev = 0;
+	n = queue_ok(&cb, "p", REG_REPLACE, 0);
+	ck_assert_ptr_eq(n->owner, &cb);
+	ck_assert_int_eq(downs.n, 1);
+	ck_assert_int_eq(downs.rec[0].why, PR_DOWN_REPLACED);
+	ck_assert_int_eq(downs.nev, 1);
+	ck_assert_int_eq(downs.ev[0].kind, REG_EV_HANDOVER);
+	ck_assert(!downs.ev[0].acquired);
+	ck_assert_int_eq(downs.ev[0].why, PR_DOWN_REPLACED);
+	/* a asked to queue: it waits at the head. */
+	ck_assert_uint_eq(registry_queue(&reg, "p", 1)->n, 1);
+	ck_assert_uint_eq(ca.nwaits, 1);
+	ck_assert_uint_eq(ca.nnames, 0);
+	/* b did not allow replacement. */
+	ck_assert_int_eq(registry_register_opts(&reg, &cc, "p", 1, NULL, 0,
+	    REG_REPLACE, 5, &t, &pos), PR_ERR_TAKEN);
+	queue_ok(&cc, "p", REG_REPLACE | REG_QUEUE, 2);
+	/* b lets go: a is back, and c is next. */
+	ck_assert_int_eq(registry_unregister(&reg, &cb, "p", 1), 0);
+	n = registry_lookup(&reg, "p", 1);
+	ck_assert_ptr_eq(n->owner, &ca);
+	ck_assert_int_eq(n->flags & (REG_ALLOW_REPLACEMENT | REG_QUEUE),
+	    REG_ALLOW_REPLACEMENT | REG_QUEUE);
+	ck_assert_uint_eq(registry_queue(&reg, "p", 1)->n, 1);
+	/* A replaced owner that did not ask to queue just loses it. */
+	queue_ok(&ca, "r", REG_ALLOW_REPLACEMENT, 0);
+	queue_ok(&cc, "r", REG_REPLACE, 0);
+	ck_assert_ptr_null(registry_queue(&reg, "r", 1));
+	ck_assert_uint_eq(ca.nnames, 1);
+}
+END_TEST
+
+START_TEST(events_and_muted_batches)
+{
+	const char *names[] = { "m1", "m2", "m1" };
+	const size_t lens[] = { 2, 2, 2 };
+	const void *vals[] = { NULL, NULL, NULL };
+	const size_t vlens[] = { 0, 0, 0 };
+	struct reg_name *out[3], *u;
+	struct reg_member *m;
+	size_t bad;
+
+	reg_ok(&ca, "a", NULL);
+	ck_assert_int_eq(registry_update(&reg, &ca, "a", 1, "\x01", 1, &u), 0);
+	ck_assert_int_eq(registry_join(&reg, &cb, "g", 1, NULL, 0, 1, &m), 0);
+	ck_assert_int_eq(registry_leave(&reg, &cb, "g", 1), 0);
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 3, names, lens,
+	    vals, vlens, 1, out, &bad), PR_ERR_BAD_REQUEST);
+	ck_assert_int_eq(registry_register_many(&reg, &ca, 2, names, lens,
+	    vals, vlens, 1, out, &bad), 0);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "a", 1), 0);
+	ck_assert_int_eq(downs.nev, 7);
+	ck_assert_int_eq(downs.ev[0].kind, REG_EV_REGISTERED);
+	ck_assert_int_eq(downs.ev[1].kind, REG_EV_UPDATED);
+	ck_assert_int_eq(downs.ev[2].kind, REG_EV_JOINED);
+	ck_assert_int_eq(downs.ev[3].kind, REG_EV_LEFT);
+	/* The failed batch said nothing; the good one after it, in order. */
+	ck_assert_int_eq(downs.ev[4].kind, REG_EV_REGISTERED);
+	ck_assert_ptr_eq(downs.ev[4].name, out[0]);
+	ck_assert_int_eq(downs.ev[5].kind, REG_EV_REGISTERED);
+	ck_assert_int_eq(downs.ev[6].kind, REG_EV_UNREGISTERED);
+	ck_assert_int_eq(downs.ev[6].why, PR_DOWN_UNREGISTERED);
+}
+END_TEST
+
 START_TEST(ordered_seek_and_next)
 {
 	const char *names[] = { "b/1", "a/2", "a/10", "a/1", "c", "a" };
@@ -676,6 +868,11 @@ main(void)
 	tcase_add_test(tc, monitor_a_client);
 	tcase_add_test(tc, update_moves_and_keeps_links);
 	tcase_add_test(tc, register_many_all_or_none);
+	tcase_add_test(tc, first_duplicate);
+	tcase_add_test(tc, queue_hands_over_in_one_step);
+	tcase_add_test(tc, purge_hands_over_at_once);
+	tcase_add_test(tc, replace_with_and_without_consent);
+	tcase_add_test(tc, events_and_muted_batches);
 	tcase_add_test(th, htab_insert_find_remove);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, th);
