@@ -5385,6 +5385,1116 @@ START_TEST(test_keys_too_large)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* await                                                               */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_await)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *o, *x;
+	struct tpack p;
+	msgpack_object *e;
+	uint64_t ca, gen;
+	uint32_t id1, id2, id3;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	tp_init(&p);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* Registered already: the entry at once; timeout 0 only checks. */
+	gen = o_uint(o_get(t_call_ok(a, "register", "s", "here"), "gen"));
+	e = t_call_ok(b, "await", "s", "here");
+	check_entry(e, "here", ca);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	check_entry(t_call_ok(b, "await", "su", "here", (uint64_t)0), "here",
+	    ca);
+	t_call_err(b, "timeout", "await", "su", "absent", (uint64_t)0);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* Pending: answered when the name is registered, after the
+	 * responses to later requests. */
+	id1 = rq_begin(b, &p, "await", 2);
+	tp_str(&p, "svc");
+	tp_uint(&p, DAY_MS);
+	id2 = rq_begin(b, &p, "whereis", 1);
+	tp_str(&p, "svc");
+	rq_send(b, &p);
+	check_nil(t_ok(b, id2));
+	id3 = t_request(o, "await", "s", "svc");
+	wait_stat(o, "awaits", 2);
+	expect_quiet(b);
+	e = t_call_ok(a, "register", "ss", "svc", "v");
+	gen = o_uint(o_get(e, "gen"));
+	e = t_ok(b, id1);
+	check_entry(e, "svc", ca);
+	check_str(o_get(e, "value"), "v");
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	e = t_ok(o, id3);
+	check_entry(e, "svc", ca);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* register_many takes it too. */
+	id1 = t_request(b, "await", "su", "m2", DAY_MS);
+	wait_stat(o, "awaits", 1);
+	t_ok(a, register_many(a, (const char *const[]){ "m1", "m2", NULL },
+	    NULL));
+	check_entry(t_ok(b, id1), "m2", ca);
+
+	/* Timeout: a later registration is no concern of the await's. */
+	id1 = t_request(b, "await", "su", "late", (uint64_t)30);
+	t_err(b, id1, "timeout");
+	t_call_ok(a, "register", "s", "late");
+	expect_quiet(b);
+
+	/* An await dies with its connection. */
+	x = t_connect(d.path);
+	t_request(x, "await", "su", "never", DAY_MS);
+	wait_stat(o, "awaits", 1);
+	t_close(x);
+	wait_stat(o, "awaits", 0);
+	t_call_ok(a, "register", "s", "never");
+	expect_usable(a);
+
+	/* Bad params. */
+	t_call_err(b, "bad_request", "await", "");
+	t_call_err(b, "bad_request", "await", "s", "");
+	t_call_err(b, "bad_request", "await", "u", (uint64_t)1);
+	t_call_err(b, "bad_request", "await", "su", "x", DAY_MS + 1);
+	t_call_err(b, "bad_request", "await", "ss", "x", "1");
+	t_call_err(b, "bad_request", "await", "si", "x", (int64_t)-1);
+	t_call_err(b, "bad_request", "await", "sn", "x");
+	t_call_err(b, "bad_request", "await", "suu", "x", (uint64_t)1,
+	    (uint64_t)1);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	tp_free(&p);
+	t_close(a);
+	t_close(b);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Calls and awaits share --max-calls. */
+START_TEST(test_await_limit)
+{
+	struct tdaemon d;
+	struct tclient *s, *c;
+	uint64_t cc, cid;
+	uint32_t id1, id2;
+
+	t_daemon_start(&d, "--max-calls", "2", NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "srv");
+	id1 = call_name(c, "srv", "p", DAY_MS);
+	cid = expect_call(s, "srv", cc, "p");
+	id2 = t_request(c, "await", "su", "x", DAY_MS);
+	wait_stat(s, "awaits", 1);
+	t_call_err(c, "limit", "await", "su", "y", DAY_MS);
+	t_call_err(c, "limit", "call", "ssu", "srv", "q", DAY_MS);
+	/* bad_request comes first. */
+	t_call_err(c, "bad_request", "await", "su", "y", DAY_MS + 1);
+	/* An ended await frees its slot. */
+	t_call_ok(s, "register", "s", "x");
+	check_entry(t_ok(c, id2), "x", conn_id(s));
+	id2 = t_request(c, "await", "su", "y", DAY_MS);
+	wait_stat(s, "awaits", 1);
+	t_call_err(c, "limit", "await", "su", "z", DAY_MS);
+	check_bool(t_call_ok(s, "reply", "us", cid, "r"), true);
+	check_str(t_ok(c, id1), "r");
+	t_call_ok(s, "register", "s", "y");
+	check_entry(t_ok(c, id2), "y", conn_id(s));
+
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* queued ownership, replacement, fencing                              */
+/* ------------------------------------------------------------------ */
+
+enum { RQ_QUEUE = 1, RQ_ALLOW = 2, RQ_REPLACE = 4 };
+
+/* register [name, value, opts] with the flags given (only those keys). */
+static uint32_t
+register_opts(struct tclient *c, const char *name, const char *value,
+    unsigned flags)
+{
+	struct tpack p;
+	uint32_t id, n = 0;
+
+	for (unsigned f = flags; f != 0; f >>= 1)
+		n += f & 1;
+	tp_init(&p);
+	id = rq_begin(c, &p, "register", 3);
+	tp_str(&p, name);
+	tp_str(&p, value);
+	tp_map(&p, n);
+	if (flags & RQ_QUEUE) {
+		tp_str(&p, "queue");
+		msgpack_pack_true(&p.pk);
+	}
+	if (flags & RQ_ALLOW) {
+		tp_str(&p, "allow_replacement");
+		msgpack_pack_true(&p.pk);
+	}
+	if (flags & RQ_REPLACE) {
+		tp_str(&p, "replace");
+		msgpack_pack_true(&p.pk);
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The result {"queued": pos}. */
+static void
+check_queued(const msgpack_object *r, uint64_t pos)
+{
+	static const char *const queued_keys[] = { "queued", NULL };
+
+	check_keys(r, queued_keys);
+	ck_assert_uint_eq(o_uint(o_get(r, "queued")), pos);
+}
+
+/* queue [name] is exactly these connection ids. */
+static void
+check_queue(struct tclient *c, const char *name, const uint64_t *conns,
+    uint32_t n)
+{
+	msgpack_object *r = t_call_ok(c, "queue", "s", name);
+
+	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(r->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		ck_assert_uint_eq(o_uint(at(r, i)), conns[i]);
+}
+
+/* The push [2, "acquired", [name, entry]]: the entry's gen. */
+static uint64_t
+expect_acquired(struct tclient *c, const char *name, uint64_t conn,
+    const char *value)
+{
+	msgpack_object *pa = t_push(c, "acquired"), *e;
+
+	ck_assert_uint_eq(pa->via.array.size, 2);
+	check_str(at(pa, 0), name);
+	e = at(pa, 1);
+	check_entry(e, name, conn);
+	check_str(o_get(e, "value"), value);
+	return o_uint(o_get(e, "gen"));
+}
+
+static void
+expect_lost(struct tclient *c, const char *name)
+{
+	msgpack_object *pa = t_push(c, "lost");
+
+	ck_assert_uint_eq(pa->via.array.size, 2);
+	check_str(at(pa, 0), name);
+	check_str(at(pa, 1), "replaced");
+}
+
+/* send [name, payload, {"gen": gen}]: its msgid. */
+static uint32_t
+send_gen(struct tclient *c, const char *name, const char *payload,
+    uint64_t gen)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "send", 3);
+	tp_str(&p, name);
+	tp_str(&p, payload);
+	tp_map(&p, 1);
+	tp_str(&p, "gen");
+	tp_uint(&p, gen);
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The next two objects on c: a down push and the error response to id,
+ * in either order. */
+static void
+expect_down_and_call_down(struct tclient *c, uint64_t ref, const char *name,
+    const char *reason, uint32_t id)
+{
+	bool got_down = false, got_resp = false;
+
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *o = t_recv(c, at_once_ms());
+
+		ck_assert_msg(o != NULL, "down %d, call response %d", got_down,
+		    got_resp);
+		if (o->via.array.size == 3) {
+			ck_assert(!got_down);
+			check_str(at(o, 1), "down");
+			check_down(at(o, 2), ref, name, reason);
+			got_down = true;
+		} else {
+			ck_assert(!got_resp);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id);
+			check_str(at(at(o, 2), 0), "down");
+			got_resp = true;
+		}
+	}
+}
+
+START_TEST(test_queue)
+{
+	struct tdaemon d;
+	struct tclient *g, *h, *f, *o, *w;
+	msgpack_object *e;
+	uint64_t cg, ch, cf, co, cw, g1, g2, g3, g4, ref, cid;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	g = t_connect(d.path);
+	h = t_connect(d.path);
+	f = t_connect(d.path);
+	o = t_connect(d.path);
+	cg = conn_id(g);
+	ch = conn_id(h);
+	cf = conn_id(f);
+	co = conn_id(o);
+
+	/* A free name: queue or not, a plain registration. */
+	e = t_ok(g, register_opts(g, "lock", "g", RQ_QUEUE));
+	check_entry(e, "lock", cg);
+	g1 = o_uint(o_get(e, "gen"));
+	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
+	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
+	check_queue(o, "free", NULL, 0);
+	/* Waiting already, or owning: taken; a plain register: taken. */
+	t_err(h, register_opts(h, "lock", "h", RQ_QUEUE), "taken");
+	t_call_err(h, "taken", "register", "s", "lock");
+	t_err(g, register_opts(g, "lock", "g", RQ_QUEUE), "taken");
+	t_call_err(o, "taken", "register", "s", "lock");
+	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
+	/* A waiter does not own the name. */
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+	t_call_err(h, "not_owner", "update", "ss", "lock", "x");
+
+	/* Fencing while g owns it. */
+	check_bool(t_ok(o, send_gen(o, "lock", "fenced", g1)), true);
+	check_str(expect_message(g, "lock", co), "fenced");
+	t_err(o, send_gen(o, "lock", "x", g1 + 1000), "stale");
+	t_call_err(g, "stale", "update", "ssu", "lock", "x", g1 + 1000);
+	t_call_err(g, "stale", "unregister", "su", "lock", g1 + 1000);
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+	expect_quiet(g);
+
+	/* g unregisters: h owns it in the same step, with a new gen and the
+	 * value it queued with; monitors and calls by name end. */
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	id = call_name(o, "lock", "to g", DAY_MS);
+	cid = expect_call(g, "lock", co, "to g");
+	check_bool(t_call_ok(g, "unregister", "su", "lock", g1), true);
+	e = t_call_ok(f, "whereis", "s", "lock");
+	check_entry(e, "lock", ch);
+	g2 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(g2, g1);
+	ck_assert_uint_eq(expect_acquired(h, "lock", ch, "h"), g2);
+	expect_down_and_call_down(o, ref, "lock", "unregistered", id);
+	t_call_err(g, "not_found", "reply", "us", cid, "late");
+	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
+
+	/* Fencing after the hand-over. */
+	t_call_err(g, "not_owner", "unregister", "su", "lock", g1);
+	t_call_err(h, "stale", "unregister", "su", "lock", g1);
+	t_call_err(h, "stale", "update", "ssu", "lock", "x", g1);
+	e = t_call_ok(h, "update", "ssu", "lock", "h2", g2);
+	check_str(o_get(e, "value"), "h2");
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g2);
+	t_err(o, send_gen(o, "lock", "old", g1), "stale");
+	check_bool(t_ok(o, send_gen(o, "lock", "new", g2)), true);
+	check_str(expect_message(h, "lock", co), "new");
+	/* Errors in their order: not_found, not_owner, then stale. */
+	t_call_err(o, "not_found", "unregister", "su", "nope", g1);
+	t_call_err(o, "not_found", "update", "ssu", "nope", "x", g1);
+	t_call_err(o, "not_owner", "unregister", "su", "lock", g1);
+	t_call_err(o, "not_owner", "update", "ssu", "lock", "x", g1);
+
+	/* A waiter gives up its place with unregister. */
+	check_bool(t_call_ok(f, "unregister", "s", "lock"), true);
+	check_queue(o, "lock", NULL, 0);
+	t_call_err(f, "not_owner", "unregister", "s", "lock");
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", ch);
+
+	/* The owner's connection goes away: the head takes over. */
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 1);
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	t_close(h);
+	g3 = expect_acquired(f, "lock", cf, "f");
+	ck_assert_uint_gt(g3, g2);
+	expect_down(o, ref, "lock", "disconnected");
+	e = t_call_ok(o, "whereis", "s", "lock");
+	check_entry(e, "lock", cf);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g3);
+
+	/* Evicted: the head takes over. */
+	check_queued(t_ok(g, register_opts(g, "lock", "g2", RQ_QUEUE)), 1);
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	check_bool(t_call_ok(f, "evict", "s", "lock"), true);
+	expect_down(o, ref, "lock", "evicted");
+	g4 = expect_acquired(g, "lock", cg, "g2");
+	ck_assert_uint_gt(g4, g3);
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+
+	/* A waiter whose connection goes away leaves the queue. */
+	w = t_connect(d.path);
+	cw = conn_id(w);
+	check_queued(t_ok(w, register_opts(w, "lock", "w", RQ_QUEUE)), 1);
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
+	check_queue(o, "lock", (const uint64_t[]){ cw, cf }, 2);
+	t_close(w);
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		if (t_call_ok(o, "queue", "s", "lock")->via.array.size == 1)
+			break;
+		usleep(POLL_US);
+	}
+	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
+	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
+	expect_acquired(f, "lock", cf, "f");
+
+	/* Gens keep growing past the hand-overs. */
+	ck_assert_uint_gt(o_uint(o_get(t_call_ok(o, "register", "s", "next"),
+	    "gen")), g4);
+
+	/* Bad options and fencing params. */
+	{
+		struct tpack p;
+
+		tp_init(&p);
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_map(&p, 1);
+		tp_str(&p, "queue");
+		tp_uint(&p, 1);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_map(&p, 1);
+		tp_str(&p, "zq7");
+		msgpack_pack_true(&p.pk);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_str(&p, "queue");
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		/* send: opts only with a name, and only "gen", a uint. */
+		id = rq_begin(o, &p, "send", 3);
+		tp_uint(&p, cf);
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "gen");
+		tp_uint(&p, g4);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "send", 3);
+		tp_str(&p, "lock");
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "gen");
+		tp_str(&p, "1");
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "send", 3);
+		tp_str(&p, "lock");
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "zq7");
+		tp_uint(&p, 1);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		tp_free(&p);
+	}
+	t_call_err(o, "bad_request", "unregister", "ss", "next", "1");
+	t_call_err(o, "bad_request", "unregister", "si", "next",
+	    (int64_t)-1);
+	t_call_err(o, "bad_request", "update", "sss", "next", "x", "1");
+	t_call_err(o, "bad_request", "queue", "");
+	t_call_err(o, "bad_request", "queue", "s", "");
+	t_call_err(o, "bad_request", "queue", "u", (uint64_t)1);
+	t_call_err(o, "bad_request", "queue", "ss", "lock", "x");
+	check_nil(t_call_ok(o, "whereis", "s", "bad"));
+	expect_quiet(f);
+
+	t_close(g);
+	t_close(f);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_replace)
+{
+	struct tdaemon d;
+	struct tclient *h, *g, *f, *o, *c;
+	msgpack_object *e;
+	uint64_t ch, cg, cf, cc, co, p1, p2, ref;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	h = t_connect(d.path);
+	g = t_connect(d.path);
+	f = t_connect(d.path);
+	o = t_connect(d.path);
+	c = t_connect(d.path);
+	ch = conn_id(h);
+	cg = conn_id(g);
+	cf = conn_id(f);
+	cc = conn_id(c);
+	co = conn_id(o);
+
+	e = t_ok(h, register_opts(h, "primary", "h", RQ_ALLOW | RQ_QUEUE));
+	check_entry(e, "primary", ch);
+	p1 = o_uint(o_get(e, "gen"));
+	ref = o_uint(t_call_ok(o, "monitor", "s", "primary"));
+	id = call_name(c, "primary", "to h", DAY_MS);
+	expect_call(h, "primary", cc, "to h");
+
+	/* replace: g owns it at once; h is told, monitors fire "replaced",
+	 * calls by name end; h, queue: true, heads the queue. */
+	e = t_ok(g, register_opts(g, "primary", "g", RQ_REPLACE));
+	check_entry(e, "primary", cg);
+	check_str(o_get(e, "value"), "g");
+	p2 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(p2, p1);
+	expect_lost(h, "primary");
+	expect_down(o, ref, "primary", "replaced");
+	expect_errors_any_order(c, &id, 1, "down", at_once_ms());
+	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
+	e = t_call_ok(o, "whereis", "s", "primary");
+	check_entry(e, "primary", cg);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), p2);
+	/* h, now waiting, is fenced too: its old gen acts on nothing. */
+	t_call_err(h, "stale", "unregister", "su", "primary", p1);
+	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
+
+	/* g did not allow replacement: replace is taken, or queues. */
+	t_err(f, register_opts(f, "primary", "f", RQ_REPLACE), "taken");
+	check_queued(t_ok(f, register_opts(f, "primary", "f",
+	    RQ_REPLACE | RQ_QUEUE)), 2);
+	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
+
+	/* h gets it back, with its own value and flags: replaceable. */
+	check_bool(t_call_ok(g, "unregister", "s", "primary"), true);
+	ck_assert_uint_gt(expect_acquired(h, "primary", ch, "h"), p2);
+	check_queue(o, "primary", (const uint64_t[]){ cf }, 1);
+	e = t_ok(o, register_opts(o, "primary", "o", RQ_REPLACE));
+	check_entry(e, "primary", co);
+	expect_lost(h, "primary");
+	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
+
+	/* Replaced without queue: the name is simply lost. */
+	t_ok(g, register_opts(g, "solo", "g", RQ_ALLOW));
+	t_ok(f, register_opts(f, "solo", "f", RQ_REPLACE));
+	expect_lost(g, "solo");
+	check_queue(o, "solo", NULL, 0);
+	check_entry(t_call_ok(o, "whereis", "s", "solo"), "solo", cf);
+	/* replace on a free name registers it. */
+	check_entry(t_ok(g, register_opts(g, "fresh", "g", RQ_REPLACE)),
+	    "fresh", cg);
+	expect_quiet(h);
+	expect_quiet(g);
+
+	t_close(h);
+	t_close(g);
+	t_close(f);
+	t_close(o);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* subscribe                                                           */
+/* ------------------------------------------------------------------ */
+
+/* One event as seen: its sub, seq, kind, and the name or group it is
+ * about (with the reason for "unregistered"). */
+struct tevent {
+	uint64_t	 sub, seq;
+	char		 kind[16];
+	char		 what[300];
+};
+
+/* Receive the next object on c, which must be an event push; record it
+ * (checking the payload's shape for its kind). */
+static void
+recv_event(struct tclient *c, struct tevent *ev)
+{
+	msgpack_object *pa = t_push(c, "event"), *pl, *w = NULL;
+	const char *reason = NULL;
+	size_t rlen = 0;
+
+	ck_assert_uint_eq(pa->via.array.size, 4);
+	ev->sub = o_uint(at(pa, 0));
+	ev->seq = o_uint(at(pa, 1));
+	ck_assert_int_eq(at(pa, 2)->type, MSGPACK_OBJECT_STR);
+	ck_assert_uint_lt(at(pa, 2)->via.str.size, sizeof(ev->kind));
+	memcpy(ev->kind, at(pa, 2)->via.str.ptr, at(pa, 2)->via.str.size);
+	ev->kind[at(pa, 2)->via.str.size] = '\0';
+	pl = at(pa, 3);
+	if (strcmp(ev->kind, "registered") == 0 ||
+	    strcmp(ev->kind, "updated") == 0 ||
+	    strcmp(ev->kind, "handover") == 0) {
+		check_keys(pl, entry_keys);
+		w = o_get(pl, "name");
+	} else if (strcmp(ev->kind, "joined") == 0 ||
+	    strcmp(ev->kind, "left") == 0) {
+		check_keys(pl, member_keys);
+		w = o_get(pl, "group");
+	} else {
+		check_str(at(pa, 2), "unregistered");
+		ck_assert_uint_eq(pl->via.array.size, 2);
+		w = at(pl, 0);
+		ck_assert_int_eq(at(pl, 1)->type, MSGPACK_OBJECT_STR);
+		reason = at(pl, 1)->via.str.ptr;
+		rlen = at(pl, 1)->via.str.size;
+	}
+	ck_assert_int_eq(w->type, MSGPACK_OBJECT_STR);
+	snprintf(ev->what, sizeof(ev->what), "%.*s%s%.*s",
+	    (int)w->via.str.size, w->via.str.ptr, reason ? " " : "",
+	    (int)rlen, reason ? reason : "");
+}
+
+/* The next event is for sub, of kind, about what; returns its seq, which
+ * must be after *last (updated). */
+static uint64_t
+expect_event(struct tclient *c, uint64_t sub, const char *kind,
+    const char *what, uint64_t *last)
+{
+	struct tevent ev;
+
+	recv_event(c, &ev);
+	ck_assert_uint_eq(ev.sub, sub);
+	ck_assert_str_eq(ev.kind, kind);
+	ck_assert_str_eq(ev.what, what);
+	ck_assert_uint_gt(ev.seq, *last);
+	*last = ev.seq;
+	return ev.seq;
+}
+
+/* subscribe [prefix, {groups?, since?}] (opts only when flags ask). */
+static uint32_t
+subscribe(struct tclient *c, const char *prefix, bool groups, bool has_since,
+    uint64_t since)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "subscribe", groups || has_since ? 2 : 1);
+	tp_str(&p, prefix);
+	if (groups || has_since) {
+		tp_map(&p, (uint32_t)groups + (uint32_t)has_since);
+		if (groups) {
+			tp_str(&p, "groups");
+			msgpack_pack_true(&p.pk);
+		}
+		if (has_since) {
+			tp_str(&p, "since");
+			tp_uint(&p, since);
+		}
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* subscribe ["app.", <the object in opts>]: bad_request; opts emptied. */
+static void
+subscribe_bad(struct tclient *c, struct tpack *opts)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "subscribe", 2);
+	tp_str(&p, "app.");
+	tp_append(&p, opts);
+	rq_send(c, &p);
+	tp_free(&p);
+	tp_reset(opts);
+	t_err(c, id, "bad_request");
+}
+
+static const char *const sub_keys[] = { "sub", "seq", "entries", NULL };
+static const char *const sub_since_keys[] = { "sub", "seq", "gap", NULL };
+static const char *const sub_gap_keys[] = { "sub", "seq", "gap", "entries",
+	NULL };
+
+START_TEST(test_subscribe)
+{
+	struct tdaemon d;
+	struct tclient *o, *a, *x;
+	msgpack_object *r, *es;
+	uint64_t ca, cx, seq, l1, l2, s1, s2, e1, e2;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	x = t_connect(d.path);
+	ca = conn_id(a);
+	cx = conn_id(x);
+	t_call_ok(a, "register", "su", "app.c", (uint64_t)3);
+	t_call_ok(a, "register", "su", "app.a", (uint64_t)1);
+	t_call_ok(a, "register", "s", "other");
+	t_call_ok(a, "join", "ss", "app.g", "m");
+	t_call_ok(x, "join", "s", "app.g");
+	t_call_ok(x, "join", "s", "zzz");
+	seq = t_stat(o, "seq");
+	ck_assert_uint_ge(seq, 6);
+
+	/* Snapshot: the names under the prefix in name order. */
+	r = t_ok(o, subscribe(o, "app.", false, false, 0));
+	check_keys(r, sub_keys);
+	s1 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 2);
+	check_entry(at(es, 0), "app.a", ca);
+	ck_assert_uint_eq(o_uint(o_get(at(es, 0), "value")), 1);
+	check_entry(at(es, 1), "app.c", ca);
+	/* With groups: then the members of the groups under it. */
+	r = t_ok(o, subscribe(o, "app.", true, false, 0));
+	check_keys(r, sub_keys);
+	s2 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_ne(s1, s2);
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 4);
+	check_entry(at(es, 0), "app.a", ca);
+	check_entry(at(es, 1), "app.c", ca);
+	check_member(at(es, 2), "app.g", ca);
+	check_str(o_get(at(es, 2), "value"), "m");
+	check_member(at(es, 3), "app.g", cx);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
+	l1 = l2 = seq;
+
+	/* Each change takes the next seq; both subscriptions see names. */
+#define BOTH(kind, what) do {						\
+	e1 = expect_event(o, s1, kind, what, &l1);			\
+	e2 = expect_event(o, s2, kind, what, &l2);			\
+	ck_assert_uint_eq(e1, e2);					\
+	ck_assert_uint_eq(e1, t_stat(x, "seq"));			\
+} while (0)
+	t_call_ok(a, "register", "s", "app.b");
+	BOTH("registered", "app.b");
+	t_call_ok(a, "register", "s", "other2");	/* not under it */
+	t_call_ok(a, "update", "ss", "app.b", "v2");
+	BOTH("updated", "app.b");
+	check_bool(t_call_ok(a, "unregister", "s", "app.b"), true);
+	BOTH("unregistered", "app.b unregistered");
+	check_bool(t_call_ok(x, "evict", "s", "app.c"), true);
+	BOTH("unregistered", "app.c evicted");
+	t_ok(a, register_many(a, (const char *const[]){ "app.m1", "zz",
+	    "app.m2", NULL }, NULL));
+	/* One seq per name of the batch, zz's included. */
+	e1 = expect_event(o, s1, "registered", "app.m1", &l1);
+	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m1", &l2),
+	    e1);
+	e2 = expect_event(o, s1, "registered", "app.m2", &l1);
+	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m2", &l2),
+	    e2);
+	ck_assert_uint_eq(e2, e1 + 2);
+	ck_assert_uint_eq(e2, t_stat(x, "seq"));
+	/* Groups only with groups. */
+	t_call_ok(x, "join", "s", "app.h");
+	expect_event(o, s2, "joined", "app.h", &l2);
+	check_bool(t_call_ok(x, "leave", "s", "app.h"), true);
+	expect_event(o, s2, "left", "app.h", &l2);
+	t_call_ok(x, "join", "s", "zz.h");		/* not under it */
+	expect_quiet(o);
+
+	/* The owner goes: its names, and (groups) its memberships. */
+	t_close(a);
+	{
+		struct tevent ev[8];
+		int n1 = 0, n2 = 0;
+
+		/* s1: app.a, app.m1, app.m2 disconnected; s2: the same and
+		 * app.g left; in some order of names, each once. */
+		for (int i = 0; i < 7; i++) {
+			recv_event(o, &ev[i]);
+			if (ev[i].sub == s1) {
+				ck_assert_uint_gt(ev[i].seq, l1);
+				l1 = ev[i].seq;
+				n1++;
+			} else {
+				ck_assert_uint_eq(ev[i].sub, s2);
+				ck_assert_uint_gt(ev[i].seq, l2);
+				l2 = ev[i].seq;
+				n2++;
+			}
+		}
+		ck_assert_int_eq(n1, 3);
+		ck_assert_int_eq(n2, 4);
+		for (const char *const *w = (const char *const[]){
+		    "app.a disconnected", "app.m1 disconnected",
+		    "app.m2 disconnected", NULL }; *w != NULL; w++) {
+			int k1 = 0, k2 = 0;
+
+			for (int i = 0; i < 7; i++) {
+				if (strcmp(ev[i].what, *w) != 0)
+					continue;
+				ck_assert_str_eq(ev[i].kind, "unregistered");
+				k1 += ev[i].sub == s1;
+				k2 += ev[i].sub == s2;
+			}
+			ck_assert_int_eq(k1, 1);
+			ck_assert_int_eq(k2, 1);
+		}
+		for (int i = 0; i < 7; i++) {
+			if (strcmp(ev[i].kind, "left") == 0) {
+				ck_assert_uint_eq(ev[i].sub, s2);
+				ck_assert_str_eq(ev[i].what, "app.g");
+			}
+		}
+	}
+	expect_quiet(o);
+
+	/* unsubscribe: true, then false; no more events for it. */
+	check_bool(t_call_ok(o, "unsubscribe", "u", s1), true);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s1), false);
+	check_bool(t_call_ok(o, "unsubscribe", "u", (uint64_t)NO_CONN),
+	    false);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 1);
+	t_call_ok(x, "register", "s", "app.z");
+	expect_event(o, s2, "registered", "app.z", &l2);
+	expect_quiet(o);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s2), true);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 0);
+
+	/* since: the events after it under the prefix are replayed, then
+	 * the stream goes on live. */
+	seq = t_stat(o, "seq");
+	t_call_ok(x, "register", "s", "app.r1");
+	t_call_ok(x, "register", "s", "zz.r");
+	t_call_ok(x, "register", "s", "app.r2");
+	check_bool(t_call_ok(x, "unregister", "s", "app.r1"), true);
+	r = t_ok(o, subscribe(o, "app.r", false, true, seq));
+	check_keys(r, sub_since_keys);
+	s1 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), t_stat(x, "seq"));
+	check_bool(o_get(r, "gap"), false);
+	l1 = seq;
+	expect_event(o, s1, "registered", "app.r1", &l1);
+	expect_event(o, s1, "registered", "app.r2", &l1);
+	expect_event(o, s1, "unregistered", "app.r1 unregistered", &l1);
+	t_call_ok(x, "register", "s", "app.r3");
+	expect_event(o, s1, "registered", "app.r3", &l1);
+	expect_quiet(o);
+	/* since = now: nothing to replay; later than now: bad_request. */
+	seq = t_stat(o, "seq");
+	r = t_ok(o, subscribe(o, "app.", false, true, seq));
+	check_keys(r, sub_since_keys);
+	check_bool(o_get(r, "gap"), false);
+	expect_quiet(o);
+	t_err(o, subscribe(o, "app.", false, true, seq + 1), "bad_request");
+
+	/* Bad params. */
+	t_call_err(o, "bad_request", "subscribe", "");
+	t_call_err(o, "bad_request", "subscribe", "u", (uint64_t)1);
+	t_call_err(o, "bad_request", "subscribe", "ss", "app.", "x");
+	t_call_err(o, "bad_request", "subscribe", "sn", "app.");
+	{
+		struct tpack opts;
+
+		tp_init(&opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "zq7");
+		msgpack_pack_true(&opts.pk);
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "groups");
+		tp_uint(&opts, 1);
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "since");
+		tp_str(&opts, "1");
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "since");
+		tp_int(&opts, -1);
+		subscribe_bad(o, &opts);
+		tp_free(&opts);
+	}
+	t_call_err(o, "bad_request", "subscribe", "sss", "app.", "x", "y");
+	t_call_err(o, "bad_request", "unsubscribe", "");
+	t_call_err(o, "bad_request", "unsubscribe", "s", "1");
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
+#undef BOTH
+
+	t_close(o);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A hand-over is one "handover" event: the name never looks free. */
+START_TEST(test_subscribe_handover)
+{
+	struct tdaemon d;
+	struct tclient *o, *g, *h;
+	msgpack_object *r;
+	uint64_t s, last, ch;
+
+	t_daemon_start(&d, NULL);
+	o = t_connect(d.path);
+	g = t_connect(d.path);
+	h = t_connect(d.path);
+	ch = conn_id(h);
+	r = t_ok(o, subscribe(o, "lock", false, false, 0));
+	s = o_uint(o_get(r, "sub"));
+	last = o_uint(o_get(r, "seq"));
+	t_ok(g, register_opts(g, "lock", "g", RQ_ALLOW));
+	expect_event(o, s, "registered", "lock", &last);
+	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
+	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
+	expect_acquired(h, "lock", ch, "h");
+	expect_event(o, s, "handover", "lock", &last);
+	expect_quiet(o);
+	/* A replacement too. */
+	t_call_ok(h, "unregister", "s", "lock");
+	expect_event(o, s, "unregistered", "lock unregistered", &last);
+	t_ok(h, register_opts(h, "lock", "h", RQ_ALLOW));
+	expect_event(o, s, "registered", "lock", &last);
+	t_ok(g, register_opts(g, "lock", "g", RQ_REPLACE));
+	expect_lost(h, "lock");
+	expect_event(o, s, "handover", "lock", &last);
+	expect_quiet(o);
+
+	t_close(o);
+	t_close(g);
+	t_close(h);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Monitors and subscriptions share --max-monitors. */
+START_TEST(test_subscribe_limit)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	uint64_t s;
+
+	t_daemon_start(&d, "--max-monitors", "2", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	t_call_ok(a, "register", "s", "n");
+	t_call_ok(o, "monitor", "s", "n");
+	s = o_uint(o_get(t_ok(o, subscribe(o, "x", false, false, 0)), "sub"));
+	t_err(o, subscribe(o, "y", false, false, 0), "limit");
+	t_call_err(o, "limit", "monitor", "s", "n");
+	check_bool(t_call_ok(o, "unsubscribe", "u", s), true);
+	t_ok(o, subscribe(o, "y", false, false, 0));
+	t_call_err(o, "limit", "monitor", "s", "n");
+
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* With a history of 4 events, since needs the 4 last to resume. */
+START_TEST(test_subscribe_gap)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	msgpack_object *r, *es;
+	uint64_t seq0, seq, last, sid;
+	char name[16];
+
+	t_daemon_start(&d, "--history", "4", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	seq0 = t_stat(o, "seq");
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "h.%d", i);
+		t_call_ok(a, "register", "s", name);
+	}
+	seq = t_stat(o, "seq");
+	ck_assert_uint_eq(seq, seq0 + 6);
+
+	/* Too old: gap, and a fresh snapshot. */
+	r = t_ok(o, subscribe(o, "h.", false, true, seq0));
+	check_keys(r, sub_gap_keys);
+	check_bool(o_get(r, "gap"), true);
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 6);
+	check_str(o_get(at(es, 5), "name"), "h.5");
+	expect_quiet(o);
+	r = t_ok(o, subscribe(o, "h.", false, true, seq - 5));
+	check_keys(r, sub_gap_keys);
+	check_bool(o_get(r, "gap"), true);
+	expect_quiet(o);
+
+	/* The last 4 are held: resumed. */
+	r = t_ok(o, subscribe(o, "h.", false, true, seq - 4));
+	check_keys(r, sub_since_keys);
+	check_bool(o_get(r, "gap"), false);
+	sid = o_uint(o_get(r, "sub"));
+	last = seq - 4;
+	for (int i = 2; i < 6; i++) {
+		snprintf(name, sizeof(name), "h.%d", i);
+		expect_event(o, sid, "registered", name, &last);
+	}
+	expect_quiet(o);
+
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * Overflow: a subscriber that does not read loses its subscription, not
+ * its connection, is told up to which seq it got everything, and resumes
+ * from there without a loss or a duplicate.
+ */
+#define OVF_NAMES	2000
+#define OVF_NAMES_VG	1000
+
+START_TEST(test_subscribe_overflow)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	struct tpack p;
+	msgpack_object *r;
+	char name[32], *val = filled(300, 'v');
+	uint64_t s, last, ovf_seq = 0;
+	int n = t_under_valgrind() ? OVF_NAMES_VG : OVF_NAMES, got = 0;
+	uint32_t first;
+	bool overflowed = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	tp_init(&p);
+	r = t_ok(o, subscribe(o, "ov.", false, false, 0));
+	s = o_uint(o_get(r, "sub"));
+	last = o_uint(o_get(r, "seq"));
+
+	/* ~600 KB of events for a subscriber that reads nothing (a's own
+	 * replies are read as they come: its buffer is bounded too). */
+	for (int i = 0; i < n; i += 50) {
+		first = a->next_msgid;
+		for (int j = i; j < i + 50 && j < n; j++) {
+			snprintf(name, sizeof(name), "ov.%05d", j);
+			rq_begin(a, &p, "register", 2);
+			tp_str(&p, name);
+			tp_str(&p, val);
+		}
+		rq_send(a, &p);
+		for (int j = i; j < i + 50 && j < n; j++)
+			t_ok(a, first + (uint32_t)(j - i));
+	}
+	/* The connection is kept: a request goes through (its response is
+	 * queued after the backlog). */
+	first = t_request(o, "whereis", "s", "ov.00000");
+
+	/* The backlog: events in order, then the overflow, then our reply. */
+	for (;;) {
+		msgpack_object *x = t_recv(o, -1);
+
+		ck_assert_ptr_nonnull(x);
+		if (x->via.array.size == 4) {
+			ck_assert_uint_eq(o_uint(at(x, 1)), first);
+			check_nil(at(x, 2));
+			break;
+		}
+		ck_assert(!overflowed);
+		if (o_is_str(at(x, 1), "overflow")) {
+			msgpack_object *pa = at(x, 2);
+
+			ck_assert_uint_eq(pa->via.array.size, 2);
+			ck_assert_uint_eq(o_uint(at(pa, 0)), s);
+			ovf_seq = o_uint(at(pa, 1));
+			ck_assert_uint_ge(ovf_seq, last);
+			overflowed = true;
+			continue;
+		}
+		check_str(at(x, 1), "event");
+		ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+		ck_assert_uint_gt(o_uint(at(at(x, 2), 1)), last);
+		last = o_uint(at(at(x, 2), 1));
+		check_str(at(at(x, 2), 2), "registered");
+		snprintf(name, sizeof(name), "ov.%05d", got);
+		check_str(o_get(at(at(x, 2), 3), "name"), name);
+		got++;
+	}
+	ck_assert_msg(overflowed, "no overflow after %d events", got);
+	ck_assert_int_lt(got, n);
+	ck_assert_uint_eq(t_stat(a, "subscriptions"), 0);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s), false);
+
+	/*
+	 * Resume from the overflow's seq, again after each overflow (a
+	 * replay is bounded like the live stream): the rest, each once, in
+	 * order.
+	 */
+	for (int rounds = 0; got < n; rounds++) {
+		ck_assert_msg(rounds < n, "no progress resuming at %d", got);
+		last = ovf_seq;
+		r = t_ok(o, subscribe(o, "ov.", false, true, ovf_seq));
+		check_keys(r, sub_since_keys);
+		check_bool(o_get(r, "gap"), false);
+		s = o_uint(o_get(r, "sub"));
+		while (got < n) {
+			struct tevent ev;
+			msgpack_object *x = t_recv(o, -1);
+
+			ck_assert_ptr_nonnull(x);
+			if (o_is_str(at(x, 1), "overflow")) {
+				ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+				ovf_seq = o_uint(at(at(x, 2), 1));
+				ck_assert_uint_ge(ovf_seq, last);
+				break;
+			}
+			check_str(at(x, 1), "event");
+			ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+			ev.seq = o_uint(at(at(x, 2), 1));
+			ck_assert_uint_gt(ev.seq, last);
+			last = ev.seq;
+			check_str(at(at(x, 2), 2), "registered");
+			snprintf(name, sizeof(name), "ov.%05d", got);
+			check_str(o_get(at(at(x, 2), 3), "name"), name);
+			got++;
+		}
+	}
+	expect_quiet(o);
+
+	free(val);
+	tp_free(&p);
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *
 daemon_suite(void)
@@ -5480,6 +6590,23 @@ daemon_suite(void)
 	tcase_add_test(tc, test_gen);
 	tcase_add_test(tc, test_members_too_large);
 	tcase_add_test(tc, test_keys_too_large);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ownership");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_await);
+	tcase_add_test(tc, test_await_limit);
+	tcase_add_test(tc, test_queue);
+	tcase_add_test(tc, test_replace);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("events");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_subscribe);
+	tcase_add_test(tc, test_subscribe_handover);
+	tcase_add_test(tc, test_subscribe_limit);
+	tcase_add_test(tc, test_subscribe_gap);
+	tcase_add_test(tc, test_subscribe_overflow);
 	suite_add_tcase(s, tc);
 
 	return s;
