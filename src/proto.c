@@ -583,7 +583,9 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	size_t vlen = n->value_len ? n->value_len : 1;
 	char *p;
 
-	if ((p = out_reserve(o, proto_entry_size(n))) == NULL)
+	/* A cheap upper bound (keys 39, integers at most 9 bytes each, str
+	 * header 2): the exact size is for budgets, not for this. */
+	if ((p = out_reserve(o, 112 + n->name_len + vlen)) == NULL)
 		return -ENOMEM;
 	*p++ = (char)0x88;
 	p = ENC_KEY(p, "name");
