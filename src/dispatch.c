@@ -213,12 +213,12 @@ h_unregister(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
 	if (args_more(&k->rq->args) && args_uint(&k->rq->args, &gen) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, "the gen must be a uint");
-	n = registry_lookup(&k->s->reg, name, len);
 	r = registry_unregister_gen(&k->s->reg, &k->c->rc, name, len,
 	    k->rq->args.n > 1 ? &gen : NULL);
 	if (r == PR_ERR_NOT_FOUND)
 		return fail(k, r, "the name is not registered");
-	if (r == PR_ERR_NOT_OWNER)
+	if (r == PR_ERR_NOT_OWNER && (n = registry_lookup(&k->s->reg, name,
+	    len)) != NULL)
 		return fail(k, r, "the name is registered by conn %llu",
 		    (unsigned long long)n->owner->id);
 	if (r == PR_ERR_STALE)

@@ -153,7 +153,8 @@ args_str(struct pr_args *a, size_t max, const char **s, size_t *len)
 	o = &a->v[a->i];
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
 		return PR_ERR_BAD_REQUEST;
-	*s = o->via.str.ptr;
+	/* msgpack-c gives an empty str a NULL ptr: never hand that on. */
+	*s = o->via.str.size > 0 ? o->via.str.ptr : "";
 	*len = o->via.str.size;
 	a->i++;
 	return 0;
@@ -289,7 +290,7 @@ args_error(struct pr_args *a, const char **code, size_t *clen,
 		return PR_ERR_BAD_REQUEST;
 	*code = e[0].via.str.ptr;
 	*clen = e[0].via.str.size;
-	*msg = e[1].via.str.ptr;
+	*msg = e[1].via.str.size > 0 ? e[1].via.str.ptr : "";
 	*mlen = e[1].via.str.size;
 	a->i++;
 	return 0;
@@ -328,7 +329,8 @@ out_reserve(struct pr_out *o, size_t n)
 	msgpack_sbuffer *b = &o->buf;
 
 	if (b->alloc - b->size < n) {
-		size_t na = b->alloc ? b->alloc : 8192;
+		/* Small first: the history keeps thousands of these. */
+		size_t na = b->alloc ? b->alloc : 256;
 		char *d;
 
 		while (na - b->size < n)
@@ -581,7 +583,9 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	size_t vlen = n->value_len ? n->value_len : 1;
 	char *p;
 
-	if ((p = out_reserve(o, proto_entry_size(n))) == NULL)
+	/* A cheap upper bound (keys 39, integers at most 9 bytes each, str
+	 * header 2): the exact size is for budgets, not for this. */
+	if ((p = out_reserve(o, 112 + n->name_len + vlen)) == NULL)
 		return -ENOMEM;
 	*p++ = (char)0x88;
 	p = ENC_KEY(p, "name");
@@ -903,9 +907,15 @@ int
 proto_put_name_reason(struct pr_out *o, const char *name, size_t len,
     enum pr_down_reason why)
 {
-	if (proto_put_array(o, 2) < 0 || proto_put_str(o, name, len) < 0 ||
-	    put_cstr(o, pr_down_reason_name(why)) < 0)
+	const char *r = pr_down_reason_name(why);
+	char *p = out_reserve(o, 16 + len + strlen(r));
+
+	if (p == NULL)
 		return -ENOMEM;
+	*p++ = (char)0x92;
+	p = enc_str(p, name, len);
+	p = enc_str(p, r, strlen(r));
+	out_commit(o, p);
 	return 0;
 }
 
