@@ -3011,8 +3011,8 @@ check_down_conn(const msgpack_object *pa, uint64_t ref, uint64_t conn,
 	check_str(at(pa, 2), reason);
 }
 
-/* Send what p holds as the third param of a 3-param request already
- * begun, i.e. append raw bytes. */
+/* Append the object packed in obj to p (a param of a request begun in
+ * p). */
 static void
 tp_append(struct tpack *p, const struct tpack *obj)
 {
