@@ -644,6 +644,24 @@ entry_size(const struct reg_client *c, size_t keylen, size_t len,
 }
 
 size_t
+proto_reply_size(uint32_t msgid)
+{
+	return 3 + uint_size(msgid);	/* [1, msgid, nil, */
+}
+
+size_t
+proto_array_size(uint32_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;	/* maps alike */
+}
+
+size_t
+proto_str_size(size_t len)
+{
+	return str_size(len);
+}
+
+size_t
 proto_entry_size(const struct reg_name *n)
 {
 	return entry_size(n->owner, 5, n->name_len, n->value_len, n->since_ms,
