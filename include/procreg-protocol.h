@@ -41,6 +41,7 @@
 #define PR_DEFAULT_DRAIN_MS	2000u
 #define PR_DEFAULT_MAX_CALLS	100000u		/* pending, per caller */
 #define PR_DEFAULT_HISTORY	10000u		/* events kept for resuming */
+#define PR_HISTORY_BYTES	(64u * 1024u * 1024u) /* and their bytes */
 
 /*
  * Error codes.  0 is success; the positive values map 1:1 to the wire's

@@ -5,24 +5,33 @@
  * One procreg_t is one connection to procregd: the lifeline of the names
  * it registers.  Calls are synchronous: each sends one request and waits
  * for its reply.  Notifications that arrive meanwhile (messages sent to
- * the connection's names, downs of its monitors) are queued, never lost,
- * and handed out by procreg_next_event() or, after procreg_process(), to
- * the callbacks set with procreg_set_callbacks().
+ * the connection's names, calls to it, publishes to its groups, downs of
+ * its monitors) are queued, never lost, and handed out by
+ * procreg_next_event() or, after procreg_process(), to the callbacks set
+ * with procreg_set_callbacks().
  *
  * Status convention of every call returning int: PROCREG_OK (0) on
  * success; a positive enum procreg_status for a "no" from the daemon (the
  * protocol's error codes, same numbers as the wire table); a negative one
  * for a local failure (cannot connect, connection lost, timeout, ...).
- * procreg_errmsg() then tells more.  Nothing in the library aborts or
- * exits the process, and there is no global state.
+ * procreg_errmsg() then tells more; for PROCREG_E_OTHER (an error code
+ * the library does not know, e.g. one a callee chose) it is "code:
+ * message".  Nothing in the library aborts or exits the process, and
+ * there is no global state.
+ *
+ * The protocol-2 calls (below "Protocol 2") do not check hello's protocol
+ * first: a protocol-1 daemon answers PROCREG_E_UNKNOWN_METHOD (or
+ * PROCREG_E_BAD_REQUEST for a connection target), and procreg_errmsg()
+ * then says that the daemon speaks protocol 1.  procreg_hello() tells the
+ * protocol for those who want to know before.
  *
  * Threads: a procreg_t must be used by one thread at a time; separate
  * connections are independent, so one connection per thread is safe.
  *
  * With auto_reconnect, a call that finds the connection lost before any
- * of its request was sent reconnects (re-registering and re-monitoring)
- * and goes on; one whose request may have reached the old daemon returns
- * PROCREG_E_CLOSED, and the next call reconnects.
+ * of its request was sent reconnects (re-registering, re-joining and
+ * re-monitoring) and goes on; one whose request may have reached the old
+ * daemon returns PROCREG_E_CLOSED, and the next call reconnects.
  */
 #ifndef PROCREG_H
 #define PROCREG_H
@@ -55,6 +64,7 @@ enum procreg_status {
 	PROCREG_E_FORBIDDEN = 9,	/* the daemon's access policy said no */
 	PROCREG_E_CALL_TIMEOUT = 10,	/* call: the callee did not reply */
 	PROCREG_E_DOWN = 11,		/* call: the callee went away */
+	PROCREG_E_STALE = 12,		/* a name's entry has another gen */
 	PROCREG_E_OTHER = 99,		/* an error code this library predates,
 					   or a callee's own (procreg_call) */
 	/* Local failures. */
@@ -107,7 +117,8 @@ struct procreg_event {
 						   NULL when the target was a
 						   conn id (then target_conn);
 						   PUBLISH: the group */
-	uint64_t		 target_conn;	/* see name */
+	uint64_t		 target_conn;	/* the conn id when name is
+						   NULL; else 0 */
 	uint64_t		 sender;	/* MESSAGE, CALL, PUBLISH:
 						   sender's conn */
 	uint64_t		 call_id;	/* CALL: for procreg_reply */
@@ -131,7 +142,8 @@ struct procreg_hello {
 struct procreg_stats {
 	uint64_t	connections, names, monitors, requests, messages,
 			downs, notifications_ignored, connections_total,
-			uptime_ms, groups, members, calls, replies_late;
+			uptime_ms, groups, members, calls, replies_late,
+			awaits, subscriptions, seq;
 };
 
 struct procreg;
@@ -146,23 +158,29 @@ struct procreg_options {
 	int		 timeout_ms;
 	/*
 	 * Reconnect when the daemon goes away: with backoff from 50 ms to
-	 * reconnect_max_ms (0: 2000), then register the names and monitors
-	 * again.  A monitor whose name did not come back fires a down with
-	 * reason "noproc"; a name another connection took meanwhile is
-	 * reported to on_reconnect as lost.
+	 * reconnect_max_ms (0: 2000), then register the names, join the
+	 * groups and set the monitors again.  A monitor whose name did not
+	 * come back fires a down with reason "noproc", and so does every
+	 * monitor on a connection id (a new daemon's ids are not the old
+	 * one's); a name another connection took meanwhile (or a group the
+	 * new daemon refuses) is reported to on_reconnect as lost.  Calls
+	 * pending on either side are not retried: they ended with the old
+	 * daemon.
 	 */
 	bool		 auto_reconnect;
 	int		 reconnect_max_ms;
 };
 
 struct procreg_callbacks {
-	/* A message or down (or error notification).  The event is freed
-	 * after the callback returns. */
+	/* A message, call, publish or down (or error notification).  The
+	 * event is freed after the callback returns; a call may be replied
+	 * to from the callback or later, by its call_id. */
 	void	(*on_event)(procreg_t *, const struct procreg_event *,
 		    void *arg);
 	/*
 	 * After an automatic reconnect: the new socket (procreg_fd changed)
-	 * and the names that could not be registered again.
+	 * and the names that could not be registered again (and the groups
+	 * that could not be joined again).
 	 */
 	void	(*on_reconnect)(procreg_t *, int fd, const char *const *lost,
 		    size_t nlost, void *arg);
@@ -248,12 +266,18 @@ PROCREG_API int	procreg_monitor_conn(procreg_t *, uint64_t conn,
 
 /*
  * Call the owner of name (or connection conn) with payload and wait up to
- * timeout_ms (0: the daemon's default, 5000) for its reply.  *result
- * (malloc'd msgpack bytes, free()) on PROCREG_OK.  PROCREG_E_NOT_FOUND,
- * PROCREG_E_BUSY, PROCREG_E_CALL_TIMEOUT, PROCREG_E_DOWN; an error code
- * the callee chose gives PROCREG_E_OTHER, its code and message in
- * procreg_errmsg as "code: message".  Notifications arriving meanwhile
- * (calls to us included) are queued.
+ * timeout_ms (0: the daemon's default, 5000; at most 86400000) for its
+ * reply.  *result (malloc'd msgpack bytes, free(); result may be NULL)
+ * on PROCREG_OK.  PROCREG_E_NOT_FOUND, PROCREG_E_BUSY, PROCREG_E_LIMIT,
+ * PROCREG_E_CALL_TIMEOUT (the daemon's verdict), PROCREG_E_DOWN (the
+ * callee went away, or the name changed hands); an error code the callee
+ * chose gives PROCREG_E_OTHER with "code: message" in procreg_errmsg,
+ * except the codes this library knows (a callee answering "not_found"
+ * looks like the daemon's not_found).  The daemon ends every call, so
+ * this waits timeout_ms plus the handle's timeout_ms before giving up
+ * with PROCREG_E_TIMEOUT.  Notifications arriving meanwhile (calls to us
+ * included) are queued: a handle that calls itself cannot answer and
+ * gets PROCREG_E_CALL_TIMEOUT.
  */
 PROCREG_API int	procreg_call(procreg_t *, const char *name,
 		    const void *payload, size_t len, int timeout_ms,
@@ -261,15 +285,25 @@ PROCREG_API int	procreg_call(procreg_t *, const char *name,
 PROCREG_API int	procreg_call_conn(procreg_t *, uint64_t conn,
 		    const void *payload, size_t len, int timeout_ms,
 		    void **result, size_t *result_len);
-/* Answer a PROCREG_EV_CALL with result (msgpack bytes), or with an error
- * (code: 1..64 bytes).  PROCREG_E_NOT_FOUND when it is no longer
- * pending. */
+/*
+ * Answer a PROCREG_EV_CALL with result (msgpack bytes; NULL: nil), or
+ * with an error: code of 1 to 64 bytes, message (NULL: "") for people.
+ * The caller's procreg_call returns PROCREG_E_OTHER with "code: message"
+ * (unless the code is one of the protocol's).  PROCREG_E_NOT_FOUND when
+ * the call is no longer pending (timed out, its caller went away, or
+ * answered already).
+ */
 PROCREG_API int	procreg_reply(procreg_t *, uint64_t call_id,
 		    const void *result, size_t len);
 PROCREG_API int	procreg_reply_error(procreg_t *, uint64_t call_id,
 		    const char *code, const char *message);
 
-/* Groups: join with an optional value (msgpack bytes, NULL: none). */
+/*
+ * Groups: join with an optional value (msgpack bytes, NULL: none); *out
+ * (may be NULL) the member entry.  PROCREG_E_TAKEN when already a member.
+ * Membership ends with leave (PROCREG_E_NOT_FOUND: not a member) or with
+ * the connection.  members: every member, in join order (none: count 0).
+ */
 PROCREG_API int	procreg_join(procreg_t *, const char *group,
 		    const void *value, size_t value_len,
 		    struct procreg_member **out);
@@ -281,25 +315,33 @@ PROCREG_API void procreg_members_free(struct procreg_member **,
 		    size_t count);
 /*
  * Publish payload to every member of group (not to ourselves when echo is
- * false).  *delivered (may be NULL): how many got it; *busy, *nbusy (may
- * be NULL): malloc'd conn ids of members whose buffer was full.
+ * false).  *delivered (may be NULL): how many got it; *busy and *nbusy
+ * (may be NULL): the malloc'd conn ids of the members whose buffer was
+ * full (free()), which did not get it.  A group without members is no
+ * error: 0 delivered.
  */
 PROCREG_API int	procreg_publish(procreg_t *, const char *group,
 		    const void *payload, size_t len, bool echo,
 		    uint64_t *delivered, uint64_t **busy, size_t *nbusy);
 
-/* Change the value of a name we own; *out (may be NULL) the entry. */
+/* Change the value of a name we own (value NULL: nil); *out (may be NULL)
+ * the entry, its since and gen kept.  PROCREG_E_NOT_FOUND,
+ * PROCREG_E_NOT_OWNER. */
 PROCREG_API int	procreg_update(procreg_t *, const char *name,
 		    const void *value, size_t value_len,
 		    struct procreg_entry **out);
-/* Names and groups of a connection, sorted; free with procreg_strv_free. */
+/* Names and groups of a connection, sorted bytewise; free each vector
+ * with procreg_strv_free (names or groups may be NULL: not wanted).
+ * PROCREG_E_NOT_FOUND when no such connection is open. */
 PROCREG_API int	procreg_keys(procreg_t *, uint64_t conn, char ***names,
 		    size_t *nnames, char ***groups, size_t *ngroups);
 PROCREG_API void procreg_strv_free(char **, size_t count);
 /*
- * Register n names at once, all or none (values[i] NULL: no value).  On
- * TAKEN procreg_errmsg tells which.  *out (may be NULL): the n entries,
- * free with procreg_entries_free.
+ * Register n names at once, all or none (values NULL, or values[i] NULL:
+ * no value; value_lens[i] the length of values[i]).  On TAKEN
+ * procreg_errmsg tells which (its position from 1, and its owner); a name
+ * given twice is PROCREG_E_BAD_REQUEST.  *out (may be NULL): the n
+ * entries, free with procreg_entries_free.
  */
 PROCREG_API int	procreg_register_many(procreg_t *, size_t n,
 		    const char *const *names, const void *const *values,

@@ -5,8 +5,13 @@
  * request, then reads objects until its own response arrives; any
  * notification read on the way is copied into the handle's queue, so
  * nothing that arrives during a call is lost.  With auto_reconnect the
- * handle remembers what it registered and monitors, and puts it back after
- * the daemon restarts.
+ * handle remembers what it registered, joined and monitors, and puts it
+ * back after the daemon restarts.
+ *
+ * Protocol 2 (call, groups, publish, connection targets, ...) is used
+ * without asking hello's protocol first: a protocol-1 daemon answers
+ * unknown_method (or bad_request for a connection target), and the
+ * message then says that the daemon speaks protocol 1.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -44,7 +49,8 @@ struct held_name {
 struct held_mon {
 	uint64_t	 user_ref;	/* what the caller was given */
 	uint64_t	 server_ref;	/* what the daemon uses now; 0: none */
-	char		*name;
+	char		*name;		/* NULL: a monitor on connection conn */
+	uint64_t	 conn;
 	bool		 fired;		/* its down came during a restore */
 };
 
@@ -59,6 +65,7 @@ struct procreg {
 	int64_t			 next_retry_ms;
 	uint32_t		 next_msgid;
 	uint64_t		 conn_id;
+	uint64_t		 protocol;	/* hello's, 0: not known */
 	msgpack_unpacker	 unp;
 	msgpack_unpacked	 res;
 	msgpack_sbuffer		 sbuf;
@@ -70,6 +77,8 @@ struct procreg {
 	/* Reconnect state (kept only with auto_reconnect). */
 	struct held_name	*names;
 	size_t			 nnames, names_cap;
+	struct held_name	*groups;	/* joined, to join again */
+	size_t			 ngroups, groups_cap;
 	struct held_mon		*mons;
 	size_t			 nmons, mons_cap;
 	uint64_t		 next_user_ref;
@@ -107,8 +116,10 @@ dup_bytes(const char *s, size_t len)
 {
 	char *d = malloc(len + 1);
 
+	/* msgpack-c gives an empty str a NULL ptr: no memcpy from it. */
 	if (d != NULL) {
-		memcpy(d, s, len);
+		if (len > 0)
+			memcpy(d, s, len);
 		d[len] = '\0';
 	}
 	return d;
@@ -149,6 +160,13 @@ procreg_default_path(char *buf, size_t size)
 	return paths_default_socket(buf, size, false, err, sizeof(err));
 }
 
+/* The wire table and the public statuses are one numbering. */
+_Static_assert((int)PR_ERR_TIMEOUT == (int)PROCREG_E_CALL_TIMEOUT &&
+    (int)PR_ERR_DOWN == (int)PROCREG_E_DOWN &&
+    (int)PR_ERR_STALE == (int)PROCREG_E_STALE &&
+    (int)PR_ERR__COUNT <= (int)PROCREG_E_OTHER,
+    "enum procreg_status and enum pr_err differ");
+
 const char *
 procreg_status_code(int status)
 {
@@ -181,6 +199,12 @@ procreg_strstatus(int status)
 		return "too large";
 	case PROCREG_E_FORBIDDEN:
 		return "forbidden";
+	case PROCREG_E_CALL_TIMEOUT:
+		return "no reply to the call in time";
+	case PROCREG_E_DOWN:
+		return "the callee went away";
+	case PROCREG_E_STALE:
+		return "stale generation";
 	case PROCREG_E_OTHER:
 		return "error";
 	case PROCREG_E_CONNECT:
@@ -328,39 +352,116 @@ procreg_entries_free(struct procreg_entry **v, size_t n)
 	free(v);
 }
 
+/* The fields shared by an entry and a member entry. */
+struct entry_fields {
+	char		**key;		/* name or group */
+	uint64_t	 *conn;
+	int64_t		 *pid, *uid, *gid;
+	void		**value;
+	size_t		 *value_len;
+	uint64_t	 *since_ms, *gen;
+};
+
+/*
+ * Read an entry map (keyname: "name" or "group") into f; false when
+ * malformed or out of memory (what was read is left for the caller to
+ * free).
+ */
+static bool
+fields_from(const msgpack_object *m, const char *keyname,
+    const struct entry_fields *f)
+{
+	if (m->type != MSGPACK_OBJECT_MAP)
+		return false;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object *v = &m->via.map.ptr[i].val;
+
+		if (is_str(k, keyname) && v->type == MSGPACK_OBJECT_STR &&
+		    *f->key == NULL)
+			*f->key = dup_bytes(v->via.str.ptr, v->via.str.size);
+		else if (is_str(k, "conn"))
+			*f->conn = (uint64_t)as_int(v);
+		else if (is_str(k, "pid"))
+			*f->pid = as_int(v);
+		else if (is_str(k, "uid"))
+			*f->uid = as_int(v);
+		else if (is_str(k, "gid"))
+			*f->gid = as_int(v);
+		else if (is_str(k, "since"))
+			*f->since_ms = (uint64_t)as_int(v);
+		else if (is_str(k, "gen"))
+			*f->gen = (uint64_t)as_int(v);
+		else if (is_str(k, "value") && *f->value == NULL)
+			*f->value = encode(v, f->value_len);
+		/* Keys of later protocol versions are ignored. */
+	}
+	return *f->key != NULL && *f->value != NULL;
+}
+
 /* An entry map into a new struct; NULL when malformed or out of memory. */
 static struct procreg_entry *
 entry_from(const msgpack_object *m)
 {
 	struct procreg_entry *e;
 
-	if (m->type != MSGPACK_OBJECT_MAP || (e = calloc(1, sizeof(*e))) == NULL)
+	if ((e = calloc(1, sizeof(*e))) == NULL)
 		return NULL;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-
-		if (is_str(k, "name") && v->type == MSGPACK_OBJECT_STR)
-			e->name = dup_bytes(v->via.str.ptr, v->via.str.size);
-		else if (is_str(k, "conn"))
-			e->conn = (uint64_t)as_int(v);
-		else if (is_str(k, "pid"))
-			e->pid = as_int(v);
-		else if (is_str(k, "uid"))
-			e->uid = as_int(v);
-		else if (is_str(k, "gid"))
-			e->gid = as_int(v);
-		else if (is_str(k, "since"))
-			e->since_ms = (uint64_t)as_int(v);
-		else if (is_str(k, "value"))
-			e->value = encode(v, &e->value_len);
-		/* Keys of later protocol versions are ignored. */
-	}
-	if (e->name == NULL || e->value == NULL) {
+	if (!fields_from(m, "name", &(struct entry_fields){ &e->name,
+	    &e->conn, &e->pid, &e->uid, &e->gid, &e->value, &e->value_len,
+	    &e->since_ms, &e->gen })) {
 		procreg_entry_free(e);
 		return NULL;
 	}
 	return e;
+}
+
+void
+procreg_member_free(struct procreg_member *m)
+{
+	if (m == NULL)
+		return;
+	free(m->group);
+	free(m->value);
+	free(m);
+}
+
+void
+procreg_members_free(struct procreg_member **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		procreg_member_free(v[i]);
+	free(v);
+}
+
+/* A member entry map into a new struct; NULL when malformed or out of
+ * memory. */
+static struct procreg_member *
+member_from(const msgpack_object *o)
+{
+	struct procreg_member *m;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return NULL;
+	if (!fields_from(o, "group", &(struct entry_fields){ &m->group,
+	    &m->conn, &m->pid, &m->uid, &m->gid, &m->value, &m->value_len,
+	    &m->since_ms, &m->gen })) {
+		procreg_member_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void
+procreg_strv_free(char **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 /* ---- connection ---- */
@@ -488,6 +589,23 @@ translate_down(procreg_t *p, uint64_t server_ref)
 	return server_ref;
 }
 
+/*
+ * A target (a name, or a connection id) into ev->name or ev->target_conn;
+ * false when it is neither or out of memory.
+ */
+static bool
+target_from(struct procreg_event *ev, const msgpack_object *o)
+{
+	if (o->type == MSGPACK_OBJECT_STR)
+		return (ev->name = dup_bytes(o->via.str.ptr, o->via.str.size)) !=
+		    NULL;
+	if (is_uint(o)) {
+		ev->target_conn = o->via.u64;
+		return true;
+	}
+	return false;
+}
+
 /* Copy a notification out of the unpacker's zone into the queue. */
 static int
 enqueue_push(procreg_t *p, const msgpack_object *o)
@@ -495,32 +613,48 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 	const msgpack_object *a = o->via.array.ptr, *params = &a[2];
 	struct procreg_event *ev;
 	const msgpack_object *v;
-	int r;
+	uint32_t n;
 
 	if (params->type != MSGPACK_OBJECT_ARRAY)
 		return PROCREG_OK;	/* unknown shapes are ignored */
 	v = params->via.array.ptr;
+	n = params->via.array.size;
 	if ((ev = calloc(1, sizeof(*ev))) == NULL)
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
-	if (is_str(&a[1], "message") && params->via.array.size >= 3 &&
-	    v[0].type == MSGPACK_OBJECT_STR) {
+	/* A shape this library does not know is skipped, as a later
+	 * protocol's kind would be; only out of memory is a failure. */
+	if (is_str(&a[1], "message") && n >= 3 &&
+	    (v[0].type == MSGPACK_OBJECT_STR || is_uint(&v[0]))) {
 		ev->kind = PROCREG_EV_MESSAGE;
-		ev->name = dup_bytes(v[0].via.str.ptr, v[0].via.str.size);
 		ev->sender = (uint64_t)as_int(&v[1]);
-		ev->payload = encode(&v[2], &ev->payload_len);
-		if (ev->name == NULL || ev->payload == NULL)
+		if (!target_from(ev, &v[0]) ||
+		    (ev->payload = encode(&v[2], &ev->payload_len)) == NULL)
 			goto nomem;
-	} else if (is_str(&a[1], "down") && params->via.array.size >= 3 &&
-	    is_uint(&v[0]) && v[1].type == MSGPACK_OBJECT_STR &&
+	} else if (is_str(&a[1], "call") && n >= 4 && is_uint(&v[0]) &&
+	    (v[1].type == MSGPACK_OBJECT_STR || is_uint(&v[1]))) {
+		ev->kind = PROCREG_EV_CALL;
+		ev->call_id = v[0].via.u64;
+		ev->sender = (uint64_t)as_int(&v[2]);
+		if (!target_from(ev, &v[1]) ||
+		    (ev->payload = encode(&v[3], &ev->payload_len)) == NULL)
+			goto nomem;
+	} else if (is_str(&a[1], "publish") && n >= 3 &&
+	    v[0].type == MSGPACK_OBJECT_STR) {
+		ev->kind = PROCREG_EV_PUBLISH;
+		ev->sender = (uint64_t)as_int(&v[1]);
+		if (!target_from(ev, &v[0]) ||
+		    (ev->payload = encode(&v[2], &ev->payload_len)) == NULL)
+			goto nomem;
+	} else if (is_str(&a[1], "down") && n >= 3 && is_uint(&v[0]) &&
+	    (v[1].type == MSGPACK_OBJECT_STR || is_uint(&v[1])) &&
 	    v[2].type == MSGPACK_OBJECT_STR) {
 		ev->kind = PROCREG_EV_DOWN;
 		ev->ref = p->auto_reconnect ? translate_down(p, v[0].via.u64) :
 		    v[0].via.u64;
-		ev->name = dup_bytes(v[1].via.str.ptr, v[1].via.str.size);
-		ev->reason = dup_bytes(v[2].via.str.ptr, v[2].via.str.size);
-		if (ev->name == NULL || ev->reason == NULL)
+		if (!target_from(ev, &v[1]) || (ev->reason =
+		    dup_bytes(v[2].via.str.ptr, v[2].via.str.size)) == NULL)
 			goto nomem;
-	} else if (is_str(&a[1], "error") && params->via.array.size >= 2 &&
+	} else if (is_str(&a[1], "error") && n >= 2 &&
 	    v[0].type == MSGPACK_OBJECT_STR && v[1].type == MSGPACK_OBJECT_STR) {
 		ev->kind = PROCREG_EV_ERROR;
 		ev->reason = dup_bytes(v[0].via.str.ptr, v[0].via.str.size);
@@ -531,7 +665,7 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		free(ev);		/* a kind from a later protocol */
 		return PROCREG_OK;
 	}
-	if ((r = queue_push(p, ev)) != PROCREG_OK)
+	if (queue_push(p, ev) != PROCREG_OK)
 		goto nomem;
 	return PROCREG_OK;
 nomem:
@@ -592,6 +726,15 @@ response_status(procreg_t *p, const msgpack_object *err)
 		if (is_str(code, pr_err_name((enum pr_err)e)))
 			return e;
 	}
+	/*
+	 * A code this library predates, or one a callee chose (call): the
+	 * code goes in front of the message, as "code: message".
+	 */
+	snprintf(p->errmsg, sizeof(p->errmsg), "%.*s: %.*s",
+	    code->type == MSGPACK_OBJECT_STR ? (int)code->via.str.size : 1,
+	    code->type == MSGPACK_OBJECT_STR ? code->via.str.ptr : "?",
+	    msg->type == MSGPACK_OBJECT_STR ? (int)msg->via.str.size : 0,
+	    msg->type == MSGPACK_OBJECT_STR ? msg->via.str.ptr : "");
 	return PROCREG_E_OTHER;
 }
 
@@ -623,13 +766,15 @@ pack_str(procreg_t *p, const char *s)
 }
 
 /*
- * Send the packed request and wait for its response.  On PROCREG_OK the
- * result is *result (valid until the next read on this handle).
+ * Send the packed request and wait up to wait_ms for its response.  On
+ * PROCREG_OK the result is *result (valid until the next read on this
+ * handle).
  */
 static int
-call(procreg_t *p, uint32_t msgid, const msgpack_object **result)
+call_wait(procreg_t *p, uint32_t msgid, const msgpack_object **result,
+    int64_t wait_ms)
 {
-	int64_t deadline = mono_ms() + p->timeout_ms;
+	int64_t deadline = mono_ms() + wait_ms;
 	size_t sent = 0, len = p->sbuf.size;
 	char *saved;
 	int r;
@@ -671,13 +816,21 @@ call(procreg_t *p, uint32_t msgid, const msgpack_object **result)
 
 		if (left <= 0)
 			return fail(p, PROCREG_E_TIMEOUT, "no reply from the "
-			    "daemon in %d ms", p->timeout_ms);
+			    "daemon in %" PRId64 " ms", wait_ms);
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
 			return fail(p, PROCREG_E_CLOSED, "poll: %s",
 			    strerror(errno));
 		if ((r = read_some(p)) < 0)
 			return r;
 	}
+}
+
+/* Send the packed request and wait for its response (the handle's
+ * timeout). */
+static int
+call(procreg_t *p, uint32_t msgid, const msgpack_object **result)
+{
+	return call_wait(p, msgid, result, p->timeout_ms);
 }
 
 /* hello, keeping our conn id; optionally filling out. */
@@ -703,6 +856,8 @@ do_hello(procreg_t *p, struct procreg_hello *out)
 
 		if (is_str(k, "conn"))
 			p->conn_id = (uint64_t)as_int(v);
+		else if (is_str(k, "protocol"))
+			p->protocol = (uint64_t)as_int(v);
 		if (out == NULL)
 			continue;
 		if (is_str(k, "conn"))
@@ -721,7 +876,26 @@ do_hello(procreg_t *p, struct procreg_hello *out)
 	return PROCREG_OK;
 }
 
-/* Register again, monitor again, and tell the application. */
+/* Queue a noproc down for monitor m, as the daemon would send it. */
+static int
+down_local(procreg_t *p, const struct held_mon *m)
+{
+	struct procreg_event *ev;
+
+	if ((ev = calloc(1, sizeof(*ev))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	ev->kind = PROCREG_EV_DOWN;
+	ev->ref = m->user_ref;
+	ev->target_conn = m->conn;
+	if ((ev->reason = strdup("noproc")) == NULL ||
+	    queue_push(p, ev) != PROCREG_OK) {
+		procreg_event_free(ev);
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	}
+	return PROCREG_OK;
+}
+
+/* Register again, join again, monitor again, and tell the application. */
 static int
 restore(procreg_t *p)
 {
@@ -733,7 +907,8 @@ restore(procreg_t *p)
 	p->restoring = true;
 	if ((r = do_hello(p, NULL)) != PROCREG_OK)
 		goto out;
-	if (p->nnames && (lost = calloc(p->nnames, sizeof(*lost))) == NULL) {
+	if (p->nnames + p->ngroups &&
+	    (lost = calloc(p->nnames + p->ngroups, sizeof(*lost))) == NULL) {
 		r = fail(p, PROCREG_E_NOMEM, "out of memory");
 		goto out;
 	}
@@ -760,13 +935,47 @@ restore(procreg_t *p)
 	p->nnames = keep;
 	if (r < 0)
 		goto out;
+	/* The groups, the same way: one that cannot be joined is lost. */
+	for (i = 0, keep = 0; i < p->ngroups; i++) {
+		struct held_name *h = &p->groups[i];
+		uint32_t id = req_begin(p, "join", h->value ? 2 : 1);
+
+		pack_str(p, h->name);
+		if (h->value)
+			msgpack_sbuffer_write(&p->sbuf, h->value, h->value_len);
+		if ((r = call(p, id, &res)) < 0)
+			break;
+		if (r == PROCREG_OK || r == PROCREG_E_TAKEN) {
+			p->groups[keep++] = *h;
+		} else {
+			lost[nlost++] = h->name;
+			free(h->value);
+		}
+	}
+	for (; i < p->ngroups; i++)
+		p->groups[keep++] = p->groups[i];
+	p->ngroups = keep;
+	if (r < 0)
+		goto out;
 	/* The daemon numbers refs afresh: no old number may match a new. */
 	for (i = 0; i < p->nmons; i++)
 		p->mons[i].server_ref = 0;
 	for (i = 0; i < p->nmons; i++) {
 		struct held_mon *m = &p->mons[i];
-		uint32_t id = req_begin(p, "monitor", 1);
+		uint32_t id;
 
+		if (m->name == NULL) {
+			/*
+			 * A connection of the old daemon: gone with it, and its
+			 * number may be another connection's now.  Its down is
+			 * ours to give.
+			 */
+			if (!m->fired && (r = down_local(p, m)) < 0)
+				break;
+			m->fired = true;
+			continue;
+		}
+		id = req_begin(p, "monitor", 1);
 		pack_str(p, m->name);
 		if ((r = call(p, id, &res)) < 0)
 			break;
@@ -897,6 +1106,11 @@ procreg_free(procreg_t *p)
 		free(p->names[i].value);
 	}
 	free(p->names);
+	for (size_t i = 0; i < p->ngroups; i++) {
+		free(p->groups[i].name);
+		free(p->groups[i].value);
+	}
+	free(p->groups);
 	for (size_t i = 0; i < p->nmons; i++)
 		free(p->mons[i].name);
 	free(p->mons);
@@ -913,6 +1127,23 @@ procreg_hello(procreg_t *p, struct procreg_hello *out)
 	return do_hello(p, out);
 }
 
+/*
+ * A protocol-2 request's status: when a daemon of protocol 1 did not know
+ * the method (or the connection target), the message says so.
+ */
+static int
+p2_status(procreg_t *p, int r)
+{
+	size_t len = strlen(p->errmsg);
+
+	if ((r == PROCREG_E_UNKNOWN_METHOD || r == PROCREG_E_BAD_REQUEST) &&
+	    p->protocol > 0 && p->protocol < 2)
+		snprintf(p->errmsg + len, sizeof(p->errmsg) - len, " (the "
+		    "daemon speaks protocol %" PRIu64 ", this needs 2)",
+		    p->protocol);
+	return r;
+}
+
 /* Reject a NULL name; the daemon judges the rest (bad_request). */
 static int
 check_name(procreg_t *p, const char *name)
@@ -922,14 +1153,14 @@ check_name(procreg_t *p, const char *name)
 	return PROCREG_OK;
 }
 
-/* Remember a registered name for reconnects. */
+/* Remember a registered name (or a joined group) in *v for reconnects. */
 static int
-hold_name(procreg_t *p, const char *name, const void *value, size_t vlen)
+hold_in(procreg_t *p, struct held_name **v, size_t *n, size_t *cap,
+    const char *name, const void *value, size_t vlen)
 {
 	struct held_name h = { 0 };
 
-	if (!grow((void **)&p->names, &p->names_cap, p->nnames,
-	    sizeof(*p->names)))
+	if (!grow((void **)v, cap, *n, sizeof(**v)))
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
 	h.name = strdup(name);
 	h.value = value ? dup_mem(value, vlen) : NULL;
@@ -939,21 +1170,45 @@ hold_name(procreg_t *p, const char *name, const void *value, size_t vlen)
 		free(h.value);
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
 	}
-	p->names[p->nnames++] = h;
+	(*v)[(*n)++] = h;
 	return PROCREG_OK;
+}
+
+/* The held name (or group) called name in v, or NULL. */
+static struct held_name *
+held_find(struct held_name *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	}
+	return NULL;
+}
+
+/* Forget a held name (or group). */
+static void
+forget_in(struct held_name *v, size_t *n, const char *name)
+{
+	struct held_name *h = held_find(v, *n, name);
+
+	if (h != NULL) {
+		free(h->name);
+		free(h->value);
+		*h = v[--*n];
+	}
+}
+
+static int
+hold_name(procreg_t *p, const char *name, const void *value, size_t vlen)
+{
+	return hold_in(p, &p->names, &p->nnames, &p->names_cap, name, value,
+	    vlen);
 }
 
 static void
 forget_name(procreg_t *p, const char *name)
 {
-	for (size_t i = 0; i < p->nnames; i++) {
-		if (strcmp(p->names[i].name, name) == 0) {
-			free(p->names[i].name);
-			free(p->names[i].value);
-			p->names[i] = p->names[--p->nnames];
-			return;
-		}
-	}
+	forget_in(p->names, &p->nnames, name);
 }
 
 int
@@ -1130,20 +1385,22 @@ procreg_send_str(procreg_t *p, const char *name, const char *text)
 	return call(p, id, &res);
 }
 
-int
-procreg_monitor(procreg_t *p, const char *name, uint64_t *ref)
+/* Monitor name, or connection conn when name is NULL. */
+static int
+monitor_target(procreg_t *p, const char *name, uint64_t conn, uint64_t *ref)
 {
 	const msgpack_object *res;
-	struct held_mon m;
+	struct held_mon m = { 0 };
 	uint32_t id;
 	int r;
 
-	if ((r = check_name(p, name)) != PROCREG_OK)
-		return r;
 	id = req_begin(p, "monitor", 1);
-	pack_str(p, name);
+	if (name != NULL)
+		pack_str(p, name);
+	else
+		msgpack_pack_uint64(&p->pk, conn);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
-		return r;
+		return name != NULL ? r : p2_status(p, r);
 	if (!is_uint(res))
 		return fail(p, PROCREG_E_PROTOCOL, "malformed ref");
 	*ref = res->via.u64;
@@ -1155,18 +1412,34 @@ procreg_monitor(procreg_t *p, const char *name, uint64_t *ref)
 	 */
 	m.user_ref = p->next_user_ref++;
 	m.server_ref = *ref;
-	m.name = strdup(name);
-	if (m.name == NULL || !grow((void **)&p->mons, &p->mons_cap, p->nmons,
+	m.conn = conn;
+	if ((name != NULL && (m.name = strdup(name)) == NULL) ||
+	    !grow((void **)&p->mons, &p->mons_cap, p->nmons,
 	    sizeof(*p->mons))) {
 		free(m.name);
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
 	}
 	/* A noproc down comes after the response, so it is not parsed yet:
 	 * it will find this entry and translate. */
-	m.fired = false;
 	p->mons[p->nmons++] = m;
 	*ref = m.user_ref;
 	return PROCREG_OK;
+}
+
+int
+procreg_monitor(procreg_t *p, const char *name, uint64_t *ref)
+{
+	int r;
+
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	return monitor_target(p, name, 0, ref);
+}
+
+int
+procreg_monitor_conn(procreg_t *p, uint64_t conn, uint64_t *ref)
+{
+	return monitor_target(p, NULL, conn, ref);
 }
 
 int
@@ -1265,7 +1538,8 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 #define K(f) { #f, offsetof(struct procreg_stats, f) }
 		K(connections), K(names), K(monitors), K(requests),
 		K(messages), K(downs), K(notifications_ignored),
-		K(connections_total), K(uptime_ms),
+		K(connections_total), K(uptime_ms), K(groups), K(members),
+		K(calls), K(replies_late), K(awaits), K(subscriptions), K(seq),
 #undef K
 	};
 	const msgpack_object *res;
@@ -1285,6 +1559,430 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 				    (uint64_t)as_int(&res->via.map.ptr[i].val);
 		}
 	}
+	return PROCREG_OK;
+}
+
+/* ---- protocol 2 ---- */
+
+int
+procreg_send_conn(procreg_t *p, uint64_t conn, const void *payload,
+    size_t len)
+{
+	const msgpack_object *res;
+	uint32_t id;
+
+	if (payload == NULL)
+		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	id = req_begin(p, "send", 2);
+	msgpack_pack_uint64(&p->pk, conn);
+	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	return p2_status(p, call(p, id, &res));
+}
+
+/*
+ * call name, or connection conn when name is NULL.  The daemon answers
+ * timeout itself when timeout_ms passes: our own wait is that plus the
+ * handle's timeout, for the daemon to answer in.
+ */
+static int
+call_target(procreg_t *p, const char *name, uint64_t conn,
+    const void *payload, size_t len, int timeout_ms, void **result,
+    size_t *result_len)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if (result != NULL)
+		*result = NULL;
+	if (result_len != NULL)
+		*result_len = 0;
+	if (payload == NULL)
+		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	if (timeout_ms < 0)
+		return fail(p, PROCREG_E_INVAL, "a negative call timeout");
+	id = req_begin(p, "call", timeout_ms > 0 ? 3 : 2);
+	if (name != NULL)
+		pack_str(p, name);
+	else
+		msgpack_pack_uint64(&p->pk, conn);
+	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	if (timeout_ms > 0)
+		msgpack_pack_uint32(&p->pk, (uint32_t)timeout_ms);
+	r = call_wait(p, id, &res, (timeout_ms > 0 ? (int64_t)timeout_ms :
+	    (int64_t)PR_CALL_TIMEOUT_DEFAULT) + p->timeout_ms);
+	if (r != PROCREG_OK)
+		return p2_status(p, r);
+	if (result != NULL) {
+		size_t n;
+
+		if ((*result = encode(res, &n)) == NULL)
+			return fail(p, PROCREG_E_NOMEM, "out of memory");
+		if (result_len != NULL)
+			*result_len = n;
+	}
+	return PROCREG_OK;
+}
+
+int
+procreg_call(procreg_t *p, const char *name, const void *payload,
+    size_t len, int timeout_ms, void **result, size_t *result_len)
+{
+	int r;
+
+	if (result != NULL)
+		*result = NULL;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	return call_target(p, name, 0, payload, len, timeout_ms, result,
+	    result_len);
+}
+
+int
+procreg_call_conn(procreg_t *p, uint64_t conn, const void *payload,
+    size_t len, int timeout_ms, void **result, size_t *result_len)
+{
+	return call_target(p, NULL, conn, payload, len, timeout_ms, result,
+	    result_len);
+}
+
+int
+procreg_reply(procreg_t *p, uint64_t call_id, const void *result,
+    size_t len)
+{
+	const msgpack_object *res;
+	uint32_t id;
+
+	id = req_begin(p, "reply", 2);
+	msgpack_pack_uint64(&p->pk, call_id);
+	if (result != NULL)
+		msgpack_sbuffer_write(&p->sbuf, result, len);
+	else
+		msgpack_pack_nil(&p->pk);
+	return p2_status(p, call(p, id, &res));
+}
+
+int
+procreg_reply_error(procreg_t *p, uint64_t call_id, const char *code,
+    const char *message)
+{
+	const msgpack_object *res;
+	uint32_t id;
+
+	if (code == NULL)
+		return fail(p, PROCREG_E_INVAL, "the error code is NULL");
+	id = req_begin(p, "reply", 3);
+	msgpack_pack_uint64(&p->pk, call_id);
+	msgpack_pack_nil(&p->pk);
+	msgpack_pack_array(&p->pk, 2);
+	pack_str(p, code);
+	pack_str(p, message != NULL ? message : "");
+	return p2_status(p, call(p, id, &res));
+}
+
+int
+procreg_join(procreg_t *p, const char *group, const void *value,
+    size_t vlen, struct procreg_member **out)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_name(p, group)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "join", value ? 2 : 1);
+	pack_str(p, group);
+	if (value != NULL)
+		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (p->auto_reconnect && (r = hold_in(p, &p->groups, &p->ngroups,
+	    &p->groups_cap, group, value, vlen)) != PROCREG_OK)
+		return r;
+	if (out != NULL && (*out = member_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed member entry");
+	return PROCREG_OK;
+}
+
+int
+procreg_leave(procreg_t *p, const char *group)
+{
+	const msgpack_object *res;
+	uint32_t id;
+	int r;
+
+	if ((r = check_name(p, group)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "leave", 1);
+	pack_str(p, group);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	forget_in(p->groups, &p->ngroups, group);
+	return PROCREG_OK;
+}
+
+int
+procreg_members(procreg_t *p, const char *group,
+    struct procreg_member ***out, size_t *count)
+{
+	const msgpack_object *res;
+	struct procreg_member **v;
+	uint32_t id, n;
+	int r;
+
+	*out = NULL;
+	*count = 0;
+	if ((r = check_name(p, group)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "members", 1);
+	pack_str(p, group);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed members");
+	n = res->via.array.size;
+	if ((v = calloc(n ? n : 1, sizeof(*v))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		if ((v[i] = member_from(&res->via.array.ptr[i])) == NULL) {
+			procreg_members_free(v, i);
+			return fail(p, PROCREG_E_NOMEM, "out of memory or "
+			    "malformed member entry");
+		}
+	}
+	*out = v;
+	*count = n;
+	return PROCREG_OK;
+}
+
+int
+procreg_publish(procreg_t *p, const char *group, const void *payload,
+    size_t len, bool echo, uint64_t *delivered, uint64_t **busy,
+    size_t *nbusy)
+{
+	const msgpack_object *res;
+	uint64_t *b = NULL;
+	size_t nb = 0;
+	uint32_t id;
+	int r;
+
+	if (delivered != NULL)
+		*delivered = 0;
+	if (busy != NULL)
+		*busy = NULL;
+	if (nbusy != NULL)
+		*nbusy = 0;
+	if ((r = check_name(p, group)) != PROCREG_OK)
+		return r;
+	if (payload == NULL)
+		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	/* Options only when they differ from the defaults. */
+	id = req_begin(p, "publish", echo ? 2 : 3);
+	pack_str(p, group);
+	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	if (!echo) {
+		msgpack_pack_map(&p->pk, 1);
+		pack_str(p, "echo");
+		msgpack_pack_false(&p->pk);
+	}
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (res->type != MSGPACK_OBJECT_MAP)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed publish result");
+	for (uint32_t i = 0; i < res->via.map.size; i++) {
+		const msgpack_object *k = &res->via.map.ptr[i].key;
+		const msgpack_object *v = &res->via.map.ptr[i].val;
+
+		if (is_str(k, "delivered") && delivered != NULL)
+			*delivered = (uint64_t)as_int(v);
+		else if (is_str(k, "busy") && v->type == MSGPACK_OBJECT_ARRAY &&
+		    busy != NULL && b == NULL) {
+			nb = v->via.array.size;
+			if ((b = calloc(nb ? nb : 1, sizeof(*b))) == NULL)
+				return fail(p, PROCREG_E_NOMEM,
+				    "out of memory");
+			for (size_t j = 0; j < nb; j++)
+				b[j] = (uint64_t)as_int(&v->via.array.ptr[j]);
+		}
+	}
+	if (busy != NULL)
+		*busy = b;
+	if (nbusy != NULL)
+		*nbusy = nb;
+	return PROCREG_OK;
+}
+
+int
+procreg_update(procreg_t *p, const char *name, const void *value,
+    size_t vlen, struct procreg_entry **out)
+{
+	const msgpack_object *res;
+	struct held_name *h;
+	uint32_t id;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if ((r = check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = req_begin(p, "update", 2);
+	pack_str(p, name);
+	if (value != NULL)
+		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+	else
+		msgpack_pack_nil(&p->pk);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	/* A reconnect registers the name with its new value. */
+	if ((h = held_find(p->names, p->nnames, name)) != NULL) {
+		void *nv = value != NULL ? dup_mem(value, vlen) : NULL;
+
+		if (value != NULL && nv == NULL)
+			return fail(p, PROCREG_E_NOMEM, "out of memory");
+		free(h->value);
+		h->value = nv;
+		h->value_len = vlen;
+	}
+	if (out != NULL && (*out = entry_from(res)) == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	return PROCREG_OK;
+}
+
+/* An array of str into a new NULL-free vector; false when malformed or
+ * out of memory. */
+static bool
+strv_from(const msgpack_object *o, char ***out, size_t *n)
+{
+	char **v;
+
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return false;
+	if ((v = calloc(o->via.array.size + 1, sizeof(*v))) == NULL)
+		return false;
+	for (uint32_t i = 0; i < o->via.array.size; i++) {
+		const msgpack_object *s = &o->via.array.ptr[i];
+
+		if (s->type != MSGPACK_OBJECT_STR || (v[i] =
+		    dup_bytes(s->via.str.ptr, s->via.str.size)) == NULL) {
+			procreg_strv_free(v, i);
+			return false;
+		}
+	}
+	*out = v;
+	*n = o->via.array.size;
+	return true;
+}
+
+int
+procreg_keys(procreg_t *p, uint64_t conn, char ***names, size_t *nnames,
+    char ***groups, size_t *ngroups)
+{
+	const msgpack_object *res, *on = NULL, *og = NULL;
+	char **vn = NULL, **vg = NULL;
+	size_t nn = 0, ng = 0;
+	uint32_t id;
+	int r;
+
+	if (names != NULL)
+		*names = NULL;
+	if (nnames != NULL)
+		*nnames = 0;
+	if (groups != NULL)
+		*groups = NULL;
+	if (ngroups != NULL)
+		*ngroups = 0;
+	id = req_begin(p, "keys", 1);
+	msgpack_pack_uint64(&p->pk, conn);
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	if (res->type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = 0; i < res->via.map.size; i++) {
+			if (is_str(&res->via.map.ptr[i].key, "names"))
+				on = &res->via.map.ptr[i].val;
+			else if (is_str(&res->via.map.ptr[i].key, "groups"))
+				og = &res->via.map.ptr[i].val;
+		}
+	}
+	if (on == NULL || og == NULL)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed keys result");
+	if ((names != NULL && !strv_from(on, &vn, &nn)) ||
+	    (groups != NULL && !strv_from(og, &vg, &ng))) {
+		procreg_strv_free(vn, nn);
+		return fail(p, PROCREG_E_NOMEM, "out of memory or malformed "
+		    "keys result");
+	}
+	if (names != NULL)
+		*names = vn;
+	if (nnames != NULL)
+		*nnames = nn;
+	if (groups != NULL)
+		*groups = vg;
+	if (ngroups != NULL)
+		*ngroups = ng;
+	return PROCREG_OK;
+}
+
+int
+procreg_register_many(procreg_t *p, size_t n, const char *const *names,
+    const void *const *values, const size_t *value_lens,
+    struct procreg_entry ***out)
+{
+	const msgpack_object *res;
+	struct procreg_entry **v;
+	uint32_t id;
+	size_t i;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (n > 0 && names == NULL)
+		return fail(p, PROCREG_E_INVAL, "the names are NULL");
+	if (n > UINT32_MAX)
+		return fail(p, PROCREG_E_INVAL, "too many names");
+	for (i = 0; i < n; i++) {
+		if (names[i] == NULL)
+			return fail(p, PROCREG_E_INVAL, "name %zu is NULL",
+			    i + 1);
+		if (values != NULL && values[i] != NULL && value_lens == NULL)
+			return fail(p, PROCREG_E_INVAL, "values without "
+			    "value_lens");
+	}
+	id = req_begin(p, "register_many", 1);
+	msgpack_pack_array(&p->pk, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		bool has = values != NULL && values[i] != NULL;
+
+		msgpack_pack_array(&p->pk, has ? 2 : 1);
+		pack_str(p, names[i]);
+		if (has)
+			msgpack_sbuffer_write(&p->sbuf, values[i],
+			    value_lens[i]);
+	}
+	if ((r = call(p, id, &res)) != PROCREG_OK)
+		return p2_status(p, r);
+	for (i = 0; p->auto_reconnect && i < n; i++) {
+		bool has = values != NULL && values[i] != NULL;
+
+		if ((r = hold_name(p, names[i], has ? values[i] : NULL,
+		    has ? value_lens[i] : 0)) != PROCREG_OK)
+			return r;
+	}
+	if (out == NULL)
+		return PROCREG_OK;
+	if (res->type != MSGPACK_OBJECT_ARRAY || res->via.array.size != n)
+		return fail(p, PROCREG_E_PROTOCOL, "malformed entries");
+	if ((v = calloc(n ? n : 1, sizeof(*v))) == NULL)
+		return fail(p, PROCREG_E_NOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		if ((v[i] = entry_from(&res->via.array.ptr[i])) == NULL) {
+			procreg_entries_free(v, i);
+			return fail(p, PROCREG_E_NOMEM, "out of memory or "
+			    "malformed entry");
+		}
+	}
+	*out = v;
 	return PROCREG_OK;
 }
 

@@ -1,7 +1,8 @@
 /*
  * procregctl.c: the command-line tool of procreg.  Looks names up, lists
- * them, sends messages, holds a name while a command runs, receives
- * messages, waits for a name to go away, and shows the daemon's counters.
+ * them, sends messages, calls, holds a name while a command runs, serves
+ * calls with a command, receives messages, joins groups and publishes to
+ * them, waits for a name to go away, and shows the daemon's counters.
  * Built on libprocreg (include/procreg.h) alone; jansson reads and writes
  * JSON, msgpack-c packs JSON payloads.
  *
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -36,7 +38,7 @@
 /* Exit statuses (hold exits with its command's own status). */
 enum {
 	EXIT_NO = 1,		/* a "no": not found, taken, busy, noproc,
-				   forbidden */
+				   down, forbidden, a callee's error */
 	EXIT_USAGE = 2,
 	EXIT_UNREACHABLE = 3,	/* cannot connect, or the connection was lost */
 	EXIT_ERROR = 4,		/* anything else */
@@ -58,13 +60,19 @@ enum {
 	C_STATS = 1 << 7,
 	C_PING = 1 << 8,
 	C_EVICT = 1 << 9,
-	C_ALL = (1 << 10) - 1
+	C_CALL = 1 << 10,
+	C_SERVE = 1 << 11,
+	C_JOIN = 1 << 12,
+	C_MEMBERS = 1 << 13,
+	C_PUBLISH = 1 << 14,
+	C_KEYS = 1 << 15,
+	C_ALL = (1 << 16) - 1
 };
 
 enum opt_id {
 	OPT_SOCKET, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_VERSION,
-	OPT_JSON_PAYLOAD, OPT_VALUE, OPT_JSON_VALUE, OPT_COUNT, OPT_INTERVAL,
-	OPT__COUNT
+	OPT_JSON_PAYLOAD, OPT_CONN, OPT_VALUE, OPT_JSON_VALUE, OPT_NO_ECHO,
+	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT__COUNT
 };
 
 struct ctl_option {
@@ -81,20 +89,30 @@ static const struct ctl_option options[OPT__COUNT] = {
 	    "else /run/procreg/procreg.sock for root, else "
 	    "/tmp/procreg-UID/procreg.sock)" },
 	[OPT_JSON] = { "json", 0, NULL, C_ALL, "print JSON for scripts: one "
-	    "document per item (list: one array; recv: one object per line)" },
+	    "document per item (list, members: one array; recv, join: one "
+	    "object per line)" },
 	[OPT_TIMEOUT] = { "timeout", 't', "MS", C_ALL, "how long each request "
-	    "may wait for its reply (default 10000)" },
+	    "may wait for its reply (default 10000; call: how long the callee "
+	    "has to reply, default 5000)" },
 	[OPT_HELP] = { "help", 'h', NULL, C_ALL, "show this help and exit" },
 	[OPT_VERSION] = { "version", 'V', NULL, C_TOP, "show the version and "
 	    "exit" },
-	[OPT_JSON_PAYLOAD] = { "json-payload", 0, NULL, C_SEND, "PAYLOAD is "
-	    "JSON, sent as the same msgpack value (default: a str)" },
+	[OPT_JSON_PAYLOAD] = { "json-payload", 0, NULL, C_SEND | C_CALL |
+	    C_PUBLISH, "PAYLOAD is JSON, sent as the same msgpack value "
+	    "(default: a str)" },
+	[OPT_CONN] = { "conn", 0, NULL, C_SEND | C_CALL | C_MONITOR, "NAME is "
+	    "a connection id (its digits), not a name" },
 	[OPT_VALUE] = { "value", 0, "V", C_HOLD, "register NAME with value V "
 	    "(a str; default: no value)" },
-	[OPT_JSON_VALUE] = { "json-value", 0, NULL, C_HOLD, "V is JSON, "
-	    "stored as the same msgpack value" },
-	[OPT_COUNT] = { "count", 'c', "N", C_RECV | C_PING, "stop after N "
-	    "(recv: messages, ping: pings; default recv: none, ping: 1)" },
+	[OPT_JSON_VALUE] = { "json-value", 0, NULL, C_HOLD | C_JOIN, "the "
+	    "value (V, VALUE) is JSON, stored as the same msgpack value" },
+	[OPT_NO_ECHO] = { "no-echo", 0, NULL, C_PUBLISH, "publish with echo "
+	    "false (not to the publisher's own connection)" },
+	[OPT_MAX_TIME] = { "max-time", 0, "MS", C_SERVE, "kill CMD when it "
+	    "runs longer than MS, and answer failed (default: no limit)" },
+	[OPT_COUNT] = { "count", 'c', "N", C_RECV | C_JOIN | C_SERVE | C_PING,
+	    "stop after N (recv: messages, join: publishes, serve: calls, "
+	    "ping: pings; default ping: 1, others: none)" },
 	[OPT_INTERVAL] = { "interval", 'i', "MS", C_PING, "wait MS between "
 	    "pings (default 1000)" },
 };
@@ -112,6 +130,9 @@ struct ctl {
 	bool			 json_value;
 	uint64_t		 count;		/* 0: not given */
 	uint64_t		 interval_ms;
+	bool			 conn;		/* NAME is a conn id */
+	bool			 no_echo;
+	uint64_t		 max_time_ms;	/* 0: none */
 	char			**args;		/* the operands */
 	int			 nargs;
 	procreg_t		*p;
@@ -137,6 +158,12 @@ static int	cmd_monitor(struct ctl *);
 static int	cmd_stats(struct ctl *);
 static int	cmd_ping(struct ctl *);
 static int	cmd_evict(struct ctl *);
+static int	cmd_call(struct ctl *);
+static int	cmd_serve(struct ctl *);
+static int	cmd_join(struct ctl *);
+static int	cmd_members(struct ctl *);
+static int	cmd_publish(struct ctl *);
+static int	cmd_keys(struct ctl *);
 
 static const struct command commands[] = {
 	{ "whereis", cmd_whereis, C_WHEREIS, 1, 1, false, "NAME",
@@ -156,7 +183,18 @@ static const struct command commands[] = {
 	    "reals as float64, null as nil).  Prints nothing on success.  Exit "
 	    "1 when NAME is not registered or its holder is busy (its queue "
 	    "is full: retry later).  Put -- before a PAYLOAD that starts with "
-	    "a dash." },
+	    "a dash.  With --conn, NAME is a connection id." },
+	{ "call", cmd_call, C_CALL, 2, 2, false, "NAME PAYLOAD",
+	    "call the holder of NAME and print its reply",
+	    "Call the connection that holds NAME with PAYLOAD (a str, or JSON "
+	    "with --json-payload) and print the reply: a str as it is (with a "
+	    "newline unless it ends with one), anything else as JSON; with "
+	    "--json, the reply as one JSON document.  -t is how long the "
+	    "callee has to reply (default 5000, at most 86400000).  Exit 1 "
+	    "when NAME is not registered, its holder is busy or goes away "
+	    "before it replies (down), or the callee answers with an error "
+	    "(printed as CODE: MESSAGE); exit 4 when it does not reply in "
+	    "time (timeout).  With --conn, NAME is a connection id." },
 	{ "hold", cmd_hold, C_HOLD, 2, -1, true, "NAME [--] CMD [ARGS...]",
 	    "hold NAME for as long as CMD runs",
 	    "Register NAME, run CMD, and exit with CMD's status (128+N when a "
@@ -170,6 +208,22 @@ static const struct command commands[] = {
 	    "1 at once when NAME is taken (the holder's conn and pid are "
 	    "printed), 127 when CMD cannot be run.  Options go before CMD: "
 	    "everything after NAME is CMD's." },
+	{ "serve", cmd_serve, C_SERVE, 2, -1, false, "NAME [--] CMD [ARGS...]",
+	    "hold NAME and answer each call by running CMD",
+	    "Register NAME and answer each call to it by running CMD with the "
+	    "call's payload on its standard input (a str as it is, anything "
+	    "else as JSON and a newline) and PROCREG_CALLER set to the "
+	    "caller's conn: the reply is CMD's standard output, as a str.  "
+	    "When CMD exits with a non-zero status (or is killed), the reply "
+	    "is the error failed, its message CMD's standard error or its exit "
+	    "status.  Calls are answered one at a time, in the order they "
+	    "came; meanwhile procregctl keeps reading its connection, so that "
+	    "the daemon's output to it keeps draining, and a caller whose "
+	    "call times out while it waits gets timeout.  Runs until --count calls were "
+	    "answered, or SIGINT or SIGTERM (exit 0; a CMD running then is "
+	    "killed, and its caller gets down).  Exit 1 when NAME is taken, "
+	    "3 when the daemon goes away.  Options go before CMD: everything "
+	    "after NAME is CMD's." },
 	{ "recv", cmd_recv, C_RECV, 1, 1, false, "NAME",
 	    "hold NAME and print the messages sent to it",
 	    "Register NAME and print each message sent to it, one per line: a "
@@ -177,12 +231,42 @@ static const struct command commands[] = {
 	    "{\"name\": ..., \"sender\": CONN, \"payload\": JSON}.  Runs "
 	    "until --count messages came, or SIGINT or SIGTERM (exit 0).  Exit "
 	    "1 when NAME is taken." },
+	{ "join", cmd_join, C_JOIN, 1, 2, false, "GROUP [VALUE]",
+	    "join GROUP and print what is published to it",
+	    "Join GROUP (with VALUE, a str or with --json-value JSON; default: "
+	    "no value) and print each payload published to it, one per line: "
+	    "a str as it is, anything else as JSON.  With --json each line is "
+	    "{\"group\": ..., \"sender\": CONN, \"payload\": JSON}.  The "
+	    "membership lasts until --count publishes came, or SIGINT or "
+	    "SIGTERM (exit 0).  Exit 1 when GROUP is forbidden to you." },
+	{ "members", cmd_members, C_MEMBERS, 1, 1, false, "GROUP",
+	    "list the members of GROUP",
+	    "Print a table of the members of GROUP, in the order they joined: "
+	    "CONN PID UID VALUE AGE.  A group without members prints the "
+	    "header only.  With --json, one array of member objects (group, "
+	    "conn, pid, uid, gid, value, since, gen)." },
+	{ "publish", cmd_publish, C_PUBLISH, 2, 2, false, "GROUP PAYLOAD",
+	    "send PAYLOAD to every member of GROUP",
+	    "Publish PAYLOAD (a str, or JSON with --json-payload) to every "
+	    "member of GROUP and print to how many it went, and which members "
+	    "were busy (their queue is full) and did not get it; with --json, "
+	    "{\"delivered\": N, \"busy\": [CONN, ...]}.  A group without "
+	    "members is no error: delivered 0.  procregctl's own connection "
+	    "is no member, so --no-echo only passes echo false on." },
 	{ "monitor", cmd_monitor, C_MONITOR, 1, 1, false, "NAME",
 	    "wait until NAME goes away",
 	    "Monitor the current registration of NAME and wait until it ends; "
 	    "print why (unregistered, disconnected, evicted) and exit 0.  When "
 	    "NAME is "
-	    "not registered, print noproc and exit 1." },
+	    "not registered, print noproc and exit 1.  With --conn, NAME is a "
+	    "connection id: wait until that connection goes away "
+	    "(disconnected)." },
+	{ "keys", cmd_keys, C_KEYS, 1, 1, false, "CONN",
+	    "show the names and groups of a connection",
+	    "Print the names that connection CONN holds and the groups it is "
+	    "a member of, each sorted, one per line under names: and groups:.  "
+	    "With --json, {\"names\": [...], \"groups\": [...]}.  Exit 1 when "
+	    "no connection CONN is open." },
 	{ "stats", cmd_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",
 	    "Print the daemon's gauges and counters, one per line." },
@@ -209,7 +293,8 @@ static const struct {
 #define K(f) { #f, offsetof(struct procreg_stats, f) }
 	K(connections), K(names), K(monitors), K(requests), K(messages),
 	K(downs), K(notifications_ignored), K(connections_total),
-	K(uptime_ms),
+	K(uptime_ms), K(groups), K(members), K(calls), K(replies_late),
+	K(awaits), K(subscriptions), K(seq),
 #undef K
 };
 #define NSTATS		(sizeof(stats_keys) / sizeof(stats_keys[0]))
@@ -269,8 +354,9 @@ usage(FILE *f)
 	    "       procregctl COMMAND --help\n"
 	    "       procregctl --version\n\n"
 	    "Talk to procregd, the procreg process registry: look names up, "
-	    "send messages,\nhold a name while a command runs, wait for a name "
-	    "to go away.\n\nCommands:\n", f);
+	    "send messages,\ncall and serve calls, hold a name while a command "
+	    "runs, join groups and\npublish to them, wait for a name to go "
+	    "away.\n\nCommands:\n", f);
 	for (size_t i = 0; i < NCOMMANDS; i++) {
 		char left[40];
 
@@ -282,7 +368,8 @@ usage(FILE *f)
 	print_options(f, C_TOP);
 	fputs("\nExit status:\n"
 	    "  0    success\n"
-	    "  1    a \"no\": not registered, taken, busy, noproc, forbidden\n"
+	    "  1    a \"no\": not registered, taken, busy, noproc, down, "
+	    "forbidden, ...\n"
 	    "  2    usage error\n"
 	    "  3    cannot reach the daemon, or the connection was lost\n"
 	    "  4    any other error (protocol error, limit, too large, "
@@ -374,6 +461,17 @@ apply_option(struct ctl *c, enum opt_id id)
 	case OPT_JSON_PAYLOAD:
 		c->json_payload = true;
 		break;
+	case OPT_CONN:
+		c->conn = true;
+		break;
+	case OPT_NO_ECHO:
+		c->no_echo = true;
+		break;
+	case OPT_MAX_TIME:
+		if (!parse_num(optarg, 1, INT_MAX, &c->max_time_ms))
+			return usage_error(c->cmd, "--max-time: expected "
+			    "milliseconds from 1 to %d", INT_MAX);
+		break;
 	case OPT_VALUE:
 		c->value = optarg;
 		break;
@@ -399,7 +497,7 @@ apply_option(struct ctl *c, enum opt_id id)
 /*
  * Parse argv: before the command (c->cmd NULL) the global options up to
  * the command's name; after it, the command's options and operands, in
- * any order, into c->args.  Everything after "--", and for hold
+ * any order, into c->args.  Everything after "--", and for hold and serve
  * everything after NAME (CMD and its own options), is operands.  -1 to go
  * on, else the exit status.
  */
@@ -444,8 +542,8 @@ parse_args(struct ctl *c, int argc, char **argv)
 
 			if (c->cmd == NULL || optind >= argc)
 				return -1;
-			if (dashdash || (c->cmd->bit == C_HOLD &&
-			    c->nargs > 0)) {
+			if (dashdash || ((c->cmd->bit == C_HOLD ||
+			    c->cmd->bit == C_SERVE) && c->nargs > 0)) {
 				/* The rest are operands, as they are. */
 				while (optind < argc)
 					c->args[c->nargs++] = argv[optind++];
@@ -511,6 +609,7 @@ status_exit(int status)
 	case PROCREG_E_NOT_OWNER:
 	case PROCREG_E_BUSY:
 	case PROCREG_E_FORBIDDEN:
+	case PROCREG_E_DOWN:
 		return EXIT_NO;
 	case PROCREG_E_CONNECT:
 	case PROCREG_E_CLOSED:
@@ -651,12 +750,24 @@ put_json(json_t *j, size_t flags)
 static json_t *
 entry_json(const struct procreg_entry *e)
 {
-	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I}",
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
 	    "name", e->name, "conn", (json_int_t)e->conn,
 	    "pid", (json_int_t)e->pid, "uid", (json_int_t)e->uid,
 	    "gid", (json_int_t)e->gid,
 	    "value", mp_json(e->value, e->value_len),
-	    "since", (json_int_t)e->since_ms);
+	    "since", (json_int_t)e->since_ms, "gen", (json_int_t)e->gen);
+}
+
+/* A member entry as a JSON object, the same way. */
+static json_t *
+member_json(const struct procreg_member *m)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
+	    "group", m->group, "conn", (json_int_t)m->conn,
+	    "pid", (json_int_t)m->pid, "uid", (json_int_t)m->uid,
+	    "gid", (json_int_t)m->gid,
+	    "value", mp_json(m->value, m->value_len),
+	    "since", (json_int_t)m->since_ms, "gen", (json_int_t)m->gen);
 }
 
 /* A name made safe for a terminal: control bytes as \xNN. */
@@ -756,8 +867,8 @@ print_entry(const struct procreg_entry *e)
 		fmt_since_age(age, sizeof(age), e->since_ms);
 		printf("name:  %s\nconn:  %" PRIu64 "\npid:   %" PRId64 "\n"
 		    "uid:   %" PRId64 "\ngid:   %" PRId64 "\nvalue: %s\n"
-		    "since: %s (%s ago)\n", name, e->conn, e->pid, e->uid,
-		    e->gid, value, when, age);
+		    "since: %s (%s ago)\ngen:   %" PRIu64 "\n", name, e->conn,
+		    e->pid, e->uid, e->gid, value, when, age, e->gen);
 	} else
 		fprintf(stderr, "procregctl: out of memory\n");
 	free(name);
@@ -988,25 +1099,27 @@ cmd_whereis(struct ctl *c)
 	return r;
 }
 
-/* One row of the list table, as the strings printed. */
+/* One row of a table (list, members), as the strings printed. */
+#define NCOLS	6
 struct row {
-	char	*col[6];
+	char	*col[NCOLS];
 };
 
-/* Print rows as a table with columns as wide as their content. */
+/* Print rows of ncols columns as a table with columns as wide as their
+ * content. */
 static void
-print_table(struct row *rows, size_t n)
+print_table(struct row *rows, size_t n, size_t ncols)
 {
-	size_t width[6] = { 0 };
+	size_t width[NCOLS] = { 0 };
 
 	for (size_t i = 0; i < n; i++)
-		for (size_t k = 0; k < 6; k++)
+		for (size_t k = 0; k < ncols; k++)
 			if (text_width(rows[i].col[k]) > width[k])
 				width[k] = text_width(rows[i].col[k]);
 	for (size_t i = 0; i < n; i++) {
-		for (size_t k = 0; k < 6; k++) {
+		for (size_t k = 0; k < ncols; k++) {
 			fputs(rows[i].col[k], stdout);
-			if (k == 5)
+			if (k == ncols - 1)
 				break;
 			for (size_t w = text_width(rows[i].col[k]);
 			    w < width[k] + 2; w++)
@@ -1068,7 +1181,7 @@ cmd_list(struct ctl *c)
 		for (size_t k = 0; k < 6; k++)
 			ok = ok && rows[i].col[k] != NULL;
 	if (ok)
-		print_table(rows, n + 1);
+		print_table(rows, n + 1, 6);
 	else
 		fprintf(stderr, "procregctl: out of memory\n");
 	for (size_t i = 0; i <= n; i++)
@@ -1096,37 +1209,162 @@ cmd_evict(struct ctl *c)
 	return r == PROCREG_OK ? EXIT_SUCCESS : report(c, r, name);
 }
 
+/*
+ * The target operand: a name, or with --conn a connection id into *conn.
+ * false after a usage error was printed.
+ */
+static bool
+parse_target(const struct ctl *c, const char *op, uint64_t *conn)
+{
+	if (!c->conn)
+		return check_name(c, op);
+	if (!parse_num(op, 1, UINT64_MAX, conn)) {
+		usage_error(c->cmd, "--conn: '%s' is no connection id (its "
+		    "digits)", op);
+		return false;
+	}
+	return true;
+}
+
+/* Say that the target op is not there (exit 1). */
+static int
+not_there(const struct ctl *c, const char *op)
+{
+	if (c->conn)
+		fprintf(stderr, "procregctl: conn %s: no such connection\n",
+		    op);
+	else
+		fprintf(stderr, "procregctl: %s: not registered\n", op);
+	return EXIT_NO;
+}
+
+/* A PAYLOAD operand as msgpack into sb: a str, or JSON with
+ * --json-payload.  false after a usage error was printed. */
+static bool
+payload_mp(const struct ctl *c, const char *text, msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+
+	if (c->json_payload)
+		return json_to_mp(c, "PAYLOAD", text, sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	if (msgpack_pack_str_with_body(&pk, text, strlen(text)) != 0) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return false;
+	}
+	return true;
+}
+
 /* send NAME PAYLOAD: a str, or JSON as msgpack. */
 static int
 cmd_send(struct ctl *c)
 {
 	const char *name = c->args[0];
 	msgpack_sbuffer sb;
+	uint64_t conn = 0;
 	int r;
 
-	if (!check_name(c, name))
+	if (!parse_target(c, name, &conn))
 		return EXIT_USAGE;
-	if (!c->json_payload) {
-		r = procreg_send_str(c->p, name, c->args[1]);
-	} else {
-		msgpack_sbuffer_init(&sb);
-		if (!json_to_mp(c, "PAYLOAD", c->args[1], &sb)) {
-			msgpack_sbuffer_destroy(&sb);
-			return EXIT_USAGE;
-		}
-		r = procreg_send(c->p, name, sb.data, sb.size);
+	msgpack_sbuffer_init(&sb);
+	if (!payload_mp(c, c->args[1], &sb)) {
 		msgpack_sbuffer_destroy(&sb);
+		return EXIT_USAGE;
 	}
-	if (r == PROCREG_E_NOT_FOUND) {
-		fprintf(stderr, "procregctl: %s: not registered\n", name);
-		return EXIT_NO;
-	}
+	r = c->conn ? procreg_send_conn(c->p, conn, sb.data, sb.size) :
+	    procreg_send(c->p, name, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	if (r == PROCREG_E_NOT_FOUND)
+		return not_there(c, name);
 	if (r == PROCREG_E_BUSY) {
 		fprintf(stderr, "procregctl: %s: busy (its holder is not "
 		    "reading its messages); try again later\n", name);
 		return EXIT_NO;
 	}
 	return r == PROCREG_OK ? EXIT_SUCCESS : report(c, r, name);
+}
+
+/* Print msgpack bytes: a str as it is (a newline after it unless it ends
+ * with one, or always when always_nl), anything else as JSON and a
+ * newline.  false when the output cannot be written. */
+static bool
+print_payload(const void *mp, size_t len, bool always_nl)
+{
+	msgpack_unpacked u;
+	char *text;
+	bool nl = true;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_STR) {
+		if (u.data.via.str.size > 0)
+			fwrite(u.data.via.str.ptr, 1, u.data.via.str.size,
+			    stdout);
+		nl = always_nl || u.data.via.str.size == 0 ||
+		    u.data.via.str.ptr[u.data.via.str.size - 1] != '\n';
+	} else if ((text = mp_text(mp, len)) != NULL) {
+		fputs(text, stdout);
+		free(text);
+	}
+	msgpack_unpacked_destroy(&u);
+	return (!nl || putchar('\n') != EOF) && fflush(stdout) != EOF;
+}
+
+/* call NAME PAYLOAD: print the reply. */
+static int
+cmd_call(struct ctl *c)
+{
+	const char *name = c->args[0];
+	msgpack_sbuffer sb;
+	uint64_t conn = 0;
+	void *res = NULL;
+	size_t len = 0;
+	bool ok;
+	int r;
+
+	if (!parse_target(c, name, &conn))
+		return EXIT_USAGE;
+	if ((unsigned)c->timeout_ms > PR_CALL_TIMEOUT_MAX)
+		return usage_error(c->cmd, "--timeout: a call waits at most "
+		    "%u ms", PR_CALL_TIMEOUT_MAX);
+	msgpack_sbuffer_init(&sb);
+	if (!payload_mp(c, c->args[1], &sb)) {
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_USAGE;
+	}
+	r = c->conn ? procreg_call_conn(c->p, conn, sb.data, sb.size,
+	    c->timeout_ms, &res, &len) : procreg_call(c->p, name, sb.data,
+	    sb.size, c->timeout_ms, &res, &len);
+	msgpack_sbuffer_destroy(&sb);
+	switch (r) {
+	case PROCREG_OK:
+		break;
+	case PROCREG_E_NOT_FOUND:
+		return not_there(c, name);
+	case PROCREG_E_BUSY:
+		fprintf(stderr, "procregctl: %s: busy (its holder is not "
+		    "reading); try again later\n", name);
+		return EXIT_NO;
+	case PROCREG_E_DOWN:
+		fprintf(stderr, "procregctl: %s: down: %s\n", name,
+		    procreg_errmsg(c->p));
+		return EXIT_NO;
+	case PROCREG_E_CALL_TIMEOUT:
+		fprintf(stderr, "procregctl: %s: timeout: %s\n", name,
+		    procreg_errmsg(c->p));
+		return EXIT_ERROR;
+	case PROCREG_E_OTHER:
+		/* The callee's own error: "code: message". */
+		fprintf(stderr, "procregctl: %s: %s\n", name,
+		    procreg_errmsg(c->p));
+		return EXIT_NO;
+	default:
+		return report(c, r, name);
+	}
+	ok = c->json ? put_json(mp_json(res, len), 0) :
+	    print_payload(res, len, false);
+	free(res);
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
 /* Register name for hold and recv; on taken, say who holds it. */
@@ -1269,42 +1507,27 @@ cmd_hold(struct ctl *c)
 	return r;
 }
 
-/* recv: print one message (stop at --count). */
+/* recv and join: print one message or publish (stop at --count). */
 static void
 recv_event(struct waiter *w, const struct procreg_event *ev)
 {
-	msgpack_unpacked u;
-	char *text;
+	bool join = w->c->cmd->bit == C_JOIN;
 
-	if (w->done || ev->kind != PROCREG_EV_MESSAGE)
+	if (w->done || ev->kind != (join ? PROCREG_EV_PUBLISH :
+	    PROCREG_EV_MESSAGE))
 		return;
-	if (w->c->json) {
-		if (!put_json(json_pack("{s:s, s:I, s:o?}", "name", ev->name,
-		    "sender", (json_int_t)ev->sender, "payload",
-		    mp_json(ev->payload, ev->payload_len)), 0))
-			goto fail;
-	} else {
-		msgpack_unpacked_init(&u);
-		if (msgpack_unpack_next(&u, ev->payload, ev->payload_len,
-		    NULL) == MSGPACK_UNPACK_SUCCESS &&
-		    u.data.type == MSGPACK_OBJECT_STR) {
-			fwrite(u.data.via.str.ptr, 1, u.data.via.str.size,
-			    stdout);
-		} else if ((text = mp_text(ev->payload,
-		    ev->payload_len)) != NULL) {
-			fputs(text, stdout);
-			free(text);
-		}
-		msgpack_unpacked_destroy(&u);
-		if (putchar('\n') == EOF || fflush(stdout) == EOF)
-			goto fail;
+	/* A message sent to our connection id has no name: null. */
+	if (w->c->json ? !put_json(json_pack("{s:s?, s:I, s:o?}",
+	    join ? "group" : "name", ev->name, "sender",
+	    (json_int_t)ev->sender, "payload", mp_json(ev->payload,
+	    ev->payload_len)), 0) : !print_payload(ev->payload,
+	    ev->payload_len, true)) {
+		w->done = true;
+		w->exit = EXIT_ERROR;
+		return;
 	}
 	if (++w->received == w->c->count)
 		w->done = true;
-	return;
-fail:
-	w->done = true;
-	w->exit = EXIT_ERROR;
 }
 
 /* recv: SIGINT or SIGTERM end it cleanly. */
@@ -1335,6 +1558,615 @@ cmd_recv(struct ctl *c)
 	return r;
 }
 
+/* join GROUP [VALUE]: be a member and print what is published to it. */
+static int
+cmd_join(struct ctl *c)
+{
+	static const int sigs[] = { SIGINT, SIGTERM };
+	struct waiter w = { .c = c, .on_signal = recv_signal,
+	    .on_event = recv_event, .name = c->args[0] };
+	msgpack_sbuffer sb;
+	int r;
+
+	if (!check_name(c, w.name))
+		return EXIT_USAGE;
+	if (c->json_value && c->nargs < 2)
+		return usage_error(c->cmd, "--json-value needs VALUE");
+	msgpack_sbuffer_init(&sb);
+	if (c->nargs == 2 && c->json_value) {
+		if (!json_to_mp(c, "VALUE", c->args[1], &sb)) {
+			msgpack_sbuffer_destroy(&sb);
+			return EXIT_USAGE;
+		}
+	} else if (c->nargs == 2) {
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_str_with_body(&pk, c->args[1],
+		    strlen(c->args[1]));
+	}
+	if ((w.sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
+	    NULL)) < 0) {
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_ERROR;
+	}
+	r = procreg_join(c->p, w.name, c->nargs == 2 ? sb.data : NULL,
+	    sb.size, NULL);
+	msgpack_sbuffer_destroy(&sb);
+	r = r == PROCREG_OK ? wait_loop(&w) : report(c, r, w.name);
+	close(w.sigfd);
+	return r;
+}
+
+/* members GROUP: a table, or a JSON array of member entries. */
+static int
+cmd_members(struct ctl *c)
+{
+	struct procreg_member **v;
+	struct row *rows;
+	size_t n;
+	bool ok = true;
+	int r;
+
+	if (!check_name(c, c->args[0]))
+		return EXIT_USAGE;
+	if ((r = procreg_members(c->p, c->args[0], &v, &n)) != PROCREG_OK)
+		return report(c, r, c->args[0]);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n && a != NULL; i++) {
+			if (json_array_append_new(a, member_json(v[i])) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
+		}
+		ok = put_json(a, 0);
+		procreg_members_free(v, n);
+		return ok ? EXIT_SUCCESS : EXIT_ERROR;
+	}
+	if ((rows = calloc(n + 1, sizeof(*rows))) == NULL) {
+		procreg_members_free(v, n);
+		fprintf(stderr, "procregctl: out of memory\n");
+		return EXIT_ERROR;
+	}
+	rows[0] = (struct row){ { strdup("CONN"), strdup("PID"),
+	    strdup("UID"), strdup("VALUE"), strdup("AGE") } };
+	for (size_t i = 0; i < n; i++) {
+		struct row *w = &rows[i + 1];
+		char num[32], age[32];
+
+		snprintf(num, sizeof(num), "%" PRIu64, v[i]->conn);
+		w->col[0] = strdup(num);
+		snprintf(num, sizeof(num), "%" PRId64, v[i]->pid);
+		w->col[1] = strdup(num);
+		snprintf(num, sizeof(num), "%" PRId64, v[i]->uid);
+		w->col[2] = strdup(num);
+		w->col[3] = mp_text(v[i]->value, v[i]->value_len);
+		fmt_since_age(age, sizeof(age), v[i]->since_ms);
+		w->col[4] = strdup(age);
+	}
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 5; k++)
+			ok = ok && rows[i].col[k] != NULL;
+	if (ok)
+		print_table(rows, n + 1, 5);
+	else
+		fprintf(stderr, "procregctl: out of memory\n");
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 5; k++)
+			free(rows[i].col[k]);
+	free(rows);
+	procreg_members_free(v, n);
+	return ok && fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* publish GROUP PAYLOAD: to every member; say how many got it. */
+static int
+cmd_publish(struct ctl *c)
+{
+	const char *group = c->args[0];
+	msgpack_sbuffer sb;
+	uint64_t delivered = 0, *busy = NULL;
+	size_t nbusy = 0;
+	bool ok;
+	int r;
+
+	if (!check_name(c, group))
+		return EXIT_USAGE;
+	msgpack_sbuffer_init(&sb);
+	if (!payload_mp(c, c->args[1], &sb)) {
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_USAGE;
+	}
+	r = procreg_publish(c->p, group, sb.data, sb.size, !c->no_echo,
+	    &delivered, &busy, &nbusy);
+	msgpack_sbuffer_destroy(&sb);
+	if (r != PROCREG_OK)
+		return report(c, r, group);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < nbusy && a != NULL; i++) {
+			if (json_array_append_new(a,
+			    json_integer((json_int_t)busy[i])) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
+		}
+		ok = put_json(a == NULL ? NULL : json_pack("{s:I, s:o}",
+		    "delivered", (json_int_t)delivered, "busy", a), 0);
+	} else {
+		printf("delivered: %" PRIu64 "\nbusy:     ", delivered);
+		for (size_t i = 0; i < nbusy; i++)
+			printf(" %" PRIu64, busy[i]);
+		ok = printf("%s\n", nbusy ? "" : " none") > 0 &&
+		    fflush(stdout) == 0;
+	}
+	free(busy);
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* Print a list of names under a heading, one per line, indented. */
+static bool
+print_list(const char *heading, char **v, size_t n)
+{
+	bool ok = printf("%s:\n", heading) > 0;
+
+	for (size_t i = 0; i < n && ok; i++) {
+		char *t = safe_text(v[i]);
+
+		ok = t != NULL && printf("  %s\n", t) > 0;
+		free(t);
+	}
+	return ok;
+}
+
+/* A vector of strings as a JSON array, or NULL. */
+static json_t *
+strv_json(char **v, size_t n)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; i < n && a != NULL; i++) {
+		if (json_array_append_new(a, json_string(v[i])) < 0) {
+			json_decref(a);
+			a = NULL;
+		}
+	}
+	return a;
+}
+
+/* keys CONN: the names and groups of a connection. */
+static int
+cmd_keys(struct ctl *c)
+{
+	char **names, **groups;
+	size_t nn, ng;
+	uint64_t conn;
+	bool ok;
+	int r;
+
+	if (!parse_num(c->args[0], 1, UINT64_MAX, &conn))
+		return usage_error(c->cmd, "'%s' is no connection id (its "
+		    "digits)", c->args[0]);
+	r = procreg_keys(c->p, conn, &names, &nn, &groups, &ng);
+	if (r == PROCREG_E_NOT_FOUND) {
+		fprintf(stderr, "procregctl: conn %s: no such connection\n",
+		    c->args[0]);
+		return EXIT_NO;
+	}
+	if (r != PROCREG_OK)
+		return report(c, r, NULL);
+	if (c->json) {
+		json_t *jn = strv_json(names, nn), *jg = strv_json(groups, ng);
+
+		ok = put_json(jn == NULL || jg == NULL ? NULL :
+		    json_pack("{s:o, s:o}", "names", jn, "groups", jg), 0);
+		if (jn == NULL || jg == NULL) {
+			json_decref(jn);
+			json_decref(jg);
+		}
+	} else {
+		ok = print_list("names", names, nn) &&
+		    print_list("groups", groups, ng) && fflush(stdout) == 0;
+	}
+	procreg_strv_free(names, nn);
+	procreg_strv_free(groups, ng);
+	return ok ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/* ---- serve ---- */
+
+/* The call being answered, and the CMD answering it. */
+struct job {
+	uint64_t	 call_id;
+	uint64_t	 caller;
+	pid_t		 pid;		/* 0: no call being answered */
+	bool		 reaped;
+	int		 status;	/* waitpid's, once reaped */
+	int		 in, out, err;	/* our ends of its pipes; -1: closed */
+	char		*input;		/* what goes to its stdin */
+	size_t		 input_len, input_off;
+	char		*output;	/* its stdout, up to output_max */
+	size_t		 output_len, output_max;
+	bool		 output_over;	/* it wrote more */
+	char		 errtext[1024];	/* the start of its stderr */
+	size_t		 errlen;
+	int64_t		 deadline;	/* --max-time, monotonic ms; 0: none */
+	bool		 killed;	/* by --max-time */
+};
+
+/* The monotonic clock in milliseconds. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void
+close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Read what one of the job's pipes has; EOF closes it. */
+static void
+job_read(struct job *j, int *fd)
+{
+	char buf[16384];
+	ssize_t n;
+
+	while ((n = read(*fd, buf, sizeof(buf))) > 0) {
+		if (fd == &j->err) {
+			size_t room = sizeof(j->errtext) - 1 - j->errlen;
+			size_t k = (size_t)n < room ? (size_t)n : room;
+
+			memcpy(j->errtext + j->errlen, buf, k);
+			j->errlen += k;
+			continue;
+		}
+		if (j->output_len + (size_t)n > j->output_max) {
+			j->output_over = true;	/* drained, not kept */
+			continue;
+		}
+		memcpy(j->output + j->output_len, buf, (size_t)n);
+		j->output_len += (size_t)n;
+	}
+	if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		close_fd(fd);
+}
+
+/* Write what the job's stdin takes; all written (or EPIPE) closes it. */
+static void
+job_write(struct job *j)
+{
+	while (j->input_off < j->input_len) {
+		ssize_t n = write(j->in, j->input + j->input_off,
+		    j->input_len - j->input_off);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			break;		/* EPIPE: CMD does not read it all */
+		}
+		j->input_off += (size_t)n;
+	}
+	close_fd(&j->in);
+}
+
+/* Make sure fds 0, 1 and 2 are open, so that no pipe lands on them. */
+static void
+std_fds_open(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0)
+			break;
+	}
+}
+
+/*
+ * Start CMD for a call: the payload on its stdin (a str as it is, else
+ * JSON and a newline), PROCREG_CALLER in its environment.  false (and a
+ * message in why) when it cannot be started.
+ */
+static bool
+job_start(struct job *j, char **argv, const struct procreg_event *ev,
+    const sigset_t *mask, size_t output_max, uint64_t max_time_ms,
+    char *why, size_t whysize)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
+	pid_t parent = getpid();
+	msgpack_unpacked u;
+
+	memset(j, 0, sizeof(*j));
+	j->in = j->out = j->err = -1;
+	j->call_id = ev->call_id;
+	j->caller = ev->sender;
+	j->output_max = output_max;
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, ev->payload, ev->payload_len, NULL) ==
+	    MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_STR) {
+		j->input_len = u.data.via.str.size;
+		/* An empty str's ptr may be NULL: no memcpy from it. */
+		if ((j->input = malloc(j->input_len + 1)) != NULL &&
+		    j->input_len > 0)
+			memcpy(j->input, u.data.via.str.ptr, j->input_len);
+	} else if ((j->input = mp_text(ev->payload, ev->payload_len)) !=
+	    NULL) {
+		j->input_len = strlen(j->input);
+		j->input[j->input_len++] = '\n';	/* the NUL's place */
+	}
+	msgpack_unpacked_destroy(&u);
+	if (j->input == NULL || (j->output = malloc(output_max)) == NULL) {
+		snprintf(why, whysize, "out of memory");
+		goto fail;
+	}
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+	    pipe2(err, O_CLOEXEC) < 0) {
+		snprintf(why, whysize, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	fflush(NULL);
+	if ((j->pid = fork()) < 0) {
+		snprintf(why, whysize, "fork: %s", strerror(errno));
+		j->pid = 0;
+		goto fail;
+	}
+	if (j->pid == 0) {
+		char caller[32];
+
+		/* dup2 clears close-on-exec on the copies only. */
+		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 ||
+		    dup2(err[1], 2) < 0)
+			_exit(EXIT_NOEXEC);
+		sigprocmask(SIG_SETMASK, mask, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		/* CMD does not outlive the connection its reply needs. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 ||
+		    getppid() != parent)
+			_exit(128 + SIGTERM);
+		snprintf(caller, sizeof(caller), "%" PRIu64, ev->sender);
+		setenv("PROCREG_CALLER", caller, 1);
+		execvp(argv[0], argv);
+		fprintf(stderr, "procregctl: %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(EXIT_NOEXEC);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	j->in = in[1];
+	j->out = out[0];
+	j->err = err[0];
+	fcntl(j->in, F_SETFL, O_NONBLOCK);
+	fcntl(j->out, F_SETFL, O_NONBLOCK);
+	fcntl(j->err, F_SETFL, O_NONBLOCK);
+	if (max_time_ms > 0)
+		j->deadline = mono_ms() + (int64_t)max_time_ms;
+	job_write(j);
+	return true;
+fail:
+	for (int k = 0; k < 2; k++) {
+		close_fd(&in[k]);
+		close_fd(&out[k]);
+		close_fd(&err[k]);
+	}
+	free(j->input);
+	free(j->output);
+	j->input = j->output = NULL;
+	return false;
+}
+
+static void
+job_free(struct job *j)
+{
+	close_fd(&j->in);
+	close_fd(&j->out);
+	close_fd(&j->err);
+	free(j->input);
+	free(j->output);
+	memset(j, 0, sizeof(*j));
+	j->in = j->out = j->err = -1;
+}
+
+/*
+ * Answer the job's call from how CMD ended: its stdout as a str, or the
+ * error failed.  A call that ended meanwhile (timeout, its caller gone)
+ * is reported; the status of the reply otherwise.
+ */
+static int
+job_reply(procreg_t *p, struct job *j, uint64_t max_time_ms)
+{
+	char msg[sizeof(j->errtext) + 64];
+	size_t n = j->errlen;
+	int st = j->status, r;
+
+	if (!j->killed && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+	    !j->output_over) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_str_with_body(&pk, j->output, j->output_len);
+		r = procreg_reply(p, j->call_id, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+	} else {
+		while (n > 0 && strchr(" \t\r\n", j->errtext[n - 1]) != NULL)
+			n--;
+		j->errtext[n] = '\0';
+		if (j->killed)
+			snprintf(msg, sizeof(msg), "killed after %" PRIu64
+			    " ms (--max-time)", max_time_ms);
+		else if (WIFSIGNALED(st))
+			snprintf(msg, sizeof(msg), "killed by signal %d",
+			    WTERMSIG(st));
+		else if (WEXITSTATUS(st) != 0)
+			snprintf(msg, sizeof(msg), "exit status %d",
+			    WEXITSTATUS(st));
+		else
+			snprintf(msg, sizeof(msg), "the output is larger than "
+			    "%zu bytes", j->output_max);
+		if (n > 0) {
+			size_t len = strlen(msg);
+
+			snprintf(msg + len, sizeof(msg) - len, ": %s",
+			    j->errtext);
+		}
+		utf8_scrub(msg, strlen(msg));
+		r = procreg_reply_error(p, j->call_id, "failed", msg);
+	}
+	if (r == PROCREG_E_NOT_FOUND) {
+		fprintf(stderr, "procregctl: the call from conn %" PRIu64
+		    " ended before CMD answered it (timeout, or its caller "
+		    "went away)\n", j->caller);
+		r = PROCREG_OK;
+	}
+	return r;
+}
+
+/* serve NAME CMD...: answer each call to NAME by running CMD. */
+static int
+cmd_serve(struct ctl *c)
+{
+	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM };
+	struct procreg_hello h;
+	struct procreg_event *ev;
+	struct job j;
+	sigset_t old;
+	size_t output_max;
+	uint64_t served = 0;
+	bool stopping = false, daemon_error = false;
+	char why[256];
+	int sigfd, r = PROCREG_OK, ex = EXIT_SUCCESS;
+
+	if (!check_name(c, c->args[0]))
+		return EXIT_USAGE;
+	if ((r = procreg_hello(c->p, &h)) != PROCREG_OK)
+		return report(c, r, NULL);
+	/* Room for the reply's framing in the daemon's max_message. */
+	output_max = h.max_message > 2048 ? h.max_message - 1024 : 1024;
+	if ((ex = register_name(c, c->args[0], NULL, 0)) != EXIT_SUCCESS)
+		return ex;
+	std_fds_open();
+	signal(SIGPIPE, SIG_IGN);	/* a CMD that does not read stdin */
+	if ((sigfd = signals_open(sigs, sizeof(sigs) / sizeof(sigs[0]),
+	    &old)) < 0)
+		return EXIT_ERROR;
+	memset(&j, 0, sizeof(j));
+	j.in = j.out = j.err = -1;
+	while (!stopping) {
+		struct pollfd pfd[5];
+		struct signalfd_siginfo si;
+		int n = 0, timeout = -1;
+
+		/* Idle: take the next call, in the order they came. */
+		while (j.pid == 0 && r == PROCREG_OK &&
+		    (c->count == 0 || served < c->count) &&
+		    (r = procreg_next_event(c->p, 0, &ev)) == PROCREG_OK) {
+			if (ev->kind == PROCREG_EV_ERROR) {
+				fprintf(stderr, "procregctl: the daemon reports "
+				    "%s: %s\n", ev->reason, ev->message);
+				daemon_error = true;
+			} else if (ev->kind == PROCREG_EV_CALL &&
+			    !job_start(&j, c->args + 1, ev, &old, output_max,
+			    c->max_time_ms, why, sizeof(why))) {
+				r = procreg_reply_error(c->p, ev->call_id,
+				    "failed", why);
+				if (r == PROCREG_E_NOT_FOUND)
+					r = PROCREG_OK;
+				served++;
+			}
+			procreg_event_free(ev);
+		}
+		if (r == PROCREG_E_TIMEOUT)
+			r = PROCREG_OK;
+		if (r != PROCREG_OK)
+			break;
+		if (j.pid == 0 && c->count > 0 && served >= c->count)
+			break;
+		pfd[n++] = (struct pollfd){ sigfd, POLLIN, 0 };
+		pfd[n++] = (struct pollfd){ procreg_fd(c->p), POLLIN, 0 };
+		if (j.in >= 0)
+			pfd[n++] = (struct pollfd){ j.in, POLLOUT, 0 };
+		if (j.out >= 0)
+			pfd[n++] = (struct pollfd){ j.out, POLLIN, 0 };
+		if (j.err >= 0)
+			pfd[n++] = (struct pollfd){ j.err, POLLIN, 0 };
+		if (j.pid != 0 && j.deadline > 0 && !j.reaped) {
+			int64_t left = j.deadline - mono_ms();
+
+			timeout = left > 0 ? (int)left : 0;
+		}
+		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+			fprintf(stderr, "procregctl: poll: %s\n",
+			    strerror(errno));
+			ex = EXIT_ERROR;
+			break;
+		}
+		/* The connection first: calls queue while CMD runs. */
+		if (pfd[1].revents && (r = procreg_process(c->p)) !=
+		    PROCREG_OK)
+			break;
+		if (j.in >= 0)
+			job_write(&j);
+		if (j.out >= 0)
+			job_read(&j, &j.out);
+		if (j.err >= 0)
+			job_read(&j, &j.err);
+		while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			if (si.ssi_signo != SIGCHLD)
+				stopping = true;
+		}
+		if (j.pid != 0 && !j.reaped &&
+		    waitpid(j.pid, &j.status, WNOHANG) == j.pid)
+			j.reaped = true;
+		if (j.pid != 0 && !j.reaped && j.deadline > 0 &&
+		    mono_ms() >= j.deadline && !j.killed) {
+			kill(j.pid, SIGKILL);
+			j.killed = true;
+		}
+		if (j.pid != 0 && j.reaped) {
+			/* What it wrote before it ended is in the pipes; a
+			 * background child of it may keep them open. */
+			if (j.out >= 0)
+				job_read(&j, &j.out);
+			if (j.err >= 0)
+				job_read(&j, &j.err);
+			r = job_reply(c->p, &j, c->max_time_ms);
+			served++;
+			job_free(&j);
+			if (r != PROCREG_OK)
+				break;
+		}
+	}
+	if (j.pid != 0 && !j.reaped) {
+		/* Stopped while CMD runs: its caller gets down.  SIGTERM,
+		 * and a second later SIGKILL. */
+		kill(j.pid, SIGTERM);
+		for (int i = 0; waitpid(j.pid, NULL, WNOHANG) == 0; i++) {
+			if (i == 100)
+				kill(j.pid, SIGKILL);
+			usleep(10000);
+		}
+	}
+	job_free(&j);
+	close(sigfd);
+	if (ex != EXIT_SUCCESS)
+		return ex;
+	if (r != PROCREG_OK) {
+		ex = report(c, r, c->args[0]);
+		return daemon_error ? EXIT_ERROR : ex;
+	}
+	return EXIT_SUCCESS;
+}
+
 /* monitor: our down came; print its reason. */
 static void
 monitor_event(struct waiter *w, const struct procreg_event *ev)
@@ -1343,7 +2175,10 @@ monitor_event(struct waiter *w, const struct procreg_event *ev)
 
 	if (w->done || ev->kind != PROCREG_EV_DOWN || ev->ref != w->ref)
 		return;
-	if (w->c->json)
+	if (w->c->json && ev->name == NULL)
+		ok = put_json(json_pack("{s:I, s:s}", "conn",
+		    (json_int_t)ev->target_conn, "reason", ev->reason), 0);
+	else if (w->c->json)
 		ok = put_json(json_pack("{s:s, s:s}", "name", ev->name,
 		    "reason", ev->reason), 0);
 	else
@@ -1359,11 +2194,14 @@ cmd_monitor(struct ctl *c)
 {
 	struct waiter w = { .c = c, .sigfd = -1, .on_event = monitor_event,
 	    .name = c->args[0] };
+	uint64_t conn = 0;
 	int r;
 
-	if (!check_name(c, w.name))
+	if (!parse_target(c, w.name, &conn))
 		return EXIT_USAGE;
-	if ((r = procreg_monitor(c->p, w.name, &w.ref)) != PROCREG_OK)
+	r = c->conn ? procreg_monitor_conn(c->p, conn, &w.ref) :
+	    procreg_monitor(c->p, w.name, &w.ref);
+	if (r != PROCREG_OK)
 		return report(c, r, w.name);
 	return wait_loop(&w);
 }

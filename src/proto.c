@@ -329,7 +329,8 @@ out_reserve(struct pr_out *o, size_t n)
 	msgpack_sbuffer *b = &o->buf;
 
 	if (b->alloc - b->size < n) {
-		size_t na = b->alloc ? b->alloc : 8192;
+		/* Small first: the history keeps thousands of these. */
+		size_t na = b->alloc ? b->alloc : 256;
 		char *d;
 
 		while (na - b->size < n)
@@ -582,7 +583,9 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	size_t vlen = n->value_len ? n->value_len : 1;
 	char *p;
 
-	if ((p = out_reserve(o, proto_entry_size(n))) == NULL)
+	/* A cheap upper bound (keys 39, integers at most 9 bytes each, str
+	 * header 2): the exact size is for budgets, not for this. */
+	if ((p = out_reserve(o, 112 + n->name_len + vlen)) == NULL)
 		return -ENOMEM;
 	*p++ = (char)0x88;
 	p = ENC_KEY(p, "name");
@@ -638,6 +641,24 @@ entry_size(const struct reg_client *c, size_t keylen, size_t len,
 	return 1 + 33 + keylen + str_size(len) + uint_size(c->id) +
 	    int_size(c->pid) + uint_size(c->uid) + uint_size(c->gid) +
 	    (vlen ? vlen : 1) + uint_size(since) + uint_size(gen);
+}
+
+size_t
+proto_reply_size(uint32_t msgid)
+{
+	return 3 + uint_size(msgid);	/* [1, msgid, nil, */
+}
+
+size_t
+proto_array_size(uint32_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;	/* maps alike */
+}
+
+size_t
+proto_str_size(size_t len)
+{
+	return str_size(len);
 }
 
 size_t
@@ -904,9 +925,15 @@ int
 proto_put_name_reason(struct pr_out *o, const char *name, size_t len,
     enum pr_down_reason why)
 {
-	if (proto_put_array(o, 2) < 0 || proto_put_str(o, name, len) < 0 ||
-	    put_cstr(o, pr_down_reason_name(why)) < 0)
+	const char *r = pr_down_reason_name(why);
+	char *p = out_reserve(o, 16 + len + strlen(r));
+
+	if (p == NULL)
 		return -ENOMEM;
+	*p++ = (char)0x92;
+	p = enc_str(p, name, len);
+	p = enc_str(p, r, strlen(r));
+	out_commit(o, p);
 	return 0;
 }
 

@@ -919,15 +919,16 @@ registry_unregister_gen(struct registry *reg, struct reg_client *c,
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
 		return PR_ERR_NOT_FOUND;
-	if (n->owner != c) {
-		if ((w = waiter_find(reg, c, n)) == NULL)
-			return PR_ERR_NOT_OWNER;
-		free(waiter_unlink(reg, w));
-		return 0;
-	}
+	w = n->owner != c ? waiter_find(reg, c, n) : NULL;
+	if (n->owner != c && w == NULL)
+		return PR_ERR_NOT_OWNER;
+	/* Fenced, a waiter's too: it acts only on the entry it knew. */
 	if (gen != NULL && *gen != n->gen)
 		return PR_ERR_STALE;
-	name_end(reg, n, PR_DOWN_UNREGISTERED);
+	if (w != NULL)
+		free(waiter_unlink(reg, w));
+	else
+		name_end(reg, n, PR_DOWN_UNREGISTERED);
 	return 0;
 }
 

@@ -28,14 +28,32 @@ subs_init(struct subs *ss, size_t history)
 	return subs_resize(ss, history);
 }
 
+/* Retire the oldest event of the history. */
+static void
+ring_pop(struct subs *ss)
+{
+	struct hev *h = &ss->ring[ss->head];
+
+	ss->floor = h->seq;
+	ss->bytes -= proto_out_len(&h->buf);
+	/* A slot keeps its buffer for the next event, unless a large value
+	 * made it big: then the memory goes back. */
+	if (h->buf.buf.alloc > 1024) {
+		proto_out_deinit(&h->buf);
+		proto_out_init(&h->buf);
+	}
+	ss->head = (ss->head + 1) % ss->cap;
+	ss->count--;
+}
+
 static void
 ring_free(struct subs *ss)
 {
 	for (size_t i = 0; ss->ring != NULL && i < ss->cap; i++)
-		free(ss->ring[i].buf);
+		proto_out_deinit(&ss->ring[i].buf);
 	free(ss->ring);
 	ss->ring = NULL;
-	ss->head = ss->count = 0;
+	ss->head = ss->count = ss->bytes = 0;
 }
 
 int
@@ -48,6 +66,8 @@ subs_resize(struct subs *ss, size_t history)
 		return 0;
 	if ((ss->ring = calloc(history, sizeof(*ss->ring))) == NULL)
 		return -ENOMEM;
+	for (size_t i = 0; i < history; i++)
+		proto_out_init(&ss->ring[i].buf);
 	ss->cap = history;
 	return 0;
 }
@@ -116,101 +136,87 @@ deliver(struct server *s, struct sub *sb, uint64_t seq, const char *kind,
 	return false;
 }
 
-/* Keep an event in the history; on failure the history restarts after
- * it, so that a resume can never skip it unknowingly. */
-static void
-keep(struct subs *ss, uint8_t kind, const char *name, size_t nlen,
-    bool group, const char *payload, size_t plen)
+/* Encode an event's payload (the name, for filtering, goes first). */
+static int
+encode(struct pr_out *o, const struct reg_event *ev, const char *name,
+    size_t nlen)
 {
-	struct hev *h;
-	size_t need = nlen + plen;
-
-	if (ss->cap == 0) {
-		ss->floor = ss->seq;
-		return;
+	proto_out_reset(o);
+	if (proto_put_raw(o, name, nlen) < 0)
+		return -ENOMEM;
+	switch (ev->kind) {
+	case REG_EV_UNREGISTERED:
+		return proto_put_name_reason(o, name, nlen, ev->why);
+	case REG_EV_JOINED:
+	case REG_EV_LEFT:
+		return proto_put_member(o, ev->member);
+	default:
+		return proto_put_entry(o, ev->name);
 	}
-	if (ss->count == ss->cap) {
-		ss->floor = ss->ring[ss->head].seq;
-		ss->head = (ss->head + 1) % ss->cap;
-		ss->count--;
-	}
-	h = &ss->ring[(ss->head + ss->count) % ss->cap];
-	if (need > h->cap) {
-		char *nb = realloc(h->buf, need);
-
-		if (nb == NULL) {
-			ss->head = ss->count = 0;
-			ss->floor = ss->seq;
-			return;
-		}
-		h->buf = nb;
-		h->cap = (uint32_t)need;
-	}
-	memcpy(h->buf, name, nlen);
-	memcpy(h->buf + nlen, payload, plen);
-	h->len = (uint32_t)need;
-	h->seq = ss->seq;
-	h->kind = kind;
-	h->name_len = (uint8_t)nlen;
-	h->group = group;
-	ss->count++;
 }
 
 void
 subs_event(struct server *s, const struct reg_event *ev)
 {
 	struct subs *ss = &s->subs;
+	struct pr_out *o = &ss->payload;
+	struct sub *sb, *next;
 	const char *name;
 	size_t nlen;
-	bool group = false;
-	int r;
+	bool group = ev->kind == REG_EV_JOINED || ev->kind == REG_EV_LEFT;
 
-	proto_out_reset(&ss->payload);
-	switch (ev->kind) {
-	case REG_EV_UNREGISTERED:
-		name = ev->name->data;
-		nlen = ev->name->name_len;
-		r = proto_put_name_reason(&ss->payload, name, nlen, ev->why);
-		break;
-	case REG_EV_JOINED:
-	case REG_EV_LEFT:
+	if (group) {
 		name = ev->member->group->name;
 		nlen = ev->member->group->name_len;
-		group = true;
-		r = proto_put_member(&ss->payload, ev->member);
-		break;
-	default:
+	} else {
 		name = ev->name->data;
 		nlen = ev->name->name_len;
-		r = proto_put_entry(&ss->payload, ev->name);
-		break;
 	}
 	ss->seq++;
-	if (r < 0) {
-		/* Not even the payload fits in memory: nobody may think
-		 * they saw everything. */
-		struct sub *sb;
+	if (ss->cap > 0) {
+		/* Straight into the history's next slot, the oldest when it
+		 * is full: its buffer is reused, no copy, no allocation. */
+		struct hev *h;
 
-		ss->head = ss->count = 0;
+		if (ss->count == ss->cap)
+			ring_pop(ss);
+		h = &ss->ring[(ss->head + ss->count) % ss->cap];
+		if (encode(&h->buf, ev, name, nlen) == 0) {
+			h->seq = ss->seq;
+			h->kind = (uint8_t)ev->kind;
+			h->name_len = (uint8_t)nlen;
+			h->group = group;
+			ss->count++;
+			ss->bytes += proto_out_len(&h->buf);
+			o = &h->buf;
+			/* Large values: fewer events, never more memory. */
+			while (ss->bytes > PR_HISTORY_BYTES && ss->count > 1)
+				ring_pop(ss);
+		} else {
+			/* Lost: the history restarts after this event, so
+			 * that no resume can skip it unknowingly. */
+			while (ss->count > 0)
+				ring_pop(ss);
+			ss->floor = ss->seq;
+		}
+	} else
 		ss->floor = ss->seq;
+	if (ss->nsubs == 0)
+		return;
+	if (o == &ss->payload && encode(o, ev, name, nlen) < 0) {
+		/* Not even this event fits in memory: no subscriber may
+		 * think it saw everything. */
 		while ((sb = TAILQ_FIRST(&ss->all)) != NULL) {
 			conn_out_of_memory(sb->c);
 			sub_free(s, sb);
 		}
 		return;
 	}
-	keep(ss, (uint8_t)ev->kind, name, nlen, group,
-	    proto_out_data(&ss->payload), proto_out_len(&ss->payload));
-	if (ss->nsubs > 0) {
-		struct sub *sb, *next;
-
-		for (sb = TAILQ_FIRST(&ss->all); sb != NULL; sb = next) {
-			next = TAILQ_NEXT(sb, all);
-			if (subs_match(sb, name, nlen, group))
-				deliver(s, sb, ss->seq, kind_names[ev->kind],
-				    proto_out_data(&ss->payload),
-				    proto_out_len(&ss->payload));
-		}
+	for (sb = TAILQ_FIRST(&ss->all); sb != NULL; sb = next) {
+		next = TAILQ_NEXT(sb, all);
+		if (subs_match(sb, name, nlen, group))
+			deliver(s, sb, ss->seq, kind_names[ev->kind],
+			    proto_out_data(o) + nlen, proto_out_len(o) - nlen);
 	}
 }
 
@@ -250,11 +256,12 @@ subs_replay(struct server *s, struct sub *sb, uint64_t since)
 	for (size_t i = 0; i < ss->count; i++) {
 		struct hev *h = &ss->ring[(ss->head + i) % ss->cap];
 
-		if (h->seq <= since || !subs_match(sb, h->buf, h->name_len,
-		    h->group))
+		if (h->seq <= since || !subs_match(sb,
+		    proto_out_data(&h->buf), h->name_len, h->group))
 			continue;
 		if (!deliver(s, sb, h->seq, kind_names[h->kind],
-		    h->buf + h->name_len, h->len - h->name_len))
+		    proto_out_data(&h->buf) + h->name_len,
+		    proto_out_len(&h->buf) - h->name_len))
 			return;
 	}
 }

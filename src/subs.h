@@ -31,12 +31,11 @@ struct sub {
 	char			 prefix[PR_NAME_MAX];
 };
 
-/* One event of the history: name bytes, then the encoded payload. */
+/* One event of the history: name bytes, then the encoded payload, in a
+ * buffer the slot keeps from one event to the next. */
 struct hev {
 	uint64_t		 seq;
-	char			*buf;
-	uint32_t		 len;
-	uint32_t		 cap;
+	struct pr_out		 buf;
 	uint8_t			 kind;
 	uint8_t			 name_len;
 	bool			 group;
@@ -51,7 +50,8 @@ struct subs {
 	size_t			 cap;		/* history size; 0: none */
 	size_t			 head;		/* oldest */
 	size_t			 count;
-	struct pr_out		 payload;	/* the event being built */
+	size_t			 bytes;		/* held by the live events */
+	struct pr_out		 payload;	/* the event, without history */
 	struct pr_out		 push;
 };
 

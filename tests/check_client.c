@@ -16,7 +16,9 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,7 +424,7 @@ START_TEST(test_hello)
 	memset(&h, 0x55, sizeof(h));
 	CK_OK(p, procreg_hello(p, &h));
 	ck_assert_str_eq(h.version, "0.1.0");
-	ck_assert_uint_eq(h.protocol, 1);
+	ck_assert_uint_eq(h.protocol, 2);
 	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
 	ck_assert_uint_eq(strlen(h.boot), 32);
 	for (int i = 0; i < 32; i++)
@@ -477,16 +479,20 @@ START_TEST(test_register_values)
 
 	CK_OK(p, procreg_register_str(p, "greeter", "hello", &e));
 	check_entry(e, "greeter", me);
+	/* The first registration of a fresh daemon is gen 1. */
+	ck_assert_uint_eq(e->gen, 1);
 	check_bytes(e->value, e->value_len, hello_mp, sizeof(hello_mp));
 	check_json(e->value, e->value_len, "\"hello\"");
 	procreg_entry_free(e);
 	CK_OK(p, procreg_whereis(p, "greeter", &w));
 	check_entry(w, "greeter", me);
 	check_bytes(w->value, w->value_len, hello_mp, sizeof(hello_mp));
+	ck_assert_uint_eq(w->gen, 1);
 	procreg_entry_free(w);
 
 	CK_OK(p, procreg_register_int(p, "answer", 42, &e));
 	check_entry(e, "answer", me);
+	ck_assert_uint_eq(e->gen, 2);
 	ilen = procreg_pack_int(ibuf, sizeof(ibuf), 42);
 	ck_assert_uint_eq(ilen, 1);
 	ck_assert_uint_eq(ibuf[0], 0x2a);
@@ -626,7 +632,8 @@ START_TEST(test_strstatus)
 		PROCREG_OK, PROCREG_E_BAD_REQUEST, PROCREG_E_UNKNOWN_METHOD,
 		PROCREG_E_TAKEN, PROCREG_E_NOT_FOUND, PROCREG_E_NOT_OWNER,
 		PROCREG_E_BUSY, PROCREG_E_LIMIT, PROCREG_E_TOO_LARGE,
-		PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
+		PROCREG_E_FORBIDDEN, PROCREG_E_CALL_TIMEOUT, PROCREG_E_DOWN,
+		PROCREG_E_STALE, PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
 		PROCREG_E_TIMEOUT, PROCREG_E_PROTOCOL, PROCREG_E_NOMEM,
 		PROCREG_E_INVAL,
 	};
@@ -642,6 +649,10 @@ START_TEST(test_strstatus)
 		{ PROCREG_E_BUSY, "busy" },
 		{ PROCREG_E_LIMIT, "limit" },
 		{ PROCREG_E_TOO_LARGE, "too_large" },
+		{ PROCREG_E_FORBIDDEN, "forbidden" },
+		{ PROCREG_E_CALL_TIMEOUT, "timeout" },
+		{ PROCREG_E_DOWN, "down" },
+		{ PROCREG_E_STALE, "stale" },
 	};
 	size_t n = sizeof(all) / sizeof(all[0]);
 
@@ -666,6 +677,8 @@ START_TEST(test_strstatus)
 		ck_assert_str_eq(c, codes[i].code);
 	}
 	ck_assert_ptr_null(procreg_status_code(PROCREG_OK));
+	ck_assert_ptr_null(procreg_status_code(PROCREG_E_OTHER));
+	ck_assert_ptr_null(procreg_status_code(PROCREG_E_TIMEOUT));
 	ck_assert_ptr_null(procreg_status_code(PROCREG_E_CONNECT));
 	ck_assert_ptr_null(procreg_status_code(PROCREG_E_CLOSED));
 	ck_assert_ptr_null(procreg_status_code(PROCREG_E_INVAL));
@@ -1157,6 +1170,12 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(s0.downs, 0);
 	ck_assert_uint_eq(s0.notifications_ignored, 0);
 	ck_assert_uint_eq(s0.connections_total, 1);
+	ck_assert_uint_eq(s0.groups, 0);
+	ck_assert_uint_eq(s0.members, 0);
+	ck_assert_uint_eq(s0.calls, 0);
+	ck_assert_uint_eq(s0.replies_late, 0);
+	ck_assert_uint_eq(s0.awaits, 0);
+	ck_assert_uint_eq(s0.subscriptions, 0);
 	/* hello (from connect) and this stats. */
 	ck_assert_uint_ge(s0.requests, 1);
 
@@ -1167,7 +1186,12 @@ START_TEST(test_stats)
 	CK_OK(b, procreg_monitor(b, "s1", &ref));
 	CK_OK(b, procreg_monitor(b, "s2", &ref));
 	CK_OK(b, procreg_send_str(b, "s1", "m"));
+	CK_OK(a, procreg_join(a, "g1", NULL, 0, NULL));
+	CK_OK(a, procreg_join(a, "g2", NULL, 0, NULL));
+	CK_OK(b, procreg_join(b, "g1", NULL, 0, NULL));
 	CK_OK(a, procreg_stats(a, &s));
+	ck_assert_uint_eq(s.groups, 2);
+	ck_assert_uint_eq(s.members, 3);
 	ck_assert_uint_eq(s.connections, 2);
 	ck_assert_uint_eq(s.names, 3);
 	ck_assert_uint_eq(s.monitors, 2);
@@ -1188,6 +1212,8 @@ START_TEST(test_stats)
 	ck_assert_uint_eq(s.connections, 1);
 	ck_assert_uint_eq(s.names, 1);
 	ck_assert_uint_eq(s.monitors, 0);
+	ck_assert_uint_eq(s.groups, 1);
+	ck_assert_uint_eq(s.members, 1);
 	ck_assert_uint_eq(s.downs, 2);
 	ck_assert_uint_eq(s.connections_total, 2);
 	procreg_free(b);
@@ -1912,6 +1938,1056 @@ START_TEST(test_two_handles_interleaved_events)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* 13. protocol 2: calls                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A callee: its own procreg_t on a thread of this process, answering each
+ * call by the str command it carries:
+ *
+ *	"echo"		the payload itself
+ *	"who"		[name or nil, target_conn, sender, call_id]
+ *	"fail"		the error ["no_such_key", "size is not set"]
+ *	"park"		nothing (the call times out); its id is kept
+ *	"late"		replies to the parked call (too late), then answers
+ *			with that reply's status
+ *	"twice"		"once", then a second reply: its status is kept
+ *	"relay"		sends "relayed" to the name "inbox" first, then "ok"
+ *	"callback"	calls its caller back (100 ms) before it answers
+ *			with that call's status: the caller, inside its own
+ *			call, cannot answer
+ *	"drop"		unregisters its name and registers it again, with
+ *			no reply: the call by name ends with down
+ *
+ * The thread asserts nothing (a failure there would not be the test's):
+ * it keeps its first failure for callee_stop to report.
+ */
+struct callee {
+	const char	*path;
+	const char	*name;
+	procreg_t	*p;
+	uint64_t	 conn;
+	int		 ready[2];
+	atomic_bool	 stop;
+	pthread_t	 tid;
+	uint64_t	 parked;
+	int		 late_status, second_status, callback_status;
+	int		 calls;
+	int		 failed;	/* a status; 0: none */
+	char		 why[256];
+};
+
+static void
+callee_failed(struct callee *c, int r, const char *what)
+{
+	if (c->failed == 0) {
+		c->failed = r != 0 ? r : -100;
+		snprintf(c->why, sizeof(c->why), "%s: %d (%s)", what, r,
+		    c->p != NULL ? procreg_errmsg(c->p) : "");
+	}
+}
+
+/* Is this payload the msgpack str cmd? */
+static bool
+is_cmd(const struct procreg_event *ev, const char *cmd)
+{
+	unsigned char buf[64];
+	size_t n = procreg_pack_str(buf, sizeof(buf), cmd);
+
+	return n > 0 && ev->payload_len == n &&
+	    memcmp(ev->payload, buf, n) == 0;
+}
+
+/* Reply with a str, or an int. */
+static int
+reply_str(procreg_t *p, uint64_t id, const char *s)
+{
+	unsigned char buf[64];
+
+	return procreg_reply(p, id, buf, procreg_pack_str(buf, sizeof(buf),
+	    s));
+}
+
+static int
+reply_int(procreg_t *p, uint64_t id, int64_t v)
+{
+	unsigned char buf[16];
+
+	return procreg_reply(p, id, buf, procreg_pack_int(buf, sizeof(buf),
+	    v));
+}
+
+/* Answer one call as its command says. */
+static void
+callee_answer(struct callee *c, const struct procreg_event *ev)
+{
+	procreg_t *p = c->p;
+	unsigned char buf[128];
+	int r = PROCREG_OK;
+
+	c->calls++;
+	if (is_cmd(ev, "who")) {
+		msgpack_sbuffer sb;
+		msgpack_packer pk;
+
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 4);
+		if (ev->name != NULL)
+			msgpack_pack_str_with_body(&pk, ev->name,
+			    strlen(ev->name));
+		else
+			msgpack_pack_nil(&pk);
+		msgpack_pack_uint64(&pk, ev->target_conn);
+		msgpack_pack_uint64(&pk, ev->sender);
+		msgpack_pack_uint64(&pk, ev->call_id);
+		r = procreg_reply(p, ev->call_id, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
+	} else if (is_cmd(ev, "fail")) {
+		r = procreg_reply_error(p, ev->call_id, "no_such_key",
+		    "size is not set");
+	} else if (is_cmd(ev, "park")) {
+		c->parked = ev->call_id;
+	} else if (is_cmd(ev, "late")) {
+		c->late_status = reply_str(p, c->parked, "too late");
+		r = reply_int(p, ev->call_id, c->late_status);
+	} else if (is_cmd(ev, "twice")) {
+		r = reply_str(p, ev->call_id, "once");
+		c->second_status = reply_str(p, ev->call_id, "again");
+	} else if (is_cmd(ev, "relay")) {
+		r = procreg_send(p, "inbox", buf, procreg_pack_str(buf,
+		    sizeof(buf), "relayed"));
+		if (r == PROCREG_OK)
+			r = reply_str(p, ev->call_id, "ok");
+	} else if (is_cmd(ev, "callback")) {
+		c->callback_status = procreg_call_conn(p, ev->sender, buf,
+		    procreg_pack_str(buf, sizeof(buf), "are you there"), 100,
+		    NULL, NULL);
+		r = reply_int(p, ev->call_id, c->callback_status);
+	} else if (is_cmd(ev, "drop")) {
+		r = procreg_unregister(p, c->name);
+		if (r == PROCREG_OK)
+			r = procreg_register(p, c->name, NULL, 0, NULL);
+	} else {
+		r = procreg_reply(p, ev->call_id, ev->payload,
+		    ev->payload_len);
+	}
+	if (r != PROCREG_OK)
+		callee_failed(c, r, "answering a call");
+}
+
+static void *
+callee_main(void *arg)
+{
+	struct callee *c = arg;
+	struct procreg_options o = { 0 };
+	struct procreg_event *ev;
+	char ok = 'f';
+	int r;
+
+	o.path = c->path;
+	if ((r = procreg_connect(&c->p, &o)) != PROCREG_OK)
+		callee_failed(c, r, "connect");
+	else if (c->name != NULL && (r = procreg_register(c->p, c->name, NULL,
+	    0, NULL)) != PROCREG_OK)
+		callee_failed(c, r, "register");
+	else {
+		c->conn = procreg_conn_id(c->p);
+		ok = 'r';
+	}
+	(void)!write(c->ready[1], &ok, 1);
+	while (ok == 'r' && !atomic_load(&c->stop)) {
+		r = procreg_next_event(c->p, 20, &ev);
+		if (r == PROCREG_E_TIMEOUT)
+			continue;
+		if (r != PROCREG_OK) {
+			callee_failed(c, r, "next_event");
+			break;
+		}
+		if (ev->kind == PROCREG_EV_CALL)
+			callee_answer(c, ev);
+		procreg_event_free(ev);
+	}
+	return NULL;
+}
+
+/* Start a callee registering name (NULL: none) and wait until it is. */
+static void
+callee_start(struct callee *c, const char *path, const char *name)
+{
+	struct pollfd pfd;
+	char ok = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->path = path;
+	c->name = name;
+	atomic_init(&c->stop, false);
+	ck_assert_int_eq(pipe(c->ready), 0);
+	ck_assert_int_eq(pthread_create(&c->tid, NULL, callee_main, c), 0);
+	pfd = (struct pollfd){ c->ready[0], POLLIN, 0 };
+	ck_assert_int_eq(poll(&pfd, 1, EV_WAIT_MS), 1);
+	ck_assert_int_eq(read(c->ready[0], &ok, 1), 1);
+	ck_assert_msg(ok == 'r', "the callee did not start: %s", c->why);
+}
+
+/* Stop the callee thread; fail the test if it failed. */
+static void
+callee_stop(struct callee *c)
+{
+	atomic_store(&c->stop, true);
+	ck_assert_int_eq(pthread_join(c->tid, NULL), 0);
+	close(c->ready[0]);
+	close(c->ready[1]);
+	procreg_free(c->p);
+	ck_assert_msg(c->failed == 0, "callee: %s", c->why);
+}
+
+/* Call with a str command; the status, *res and *len the result. */
+static int
+call_cmd(procreg_t *p, const char *name, const char *cmd, int timeout_ms,
+    void **res, size_t *len)
+{
+	unsigned char buf[64];
+
+	return procreg_call(p, name, buf, procreg_pack_str(buf, sizeof(buf),
+	    cmd), timeout_ms, res, len);
+}
+
+/* The JSON text of mp starts with want. */
+static void
+check_json_prefix(const void *mp, size_t len, const char *want)
+{
+	char buf[512];
+
+	ck_assert_int_ge(procreg_format_json(buf, sizeof(buf), mp, len), 0);
+	ck_assert_msg(strncmp(buf, want, strlen(want)) == 0, "%s does not "
+	    "start with %s", buf, want);
+}
+
+/* Wait (bounded) until name is registered; its entry. */
+static struct procreg_entry *
+wait_present(procreg_t *p, const char *name)
+{
+	struct procreg_entry *e = NULL;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		CK_OK(p, procreg_whereis(p, name, &e));
+		if (e != NULL)
+			return e;
+		usleep(ROUND_US);
+	}
+	ck_abort_msg("%s is not registered", name);
+	return NULL;
+}
+
+/* Is this result the msgpack int v? */
+static void
+check_int(const void *mp, size_t len, int64_t v)
+{
+	unsigned char buf[16];
+
+	check_bytes(mp, len, buf, procreg_pack_int(buf, sizeof(buf), v));
+}
+
+START_TEST(test_call)
+{
+	static const unsigned char map_mp[] = { 0x82, 0xa1, 'k', 0x92, 0x01,
+	    0xc3, 0xa1, 'f', 0xcb, 0x40, 0x09, 0x21, 0xf9, 0xf0, 0x1b, 0x86,
+	    0x6e };
+	struct tdaemon d;
+	struct callee c;
+	struct procreg_stats st;
+	struct procreg_event *ev;
+	unsigned char buf[64];
+	char want[128];
+	void *res;
+	size_t len, n;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	callee_start(&c, d.path, "kv");
+	a = xconnect(d.path);
+
+	/* Any value comes back as it went. */
+	CK_OK(a, procreg_call(a, "kv", map_mp, sizeof(map_mp), 0, &res,
+	    &len));
+	check_bytes(res, len, map_mp, sizeof(map_mp));
+	free(res);
+	n = procreg_pack_str(buf, sizeof(buf), "echo");
+	CK_OK(a, procreg_call(a, "kv", buf, n, 2000, &res, &len));
+	check_bytes(res, len, buf, n);
+	free(res);
+	/* The result may be dropped. */
+	CK_OK(a, procreg_call(a, "kv", buf, n, 0, NULL, NULL));
+	/* An empty str (msgpack-c may give it a NULL ptr). */
+	CK_OK(a, procreg_call(a, "kv", "\xa0", 1, 0, &res, &len));
+	check_json(res, len, "\"\"");
+	free(res);
+
+	/* What the callee saw: by name, then by connection id. */
+	CK_OK(a, call_cmd(a, "kv", "who", 0, &res, &len));
+	ck_assert_int_gt(snprintf(want, sizeof(want), "[\"kv\",0,%" PRIu64,
+	    procreg_conn_id(a)), 0);
+	check_json_prefix(res, len, want);
+	free(res);
+	n = procreg_pack_str(buf, sizeof(buf), "who");
+	CK_OK(a, procreg_call_conn(a, c.conn, buf, n, 0, &res, &len));
+	snprintf(want, sizeof(want), "[null,%" PRIu64 ",%" PRIu64, c.conn,
+	    procreg_conn_id(a));
+	check_json_prefix(res, len, want);
+	free(res);
+
+	/* The callee's own error code: PROCREG_E_OTHER, "code: message". */
+	res = (void *)&res;
+	CK_CALL(a, call_cmd(a, "kv", "fail", 0, &res, &len), PROCREG_E_OTHER);
+	ck_assert_ptr_null(res);
+	ck_assert_str_eq(procreg_errmsg(a), "no_such_key: size is not set");
+
+	/* No such name or connection. */
+	CK_CALL(a, call_cmd(a, "nobody", "echo", 0, NULL, NULL),
+	    PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_call_conn(a, 999999, buf, n, 0, NULL, NULL),
+	    PROCREG_E_NOT_FOUND);
+
+	/* A second reply to one call is not_found for the callee. */
+	CK_OK(a, call_cmd(a, "kv", "twice", 0, &res, &len));
+	check_json(res, len, "\"once\"");
+	free(res);
+
+	/* Pushes that come during a call wait in the queue. */
+	CK_OK(a, procreg_register(a, "inbox", NULL, 0, NULL));
+	CK_OK(a, call_cmd(a, "kv", "relay", 0, &res, &len));
+	check_json(res, len, "\"ok\"");
+	free(res);
+	CK_OK(a, procreg_next_event(a, 0, &ev));
+	check_message(ev, "inbox", c.conn, buf, procreg_pack_str(buf,
+	    sizeof(buf), "relayed"));
+	procreg_event_free(ev);
+
+	/* So do calls to us: the callee's call to us times out meanwhile,
+	 * and our late reply is refused. */
+	CK_OK(a, call_cmd(a, "kv", "callback", 0, &res, &len));
+	check_int(res, len, PROCREG_E_CALL_TIMEOUT);
+	free(res);
+	CK_OK(a, procreg_next_event(a, 0, &ev));
+	ck_assert_int_eq(ev->kind, PROCREG_EV_CALL);
+	ck_assert_ptr_null(ev->name);
+	ck_assert_uint_eq(ev->target_conn, procreg_conn_id(a));
+	ck_assert_uint_eq(ev->sender, c.conn);
+	ck_assert_uint_gt(ev->call_id, 0);
+	check_json(ev->payload, ev->payload_len, "\"are you there\"");
+	CK_CALL(a, procreg_reply(a, ev->call_id, NULL, 0),
+	    PROCREG_E_NOT_FOUND);
+	procreg_event_free(ev);
+	expect_no_event(a);
+
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.calls, 0);
+	ck_assert_uint_ge(st.replies_late, 1);	/* ours, at least */
+	procreg_free(a);
+	callee_stop(&c);
+	ck_assert_int_eq(c.second_status, PROCREG_E_NOT_FOUND);
+	ck_assert_int_eq(c.callback_status, PROCREG_E_CALL_TIMEOUT);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_call_timeout)
+{
+	struct tdaemon d;
+	struct callee c;
+	struct procreg_stats st;
+	struct procreg_event *ev;
+	void *res;
+	size_t len;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	callee_start(&c, d.path, "slow");
+	a = xconnect(d.path);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.replies_late, 0);
+
+	/* No reply within 100 ms: the daemon says timeout. */
+	res = (void *)&res;
+	CK_CALL(a, call_cmd(a, "slow", "park", 100, &res, &len),
+	    PROCREG_E_CALL_TIMEOUT);
+	ck_assert_ptr_null(res);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_CALL_TIMEOUT),
+	    "timeout");
+	ck_assert_uint_gt(strlen(procreg_errmsg(a)), 0);
+	/* The callee's reply after that is late: not_found, counted. */
+	CK_OK(a, call_cmd(a, "slow", "late", 0, &res, &len));
+	check_int(res, len, PROCREG_E_NOT_FOUND);
+	free(res);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.replies_late, 1);
+	ck_assert_uint_eq(st.calls, 0);
+
+	/* A handle that calls itself cannot answer: timeout, and the call
+	 * is queued for it. */
+	CK_OK(a, procreg_register(a, "me", NULL, 0, NULL));
+	CK_CALL(a, call_cmd(a, "me", "hello me", 100, NULL, NULL),
+	    PROCREG_E_CALL_TIMEOUT);
+	CK_OK(a, procreg_next_event(a, 0, &ev));
+	ck_assert_int_eq(ev->kind, PROCREG_EV_CALL);
+	ck_assert_str_eq(ev->name, "me");
+	ck_assert_uint_eq(ev->target_conn, 0);
+	ck_assert_uint_eq(ev->sender, procreg_conn_id(a));
+	check_json(ev->payload, ev->payload_len, "\"hello me\"");
+	procreg_event_free(ev);
+
+	procreg_free(a);
+	callee_stop(&c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A callee that kills itself (SIGKILL) when the first call comes. */
+static pid_t
+doomed_callee(const char *path, const char *name)
+{
+	struct pollfd pfd;
+	int ready[2];
+	char ok = 0;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(ready), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct procreg_options o = { 0 };
+		struct procreg_event *ev;
+		procreg_t *p = NULL;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		o.path = path;
+		if (procreg_connect(&p, &o) != PROCREG_OK ||
+		    procreg_register(p, name, NULL, 0, NULL) != PROCREG_OK)
+			_exit(1);
+		(void)!write(ready[1], "r", 1);
+		while (procreg_next_event(p, -1, &ev) == PROCREG_OK) {
+			if (ev->kind == PROCREG_EV_CALL)
+				raise(SIGKILL);
+			procreg_event_free(ev);
+		}
+		_exit(1);
+	}
+	close(ready[1]);
+	pfd = (struct pollfd){ ready[0], POLLIN, 0 };
+	ck_assert_int_eq(poll(&pfd, 1, EV_WAIT_MS), 1);
+	ck_assert_int_eq(read(ready[0], &ok, 1), 1);
+	ck_assert_int_eq(ok, 'r');
+	close(ready[0]);
+	return pid;
+}
+
+START_TEST(test_call_down)
+{
+	struct tdaemon d;
+	struct callee c;
+	struct procreg_entry *e;
+	struct procreg_stats st;
+	int status;
+	void *res;
+	size_t len;
+	pid_t pid;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+
+	/* The callee dies with the call pending: down, at once. */
+	pid = doomed_callee(d.path, "doomed");
+	res = (void *)&res;
+	CK_CALL(a, call_cmd(a, "doomed", "echo", 60000, &res, &len),
+	    PROCREG_E_DOWN);
+	ck_assert_ptr_null(res);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_DOWN), "down");
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	wait_absent(a, "doomed");
+
+	/* The name changes hands while the call is pending: down too. */
+	callee_start(&c, d.path, "fickle");
+	CK_CALL(a, call_cmd(a, "fickle", "drop", 60000, NULL, NULL),
+	    PROCREG_E_DOWN);
+	/* The callee registers it again, and answers as before. */
+	e = wait_present(a, "fickle");
+	ck_assert_uint_eq(e->conn, c.conn);
+	procreg_entry_free(e);
+	CK_OK(a, call_cmd(a, "fickle", "echo", 0, &res, &len));
+	check_json(res, len, "\"echo\"");
+	free(res);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.calls, 0);
+	procreg_free(a);
+	callee_stop(&c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_reply_errors)
+{
+	struct tdaemon d;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	/* No such call pending for this connection. */
+	CK_CALL(a, procreg_reply(a, 12345, "\xc0", 1), PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_reply(a, 12345, NULL, 0), PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_reply_error(a, 12345, "nope", "no"),
+	    PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_reply_error(a, 12345, "nope", NULL),
+	    PROCREG_E_NOT_FOUND);
+	/* A code of 65 bytes, or empty, is the daemon's bad_request. */
+	CK_CALL(a, procreg_reply_error(a, 12345, "", "x"),
+	    PROCREG_E_BAD_REQUEST);
+	{
+		char code[66];
+
+		memset(code, 'c', 65);
+		code[65] = '\0';
+		CK_CALL(a, procreg_reply_error(a, 12345, code, "x"),
+		    PROCREG_E_BAD_REQUEST);
+	}
+	CK_CALL(a, procreg_reply_error(a, 12345, NULL, "x"), PROCREG_E_INVAL);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 14. protocol 2: groups                                              */
+/* ------------------------------------------------------------------ */
+
+static void
+check_member(const struct procreg_member *m, const char *group,
+    uint64_t conn, const char *value_json)
+{
+	ck_assert_ptr_nonnull(m);
+	ck_assert_str_eq(m->group, group);
+	ck_assert_uint_eq(m->conn, conn);
+	ck_assert_int_eq(m->pid, (int64_t)getpid());
+	ck_assert_int_eq(m->uid, (int64_t)getuid());
+	ck_assert_int_eq(m->gid, (int64_t)getgid());
+	ck_assert_uint_gt(m->since_ms, 0);
+	ck_assert_uint_gt(m->gen, 0);
+	check_json(m->value, m->value_len, value_json);
+}
+
+static void
+check_publish(const struct procreg_event *ev, const char *group,
+    uint64_t sender, const char *payload_json)
+{
+	ck_assert_msg(ev->kind == PROCREG_EV_PUBLISH, "expected a publish, "
+	    "got kind %d", (int)ev->kind);
+	ck_assert_str_eq(ev->name, group);
+	ck_assert_uint_eq(ev->target_conn, 0);
+	ck_assert_uint_eq(ev->sender, sender);
+	check_json(ev->payload, ev->payload_len, payload_json);
+}
+
+START_TEST(test_groups)
+{
+	struct tdaemon d;
+	struct procreg_member *m = NULL, **v;
+	struct procreg_entry *e;
+	struct procreg_stats st;
+	struct procreg_event *ev;
+	unsigned char buf[64];
+	uint64_t delivered, *busy, gen_a;
+	size_t n, nbusy;
+	procreg_t *a, *b, *c;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	c = xconnect(d.path);
+
+	CK_OK(a, procreg_join(a, "room", buf, procreg_pack_str(buf,
+	    sizeof(buf), "alice"), &m));
+	check_member(m, "room", procreg_conn_id(a), "\"alice\"");
+	gen_a = m->gen;
+	procreg_member_free(m);
+	m = (struct procreg_member *)&m;
+	CK_CALL(a, procreg_join(a, "room", NULL, 0, &m), PROCREG_E_TAKEN);
+	ck_assert_ptr_null(m);
+	CK_OK(b, procreg_join(b, "room", NULL, 0, NULL));
+	/* A group and a name may be spelt alike. */
+	CK_OK(c, procreg_register(c, "room", NULL, 0, &e));
+	ck_assert_uint_gt(e->gen, gen_a);
+	procreg_entry_free(e);
+
+	CK_OK(c, procreg_members(c, "room", &v, &n));
+	ck_assert_uint_eq(n, 2);
+	check_member(v[0], "room", procreg_conn_id(a), "\"alice\"");
+	check_member(v[1], "room", procreg_conn_id(b), "null");
+	ck_assert_uint_eq(v[0]->gen, gen_a);
+	ck_assert_uint_gt(v[1]->gen, v[0]->gen);
+	procreg_members_free(v, n);
+	CK_OK(c, procreg_members(c, "empty", &v, &n));
+	ck_assert_uint_eq(n, 0);
+	procreg_members_free(v, n);
+	CK_OK(c, procreg_stats(c, &st));
+	ck_assert_uint_eq(st.groups, 1);
+	ck_assert_uint_eq(st.members, 2);
+
+	/* Publish with echo: every member, the sender too. */
+	n = procreg_pack_str(buf, sizeof(buf), "hi all");
+	busy = (uint64_t *)&busy;
+	CK_OK(a, procreg_publish(a, "room", buf, n, true, &delivered, &busy,
+	    &nbusy));
+	ck_assert_uint_eq(delivered, 2);
+	ck_assert_uint_eq(nbusy, 0);
+	free(busy);
+	ev = xevent(a);
+	check_publish(ev, "room", procreg_conn_id(a), "\"hi all\"");
+	procreg_event_free(ev);
+	ev = xevent(b);
+	check_publish(ev, "room", procreg_conn_id(a), "\"hi all\"");
+	procreg_event_free(ev);
+	/* Without echo: not back to the sender. */
+	n = procreg_pack_str(buf, sizeof(buf), "not to me");
+	CK_OK(a, procreg_publish(a, "room", buf, n, false, &delivered, NULL,
+	    NULL));
+	ck_assert_uint_eq(delivered, 1);
+	ev = xevent(b);
+	check_publish(ev, "room", procreg_conn_id(a), "\"not to me\"");
+	procreg_event_free(ev);
+	expect_no_event(a);
+	/* From outside the group, and to a group without members. */
+	CK_OK(c, procreg_publish(c, "room", "\x01", 1, false, &delivered, NULL,
+	    NULL));
+	ck_assert_uint_eq(delivered, 2);
+	ev = xevent(a);
+	check_publish(ev, "room", procreg_conn_id(c), "1");
+	procreg_event_free(ev);
+	ev = xevent(b);
+	check_publish(ev, "room", procreg_conn_id(c), "1");
+	procreg_event_free(ev);
+	CK_OK(c, procreg_publish(c, "empty", "\x01", 1, true, &delivered, NULL,
+	    NULL));
+	ck_assert_uint_eq(delivered, 0);
+	CK_OK(c, procreg_publish(c, "empty", "\x01", 1, true, NULL, NULL,
+	    NULL));
+	expect_no_event(c);
+
+	/* Pushes from one sender to one group keep their order. */
+	for (int i = 0; i < 100; i++)
+		CK_OK(c, procreg_publish(c, "room", buf, procreg_pack_int(buf,
+		    sizeof(buf), i), true, NULL, NULL, NULL));
+	for (int i = 0; i < 100; i++) {
+		ev = xevent(b);
+		ck_assert_int_eq(ev->kind, PROCREG_EV_PUBLISH);
+		check_int(ev->payload, ev->payload_len, i);
+		procreg_event_free(ev);
+		ev = xevent(a);
+		check_int(ev->payload, ev->payload_len, i);
+		procreg_event_free(ev);
+	}
+
+	/* leave, then leave again. */
+	CK_OK(a, procreg_leave(a, "room"));
+	CK_CALL(a, procreg_leave(a, "room"), PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_leave(a, "never"), PROCREG_E_NOT_FOUND);
+	CK_OK(c, procreg_members(c, "room", &v, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(v[0]->conn, procreg_conn_id(b));
+	procreg_members_free(v, n);
+	/* Joining again: a new membership, a new gen, at the end. */
+	CK_OK(a, procreg_join(a, "room", NULL, 0, &m));
+	ck_assert_uint_gt(m->gen, gen_a);
+	procreg_member_free(m);
+	CK_OK(c, procreg_members(c, "room", &v, &n));
+	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(v[1]->conn, procreg_conn_id(a));
+	procreg_members_free(v, n);
+
+	/* Memberships go with the connection. */
+	procreg_free(a);
+	procreg_free(b);
+	for (int i = 0; i < ROUNDS; i++) {
+		CK_OK(c, procreg_stats(c, &st));
+		if (st.members == 0)
+			break;
+		usleep(ROUND_US);
+	}
+	ck_assert_uint_eq(st.members, 0);
+	ck_assert_uint_eq(st.groups, 0);
+	CK_OK(c, procreg_members(c, "room", &v, &n));
+	ck_assert_uint_eq(n, 0);
+	procreg_members_free(v, n);
+	procreg_members_free(NULL, 0);
+	procreg_member_free(NULL);
+	procreg_free(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A member that does not read is reported busy, and skipped. */
+START_TEST(test_publish_busy)
+{
+	struct tdaemon d;
+	uint64_t delivered = 0, *busy = NULL;
+	size_t nbusy = 0, big = 16000, i;
+	unsigned char *payload;
+	procreg_t *reader, *sleeper, *pub;
+	bool seen = false;
+
+	t_daemon_start(&d, "--max-outbuf", "65536", NULL);
+	reader = xconnect(d.path);
+	sleeper = xconnect(d.path);
+	pub = xconnect(d.path);
+	CK_OK(sleeper, procreg_join(sleeper, "g", NULL, 0, NULL));
+	CK_OK(reader, procreg_join(reader, "g", NULL, 0, NULL));
+	payload = malloc(big + 8);
+	ck_assert_ptr_nonnull(payload);
+	memset(payload, 'p', big + 8);
+	payload[0] = 0xc5;			/* bin 16 */
+	payload[1] = (unsigned char)(big >> 8);
+	payload[2] = (unsigned char)big;
+	for (i = 0; i < 500 && !seen; i++) {
+		CK_OK(pub, procreg_publish(pub, "g", payload, big + 3, true,
+		    &delivered, &busy, &nbusy));
+		if (nbusy > 0) {
+			ck_assert_uint_eq(nbusy, 1);
+			ck_assert_uint_eq(busy[0], procreg_conn_id(sleeper));
+			ck_assert_uint_eq(delivered, 1);
+			seen = true;
+		} else
+			ck_assert_uint_eq(delivered, 2);
+		free(busy);
+		/* The reader keeps up. */
+		for (;;) {
+			struct procreg_event *ev;
+
+			if (procreg_next_event(reader, 0, &ev) != PROCREG_OK)
+				break;
+			procreg_event_free(ev);
+		}
+	}
+	ck_assert_msg(seen, "a member that never reads was never busy");
+	free(payload);
+	procreg_free(pub);
+	procreg_free(sleeper);
+	procreg_free(reader);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 15. protocol 2: connection targets, update, keys, register_many     */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_conn_targets)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	unsigned char buf[32];
+	uint64_t ref, ref2, bconn;
+	size_t n;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	bconn = procreg_conn_id(b);
+
+	n = procreg_pack_str(buf, sizeof(buf), "to your conn");
+	CK_OK(a, procreg_send_conn(a, bconn, buf, n));
+	ev = xevent(b);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+	ck_assert_ptr_null(ev->name);
+	ck_assert_uint_eq(ev->target_conn, bconn);
+	ck_assert_uint_eq(ev->sender, procreg_conn_id(a));
+	check_bytes(ev->payload, ev->payload_len, buf, n);
+	procreg_event_free(ev);
+	CK_CALL(a, procreg_send_conn(a, 999999, buf, n), PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_send_conn(a, bconn, NULL, 0), PROCREG_E_INVAL);
+
+	/* A monitor on a connection fires when it goes. */
+	CK_OK(a, procreg_monitor_conn(a, bconn, &ref));
+	expect_no_event(a);
+	procreg_free(b);
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+	ck_assert_uint_eq(ev->ref, ref);
+	ck_assert_ptr_null(ev->name);
+	ck_assert_uint_eq(ev->target_conn, bconn);
+	ck_assert_str_eq(ev->reason, "disconnected");
+	procreg_event_free(ev);
+	/* One that is not open: noproc at once; ids are never reused. */
+	CK_OK(a, procreg_monitor_conn(a, bconn, &ref2));
+	ck_assert_uint_ne(ref2, ref);
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+	ck_assert_uint_eq(ev->ref, ref2);
+	ck_assert_ptr_null(ev->name);
+	ck_assert_uint_eq(ev->target_conn, bconn);
+	ck_assert_str_eq(ev->reason, "noproc");
+	procreg_event_free(ev);
+	/* Our own connection, then demonitor. */
+	CK_OK(a, procreg_monitor_conn(a, procreg_conn_id(a), &ref));
+	{
+		bool active = false;
+
+		CK_OK(a, procreg_demonitor(a, ref, &active));
+		ck_assert(active);
+	}
+	expect_no_event(a);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_update)
+{
+	struct tdaemon d;
+	struct procreg_entry *e0, *e, *w;
+	unsigned char buf[32];
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(a, procreg_register_int(a, "u", 1, &e0));
+	ck_assert_uint_gt(e0->gen, 0);
+	CK_OK(a, procreg_update(a, "u", buf, procreg_pack_str(buf,
+	    sizeof(buf), "two"), &e));
+	check_entry(e, "u", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "\"two\"");
+	ck_assert_uint_eq(e->since_ms, e0->since_ms);
+	ck_assert_uint_eq(e->gen, e0->gen);
+	procreg_entry_free(e);
+	CK_OK(b, procreg_whereis(b, "u", &w));
+	check_json(w->value, w->value_len, "\"two\"");
+	ck_assert_uint_eq(w->gen, e0->gen);
+	procreg_entry_free(w);
+	/* NULL: nil; out may be NULL. */
+	CK_OK(a, procreg_update(a, "u", NULL, 0, NULL));
+	CK_OK(b, procreg_whereis(b, "u", &w));
+	check_json(w->value, w->value_len, "null");
+	procreg_entry_free(w);
+
+	e = (struct procreg_entry *)&e;
+	CK_CALL(b, procreg_update(b, "u", "\x01", 1, &e), PROCREG_E_NOT_OWNER);
+	ck_assert_ptr_null(e);
+	CK_CALL(a, procreg_update(a, "missing", "\x01", 1, NULL),
+	    PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_update(a, NULL, "\x01", 1, NULL), PROCREG_E_INVAL);
+	procreg_entry_free(e0);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+	struct tdaemon d;
+	char **names, **groups;
+	size_t nn, ng;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	CK_OK(b, procreg_keys(b, procreg_conn_id(a), &names, &nn, &groups,
+	    &ng));
+	ck_assert_uint_eq(nn, 0);
+	ck_assert_uint_eq(ng, 0);
+	procreg_strv_free(names, nn);
+	procreg_strv_free(groups, ng);
+
+	CK_OK(a, procreg_register(a, "zz", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "aa", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "m\xc3\xa9", NULL, 0, NULL));
+	CK_OK(a, procreg_join(a, "g1", NULL, 0, NULL));
+	CK_OK(a, procreg_join(a, "g0", NULL, 0, NULL));
+	CK_OK(b, procreg_keys(b, procreg_conn_id(a), &names, &nn, &groups,
+	    &ng));
+	ck_assert_uint_eq(nn, 3);
+	ck_assert_str_eq(names[0], "aa");
+	ck_assert_str_eq(names[1], "m\xc3\xa9");
+	ck_assert_str_eq(names[2], "zz");
+	ck_assert_uint_eq(ng, 2);
+	ck_assert_str_eq(groups[0], "g0");
+	ck_assert_str_eq(groups[1], "g1");
+	procreg_strv_free(names, nn);
+	procreg_strv_free(groups, ng);
+	/* Only one of the two, and our own connection. */
+	CK_OK(a, procreg_keys(a, procreg_conn_id(a), NULL, NULL, &groups,
+	    &ng));
+	ck_assert_uint_eq(ng, 2);
+	procreg_strv_free(groups, ng);
+	CK_OK(a, procreg_keys(a, procreg_conn_id(a), &names, &nn, NULL, NULL));
+	ck_assert_uint_eq(nn, 3);
+	procreg_strv_free(names, nn);
+
+	names = (char **)&names;
+	CK_CALL(b, procreg_keys(b, 999999, &names, &nn, &groups, &ng),
+	    PROCREG_E_NOT_FOUND);
+	ck_assert_ptr_null(names);
+	ck_assert_uint_eq(nn, 0);
+	procreg_strv_free(NULL, 0);
+	procreg_free(a);
+	procreg_free(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_register_many)
+{
+	static const char *const three[] = { "k1", "k2", "k3" };
+	static const char *const clash[] = { "k4", "k2" };
+	static const char *const twice[] = { "d", "e", "d" };
+	const void *values[3];
+	size_t lens[3];
+	unsigned char v1[8];
+	struct tdaemon d;
+	struct procreg_entry **v, *e;
+	struct procreg_stats st;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	b = xconnect(d.path);
+	values[0] = v1;
+	lens[0] = procreg_pack_int(v1, sizeof(v1), 1);
+	values[1] = NULL;
+	lens[1] = 0;
+	values[2] = "\xa1x";
+	lens[2] = 2;
+	CK_OK(a, procreg_register_many(a, 3, three, values, lens, &v));
+	for (int i = 0; i < 3; i++) {
+		check_entry(v[i], three[i], procreg_conn_id(a));
+		if (i > 0)
+			ck_assert_uint_gt(v[i]->gen, v[i - 1]->gen);
+	}
+	check_json(v[0]->value, v[0]->value_len, "1");
+	check_json(v[1]->value, v[1]->value_len, "null");
+	check_json(v[2]->value, v[2]->value_len, "\"x\"");
+	procreg_entries_free(v, 3);
+
+	/* All or none: k2 is taken, so k4 is not registered either. */
+	v = (struct procreg_entry **)&v;
+	CK_CALL(b, procreg_register_many(b, 2, clash, NULL, NULL, &v),
+	    PROCREG_E_TAKEN);
+	ck_assert_ptr_null(v);
+	ck_assert_msg(strstr(procreg_errmsg(b), "2") != NULL,
+	    "errmsg \"%s\" does not say which name", procreg_errmsg(b));
+	CK_OK(b, procreg_whereis(b, "k4", &e));
+	ck_assert_ptr_null(e);
+	/* A name twice: bad_request, and none registered. */
+	CK_CALL(b, procreg_register_many(b, 3, twice, NULL, NULL, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	CK_OK(b, procreg_whereis(b, "e", &e));
+	ck_assert_ptr_null(e);
+	CK_OK(b, procreg_stats(b, &st));
+	ck_assert_uint_eq(st.names, 3);
+	/* Without values and without out. */
+	CK_OK(b, procreg_register_many(b, 2, (const char *const[]){ "k5",
+	    "k6" }, NULL, NULL, NULL));
+	CK_OK(a, procreg_whereis(a, "k6", &e));
+	check_entry(e, "k6", procreg_conn_id(b));
+	procreg_entry_free(e);
+
+	CK_CALL(a, procreg_register_many(a, 2, NULL, NULL, NULL, NULL),
+	    PROCREG_E_INVAL);
+	CK_CALL(a, procreg_register_many(a, 2, (const char *const[]){ "x",
+	    NULL }, NULL, NULL, NULL), PROCREG_E_INVAL);
+	CK_CALL(a, procreg_register_many(a, 1, three, values, NULL, NULL),
+	    PROCREG_E_INVAL);
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Groups, register_many names, updated values and connection monitors
+ * across a daemon restart. */
+START_TEST(test_reconnect_p2)
+{
+	static const char *const many[] = { "m1", "m2" };
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_member **v;
+	struct procreg_entry *e;
+	struct seen s;
+	unsigned char buf[32];
+	uint64_t ref, oconn;
+	size_t n;
+	procreg_t *a, *o, *f;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	oconn = procreg_conn_id(o);
+	CK_OK(a, procreg_join(a, "grp", buf, procreg_pack_str(buf,
+	    sizeof(buf), "member value"), NULL));
+	CK_OK(a, procreg_join(a, "left", NULL, 0, NULL));
+	CK_OK(a, procreg_leave(a, "left"));
+	CK_OK(a, procreg_register_many(a, 2, many, NULL, NULL, NULL));
+	CK_OK(a, procreg_register_int(a, "counter", 1, NULL));
+	CK_OK(a, procreg_update(a, "counter", buf, procreg_pack_int(buf,
+	    sizeof(buf), 2), NULL));
+	CK_OK(a, procreg_monitor_conn(a, oconn, &ref));
+	expect_no_event(a);
+
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+
+	/* The old daemon's connection is gone: a local noproc. */
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+	ck_assert_uint_eq(ev->ref, ref);
+	ck_assert_ptr_null(ev->name);
+	ck_assert_uint_eq(ev->target_conn, oconn);
+	ck_assert_str_eq(ev->reason, "noproc");
+	procreg_event_free(ev);
+	ck_assert_int_eq(s.reconnects, 1);
+	ck_assert_uint_eq(s.nlost, 0);
+
+	f = xconnect(d.path);
+	CK_OK(f, procreg_members(f, "grp", &v, &n));
+	ck_assert_uint_eq(n, 1);
+	check_member(v[0], "grp", procreg_conn_id(a), "\"member value\"");
+	procreg_members_free(v, n);
+	CK_OK(f, procreg_members(f, "left", &v, &n));
+	ck_assert_uint_eq(n, 0);
+	procreg_members_free(v, n);
+	for (int i = 0; i < 2; i++) {
+		CK_OK(f, procreg_whereis(f, many[i], &e));
+		check_entry(e, many[i], procreg_conn_id(a));
+		procreg_entry_free(e);
+	}
+	CK_OK(f, procreg_whereis(f, "counter", &e));
+	check_entry(e, "counter", procreg_conn_id(a));
+	check_json(e->value, e->value_len, "2");
+	procreg_entry_free(e);
+	/* Publishes reach the restored membership. */
+	CK_OK(f, procreg_publish(f, "grp", "\x07", 1, true, NULL, NULL, NULL));
+	ev = xevent(a);
+	check_publish(ev, "grp", procreg_conn_id(f), "7");
+	procreg_event_free(ev);
+	/* The fired monitor is gone. */
+	{
+		bool active = true;
+
+		CK_OK(a, procreg_demonitor(a, ref, &active));
+		ck_assert(!active);
+	}
+	expect_no_event(a);
+	procreg_free(f);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 /* 12. invalid arguments                                               */
 /* ------------------------------------------------------------------ */
 
@@ -1943,6 +3019,34 @@ START_TEST(test_invalid_args)
 	CK_CALL(a, procreg_send_str(a, NULL, "x"), PROCREG_E_INVAL);
 	CK_CALL(a, procreg_send_str(a, "x", NULL), PROCREG_E_INVAL);
 	CK_CALL(a, procreg_monitor(a, NULL, &ref), PROCREG_E_INVAL);
+	/* Protocol 2. */
+	{
+		void *res = (void *)&res;
+		size_t len = 7;
+		struct procreg_member *m = (struct procreg_member *)&m;
+		struct procreg_member **mv = (struct procreg_member **)&mv;
+
+		CK_CALL(a, procreg_call(a, NULL, "\xc0", 1, 0, &res, &len),
+		    PROCREG_E_INVAL);
+		ck_assert_ptr_null(res);
+		CK_CALL(a, procreg_call(a, "x", NULL, 0, 0, &res, &len),
+		    PROCREG_E_INVAL);
+		CK_CALL(a, procreg_call(a, "x", "\xc0", 1, -1, &res, &len),
+		    PROCREG_E_INVAL);
+		CK_CALL(a, procreg_call_conn(a, 1, NULL, 0, 0, &res, &len),
+		    PROCREG_E_INVAL);
+		CK_CALL(a, procreg_join(a, NULL, NULL, 0, &m),
+		    PROCREG_E_INVAL);
+		ck_assert_ptr_null(m);
+		CK_CALL(a, procreg_leave(a, NULL), PROCREG_E_INVAL);
+		CK_CALL(a, procreg_members(a, NULL, &mv, &len),
+		    PROCREG_E_INVAL);
+		ck_assert_ptr_null(mv);
+		CK_CALL(a, procreg_publish(a, NULL, "\xc0", 1, true, NULL,
+		    NULL, NULL), PROCREG_E_INVAL);
+		CK_CALL(a, procreg_publish(a, "g", NULL, 0, true, NULL, NULL,
+		    NULL), PROCREG_E_INVAL);
+	}
 
 	/* 256 bytes: the daemon's bad_request; 255 bytes is fine. */
 	memset(name, 'n', 256);
@@ -1956,6 +3060,13 @@ START_TEST(test_invalid_args)
 	CK_CALL(a, procreg_send_str(a, name, "x"), PROCREG_E_BAD_REQUEST);
 	CK_CALL(a, procreg_monitor(a, name, &ref), PROCREG_E_BAD_REQUEST);
 	CK_CALL(a, procreg_unregister(a, name), PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_join(a, name, NULL, 0, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	CK_CALL(a, procreg_call(a, name, "\xc0", 1, 0, NULL, NULL),
+	    PROCREG_E_BAD_REQUEST);
+	/* A call timeout over a day is the daemon's bad_request. */
+	CK_CALL(a, procreg_call(a, "x", "\xc0", 1, 86400001, NULL, NULL),
+	    PROCREG_E_BAD_REQUEST);
 	name[255] = '\0';
 	CK_OK(a, procreg_register(a, name, NULL, 0, &e));
 	ck_assert_str_eq(e->name, name);
@@ -2031,6 +3142,21 @@ client_suite(void)
 	tcase_add_test(tc, test_reconnect_monitors);
 	tcase_add_test(tc, test_reconnect_ref_after_restore);
 	tcase_add_test(tc, test_no_reconnect);
+	tcase_add_test(tc, test_reconnect_p2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("protocol2");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_call);
+	tcase_add_test(tc, test_call_timeout);
+	tcase_add_test(tc, test_call_down);
+	tcase_add_test(tc, test_reply_errors);
+	tcase_add_test(tc, test_groups);
+	tcase_add_test(tc, test_publish_busy);
+	tcase_add_test(tc, test_conn_targets);
+	tcase_add_test(tc, test_update);
+	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_register_many);
 	suite_add_tcase(s, tc);
 	return s;
 }

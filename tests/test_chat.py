@@ -2,11 +2,13 @@
 """The chat example (src/examples/chat.c) end to end.
 
 Starts procregd on a private socket and `chat supervise lobby`; two users
-join, talk (no echo to the author), a third joins and gets the history; the
-room process is killed with SIGKILL, the supervisor restarts it under the
-same name, and the users see its down, find it again and talk on.  The
-registry is watched through a plain Python msgpack-RPC client.  Every wait
-is bounded; nothing is timed."""
+join the room's group, talk (publishes with echo false: no echo to the
+author), a third joins and gets the history (a call to the room,
+get_messages); the room process is killed with SIGKILL, the supervisor
+restarts it under the same name, and the users see its down, find it again
+and talk on.  The registry is watched through a plain Python msgpack-RPC
+client, which also listens to the group and calls the room.  Every wait is
+bounded; nothing is timed."""
 import os
 import select
 import shutil
@@ -53,21 +55,45 @@ class Client:
         self.sock.connect(path)
         self.unpacker = msgpack.Unpacker(raw=False)
         self.msgid = 0
+        self.pushes = []
 
-    def call(self, method, *params):
+    def request(self, method, *params):
+        """(error, result) of one request; pushes meanwhile are kept."""
         self.msgid += 1
         self.sock.sendall(msgpack.packb([0, self.msgid, method,
                                          list(params)]))
         while True:
             for obj in self.unpacker:
-                if obj[0] == 1 and obj[1] == self.msgid:
-                    if obj[2] is not None:
-                        raise RuntimeError(obj[2][0])
-                    return obj[3]
+                if obj[0] == 2:
+                    self.pushes.append(obj)
+                elif obj[0] == 1 and obj[1] == self.msgid:
+                    return obj[2], obj[3]
             data = self.sock.recv(65536)
             if not data:
                 raise EOFError
             self.unpacker.feed(data)
+
+    def call(self, method, *params):
+        error, result = self.request(method, *params)
+        if error is not None:
+            raise RuntimeError(error[0])
+        return result
+
+    def close(self):
+        self.sock.close()
+
+    def push(self):
+        """The next notification (bounded by the socket timeout)."""
+        while not self.pushes:
+            for obj in self.unpacker:
+                if obj[0] == 2:
+                    self.pushes.append(obj)
+            if not self.pushes:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise EOFError
+                self.unpacker.feed(data)
+        return self.pushes.pop(0)
 
 
 class User:
@@ -160,10 +186,25 @@ def scenario(sock, tmp, run):
     check("both hold their user/ names",
           reg.call("whereis", "user/alice") is not None
           and reg.call("whereis", "user/bob") is not None)
+    alice_conn = reg.call("whereis", "user/alice")["conn"]
+    members = reg.call("members", "room/lobby")
+    # The room joined before it registered; alice and bob in either order.
+    check("the room and its users are the group room/lobby",
+          [(m["conn"], m["value"]) for m in members[:1]] == [
+              (room["conn"], None)]
+          and sorted((m["conn"], m["value"]) for m in members[1:]) == sorted(
+              [(alice_conn, "alice"),
+               (reg.call("whereis", "user/bob")["conn"], "bob")]))
+    # A listener in the group sees each line as a publish.
+    ear = Client(sock)
+    ear.call("join", "room/lobby")
 
     alice.say("hello from alice")
     check("bob gets alice's line",
           bob.wait_for("alice:") == "[lobby] alice: hello from alice")
+    check("a line is a publish to the group from its author",
+          ear.push() == [2, "publish", ["room/lobby", alice_conn, {
+              "from": "alice", "text": "hello from alice"}]])
     # The room handles lines in order and forwards each before the next:
     # once alice has bob's answer, an echo of hers would be there before.
     bob.say("hi alice")
@@ -171,6 +212,14 @@ def scenario(sock, tmp, run):
           alice.wait_for("bob:") == "[lobby] bob: hi alice")
     check("alice's own line is not echoed to her",
           not any("alice:" in line for line in alice.lines))
+    ear.push()
+    check("the room keeps the lines: its get_messages, by call",
+          reg.call("call", "room/lobby", "get_messages") == [
+              {"from": "alice", "text": "hello from alice"},
+              {"from": "bob", "text": "hi alice"}])
+    error, _ = reg.request("call", "room/lobby", "frobnicate")
+    check("a call it does not know is answered with an error",
+          error is not None and error[0] == "unknown_call")
 
     carol = User(sock, "lobby", "carol", tmp)
     run["users"].append(carol)
@@ -181,6 +230,8 @@ def scenario(sock, tmp, run):
     check("carol leaves on EOF with status 0", carol.close() == 0)
     check("carol's name goes with her", eventually(
         lambda: reg.call("whereis", "user/carol") is None))
+    check("and her membership", "carol" not in [
+        m["value"] for m in reg.call("members", "room/lobby")])
 
     say = subprocess.run([CHAT, "-s", sock, "say", "lobby", "dave",
                           "one shot"], timeout=WAIT, stderr=subprocess.DEVNULL)
@@ -188,6 +239,11 @@ def scenario(sock, tmp, run):
     check("chat say reaches alice and bob",
           alice.wait_for("dave:") == "[lobby] dave: one shot"
           and bob.wait_for("dave:") == "[lobby] dave: one shot")
+    say = subprocess.run([CHAT, "-s", sock, "say", "lobby", "", ""],
+                         timeout=WAIT, stderr=subprocess.DEVNULL)
+    check("chat say of an empty line from nobody exits 0",
+          say.returncode == 0 and alice.wait_for("[lobby] : ") ==
+          "[lobby] : ")
     say = subprocess.run([CHAT, "-s", sock, "say", "nowhere", "dave", "x"],
                          timeout=WAIT, stderr=subprocess.DEVNULL)
     check("chat say to a missing room exits 1", say.returncode == 1)
@@ -209,6 +265,11 @@ def scenario(sock, tmp, run):
     alice.say("still there?")
     check("after the restart, alice's line reaches bob",
           bob.wait_for("alice:") == "[lobby] alice: still there?")
+    check("the new room is in the group and keeps the lines said since",
+          eventually(lambda: reg.call("call", "room/lobby",
+                                      "get_messages") == [
+              {"from": "alice", "text": "still there?"}]))
+    ear.close()
     check("the supervisor is still running", supervisor.poll() is None)
 
     supervisor.send_signal(signal.SIGTERM)

@@ -24,11 +24,13 @@ import msgpack
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
 CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
-COMMANDS = ["whereis", "list", "send", "hold", "recv", "monitor", "stats",
-            "ping"]
+COMMANDS = ["whereis", "list", "send", "call", "hold", "serve", "recv",
+            "join", "members", "publish", "monitor", "keys", "stats", "ping",
+            "evict"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
-              "uptime_ms"]
+              "uptime_ms", "groups", "members", "calls", "replies_late",
+              "awaits", "subscriptions", "seq"]
 MAX_MESSAGE = 65536
 MAX_OUTBUF = 65536
 
@@ -53,19 +55,32 @@ class Client:
             for obj in self.unpacker:
                 return obj
 
-    def call(self, method, *params):
+    def send_request(self, method, *params):
+        """Send a request without waiting; its msgid."""
         self.msgid += 1
         self.sock.sendall(msgpack.packb([0, self.msgid, method, list(params)]))
+        return self.msgid
+
+    def response(self, msgid):
+        """(error, result) of the response to msgid, queueing pushes."""
         while True:
             msg = self.recv()
             if msg[0] == 2:
                 self.pushes.append(msg)
                 continue
-            kind, msgid, error, result = msg
-            assert (kind, msgid) == (1, self.msgid), (kind, msgid)
-            if error is not None:
-                raise RuntimeError(error[0])
-            return result
+            kind, got, error, result = msg
+            assert (kind, got) == (1, msgid), (kind, got)
+            return error, result
+
+    def request(self, method, *params):
+        """(error, result) of one request."""
+        return self.response(self.send_request(method, *params))
+
+    def call(self, method, *params):
+        error, result = self.request(method, *params)
+        if error is not None:
+            raise RuntimeError(error[0])
+        return result
 
     def push(self):
         """The next notification (bounded by the socket timeout)."""
@@ -271,7 +286,7 @@ def test_usage(ctl):
               and "--socket" in r.out and r.err == "")
     r = ctl.run("--version")
     check("--version", r.rc == 0
-          and r.out == "procregctl 0.1.0 (protocol 1)\n")
+          and r.out == "procregctl 0.1.0 (protocol 2)\n")
     r = ctl.run("frobnicate")
     check("an unknown command exits 2 with a hint", r.rc == 2
           and "unknown command" in r.err and "--help" in r.err
@@ -293,6 +308,29 @@ def test_usage(ctl):
     check("a name of 256 bytes exits 2", ctl.run("whereis", "n" * 256).rc == 2)
     check("invalid JSON for --json-payload exits 2",
           ctl.run("send", "--json-payload", "x", "{nope").rc == 2)
+    check("call without a payload exits 2", ctl.run("call", "x").rc == 2)
+    check("call --conn with a name exits 2",
+          ctl.run("call", "--conn", "x", "p").rc == 2)
+    check("send --conn with 0 exits 2", ctl.run("send", "--conn", "0",
+                                                "p").rc == 2)
+    check("call -t over a day exits 2",
+          ctl.run("call", "-t", "86400001", "x", "p").rc == 2)
+    check("serve without a command exits 2", ctl.run("serve", "x").rc == 2)
+    check("serve --max-time 0 exits 2",
+          ctl.run("serve", "--max-time", "0", "x", "true").rc == 2)
+    check("join --json-value without VALUE exits 2",
+          ctl.run("join", "--json-value", "g").rc == 2)
+    check("join with bad JSON exits 2",
+          ctl.run("join", "--json-value", "g", "{nope").rc == 2)
+    check("join with two values exits 2", ctl.run("join", "g", "a",
+                                                  "b").rc == 2)
+    check("members without a group exits 2", ctl.run("members").rc == 2)
+    check("publish without a payload exits 2",
+          ctl.run("publish", "g").rc == 2)
+    check("--no-echo is publish's only", ctl.run("send", "--no-echo", "x",
+                                                 "p").rc == 2)
+    r = ctl.run("keys", "abc")
+    check("keys of no conn id exits 2", r.rc == 2 and "abc" in r.err)
 
 
 def test_unreachable(ctl, tmp):
@@ -390,7 +428,7 @@ def test_last_words(tmp):
 def test_ping_stats(ctl, path):
     r = ctl.run("ping")
     check("ping prints a pong", r.rc == 0 and re.fullmatch(
-        r"pong from procreg 0\.1\.0 \(protocol 1, conn \d+\): "
+        r"pong from procreg 0\.1\.0 \(protocol 2, conn \d+\): "
         r"\d+\.\d{3} ms\n", r.out) is not None)
     r = ctl.run("--json", "ping")
     try:
@@ -398,7 +436,7 @@ def test_ping_stats(ctl, path):
     except ValueError:
         j = {}
     check("ping --json", r.rc == 0 and j.get("version") == "0.1.0"
-          and j.get("protocol") == 1 and isinstance(j.get("conn"), int)
+          and j.get("protocol") == 2 and isinstance(j.get("conn"), int)
           and isinstance(j.get("rtt_ms"), (int, float)))
     r = ctl.run("ping", "-c", "3", "-i", "0")
     check("ping -c 3 pings three times", r.rc == 0
@@ -411,7 +449,7 @@ def test_ping_stats(ctl, path):
     r = ctl.run("stats")
     lines = r.out.splitlines()
     parsed = [line.split() for line in lines]
-    check("stats prints the nine counters in order", r.rc == 0
+    check("stats prints the sixteen counters in order", r.rc == 0
           and [p[0] for p in parsed] == STATS_KEYS
           and all(p[1].isdigit() for p in parsed))
     check("stats aligns its values", len({line.index(p[1], len(p[0]))
@@ -422,7 +460,7 @@ def test_ping_stats(ctl, path):
         j = json.loads(r.out)
     except ValueError:
         j = {}
-    check("stats --json is an object of the nine counters", r.rc == 0
+    check("stats --json is an object of the sixteen counters", r.rc == 0
           and list(j) == STATS_KEYS
           and all(isinstance(v, int) for v in j.values())
           and j["connections"] >= 1)
@@ -435,7 +473,8 @@ def test_whereis_list(ctl, a, b):
     f = fields(r.out)
     check("whereis finds a name", r.rc == 0 and r.err == "")
     check("whereis prints every field", list(f) == [
-        "name", "conn", "pid", "uid", "gid", "value", "since"]
+        "name", "conn", "pid", "uid", "gid", "value", "since", "gen"]
+        and f["gen"] == str(entry["gen"])
         and f["name"] == "cli/db" and f["conn"] == str(a_conn)
         and f["pid"] == str(os.getpid()) and f["uid"] == str(os.getuid())
         and f["gid"] == str(os.getgid()))
@@ -452,7 +491,7 @@ def test_whereis_list(ctl, a, b):
     check("whereis --json parses back", r.rc == 0 and j == {
         "name": "cli/db", "conn": a_conn, "pid": os.getpid(),
         "uid": os.getuid(), "gid": os.getgid(), "value": {"port": 5432},
-        "since": entry["since"]})
+        "since": entry["since"], "gen": entry["gen"]})
     check("--json works after the command too",
           json.loads(ctl.run("whereis", "cli/db", "--json").out) == j)
     r = ctl.run("whereis", "cli/missing")
@@ -762,6 +801,335 @@ def test_evict(ctl, cl):
     h.finish()
 
 
+class Callee:
+    """A plain client that holds name and answers calls on a thread, by
+    the payload: "fail" an error, "park" no reply, "die" closes the
+    connection, "nl" a str ending with a newline; anything else comes
+    back as it went."""
+
+    def __init__(self, path, name):
+        self.cl = Client(path)
+        self.conn = self.cl.call("hello")["conn"]
+        self.cl.call("register", name)
+        self.cl.sock.settimeout(None)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        try:
+            while True:
+                msg = self.cl.recv()
+                if msg[:2] != [2, "call"]:
+                    continue
+                call_id, _target, _caller, payload = msg[2]
+                if payload == "park":
+                    continue
+                if payload == "die":
+                    self.cl.sock.shutdown(socket.SHUT_RDWR)
+                    return
+                if payload == "fail":
+                    req = [call_id, None, ["no_such_key",
+                                           "size is not set"]]
+                else:
+                    req = [call_id, "line\n" if payload == "nl"
+                           else payload]
+                self.cl.msgid += 1
+                self.cl.sock.sendall(msgpack.packb(
+                    [0, self.cl.msgid, "reply", req]))
+        except (OSError, EOFError, ValueError):
+            return
+
+    def close(self):
+        try:
+            self.cl.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(10)
+        self.cl.close()
+
+
+def test_call(ctl, path):
+    callee = Callee(path, "cli/kv")
+    r = ctl.run("call", "cli/kv", "hello")
+    check("call prints a str reply and a newline", r.rc == 0
+          and r.out == "hello\n" and r.err == "")
+    r = ctl.run("call", "cli/kv", "nl")
+    check("call adds no newline to a str that ends with one", r.rc == 0
+          and r.out == "line\n")
+    r = ctl.run("call", "--json-payload", "cli/kv", '{"a": [1, 2.5]}')
+    check("call --json-payload; other replies print as JSON", r.rc == 0
+          and json.loads(r.out) == {"a": [1, 2.5]}
+          and len(r.out.splitlines()) == 1)
+    r = ctl.run("--json", "call", "cli/kv", "hello")
+    check("call --json prints the reply as one JSON document", r.rc == 0
+          and r.out == '"hello"\n')
+    r = ctl.run("call", "cli/kv", "fail")
+    check("a callee's error exits 1 with CODE: MESSAGE", r.rc == 1
+          and r.out == ""
+          and r.err == "procregctl: cli/kv: no_such_key: size is not set\n")
+    r = ctl.run("-t", "200", "call", "cli/kv", "park")
+    check("no reply within -t: timeout, exit 4", r.rc == 4
+          and "timeout" in r.err)
+    r = ctl.run("call", "cli/missing", "x")
+    check("call of a missing name exits 1", r.rc == 1
+          and r.err == "procregctl: cli/missing: not registered\n")
+    r = ctl.run("call", "--conn", str(callee.conn), "by conn")
+    check("call --conn calls a connection", r.rc == 0
+          and r.out == "by conn\n")
+    r = ctl.run("call", "--conn", "999999", "x")
+    check("call --conn of no connection exits 1", r.rc == 1
+          and r.err == "procregctl: conn 999999: no such connection\n")
+    r = ctl.run("call", "cli/kv", "die")
+    check("a callee that goes away: down, exit 1", r.rc == 1
+          and "down" in r.err)
+    callee.close()
+
+
+def test_send_monitor_conn(ctl, cl, path):
+    other = Client(path)
+    conn = other.call("hello")["conn"]
+    r = ctl.run("send", "--conn", str(conn), "to the conn")
+    m = other.push()
+    check("send --conn sends to a connection", r.rc == 0 and m == [
+        2, "message", [conn, m[2][1], "to the conn"]])
+    r = ctl.run("send", "--conn", "999999", "x")
+    check("send --conn of no connection exits 1", r.rc == 1
+          and "conn 999999: no such connection" in r.err)
+    base = cl.call("stats")["monitors"]
+    m1 = ctl.spawn("monitor", "--conn", str(conn))
+    m2 = ctl.spawn("--json", "monitor", "--conn", str(conn))
+    check("monitor --conn sets its monitors", monitors_reach(cl, base + 2))
+    other.close()
+    r1, r2 = m1.finish(), m2.finish()
+    check("monitor --conn wakes up when the connection goes: disconnected",
+          r1.rc == 0 and r1.out == "disconnected\n")
+    check("monitor --conn --json", r2.rc == 0 and json.loads(r2.out) == {
+        "conn": conn, "reason": "disconnected"})
+    r = ctl.run("monitor", "--conn", str(conn))
+    check("monitor --conn of a closed connection: noproc, exit 1",
+          r.rc == 1 and r.out == "noproc\n")
+
+
+def test_serve(ctl, cl, path, tmp):
+    s = ctl.spawn("serve", "cli/upper", "--", "tr", "a-z", "A-Z")
+    e = wait_registered(cl, "cli/upper")
+    check("serve registers NAME", e is not None and e["pid"] == s.pid)
+    check("serve answers with CMD's stdout, the payload on its stdin",
+          cl.request("call", "cli/upper", "hello") == (None, "HELLO"))
+    check("a payload that is no str goes to CMD as JSON and a newline",
+          cl.request("call", "cli/upper", {"k": [1, None]}) == (
+              None, '{"K":[1,NULL]}\n'))
+    r = ctl.run("call", "cli/upper", "from procregctl")
+    check("procregctl call against procregctl serve", r.rc == 0
+          and r.out == "FROM PROCREGCTL\n")
+    r = ctl.run("serve", "cli/upper", "--", "cat")
+    check("serve of a taken name exits 1", r.rc == 1
+          and "cli/upper is held by conn" in r.err)
+
+    # One call at a time, but the connection is read meanwhile: while CMD
+    # waits for a flag file, 200 x 8 kB messages to NAME never find it
+    # busy, and calls queue.
+    flag = os.path.join(tmp, "flag")
+    w = ctl.spawn("serve", "cli/wait", "--", "sh", "-c",
+                  f'while [ ! -e {flag} ]; do sleep 0.01; done; cat')
+    wait_registered(cl, "cli/wait")
+    caller = Client(path)
+    first = caller.send_request("call", "cli/wait", "first", 20000)
+    second = caller.send_request("call", "cli/wait", "second", 20000)
+    sent = 0
+    deadline = time.monotonic() + 20
+    while sent < 200 and time.monotonic() < deadline:
+        try:
+            cl.call("send", "cli/wait", "m" * 8000)
+            sent += 1
+        except RuntimeError as err:
+            if str(err) != "busy":
+                break
+            time.sleep(0.01)
+    check("serve drains its connection while CMD runs (200 x 8 kB, 3 x "
+          "max-outbuf)", sent == 200)
+    check("the calls wait their turn", cl.call("stats")["calls"] == 2)
+    open(flag, "w").close()
+    check("then each is answered, in order",
+          caller.response(first) == (None, "first")
+          and caller.response(second) == (None, "second"))
+    # SIGTERM while CMD runs: its caller gets down, serve exits 0.
+    os.unlink(flag)
+    third = caller.send_request("call", "cli/wait", "third", 20000)
+    eventually(lambda: children(w.pid))
+    w.signal(signal.SIGTERM)
+    err, _ = caller.response(third)
+    check("SIGTERM while CMD runs: the caller gets down",
+          err is not None and err[0] == "down")
+    r = w.finish()
+    check("and serve exits 0", r.rc == 0)
+    caller.close()
+
+    f = ctl.spawn("serve", "cli/fail", "--", "sh", "-c",
+                  "cat >/dev/null; echo oops >&2; exit 3")
+    wait_registered(cl, "cli/fail")
+    check("a failing CMD answers failed with its stderr and status",
+          cl.request("call", "cli/fail", "x") == (
+              ["failed", "exit status 3: oops"], None))
+    r = ctl.run("call", "cli/fail", "x")
+    check("which procregctl call reports, exit 1", r.rc == 1
+          and r.err == "procregctl: cli/fail: failed: exit status 3: oops\n")
+    f.signal(signal.SIGINT)
+    check("serve exits 0 on SIGINT", f.finish().rc == 0)
+    check("and its name is gone", cl.call("whereis", "cli/fail") is None)
+
+    n = ctl.spawn("serve", "--count", "2", "cli/env", "--", "sh", "-c",
+                  'printf %s "$PROCREG_CALLER"')
+    wait_registered(cl, "cli/env")
+    me = cl.call("hello")["conn"]
+    check("CMD gets PROCREG_CALLER", cl.request("call", "cli/env", "") == (
+        None, str(me)))
+    cl.request("call", "cli/env", "")
+    check("serve --count 2 exits 0 after two calls", n.finish().rc == 0)
+
+    k = ctl.spawn("serve", "--max-time", "200", "cli/sleepy", "--",
+                  "sleep", "30")
+    wait_registered(cl, "cli/sleepy")
+    check("--max-time kills a slow CMD and answers failed",
+          cl.request("call", "cli/sleepy", "x", 20000) == (
+              ["failed", "killed after 200 ms (--max-time)"], None))
+    k.signal(signal.SIGTERM)
+    k.finish()
+    x = ctl.spawn("serve", "cli/nx", "--", "/nonexistent/cmd")
+    wait_registered(cl, "cli/nx")
+    err, _ = cl.request("call", "cli/nx", "x")
+    check("a CMD that cannot run answers failed, status 127",
+          err is not None and err[0] == "failed"
+          and err[1].startswith("exit status 127: ")
+          and "/nonexistent/cmd" in err[1])
+    x.signal(signal.SIGTERM)
+    x.finish()
+    s.signal(signal.SIGTERM)
+    check("serve exits 0 on SIGTERM", s.finish().rc == 0)
+
+
+def members_reach(cl, group, n):
+    return eventually(lambda: len(cl.call("members", group)) >= n)
+
+
+def test_groups(ctl, cl, path):
+    j1 = ctl.spawn("join", "cli/room", "alice")
+    j2 = ctl.spawn("--json", "join", "cli/room")
+    check("join joins", members_reach(cl, "cli/room", 2))
+    ms = cl.call("members", "cli/room")
+    by_pid = {m["pid"]: m for m in ms}
+    check("join's value is a str, none without VALUE",
+          by_pid.get(j1.pid, {}).get("value") == "alice"
+          and j2.pid in by_pid and by_pid[j2.pid]["value"] is None)
+    r = ctl.run("members", "cli/room")
+    lines = r.out.splitlines()
+    rows = [line.split() for line in lines[1:]]
+    check("members prints a table in join order", r.rc == 0
+          and lines[0].split() == ["CONN", "PID", "UID", "VALUE", "AGE"]
+          and [row[0] for row in rows] == [str(m["conn"]) for m in ms]
+          and [row[1] for row in rows] == [str(m["pid"]) for m in ms]
+          and [row[3] for row in rows] == [
+              json.dumps(m["value"]) for m in ms])
+    r = ctl.run("--json", "members", "cli/room")
+    check("members --json is the member entries", r.rc == 0
+          and json.loads(r.out) == ms
+          and list(ms[0]) == ["group", "conn", "pid", "uid", "gid", "value",
+                              "since", "gen"])
+    r = ctl.run("members", "cli/nobody")
+    check("members of an empty group: the header, exit 0", r.rc == 0
+          and len(r.out.splitlines()) == 1)
+    check("members --json of an empty group is []",
+          json.loads(ctl.run("--json", "members", "cli/nobody").out) == [])
+
+    r = ctl.run("publish", "cli/room", "hi all")
+    check("publish says how many got it", r.rc == 0
+          and fields(r.out) == {"delivered": "2", "busy": "none"})
+    check("join prints a published str as it is",
+          j1.readline() == "hi all")
+    line = j2.readline()
+    j = json.loads(line) if line else {}
+    check("join --json prints group, sender and payload",
+          j.get("group") == "cli/room" and j.get("payload") == "hi all"
+          and isinstance(j.get("sender"), int))
+    r = ctl.run("--json", "publish", "--json-payload", "cli/room", "[1, 2]")
+    check("publish --json --json-payload", r.rc == 0
+          and json.loads(r.out) == {"delivered": 2, "busy": []})
+    check("join prints other payloads as JSON", j1.readline() == "[1,2]")
+    j2.readline()
+    r = ctl.run("publish", "--no-echo", "cli/room", "x")
+    check("publish --no-echo: procregctl is no member, so all get it",
+          r.rc == 0 and fields(r.out)["delivered"] == "2")
+    j1.readline()
+    j2.readline()
+    r = ctl.run("publish", "cli/empty", "x")
+    check("publish to a group without members: delivered 0, exit 0",
+          r.rc == 0 and fields(r.out)["delivered"] == "0")
+    # A plain member that publishes with echo false gets nothing back.
+    cl.call("join", "cli/room")
+    res = cl.call("publish", "cli/room", "from cl", {"echo": False})
+    check("echo false: every member but the sender",
+          res == {"delivered": 2, "busy": []}
+          and j1.readline() == "from cl")
+    j2.readline()
+    cl.call("leave", "cli/room")
+
+    j3 = ctl.spawn("join", "--count", "1", "--json-value", "cli/room",
+                   '{"x": 1}')
+    check("join --json-value", members_reach(cl, "cli/room", 3)
+          and any(m["value"] == {"x": 1}
+                  for m in cl.call("members", "cli/room")))
+    ctl.run("publish", "cli/room", "last")
+    r = j3.finish()
+    check("join --count 1 exits 0 after one publish", r.rc == 0
+          and r.out == "last\n")
+    j1.signal(signal.SIGINT)
+    j2.signal(signal.SIGTERM)
+    check("join exits 0 on SIGINT and SIGTERM",
+          j1.finish().rc == 0 and j2.finish().rc == 0)
+    check("and the memberships are gone",
+          eventually(lambda: cl.call("members", "cli/room") == []))
+
+    # A member that never reads is reported busy, and skipped.
+    sleeper = Client(path)
+    sconn = sleeper.call("hello")["conn"]
+    sleeper.call("join", "cli/busy")
+    busy = None
+    for _ in range(200):
+        r = ctl.run("--json", "publish", "cli/busy", "z" * 16000)
+        j = json.loads(r.out) if r.rc == 0 else {}
+        if j.get("busy"):
+            busy = j
+            break
+    check("publish lists a member that does not read as busy",
+          busy == {"delivered": 0, "busy": [sconn]})
+    r = ctl.run("publish", "cli/busy", "z" * 16000)
+    check("in text too", r.rc == 0 and fields(r.out) == {
+        "delivered": "0", "busy": str(sconn)})
+    sleeper.close()
+
+
+def test_keys(ctl, path):
+    a = Client(path)
+    conn = a.call("hello")["conn"]
+    r = ctl.run("keys", str(conn))
+    check("keys of a connection with nothing", r.rc == 0
+          and r.out == "names:\ngroups:\n")
+    a.call("register", "cli/k/b")
+    a.call("register", "cli/k/a")
+    a.call("join", "cli/g2")
+    a.call("join", "cli/g1")
+    r = ctl.run("keys", str(conn))
+    check("keys prints names and groups, sorted", r.rc == 0 and r.out == (
+        "names:\n  cli/k/a\n  cli/k/b\ngroups:\n  cli/g1\n  cli/g2\n"))
+    r = ctl.run("--json", "keys", str(conn))
+    check("keys --json", r.rc == 0 and json.loads(r.out) == {
+        "names": ["cli/k/a", "cli/k/b"], "groups": ["cli/g1", "cli/g2"]})
+    r = ctl.run("keys", "999999")
+    check("keys of no connection exits 1", r.rc == 1
+          and r.err == "procregctl: conn 999999: no such connection\n")
+    a.close()
+
+
 def test_daemon_restart(ctl, cl, daemon, path):
     """The daemon goes away: recv and monitor exit 3; hold waits and
     registers its name again on the new daemon."""
@@ -814,6 +1182,11 @@ def main():
         test_monitor(ctl, cl, path)
         test_recv(ctl, cl)
         test_evict(ctl, cl)
+        test_call(ctl, path)
+        test_send_monitor_conn(ctl, cl, path)
+        test_serve(ctl, cl, path, tmp)
+        test_groups(ctl, cl, path)
+        test_keys(ctl, path)
         daemon = test_daemon_restart(ctl, cl, daemon, path)
     finally:
         stop_daemon(daemon, "the last daemon")

@@ -13,12 +13,15 @@
  *	chat [-s SOCKET] join ROOM USER		chat: lines from stdin
  *	chat [-s SOCKET] say ROOM USER TEXT	send one line and exit
  *
- * A room's messages are msgpack maps: {"join": USER}, {"leave": USER} and
- * {"from": USER, "text": TEXT}.  The room keeps its members and its last
- * 50 lines, forwards each line to every member's "user/USER" name but the
- * author's as {"room": ROOM, "from": USER, "text": TEXT}, replays its
- * history to a joiner, and monitors its members to drop those that die.
- * (Nothing checks that "from" is true: this is a demo, not a chat server.)
+ * The people in a room are the group "room/NAME" (groups are a namespace
+ * of their own, so it may be spelt as the room's name): a user joins it,
+ * and each line is a publish to it, {"from": USER, "text": TEXT}, with
+ * echo false so that it does not come back to its author.  The room
+ * process is a member too, which is how it hears every line: it keeps the
+ * last 50, and a user who joins reads them with a call, the seeds'
+ * get_messages.  The members' lifelines are the group's business: who
+ * goes away leaves it.  (Nothing checks that "from" is true: this is a
+ * demo, not a chat server.)
  *
  *	$ procregd -s /tmp/chat.sock &
  *	$ export PROCREG_SOCKET=/tmp/chat.sock
@@ -34,11 +37,13 @@
  *	*** joined room lobby (conn 2)
  *	[lobby] alice: hi bob
  *
- *	$ procregctl list room/				# terminal 4
+ *	$ procregctl members room/lobby			# terminal 4
+ *	$ procregctl call room/lobby get_messages
  *	$ procregctl whereis room/lobby			# pid 4313
  *	$ kill -9 4313
  *
- * Terminal 1 then shows the supervisor at work, and terminal 3 the client:
+ * Terminal 1 then shows the supervisor at work, and terminal 3 the client
+ * (alice and bob go on talking meanwhile: the group is theirs):
  *
  *	chat: supervisor: room lobby (pid 4313) killed by signal 9,
  *	    restarting in 100 ms
@@ -68,8 +73,7 @@
 #include "procreg.h"
 
 #define NAME_SIZE		256	/* a procreg name: 255 bytes and NUL */
-#define HISTORY_MAX		50	/* lines a room replays to a joiner */
-#define MEMBERS_MAX		64	/* users a room takes */
+#define HISTORY_MAX		50	/* lines a room keeps for get_messages */
 #define REGISTER_TRIES		40	/* room: 40 x 50 ms for its old self */
 #define RESTART_DELAY_MS	100	/* supervisor: pause before a restart */
 #define RESTART_MAX		5	/* ... give up on a room after this */
@@ -77,26 +81,17 @@
 #define RESOLVE_MAX_MS		10000	/* client: time to find a room */
 #define TEXT_MAX		4096	/* client: longest line sent at once */
 
-/* A member of a room: a user and the room's monitor on "user/USER". */
-struct member {
-	char		*user;
-	char		 name[NAME_SIZE];
-	uint64_t	 ref;
-};
-
 /* A line of a room's history. */
 struct line {
 	char	*from;
 	char	*text;
 };
 
-/* A room process: its connection, members and recent lines. */
+/* A room process: its connection and recent lines. */
 struct room {
 	procreg_t	*p;
 	const char	*room;
-	char		 name[NAME_SIZE];
-	struct member	 members[MEMBERS_MAX];
-	size_t		 nmembers;
+	char		 name[NAME_SIZE];	/* and its group's */
 	struct line	 history[HISTORY_MAX];
 	size_t		 hfirst, hlen;
 };
@@ -106,8 +101,8 @@ struct client {
 	procreg_t	*p;
 	const char	*room, *user;
 	char		 roomname[NAME_SIZE], username[NAME_SIZE];
-	bool		 in_room;	/* joined and monitoring the room */
-	bool		 was_in;	/* joined before: say "back" */
+	bool		 in_room;	/* the room is there, and monitored */
+	bool		 was_in;	/* found it before: say "back" */
 	bool		 eof;		/* stdin is done */
 	uint64_t	 ref;		/* our monitor on the room */
 	int64_t		 retry_at, give_up_at;	/* while looking for it */
@@ -179,15 +174,25 @@ chat_connect(const char *path, const char *label)
 static void
 pack_cstr(msgpack_packer *pk, const char *s)
 {
-	size_t n = strlen(s);
-
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
+	msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
-/* Send name a map of npairs str pairs, keys and values alternating in kv. */
+/* Pack a line as the map {"from": FROM, "text": TEXT}. */
+static void
+pack_line(msgpack_packer *pk, const char *from, const char *text)
+{
+	msgpack_pack_map(pk, 2);
+	pack_cstr(pk, "from");
+	pack_cstr(pk, from);
+	pack_cstr(pk, "text");
+	pack_cstr(pk, text);
+}
+
+/* Say a line to everyone in the room's group but ourselves; *delivered
+ * (may be NULL) how many got it. */
 static int
-send_map(procreg_t *p, const char *name, const char *const *kv, size_t npairs)
+publish_line(procreg_t *p, const char *group, const char *from,
+    const char *text, uint64_t *delivered)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -195,32 +200,19 @@ send_map(procreg_t *p, const char *name, const char *const *kv, size_t npairs)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, npairs);
-	for (size_t i = 0; i < 2 * npairs; i++)
-		pack_cstr(&pk, kv[i]);
-	r = procreg_send(p, name, sb.data, sb.size);
+	pack_line(&pk, from, text);
+	r = procreg_publish(p, group, sb.data, sb.size, false, delivered,
+	    NULL, NULL);
 	msgpack_sbuffer_destroy(&sb);
 	return r;
-}
-
-/* Decode a message's payload into u; false unless it is a map. */
-static bool
-decode_map(const struct procreg_event *ev, msgpack_unpacked *u)
-{
-	size_t off = 0;
-
-	msgpack_unpacked_init(u);
-	if (msgpack_unpack_next(u, ev->payload, ev->payload_len, &off) ==
-	    MSGPACK_UNPACK_SUCCESS && u->data.type == MSGPACK_OBJECT_MAP)
-		return true;
-	msgpack_unpacked_destroy(u);
-	return false;
 }
 
 /* The str under key in map m as a new C string, or NULL. */
 static char *
 map_str(const msgpack_object *m, const char *key)
 {
+	if (m->type != MSGPACK_OBJECT_MAP)
+		return NULL;
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
 		const msgpack_object *k = &m->via.map.ptr[i].key;
 		const msgpack_object *v = &m->via.map.ptr[i].val;
@@ -229,151 +221,91 @@ map_str(const msgpack_object *m, const char *key)
 		    k->via.str.size != strlen(key) ||
 		    memcmp(k->via.str.ptr, key, k->via.str.size) != 0)
 			continue;
-		if (v->type != MSGPACK_OBJECT_STR ||
-		    memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
+		if (v->type != MSGPACK_OBJECT_STR)
+			return NULL;
+		if (v->via.str.size == 0)	/* its ptr may be NULL */
+			return strdup("");
+		if (memchr(v->via.str.ptr, '\0', v->via.str.size) != NULL)
 			return NULL;
 		return strndup(v->via.str.ptr, v->via.str.size);
 	}
 	return NULL;
 }
 
+/* A line map o into l (both strings new); false unless it is one. */
+static bool
+line_from(const msgpack_object *o, struct line *l)
+{
+	l->from = map_str(o, "from");
+	l->text = map_str(o, "text");
+	if (l->from != NULL && l->text != NULL)
+		return true;
+	free(l->from);
+	free(l->text);
+	return false;
+}
+
 /* ---- the room ---- */
 
-/* Forward one line to a member, as {"room", "from", "text"}. */
-static int
-room_deliver(struct room *r, const struct member *m, const struct line *l)
-{
-	const char *kv[] = { "room", r->room, "from", l->from,
-	    "text", l->text };
-
-	return send_map(r->p, m->name, kv, 3);
-}
-
-/* Drop member i; demonitor it unless its monitor already fired. */
+/* A line was said in the room: keep it, forgetting the oldest if full. */
 static void
-room_drop(struct room *r, size_t i, const char *why, bool demonitor)
+room_keep(struct room *r, const struct procreg_event *ev)
 {
-	struct member *m = &r->members[i];
+	msgpack_unpacked u;
+	struct line l;
 
-	if (demonitor)
-		(void)procreg_demonitor(r->p, m->ref, NULL);
-	logmsg("room %s: %s %s (%zu members)", r->room, m->user, why,
-	    r->nmembers - 1);
-	free(m->user);
-	r->members[i] = r->members[--r->nmembers];
-}
-
-/* Add user (or find it) and replay the history to it. */
-static int
-room_join(struct room *r, const char *user)
-{
-	struct member *m = NULL;
-	size_t i;
-	int rc;
-
-	for (i = 0; i < r->nmembers && m == NULL; i++)
-		if (strcmp(r->members[i].user, user) == 0)
-			m = &r->members[i];
-	if (m == NULL) {
-		m = &r->members[r->nmembers];
-		if (r->nmembers == MEMBERS_MAX ||
-		    !make_name(m->name, "user/", user))
-			return PROCREG_OK;	/* full, or a bad name */
-		/*
-		 * The monitor fires when the member's client goes away, for
-		 * whatever reason: no need for it to say goodbye.  If it is
-		 * not registered, a "noproc" down comes at once.
-		 */
-		if ((rc = procreg_monitor(r->p, m->name, &m->ref)) != 0 ||
-		    (m->user = strdup(user)) == NULL)
-			return rc < 0 ? rc : PROCREG_OK;
-		r->nmembers++;
-		logmsg("room %s: %s joined (%zu members)", r->room, user,
-		    r->nmembers);
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, ev->payload, ev->payload_len, NULL) !=
+	    MSGPACK_UNPACK_SUCCESS || !line_from(&u.data, &l)) {
+		logmsg("room %s: ignored a publish from conn %" PRIu64,
+		    r->room, ev->sender);
+		msgpack_unpacked_destroy(&u);
+		return;
 	}
-	for (i = 0; i < r->hlen; i++) {
-		rc = room_deliver(r, m, &r->history[(r->hfirst + i) %
-		    HISTORY_MAX]);
-		if (rc == PROCREG_E_NOT_FOUND) {
-			room_drop(r, (size_t)(m - r->members), "is gone", true);
-			break;
-		}
-		if (rc < 0)
-			return rc;
-	}
-	return PROCREG_OK;
-}
-
-/* A line from a user: forward it to the others, keep it (it is ours). */
-static int
-room_say(struct room *r, struct line *l)
-{
-	int rc;
-
-	if (r->hlen == HISTORY_MAX) {	/* full: forget the oldest */
+	msgpack_unpacked_destroy(&u);
+	if (r->hlen == HISTORY_MAX) {
 		free(r->history[r->hfirst].from);
 		free(r->history[r->hfirst].text);
 		r->hfirst = (r->hfirst + 1) % HISTORY_MAX;
 		r->hlen--;
 	}
-	r->history[(r->hfirst + r->hlen++) % HISTORY_MAX] = *l;
-	l = &r->history[(r->hfirst + r->hlen - 1) % HISTORY_MAX];
-	/* Backwards, so that room_drop's swap leaves the rest to visit. */
-	for (size_t i = r->nmembers; i-- > 0;) {
-		if (strcmp(r->members[i].user, l->from) == 0)
-			continue;	/* no echo to the author */
-		rc = room_deliver(r, &r->members[i], l);
-		if (rc == PROCREG_E_NOT_FOUND)
-			room_drop(r, i, "is gone", true);
-		else if (rc < 0)
-			return rc;
-		else if (rc > 0)	/* busy: that member misses a line */
-			logmsg("room %s: to %s: %s", r->room,
-			    r->members[i].user, procreg_strstatus(rc));
-	}
-	return PROCREG_OK;
+	r->history[(r->hfirst + r->hlen++) % HISTORY_MAX] = l;
 }
 
-/* Handle one message sent to the room. */
+/* A call to the room: "get_messages" is answered with the history, an
+ * array of line maps, oldest first. */
 static int
-room_message(struct room *r, const struct procreg_event *ev)
+room_call(struct room *r, const struct procreg_event *ev)
 {
-	msgpack_unpacked u;
-	struct line l;
-	char *join, *leave;
-	int rc = PROCREG_OK;
+	static const unsigned char get[] = { 0xac, 'g', 'e', 't', '_', 'm',
+	    'e', 's', 's', 'a', 'g', 'e', 's' };
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int rc;
 
-	if (!decode_map(ev, &u)) {
-		logmsg("room %s: ignored a message that is no map", r->room);
-		return PROCREG_OK;
+	if (ev->payload_len != sizeof(get) ||
+	    memcmp(ev->payload, get, sizeof(get)) != 0)
+		rc = procreg_reply_error(r->p, ev->call_id, "unknown_call",
+		    "this room answers get_messages only");
+	else {
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, r->hlen);
+		for (size_t i = 0; i < r->hlen; i++) {
+			const struct line *l = &r->history[(r->hfirst + i) %
+			    HISTORY_MAX];
+
+			pack_line(&pk, l->from, l->text);
+		}
+		rc = procreg_reply(r->p, ev->call_id, sb.data, sb.size);
+		msgpack_sbuffer_destroy(&sb);
 	}
-	join = map_str(&u.data, "join");
-	leave = map_str(&u.data, "leave");
-	l.from = map_str(&u.data, "from");
-	l.text = map_str(&u.data, "text");
-	msgpack_unpacked_destroy(&u);
-	if (join != NULL)
-		rc = room_join(r, join);
-	else if (leave != NULL) {
-		for (size_t i = 0; i < r->nmembers; i++)
-			if (strcmp(r->members[i].user, leave) == 0) {
-				room_drop(r, i, "left", true);
-				break;
-			}
-	} else if (l.from != NULL && l.text != NULL) {
-		rc = room_say(r, &l);
-		l.from = l.text = NULL;		/* the history has them */
-	} else
-		logmsg("room %s: ignored a message from conn %" PRIu64,
-		    r->room, ev->sender);
-	free(join);
-	free(leave);
-	free(l.from);
-	free(l.text);
-	return rc;
+	/* not_found: the caller gave up, or went away; not our failure. */
+	return rc == PROCREG_E_NOT_FOUND ? PROCREG_OK : rc;
 }
 
-/* Register "room/NAME", waiting a little for a dead predecessor's name. */
+/* Join the group "room/NAME" and register the name "room/NAME", waiting a
+ * little for a dead predecessor's name. */
 static int
 room_register(struct room *r)
 {
@@ -381,7 +313,7 @@ room_register(struct room *r)
 	msgpack_packer pk;
 	struct procreg_entry *e = NULL;
 	struct timespec now;
-	int rc = PROCREG_E_TAKEN;
+	int rc;
 
 	/* The value, for whoever looks: {"room": NAME, "started": ms}. */
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -393,6 +325,17 @@ room_register(struct room *r)
 	pack_cstr(&pk, "started");
 	msgpack_pack_int64(&pk, (int64_t)now.tv_sec * 1000 +
 	    now.tv_nsec / 1000000);
+	/*
+	 * A member of its own group first: every line said there reaches it,
+	 * from before anyone can find the room by its name.
+	 */
+	if ((rc = procreg_join(r->p, r->name, NULL, 0, NULL)) != PROCREG_OK) {
+		logmsg("room %s: cannot join %s: %s", r->room, r->name,
+		    procreg_errmsg(r->p));
+		msgpack_sbuffer_destroy(&sb);
+		return rc;
+	}
+	rc = PROCREG_E_TAKEN;
 	/*
 	 * The old room's name goes when procregd sees its connection close,
 	 * which may not have happened yet; after that, "taken" means another
@@ -432,15 +375,11 @@ room_main(const char *path, const char *room)
 		goto out;
 	/* The room's whole life: one event at a time, for ever. */
 	while ((rc = procreg_next_event(r.p, -1, &ev)) == PROCREG_OK) {
-		if (ev->kind == PROCREG_EV_MESSAGE)
-			rc = room_message(&r, ev);
-		else if (ev->kind == PROCREG_EV_DOWN) {
-			for (size_t i = 0; i < r.nmembers; i++)
-				if (r.members[i].ref == ev->ref) {
-					room_drop(&r, i, ev->reason, false);
-					break;
-				}
-		} else
+		if (ev->kind == PROCREG_EV_PUBLISH)
+			room_keep(&r, ev);
+		else if (ev->kind == PROCREG_EV_CALL)
+			rc = room_call(&r, ev);
+		else if (ev->kind == PROCREG_EV_ERROR)
 			logmsg("room %s: daemon error %s: %s", room,
 			    ev->reason, ev->message);
 		procreg_event_free(ev);
@@ -450,8 +389,6 @@ room_main(const char *path, const char *room)
 	logmsg("room %s: %s", room, procreg_errmsg(r.p));
 out:
 	procreg_free(r.p);
-	for (size_t i = 0; i < r.nmembers; i++)
-		free(r.members[i].user);
 	for (size_t i = 0; i < r.hlen; i++) {
 		free(r.history[(r.hfirst + i) % HISTORY_MAX].from);
 		free(r.history[(r.hfirst + i) % HISTORY_MAX].text);
@@ -591,6 +528,19 @@ cmd_supervise(const char *path, char **rooms, int n)
 
 /* ---- the user client ---- */
 
+/* Print a line said in the room. */
+static void
+print_line(const struct client *c, const msgpack_object *o)
+{
+	struct line l;
+
+	if (line_from(o, &l)) {
+		printf("[%s] %s: %s\n", c->room, l.from, l.text);
+		free(l.from);
+		free(l.text);
+	}
+}
+
 /* The room is gone (or not found yet): look for it from now on. */
 static void
 client_lost(struct client *c)
@@ -601,11 +551,39 @@ client_lost(struct client *c)
 	c->give_up_at = c->retry_at + RESOLVE_MAX_MS;
 }
 
-/* Look the room up; once it is there, monitor it and join it. */
+/* Print what was said before we came: the room's get_messages. */
+static int
+client_history(struct client *c)
+{
+	unsigned char get[16];
+	msgpack_unpacked u;
+	void *res;
+	size_t len;
+	int rc;
+
+	rc = procreg_call(c->p, c->roomname, get, procreg_pack_str(get,
+	    sizeof(get), "get_messages"), 0, &res, &len);
+	/* The room may die meanwhile: its down is on the way. */
+	if (rc == PROCREG_E_DOWN || rc == PROCREG_E_NOT_FOUND ||
+	    rc == PROCREG_E_CALL_TIMEOUT)
+		return PROCREG_OK;
+	if (rc != PROCREG_OK)
+		return rc;
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, res, len, NULL) ==
+	    MSGPACK_UNPACK_SUCCESS && u.data.type == MSGPACK_OBJECT_ARRAY)
+		for (uint32_t i = 0; i < u.data.via.array.size; i++)
+			print_line(c, &u.data.via.array.ptr[i]);
+	msgpack_unpacked_destroy(&u);
+	free(res);
+	return PROCREG_OK;
+}
+
+/* Look the room up; once it is there, monitor it (and the first time,
+ * read its history). */
 static int
 client_resolve(struct client *c)
 {
-	const char *kv[] = { "join", c->user };
 	struct procreg_entry *e;
 	int rc;
 
@@ -620,43 +598,35 @@ client_resolve(struct client *c)
 		c->backoff_ms = c->backoff_ms < 500 ? 2 * c->backoff_ms : 1000;
 		return PROCREG_OK;
 	}
-	/*
-	 * Monitor, then join.  Should the room die in between, the monitor
-	 * fires anyway ("noproc" if it was already gone): we look again.
-	 */
+	/* Should the room die right now, the monitor fires anyway ("noproc"
+	 * if it was already gone): we look again. */
 	if ((rc = procreg_monitor(c->p, c->roomname, &c->ref)) == PROCREG_OK) {
 		c->in_room = true;
-		rc = send_map(c->p, c->roomname, kv, 1);
-	}
-	if (rc == PROCREG_OK) {
 		if (c->was_in)
 			printf("*** room %s is back (conn %" PRIu64 ")\n",
 			    c->room, e->conn);
 		else
 			printf("*** joined room %s (conn %" PRIu64 ")\n",
 			    c->room, e->conn);
+		if (!c->was_in)
+			rc = client_history(c);
 		c->was_in = true;
 	}
 	procreg_entry_free(e);
-	return rc == PROCREG_E_NOT_FOUND ? PROCREG_OK : rc;
+	return rc;
 }
 
-/* Handle a notification: a line from the room, or the room's down. */
+/* Handle a notification: a line said in the room, or the room's down. */
 static void
 client_event(struct client *c, const struct procreg_event *ev)
 {
 	msgpack_unpacked u;
-	char *room, *from, *text;
 
-	if (ev->kind == PROCREG_EV_MESSAGE && decode_map(ev, &u)) {
-		room = map_str(&u.data, "room");
-		from = map_str(&u.data, "from");
-		text = map_str(&u.data, "text");
-		if (room != NULL && from != NULL && text != NULL)
-			printf("[%s] %s: %s\n", room, from, text);
-		free(room);
-		free(from);
-		free(text);
+	if (ev->kind == PROCREG_EV_PUBLISH) {
+		msgpack_unpacked_init(&u);
+		if (msgpack_unpack_next(&u, ev->payload, ev->payload_len,
+		    NULL) == MSGPACK_UNPACK_SUCCESS)
+			print_line(c, &u.data);
 		msgpack_unpacked_destroy(&u);
 	} else if (ev->kind == PROCREG_EV_DOWN && c->in_room &&
 	    ev->ref == c->ref) {
@@ -665,25 +635,6 @@ client_event(struct client *c, const struct procreg_event *ev)
 		client_lost(c);
 	} else if (ev->kind == PROCREG_EV_ERROR)
 		logmsg("daemon error %s: %s", ev->reason, ev->message);
-}
-
-/* Send a line typed by the user to the room. */
-static int
-client_say(struct client *c, const char *text)
-{
-	const char *kv[] = { "from", c->user, "text", text };
-	int rc;
-
-	if (*text == '\0')
-		return PROCREG_OK;
-	rc = send_map(c->p, c->roomname, kv, 2);
-	if (rc > 0) {
-		/* not_found: the room is gone, and its down on the way. */
-		printf("*** line not sent to room %s: %s\n", c->room,
-		    procreg_strstatus(rc));
-		return PROCREG_OK;
-	}
-	return rc;
 }
 
 /* Read what stdin has into the line buffer; EOF sets c->eof. */
@@ -703,7 +654,7 @@ client_read(struct client *c)
 		c->linelen += (size_t)n;
 }
 
-/* Send the complete lines read (at EOF also the rest) to the room. */
+/* Say the complete lines read (at EOF also the rest) in the room. */
 static int
 client_flush(struct client *c)
 {
@@ -714,17 +665,19 @@ client_flush(struct client *c)
 	while (rc == PROCREG_OK &&
 	    (nl = memchr(c->line, '\n', c->linelen)) != NULL) {
 		*nl = '\0';
-		rc = client_say(c, c->line);
+		if (c->line[0] != '\0')
+			rc = publish_line(c->p, c->roomname, c->user, c->line,
+			    NULL);
 		len = (size_t)(nl + 1 - c->line);
 		memmove(c->line, nl + 1, c->linelen - len);
 		c->linelen -= len;
 	}
-	/* A last line without \n, or one too long: send what there is. */
+	/* A last line without \n, or one too long: say what there is. */
 	if (rc == PROCREG_OK && c->linelen > 0 &&
 	    (c->eof || c->linelen == sizeof(c->line) - 1)) {
 		c->line[c->linelen] = '\0';
 		c->linelen = 0;
-		rc = client_say(c, c->line);
+		rc = publish_line(c->p, c->roomname, c->user, c->line, NULL);
 	}
 	return rc;
 }
@@ -733,7 +686,7 @@ client_flush(struct client *c)
 static int
 cmd_join(const char *path, const char *room, const char *user)
 {
-	const char *leave[] = { "leave", user };
+	unsigned char value[NAME_SIZE + 8];
 	struct client c;
 	struct procreg_event *ev;
 	struct pollfd pfd[2];
@@ -750,24 +703,23 @@ cmd_join(const char *path, const char *room, const char *user)
 	}
 	if ((c.p = chat_connect(path, c.username)) == NULL)
 		return 1;
-	/* Our own name, for the room to send to (and to monitor). */
-	if (procreg_register(c.p, c.username, NULL, 0, NULL) != PROCREG_OK) {
+	/*
+	 * Our own name, so that one user is in at most once, and the room's
+	 * group, our value the user's name (procregctl members shows it).
+	 */
+	if (procreg_register(c.p, c.username, NULL, 0, NULL) != PROCREG_OK ||
+	    procreg_join(c.p, c.roomname, value, procreg_pack_str(value,
+	    sizeof(value), user), NULL) != PROCREG_OK) {
 		logmsg("%s: %s", c.username, procreg_errmsg(c.p));
 		procreg_free(c.p);
 		return 1;
 	}
 	client_lost(&c);
 	for (;;) {
-		/* In the room, lines go out; while it is away they wait. */
-		if (c.in_room && (rc = client_flush(&c)) != PROCREG_OK)
+		if ((rc = client_flush(&c)) != PROCREG_OK)
 			goto out;
-		if (c.eof && (c.in_room || c.linelen == 0)) {
-			rc = c.in_room ? send_map(c.p, c.roomname, leave, 1) :
-			    PROCREG_OK;
-			if (rc == PROCREG_E_NOT_FOUND)
-				rc = PROCREG_OK;	/* it just went */
-			break;
-		}
+		if (c.eof && c.linelen == 0)
+			break;	/* our membership goes with the connection */
 		if (!c.in_room && mono_ms() >= c.retry_at &&
 		    (rc = client_resolve(&c)) != PROCREG_OK)
 			goto out;
@@ -801,6 +753,7 @@ cmd_join(const char *path, const char *room, const char *user)
 		if (pfd[1].revents != 0)
 			client_read(&c);
 	}
+	rc = PROCREG_OK;
 out:
 	if (rc != PROCREG_OK && rc != PROCREG_E_NOT_FOUND)
 		logmsg("%s", procreg_errmsg(c.p));
@@ -808,13 +761,13 @@ out:
 	return rc == PROCREG_OK ? 0 : 1;
 }
 
-/* Send one line to a room, without joining it. */
+/* Say one line in a room, without staying: exit 1 if nobody heard it. */
 static int
 cmd_say(const char *path, const char *room, const char *user,
     const char *text)
 {
-	const char *kv[] = { "from", user, "text", text };
 	char name[NAME_SIZE];
+	uint64_t delivered = 0;
 	procreg_t *p;
 	int rc;
 
@@ -822,10 +775,13 @@ cmd_say(const char *path, const char *room, const char *user,
 		return 2;
 	if ((p = chat_connect(path, "chat say")) == NULL)
 		return 1;
-	if ((rc = send_map(p, name, kv, 2)) != PROCREG_OK)
+	if ((rc = publish_line(p, name, user, text, &delivered)) !=
+	    PROCREG_OK)
 		logmsg("%s: %s", name, procreg_errmsg(p));
+	else if (delivered == 0)
+		logmsg("%s: nobody is there", name);
 	procreg_free(p);
-	return rc == PROCREG_OK ? 0 : 1;
+	return rc == PROCREG_OK && delivered > 0 ? 0 : 1;
 }
 
 /* Print the usage. */
