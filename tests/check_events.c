@@ -38,13 +38,6 @@
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Is the daemon running under valgrind (scale loops down)? */
-static bool
-slow(void)
-{
-	return strstr(t_procregd(), "valgrind") != NULL;
-}
-
 static msgpack_object *
 at(const msgpack_object *a, uint32_t i)
 {
@@ -658,7 +651,7 @@ holder_kill(struct holder *h)
 static int
 acquire_ms(void)
 {
-	return slow() ? 5000 : 1000;
+	return t_under_valgrind() ? 5000 : 1000;
 }
 
 /* ------------------------------------------------------------------ */
@@ -940,21 +933,30 @@ START_TEST(test_await_limit)
 END_TEST
 
 /*
- * §4: "When several errors apply, the first in the method's list below is
- * returned"; await lists limit before timeout, so an await [name, 0] on a
- * free name by a connection at its max-calls is limit.
+ * §4.20: limit only "when the await has to wait (the name is not
+ * registered and timeout_ms is not 0)": at max-calls an await of a
+ * registered name still answers at once, and timeout_ms 0 still answers
+ * timeout.
  */
-START_TEST(test_await_limit_before_timeout)
+START_TEST(test_await_limit_only_when_waiting)
 {
 	struct tdaemon d;
 	struct tclient *a;
+	uint64_t ca;
 
 	t_daemon_start(&d, "--max-calls", "1", NULL);
 	a = t_connect(d.path);
+	ca = conn_id(a);
+	t_call_ok(a, "register", "s", "here");
 	t_request(a, "await", "su", "w1", (uint64_t)60000);
 	check_nil(t_call_ok(a, "whereis", "s", "w1"));
 	t_call_err(a, "limit", "await", "su", "w2", (uint64_t)1000);
-	t_call_err(a, "limit", "await", "su", "w2", (uint64_t)0);
+	t_call_err(a, "limit", "await", "s", "w2");
+	t_call_err(a, "timeout", "await", "su", "w2", (uint64_t)0);
+	check_entry(t_call_ok(a, "await", "s", "here"), "here", ca, NULL);
+	check_entry(t_call_ok(a, "await", "su", "here", (uint64_t)0), "here",
+	    ca, NULL);
+	ck_assert_uint_eq(t_stat(a, "awaits"), 1);
 	t_close(a);
 	t_daemon_stop(&d);
 }
@@ -1299,7 +1301,7 @@ START_TEST(test_queue_never_nil)
 	struct tpack p;
 	struct watch_report rep;
 	uint64_t id[2], sub, seq, ev, gen;
-	int rounds = slow() ? 30 : 300, stop[2], report[2], status;
+	int rounds = t_under_valgrind() ? 30 : 300, stop[2], report[2], status;
 	pid_t pid;
 	char ch;
 
@@ -1481,7 +1483,7 @@ START_TEST(test_queue_waiters_leave)
 {
 	struct tdaemon d;
 	struct tclient *a, *b, *c, *e, *m;
-	uint64_t ca, cc, ce, ids[2];
+	uint64_t ca, cc, ce, g, ids[2];
 
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
@@ -1494,7 +1496,7 @@ START_TEST(test_queue_waiters_leave)
 	cc = conn_id(c);
 	ce = conn_id(e);
 
-	reg_own(a, ca, "n", "a", 0);
+	g = reg_own(a, ca, "n", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "n", "b", F_QUEUE), 1);
 	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 2);
 
@@ -1507,8 +1509,10 @@ START_TEST(test_queue_waiters_leave)
 	check_queue(m, "n", ids, 2);
 
 	/* A waiter's unregister gives up its place; it is then neither
-	 * owner nor waiter. */
-	check_bool(t_call_ok(c, "unregister", "s", "n"), true);
+	 * owner nor waiter.  With a gen, only while the entry has it. */
+	t_call_err(c, "stale", "unregister", "su", "n", g + 1000);
+	check_queue(m, "n", ids, 2);
+	check_bool(t_call_ok(c, "unregister", "su", "n", g), true);
 	check_queue(m, "n", &ce, 1);
 	t_call_err(c, "not_owner", "unregister", "s", "n");
 	check_entry(t_call_ok(m, "whereis", "s", "n"), "n", ca, "a");
@@ -2392,6 +2396,10 @@ START_TEST(test_subscribe_register_many)
 	check_nil(t_call_ok(b, "whereis", "s", "m.a"));
 	check_nil(t_call_ok(b, "whereis", "s", "m.d"));
 	expect_quiet(s);
+	/* An empty batch registers nothing: [], no event. */
+	ck_assert_uint_eq(t_ok(b, reg_many_send(b, NULL, NULL, 0))->
+	    via.array.size, 0);
+	ck_assert_uint_eq(t_stat(b, "seq"), ev);
 	/* A good batch: one event per name, in array order. */
 	r = t_ok(b, reg_many_send(b, good, vals, 3));
 	ck_assert_uint_eq(r->via.array.size, 3);
@@ -2942,7 +2950,7 @@ purge_takeover(bool many)
 	char name[32];
 	uint64_t cp, cq, ref, mref, sub, seq, e1, e2;
 	msgpack_object *pa, *e;
-	int n = slow() ? 30000 : 100000;
+	int n = t_under_valgrind() ? 30000 : 100000;
 
 	t_daemon_start(&d, NULL);
 	p = t_connect(d.path);
@@ -3158,7 +3166,7 @@ events_suite(void)
 	tcase_add_test(tc, test_await_timeout_and_order);
 	tcase_add_test(tc, test_await_close);
 	tcase_add_test(tc, test_await_limit);
-	tcase_add_test(tc, test_await_limit_before_timeout);
+	tcase_add_test(tc, test_await_limit_only_when_waiting);
 	tcase_add_test(tc, test_await_bad_params);
 	suite_add_tcase(s, tc);
 
