@@ -801,6 +801,15 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	    (reg->max_names_per_uid != 0 &&
 	    c->usage->names + n > reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
+	/* Names of connections being purged go first, out loud: their end
+	 * is no part of the batch, whatever becomes of it. */
+	for (i = 0; i < n; i++) {
+		struct reg_name *d = lookup_any(reg, names[i], lens[i],
+		    name_hash(reg, names[i], lens[i]));
+
+		if (d != NULL && d->owner->dying)
+			name_remove(reg, d, PR_DOWN_DISCONNECTED);
+	}
 	/* Quiet until it is sure: the batch shows as all or nothing. */
 	reg->mute = true;
 	for (i = 0; i < n; i++) {
