@@ -37,7 +37,7 @@ CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
 	   src/dispatch.o src/calls.o src/subs.o src/server.o
 LIBCORE	 = src/libprocregd.a
 UNIT	 = tests/check_registry tests/check_proto tests/check_policy
-INTEG	 = tests/check_daemon tests/check_spec tests/check_client
+INTEG	 = tests/check_daemon tests/check_spec tests/check_client tests/check_events
 FAULTS	 = tests/check_faults
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py

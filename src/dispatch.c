@@ -379,14 +379,16 @@ h_list(struct call *k)
 			n = registry_seek(&s->reg, prefix, plen, false);
 	}
 	/* Keep a page within max_message, but always make progress. */
-	budget = s->cfg.max_message > 64 ? s->cfg.max_message - 64 : 0;
+	budget = s->cfg.max_message;
+	used = proto_reply_size(k->rq->msgid);
 	for (; n != NULL && count < limit; n = registry_next(&s->reg, n)) {
 		size_t sz;
 
 		if (n->name_len < plen || memcmp(n->data, prefix, plen) != 0)
 			break;
 		sz = proto_entry_size(n);
-		if (count > 0 && used + sz > budget)
+		if (count > 0 && used + proto_array_size(count + 1) + sz >
+		    budget)
 			break;
 		used += sz;
 		s->list_buf[count++] = n;
@@ -534,11 +536,11 @@ h_leave(struct call *k)
 	return reply_bool(k, true);
 }
 
-/* Room in a response for its result, within max_message. */
-static size_t
-result_budget(const struct server *s)
+/* Would a response of this many bytes be larger than max_message? */
+static bool
+too_large(const struct server *s, size_t bytes)
 {
-	return s->cfg.max_message > 64 ? s->cfg.max_message - 64 : 0;
+	return bytes > s->cfg.max_message;
 }
 
 static int
@@ -554,9 +556,11 @@ h_members(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
 	g = registry_group(&s->reg, group, len);
 	if (g != NULL) {
+		size = proto_reply_size(k->rq->msgid) +
+		    proto_array_size(g->nmembers);
 		TAILQ_FOREACH(mb, &g->members, by_group)
 			size += proto_member_size(mb);
-		if (size > result_budget(s))
+		if (too_large(s, size))
 			return fail(k, PR_ERR_TOO_LARGE, "%u members do not "
 			    "fit in max_message", g->nmembers);
 	}
@@ -685,7 +689,7 @@ h_keys(struct call *k)
 	struct reg_member *mb;
 	struct reg_name *n;
 	struct key *keys;
-	size_t nn = 0, ng = 0, size = 32;
+	size_t nn = 0, ng = 0, size;
 	uint64_t id;
 	int r = 0;
 
@@ -696,16 +700,20 @@ h_keys(struct call *k)
 	keys = malloc(((size_t)rc->nnames + rc->nmembers + 1) * sizeof(*keys));
 	if (keys == NULL)
 		return -ENOMEM;
+	/* {"names": [...], "groups": [...]} */
+	size = proto_reply_size(k->rq->msgid) + 1 + proto_str_size(5) +
+	    proto_array_size(rc->nnames) + proto_str_size(6) +
+	    proto_array_size(rc->nmembers);
 	LIST_FOREACH(n, &rc->names, owner_link) {
 		keys[nn++] = (struct key){ n->data, n->name_len };
-		size += n->name_len + 2;
+		size += proto_str_size(n->name_len);
 	}
 	LIST_FOREACH(mb, &rc->members, by_client) {
 		keys[nn + ng++] = (struct key){ mb->group->name,
 		    mb->group->name_len };
-		size += mb->group->name_len + 2;
+		size += proto_str_size(mb->group->name_len);
 	}
-	if (size > result_budget(s)) {
+	if (too_large(s, size)) {
 		free(keys);
 		return fail(k, PR_ERR_TOO_LARGE, "%zu names and %zu groups do "
 		    "not fit in max_message", nn, ng);
@@ -900,7 +908,9 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	struct reg_group **gs = NULL;
 	struct reg_member *mb;
 	struct reg_name *n;
-	size_t ng = 0, count = 0, size = 0, budget = result_budget(s);
+	/* What the response holds so far, the array's header (at most 5
+	 * bytes) then the entries. */
+	size_t ng = 0, count = 0, size = proto_out_len(&s->out) + 5;
 	int r = 0;
 
 	if (plen > PR_NAME_MAX)
@@ -910,7 +920,7 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	    n = registry_next(&s->reg, n)) {
 		size += proto_entry_size(n);
 		count++;
-		if (size > budget)
+		if (too_large(s, size - 5 + proto_array_size(count)))
 			return fail(k, PR_ERR_TOO_LARGE, "the names under the "
 			    "prefix do not fit in max_message");
 	}
@@ -930,7 +940,7 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 			TAILQ_FOREACH(mb, &g->members, by_group)
 				size += proto_member_size(mb);
 		}
-		if (size > budget) {
+		if (too_large(s, size - 5 + proto_array_size(count))) {
 			free(gs);
 			return fail(k, PR_ERR_TOO_LARGE, "the names and groups "
 			    "under the prefix do not fit in max_message");

@@ -583,7 +583,9 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	size_t vlen = n->value_len ? n->value_len : 1;
 	char *p;
 
-	if ((p = out_reserve(o, proto_entry_size(n))) == NULL)
+	/* A cheap upper bound (keys 39, integers at most 9 bytes each, str
+	 * header 2): the exact size is for budgets, not for this. */
+	if ((p = out_reserve(o, 112 + n->name_len + vlen)) == NULL)
 		return -ENOMEM;
 	*p++ = (char)0x88;
 	p = ENC_KEY(p, "name");
@@ -639,6 +641,24 @@ entry_size(const struct reg_client *c, size_t keylen, size_t len,
 	return 1 + 33 + keylen + str_size(len) + uint_size(c->id) +
 	    int_size(c->pid) + uint_size(c->uid) + uint_size(c->gid) +
 	    (vlen ? vlen : 1) + uint_size(since) + uint_size(gen);
+}
+
+size_t
+proto_reply_size(uint32_t msgid)
+{
+	return 3 + uint_size(msgid);	/* [1, msgid, nil, */
+}
+
+size_t
+proto_array_size(uint32_t n)
+{
+	return n < 16 ? 1 : n < 65536 ? 3 : 5;	/* maps alike */
+}
+
+size_t
+proto_str_size(size_t len)
+{
+	return str_size(len);
 }
 
 size_t
@@ -766,23 +786,51 @@ enc_target(char *p, const struct reg_target *t)
 	    enc_uint(p, t->conn);
 }
 
-int
-proto_push_message(struct pr_out *o, const struct reg_target *t,
-    uint64_t sender, const pr_value *payload)
+/* [2, method, [ with n (< 16) params to follow, in place. */
+static char *
+enc_push(char *p, const char *method, size_t mlen, unsigned n)
 {
-	char *p = out_reserve(o, 32 + t->len);
+	*p++ = (char)0x93;
+	*p++ = PR_MSG_NOTIFY;
+	p = enc_str(p, method, mlen);
+	*p++ = (char)(0x90 | n);
+	return p;
+}
+
+#define ENC_PUSH(p, lit, n)	enc_push((p), (lit), sizeof(lit) - 1, (n))
+
+/* [2, method, [target, sender, payload]]: message and publish. */
+static int
+push_addressed(struct pr_out *o, const char *method, size_t mlen,
+    const struct reg_target *t, uint64_t sender, const pr_value *payload)
+{
+	char *p = out_reserve(o, 24 + mlen + t->len);
 
 	if (p == NULL)
 		return -ENOMEM;
-	/* [2, "message", [target, sender, payload]] */
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_MESSAGE);
-	*p++ = (char)0x93;
+	p = enc_push(p, method, mlen, 3);
 	p = enc_target(p, t);
 	p = enc_uint(p, sender);
 	out_commit(o, p);
 	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
+}
+
+int
+proto_push_message(struct pr_out *o, const struct reg_target *t,
+    uint64_t sender, const pr_value *payload)
+{
+	return push_addressed(o, PR_PUSH_MESSAGE, sizeof(PR_PUSH_MESSAGE) - 1,
+	    t, sender, payload);
+}
+
+int
+proto_push_publish(struct pr_out *o, const char *group, size_t len,
+    uint64_t sender, const pr_value *payload)
+{
+	struct reg_target t = { group, len, 0 };
+
+	return push_addressed(o, PR_PUSH_PUBLISH, sizeof(PR_PUSH_PUBLISH) - 1,
+	    &t, sender, payload);
 }
 
 int
@@ -794,32 +842,10 @@ proto_push_call(struct pr_out *o, uint64_t call_id, const struct reg_target *t,
 	if (p == NULL)
 		return -ENOMEM;
 	/* [2, "call", [call_id, target, caller, payload]] */
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_CALL);
-	*p++ = (char)0x94;
+	p = ENC_PUSH(p, PR_PUSH_CALL, 4);
 	p = enc_uint(p, call_id);
 	p = enc_target(p, t);
 	p = enc_uint(p, caller);
-	out_commit(o, p);
-	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
-}
-
-int
-proto_push_publish(struct pr_out *o, const char *group, size_t len,
-    uint64_t sender, const pr_value *payload)
-{
-	char *p = out_reserve(o, 32 + len);
-
-	if (p == NULL)
-		return -ENOMEM;
-	/* [2, "publish", [group, sender, payload]] */
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_PUBLISH);
-	*p++ = (char)0x93;
-	p = enc_str(p, group, len);
-	p = enc_uint(p, sender);
 	out_commit(o, p);
 	return msgpack_pack_object(&o->pk, *payload) < 0 ? -ENOMEM : 0;
 }
@@ -834,10 +860,7 @@ proto_push_down(struct pr_out *o, uint64_t ref, const struct reg_target *t,
 	if (p == NULL)
 		return -ENOMEM;
 	/* [2, "down", [ref, target, reason]] */
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_DOWN);
-	*p++ = (char)0x93;
+	p = ENC_PUSH(p, PR_PUSH_DOWN, 3);
 	p = enc_uint(p, ref);
 	p = enc_target(p, t);
 	p = enc_str(p, r, strlen(r));
@@ -860,10 +883,7 @@ proto_push_event(struct pr_out *o, uint64_t sub, uint64_t seq,
 	if (p == NULL)
 		return -ENOMEM;
 	/* [2, "event", [sub, seq, kind, payload]] */
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_EVENT);
-	*p++ = (char)0x94;
+	p = ENC_PUSH(p, PR_PUSH_EVENT, 4);
 	p = enc_uint(p, sub);
 	p = enc_uint(p, seq);
 	p = enc_str(p, kind, strlen(kind));
@@ -933,10 +953,7 @@ proto_oom_notice(char *buf, size_t size)
 
 	if (size < 64)
 		return 0;
-	*p++ = (char)0x93;
-	*p++ = PR_MSG_NOTIFY;
-	p = ENC_KEY(p, PR_PUSH_ERROR);
-	*p++ = (char)0x92;
+	p = ENC_PUSH(p, PR_PUSH_ERROR, 2);
 	p = ENC_KEY(p, "limit");
 	p = ENC_KEY(p, msg);
 	return (size_t)(p - buf);

@@ -148,6 +148,11 @@ int	 proto_put_member(struct pr_out *, const struct reg_member *);
 size_t	 proto_member_size(const struct reg_member *);
 int	 proto_put_stats(struct pr_out *, const struct pr_stats *);
 int	 proto_put_hello(struct pr_out *, const struct pr_hello *);
+/* Exact encoded sizes, for keeping responses within max_message: a
+ * response's head, an array or map header, a str. */
+size_t	 proto_reply_size(uint32_t msgid);
+size_t	 proto_array_size(uint32_t n);
+size_t	 proto_str_size(size_t len);
 /* Encoded size of an entry in a reply, for budgeting. */
 size_t	 proto_entry_size(const struct reg_name *);
 

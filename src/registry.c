@@ -801,6 +801,15 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	    (reg->max_names_per_uid != 0 &&
 	    c->usage->names + n > reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
+	/* Names of connections being purged go first, out loud: their end
+	 * is no part of the batch, whatever becomes of it. */
+	for (i = 0; i < n; i++) {
+		struct reg_name *d = lookup_any(reg, names[i], lens[i],
+		    name_hash(reg, names[i], lens[i]));
+
+		if (d != NULL && d->owner->dying)
+			name_remove(reg, d, PR_DOWN_DISCONNECTED);
+	}
 	/* Quiet until it is sure: the batch shows as all or nothing. */
 	reg->mute = true;
 	for (i = 0; i < n; i++) {
@@ -919,15 +928,16 @@ registry_unregister_gen(struct registry *reg, struct reg_client *c,
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
 		return PR_ERR_NOT_FOUND;
-	if (n->owner != c) {
-		if ((w = waiter_find(reg, c, n)) == NULL)
-			return PR_ERR_NOT_OWNER;
-		free(waiter_unlink(reg, w));
-		return 0;
-	}
+	w = n->owner != c ? waiter_find(reg, c, n) : NULL;
+	if (n->owner != c && w == NULL)
+		return PR_ERR_NOT_OWNER;
+	/* Fenced, a waiter's too: it acts only on the entry it knew. */
 	if (gen != NULL && *gen != n->gen)
 		return PR_ERR_STALE;
-	name_end(reg, n, PR_DOWN_UNREGISTERED);
+	if (w != NULL)
+		free(waiter_unlink(reg, w));
+	else
+		name_end(reg, n, PR_DOWN_UNREGISTERED);
 	return 0;
 }
 

@@ -459,7 +459,7 @@ run_procregd(char *out, size_t outsz, const char *const *args)
 static const char *const hello_keys[] = { "server", "version", "protocol",
 	"conn", "boot", "max_message", NULL };
 static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", NULL };
+	"gid", "value", "since", "gen", NULL };
 
 START_TEST(test_hello)
 {
@@ -478,7 +478,7 @@ START_TEST(test_hello)
 	check_keys(r, hello_keys);
 	check_str(o_get(r, "server"), "procreg");
 	check_str(o_get(r, "version"), "0.1.0");
-	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 1);
+	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 2);
 	ck_assert_uint_eq(o_uint(o_get(r, "max_message")), 1048576);
 	ca = o_uint(o_get(r, "conn"));
 	boot = o_get(r, "boot");
@@ -545,6 +545,8 @@ check_entry(const msgpack_object *e, const char *name, uint64_t conn)
 	ck_assert_msg((long long)since > now_ms - 86400000LL &&
 	    (long long)since < now_ms + 86400000LL,
 	    "since %llu is not epoch ms", (unsigned long long)since);
+	/* Generations start at 1. */
+	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
 }
 
 START_TEST(test_register_whereis_unregister)
@@ -1528,7 +1530,8 @@ END_TEST
 
 static const char *const stats_keys[] = { "connections", "names",
 	"monitors", "requests", "messages", "downs", "notifications_ignored",
-	"connections_total", "uptime_ms", NULL };
+	"connections_total", "uptime_ms", "groups", "members", "calls",
+	"awaits", "subscriptions", "seq", "replies_late", NULL };
 
 START_TEST(test_stats)
 {
@@ -2700,6 +2703,3798 @@ START_TEST(test_mass_disconnect)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* protocol 2: helpers                                                 */
+/* ------------------------------------------------------------------ */
+
+#define DAY_MS		86400000ULL	/* the largest call timeout_ms */
+#define NO_CONN		999999		/* a connection id never handed out */
+
+static const char *const member_keys[] = { "group", "conn", "pid", "uid",
+	"gid", "value", "since", "gen", NULL };
+static const char *const publish_keys[] = { "delivered", "busy", NULL };
+static const char *const keys_keys[] = { "names", "groups", NULL };
+
+/* How long a "down" that must come at once may take to arrive: generous,
+ * and more so under valgrind.  Not a performance bound. */
+static int
+at_once_ms(void)
+{
+	return t_under_valgrind() ? 5000 : 1000;
+}
+
+/* Poll stats (bounded) until key reads want. */
+static void
+wait_stat(struct tclient *c, const char *key, uint64_t want)
+{
+	uint64_t got = 0;
+
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		if ((got = t_stat(c, key)) == want)
+			return;
+		usleep(POLL_US);
+	}
+	ck_abort_msg("stats %s is %llu, expected %llu", key,
+	    (unsigned long long)got, (unsigned long long)want);
+}
+
+/* A member entry of group for conn, joined by this test process. */
+static void
+check_member(const msgpack_object *e, const char *group, uint64_t conn)
+{
+	long long now_ms = (long long)time(NULL) * 1000;
+	uint64_t since;
+
+	check_keys(e, member_keys);
+	check_str(o_get(e, "group"), group);
+	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
+	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
+	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
+	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
+	since = o_uint(o_get(e, "since"));
+	ck_assert_msg((long long)since > now_ms - 86400000LL &&
+	    (long long)since < now_ms + 86400000LL,
+	    "since %llu is not epoch ms", (unsigned long long)since);
+	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
+}
+
+/* members [group] is exactly these connections, in this order. */
+static void
+check_members(struct tclient *c, const char *group, const uint64_t *conns,
+    uint32_t n)
+{
+	msgpack_object *r = t_call_ok(c, "members", "s", group);
+
+	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(r->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		check_member(at(r, i), group, conns[i]);
+}
+
+/* An array of str exactly equal to these (NULL-terminated). */
+static void
+check_strs(const msgpack_object *a, const char *const *want)
+{
+	uint32_t n = 0;
+
+	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
+	while (want[n] != NULL)
+		n++;
+	ck_assert_uint_eq(a->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		check_str(at(a, i), want[i]);
+}
+
+/* call [name, payload, timeout_ms] / call [conn, payload, timeout_ms]. */
+static uint32_t
+call_name(struct tclient *c, const char *name, const char *payload,
+    uint64_t timeout_ms)
+{
+	return t_request(c, "call", "ssu", name, payload, timeout_ms);
+}
+
+static uint32_t
+call_conn(struct tclient *c, uint64_t conn, const char *payload,
+    uint64_t timeout_ms)
+{
+	return t_request(c, "call", "usu", conn, payload, timeout_ms);
+}
+
+/* The next object is the push [2, "call", [call_id, target, caller,
+ * payload]]; its params. */
+static msgpack_object *
+call_push(struct tclient *c, uint64_t caller)
+{
+	msgpack_object *pa = t_push(c, "call");
+
+	ck_assert_uint_eq(pa->via.array.size, 4);
+	(void)o_uint(at(pa, 0));
+	ck_assert_uint_eq(o_uint(at(pa, 2)), caller);
+	return pa;
+}
+
+/* ... addressed to the name, with a str payload: its call id. */
+static uint64_t
+expect_call(struct tclient *c, const char *name, uint64_t caller,
+    const char *payload)
+{
+	msgpack_object *pa = call_push(c, caller);
+
+	check_str(at(pa, 1), name);
+	check_str(at(pa, 3), payload);
+	return o_uint(at(pa, 0));
+}
+
+/* ... addressed to a connection id. */
+static uint64_t
+expect_call_conn(struct tclient *c, uint64_t target, uint64_t caller,
+    const char *payload)
+{
+	msgpack_object *pa = call_push(c, caller);
+
+	ck_assert_int_eq(at(pa, 1)->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), target);
+	check_str(at(pa, 3), payload);
+	return o_uint(at(pa, 0));
+}
+
+/* reply [call_id, nil, [code, message]]: its msgid. */
+static uint32_t
+reply_error(struct tclient *c, uint64_t call_id, const char *code,
+    const char *msg)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "reply", 3);
+	tp_uint(&p, call_id);
+	tp_nil(&p);
+	tp_arr(&p, 2);
+	tp_str(&p, code);
+	tp_str(&p, msg);
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The response to id is exactly the error [code, msg]. */
+static void
+expect_error_exact(struct tclient *c, uint32_t id, const char *code,
+    const char *msg)
+{
+	msgpack_object *o = t_recv(c, -1), *e;
+
+	ck_assert_msg(o != NULL, "no response to msgid %u", id);
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(o->via.array.size, 4);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	e = at(o, 2);
+	ck_assert_int_eq(e->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(e->via.array.size, 2);
+	check_str(at(e, 0), code);
+	check_str(at(e, 1), msg);
+	check_nil(at(o, 3));
+}
+
+/*
+ * Receive n responses, in any order, within bound_ms each: the errors
+ * code for exactly the msgids in ids.
+ */
+static void
+expect_errors_any_order(struct tclient *c, const uint32_t *ids, int n,
+    const char *code, int bound_ms)
+{
+	bool seen[16] = { false };
+
+	ck_assert_int_le(n, 16);
+	for (int k = 0; k < n; k++) {
+		msgpack_object *o = t_recv(c, bound_ms), *e;
+		uint64_t id;
+		int i;
+
+		ck_assert_msg(o != NULL, "%d of %d %s responses arrived", k, n,
+		    code);
+		ck_assert_uint_eq(o->via.array.size, 4);
+		ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+		id = o_uint(at(o, 1));
+		for (i = 0; i < n && ids[i] != id; i++)
+			;
+		ck_assert_msg(i < n, "unexpected response to msgid %llu",
+		    (unsigned long long)id);
+		ck_assert(!seen[i]);
+		seen[i] = true;
+		e = at(o, 2);
+		ck_assert_int_eq(e->type, MSGPACK_OBJECT_ARRAY);
+		check_str(at(e, 0), code);
+		ck_assert_int_eq(at(e, 1)->type, MSGPACK_OBJECT_STR);
+		check_nil(at(o, 3));
+	}
+}
+
+/*
+ * A request whose own push may come before or after its response (§2):
+ * receive both; the result must equal want_result and the push want_push.
+ */
+static void
+expect_result_and_push(struct tclient *c, uint32_t id,
+    const struct tpack *want_result, const struct tpack *want_push)
+{
+	bool got_reply = false, got_push = false;
+
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *o = t_recv(c, -1);
+
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+		if (o->via.array.size == 4) {
+			ck_assert(!got_reply);
+			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id);
+			check_nil(at(o, 2));
+			ck_assert_msg(obj_eq(at(o, 3), want_result),
+			    "unexpected result");
+			got_reply = true;
+		} else {
+			ck_assert(!got_push);
+			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
+			got_push = true;
+		}
+	}
+}
+
+/* Pack the publish result {"delivered": n, "busy": [busy...]}. */
+static void
+pack_publish_result(struct tpack *p, uint64_t delivered,
+    const uint64_t *busy, uint32_t nbusy)
+{
+	tp_map(p, 2);
+	tp_str(p, "delivered");
+	tp_uint(p, delivered);
+	tp_str(p, "busy");
+	tp_arr(p, nbusy);
+	for (uint32_t i = 0; i < nbusy; i++)
+		tp_uint(p, busy[i]);
+}
+
+/* Check a publish result. */
+static void
+check_publish_result(const msgpack_object *r, uint64_t delivered,
+    const uint64_t *busy, uint32_t nbusy)
+{
+	msgpack_object *b;
+
+	check_keys(r, publish_keys);
+	ck_assert_uint_eq(o_uint(o_get(r, "delivered")), delivered);
+	b = o_get(r, "busy");
+	ck_assert_int_eq(b->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(b->via.array.size, nbusy);
+	for (uint32_t i = 0; i < nbusy; i++)
+		ck_assert_uint_eq(o_uint(at(b, i)), busy[i]);
+}
+
+/* Receive a publish push [group, sender, payload]; return its payload. */
+static msgpack_object *
+expect_publish(struct tclient *c, const char *group, uint64_t sender)
+{
+	msgpack_object *pa = t_push(c, "publish");
+
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	check_str(at(pa, 0), group);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), sender);
+	return at(pa, 2);
+}
+
+/* Receive a message push [conn, sender, payload] sent to a connection id;
+ * return its payload. */
+static msgpack_object *
+expect_message_conn(struct tclient *c, uint64_t target, uint64_t sender)
+{
+	msgpack_object *pa = t_push(c, "message");
+
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	ck_assert_int_eq(at(pa, 0)->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	ck_assert_uint_eq(o_uint(at(pa, 0)), target);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), sender);
+	return at(pa, 2);
+}
+
+/* A down push [ref, conn, reason] for a monitor on a connection id. */
+static void
+check_down_conn(const msgpack_object *pa, uint64_t ref, uint64_t conn,
+    const char *reason)
+{
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
+	ck_assert_int_eq(at(pa, 1)->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), conn);
+	check_str(at(pa, 2), reason);
+}
+
+/* Append the object packed in obj to p (a param of a request begun in
+ * p). */
+static void
+tp_append(struct tpack *p, const struct tpack *obj)
+{
+	msgpack_sbuffer_write(&p->buf, obj->buf.data, obj->buf.size);
+}
+
+/* The object packed in obj, as the only param of method: bad_request. */
+static void
+bad_param1(struct tclient *c, const char *method, const struct tpack *obj)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, method, 1);
+	tp_append(&p, obj);
+	rq_send(c, &p);
+	tp_free(&p);
+	t_err(c, id, "bad_request");
+}
+
+/* [obj, "payload"] as the params of method: bad_request. */
+static void
+bad_target(struct tclient *c, const char *method, const struct tpack *obj)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, method, 2);
+	tp_append(&p, obj);
+	tp_str(&p, "payload");
+	rq_send(c, &p);
+	tp_free(&p);
+	t_err(c, id, "bad_request");
+}
+
+/* Targets that are neither a name nor a connection id, packed in turn
+ * into obj and handed to fn. */
+static void
+for_bad_targets(struct tclient *c, const char *method,
+    void (*fn)(struct tclient *, const char *, const struct tpack *))
+{
+	struct tpack o;
+	char *n256 = filled(256, 'n');
+
+	tp_init(&o);
+	tp_nil(&o);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_true(&o.pk);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_int(&o, -1);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_double(&o.pk, 2.0);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_bin(&o.pk, 2);
+	msgpack_pack_bin_body(&o.pk, "kv", 2);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_arr(&o, 1);
+	tp_str(&o, "kv");
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_map(&o, 0);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_str(&o, "");
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_str(&o, n256);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_strn(&o, "k\xff", 2);
+	fn(c, method, &o);
+	tp_free(&o);
+	free(n256);
+	expect_usable(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* call / reply                                                        */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_call_reply)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *x;
+	struct tpack p, want;
+	msgpack_object *pa;
+	uint64_t cs, cc, cid, cid2;
+	uint32_t id, id2, rid;
+	char *code64;
+
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	tp_init(&p);
+	tp_init(&want);
+	t_call_ok(s, "register", "s", "kv");
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+
+	/* By name: the push carries the name as given; the call's result
+	 * is the reply's. */
+	id = call_name(c, "kv", "get color", DAY_MS);
+	cid = expect_call(s, "kv", cc, "get color");
+	ck_assert_uint_eq(t_stat(x, "calls"), 1);
+	check_bool(t_call_ok(s, "reply", "us", cid, "blue"), true);
+	check_str(t_ok(c, id), "blue");
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+	/* A second reply finds no call. */
+	t_call_err(s, "not_found", "reply", "us", cid, "green");
+	expect_quiet(c);
+
+	/* By connection id, default timeout; [call_id, result, nil]. */
+	id = t_request(c, "call", "us", cs, "get size");
+	cid2 = expect_call_conn(s, cs, cc, "get size");
+	ck_assert_uint_ne(cid2, cid);
+	check_bool(t_call_ok(s, "reply", "usn", cid2, "large"), true);
+	check_str(t_ok(c, id), "large");
+
+	/* An error reply reaches the caller unchanged, whatever its code. */
+	id = call_conn(c, cs, "get weight", DAY_MS);
+	cid = expect_call_conn(s, cs, cc, "get weight");
+	rid = reply_error(s, cid, "no_such_key",
+	    "weight is not set, caf\xc3\xa9");
+	check_bool(t_ok(s, rid), true);
+	expect_error_exact(c, id, "no_such_key",
+	    "weight is not set, caf\xc3\xa9");
+	/* A code of 64 bytes, an empty message; a code of the protocol's. */
+	code64 = filled(64, 'e');
+	id = call_name(c, "kv", "x", DAY_MS);
+	cid = expect_call(s, "kv", cc, "x");
+	check_bool(t_ok(s, reply_error(s, cid, code64, "")), true);
+	expect_error_exact(c, id, code64, "");
+	free(code64);
+	id = call_name(c, "kv", "y", DAY_MS);
+	cid = expect_call(s, "kv", cc, "y");
+	check_bool(t_ok(s, reply_error(s, cid, "not_found", "no y")), true);
+	expect_error_exact(c, id, "not_found", "no y");
+
+	/* Any value as payload and as result, kept as it is; nil too. */
+	pack_rich_value(&want);
+	id = rq_begin(c, &p, "call", 3);
+	tp_str(&p, "kv");
+	pack_rich_value(&p);
+	tp_uint(&p, DAY_MS);
+	rq_send(c, &p);
+	pa = call_push(s, cc);
+	check_str(at(pa, 1), "kv");
+	ck_assert(obj_eq(at(pa, 3), &want));
+	cid = o_uint(at(pa, 0));
+	rid = rq_begin(s, &p, "reply", 2);
+	tp_uint(&p, cid);
+	pack_rich_value(&p);
+	rq_send(s, &p);
+	check_bool(t_ok(s, rid), true);
+	ck_assert(obj_eq(t_ok(c, id), &want));
+	id = call_name(c, "kv", "nil please", DAY_MS);
+	cid = expect_call(s, "kv", cc, "nil please");
+	check_bool(t_call_ok(s, "reply", "un", cid), true);
+	check_nil(t_ok(c, id));
+
+	/* Only the connection the call went to can answer it: not another
+	 * one, not the caller. */
+	id = call_name(c, "kv", "who", DAY_MS);
+	cid = expect_call(s, "kv", cc, "who");
+	t_call_err(x, "not_found", "reply", "us", cid, "x");
+	t_call_err(c, "not_found", "reply", "us", cid, "c");
+	expect_quiet(c);
+	check_bool(t_call_ok(s, "reply", "us", cid, "s"), true);
+	check_str(t_ok(c, id), "s");
+	/* A call id that was never given out. */
+	t_call_err(s, "not_found", "reply", "us", (uint64_t)NO_CONN, "x");
+
+	/* Two pending calls answered in reverse order: responses follow
+	 * the replies, matched by msgid. */
+	id = call_name(c, "kv", "first", DAY_MS);
+	id2 = call_conn(c, cs, "second", DAY_MS);
+	cid = expect_call(s, "kv", cc, "first");
+	cid2 = expect_call_conn(s, cs, cc, "second");
+	ck_assert_uint_ne(cid, cid2);
+	ck_assert_uint_eq(t_stat(x, "calls"), 2);
+	check_bool(t_call_ok(s, "reply", "us", cid2, "two"), true);
+	check_bool(t_call_ok(s, "reply", "us", cid, "one"), true);
+	check_str(t_ok(c, id2), "two");
+	check_str(t_ok(c, id), "one");
+
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+	expect_quiet(s);
+	expect_quiet(c);
+	tp_free(&p);
+	tp_free(&want);
+	t_close(s);
+	t_close(c);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A request is applied or refused: a call after a pipelined call is
+ * answered first, while the call waits for its reply. */
+START_TEST(test_call_order)
+{
+	struct tdaemon d;
+	struct tclient *s, *c;
+	struct tpack p;
+	uint64_t cc, cid;
+	uint32_t id1, id2, id3, id4;
+
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cc = conn_id(c);
+	tp_init(&p);
+	t_call_ok(s, "register", "s", "kv");
+
+	/* One write: call, whereis, call that fails at once, whereis. */
+	id1 = rq_begin(c, &p, "call", 3);
+	tp_str(&p, "kv");
+	tp_str(&p, "slow");
+	tp_uint(&p, DAY_MS);
+	id2 = rq_begin(c, &p, "whereis", 1);
+	tp_str(&p, "kv");
+	id3 = rq_begin(c, &p, "call", 2);
+	tp_str(&p, "nobody");
+	tp_str(&p, "x");
+	id4 = rq_begin(c, &p, "whereis", 1);
+	tp_str(&p, "nobody");
+	rq_send(c, &p);
+	check_str(o_get(t_ok(c, id2), "name"), "kv");
+	t_err(c, id3, "not_found");
+	check_nil(t_ok(c, id4));
+	expect_quiet(c);
+
+	cid = expect_call(s, "kv", cc, "slow");
+	check_bool(t_call_ok(s, "reply", "us", cid, "done"), true);
+	check_str(t_ok(c, id1), "done");
+	expect_quiet(c);
+
+	tp_free(&p);
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* reply [call_id, <result>, <the object in err>]: bad_request. */
+static void
+bad_reply(struct tclient *c, uint64_t call_id, bool with_result,
+    struct tpack *err)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "reply", 3);
+	tp_uint(&p, call_id);
+	if (with_result)
+		tp_str(&p, "r");
+	else
+		tp_nil(&p);
+	tp_append(&p, err);
+	rq_send(c, &p);
+	tp_free(&p);
+	tp_reset(err);
+	t_err(c, id, "bad_request");
+}
+
+START_TEST(test_call_bad_params)
+{
+	struct tdaemon d;
+	struct tclient *s, *c;
+	struct tpack e;
+	uint64_t cs, cc, cid;
+	uint32_t id;
+	char *code65;
+
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	tp_init(&e);
+	t_call_ok(s, "register", "s", "kv");
+
+	/* call: arity, timeout_ms 1..86400000 and a uint, target a name or
+	 * a uint. */
+	t_call_err(c, "bad_request", "call", "");
+	t_call_err(c, "bad_request", "call", "s", "kv");
+	t_call_err(c, "bad_request", "call", "ssuu", "kv", "p",
+	    (uint64_t)1000, (uint64_t)1);
+	t_call_err(c, "bad_request", "call", "ssu", "kv", "p", (uint64_t)0);
+	t_call_err(c, "bad_request", "call", "ssu", "kv", "p", DAY_MS + 1);
+	t_call_err(c, "bad_request", "call", "ssu", "kv", "p",
+	    (uint64_t)UINT64_MAX);
+	t_call_err(c, "bad_request", "call", "ssi", "kv", "p", (int64_t)-5);
+	t_call_err(c, "bad_request", "call", "sss", "kv", "p", "1000");
+	t_call_err(c, "bad_request", "call", "ssn", "kv", "p");
+	for_bad_targets(c, "call", bad_target);
+	/* bad_request comes before not_found. */
+	t_call_err(c, "bad_request", "call", "ssu", "nobody", "p",
+	    (uint64_t)0);
+	t_call_err(c, "bad_request", "call", "usu", (uint64_t)NO_CONN, "p",
+	    DAY_MS + 1);
+	/* Nothing reached the callee, nothing is pending. */
+	expect_quiet(s);
+	ck_assert_uint_eq(t_stat(c, "calls"), 0);
+
+	/* The bounds themselves are valid. */
+	id = call_name(c, "kv", "one ms", 1);
+	cid = expect_call(s, "kv", cc, "one ms");
+	t_err(c, id, "timeout");
+	t_call_err(s, "not_found", "reply", "us", cid, "late");
+	id = call_conn(c, cs, "a day", DAY_MS);
+	cid = expect_call_conn(s, cs, cc, "a day");
+
+	/* reply: arity, call_id a uint, error [code, message] of strs, code
+	 * 1..64 bytes, both UTF-8, result nil when an error is given. */
+	t_call_err(s, "bad_request", "reply", "");
+	t_call_err(s, "bad_request", "reply", "u", cid);
+	t_call_err(s, "bad_request", "reply", "usnn", cid, "r");
+	t_call_err(s, "bad_request", "reply", "ss", "1", "r");
+	t_call_err(s, "bad_request", "reply", "is", (int64_t)-1, "r");
+	t_call_err(s, "bad_request", "reply", "ns", "r");
+	tp_str(&e, "err");
+	bad_reply(s, cid, false, &e);			/* not an array */
+	tp_arr(&e, 0);
+	bad_reply(s, cid, false, &e);
+	tp_arr(&e, 1);
+	tp_str(&e, "code");
+	bad_reply(s, cid, false, &e);
+	tp_arr(&e, 3);
+	tp_str(&e, "code");
+	tp_str(&e, "msg");
+	tp_str(&e, "extra");
+	bad_reply(s, cid, false, &e);
+	tp_arr(&e, 2);
+	tp_uint(&e, 42);
+	tp_str(&e, "msg");
+	bad_reply(s, cid, false, &e);			/* code not a str */
+	tp_arr(&e, 2);
+	msgpack_pack_bin(&e.pk, 4);
+	msgpack_pack_bin_body(&e.pk, "code", 4);
+	tp_str(&e, "msg");
+	bad_reply(s, cid, false, &e);			/* code a bin */
+	tp_arr(&e, 2);
+	tp_str(&e, "code");
+	tp_uint(&e, 42);
+	bad_reply(s, cid, false, &e);			/* message not a str */
+	tp_arr(&e, 2);
+	tp_nil(&e);
+	tp_nil(&e);
+	bad_reply(s, cid, false, &e);
+	tp_arr(&e, 2);
+	tp_str(&e, "");
+	tp_str(&e, "msg");
+	bad_reply(s, cid, false, &e);			/* empty code */
+	code65 = filled(65, 'e');
+	tp_arr(&e, 2);
+	tp_str(&e, code65);
+	tp_str(&e, "msg");
+	bad_reply(s, cid, false, &e);			/* 65 bytes */
+	free(code65);
+	tp_arr(&e, 2);
+	tp_strn(&e, "c\xff", 2);
+	tp_str(&e, "msg");
+	bad_reply(s, cid, false, &e);			/* not UTF-8 */
+	tp_arr(&e, 2);
+	tp_str(&e, "code");
+	tp_strn(&e, "m\xc0\xaf", 3);
+	bad_reply(s, cid, false, &e);
+	tp_arr(&e, 2);
+	tp_str(&e, "code");
+	tp_str(&e, "msg");
+	bad_reply(s, cid, true, &e);			/* result and error */
+	expect_usable(s);
+
+	/* None of these answered the call: it is still pending. */
+	expect_quiet(c);
+	ck_assert_uint_eq(t_stat(c, "calls"), 1);
+	check_bool(t_call_ok(s, "reply", "us", cid, "fine"), true);
+	check_str(t_ok(c, id), "fine");
+
+	tp_free(&e);
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_call_not_found)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *x;
+	uint64_t cx;
+
+	t_daemon_start(&d, NULL);
+	s = connect_first(&d);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	cx = conn_id(x);
+	t_call_ok(x, "register", "s", "gone-soon");
+
+	t_call_err(c, "not_found", "call", "ss", "nobody", "p");
+	expect_err_no_echo(c, t_request(c, "call", "ss", "Zq7Absent", "p"),
+	    "not_found", "Zq7Absent");
+	t_call_err(c, "not_found", "call", "usu", (uint64_t)NO_CONN, "p",
+	    DAY_MS);
+	t_call_err(c, "not_found", "call", "us", (uint64_t)0, "p");
+	/* Names are not connection ids: "3" is a name. */
+	t_call_err(c, "not_found", "call", "ss", "3", "p");
+
+	/* A connection that closed, and its names, are targets no more. */
+	t_close(x);
+	wait_gauges(c, 2, 0, 0);
+	t_call_err(c, "not_found", "call", "us", cx, "p");
+	t_call_err(c, "not_found", "call", "ss", "gone-soon", "p");
+	ck_assert_uint_eq(t_stat(c, "calls"), 0);
+	expect_quiet(s);
+
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_call_timeout)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *x;
+	uint64_t cc, cid, cid2, cid3, late;
+	uint32_t id, id2, id3;
+
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "kv");
+
+	/* A long call pending meanwhile is unaffected. */
+	id2 = call_name(c, "kv", "long", DAY_MS);
+	cid2 = expect_call(s, "kv", cc, "long");
+	id = call_name(c, "kv", "short", 50);
+	cid = expect_call(s, "kv", cc, "short");
+	t_err(c, id, "timeout");
+	ck_assert_uint_eq(t_stat(x, "calls"), 1);
+
+	/* The late reply: not_found, counted, and nothing for the caller. */
+	late = t_stat(x, "replies_late");
+	t_call_err(s, "not_found", "reply", "us", cid, "too late");
+	ck_assert_uint_eq(t_stat(x, "replies_late"), late + 1);
+	/* A late error reply too. */
+	id3 = call_name(c, "kv", "short again", 20);
+	cid3 = expect_call(s, "kv", cc, "short again");
+	t_err(c, id3, "timeout");
+	t_err(s, reply_error(s, cid3, "oops", "late"), "not_found");
+	ck_assert_uint_eq(t_stat(x, "replies_late"), late + 2);
+	expect_quiet(c);
+
+	check_bool(t_call_ok(s, "reply", "us", cid2, "in time"), true);
+	check_str(t_ok(c, id2), "in time");
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+	/* An answered call's reply was not late. */
+	ck_assert_uint_eq(t_stat(x, "replies_late"), late + 2);
+
+	t_close(s);
+	t_close(c);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* call [name, [seq, fill], a day] then whereis: true when the call is
+ * pending (no response yet), false when it was refused with busy. */
+static bool
+call_seq(struct tclient *c, const char *name, uint64_t seq, const char *fill)
+{
+	struct tpack p;
+	msgpack_object *o;
+	uint32_t id, wid;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "call", 3);
+	tp_str(&p, name);
+	tp_arr(&p, 2);
+	tp_uint(&p, seq);
+	tp_str(&p, fill);
+	tp_uint(&p, DAY_MS);
+	wid = rq_begin(c, &p, "whereis", 1);
+	tp_str(&p, "nobody");
+	rq_send(c, &p);
+	tp_free(&p);
+	o = t_recv(c, -1);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	if (o_uint(at(o, 1)) == id) {
+		/* A refused call ends at once: its response comes in order. */
+		ck_assert_int_eq(at(o, 2)->type, MSGPACK_OBJECT_ARRAY);
+		check_str(at(at(o, 2), 0), "busy");
+		check_nil(t_ok(c, wid));
+		return false;
+	}
+	ck_assert_uint_eq(o_uint(at(o, 1)), wid);
+	check_nil(at(o, 3));
+	return true;
+}
+
+START_TEST(test_call_busy)
+{
+	struct tdaemon d;
+	struct tclient *s, *c;
+	char *fill = filled(BUSY_PAYLOAD, 'p');
+	uint64_t accepted = 0, cc, *cids;
+	uint32_t first;
+	msgpack_object *pa;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "slow");
+
+	/* s never reads: its socket, then its 4 KiB bound, fill up. */
+	first = c->next_msgid;
+	while (accepted < BUSY_MAX_TRIES && call_seq(c, "slow", accepted, fill))
+		accepted++;
+	ck_assert_msg(accepted < BUSY_MAX_TRIES, "call never answered busy");
+	ck_assert_uint_ge(accepted, 1);
+	/* Still busy; nothing queued, only the accepted calls pending. */
+	ck_assert(!call_seq(c, "slow", accepted, fill));
+	ck_assert_uint_eq(t_stat(c, "calls"), accepted);
+
+	/* Exactly the accepted calls, in order; each answered. */
+	cids = calloc(accepted, sizeof(*cids));
+	ck_assert_ptr_nonnull(cids);
+	for (uint64_t i = 0; i < accepted; i++) {
+		pa = call_push(s, cc);
+		check_str(at(pa, 1), "slow");
+		ck_assert_uint_eq(o_uint(at(at(pa, 3), 0)), i);
+		ck_assert_uint_eq(at(at(pa, 3), 1)->via.str.size,
+		    BUSY_PAYLOAD);
+		cids[i] = o_uint(at(pa, 0));
+	}
+	expect_quiet(s);
+	for (uint64_t i = 0; i < accepted; i++)
+		check_bool(t_call_ok(s, "reply", "uu", cids[i], i), true);
+	/* The calls were msgids first, first+2, ... (each with a whereis). */
+	for (uint64_t i = 0; i < accepted; i++)
+		ck_assert_uint_eq(o_uint(t_ok(c, first + 2 * (uint32_t)i)), i);
+
+	/* Drained: calls go through again. */
+	ck_assert(call_seq(c, "slow", accepted, fill));
+	pa = call_push(s, cc);
+	ck_assert_uint_eq(o_uint(at(at(pa, 3), 0)), accepted);
+	check_bool(t_call_ok(s, "reply", "us", o_uint(at(pa, 0)), "ok"),
+	    true);
+	check_str(t_ok(c, c->next_msgid - 2), "ok");
+
+	free(cids);
+	free(fill);
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * §9: a call's response is always queued, whatever the caller's buffer
+ * holds: a caller that stopped reading with two calls pending, its
+ * buffer full of messages, still gets the reply and the down.
+ */
+START_TEST(test_call_response_always_queued)
+{
+	struct tdaemon d;
+	struct tclient *c, *s, *x;
+	char *fill = filled(BUSY_PAYLOAD, 'p');
+	uint64_t cc, cx, cid1, accepted = 0, msgs = 0;
+	uint32_t id1, id2;
+	bool got1 = false, got2 = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	c = t_connect(d.path);
+	s = t_connect(d.path);
+	x = t_connect(d.path);
+	cc = conn_id(c);
+	cx = conn_id(x);
+	t_call_ok(c, "register", "s", "caller");
+	t_call_ok(s, "register", "s", "srv");
+	t_call_ok(s, "register", "s", "srv2");
+	id1 = call_name(c, "srv", "one", DAY_MS);
+	id2 = call_name(c, "srv2", "two", DAY_MS);
+	cid1 = expect_call(s, "srv", cc, "one");
+	expect_call(s, "srv2", cc, "two");
+
+	/* c reads nothing: fill its buffer until sends to it are busy. */
+	while (accepted < BUSY_MAX_TRIES && send_seq(x, "caller", accepted,
+	    fill))
+		accepted++;
+	ck_assert_msg(accepted < BUSY_MAX_TRIES, "send never answered busy");
+
+	/* The reply is accepted and the down is sent regardless. */
+	check_bool(t_call_ok(s, "reply", "us", cid1, "answer"), true);
+	check_bool(t_call_ok(s, "unregister", "s", "srv2"), true);
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+
+	/* c reads: every message in order, and both responses. */
+	while (msgs < accepted || !got1 || !got2) {
+		msgpack_object *o = t_recv(c, -1);
+
+		ck_assert_msg(o != NULL, "stalled: %llu/%llu messages, "
+		    "responses %d %d", (unsigned long long)msgs,
+		    (unsigned long long)accepted, got1, got2);
+		if (o->via.array.size == 3) {
+			msgpack_object *pa = at(o, 2);
+
+			check_str(at(o, 1), "message");
+			check_str(at(pa, 0), "caller");
+			ck_assert_uint_eq(o_uint(at(pa, 1)), cx);
+			ck_assert_uint_eq(o_uint(at(at(pa, 2), 0)), msgs);
+			msgs++;
+		} else if (o_uint(at(o, 1)) == id1) {
+			ck_assert(!got1);
+			check_nil(at(o, 2));
+			check_str(at(o, 3), "answer");
+			got1 = true;
+		} else {
+			ck_assert(!got2);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id2);
+			check_str(at(at(o, 2), 0), "down");
+			got2 = true;
+		}
+	}
+	expect_quiet(c);
+	expect_usable(c);
+
+	free(fill);
+	t_close(c);
+	t_close(s);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The callee unregisters (or loses) the name: a call by name ends with
+ * down at once; a call by connection id does not. */
+START_TEST(test_call_down_unregister)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *x;
+	uint64_t cs, cc, cid1, cid2, cid3;
+	uint32_t id1, id2, id3;
+
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "kv");
+	t_call_ok(s, "register", "s", "other");
+	t_call_ok(s, "register", "s", "unrelated");
+
+	id1 = call_name(c, "kv", "by name", DAY_MS);
+	id2 = call_conn(c, cs, "by conn", DAY_MS);
+	id3 = call_name(c, "other", "by other name", DAY_MS);
+	cid1 = expect_call(s, "kv", cc, "by name");
+	cid2 = expect_call_conn(s, cs, cc, "by conn");
+	cid3 = expect_call(s, "other", cc, "by other name");
+
+	/* Another name of the callee goes: no call ends. */
+	check_bool(t_call_ok(s, "unregister", "s", "unrelated"), true);
+	expect_quiet(c);
+	/* Changing the value keeps the registration: no call ends. */
+	t_call_ok(s, "update", "ss", "kv", "new value");
+	expect_quiet(c);
+
+	check_bool(t_call_ok(s, "unregister", "s", "kv"), true);
+	expect_errors_any_order(c, &id1, 1, "down", at_once_ms());
+	expect_quiet(c);
+	ck_assert_uint_eq(t_stat(x, "calls"), 2);
+	/* The callee's answer comes too late. */
+	t_call_err(s, "not_found", "reply", "us", cid1, "late");
+
+	/* Evicted (the test runs as the daemon's user: an administrator). */
+	check_bool(t_call_ok(x, "evict", "s", "other"), true);
+	expect_errors_any_order(c, &id3, 1, "down", at_once_ms());
+	t_call_err(s, "not_found", "reply", "us", cid3, "late");
+
+	/* A new owner of the name: a call made before it does not go to
+	 * the new one, and the call by connection id is still pending. */
+	t_call_ok(x, "register", "s", "kv");
+	expect_quiet(x);
+	expect_quiet(c);
+	ck_assert_uint_eq(t_stat(x, "calls"), 1);
+	check_bool(t_call_ok(s, "reply", "us", cid2, "still here"), true);
+	check_str(t_ok(c, id2), "still here");
+
+	t_close(s);
+	t_close(c);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The callee's connection goes: every call on it ends with down at once. */
+START_TEST(test_call_down_close)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *o;
+	uint64_t cs, cc;
+	uint32_t ids[3];
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "kv");
+	t_call_ok(s, "register", "s", "kv2");
+
+	ids[0] = call_name(c, "kv", "a", DAY_MS);
+	ids[1] = call_conn(c, cs, "b", DAY_MS);
+	ids[2] = call_name(c, "kv2", "c", DAY_MS);
+	expect_call(s, "kv", cc, "a");
+	expect_call_conn(s, cs, cc, "b");
+	expect_call(s, "kv2", cc, "c");
+	ck_assert_uint_eq(t_stat(o, "calls"), 3);
+
+	t_close(s);
+	expect_errors_any_order(c, ids, 3, "down", at_once_ms());
+	/* The purge is complete once its effects are seen. */
+	ck_assert_uint_eq(t_stat(o, "calls"), 0);
+	wait_gauges(o, 2, 0, 0);
+	expect_quiet(c);
+	expect_usable(c);
+
+	t_close(c);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The caller's connection goes: its calls are cancelled; the callee's
+ * replies find nothing and are counted late. */
+START_TEST(test_call_caller_gone)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *o;
+	uint64_t cs, cc, cid[3], late;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "kv");
+
+	call_name(c, "kv", "a", DAY_MS);
+	call_conn(c, cs, "b", DAY_MS);
+	call_name(c, "kv", "c", DAY_MS);
+	cid[0] = expect_call(s, "kv", cc, "a");
+	cid[1] = expect_call_conn(s, cs, cc, "b");
+	cid[2] = expect_call(s, "kv", cc, "c");
+	ck_assert_uint_eq(t_stat(o, "calls"), 3);
+	late = t_stat(o, "replies_late");
+
+	t_close(c);
+	wait_stat(o, "calls", 0);
+	wait_gauges(o, 2, 1, 0);
+	for (int i = 0; i < 3; i++)
+		t_call_err(s, "not_found", "reply", "us", cid[i], "late");
+	ck_assert_uint_eq(t_stat(o, "replies_late"), late + 3);
+	expect_quiet(s);
+	expect_usable(s);
+
+	t_close(s);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_call_limit)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *x;
+	uint64_t cs, cc, cx, cid[3], cidx;
+	uint32_t id[3], idx, id4;
+
+	t_daemon_start(&d, "--max-calls", "3", NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	cs = conn_id(s);
+	cc = conn_id(c);
+	cx = conn_id(x);
+	t_call_ok(s, "register", "s", "kv");
+
+	for (int i = 0; i < 3; i++) {
+		id[i] = call_name(c, "kv", "p", DAY_MS);
+		cid[i] = expect_call(s, "kv", cc, "p");
+	}
+	t_call_err(c, "limit", "call", "ssu", "kv", "p", DAY_MS);
+	t_call_err(c, "limit", "call", "usu", cs, "p", DAY_MS);
+	/* bad_request and not_found come before limit. */
+	t_call_err(c, "bad_request", "call", "ssu", "kv", "p", (uint64_t)0);
+	t_call_err(c, "not_found", "call", "ssu", "nobody", "p", DAY_MS);
+	expect_quiet(s);
+	ck_assert_uint_eq(t_stat(x, "calls"), 3);
+
+	/* Per caller connection: x has its own allowance. */
+	idx = call_conn(x, cs, "from x", DAY_MS);
+	cidx = expect_call_conn(s, cs, cx, "from x");
+	check_bool(t_call_ok(s, "reply", "us", cidx, "to x"), true);
+	check_str(t_ok(x, idx), "to x");
+
+	/* An answered call frees its slot. */
+	check_bool(t_call_ok(s, "reply", "us", cid[1], "one"), true);
+	check_str(t_ok(c, id[1]), "one");
+	id4 = call_name(c, "kv", "again", DAY_MS);
+	cid[1] = expect_call(s, "kv", cc, "again");
+	t_call_err(c, "limit", "call", "ssu", "kv", "p", DAY_MS);
+	/* So does a timed-out one. */
+	check_bool(t_call_ok(s, "reply", "us", cid[0], "zero"), true);
+	check_str(t_ok(c, id[0]), "zero");
+	idx = call_name(c, "kv", "brief", 20);
+	expect_call(s, "kv", cc, "brief");
+	t_err(c, idx, "timeout");
+	idx = call_name(c, "kv", "after", DAY_MS);
+	cid[0] = expect_call(s, "kv", cc, "after");
+	t_call_err(c, "limit", "call", "ssu", "kv", "p", DAY_MS);
+
+	check_bool(t_call_ok(s, "reply", "us", cid[0], "a"), true);
+	check_bool(t_call_ok(s, "reply", "us", cid[1], "b"), true);
+	check_bool(t_call_ok(s, "reply", "us", cid[2], "c"), true);
+	check_str(t_ok(c, idx), "a");
+	check_str(t_ok(c, id4), "b");
+	check_str(t_ok(c, id[2]), "c");
+	ck_assert_uint_eq(t_stat(x, "calls"), 0);
+
+	t_close(s);
+	t_close(c);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * 10,000 calls pending at once on one connection, pipelined in one write.
+ * Call i: i % 3 == 0 has a short timeout and is never answered; i % 3 == 1
+ * is answered with a result, i % 3 == 2 with an error.  Every msgid gets
+ * exactly one response, the right one; late replies are all refused.
+ */
+#define MANY_CALLS	10000
+#define MANY_CALLS_VG	2000
+#define LATE_REPLIES	100
+
+START_TEST(test_call_10000)
+{
+	struct tdaemon d;
+	struct tclient *s, *c, *o;
+	struct tpack p;
+	uint64_t cc, *cid, late, ncalls, nshort = 0, got = 0;
+	uint32_t first;
+	bool *seen;
+	char code[32];
+
+	ncalls = t_under_valgrind() ? MANY_CALLS_VG : MANY_CALLS;
+	t_daemon_start(&d, NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	o = t_connect(d.path);
+	cc = conn_id(c);
+	tp_init(&p);
+	cid = calloc(ncalls, sizeof(*cid));
+	seen = calloc(ncalls, sizeof(*seen));
+	ck_assert(cid != NULL && seen != NULL);
+	t_call_ok(s, "register", "s", "srv");
+
+	first = c->next_msgid;
+	for (uint64_t i = 0; i < ncalls; i++) {
+		rq_begin(c, &p, "call", 3);
+		tp_str(&p, "srv");
+		tp_uint(&p, i);
+		tp_uint(&p, i % 3 == 0 ? 100 : DAY_MS);
+		nshort += i % 3 == 0;
+	}
+	rq_send(c, &p);		/* one write */
+
+	/* Every call reaches the callee once, in order, with its own id. */
+	for (uint64_t i = 0; i < ncalls; i++) {
+		msgpack_object *pa = call_push(s, cc);
+
+		check_str(at(pa, 1), "srv");
+		ck_assert_uint_eq(o_uint(at(pa, 3)), i);
+		cid[i] = o_uint(at(pa, 0));
+		if (i > 0)
+			ck_assert_uint_ne(cid[i], cid[i - 1]);
+	}
+
+	/* The short ones time out while the others wait for a reply. */
+	for (uint64_t k = 0; k < nshort; k++) {
+		msgpack_object *x = t_recv(c, -1);
+		uint64_t i;
+
+		ck_assert_msg(x != NULL, "%llu of %llu timeouts",
+		    (unsigned long long)k, (unsigned long long)nshort);
+		ck_assert_uint_eq(x->via.array.size, 4);
+		i = o_uint(at(x, 1)) - first;
+		ck_assert_uint_lt(i, ncalls);
+		ck_assert_msg(i % 3 == 0, "call %llu ended before its reply",
+		    (unsigned long long)i);
+		ck_assert(!seen[i]);
+		seen[i] = true;
+		check_str(at(at(x, 2), 0), "timeout");
+		check_nil(at(x, 3));
+		got++;
+	}
+	ck_assert_uint_eq(t_stat(o, "calls"), ncalls - nshort);
+
+	/* Replies to all the others, and late ones to some short ones, in
+	 * one write. */
+	late = t_stat(o, "replies_late");
+	for (uint64_t i = 0; i < ncalls; i++) {
+		if (i % 3 == 0) {
+			if (i / 3 >= LATE_REPLIES)
+				continue;
+			rq_begin(s, &p, "reply", 2);
+			tp_uint(&p, cid[i]);
+			tp_str(&p, "late");
+		} else if (i % 3 == 1) {
+			rq_begin(s, &p, "reply", 2);
+			tp_uint(&p, cid[i]);
+			tp_uint(&p, i * 2);
+		} else {
+			snprintf(code, sizeof(code), "e%llu",
+			    (unsigned long long)i);
+			rq_begin(s, &p, "reply", 3);
+			tp_uint(&p, cid[i]);
+			tp_nil(&p);
+			tp_arr(&p, 2);
+			tp_str(&p, code);
+			tp_str(&p, "failed");
+		}
+	}
+	rq_send(s, &p);
+	for (uint64_t i = 0; i < ncalls; i++) {
+		msgpack_object *x;
+
+		if (i % 3 == 0 && i / 3 >= LATE_REPLIES)
+			continue;
+		x = t_recv(s, -1);
+		ck_assert_ptr_nonnull(x);
+		ck_assert_uint_eq(x->via.array.size, 4);
+		if (i % 3 == 0) {
+			check_str(at(at(x, 2), 0), "not_found");
+		} else {
+			check_nil(at(x, 2));
+			check_bool(at(x, 3), true);
+		}
+	}
+
+	/* The answered calls: each once, with its own answer. */
+	while (got < ncalls) {
+		msgpack_object *x = t_recv(c, -1);
+		uint64_t i;
+
+		ck_assert_msg(x != NULL, "%llu of %llu responses",
+		    (unsigned long long)got, (unsigned long long)ncalls);
+		ck_assert_uint_eq(x->via.array.size, 4);
+		i = o_uint(at(x, 1)) - first;
+		ck_assert_uint_lt(i, ncalls);
+		ck_assert(!seen[i]);
+		seen[i] = true;
+		ck_assert_uint_ne(i % 3, 0);
+		if (i % 3 == 1) {
+			check_nil(at(x, 2));
+			ck_assert_uint_eq(o_uint(at(x, 3)), i * 2);
+		} else {
+			snprintf(code, sizeof(code), "e%llu",
+			    (unsigned long long)i);
+			check_str(at(at(x, 2), 0), code);
+			check_str(at(at(x, 2), 1), "failed");
+			check_nil(at(x, 3));
+		}
+		got++;
+	}
+	expect_quiet(c);
+	ck_assert_uint_eq(t_stat(o, "calls"), 0);
+	ck_assert_uint_eq(t_stat(o, "replies_late"), late + LATE_REPLIES);
+
+	free(cid);
+	free(seen);
+	tp_free(&p);
+	t_close(s);
+	t_close(c);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* groups: join / leave / members / publish                            */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_join_leave_members)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *o;
+	struct tpack p, want;
+	msgpack_object *e;
+	uint64_t ca, cb, cc, g1, g2, g3;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	cc = conn_id(c);
+	tp_init(&p);
+	tp_init(&want);
+	check_strs(t_call_ok(o, "members", "s", "room"),
+	    (const char *const[]){ NULL });
+
+	/* Joined in the order b, a, c; a with a str, c with a map value. */
+	e = t_call_ok(b, "join", "s", "room");
+	check_member(e, "room", cb);
+	check_nil(o_get(e, "value"));
+	g1 = o_uint(o_get(e, "gen"));
+	e = t_call_ok(a, "join", "ss", "room", "alice");
+	check_member(e, "room", ca);
+	check_str(o_get(e, "value"), "alice");
+	g2 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(g2, g1);
+	pack_rich_value(&want);
+	id = rq_begin(c, &p, "join", 2);
+	tp_str(&p, "room");
+	pack_rich_value(&p);
+	rq_send(c, &p);
+	e = t_ok(c, id);
+	check_member(e, "room", cc);
+	ck_assert(obj_eq(o_get(e, "value"), &want));
+	g3 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(g3, g2);
+
+	/* A member already: taken (with or without a value). */
+	t_call_err(a, "taken", "join", "s", "room");
+	t_call_err(a, "taken", "join", "ss", "room", "again");
+
+	/* members: in join order, each with its value and gen. */
+	e = t_call_ok(o, "members", "s", "room");
+	ck_assert_uint_eq(e->via.array.size, 3);
+	check_member(at(e, 0), "room", cb);
+	check_nil(o_get(at(e, 0), "value"));
+	ck_assert_uint_eq(o_uint(o_get(at(e, 0), "gen")), g1);
+	check_member(at(e, 1), "room", ca);
+	check_str(o_get(at(e, 1), "value"), "alice");
+	ck_assert_uint_eq(o_uint(o_get(at(e, 1), "gen")), g2);
+	check_member(at(e, 2), "room", cc);
+	ck_assert(obj_eq(o_get(at(e, 2), "value"), &want));
+	ck_assert_uint_eq(o_uint(o_get(at(e, 2), "gen")), g3);
+	ck_assert_uint_eq(t_stat(o, "groups"), 1);
+	ck_assert_uint_eq(t_stat(o, "members"), 3);
+
+	/* leave: true, then not_found; never a member: not_found. */
+	check_bool(t_call_ok(b, "leave", "s", "room"), true);
+	t_call_err(b, "not_found", "leave", "s", "room");
+	t_call_err(o, "not_found", "leave", "s", "room");
+	t_call_err(o, "not_found", "leave", "s", "no-such-group");
+	check_members(o, "room", (const uint64_t[]){ ca, cc }, 2);
+	/* A new join goes last, with a new gen. */
+	e = t_call_ok(b, "join", "s", "room");
+	ck_assert_uint_gt(o_uint(o_get(e, "gen")), g3);
+	check_members(o, "room", (const uint64_t[]){ ca, cc, cb }, 3);
+	ck_assert_uint_eq(t_stat(o, "members"), 3);
+
+	/* Groups and names are two namespaces. */
+	t_call_ok(o, "register", "s", "room");
+	check_str(o_get(t_call_ok(a, "whereis", "s", "room"), "name"), "room");
+	check_members(o, "room", (const uint64_t[]){ ca, cc, cb }, 3);
+	t_call_err(o, "not_found", "send", "ss", "hall", "x");
+	check_member(t_call_ok(a, "join", "s", "hall"), "hall", ca);
+	t_call_err(o, "not_found", "send", "ss", "hall", "x");
+	check_nil(t_call_ok(o, "whereis", "s", "hall"));
+	ck_assert_uint_eq(t_stat(o, "groups"), 2);
+	ck_assert_uint_eq(t_stat(o, "members"), 4);
+	ck_assert_uint_eq(t_stat(o, "names"), 1);
+
+	/* Bad params. */
+	bad_name(a, "join", "", 0);
+	bad_name(a, "leave", "", 0);
+	bad_name(a, "members", "", 0);
+	bad_name(a, "join", "\xff\xfe", 2);
+	{
+		char *n256 = filled(256, 'g');
+
+		bad_name(a, "join", n256, 256);
+		bad_name(a, "members", n256, 256);
+		free(n256);
+	}
+	t_call_err(a, "bad_request", "join", "");
+	t_call_err(a, "bad_request", "join", "u", (uint64_t)1);
+	t_call_err(a, "bad_request", "join", "ssn", "g", "v");
+	t_call_err(a, "bad_request", "leave", "");
+	t_call_err(a, "bad_request", "leave", "u", (uint64_t)1);
+	t_call_err(a, "bad_request", "leave", "ss", "room", "x");
+	t_call_err(a, "bad_request", "members", "");
+	t_call_err(a, "bad_request", "members", "n");
+	t_call_err(a, "bad_request", "members", "ss", "room", "x");
+	check_members(o, "room", (const uint64_t[]){ ca, cc, cb }, 3);
+	ck_assert_uint_eq(t_stat(o, "members"), 4);
+
+	/* Everyone leaves: the group is gone, its members empty. */
+	check_bool(t_call_ok(a, "leave", "s", "room"), true);
+	check_bool(t_call_ok(b, "leave", "s", "room"), true);
+	check_bool(t_call_ok(c, "leave", "s", "room"), true);
+	check_bool(t_call_ok(a, "leave", "s", "hall"), true);
+	check_strs(t_call_ok(o, "members", "s", "room"),
+	    (const char *const[]){ NULL });
+	ck_assert_uint_eq(t_stat(o, "groups"), 0);
+	ck_assert_uint_eq(t_stat(o, "members"), 0);
+	/* The name of the same spelling is still there. */
+	check_str(o_get(t_call_ok(a, "whereis", "s", "room"), "name"), "room");
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_close(c);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* publish [group, payload] with opts packed by the caller (or none). */
+static uint32_t
+publish_opts(struct tclient *c, const char *group, const char *payload,
+    const struct tpack *opts)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "publish", opts != NULL ? 3 : 2);
+	tp_str(&p, group);
+	tp_str(&p, payload);
+	if (opts != NULL)
+		tp_append(&p, opts);
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The push [2, "publish", [group, sender, payload]]. */
+static void
+pack_publish_push(struct tpack *p, const char *group, uint64_t sender,
+    const char *payload)
+{
+	tp_arr(p, 3);
+	tp_uint(p, 2);
+	tp_str(p, "publish");
+	tp_arr(p, 3);
+	tp_str(p, group);
+	tp_uint(p, sender);
+	tp_str(p, payload);
+}
+
+START_TEST(test_publish)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *x;
+	struct tpack opts, res, push, p, want;
+	uint64_t ca, cb, cc, cx, msgs;
+	uint32_t id, first;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	x = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	cc = conn_id(c);
+	cx = conn_id(x);
+	tp_init(&opts);
+	tp_init(&res);
+	tp_init(&push);
+	tp_init(&p);
+	tp_init(&want);
+	t_call_ok(a, "join", "s", "room");
+	t_call_ok(b, "join", "s", "room");
+	t_call_ok(c, "join", "s", "room");
+	check_members(x, "room", (const uint64_t[]){ ca, cb, cc }, 3);
+	msgs = t_stat(x, "messages");
+
+	/* From a non-member: every member gets it. */
+	check_publish_result(t_call_ok(x, "publish", "ss", "room", "hi"),
+	    3, NULL, 0);
+	check_str(expect_publish(a, "room", cx), "hi");
+	check_str(expect_publish(b, "room", cx), "hi");
+	check_str(expect_publish(c, "room", cx), "hi");
+	expect_quiet(x);
+
+	/* From a member, echo by default: the sender too, its push before
+	 * or after the response. */
+	pack_publish_result(&res, 3, NULL, 0);
+	pack_publish_push(&push, "room", ca, "echo default");
+	id = publish_opts(a, "room", "echo default", NULL);
+	expect_result_and_push(a, id, &res, &push);
+	check_str(expect_publish(b, "room", ca), "echo default");
+	check_str(expect_publish(c, "room", ca), "echo default");
+	/* echo true; an empty opts map is the default. */
+	tp_map(&opts, 1);
+	tp_str(&opts, "echo");
+	msgpack_pack_true(&opts.pk);
+	tp_reset(&push);
+	pack_publish_push(&push, "room", ca, "echo true");
+	id = publish_opts(a, "room", "echo true", &opts);
+	expect_result_and_push(a, id, &res, &push);
+	check_str(expect_publish(b, "room", ca), "echo true");
+	check_str(expect_publish(c, "room", ca), "echo true");
+	tp_reset(&opts);
+	tp_map(&opts, 0);
+	tp_reset(&push);
+	pack_publish_push(&push, "room", ca, "empty opts");
+	id = publish_opts(a, "room", "empty opts", &opts);
+	expect_result_and_push(a, id, &res, &push);
+	check_str(expect_publish(b, "room", ca), "empty opts");
+	check_str(expect_publish(c, "room", ca), "empty opts");
+	/* echo false: not the sender. */
+	tp_reset(&opts);
+	tp_map(&opts, 1);
+	tp_str(&opts, "echo");
+	msgpack_pack_false(&opts.pk);
+	id = publish_opts(a, "room", "no echo", &opts);
+	check_publish_result(t_ok(a, id), 2, NULL, 0);
+	check_str(expect_publish(b, "room", ca), "no echo");
+	check_str(expect_publish(c, "room", ca), "no echo");
+	expect_quiet(a);
+	/* echo false from a non-member changes nothing. */
+	id = publish_opts(x, "room", "x no echo", &opts);
+	check_publish_result(t_ok(x, id), 3, NULL, 0);
+	check_str(expect_publish(a, "room", cx), "x no echo");
+	check_str(expect_publish(b, "room", cx), "x no echo");
+	check_str(expect_publish(c, "room", cx), "x no echo");
+
+	/* Bad opts: an unknown key, echo not a bool, not a map. */
+	tp_reset(&opts);
+	tp_map(&opts, 2);
+	tp_str(&opts, "echo");
+	msgpack_pack_false(&opts.pk);
+	tp_str(&opts, "zq7");
+	tp_uint(&opts, 1);
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	tp_reset(&opts);
+	tp_map(&opts, 1);
+	tp_str(&opts, "ttl");
+	tp_uint(&opts, 1);
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	tp_reset(&opts);
+	tp_map(&opts, 1);
+	tp_str(&opts, "echo");
+	tp_uint(&opts, 0);
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	tp_reset(&opts);
+	tp_str(&opts, "echo");
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	tp_reset(&opts);
+	tp_nil(&opts);
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	tp_reset(&opts);
+	tp_arr(&opts, 0);
+	t_err(x, publish_opts(x, "room", "bad", &opts), "bad_request");
+	t_call_err(x, "bad_request", "publish", "s", "room");
+	t_call_err(x, "bad_request", "publish", "");
+	t_call_err(x, "bad_request", "publish", "ss", "", "bad");
+	t_call_err(x, "bad_request", "publish", "us", (uint64_t)ca, "bad");
+	tp_reset(&opts);
+	tp_map(&opts, 0);
+	id = rq_begin(x, &p, "publish", 4);
+	tp_str(&p, "room");
+	tp_str(&p, "bad");
+	tp_map(&p, 0);
+	tp_nil(&p);
+	rq_send(x, &p);
+	t_err(x, id, "bad_request");
+	expect_quiet(a);
+	expect_quiet(b);
+
+	/* No members: delivered to nobody, not an error. */
+	check_publish_result(t_call_ok(x, "publish", "ss", "empty", "?"), 0,
+	    NULL, 0);
+
+	/* Any payload, kept as it is. */
+	pack_rich_value(&want);
+	id = rq_begin(x, &p, "publish", 2);
+	tp_str(&p, "room");
+	pack_rich_value(&p);
+	rq_send(x, &p);
+	check_publish_result(t_ok(x, id), 3, NULL, 0);
+	ck_assert(obj_eq(expect_publish(a, "room", cx), &want));
+	ck_assert(obj_eq(expect_publish(b, "room", cx), &want));
+	ck_assert(obj_eq(expect_publish(c, "room", cx), &want));
+
+	/* Order: 200 publishes pipelined arrive at each member in order. */
+	first = x->next_msgid;
+	for (uint64_t i = 0; i < 200; i++) {
+		rq_begin(x, &p, "publish", 2);
+		tp_str(&p, "room");
+		tp_uint(&p, i);
+	}
+	rq_send(x, &p);
+	for (uint32_t i = 0; i < 200; i++)
+		check_publish_result(t_ok(x, first + i), 3, NULL, 0);
+	for (uint64_t i = 0; i < 200; i++) {
+		ck_assert_uint_eq(o_uint(expect_publish(a, "room", cx)), i);
+		ck_assert_uint_eq(o_uint(expect_publish(b, "room", cx)), i);
+		ck_assert_uint_eq(o_uint(expect_publish(c, "room", cx)), i);
+	}
+	expect_quiet(a);
+	expect_quiet(b);
+	expect_quiet(c);
+
+	/* Each publish push counts as a message. */
+	ck_assert_uint_eq(t_stat(x, "messages"),
+	    msgs + 3 + 3 + 3 + 3 + 2 + 3 + 0 + 3 + 200 * 3);
+
+	tp_free(&opts);
+	tp_free(&res);
+	tp_free(&push);
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_close(c);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * publish skips and reports members whose outbound buffer is full: two
+ * members that never read (joined m2 first, then m1) and one that does.
+ */
+START_TEST(test_publish_busy)
+{
+	struct tdaemon d;
+	struct tclient *m1, *m2, *n, *x;
+	struct tpack p;
+	char *fill = filled(BUSY_PAYLOAD, 'p');
+	uint64_t cm1, cm2, cx, seq;
+	uint64_t *got1, *got2, n1 = 0, n2 = 0;
+	bool busy1 = false, busy2 = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	m1 = t_connect(d.path);
+	m2 = t_connect(d.path);
+	n = t_connect(d.path);
+	x = t_connect(d.path);
+	cm1 = conn_id(m1);
+	cm2 = conn_id(m2);
+	cx = conn_id(x);
+	tp_init(&p);
+	got1 = calloc(BUSY_MAX_TRIES, sizeof(*got1));
+	got2 = calloc(BUSY_MAX_TRIES, sizeof(*got2));
+	ck_assert(got1 != NULL && got2 != NULL);
+	t_call_ok(m2, "join", "s", "room");
+	t_call_ok(m1, "join", "s", "room");
+	t_call_ok(n, "join", "s", "room");
+
+	/* Publish until both silent members are busy at once. */
+	for (seq = 0; seq < BUSY_MAX_TRIES && !(busy1 && busy2); seq++) {
+		msgpack_object *r, *b;
+		uint32_t id = rq_begin(x, &p, "publish", 2);
+
+		tp_str(&p, "room");
+		tp_arr(&p, 2);
+		tp_uint(&p, seq);
+		tp_str(&p, fill);
+		rq_send(x, &p);
+		r = t_ok(x, id);
+		check_keys(r, publish_keys);
+		b = o_get(r, "busy");
+		ck_assert_int_eq(b->type, MSGPACK_OBJECT_ARRAY);
+		ck_assert_uint_le(b->via.array.size, 2);
+		ck_assert_uint_eq(o_uint(o_get(r, "delivered")) +
+		    b->via.array.size, 3);
+		busy1 = busy2 = false;
+		for (uint32_t i = 0; i < b->via.array.size; i++) {
+			uint64_t bc = o_uint(at(b, i));
+
+			ck_assert(bc == cm1 || bc == cm2);
+			/* In join order: m2 before m1. */
+			if (bc == cm2)
+				ck_assert_uint_eq(i, 0);
+			busy1 |= bc == cm1;
+			busy2 |= bc == cm2;
+		}
+		if (!busy1)
+			got1[n1++] = seq;
+		if (!busy2)
+			got2[n2++] = seq;
+		/* n reads, so it is never busy. */
+		ck_assert_uint_eq(o_uint(at(expect_publish(n, "room", cx), 0)),
+		    seq);
+	}
+	ck_assert_msg(busy1 && busy2, "publish never reported both busy");
+	ck_assert_uint_ge(n1, 1);
+	ck_assert_uint_ge(n2, 1);
+
+	/* The silent members got exactly what was delivered, in order. */
+	for (uint64_t i = 0; i < n1; i++) {
+		msgpack_object *pl = expect_publish(m1, "room", cx);
+
+		ck_assert_uint_eq(o_uint(at(pl, 0)), got1[i]);
+		ck_assert_uint_eq(at(pl, 1)->via.str.size, BUSY_PAYLOAD);
+	}
+	expect_quiet(m1);
+	for (uint64_t i = 0; i < n2; i++)
+		ck_assert_uint_eq(o_uint(at(expect_publish(m2, "room", cx), 0)),
+		    got2[i]);
+	expect_quiet(m2);
+
+	/* Drained: everyone gets the next one. */
+	check_publish_result(t_call_ok(x, "publish", "ss", "room", "all"), 3,
+	    NULL, 0);
+	check_str(expect_publish(m2, "room", cx), "all");
+	check_str(expect_publish(m1, "room", cx), "all");
+	check_str(expect_publish(n, "room", cx), "all");
+
+	free(got1);
+	free(got2);
+	free(fill);
+	tp_free(&p);
+	t_close(m1);
+	t_close(m2);
+	t_close(n);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* One publish reaches a group of 1,000 connections. */
+#define BIG_GROUP	1000
+#define BIG_GROUP_VG	250
+
+START_TEST(test_publish_1000)
+{
+	struct tdaemon d;
+	struct tclient *x, **m;
+	uint64_t *conns, cx;
+	msgpack_object *r;
+	int nm = t_under_valgrind() ? BIG_GROUP_VG : BIG_GROUP;
+
+	/* 1,000 sockets here and as many in the daemon, which inherits the
+	 * limit. */
+	t_raise_nofile((unsigned long)nm + 256);
+	t_daemon_start(&d, NULL);
+	x = connect_first(&d);
+	cx = conn_id(x);
+	m = calloc((size_t)nm, sizeof(*m));
+	conns = calloc((size_t)nm, sizeof(*conns));
+	ck_assert(m != NULL && conns != NULL);
+	for (int i = 0; i < nm; i++) {
+		m[i] = t_connect(d.path);
+		r = t_call_ok(m[i], "join", "ss", "big", "member");
+		conns[i] = o_uint(o_get(r, "conn"));
+	}
+	ck_assert_uint_eq(t_stat(x, "groups"), 1);
+	ck_assert_uint_eq(t_stat(x, "members"), (uint64_t)nm);
+	/* members: all of them, in join order. */
+	r = t_call_ok(x, "members", "s", "big");
+	ck_assert_uint_eq(r->via.array.size, (uint32_t)nm);
+	for (int i = 0; i < nm; i++) {
+		check_str(o_get(at(r, (uint32_t)i), "group"), "big");
+		ck_assert_uint_eq(o_uint(o_get(at(r, (uint32_t)i), "conn")),
+		    conns[i]);
+	}
+
+	check_publish_result(t_call_ok(x, "publish", "ss", "big", "to all"),
+	    (uint64_t)nm, NULL, 0);
+	for (int i = 0; i < nm; i++)
+		check_str(expect_publish(m[i], "big", cx), "to all");
+
+	/* They all go: the group goes with them. */
+	for (int i = 0; i < nm; i++)
+		t_close(m[i]);
+	wait_stat(x, "members", 0);
+	ck_assert_uint_eq(t_stat(x, "groups"), 0);
+	wait_gauges(x, 1, 0, 0);
+	check_strs(t_call_ok(x, "members", "s", "big"),
+	    (const char *const[]){ NULL });
+	check_publish_result(t_call_ok(x, "publish", "ss", "big", "anyone?"),
+	    0, NULL, 0);
+
+	free(m);
+	free(conns);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A membership ends with its connection (§8). */
+START_TEST(test_group_lifeline)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *o;
+	uint64_t ca, cc, co;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	co = conn_id(o);
+	ca = conn_id(a);
+	cc = conn_id(c);
+	t_call_ok(a, "join", "s", "room");
+	t_call_ok(b, "join", "s", "room");
+	t_call_ok(c, "join", "s", "room");
+	t_call_ok(a, "join", "s", "hall");
+	ck_assert_uint_eq(t_stat(o, "groups"), 2);
+	ck_assert_uint_eq(t_stat(o, "members"), 4);
+
+	t_close(b);
+	wait_stat(o, "members", 3);
+	check_members(o, "room", (const uint64_t[]){ ca, cc }, 2);
+	check_publish_result(t_call_ok(o, "publish", "ss", "room", "hi"), 2,
+	    NULL, 0);
+	check_str(expect_publish(a, "room", co), "hi");
+	check_str(expect_publish(c, "room", co), "hi");
+
+	t_close(a);
+	wait_stat(o, "members", 1);
+	ck_assert_uint_eq(t_stat(o, "groups"), 1);
+	check_members(o, "room", (const uint64_t[]){ cc }, 1);
+	check_strs(t_call_ok(o, "members", "s", "hall"),
+	    (const char *const[]){ NULL });
+
+	t_close(c);
+	wait_stat(o, "members", 0);
+	ck_assert_uint_eq(t_stat(o, "groups"), 0);
+	wait_gauges(o, 1, 0, 0);
+	check_strs(t_call_ok(o, "members", "s", "room"),
+	    (const char *const[]){ NULL });
+
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Memberships are capped by --max-names, apart from names. */
+START_TEST(test_join_limit)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+
+	t_daemon_start(&d, "--max-names", "2", NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	t_call_ok(a, "register", "s", "n1");
+	t_call_ok(a, "register", "s", "n2");
+	t_call_err(a, "limit", "register", "s", "n3");
+	/* Holding max-names names does not stop joins. */
+	t_call_ok(a, "join", "s", "g1");
+	t_call_ok(a, "join", "s", "g2");
+	t_call_err(a, "limit", "join", "s", "g3");
+	t_call_err(a, "limit", "join", "ss", "g3", "v");
+	/* taken comes before limit. */
+	t_call_err(a, "taken", "join", "s", "g1");
+	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	    (const char *const[]){ "g1", "g2", NULL });
+	/* Per connection: b has its own allowance. */
+	t_call_ok(b, "join", "s", "g1");
+	t_call_ok(b, "join", "s", "g3");
+	t_call_err(b, "limit", "join", "s", "g2");
+	/* Leaving frees a slot; joins do not take register's. */
+	check_bool(t_call_ok(a, "leave", "s", "g1"), true);
+	t_call_ok(a, "join", "s", "g3");
+	t_call_err(a, "limit", "join", "s", "g1");
+	t_call_err(a, "limit", "register", "s", "n3");
+	ck_assert_uint_eq(t_stat(a, "members"), 4);
+	ck_assert_uint_eq(t_stat(a, "names"), 2);
+
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The access policy applies to join and register_many as to register. */
+START_TEST(test_policy_v2)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p;
+	uint32_t id;
+
+	t_daemon_start(&d, "--rule", "deny * secret.*", "--max-names", "1",
+	    NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	tp_init(&p);
+
+	t_call_err(a, "forbidden", "register", "s", "secret.name");
+	t_call_err(a, "forbidden", "join", "s", "secret.room");
+	t_call_err(a, "forbidden", "join", "ss", "secret.room", "v");
+	/* forbidden comes before limit. */
+	t_call_ok(a, "join", "s", "open");
+	t_call_err(a, "forbidden", "join", "s", "secret.room");
+	t_call_err(a, "limit", "join", "s", "open2");
+	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	    (const char *const[]){ "open", NULL });
+	check_strs(t_call_ok(b, "members", "s", "secret.room"),
+	    (const char *const[]){ NULL });
+	/* publish and members are not owning: the policy does not apply. */
+	check_publish_result(t_call_ok(b, "publish", "ss", "secret.room",
+	    "x"), 0, NULL, 0);
+
+	/* register_many: one refused name refuses all; forbidden comes
+	 * before taken and limit. */
+	id = rq_begin(b, &p, "register_many", 1);
+	tp_arr(&p, 2);
+	tp_arr(&p, 1);
+	tp_str(&p, "fine");
+	tp_arr(&p, 1);
+	tp_str(&p, "secret.x");
+	rq_send(b, &p);
+	t_err(b, id, "forbidden");
+	check_nil(t_call_ok(b, "whereis", "s", "fine"));
+	t_call_ok(a, "register", "s", "mine");
+	id = rq_begin(a, &p, "register_many", 1);
+	tp_arr(&p, 2);
+	tp_arr(&p, 1);
+	tp_str(&p, "mine");
+	tp_arr(&p, 1);
+	tp_str(&p, "secret.y");
+	rq_send(a, &p);
+	t_err(a, id, "forbidden");
+	id = rq_begin(a, &p, "register_many", 1);
+	tp_arr(&p, 1);
+	tp_arr(&p, 1);
+	tp_str(&p, "secret.z");
+	rq_send(a, &p);
+	t_err(a, id, "forbidden");
+	ck_assert_uint_eq(t_stat(a, "names"), 1);
+
+	tp_free(&p);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* connection ids as targets of send and monitor                       */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_send_conn)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *o;
+	struct tpack p;
+	uint64_t ca, cb, cc, msgs;
+	uint32_t first;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+	cc = conn_id(c);
+	tp_init(&p);
+	msgs = t_stat(o, "messages");
+
+	/* A connection without names is a target; the push carries the id. */
+	check_bool(t_call_ok(b, "send", "us", ca, "hi"), true);
+	check_str(expect_message_conn(a, ca, cb), "hi");
+	/* By name, the name is in the target slot as before. */
+	t_call_ok(a, "register", "s", "inbox");
+	check_bool(t_call_ok(b, "send", "ss", "inbox", "by name"), true);
+	check_str(expect_message(a, "inbox", cb), "by name");
+	check_bool(t_call_ok(b, "send", "un", ca), true);
+	check_nil(expect_message_conn(a, ca, cb));
+
+	/* Order: 500 sends pipelined, mixing name and id, arrive in order. */
+	first = b->next_msgid;
+	for (uint64_t i = 0; i < 500; i++) {
+		rq_begin(b, &p, "send", 2);
+		if (i % 2)
+			tp_uint(&p, ca);
+		else
+			tp_str(&p, "inbox");
+		tp_uint(&p, i);
+	}
+	rq_send(b, &p);
+	for (uint32_t i = 0; i < 500; i++)
+		check_bool(t_ok(b, first + i), true);
+	for (uint64_t i = 0; i < 500; i++) {
+		if (i % 2)
+			ck_assert_uint_eq(o_uint(expect_message_conn(a, ca, cb)),
+			    i);
+		else
+			ck_assert_uint_eq(o_uint(expect_message(a, "inbox",
+			    cb)), i);
+	}
+	expect_quiet(a);
+
+	/* No such connection: never given out, 0, closed. */
+	t_call_err(b, "not_found", "send", "us", (uint64_t)NO_CONN, "x");
+	t_call_err(b, "not_found", "send", "us", (uint64_t)0, "x");
+	t_close(c);
+	wait_gauges(o, 3, 1, 0);
+	t_call_err(b, "not_found", "send", "us", cc, "x");
+	/* Neither a name nor an id. */
+	for_bad_targets(b, "send", bad_target);
+	expect_quiet(a);
+	ck_assert_uint_eq(t_stat(o, "messages"), msgs + 3 + 500);
+
+	tp_free(&p);
+	t_close(a);
+	t_close(b);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_monitor_conn)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *c, *e;
+	struct tpack p;
+	uint64_t ca, cc, ce, r1, r2, r3, r4, r5;
+	uint32_t id1, id2;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	c = t_connect(d.path);
+	e = t_connect(d.path);
+	ca = conn_id(a);
+	cc = conn_id(c);
+	ce = conn_id(e);
+	tp_init(&p);
+
+	/* A monitor on a connection watches the connection, not its names. */
+	r1 = o_uint(t_call_ok(b, "monitor", "u", ca));
+	ck_assert_uint_eq(r1, 1);
+	ck_assert_uint_eq(t_stat(b, "monitors"), 1);
+	t_call_ok(a, "register", "s", "n");
+	check_bool(t_call_ok(a, "unregister", "s", "n"), true);
+	t_call_ok(a, "join", "s", "g");
+	check_bool(t_call_ok(a, "leave", "s", "g"), true);
+	expect_quiet(b);
+	t_close(a);
+	check_down_conn(t_push(b, "down"), r1, ca, "disconnected");
+	ck_assert_uint_eq(t_stat(b, "monitors"), 0);
+	check_bool(t_call_ok(b, "demonitor", "u", r1), false);
+
+	/* A closed connection, one never given out, 0: noproc, right after
+	 * the response. */
+	id1 = rq_begin(b, &p, "monitor", 1);
+	tp_uint(&p, ca);
+	id2 = rq_begin(b, &p, "whereis", 1);
+	tp_str(&p, "n");
+	rq_send(b, &p);
+	r2 = o_uint(t_ok(b, id1));
+	ck_assert_uint_eq(r2, 2);
+	check_down_conn(t_push(b, "down"), r2, ca, "noproc");
+	check_nil(t_ok(b, id2));
+	r3 = o_uint(t_call_ok(b, "monitor", "u", (uint64_t)NO_CONN));
+	ck_assert_uint_eq(r3, 3);
+	check_down_conn(t_push(b, "down"), r3, NO_CONN, "noproc");
+	ck_assert_uint_eq(o_uint(t_call_ok(b, "monitor", "u", (uint64_t)0)),
+	    4);
+	check_down_conn(t_push(b, "down"), 4, 0, "noproc");
+
+	/* demonitor: a cancelled connection monitor never fires. */
+	r4 = o_uint(t_call_ok(b, "monitor", "u", cc));
+	ck_assert_uint_eq(r4, 5);
+	check_bool(t_call_ok(b, "demonitor", "u", r4), true);
+	t_close(c);
+	expect_quiet(b);
+
+	/* A name monitor and a connection monitor on one connection: both
+	 * fire, in either order. */
+	t_call_ok(e, "register", "s", "svc");
+	r4 = o_uint(t_call_ok(b, "monitor", "s", "svc"));
+	r5 = o_uint(t_call_ok(b, "monitor", "u", ce));
+	ck_assert_uint_eq(t_stat(b, "monitors"), 2);
+	t_close(e);
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *pa = t_push(b, "down");
+
+		if (at(pa, 1)->type == MSGPACK_OBJECT_STR)
+			check_down(pa, r4, "svc", "disconnected");
+		else
+			check_down_conn(pa, r5, ce, "disconnected");
+	}
+	expect_quiet(b);
+	ck_assert_uint_eq(t_stat(b, "monitors"), 0);
+
+	/* Neither a name nor an id. */
+	{
+		struct tpack o;
+
+		tp_init(&o);
+		tp_int(&o, -1);
+		bad_param1(b, "monitor", &o);
+		tp_reset(&o);
+		tp_nil(&o);
+		bad_param1(b, "monitor", &o);
+		tp_reset(&o);
+		msgpack_pack_double(&o.pk, 1.0);
+		bad_param1(b, "monitor", &o);
+		tp_reset(&o);
+		tp_arr(&o, 0);
+		bad_param1(b, "monitor", &o);
+		tp_free(&o);
+	}
+	expect_quiet(b);
+
+	tp_free(&p);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* update, keys, register_many, gen                                    */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_update)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, want;
+	msgpack_object *e;
+	uint64_t ca, since, gen, ref;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	tp_init(&p);
+	tp_init(&want);
+
+	e = t_call_ok(a, "register", "su", "kv", (uint64_t)1);
+	since = o_uint(o_get(e, "since"));
+	gen = o_uint(o_get(e, "gen"));
+	ref = o_uint(t_call_ok(b, "monitor", "s", "kv"));
+	/* Let the clock move, so that a kept since means something. */
+	usleep(20000);
+
+	pack_rich_value(&want);
+	id = rq_begin(a, &p, "update", 2);
+	tp_str(&p, "kv");
+	pack_rich_value(&p);
+	rq_send(a, &p);
+	e = t_ok(a, id);
+	check_entry(e, "kv", ca);
+	ck_assert(obj_eq(o_get(e, "value"), &want));
+	ck_assert_uint_eq(o_uint(o_get(e, "since")), since);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	e = t_call_ok(b, "whereis", "s", "kv");
+	check_entry(e, "kv", ca);
+	ck_assert(obj_eq(o_get(e, "value"), &want));
+	ck_assert_uint_eq(o_uint(o_get(e, "since")), since);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	ck_assert(obj_eq(o_get(at(t_call_ok(b, "list", "s", "kv"), 0),
+	    "value"), &want));
+	/* To nil. */
+	e = t_call_ok(a, "update", "sn", "kv");
+	check_nil(o_get(e, "value"));
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	check_nil(o_get(t_call_ok(b, "whereis", "s", "kv"), "value"));
+	/* The registration goes on: its monitor does not fire. */
+	expect_quiet(b);
+
+	/* Errors: not the owner, not registered, bad params. */
+	t_call_err(b, "not_owner", "update", "ss", "kv", "mine");
+	t_call_err(b, "not_found", "update", "ss", "nope", "x");
+	t_call_err(a, "not_found", "update", "ss", "nope", "x");
+	t_call_err(a, "bad_request", "update", "s", "kv");
+	t_call_err(a, "bad_request", "update", "");
+	t_call_err(a, "bad_request", "update", "sss", "kv", "x", "y");
+	t_call_err(a, "bad_request", "update", "ss", "", "x");
+	t_call_err(a, "bad_request", "update", "us", (uint64_t)ca, "x");
+	check_nil(o_get(t_call_ok(b, "whereis", "s", "kv"), "value"));
+
+	/* Once unregistered, update is not_found; the monitor fires once. */
+	check_bool(t_call_ok(a, "unregister", "s", "kv"), true);
+	expect_down(b, ref, "kv", "unregistered");
+	t_call_err(a, "not_found", "update", "ss", "kv", "x");
+	expect_quiet(b);
+
+	tp_free(&p);
+	tp_free(&want);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_keys)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *o;
+	msgpack_object *r;
+	uint64_t ca, cb;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	cb = conn_id(b);
+
+	/* Nothing yet. */
+	r = t_call_ok(o, "keys", "u", ca);
+	check_keys(r, keys_keys);
+	check_strs(o_get(r, "names"), (const char *const[]){ NULL });
+	check_strs(o_get(r, "groups"), (const char *const[]){ NULL });
+
+	/* Sorted bytewise, whatever the order of registration. */
+	t_call_ok(a, "register", "s", "zeta");
+	t_call_ok(a, "register", "s", "abc");
+	t_call_ok(a, "register", "s", "Mid");
+	t_call_ok(a, "register", "s", "ab");
+	t_call_ok(a, "register", "s", "\xc3\xa9t\xc3\xa9");
+	t_call_ok(b, "register", "s", "b-only");
+	t_call_ok(a, "join", "s", "g2");
+	t_call_ok(a, "join", "s", "g10");
+	t_call_ok(a, "join", "s", "g1");
+	t_call_ok(b, "join", "s", "g1");
+	r = t_call_ok(o, "keys", "u", ca);
+	check_keys(r, keys_keys);
+	check_strs(o_get(r, "names"), (const char *const[]){ "Mid", "ab",
+	    "abc", "zeta", "\xc3\xa9t\xc3\xa9", NULL });
+	check_strs(o_get(r, "groups"), (const char *const[]){ "g1", "g10",
+	    "g2", NULL });
+	/* One's own. */
+	r = t_call_ok(b, "keys", "u", cb);
+	check_strs(o_get(r, "names"), (const char *const[]){ "b-only",
+	    NULL });
+	check_strs(o_get(r, "groups"), (const char *const[]){ "g1", NULL });
+	/* Changes show. */
+	check_bool(t_call_ok(a, "unregister", "s", "abc"), true);
+	check_bool(t_call_ok(a, "leave", "s", "g10"), true);
+	r = t_call_ok(o, "keys", "u", ca);
+	check_strs(o_get(r, "names"), (const char *const[]){ "Mid", "ab",
+	    "zeta", "\xc3\xa9t\xc3\xa9", NULL });
+	check_strs(o_get(r, "groups"), (const char *const[]){ "g1", "g2",
+	    NULL });
+
+	/* No such connection; bad params. */
+	t_call_err(o, "not_found", "keys", "u", (uint64_t)NO_CONN);
+	t_call_err(o, "not_found", "keys", "u", (uint64_t)0);
+	t_call_err(o, "bad_request", "keys", "");
+	t_call_err(o, "bad_request", "keys", "s", "1");
+	t_call_err(o, "bad_request", "keys", "i", (int64_t)-1);
+	t_call_err(o, "bad_request", "keys", "n");
+	t_call_err(o, "bad_request", "keys", "uu", ca, cb);
+	t_close(a);
+	wait_gauges(o, 2, 1, 0);
+	t_call_err(o, "not_found", "keys", "u", ca);
+
+	t_close(b);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A register_many request of n entries: names[i] with the str value
+ * values[i], or no value when values is NULL or values[i] is NULL. */
+static uint32_t
+register_many(struct tclient *c, const char *const *names,
+    const char *const *values)
+{
+	struct tpack p;
+	uint32_t id, n = 0;
+
+	while (names[n] != NULL)
+		n++;
+	tp_init(&p);
+	id = rq_begin(c, &p, "register_many", 1);
+	tp_arr(&p, n);
+	for (uint32_t i = 0; i < n; i++) {
+		bool v = values != NULL && values[i] != NULL;
+
+		tp_arr(&p, v ? 2 : 1);
+		tp_str(&p, names[i]);
+		if (v)
+			tp_str(&p, values[i]);
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* register_many [[<obj>]] with one raw entry object: bad_request. */
+static void
+register_many_bad_entry(struct tclient *c, const struct tpack *entry)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "register_many", 1);
+	tp_arr(&p, 2);
+	tp_arr(&p, 1);
+	tp_str(&p, "ok-first");
+	tp_append(&p, entry);
+	rq_send(c, &p);
+	tp_free(&p);
+	t_err(c, id, "bad_request");
+}
+
+START_TEST(test_register_many)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	struct tpack p, e;
+	msgpack_object *r;
+	uint64_t ca, g0, names;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	tp_init(&p);
+	tp_init(&e);
+	t_call_ok(b, "register", "s", "b-name");
+
+	/* In order, values as given, consecutive gens. */
+	id = register_many(a, (const char *const[]){ "k1", "k2", "k3", NULL },
+	    (const char *const[]){ "v1", NULL, "v3" });
+	r = t_ok(a, id);
+	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(r->via.array.size, 3);
+	check_entry(at(r, 0), "k1", ca);
+	check_entry(at(r, 1), "k2", ca);
+	check_entry(at(r, 2), "k3", ca);
+	check_str(o_get(at(r, 0), "value"), "v1");
+	check_nil(o_get(at(r, 1), "value"));
+	check_str(o_get(at(r, 2), "value"), "v3");
+	g0 = o_uint(o_get(at(r, 0), "gen"));
+	ck_assert_uint_eq(o_uint(o_get(at(r, 1), "gen")), g0 + 1);
+	ck_assert_uint_eq(o_uint(o_get(at(r, 2), "gen")), g0 + 2);
+	r = t_call_ok(b, "whereis", "s", "k2");
+	check_entry(r, "k2", ca);
+	ck_assert_uint_eq(o_uint(o_get(r, "gen")), g0 + 1);
+	/* One entry. */
+	r = t_ok(a, register_many(a, (const char *const[]){ "k4", NULL },
+	    NULL));
+	ck_assert_uint_eq(r->via.array.size, 1);
+	check_entry(at(r, 0), "k4", ca);
+	ck_assert_uint_eq(o_uint(o_get(at(r, 0), "gen")), g0 + 3);
+	names = t_stat(b, "names");
+	ck_assert_uint_eq(names, 5);
+
+	/* taken (by another or the caller): none registered. */
+	t_err(a, register_many(a, (const char *const[]){ "n1", "b-name",
+	    "n3", NULL }, NULL), "taken");
+	t_err(a, register_many(a, (const char *const[]){ "n1", "n2", "k3",
+	    NULL }, NULL), "taken");
+	/* A name twice: bad_request, also before taken. */
+	t_err(a, register_many(a, (const char *const[]){ "d1", "d2", "d1",
+	    NULL }, NULL), "bad_request");
+	t_err(a, register_many(a, (const char *const[]){ "b-name", "d1",
+	    "d1", NULL }, NULL), "bad_request");
+	check_nil(t_call_ok(b, "whereis", "s", "n1"));
+	check_nil(t_call_ok(b, "whereis", "s", "n3"));
+	check_nil(t_call_ok(b, "whereis", "s", "d1"));
+	check_nil(t_call_ok(b, "whereis", "s", "d2"));
+
+	/* Bad entries: not an array, empty, too long, a bad name. */
+	tp_str(&e, "x");
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_arr(&e, 0);
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_arr(&e, 3);
+	tp_str(&e, "x");
+	tp_nil(&e);
+	tp_nil(&e);
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_arr(&e, 1);
+	tp_str(&e, "");
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_arr(&e, 1);
+	tp_uint(&e, 7);
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_arr(&e, 1);
+	tp_strn(&e, "x\xff", 2);
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	tp_nil(&e);
+	register_many_bad_entry(a, &e);
+	tp_reset(&e);
+	check_nil(t_call_ok(b, "whereis", "s", "ok-first"));
+	/* Bad params. */
+	t_call_err(a, "bad_request", "register_many", "");
+	t_call_err(a, "bad_request", "register_many", "s", "k9");
+	t_call_err(a, "bad_request", "register_many", "n");
+	id = rq_begin(a, &p, "register_many", 2);
+	tp_arr(&p, 1);
+	tp_arr(&p, 1);
+	tp_str(&p, "k9");
+	tp_arr(&p, 0);
+	rq_send(a, &p);
+	t_err(a, id, "bad_request");
+	check_nil(t_call_ok(b, "whereis", "s", "k9"));
+
+	/* Nothing above took a name or a gen. */
+	ck_assert_uint_eq(t_stat(b, "names"), names);
+	ck_assert_uint_eq(o_uint(o_get(t_call_ok(a, "register", "s", "next"),
+	    "gen")), g0 + 4);
+
+	tp_free(&p);
+	tp_free(&e);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_register_many_limit)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	msgpack_object *r;
+
+	t_daemon_start(&d, "--max-names", "3", NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	t_call_ok(a, "register", "s", "x1");
+	/* 1 + 3 > 3: limit, and none registered. */
+	t_err(a, register_many(a, (const char *const[]){ "y1", "y2", "y3",
+	    NULL }, NULL), "limit");
+	check_nil(t_call_ok(b, "whereis", "s", "y1"));
+	ck_assert_uint_eq(t_stat(b, "names"), 1);
+	/* 1 + 2 = 3 is fine. */
+	r = t_ok(a, register_many(a, (const char *const[]){ "y1", "y2",
+	    NULL }, NULL));
+	ck_assert_uint_eq(r->via.array.size, 2);
+	t_err(a, register_many(a, (const char *const[]){ "z", NULL }, NULL),
+	    "limit");
+	t_call_err(a, "limit", "register", "s", "z");
+	/* taken comes before limit, and bad_request (a name twice) before
+	 * both. */
+	t_err(a, register_many(a, (const char *const[]){ "q", "y1", NULL },
+	    NULL), "taken");
+	t_err(a, register_many(a, (const char *const[]){ "q", "r", "q", NULL },
+	    NULL), "bad_request");
+	t_err(a, register_many(a, (const char *const[]){ "y1", "q", "q", NULL },
+	    NULL), "bad_request");
+	/* Per connection. */
+	r = t_ok(b, register_many(b, (const char *const[]){ "b1", "b2", "b3",
+	    NULL }, NULL));
+	ck_assert_uint_eq(r->via.array.size, 3);
+	ck_assert_uint_eq(t_stat(b, "names"), 6);
+
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Generations: one daemon-wide counter from 1, taken by each successful
+ * register (each name of a register_many) and join, nothing else. */
+START_TEST(test_gen)
+{
+	struct tdaemon d;
+	struct tclient *a, *b;
+	msgpack_object *r;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+
+#define GEN_OF(obj)	o_uint(o_get((obj), "gen"))
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "register", "s", "one")), 1);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "join", "s", "grp")), 2);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(b, "register", "s", "two")), 3);
+	/* Failures, updates, leaves, lookups take none. */
+	t_call_err(b, "taken", "register", "s", "one");
+	t_call_err(a, "taken", "join", "s", "grp");
+	t_call_err(a, "bad_request", "register", "s", "");
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "update", "ss", "one", "v")), 1);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(b, "whereis", "s", "one")), 1);
+	r = t_ok(a, register_many(a, (const char *const[]){ "m1", "m2", NULL },
+	    NULL));
+	ck_assert_uint_eq(GEN_OF(at(r, 0)), 4);
+	ck_assert_uint_eq(GEN_OF(at(r, 1)), 5);
+	/* A new registration of the same name: a new gen. */
+	check_bool(t_call_ok(a, "unregister", "s", "one"), true);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(b, "register", "s", "one")), 6);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "whereis", "s", "one")), 6);
+	ck_assert_uint_eq(GEN_OF(at(t_call_ok(a, "list", "s", "one"), 0)), 6);
+	check_bool(t_call_ok(b, "unregister", "s", "one"), true);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(b, "register", "s", "one")), 7);
+	/* Joins: each member its own; a rejoin a new one. */
+	ck_assert_uint_eq(GEN_OF(t_call_ok(b, "join", "s", "grp")), 8);
+	r = t_call_ok(a, "members", "s", "grp");
+	ck_assert_uint_eq(GEN_OF(at(r, 0)), 2);
+	ck_assert_uint_eq(GEN_OF(at(r, 1)), 8);
+	check_bool(t_call_ok(a, "leave", "s", "grp"), true);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "join", "s", "grp")), 9);
+	r = t_call_ok(a, "members", "s", "grp");
+	ck_assert_uint_eq(GEN_OF(at(r, 0)), 8);
+	ck_assert_uint_eq(GEN_OF(at(r, 1)), 9);
+	/* A purged connection's gens are not reused. */
+	t_close(b);
+	wait_gauges(a, 1, 2, 0);
+	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "register", "s", "one")), 10);
+#undef GEN_OF
+
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The whole response to a request of c (success or not) and its encoded
+ * size; *ok tells success. */
+static size_t
+response_size(struct tclient *c, uint32_t id, bool *ok)
+{
+	msgpack_object *o = t_recv(c, -1);
+
+	ck_assert_msg(o != NULL, "no response to msgid %u", id);
+	ck_assert_uint_eq(o->via.array.size, 4);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	*ok = at(o, 2)->type == MSGPACK_OBJECT_NIL;
+	if (!*ok)
+		check_str(at(at(o, 2), 0), "too_large");
+	return packed_size(o);
+}
+
+/* join group with a str value of vlen bytes. */
+static void
+join_with_str(struct tclient *c, const char *group, size_t vlen)
+{
+	char *v = filled(vlen, 'v');
+
+	t_call_ok(c, "join", "ss", group, v);
+	free(v);
+}
+
+/*
+ * members answers too_large only when the response would be larger than
+ * max_message: one of exactly max_message bytes is served, one byte more
+ * is refused.
+ */
+START_TEST(test_members_too_large)
+{
+	struct tdaemon d;
+	struct tclient *o, *a, *b;
+	size_t size, l;
+	bool ok;
+
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	join_with_str(a, "g", 500);
+	join_with_str(b, "g", 300);
+	/* str16 values from 256 bytes: one more byte of value, one more
+	 * byte of response. */
+	size = response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert(ok);
+	ck_assert_uint_lt(size, 1024);
+	l = 300 + 1024 - size;
+	ck_assert_uint_ge(l, 256);
+
+	check_bool(t_call_ok(b, "leave", "s", "g"), true);
+	join_with_str(b, "g", l);
+	size = response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert_msg(ok, "a members response of 1024 bytes was refused with "
+	    "max_message 1024");
+	ck_assert_uint_eq(size, 1024);
+
+	check_bool(t_call_ok(b, "leave", "s", "g"), true);
+	join_with_str(b, "g", l + 1);
+	response_size(o, t_request(o, "members", "s", "g"), &ok);
+	ck_assert_msg(!ok, "a members response of 1025 bytes was served with "
+	    "max_message 1024");
+	expect_usable(o);
+
+	t_close(o);
+	t_close(a);
+	t_close(b);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The same for keys. */
+START_TEST(test_keys_too_large)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	char *n;
+	size_t size, l;
+	uint64_t ca;
+	bool ok;
+
+	t_daemon_start(&d, "--max-message", "1024", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	ca = conn_id(a);
+	for (char ch = 'a'; ch <= 'c'; ch++) {
+		n = filled(250, ch);
+		t_call_ok(a, "register", "s", n);
+		free(n);
+	}
+	n = filled(100, 'd');
+	t_call_ok(a, "register", "s", n);
+	free(n);
+	/* str8 names of 32 to 255 bytes: one byte of name, one of response. */
+	size = response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert(ok);
+	ck_assert_uint_lt(size, 1024);
+	l = 100 + 1024 - size;
+	ck_assert_uint_le(l + 1, 255);
+
+	n = filled(100, 'd');
+	check_bool(t_call_ok(a, "unregister", "s", n), true);
+	free(n);
+	n = filled(l, 'd');
+	t_call_ok(a, "register", "s", n);
+	size = response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert_msg(ok, "a keys response of 1024 bytes was refused with "
+	    "max_message 1024");
+	ck_assert_uint_eq(size, 1024);
+	check_bool(t_call_ok(a, "unregister", "s", n), true);
+	free(n);
+
+	n = filled(l + 1, 'd');
+	t_call_ok(a, "register", "s", n);
+	free(n);
+	response_size(o, t_request(o, "keys", "u", ca), &ok);
+	ck_assert_msg(!ok, "a keys response of 1025 bytes was served with "
+	    "max_message 1024");
+	expect_usable(o);
+
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* await                                                               */
+/* ------------------------------------------------------------------ */
+
+START_TEST(test_await)
+{
+	struct tdaemon d;
+	struct tclient *a, *b, *o, *x;
+	struct tpack p;
+	msgpack_object *e;
+	uint64_t ca, gen;
+	uint32_t id1, id2, id3;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	ca = conn_id(a);
+	tp_init(&p);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* Registered already: the entry at once; timeout 0 only checks. */
+	gen = o_uint(o_get(t_call_ok(a, "register", "s", "here"), "gen"));
+	e = t_call_ok(b, "await", "s", "here");
+	check_entry(e, "here", ca);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	check_entry(t_call_ok(b, "await", "su", "here", (uint64_t)0), "here",
+	    ca);
+	t_call_err(b, "timeout", "await", "su", "absent", (uint64_t)0);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* Pending: answered when the name is registered, after the
+	 * responses to later requests. */
+	id1 = rq_begin(b, &p, "await", 2);
+	tp_str(&p, "svc");
+	tp_uint(&p, DAY_MS);
+	id2 = rq_begin(b, &p, "whereis", 1);
+	tp_str(&p, "svc");
+	rq_send(b, &p);
+	check_nil(t_ok(b, id2));
+	id3 = t_request(o, "await", "s", "svc");
+	wait_stat(o, "awaits", 2);
+	expect_quiet(b);
+	e = t_call_ok(a, "register", "ss", "svc", "v");
+	gen = o_uint(o_get(e, "gen"));
+	e = t_ok(b, id1);
+	check_entry(e, "svc", ca);
+	check_str(o_get(e, "value"), "v");
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	e = t_ok(o, id3);
+	check_entry(e, "svc", ca);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	/* register_many takes it too. */
+	id1 = t_request(b, "await", "su", "m2", DAY_MS);
+	wait_stat(o, "awaits", 1);
+	t_ok(a, register_many(a, (const char *const[]){ "m1", "m2", NULL },
+	    NULL));
+	check_entry(t_ok(b, id1), "m2", ca);
+
+	/* Timeout: a later registration is no concern of the await's. */
+	id1 = t_request(b, "await", "su", "late", (uint64_t)30);
+	t_err(b, id1, "timeout");
+	t_call_ok(a, "register", "s", "late");
+	expect_quiet(b);
+
+	/* An await dies with its connection. */
+	x = t_connect(d.path);
+	t_request(x, "await", "su", "never", DAY_MS);
+	wait_stat(o, "awaits", 1);
+	t_close(x);
+	wait_stat(o, "awaits", 0);
+	t_call_ok(a, "register", "s", "never");
+	expect_usable(a);
+
+	/* Bad params. */
+	t_call_err(b, "bad_request", "await", "");
+	t_call_err(b, "bad_request", "await", "s", "");
+	t_call_err(b, "bad_request", "await", "u", (uint64_t)1);
+	t_call_err(b, "bad_request", "await", "su", "x", DAY_MS + 1);
+	t_call_err(b, "bad_request", "await", "ss", "x", "1");
+	t_call_err(b, "bad_request", "await", "si", "x", (int64_t)-1);
+	t_call_err(b, "bad_request", "await", "sn", "x");
+	t_call_err(b, "bad_request", "await", "suu", "x", (uint64_t)1,
+	    (uint64_t)1);
+	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
+
+	tp_free(&p);
+	t_close(a);
+	t_close(b);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Calls and awaits share --max-calls. */
+START_TEST(test_await_limit)
+{
+	struct tdaemon d;
+	struct tclient *s, *c;
+	uint64_t cc, cid;
+	uint32_t id1, id2;
+
+	t_daemon_start(&d, "--max-calls", "2", NULL);
+	s = t_connect(d.path);
+	c = t_connect(d.path);
+	cc = conn_id(c);
+	t_call_ok(s, "register", "s", "srv");
+	id1 = call_name(c, "srv", "p", DAY_MS);
+	cid = expect_call(s, "srv", cc, "p");
+	id2 = t_request(c, "await", "su", "x", DAY_MS);
+	wait_stat(s, "awaits", 1);
+	t_call_err(c, "limit", "await", "su", "y", DAY_MS);
+	t_call_err(c, "limit", "call", "ssu", "srv", "q", DAY_MS);
+	/* bad_request comes first. */
+	t_call_err(c, "bad_request", "await", "su", "y", DAY_MS + 1);
+	/* An ended await frees its slot. */
+	t_call_ok(s, "register", "s", "x");
+	check_entry(t_ok(c, id2), "x", conn_id(s));
+	id2 = t_request(c, "await", "su", "y", DAY_MS);
+	wait_stat(s, "awaits", 1);
+	t_call_err(c, "limit", "await", "su", "z", DAY_MS);
+	check_bool(t_call_ok(s, "reply", "us", cid, "r"), true);
+	check_str(t_ok(c, id1), "r");
+	t_call_ok(s, "register", "s", "y");
+	check_entry(t_ok(c, id2), "y", conn_id(s));
+
+	t_close(s);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* queued ownership, replacement, fencing                              */
+/* ------------------------------------------------------------------ */
+
+enum { RQ_QUEUE = 1, RQ_ALLOW = 2, RQ_REPLACE = 4 };
+
+/* register [name, value, opts] with the flags given (only those keys). */
+static uint32_t
+register_opts(struct tclient *c, const char *name, const char *value,
+    unsigned flags)
+{
+	struct tpack p;
+	uint32_t id, n = 0;
+
+	for (unsigned f = flags; f != 0; f >>= 1)
+		n += f & 1;
+	tp_init(&p);
+	id = rq_begin(c, &p, "register", 3);
+	tp_str(&p, name);
+	tp_str(&p, value);
+	tp_map(&p, n);
+	if (flags & RQ_QUEUE) {
+		tp_str(&p, "queue");
+		msgpack_pack_true(&p.pk);
+	}
+	if (flags & RQ_ALLOW) {
+		tp_str(&p, "allow_replacement");
+		msgpack_pack_true(&p.pk);
+	}
+	if (flags & RQ_REPLACE) {
+		tp_str(&p, "replace");
+		msgpack_pack_true(&p.pk);
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The result {"queued": pos}. */
+static void
+check_queued(const msgpack_object *r, uint64_t pos)
+{
+	static const char *const queued_keys[] = { "queued", NULL };
+
+	check_keys(r, queued_keys);
+	ck_assert_uint_eq(o_uint(o_get(r, "queued")), pos);
+}
+
+/* queue [name] is exactly these connection ids. */
+static void
+check_queue(struct tclient *c, const char *name, const uint64_t *conns,
+    uint32_t n)
+{
+	msgpack_object *r = t_call_ok(c, "queue", "s", name);
+
+	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_eq(r->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		ck_assert_uint_eq(o_uint(at(r, i)), conns[i]);
+}
+
+/* The push [2, "acquired", [name, entry]]: the entry's gen. */
+static uint64_t
+expect_acquired(struct tclient *c, const char *name, uint64_t conn,
+    const char *value)
+{
+	msgpack_object *pa = t_push(c, "acquired"), *e;
+
+	ck_assert_uint_eq(pa->via.array.size, 2);
+	check_str(at(pa, 0), name);
+	e = at(pa, 1);
+	check_entry(e, name, conn);
+	check_str(o_get(e, "value"), value);
+	return o_uint(o_get(e, "gen"));
+}
+
+static void
+expect_lost(struct tclient *c, const char *name)
+{
+	msgpack_object *pa = t_push(c, "lost");
+
+	ck_assert_uint_eq(pa->via.array.size, 2);
+	check_str(at(pa, 0), name);
+	check_str(at(pa, 1), "replaced");
+}
+
+/* send [name, payload, {"gen": gen}]: its msgid. */
+static uint32_t
+send_gen(struct tclient *c, const char *name, const char *payload,
+    uint64_t gen)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "send", 3);
+	tp_str(&p, name);
+	tp_str(&p, payload);
+	tp_map(&p, 1);
+	tp_str(&p, "gen");
+	tp_uint(&p, gen);
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* The next two objects on c: a down push and the error response to id,
+ * in either order. */
+static void
+expect_down_and_call_down(struct tclient *c, uint64_t ref, const char *name,
+    const char *reason, uint32_t id)
+{
+	bool got_down = false, got_resp = false;
+
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *o = t_recv(c, at_once_ms());
+
+		ck_assert_msg(o != NULL, "down %d, call response %d", got_down,
+		    got_resp);
+		if (o->via.array.size == 3) {
+			ck_assert(!got_down);
+			check_str(at(o, 1), "down");
+			check_down(at(o, 2), ref, name, reason);
+			got_down = true;
+		} else {
+			ck_assert(!got_resp);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id);
+			check_str(at(at(o, 2), 0), "down");
+			got_resp = true;
+		}
+	}
+}
+
+START_TEST(test_queue)
+{
+	struct tdaemon d;
+	struct tclient *g, *h, *f, *o, *w;
+	msgpack_object *e;
+	uint64_t cg, ch, cf, co, cw, g1, g2, g3, g4, ref, cid;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	g = t_connect(d.path);
+	h = t_connect(d.path);
+	f = t_connect(d.path);
+	o = t_connect(d.path);
+	cg = conn_id(g);
+	ch = conn_id(h);
+	cf = conn_id(f);
+	co = conn_id(o);
+
+	/* A free name: queue or not, a plain registration. */
+	e = t_ok(g, register_opts(g, "lock", "g", RQ_QUEUE));
+	check_entry(e, "lock", cg);
+	g1 = o_uint(o_get(e, "gen"));
+	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
+	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
+	check_queue(o, "free", NULL, 0);
+	/* Waiting already, or owning: taken; a plain register: taken. */
+	t_err(h, register_opts(h, "lock", "h", RQ_QUEUE), "taken");
+	t_call_err(h, "taken", "register", "s", "lock");
+	t_err(g, register_opts(g, "lock", "g", RQ_QUEUE), "taken");
+	t_call_err(o, "taken", "register", "s", "lock");
+	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
+	/* A waiter does not own the name. */
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+	t_call_err(h, "not_owner", "update", "ss", "lock", "x");
+
+	/* Fencing while g owns it. */
+	check_bool(t_ok(o, send_gen(o, "lock", "fenced", g1)), true);
+	check_str(expect_message(g, "lock", co), "fenced");
+	t_err(o, send_gen(o, "lock", "x", g1 + 1000), "stale");
+	t_call_err(g, "stale", "update", "ssu", "lock", "x", g1 + 1000);
+	t_call_err(g, "stale", "unregister", "su", "lock", g1 + 1000);
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+	expect_quiet(g);
+
+	/* g unregisters: h owns it in the same step, with a new gen and the
+	 * value it queued with; monitors and calls by name end. */
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	id = call_name(o, "lock", "to g", DAY_MS);
+	cid = expect_call(g, "lock", co, "to g");
+	check_bool(t_call_ok(g, "unregister", "su", "lock", g1), true);
+	e = t_call_ok(f, "whereis", "s", "lock");
+	check_entry(e, "lock", ch);
+	g2 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(g2, g1);
+	ck_assert_uint_eq(expect_acquired(h, "lock", ch, "h"), g2);
+	expect_down_and_call_down(o, ref, "lock", "unregistered", id);
+	t_call_err(g, "not_found", "reply", "us", cid, "late");
+	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
+
+	/* Fencing after the hand-over. */
+	t_call_err(g, "not_owner", "unregister", "su", "lock", g1);
+	t_call_err(h, "stale", "unregister", "su", "lock", g1);
+	t_call_err(h, "stale", "update", "ssu", "lock", "x", g1);
+	e = t_call_ok(h, "update", "ssu", "lock", "h2", g2);
+	check_str(o_get(e, "value"), "h2");
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g2);
+	t_err(o, send_gen(o, "lock", "old", g1), "stale");
+	check_bool(t_ok(o, send_gen(o, "lock", "new", g2)), true);
+	check_str(expect_message(h, "lock", co), "new");
+	/* Errors in their order: not_found, not_owner, then stale. */
+	t_call_err(o, "not_found", "unregister", "su", "nope", g1);
+	t_call_err(o, "not_found", "update", "ssu", "nope", "x", g1);
+	t_call_err(o, "not_owner", "unregister", "su", "lock", g1);
+	t_call_err(o, "not_owner", "update", "ssu", "lock", "x", g1);
+
+	/* A waiter gives up its place with unregister. */
+	check_bool(t_call_ok(f, "unregister", "s", "lock"), true);
+	check_queue(o, "lock", NULL, 0);
+	t_call_err(f, "not_owner", "unregister", "s", "lock");
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", ch);
+
+	/* The owner's connection goes away: the head takes over. */
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 1);
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	t_close(h);
+	g3 = expect_acquired(f, "lock", cf, "f");
+	ck_assert_uint_gt(g3, g2);
+	expect_down(o, ref, "lock", "disconnected");
+	e = t_call_ok(o, "whereis", "s", "lock");
+	check_entry(e, "lock", cf);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g3);
+
+	/* Evicted: the head takes over. */
+	check_queued(t_ok(g, register_opts(g, "lock", "g2", RQ_QUEUE)), 1);
+	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
+	check_bool(t_call_ok(f, "evict", "s", "lock"), true);
+	expect_down(o, ref, "lock", "evicted");
+	g4 = expect_acquired(g, "lock", cg, "g2");
+	ck_assert_uint_gt(g4, g3);
+	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
+
+	/* A waiter whose connection goes away leaves the queue. */
+	w = t_connect(d.path);
+	cw = conn_id(w);
+	check_queued(t_ok(w, register_opts(w, "lock", "w", RQ_QUEUE)), 1);
+	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
+	check_queue(o, "lock", (const uint64_t[]){ cw, cf }, 2);
+	t_close(w);
+	for (int i = 0; i < POLL_ROUNDS; i++) {
+		if (t_call_ok(o, "queue", "s", "lock")->via.array.size == 1)
+			break;
+		usleep(POLL_US);
+	}
+	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
+	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
+	expect_acquired(f, "lock", cf, "f");
+
+	/* Gens keep growing past the hand-overs. */
+	ck_assert_uint_gt(o_uint(o_get(t_call_ok(o, "register", "s", "next"),
+	    "gen")), g4);
+
+	/* Bad options and fencing params. */
+	{
+		struct tpack p;
+
+		tp_init(&p);
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_map(&p, 1);
+		tp_str(&p, "queue");
+		tp_uint(&p, 1);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_map(&p, 1);
+		tp_str(&p, "zq7");
+		msgpack_pack_true(&p.pk);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "register", 3);
+		tp_str(&p, "bad");
+		tp_nil(&p);
+		tp_str(&p, "queue");
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		/* send: opts only with a name, and only "gen", a uint. */
+		id = rq_begin(o, &p, "send", 3);
+		tp_uint(&p, cf);
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "gen");
+		tp_uint(&p, g4);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "send", 3);
+		tp_str(&p, "lock");
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "gen");
+		tp_str(&p, "1");
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		id = rq_begin(o, &p, "send", 3);
+		tp_str(&p, "lock");
+		tp_str(&p, "x");
+		tp_map(&p, 1);
+		tp_str(&p, "zq7");
+		tp_uint(&p, 1);
+		rq_send(o, &p);
+		t_err(o, id, "bad_request");
+		tp_free(&p);
+	}
+	t_call_err(o, "bad_request", "unregister", "ss", "next", "1");
+	t_call_err(o, "bad_request", "unregister", "si", "next",
+	    (int64_t)-1);
+	t_call_err(o, "bad_request", "update", "sss", "next", "x", "1");
+	t_call_err(o, "bad_request", "queue", "");
+	t_call_err(o, "bad_request", "queue", "s", "");
+	t_call_err(o, "bad_request", "queue", "u", (uint64_t)1);
+	t_call_err(o, "bad_request", "queue", "ss", "lock", "x");
+	check_nil(t_call_ok(o, "whereis", "s", "bad"));
+	expect_quiet(f);
+
+	t_close(g);
+	t_close(f);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+START_TEST(test_replace)
+{
+	struct tdaemon d;
+	struct tclient *h, *g, *f, *o, *c;
+	msgpack_object *e;
+	uint64_t ch, cg, cf, cc, co, p1, p2, ref;
+	uint32_t id;
+
+	t_daemon_start(&d, NULL);
+	h = t_connect(d.path);
+	g = t_connect(d.path);
+	f = t_connect(d.path);
+	o = t_connect(d.path);
+	c = t_connect(d.path);
+	ch = conn_id(h);
+	cg = conn_id(g);
+	cf = conn_id(f);
+	cc = conn_id(c);
+	co = conn_id(o);
+
+	e = t_ok(h, register_opts(h, "primary", "h", RQ_ALLOW | RQ_QUEUE));
+	check_entry(e, "primary", ch);
+	p1 = o_uint(o_get(e, "gen"));
+	ref = o_uint(t_call_ok(o, "monitor", "s", "primary"));
+	id = call_name(c, "primary", "to h", DAY_MS);
+	expect_call(h, "primary", cc, "to h");
+
+	/* replace: g owns it at once; h is told, monitors fire "replaced",
+	 * calls by name end; h, queue: true, heads the queue. */
+	e = t_ok(g, register_opts(g, "primary", "g", RQ_REPLACE));
+	check_entry(e, "primary", cg);
+	check_str(o_get(e, "value"), "g");
+	p2 = o_uint(o_get(e, "gen"));
+	ck_assert_uint_gt(p2, p1);
+	expect_lost(h, "primary");
+	expect_down(o, ref, "primary", "replaced");
+	expect_errors_any_order(c, &id, 1, "down", at_once_ms());
+	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
+	e = t_call_ok(o, "whereis", "s", "primary");
+	check_entry(e, "primary", cg);
+	ck_assert_uint_eq(o_uint(o_get(e, "gen")), p2);
+	/* h, now waiting, is fenced too: its old gen acts on nothing. */
+	t_call_err(h, "stale", "unregister", "su", "primary", p1);
+	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
+
+	/* g did not allow replacement: replace is taken, or queues. */
+	t_err(f, register_opts(f, "primary", "f", RQ_REPLACE), "taken");
+	check_queued(t_ok(f, register_opts(f, "primary", "f",
+	    RQ_REPLACE | RQ_QUEUE)), 2);
+	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
+
+	/* h gets it back, with its own value and flags: replaceable. */
+	check_bool(t_call_ok(g, "unregister", "s", "primary"), true);
+	ck_assert_uint_gt(expect_acquired(h, "primary", ch, "h"), p2);
+	check_queue(o, "primary", (const uint64_t[]){ cf }, 1);
+	e = t_ok(o, register_opts(o, "primary", "o", RQ_REPLACE));
+	check_entry(e, "primary", co);
+	expect_lost(h, "primary");
+	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
+
+	/* Replaced without queue: the name is simply lost. */
+	t_ok(g, register_opts(g, "solo", "g", RQ_ALLOW));
+	t_ok(f, register_opts(f, "solo", "f", RQ_REPLACE));
+	expect_lost(g, "solo");
+	check_queue(o, "solo", NULL, 0);
+	check_entry(t_call_ok(o, "whereis", "s", "solo"), "solo", cf);
+	/* replace on a free name registers it. */
+	check_entry(t_ok(g, register_opts(g, "fresh", "g", RQ_REPLACE)),
+	    "fresh", cg);
+	expect_quiet(h);
+	expect_quiet(g);
+
+	t_close(h);
+	t_close(g);
+	t_close(f);
+	t_close(o);
+	t_close(c);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* subscribe                                                           */
+/* ------------------------------------------------------------------ */
+
+/* One event as seen: its sub, seq, kind, and the name or group it is
+ * about (with the reason for "unregistered"). */
+struct tevent {
+	uint64_t	 sub, seq;
+	char		 kind[16];
+	char		 what[300];
+};
+
+/* Receive the next object on c, which must be an event push; record it
+ * (checking the payload's shape for its kind). */
+static void
+recv_event(struct tclient *c, struct tevent *ev)
+{
+	msgpack_object *pa = t_push(c, "event"), *pl, *w = NULL;
+	const char *reason = NULL;
+	size_t rlen = 0;
+
+	ck_assert_uint_eq(pa->via.array.size, 4);
+	ev->sub = o_uint(at(pa, 0));
+	ev->seq = o_uint(at(pa, 1));
+	ck_assert_int_eq(at(pa, 2)->type, MSGPACK_OBJECT_STR);
+	ck_assert_uint_lt(at(pa, 2)->via.str.size, sizeof(ev->kind));
+	memcpy(ev->kind, at(pa, 2)->via.str.ptr, at(pa, 2)->via.str.size);
+	ev->kind[at(pa, 2)->via.str.size] = '\0';
+	pl = at(pa, 3);
+	if (strcmp(ev->kind, "registered") == 0 ||
+	    strcmp(ev->kind, "updated") == 0 ||
+	    strcmp(ev->kind, "handover") == 0) {
+		check_keys(pl, entry_keys);
+		w = o_get(pl, "name");
+	} else if (strcmp(ev->kind, "joined") == 0 ||
+	    strcmp(ev->kind, "left") == 0) {
+		check_keys(pl, member_keys);
+		w = o_get(pl, "group");
+	} else {
+		check_str(at(pa, 2), "unregistered");
+		ck_assert_uint_eq(pl->via.array.size, 2);
+		w = at(pl, 0);
+		ck_assert_int_eq(at(pl, 1)->type, MSGPACK_OBJECT_STR);
+		reason = at(pl, 1)->via.str.ptr;
+		rlen = at(pl, 1)->via.str.size;
+	}
+	ck_assert_int_eq(w->type, MSGPACK_OBJECT_STR);
+	snprintf(ev->what, sizeof(ev->what), "%.*s%s%.*s",
+	    (int)w->via.str.size, w->via.str.ptr, reason ? " " : "",
+	    (int)rlen, reason ? reason : "");
+}
+
+/* The next event is for sub, of kind, about what; returns its seq, which
+ * must be after *last (updated). */
+static uint64_t
+expect_event(struct tclient *c, uint64_t sub, const char *kind,
+    const char *what, uint64_t *last)
+{
+	struct tevent ev;
+
+	recv_event(c, &ev);
+	ck_assert_uint_eq(ev.sub, sub);
+	ck_assert_str_eq(ev.kind, kind);
+	ck_assert_str_eq(ev.what, what);
+	ck_assert_uint_gt(ev.seq, *last);
+	*last = ev.seq;
+	return ev.seq;
+}
+
+/* subscribe [prefix, {groups?, since?}] (opts only when flags ask). */
+static uint32_t
+subscribe(struct tclient *c, const char *prefix, bool groups, bool has_since,
+    uint64_t since)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "subscribe", groups || has_since ? 2 : 1);
+	tp_str(&p, prefix);
+	if (groups || has_since) {
+		tp_map(&p, (uint32_t)groups + (uint32_t)has_since);
+		if (groups) {
+			tp_str(&p, "groups");
+			msgpack_pack_true(&p.pk);
+		}
+		if (has_since) {
+			tp_str(&p, "since");
+			tp_uint(&p, since);
+		}
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
+}
+
+/* subscribe ["app.", <the object in opts>]: bad_request; opts emptied. */
+static void
+subscribe_bad(struct tclient *c, struct tpack *opts)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "subscribe", 2);
+	tp_str(&p, "app.");
+	tp_append(&p, opts);
+	rq_send(c, &p);
+	tp_free(&p);
+	tp_reset(opts);
+	t_err(c, id, "bad_request");
+}
+
+static const char *const sub_keys[] = { "sub", "seq", "entries", NULL };
+static const char *const sub_since_keys[] = { "sub", "seq", "gap", NULL };
+static const char *const sub_gap_keys[] = { "sub", "seq", "gap", "entries",
+	NULL };
+
+START_TEST(test_subscribe)
+{
+	struct tdaemon d;
+	struct tclient *o, *a, *x;
+	msgpack_object *r, *es;
+	uint64_t ca, cx, seq, l1, l2, s1, s2, e1, e2;
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	x = t_connect(d.path);
+	ca = conn_id(a);
+	cx = conn_id(x);
+	t_call_ok(a, "register", "su", "app.c", (uint64_t)3);
+	t_call_ok(a, "register", "su", "app.a", (uint64_t)1);
+	t_call_ok(a, "register", "s", "other");
+	t_call_ok(a, "join", "ss", "app.g", "m");
+	t_call_ok(x, "join", "s", "app.g");
+	t_call_ok(x, "join", "s", "zzz");
+	seq = t_stat(o, "seq");
+	ck_assert_uint_ge(seq, 6);
+
+	/* Snapshot: the names under the prefix in name order. */
+	r = t_ok(o, subscribe(o, "app.", false, false, 0));
+	check_keys(r, sub_keys);
+	s1 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 2);
+	check_entry(at(es, 0), "app.a", ca);
+	ck_assert_uint_eq(o_uint(o_get(at(es, 0), "value")), 1);
+	check_entry(at(es, 1), "app.c", ca);
+	/* With groups: then the members of the groups under it. */
+	r = t_ok(o, subscribe(o, "app.", true, false, 0));
+	check_keys(r, sub_keys);
+	s2 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_ne(s1, s2);
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 4);
+	check_entry(at(es, 0), "app.a", ca);
+	check_entry(at(es, 1), "app.c", ca);
+	check_member(at(es, 2), "app.g", ca);
+	check_str(o_get(at(es, 2), "value"), "m");
+	check_member(at(es, 3), "app.g", cx);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
+	l1 = l2 = seq;
+
+	/* Each change takes the next seq; both subscriptions see names. */
+#define BOTH(kind, what) do {						\
+	e1 = expect_event(o, s1, kind, what, &l1);			\
+	e2 = expect_event(o, s2, kind, what, &l2);			\
+	ck_assert_uint_eq(e1, e2);					\
+	ck_assert_uint_eq(e1, t_stat(x, "seq"));			\
+} while (0)
+	t_call_ok(a, "register", "s", "app.b");
+	BOTH("registered", "app.b");
+	t_call_ok(a, "register", "s", "other2");	/* not under it */
+	t_call_ok(a, "update", "ss", "app.b", "v2");
+	BOTH("updated", "app.b");
+	check_bool(t_call_ok(a, "unregister", "s", "app.b"), true);
+	BOTH("unregistered", "app.b unregistered");
+	check_bool(t_call_ok(x, "evict", "s", "app.c"), true);
+	BOTH("unregistered", "app.c evicted");
+	t_ok(a, register_many(a, (const char *const[]){ "app.m1", "zz",
+	    "app.m2", NULL }, NULL));
+	/* One seq per name of the batch, zz's included. */
+	e1 = expect_event(o, s1, "registered", "app.m1", &l1);
+	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m1", &l2),
+	    e1);
+	e2 = expect_event(o, s1, "registered", "app.m2", &l1);
+	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m2", &l2),
+	    e2);
+	ck_assert_uint_eq(e2, e1 + 2);
+	ck_assert_uint_eq(e2, t_stat(x, "seq"));
+	/* Groups only with groups. */
+	t_call_ok(x, "join", "s", "app.h");
+	expect_event(o, s2, "joined", "app.h", &l2);
+	check_bool(t_call_ok(x, "leave", "s", "app.h"), true);
+	expect_event(o, s2, "left", "app.h", &l2);
+	t_call_ok(x, "join", "s", "zz.h");		/* not under it */
+	expect_quiet(o);
+
+	/* The owner goes: its names, and (groups) its memberships. */
+	t_close(a);
+	{
+		struct tevent ev[8];
+		int n1 = 0, n2 = 0;
+
+		/* s1: app.a, app.m1, app.m2 disconnected; s2: the same and
+		 * app.g left; in some order of names, each once. */
+		for (int i = 0; i < 7; i++) {
+			recv_event(o, &ev[i]);
+			if (ev[i].sub == s1) {
+				ck_assert_uint_gt(ev[i].seq, l1);
+				l1 = ev[i].seq;
+				n1++;
+			} else {
+				ck_assert_uint_eq(ev[i].sub, s2);
+				ck_assert_uint_gt(ev[i].seq, l2);
+				l2 = ev[i].seq;
+				n2++;
+			}
+		}
+		ck_assert_int_eq(n1, 3);
+		ck_assert_int_eq(n2, 4);
+		for (const char *const *w = (const char *const[]){
+		    "app.a disconnected", "app.m1 disconnected",
+		    "app.m2 disconnected", NULL }; *w != NULL; w++) {
+			int k1 = 0, k2 = 0;
+
+			for (int i = 0; i < 7; i++) {
+				if (strcmp(ev[i].what, *w) != 0)
+					continue;
+				ck_assert_str_eq(ev[i].kind, "unregistered");
+				k1 += ev[i].sub == s1;
+				k2 += ev[i].sub == s2;
+			}
+			ck_assert_int_eq(k1, 1);
+			ck_assert_int_eq(k2, 1);
+		}
+		for (int i = 0; i < 7; i++) {
+			if (strcmp(ev[i].kind, "left") == 0) {
+				ck_assert_uint_eq(ev[i].sub, s2);
+				ck_assert_str_eq(ev[i].what, "app.g");
+			}
+		}
+	}
+	expect_quiet(o);
+
+	/* unsubscribe: true, then false; no more events for it. */
+	check_bool(t_call_ok(o, "unsubscribe", "u", s1), true);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s1), false);
+	check_bool(t_call_ok(o, "unsubscribe", "u", (uint64_t)NO_CONN),
+	    false);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 1);
+	t_call_ok(x, "register", "s", "app.z");
+	expect_event(o, s2, "registered", "app.z", &l2);
+	expect_quiet(o);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s2), true);
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 0);
+
+	/* since: the events after it under the prefix are replayed, then
+	 * the stream goes on live. */
+	seq = t_stat(o, "seq");
+	t_call_ok(x, "register", "s", "app.r1");
+	t_call_ok(x, "register", "s", "zz.r");
+	t_call_ok(x, "register", "s", "app.r2");
+	check_bool(t_call_ok(x, "unregister", "s", "app.r1"), true);
+	r = t_ok(o, subscribe(o, "app.r", false, true, seq));
+	check_keys(r, sub_since_keys);
+	s1 = o_uint(o_get(r, "sub"));
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), t_stat(x, "seq"));
+	check_bool(o_get(r, "gap"), false);
+	l1 = seq;
+	expect_event(o, s1, "registered", "app.r1", &l1);
+	expect_event(o, s1, "registered", "app.r2", &l1);
+	expect_event(o, s1, "unregistered", "app.r1 unregistered", &l1);
+	t_call_ok(x, "register", "s", "app.r3");
+	expect_event(o, s1, "registered", "app.r3", &l1);
+	expect_quiet(o);
+	/* since = now: nothing to replay; later than now: bad_request. */
+	seq = t_stat(o, "seq");
+	r = t_ok(o, subscribe(o, "app.", false, true, seq));
+	check_keys(r, sub_since_keys);
+	check_bool(o_get(r, "gap"), false);
+	expect_quiet(o);
+	t_err(o, subscribe(o, "app.", false, true, seq + 1), "bad_request");
+
+	/* Bad params. */
+	t_call_err(o, "bad_request", "subscribe", "");
+	t_call_err(o, "bad_request", "subscribe", "u", (uint64_t)1);
+	t_call_err(o, "bad_request", "subscribe", "ss", "app.", "x");
+	t_call_err(o, "bad_request", "subscribe", "sn", "app.");
+	{
+		struct tpack opts;
+
+		tp_init(&opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "zq7");
+		msgpack_pack_true(&opts.pk);
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "groups");
+		tp_uint(&opts, 1);
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "since");
+		tp_str(&opts, "1");
+		subscribe_bad(o, &opts);
+		tp_map(&opts, 1);
+		tp_str(&opts, "since");
+		tp_int(&opts, -1);
+		subscribe_bad(o, &opts);
+		tp_free(&opts);
+	}
+	t_call_err(o, "bad_request", "subscribe", "sss", "app.", "x", "y");
+	t_call_err(o, "bad_request", "unsubscribe", "");
+	t_call_err(o, "bad_request", "unsubscribe", "s", "1");
+	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
+#undef BOTH
+
+	t_close(o);
+	t_close(x);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A hand-over is one "handover" event: the name never looks free. */
+START_TEST(test_subscribe_handover)
+{
+	struct tdaemon d;
+	struct tclient *o, *g, *h;
+	msgpack_object *r;
+	uint64_t s, last, ch;
+
+	t_daemon_start(&d, NULL);
+	o = t_connect(d.path);
+	g = t_connect(d.path);
+	h = t_connect(d.path);
+	ch = conn_id(h);
+	r = t_ok(o, subscribe(o, "lock", false, false, 0));
+	s = o_uint(o_get(r, "sub"));
+	last = o_uint(o_get(r, "seq"));
+	t_ok(g, register_opts(g, "lock", "g", RQ_ALLOW));
+	expect_event(o, s, "registered", "lock", &last);
+	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
+	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
+	expect_acquired(h, "lock", ch, "h");
+	expect_event(o, s, "handover", "lock", &last);
+	expect_quiet(o);
+	/* A replacement too. */
+	t_call_ok(h, "unregister", "s", "lock");
+	expect_event(o, s, "unregistered", "lock unregistered", &last);
+	t_ok(h, register_opts(h, "lock", "h", RQ_ALLOW));
+	expect_event(o, s, "registered", "lock", &last);
+	t_ok(g, register_opts(g, "lock", "g", RQ_REPLACE));
+	expect_lost(h, "lock");
+	expect_event(o, s, "handover", "lock", &last);
+	expect_quiet(o);
+
+	t_close(o);
+	t_close(g);
+	t_close(h);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Monitors and subscriptions share --max-monitors. */
+START_TEST(test_subscribe_limit)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	uint64_t s;
+
+	t_daemon_start(&d, "--max-monitors", "2", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	t_call_ok(a, "register", "s", "n");
+	t_call_ok(o, "monitor", "s", "n");
+	s = o_uint(o_get(t_ok(o, subscribe(o, "x", false, false, 0)), "sub"));
+	t_err(o, subscribe(o, "y", false, false, 0), "limit");
+	t_call_err(o, "limit", "monitor", "s", "n");
+	check_bool(t_call_ok(o, "unsubscribe", "u", s), true);
+	t_ok(o, subscribe(o, "y", false, false, 0));
+	t_call_err(o, "limit", "monitor", "s", "n");
+
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* With a history of 4 events, since needs the 4 last to resume. */
+START_TEST(test_subscribe_gap)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	msgpack_object *r, *es;
+	uint64_t seq0, seq, last, sid;
+	char name[16];
+
+	t_daemon_start(&d, "--history", "4", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	seq0 = t_stat(o, "seq");
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "h.%d", i);
+		t_call_ok(a, "register", "s", name);
+	}
+	seq = t_stat(o, "seq");
+	ck_assert_uint_eq(seq, seq0 + 6);
+
+	/* Too old: gap, and a fresh snapshot. */
+	r = t_ok(o, subscribe(o, "h.", false, true, seq0));
+	check_keys(r, sub_gap_keys);
+	check_bool(o_get(r, "gap"), true);
+	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
+	es = o_get(r, "entries");
+	ck_assert_uint_eq(es->via.array.size, 6);
+	check_str(o_get(at(es, 5), "name"), "h.5");
+	expect_quiet(o);
+	r = t_ok(o, subscribe(o, "h.", false, true, seq - 5));
+	check_keys(r, sub_gap_keys);
+	check_bool(o_get(r, "gap"), true);
+	expect_quiet(o);
+
+	/* The last 4 are held: resumed. */
+	r = t_ok(o, subscribe(o, "h.", false, true, seq - 4));
+	check_keys(r, sub_since_keys);
+	check_bool(o_get(r, "gap"), false);
+	sid = o_uint(o_get(r, "sub"));
+	last = seq - 4;
+	for (int i = 2; i < 6; i++) {
+		snprintf(name, sizeof(name), "h.%d", i);
+		expect_event(o, sid, "registered", name, &last);
+	}
+	expect_quiet(o);
+
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * Overflow: a subscriber that does not read loses its subscription, not
+ * its connection, is told up to which seq it got everything, and resumes
+ * from there without a loss or a duplicate.
+ */
+#define OVF_NAMES	2000
+#define OVF_NAMES_VG	1000
+
+START_TEST(test_subscribe_overflow)
+{
+	struct tdaemon d;
+	struct tclient *o, *a;
+	struct tpack p;
+	msgpack_object *r;
+	char name[32], *val = filled(300, 'v');
+	uint64_t s, last, ovf_seq = 0;
+	int n = t_under_valgrind() ? OVF_NAMES_VG : OVF_NAMES, got = 0;
+	uint32_t first;
+	bool overflowed = false;
+
+	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
+	o = t_connect(d.path);
+	a = t_connect(d.path);
+	tp_init(&p);
+	r = t_ok(o, subscribe(o, "ov.", false, false, 0));
+	s = o_uint(o_get(r, "sub"));
+	last = o_uint(o_get(r, "seq"));
+
+	/* ~600 KB of events for a subscriber that reads nothing (a's own
+	 * replies are read as they come: its buffer is bounded too). */
+	for (int i = 0; i < n; i += 50) {
+		first = a->next_msgid;
+		for (int j = i; j < i + 50 && j < n; j++) {
+			snprintf(name, sizeof(name), "ov.%05d", j);
+			rq_begin(a, &p, "register", 2);
+			tp_str(&p, name);
+			tp_str(&p, val);
+		}
+		rq_send(a, &p);
+		for (int j = i; j < i + 50 && j < n; j++)
+			t_ok(a, first + (uint32_t)(j - i));
+	}
+	/* The connection is kept: a request goes through (its response is
+	 * queued after the backlog). */
+	first = t_request(o, "whereis", "s", "ov.00000");
+
+	/* The backlog: events in order, then the overflow, then our reply. */
+	for (;;) {
+		msgpack_object *x = t_recv(o, -1);
+
+		ck_assert_ptr_nonnull(x);
+		if (x->via.array.size == 4) {
+			ck_assert_uint_eq(o_uint(at(x, 1)), first);
+			check_nil(at(x, 2));
+			break;
+		}
+		ck_assert(!overflowed);
+		if (o_is_str(at(x, 1), "overflow")) {
+			msgpack_object *pa = at(x, 2);
+
+			ck_assert_uint_eq(pa->via.array.size, 2);
+			ck_assert_uint_eq(o_uint(at(pa, 0)), s);
+			ovf_seq = o_uint(at(pa, 1));
+			ck_assert_uint_ge(ovf_seq, last);
+			overflowed = true;
+			continue;
+		}
+		check_str(at(x, 1), "event");
+		ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+		ck_assert_uint_gt(o_uint(at(at(x, 2), 1)), last);
+		last = o_uint(at(at(x, 2), 1));
+		check_str(at(at(x, 2), 2), "registered");
+		snprintf(name, sizeof(name), "ov.%05d", got);
+		check_str(o_get(at(at(x, 2), 3), "name"), name);
+		got++;
+	}
+	ck_assert_msg(overflowed, "no overflow after %d events", got);
+	ck_assert_int_lt(got, n);
+	ck_assert_uint_eq(t_stat(a, "subscriptions"), 0);
+	check_bool(t_call_ok(o, "unsubscribe", "u", s), false);
+
+	/*
+	 * Resume from the overflow's seq, again after each overflow (a
+	 * replay is bounded like the live stream): the rest, each once, in
+	 * order.
+	 */
+	for (int rounds = 0; got < n; rounds++) {
+		ck_assert_msg(rounds < n, "no progress resuming at %d", got);
+		last = ovf_seq;
+		r = t_ok(o, subscribe(o, "ov.", false, true, ovf_seq));
+		check_keys(r, sub_since_keys);
+		check_bool(o_get(r, "gap"), false);
+		s = o_uint(o_get(r, "sub"));
+		while (got < n) {
+			struct tevent ev;
+			msgpack_object *x = t_recv(o, -1);
+
+			ck_assert_ptr_nonnull(x);
+			if (o_is_str(at(x, 1), "overflow")) {
+				ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+				ovf_seq = o_uint(at(at(x, 2), 1));
+				ck_assert_uint_ge(ovf_seq, last);
+				break;
+			}
+			check_str(at(x, 1), "event");
+			ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
+			ev.seq = o_uint(at(at(x, 2), 1));
+			ck_assert_uint_gt(ev.seq, last);
+			last = ev.seq;
+			check_str(at(at(x, 2), 2), "registered");
+			snprintf(name, sizeof(name), "ov.%05d", got);
+			check_str(o_get(at(at(x, 2), 3), "name"), name);
+			got++;
+		}
+	}
+	expect_quiet(o);
+
+	free(val);
+	tp_free(&p);
+	t_close(o);
+	t_close(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *
 daemon_suite(void)
@@ -2751,6 +6546,67 @@ daemon_suite(void)
 	tcase_add_test(tc, test_limit_conns);
 	tcase_add_test(tc, test_cmdline);
 	tcase_add_test(tc, test_socket_paths);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("calls");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_call_reply);
+	tcase_add_test(tc, test_call_order);
+	tcase_add_test(tc, test_call_bad_params);
+	tcase_add_test(tc, test_call_not_found);
+	tcase_add_test(tc, test_call_timeout);
+	tcase_add_test(tc, test_call_busy);
+	tcase_add_test(tc, test_call_response_always_queued);
+	tcase_add_test(tc, test_call_down_unregister);
+	tcase_add_test(tc, test_call_down_close);
+	tcase_add_test(tc, test_call_caller_gone);
+	tcase_add_test(tc, test_call_limit);
+	tcase_add_test(tc, test_call_10000);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("groups");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_join_leave_members);
+	tcase_add_test(tc, test_publish);
+	tcase_add_test(tc, test_publish_busy);
+	tcase_add_test(tc, test_publish_1000);
+	tcase_add_test(tc, test_group_lifeline);
+	tcase_add_test(tc, test_join_limit);
+	tcase_add_test(tc, test_policy_v2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("targets");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_send_conn);
+	tcase_add_test(tc, test_monitor_conn);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("entries");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_update);
+	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_register_many);
+	tcase_add_test(tc, test_register_many_limit);
+	tcase_add_test(tc, test_gen);
+	tcase_add_test(tc, test_members_too_large);
+	tcase_add_test(tc, test_keys_too_large);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ownership");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_await);
+	tcase_add_test(tc, test_await_limit);
+	tcase_add_test(tc, test_queue);
+	tcase_add_test(tc, test_replace);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("events");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_subscribe);
+	tcase_add_test(tc, test_subscribe_handover);
+	tcase_add_test(tc, test_subscribe_limit);
+	tcase_add_test(tc, test_subscribe_gap);
+	tcase_add_test(tc, test_subscribe_overflow);
 	suite_add_tcase(s, tc);
 
 	return s;

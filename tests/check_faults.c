@@ -622,6 +622,243 @@ START_TEST(allocation_failure)
 }
 END_TEST
 
+/* Wait until a stats key reads want. */
+static void
+wait_stat(struct tclient *c, const char *key, uint64_t want)
+{
+	long long deadline = mono_ms() + T_TIMEOUT_MS;
+	uint64_t got;
+
+	while ((got = t_stat(c, key)) != want) {
+		ck_assert_msg(mono_ms() < deadline, "stats %s is %llu, not "
+		    "%llu", key, (unsigned long long)got,
+		    (unsigned long long)want);
+		usleep(10000);
+	}
+}
+
+/* Protocol 2: calls and memberships of clients killed with SIGKILL. */
+enum { KILL_CALLS = 1000, KILL_GROUPS = 5000 };
+#define A_DAY_MS	86400000u
+
+/* Register two names, then never read. */
+static void
+register_srv(struct tclient *c, void *arg)
+{
+	(void)arg;
+	t_call_ok(c, "register", "s", "srv");
+	t_call_ok(c, "register", "s", "srv2");
+}
+
+/* The callee dies with 1,000 calls pending on it (by both names and by its
+ * connection id): every one ends with down. */
+START_TEST(kill_callee_mid_calls)
+{
+	static bool seen[KILL_CALLS];
+	struct tdaemon d;
+	struct tclient *w, *c;
+	struct tpack p;
+	uint64_t callee;
+	uint32_t first;
+	pid_t pid;
+
+	t_daemon_start(&d, NULL);
+	w = t_connect(d.path);
+	c = t_connect(d.path);
+	pid = spawn_client(d.path, register_srv, NULL);
+	callee = o_uint(o_get(t_call_ok(w, "whereis", "s", "srv"), "conn"));
+	tp_init(&p);
+	first = c->next_msgid;
+	for (int i = 0; i < KILL_CALLS; i++) {
+		tp_req(&p, c->next_msgid++, "call", 3);
+		if (i % 3 == 0)
+			tp_str(&p, "srv");
+		else if (i % 3 == 1)
+			tp_str(&p, "srv2");
+		else
+			tp_uint(&p, callee);
+		tp_uint(&p, (uint64_t)i);
+		tp_uint(&p, A_DAY_MS);
+	}
+	t_send_pack(c, &p);
+	tp_free(&p);
+	wait_stat(w, "calls", KILL_CALLS);
+	kill_wait(pid);
+	memset(seen, 0, sizeof(seen));
+	/* "At once": each within a generous second, not a timeout. */
+	for (int k = 0; k < KILL_CALLS; k++) {
+		msgpack_object *o = t_recv(c, 1000), *a;
+		uint64_t i;
+
+		ck_assert_msg(o != NULL, "%d of %d calls ended", k, KILL_CALLS);
+		ck_assert_uint_eq(o->via.array.size, 4);
+		a = o->via.array.ptr;
+		ck_assert_uint_eq(o_uint(&a[0]), 1);
+		i = o_uint(&a[1]) - first;
+		ck_assert_uint_lt(i, KILL_CALLS);
+		ck_assert(!seen[i]);
+		seen[i] = true;
+		ck_assert_int_eq(a[2].type, MSGPACK_OBJECT_ARRAY);
+		ck_assert(o_is_str(&a[2].via.array.ptr[0], "down"));
+		ck_assert_int_eq(a[3].type, MSGPACK_OBJECT_NIL);
+	}
+	ck_assert_uint_eq(t_stat(w, "calls"), 0);
+	wait_gauges(w, 2, 0, 0);
+	ck_assert_ptr_null(t_recv(c, 300));
+	printf("faults: a callee with %d calls pending was killed; %d down "
+	    "errors, calls gauge back to 0\n", KILL_CALLS, KILL_CALLS);
+	t_close(c);
+	t_close(w);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* 1,000 calls to "srv" pipelined, then never read. */
+static void
+call_many(struct tclient *c, void *arg)
+{
+	struct tpack p;
+
+	(void)arg;
+	tp_init(&p);
+	for (int i = 0; i < KILL_CALLS; i++) {
+		tp_req(&p, (uint32_t)i + 1, "call", 3);
+		tp_str(&p, "srv");
+		tp_uint(&p, (uint64_t)i);
+		tp_uint(&p, A_DAY_MS);
+	}
+	t_send_pack(c, &p);
+	tp_free(&p);
+}
+
+/* The caller dies with 1,000 calls pending: they are cancelled, and the
+ * callee's replies are refused and counted late. */
+START_TEST(kill_caller_mid_calls)
+{
+	static uint64_t ids[KILL_CALLS];
+	struct tdaemon d;
+	struct tclient *w, *s;
+	struct tpack p;
+	uint64_t late;
+	uint32_t first;
+	pid_t pid;
+
+	t_daemon_start(&d, NULL);
+	w = t_connect(d.path);
+	s = t_connect(d.path);
+	t_call_ok(s, "register", "s", "srv");
+	pid = spawn_client(d.path, call_many, NULL);
+	for (int i = 0; i < KILL_CALLS; i++) {
+		msgpack_object *pa = t_push(s, "call");
+
+		ck_assert_uint_eq(pa->via.array.size, 4);
+		ck_assert(o_is_str(&pa->via.array.ptr[1], "srv"));
+		ck_assert_uint_eq(o_uint(&pa->via.array.ptr[3]), (uint64_t)i);
+		ids[i] = o_uint(&pa->via.array.ptr[0]);
+	}
+	ck_assert_uint_eq(t_stat(w, "calls"), KILL_CALLS);
+	late = t_stat(w, "replies_late");
+	kill_wait(pid);
+	wait_stat(w, "calls", 0);
+	wait_gauges(w, 2, 1, 0);
+	tp_init(&p);
+	first = s->next_msgid;
+	for (int i = 0; i < KILL_CALLS; i++) {
+		tp_req(&p, s->next_msgid++, "reply", 2);
+		tp_uint(&p, ids[i]);
+		tp_str(&p, "too late");
+	}
+	t_send_pack(s, &p);
+	tp_free(&p);
+	for (int i = 0; i < KILL_CALLS; i++)
+		t_err(s, first + (uint32_t)i, "not_found");
+	ck_assert_uint_eq(t_stat(w, "replies_late"), late + KILL_CALLS);
+	ck_assert_uint_eq(t_stat(w, "calls"), 0);
+	printf("faults: a caller with %d calls pending was killed; %d "
+	    "replies refused as late\n", KILL_CALLS, KILL_CALLS);
+	t_close(s);
+	t_close(w);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* Join 5,000 groups and "room" in one write; wait for every answer. */
+static void
+join_many(struct tclient *c, void *arg)
+{
+	struct tpack p;
+	char group[32];
+
+	(void)arg;
+	tp_init(&p);
+	for (int i = 0; i < KILL_GROUPS; i++) {
+		snprintf(group, sizeof(group), "grp/%05d", i);
+		tp_req(&p, (uint32_t)i + 1, "join", 1);
+		tp_str(&p, group);
+	}
+	tp_req(&p, KILL_GROUPS + 1, "join", 1);
+	tp_str(&p, "room");
+	t_send_pack(c, &p);
+	for (int i = 0; i <= KILL_GROUPS; i++)
+		t_ok(c, (uint32_t)i + 1);
+	tp_free(&p);
+}
+
+/* A publish's delivered count. */
+static uint64_t
+publish_delivered(struct tclient *c, const char *group, const char *payload)
+{
+	msgpack_object *r = t_call_ok(c, "publish", "ss", group, payload);
+
+	ck_assert_uint_eq(o_get(r, "busy")->via.array.size, 0);
+	return o_uint(o_get(r, "delivered"));
+}
+
+/* A member of 5,001 groups dies: its memberships end with it. */
+START_TEST(kill_member_holding_groups)
+{
+	struct tdaemon d;
+	struct tclient *w, *m;
+	msgpack_object *r;
+	uint64_t cw, cm;
+	pid_t pid;
+
+	t_daemon_start(&d, NULL);
+	w = t_connect(d.path);
+	m = t_connect(d.path);
+	cw = o_uint(o_get(t_call_ok(w, "hello", ""), "conn"));
+	cm = o_uint(o_get(t_call_ok(m, "hello", ""), "conn"));
+	t_call_ok(m, "join", "s", "room");
+	pid = spawn_client(d.path, join_many, NULL);
+	ck_assert_uint_eq(t_stat(w, "groups"), KILL_GROUPS + 1);
+	ck_assert_uint_eq(t_stat(w, "members"), KILL_GROUPS + 2);
+	ck_assert_uint_eq(publish_delivered(w, "room", "before"), 2);
+	kill_wait(pid);
+	wait_stat(w, "members", 1);
+	ck_assert_uint_eq(t_stat(w, "groups"), 1);
+	wait_gauges(w, 2, 0, 0);
+	r = t_call_ok(w, "members", "s", "room");
+	ck_assert_uint_eq(r->via.array.size, 1);
+	ck_assert_uint_eq(o_uint(o_get(&r->via.array.ptr[0], "conn")), cm);
+	ck_assert_uint_eq(t_call_ok(w, "members", "s", "grp/00042")->
+	    via.array.size, 0);
+	ck_assert_uint_eq(publish_delivered(w, "room", "after"), 1);
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *pa = t_push(m, "publish");
+
+		ck_assert(o_is_str(&pa->via.array.ptr[0], "room"));
+		ck_assert_uint_eq(o_uint(&pa->via.array.ptr[1]), cw);
+		ck_assert(o_is_str(&pa->via.array.ptr[2],
+		    i == 0 ? "before" : "after"));
+	}
+	printf("faults: a member of %d groups was killed; groups and members "
+	    "gauges back to 1\n", KILL_GROUPS + 1);
+	t_close(m);
+	t_close(w);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -637,6 +874,9 @@ main(void)
 	tcase_add_test(tc, slow_consumer_loses_nothing);
 	tcase_add_test(tc, fd_exhaustion);
 	tcase_add_test(tc, allocation_failure);
+	tcase_add_test(tc, kill_callee_mid_calls);
+	tcase_add_test(tc, kill_caller_mid_calls);
+	tcase_add_test(tc, kill_member_holding_groups);
 	tcase_add_test(tc, churn_without_leaks);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

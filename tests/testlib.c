@@ -511,3 +511,26 @@ t_stat(struct tclient *c, const char *key)
 {
 	return o_uint(o_get(t_call_ok(c, "stats", ""), key));
 }
+
+bool
+t_under_valgrind(void)
+{
+	return strstr(t_procregd(), "valgrind") != NULL;
+}
+
+void
+t_raise_nofile(unsigned long n)
+{
+	struct rlimit rl;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur >= n)
+		return;
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return;
+	ck_assert_msg(rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= n,
+	    "RLIMIT_NOFILE hard limit %lu is below %lu",
+	    (unsigned long)rl.rlim_max, n);
+	rl.rlim_cur = n;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}

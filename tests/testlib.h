@@ -110,4 +110,12 @@ uint64_t	 o_uint(const msgpack_object *);
 /* A stats gauge or counter by name. */
 uint64_t	 t_stat(struct tclient *, const char *key);
 
+/* Is the daemon run under valgrind ($PROCREGD names the wrapper)?  Tests
+ * scale their loops of thousands down then. */
+bool		 t_under_valgrind(void);
+/* Raise this process's soft RLIMIT_NOFILE to at least n (within the hard
+ * limit); daemons started afterwards inherit it.  Fails the test when the
+ * hard limit is lower. */
+void		 t_raise_nofile(unsigned long n);
+
 #endif /* TESTLIB_H */
