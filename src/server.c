@@ -320,7 +320,7 @@ socket_mode(const struct server *s)
 
 /* The socket file's group, as configured. */
 static int
-set_socket_group(struct server *s)
+set_socket_group(struct server *s, const char *path)
 {
 	struct group *gr;
 
@@ -332,9 +332,8 @@ set_socket_group(struct server *s)
 		    s->cfg.socket_group);
 		return -1;
 	}
-	if (chown(s->socket_path, (uid_t)-1, gr->gr_gid) < 0) {
-		log_err(&s->log, "chown %s: %s", s->socket_path,
-		    strerror(errno));
+	if (chown(path, (uid_t)-1, gr->gr_gid) < 0) {
+		log_err(&s->log, "chown %s: %s", path, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -346,7 +345,8 @@ server_listen(struct server *s)
 {
 	struct sockaddr_un sun;
 	struct stat st;
-	char err[256];
+	char err[256], final[sizeof(sun.sun_path)];
+	bool staged;
 	mode_t old;
 	int fd = -1;
 
@@ -425,19 +425,29 @@ server_listen(struct server *s)
 		log_err(&s->log, "socket: %s", strerror(errno));
 		return -1;
 	}
+	/*
+	 * Bound and listening under a name of its own, then renamed into
+	 * place: whoever finds the path finds a socket that accepts (a
+	 * client waiting for the file never meets "connection refused").
+	 */
+	strcpy(final, sun.sun_path);
+	staged = (size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
+	    "%s.%ld~", final, (long)getpid()) < sizeof(sun.sun_path);
+	if (!staged)
+		strcpy(sun.sun_path, final);
+	else
+		unlink(sun.sun_path);	/* left by a crash of this pid's */
 	/* The file is born with its mode: no window with another one. */
 	old = umask(~socket_mode(s) & 0777);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		umask(old);
-		log_err(&s->log, "bind %s: %s", s->socket_path, strerror(errno));
+		log_err(&s->log, "bind %s: %s", sun.sun_path, strerror(errno));
 		goto fail;
 	}
 	umask(old);
-	if (set_socket_group(s) < 0) {
-		unlink(s->socket_path);
-		goto fail;
-	}
-	if (stat(s->socket_path, &st) == 0) {
+	if (set_socket_group(s, sun.sun_path) < 0)
+		goto fail_unlink;
+	if (stat(sun.sun_path, &st) == 0) {
 		s->socket_dev = st.st_dev;
 		s->socket_ino = st.st_ino;
 	}
@@ -446,13 +456,25 @@ server_listen(struct server *s)
 	if (s->listener == NULL) {
 		log_err(&s->log, "listen %s: %s", s->socket_path,
 		    strerror(errno));
-		unlink(s->socket_path);
-		goto fail;
+		goto fail_unlink;
+	}
+	fd = -1;	/* the listener's now */
+	if (staged && rename(sun.sun_path, final) < 0) {
+		log_err(&s->log, "rename %s to %s: %s", sun.sun_path, final,
+		    strerror(errno));
+		goto fail_unlink;
 	}
 	evconnlistener_set_error_cb(s->listener, accept_error_cb);
 	return 0;
+fail_unlink:
+	unlink(sun.sun_path);
 fail:
-	close(fd);
+	if (s->listener != NULL) {
+		evconnlistener_free(s->listener);
+		s->listener = NULL;
+	}
+	if (fd >= 0)
+		close(fd);
 	s->socket_ino = 0;
 	return -1;
 }
