@@ -28,92 +28,10 @@
 #include "testlib.h"
 
 #define QUIET_MS	300	/* "nothing more arrives" window */
-#define POLL_ROUNDS	1000	/* bounded polls: rounds of POLL_US */
-#define POLL_US		10000
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-/* Element i of an array object, bounds-checked. */
-static msgpack_object *
-at(const msgpack_object *a, uint32_t i)
-{
-	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
-	ck_assert_uint_lt(i, a->via.array.size);
-	return &a->via.array.ptr[i];
-}
-
-static void
-check_str(const msgpack_object *o, const char *want)
-{
-	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
-	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
-	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
-	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
-}
-
-static void
-check_bool(const msgpack_object *o, bool want)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
-	ck_assert_int_eq(o->via.boolean, want);
-}
-
-static void
-check_nil(const msgpack_object *o)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
-}
-
-/* The map has exactly these keys, in this order (NULL-terminated). */
-static void
-check_keys(const msgpack_object *map, const char *const *keys)
-{
-	uint32_t n = 0;
-
-	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
-	while (keys[n] != NULL)
-		n++;
-	ck_assert_uint_eq(map->via.map.size, n);
-	for (uint32_t i = 0; i < n; i++)
-		check_str(&map->via.map.ptr[i].key, keys[i]);
-}
-
-/* Is o equal to the (first) object packed in p? */
-static bool
-obj_eq(const msgpack_object *o, const struct tpack *p)
-{
-	msgpack_unpacked u;
-	size_t off = 0;
-	bool eq;
-
-	msgpack_unpacked_init(&u);
-	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
-	    &off), MSGPACK_UNPACK_SUCCESS);
-	eq = msgpack_object_equal(*o, u.data);
-	msgpack_unpacked_destroy(&u);
-	return eq;
-}
-
-/* Start a request in p (appending, so requests can be pipelined). */
-static uint32_t
-rq_begin(struct tclient *c, struct tpack *p, const char *method,
-    uint32_t nparams)
-{
-	uint32_t id = c->next_msgid++;
-
-	tp_req(p, id, method, nparams);
-	return id;
-}
-
-/* Send what p holds and empty it. */
-static void
-rq_send(struct tclient *c, struct tpack *p)
-{
-	t_send_pack(c, p);
-	tp_reset(p);
-}
 
 /* The next object is the push [2, "error", [code, str]]. */
 static void
@@ -158,23 +76,6 @@ static void
 expect_usable(struct tclient *c)
 {
 	check_nil(t_call_ok(c, "whereis", "s", "no-such-name"));
-}
-
-static void
-check_down(const msgpack_object *pa, uint64_t ref, const char *name,
-    const char *reason)
-{
-	ck_assert_uint_eq(pa->via.array.size, 3);
-	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
-	check_str(at(pa, 1), name);
-	check_str(at(pa, 2), reason);
-}
-
-static void
-expect_down(struct tclient *c, uint64_t ref, const char *name,
-    const char *reason)
-{
-	check_down(t_push(c, "down"), ref, name, reason);
 }
 
 /* Receive a message push from sender to name; return its payload. */
@@ -245,46 +146,15 @@ expect_err_no_echo(struct tclient *c, uint32_t id, const char *code,
 	check_nil(at(o, 3));
 }
 
-/* The caller's connection id, from hello. */
-static uint64_t
-conn_id(struct tclient *c)
-{
-	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
-}
-
-/* Poll stats (bounded) until the three gauges have these values. */
-static void
-wait_gauges(struct tclient *c, uint64_t conns, uint64_t names,
-    uint64_t monitors)
-{
-	uint64_t gc = 0, gn = 0, gm = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		msgpack_object *st = t_call_ok(c, "stats", "");
-
-		gc = o_uint(o_get(st, "connections"));
-		gn = o_uint(o_get(st, "names"));
-		gm = o_uint(o_get(st, "monitors"));
-		if (gc == conns && gn == names && gm == monitors)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("gauges connections=%llu names=%llu monitors=%llu, "
-	    "expected %llu %llu %llu", (unsigned long long)gc,
-	    (unsigned long long)gn, (unsigned long long)gm,
-	    (unsigned long long)conns, (unsigned long long)names,
-	    (unsigned long long)monitors);
-}
-
 /* Poll whereis (bounded) until name is unregistered. */
 static void
 wait_gone(struct tclient *c, const char *name)
 {
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		if (t_call_ok(c, "whereis", "s", name)->type ==
 		    MSGPACK_OBJECT_NIL)
 			return;
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	ck_abort_msg("%s is still registered", name);
 }
@@ -296,7 +166,7 @@ connect_first(struct tdaemon *d)
 {
 	struct tclient *c = t_connect(d->path);
 
-	wait_gauges(c, 1, 0, 0);
+	t_wait_gauges(c, 1, 0, 0);
 	return c;
 }
 
@@ -326,33 +196,20 @@ register_with_str(struct tclient *c, struct tpack *p, const char *name,
 	return id;
 }
 
-/* The address of a Unix socket path (which the caller checked fits). */
-static void
-unix_addr(struct sockaddr_un *sun, const char *path)
-{
-	size_t n = strlen(path);
-
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (n >= sizeof(sun->sun_path))
-		n = sizeof(sun->sun_path) - 1;
-	memcpy(sun->sun_path, path, n);
-}
-
 /* Bounded waitpid: the exit status (128+sig if killed), -1 on timeout. */
 static int
 wait_exit(pid_t pid)
 {
 	int status;
 
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
 		if (r == pid)
 			return WIFEXITED(status) ? WEXITSTATUS(status) :
 			    128 + WTERMSIG(status);
 		ck_assert_int_eq(r, 0);
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
@@ -413,7 +270,7 @@ wait_listening(pid_t pid, const char *path)
 	struct sockaddr_un sun;
 
 	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	for (int i = 0; ; i++) {
 		int fd = socket(AF_UNIX, SOCK_STREAM, 0), r;
 
@@ -424,8 +281,8 @@ wait_listening(pid_t pid, const char *path)
 			return;
 		ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0,
 		    "procregd exited instead of listening on %s", path);
-		ck_assert_msg(i < POLL_ROUNDS, "procregd did not start");
-		usleep(POLL_US);
+		ck_assert_msg(i < T_POLL_ROUNDS, "procregd did not start");
+		usleep(T_POLL_US);
 	}
 }
 
@@ -458,8 +315,6 @@ run_procregd(char *out, size_t outsz, const char *const *args)
 
 static const char *const hello_keys[] = { "server", "version", "protocol",
 	"conn", "boot", "max_message", NULL };
-static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
 
 START_TEST(test_hello)
 {
@@ -490,7 +345,7 @@ START_TEST(test_hello)
 	memcpy(boot_a, boot->via.str.ptr, 32);
 	boot_a[32] = '\0';
 	/* Same connection, same answer. */
-	ck_assert_uint_eq(conn_id(a), ca);
+	ck_assert_uint_eq(t_conn_id(a), ca);
 
 	/* With a label; b connected after a, so it has the next id. */
 	r = t_call_ok(b, "hello", "s", "worker-b");
@@ -515,7 +370,7 @@ START_TEST(test_hello)
 	t_call_err(a, "bad_request", "hello", "n");
 	t_call_err(a, "bad_request", "hello", "s", "\xff\xfe");
 	t_call_err(a, "bad_request", "hello", "ss", "x", "y");
-	ck_assert_uint_eq(conn_id(a), ca);
+	ck_assert_uint_eq(t_conn_id(a), ca);
 
 	t_close(a);
 	t_close(b);
@@ -531,22 +386,10 @@ END_TEST
 static void
 check_entry(const msgpack_object *e, const char *name, uint64_t conn)
 {
-	long long now_ms = (long long)time(NULL) * 1000;
-	uint64_t since;
-
 	check_keys(e, entry_keys);
 	check_str(o_get(e, "name"), name);
 	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
-	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
-	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
-	/* Epoch milliseconds (a unit check, a day's slack either way). */
-	since = o_uint(o_get(e, "since"));
-	ck_assert_msg((long long)since > now_ms - 86400000LL &&
-	    (long long)since < now_ms + 86400000LL,
-	    "since %llu is not epoch ms", (unsigned long long)since);
-	/* Generations start at 1. */
-	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
+	check_made_by(e, getpid());
 }
 
 START_TEST(test_register_whereis_unregister)
@@ -561,8 +404,8 @@ START_TEST(test_register_whereis_unregister)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -684,7 +527,7 @@ START_TEST(test_value_types)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 	pack_rich_value(&want);
@@ -849,8 +692,8 @@ START_TEST(test_send)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 	t_call_ok(a, "register", "s", "inbox");
@@ -983,7 +826,7 @@ START_TEST(test_busy)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	t_call_ok(a, "register", "s", "slow");
 
 	/* a never reads: its socket buffer, then its 4 KiB bound fill. */
@@ -1038,7 +881,7 @@ START_TEST(test_backpressure)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	r = t_connect(d.path);
 	o = t_connect(d.path);
-	co = conn_id(o);
+	co = t_conn_id(o);
 	tp_init(&p);
 	for (int i = 0; i < BP_NAMES; i++) {
 		uint32_t id;
@@ -1060,7 +903,7 @@ START_TEST(test_backpressure)
 	rq_send(r, &p);
 
 	/* o is served meanwhile; r's names soon answer busy. */
-	for (int i = 0; i < POLL_ROUNDS && !busy; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS && !busy; i++) {
 		if (send_seq(o, "r0", seq, "x"))
 			seq++;
 		else
@@ -1095,7 +938,7 @@ START_TEST(test_backpressure)
 		} else {
 			ck_assert(!got_down);
 			check_str(at(x, 1), "down");
-			check_down(pa, ref, "o-name", "unregistered");
+			check_down_name(pa, ref, "o-name", "unregistered");
 			got_down = true;
 		}
 	}
@@ -1289,7 +1132,7 @@ START_TEST(test_monitor)
 		uint64_t first = o_uint(at(pa, 0));
 
 		ck_assert(first == r5 || first == r6);
-		check_down(pa, first, "multi", "unregistered");
+		check_down_name(pa, first, "multi", "unregistered");
 		expect_down(b, first == r5 ? r6 : r5, "multi", "unregistered");
 	}
 	expect_quiet(b);
@@ -1553,7 +1396,7 @@ START_TEST(test_stats)
 	req1 = t_stat(o, "requests");
 	ck_assert_uint_gt(req1, req0);
 	t_call_ok(o, "register", "s", "o1");
-	wait_gauges(o, 1, 1, 0);
+	t_wait_gauges(o, 1, 1, 0);
 
 	/* x holds names and monitors; o monitors one of x's names. */
 	x = t_connect(d.path);
@@ -1587,10 +1430,10 @@ START_TEST(test_stats)
 	t_call_ok(x, "monitor", "s", "o1");
 	t_call_ok(x, "monitor", "s", "y1");
 	t_call_ok(x, "send", "ss", "o1", "hello");
-	expect_message(o, "o1", conn_id(x));
-	wait_gauges(o, 2, 2, 2);
+	expect_message(o, "o1", t_conn_id(x));
+	t_wait_gauges(o, 2, 2, 2);
 	t_close(x);
-	wait_gauges(o, 1, 1, 0);
+	t_wait_gauges(o, 1, 1, 0);
 	ck_assert_uint_eq(t_stat(o, "messages"), 1);
 	ck_assert_uint_eq(t_stat(o, "downs"), 1);
 
@@ -1620,7 +1463,7 @@ victim_child(const char *path, int ready_fd)
 	alarm(60);
 	if (strlen(path) >= sizeof(sun.sun_path))
 		_exit(1);
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		_exit(1);
@@ -1712,7 +1555,7 @@ START_TEST(test_lifeline_sigkill)
 	expect_down(o, ref, "victim", "disconnected");
 	check_nil(t_call_ok(o, "whereis", "s", "victim"));
 	check_nil(t_call_ok(o, "whereis", "s", "victim-42"));
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	expect_quiet(o);
 
 	t_close(o);
@@ -1845,7 +1688,7 @@ START_TEST(test_invalid_msgpack)
 	check_str(o_get(t_call_ok(other, "whereis", "s", "keep"), "name"),
 	    "keep");
 	check_nil(t_call_ok(other, "whereis", "s", "after-bad"));
-	wait_gauges(other, 1, 1, 0);
+	t_wait_gauges(other, 1, 1, 0);
 
 	tp_free(&p);
 	t_close(other);
@@ -1951,7 +1794,7 @@ START_TEST(test_too_large)
 	c = t_connect(d.path);
 	check_nil(t_call_ok(c, "whereis", "s", "big"));
 	check_nil(t_call_ok(c, "whereis", "s", "edge2"));
-	wait_gauges(c, 1, 0, 0);
+	t_wait_gauges(c, 1, 0, 0);
 
 	tp_free(&p);
 	t_close(c);
@@ -1979,7 +1822,7 @@ START_TEST(test_nesting)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -2258,7 +2101,7 @@ START_TEST(test_oneshot_eof)
 	t_close(c);
 
 	wait_gone(o, "oneshot");
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 
 	/* Same with a monitor held elsewhere: it fires "disconnected". */
 	c = t_connect(d.path);
@@ -2295,7 +2138,7 @@ START_TEST(test_oneshot_eof)
 	}
 	expect_eof(c);
 	t_close(c);
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 
 	tp_free(&p);
 	t_close(o);
@@ -2336,7 +2179,7 @@ START_TEST(test_abrupt_close)
 			ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
 		t_close(c);
 	}
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	ck_assert(t_daemon_alive(&d));
 	expect_usable(o);
 	t_close(o);
@@ -2368,7 +2211,7 @@ START_TEST(test_sigterm_with_clients)
 	ask_big_replies(e, "e-big");
 	ck_assert_int_eq(shutdown(e->fd, SHUT_WR), 0);
 	/* e is purged (not counted) while its replies drain. */
-	wait_gauges(a, 3, 3, 3);
+	t_wait_gauges(a, 3, 3, 3);
 
 	t_daemon_stop(&d);
 	ck_assert(t_wait_eof(a, -1));
@@ -2461,7 +2304,7 @@ START_TEST(test_limit_conns)
 
 	/* A slot frees when a connection closes. */
 	t_close(b);
-	wait_gauges(a, 1, 1, 0);
+	t_wait_gauges(a, 1, 1, 0);
 	c = t_connect(d.path);
 	check_nil(t_call_ok(c, "whereis", "s", "b"));
 	t_close(c);
@@ -2545,7 +2388,7 @@ START_TEST(test_cmdline)
 
 	/* A stale socket (bound, closed, never unlinked) is replaced. */
 	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
@@ -2674,13 +2517,13 @@ START_TEST(test_mass_disconnect)
 		ref[i] = o_uint(t_ok(cl[i], mid));
 		ck_assert_uint_eq(ref[i], 1);
 	}
-	wait_gauges(obs, MASS_CLIENTS + 1, MASS_CLIENTS * MASS_NAMES,
+	t_wait_gauges(obs, MASS_CLIENTS + 1, MASS_CLIENTS * MASS_NAMES,
 	    MASS_CLIENTS);
 
 	/* Half the others go: their names and monitors vanish silently. */
 	for (int i = 1; i < MASS_CLIENTS / 2; i++)
 		t_close(cl[i]);
-	wait_gauges(obs, MASS_CLIENTS / 2 + 2, MASS_CLIENTS / 2 * MASS_NAMES +
+	t_wait_gauges(obs, MASS_CLIENTS / 2 + 2, MASS_CLIENTS / 2 * MASS_NAMES +
 	    MASS_NAMES, MASS_CLIENTS / 2 + 1);
 	check_nil(t_call_ok(obs, "whereis", "s", "c1/0"));
 
@@ -2688,11 +2531,11 @@ START_TEST(test_mass_disconnect)
 	t_close(cl[0]);
 	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
 		expect_down(cl[i], ref[i], "hub", "disconnected");
-	wait_gauges(obs, MASS_CLIENTS / 2 + 1, MASS_CLIENTS / 2 * MASS_NAMES,
+	t_wait_gauges(obs, MASS_CLIENTS / 2 + 1, MASS_CLIENTS / 2 * MASS_NAMES,
 	    0);
 	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
 		t_close(cl[i]);
-	wait_gauges(obs, 1, 0, 0);
+	t_wait_gauges(obs, 1, 0, 0);
 	ck_assert_uint_eq(t_stat(obs, "downs"), 1 + MASS_CLIENTS / 2);
 	expect_quiet(obs);
 
@@ -2709,8 +2552,6 @@ END_TEST
 #define DAY_MS		86400000ULL	/* the largest call timeout_ms */
 #define NO_CONN		999999		/* a connection id never handed out */
 
-static const char *const member_keys[] = { "group", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
 static const char *const publish_keys[] = { "delivered", "busy", NULL };
 static const char *const keys_keys[] = { "names", "groups", NULL };
 
@@ -2722,39 +2563,14 @@ at_once_ms(void)
 	return t_under_valgrind() ? 5000 : 1000;
 }
 
-/* Poll stats (bounded) until key reads want. */
-static void
-wait_stat(struct tclient *c, const char *key, uint64_t want)
-{
-	uint64_t got = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		if ((got = t_stat(c, key)) == want)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("stats %s is %llu, expected %llu", key,
-	    (unsigned long long)got, (unsigned long long)want);
-}
-
 /* A member entry of group for conn, joined by this test process. */
 static void
 check_member(const msgpack_object *e, const char *group, uint64_t conn)
 {
-	long long now_ms = (long long)time(NULL) * 1000;
-	uint64_t since;
-
 	check_keys(e, member_keys);
 	check_str(o_get(e, "group"), group);
 	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
-	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
-	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
-	since = o_uint(o_get(e, "since"));
-	ck_assert_msg((long long)since > now_ms - 86400000LL &&
-	    (long long)since < now_ms + 86400000LL,
-	    "since %llu is not epoch ms", (unsigned long long)since);
-	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
+	check_made_by(e, getpid());
 }
 
 /* members [group] is exactly these connections, in this order. */
@@ -3114,8 +2930,8 @@ START_TEST(test_call_reply)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	tp_init(&want);
 	t_call_ok(s, "register", "s", "kv");
@@ -3232,7 +3048,7 @@ START_TEST(test_call_order)
 	t_daemon_start(&d, NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	t_call_ok(s, "register", "s", "kv");
 
@@ -3300,8 +3116,8 @@ START_TEST(test_call_bad_params)
 	t_daemon_start(&d, NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	tp_init(&e);
 	t_call_ok(s, "register", "s", "kv");
 
@@ -3420,7 +3236,7 @@ START_TEST(test_call_not_found)
 	s = connect_first(&d);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cx = conn_id(x);
+	cx = t_conn_id(x);
 	t_call_ok(x, "register", "s", "gone-soon");
 
 	t_call_err(c, "not_found", "call", "ss", "nobody", "p");
@@ -3434,7 +3250,7 @@ START_TEST(test_call_not_found)
 
 	/* A connection that closed, and its names, are targets no more. */
 	t_close(x);
-	wait_gauges(c, 2, 0, 0);
+	t_wait_gauges(c, 2, 0, 0);
 	t_call_err(c, "not_found", "call", "us", cx, "p");
 	t_call_err(c, "not_found", "call", "ss", "gone-soon", "p");
 	ck_assert_uint_eq(t_stat(c, "calls"), 0);
@@ -3457,7 +3273,7 @@ START_TEST(test_call_timeout)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 
 	/* A long call pending meanwhile is unaffected. */
@@ -3540,7 +3356,7 @@ START_TEST(test_call_busy)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "slow");
 
 	/* s never reads: its socket, then its 4 KiB bound, fill up. */
@@ -3605,8 +3421,8 @@ START_TEST(test_call_response_always_queued)
 	c = t_connect(d.path);
 	s = t_connect(d.path);
 	x = t_connect(d.path);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	t_call_ok(c, "register", "s", "caller");
 	t_call_ok(s, "register", "s", "srv");
 	t_call_ok(s, "register", "s", "srv2");
@@ -3677,8 +3493,8 @@ START_TEST(test_call_down_unregister)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 	t_call_ok(s, "register", "s", "other");
 	t_call_ok(s, "register", "s", "unrelated");
@@ -3737,8 +3553,8 @@ START_TEST(test_call_down_close)
 	o = connect_first(&d);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 	t_call_ok(s, "register", "s", "kv2");
 
@@ -3754,7 +3570,7 @@ START_TEST(test_call_down_close)
 	expect_errors_any_order(c, ids, 3, "down", at_once_ms());
 	/* The purge is complete once its effects are seen. */
 	ck_assert_uint_eq(t_stat(o, "calls"), 0);
-	wait_gauges(o, 2, 0, 0);
+	t_wait_gauges(o, 2, 0, 0);
 	expect_quiet(c);
 	expect_usable(c);
 
@@ -3776,8 +3592,8 @@ START_TEST(test_call_caller_gone)
 	o = connect_first(&d);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 
 	call_name(c, "kv", "a", DAY_MS);
@@ -3790,8 +3606,8 @@ START_TEST(test_call_caller_gone)
 	late = t_stat(o, "replies_late");
 
 	t_close(c);
-	wait_stat(o, "calls", 0);
-	wait_gauges(o, 2, 1, 0);
+	t_wait_stat(o, "calls", 0);
+	t_wait_gauges(o, 2, 1, 0);
 	for (int i = 0; i < 3; i++)
 		t_call_err(s, "not_found", "reply", "us", cid[i], "late");
 	ck_assert_uint_eq(t_stat(o, "replies_late"), late + 3);
@@ -3815,9 +3631,9 @@ START_TEST(test_call_limit)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	t_call_ok(s, "register", "s", "kv");
 
 	for (int i = 0; i < 3; i++) {
@@ -3894,7 +3710,7 @@ START_TEST(test_call_10000)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	o = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	cid = calloc(ncalls, sizeof(*cid));
 	seen = calloc(ncalls, sizeof(*seen));
@@ -4041,9 +3857,9 @@ START_TEST(test_join_leave_members)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	tp_init(&want);
 	check_strs(t_call_ok(o, "members", "s", "room"),
@@ -4205,10 +4021,10 @@ START_TEST(test_publish)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	tp_init(&opts);
 	tp_init(&res);
 	tp_init(&push);
@@ -4384,9 +4200,9 @@ START_TEST(test_publish_busy)
 	m2 = t_connect(d.path);
 	n = t_connect(d.path);
 	x = t_connect(d.path);
-	cm1 = conn_id(m1);
-	cm2 = conn_id(m2);
-	cx = conn_id(x);
+	cm1 = t_conn_id(m1);
+	cm2 = t_conn_id(m2);
+	cx = t_conn_id(x);
 	tp_init(&p);
 	got1 = calloc(BUSY_MAX_TRIES, sizeof(*got1));
 	got2 = calloc(BUSY_MAX_TRIES, sizeof(*got2));
@@ -4484,7 +4300,7 @@ START_TEST(test_publish_1000)
 	t_raise_nofile((unsigned long)nm + 256);
 	t_daemon_start(&d, NULL);
 	x = connect_first(&d);
-	cx = conn_id(x);
+	cx = t_conn_id(x);
 	m = calloc((size_t)nm, sizeof(*m));
 	conns = calloc((size_t)nm, sizeof(*conns));
 	ck_assert(m != NULL && conns != NULL);
@@ -4512,9 +4328,9 @@ START_TEST(test_publish_1000)
 	/* They all go: the group goes with them. */
 	for (int i = 0; i < nm; i++)
 		t_close(m[i]);
-	wait_stat(x, "members", 0);
+	t_wait_stat(x, "members", 0);
 	ck_assert_uint_eq(t_stat(x, "groups"), 0);
-	wait_gauges(x, 1, 0, 0);
+	t_wait_gauges(x, 1, 0, 0);
 	check_strs(t_call_ok(x, "members", "s", "big"),
 	    (const char *const[]){ NULL });
 	check_publish_result(t_call_ok(x, "publish", "ss", "big", "anyone?"),
@@ -4539,9 +4355,9 @@ START_TEST(test_group_lifeline)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	co = conn_id(o);
-	ca = conn_id(a);
-	cc = conn_id(c);
+	co = t_conn_id(o);
+	ca = t_conn_id(a);
+	cc = t_conn_id(c);
 	t_call_ok(a, "join", "s", "room");
 	t_call_ok(b, "join", "s", "room");
 	t_call_ok(c, "join", "s", "room");
@@ -4550,7 +4366,7 @@ START_TEST(test_group_lifeline)
 	ck_assert_uint_eq(t_stat(o, "members"), 4);
 
 	t_close(b);
-	wait_stat(o, "members", 3);
+	t_wait_stat(o, "members", 3);
 	check_members(o, "room", (const uint64_t[]){ ca, cc }, 2);
 	check_publish_result(t_call_ok(o, "publish", "ss", "room", "hi"), 2,
 	    NULL, 0);
@@ -4558,16 +4374,16 @@ START_TEST(test_group_lifeline)
 	check_str(expect_publish(c, "room", co), "hi");
 
 	t_close(a);
-	wait_stat(o, "members", 1);
+	t_wait_stat(o, "members", 1);
 	ck_assert_uint_eq(t_stat(o, "groups"), 1);
 	check_members(o, "room", (const uint64_t[]){ cc }, 1);
 	check_strs(t_call_ok(o, "members", "s", "hall"),
 	    (const char *const[]){ NULL });
 
 	t_close(c);
-	wait_stat(o, "members", 0);
+	t_wait_stat(o, "members", 0);
 	ck_assert_uint_eq(t_stat(o, "groups"), 0);
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	check_strs(t_call_ok(o, "members", "s", "room"),
 	    (const char *const[]){ NULL });
 
@@ -4595,7 +4411,7 @@ START_TEST(test_join_limit)
 	t_call_err(a, "limit", "join", "ss", "g3", "v");
 	/* taken comes before limit. */
 	t_call_err(a, "taken", "join", "s", "g1");
-	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	check_strs(o_get(t_call_ok(b, "keys", "u", t_conn_id(a)), "groups"),
 	    (const char *const[]){ "g1", "g2", NULL });
 	/* Per connection: b has its own allowance. */
 	t_call_ok(b, "join", "s", "g1");
@@ -4636,7 +4452,7 @@ START_TEST(test_policy_v2)
 	t_call_ok(a, "join", "s", "open");
 	t_call_err(a, "forbidden", "join", "s", "secret.room");
 	t_call_err(a, "limit", "join", "s", "open2");
-	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	check_strs(o_get(t_call_ok(b, "keys", "u", t_conn_id(a)), "groups"),
 	    (const char *const[]){ "open", NULL });
 	check_strs(t_call_ok(b, "members", "s", "secret.room"),
 	    (const char *const[]){ NULL });
@@ -4696,9 +4512,9 @@ START_TEST(test_send_conn)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	msgs = t_stat(o, "messages");
 
@@ -4739,7 +4555,7 @@ START_TEST(test_send_conn)
 	t_call_err(b, "not_found", "send", "us", (uint64_t)NO_CONN, "x");
 	t_call_err(b, "not_found", "send", "us", (uint64_t)0, "x");
 	t_close(c);
-	wait_gauges(o, 3, 1, 0);
+	t_wait_gauges(o, 3, 1, 0);
 	t_call_err(b, "not_found", "send", "us", cc, "x");
 	/* Neither a name nor an id. */
 	for_bad_targets(b, "send", bad_target);
@@ -4767,9 +4583,9 @@ START_TEST(test_monitor_conn)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	e = t_connect(d.path);
-	ca = conn_id(a);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 	tp_init(&p);
 
 	/* A monitor on a connection watches the connection, not its names. */
@@ -4822,7 +4638,7 @@ START_TEST(test_monitor_conn)
 		msgpack_object *pa = t_push(b, "down");
 
 		if (at(pa, 1)->type == MSGPACK_OBJECT_STR)
-			check_down(pa, r4, "svc", "disconnected");
+			check_down_name(pa, r4, "svc", "disconnected");
 		else
 			check_down_conn(pa, r5, ce, "disconnected");
 	}
@@ -4871,7 +4687,7 @@ START_TEST(test_update)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -4943,8 +4759,8 @@ START_TEST(test_keys)
 	o = connect_first(&d);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	/* Nothing yet. */
 	r = t_call_ok(o, "keys", "u", ca);
@@ -4992,7 +4808,7 @@ START_TEST(test_keys)
 	t_call_err(o, "bad_request", "keys", "n");
 	t_call_err(o, "bad_request", "keys", "uu", ca, cb);
 	t_close(a);
-	wait_gauges(o, 2, 1, 0);
+	t_wait_gauges(o, 2, 1, 0);
 	t_call_err(o, "not_found", "keys", "u", ca);
 
 	t_close(b);
@@ -5058,7 +4874,7 @@ START_TEST(test_register_many)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 	tp_init(&e);
 	t_call_ok(b, "register", "s", "b-name");
@@ -5247,7 +5063,7 @@ START_TEST(test_gen)
 	ck_assert_uint_eq(GEN_OF(at(r, 1)), 9);
 	/* A purged connection's gens are not reused. */
 	t_close(b);
-	wait_gauges(a, 1, 2, 0);
+	t_wait_gauges(a, 1, 2, 0);
 	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "register", "s", "one")), 10);
 #undef GEN_OF
 
@@ -5342,7 +5158,7 @@ START_TEST(test_keys_too_large)
 	t_daemon_start(&d, "--max-message", "1024", NULL);
 	o = t_connect(d.path);
 	a = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	for (char ch = 'a'; ch <= 'c'; ch++) {
 		n = filled(250, ch);
 		t_call_ok(a, "register", "s", n);
@@ -5401,7 +5217,7 @@ START_TEST(test_await)
 	o = connect_first(&d);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
 
@@ -5425,7 +5241,7 @@ START_TEST(test_await)
 	rq_send(b, &p);
 	check_nil(t_ok(b, id2));
 	id3 = t_request(o, "await", "s", "svc");
-	wait_stat(o, "awaits", 2);
+	t_wait_stat(o, "awaits", 2);
 	expect_quiet(b);
 	e = t_call_ok(a, "register", "ss", "svc", "v");
 	gen = o_uint(o_get(e, "gen"));
@@ -5440,7 +5256,7 @@ START_TEST(test_await)
 
 	/* register_many takes it too. */
 	id1 = t_request(b, "await", "su", "m2", DAY_MS);
-	wait_stat(o, "awaits", 1);
+	t_wait_stat(o, "awaits", 1);
 	t_ok(a, register_many(a, (const char *const[]){ "m1", "m2", NULL },
 	    NULL));
 	check_entry(t_ok(b, id1), "m2", ca);
@@ -5454,9 +5270,9 @@ START_TEST(test_await)
 	/* An await dies with its connection. */
 	x = t_connect(d.path);
 	t_request(x, "await", "su", "never", DAY_MS);
-	wait_stat(o, "awaits", 1);
+	t_wait_stat(o, "awaits", 1);
 	t_close(x);
-	wait_stat(o, "awaits", 0);
+	t_wait_stat(o, "awaits", 0);
 	t_call_ok(a, "register", "s", "never");
 	expect_usable(a);
 
@@ -5491,26 +5307,26 @@ START_TEST(test_await_limit)
 	t_daemon_start(&d, "--max-calls", "2", NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "srv");
 	id1 = call_name(c, "srv", "p", DAY_MS);
 	cid = expect_call(s, "srv", cc, "p");
 	id2 = t_request(c, "await", "su", "x", DAY_MS);
-	wait_stat(s, "awaits", 1);
+	t_wait_stat(s, "awaits", 1);
 	t_call_err(c, "limit", "await", "su", "y", DAY_MS);
 	t_call_err(c, "limit", "call", "ssu", "srv", "q", DAY_MS);
 	/* bad_request comes first. */
 	t_call_err(c, "bad_request", "await", "su", "y", DAY_MS + 1);
 	/* An ended await frees its slot. */
 	t_call_ok(s, "register", "s", "x");
-	check_entry(t_ok(c, id2), "x", conn_id(s));
+	check_entry(t_ok(c, id2), "x", t_conn_id(s));
 	id2 = t_request(c, "await", "su", "y", DAY_MS);
-	wait_stat(s, "awaits", 1);
+	t_wait_stat(s, "awaits", 1);
 	t_call_err(c, "limit", "await", "su", "z", DAY_MS);
 	check_bool(t_call_ok(s, "reply", "us", cid, "r"), true);
 	check_str(t_ok(c, id1), "r");
 	t_call_ok(s, "register", "s", "y");
-	check_entry(t_ok(c, id2), "y", conn_id(s));
+	check_entry(t_ok(c, id2), "y", t_conn_id(s));
 
 	t_close(s);
 	t_close(c);
@@ -5640,7 +5456,7 @@ expect_down_and_call_down(struct tclient *c, uint64_t ref, const char *name,
 		if (o->via.array.size == 3) {
 			ck_assert(!got_down);
 			check_str(at(o, 1), "down");
-			check_down(at(o, 2), ref, name, reason);
+			check_down_name(at(o, 2), ref, name, reason);
 			got_down = true;
 		} else {
 			ck_assert(!got_resp);
@@ -5664,10 +5480,10 @@ START_TEST(test_queue)
 	h = t_connect(d.path);
 	f = t_connect(d.path);
 	o = t_connect(d.path);
-	cg = conn_id(g);
-	ch = conn_id(h);
-	cf = conn_id(f);
-	co = conn_id(o);
+	cg = t_conn_id(g);
+	ch = t_conn_id(h);
+	cf = t_conn_id(f);
+	co = t_conn_id(o);
 
 	/* A free name: queue or not, a plain registration. */
 	e = t_ok(g, register_opts(g, "lock", "g", RQ_QUEUE));
@@ -5755,15 +5571,15 @@ START_TEST(test_queue)
 
 	/* A waiter whose connection goes away leaves the queue. */
 	w = t_connect(d.path);
-	cw = conn_id(w);
+	cw = t_conn_id(w);
 	check_queued(t_ok(w, register_opts(w, "lock", "w", RQ_QUEUE)), 1);
 	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
 	check_queue(o, "lock", (const uint64_t[]){ cw, cf }, 2);
 	t_close(w);
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		if (t_call_ok(o, "queue", "s", "lock")->via.array.size == 1)
 			break;
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
 	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
@@ -5859,11 +5675,11 @@ START_TEST(test_replace)
 	f = t_connect(d.path);
 	o = t_connect(d.path);
 	c = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
-	cf = conn_id(f);
-	cc = conn_id(c);
-	co = conn_id(o);
+	ch = t_conn_id(h);
+	cg = t_conn_id(g);
+	cf = t_conn_id(f);
+	cc = t_conn_id(c);
+	co = t_conn_id(o);
 
 	e = t_ok(h, register_opts(h, "primary", "h", RQ_ALLOW | RQ_QUEUE));
 	check_entry(e, "primary", ch);
@@ -6055,8 +5871,8 @@ START_TEST(test_subscribe)
 	o = connect_first(&d);
 	a = t_connect(d.path);
 	x = t_connect(d.path);
-	ca = conn_id(a);
-	cx = conn_id(x);
+	ca = t_conn_id(a);
+	cx = t_conn_id(x);
 	t_call_ok(a, "register", "su", "app.c", (uint64_t)3);
 	t_call_ok(a, "register", "su", "app.a", (uint64_t)1);
 	t_call_ok(a, "register", "s", "other");
@@ -6264,7 +6080,7 @@ START_TEST(test_subscribe_handover)
 	o = t_connect(d.path);
 	g = t_connect(d.path);
 	h = t_connect(d.path);
-	ch = conn_id(h);
+	ch = t_conn_id(h);
 	r = t_ok(o, subscribe(o, "lock", false, false, 0));
 	s = o_uint(o_get(r, "sub"));
 	last = o_uint(o_get(r, "seq"));

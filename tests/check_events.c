@@ -26,9 +26,6 @@
 
 #include "testlib.h"
 
-#define POLL_ROUNDS	1000	/* bounded polls: rounds of POLL_US */
-#define POLL_US		10000
-
 /* register options */
 #define F_QUEUE		1u
 #define F_ALLOW		2u
@@ -37,55 +34,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static msgpack_object *
-at(const msgpack_object *a, uint32_t i)
-{
-	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
-	ck_assert_uint_lt(i, a->via.array.size);
-	return &a->via.array.ptr[i];
-}
-
-static void
-check_str(const msgpack_object *o, const char *want)
-{
-	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
-	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
-	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
-	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
-}
-
-static void
-check_bool(const msgpack_object *o, bool want)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
-	ck_assert_int_eq(o->via.boolean, want);
-}
-
-static void
-check_nil(const msgpack_object *o)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
-}
-
-/* The map has exactly these keys, in this order (NULL-terminated). */
-static void
-check_keys(const msgpack_object *map, const char *const *keys)
-{
-	uint32_t n = 0;
-
-	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
-	while (keys[n] != NULL)
-		n++;
-	ck_assert_uint_eq(map->via.map.size, n);
-	for (uint32_t i = 0; i < n; i++)
-		check_str(&map->via.map.ptr[i].key, keys[i]);
-}
-
-static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
-static const char *const member_keys[] = { "group", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
 
 /* An entry of name owned by conn with a str value (NULL: nil); its gen. */
 static uint64_t
@@ -123,39 +71,6 @@ keep(struct tpack *p, const msgpack_object *o)
 {
 	tp_reset(p);
 	ck_assert_int_eq(msgpack_pack_object(&p->pk, *o), 0);
-}
-
-/* Is o equal to the object kept in p? */
-static bool
-obj_eq(const msgpack_object *o, const struct tpack *p)
-{
-	msgpack_unpacked u;
-	size_t off = 0;
-	bool eq;
-
-	msgpack_unpacked_init(&u);
-	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
-	    &off), MSGPACK_UNPACK_SUCCESS);
-	eq = msgpack_object_equal(*o, u.data);
-	msgpack_unpacked_destroy(&u);
-	return eq;
-}
-
-static uint32_t
-rq_begin(struct tclient *c, struct tpack *p, const char *method,
-    uint32_t nparams)
-{
-	uint32_t id = c->next_msgid++;
-
-	tp_req(p, id, method, nparams);
-	return id;
-}
-
-static void
-rq_send(struct tclient *c, struct tpack *p)
-{
-	t_send_pack(c, p);
-	tp_reset(p);
 }
 
 static void
@@ -219,27 +134,6 @@ expect_quiet_all(struct tclient *first, ...)
 	va_end(ap);
 }
 
-static uint64_t
-conn_id(struct tclient *c)
-{
-	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
-}
-
-/* Poll stats (bounded) until key has the value want. */
-static void
-wait_stat(struct tclient *c, const char *key, uint64_t want)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		if ((v = t_stat(c, key)) == want)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("stats %s is %llu, expected %llu", key,
-	    (unsigned long long)v, (unsigned long long)want);
-}
-
 /* Is queue [name] exactly ids (n of them)? */
 static bool
 queue_is(struct tclient *c, const char *name, const uint64_t *ids, uint32_t n)
@@ -268,10 +162,10 @@ static void
 wait_queue(struct tclient *c, const char *name, const uint64_t *ids,
     uint32_t n)
 {
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		if (queue_is(c, name, ids, n))
 			return;
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	ck_abort_msg("queue [%s] never became as expected", name);
 }
@@ -333,18 +227,6 @@ reg_err(struct tclient *c, const char *code, const char *name,
     const char *value, unsigned flags)
 {
 	t_err(c, reg_send(c, name, value, flags), code);
-}
-
-static void
-expect_down(struct tclient *c, uint64_t ref, const char *name,
-    const char *reason)
-{
-	msgpack_object *pa = t_push(c, "down");
-
-	ck_assert_uint_eq(pa->via.array.size, 3);
-	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
-	check_str(at(pa, 1), name);
-	check_str(at(pa, 2), reason);
 }
 
 /* [2, "acquired", [name, entry]]: the entry (checked for name and conn). */
@@ -510,18 +392,6 @@ send_gen(struct tclient *c, const char *name, const char *payload,
 	return id;
 }
 
-static void
-unix_addr(struct sockaddr_un *sun, const char *path)
-{
-	size_t n = strlen(path);
-
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (n >= sizeof(sun->sun_path))
-		n = sizeof(sun->sun_path) - 1;
-	memcpy(sun->sun_path, path, n);
-}
-
 /*
  * A child process that connects, sends register [name, value,
  * {"queue": true}] and reports on wfd: 'o' when it became the owner,
@@ -539,7 +409,7 @@ holder_child(const char *path, const char *name, const char *value, int wfd)
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	alarm(60);
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		_exit(1);
@@ -668,7 +538,7 @@ START_TEST(test_await_immediate)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&e);
 
 	t_call_ok(a, "register", "ss", "db", "v");
@@ -708,7 +578,7 @@ START_TEST(test_await_fulfilled)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&e);
 	tp_init(&e2);
 
@@ -815,7 +685,7 @@ START_TEST(test_await_timeout_and_order)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 
 	/* The timeout fires: a timeout error, nothing left pending, and a
@@ -868,7 +738,7 @@ START_TEST(test_await_close)
 	check_nil(t_call_ok(a, "whereis", "s", "never"));
 	ck_assert_uint_eq(t_stat(b, "awaits"), 3);
 	t_close(a);
-	wait_stat(b, "awaits", 0);
+	t_wait_stat(b, "awaits", 0);
 	/* The dropped awaits are forgotten: registering is uneventful. */
 	t_call_ok(b, "register", "s", "never");
 	t_call_ok(b, "register", "s", "other");
@@ -889,8 +759,8 @@ START_TEST(test_await_limit)
 	t_daemon_start(&d, "--max-calls", "2", NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	t_call_ok(b, "register", "s", "callee");
 
 	id1 = t_request(a, "await", "su", "w1", (uint64_t)60000);
@@ -946,7 +816,7 @@ START_TEST(test_await_limit_only_when_waiting)
 
 	t_daemon_start(&d, "--max-calls", "1", NULL);
 	a = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	t_call_ok(a, "register", "s", "here");
 	t_request(a, "await", "su", "w1", (uint64_t)60000);
 	check_nil(t_call_ok(a, "whereis", "s", "w1"));
@@ -1010,10 +880,10 @@ START_TEST(test_queue_positions)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	e = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 
 	/* Free name with queue: plain registration. */
 	reg_own(a, ca, "q", "a", F_QUEUE);
@@ -1095,9 +965,9 @@ START_TEST(test_queue_handover)
 	c = t_connect(d.path);
 	m = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&e);
 
 	g1 = reg_own(a, ca, "lock", "a", 0);
@@ -1215,7 +1085,7 @@ watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	alarm(60);
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		_exit(2);
@@ -1309,8 +1179,8 @@ START_TEST(test_queue_never_nil)
 	cl[0] = t_connect(d.path);
 	cl[1] = t_connect(d.path);
 	s = t_connect(d.path);
-	id[0] = conn_id(cl[0]);
-	id[1] = conn_id(cl[1]);
+	id[0] = t_conn_id(cl[0]);
+	id[1] = t_conn_id(cl[1]);
 	tp_init(&p);
 
 	gen = reg_own(cl[0], id[0], "hot", "0", F_QUEUE);
@@ -1414,7 +1284,7 @@ START_TEST(test_queue_owner_killed)
 	ck_assert_int_eq(holder_report(&h, T_TIMEOUT_MS), 'o');
 	b = t_connect(d.path);
 	s = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	x = t_call_ok(m, "whereis", "s", "lock");
 	ck_assert_uint_eq(o_uint(o_get(x, "pid")), (uint64_t)h.pid);
 	g0 = o_uint(o_get(x, "gen"));
@@ -1454,8 +1324,8 @@ START_TEST(test_queue_evict)
 	b = t_connect(d.path);
 	m = t_connect(d.path);
 	adm = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	g = reg_own(a, ca, "job", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "job", "b", F_QUEUE), 1);
@@ -1491,10 +1361,10 @@ START_TEST(test_queue_waiters_leave)
 	c = t_connect(d.path);
 	e = t_connect(d.path);
 	m = t_connect(d.path);
-	ca = conn_id(a);
-	conn_id(b);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	t_conn_id(b);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 
 	g = reg_own(a, ca, "n", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "n", "b", F_QUEUE), 1);
@@ -1553,9 +1423,9 @@ START_TEST(test_queue_owner_closes_many)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 
 	reg_own(a, ca, "cm.1", "a", 0);
 	reg_own(a, ca, "cm.2", "a", F_QUEUE);
@@ -1635,9 +1505,9 @@ START_TEST(test_queue_waiter_flags)
 	a = t_connect(d.path);
 	w = t_connect(d.path);
 	k = t_connect(d.path);
-	ca = conn_id(a);
-	cw = conn_id(w);
-	ck = conn_id(k);
+	ca = t_conn_id(a);
+	cw = t_conn_id(w);
+	ck = t_conn_id(k);
 
 	reg_own(a, ca, "wf", "a", 0);
 	ck_assert_uint_eq(reg_queued(w, "wf", "w", F_QUEUE | F_ALLOW), 1);
@@ -1675,9 +1545,9 @@ START_TEST(test_queue_calls_down)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 
 	reg_own(a, ca, "svc", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "svc", "b", F_QUEUE), 1);
@@ -1805,10 +1675,10 @@ START_TEST(test_replace_requeues)
 	m = t_connect(d.path);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
-	cw = conn_id(w);
-	ck = conn_id(k);
+	ch = t_conn_id(h);
+	cg = t_conn_id(g);
+	cw = t_conn_id(w);
+	ck = t_conn_id(k);
 	tp_init(&e);
 
 	gh = reg_own(h, ch, "primary", "h", F_ALLOW | F_QUEUE);
@@ -1877,8 +1747,8 @@ START_TEST(test_replace_without_queue)
 	g = t_connect(d.path);
 	m = t_connect(d.path);
 	s = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
+	ch = t_conn_id(h);
+	cg = t_conn_id(g);
 
 	gh = reg_own(h, ch, "p2", "h", F_ALLOW);
 	ref = o_uint(t_call_ok(m, "monitor", "s", "p2"));
@@ -1915,8 +1785,8 @@ START_TEST(test_replace_not_allowed)
 	x = t_connect(d.path);
 	g = t_connect(d.path);
 	s = t_connect(d.path);
-	cx = conn_id(x);
-	cg = conn_id(g);
+	cx = t_conn_id(x);
+	cg = t_conn_id(g);
 
 	gx = reg_own(x, cx, "p3", "x", 0);
 	subscribe(s, "p3", -1, &sub, &seq);
@@ -1956,8 +1826,8 @@ START_TEST(test_fencing)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	g1 = reg_own(a, ca, "f", "v1", 0);
 	check_bool(t_call_ok(a, "unregister", "su", "f", g1), true);
@@ -2001,9 +1871,9 @@ START_TEST(test_fencing_errors)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	w = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cw = conn_id(w);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cw = t_conn_id(w);
 	tp_init(&p);
 	g = reg_own(a, ca, "f", "a", 0);
 
@@ -2098,10 +1968,10 @@ START_TEST(test_gen_counter)
 	w = t_connect(d.path);
 	x = t_connect(d.path);
 	y = t_connect(d.path);
-	ca = conn_id(a);
-	cw = conn_id(w);
-	cx = conn_id(x);
-	cy = conn_id(y);
+	ca = t_conn_id(a);
+	cw = t_conn_id(w);
+	cx = t_conn_id(x);
+	cy = t_conn_id(y);
 
 	ck_assert_uint_eq(reg_own(a, ca, "a", NULL, 0), 1);
 	ck_assert_uint_eq(check_member(t_call_ok(a, "join", "s", "grp"),
@@ -2153,7 +2023,7 @@ START_TEST(test_subscribe_snapshot)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 
 	t_call_ok(a, "register", "ss", "svc.c", "c");
@@ -2253,8 +2123,8 @@ START_TEST(test_subscribe_events)
 	a = t_connect(d.path);
 	o = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	co = conn_id(o);
+	ca = t_conn_id(a);
+	co = t_conn_id(o);
 	tp_init(&p);
 
 	t_call_ok(a, "register", "s", "ev.a");
@@ -2311,9 +2181,9 @@ START_TEST(test_subscribe_groups)
 	c = t_connect(d.path);
 	s1 = t_connect(d.path);
 	s2 = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 
 	t_call_ok(a, "join", "ss", "room.1", "a");
@@ -2380,8 +2250,8 @@ START_TEST(test_subscribe_register_many)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	for (int i = 0; i < 3; i++)
 		tp_init(&p[i]);
 
@@ -2436,7 +2306,7 @@ START_TEST(test_subscribe_resume)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	for (int i = 0; i < 4; i++)
 		tp_init(&p[i]);
 
@@ -2548,7 +2418,7 @@ START_TEST(test_subscribe_gap)
 	t_daemon_start(&d, "--history", "5", NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 
 	/* Ten events: 1-6 register h.0-h.5, 7-10 unregister h.0-h.3. */
 	for (int i = 0; i < 6; i++) {
@@ -2647,7 +2517,7 @@ START_TEST(test_unsubscribe)
 	subscribe(b, "u.", 1, &sub, &seq);
 	ck_assert_uint_eq(t_stat(a, "subscriptions"), 2);
 	t_close(b);
-	wait_stat(a, "subscriptions", 0);
+	t_wait_stat(a, "subscriptions", 0);
 
 	t_close(a);
 	t_close(s);
@@ -2762,7 +2632,7 @@ START_TEST(test_subscribe_resume_groups)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 
 	subscribe(s, "g.", 1, &sub, &s0);
 	check_bool(t_call_ok(s, "unsubscribe", "u", sub), true);
@@ -2957,8 +2827,8 @@ purge_takeover(bool many)
 	q = t_connect(d.path);
 	s = t_connect(d.path);
 	m = t_connect(d.path);
-	cp = conn_id(p);
-	cq = conn_id(q);
+	cp = t_conn_id(p);
+	cq = t_conn_id(q);
 	tp_init(&pk);
 
 	/* p's names, the first registered last in its list. */
@@ -3004,7 +2874,7 @@ purge_takeover(bool many)
 	ck_assert_uint_gt(e1, seq);
 	ck_assert_uint_gt(e2, e1);
 	/* The purge ends; the name stays q's. */
-	wait_stat(q, "names", 1);
+	t_wait_stat(q, "names", 1);
 	check_entry(t_call_ok(q, "whereis", "s", "pg.000000"), "pg.000000",
 	    cq, "q");
 	expect_quiet(s);
@@ -3143,8 +3013,8 @@ START_TEST(test_stats_gauges)
 	/* Closing: its subscriptions and awaits go. */
 	t_close(s);
 	t_close(b);
-	wait_stat(a, "subscriptions", 0);
-	wait_stat(a, "awaits", 0);
+	t_wait_stat(a, "subscriptions", 0);
+	t_wait_stat(a, "awaits", 0);
 
 	t_close(a);
 	t_daemon_stop(&d);
