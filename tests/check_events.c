@@ -35,34 +35,41 @@
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-/* An entry of name owned by conn with a str value (NULL: nil); its gen. */
+/*
+ * An entry (keys: entry_keys) or member entry (member_keys) whose first
+ * key, "name" or "group", is name, of conn, made by process pid, with a
+ * str value (NULL: nil); its gen.
+ */
+static uint64_t
+check_item(const msgpack_object *e, const char *const *keys, const char *name,
+    uint64_t conn, const char *value, pid_t pid)
+{
+	check_keys(e, keys);
+	check_str(o_get(e, keys[0]), name);
+	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
+	if (value != NULL)
+		check_str(o_get(e, "value"), value);
+	else
+		check_nil(o_get(e, "value"));
+	return check_made_by(e, pid);
+}
+
+/* An entry of name owned by conn with a str value (NULL: nil), made by
+ * this process; its gen. */
 static uint64_t
 check_entry(const msgpack_object *e, const char *name, uint64_t conn,
     const char *value)
 {
-	check_keys(e, entry_keys);
-	check_str(o_get(e, "name"), name);
-	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	if (value != NULL)
-		check_str(o_get(e, "value"), value);
-	else
-		check_nil(o_get(e, "value"));
-	return o_uint(o_get(e, "gen"));
+	return check_item(e, entry_keys, name, conn, value, getpid());
 }
 
-/* A member entry of group for conn with a str value (NULL: nil). */
+/* A member entry of group for conn with a str value (NULL: nil), made by
+ * this process; its gen. */
 static uint64_t
 check_member(const msgpack_object *e, const char *group, uint64_t conn,
     const char *value)
 {
-	check_keys(e, member_keys);
-	check_str(o_get(e, "group"), group);
-	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	if (value != NULL)
-		check_str(o_get(e, "value"), value);
-	else
-		check_nil(o_get(e, "value"));
-	return o_uint(o_get(e, "gen"));
+	return check_item(e, member_keys, group, conn, value, getpid());
 }
 
 /* Keep a copy of o in p (received objects live until the next t_recv). */
@@ -1611,9 +1618,8 @@ START_TEST(test_leader_election)
 		    i == 0 ? 'o' : 'q');
 	}
 	x = t_call_ok(o, "whereis", "s", "leader");
-	ck_assert_uint_eq(o_uint(o_get(x, "pid")), (uint64_t)h[0].pid);
 	conns[0] = o_uint(o_get(x, "conn"));
-	gen = check_entry(x, "leader", conns[0], val[0]);
+	gen = check_item(x, entry_keys, "leader", conns[0], val[0], h[0].pid);
 	x = t_call_ok(o, "queue", "s", "leader");
 	ck_assert_uint_eq(x->via.array.size, LEADERS - 1);
 	for (int i = 1; i < LEADERS; i++) {
@@ -1635,14 +1641,12 @@ START_TEST(test_leader_election)
 		ck_assert_msg(holder_report(&h[i + 1], acquire_ms()) == 'a',
 		    "node %d did not acquire", i + 1);
 		x = expect_event(s, sub, ev + 1, "handover", &ev);
-		ck_assert_uint_eq(o_uint(o_get(x, "pid")),
-		    (uint64_t)h[i + 1].pid);
-		ck_assert_uint_gt(check_entry(x, "leader", conns[i + 1],
-		    val[i + 1]), gen);
+		ck_assert_uint_gt(check_item(x, entry_keys, "leader",
+		    conns[i + 1], val[i + 1], h[i + 1].pid), gen);
 		gen = o_uint(o_get(x, "gen"));
 		x = t_call_ok(o, "whereis", "s", "leader");
-		ck_assert_uint_eq(check_entry(x, "leader", conns[i + 1],
-		    val[i + 1]), gen);
+		ck_assert_uint_eq(check_item(x, entry_keys, "leader",
+		    conns[i + 1], val[i + 1], h[i + 1].pid), gen);
 		check_queue(o, "leader", conns + i + 2,
 		    (uint32_t)(LEADERS - i - 2));
 	}
