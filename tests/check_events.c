@@ -548,10 +548,10 @@ START_TEST(test_await_immediate)
 	ca = t_conn_id(a);
 	tp_init(&e);
 
-	t_call_ok(a, "register", "ss", "db", "v");
-	keep(&e, t_call_ok(b, "whereis", "s", "db"));
-	/* Registered: the entry at once, with or without a timeout, 0
-	 * included. */
+	keep(&e, t_call_ok(a, "register", "ss", "db", "v"));
+	ck_assert(obj_eq(t_call_ok(b, "whereis", "s", "db"), &e));
+	/* Registered: the entry at once (the one register answered), with
+	 * or without a timeout, 0 included. */
 	ck_assert(obj_eq(t_call_ok(b, "await", "s", "db"), &e));
 	ck_assert(obj_eq(t_call_ok(b, "await", "su", "db", (uint64_t)0), &e));
 	ck_assert(obj_eq(t_call_ok(b, "await", "su", "db", (uint64_t)1000),
@@ -774,6 +774,8 @@ START_TEST(test_await_limit)
 	id2 = t_request(a, "await", "su", "w2", (uint64_t)60000);
 	check_nil(t_call_ok(a, "whereis", "s", "w1"));
 	t_call_err(a, "limit", "await", "su", "w3", (uint64_t)60000);
+	/* bad_request comes before limit. */
+	t_call_err(a, "bad_request", "await", "su", "w3", (uint64_t)86400001);
 	/* Awaits and calls share the limit. */
 	t_call_err(a, "limit", "call", "ss", "callee", "ping");
 	expect_quiet(b);
@@ -789,8 +791,13 @@ START_TEST(test_await_limit)
 	idc = t_request(a, "call", "ssu", "callee", "ping", (uint64_t)60000);
 	pa = t_push(b, "call");
 	call_id = o_uint(at(pa, 0));
+	check_str(at(pa, 1), "callee");
 	ck_assert_uint_eq(o_uint(at(pa, 2)), ca);
+	check_str(at(pa, 3), "ping");
+	/* An await and a call: the limit for both. */
 	t_call_err(a, "limit", "await", "su", "w3", (uint64_t)60000);
+	t_call_err(a, "limit", "call", "ssu", "callee", "ping",
+	    (uint64_t)60000);
 	check_bool(t_call_ok(b, "reply", "us", call_id, "pong"), true);
 	check_str(t_ok(a, idc), "pong");
 	/* Free again: an await is accepted (and times out). */
@@ -909,6 +916,7 @@ START_TEST(test_queue_positions)
 	reg_err(a, "taken", "q", "a", 0);
 	reg_err(b, "taken", "q", "b", F_QUEUE);
 	reg_err(b, "taken", "q", "b", 0);
+	t_call_err(b, "taken", "register", "s", "q");
 	reg_err(e, "taken", "q", NULL, F_QUEUE);
 	check_queue(a, "q", ids, 3);
 	/* Waiting is not owning: whereis shows the owner, names counts one. */
@@ -944,6 +952,13 @@ START_TEST(test_queue_positions)
 		tp_map(&p, 1);
 		tp_str(&p, "queue");
 		tp_uint(&p, 1);
+		rq_send(b, &p);
+		t_err(b, id, "bad_request");
+		/* Options that are not a map. */
+		id = rq_begin(b, &p, "register", 3);
+		tp_str(&p, "q2");
+		tp_nil(&p);
+		tp_str(&p, "queue");
 		rq_send(b, &p);
 		t_err(b, id, "bad_request");
 		tp_free(&p);
@@ -1283,7 +1298,7 @@ START_TEST(test_queue_owner_killed)
 	struct tclient *b, *m, *s;
 	struct holder h;
 	msgpack_object *x;
-	uint64_t cb, ref, g0, sub, seq;
+	uint64_t cb, ref, g0, g1, sub, seq;
 
 	t_daemon_start(&d, NULL);
 	m = t_connect(d.path);
@@ -1305,11 +1320,13 @@ START_TEST(test_queue_owner_killed)
 	ck_assert_uint_eq(x->via.array.size, 3);
 	check_str(at(x, 1), "acquired");
 	check_str(at(at(x, 2), 0), "lock");
-	ck_assert_uint_gt(check_entry(at(at(x, 2), 1), "lock", cb, "b"), g0);
+	g1 = check_entry(at(at(x, 2), 1), "lock", cb, "b");
+	ck_assert_uint_gt(g1, g0);
 	expect_down(m, ref, "lock", "disconnected");
-	check_entry(expect_event(s, sub, seq + 1, "handover", NULL), "lock",
-	    cb, "b");
-	check_entry(t_call_ok(m, "whereis", "s", "lock"), "lock", cb, "b");
+	ck_assert_uint_eq(check_entry(expect_event(s, sub, seq + 1,
+	    "handover", NULL), "lock", cb, "b"), g1);
+	ck_assert_uint_eq(check_entry(t_call_ok(m, "whereis", "s", "lock"),
+	    "lock", cb, "b"), g1);
 	check_queue(m, "lock", NULL, 0);
 	expect_quiet_all(s, b, NULL);
 
@@ -1376,6 +1393,8 @@ START_TEST(test_queue_waiters_leave)
 	g = reg_own(a, ca, "n", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "n", "b", F_QUEUE), 1);
 	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 2);
+	/* Another connection's plain register: taken. */
+	t_call_err(m, "taken", "register", "s", "n");
 
 	/* A waiter whose connection goes away leaves the queue. */
 	t_close(b);
@@ -1399,7 +1418,12 @@ START_TEST(test_queue_waiters_leave)
 	expect_acquired(e, "n", ce, "e");
 	expect_quiet(c);
 	check_queue(m, "n", NULL, 0);
-	/* c may queue again, now behind nobody. */
+	/* c may queue again, now behind nobody, and leave again without a
+	 * gen. */
+	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 1);
+	check_bool(t_call_ok(c, "unregister", "s", "n"), true);
+	check_queue(m, "n", NULL, 0);
+	check_entry(t_call_ok(m, "whereis", "s", "n"), "n", ce, "e");
 	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 1);
 	/* Its waiter leaving, the owner going: the name is free. */
 	t_close(c);
@@ -1668,7 +1692,8 @@ START_TEST(test_replace_requeues)
 	struct tdaemon d;
 	struct tclient *h, *g, *w, *k, *m, *s, *c;
 	struct tpack e;
-	uint64_t ch, cg, cw, ck, gh, gg, gh2, ref, sub, seq, ev, ids[2];
+	uint64_t ch, cg, cw, ck, cc, gh, gg, gh2, ref, sub, seq, ev, ids[2];
+	msgpack_object *pa;
 	uint32_t idc;
 
 	t_daemon_start(&d, NULL);
@@ -1683,6 +1708,7 @@ START_TEST(test_replace_requeues)
 	cg = t_conn_id(g);
 	cw = t_conn_id(w);
 	ck = t_conn_id(k);
+	cc = t_conn_id(c);
 	tp_init(&e);
 
 	gh = reg_own(h, ch, "primary", "h", F_ALLOW | F_QUEUE);
@@ -1690,7 +1716,10 @@ START_TEST(test_replace_requeues)
 	ref = o_uint(t_call_ok(m, "monitor", "s", "primary"));
 	subscribe(s, "primary", -1, &sub, &seq);
 	idc = t_request(c, "call", "ssu", "primary", "q", (uint64_t)60000);
-	t_push(h, "call");
+	pa = t_push(h, "call");
+	check_str(at(pa, 1), "primary");
+	ck_assert_uint_eq(o_uint(at(pa, 2)), cc);
+	check_str(at(pa, 3), "q");
 
 	/* Replaced: the caller owns it at once with a new gen. */
 	gg = reg_own(g, cg, "primary", "g", F_REPLACE);
@@ -1706,6 +1735,9 @@ START_TEST(test_replace_requeues)
 	ids[1] = cw;
 	check_queue(m, "primary", ids, 2);
 	ck_assert_uint_eq(t_stat(m, "names"), 1);
+	/* Waiting now, h is fenced too: its old gen acts on nothing. */
+	t_call_err(h, "stale", "unregister", "su", "primary", gh);
+	check_queue(m, "primary", ids, 2);
 	/* The new owner did not allow replacement (flags are kept). */
 	reg_err(k, "taken", "primary", "k", F_REPLACE);
 	reg_err(h, "taken", "primary", "h", F_REPLACE);
@@ -1762,6 +1794,7 @@ START_TEST(test_replace_without_queue)
 	expect_down(m, ref, "p2", "replaced");
 	check_entry(expect_event(s, sub, seq + 1, "handover", &ev), "p2", cg,
 	    "g");
+	check_entry(t_call_ok(m, "whereis", "s", "p2"), "p2", cg, "g");
 	/* It simply lost the name: not waiting, not owning. */
 	check_queue(m, "p2", NULL, 0);
 	t_call_err(h, "not_owner", "unregister", "s", "p2");
@@ -1769,6 +1802,8 @@ START_TEST(test_replace_without_queue)
 	check_bool(t_call_ok(g, "unregister", "s", "p2"), true);
 	expect_unreg_event(s, sub, ev + 1, "p2", "unregistered", &ev);
 	check_nil(t_call_ok(m, "whereis", "s", "p2"));
+	/* replace on a free name registers it. */
+	reg_own(h, ch, "fresh", "h", F_REPLACE);
 	expect_quiet_all(h, s, NULL);
 
 	t_close(h);
@@ -1840,6 +1875,7 @@ START_TEST(test_fencing)
 
 	/* Stale with an old gen, nothing done. */
 	t_call_err(a, "stale", "unregister", "su", "f", g1);
+	t_call_err(a, "stale", "unregister", "su", "f", g2 + 1000);
 	t_call_err(a, "stale", "update", "ssu", "f", "x", g1);
 	t_err(b, send_gen(b, "f", "hi", g1), "stale");
 	t_err(b, send_gen(b, "f", "hi", g2 + 1000), "stale");
@@ -1868,6 +1904,7 @@ START_TEST(test_fencing_errors)
 	struct tdaemon d;
 	struct tclient *a, *b, *w;
 	struct tpack p;
+	msgpack_object *pa;
 	uint64_t ca, cb, cw, g, g2;
 	uint32_t id;
 
@@ -1945,8 +1982,13 @@ START_TEST(test_fencing_errors)
 	t_err(b, send_gen(b, "f", "for-a", g), "stale");
 	expect_quiet(w);
 	check_bool(t_ok(b, send_gen(b, "f", "for-w", g2)), true);
-	check_str(at(t_push(w, "message"), 2), "for-w");
-	(void)cb;
+	pa = t_push(w, "message");
+	check_str(at(pa, 0), "f");
+	ck_assert_uint_eq(o_uint(at(pa, 1)), cb);
+	check_str(at(pa, 2), "for-w");
+	/* The new gen is the new owner's: update keeps it. */
+	ck_assert_uint_eq(check_entry(t_call_ok(w, "update", "ssu", "f", "w2",
+	    g2), "f", cw, "w2"), g2);
 
 	tp_free(&p);
 	t_close(a);
@@ -2097,6 +2139,13 @@ START_TEST(test_subscribe_snapshot)
 		tp_int(&p, -1);
 		rq_send(s, &p);
 		t_err(s, id, "bad_request");
+		id = rq_begin(s, &p, "subscribe", 2);
+		tp_str(&p, "svc.");
+		tp_map(&p, 1);
+		tp_str(&p, "since");
+		tp_str(&p, "1");
+		rq_send(s, &p);
+		t_err(s, id, "bad_request");
 		id = rq_begin(s, &p, "subscribe", 3);
 		tp_str(&p, "svc.");
 		tp_map(&p, 0);
@@ -2104,6 +2153,7 @@ START_TEST(test_subscribe_snapshot)
 		rq_send(s, &p);
 		t_err(s, id, "bad_request");
 	}
+	t_call_err(s, "bad_request", "subscribe", "sss", "svc.", "x", "y");
 	ck_assert_uint_eq(t_stat(s, "subscriptions"), 4);
 	/* Nothing happened: no event. */
 	expect_quiet(s);
@@ -2238,6 +2288,67 @@ START_TEST(test_subscribe_groups)
 }
 END_TEST
 
+/*
+ * A connection with several names and a membership under the prefix
+ * closes: a subscription gets each name's "unregistered" (disconnected)
+ * once, one with groups the "left" too, each in rising seq.
+ */
+START_TEST(test_subscribe_owner_closes)
+{
+	struct tdaemon d;
+	struct tclient *a, *s;
+	const char *names[] = { "oc.a", "oc.m1", "oc.m2" };
+	uint64_t ca, sub[2], last[2];
+	int seen[2][4] = { { 0 } };
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	s = t_connect(d.path);
+	ca = t_conn_id(a);
+	for (int i = 0; i < 3; i++)
+		t_call_ok(a, "register", "s", names[i]);
+	t_call_ok(a, "register", "s", "other");
+	t_call_ok(a, "join", "s", "oc.g");
+	t_call_ok(a, "join", "s", "zz.g");
+	subscribe(s, "oc.", -1, &sub[0], &last[0]);
+	subscribe(s, "oc.", 1, &sub[1], &last[1]);
+	t_close(a);
+
+	/* Three for the first, four for the second, interleaved somehow. */
+	for (int i = 0; i < 7; i++) {
+		msgpack_object *pa = t_push(s, "event"), *pl;
+		int w = o_uint(at(pa, 0)) == sub[0] ? 0 : 1, k;
+
+		ck_assert_uint_eq(o_uint(at(pa, 0)), sub[w]);
+		ck_assert_uint_gt(o_uint(at(pa, 1)), last[w]);
+		last[w] = o_uint(at(pa, 1));
+		pl = at(pa, 3);
+		if (o_is_str(at(pa, 2), "left")) {
+			check_member(pl, "oc.g", ca, NULL);
+			seen[w][3]++;
+			continue;
+		}
+		check_str(at(pa, 2), "unregistered");
+		ck_assert_uint_eq(pl->via.array.size, 2);
+		for (k = 0; k < 3 && !o_is_str(at(pl, 0), names[k]); k++)
+			;
+		ck_assert_msg(k < 3, "an event for another name");
+		check_str(at(pl, 1), "disconnected");
+		seen[w][k]++;
+	}
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(seen[0][k], 1);
+		ck_assert_int_eq(seen[1][k], 1);
+	}
+	ck_assert_int_eq(seen[0][3], 0);
+	ck_assert_int_eq(seen[1][3], 1);
+	expect_quiet(s);
+
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_subscribe_register_many)
 {
 	struct tdaemon d;
@@ -2246,6 +2357,7 @@ START_TEST(test_subscribe_register_many)
 	const char *vals[] = { "va", NULL, NULL, "vc" };
 	const char *dup[] = { "m.d", "m.e", "m.d" };
 	const char *good[] = { "m.b", "m.a", "m.c" };
+	const char *mixed[] = { "m.y", "zz", "m.z" };
 	struct tpack p[3];
 	uint64_t ca, cb, sub, seq, ev;
 	msgpack_object *r;
@@ -2286,6 +2398,15 @@ START_TEST(test_subscribe_register_many)
 		ck_assert(obj_eq(x, &p[i]));
 		check_entry(x, good[i], cb, vals[i]);
 	}
+	ck_assert_uint_eq(t_stat(b, "seq"), ev);
+	expect_quiet(s);
+	/* A name outside the prefix takes its seq too. */
+	r = t_ok(b, reg_many_send(b, mixed, NULL, 3));
+	ck_assert_uint_eq(r->via.array.size, 3);
+	check_entry(expect_event(s, sub, ev + 1, "registered", &ev), "m.y",
+	    cb, NULL);
+	check_entry(expect_event(s, sub, ev + 2, "registered", &ev), "m.z",
+	    cb, NULL);
 	ck_assert_uint_eq(t_stat(b, "seq"), ev);
 	expect_quiet(s);
 
@@ -2543,11 +2664,13 @@ START_TEST(test_subscribe_overflow)
 	struct tdaemon d;
 	struct tclient *g, *s;
 	char name[32], value[OV_VALUE + 1];
-	uint64_t sub, sub2, s0, seq, oseq, last, got = 0, n;
+	uint64_t cg, sub, sub2, s0, seq, oseq, last, got = 0, n;
+	uint32_t idw;
 
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	g = t_connect(d.path);
 	s = t_connect(d.path);
+	cg = t_conn_id(g);
 	memset(value, 'v', OV_VALUE);
 	value[OV_VALUE] = '\0';
 
@@ -2568,6 +2691,9 @@ START_TEST(test_subscribe_overflow)
 	}
 	last = t_stat(g, "seq");
 	ck_assert_uint_eq(last, s0 + n + OV_MISSED);
+	/* The connection is kept: a request sent now is answered after the
+	 * backlog. */
+	idw = t_request(s, "whereis", "s", "ov.000000");
 
 	/* The backlog: events in order up to the overflow notice. */
 	for (;;) {
@@ -2592,6 +2718,7 @@ START_TEST(test_subscribe_overflow)
 		got++;
 	}
 	/* Every event up to oseq was sent (all concern it), none after. */
+	check_entry(t_ok(s, idw), "ov.000000", cg, value);
 	ck_assert_uint_eq(oseq, s0 + got);
 	ck_assert_uint_lt(got, n);
 	expect_quiet(s);
@@ -2926,7 +3053,11 @@ START_TEST(test_subscribe_limit)
 	subscribe(a, "y", -1, &sub2, &seq);
 	t_err(a, sub_send(a, "z", -1, NULL), "limit");
 	t_call_err(a, "limit", "monitor", "s", "t");
-	/* An ended subscription frees its slot. */
+	/* An ended subscription frees its slot, for a subscription or a
+	 * monitor. */
+	check_bool(t_call_ok(a, "unsubscribe", "u", sub), true);
+	subscribe(a, "x", -1, &sub, &seq);
+	t_call_err(a, "limit", "monitor", "s", "t");
 	check_bool(t_call_ok(a, "unsubscribe", "u", sub), true);
 	t_call_ok(a, "monitor", "s", "t");
 	/* Per connection. */
@@ -3077,6 +3208,7 @@ events_suite(void)
 	tcase_add_test(tc, test_subscribe_snapshot);
 	tcase_add_test(tc, test_subscribe_events);
 	tcase_add_test(tc, test_subscribe_groups);
+	tcase_add_test(tc, test_subscribe_owner_closes);
 	tcase_add_test(tc, test_subscribe_register_many);
 	tcase_add_test(tc, test_subscribe_resume);
 	tcase_add_test(tc, test_subscribe_gap);
