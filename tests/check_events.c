@@ -2076,7 +2076,7 @@ START_TEST(test_subscribe_snapshot)
 	t_call_ok(a, "register", "ss", "svc.a", "a");
 	t_call_ok(a, "register", "s", "svc.b\x01");
 	t_call_ok(a, "register", "ss", "svc.b", "b");
-	t_call_ok(a, "register", "s", "svc.");
+	t_call_ok(a, "register", "su", "svc.", (uint64_t)1);
 	t_call_ok(a, "register", "s", "svc");
 	t_call_ok(a, "register", "s", "svd.a");
 	t_call_ok(a, "join", "ss", "svc.group", "m");
@@ -2089,6 +2089,7 @@ START_TEST(test_subscribe_snapshot)
 		check_str(o_get(at(e, i), "name"), order[i]);
 		ck_assert_uint_eq(o_uint(o_get(at(e, i), "conn")), ca);
 	}
+	ck_assert_uint_eq(o_uint(o_get(at(e, 0), "value")), 1);
 	keep(&p, at(e, 1));
 	ck_assert(obj_eq(t_call_ok(s, "whereis", "s", "svc.a"), &p));
 	ck_assert_uint_eq(seq, t_stat(s, "seq"));
