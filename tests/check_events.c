@@ -384,19 +384,7 @@ static uint32_t
 send_gen(struct tclient *c, const char *name, const char *payload,
     uint64_t gen)
 {
-	struct tpack p;
-	uint32_t id;
-
-	tp_init(&p);
-	id = rq_begin(c, &p, "send", 3);
-	tp_str(&p, name);
-	tp_str(&p, payload);
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_uint(&p, gen);
-	rq_send(c, &p);
-	tp_free(&p);
-	return id;
+	return t_request(c, "send", "ss{su}", name, payload, "gen", gen);
 }
 
 /*
@@ -932,38 +920,13 @@ START_TEST(test_queue_positions)
 	t_call_err(a, "bad_request", "queue", "u", (uint64_t)1);
 	t_call_err(a, "bad_request", "queue", "ss", "q", "q");
 
-	/* Unknown option keys and non-bool options are bad_request. */
-	{
-		struct tpack p;
-		uint32_t id;
-
-		tp_init(&p);
-		id = rq_begin(b, &p, "register", 3);
-		tp_str(&p, "q2");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "bogus");
-		tp_bool(&p, true);
-		rq_send(b, &p);
-		t_err(b, id, "bad_request");
-		id = rq_begin(b, &p, "register", 3);
-		tp_str(&p, "q2");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "queue");
-		tp_uint(&p, 1);
-		rq_send(b, &p);
-		t_err(b, id, "bad_request");
-		/* Options that are not a map. */
-		id = rq_begin(b, &p, "register", 3);
-		tp_str(&p, "q2");
-		tp_nil(&p);
-		tp_str(&p, "queue");
-		rq_send(b, &p);
-		t_err(b, id, "bad_request");
-		tp_free(&p);
-		check_nil(t_call_ok(b, "whereis", "s", "q2"));
-	}
+	/* Unknown option keys, non-bool options and options that are not a
+	 * map are bad_request. */
+	t_call_err(b, "bad_request", "register", "sn{st}", "q2", "bogus");
+	t_call_err(b, "bad_request", "register", "sn{su}", "q2", "queue",
+	    (uint64_t)1);
+	t_call_err(b, "bad_request", "register", "sns", "q2", "queue");
+	check_nil(t_call_ok(b, "whereis", "s", "q2"));
 
 	t_close(a);
 	t_close(b);
@@ -1903,10 +1866,8 @@ START_TEST(test_fencing_errors)
 {
 	struct tdaemon d;
 	struct tclient *a, *b, *w;
-	struct tpack p;
 	msgpack_object *pa;
 	uint64_t ca, cb, cw, g, g2;
-	uint32_t id;
 
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
@@ -1915,7 +1876,6 @@ START_TEST(test_fencing_errors)
 	ca = t_conn_id(a);
 	cb = t_conn_id(b);
 	cw = t_conn_id(w);
-	tp_init(&p);
 	g = reg_own(a, ca, "f", "a", 0);
 
 	/* not_found > not_owner > stale. */
@@ -1930,39 +1890,12 @@ START_TEST(test_fencing_errors)
 
 	/* send with opts to a connection id: bad_request (not even a send to
 	 * a connection that exists, with its right gen of nothing). */
-	id = rq_begin(b, &p, "send", 3);
-	tp_uint(&p, ca);
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_uint(&p, g);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
+	t_call_err(b, "bad_request", "send", "us{su}", ca, "x", "gen", g);
 	/* Other malformed opts. */
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_str(&p, "1");
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "bogus");
-	tp_uint(&p, g);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_int(&p, -1);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
+	t_call_err(b, "bad_request", "send", "ss{ss}", "f", "x", "gen", "1");
+	t_call_err(b, "bad_request", "send", "ss{su}", "f", "x", "bogus", g);
+	t_call_err(b, "bad_request", "send", "ss{si}", "f", "x", "gen",
+	    (int64_t)-1);
 	t_call_err(b, "bad_request", "send", "ssu", "f", "x", g);
 	t_call_err(a, "bad_request", "unregister", "ss", "f", "1");
 	t_call_err(a, "bad_request", "unregister", "si", "f", (int64_t)-1);
@@ -1990,7 +1923,6 @@ START_TEST(test_fencing_errors)
 	ck_assert_uint_eq(check_entry(t_call_ok(w, "update", "ssu", "f", "w2",
 	    g2), "f", cw, "w2"), g2);
 
-	tp_free(&p);
 	t_close(a);
 	t_close(b);
 	t_close(w);
@@ -2116,44 +2048,14 @@ START_TEST(test_subscribe_snapshot)
 	t_call_err(s, "bad_request", "subscribe", "u", (uint64_t)1);
 	t_call_err(s, "bad_request", "subscribe", "ss", "svc.", "x");
 	t_call_err(s, "bad_request", "subscribe", "sn", "svc.");
-	tp_reset(&p);
-	{
-		uint32_t id = rq_begin(s, &p, "subscribe", 2);
-
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "bogus");
-		tp_bool(&p, true);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 2);
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "groups");
-		tp_uint(&p, 1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 2);
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "since");
-		tp_int(&p, -1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 2);
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "since");
-		tp_str(&p, "1");
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 3);
-		tp_str(&p, "svc.");
-		tp_map(&p, 0);
-		tp_uint(&p, 1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-	}
+	t_call_err(s, "bad_request", "subscribe", "s{st}", "svc.", "bogus");
+	t_call_err(s, "bad_request", "subscribe", "s{su}", "svc.", "groups",
+	    (uint64_t)1);
+	t_call_err(s, "bad_request", "subscribe", "s{si}", "svc.", "since",
+	    (int64_t)-1);
+	t_call_err(s, "bad_request", "subscribe", "s{ss}", "svc.", "since",
+	    "1");
+	t_call_err(s, "bad_request", "subscribe", "s{}u", "svc.", (uint64_t)1);
 	t_call_err(s, "bad_request", "subscribe", "sss", "svc.", "x", "y");
 	ck_assert_uint_eq(t_stat(s, "subscriptions"), 4);
 	/* Nothing happened: no event. */

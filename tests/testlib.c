@@ -367,6 +367,24 @@ rq_send(struct tclient *c, struct tpack *p)
 	tp_reset(p);
 }
 
+/* The params of fmt (a map is one); aborts on a malformed map. */
+static uint32_t
+fmt_params(const char *fmt)
+{
+	uint32_t n = 0;
+	const char *end;
+
+	for (const char *f = fmt; *f; f++, n++) {
+		if (*f != '{')
+			continue;
+		end = strchr(f, '}');
+		ck_assert_msg(end != NULL && memchr(f + 1, '{', end - f - 1) ==
+		    NULL && (end - f - 1) % 2 == 0, "bad fmt \"%s\"", fmt);
+		f = end;
+	}
+	return n;
+}
+
 static uint32_t
 vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 {
@@ -374,7 +392,7 @@ vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 	uint32_t id = c->next_msgid++;
 
 	tp_init(&p);
-	tp_req(&p, id, method, (uint32_t)strlen(fmt));
+	tp_req(&p, id, method, fmt_params(fmt));
 	for (const char *f = fmt; *f; f++) {
 		switch (*f) {
 		case 's':
@@ -385,6 +403,14 @@ vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 			break;
 		case 'i':
 			tp_int(&p, va_arg(ap, int64_t));
+			break;
+		case 't':
+			msgpack_pack_true(&p.pk);
+			break;
+		case '{':
+			tp_map(&p, (uint32_t)(strchr(f, '}') - f - 1) / 2);
+			break;
+		case '}':
 			break;
 		default:
 			tp_nil(&p);

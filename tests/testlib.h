@@ -95,7 +95,10 @@ void		 rq_send(struct tclient *, struct tpack *p);
 
 /*
  * One-call requests built from a tiny format: each char of fmt is a param:
- * 's' const char *, 'u' uint64_t, 'i' int64_t, 'n' nil.
+ * 's' const char *, 'u' uint64_t, 'i' int64_t, 'n' nil, 't' true; and
+ * '{' ... '}' is one param, a map whose keys and values alternate inside
+ * (no map within): "s{su}" packs "x", "gen", (uint64_t)1 as
+ * ["x", {"gen": 1}].
  */
 uint32_t	 t_request(struct tclient *, const char *method,
 		    const char *fmt, ...);
