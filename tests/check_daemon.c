@@ -93,12 +93,12 @@ expect_message(struct tclient *c, const char *name, uint64_t sender)
 }
 
 /*
- * A request's own push may come before or after its response (§2):
- * receive both, in either order; the response must be success `true`
- * and the push must equal the object in want.
+ * A request whose own push may come before or after its response (§2):
+ * receive both; the result must equal want_result and the push want_push.
  */
 static void
-expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+expect_result_and_push(struct tclient *c, uint32_t id,
+    const struct tpack *want_result, const struct tpack *want_push)
 {
 	bool got_reply = false, got_push = false;
 
@@ -112,14 +112,27 @@ expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
 			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
 			ck_assert_uint_eq(o_uint(at(o, 1)), id);
 			check_nil(at(o, 2));
-			check_bool(at(o, 3), true);
+			ck_assert_msg(obj_eq(at(o, 3), want_result),
+			    "unexpected result");
 			got_reply = true;
 		} else {
 			ck_assert(!got_push);
-			ck_assert_msg(obj_eq(o, want), "unexpected push");
+			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
 			got_push = true;
 		}
 	}
+}
+
+/* The same for a result `true`. */
+static void
+expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+{
+	struct tpack t;
+
+	tp_init(&t);
+	msgpack_pack_true(&t.pk);
+	expect_result_and_push(c, id, &t, want);
+	tp_free(&t);
 }
 
 /*
@@ -2727,37 +2740,6 @@ expect_errors_any_order(struct tclient *c, const uint32_t *ids, int n,
 		check_str(at(e, 0), code);
 		ck_assert_int_eq(at(e, 1)->type, MSGPACK_OBJECT_STR);
 		check_nil(at(o, 3));
-	}
-}
-
-/*
- * A request whose own push may come before or after its response (§2):
- * receive both; the result must equal want_result and the push want_push.
- */
-static void
-expect_result_and_push(struct tclient *c, uint32_t id,
-    const struct tpack *want_result, const struct tpack *want_push)
-{
-	bool got_reply = false, got_push = false;
-
-	for (int i = 0; i < 2; i++) {
-		msgpack_object *o = t_recv(c, -1);
-
-		ck_assert_ptr_nonnull(o);
-		ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
-		if (o->via.array.size == 4) {
-			ck_assert(!got_reply);
-			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
-			ck_assert_uint_eq(o_uint(at(o, 1)), id);
-			check_nil(at(o, 2));
-			ck_assert_msg(obj_eq(at(o, 3), want_result),
-			    "unexpected result");
-			got_reply = true;
-		} else {
-			ck_assert(!got_push);
-			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
-			got_push = true;
-		}
 	}
 }
 
