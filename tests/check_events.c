@@ -388,6 +388,54 @@ send_gen(struct tclient *c, const char *name, const char *payload,
 }
 
 /*
+ * For the child processes below, plain code with no Check assertions:
+ * each failure exits with the status fail.  Connect to path (the child
+ * lives a minute at most, and not past the test process).
+ */
+static int
+child_connect(const char *path, int fail)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	alarm(60);
+	t_unix_addr(&sun, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		_exit(fail);
+	return fd;
+}
+
+/* Write all that p holds. */
+static void
+child_write(int fd, const struct tpack *p, int fail)
+{
+	for (size_t off = 0; off < p->buf.size; ) {
+		ssize_t n = write(fd, p->buf.data + off, p->buf.size - off);
+
+		if (n <= 0)
+			_exit(fail);
+		off += (size_t)n;
+	}
+}
+
+/* Read what comes next into unp (EOF is a failure). */
+static void
+child_read(int fd, msgpack_unpacker *unp, int fail)
+{
+	ssize_t n;
+
+	if (!msgpack_unpacker_reserve_buffer(unp, 64 * 1024))
+		_exit(fail);
+	n = read(fd, msgpack_unpacker_buffer(unp),
+	    msgpack_unpacker_buffer_capacity(unp));
+	if (n <= 0)
+		_exit(fail);
+	msgpack_unpacker_buffer_consumed(unp, (size_t)n);
+}
+
+/*
  * A child process that connects, sends register [name, value,
  * {"queue": true}] and reports on wfd: 'o' when it became the owner,
  * 'q' when it was queued, 'a' for each acquired push.  Anything else
@@ -396,18 +444,11 @@ send_gen(struct tclient *c, const char *name, const char *payload,
 static void
 holder_child(const char *path, const char *name, const char *value, int wfd)
 {
-	struct sockaddr_un sun;
 	msgpack_unpacker unp;
 	msgpack_unpacked res;
 	struct tpack p;
-	int fd;
+	int fd = child_connect(path, 1);
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	alarm(60);
-	t_unix_addr(&sun, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		_exit(1);
 	tp_init(&p);
 	tp_req(&p, 1, "register", 3);
 	tp_str(&p, name);
@@ -415,19 +456,11 @@ holder_child(const char *path, const char *name, const char *value, int wfd)
 	tp_map(&p, 1);
 	tp_str(&p, "queue");
 	tp_bool(&p, true);
-	for (size_t off = 0; off < p.buf.size; ) {
-		ssize_t n = write(fd, p.buf.data + off, p.buf.size - off);
-
-		if (n <= 0)
-			_exit(1);
-		off += (size_t)n;
-	}
+	child_write(fd, &p, 1);
 	if (!msgpack_unpacker_init(&unp, 64 * 1024))
 		_exit(1);
 	msgpack_unpacked_init(&res);
 	for (;;) {
-		ssize_t n;
-
 		while (msgpack_unpacker_next(&unp, &res) ==
 		    MSGPACK_UNPACK_SUCCESS) {
 			msgpack_object *o = &res.data, *r;
@@ -454,13 +487,7 @@ holder_child(const char *path, const char *name, const char *value, int wfd)
 			if (write(wfd, &ch, 1) != 1)
 				_exit(1);
 		}
-		if (!msgpack_unpacker_reserve_buffer(&unp, 64 * 1024))
-			_exit(1);
-		n = read(fd, msgpack_unpacker_buffer(&unp),
-		    msgpack_unpacker_buffer_capacity(&unp));
-		if (n <= 0)
-			_exit(1);
-		msgpack_unpacker_buffer_consumed(&unp, (size_t)n);
+		child_read(fd, &unp, 1);
 	}
 }
 
@@ -1035,55 +1062,37 @@ struct watch_report {
 	uint64_t	 switches;	/* changes of the owner seen */
 };
 
-static bool
+static void
 watch_send(int fd, uint32_t msgid, const char *name)
 {
 	struct tpack p;
-	bool ok = true;
 
 	tp_init(&p);
 	tp_req(&p, msgid, "whereis", 1);
 	tp_str(&p, name);
-	for (size_t off = 0; ok && off < p.buf.size; ) {
-		ssize_t n = write(fd, p.buf.data + off, p.buf.size - off);
-
-		if (n <= 0)
-			ok = false;
-		else
-			off += (size_t)n;
-	}
+	child_write(fd, &p, 2);
 	tp_free(&p);
-	return ok;
 }
 
 static void
 watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 {
 	struct watch_report rep = { 0, 0, 0 };
-	struct sockaddr_un sun;
 	msgpack_unpacker unp;
 	msgpack_unpacked res;
 	uint64_t last = 0;
 	uint32_t next = 1, inflight = 0;
 	bool stopping = false;
-	int fd;
+	int fd = child_connect(path, 2);
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	alarm(60);
-	t_unix_addr(&sun, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		_exit(2);
 	if (!msgpack_unpacker_init(&unp, 64 * 1024))
 		_exit(2);
 	msgpack_unpacked_init(&res);
 	for (; inflight < WATCH_WINDOW; inflight++)
-		if (!watch_send(fd, next++, name))
-			_exit(2);
+		watch_send(fd, next++, name);
 	while (inflight > 0) {
 		struct pollfd pfd[2] = { { fd, POLLIN, 0 },
 		    { stop_fd, POLLIN, 0 } };
-		ssize_t n;
 
 		while (msgpack_unpacker_next(&unp, &res) ==
 		    MSGPACK_UNPACK_SUCCESS) {
@@ -1115,8 +1124,7 @@ watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 				_exit(2);
 			inflight--;
 			if (!stopping) {
-				if (!watch_send(fd, next++, name))
-					_exit(2);
+				watch_send(fd, next++, name);
 				inflight++;
 			}
 		}
@@ -1128,13 +1136,7 @@ watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 			stopping = true;
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
-		if (!msgpack_unpacker_reserve_buffer(&unp, 64 * 1024))
-			_exit(2);
-		n = read(fd, msgpack_unpacker_buffer(&unp),
-		    msgpack_unpacker_buffer_capacity(&unp));
-		if (n <= 0)
-			_exit(2);
-		msgpack_unpacker_buffer_consumed(&unp, (size_t)n);
+		child_read(fd, &unp, 2);
 	}
 	if (write(report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 		_exit(2);
