@@ -1,5 +1,7 @@
 /*
  * check_daemon.c: integration tests of procregd against proto/PROTOCOL.md.
+ * Protocol 2's await, queued ownership, replacement, fencing and event
+ * stream are check_events.c's.
  *
  * Every test starts its own daemon on a private socket, talks to it
  * through real sockets and stops it with SIGTERM (t_daemon_stop checks a
@@ -28,92 +30,10 @@
 #include "testlib.h"
 
 #define QUIET_MS	300	/* "nothing more arrives" window */
-#define POLL_ROUNDS	1000	/* bounded polls: rounds of POLL_US */
-#define POLL_US		10000
 
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-/* Element i of an array object, bounds-checked. */
-static msgpack_object *
-at(const msgpack_object *a, uint32_t i)
-{
-	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
-	ck_assert_uint_lt(i, a->via.array.size);
-	return &a->via.array.ptr[i];
-}
-
-static void
-check_str(const msgpack_object *o, const char *want)
-{
-	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
-	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
-	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
-	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
-}
-
-static void
-check_bool(const msgpack_object *o, bool want)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
-	ck_assert_int_eq(o->via.boolean, want);
-}
-
-static void
-check_nil(const msgpack_object *o)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
-}
-
-/* The map has exactly these keys, in this order (NULL-terminated). */
-static void
-check_keys(const msgpack_object *map, const char *const *keys)
-{
-	uint32_t n = 0;
-
-	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
-	while (keys[n] != NULL)
-		n++;
-	ck_assert_uint_eq(map->via.map.size, n);
-	for (uint32_t i = 0; i < n; i++)
-		check_str(&map->via.map.ptr[i].key, keys[i]);
-}
-
-/* Is o equal to the (first) object packed in p? */
-static bool
-obj_eq(const msgpack_object *o, const struct tpack *p)
-{
-	msgpack_unpacked u;
-	size_t off = 0;
-	bool eq;
-
-	msgpack_unpacked_init(&u);
-	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
-	    &off), MSGPACK_UNPACK_SUCCESS);
-	eq = msgpack_object_equal(*o, u.data);
-	msgpack_unpacked_destroy(&u);
-	return eq;
-}
-
-/* Start a request in p (appending, so requests can be pipelined). */
-static uint32_t
-rq_begin(struct tclient *c, struct tpack *p, const char *method,
-    uint32_t nparams)
-{
-	uint32_t id = c->next_msgid++;
-
-	tp_req(p, id, method, nparams);
-	return id;
-}
-
-/* Send what p holds and empty it. */
-static void
-rq_send(struct tclient *c, struct tpack *p)
-{
-	t_send_pack(c, p);
-	tp_reset(p);
-}
 
 /* The next object is the push [2, "error", [code, str]]. */
 static void
@@ -160,23 +80,6 @@ expect_usable(struct tclient *c)
 	check_nil(t_call_ok(c, "whereis", "s", "no-such-name"));
 }
 
-static void
-check_down(const msgpack_object *pa, uint64_t ref, const char *name,
-    const char *reason)
-{
-	ck_assert_uint_eq(pa->via.array.size, 3);
-	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
-	check_str(at(pa, 1), name);
-	check_str(at(pa, 2), reason);
-}
-
-static void
-expect_down(struct tclient *c, uint64_t ref, const char *name,
-    const char *reason)
-{
-	check_down(t_push(c, "down"), ref, name, reason);
-}
-
 /* Receive a message push from sender to name; return its payload. */
 static msgpack_object *
 expect_message(struct tclient *c, const char *name, uint64_t sender)
@@ -190,12 +93,12 @@ expect_message(struct tclient *c, const char *name, uint64_t sender)
 }
 
 /*
- * A request's own push may come before or after its response (§2):
- * receive both, in either order; the response must be success `true`
- * and the push must equal the object in want.
+ * A request whose own push may come before or after its response (§2):
+ * receive both; the result must equal want_result and the push want_push.
  */
 static void
-expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+expect_result_and_push(struct tclient *c, uint32_t id,
+    const struct tpack *want_result, const struct tpack *want_push)
 {
 	bool got_reply = false, got_push = false;
 
@@ -209,14 +112,27 @@ expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
 			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
 			ck_assert_uint_eq(o_uint(at(o, 1)), id);
 			check_nil(at(o, 2));
-			check_bool(at(o, 3), true);
+			ck_assert_msg(obj_eq(at(o, 3), want_result),
+			    "unexpected result");
 			got_reply = true;
 		} else {
 			ck_assert(!got_push);
-			ck_assert_msg(obj_eq(o, want), "unexpected push");
+			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
 			got_push = true;
 		}
 	}
+}
+
+/* The same for a result `true`. */
+static void
+expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+{
+	struct tpack t;
+
+	tp_init(&t);
+	msgpack_pack_true(&t.pk);
+	expect_result_and_push(c, id, &t, want);
+	tp_free(&t);
 }
 
 /*
@@ -245,46 +161,15 @@ expect_err_no_echo(struct tclient *c, uint32_t id, const char *code,
 	check_nil(at(o, 3));
 }
 
-/* The caller's connection id, from hello. */
-static uint64_t
-conn_id(struct tclient *c)
-{
-	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
-}
-
-/* Poll stats (bounded) until the three gauges have these values. */
-static void
-wait_gauges(struct tclient *c, uint64_t conns, uint64_t names,
-    uint64_t monitors)
-{
-	uint64_t gc = 0, gn = 0, gm = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		msgpack_object *st = t_call_ok(c, "stats", "");
-
-		gc = o_uint(o_get(st, "connections"));
-		gn = o_uint(o_get(st, "names"));
-		gm = o_uint(o_get(st, "monitors"));
-		if (gc == conns && gn == names && gm == monitors)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("gauges connections=%llu names=%llu monitors=%llu, "
-	    "expected %llu %llu %llu", (unsigned long long)gc,
-	    (unsigned long long)gn, (unsigned long long)gm,
-	    (unsigned long long)conns, (unsigned long long)names,
-	    (unsigned long long)monitors);
-}
-
 /* Poll whereis (bounded) until name is unregistered. */
 static void
 wait_gone(struct tclient *c, const char *name)
 {
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		if (t_call_ok(c, "whereis", "s", name)->type ==
 		    MSGPACK_OBJECT_NIL)
 			return;
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	ck_abort_msg("%s is still registered", name);
 }
@@ -296,7 +181,7 @@ connect_first(struct tdaemon *d)
 {
 	struct tclient *c = t_connect(d->path);
 
-	wait_gauges(c, 1, 0, 0);
+	t_wait_gauges(c, 1, 0, 0);
 	return c;
 }
 
@@ -326,33 +211,20 @@ register_with_str(struct tclient *c, struct tpack *p, const char *name,
 	return id;
 }
 
-/* The address of a Unix socket path (which the caller checked fits). */
-static void
-unix_addr(struct sockaddr_un *sun, const char *path)
-{
-	size_t n = strlen(path);
-
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (n >= sizeof(sun->sun_path))
-		n = sizeof(sun->sun_path) - 1;
-	memcpy(sun->sun_path, path, n);
-}
-
 /* Bounded waitpid: the exit status (128+sig if killed), -1 on timeout. */
 static int
 wait_exit(pid_t pid)
 {
 	int status;
 
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		pid_t r = waitpid(pid, &status, WNOHANG);
 
 		if (r == pid)
 			return WIFEXITED(status) ? WEXITSTATUS(status) :
 			    128 + WTERMSIG(status);
 		ck_assert_int_eq(r, 0);
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
@@ -413,7 +285,7 @@ wait_listening(pid_t pid, const char *path)
 	struct sockaddr_un sun;
 
 	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	for (int i = 0; ; i++) {
 		int fd = socket(AF_UNIX, SOCK_STREAM, 0), r;
 
@@ -424,8 +296,8 @@ wait_listening(pid_t pid, const char *path)
 			return;
 		ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0,
 		    "procregd exited instead of listening on %s", path);
-		ck_assert_msg(i < POLL_ROUNDS, "procregd did not start");
-		usleep(POLL_US);
+		ck_assert_msg(i < T_POLL_ROUNDS, "procregd did not start");
+		usleep(T_POLL_US);
 	}
 }
 
@@ -458,8 +330,6 @@ run_procregd(char *out, size_t outsz, const char *const *args)
 
 static const char *const hello_keys[] = { "server", "version", "protocol",
 	"conn", "boot", "max_message", NULL };
-static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
 
 START_TEST(test_hello)
 {
@@ -490,7 +360,7 @@ START_TEST(test_hello)
 	memcpy(boot_a, boot->via.str.ptr, 32);
 	boot_a[32] = '\0';
 	/* Same connection, same answer. */
-	ck_assert_uint_eq(conn_id(a), ca);
+	ck_assert_uint_eq(t_conn_id(a), ca);
 
 	/* With a label; b connected after a, so it has the next id. */
 	r = t_call_ok(b, "hello", "s", "worker-b");
@@ -515,7 +385,7 @@ START_TEST(test_hello)
 	t_call_err(a, "bad_request", "hello", "n");
 	t_call_err(a, "bad_request", "hello", "s", "\xff\xfe");
 	t_call_err(a, "bad_request", "hello", "ss", "x", "y");
-	ck_assert_uint_eq(conn_id(a), ca);
+	ck_assert_uint_eq(t_conn_id(a), ca);
 
 	t_close(a);
 	t_close(b);
@@ -531,22 +401,10 @@ END_TEST
 static void
 check_entry(const msgpack_object *e, const char *name, uint64_t conn)
 {
-	long long now_ms = (long long)time(NULL) * 1000;
-	uint64_t since;
-
 	check_keys(e, entry_keys);
 	check_str(o_get(e, "name"), name);
 	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
-	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
-	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
-	/* Epoch milliseconds (a unit check, a day's slack either way). */
-	since = o_uint(o_get(e, "since"));
-	ck_assert_msg((long long)since > now_ms - 86400000LL &&
-	    (long long)since < now_ms + 86400000LL,
-	    "since %llu is not epoch ms", (unsigned long long)since);
-	/* Generations start at 1. */
-	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
+	check_made_by(e, getpid());
 }
 
 START_TEST(test_register_whereis_unregister)
@@ -561,8 +419,8 @@ START_TEST(test_register_whereis_unregister)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -684,7 +542,7 @@ START_TEST(test_value_types)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 	pack_rich_value(&want);
@@ -849,8 +707,8 @@ START_TEST(test_send)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 	t_call_ok(a, "register", "s", "inbox");
@@ -983,7 +841,7 @@ START_TEST(test_busy)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	t_call_ok(a, "register", "s", "slow");
 
 	/* a never reads: its socket buffer, then its 4 KiB bound fill. */
@@ -1038,7 +896,7 @@ START_TEST(test_backpressure)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	r = t_connect(d.path);
 	o = t_connect(d.path);
-	co = conn_id(o);
+	co = t_conn_id(o);
 	tp_init(&p);
 	for (int i = 0; i < BP_NAMES; i++) {
 		uint32_t id;
@@ -1060,7 +918,7 @@ START_TEST(test_backpressure)
 	rq_send(r, &p);
 
 	/* o is served meanwhile; r's names soon answer busy. */
-	for (int i = 0; i < POLL_ROUNDS && !busy; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS && !busy; i++) {
 		if (send_seq(o, "r0", seq, "x"))
 			seq++;
 		else
@@ -1095,7 +953,7 @@ START_TEST(test_backpressure)
 		} else {
 			ck_assert(!got_down);
 			check_str(at(x, 1), "down");
-			check_down(pa, ref, "o-name", "unregistered");
+			check_down_name(pa, ref, "o-name", "unregistered");
 			got_down = true;
 		}
 	}
@@ -1289,7 +1147,7 @@ START_TEST(test_monitor)
 		uint64_t first = o_uint(at(pa, 0));
 
 		ck_assert(first == r5 || first == r6);
-		check_down(pa, first, "multi", "unregistered");
+		check_down_name(pa, first, "multi", "unregistered");
 		expect_down(b, first == r5 ? r6 : r5, "multi", "unregistered");
 	}
 	expect_quiet(b);
@@ -1553,7 +1411,7 @@ START_TEST(test_stats)
 	req1 = t_stat(o, "requests");
 	ck_assert_uint_gt(req1, req0);
 	t_call_ok(o, "register", "s", "o1");
-	wait_gauges(o, 1, 1, 0);
+	t_wait_gauges(o, 1, 1, 0);
 
 	/* x holds names and monitors; o monitors one of x's names. */
 	x = t_connect(d.path);
@@ -1587,10 +1445,10 @@ START_TEST(test_stats)
 	t_call_ok(x, "monitor", "s", "o1");
 	t_call_ok(x, "monitor", "s", "y1");
 	t_call_ok(x, "send", "ss", "o1", "hello");
-	expect_message(o, "o1", conn_id(x));
-	wait_gauges(o, 2, 2, 2);
+	expect_message(o, "o1", t_conn_id(x));
+	t_wait_gauges(o, 2, 2, 2);
 	t_close(x);
-	wait_gauges(o, 1, 1, 0);
+	t_wait_gauges(o, 1, 1, 0);
 	ck_assert_uint_eq(t_stat(o, "messages"), 1);
 	ck_assert_uint_eq(t_stat(o, "downs"), 1);
 
@@ -1620,7 +1478,7 @@ victim_child(const char *path, int ready_fd)
 	alarm(60);
 	if (strlen(path) >= sizeof(sun.sun_path))
 		_exit(1);
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		_exit(1);
@@ -1712,7 +1570,7 @@ START_TEST(test_lifeline_sigkill)
 	expect_down(o, ref, "victim", "disconnected");
 	check_nil(t_call_ok(o, "whereis", "s", "victim"));
 	check_nil(t_call_ok(o, "whereis", "s", "victim-42"));
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	expect_quiet(o);
 
 	t_close(o);
@@ -1845,7 +1703,7 @@ START_TEST(test_invalid_msgpack)
 	check_str(o_get(t_call_ok(other, "whereis", "s", "keep"), "name"),
 	    "keep");
 	check_nil(t_call_ok(other, "whereis", "s", "after-bad"));
-	wait_gauges(other, 1, 1, 0);
+	t_wait_gauges(other, 1, 1, 0);
 
 	tp_free(&p);
 	t_close(other);
@@ -1951,7 +1809,7 @@ START_TEST(test_too_large)
 	c = t_connect(d.path);
 	check_nil(t_call_ok(c, "whereis", "s", "big"));
 	check_nil(t_call_ok(c, "whereis", "s", "edge2"));
-	wait_gauges(c, 1, 0, 0);
+	t_wait_gauges(c, 1, 0, 0);
 
 	tp_free(&p);
 	t_close(c);
@@ -1979,7 +1837,7 @@ START_TEST(test_nesting)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -2258,7 +2116,7 @@ START_TEST(test_oneshot_eof)
 	t_close(c);
 
 	wait_gone(o, "oneshot");
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 
 	/* Same with a monitor held elsewhere: it fires "disconnected". */
 	c = t_connect(d.path);
@@ -2295,7 +2153,7 @@ START_TEST(test_oneshot_eof)
 	}
 	expect_eof(c);
 	t_close(c);
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 
 	tp_free(&p);
 	t_close(o);
@@ -2336,7 +2194,7 @@ START_TEST(test_abrupt_close)
 			ck_assert_int_eq(shutdown(c->fd, SHUT_WR), 0);
 		t_close(c);
 	}
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	ck_assert(t_daemon_alive(&d));
 	expect_usable(o);
 	t_close(o);
@@ -2368,7 +2226,7 @@ START_TEST(test_sigterm_with_clients)
 	ask_big_replies(e, "e-big");
 	ck_assert_int_eq(shutdown(e->fd, SHUT_WR), 0);
 	/* e is purged (not counted) while its replies drain. */
-	wait_gauges(a, 3, 3, 3);
+	t_wait_gauges(a, 3, 3, 3);
 
 	t_daemon_stop(&d);
 	ck_assert(t_wait_eof(a, -1));
@@ -2461,7 +2319,7 @@ START_TEST(test_limit_conns)
 
 	/* A slot frees when a connection closes. */
 	t_close(b);
-	wait_gauges(a, 1, 1, 0);
+	t_wait_gauges(a, 1, 1, 0);
 	c = t_connect(d.path);
 	check_nil(t_call_ok(c, "whereis", "s", "b"));
 	t_close(c);
@@ -2545,7 +2403,7 @@ START_TEST(test_cmdline)
 
 	/* A stale socket (bound, closed, never unlinked) is replaced. */
 	ck_assert_uint_lt(strlen(path), sizeof(sun.sun_path));
-	unix_addr(&sun, path);
+	t_unix_addr(&sun, path);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
@@ -2674,13 +2532,13 @@ START_TEST(test_mass_disconnect)
 		ref[i] = o_uint(t_ok(cl[i], mid));
 		ck_assert_uint_eq(ref[i], 1);
 	}
-	wait_gauges(obs, MASS_CLIENTS + 1, MASS_CLIENTS * MASS_NAMES,
+	t_wait_gauges(obs, MASS_CLIENTS + 1, MASS_CLIENTS * MASS_NAMES,
 	    MASS_CLIENTS);
 
 	/* Half the others go: their names and monitors vanish silently. */
 	for (int i = 1; i < MASS_CLIENTS / 2; i++)
 		t_close(cl[i]);
-	wait_gauges(obs, MASS_CLIENTS / 2 + 2, MASS_CLIENTS / 2 * MASS_NAMES +
+	t_wait_gauges(obs, MASS_CLIENTS / 2 + 2, MASS_CLIENTS / 2 * MASS_NAMES +
 	    MASS_NAMES, MASS_CLIENTS / 2 + 1);
 	check_nil(t_call_ok(obs, "whereis", "s", "c1/0"));
 
@@ -2688,11 +2546,11 @@ START_TEST(test_mass_disconnect)
 	t_close(cl[0]);
 	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
 		expect_down(cl[i], ref[i], "hub", "disconnected");
-	wait_gauges(obs, MASS_CLIENTS / 2 + 1, MASS_CLIENTS / 2 * MASS_NAMES,
+	t_wait_gauges(obs, MASS_CLIENTS / 2 + 1, MASS_CLIENTS / 2 * MASS_NAMES,
 	    0);
 	for (int i = MASS_CLIENTS / 2; i < MASS_CLIENTS; i++)
 		t_close(cl[i]);
-	wait_gauges(obs, 1, 0, 0);
+	t_wait_gauges(obs, 1, 0, 0);
 	ck_assert_uint_eq(t_stat(obs, "downs"), 1 + MASS_CLIENTS / 2);
 	expect_quiet(obs);
 
@@ -2709,8 +2567,6 @@ END_TEST
 #define DAY_MS		86400000ULL	/* the largest call timeout_ms */
 #define NO_CONN		999999		/* a connection id never handed out */
 
-static const char *const member_keys[] = { "group", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
 static const char *const publish_keys[] = { "delivered", "busy", NULL };
 static const char *const keys_keys[] = { "names", "groups", NULL };
 
@@ -2722,39 +2578,14 @@ at_once_ms(void)
 	return t_under_valgrind() ? 5000 : 1000;
 }
 
-/* Poll stats (bounded) until key reads want. */
-static void
-wait_stat(struct tclient *c, const char *key, uint64_t want)
-{
-	uint64_t got = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		if ((got = t_stat(c, key)) == want)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("stats %s is %llu, expected %llu", key,
-	    (unsigned long long)got, (unsigned long long)want);
-}
-
 /* A member entry of group for conn, joined by this test process. */
 static void
 check_member(const msgpack_object *e, const char *group, uint64_t conn)
 {
-	long long now_ms = (long long)time(NULL) * 1000;
-	uint64_t since;
-
 	check_keys(e, member_keys);
 	check_str(o_get(e, "group"), group);
 	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)getpid());
-	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
-	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
-	since = o_uint(o_get(e, "since"));
-	ck_assert_msg((long long)since > now_ms - 86400000LL &&
-	    (long long)since < now_ms + 86400000LL,
-	    "since %llu is not epoch ms", (unsigned long long)since);
-	ck_assert_uint_ge(o_uint(o_get(e, "gen")), 1);
+	check_made_by(e, getpid());
 }
 
 /* members [group] is exactly these connections, in this order. */
@@ -2909,37 +2740,6 @@ expect_errors_any_order(struct tclient *c, const uint32_t *ids, int n,
 		check_str(at(e, 0), code);
 		ck_assert_int_eq(at(e, 1)->type, MSGPACK_OBJECT_STR);
 		check_nil(at(o, 3));
-	}
-}
-
-/*
- * A request whose own push may come before or after its response (§2):
- * receive both; the result must equal want_result and the push want_push.
- */
-static void
-expect_result_and_push(struct tclient *c, uint32_t id,
-    const struct tpack *want_result, const struct tpack *want_push)
-{
-	bool got_reply = false, got_push = false;
-
-	for (int i = 0; i < 2; i++) {
-		msgpack_object *o = t_recv(c, -1);
-
-		ck_assert_ptr_nonnull(o);
-		ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
-		if (o->via.array.size == 4) {
-			ck_assert(!got_reply);
-			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
-			ck_assert_uint_eq(o_uint(at(o, 1)), id);
-			check_nil(at(o, 2));
-			ck_assert_msg(obj_eq(at(o, 3), want_result),
-			    "unexpected result");
-			got_reply = true;
-		} else {
-			ck_assert(!got_push);
-			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
-			got_push = true;
-		}
 	}
 }
 
@@ -3114,8 +2914,8 @@ START_TEST(test_call_reply)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	tp_init(&want);
 	t_call_ok(s, "register", "s", "kv");
@@ -3232,7 +3032,7 @@ START_TEST(test_call_order)
 	t_daemon_start(&d, NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	t_call_ok(s, "register", "s", "kv");
 
@@ -3300,8 +3100,8 @@ START_TEST(test_call_bad_params)
 	t_daemon_start(&d, NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	tp_init(&e);
 	t_call_ok(s, "register", "s", "kv");
 
@@ -3420,7 +3220,7 @@ START_TEST(test_call_not_found)
 	s = connect_first(&d);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cx = conn_id(x);
+	cx = t_conn_id(x);
 	t_call_ok(x, "register", "s", "gone-soon");
 
 	t_call_err(c, "not_found", "call", "ss", "nobody", "p");
@@ -3434,7 +3234,7 @@ START_TEST(test_call_not_found)
 
 	/* A connection that closed, and its names, are targets no more. */
 	t_close(x);
-	wait_gauges(c, 2, 0, 0);
+	t_wait_gauges(c, 2, 0, 0);
 	t_call_err(c, "not_found", "call", "us", cx, "p");
 	t_call_err(c, "not_found", "call", "ss", "gone-soon", "p");
 	ck_assert_uint_eq(t_stat(c, "calls"), 0);
@@ -3457,7 +3257,7 @@ START_TEST(test_call_timeout)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 
 	/* A long call pending meanwhile is unaffected. */
@@ -3540,7 +3340,7 @@ START_TEST(test_call_busy)
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "slow");
 
 	/* s never reads: its socket, then its 4 KiB bound, fill up. */
@@ -3605,8 +3405,8 @@ START_TEST(test_call_response_always_queued)
 	c = t_connect(d.path);
 	s = t_connect(d.path);
 	x = t_connect(d.path);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	t_call_ok(c, "register", "s", "caller");
 	t_call_ok(s, "register", "s", "srv");
 	t_call_ok(s, "register", "s", "srv2");
@@ -3677,8 +3477,8 @@ START_TEST(test_call_down_unregister)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 	t_call_ok(s, "register", "s", "other");
 	t_call_ok(s, "register", "s", "unrelated");
@@ -3737,8 +3537,8 @@ START_TEST(test_call_down_close)
 	o = connect_first(&d);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 	t_call_ok(s, "register", "s", "kv2");
 
@@ -3754,7 +3554,7 @@ START_TEST(test_call_down_close)
 	expect_errors_any_order(c, ids, 3, "down", at_once_ms());
 	/* The purge is complete once its effects are seen. */
 	ck_assert_uint_eq(t_stat(o, "calls"), 0);
-	wait_gauges(o, 2, 0, 0);
+	t_wait_gauges(o, 2, 0, 0);
 	expect_quiet(c);
 	expect_usable(c);
 
@@ -3776,8 +3576,8 @@ START_TEST(test_call_caller_gone)
 	o = connect_first(&d);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
 	t_call_ok(s, "register", "s", "kv");
 
 	call_name(c, "kv", "a", DAY_MS);
@@ -3790,8 +3590,8 @@ START_TEST(test_call_caller_gone)
 	late = t_stat(o, "replies_late");
 
 	t_close(c);
-	wait_stat(o, "calls", 0);
-	wait_gauges(o, 2, 1, 0);
+	t_wait_stat(o, "calls", 0);
+	t_wait_gauges(o, 2, 1, 0);
 	for (int i = 0; i < 3; i++)
 		t_call_err(s, "not_found", "reply", "us", cid[i], "late");
 	ck_assert_uint_eq(t_stat(o, "replies_late"), late + 3);
@@ -3815,9 +3615,9 @@ START_TEST(test_call_limit)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	cs = conn_id(s);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	cs = t_conn_id(s);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	t_call_ok(s, "register", "s", "kv");
 
 	for (int i = 0; i < 3; i++) {
@@ -3894,7 +3694,7 @@ START_TEST(test_call_10000)
 	s = t_connect(d.path);
 	c = t_connect(d.path);
 	o = t_connect(d.path);
-	cc = conn_id(c);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	cid = calloc(ncalls, sizeof(*cid));
 	seen = calloc(ncalls, sizeof(*seen));
@@ -4041,9 +3841,9 @@ START_TEST(test_join_leave_members)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	tp_init(&want);
 	check_strs(t_call_ok(o, "members", "s", "room"),
@@ -4205,10 +4005,10 @@ START_TEST(test_publish)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	x = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
-	cx = conn_id(x);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
+	cx = t_conn_id(x);
 	tp_init(&opts);
 	tp_init(&res);
 	tp_init(&push);
@@ -4384,9 +4184,9 @@ START_TEST(test_publish_busy)
 	m2 = t_connect(d.path);
 	n = t_connect(d.path);
 	x = t_connect(d.path);
-	cm1 = conn_id(m1);
-	cm2 = conn_id(m2);
-	cx = conn_id(x);
+	cm1 = t_conn_id(m1);
+	cm2 = t_conn_id(m2);
+	cx = t_conn_id(x);
 	tp_init(&p);
 	got1 = calloc(BUSY_MAX_TRIES, sizeof(*got1));
 	got2 = calloc(BUSY_MAX_TRIES, sizeof(*got2));
@@ -4484,7 +4284,7 @@ START_TEST(test_publish_1000)
 	t_raise_nofile((unsigned long)nm + 256);
 	t_daemon_start(&d, NULL);
 	x = connect_first(&d);
-	cx = conn_id(x);
+	cx = t_conn_id(x);
 	m = calloc((size_t)nm, sizeof(*m));
 	conns = calloc((size_t)nm, sizeof(*conns));
 	ck_assert(m != NULL && conns != NULL);
@@ -4512,9 +4312,9 @@ START_TEST(test_publish_1000)
 	/* They all go: the group goes with them. */
 	for (int i = 0; i < nm; i++)
 		t_close(m[i]);
-	wait_stat(x, "members", 0);
+	t_wait_stat(x, "members", 0);
 	ck_assert_uint_eq(t_stat(x, "groups"), 0);
-	wait_gauges(x, 1, 0, 0);
+	t_wait_gauges(x, 1, 0, 0);
 	check_strs(t_call_ok(x, "members", "s", "big"),
 	    (const char *const[]){ NULL });
 	check_publish_result(t_call_ok(x, "publish", "ss", "big", "anyone?"),
@@ -4539,9 +4339,9 @@ START_TEST(test_group_lifeline)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	co = conn_id(o);
-	ca = conn_id(a);
-	cc = conn_id(c);
+	co = t_conn_id(o);
+	ca = t_conn_id(a);
+	cc = t_conn_id(c);
 	t_call_ok(a, "join", "s", "room");
 	t_call_ok(b, "join", "s", "room");
 	t_call_ok(c, "join", "s", "room");
@@ -4550,7 +4350,7 @@ START_TEST(test_group_lifeline)
 	ck_assert_uint_eq(t_stat(o, "members"), 4);
 
 	t_close(b);
-	wait_stat(o, "members", 3);
+	t_wait_stat(o, "members", 3);
 	check_members(o, "room", (const uint64_t[]){ ca, cc }, 2);
 	check_publish_result(t_call_ok(o, "publish", "ss", "room", "hi"), 2,
 	    NULL, 0);
@@ -4558,16 +4358,16 @@ START_TEST(test_group_lifeline)
 	check_str(expect_publish(c, "room", co), "hi");
 
 	t_close(a);
-	wait_stat(o, "members", 1);
+	t_wait_stat(o, "members", 1);
 	ck_assert_uint_eq(t_stat(o, "groups"), 1);
 	check_members(o, "room", (const uint64_t[]){ cc }, 1);
 	check_strs(t_call_ok(o, "members", "s", "hall"),
 	    (const char *const[]){ NULL });
 
 	t_close(c);
-	wait_stat(o, "members", 0);
+	t_wait_stat(o, "members", 0);
 	ck_assert_uint_eq(t_stat(o, "groups"), 0);
-	wait_gauges(o, 1, 0, 0);
+	t_wait_gauges(o, 1, 0, 0);
 	check_strs(t_call_ok(o, "members", "s", "room"),
 	    (const char *const[]){ NULL });
 
@@ -4595,7 +4395,7 @@ START_TEST(test_join_limit)
 	t_call_err(a, "limit", "join", "ss", "g3", "v");
 	/* taken comes before limit. */
 	t_call_err(a, "taken", "join", "s", "g1");
-	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	check_strs(o_get(t_call_ok(b, "keys", "u", t_conn_id(a)), "groups"),
 	    (const char *const[]){ "g1", "g2", NULL });
 	/* Per connection: b has its own allowance. */
 	t_call_ok(b, "join", "s", "g1");
@@ -4636,7 +4436,7 @@ START_TEST(test_policy_v2)
 	t_call_ok(a, "join", "s", "open");
 	t_call_err(a, "forbidden", "join", "s", "secret.room");
 	t_call_err(a, "limit", "join", "s", "open2");
-	check_strs(o_get(t_call_ok(b, "keys", "u", conn_id(a)), "groups"),
+	check_strs(o_get(t_call_ok(b, "keys", "u", t_conn_id(a)), "groups"),
 	    (const char *const[]){ "open", NULL });
 	check_strs(t_call_ok(b, "members", "s", "secret.room"),
 	    (const char *const[]){ NULL });
@@ -4696,9 +4496,9 @@ START_TEST(test_send_conn)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 	msgs = t_stat(o, "messages");
 
@@ -4739,7 +4539,7 @@ START_TEST(test_send_conn)
 	t_call_err(b, "not_found", "send", "us", (uint64_t)NO_CONN, "x");
 	t_call_err(b, "not_found", "send", "us", (uint64_t)0, "x");
 	t_close(c);
-	wait_gauges(o, 3, 1, 0);
+	t_wait_gauges(o, 3, 1, 0);
 	t_call_err(b, "not_found", "send", "us", cc, "x");
 	/* Neither a name nor an id. */
 	for_bad_targets(b, "send", bad_target);
@@ -4767,9 +4567,9 @@ START_TEST(test_monitor_conn)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	e = t_connect(d.path);
-	ca = conn_id(a);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 	tp_init(&p);
 
 	/* A monitor on a connection watches the connection, not its names. */
@@ -4822,7 +4622,7 @@ START_TEST(test_monitor_conn)
 		msgpack_object *pa = t_push(b, "down");
 
 		if (at(pa, 1)->type == MSGPACK_OBJECT_STR)
-			check_down(pa, r4, "svc", "disconnected");
+			check_down_name(pa, r4, "svc", "disconnected");
 		else
 			check_down_conn(pa, r5, ce, "disconnected");
 	}
@@ -4871,7 +4671,7 @@ START_TEST(test_update)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 	tp_init(&want);
 
@@ -4943,8 +4743,8 @@ START_TEST(test_keys)
 	o = connect_first(&d);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	/* Nothing yet. */
 	r = t_call_ok(o, "keys", "u", ca);
@@ -4992,7 +4792,7 @@ START_TEST(test_keys)
 	t_call_err(o, "bad_request", "keys", "n");
 	t_call_err(o, "bad_request", "keys", "uu", ca, cb);
 	t_close(a);
-	wait_gauges(o, 2, 1, 0);
+	t_wait_gauges(o, 2, 1, 0);
 	t_call_err(o, "not_found", "keys", "u", ca);
 
 	t_close(b);
@@ -5058,7 +4858,7 @@ START_TEST(test_register_many)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 	tp_init(&e);
 	t_call_ok(b, "register", "s", "b-name");
@@ -5247,7 +5047,7 @@ START_TEST(test_gen)
 	ck_assert_uint_eq(GEN_OF(at(r, 1)), 9);
 	/* A purged connection's gens are not reused. */
 	t_close(b);
-	wait_gauges(a, 1, 2, 0);
+	t_wait_gauges(a, 1, 2, 0);
 	ck_assert_uint_eq(GEN_OF(t_call_ok(a, "register", "s", "one")), 10);
 #undef GEN_OF
 
@@ -5342,7 +5142,7 @@ START_TEST(test_keys_too_large)
 	t_daemon_start(&d, "--max-message", "1024", NULL);
 	o = t_connect(d.path);
 	a = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	for (char ch = 'a'; ch <= 'c'; ch++) {
 		n = filled(250, ch);
 		t_call_ok(a, "register", "s", n);
@@ -5378,1116 +5178,6 @@ START_TEST(test_keys_too_large)
 	    "max_message 1024");
 	expect_usable(o);
 
-	t_close(o);
-	t_close(a);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ */
-/* await                                                               */
-/* ------------------------------------------------------------------ */
-
-START_TEST(test_await)
-{
-	struct tdaemon d;
-	struct tclient *a, *b, *o, *x;
-	struct tpack p;
-	msgpack_object *e;
-	uint64_t ca, gen;
-	uint32_t id1, id2, id3;
-
-	t_daemon_start(&d, NULL);
-	o = connect_first(&d);
-	a = t_connect(d.path);
-	b = t_connect(d.path);
-	ca = conn_id(a);
-	tp_init(&p);
-	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
-
-	/* Registered already: the entry at once; timeout 0 only checks. */
-	gen = o_uint(o_get(t_call_ok(a, "register", "s", "here"), "gen"));
-	e = t_call_ok(b, "await", "s", "here");
-	check_entry(e, "here", ca);
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
-	check_entry(t_call_ok(b, "await", "su", "here", (uint64_t)0), "here",
-	    ca);
-	t_call_err(b, "timeout", "await", "su", "absent", (uint64_t)0);
-	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
-
-	/* Pending: answered when the name is registered, after the
-	 * responses to later requests. */
-	id1 = rq_begin(b, &p, "await", 2);
-	tp_str(&p, "svc");
-	tp_uint(&p, DAY_MS);
-	id2 = rq_begin(b, &p, "whereis", 1);
-	tp_str(&p, "svc");
-	rq_send(b, &p);
-	check_nil(t_ok(b, id2));
-	id3 = t_request(o, "await", "s", "svc");
-	wait_stat(o, "awaits", 2);
-	expect_quiet(b);
-	e = t_call_ok(a, "register", "ss", "svc", "v");
-	gen = o_uint(o_get(e, "gen"));
-	e = t_ok(b, id1);
-	check_entry(e, "svc", ca);
-	check_str(o_get(e, "value"), "v");
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
-	e = t_ok(o, id3);
-	check_entry(e, "svc", ca);
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), gen);
-	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
-
-	/* register_many takes it too. */
-	id1 = t_request(b, "await", "su", "m2", DAY_MS);
-	wait_stat(o, "awaits", 1);
-	t_ok(a, register_many(a, (const char *const[]){ "m1", "m2", NULL },
-	    NULL));
-	check_entry(t_ok(b, id1), "m2", ca);
-
-	/* Timeout: a later registration is no concern of the await's. */
-	id1 = t_request(b, "await", "su", "late", (uint64_t)30);
-	t_err(b, id1, "timeout");
-	t_call_ok(a, "register", "s", "late");
-	expect_quiet(b);
-
-	/* An await dies with its connection. */
-	x = t_connect(d.path);
-	t_request(x, "await", "su", "never", DAY_MS);
-	wait_stat(o, "awaits", 1);
-	t_close(x);
-	wait_stat(o, "awaits", 0);
-	t_call_ok(a, "register", "s", "never");
-	expect_usable(a);
-
-	/* Bad params. */
-	t_call_err(b, "bad_request", "await", "");
-	t_call_err(b, "bad_request", "await", "s", "");
-	t_call_err(b, "bad_request", "await", "u", (uint64_t)1);
-	t_call_err(b, "bad_request", "await", "su", "x", DAY_MS + 1);
-	t_call_err(b, "bad_request", "await", "ss", "x", "1");
-	t_call_err(b, "bad_request", "await", "si", "x", (int64_t)-1);
-	t_call_err(b, "bad_request", "await", "sn", "x");
-	t_call_err(b, "bad_request", "await", "suu", "x", (uint64_t)1,
-	    (uint64_t)1);
-	ck_assert_uint_eq(t_stat(o, "awaits"), 0);
-
-	tp_free(&p);
-	t_close(a);
-	t_close(b);
-	t_close(o);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* Calls and awaits share --max-calls. */
-START_TEST(test_await_limit)
-{
-	struct tdaemon d;
-	struct tclient *s, *c;
-	uint64_t cc, cid;
-	uint32_t id1, id2;
-
-	t_daemon_start(&d, "--max-calls", "2", NULL);
-	s = t_connect(d.path);
-	c = t_connect(d.path);
-	cc = conn_id(c);
-	t_call_ok(s, "register", "s", "srv");
-	id1 = call_name(c, "srv", "p", DAY_MS);
-	cid = expect_call(s, "srv", cc, "p");
-	id2 = t_request(c, "await", "su", "x", DAY_MS);
-	wait_stat(s, "awaits", 1);
-	t_call_err(c, "limit", "await", "su", "y", DAY_MS);
-	t_call_err(c, "limit", "call", "ssu", "srv", "q", DAY_MS);
-	/* bad_request comes first. */
-	t_call_err(c, "bad_request", "await", "su", "y", DAY_MS + 1);
-	/* An ended await frees its slot. */
-	t_call_ok(s, "register", "s", "x");
-	check_entry(t_ok(c, id2), "x", conn_id(s));
-	id2 = t_request(c, "await", "su", "y", DAY_MS);
-	wait_stat(s, "awaits", 1);
-	t_call_err(c, "limit", "await", "su", "z", DAY_MS);
-	check_bool(t_call_ok(s, "reply", "us", cid, "r"), true);
-	check_str(t_ok(c, id1), "r");
-	t_call_ok(s, "register", "s", "y");
-	check_entry(t_ok(c, id2), "y", conn_id(s));
-
-	t_close(s);
-	t_close(c);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ */
-/* queued ownership, replacement, fencing                              */
-/* ------------------------------------------------------------------ */
-
-enum { RQ_QUEUE = 1, RQ_ALLOW = 2, RQ_REPLACE = 4 };
-
-/* register [name, value, opts] with the flags given (only those keys). */
-static uint32_t
-register_opts(struct tclient *c, const char *name, const char *value,
-    unsigned flags)
-{
-	struct tpack p;
-	uint32_t id, n = 0;
-
-	for (unsigned f = flags; f != 0; f >>= 1)
-		n += f & 1;
-	tp_init(&p);
-	id = rq_begin(c, &p, "register", 3);
-	tp_str(&p, name);
-	tp_str(&p, value);
-	tp_map(&p, n);
-	if (flags & RQ_QUEUE) {
-		tp_str(&p, "queue");
-		msgpack_pack_true(&p.pk);
-	}
-	if (flags & RQ_ALLOW) {
-		tp_str(&p, "allow_replacement");
-		msgpack_pack_true(&p.pk);
-	}
-	if (flags & RQ_REPLACE) {
-		tp_str(&p, "replace");
-		msgpack_pack_true(&p.pk);
-	}
-	rq_send(c, &p);
-	tp_free(&p);
-	return id;
-}
-
-/* The result {"queued": pos}. */
-static void
-check_queued(const msgpack_object *r, uint64_t pos)
-{
-	static const char *const queued_keys[] = { "queued", NULL };
-
-	check_keys(r, queued_keys);
-	ck_assert_uint_eq(o_uint(o_get(r, "queued")), pos);
-}
-
-/* queue [name] is exactly these connection ids. */
-static void
-check_queue(struct tclient *c, const char *name, const uint64_t *conns,
-    uint32_t n)
-{
-	msgpack_object *r = t_call_ok(c, "queue", "s", name);
-
-	ck_assert_int_eq(r->type, MSGPACK_OBJECT_ARRAY);
-	ck_assert_uint_eq(r->via.array.size, n);
-	for (uint32_t i = 0; i < n; i++)
-		ck_assert_uint_eq(o_uint(at(r, i)), conns[i]);
-}
-
-/* The push [2, "acquired", [name, entry]]: the entry's gen. */
-static uint64_t
-expect_acquired(struct tclient *c, const char *name, uint64_t conn,
-    const char *value)
-{
-	msgpack_object *pa = t_push(c, "acquired"), *e;
-
-	ck_assert_uint_eq(pa->via.array.size, 2);
-	check_str(at(pa, 0), name);
-	e = at(pa, 1);
-	check_entry(e, name, conn);
-	check_str(o_get(e, "value"), value);
-	return o_uint(o_get(e, "gen"));
-}
-
-static void
-expect_lost(struct tclient *c, const char *name)
-{
-	msgpack_object *pa = t_push(c, "lost");
-
-	ck_assert_uint_eq(pa->via.array.size, 2);
-	check_str(at(pa, 0), name);
-	check_str(at(pa, 1), "replaced");
-}
-
-/* send [name, payload, {"gen": gen}]: its msgid. */
-static uint32_t
-send_gen(struct tclient *c, const char *name, const char *payload,
-    uint64_t gen)
-{
-	struct tpack p;
-	uint32_t id;
-
-	tp_init(&p);
-	id = rq_begin(c, &p, "send", 3);
-	tp_str(&p, name);
-	tp_str(&p, payload);
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_uint(&p, gen);
-	rq_send(c, &p);
-	tp_free(&p);
-	return id;
-}
-
-/* The next two objects on c: a down push and the error response to id,
- * in either order. */
-static void
-expect_down_and_call_down(struct tclient *c, uint64_t ref, const char *name,
-    const char *reason, uint32_t id)
-{
-	bool got_down = false, got_resp = false;
-
-	for (int i = 0; i < 2; i++) {
-		msgpack_object *o = t_recv(c, at_once_ms());
-
-		ck_assert_msg(o != NULL, "down %d, call response %d", got_down,
-		    got_resp);
-		if (o->via.array.size == 3) {
-			ck_assert(!got_down);
-			check_str(at(o, 1), "down");
-			check_down(at(o, 2), ref, name, reason);
-			got_down = true;
-		} else {
-			ck_assert(!got_resp);
-			ck_assert_uint_eq(o_uint(at(o, 1)), id);
-			check_str(at(at(o, 2), 0), "down");
-			got_resp = true;
-		}
-	}
-}
-
-START_TEST(test_queue)
-{
-	struct tdaemon d;
-	struct tclient *g, *h, *f, *o, *w;
-	msgpack_object *e;
-	uint64_t cg, ch, cf, co, cw, g1, g2, g3, g4, ref, cid;
-	uint32_t id;
-
-	t_daemon_start(&d, NULL);
-	g = t_connect(d.path);
-	h = t_connect(d.path);
-	f = t_connect(d.path);
-	o = t_connect(d.path);
-	cg = conn_id(g);
-	ch = conn_id(h);
-	cf = conn_id(f);
-	co = conn_id(o);
-
-	/* A free name: queue or not, a plain registration. */
-	e = t_ok(g, register_opts(g, "lock", "g", RQ_QUEUE));
-	check_entry(e, "lock", cg);
-	g1 = o_uint(o_get(e, "gen"));
-	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
-	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
-	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
-	check_queue(o, "free", NULL, 0);
-	/* Waiting already, or owning: taken; a plain register: taken. */
-	t_err(h, register_opts(h, "lock", "h", RQ_QUEUE), "taken");
-	t_call_err(h, "taken", "register", "s", "lock");
-	t_err(g, register_opts(g, "lock", "g", RQ_QUEUE), "taken");
-	t_call_err(o, "taken", "register", "s", "lock");
-	check_queue(o, "lock", (const uint64_t[]){ ch, cf }, 2);
-	/* A waiter does not own the name. */
-	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
-	t_call_err(h, "not_owner", "update", "ss", "lock", "x");
-
-	/* Fencing while g owns it. */
-	check_bool(t_ok(o, send_gen(o, "lock", "fenced", g1)), true);
-	check_str(expect_message(g, "lock", co), "fenced");
-	t_err(o, send_gen(o, "lock", "x", g1 + 1000), "stale");
-	t_call_err(g, "stale", "update", "ssu", "lock", "x", g1 + 1000);
-	t_call_err(g, "stale", "unregister", "su", "lock", g1 + 1000);
-	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
-	expect_quiet(g);
-
-	/* g unregisters: h owns it in the same step, with a new gen and the
-	 * value it queued with; monitors and calls by name end. */
-	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
-	id = call_name(o, "lock", "to g", DAY_MS);
-	cid = expect_call(g, "lock", co, "to g");
-	check_bool(t_call_ok(g, "unregister", "su", "lock", g1), true);
-	e = t_call_ok(f, "whereis", "s", "lock");
-	check_entry(e, "lock", ch);
-	g2 = o_uint(o_get(e, "gen"));
-	ck_assert_uint_gt(g2, g1);
-	ck_assert_uint_eq(expect_acquired(h, "lock", ch, "h"), g2);
-	expect_down_and_call_down(o, ref, "lock", "unregistered", id);
-	t_call_err(g, "not_found", "reply", "us", cid, "late");
-	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
-
-	/* Fencing after the hand-over. */
-	t_call_err(g, "not_owner", "unregister", "su", "lock", g1);
-	t_call_err(h, "stale", "unregister", "su", "lock", g1);
-	t_call_err(h, "stale", "update", "ssu", "lock", "x", g1);
-	e = t_call_ok(h, "update", "ssu", "lock", "h2", g2);
-	check_str(o_get(e, "value"), "h2");
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g2);
-	t_err(o, send_gen(o, "lock", "old", g1), "stale");
-	check_bool(t_ok(o, send_gen(o, "lock", "new", g2)), true);
-	check_str(expect_message(h, "lock", co), "new");
-	/* Errors in their order: not_found, not_owner, then stale. */
-	t_call_err(o, "not_found", "unregister", "su", "nope", g1);
-	t_call_err(o, "not_found", "update", "ssu", "nope", "x", g1);
-	t_call_err(o, "not_owner", "unregister", "su", "lock", g1);
-	t_call_err(o, "not_owner", "update", "ssu", "lock", "x", g1);
-
-	/* A waiter gives up its place with unregister. */
-	check_bool(t_call_ok(f, "unregister", "s", "lock"), true);
-	check_queue(o, "lock", NULL, 0);
-	t_call_err(f, "not_owner", "unregister", "s", "lock");
-	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", ch);
-
-	/* The owner's connection goes away: the head takes over. */
-	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 1);
-	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
-	t_close(h);
-	g3 = expect_acquired(f, "lock", cf, "f");
-	ck_assert_uint_gt(g3, g2);
-	expect_down(o, ref, "lock", "disconnected");
-	e = t_call_ok(o, "whereis", "s", "lock");
-	check_entry(e, "lock", cf);
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), g3);
-
-	/* Evicted: the head takes over. */
-	check_queued(t_ok(g, register_opts(g, "lock", "g2", RQ_QUEUE)), 1);
-	ref = o_uint(t_call_ok(o, "monitor", "s", "lock"));
-	check_bool(t_call_ok(f, "evict", "s", "lock"), true);
-	expect_down(o, ref, "lock", "evicted");
-	g4 = expect_acquired(g, "lock", cg, "g2");
-	ck_assert_uint_gt(g4, g3);
-	check_entry(t_call_ok(o, "whereis", "s", "lock"), "lock", cg);
-
-	/* A waiter whose connection goes away leaves the queue. */
-	w = t_connect(d.path);
-	cw = conn_id(w);
-	check_queued(t_ok(w, register_opts(w, "lock", "w", RQ_QUEUE)), 1);
-	check_queued(t_ok(f, register_opts(f, "lock", "f", RQ_QUEUE)), 2);
-	check_queue(o, "lock", (const uint64_t[]){ cw, cf }, 2);
-	t_close(w);
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		if (t_call_ok(o, "queue", "s", "lock")->via.array.size == 1)
-			break;
-		usleep(POLL_US);
-	}
-	check_queue(o, "lock", (const uint64_t[]){ cf }, 1);
-	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
-	expect_acquired(f, "lock", cf, "f");
-
-	/* Gens keep growing past the hand-overs. */
-	ck_assert_uint_gt(o_uint(o_get(t_call_ok(o, "register", "s", "next"),
-	    "gen")), g4);
-
-	/* Bad options and fencing params. */
-	{
-		struct tpack p;
-
-		tp_init(&p);
-		id = rq_begin(o, &p, "register", 3);
-		tp_str(&p, "bad");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "queue");
-		tp_uint(&p, 1);
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		id = rq_begin(o, &p, "register", 3);
-		tp_str(&p, "bad");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "zq7");
-		msgpack_pack_true(&p.pk);
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		id = rq_begin(o, &p, "register", 3);
-		tp_str(&p, "bad");
-		tp_nil(&p);
-		tp_str(&p, "queue");
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		/* send: opts only with a name, and only "gen", a uint. */
-		id = rq_begin(o, &p, "send", 3);
-		tp_uint(&p, cf);
-		tp_str(&p, "x");
-		tp_map(&p, 1);
-		tp_str(&p, "gen");
-		tp_uint(&p, g4);
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		id = rq_begin(o, &p, "send", 3);
-		tp_str(&p, "lock");
-		tp_str(&p, "x");
-		tp_map(&p, 1);
-		tp_str(&p, "gen");
-		tp_str(&p, "1");
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		id = rq_begin(o, &p, "send", 3);
-		tp_str(&p, "lock");
-		tp_str(&p, "x");
-		tp_map(&p, 1);
-		tp_str(&p, "zq7");
-		tp_uint(&p, 1);
-		rq_send(o, &p);
-		t_err(o, id, "bad_request");
-		tp_free(&p);
-	}
-	t_call_err(o, "bad_request", "unregister", "ss", "next", "1");
-	t_call_err(o, "bad_request", "unregister", "si", "next",
-	    (int64_t)-1);
-	t_call_err(o, "bad_request", "update", "sss", "next", "x", "1");
-	t_call_err(o, "bad_request", "queue", "");
-	t_call_err(o, "bad_request", "queue", "s", "");
-	t_call_err(o, "bad_request", "queue", "u", (uint64_t)1);
-	t_call_err(o, "bad_request", "queue", "ss", "lock", "x");
-	check_nil(t_call_ok(o, "whereis", "s", "bad"));
-	expect_quiet(f);
-
-	t_close(g);
-	t_close(f);
-	t_close(o);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-START_TEST(test_replace)
-{
-	struct tdaemon d;
-	struct tclient *h, *g, *f, *o, *c;
-	msgpack_object *e;
-	uint64_t ch, cg, cf, cc, co, p1, p2, ref;
-	uint32_t id;
-
-	t_daemon_start(&d, NULL);
-	h = t_connect(d.path);
-	g = t_connect(d.path);
-	f = t_connect(d.path);
-	o = t_connect(d.path);
-	c = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
-	cf = conn_id(f);
-	cc = conn_id(c);
-	co = conn_id(o);
-
-	e = t_ok(h, register_opts(h, "primary", "h", RQ_ALLOW | RQ_QUEUE));
-	check_entry(e, "primary", ch);
-	p1 = o_uint(o_get(e, "gen"));
-	ref = o_uint(t_call_ok(o, "monitor", "s", "primary"));
-	id = call_name(c, "primary", "to h", DAY_MS);
-	expect_call(h, "primary", cc, "to h");
-
-	/* replace: g owns it at once; h is told, monitors fire "replaced",
-	 * calls by name end; h, queue: true, heads the queue. */
-	e = t_ok(g, register_opts(g, "primary", "g", RQ_REPLACE));
-	check_entry(e, "primary", cg);
-	check_str(o_get(e, "value"), "g");
-	p2 = o_uint(o_get(e, "gen"));
-	ck_assert_uint_gt(p2, p1);
-	expect_lost(h, "primary");
-	expect_down(o, ref, "primary", "replaced");
-	expect_errors_any_order(c, &id, 1, "down", at_once_ms());
-	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
-	e = t_call_ok(o, "whereis", "s", "primary");
-	check_entry(e, "primary", cg);
-	ck_assert_uint_eq(o_uint(o_get(e, "gen")), p2);
-	/* h, now waiting, is fenced too: its old gen acts on nothing. */
-	t_call_err(h, "stale", "unregister", "su", "primary", p1);
-	check_queue(o, "primary", (const uint64_t[]){ ch }, 1);
-
-	/* g did not allow replacement: replace is taken, or queues. */
-	t_err(f, register_opts(f, "primary", "f", RQ_REPLACE), "taken");
-	check_queued(t_ok(f, register_opts(f, "primary", "f",
-	    RQ_REPLACE | RQ_QUEUE)), 2);
-	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
-
-	/* h gets it back, with its own value and flags: replaceable. */
-	check_bool(t_call_ok(g, "unregister", "s", "primary"), true);
-	ck_assert_uint_gt(expect_acquired(h, "primary", ch, "h"), p2);
-	check_queue(o, "primary", (const uint64_t[]){ cf }, 1);
-	e = t_ok(o, register_opts(o, "primary", "o", RQ_REPLACE));
-	check_entry(e, "primary", co);
-	expect_lost(h, "primary");
-	check_queue(o, "primary", (const uint64_t[]){ ch, cf }, 2);
-
-	/* Replaced without queue: the name is simply lost. */
-	t_ok(g, register_opts(g, "solo", "g", RQ_ALLOW));
-	t_ok(f, register_opts(f, "solo", "f", RQ_REPLACE));
-	expect_lost(g, "solo");
-	check_queue(o, "solo", NULL, 0);
-	check_entry(t_call_ok(o, "whereis", "s", "solo"), "solo", cf);
-	/* replace on a free name registers it. */
-	check_entry(t_ok(g, register_opts(g, "fresh", "g", RQ_REPLACE)),
-	    "fresh", cg);
-	expect_quiet(h);
-	expect_quiet(g);
-
-	t_close(h);
-	t_close(g);
-	t_close(f);
-	t_close(o);
-	t_close(c);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* ------------------------------------------------------------------ */
-/* subscribe                                                           */
-/* ------------------------------------------------------------------ */
-
-/* One event as seen: its sub, seq, kind, and the name or group it is
- * about (with the reason for "unregistered"). */
-struct tevent {
-	uint64_t	 sub, seq;
-	char		 kind[16];
-	char		 what[300];
-};
-
-/* Receive the next object on c, which must be an event push; record it
- * (checking the payload's shape for its kind). */
-static void
-recv_event(struct tclient *c, struct tevent *ev)
-{
-	msgpack_object *pa = t_push(c, "event"), *pl, *w = NULL;
-	const char *reason = NULL;
-	size_t rlen = 0;
-
-	ck_assert_uint_eq(pa->via.array.size, 4);
-	ev->sub = o_uint(at(pa, 0));
-	ev->seq = o_uint(at(pa, 1));
-	ck_assert_int_eq(at(pa, 2)->type, MSGPACK_OBJECT_STR);
-	ck_assert_uint_lt(at(pa, 2)->via.str.size, sizeof(ev->kind));
-	memcpy(ev->kind, at(pa, 2)->via.str.ptr, at(pa, 2)->via.str.size);
-	ev->kind[at(pa, 2)->via.str.size] = '\0';
-	pl = at(pa, 3);
-	if (strcmp(ev->kind, "registered") == 0 ||
-	    strcmp(ev->kind, "updated") == 0 ||
-	    strcmp(ev->kind, "handover") == 0) {
-		check_keys(pl, entry_keys);
-		w = o_get(pl, "name");
-	} else if (strcmp(ev->kind, "joined") == 0 ||
-	    strcmp(ev->kind, "left") == 0) {
-		check_keys(pl, member_keys);
-		w = o_get(pl, "group");
-	} else {
-		check_str(at(pa, 2), "unregistered");
-		ck_assert_uint_eq(pl->via.array.size, 2);
-		w = at(pl, 0);
-		ck_assert_int_eq(at(pl, 1)->type, MSGPACK_OBJECT_STR);
-		reason = at(pl, 1)->via.str.ptr;
-		rlen = at(pl, 1)->via.str.size;
-	}
-	ck_assert_int_eq(w->type, MSGPACK_OBJECT_STR);
-	snprintf(ev->what, sizeof(ev->what), "%.*s%s%.*s",
-	    (int)w->via.str.size, w->via.str.ptr, reason ? " " : "",
-	    (int)rlen, reason ? reason : "");
-}
-
-/* The next event is for sub, of kind, about what; returns its seq, which
- * must be after *last (updated). */
-static uint64_t
-expect_event(struct tclient *c, uint64_t sub, const char *kind,
-    const char *what, uint64_t *last)
-{
-	struct tevent ev;
-
-	recv_event(c, &ev);
-	ck_assert_uint_eq(ev.sub, sub);
-	ck_assert_str_eq(ev.kind, kind);
-	ck_assert_str_eq(ev.what, what);
-	ck_assert_uint_gt(ev.seq, *last);
-	*last = ev.seq;
-	return ev.seq;
-}
-
-/* subscribe [prefix, {groups?, since?}] (opts only when flags ask). */
-static uint32_t
-subscribe(struct tclient *c, const char *prefix, bool groups, bool has_since,
-    uint64_t since)
-{
-	struct tpack p;
-	uint32_t id;
-
-	tp_init(&p);
-	id = rq_begin(c, &p, "subscribe", groups || has_since ? 2 : 1);
-	tp_str(&p, prefix);
-	if (groups || has_since) {
-		tp_map(&p, (uint32_t)groups + (uint32_t)has_since);
-		if (groups) {
-			tp_str(&p, "groups");
-			msgpack_pack_true(&p.pk);
-		}
-		if (has_since) {
-			tp_str(&p, "since");
-			tp_uint(&p, since);
-		}
-	}
-	rq_send(c, &p);
-	tp_free(&p);
-	return id;
-}
-
-/* subscribe ["app.", <the object in opts>]: bad_request; opts emptied. */
-static void
-subscribe_bad(struct tclient *c, struct tpack *opts)
-{
-	struct tpack p;
-	uint32_t id;
-
-	tp_init(&p);
-	id = rq_begin(c, &p, "subscribe", 2);
-	tp_str(&p, "app.");
-	tp_append(&p, opts);
-	rq_send(c, &p);
-	tp_free(&p);
-	tp_reset(opts);
-	t_err(c, id, "bad_request");
-}
-
-static const char *const sub_keys[] = { "sub", "seq", "entries", NULL };
-static const char *const sub_since_keys[] = { "sub", "seq", "gap", NULL };
-static const char *const sub_gap_keys[] = { "sub", "seq", "gap", "entries",
-	NULL };
-
-START_TEST(test_subscribe)
-{
-	struct tdaemon d;
-	struct tclient *o, *a, *x;
-	msgpack_object *r, *es;
-	uint64_t ca, cx, seq, l1, l2, s1, s2, e1, e2;
-
-	t_daemon_start(&d, NULL);
-	o = connect_first(&d);
-	a = t_connect(d.path);
-	x = t_connect(d.path);
-	ca = conn_id(a);
-	cx = conn_id(x);
-	t_call_ok(a, "register", "su", "app.c", (uint64_t)3);
-	t_call_ok(a, "register", "su", "app.a", (uint64_t)1);
-	t_call_ok(a, "register", "s", "other");
-	t_call_ok(a, "join", "ss", "app.g", "m");
-	t_call_ok(x, "join", "s", "app.g");
-	t_call_ok(x, "join", "s", "zzz");
-	seq = t_stat(o, "seq");
-	ck_assert_uint_ge(seq, 6);
-
-	/* Snapshot: the names under the prefix in name order. */
-	r = t_ok(o, subscribe(o, "app.", false, false, 0));
-	check_keys(r, sub_keys);
-	s1 = o_uint(o_get(r, "sub"));
-	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
-	es = o_get(r, "entries");
-	ck_assert_uint_eq(es->via.array.size, 2);
-	check_entry(at(es, 0), "app.a", ca);
-	ck_assert_uint_eq(o_uint(o_get(at(es, 0), "value")), 1);
-	check_entry(at(es, 1), "app.c", ca);
-	/* With groups: then the members of the groups under it. */
-	r = t_ok(o, subscribe(o, "app.", true, false, 0));
-	check_keys(r, sub_keys);
-	s2 = o_uint(o_get(r, "sub"));
-	ck_assert_uint_ne(s1, s2);
-	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
-	es = o_get(r, "entries");
-	ck_assert_uint_eq(es->via.array.size, 4);
-	check_entry(at(es, 0), "app.a", ca);
-	check_entry(at(es, 1), "app.c", ca);
-	check_member(at(es, 2), "app.g", ca);
-	check_str(o_get(at(es, 2), "value"), "m");
-	check_member(at(es, 3), "app.g", cx);
-	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
-	l1 = l2 = seq;
-
-	/* Each change takes the next seq; both subscriptions see names. */
-#define BOTH(kind, what) do {						\
-	e1 = expect_event(o, s1, kind, what, &l1);			\
-	e2 = expect_event(o, s2, kind, what, &l2);			\
-	ck_assert_uint_eq(e1, e2);					\
-	ck_assert_uint_eq(e1, t_stat(x, "seq"));			\
-} while (0)
-	t_call_ok(a, "register", "s", "app.b");
-	BOTH("registered", "app.b");
-	t_call_ok(a, "register", "s", "other2");	/* not under it */
-	t_call_ok(a, "update", "ss", "app.b", "v2");
-	BOTH("updated", "app.b");
-	check_bool(t_call_ok(a, "unregister", "s", "app.b"), true);
-	BOTH("unregistered", "app.b unregistered");
-	check_bool(t_call_ok(x, "evict", "s", "app.c"), true);
-	BOTH("unregistered", "app.c evicted");
-	t_ok(a, register_many(a, (const char *const[]){ "app.m1", "zz",
-	    "app.m2", NULL }, NULL));
-	/* One seq per name of the batch, zz's included. */
-	e1 = expect_event(o, s1, "registered", "app.m1", &l1);
-	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m1", &l2),
-	    e1);
-	e2 = expect_event(o, s1, "registered", "app.m2", &l1);
-	ck_assert_uint_eq(expect_event(o, s2, "registered", "app.m2", &l2),
-	    e2);
-	ck_assert_uint_eq(e2, e1 + 2);
-	ck_assert_uint_eq(e2, t_stat(x, "seq"));
-	/* Groups only with groups. */
-	t_call_ok(x, "join", "s", "app.h");
-	expect_event(o, s2, "joined", "app.h", &l2);
-	check_bool(t_call_ok(x, "leave", "s", "app.h"), true);
-	expect_event(o, s2, "left", "app.h", &l2);
-	t_call_ok(x, "join", "s", "zz.h");		/* not under it */
-	expect_quiet(o);
-
-	/* The owner goes: its names, and (groups) its memberships. */
-	t_close(a);
-	{
-		struct tevent ev[8];
-		int n1 = 0, n2 = 0;
-
-		/* s1: app.a, app.m1, app.m2 disconnected; s2: the same and
-		 * app.g left; in some order of names, each once. */
-		for (int i = 0; i < 7; i++) {
-			recv_event(o, &ev[i]);
-			if (ev[i].sub == s1) {
-				ck_assert_uint_gt(ev[i].seq, l1);
-				l1 = ev[i].seq;
-				n1++;
-			} else {
-				ck_assert_uint_eq(ev[i].sub, s2);
-				ck_assert_uint_gt(ev[i].seq, l2);
-				l2 = ev[i].seq;
-				n2++;
-			}
-		}
-		ck_assert_int_eq(n1, 3);
-		ck_assert_int_eq(n2, 4);
-		for (const char *const *w = (const char *const[]){
-		    "app.a disconnected", "app.m1 disconnected",
-		    "app.m2 disconnected", NULL }; *w != NULL; w++) {
-			int k1 = 0, k2 = 0;
-
-			for (int i = 0; i < 7; i++) {
-				if (strcmp(ev[i].what, *w) != 0)
-					continue;
-				ck_assert_str_eq(ev[i].kind, "unregistered");
-				k1 += ev[i].sub == s1;
-				k2 += ev[i].sub == s2;
-			}
-			ck_assert_int_eq(k1, 1);
-			ck_assert_int_eq(k2, 1);
-		}
-		for (int i = 0; i < 7; i++) {
-			if (strcmp(ev[i].kind, "left") == 0) {
-				ck_assert_uint_eq(ev[i].sub, s2);
-				ck_assert_str_eq(ev[i].what, "app.g");
-			}
-		}
-	}
-	expect_quiet(o);
-
-	/* unsubscribe: true, then false; no more events for it. */
-	check_bool(t_call_ok(o, "unsubscribe", "u", s1), true);
-	check_bool(t_call_ok(o, "unsubscribe", "u", s1), false);
-	check_bool(t_call_ok(o, "unsubscribe", "u", (uint64_t)NO_CONN),
-	    false);
-	ck_assert_uint_eq(t_stat(x, "subscriptions"), 1);
-	t_call_ok(x, "register", "s", "app.z");
-	expect_event(o, s2, "registered", "app.z", &l2);
-	expect_quiet(o);
-	check_bool(t_call_ok(o, "unsubscribe", "u", s2), true);
-	ck_assert_uint_eq(t_stat(x, "subscriptions"), 0);
-
-	/* since: the events after it under the prefix are replayed, then
-	 * the stream goes on live. */
-	seq = t_stat(o, "seq");
-	t_call_ok(x, "register", "s", "app.r1");
-	t_call_ok(x, "register", "s", "zz.r");
-	t_call_ok(x, "register", "s", "app.r2");
-	check_bool(t_call_ok(x, "unregister", "s", "app.r1"), true);
-	r = t_ok(o, subscribe(o, "app.r", false, true, seq));
-	check_keys(r, sub_since_keys);
-	s1 = o_uint(o_get(r, "sub"));
-	ck_assert_uint_eq(o_uint(o_get(r, "seq")), t_stat(x, "seq"));
-	check_bool(o_get(r, "gap"), false);
-	l1 = seq;
-	expect_event(o, s1, "registered", "app.r1", &l1);
-	expect_event(o, s1, "registered", "app.r2", &l1);
-	expect_event(o, s1, "unregistered", "app.r1 unregistered", &l1);
-	t_call_ok(x, "register", "s", "app.r3");
-	expect_event(o, s1, "registered", "app.r3", &l1);
-	expect_quiet(o);
-	/* since = now: nothing to replay; later than now: bad_request. */
-	seq = t_stat(o, "seq");
-	r = t_ok(o, subscribe(o, "app.", false, true, seq));
-	check_keys(r, sub_since_keys);
-	check_bool(o_get(r, "gap"), false);
-	expect_quiet(o);
-	t_err(o, subscribe(o, "app.", false, true, seq + 1), "bad_request");
-
-	/* Bad params. */
-	t_call_err(o, "bad_request", "subscribe", "");
-	t_call_err(o, "bad_request", "subscribe", "u", (uint64_t)1);
-	t_call_err(o, "bad_request", "subscribe", "ss", "app.", "x");
-	t_call_err(o, "bad_request", "subscribe", "sn", "app.");
-	{
-		struct tpack opts;
-
-		tp_init(&opts);
-		tp_map(&opts, 1);
-		tp_str(&opts, "zq7");
-		msgpack_pack_true(&opts.pk);
-		subscribe_bad(o, &opts);
-		tp_map(&opts, 1);
-		tp_str(&opts, "groups");
-		tp_uint(&opts, 1);
-		subscribe_bad(o, &opts);
-		tp_map(&opts, 1);
-		tp_str(&opts, "since");
-		tp_str(&opts, "1");
-		subscribe_bad(o, &opts);
-		tp_map(&opts, 1);
-		tp_str(&opts, "since");
-		tp_int(&opts, -1);
-		subscribe_bad(o, &opts);
-		tp_free(&opts);
-	}
-	t_call_err(o, "bad_request", "subscribe", "sss", "app.", "x", "y");
-	t_call_err(o, "bad_request", "unsubscribe", "");
-	t_call_err(o, "bad_request", "unsubscribe", "s", "1");
-	ck_assert_uint_eq(t_stat(x, "subscriptions"), 2);
-#undef BOTH
-
-	t_close(o);
-	t_close(x);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* A hand-over is one "handover" event: the name never looks free. */
-START_TEST(test_subscribe_handover)
-{
-	struct tdaemon d;
-	struct tclient *o, *g, *h;
-	msgpack_object *r;
-	uint64_t s, last, ch;
-
-	t_daemon_start(&d, NULL);
-	o = t_connect(d.path);
-	g = t_connect(d.path);
-	h = t_connect(d.path);
-	ch = conn_id(h);
-	r = t_ok(o, subscribe(o, "lock", false, false, 0));
-	s = o_uint(o_get(r, "sub"));
-	last = o_uint(o_get(r, "seq"));
-	t_ok(g, register_opts(g, "lock", "g", RQ_ALLOW));
-	expect_event(o, s, "registered", "lock", &last);
-	check_queued(t_ok(h, register_opts(h, "lock", "h", RQ_QUEUE)), 1);
-	check_bool(t_call_ok(g, "unregister", "s", "lock"), true);
-	expect_acquired(h, "lock", ch, "h");
-	expect_event(o, s, "handover", "lock", &last);
-	expect_quiet(o);
-	/* A replacement too. */
-	t_call_ok(h, "unregister", "s", "lock");
-	expect_event(o, s, "unregistered", "lock unregistered", &last);
-	t_ok(h, register_opts(h, "lock", "h", RQ_ALLOW));
-	expect_event(o, s, "registered", "lock", &last);
-	t_ok(g, register_opts(g, "lock", "g", RQ_REPLACE));
-	expect_lost(h, "lock");
-	expect_event(o, s, "handover", "lock", &last);
-	expect_quiet(o);
-
-	t_close(o);
-	t_close(g);
-	t_close(h);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* Monitors and subscriptions share --max-monitors. */
-START_TEST(test_subscribe_limit)
-{
-	struct tdaemon d;
-	struct tclient *o, *a;
-	uint64_t s;
-
-	t_daemon_start(&d, "--max-monitors", "2", NULL);
-	o = t_connect(d.path);
-	a = t_connect(d.path);
-	t_call_ok(a, "register", "s", "n");
-	t_call_ok(o, "monitor", "s", "n");
-	s = o_uint(o_get(t_ok(o, subscribe(o, "x", false, false, 0)), "sub"));
-	t_err(o, subscribe(o, "y", false, false, 0), "limit");
-	t_call_err(o, "limit", "monitor", "s", "n");
-	check_bool(t_call_ok(o, "unsubscribe", "u", s), true);
-	t_ok(o, subscribe(o, "y", false, false, 0));
-	t_call_err(o, "limit", "monitor", "s", "n");
-
-	t_close(o);
-	t_close(a);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/* With a history of 4 events, since needs the 4 last to resume. */
-START_TEST(test_subscribe_gap)
-{
-	struct tdaemon d;
-	struct tclient *o, *a;
-	msgpack_object *r, *es;
-	uint64_t seq0, seq, last, sid;
-	char name[16];
-
-	t_daemon_start(&d, "--history", "4", NULL);
-	o = t_connect(d.path);
-	a = t_connect(d.path);
-	seq0 = t_stat(o, "seq");
-	for (int i = 0; i < 6; i++) {
-		snprintf(name, sizeof(name), "h.%d", i);
-		t_call_ok(a, "register", "s", name);
-	}
-	seq = t_stat(o, "seq");
-	ck_assert_uint_eq(seq, seq0 + 6);
-
-	/* Too old: gap, and a fresh snapshot. */
-	r = t_ok(o, subscribe(o, "h.", false, true, seq0));
-	check_keys(r, sub_gap_keys);
-	check_bool(o_get(r, "gap"), true);
-	ck_assert_uint_eq(o_uint(o_get(r, "seq")), seq);
-	es = o_get(r, "entries");
-	ck_assert_uint_eq(es->via.array.size, 6);
-	check_str(o_get(at(es, 5), "name"), "h.5");
-	expect_quiet(o);
-	r = t_ok(o, subscribe(o, "h.", false, true, seq - 5));
-	check_keys(r, sub_gap_keys);
-	check_bool(o_get(r, "gap"), true);
-	expect_quiet(o);
-
-	/* The last 4 are held: resumed. */
-	r = t_ok(o, subscribe(o, "h.", false, true, seq - 4));
-	check_keys(r, sub_since_keys);
-	check_bool(o_get(r, "gap"), false);
-	sid = o_uint(o_get(r, "sub"));
-	last = seq - 4;
-	for (int i = 2; i < 6; i++) {
-		snprintf(name, sizeof(name), "h.%d", i);
-		expect_event(o, sid, "registered", name, &last);
-	}
-	expect_quiet(o);
-
-	t_close(o);
-	t_close(a);
-	t_daemon_stop(&d);
-}
-END_TEST
-
-/*
- * Overflow: a subscriber that does not read loses its subscription, not
- * its connection, is told up to which seq it got everything, and resumes
- * from there without a loss or a duplicate.
- */
-#define OVF_NAMES	2000
-#define OVF_NAMES_VG	1000
-
-START_TEST(test_subscribe_overflow)
-{
-	struct tdaemon d;
-	struct tclient *o, *a;
-	struct tpack p;
-	msgpack_object *r;
-	char name[32], *val = filled(300, 'v');
-	uint64_t s, last, ovf_seq = 0;
-	int n = t_under_valgrind() ? OVF_NAMES_VG : OVF_NAMES, got = 0;
-	uint32_t first;
-	bool overflowed = false;
-
-	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
-	o = t_connect(d.path);
-	a = t_connect(d.path);
-	tp_init(&p);
-	r = t_ok(o, subscribe(o, "ov.", false, false, 0));
-	s = o_uint(o_get(r, "sub"));
-	last = o_uint(o_get(r, "seq"));
-
-	/* ~600 KB of events for a subscriber that reads nothing (a's own
-	 * replies are read as they come: its buffer is bounded too). */
-	for (int i = 0; i < n; i += 50) {
-		first = a->next_msgid;
-		for (int j = i; j < i + 50 && j < n; j++) {
-			snprintf(name, sizeof(name), "ov.%05d", j);
-			rq_begin(a, &p, "register", 2);
-			tp_str(&p, name);
-			tp_str(&p, val);
-		}
-		rq_send(a, &p);
-		for (int j = i; j < i + 50 && j < n; j++)
-			t_ok(a, first + (uint32_t)(j - i));
-	}
-	/* The connection is kept: a request goes through (its response is
-	 * queued after the backlog). */
-	first = t_request(o, "whereis", "s", "ov.00000");
-
-	/* The backlog: events in order, then the overflow, then our reply. */
-	for (;;) {
-		msgpack_object *x = t_recv(o, -1);
-
-		ck_assert_ptr_nonnull(x);
-		if (x->via.array.size == 4) {
-			ck_assert_uint_eq(o_uint(at(x, 1)), first);
-			check_nil(at(x, 2));
-			break;
-		}
-		ck_assert(!overflowed);
-		if (o_is_str(at(x, 1), "overflow")) {
-			msgpack_object *pa = at(x, 2);
-
-			ck_assert_uint_eq(pa->via.array.size, 2);
-			ck_assert_uint_eq(o_uint(at(pa, 0)), s);
-			ovf_seq = o_uint(at(pa, 1));
-			ck_assert_uint_ge(ovf_seq, last);
-			overflowed = true;
-			continue;
-		}
-		check_str(at(x, 1), "event");
-		ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
-		ck_assert_uint_gt(o_uint(at(at(x, 2), 1)), last);
-		last = o_uint(at(at(x, 2), 1));
-		check_str(at(at(x, 2), 2), "registered");
-		snprintf(name, sizeof(name), "ov.%05d", got);
-		check_str(o_get(at(at(x, 2), 3), "name"), name);
-		got++;
-	}
-	ck_assert_msg(overflowed, "no overflow after %d events", got);
-	ck_assert_int_lt(got, n);
-	ck_assert_uint_eq(t_stat(a, "subscriptions"), 0);
-	check_bool(t_call_ok(o, "unsubscribe", "u", s), false);
-
-	/*
-	 * Resume from the overflow's seq, again after each overflow (a
-	 * replay is bounded like the live stream): the rest, each once, in
-	 * order.
-	 */
-	for (int rounds = 0; got < n; rounds++) {
-		ck_assert_msg(rounds < n, "no progress resuming at %d", got);
-		last = ovf_seq;
-		r = t_ok(o, subscribe(o, "ov.", false, true, ovf_seq));
-		check_keys(r, sub_since_keys);
-		check_bool(o_get(r, "gap"), false);
-		s = o_uint(o_get(r, "sub"));
-		while (got < n) {
-			struct tevent ev;
-			msgpack_object *x = t_recv(o, -1);
-
-			ck_assert_ptr_nonnull(x);
-			if (o_is_str(at(x, 1), "overflow")) {
-				ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
-				ovf_seq = o_uint(at(at(x, 2), 1));
-				ck_assert_uint_ge(ovf_seq, last);
-				break;
-			}
-			check_str(at(x, 1), "event");
-			ck_assert_uint_eq(o_uint(at(at(x, 2), 0)), s);
-			ev.seq = o_uint(at(at(x, 2), 1));
-			ck_assert_uint_gt(ev.seq, last);
-			last = ev.seq;
-			check_str(at(at(x, 2), 2), "registered");
-			snprintf(name, sizeof(name), "ov.%05d", got);
-			check_str(o_get(at(at(x, 2), 3), "name"), name);
-			got++;
-		}
-	}
-	expect_quiet(o);
-
-	free(val);
-	tp_free(&p);
 	t_close(o);
 	t_close(a);
 	t_daemon_stop(&d);
@@ -6590,23 +5280,6 @@ daemon_suite(void)
 	tcase_add_test(tc, test_gen);
 	tcase_add_test(tc, test_members_too_large);
 	tcase_add_test(tc, test_keys_too_large);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("ownership");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_await);
-	tcase_add_test(tc, test_await_limit);
-	tcase_add_test(tc, test_queue);
-	tcase_add_test(tc, test_replace);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("events");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, test_subscribe);
-	tcase_add_test(tc, test_subscribe_handover);
-	tcase_add_test(tc, test_subscribe_limit);
-	tcase_add_test(tc, test_subscribe_gap);
-	tcase_add_test(tc, test_subscribe_overflow);
 	suite_add_tcase(s, tc);
 
 	return s;

@@ -26,9 +26,6 @@
 
 #include "testlib.h"
 
-#define POLL_ROUNDS	1000	/* bounded polls: rounds of POLL_US */
-#define POLL_US		10000
-
 /* register options */
 #define F_QUEUE		1u
 #define F_ALLOW		2u
@@ -38,83 +35,41 @@
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static msgpack_object *
-at(const msgpack_object *a, uint32_t i)
+/*
+ * An entry (keys: entry_keys) or member entry (member_keys) whose first
+ * key, "name" or "group", is name, of conn, made by process pid, with a
+ * str value (NULL: nil); its gen.
+ */
+static uint64_t
+check_item(const msgpack_object *e, const char *const *keys, const char *name,
+    uint64_t conn, const char *value, pid_t pid)
 {
-	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
-	ck_assert_uint_lt(i, a->via.array.size);
-	return &a->via.array.ptr[i];
+	check_keys(e, keys);
+	check_str(o_get(e, keys[0]), name);
+	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
+	if (value != NULL)
+		check_str(o_get(e, "value"), value);
+	else
+		check_nil(o_get(e, "value"));
+	return check_made_by(e, pid);
 }
 
-static void
-check_str(const msgpack_object *o, const char *want)
-{
-	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
-	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
-	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
-	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
-}
-
-static void
-check_bool(const msgpack_object *o, bool want)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
-	ck_assert_int_eq(o->via.boolean, want);
-}
-
-static void
-check_nil(const msgpack_object *o)
-{
-	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
-}
-
-/* The map has exactly these keys, in this order (NULL-terminated). */
-static void
-check_keys(const msgpack_object *map, const char *const *keys)
-{
-	uint32_t n = 0;
-
-	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
-	while (keys[n] != NULL)
-		n++;
-	ck_assert_uint_eq(map->via.map.size, n);
-	for (uint32_t i = 0; i < n; i++)
-		check_str(&map->via.map.ptr[i].key, keys[i]);
-}
-
-static const char *const entry_keys[] = { "name", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
-static const char *const member_keys[] = { "group", "conn", "pid", "uid",
-	"gid", "value", "since", "gen", NULL };
-
-/* An entry of name owned by conn with a str value (NULL: nil); its gen. */
+/* An entry of name owned by conn with a str value (NULL: nil), made by
+ * this process; its gen. */
 static uint64_t
 check_entry(const msgpack_object *e, const char *name, uint64_t conn,
     const char *value)
 {
-	check_keys(e, entry_keys);
-	check_str(o_get(e, "name"), name);
-	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	if (value != NULL)
-		check_str(o_get(e, "value"), value);
-	else
-		check_nil(o_get(e, "value"));
-	return o_uint(o_get(e, "gen"));
+	return check_item(e, entry_keys, name, conn, value, getpid());
 }
 
-/* A member entry of group for conn with a str value (NULL: nil). */
+/* A member entry of group for conn with a str value (NULL: nil), made by
+ * this process; its gen. */
 static uint64_t
 check_member(const msgpack_object *e, const char *group, uint64_t conn,
     const char *value)
 {
-	check_keys(e, member_keys);
-	check_str(o_get(e, "group"), group);
-	ck_assert_uint_eq(o_uint(o_get(e, "conn")), conn);
-	if (value != NULL)
-		check_str(o_get(e, "value"), value);
-	else
-		check_nil(o_get(e, "value"));
-	return o_uint(o_get(e, "gen"));
+	return check_item(e, member_keys, group, conn, value, getpid());
 }
 
 /* Keep a copy of o in p (received objects live until the next t_recv). */
@@ -123,39 +78,6 @@ keep(struct tpack *p, const msgpack_object *o)
 {
 	tp_reset(p);
 	ck_assert_int_eq(msgpack_pack_object(&p->pk, *o), 0);
-}
-
-/* Is o equal to the object kept in p? */
-static bool
-obj_eq(const msgpack_object *o, const struct tpack *p)
-{
-	msgpack_unpacked u;
-	size_t off = 0;
-	bool eq;
-
-	msgpack_unpacked_init(&u);
-	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
-	    &off), MSGPACK_UNPACK_SUCCESS);
-	eq = msgpack_object_equal(*o, u.data);
-	msgpack_unpacked_destroy(&u);
-	return eq;
-}
-
-static uint32_t
-rq_begin(struct tclient *c, struct tpack *p, const char *method,
-    uint32_t nparams)
-{
-	uint32_t id = c->next_msgid++;
-
-	tp_req(p, id, method, nparams);
-	return id;
-}
-
-static void
-rq_send(struct tclient *c, struct tpack *p)
-{
-	t_send_pack(c, p);
-	tp_reset(p);
 }
 
 static void
@@ -219,27 +141,6 @@ expect_quiet_all(struct tclient *first, ...)
 	va_end(ap);
 }
 
-static uint64_t
-conn_id(struct tclient *c)
-{
-	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
-}
-
-/* Poll stats (bounded) until key has the value want. */
-static void
-wait_stat(struct tclient *c, const char *key, uint64_t want)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < POLL_ROUNDS; i++) {
-		if ((v = t_stat(c, key)) == want)
-			return;
-		usleep(POLL_US);
-	}
-	ck_abort_msg("stats %s is %llu, expected %llu", key,
-	    (unsigned long long)v, (unsigned long long)want);
-}
-
 /* Is queue [name] exactly ids (n of them)? */
 static bool
 queue_is(struct tclient *c, const char *name, const uint64_t *ids, uint32_t n)
@@ -268,10 +169,10 @@ static void
 wait_queue(struct tclient *c, const char *name, const uint64_t *ids,
     uint32_t n)
 {
-	for (int i = 0; i < POLL_ROUNDS; i++) {
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
 		if (queue_is(c, name, ids, n))
 			return;
-		usleep(POLL_US);
+		usleep(T_POLL_US);
 	}
 	ck_abort_msg("queue [%s] never became as expected", name);
 }
@@ -333,18 +234,6 @@ reg_err(struct tclient *c, const char *code, const char *name,
     const char *value, unsigned flags)
 {
 	t_err(c, reg_send(c, name, value, flags), code);
-}
-
-static void
-expect_down(struct tclient *c, uint64_t ref, const char *name,
-    const char *reason)
-{
-	msgpack_object *pa = t_push(c, "down");
-
-	ck_assert_uint_eq(pa->via.array.size, 3);
-	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
-	check_str(at(pa, 1), name);
-	check_str(at(pa, 2), reason);
 }
 
 /* [2, "acquired", [name, entry]]: the entry (checked for name and conn). */
@@ -495,31 +384,55 @@ static uint32_t
 send_gen(struct tclient *c, const char *name, const char *payload,
     uint64_t gen)
 {
-	struct tpack p;
-	uint32_t id;
-
-	tp_init(&p);
-	id = rq_begin(c, &p, "send", 3);
-	tp_str(&p, name);
-	tp_str(&p, payload);
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_uint(&p, gen);
-	rq_send(c, &p);
-	tp_free(&p);
-	return id;
+	return t_request(c, "send", "ss{su}", name, payload, "gen", gen);
 }
 
-static void
-unix_addr(struct sockaddr_un *sun, const char *path)
+/*
+ * For the child processes below, plain code with no Check assertions:
+ * each failure exits with the status fail.  Connect to path (the child
+ * lives a minute at most, and not past the test process).
+ */
+static int
+child_connect(const char *path, int fail)
 {
-	size_t n = strlen(path);
+	struct sockaddr_un sun;
+	int fd;
 
-	memset(sun, 0, sizeof(*sun));
-	sun->sun_family = AF_UNIX;
-	if (n >= sizeof(sun->sun_path))
-		n = sizeof(sun->sun_path) - 1;
-	memcpy(sun->sun_path, path, n);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	alarm(60);
+	t_unix_addr(&sun, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
+		_exit(fail);
+	return fd;
+}
+
+/* Write all that p holds. */
+static void
+child_write(int fd, const struct tpack *p, int fail)
+{
+	for (size_t off = 0; off < p->buf.size; ) {
+		ssize_t n = write(fd, p->buf.data + off, p->buf.size - off);
+
+		if (n <= 0)
+			_exit(fail);
+		off += (size_t)n;
+	}
+}
+
+/* Read what comes next into unp (EOF is a failure). */
+static void
+child_read(int fd, msgpack_unpacker *unp, int fail)
+{
+	ssize_t n;
+
+	if (!msgpack_unpacker_reserve_buffer(unp, 64 * 1024))
+		_exit(fail);
+	n = read(fd, msgpack_unpacker_buffer(unp),
+	    msgpack_unpacker_buffer_capacity(unp));
+	if (n <= 0)
+		_exit(fail);
+	msgpack_unpacker_buffer_consumed(unp, (size_t)n);
 }
 
 /*
@@ -531,18 +444,11 @@ unix_addr(struct sockaddr_un *sun, const char *path)
 static void
 holder_child(const char *path, const char *name, const char *value, int wfd)
 {
-	struct sockaddr_un sun;
 	msgpack_unpacker unp;
 	msgpack_unpacked res;
 	struct tpack p;
-	int fd;
+	int fd = child_connect(path, 1);
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	alarm(60);
-	unix_addr(&sun, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		_exit(1);
 	tp_init(&p);
 	tp_req(&p, 1, "register", 3);
 	tp_str(&p, name);
@@ -550,19 +456,11 @@ holder_child(const char *path, const char *name, const char *value, int wfd)
 	tp_map(&p, 1);
 	tp_str(&p, "queue");
 	tp_bool(&p, true);
-	for (size_t off = 0; off < p.buf.size; ) {
-		ssize_t n = write(fd, p.buf.data + off, p.buf.size - off);
-
-		if (n <= 0)
-			_exit(1);
-		off += (size_t)n;
-	}
+	child_write(fd, &p, 1);
 	if (!msgpack_unpacker_init(&unp, 64 * 1024))
 		_exit(1);
 	msgpack_unpacked_init(&res);
 	for (;;) {
-		ssize_t n;
-
 		while (msgpack_unpacker_next(&unp, &res) ==
 		    MSGPACK_UNPACK_SUCCESS) {
 			msgpack_object *o = &res.data, *r;
@@ -589,13 +487,7 @@ holder_child(const char *path, const char *name, const char *value, int wfd)
 			if (write(wfd, &ch, 1) != 1)
 				_exit(1);
 		}
-		if (!msgpack_unpacker_reserve_buffer(&unp, 64 * 1024))
-			_exit(1);
-		n = read(fd, msgpack_unpacker_buffer(&unp),
-		    msgpack_unpacker_buffer_capacity(&unp));
-		if (n <= 0)
-			_exit(1);
-		msgpack_unpacker_buffer_consumed(&unp, (size_t)n);
+		child_read(fd, &unp, 1);
 	}
 }
 
@@ -668,13 +560,13 @@ START_TEST(test_await_immediate)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&e);
 
-	t_call_ok(a, "register", "ss", "db", "v");
-	keep(&e, t_call_ok(b, "whereis", "s", "db"));
-	/* Registered: the entry at once, with or without a timeout, 0
-	 * included. */
+	keep(&e, t_call_ok(a, "register", "ss", "db", "v"));
+	ck_assert(obj_eq(t_call_ok(b, "whereis", "s", "db"), &e));
+	/* Registered: the entry at once (the one register answered), with
+	 * or without a timeout, 0 included. */
 	ck_assert(obj_eq(t_call_ok(b, "await", "s", "db"), &e));
 	ck_assert(obj_eq(t_call_ok(b, "await", "su", "db", (uint64_t)0), &e));
 	ck_assert(obj_eq(t_call_ok(b, "await", "su", "db", (uint64_t)1000),
@@ -708,7 +600,7 @@ START_TEST(test_await_fulfilled)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&e);
 	tp_init(&e2);
 
@@ -815,7 +707,7 @@ START_TEST(test_await_timeout_and_order)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	tp_init(&p);
 
 	/* The timeout fires: a timeout error, nothing left pending, and a
@@ -868,7 +760,7 @@ START_TEST(test_await_close)
 	check_nil(t_call_ok(a, "whereis", "s", "never"));
 	ck_assert_uint_eq(t_stat(b, "awaits"), 3);
 	t_close(a);
-	wait_stat(b, "awaits", 0);
+	t_wait_stat(b, "awaits", 0);
 	/* The dropped awaits are forgotten: registering is uneventful. */
 	t_call_ok(b, "register", "s", "never");
 	t_call_ok(b, "register", "s", "other");
@@ -889,14 +781,16 @@ START_TEST(test_await_limit)
 	t_daemon_start(&d, "--max-calls", "2", NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	t_call_ok(b, "register", "s", "callee");
 
 	id1 = t_request(a, "await", "su", "w1", (uint64_t)60000);
 	id2 = t_request(a, "await", "su", "w2", (uint64_t)60000);
 	check_nil(t_call_ok(a, "whereis", "s", "w1"));
 	t_call_err(a, "limit", "await", "su", "w3", (uint64_t)60000);
+	/* bad_request comes before limit. */
+	t_call_err(a, "bad_request", "await", "su", "w3", (uint64_t)86400001);
 	/* Awaits and calls share the limit. */
 	t_call_err(a, "limit", "call", "ss", "callee", "ping");
 	expect_quiet(b);
@@ -912,8 +806,13 @@ START_TEST(test_await_limit)
 	idc = t_request(a, "call", "ssu", "callee", "ping", (uint64_t)60000);
 	pa = t_push(b, "call");
 	call_id = o_uint(at(pa, 0));
+	check_str(at(pa, 1), "callee");
 	ck_assert_uint_eq(o_uint(at(pa, 2)), ca);
+	check_str(at(pa, 3), "ping");
+	/* An await and a call: the limit for both. */
 	t_call_err(a, "limit", "await", "su", "w3", (uint64_t)60000);
+	t_call_err(a, "limit", "call", "ssu", "callee", "ping",
+	    (uint64_t)60000);
 	check_bool(t_call_ok(b, "reply", "us", call_id, "pong"), true);
 	check_str(t_ok(a, idc), "pong");
 	/* Free again: an await is accepted (and times out). */
@@ -946,7 +845,7 @@ START_TEST(test_await_limit_only_when_waiting)
 
 	t_daemon_start(&d, "--max-calls", "1", NULL);
 	a = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	t_call_ok(a, "register", "s", "here");
 	t_request(a, "await", "su", "w1", (uint64_t)60000);
 	check_nil(t_call_ok(a, "whereis", "s", "w1"));
@@ -1010,10 +909,10 @@ START_TEST(test_queue_positions)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	e = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 
 	/* Free name with queue: plain registration. */
 	reg_own(a, ca, "q", "a", F_QUEUE);
@@ -1032,6 +931,7 @@ START_TEST(test_queue_positions)
 	reg_err(a, "taken", "q", "a", 0);
 	reg_err(b, "taken", "q", "b", F_QUEUE);
 	reg_err(b, "taken", "q", "b", 0);
+	t_call_err(b, "taken", "register", "s", "q");
 	reg_err(e, "taken", "q", NULL, F_QUEUE);
 	check_queue(a, "q", ids, 3);
 	/* Waiting is not owning: whereis shows the owner, names counts one. */
@@ -1047,31 +947,13 @@ START_TEST(test_queue_positions)
 	t_call_err(a, "bad_request", "queue", "u", (uint64_t)1);
 	t_call_err(a, "bad_request", "queue", "ss", "q", "q");
 
-	/* Unknown option keys and non-bool options are bad_request. */
-	{
-		struct tpack p;
-		uint32_t id;
-
-		tp_init(&p);
-		id = rq_begin(b, &p, "register", 3);
-		tp_str(&p, "q2");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "bogus");
-		tp_bool(&p, true);
-		rq_send(b, &p);
-		t_err(b, id, "bad_request");
-		id = rq_begin(b, &p, "register", 3);
-		tp_str(&p, "q2");
-		tp_nil(&p);
-		tp_map(&p, 1);
-		tp_str(&p, "queue");
-		tp_uint(&p, 1);
-		rq_send(b, &p);
-		t_err(b, id, "bad_request");
-		tp_free(&p);
-		check_nil(t_call_ok(b, "whereis", "s", "q2"));
-	}
+	/* Unknown option keys, non-bool options and options that are not a
+	 * map are bad_request. */
+	t_call_err(b, "bad_request", "register", "sn{st}", "q2", "bogus");
+	t_call_err(b, "bad_request", "register", "sn{su}", "q2", "queue",
+	    (uint64_t)1);
+	t_call_err(b, "bad_request", "register", "sns", "q2", "queue");
+	check_nil(t_call_ok(b, "whereis", "s", "q2"));
 
 	t_close(a);
 	t_close(b);
@@ -1095,9 +977,9 @@ START_TEST(test_queue_handover)
 	c = t_connect(d.path);
 	m = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&e);
 
 	g1 = reg_own(a, ca, "lock", "a", 0);
@@ -1180,55 +1062,37 @@ struct watch_report {
 	uint64_t	 switches;	/* changes of the owner seen */
 };
 
-static bool
+static void
 watch_send(int fd, uint32_t msgid, const char *name)
 {
 	struct tpack p;
-	bool ok = true;
 
 	tp_init(&p);
 	tp_req(&p, msgid, "whereis", 1);
 	tp_str(&p, name);
-	for (size_t off = 0; ok && off < p.buf.size; ) {
-		ssize_t n = write(fd, p.buf.data + off, p.buf.size - off);
-
-		if (n <= 0)
-			ok = false;
-		else
-			off += (size_t)n;
-	}
+	child_write(fd, &p, 2);
 	tp_free(&p);
-	return ok;
 }
 
 static void
 watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 {
 	struct watch_report rep = { 0, 0, 0 };
-	struct sockaddr_un sun;
 	msgpack_unpacker unp;
 	msgpack_unpacked res;
 	uint64_t last = 0;
 	uint32_t next = 1, inflight = 0;
 	bool stopping = false;
-	int fd;
+	int fd = child_connect(path, 2);
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	alarm(60);
-	unix_addr(&sun, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
-		_exit(2);
 	if (!msgpack_unpacker_init(&unp, 64 * 1024))
 		_exit(2);
 	msgpack_unpacked_init(&res);
 	for (; inflight < WATCH_WINDOW; inflight++)
-		if (!watch_send(fd, next++, name))
-			_exit(2);
+		watch_send(fd, next++, name);
 	while (inflight > 0) {
 		struct pollfd pfd[2] = { { fd, POLLIN, 0 },
 		    { stop_fd, POLLIN, 0 } };
-		ssize_t n;
 
 		while (msgpack_unpacker_next(&unp, &res) ==
 		    MSGPACK_UNPACK_SUCCESS) {
@@ -1260,8 +1124,7 @@ watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 				_exit(2);
 			inflight--;
 			if (!stopping) {
-				if (!watch_send(fd, next++, name))
-					_exit(2);
+				watch_send(fd, next++, name);
 				inflight++;
 			}
 		}
@@ -1273,13 +1136,7 @@ watcher_child(const char *path, const char *name, int stop_fd, int report_fd)
 			stopping = true;
 		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
 			continue;
-		if (!msgpack_unpacker_reserve_buffer(&unp, 64 * 1024))
-			_exit(2);
-		n = read(fd, msgpack_unpacker_buffer(&unp),
-		    msgpack_unpacker_buffer_capacity(&unp));
-		if (n <= 0)
-			_exit(2);
-		msgpack_unpacker_buffer_consumed(&unp, (size_t)n);
+		child_read(fd, &unp, 2);
 	}
 	if (write(report_fd, &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
 		_exit(2);
@@ -1309,8 +1166,8 @@ START_TEST(test_queue_never_nil)
 	cl[0] = t_connect(d.path);
 	cl[1] = t_connect(d.path);
 	s = t_connect(d.path);
-	id[0] = conn_id(cl[0]);
-	id[1] = conn_id(cl[1]);
+	id[0] = t_conn_id(cl[0]);
+	id[1] = t_conn_id(cl[1]);
 	tp_init(&p);
 
 	gen = reg_own(cl[0], id[0], "hot", "0", F_QUEUE);
@@ -1406,7 +1263,7 @@ START_TEST(test_queue_owner_killed)
 	struct tclient *b, *m, *s;
 	struct holder h;
 	msgpack_object *x;
-	uint64_t cb, ref, g0, sub, seq;
+	uint64_t cb, ref, g0, g1, sub, seq;
 
 	t_daemon_start(&d, NULL);
 	m = t_connect(d.path);
@@ -1414,7 +1271,7 @@ START_TEST(test_queue_owner_killed)
 	ck_assert_int_eq(holder_report(&h, T_TIMEOUT_MS), 'o');
 	b = t_connect(d.path);
 	s = t_connect(d.path);
-	cb = conn_id(b);
+	cb = t_conn_id(b);
 	x = t_call_ok(m, "whereis", "s", "lock");
 	ck_assert_uint_eq(o_uint(o_get(x, "pid")), (uint64_t)h.pid);
 	g0 = o_uint(o_get(x, "gen"));
@@ -1428,11 +1285,13 @@ START_TEST(test_queue_owner_killed)
 	ck_assert_uint_eq(x->via.array.size, 3);
 	check_str(at(x, 1), "acquired");
 	check_str(at(at(x, 2), 0), "lock");
-	ck_assert_uint_gt(check_entry(at(at(x, 2), 1), "lock", cb, "b"), g0);
+	g1 = check_entry(at(at(x, 2), 1), "lock", cb, "b");
+	ck_assert_uint_gt(g1, g0);
 	expect_down(m, ref, "lock", "disconnected");
-	check_entry(expect_event(s, sub, seq + 1, "handover", NULL), "lock",
-	    cb, "b");
-	check_entry(t_call_ok(m, "whereis", "s", "lock"), "lock", cb, "b");
+	ck_assert_uint_eq(check_entry(expect_event(s, sub, seq + 1,
+	    "handover", NULL), "lock", cb, "b"), g1);
+	ck_assert_uint_eq(check_entry(t_call_ok(m, "whereis", "s", "lock"),
+	    "lock", cb, "b"), g1);
 	check_queue(m, "lock", NULL, 0);
 	expect_quiet_all(s, b, NULL);
 
@@ -1454,8 +1313,8 @@ START_TEST(test_queue_evict)
 	b = t_connect(d.path);
 	m = t_connect(d.path);
 	adm = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	g = reg_own(a, ca, "job", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "job", "b", F_QUEUE), 1);
@@ -1491,14 +1350,16 @@ START_TEST(test_queue_waiters_leave)
 	c = t_connect(d.path);
 	e = t_connect(d.path);
 	m = t_connect(d.path);
-	ca = conn_id(a);
-	conn_id(b);
-	cc = conn_id(c);
-	ce = conn_id(e);
+	ca = t_conn_id(a);
+	t_conn_id(b);
+	cc = t_conn_id(c);
+	ce = t_conn_id(e);
 
 	g = reg_own(a, ca, "n", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "n", "b", F_QUEUE), 1);
 	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 2);
+	/* Another connection's plain register: taken. */
+	t_call_err(m, "taken", "register", "s", "n");
 
 	/* A waiter whose connection goes away leaves the queue. */
 	t_close(b);
@@ -1522,7 +1383,12 @@ START_TEST(test_queue_waiters_leave)
 	expect_acquired(e, "n", ce, "e");
 	expect_quiet(c);
 	check_queue(m, "n", NULL, 0);
-	/* c may queue again, now behind nobody. */
+	/* c may queue again, now behind nobody, and leave again without a
+	 * gen. */
+	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 1);
+	check_bool(t_call_ok(c, "unregister", "s", "n"), true);
+	check_queue(m, "n", NULL, 0);
+	check_entry(t_call_ok(m, "whereis", "s", "n"), "n", ce, "e");
 	ck_assert_uint_eq(reg_queued(c, "n", "c", F_QUEUE), 1);
 	/* Its waiter leaving, the owner going: the name is free. */
 	t_close(c);
@@ -1553,9 +1419,9 @@ START_TEST(test_queue_owner_closes_many)
 	b = t_connect(d.path);
 	c = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 
 	reg_own(a, ca, "cm.1", "a", 0);
 	reg_own(a, ca, "cm.2", "a", F_QUEUE);
@@ -1635,9 +1501,9 @@ START_TEST(test_queue_waiter_flags)
 	a = t_connect(d.path);
 	w = t_connect(d.path);
 	k = t_connect(d.path);
-	ca = conn_id(a);
-	cw = conn_id(w);
-	ck = conn_id(k);
+	ca = t_conn_id(a);
+	cw = t_conn_id(w);
+	ck = t_conn_id(k);
 
 	reg_own(a, ca, "wf", "a", 0);
 	ck_assert_uint_eq(reg_queued(w, "wf", "w", F_QUEUE | F_ALLOW), 1);
@@ -1675,9 +1541,9 @@ START_TEST(test_queue_calls_down)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	c = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 
 	reg_own(a, ca, "svc", "a", 0);
 	ck_assert_uint_eq(reg_queued(b, "svc", "b", F_QUEUE), 1);
@@ -1741,9 +1607,8 @@ START_TEST(test_leader_election)
 		    i == 0 ? 'o' : 'q');
 	}
 	x = t_call_ok(o, "whereis", "s", "leader");
-	ck_assert_uint_eq(o_uint(o_get(x, "pid")), (uint64_t)h[0].pid);
 	conns[0] = o_uint(o_get(x, "conn"));
-	gen = check_entry(x, "leader", conns[0], val[0]);
+	gen = check_item(x, entry_keys, "leader", conns[0], val[0], h[0].pid);
 	x = t_call_ok(o, "queue", "s", "leader");
 	ck_assert_uint_eq(x->via.array.size, LEADERS - 1);
 	for (int i = 1; i < LEADERS; i++) {
@@ -1765,14 +1630,12 @@ START_TEST(test_leader_election)
 		ck_assert_msg(holder_report(&h[i + 1], acquire_ms()) == 'a',
 		    "node %d did not acquire", i + 1);
 		x = expect_event(s, sub, ev + 1, "handover", &ev);
-		ck_assert_uint_eq(o_uint(o_get(x, "pid")),
-		    (uint64_t)h[i + 1].pid);
-		ck_assert_uint_gt(check_entry(x, "leader", conns[i + 1],
-		    val[i + 1]), gen);
+		ck_assert_uint_gt(check_item(x, entry_keys, "leader",
+		    conns[i + 1], val[i + 1], h[i + 1].pid), gen);
 		gen = o_uint(o_get(x, "gen"));
 		x = t_call_ok(o, "whereis", "s", "leader");
-		ck_assert_uint_eq(check_entry(x, "leader", conns[i + 1],
-		    val[i + 1]), gen);
+		ck_assert_uint_eq(check_item(x, entry_keys, "leader",
+		    conns[i + 1], val[i + 1], h[i + 1].pid), gen);
 		check_queue(o, "leader", conns + i + 2,
 		    (uint32_t)(LEADERS - i - 2));
 	}
@@ -1794,7 +1657,8 @@ START_TEST(test_replace_requeues)
 	struct tdaemon d;
 	struct tclient *h, *g, *w, *k, *m, *s, *c;
 	struct tpack e;
-	uint64_t ch, cg, cw, ck, gh, gg, gh2, ref, sub, seq, ev, ids[2];
+	uint64_t ch, cg, cw, ck, cc, gh, gg, gh2, ref, sub, seq, ev, ids[2];
+	msgpack_object *pa;
 	uint32_t idc;
 
 	t_daemon_start(&d, NULL);
@@ -1805,10 +1669,11 @@ START_TEST(test_replace_requeues)
 	m = t_connect(d.path);
 	s = t_connect(d.path);
 	c = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
-	cw = conn_id(w);
-	ck = conn_id(k);
+	ch = t_conn_id(h);
+	cg = t_conn_id(g);
+	cw = t_conn_id(w);
+	ck = t_conn_id(k);
+	cc = t_conn_id(c);
 	tp_init(&e);
 
 	gh = reg_own(h, ch, "primary", "h", F_ALLOW | F_QUEUE);
@@ -1816,7 +1681,10 @@ START_TEST(test_replace_requeues)
 	ref = o_uint(t_call_ok(m, "monitor", "s", "primary"));
 	subscribe(s, "primary", -1, &sub, &seq);
 	idc = t_request(c, "call", "ssu", "primary", "q", (uint64_t)60000);
-	t_push(h, "call");
+	pa = t_push(h, "call");
+	check_str(at(pa, 1), "primary");
+	ck_assert_uint_eq(o_uint(at(pa, 2)), cc);
+	check_str(at(pa, 3), "q");
 
 	/* Replaced: the caller owns it at once with a new gen. */
 	gg = reg_own(g, cg, "primary", "g", F_REPLACE);
@@ -1832,6 +1700,9 @@ START_TEST(test_replace_requeues)
 	ids[1] = cw;
 	check_queue(m, "primary", ids, 2);
 	ck_assert_uint_eq(t_stat(m, "names"), 1);
+	/* Waiting now, h is fenced too: its old gen acts on nothing. */
+	t_call_err(h, "stale", "unregister", "su", "primary", gh);
+	check_queue(m, "primary", ids, 2);
 	/* The new owner did not allow replacement (flags are kept). */
 	reg_err(k, "taken", "primary", "k", F_REPLACE);
 	reg_err(h, "taken", "primary", "h", F_REPLACE);
@@ -1877,8 +1748,8 @@ START_TEST(test_replace_without_queue)
 	g = t_connect(d.path);
 	m = t_connect(d.path);
 	s = t_connect(d.path);
-	ch = conn_id(h);
-	cg = conn_id(g);
+	ch = t_conn_id(h);
+	cg = t_conn_id(g);
 
 	gh = reg_own(h, ch, "p2", "h", F_ALLOW);
 	ref = o_uint(t_call_ok(m, "monitor", "s", "p2"));
@@ -1888,6 +1759,7 @@ START_TEST(test_replace_without_queue)
 	expect_down(m, ref, "p2", "replaced");
 	check_entry(expect_event(s, sub, seq + 1, "handover", &ev), "p2", cg,
 	    "g");
+	check_entry(t_call_ok(m, "whereis", "s", "p2"), "p2", cg, "g");
 	/* It simply lost the name: not waiting, not owning. */
 	check_queue(m, "p2", NULL, 0);
 	t_call_err(h, "not_owner", "unregister", "s", "p2");
@@ -1895,6 +1767,8 @@ START_TEST(test_replace_without_queue)
 	check_bool(t_call_ok(g, "unregister", "s", "p2"), true);
 	expect_unreg_event(s, sub, ev + 1, "p2", "unregistered", &ev);
 	check_nil(t_call_ok(m, "whereis", "s", "p2"));
+	/* replace on a free name registers it. */
+	reg_own(h, ch, "fresh", "h", F_REPLACE);
 	expect_quiet_all(h, s, NULL);
 
 	t_close(h);
@@ -1915,8 +1789,8 @@ START_TEST(test_replace_not_allowed)
 	x = t_connect(d.path);
 	g = t_connect(d.path);
 	s = t_connect(d.path);
-	cx = conn_id(x);
-	cg = conn_id(g);
+	cx = t_conn_id(x);
+	cg = t_conn_id(g);
 
 	gx = reg_own(x, cx, "p3", "x", 0);
 	subscribe(s, "p3", -1, &sub, &seq);
@@ -1956,8 +1830,8 @@ START_TEST(test_fencing)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 
 	g1 = reg_own(a, ca, "f", "v1", 0);
 	check_bool(t_call_ok(a, "unregister", "su", "f", g1), true);
@@ -1966,6 +1840,7 @@ START_TEST(test_fencing)
 
 	/* Stale with an old gen, nothing done. */
 	t_call_err(a, "stale", "unregister", "su", "f", g1);
+	t_call_err(a, "stale", "unregister", "su", "f", g2 + 1000);
 	t_call_err(a, "stale", "update", "ssu", "f", "x", g1);
 	t_err(b, send_gen(b, "f", "hi", g1), "stale");
 	t_err(b, send_gen(b, "f", "hi", g2 + 1000), "stale");
@@ -1993,18 +1868,16 @@ START_TEST(test_fencing_errors)
 {
 	struct tdaemon d;
 	struct tclient *a, *b, *w;
-	struct tpack p;
+	msgpack_object *pa;
 	uint64_t ca, cb, cw, g, g2;
-	uint32_t id;
 
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	w = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cw = conn_id(w);
-	tp_init(&p);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cw = t_conn_id(w);
 	g = reg_own(a, ca, "f", "a", 0);
 
 	/* not_found > not_owner > stale. */
@@ -2019,39 +1892,12 @@ START_TEST(test_fencing_errors)
 
 	/* send with opts to a connection id: bad_request (not even a send to
 	 * a connection that exists, with its right gen of nothing). */
-	id = rq_begin(b, &p, "send", 3);
-	tp_uint(&p, ca);
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_uint(&p, g);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
+	t_call_err(b, "bad_request", "send", "us{su}", ca, "x", "gen", g);
 	/* Other malformed opts. */
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_str(&p, "1");
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "bogus");
-	tp_uint(&p, g);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
-	id = rq_begin(b, &p, "send", 3);
-	tp_str(&p, "f");
-	tp_str(&p, "x");
-	tp_map(&p, 1);
-	tp_str(&p, "gen");
-	tp_int(&p, -1);
-	rq_send(b, &p);
-	t_err(b, id, "bad_request");
+	t_call_err(b, "bad_request", "send", "ss{ss}", "f", "x", "gen", "1");
+	t_call_err(b, "bad_request", "send", "ss{su}", "f", "x", "bogus", g);
+	t_call_err(b, "bad_request", "send", "ss{si}", "f", "x", "gen",
+	    (int64_t)-1);
 	t_call_err(b, "bad_request", "send", "ssu", "f", "x", g);
 	t_call_err(a, "bad_request", "unregister", "ss", "f", "1");
 	t_call_err(a, "bad_request", "unregister", "si", "f", (int64_t)-1);
@@ -2071,10 +1917,14 @@ START_TEST(test_fencing_errors)
 	t_err(b, send_gen(b, "f", "for-a", g), "stale");
 	expect_quiet(w);
 	check_bool(t_ok(b, send_gen(b, "f", "for-w", g2)), true);
-	check_str(at(t_push(w, "message"), 2), "for-w");
-	(void)cb;
+	pa = t_push(w, "message");
+	check_str(at(pa, 0), "f");
+	ck_assert_uint_eq(o_uint(at(pa, 1)), cb);
+	check_str(at(pa, 2), "for-w");
+	/* The new gen is the new owner's: update keeps it. */
+	ck_assert_uint_eq(check_entry(t_call_ok(w, "update", "ssu", "f", "w2",
+	    g2), "f", cw, "w2"), g2);
 
-	tp_free(&p);
 	t_close(a);
 	t_close(b);
 	t_close(w);
@@ -2098,10 +1948,10 @@ START_TEST(test_gen_counter)
 	w = t_connect(d.path);
 	x = t_connect(d.path);
 	y = t_connect(d.path);
-	ca = conn_id(a);
-	cw = conn_id(w);
-	cx = conn_id(x);
-	cy = conn_id(y);
+	ca = t_conn_id(a);
+	cw = t_conn_id(w);
+	cx = t_conn_id(x);
+	cy = t_conn_id(y);
 
 	ck_assert_uint_eq(reg_own(a, ca, "a", NULL, 0), 1);
 	ck_assert_uint_eq(check_member(t_call_ok(a, "join", "s", "grp"),
@@ -2153,14 +2003,14 @@ START_TEST(test_subscribe_snapshot)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	tp_init(&p);
 
 	t_call_ok(a, "register", "ss", "svc.c", "c");
 	t_call_ok(a, "register", "ss", "svc.a", "a");
 	t_call_ok(a, "register", "s", "svc.b\x01");
 	t_call_ok(a, "register", "ss", "svc.b", "b");
-	t_call_ok(a, "register", "s", "svc.");
+	t_call_ok(a, "register", "su", "svc.", (uint64_t)1);
 	t_call_ok(a, "register", "s", "svc");
 	t_call_ok(a, "register", "s", "svd.a");
 	t_call_ok(a, "join", "ss", "svc.group", "m");
@@ -2173,6 +2023,7 @@ START_TEST(test_subscribe_snapshot)
 		check_str(o_get(at(e, i), "name"), order[i]);
 		ck_assert_uint_eq(o_uint(o_get(at(e, i), "conn")), ca);
 	}
+	ck_assert_uint_eq(o_uint(o_get(at(e, 0), "value")), 1);
 	keep(&p, at(e, 1));
 	ck_assert(obj_eq(t_call_ok(s, "whereis", "s", "svc.a"), &p));
 	ck_assert_uint_eq(seq, t_stat(s, "seq"));
@@ -2199,37 +2050,15 @@ START_TEST(test_subscribe_snapshot)
 	t_call_err(s, "bad_request", "subscribe", "u", (uint64_t)1);
 	t_call_err(s, "bad_request", "subscribe", "ss", "svc.", "x");
 	t_call_err(s, "bad_request", "subscribe", "sn", "svc.");
-	tp_reset(&p);
-	{
-		uint32_t id = rq_begin(s, &p, "subscribe", 2);
-
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "bogus");
-		tp_bool(&p, true);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 2);
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "groups");
-		tp_uint(&p, 1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 2);
-		tp_str(&p, "svc.");
-		tp_map(&p, 1);
-		tp_str(&p, "since");
-		tp_int(&p, -1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-		id = rq_begin(s, &p, "subscribe", 3);
-		tp_str(&p, "svc.");
-		tp_map(&p, 0);
-		tp_uint(&p, 1);
-		rq_send(s, &p);
-		t_err(s, id, "bad_request");
-	}
+	t_call_err(s, "bad_request", "subscribe", "s{st}", "svc.", "bogus");
+	t_call_err(s, "bad_request", "subscribe", "s{su}", "svc.", "groups",
+	    (uint64_t)1);
+	t_call_err(s, "bad_request", "subscribe", "s{si}", "svc.", "since",
+	    (int64_t)-1);
+	t_call_err(s, "bad_request", "subscribe", "s{ss}", "svc.", "since",
+	    "1");
+	t_call_err(s, "bad_request", "subscribe", "s{}u", "svc.", (uint64_t)1);
+	t_call_err(s, "bad_request", "subscribe", "sss", "svc.", "x", "y");
 	ck_assert_uint_eq(t_stat(s, "subscriptions"), 4);
 	/* Nothing happened: no event. */
 	expect_quiet(s);
@@ -2253,8 +2082,8 @@ START_TEST(test_subscribe_events)
 	a = t_connect(d.path);
 	o = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	co = conn_id(o);
+	ca = t_conn_id(a);
+	co = t_conn_id(o);
 	tp_init(&p);
 
 	t_call_ok(a, "register", "s", "ev.a");
@@ -2311,9 +2140,9 @@ START_TEST(test_subscribe_groups)
 	c = t_connect(d.path);
 	s1 = t_connect(d.path);
 	s2 = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
-	cc = conn_id(c);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
+	cc = t_conn_id(c);
 	tp_init(&p);
 
 	t_call_ok(a, "join", "ss", "room.1", "a");
@@ -2364,6 +2193,67 @@ START_TEST(test_subscribe_groups)
 }
 END_TEST
 
+/*
+ * A connection with several names and a membership under the prefix
+ * closes: a subscription gets each name's "unregistered" (disconnected)
+ * once, one with groups the "left" too, each in rising seq.
+ */
+START_TEST(test_subscribe_owner_closes)
+{
+	struct tdaemon d;
+	struct tclient *a, *s;
+	const char *names[] = { "oc.a", "oc.m1", "oc.m2" };
+	uint64_t ca, sub[2], last[2];
+	int seen[2][4] = { { 0 } };
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	s = t_connect(d.path);
+	ca = t_conn_id(a);
+	for (int i = 0; i < 3; i++)
+		t_call_ok(a, "register", "s", names[i]);
+	t_call_ok(a, "register", "s", "other");
+	t_call_ok(a, "join", "s", "oc.g");
+	t_call_ok(a, "join", "s", "zz.g");
+	subscribe(s, "oc.", -1, &sub[0], &last[0]);
+	subscribe(s, "oc.", 1, &sub[1], &last[1]);
+	t_close(a);
+
+	/* Three for the first, four for the second, interleaved somehow. */
+	for (int i = 0; i < 7; i++) {
+		msgpack_object *pa = t_push(s, "event"), *pl;
+		int w = o_uint(at(pa, 0)) == sub[0] ? 0 : 1, k;
+
+		ck_assert_uint_eq(o_uint(at(pa, 0)), sub[w]);
+		ck_assert_uint_gt(o_uint(at(pa, 1)), last[w]);
+		last[w] = o_uint(at(pa, 1));
+		pl = at(pa, 3);
+		if (o_is_str(at(pa, 2), "left")) {
+			check_member(pl, "oc.g", ca, NULL);
+			seen[w][3]++;
+			continue;
+		}
+		check_str(at(pa, 2), "unregistered");
+		ck_assert_uint_eq(pl->via.array.size, 2);
+		for (k = 0; k < 3 && !o_is_str(at(pl, 0), names[k]); k++)
+			;
+		ck_assert_msg(k < 3, "an event for another name");
+		check_str(at(pl, 1), "disconnected");
+		seen[w][k]++;
+	}
+	for (int k = 0; k < 3; k++) {
+		ck_assert_int_eq(seen[0][k], 1);
+		ck_assert_int_eq(seen[1][k], 1);
+	}
+	ck_assert_int_eq(seen[0][3], 0);
+	ck_assert_int_eq(seen[1][3], 1);
+	expect_quiet(s);
+
+	t_close(s);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_subscribe_register_many)
 {
 	struct tdaemon d;
@@ -2372,6 +2262,7 @@ START_TEST(test_subscribe_register_many)
 	const char *vals[] = { "va", NULL, NULL, "vc" };
 	const char *dup[] = { "m.d", "m.e", "m.d" };
 	const char *good[] = { "m.b", "m.a", "m.c" };
+	const char *mixed[] = { "m.y", "zz", "m.z" };
 	struct tpack p[3];
 	uint64_t ca, cb, sub, seq, ev;
 	msgpack_object *r;
@@ -2380,8 +2271,8 @@ START_TEST(test_subscribe_register_many)
 	a = t_connect(d.path);
 	b = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
-	cb = conn_id(b);
+	ca = t_conn_id(a);
+	cb = t_conn_id(b);
 	for (int i = 0; i < 3; i++)
 		tp_init(&p[i]);
 
@@ -2414,6 +2305,15 @@ START_TEST(test_subscribe_register_many)
 	}
 	ck_assert_uint_eq(t_stat(b, "seq"), ev);
 	expect_quiet(s);
+	/* A name outside the prefix takes its seq too. */
+	r = t_ok(b, reg_many_send(b, mixed, NULL, 3));
+	ck_assert_uint_eq(r->via.array.size, 3);
+	check_entry(expect_event(s, sub, ev + 1, "registered", &ev), "m.y",
+	    cb, NULL);
+	check_entry(expect_event(s, sub, ev + 2, "registered", &ev), "m.z",
+	    cb, NULL);
+	ck_assert_uint_eq(t_stat(b, "seq"), ev);
+	expect_quiet(s);
 
 	for (int i = 0; i < 3; i++)
 		tp_free(&p[i]);
@@ -2436,7 +2336,7 @@ START_TEST(test_subscribe_resume)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 	for (int i = 0; i < 4; i++)
 		tp_init(&p[i]);
 
@@ -2548,7 +2448,7 @@ START_TEST(test_subscribe_gap)
 	t_daemon_start(&d, "--history", "5", NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 
 	/* Ten events: 1-6 register h.0-h.5, 7-10 unregister h.0-h.3. */
 	for (int i = 0; i < 6; i++) {
@@ -2647,7 +2547,7 @@ START_TEST(test_unsubscribe)
 	subscribe(b, "u.", 1, &sub, &seq);
 	ck_assert_uint_eq(t_stat(a, "subscriptions"), 2);
 	t_close(b);
-	wait_stat(a, "subscriptions", 0);
+	t_wait_stat(a, "subscriptions", 0);
 
 	t_close(a);
 	t_close(s);
@@ -2669,11 +2569,13 @@ START_TEST(test_subscribe_overflow)
 	struct tdaemon d;
 	struct tclient *g, *s;
 	char name[32], value[OV_VALUE + 1];
-	uint64_t sub, sub2, s0, seq, oseq, last, got = 0, n;
+	uint64_t cg, sub, sub2, s0, seq, oseq, last, got = 0, n;
+	uint32_t idw;
 
 	t_daemon_start(&d, "--max-outbuf", "4096", NULL);
 	g = t_connect(d.path);
 	s = t_connect(d.path);
+	cg = t_conn_id(g);
 	memset(value, 'v', OV_VALUE);
 	value[OV_VALUE] = '\0';
 
@@ -2694,6 +2596,9 @@ START_TEST(test_subscribe_overflow)
 	}
 	last = t_stat(g, "seq");
 	ck_assert_uint_eq(last, s0 + n + OV_MISSED);
+	/* The connection is kept: a request sent now is answered after the
+	 * backlog. */
+	idw = t_request(s, "whereis", "s", "ov.000000");
 
 	/* The backlog: events in order up to the overflow notice. */
 	for (;;) {
@@ -2718,6 +2623,7 @@ START_TEST(test_subscribe_overflow)
 		got++;
 	}
 	/* Every event up to oseq was sent (all concern it), none after. */
+	check_entry(t_ok(s, idw), "ov.000000", cg, value);
 	ck_assert_uint_eq(oseq, s0 + got);
 	ck_assert_uint_lt(got, n);
 	expect_quiet(s);
@@ -2762,7 +2668,7 @@ START_TEST(test_subscribe_resume_groups)
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
 	s = t_connect(d.path);
-	ca = conn_id(a);
+	ca = t_conn_id(a);
 
 	subscribe(s, "g.", 1, &sub, &s0);
 	check_bool(t_call_ok(s, "unsubscribe", "u", sub), true);
@@ -2957,8 +2863,8 @@ purge_takeover(bool many)
 	q = t_connect(d.path);
 	s = t_connect(d.path);
 	m = t_connect(d.path);
-	cp = conn_id(p);
-	cq = conn_id(q);
+	cp = t_conn_id(p);
+	cq = t_conn_id(q);
 	tp_init(&pk);
 
 	/* p's names, the first registered last in its list. */
@@ -3004,7 +2910,7 @@ purge_takeover(bool many)
 	ck_assert_uint_gt(e1, seq);
 	ck_assert_uint_gt(e2, e1);
 	/* The purge ends; the name stays q's. */
-	wait_stat(q, "names", 1);
+	t_wait_stat(q, "names", 1);
 	check_entry(t_call_ok(q, "whereis", "s", "pg.000000"), "pg.000000",
 	    cq, "q");
 	expect_quiet(s);
@@ -3052,7 +2958,11 @@ START_TEST(test_subscribe_limit)
 	subscribe(a, "y", -1, &sub2, &seq);
 	t_err(a, sub_send(a, "z", -1, NULL), "limit");
 	t_call_err(a, "limit", "monitor", "s", "t");
-	/* An ended subscription frees its slot. */
+	/* An ended subscription frees its slot, for a subscription or a
+	 * monitor. */
+	check_bool(t_call_ok(a, "unsubscribe", "u", sub), true);
+	subscribe(a, "x", -1, &sub, &seq);
+	t_call_err(a, "limit", "monitor", "s", "t");
 	check_bool(t_call_ok(a, "unsubscribe", "u", sub), true);
 	t_call_ok(a, "monitor", "s", "t");
 	/* Per connection. */
@@ -3143,8 +3053,8 @@ START_TEST(test_stats_gauges)
 	/* Closing: its subscriptions and awaits go. */
 	t_close(s);
 	t_close(b);
-	wait_stat(a, "subscriptions", 0);
-	wait_stat(a, "awaits", 0);
+	t_wait_stat(a, "subscriptions", 0);
+	t_wait_stat(a, "awaits", 0);
 
 	t_close(a);
 	t_daemon_stop(&d);
@@ -3203,6 +3113,7 @@ events_suite(void)
 	tcase_add_test(tc, test_subscribe_snapshot);
 	tcase_add_test(tc, test_subscribe_events);
 	tcase_add_test(tc, test_subscribe_groups);
+	tcase_add_test(tc, test_subscribe_owner_closes);
 	tcase_add_test(tc, test_subscribe_register_many);
 	tcase_add_test(tc, test_subscribe_resume);
 	tcase_add_test(tc, test_subscribe_gap);

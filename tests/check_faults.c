@@ -96,27 +96,6 @@ cpu_ticks(pid_t pid)
 	return (long)(ut + st);
 }
 
-/* Wait until the stats gauges read exactly these values. */
-static void
-wait_gauges(struct tclient *c, uint64_t conns, uint64_t names, uint64_t mons)
-{
-	long long deadline = mono_ms() + T_TIMEOUT_MS;
-
-	for (;;) {
-		msgpack_object *st = t_call_ok(c, "stats", "");
-
-		if (o_uint(o_get(st, "connections")) == conns &&
-		    o_uint(o_get(st, "names")) == names &&
-		    o_uint(o_get(st, "monitors")) == mons)
-			return;
-		ck_assert_msg(mono_ms() < deadline, "gauges did not return to "
-		    "connections=%llu names=%llu monitors=%llu",
-		    (unsigned long long)conns, (unsigned long long)names,
-		    (unsigned long long)mons);
-		usleep(10000);
-	}
-}
-
 /* Fork a client process that runs fn, tells us through a pipe that it is
  * ready, then sleeps until killed. */
 static pid_t
@@ -188,7 +167,7 @@ START_TEST(kill_mid_message)
 	ck_assert(o_is_str(&down->via.array.ptr[2], "disconnected"));
 	ck_assert_int_eq(t_call_ok(w, "whereis", "s", "never-finished")->type,
 	    MSGPACK_OBJECT_NIL);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	t_close(w);
 	t_daemon_stop(&d);
 }
@@ -278,7 +257,7 @@ START_TEST(kill_holding_thousands)
 			asked = 1;
 		}
 	}
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	/* The names are free at once for a new owner. */
 	for (int i = 0; i < HOLD_NAMES; i += 499) {
 		snprintf(name, sizeof(name), "held/%05d", i);
@@ -313,7 +292,7 @@ START_TEST(half_close_purges)
 	ck_assert(t_wait_eof(c, -1));
 	down = t_push(w, "down");
 	ck_assert_uint_eq(o_uint(&down->via.array.ptr[0]), ref);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	t_close(c);
 	t_close(w);
 	t_daemon_stop(&d);
@@ -377,18 +356,18 @@ START_TEST(churn_without_leaks)
 	w = t_connect(d.path);
 	/* Warm up once so allocator pools exist before the baseline. */
 	churn_round(d.path, -1);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	fds0 = fd_count(d.pid);
 	rss0 = rss_kib(d.pid);
 	half = mono_ms() + secs * 500LL;
 	end = mono_ms() + secs * 1000LL;
 	while (mono_ms() < half)
 		churn_round(d.path, rounds++);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	rss1 = rss_kib(d.pid);
 	while (mono_ms() < end)
 		churn_round(d.path, rounds++);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	rss2 = rss_kib(d.pid);
 	ck_assert_int_eq(fd_count(d.pid), fds0);
 	/* A leak grows with the rounds: the second half may not add to the
@@ -610,7 +589,7 @@ START_TEST(allocation_failure)
 	ck_assert(t_daemon_alive(&d));
 	ck_assert_uint_eq(t_stat(w, "connections"), closed ? 1 : 2);
 	t_close(c);
-	wait_gauges(w, 1, 0, 0);
+	t_wait_gauges(w, 1, 0, 0);
 	/* Freed memory serves new requests again. */
 	t_call_ok(w, "register", "ss", "after", "fine");
 	printf("faults: RLIMIT_AS=96 MiB: %d values of 1 MB stored, then "
@@ -621,21 +600,6 @@ START_TEST(allocation_failure)
 	t_daemon_stop(&d);
 }
 END_TEST
-
-/* Wait until a stats key reads want. */
-static void
-wait_stat(struct tclient *c, const char *key, uint64_t want)
-{
-	long long deadline = mono_ms() + T_TIMEOUT_MS;
-	uint64_t got;
-
-	while ((got = t_stat(c, key)) != want) {
-		ck_assert_msg(mono_ms() < deadline, "stats %s is %llu, not "
-		    "%llu", key, (unsigned long long)got,
-		    (unsigned long long)want);
-		usleep(10000);
-	}
-}
 
 /* Protocol 2: calls and memberships of clients killed with SIGKILL. */
 enum { KILL_CALLS = 1000, KILL_GROUPS = 5000 };
@@ -682,7 +646,7 @@ START_TEST(kill_callee_mid_calls)
 	}
 	t_send_pack(c, &p);
 	tp_free(&p);
-	wait_stat(w, "calls", KILL_CALLS);
+	t_wait_stat(w, "calls", KILL_CALLS);
 	kill_wait(pid);
 	memset(seen, 0, sizeof(seen));
 	/* "At once": each within a generous second, not a timeout. */
@@ -703,7 +667,7 @@ START_TEST(kill_callee_mid_calls)
 		ck_assert_int_eq(a[3].type, MSGPACK_OBJECT_NIL);
 	}
 	ck_assert_uint_eq(t_stat(w, "calls"), 0);
-	wait_gauges(w, 2, 0, 0);
+	t_wait_gauges(w, 2, 0, 0);
 	ck_assert_ptr_null(t_recv(c, 300));
 	printf("faults: a callee with %d calls pending was killed; %d down "
 	    "errors, calls gauge back to 0\n", KILL_CALLS, KILL_CALLS);
@@ -759,8 +723,8 @@ START_TEST(kill_caller_mid_calls)
 	ck_assert_uint_eq(t_stat(w, "calls"), KILL_CALLS);
 	late = t_stat(w, "replies_late");
 	kill_wait(pid);
-	wait_stat(w, "calls", 0);
-	wait_gauges(w, 2, 1, 0);
+	t_wait_stat(w, "calls", 0);
+	t_wait_gauges(w, 2, 1, 0);
 	tp_init(&p);
 	first = s->next_msgid;
 	for (int i = 0; i < KILL_CALLS; i++) {
@@ -826,17 +790,17 @@ START_TEST(kill_member_holding_groups)
 	t_daemon_start(&d, NULL);
 	w = t_connect(d.path);
 	m = t_connect(d.path);
-	cw = o_uint(o_get(t_call_ok(w, "hello", ""), "conn"));
-	cm = o_uint(o_get(t_call_ok(m, "hello", ""), "conn"));
+	cw = t_conn_id(w);
+	cm = t_conn_id(m);
 	t_call_ok(m, "join", "s", "room");
 	pid = spawn_client(d.path, join_many, NULL);
 	ck_assert_uint_eq(t_stat(w, "groups"), KILL_GROUPS + 1);
 	ck_assert_uint_eq(t_stat(w, "members"), KILL_GROUPS + 2);
 	ck_assert_uint_eq(publish_delivered(w, "room", "before"), 2);
 	kill_wait(pid);
-	wait_stat(w, "members", 1);
+	t_wait_stat(w, "members", 1);
 	ck_assert_uint_eq(t_stat(w, "groups"), 1);
-	wait_gauges(w, 2, 0, 0);
+	t_wait_gauges(w, 2, 0, 0);
 	r = t_call_ok(w, "members", "s", "room");
 	ck_assert_uint_eq(r->via.array.size, 1);
 	ck_assert_uint_eq(o_uint(o_get(&r->via.array.ptr[0], "conn")), cm);

@@ -45,9 +45,7 @@ try_connect(const char *path)
 	struct sockaddr_un sun;
 	int fd;
 
-	memset(&sun, 0, sizeof(sun));
-	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+	t_unix_addr(&sun, path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
@@ -352,6 +350,41 @@ tp_map(struct tpack *p, uint32_t n)
 	msgpack_pack_map(&p->pk, n);
 }
 
+uint32_t
+rq_begin(struct tclient *c, struct tpack *p, const char *method,
+    uint32_t nparams)
+{
+	uint32_t id = c->next_msgid++;
+
+	tp_req(p, id, method, nparams);
+	return id;
+}
+
+void
+rq_send(struct tclient *c, struct tpack *p)
+{
+	t_send_pack(c, p);
+	tp_reset(p);
+}
+
+/* The params of fmt (a map is one); aborts on a malformed map. */
+static uint32_t
+fmt_params(const char *fmt)
+{
+	uint32_t n = 0;
+	const char *end;
+
+	for (const char *f = fmt; *f; f++, n++) {
+		if (*f != '{')
+			continue;
+		end = strchr(f, '}');
+		ck_assert_msg(end != NULL && memchr(f + 1, '{', end - f - 1) ==
+		    NULL && (end - f - 1) % 2 == 0, "bad fmt \"%s\"", fmt);
+		f = end;
+	}
+	return n;
+}
+
 static uint32_t
 vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 {
@@ -359,7 +392,7 @@ vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 	uint32_t id = c->next_msgid++;
 
 	tp_init(&p);
-	tp_req(&p, id, method, (uint32_t)strlen(fmt));
+	tp_req(&p, id, method, fmt_params(fmt));
 	for (const char *f = fmt; *f; f++) {
 		switch (*f) {
 		case 's':
@@ -370,6 +403,14 @@ vrequest(struct tclient *c, const char *method, const char *fmt, va_list ap)
 			break;
 		case 'i':
 			tp_int(&p, va_arg(ap, int64_t));
+			break;
+		case 't':
+			msgpack_pack_true(&p.pk);
+			break;
+		case '{':
+			tp_map(&p, (uint32_t)(strchr(f, '}') - f - 1) / 2);
+			break;
+		case '}':
 			break;
 		default:
 			tp_nil(&p);
@@ -506,10 +547,165 @@ o_uint(const msgpack_object *o)
 	return o->via.u64;
 }
 
+msgpack_object *
+at(const msgpack_object *a, uint32_t i)
+{
+	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
+	ck_assert_uint_lt(i, a->via.array.size);
+	return &a->via.array.ptr[i];
+}
+
+bool
+obj_eq(const msgpack_object *o, const struct tpack *p)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	bool eq;
+
+	msgpack_unpacked_init(&u);
+	ck_assert_int_eq(msgpack_unpack_next(&u, p->buf.data, p->buf.size,
+	    &off), MSGPACK_UNPACK_SUCCESS);
+	eq = msgpack_object_equal(*o, u.data);
+	msgpack_unpacked_destroy(&u);
+	return eq;
+}
+
+void
+check_str(const msgpack_object *o, const char *want)
+{
+	ck_assert_msg(o_is_str(o, want), "expected str \"%s\", got %s%.*s",
+	    want, o->type == MSGPACK_OBJECT_STR ? "" : "a non-str",
+	    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
+	    o->type == MSGPACK_OBJECT_STR ? o->via.str.ptr : "");
+}
+
+void
+check_bool(const msgpack_object *o, bool want)
+{
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_BOOLEAN);
+	ck_assert_int_eq(o->via.boolean, want);
+}
+
+void
+check_nil(const msgpack_object *o)
+{
+	ck_assert_int_eq(o->type, MSGPACK_OBJECT_NIL);
+}
+
+void
+check_keys(const msgpack_object *map, const char *const *keys)
+{
+	uint32_t n = 0;
+
+	ck_assert_int_eq(map->type, MSGPACK_OBJECT_MAP);
+	while (keys[n] != NULL)
+		n++;
+	ck_assert_uint_eq(map->via.map.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		check_str(&map->via.map.ptr[i].key, keys[i]);
+}
+
+const char *const entry_keys[] = { "name", "conn", "pid", "uid", "gid",
+	"value", "since", "gen", NULL };
+const char *const member_keys[] = { "group", "conn", "pid", "uid", "gid",
+	"value", "since", "gen", NULL };
+
+uint64_t
+check_made_by(const msgpack_object *e, pid_t pid)
+{
+	long long now_ms = (long long)time(NULL) * 1000;
+	uint64_t since, gen;
+
+	ck_assert_uint_eq(o_uint(o_get(e, "pid")), (uint64_t)pid);
+	ck_assert_uint_eq(o_uint(o_get(e, "uid")), (uint64_t)getuid());
+	ck_assert_uint_eq(o_uint(o_get(e, "gid")), (uint64_t)getgid());
+	/* Epoch milliseconds (a unit check, a day's slack either way). */
+	since = o_uint(o_get(e, "since"));
+	ck_assert_msg((long long)since > now_ms - 86400000LL &&
+	    (long long)since < now_ms + 86400000LL,
+	    "since %llu is not epoch ms", (unsigned long long)since);
+	/* Generations start at 1. */
+	gen = o_uint(o_get(e, "gen"));
+	ck_assert_uint_ge(gen, 1);
+	return gen;
+}
+
+void
+check_down_name(const msgpack_object *pa, uint64_t ref, const char *name,
+    const char *reason)
+{
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	ck_assert_uint_eq(o_uint(at(pa, 0)), ref);
+	check_str(at(pa, 1), name);
+	check_str(at(pa, 2), reason);
+}
+
+void
+expect_down(struct tclient *c, uint64_t ref, const char *name,
+    const char *reason)
+{
+	check_down_name(t_push(c, "down"), ref, name, reason);
+}
+
+uint64_t
+t_conn_id(struct tclient *c)
+{
+	return o_uint(o_get(t_call_ok(c, "hello", ""), "conn"));
+}
+
 uint64_t
 t_stat(struct tclient *c, const char *key)
 {
 	return o_uint(o_get(t_call_ok(c, "stats", ""), key));
+}
+
+void
+t_wait_stat(struct tclient *c, const char *key, uint64_t want)
+{
+	uint64_t got = 0;
+
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
+		if ((got = t_stat(c, key)) == want)
+			return;
+		usleep(T_POLL_US);
+	}
+	ck_abort_msg("stats %s is %llu, expected %llu", key,
+	    (unsigned long long)got, (unsigned long long)want);
+}
+
+void
+t_wait_gauges(struct tclient *c, uint64_t conns, uint64_t names,
+    uint64_t monitors)
+{
+	uint64_t gc = 0, gn = 0, gm = 0;
+
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
+		msgpack_object *st = t_call_ok(c, "stats", "");
+
+		gc = o_uint(o_get(st, "connections"));
+		gn = o_uint(o_get(st, "names"));
+		gm = o_uint(o_get(st, "monitors"));
+		if (gc == conns && gn == names && gm == monitors)
+			return;
+		usleep(T_POLL_US);
+	}
+	ck_abort_msg("gauges connections=%llu names=%llu monitors=%llu, "
+	    "expected %llu %llu %llu", (unsigned long long)gc,
+	    (unsigned long long)gn, (unsigned long long)gm,
+	    (unsigned long long)conns, (unsigned long long)names,
+	    (unsigned long long)monitors);
+}
+
+void
+t_unix_addr(struct sockaddr_un *sun, const char *path)
+{
+	size_t n = strlen(path);
+
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (n >= sizeof(sun->sun_path))
+		n = sizeof(sun->sun_path) - 1;
+	memcpy(sun->sun_path, path, n);
 }
 
 bool

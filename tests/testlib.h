@@ -8,6 +8,7 @@
 #define TESTLIB_H
 
 #include <sys/types.h>
+#include <sys/un.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,6 +17,8 @@
 #include <msgpack.h>
 
 #define T_TIMEOUT_MS	10000	/* the longest any wait may take */
+#define T_POLL_ROUNDS	1000	/* bounded polls: rounds of T_POLL_US */
+#define T_POLL_US	10000
 
 struct tdaemon {
 	pid_t	 pid;
@@ -83,10 +86,19 @@ void		 tp_int(struct tpack *, int64_t);
 void		 tp_nil(struct tpack *);
 void		 tp_arr(struct tpack *, uint32_t);
 void		 tp_map(struct tpack *, uint32_t);
+/* Begin a request in p with c's next msgid, appending to what p holds
+ * (so that requests can be pipelined); returns the msgid. */
+uint32_t	 rq_begin(struct tclient *, struct tpack *p, const char *method,
+		    uint32_t nparams);
+/* Send what p holds and empty it. */
+void		 rq_send(struct tclient *, struct tpack *p);
 
 /*
  * One-call requests built from a tiny format: each char of fmt is a param:
- * 's' const char *, 'u' uint64_t, 'i' int64_t, 'n' nil.
+ * 's' const char *, 'u' uint64_t, 'i' int64_t, 'n' nil, 't' true; and
+ * '{' ... '}' is one param, a map whose keys and values alternate inside
+ * (no map within): "s{su}" packs "x", "gen", (uint64_t)1 as
+ * ["x", {"gen": 1}].
  */
 uint32_t	 t_request(struct tclient *, const char *method,
 		    const char *fmt, ...);
@@ -107,8 +119,42 @@ msgpack_object	*t_push(struct tclient *, const char *kind);
 bool		 o_is_str(const msgpack_object *, const char *);
 msgpack_object	*o_get(const msgpack_object *map, const char *key);
 uint64_t	 o_uint(const msgpack_object *);
+/* Element i of an array object, bounds-checked. */
+msgpack_object	*at(const msgpack_object *a, uint32_t i);
+/* Is o equal to the (first) object packed in p? */
+bool		 obj_eq(const msgpack_object *o, const struct tpack *p);
+
+/* Checks of received objects: each fails the test unless o is as said. */
+void		 check_str(const msgpack_object *o, const char *want);
+void		 check_bool(const msgpack_object *o, bool want);
+void		 check_nil(const msgpack_object *o);
+/* The map has exactly these keys, in this order (NULL-ended). */
+void		 check_keys(const msgpack_object *map, const char *const *keys);
+/* The keys of an entry and of a member entry, in order (NULL-ended). */
+extern const char *const entry_keys[];
+extern const char *const member_keys[];
+/* The fields of an entry or member entry that a connection of process
+ * pid made: that pid, this process's uid and gid, since in epoch
+ * milliseconds, a gen from 1.  Returns the gen. */
+uint64_t	 check_made_by(const msgpack_object *e, pid_t pid);
+/* The params [ref, name, reason] of a down push for a monitor on a name. */
+void		 check_down_name(const msgpack_object *pa, uint64_t ref,
+		    const char *name, const char *reason);
+/* The next object on c is that down push. */
+void		 expect_down(struct tclient *, uint64_t ref, const char *name,
+		    const char *reason);
+
+/* c's connection id, from hello. */
+uint64_t	 t_conn_id(struct tclient *);
 /* A stats gauge or counter by name. */
 uint64_t	 t_stat(struct tclient *, const char *key);
+/* Poll stats (bounded) until key reads want. */
+void		 t_wait_stat(struct tclient *, const char *key, uint64_t want);
+/* The same until the three gauges read these values. */
+void		 t_wait_gauges(struct tclient *, uint64_t conns, uint64_t names,
+		    uint64_t monitors);
+/* The address of the Unix socket path (cut to fit sun_path). */
+void		 t_unix_addr(struct sockaddr_un *, const char *path);
 
 /* Is the daemon run under valgrind ($PROCREGD names the wrapper)?  Tests
  * scale their loops of thousands down then. */
