@@ -349,12 +349,23 @@ calls_registered(struct server *s, const struct reg_name *n)
 {
 	struct calls *cs = &s->calls;
 	struct an_key key = { n->data, n->name_len };
+	struct conn_shared *entry = NULL;
 	struct awaitname *an;
 
 	if (cs->nawaits == 0)
 		return;
 	an = htab_find(&cs->awaits, registry_hash(&s->reg, n->data,
 	    n->name_len), an_eq, &key);
+	/*
+	 * One encoded entry shared by every response: a register must not
+	 * turn into thousands of copies of its value.
+	 */
+	if (an != NULL) {
+		proto_out_reset(&s->push);
+		if (proto_put_entry(&s->push, n) == 0)
+			entry = conn_shared_new(proto_out_data(&s->push),
+			    proto_out_len(&s->push));
+	}
 	/* The last await_free frees an with its list. */
 	while (an != NULL) {
 		struct pawait *a = LIST_FIRST(&an->list);
@@ -364,15 +375,15 @@ calls_registered(struct server *s, const struct reg_name *n)
 
 		await_free(s, a);
 		proto_out_reset(&s->push);
-		if (proto_reply_begin(&s->push, msgid) < 0 ||
-		    proto_put_entry(&s->push, n) < 0)
+		if (entry == NULL || proto_reply_begin(&s->push, msgid) < 0)
 			conn_out_of_memory(c);
 		else
-			conn_write(c, proto_out_data(&s->push),
-			    proto_out_len(&s->push), false);
+			conn_write_shared(c, proto_out_data(&s->push),
+			    proto_out_len(&s->push), entry, false);
 		if (last)
 			break;
 	}
+	conn_shared_put(entry);
 }
 
 void

@@ -169,6 +169,80 @@ conn_write(struct conn *c, const void *p, size_t len, bool bounded)
 	return 0;
 }
 
+struct conn_shared *
+conn_shared_new(const void *p, size_t len)
+{
+	struct conn_shared *sh = malloc(sizeof(*sh) + len);
+
+	if (sh == NULL)
+		return NULL;
+	sh->refs = 1;
+	sh->len = len;
+	memcpy(sh->data, p, len);
+	return sh;
+}
+
+void
+conn_shared_put(struct conn_shared *sh)
+{
+	if (sh != NULL && --sh->refs == 0)
+		free(sh);
+}
+
+static void
+shared_done(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	conn_shared_put(arg);
+}
+
+bool
+conn_would_block(const struct conn *c, size_t len)
+{
+	return evbuffer_get_length(c->out) + len > c->srv->cfg.max_outbuf;
+}
+
+int
+conn_write_shared(struct conn *c, const void *head, size_t hlen,
+    struct conn_shared *sh, bool bounded)
+{
+	struct server *s = c->srv;
+	struct evbuffer *msg = s->fanout;
+
+	if (c->flags & CONN_DEAD)
+		return 0;
+	if (bounded && conn_would_block(c, hlen + sh->len))
+		return PR_ERR_BUSY;
+	/* Assembled aside, then moved whole: a failure half-way must not
+	 * leave half a message in the stream. */
+	if (hlen > 0 && evbuffer_add(msg, head, hlen) < 0)
+		goto nomem;
+	/* Small ones are cheaper copied than referenced (a reference
+	 * costs a chain of its own). */
+	if (sh->len <= 512) {
+		if (evbuffer_add(msg, sh->data, sh->len) < 0)
+			goto nomem;
+	} else {
+		if (evbuffer_add_reference(msg, sh->data, sh->len, shared_done,
+		    sh) < 0)
+			goto nomem;
+		sh->refs++;
+	}
+	if (evbuffer_add_buffer(c->out, msg) < 0)
+		goto nomem;
+	if (!(c->flags & CONN_PENDING)) {
+		c->flags |= CONN_PENDING;
+		TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
+		server_schedule_flush(s);
+	}
+	return 0;
+nomem:
+	evbuffer_drain(msg, evbuffer_get_length(msg));
+	conn_out_of_memory(c);
+	return -ENOMEM;
+}
+
 /* Stop dispatching while the client's unread replies pass the bound. */
 static bool
 conn_over_bound(const struct conn *c)

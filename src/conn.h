@@ -83,6 +83,30 @@ void		 conn_close(struct conn *, const char *reason, bool drain);
  * callback, where purging another client at once is not safe).
  */
 void		 conn_out_of_memory(struct conn *);
+/*
+ * Bytes that many connections send alike (a publish, the entry that
+ * answers many awaits, an event for many subscribers): queued by
+ * reference, so a fan-out holds one copy however many connections it
+ * reaches.  Freed when the last connection has written (or dropped) it.
+ */
+struct conn_shared {
+	unsigned	 refs;
+	size_t		 len;
+	char		 data[];
+};
+
+/* A shared copy of len bytes, its one reference the caller's; NULL. */
+struct conn_shared *conn_shared_new(const void *p, size_t len);
+void		 conn_shared_put(struct conn_shared *);
+/*
+ * Like conn_write, for head (copied) then the shared bytes; the bound
+ * counts both.  0, PR_ERR_BUSY, or -ENOMEM (the connection is doomed,
+ * and nothing of this message was queued).
+ */
+int		 conn_write_shared(struct conn *, const void *head,
+		    size_t hlen, struct conn_shared *, bool bounded);
+/* Would len more bytes take c's output past its bound? */
+bool		 conn_would_block(const struct conn *, size_t len);
 /* Close the connections doomed this loop turn. */
 void		 conn_close_doomed(struct server *);
 /* Write queued output; called by the server's flush. */

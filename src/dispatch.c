@@ -178,13 +178,15 @@ h_register(struct call *k)
 	if (r == PR_ERR_TAKEN)
 		return fail(k, r, "the name is registered by conn %llu",
 		    (unsigned long long)n->owner->id);
-	if (r == PR_ERR_LIMIT && k->c->rc.nnames < s->reg.max_names)
-		return fail(k, r, "uid %u holds %llu names, the limit",
-		    (unsigned)k->c->rc.uid,
-		    (unsigned long long)k->c->rc.usage->names);
+	if (r == PR_ERR_LIMIT && k->c->rc.nnames + k->c->rc.nwaits <
+	    s->reg.max_names)
+		return fail(k, r, "uid %u holds %llu names and %llu places in "
+		    "queues, the limit", (unsigned)k->c->rc.uid,
+		    (unsigned long long)k->c->rc.usage->names,
+		    (unsigned long long)k->c->rc.usage->waits);
 	if (r == PR_ERR_LIMIT)
-		return fail(k, r, "this connection holds %u names, the limit",
-		    k->c->rc.nnames);
+		return fail(k, r, "this connection holds %u names and %u places "
+		    "in queues, the limit", k->c->rc.nnames, k->c->rc.nwaits);
 	if (r != 0)
 		return r < 0 ? r : fail(k, r, "the value is too large");
 	if (queued > 0) {
@@ -582,6 +584,7 @@ h_publish(struct call *k)
 	struct server *s = k->s;
 	struct pr_opt opts[] = { { .key = "echo", .type = PR_OPT_BOOL } };
 	uint64_t *busy = NULL, delivered = 0;
+	struct conn_shared *sh;
 	uint32_t nbusy = 0;
 	const pr_value *payload;
 	struct reg_member *mb;
@@ -604,22 +607,28 @@ h_publish(struct call *k)
 		if (proto_push_publish(&s->push, group, len, k->c->id,
 		    payload) < 0)
 			return -ENOMEM;
+		/* One copy for every member, however many. */
+		if ((sh = conn_shared_new(proto_out_data(&s->push),
+		    proto_out_len(&s->push))) == NULL)
+			return -ENOMEM;
 		/* conn_write never closes a connection on the spot, so the
 		 * member list holds still while we walk it. */
 		TAILQ_FOREACH(mb, &g->members, by_group) {
 			if (!echo && mb->client == &k->c->rc)
 				continue;
-			if (conn_write(conn_of(mb->client),
-			    proto_out_data(&s->push), proto_out_len(&s->push),
+			if (conn_write_shared(conn_of(mb->client), NULL, 0, sh,
 			    true) == 0) {
 				delivered++;
 				continue;
 			}
 			if (busy == NULL && (busy = malloc(g->nmembers *
-			    sizeof(*busy))) == NULL)
+			    sizeof(*busy))) == NULL) {
+				conn_shared_put(sh);
 				return -ENOMEM;
+			}
 			busy[nbusy++] = mb->client->id;
 		}
+		conn_shared_put(sh);
 	}
 	s->stats.messages += delivered;
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
@@ -1121,6 +1130,10 @@ dispatch_event(void *arg, const struct reg_event *ev)
 	struct server *s = arg;
 	struct conn *c;
 
+	/* Stopping: "shutdown" was everyone's last word, and names that go
+	 * with the daemon are not changes anyone should hear of. */
+	if (s->stopping)
+		return;
 	subs_event(s, ev);
 	if (ev->kind == REG_EV_REGISTERED)
 		calls_registered(s, ev->name);

@@ -888,7 +888,7 @@ proto_push_event(struct pr_out *o, uint64_t sub, uint64_t seq,
 	p = enc_uint(p, seq);
 	p = enc_str(p, kind, strlen(kind));
 	out_commit(o, p);
-	return out_raw(o, payload, len);
+	return len > 0 ? out_raw(o, payload, len) : 0;
 }
 
 int

@@ -97,7 +97,7 @@ uid_find(const struct registry *reg, uint32_t uid)
 static void
 uid_release(struct registry *reg, struct reg_uid *u)
 {
-	if (u->conns != 0 || u->names != 0)
+	if (u->conns != 0 || u->names != 0 || u->waits != 0)
 		return;
 	htab_remove(&reg->uids, mon_hash(u->uid, 0), u);
 	free(u);
@@ -361,6 +361,7 @@ waiter_unlink(struct registry *reg, struct reg_waiter *w)
 	TAILQ_REMOVE(&q->waiters, w, by_queue);
 	LIST_REMOVE(w, by_client);
 	ready->owner->nwaits--;
+	ready->owner->usage->waits--;
 	reg->nwaiters--;
 	free(w);
 	if (--q->n == 0)
@@ -474,6 +475,7 @@ name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
 		TAILQ_INSERT_HEAD(&q->waiters, requeue, by_queue);
 		LIST_INSERT_HEAD(&prev->waits, requeue, by_client);
 		prev->nwaits++;
+		prev->usage->waits++;
 		reg->nwaiters++;
 		q->n++;
 	} else
@@ -585,9 +587,11 @@ registry_lookup(const struct registry *reg, const char *name, size_t len)
 static bool
 room_for_one(const struct registry *reg, const struct reg_client *c)
 {
+	/* A place in a queue is a name to be: it counts, so that taking
+	 * the name over never passes a limit. */
 	return c->nnames + c->nwaits < reg->max_names &&
 	    (reg->max_names_per_uid == 0 ||
-	    c->usage->names < reg->max_names_per_uid);
+	    c->usage->names + c->usage->waits < reg->max_names_per_uid);
 }
 
 /* Queue the client for n (registered, not its own). */
@@ -622,6 +626,7 @@ name_enqueue(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	TAILQ_INSERT_TAIL(&q->waiters, w, by_queue);
 	LIST_INSERT_HEAD(&c->waits, w, by_client);
 	c->nwaits++;
+	c->usage->waits++;
 	reg->nwaiters++;
 	*queued = ++q->n;
 	return 0;
@@ -799,7 +804,7 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	/* n is bounded by max_message; the sums cannot overflow. */
 	if (c->nnames + c->nwaits + n > reg->max_names ||
 	    (reg->max_names_per_uid != 0 &&
-	    c->usage->names + n > reg->max_names_per_uid))
+	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
 	/* Names of connections being purged go first, out loud: their end
 	 * is no part of the batch, whatever becomes of it. */

@@ -44,6 +44,7 @@ struct reg_uid {
 	uint32_t	uid;
 	uint32_t	conns;
 	uint64_t	names;
+	uint64_t	waits;		/* places in queues */
 };
 
 /* The registry's view of one client connection (embedded in it). */

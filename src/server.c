@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <grp.h>
@@ -561,6 +562,10 @@ server_init(struct server *s, const struct config *cfg)
 		log_err(&s->log, "cannot create the event loop");
 		return -1;
 	}
+	if ((s->fanout = evbuffer_new()) == NULL) {
+		log_err(&s->log, "out of memory");
+		return -1;
+	}
 	s->ev_flush = event_new(s->base, -1, 0, flush_cb, s);
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
@@ -631,6 +636,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_heartbeat);
 	calls_deinit(&s->calls);
 	subs_deinit(&s->subs);
+	if (s->fanout != NULL)
+		evbuffer_free(s->fanout);
 	if (s->base)
 		event_base_free(s->base);
 	registry_deinit(&s->reg);

@@ -49,6 +49,7 @@ struct server {
 	struct pr_out		 out;		/* replies */
 	struct pr_out		 push;		/* notifications to others */
 	struct pr_out		 scratch;	/* values being stored */
+	struct evbuffer		*fanout;	/* conn_write_shared's staging */
 	struct reg_name		**list_buf;	/* PR_LIST_MAX entries */
 	TAILQ_HEAD(, conn)	 conns;		/* every connection */
 	TAILQ_HEAD(, conn)	 pending;	/* output to flush */

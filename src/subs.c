@@ -105,21 +105,23 @@ sub_free(struct server *s, struct sub *sb)
  */
 static bool
 deliver(struct server *s, struct sub *sb, uint64_t seq, const char *kind,
-    const char *payload, size_t len)
+    struct conn_shared *payload)
 {
 	struct subs *ss = &s->subs;
 	struct conn *c = sb->c;
 	uint64_t id = sb->id;
 	int r;
 
+	/* The head is the subscriber's own; the payload is shared by all
+	 * the subscribers of this event, so a fan-out costs one copy. */
 	proto_out_reset(&ss->push);
-	if (proto_push_event(&ss->push, id, seq, kind, payload, len) < 0) {
+	if (proto_push_event(&ss->push, id, seq, kind, NULL, 0) < 0) {
 		conn_out_of_memory(c);
 		sub_free(s, sb);
 		return false;
 	}
-	r = conn_write(c, proto_out_data(&ss->push), proto_out_len(&ss->push),
-	    true);
+	r = conn_write_shared(c, proto_out_data(&ss->push),
+	    proto_out_len(&ss->push), payload, true);
 	if (r == 0)
 		return true;
 	sub_free(s, sb);
@@ -160,6 +162,7 @@ subs_event(struct server *s, const struct reg_event *ev)
 {
 	struct subs *ss = &s->subs;
 	struct pr_out *o = &ss->payload;
+	struct conn_shared *sh = NULL;
 	struct sub *sb, *next;
 	const char *name;
 	size_t nlen;
@@ -214,10 +217,17 @@ subs_event(struct server *s, const struct reg_event *ev)
 	}
 	for (sb = TAILQ_FIRST(&ss->all); sb != NULL; sb = next) {
 		next = TAILQ_NEXT(sb, all);
-		if (subs_match(sb, name, nlen, group))
-			deliver(s, sb, ss->seq, kind_names[ev->kind],
-			    proto_out_data(o) + nlen, proto_out_len(o) - nlen);
+		if (!subs_match(sb, name, nlen, group))
+			continue;
+		if (sh == NULL && (sh = conn_shared_new(proto_out_data(o) +
+		    nlen, proto_out_len(o) - nlen)) == NULL) {
+			conn_out_of_memory(sb->c);
+			sub_free(s, sb);
+			continue;
+		}
+		deliver(s, sb, ss->seq, kind_names[ev->kind], sh);
 	}
+	conn_shared_put(sh);
 }
 
 int
@@ -256,12 +266,23 @@ subs_replay(struct server *s, struct sub *sb, uint64_t since)
 	for (size_t i = 0; i < ss->count; i++) {
 		struct hev *h = &ss->ring[(ss->head + i) % ss->cap];
 
+		struct conn_shared *sh;
+		bool more;
+
 		if (h->seq <= since || !subs_match(sb,
 		    proto_out_data(&h->buf), h->name_len, h->group))
 			continue;
-		if (!deliver(s, sb, h->seq, kind_names[h->kind],
-		    proto_out_data(&h->buf) + h->name_len,
-		    proto_out_len(&h->buf) - h->name_len))
+		/* The slot is reused by later events: the queue gets a copy. */
+		sh = conn_shared_new(proto_out_data(&h->buf) + h->name_len,
+		    proto_out_len(&h->buf) - h->name_len);
+		if (sh == NULL) {
+			conn_out_of_memory(sb->c);
+			sub_free(s, sb);
+			return;
+		}
+		more = deliver(s, sb, h->seq, kind_names[h->kind], sh);
+		conn_shared_put(sh);
+		if (!more)
 			return;
 	}
 }

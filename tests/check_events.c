@@ -3063,6 +3063,38 @@ END_TEST
 
 /* ------------------------------------------------------------------ */
 
+/*
+ * A stopping daemon tells everyone "shutdown" and says nothing after it:
+ * the names that vanish with it are not events.
+ */
+START_TEST(test_shutdown_is_the_last_word)
+{
+	struct tclient *a, *b;
+	struct tdaemon d;
+	msgpack_object *o;
+	bool shutdown = false;
+	int after = 0;
+
+	t_daemon_start(&d, NULL);
+	a = t_connect(d.path);
+	b = t_connect(d.path);
+	t_call_ok(a, "register", "s", "x");
+	t_call_ok(a, "join", "s", "xg");
+	t_call_ok(b, "subscribe", "s{st}", "x", "groups");
+	t_daemon_stop(&d);
+	while ((o = t_recv(b, 2000)) != NULL) {
+		if (at(o, 0)->via.u64 == 2 && o_is_str(at(o, 1), "shutdown"))
+			shutdown = true;
+		else if (shutdown)
+			after++;
+	}
+	ck_assert(shutdown);
+	ck_assert_int_eq(after, 0);
+	t_close(a);
+	t_close(b);
+}
+END_TEST
+
 static Suite *
 events_suite(void)
 {
@@ -3127,6 +3159,7 @@ events_suite(void)
 	tcase_add_test(tc, test_purge_takeover_register_many);
 	tcase_add_test(tc, test_subscribe_limit);
 	tcase_add_test(tc, test_stats_gauges);
+	tcase_add_test(tc, test_shutdown_is_the_last_word);
 	suite_add_tcase(s, tc);
 
 	return s;

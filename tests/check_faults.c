@@ -823,6 +823,76 @@ START_TEST(kill_member_holding_groups)
 }
 END_TEST
 
+/*
+ * Fan-outs hold one copy of what they send: one register answering many
+ * awaits, one publish reaching many members.  Without sharing, a 1 MB
+ * value answering 200 awaits would queue 200 MB.
+ */
+START_TEST(fanout_shares_one_copy)
+{
+	enum { AWAITS = 200, MEMBERS = 100, VALUE = 1000000, PAYLOAD = 700000 };
+	static char value[VALUE + 1], payload[PAYLOAD + 1];
+	bool seen[AWAITS] = { false };
+	struct tclient *w, *r, *pub, *m[MEMBERS];
+	uint32_t first;
+	struct tdaemon d;
+	long rss0, rss1, rss2;
+
+	memset(value, 'v', VALUE);
+	memset(payload, 'p', PAYLOAD);
+	t_daemon_start(&d, "--max-message", "2000000", NULL);
+	w = t_connect(d.path);
+	r = t_connect(d.path);
+	pub = t_connect(d.path);
+	for (int i = 0; i < MEMBERS; i++) {
+		m[i] = t_connect(d.path);
+		t_call_ok(m[i], "join", "s", "fan");
+	}
+	first = w->next_msgid;
+	for (int i = 0; i < AWAITS; i++)
+		t_request(w, "await", "su", "big", (uint64_t)60000);
+	t_wait_stat(r, "awaits", AWAITS);
+	rss0 = rss_kib(d.pid);
+	t_call_ok(r, "register", "ss", "big", value);
+	rss1 = rss_kib(d.pid);
+	t_call_ok(pub, "publish", "ss", "fan", payload);
+	rss2 = rss_kib(d.pid);
+	printf("faults: a 1 MB value answering %d awaits: rss %ld -> %ld KiB; "
+	    "a 700 kB publish to %d members: -> %ld KiB\n", AWAITS, rss0,
+	    rss1, MEMBERS, rss2);
+	if (rss_meaningful()) {
+		ck_assert_msg(rss1 - rss0 < 16 * 1024, "awaits: rss %ld -> %ld "
+		    "KiB", rss0, rss1);
+		ck_assert_msg(rss2 - rss1 < 16 * 1024, "publish: rss %ld -> %ld "
+		    "KiB", rss1, rss2);
+	}
+	/* And every one of them gets the whole of it (in no set order). */
+	for (int i = 0; i < AWAITS; i++) {
+		msgpack_object *o = t_recv(w, -1);
+		uint64_t id;
+
+		ck_assert_ptr_nonnull(o);
+		id = at(o, 1)->via.u64;
+		ck_assert_uint_ge(id, first);
+		ck_assert_uint_lt(id, first + AWAITS);
+		ck_assert(!seen[id - first]);
+		seen[id - first] = true;
+		check_nil(at(o, 2));
+		ck_assert_uint_eq(o_get(at(o, 3), "value")->via.str.size, VALUE);
+	}
+	for (int i = 0; i < MEMBERS; i++) {
+		msgpack_object *pp = t_push(m[i], "publish");
+
+		ck_assert_uint_eq(at(pp, 2)->via.str.size, PAYLOAD);
+		t_close(m[i]);
+	}
+	t_close(w);
+	t_close(r);
+	t_close(pub);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -841,6 +911,7 @@ main(void)
 	tcase_add_test(tc, kill_callee_mid_calls);
 	tcase_add_test(tc, kill_caller_mid_calls);
 	tcase_add_test(tc, kill_member_holding_groups);
+	tcase_add_test(tc, fanout_shares_one_copy);
 	tcase_add_test(tc, churn_without_leaks);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -680,6 +680,26 @@ START_TEST(replace_with_and_without_consent)
 }
 END_TEST
 
+/* A place in a queue counts against the per-user cap like the name it
+ * will become, so that taking the name over never passes the cap. */
+START_TEST(queue_places_count_per_uid)
+{
+	struct reg_name *t;
+	uint32_t pos;
+
+	reg.max_names_per_uid = 1;
+	queue_ok(&ca, "x", 0, 0);
+	queue_ok(&cb, "x", REG_QUEUE, 1);
+	ck_assert_uint_eq(cb.usage->waits, 1);
+	ck_assert_int_eq(registry_register_opts(&reg, &cb, "y", 1, NULL, 0, 0,
+	    5, &t, &pos), PR_ERR_LIMIT);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "x", 1), 0);
+	ck_assert_ptr_eq(registry_lookup(&reg, "x", 1)->owner, &cb);
+	ck_assert_uint_eq(cb.usage->names, 1);
+	ck_assert_uint_eq(cb.usage->waits, 0);
+}
+END_TEST
+
 START_TEST(events_and_muted_batches)
 {
 	const char *names[] = { "m1", "m2", "m1" };
@@ -873,6 +893,7 @@ main(void)
 	tcase_add_test(tc, purge_hands_over_at_once);
 	tcase_add_test(tc, replace_with_and_without_consent);
 	tcase_add_test(tc, events_and_muted_batches);
+	tcase_add_test(tc, queue_places_count_per_uid);
 	tcase_add_test(th, htab_insert_find_remove);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, th);

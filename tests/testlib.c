@@ -162,7 +162,7 @@ t_connect(const char *path)
 	struct tclient *c = calloc(1, sizeof(*c));
 
 	ck_assert_ptr_nonnull(c);
-	/* Between bind and listen a connect is refused: retry briefly. */
+	/* A daemon still starting may not have its socket yet: retry. */
 	for (int i = 0; (c->fd = try_connect(path)) < 0 && i < 500; i++)
 		usleep(2000);
 	ck_assert_msg(c->fd >= 0, "cannot connect to %s", path);
