@@ -486,16 +486,46 @@ procreg_strv_free(char **v, size_t n)
 
 /* ---- connection ---- */
 
+static int	enqueue_push(procreg_t *, const msgpack_object *);
+
+/*
+ * Close the connection.  Notifications already read are queued first (as
+ * procreg_process would), unless the stream is known to be garbage.
+ */
 static void
-disconnect(procreg_t *p)
+disconnect_how(procreg_t *p, bool keep_parsed)
 {
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
+	if (keep_parsed) {
+		msgpack_unpacked u;
+
+		msgpack_unpacked_init(&u);
+		while (msgpack_unpacker_next(&p->unp, &u) ==
+		    MSGPACK_UNPACK_SUCCESS) {
+			const msgpack_object *o = &u.data, *a;
+
+			if (o->type != MSGPACK_OBJECT_ARRAY ||
+			    o->via.array.size < 3)
+				continue;
+			a = o->via.array.ptr;
+			if (is_uint(&a[0]) && a[0].via.u64 == PR_MSG_NOTIFY &&
+			    a[1].type == MSGPACK_OBJECT_STR)
+				(void)enqueue_push(p, o);
+		}
+		msgpack_unpacked_destroy(&u);
+	}
 	/* Bytes of the old stream must not mix with the new one. */
 	msgpack_unpacker_reset(&p->unp);
 	msgpack_unpacker_destroy(&p->unp);
 	msgpack_unpacker_init(&p->unp, READ_SIZE);
+}
+
+static void
+disconnect(procreg_t *p)
+{
+	disconnect_how(p, true);
 }
 
 static int
@@ -546,12 +576,23 @@ write_all(procreg_t *p, const char *b, size_t len, int64_t deadline,
 			struct pollfd pfd = { .fd = p->fd, .events = POLLOUT };
 			int64_t left = deadline - mono_ms();
 
+			if (left <= 0 && *sent > 0) {
+				/* Half a request: the stream is beyond repair. */
+				disconnect(p);
+				return fail(p, PROCREG_E_CLOSED, "timed out "
+				    "writing to the daemon; disconnected");
+			}
 			if (left <= 0)
 				return fail(p, PROCREG_E_TIMEOUT,
 				    "timed out writing to the daemon");
-			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+				int e = errno;
+
+				if (*sent > 0)
+					disconnect(p);
 				return fail(p, PROCREG_E_CLOSED, "poll: %s",
-				    strerror(errno));
+				    strerror(e));
+			}
 			continue;
 		}
 		disconnect(p);
@@ -863,7 +904,7 @@ next_object(procreg_t *p, uint32_t msgid, bool want_response)
 	if (r == MSGPACK_UNPACK_CONTINUE)
 		return 0;
 	if (r != MSGPACK_UNPACK_SUCCESS) {
-		disconnect(p);
+		disconnect_how(p, false);
 		return fail(p, PROCREG_E_PROTOCOL, "the daemon sent bytes "
 		    "that are not msgpack");
 	}

@@ -1826,6 +1826,81 @@ START_TEST(test_timeout_late_reply)
 }
 END_TEST
 
+/*
+ * A write that times out with part of the request sent: the stream cannot
+ * be continued, so the handle disconnects (E_CLOSED); the receiver never
+ * sees a torn message.
+ */
+START_TEST(test_partial_write_disconnects)
+{
+	static char big[300001];
+	struct tdaemon d;
+	struct procreg_options o = { 0 };
+	struct procreg_event *ev;
+	procreg_t *a, *rcv;
+	int r = PROCREG_OK, i;
+
+	memset(big, 'x', sizeof(big) - 1);
+	t_daemon_start(&d, NULL);
+	rcv = xconnect(d.path);
+	CK_OK(rcv, procreg_register(rcv, "sink", NULL, 0, NULL));
+	o.path = d.path;
+	o.timeout_ms = 200;
+	a = xconnect_opts(&o);
+	ck_assert_int_eq(kill(d.pid, SIGSTOP), 0);
+	for (i = 0; i < 40; i++) {
+		r = procreg_send_str(a, "sink", big);
+		if (r == PROCREG_E_TIMEOUT) {
+			/* Nothing of it left: the connection is still clean. */
+			ck_assert_int_ge(procreg_fd(a), 0);
+			continue;
+		}
+		if (r != PROCREG_OK)
+			break;
+	}
+	ck_assert_int_eq(kill(d.pid, SIGCONT), 0);
+	ck_assert_msg(r == PROCREG_E_CLOSED, "send with the daemon stopped: "
+	    "%d (%s), want E_CLOSED", r, procreg_errmsg(a));
+	ck_assert_int_eq(procreg_fd(a), -1);
+	/* Whatever arrived is whole. */
+	while (procreg_next_event(rcv, 500, &ev) == PROCREG_OK) {
+		ck_assert_int_eq(ev->kind, PROCREG_EV_MESSAGE);
+		ck_assert_uint_eq(ev->payload_len, sizeof(big) - 1 + 5);
+		procreg_event_free(ev);
+	}
+	procreg_free(a);
+	procreg_free(rcv);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * A down read together with the monitor's response, still unparsed when
+ * a later write finds the daemon gone: it is queued, not dropped.
+ */
+START_TEST(test_buffered_push_survives_lost_write)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	procreg_t *a;
+	uint64_t ref;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	CK_OK(a, procreg_monitor(a, "ghost", &ref));
+	kill_daemon(&d);
+	r = procreg_send_str(a, "ghost", "x");
+	ck_assert_msg(r == PROCREG_E_CLOSED, "send: %d", r);
+	ck_assert_int_eq(procreg_next_event(a, 0, &ev), PROCREG_OK);
+	check_down(ev, ref, "ghost", "noproc");
+	procreg_event_free(ev);
+	procreg_free(a);
+	restart_daemon(&d);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* 11. independent handles                                             */
 /* ------------------------------------------------------------------ */
@@ -3987,6 +4062,8 @@ client_suite(void)
 	tcase_add_test(tc, test_two_handles);
 	tcase_add_test(tc, test_two_handles_interleaved_events);
 	tcase_add_test(tc, test_timeout_late_reply);
+	tcase_add_test(tc, test_partial_write_disconnects);
+	tcase_add_test(tc, test_buffered_push_survives_lost_write);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reconnect");
