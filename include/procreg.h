@@ -339,7 +339,9 @@ PROCREG_API int	procreg_call_conn(procreg_t *, uint64_t conn,
  * The caller's procreg_call returns PROCREG_E_OTHER with "code: message"
  * (unless the code is one of the protocol's).  PROCREG_E_NOT_FOUND when
  * the call is no longer pending (timed out, its caller went away, or
- * answered already).
+ * answered already).  With auto_reconnect, call ids are the library's
+ * (never reused), and a call received before a reconnect gets
+ * PROCREG_E_NOT_FOUND without anything being sent to the new daemon.
  */
 PROCREG_API int	procreg_reply(procreg_t *, uint64_t call_id,
 		    const void *result, size_t len);

@@ -101,7 +101,27 @@ struct procreg {
 	struct procreg_callbacks cb;
 	void			*cb_arg;
 	bool			 restoring;
+	/*
+	 * The request in sbuf names things of this connection (a daemon
+	 * ref, a call id): after a reconnect it is not sent again, call_wait
+	 * returns RECONNECTED and the caller decides.
+	 */
+	bool			 conn_bound;
+	/*
+	 * Calls received on this connection, not yet replied to
+	 * (auto_reconnect only): the caller sees ids of our own, never
+	 * reused, as a new daemon may reuse its numbers.  A reply to an id
+	 * not here is not sent.
+	 */
+	struct held_call { uint64_t user_id, server_id; } *calls;
+	size_t			 ncalls, calls_cap;
+	uint64_t		 next_user_call;
 };
+
+/* call_wait: reconnected, the connection-bound request was not sent. */
+#define RECONNECTED	1000
+/* Call ids remembered for replies; the oldest are forgotten beyond. */
+#define CALLS_MAX	4096
 
 static int64_t
 mono_ms(void)
@@ -488,6 +508,52 @@ procreg_strv_free(char **v, size_t n)
 
 static int	enqueue_push(procreg_t *, const msgpack_object *);
 
+/* Remember a call id of this connection; the id the caller sees. */
+static uint64_t
+note_call(procreg_t *p, uint64_t id)
+{
+	uint64_t u = ++p->next_user_call;
+
+	if (p->ncalls == CALLS_MAX) {
+		memmove(p->calls, p->calls + 1,
+		    (p->ncalls - 1) * sizeof(*p->calls));
+		p->ncalls--;
+	}
+	if (p->ncalls == p->calls_cap) {
+		size_t cap = p->calls_cap ? p->calls_cap * 2 : 16;
+		struct held_call *v = realloc(p->calls, cap * sizeof(*v));
+
+		if (v == NULL)
+			return 0;	/* never matches: the reply fails */
+		p->calls = v;
+		p->calls_cap = cap;
+	}
+	p->calls[p->ncalls].user_id = u;
+	p->calls[p->ncalls++].server_id = id;
+	return u;
+}
+
+/*
+ * The daemon's id for the caller's call id *id, when it came on this
+ * connection and is not replied to; false otherwise.
+ */
+static bool
+call_known(procreg_t *p, uint64_t *id, bool forget)
+{
+	for (size_t i = 0; i < p->ncalls; i++) {
+		if (p->calls[i].user_id == *id) {
+			*id = p->calls[i].server_id;
+			if (forget) {
+				memmove(p->calls + i, p->calls + i + 1,
+				    (p->ncalls - i - 1) * sizeof(*p->calls));
+				p->ncalls--;
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
 /*
  * Close the connection.  Notifications already read are queued first (as
  * procreg_process would), unless the stream is known to be garbage.
@@ -825,6 +891,8 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 	    (v[1].type == MSGPACK_OBJECT_STR || is_uint(&v[1]))) {
 		ev->kind = PROCREG_EV_CALL;
 		ev->call_id = v[0].via.u64;
+		if (p->auto_reconnect)
+			ev->call_id = note_call(p, ev->call_id);
 		ev->sender = (uint64_t)as_int(&v[2]);
 		if (!target_from(ev, &v[1]) ||
 		    (ev->payload = encode(&v[3], &ev->payload_len)) == NULL)
@@ -1000,6 +1068,13 @@ call_wait(procreg_t *p, uint32_t msgid, const msgpack_object **result,
 		r = fail(p, PROCREG_E_CLOSED, "not connected");
 	else
 		r = write_all(p, p->sbuf.data, len, deadline, &sent);
+	if (r == PROCREG_E_CLOSED && sent == 0 && p->auto_reconnect &&
+	    !p->restoring && p->conn_bound) {
+		/* Its refs or ids mean nothing to the new connection. */
+		if ((r = reconnect(p, deadline)) == PROCREG_OK)
+			r = RECONNECTED;
+		return r;
+	}
 	if (r == PROCREG_E_CLOSED && sent == 0 && p->auto_reconnect &&
 	    !p->restoring) {
 		/*
@@ -1230,6 +1305,7 @@ restore(procreg_t *p)
 	int r;
 
 	p->restoring = true;
+	p->ncalls = 0;		/* calls of the old connection */
 	memcpy(old_boot, p->boot, sizeof(old_boot));
 	if ((r = do_hello(p, NULL)) != PROCREG_OK)
 		goto out;
@@ -1474,6 +1550,7 @@ procreg_free(procreg_t *p)
 		free(p->mons[i].name);
 	free(p->mons);
 	free(p->subs);
+	free(p->calls);
 	free(p->label);
 	msgpack_unpacked_destroy(&p->res);
 	msgpack_unpacker_destroy(&p->unp);
@@ -1846,9 +1923,12 @@ procreg_demonitor(procreg_t *p, uint64_t ref, bool *was_active)
 	uint64_t server_ref = ref;
 	size_t i;
 	uint32_t id;
-	int r;
+	int r, tries = 0;
 
+again:
 	if (p->auto_reconnect) {
+		/* Looked up on the connection the request goes to: a
+		 * reconnect renumbers the daemon's refs. */
 		for (i = 0; i < p->nmons && p->mons[i].user_ref != ref; i++)
 			;
 		if (i == p->nmons) {
@@ -1860,7 +1940,14 @@ procreg_demonitor(procreg_t *p, uint64_t ref, bool *was_active)
 	}
 	id = req_begin(p, "demonitor", 1);
 	msgpack_pack_uint64(&p->pk, server_ref);
-	if ((r = call(p, id, &res)) != PROCREG_OK)
+	p->conn_bound = true;
+	r = call(p, id, &res);
+	p->conn_bound = false;
+	if (r == RECONNECTED && ++tries < 3)
+		goto again;
+	if (r == RECONNECTED)
+		return fail(p, PROCREG_E_CLOSED, "connection lost");
+	if (r != PROCREG_OK)
 		return r;
 	if (was_active != NULL)
 		*was_active = res->type == MSGPACK_OBJECT_BOOLEAN &&
@@ -2043,38 +2130,70 @@ procreg_call_conn(procreg_t *p, uint64_t conn, const void *payload,
 	    result_len);
 }
 
+/* A call id this connection did not receive (it came before a
+ * reconnect, or was answered): not sent to a daemon that never made it. */
+static int
+not_this_call(procreg_t *p, uint64_t call_id)
+{
+	return fail(p, PROCREG_E_NOT_FOUND, "no call %" PRIu64 " pending on "
+	    "this connection (reconnected since?)", call_id);
+}
+
+/* Send a packed reply to (the caller's) call_id; never to a new
+ * connection. */
+static int
+reply_call(procreg_t *p, uint32_t id, uint64_t call_id)
+{
+	const msgpack_object *res;
+	int r;
+
+	p->conn_bound = true;
+	r = call(p, id, &res);
+	p->conn_bound = false;
+	if (r == RECONNECTED)
+		return not_this_call(p, call_id);
+	if (p->auto_reconnect && r != PROCREG_E_TIMEOUT &&
+	    r != PROCREG_E_CLOSED)
+		(void)call_known(p, &call_id, true);
+	return p2_status(p, r);
+}
+
 int
 procreg_reply(procreg_t *p, uint64_t call_id, const void *result,
     size_t len)
 {
-	const msgpack_object *res;
+	uint64_t user_id = call_id;
 	uint32_t id;
 
+	if (p->auto_reconnect && !call_known(p, &call_id, false))
+		return not_this_call(p, user_id);
 	id = req_begin(p, "reply", 2);
 	msgpack_pack_uint64(&p->pk, call_id);
 	if (result != NULL)
 		msgpack_sbuffer_write(&p->sbuf, result, len);
 	else
 		msgpack_pack_nil(&p->pk);
-	return p2_status(p, call(p, id, &res));
+	return reply_call(p, id, user_id);
 }
 
 int
 procreg_reply_error(procreg_t *p, uint64_t call_id, const char *code,
     const char *message)
 {
-	const msgpack_object *res;
+	uint64_t user_id = call_id;
 	uint32_t id;
 
 	if (code == NULL)
 		return fail(p, PROCREG_E_INVAL, "the error code is NULL");
+	if (p->auto_reconnect && !call_known(p, &call_id, false))
+		return not_this_call(p, user_id);
 	id = req_begin(p, "reply", 3);
 	msgpack_pack_uint64(&p->pk, call_id);
 	msgpack_pack_nil(&p->pk);
 	msgpack_pack_array(&p->pk, 2);
 	pack_str(p, code);
 	pack_str(p, message != NULL ? message : "");
-	return p2_status(p, call(p, id, &res));
+	return reply_call(p, id, user_id);
 }
 
 int

@@ -1751,6 +1751,138 @@ START_TEST(test_reconnect_ref_after_restore)
 }
 END_TEST
 
+/*
+ * demonitor whose call discovers the daemon restarted: the ref is looked
+ * up after the reconnect renumbered them, so it cancels its own monitor.
+ */
+START_TEST(test_reconnect_demonitor_renumbered)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct seen s;
+	uint64_t rk, rx, ry;
+	bool act = false;
+	procreg_t *h, *m;
+	int r;
+
+	t_daemon_start(&d, NULL);
+	m = reconnecting(d.path, &s);
+	h = xconnect(d.path);
+	CK_OK(h, procreg_register(h, "x", NULL, 0, NULL));
+	CK_OK(h, procreg_register(h, "y", NULL, 0, NULL));
+	/* A connection monitor is not restored: x and y get new numbers. */
+	CK_OK(m, procreg_monitor_conn(m, procreg_conn_id(h), &rk));
+	CK_OK(m, procreg_monitor(m, "x", &rx));
+	CK_OK(m, procreg_monitor(m, "y", &ry));
+	kill_daemon(&d);
+	procreg_free(h);
+	restart_daemon(&d);
+	h = xconnect(d.path);
+	CK_OK(h, procreg_register(h, "x", NULL, 0, NULL));
+	CK_OK(h, procreg_register(h, "y", NULL, 0, NULL));
+	CK_OK(m, procreg_demonitor(m, rx, &act));
+	ck_assert(act);
+	/* The connection monitor's down, given by the library. */
+	ev = xevent(m);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+	ck_assert_uint_eq(ev->ref, rk);
+	procreg_event_free(ev);
+	CK_OK(h, procreg_unregister(h, "x"));
+	CK_OK(h, procreg_unregister(h, "y"));
+	ev = xevent(m);
+	ck_assert_msg(ev->kind == PROCREG_EV_DOWN && ev->ref == ry,
+	    "down ref %" PRIu64 " (%s), want y's %" PRIu64, ev->ref,
+	    ev->name ? ev->name : "-", ry);
+	check_down(ev, ry, "y", "unregistered");
+	procreg_event_free(ev);
+	r = procreg_next_event(m, 300, &ev);
+	ck_assert_msg(r == PROCREG_E_TIMEOUT, "another event: %d (ref %"
+	    PRIu64 ")", r, r == PROCREG_OK ? ev->ref : 0);
+	procreg_free(h);
+	procreg_free(m);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* A child calls name and exits 0 when the result is the str want. */
+static pid_t
+call_child(const char *path, const char *name, const char *want)
+{
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct procreg_options o = { 0 };
+		unsigned char buf[64], wbuf[64];
+		void *res = NULL;
+		size_t len = 0, wlen;
+		procreg_t *c;
+		int r;
+
+		o.path = path;
+		if (procreg_connect(&c, &o) != PROCREG_OK)
+			_exit(2);
+		r = procreg_call(c, name, buf, procreg_pack_str(buf,
+		    sizeof(buf), "q"), 5000, &res, &len);
+		if (want == NULL)
+			_exit(0);
+		wlen = procreg_pack_str(wbuf, sizeof(wbuf), want);
+		_exit(r == PROCREG_OK && len == wlen &&
+		    memcmp(res, wbuf, len) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
+/* A call id of the old daemon is not replied to on the new one. */
+START_TEST(test_reconnect_reply_old_call)
+{
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct seen s;
+	unsigned char buf[64];
+	uint64_t old_id;
+	procreg_t *a;
+	pid_t c1, c2;
+	int status;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	CK_OK(a, procreg_register(a, "svc", NULL, 0, NULL));
+	c1 = call_child(d.path, "svc", NULL);
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_CALL);
+	old_id = ev->call_id;
+	procreg_event_free(ev);
+	kill_daemon(&d);
+	ck_assert_int_eq(waitpid(c1, &status, 0), c1);
+	restart_daemon(&d);
+	for (int i = 0; i < ROUNDS && s.reconnects == 0; i++) {
+		int r = procreg_process(a);
+
+		ck_assert(r == PROCREG_OK || r == PROCREG_E_CONNECT);
+		if (s.reconnects == 0)
+			usleep(ROUND_US);
+	}
+	ck_assert_int_eq(s.reconnects, 1);
+	c2 = call_child(d.path, "svc", "right");
+	ev = xevent(a);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_CALL);
+	/* The old id is not sent, whatever the new daemon numbers. */
+	CK_CALL(a, procreg_reply(a, old_id, buf, procreg_pack_str(buf,
+	    sizeof(buf), "wrong")), PROCREG_E_NOT_FOUND);
+	CK_CALL(a, procreg_reply_error(a, old_id, "wrong", "x"),
+	    PROCREG_E_NOT_FOUND);
+	CK_OK(a, procreg_reply(a, ev->call_id, buf, procreg_pack_str(buf,
+	    sizeof(buf), "right")));
+	procreg_event_free(ev);
+	ck_assert_int_eq(waitpid(c2, &status, 0), c2);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "the new caller got another reply (status %d)", status);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_no_reconnect)
 {
 	struct tdaemon d;
@@ -4074,6 +4206,8 @@ client_suite(void)
 	tcase_add_test(tc, test_reconnect_sync_call_unnoticed);
 	tcase_add_test(tc, test_reconnect_monitors);
 	tcase_add_test(tc, test_reconnect_ref_after_restore);
+	tcase_add_test(tc, test_reconnect_demonitor_renumbered);
+	tcase_add_test(tc, test_reconnect_reply_old_call);
 	tcase_add_test(tc, test_no_reconnect);
 	tcase_add_test(tc, test_reconnect_p2);
 	suite_add_tcase(s, tc);
