@@ -878,32 +878,37 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 	n = params->via.array.size;
 	if ((ev = calloc(1, sizeof(*ev))) == NULL)
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
-	/* A shape this library does not know is skipped, as a later
-	 * protocol's kind would be; only out of memory is a failure. */
+	/*
+	 * A shape this library does not know is skipped, as a later
+	 * protocol's kind would be; only out of memory is a failure.  The
+	 * parsers say NULL/false for both: errno (ENOMEM from the
+	 * allocator) tells them apart.
+	 */
+	errno = 0;
 	if (is_str(&a[1], "message") && n >= 3 &&
 	    (v[0].type == MSGPACK_OBJECT_STR || is_uint(&v[0]))) {
 		ev->kind = PROCREG_EV_MESSAGE;
 		ev->sender = (uint64_t)as_int(&v[1]);
 		if (!target_from(ev, &v[0]) ||
 		    (ev->payload = encode(&v[2], &ev->payload_len)) == NULL)
-			goto nomem;
+			goto bad;
 	} else if (is_str(&a[1], "call") && n >= 4 && is_uint(&v[0]) &&
 	    (v[1].type == MSGPACK_OBJECT_STR || is_uint(&v[1]))) {
 		ev->kind = PROCREG_EV_CALL;
 		ev->call_id = v[0].via.u64;
-		if (p->auto_reconnect)
-			ev->call_id = note_call(p, ev->call_id);
 		ev->sender = (uint64_t)as_int(&v[2]);
 		if (!target_from(ev, &v[1]) ||
 		    (ev->payload = encode(&v[3], &ev->payload_len)) == NULL)
-			goto nomem;
+			goto bad;
+		if (p->auto_reconnect)
+			ev->call_id = note_call(p, ev->call_id);
 	} else if (is_str(&a[1], "publish") && n >= 3 &&
 	    v[0].type == MSGPACK_OBJECT_STR) {
 		ev->kind = PROCREG_EV_PUBLISH;
 		ev->sender = (uint64_t)as_int(&v[1]);
 		if (!target_from(ev, &v[0]) ||
 		    (ev->payload = encode(&v[2], &ev->payload_len)) == NULL)
-			goto nomem;
+			goto bad;
 	} else if (is_str(&a[1], "down") && n >= 3 && is_uint(&v[0]) &&
 	    (v[1].type == MSGPACK_OBJECT_STR || is_uint(&v[1])) &&
 	    v[2].type == MSGPACK_OBJECT_STR) {
@@ -912,18 +917,18 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		    v[0].via.u64;
 		if (!target_from(ev, &v[1]) || (ev->reason =
 		    dup_bytes(v[2].via.str.ptr, v[2].via.str.size)) == NULL)
-			goto nomem;
+			goto bad;
 	} else if (is_str(&a[1], "error") && n >= 2 &&
 	    v[0].type == MSGPACK_OBJECT_STR && v[1].type == MSGPACK_OBJECT_STR) {
 		ev->kind = PROCREG_EV_ERROR;
 		ev->reason = dup_bytes(v[0].via.str.ptr, v[0].via.str.size);
 		ev->message = dup_bytes(v[1].via.str.ptr, v[1].via.str.size);
 		if (ev->reason == NULL || ev->message == NULL)
-			goto nomem;
+			goto bad;
 	} else if (is_str(&a[1], "event") && n >= 4 && is_uint(&v[0]) &&
 	    is_uint(&v[1]) && v[2].type == MSGPACK_OBJECT_STR) {
 		if (!sub_event_from(p, ev, v))
-			goto nomem;
+			goto bad;
 	} else if (is_str(&a[1], "overflow") && n >= 2 && is_uint(&v[0]) &&
 	    is_uint(&v[1])) {
 		ev->kind = PROCREG_EV_OVERFLOW;
@@ -935,7 +940,7 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		if ((ev->name = dup_bytes(v[0].via.str.ptr,
 		    v[0].via.str.size)) == NULL ||
 		    (ev->entry = entry_from(&v[1])) == NULL)
-			goto nomem;
+			goto bad;
 		note_acquired(p, ev->name);
 	} else if (is_str(&a[1], "lost") && n >= 2 &&
 	    v[0].type == MSGPACK_OBJECT_STR &&
@@ -944,7 +949,7 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		if ((ev->name = dup_bytes(v[0].via.str.ptr,
 		    v[0].via.str.size)) == NULL || (ev->reason =
 		    dup_bytes(v[1].via.str.ptr, v[1].via.str.size)) == NULL)
-			goto nomem;
+			goto bad;
 		note_lost(p, ev->name);
 	} else {
 		free(ev);		/* a kind from a later protocol */
@@ -952,6 +957,11 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 	}
 	if (queue_push(p, ev) != PROCREG_OK)
 		goto nomem;
+	return PROCREG_OK;
+bad:
+	if (errno == ENOMEM)
+		goto nomem;
+	procreg_event_free(ev);	/* malformed: skipped */
 	return PROCREG_OK;
 nomem:
 	procreg_event_free(ev);

@@ -444,6 +444,70 @@ def test_last_words(tmp):
           r.rc == 3 and r.out == "last words\n")
 
 
+def fake_pushing_daemon(path, pushes):
+    """A one-connection daemon that answers hello, and sends pushes in
+    front of its answer (a stats map) to the next request."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        c.settimeout(10)
+        u = msgpack.Unpacker(raw=False)
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                u.feed(data)
+                for req in u:
+                    if req[2] == "hello":
+                        c.sendall(msgpack.packb([1, req[1], None, {
+                            "server": "procreg", "version": "0.1.0",
+                            "protocol": 2, "conn": 1, "boot": "0" * 32,
+                            "max_message": 1 << 20}]))
+                        continue
+                    for p in pushes:
+                        c.sendall(msgpack.packb(p))
+                    c.sendall(msgpack.packb([1, req[1], None,
+                                             {"connections": 1}]))
+        except OSError:
+            pass
+        c.close()
+    t = threading.Thread(target=serve)
+    t.start()
+    return srv, t
+
+
+def test_malformed_pushes(tmp):
+    """Notifications of a known kind but a shape the library cannot read
+    are skipped: the call they arrive during does not fail (no NOMEM)."""
+    shapes = [
+        ("an event with a payload that is no entry",
+         [2, "event", [1, 5, "registered", "notamap"]]),
+        ("an event entry without a value",
+         [2, "event", [1, 8, "registered", {"name": "x", "conn": 1}]]),
+        ("a short unregistered event",
+         [2, "event", [1, 7, "unregistered", ["x"]]]),
+        ("an acquired without an entry", [2, "acquired", ["x", 42]]),
+        ("a call with a bad target", [2, "call", [1, [1, 2], 3, "p"]]),
+    ]
+    for i, (what, push) in enumerate(shapes):
+        path = os.path.join(tmp, f"malformed{i}.sock")
+        srv, t = fake_pushing_daemon(path, [push])
+        r = Ctl(path).run("stats")
+        t.join()
+        srv.close()
+        os.unlink(path)
+        check(f"stats ignores {what}", r.rc == 0
+              and "memory" not in r.err)
+
+
 def test_ping_stats(ctl, path):
     r = ctl.run("ping")
     check("ping prints a pong", r.rc == 0 and re.fullmatch(
@@ -1667,6 +1731,7 @@ def main():
         test_usage(ctl)
         test_unreachable(ctl, tmp)
         test_last_words(tmp)
+        test_malformed_pushes(tmp)
         test_ping_stats(ctl, path)
         a, b = Client(path), Client(path)
         test_whereis_list(ctl, a, b)
