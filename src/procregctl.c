@@ -2685,8 +2685,13 @@ cmd_ping(struct ctl *c)
 static int
 connect_daemon(struct ctl *c)
 {
+	/*
+	 * For call and await, -t is the daemon's timeout only: the library
+	 * waits that long plus the handle's own (default) timeout.
+	 */
 	struct procreg_options o = { .path = c->socket, .label = NULL,
-	    .timeout_ms = c->timeout_ms, .auto_reconnect = c->cmd->reconnect };
+	    .timeout_ms = c->cmd->bit & (C_CALL | C_AWAIT) ? 0 : c->timeout_ms,
+	    .auto_reconnect = c->cmd->reconnect };
 	char label[64];
 	int r;
 

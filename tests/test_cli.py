@@ -954,6 +954,10 @@ def test_call(ctl, path):
     r = ctl.run("-t", "200", "call", "cli/kv", "park")
     check("no reply within -t: timeout, exit 4", r.rc == 4
           and "timeout" in r.err)
+    rs = [ctl.run("-t", "1", "call", "cli/kv", "park") for _ in range(5)]
+    check("call -t 1: the daemon's timeout, not a local one", all(
+        x.rc == 4 and x.err.startswith("procregctl: cli/kv: timeout:")
+        for x in rs))
     r = ctl.run("call", "cli/missing", "x")
     check("call of a missing name exits 1", r.rc == 1
           and r.err == "procregctl: cli/missing: not registered\n")
@@ -1285,6 +1289,10 @@ def test_await(ctl, cl):
           and r.out == ""
           and r.err == "procregctl: cli/aw/never: not registered within "
           "100 ms\n")
+    # -t is the daemon's timeout: the handle still waits its own on top.
+    rcs = [ctl.run("-t", "1", "await", "cli/aw/never").rc for _ in range(20)]
+    check("await -t 1 exits 1 (the daemon's timeout, not a local one)",
+          rcs == [1] * 20)
     base = cl.call("stats")["awaits"]
     w = ctl.spawn("--json", "-t", "20000", "await", "cli/aw/later")
     check("await waits in the daemon (an await pending)",
