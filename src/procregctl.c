@@ -2145,7 +2145,15 @@ watch_event(struct waiter *w, const struct procreg_event *ev)
 	}
 	if (ev->kind != PROCREG_EV_SUBSCRIPTION)
 		return;
-	if (c->json)
+	/* Entries and members as the snapshot prints them: a value that
+	 * cannot be a JSON number must not turn the payload into a str. */
+	if (c->json && ev->entry != NULL)
+		ok = watch_json(ev->seq, ev->change_name,
+		    entry_json(ev->entry));
+	else if (c->json && ev->member != NULL)
+		ok = watch_json(ev->seq, ev->change_name,
+		    member_json(ev->member));
+	else if (c->json)
 		ok = watch_json(ev->seq, ev->change_name,
 		    mp_json(ev->payload, ev->payload_len));
 	else

@@ -1590,6 +1590,22 @@ def test_watch(ctl, cl, path):
     cl.call("unregister", "cli/wa/x")
     cl.call("unregister", "cli/other")
     other.close()
+    # A value beyond int64 is no JSON number: the entry stays an object.
+    base = cl.call("stats")["subscriptions"]
+    wj = ctl.spawn("--json", "watch", "cli/wb/")
+    eventually(lambda: cl.call("stats")["subscriptions"] == base + 1)
+    cl.call("register", "cli/wb/big", 2**64 - 1)
+    j = json.loads(wj.readline() or "null")
+    r = ctl.run("--json", "whereis", "cli/wb/big")
+    check("watch --json: an entry whose value is beyond int64 is the "
+          "entry object, as whereis --json prints it",
+          j is not None and j["kind"] == "registered"
+          and isinstance(j["payload"], dict)
+          and j["payload"].get("name") == "cli/wb/big"
+          and r.rc == 0 and json.loads(r.out) == j["payload"])
+    cl.call("unregister", "cli/wb/big")
+    wj.signal(signal.SIGTERM)
+    wj.finish()
 
 
 def test_watch_gap_overflow(tmp):
