@@ -724,6 +724,31 @@ status_exit(int status)
 	}
 }
 
+/* The protocol's error code for a status from the daemon. */
+static const char *
+protocol_code(int status)
+{
+	static const char *const codes[] = {
+		[PROCREG_E_BAD_REQUEST] = "bad_request",
+		[PROCREG_E_UNKNOWN_METHOD] = "unknown_method",
+		[PROCREG_E_TAKEN] = "taken",
+		[PROCREG_E_NOT_FOUND] = "not_found",
+		[PROCREG_E_NOT_OWNER] = "not_owner",
+		[PROCREG_E_BUSY] = "busy",
+		[PROCREG_E_LIMIT] = "limit",
+		[PROCREG_E_TOO_LARGE] = "too_large",
+		[PROCREG_E_FORBIDDEN] = "forbidden",
+		[PROCREG_E_CALL_TIMEOUT] = "timeout",
+		[PROCREG_E_DOWN] = "down",
+		[PROCREG_E_STALE] = "stale",
+	};
+
+	if (status > 0 && (size_t)status < sizeof(codes) / sizeof(codes[0]) &&
+	    codes[status] != NULL)
+		return codes[status];
+	return "error";
+}
+
 /*
  * Report a failed call on stderr ("procregctl: [WHAT: ]STATUS: MESSAGE")
  * and return its exit status.  A connection the daemon closed may have
@@ -1475,6 +1500,26 @@ cmd_call(struct ctl *c)
 		fprintf(stderr, "procregctl: %s: %s\n", name,
 		    procreg_errmsg(c->p));
 		return EXIT_NO;
+	case PROCREG_E_TAKEN:
+	case PROCREG_E_NOT_OWNER:
+	case PROCREG_E_STALE:
+		/* The daemon never answers a call with these: the callee's. */
+		fprintf(stderr, "procregctl: %s: %s: %s\n", name,
+		    protocol_code(r), procreg_errmsg(c->p));
+		return EXIT_NO;
+	case PROCREG_E_BAD_REQUEST:
+	case PROCREG_E_UNKNOWN_METHOD:
+	case PROCREG_E_LIMIT:
+	case PROCREG_E_TOO_LARGE:
+	case PROCREG_E_FORBIDDEN:
+		/*
+		 * The daemon's, or a callee's error with the same code: the
+		 * protocol cannot tell them apart.  "code: message" either
+		 * way; the exit status is the daemon's error's.
+		 */
+		fprintf(stderr, "procregctl: %s: %s: %s\n", name,
+		    protocol_code(r), procreg_errmsg(c->p));
+		return status_exit(r);
 	default:
 		return report(c, r, name);
 	}

@@ -914,6 +914,9 @@ class Callee:
                 if payload == "fail":
                     req = [call_id, None, ["no_such_key",
                                            "size is not set"]]
+                elif isinstance(payload, str) and \
+                        payload.startswith("fail:"):
+                    req = [call_id, None, [payload[5:], "callee says no"]]
                 else:
                     req = [call_id, "line\n" if payload == "nl"
                            else payload]
@@ -951,6 +954,16 @@ def test_call(ctl, path):
     check("a callee's error exits 1 with CODE: MESSAGE", r.rc == 1
           and r.out == ""
           and r.err == "procregctl: cli/kv: no_such_key: size is not set\n")
+    # A callee's error with one of the protocol's own codes: CODE: MESSAGE.
+    r = ctl.run("call", "cli/kv", "fail:taken")
+    check("a callee's error with code taken exits 1 with CODE: MESSAGE",
+          r.rc == 1 and r.err == "procregctl: cli/kv: taken: callee says no\n")
+    r = ctl.run("call", "cli/kv", "fail:stale")
+    check("a callee's error with code stale exits 1 with CODE: MESSAGE",
+          r.rc == 1 and r.err == "procregctl: cli/kv: stale: callee says no\n")
+    r = ctl.run("call", "cli/kv", "fail:limit")
+    check("a callee's limit (the daemon's code too): CODE: MESSAGE, exit 4",
+          r.rc == 4 and r.err == "procregctl: cli/kv: limit: callee says no\n")
     r = ctl.run("-t", "200", "call", "cli/kv", "park")
     check("no reply within -t: timeout, exit 4", r.rc == 4
           and "timeout" in r.err)
