@@ -576,20 +576,26 @@ kv_uint(struct pr_out *o, const char *k, uint64_t v)
 	return 0;
 }
 
-int
-proto_put_entry(struct pr_out *o, const struct reg_name *n)
+/*
+ * An entry or a member entry, in place: key ("name" or "group") and its
+ * str, the holder's connection and credentials, the stored value's bytes
+ * (copied, not re-encoded; none: nil), since and gen.
+ */
+static int
+put_entry(struct pr_out *o, const char *key, size_t klen, const char *name,
+    size_t len, const struct reg_client *c, const char *value,
+    uint32_t value_len, uint64_t since, uint64_t gen)
 {
-	const struct reg_client *c = n->owner;
-	size_t vlen = n->value_len ? n->value_len : 1;
+	size_t vlen = value_len ? value_len : 1;
 	char *p;
 
-	/* A cheap upper bound (keys 39, integers at most 9 bytes each, str
+	/* A cheap upper bound (keys 40, integers at most 9 bytes each, str
 	 * header 2): the exact size is for budgets, not for this. */
-	if ((p = out_reserve(o, 112 + n->name_len + vlen)) == NULL)
+	if ((p = out_reserve(o, 112 + len + vlen)) == NULL)
 		return -ENOMEM;
 	*p++ = (char)0x88;
-	p = ENC_KEY(p, "name");
-	p = enc_str(p, n->data, n->name_len);
+	p = enc_str(p, key, klen);
+	p = enc_str(p, name, len);
 	p = ENC_KEY(p, "conn");
 	p = enc_uint(p, c->id);
 	p = ENC_KEY(p, "pid");
@@ -599,15 +605,21 @@ proto_put_entry(struct pr_out *o, const struct reg_name *n)
 	p = ENC_KEY(p, "gid");
 	p = enc_uint(p, c->gid);
 	p = ENC_KEY(p, "value");
-	/* The value is stored encoded: copy its bytes, no re-encoding. */
-	memcpy(p, n->value_len ? reg_name_value(n) : proto_nil_value, vlen);
+	memcpy(p, value_len ? value : proto_nil_value, vlen);
 	p += vlen;
 	p = ENC_KEY(p, "since");
-	p = enc_uint(p, n->since_ms);
+	p = enc_uint(p, since);
 	p = ENC_KEY(p, "gen");
-	p = enc_uint(p, n->gen);
+	p = enc_uint(p, gen);
 	out_commit(o, p);
 	return 0;
+}
+
+int
+proto_put_entry(struct pr_out *o, const struct reg_name *n)
+{
+	return put_entry(o, "name", 4, n->data, n->name_len, n->owner,
+	    reg_name_value(n), n->value_len, n->since_ms, n->gen);
 }
 
 /* Encoded sizes, exactly as enc_uint, enc_int and enc_str write them. */
@@ -671,33 +683,8 @@ proto_entry_size(const struct reg_name *n)
 int
 proto_put_member(struct pr_out *o, const struct reg_member *mb)
 {
-	const struct reg_client *c = mb->client;
-	const struct reg_group *g = mb->group;
-	size_t vlen = mb->value_len ? mb->value_len : 1;
-	char *p;
-
-	if ((p = out_reserve(o, proto_member_size(mb))) == NULL)
-		return -ENOMEM;
-	*p++ = (char)0x88;
-	p = ENC_KEY(p, "group");
-	p = enc_str(p, g->name, g->name_len);
-	p = ENC_KEY(p, "conn");
-	p = enc_uint(p, c->id);
-	p = ENC_KEY(p, "pid");
-	p = enc_int(p, c->pid);
-	p = ENC_KEY(p, "uid");
-	p = enc_uint(p, c->uid);
-	p = ENC_KEY(p, "gid");
-	p = enc_uint(p, c->gid);
-	p = ENC_KEY(p, "value");
-	memcpy(p, mb->value_len ? mb->value : proto_nil_value, vlen);
-	p += vlen;
-	p = ENC_KEY(p, "since");
-	p = enc_uint(p, mb->since_ms);
-	p = ENC_KEY(p, "gen");
-	p = enc_uint(p, mb->gen);
-	out_commit(o, p);
-	return 0;
+	return put_entry(o, "group", 5, mb->group->name, mb->group->name_len,
+	    mb->client, mb->value, mb->value_len, mb->since_ms, mb->gen);
 }
 
 size_t

@@ -946,11 +946,39 @@ registry_unregister_gen(struct registry *reg, struct reg_client *c,
 	return 0;
 }
 
+/* Store a monitor of c's on a name or a client, under the next ref. */
+static int
+monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
+    struct reg_client *t, uint64_t *ref)
+{
+	struct reg_monitor *m;
+
+	if ((m = malloc(sizeof(*m))) == NULL)
+		return -ENOMEM;
+	m->holder = c;
+	m->target = n;
+	m->target_client = t;
+	m->ref = c->next_ref;
+	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
+	c->next_ref++;
+	if (n != NULL)
+		LIST_INSERT_HEAD(&n->monitors, m, by_target);
+	else
+		LIST_INSERT_HEAD(&t->watchers, m, by_target);
+	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
+	c->nmonitors++;
+	reg->nmonitors++;
+	*ref = m->ref;
+	return 0;
+}
+
 int
 registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
     size_t len, uint64_t *ref, struct reg_name **target)
 {
-	struct reg_monitor *m;
 	struct reg_name *n;
 
 	if (c->nmonitors >= reg->max_monitors)
@@ -962,23 +990,7 @@ registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
 		*ref = c->next_ref++;
 		return 0;
 	}
-	if ((m = malloc(sizeof(*m))) == NULL)
-		return -ENOMEM;
-	m->holder = c;
-	m->target = n;
-	m->target_client = NULL;
-	m->ref = c->next_ref;
-	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
-		free(m);
-		return -ENOMEM;
-	}
-	c->next_ref++;
-	LIST_INSERT_HEAD(&n->monitors, m, by_target);
-	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
-	c->nmonitors++;
-	reg->nmonitors++;
-	*ref = m->ref;
-	return 0;
+	return monitor_add(reg, c, n, NULL, ref);
 }
 
 int
@@ -986,7 +998,6 @@ registry_monitor_client(struct registry *reg, struct reg_client *c,
     uint64_t id, uint64_t *ref, bool *found)
 {
 	struct reg_client *t;
-	struct reg_monitor *m;
 
 	if (c->nmonitors >= reg->max_monitors)
 		return PR_ERR_LIMIT;
@@ -996,23 +1007,7 @@ registry_monitor_client(struct registry *reg, struct reg_client *c,
 		*ref = c->next_ref++;
 		return 0;
 	}
-	if ((m = malloc(sizeof(*m))) == NULL)
-		return -ENOMEM;
-	m->holder = c;
-	m->target = NULL;
-	m->target_client = t;
-	m->ref = c->next_ref;
-	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
-		free(m);
-		return -ENOMEM;
-	}
-	c->next_ref++;
-	LIST_INSERT_HEAD(&t->watchers, m, by_target);
-	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
-	c->nmonitors++;
-	reg->nmonitors++;
-	*ref = m->ref;
-	return 0;
+	return monitor_add(reg, c, NULL, t, ref);
 }
 
 bool
