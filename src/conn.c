@@ -34,6 +34,9 @@ static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_drain_cb(evutil_socket_t, short, void *);
 static void	conn_process(struct conn *);
+
+/* Requests framed, hinted and dispatched together. */
+#define CONN_BATCH	16
 static void	conn_reap(struct conn *);
 
 /*
@@ -297,41 +300,88 @@ conn_process(struct conn *c)
 {
 	struct server *s = c->srv;
 	enum guard_status st = GUARD_MORE;
-	size_t len, off = 0, used;
+	size_t len, off = 0, used, ends[CONN_BATCH];
+	uint64_t hash[CONN_BATCH];
+	size_t nlen[CONN_BATCH];
 	const uint8_t *p;
 
 	len = evbuffer_get_length(c->in);
-	if (len == 0)
+	if (len == 0 || (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)))
 		return;
 	if ((p = evbuffer_pullup(c->in, -1)) == NULL) {
 		conn_out_of_memory(c);
 		return;
 	}
-	while (!(c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) &&
-	    c->scanned < len) {
-		const pr_value *obj;
-		int r;
+	/*
+	 * In batches: frame up to CONN_BATCH requests, hint the caches about
+	 * the names they look up, then decode and dispatch them in order.
+	 * With many names the lookups would otherwise wait for memory one
+	 * after the other.
+	 */
+	while (st == GUARD_MORE && c->scanned < len) {
+		size_t nb = 0, i;
 
-		st = guard_scan(&c->guard, p + c->scanned, len - c->scanned,
-		    &used);
-		c->scanned += used;
-		if (st != GUARD_OBJECT)
-			break;
-		r = proto_decode(&s->dec, (const char *)p + off,
-		    c->scanned - off, &obj);
-		if (r == 0)
-			dispatch_object(s, c, obj);
-		proto_decoded(&s->dec);
-		off = c->scanned;
-		if (r < 0) {
-			st = r == -ENOMEM ? GUARD_TOO_LARGE : GUARD_BAD;
-			break;
+		while (nb < CONN_BATCH && c->scanned < len) {
+			st = guard_scan(&c->guard, p + c->scanned,
+			    len - c->scanned, &used);
+			c->scanned += used;
+			if (st != GUARD_OBJECT)
+				break;
+			ends[nb++] = c->scanned;
+			st = GUARD_MORE;
 		}
-		if (conn_over_bound(c) && !(c->flags & CONN_DEAD)) {
-			c->flags |= CONN_PAUSED;
-			event_del(c->ev_read);
+		for (i = 0; i < nb && nb > 1; i++) {
+			size_t start = i == 0 ? off : ends[i - 1];
+			const char *name;
+
+			nlen[i] = 0;
+			if (proto_peek_name(p + start, ends[i] - start, &name,
+			    &nlen[i])) {
+				hash[i] = registry_hash(&s->reg, name, nlen[i]);
+				registry_prefetch(&s->reg, hash[i], nlen[i], 0);
+			}
+		}
+		for (i = 0; i < nb && nb > 1; i++) {
+			if (nlen[i] > 0)
+				registry_prefetch(&s->reg, hash[i], nlen[i], 1);
+		}
+		for (i = 0; i < nb; i++) {
+			const pr_value *obj;
+			int r;
+
+			if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) {
+				/* Framed but not dispatched: scan them again
+				 * when the connection resumes. */
+				c->scanned = off;
+				guard_init(&c->guard, c->guard.max);
+				st = GUARD_MORE;
+				goto out;
+			}
+			r = proto_decode(&s->dec, (const char *)p + off,
+			    ends[i] - off, &obj);
+			if (r == 0)
+				dispatch_object(s, c, obj);
+			proto_decoded(&s->dec);
+			off = ends[i];
+			if (r < 0) {
+				st = r == -ENOMEM ? GUARD_TOO_LARGE : GUARD_BAD;
+				goto out;
+			}
+			if (conn_over_bound(c) && !(c->flags & CONN_DEAD)) {
+				c->flags |= CONN_PAUSED;
+				event_del(c->ev_read);
+			}
+		}
+		if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) {
+			if (c->scanned > off) {
+				c->scanned = off;
+				guard_init(&c->guard, c->guard.max);
+			}
+			st = GUARD_MORE;
+			goto out;
 		}
 	}
+out:
 	evbuffer_drain(c->in, off);
 	c->scanned -= off;
 	switch (st) {

@@ -149,3 +149,25 @@ htab_reserve(struct htab *t)
 		return htab_grow(t);
 	return 0;
 }
+
+void
+htab_prefetch(const struct htab *t, uint64_t hash)
+{
+	__builtin_prefetch(&t->slots[hash & t->mask]);
+}
+
+void
+htab_prefetch_item(const struct htab *t, uint64_t hash, size_t span)
+{
+	const struct htab_slot *s = &t->slots[hash & t->mask];
+
+	if (s->item != NULL && s->hash == hash) {
+		const char *p = s->item;
+
+		/* The item's lines up to span bytes: what the caller's eq
+		 * and its use of the item will read. */
+		for (size_t off = 0; off < span; off += 64)
+			__builtin_prefetch(p + off);
+		__builtin_prefetch(p + span - 1);
+	}
+}

@@ -45,5 +45,14 @@ int	 htab_reserve(struct htab *);
  * was not there. */
 bool	 htab_replace(struct htab *, uint64_t hash, const void *old,
 	    void *item);
+/*
+ * Cache hints for a find of this hash that will come soon, so that the
+ * finds of a batch wait for memory together instead of one after the
+ * other: htab_prefetch fetches the home slot; htab_prefetch_item, called
+ * once that slot has had time to arrive, the item it holds if the hash
+ * matches.  They change nothing.
+ */
+void	 htab_prefetch(const struct htab *, uint64_t hash);
+void	 htab_prefetch_item(const struct htab *, uint64_t hash, size_t span);
 
 #endif /* HTAB_H */

@@ -29,6 +29,82 @@ proto_decoder_deinit(struct pr_decoder *d)
 	d->zone = NULL;
 }
 
+/* Methods whose first param is the name of a registration. */
+static const struct {
+	const char	*s;
+	uint8_t		 len;
+} peek_methods[] = {
+	{ "whereis", 7 }, { "send", 4 }, { "call", 4 }, { "register", 8 },
+	{ "unregister", 10 }, { "update", 6 }, { "monitor", 7 },
+	{ "await", 5 },
+};
+
+/* Length of a uint or str header at p (type byte included), or 0 when
+ * the byte is neither; *n gets a str's length. */
+static size_t
+peek_hdr(const uint8_t *p, const uint8_t *end, bool str, size_t *n)
+{
+	if (p >= end)
+		return 0;
+	if (!str) {
+		if (*p < 0x80)
+			return 1;
+		switch (*p) {
+		case 0xcc: return 2;
+		case 0xcd: return 3;
+		case 0xce: return 5;
+		case 0xcf: return 9;
+		}
+		return 0;
+	}
+	if ((*p & 0xe0) == 0xa0) {
+		*n = *p & 0x1f;
+		return 1;
+	}
+	if (*p == 0xd9 && end - p >= 2) {
+		*n = p[1];
+		return 2;
+	}
+	return 0;
+}
+
+bool
+proto_peek_name(const uint8_t *p, size_t len, const char **name,
+    size_t *nlen)
+{
+	const uint8_t *end = p + len, *method;
+	size_t h, mlen = 0;
+
+	/* [0, msgid, method, [name, ...]]: fixarray 4, type 0. */
+	if (len < 6 || p[0] != 0x94 || p[1] != 0x00)
+		return false;
+	p += 2;
+	if ((h = peek_hdr(p, end, false, NULL)) == 0 || (size_t)(end - p) <= h)
+		return false;
+	p += h;
+	if ((h = peek_hdr(p, end, true, &mlen)) == 0 ||
+	    (size_t)(end - p) <= h + mlen)
+		return false;
+	method = p + h;
+	p = method + mlen;
+	/* A fixarray of params with at least one element. */
+	if ((*p & 0xf0) != 0x90 || *p == 0x90)
+		return false;
+	p++;
+	if ((h = peek_hdr(p, end, true, nlen)) == 0 || *nlen == 0 ||
+	    (size_t)(end - p) < h + *nlen)
+		return false;
+	for (size_t i = 0; i < sizeof(peek_methods) / sizeof(peek_methods[0]);
+	    i++) {
+		if (peek_methods[i].len == mlen &&
+		    memcmp(peek_methods[i].s, method, mlen) == 0) {
+			*name = (const char *)p + h;
+			return true;
+		}
+	}
+	return false;
+}
+
 int
 proto_decode(struct pr_decoder *d, const char *p, size_t len,
     const pr_value **out)

@@ -32,6 +32,14 @@ int	 proto_decode(struct pr_decoder *, const char *p, size_t len,
 	    const pr_value **out);
 /* Release what the last decode allocated. */
 void	 proto_decoded(struct pr_decoder *);
+/*
+ * A glance at a framed object's bytes, before decoding: true when it is a
+ * request of a method whose first param names a registration, with that
+ * name in *name.  Only for cache hints: a false answer costs nothing, and
+ * the request is still checked in full when it is decoded.
+ */
+bool	 proto_peek_name(const uint8_t *p, size_t len, const char **name,
+	    size_t *nlen);
 
 /* What a top-level object turned out to be. */
 enum pr_kind {

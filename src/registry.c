@@ -583,6 +583,17 @@ registry_lookup(const struct registry *reg, const char *name, size_t len)
 	return n != NULL && !n->owner->dying ? n : NULL;
 }
 
+void
+registry_prefetch(const struct registry *reg, uint64_t h, size_t len,
+    int stage)
+{
+	if (stage == 0)
+		htab_prefetch(&reg->names, h);
+	else
+		htab_prefetch_item(&reg->names, h,
+		    offsetof(struct reg_name, data) + len);
+}
+
 /* Does the client have room for one more name or place? */
 static bool
 room_for_one(const struct registry *reg, const struct reg_client *c)

@@ -330,6 +330,14 @@ int	 registry_unregister_gen(struct registry *, struct reg_client *,
 /* The entry of a name, or NULL (also while its owner is being purged). */
 struct reg_name	*registry_lookup(const struct registry *, const char *name,
 	    size_t len);
+/*
+ * Cache hints for a lookup of a name (h = registry_hash of it) that comes
+ * soon: stage 0 fetches its hash slot, stage 1 (after the slots of a batch
+ * had time to arrive) its registration.  At a million names each lookup
+ * otherwise waits for memory twice, one request after the other.
+ */
+void	 registry_prefetch(const struct registry *, uint64_t h, size_t len,
+	    int stage);
 
 /*
  * Monitor a name.  Sets *ref to a new per-client ref.  *target is the name

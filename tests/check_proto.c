@@ -404,6 +404,64 @@ START_TEST(encoder_boundaries)
 }
 END_TEST
 
+/* Peek on an exact-size heap copy, so ASan sees any read past the end. */
+static bool
+peek(const void *bytes, size_t len, char *name, size_t *nlen)
+{
+	uint8_t *copy = malloc(len ? len : 1);
+	const char *n;
+	bool r;
+
+	ck_assert_ptr_nonnull(copy);
+	memcpy(copy, bytes, len);
+	r = proto_peek_name(copy, len, &n, nlen);
+	if (r) {
+		ck_assert(n >= (const char *)copy &&
+		    (size_t)(n - (const char *)copy) + *nlen <= len);
+		memcpy(name, n, *nlen);
+		name[*nlen] = '\0';
+	}
+	free(copy);
+	return r;
+}
+
+START_TEST(peek_finds_names_of_lookups)
+{
+	static const char wh[] = "\x94\x00\x05\xa7whereis\x91\xa3" "abc";
+	char name[256], big[300];
+	size_t nlen;
+
+	ck_assert(peek(wh, sizeof(wh) - 1, name, &nlen));
+	ck_assert_str_eq(name, "abc");
+	/* A uint32 msgid, more params, a str8 name. */
+	ck_assert(peek("\x94\x00\xce\x00\x01\x00\x00\xa4send\x92\xd9\x02"
+	    "ab\xc0", 17, name, &nlen));
+	ck_assert_str_eq(name, "ab");
+	big[0] = '\x94'; big[1] = 0; big[2] = 1; big[3] = '\xa8';
+	memcpy(big + 4, "register", 8);
+	big[12] = '\x91'; big[13] = '\xd9'; big[14] = (char)255;
+	memset(big + 15, 'x', 255);
+	ck_assert(peek(big, 270, name, &nlen));
+	ck_assert_uint_eq(nlen, 255);
+
+	/* Not a lookup of a registration: groups, no name, notifications,
+	 * a connection id as target, an empty name. */
+	ck_assert(!peek("\x94\x00\x05\xa7members\x91\xa3" "abc", 14, name,
+	    &nlen));
+	ck_assert(!peek("\x94\x00\x05\xa5stats\x90", 10, name, &nlen));
+	ck_assert(!peek("\x93\x02\xa7whereis\x91\xa3" "abc", 13, name, &nlen));
+	ck_assert(!peek("\x94\x00\x05\xa7monitor\x91\x07", 12, name, &nlen));
+	ck_assert(!peek("\x94\x00\x05\xa7whereis\x91\xa0", 12, name, &nlen));
+	ck_assert(!peek("\x94\x00\xff\xa7whereis\x91\xa1x", 13, name, &nlen));
+
+	/* Every truncation is refused without reading past its end. */
+	for (size_t n = 0; n < sizeof(wh) - 1; n++)
+		ck_assert(!peek(wh, n, name, &nlen));
+	for (size_t n = 0; n < 270; n++)
+		ck_assert(!peek(big, n, name, &nlen));
+}
+END_TEST
+
 START_TEST(protocol_tables)
 {
 	ck_assert_str_eq(pr_err_name(PR_ERR_TOO_LARGE), "too_large");
@@ -437,6 +495,7 @@ main(void)
 	tcase_add_test(tg, decoder_handles_max_depth);
 	tcase_add_test(tp, parse_classifies);
 	tcase_add_test(tp, protocol_tables);
+	tcase_add_test(tp, peek_finds_names_of_lookups);
 	tcase_add_test(tp, encoder_boundaries);
 	suite_add_tcase(s, tg);
 	suite_add_tcase(s, tp);
