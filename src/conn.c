@@ -303,6 +303,7 @@ conn_process(struct conn *c)
 	size_t len, off = 0, used, ends[CONN_BATCH];
 	uint64_t hash[CONN_BATCH];
 	size_t nlen[CONN_BATCH];
+	const char *names[CONN_BATCH];
 	const uint8_t *p;
 
 	len = evbuffer_get_length(c->in);
@@ -330,19 +331,19 @@ conn_process(struct conn *c)
 			ends[nb++] = c->scanned;
 			st = GUARD_MORE;
 		}
-		for (i = 0; i < nb && nb > 1; i++) {
+		for (i = 0; i < nb; i++) {
 			size_t start = i == 0 ? off : ends[i - 1];
-			const char *name;
 
-			nlen[i] = 0;
-			if (proto_peek_name(p + start, ends[i] - start, &name,
-			    &nlen[i])) {
-				hash[i] = registry_hash(&s->reg, name, nlen[i]);
+			names[i] = NULL;
+			if (proto_peek_name(p + start, ends[i] - start,
+			    &names[i], &nlen[i])) {
+				hash[i] = registry_hash(&s->reg, names[i],
+				    nlen[i]);
 				registry_prefetch(&s->reg, hash[i], nlen[i], 0);
 			}
 		}
 		for (i = 0; i < nb && nb > 1; i++) {
-			if (nlen[i] > 0)
+			if (names[i] != NULL)
 				registry_prefetch(&s->reg, hash[i], nlen[i], 1);
 		}
 		for (i = 0; i < nb; i++) {
@@ -359,8 +360,10 @@ conn_process(struct conn *c)
 			}
 			r = proto_decode(&s->dec, (const char *)p + off,
 			    ends[i] - off, &obj);
+			registry_hint(&s->reg, names[i], nlen[i], hash[i]);
 			if (r == 0)
 				dispatch_object(s, c, obj);
+			registry_hint(&s->reg, NULL, 0, 0);
 			proto_decoded(&s->dec);
 			off = ends[i];
 			if (r < 0) {

@@ -47,6 +47,8 @@ name_hash(const struct registry *reg, const char *s, size_t len)
 	unsigned char out[crypto_shorthash_BYTES];
 	uint64_t h;
 
+	if (s == reg->hint.name && len == reg->hint.len)
+		return reg->hint.hash;
 	/* Keyed SipHash: clients choose names, so they must not choose
 	 * collisions. */
 	crypto_shorthash(out, (const unsigned char *)s, len, reg->hkey);
@@ -581,6 +583,15 @@ registry_lookup(const struct registry *reg, const char *name, size_t len)
 	    name_hash(reg, name, len));
 
 	return n != NULL && !n->owner->dying ? n : NULL;
+}
+
+void
+registry_hint(struct registry *reg, const char *name, size_t len,
+    uint64_t h)
+{
+	reg->hint.name = name;
+	reg->hint.len = len;
+	reg->hint.hash = h;
 }
 
 void

@@ -194,6 +194,11 @@ struct registry {
 	struct reg_order		 order;
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
+	struct {					/* registry_hint */
+		const char		*name;
+		size_t			 len;
+		uint64_t		 hash;
+	}				 hint;
 	uint64_t			 nnames;
 	uint64_t			 nmonitors;
 	uint64_t			 ngroups;
@@ -330,6 +335,14 @@ int	 registry_unregister_gen(struct registry *, struct reg_client *,
 /* The entry of a name, or NULL (also while its owner is being purged). */
 struct reg_name	*registry_lookup(const struct registry *, const char *name,
 	    size_t len);
+/*
+ * Remember that the name at this address hashes to h (registry_hash),
+ * until the next call; name NULL forgets.  The bytes must stay put
+ * meanwhile.  The connection layer hashes a batch's names ahead for its
+ * cache hints: the lookups then do not hash them again.
+ */
+void	 registry_hint(struct registry *, const char *name, size_t len,
+	    uint64_t h);
 /*
  * Cache hints for a lookup of a name (h = registry_hash of it) that comes
  * soon: stage 0 fetches its hash slot, stage 1 (after the slots of a batch
