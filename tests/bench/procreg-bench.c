@@ -1,15 +1,20 @@
 /*
  * procreg-bench: a load generator for procregd in the spirit of
  * redis-benchmark, with a --redis mode that drives redis-server with the
- * same client design (for comparison) and an --echo mode against the bare
- * libevent echo floor (tests/bench/echo-floor).
+ * same client design (for comparison), an --echo mode against the bare
+ * libevent echo floor (tests/bench/echo-floor) and a --dbus mode that asks
+ * a D-Bus broker (dbus-broker, a private bus) GetNameOwner, the nearest
+ * thing the usual Linux service registry has to whereis.
  *
  * Client design, so that the client is not the bottleneck: every request
  * is encoded before the clock starts (a test only patches a send
  * timestamp into a pre-encoded payload); each connection keeps DEPTH
  * operations in flight and refills with one writev per readable event;
  * replies are parsed with msgpack-c's streaming unpacker (msgpack_unpacker)
- * or, for Redis, a minimal RESP parser; one epoll set for everything.
+ * or, for Redis, a minimal RESP parser, or, for D-Bus, by the fixed part
+ * of the message header; one epoll set for everything.  D-Bus messages are
+ * encoded by hand (little-endian, calls on the bus driver only), so that
+ * no D-Bus library's per-message cost is in the client.
  *
  * The daemon's CPU time (utime+stime of /proc/PID/stat, PID from --pid or
  * from SO_PEERCRED of the connection) is read before and after each test
@@ -39,7 +44,7 @@
 
 #include <msgpack.h>
 
-enum mode { MODE_PROCREG, MODE_REDIS, MODE_ECHO };
+enum mode { MODE_PROCREG, MODE_REDIS, MODE_ECHO, MODE_DBUS };
 
 enum test {
 	T_WHEREIS, T_WHEREIS_MISS, T_REGISTER, T_SEND, T_MONITOR, T_PURGE,
@@ -54,6 +59,12 @@ static const char *const test_names[T_NTESTS] = {
 /* Names of the tests in Redis terms (NULL: not available there). */
 static const char *const redis_names[T_NTESTS] = {
 	"get", "get-miss", "setnx-del", "publish", NULL, NULL, "conns-get"
+};
+
+/* And in D-Bus terms: GetNameOwner, RequestName+ReleaseName. */
+static const char *const dbus_names[T_NTESTS] = {
+	"getnameowner", "getnameowner-miss", "request-release", NULL, NULL,
+	NULL, "conns-getnameowner"
 };
 
 enum role {
@@ -82,7 +93,7 @@ struct conn {
 	struct conn	*peer;		/* monitor test: the other side */
 	msgpack_unpacker up;		/* procreg replies */
 	msgpack_unpacked res;
-	char		*rb;		/* redis replies */
+	char		*rb;		/* redis and D-Bus replies */
 	size_t		 rlen, rcap;
 	uint64_t	 rx;		/* echo: bytes not yet counted */
 	uint8_t		*out;		/* what writev did not take */
@@ -277,6 +288,8 @@ daemon_rss(const struct bench *b)
 
 /* ---- connections ---------------------------------------------------- */
 
+static void dbus_hello(struct conn *);
+
 static struct conn *
 conn_open(struct bench *b, enum role role, unsigned idx)
 {
@@ -300,20 +313,24 @@ conn_open(struct bench *b, enum role role, unsigned idx)
 		}
 		die("connect %s: %s", b->sock, strerror(errno));
 	}
-	if (b->pid == 0) {
+	/* not for D-Bus: the listening socket is the launcher's, and so is
+	 * the pid that the bus itself reports */
+	if (b->pid == 0 && b->mode != MODE_DBUS) {
 		struct ucred cr;
 		socklen_t cl = sizeof(cr);
 
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0)
 			b->pid = cr.pid;
 	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		die("out of memory");
 	c->fd = fd;
 	c->idx = idx;
 	c->role = role;
+	if (b->mode == MODE_DBUS)
+		dbus_hello(c);	/* blocking, before O_NONBLOCK */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	if (b->mode == MODE_PROCREG) {
 		if (!msgpack_unpacker_init(&c->up, 16384))
 			die("out of memory");
@@ -507,6 +524,281 @@ name_hit(char *buf, size_t sz, uint64_t i)
 	snprintf(buf, sz, "n%07" PRIu64, i);
 }
 
+/*
+ * D-Bus.  Every message here is a method call on the bus driver
+ * (org.freedesktop.DBus) with no argument, one string, or a string and a
+ * uint32.  Alignment in the wire format is relative to the message's
+ * start, which in a pool is not the buffer's: hence start.
+ */
+enum {
+	DBUS_CALL = 1, DBUS_RETURN = 2, DBUS_ERROR = 3, DBUS_SIGNAL = 4
+};
+enum {
+	DBUS_F_PATH = 1, DBUS_F_INTERFACE = 2, DBUS_F_MEMBER = 3,
+	DBUS_F_ERROR_NAME = 4, DBUS_F_DESTINATION = 6, DBUS_F_SIGNATURE = 8
+};
+/* RequestName: fail at once rather than queue for a name that is taken */
+#define DBUS_NAME_DO_NOT_QUEUE	4
+/* the largest message the specification allows */
+#define DBUS_MAX_MSG		(128u << 20)
+
+static const char dbus_driver[] = "org.freedesktop.DBus";
+static const char dbus_no_owner[] = "org.freedesktop.DBus.Error.NameHasNoOwner";
+
+/* Bytes, not chars. */
+static void
+dbus_write(msgpack_sbuffer *sb, const void *p, size_t len)
+{
+	msgpack_sbuffer_write(sb, p, len);
+}
+
+static void
+dbus_pad(msgpack_sbuffer *sb, size_t start, size_t align)
+{
+	static const char zero[8];
+
+	dbus_write(sb, zero, (align - (sb->size - start) % align) %
+	    align);
+}
+
+static void
+dbus_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t
+dbus_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static void
+dbus_u32(msgpack_sbuffer *sb, size_t start, uint32_t v)
+{
+	uint8_t le[4];
+
+	dbus_pad(sb, start, 4);
+	dbus_put32(le, v);
+	dbus_write(sb, le, 4);
+}
+
+/* A string or object path: length, bytes, NUL. */
+static void
+dbus_str(msgpack_sbuffer *sb, size_t start, const char *s)
+{
+	size_t n = strlen(s);
+
+	dbus_u32(sb, start, (uint32_t)n);
+	dbus_write(sb, s, n + 1);
+}
+
+/* One header field: a struct (byte code, variant) of type o, s or g. */
+static void
+dbus_field(msgpack_sbuffer *sb, size_t start, uint8_t code, char type,
+    const char *v)
+{
+	uint8_t h[4] = { code, 1, (uint8_t)type, 0 };
+
+	dbus_pad(sb, start, 8);
+	dbus_write(sb, h, sizeof(h));
+	if (type == 'g') {
+		uint8_t n = (uint8_t)strlen(v);
+
+		dbus_write(sb, &n, 1);
+		dbus_write(sb, v, (size_t)n + 1);
+	} else
+		dbus_str(sb, start, v);
+}
+
+/*
+ * member(arg[, u]) on the bus driver; arg NULL: no body.  The serial is
+ * ours to choose (nonzero); replies are matched by order, not by it.
+ */
+static void
+enc_dbus_call(msgpack_sbuffer *sb, uint32_t serial, const char *member,
+    const char *arg, bool with_u, uint32_t u)
+{
+	/* endianness, type, flags, version; body length and serial later;
+	 * the header fields' length later */
+	static const uint8_t fixed[16] = { 'l', DBUS_CALL, 0, 1 };
+	size_t start = sb->size, fields, body;
+
+	dbus_write(sb, fixed, sizeof(fixed));
+	dbus_field(sb, start, DBUS_F_PATH, 'o', "/org/freedesktop/DBus");
+	dbus_field(sb, start, DBUS_F_DESTINATION, 's', dbus_driver);
+	dbus_field(sb, start, DBUS_F_INTERFACE, 's', dbus_driver);
+	dbus_field(sb, start, DBUS_F_MEMBER, 's', member);
+	if (arg != NULL)
+		dbus_field(sb, start, DBUS_F_SIGNATURE, 'g', with_u ? "su" :
+		    "s");
+	fields = sb->size - start - 16;
+	dbus_pad(sb, start, 8);		/* the body starts 8-aligned */
+	body = sb->size;
+	if (arg != NULL) {
+		dbus_str(sb, start, arg);
+		if (with_u)
+			dbus_u32(sb, start, u);
+	}
+	dbus_put32((uint8_t *)sb->data + start + 4, (uint32_t)(sb->size - body));
+	dbus_put32((uint8_t *)sb->data + start + 8, serial);
+	dbus_put32((uint8_t *)sb->data + start + 12, (uint32_t)fields);
+}
+
+/* Serials: 1 is Hello's; the rest wrap short of 0. */
+static uint32_t
+dbus_serial(uint64_t i)
+{
+	return (uint32_t)(i % 0xfffffff0u) + 2;
+}
+
+/* Well-known names need two elements, none starting with a digit. */
+static void
+dbus_name(char *buf, size_t sz, char kind, uint64_t i)
+{
+	snprintf(buf, sz, "bench.%c%07" PRIu64, kind, i);
+}
+
+/* Length of the complete message at p, 0 when it is not all there. */
+static size_t
+dbus_msg_len(const uint8_t *p, size_t avail)
+{
+	uint64_t n;
+
+	if (avail < 16)
+		return 0;
+	if (p[0] != 'l')
+		die("the bus sent a message that is not little-endian");
+	n = 16 + (((uint64_t)dbus_get32(p + 12) + 7) & ~(uint64_t)7) +
+	    dbus_get32(p + 4);
+	if (n > DBUS_MAX_MSG)
+		die("the bus sent a message of %" PRIu64 " bytes", n);
+	return avail < n ? 0 : (size_t)n;
+}
+
+/* The body of a complete message. */
+static const uint8_t *
+dbus_body(const uint8_t *m, uint32_t *len)
+{
+	*len = dbus_get32(m + 4);
+	return m + 16 + ((dbus_get32(m + 12) + 7) & ~7u);
+}
+
+/* The ERROR_NAME field of a complete error message, for messages. */
+static void
+dbus_error_name(const uint8_t *m, const char **name, size_t *len)
+{
+	size_t pos = 16, end = 16 + dbus_get32(m + 12), n;
+
+	*name = "?";
+	*len = 1;
+	while (pos + 3 < end) {
+		uint8_t code = m[pos], sl = m[pos + 1];
+		char type = (char)m[pos + 2];
+
+		pos += 3 + sl;		/* code, signature (length, NUL) */
+		switch (type) {
+		case 's':
+		case 'o':
+			pos = (pos + 3) & ~(size_t)3;
+			if (pos + 4 > end)
+				return;
+			n = dbus_get32(m + pos);
+			if (code == DBUS_F_ERROR_NAME && pos + 4 + n <= end) {
+				*name = (const char *)m + pos + 4;
+				*len = n;
+				return;
+			}
+			pos += 4 + n + 1;
+			break;
+		case 'g':
+			pos += (size_t)m[pos] + 2;
+			break;
+		case 'u':
+			pos = ((pos + 3) & ~(size_t)3) + 4;
+			break;
+		default:
+			return;		/* not from the driver: give up */
+		}
+		pos = (pos + 7) & ~(size_t)7;
+	}
+}
+
+static void
+rb_reserve(struct conn *c, size_t want)
+{
+	if (c->rcap - c->rlen < want) {
+		c->rcap = c->rlen + want + 16384;
+		c->rb = xrealloc(c->rb, c->rcap);
+	}
+}
+
+/*
+ * SASL EXTERNAL with our uid, BEGIN and Hello in one write, as sd-bus
+ * does; then wait for OK and Hello's reply.  What follows them (the
+ * NameAcquired signal of the unique name) stays in c->rb for conn_read.
+ */
+static void
+dbus_hello(struct conn *c)
+{
+	msgpack_sbuffer sb;
+	char uid[32], line[128], *eol;
+	size_t len, off = 0;
+	int n;
+
+	snprintf(uid, sizeof(uid), "%u", (unsigned)getuid());
+	n = snprintf(line, sizeof(line), "%cAUTH EXTERNAL ", '\0');
+	for (const char *p = uid; *p; p++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x",
+		    (unsigned char)*p);
+	n += snprintf(line + n, sizeof(line) - (size_t)n, "\r\nBEGIN\r\n");
+	msgpack_sbuffer_init(&sb);
+	msgpack_sbuffer_write(&sb, line, (size_t)n);
+	enc_dbus_call(&sb, 1, "Hello", NULL, false, 0);
+	if (write(c->fd, sb.data, sb.size) != (ssize_t)sb.size)
+		die("dbus: cannot write the handshake: %s", strerror(errno));
+	msgpack_sbuffer_destroy(&sb);
+	for (;;) {
+		ssize_t r;
+
+		rb_reserve(c, 4096);
+		if ((r = read(c->fd, c->rb + c->rlen, c->rcap - c->rlen)) <= 0)
+			die("dbus: the bus closed the connection during the "
+			    "handshake (auth refused?)");
+		c->rlen += (size_t)r;
+		if (off == 0) {
+			if ((eol = memmem(c->rb, c->rlen, "\r\n", 2)) == NULL)
+				continue;
+			if (c->rlen < 3 || memcmp(c->rb, "OK ", 3) != 0)
+				die("dbus: auth refused: %.*s",
+				    (int)(eol - c->rb), c->rb);
+			off = (size_t)(eol - c->rb) + 2;
+		}
+		while ((len = dbus_msg_len((uint8_t *)c->rb + off,
+		    c->rlen - off)) > 0) {
+			const uint8_t *m = (uint8_t *)c->rb + off;
+
+			off += len;
+			if (m[1] == DBUS_ERROR) {
+				const char *e;
+				size_t elen;
+
+				dbus_error_name(m, &e, &elen);
+				die("dbus: Hello failed: %.*s", (int)elen, e);
+			}
+			if (m[1] == DBUS_RETURN) {
+				c->rlen -= off;
+				memmove(c->rb, c->rb + off, c->rlen);
+				return;
+			}
+		}
+	}
+}
+
 /* Redis keys stand for an entry: a value of 24 bytes, about what procreg
  * stores beside a name (conn, pid, uid, gid, since). */
 static const char redis_value[] = "0123456789abcdef01234567";
@@ -544,7 +836,12 @@ enc_whereis_op(struct bench *b, msgpack_sbuffer *sb, uint32_t i, void *arg)
 	char name[32];
 	uint64_t k = b->names ? rnd(b) % b->names : 0;
 
-	(void)i;
+	if (b->mode == MODE_DBUS) {
+		dbus_name(name, sizeof(name), miss ? 'm' : 'n', k);
+		enc_dbus_call(sb, dbus_serial(i), "GetNameOwner", name, false,
+		    0);
+		return;
+	}
 	if (miss)
 		snprintf(name, sizeof(name), "m%07" PRIu64, k);
 	else
@@ -561,6 +858,16 @@ enc_register_op(struct bench *b, msgpack_sbuffer *sb, uint32_t i, void *arg)
 	const struct conn *c = arg;
 	char name[32];
 
+	if (b->mode == MODE_DBUS) {
+		/* no element may start with a digit */
+		snprintf(name, sizeof(name), "bench.r%05u_%04u",
+		    c->idx % 100000, i % 10000);
+		enc_dbus_call(sb, dbus_serial(2 * (uint64_t)i), "RequestName",
+		    name, true, DBUS_NAME_DO_NOT_QUEUE);
+		enc_dbus_call(sb, dbus_serial(2 * (uint64_t)i + 1),
+		    "ReleaseName", name, false, 0);
+		return;
+	}
 	snprintf(name, sizeof(name), "r%05u.%04u", c->idx % 100000, i % 10000);
 	if (b->mode == MODE_REDIS) {
 		const char *argv[4] = { "SET", name, "v", "NX" };
@@ -754,6 +1061,45 @@ redis_value_cb(struct bench *b, struct conn *c, const struct resp *r,
 		on_response(b, c, false, NULL, 0, now);
 }
 
+/*
+ * A complete D-Bus message.  Signals (NameAcquired, NameLost) are not
+ * replies.  RequestName and ReleaseName answer 1 when they did it.
+ */
+static void
+dbus_msg_cb(struct bench *b, struct conn *c, const uint8_t *m, uint64_t now)
+{
+	const uint8_t *body;
+	const char *e;
+	size_t elen;
+	uint32_t blen;
+
+	switch (m[1]) {
+	case DBUS_RETURN:
+		if (c->role == R_SETUP || (c->role == R_LOAD &&
+		    b->test == T_REGISTER)) {
+			body = dbus_body(m, &blen);
+			if (blen != 4 || dbus_get32(body) != 1) {
+				on_response(b, c, true, "not-done", 8, now);
+				return;
+			}
+		}
+		on_response(b, c, false, NULL, 0, now);
+		return;
+	case DBUS_ERROR:
+		dbus_error_name(m, &e, &elen);
+		/* the miss test's answer, as nil is procreg's */
+		if (c->role == R_LOAD && b->test == T_WHEREIS_MISS &&
+		    elen == sizeof(dbus_no_owner) - 1 &&
+		    memcmp(e, dbus_no_owner, elen) == 0)
+			on_response(b, c, false, NULL, 0, now);
+		else
+			on_response(b, c, true, e, elen, now);
+		return;
+	default:
+		return;
+	}
+}
+
 /* One read, then every complete reply.  false at EOF. */
 static bool
 conn_read(struct bench *b, struct conn *c)
@@ -796,17 +1142,25 @@ conn_read(struct bench *b, struct conn *c)
 		}
 		return true;
 	}
-	/* redis */
-	if (c->rcap - c->rlen < 4096) {
-		c->rcap = c->rlen + 16384;
-		c->rb = xrealloc(c->rb, c->rcap);
-	}
+	/* redis and D-Bus */
+	rb_reserve(c, 4096);
 	n = read(c->fd, c->rb + c->rlen, c->rcap - c->rlen);
 	if (n <= 0)
 		goto eof;
 	now = now_ns();
 	c->rlen += (size_t)n;
-	{
+	if (b->mode == MODE_DBUS) {
+		const uint8_t *p = (uint8_t *)c->rb;
+		size_t left = c->rlen, len;
+
+		while ((len = dbus_msg_len(p, left)) > 0) {
+			dbus_msg_cb(b, c, p, now);
+			p += len;
+			left -= len;
+		}
+		c->rlen = left;
+		memmove(c->rb, p, left);
+	} else {
 		const char *p = c->rb, *end = c->rb + c->rlen, *q;
 		struct resp r;
 
@@ -1048,6 +1402,12 @@ enc_preload(struct bench *b, msgpack_sbuffer *sb, uint64_t i, void *arg)
 	uint64_t base = *(uint64_t *)arg;
 	char name[32];
 
+	if (b->mode == MODE_DBUS) {
+		dbus_name(name, sizeof(name), 'n', base + i);
+		enc_dbus_call(sb, dbus_serial(i), "RequestName", name, true,
+		    DBUS_NAME_DO_NOT_QUEUE);
+		return;
+	}
 	name_hit(name, sizeof(name), base + i);
 	if (b->mode == MODE_REDIS) {
 		const char *argv[3] = { "SET", name, redis_value };
@@ -1092,7 +1452,7 @@ preload(struct bench *b)
 	if (!b->quiet)
 		fprintf(stderr, "procreg-bench: %s %" PRIu64 " names over %u "
 		    "connection(s) in %.2f s\n", b->mode == MODE_REDIS ?
-		    "SET" : "registered", b->names, h,
+		    "SET" : b->mode == MODE_DBUS ? "requested" : "registered", b->names, h,
 		    (double)(now_ns() - t0) / 1e9);
 }
 
@@ -1117,7 +1477,8 @@ report(struct bench *b, const char *test, const char *unit, uint64_t ops,
     double secs, uint64_t ticks, struct lat *l, bool timed_out)
 {
 	const char *target = b->mode == MODE_REDIS ? "redis" :
-	    b->mode == MODE_ECHO ? "echo" : "procreg";
+	    b->mode == MODE_ECHO ? "echo" : b->mode == MODE_DBUS ? "dbus" :
+	    "procreg";
 	double rate = secs > 0 ? (double)ops / secs : 0;
 	double cpu_s = (double)ticks / (double)b->hz;
 	double cpu_us = ops ? cpu_s * 1e6 / (double)ops : 0;
@@ -1219,7 +1580,8 @@ run_load(struct bench *b, enum test t)
 
 	reset_counters(b);
 	b->test = t;
-	name = b->mode == MODE_REDIS ? redis_names[t] : test_names[t];
+	name = b->mode == MODE_REDIS ? redis_names[t] :
+	    b->mode == MODE_DBUS ? dbus_names[t] : test_names[t];
 	if (b->mode == MODE_ECHO) {
 		if (t != T_WHEREIS && t != T_CONNS)
 			return;
@@ -1612,7 +1974,7 @@ usage(int status)
 	fprintf(status ? stderr : stdout,
 "usage: procreg-bench [-s SOCKET] [-c CONNS] [-P DEPTH] [-n REQUESTS]\n"
 "                     [-d PAYLOAD_BYTES] [-t TESTS] [--names N] [--csv]\n"
-"                     [--pid PID] [--redis | --echo] [more options]\n"
+"                     [--pid PID] [--redis | --echo | --dbus] [more options]\n"
 "\n"
 "  -s SOCKET       Unix socket (default $PROCREG_SOCKET)\n"
 "  -c CONNS        load connections (default 50)\n"
@@ -1622,15 +1984,19 @@ usage(int status)
 "  -t TESTS        comma list: whereis,whereis-miss,register,send,monitor,\n"
 "                  purge,conns, or none (default whereis,whereis-miss,\n"
 "                  register,send); Redis names get,get-miss,setnx-del,\n"
-"                  publish are accepted too\n"
+"                  publish and D-Bus names getnameowner,getnameowner-miss,\n"
+"                  request-release,conns-getnameowner are accepted too\n"
 "  --names N       pre-register N names n0000000.. (Redis: SET N keys);\n"
 "                  whereis/GET pick random names among them (default 1000)\n"
 "  --holders H     connections holding the names (default N/100000, >= 4)\n"
 "  --preloaded     the names are already there (held by --hold elsewhere)\n"
 "  --hold          register the names, print 'ready', hold until SIGTERM\n"
-"  --pid PID       daemon pid for CPU time (default: SO_PEERCRED)\n"
+"  --pid PID       daemon pid for CPU time (default: SO_PEERCRED; none\n"
+"                  for --dbus, where that is the launcher's)\n"
 "  --redis         drive redis-server: GET, SET NX+DEL, PUBLISH\n"
 "  --echo          drive the echo floor with whereis-sized requests\n"
+"  --dbus          drive a D-Bus broker's driver: GetNameOwner, RequestName\n"
+"                  (DO_NOT_QUEUE) + ReleaseName; names bench.n0000000..\n"
 "  --purge-names N, --purge-monitors M, --purge-watchers W\n"
 "                  purge test shape (default 100000, 10000, 10)\n"
 "  --probe         purge: a whereis client at depth 1 during the purge\n"
@@ -1641,9 +2007,10 @@ usage(int status)
 "\n"
 "Units: whereis/send/echo count requests (send: messages delivered to the\n"
 "receiving connection); register counts register+unregister pairs\n"
-"(Redis: SET NX + DEL pairs); monitor counts monitors fired (each one a\n"
-"register, monitor, unregister and down); purge counts downs.  Daemon CPU\n"
-"is utime+stime from /proc/PID/stat over the test, per unit.\n");
+"(Redis: SET NX + DEL pairs, D-Bus: RequestName + ReleaseName pairs);\n"
+"monitor counts monitors fired (each one a register, monitor, unregister\n"
+"and down); purge counts downs.  Daemon CPU is utime+stime from\n"
+"/proc/PID/stat over the test, per unit.\n");
 	exit(status);
 }
 
@@ -1678,6 +2045,7 @@ main(int argc, char **argv)
 		{ "pid", required_argument, NULL, 'p' },
 		{ "redis", no_argument, NULL, 'R' },
 		{ "echo", no_argument, NULL, 'E' },
+		{ "dbus", no_argument, NULL, 'D' },
 		{ "csv", no_argument, NULL, 'C' },
 		{ "purge-names", required_argument, NULL, 1 },
 		{ "purge-monitors", required_argument, NULL, 2 },
@@ -1726,6 +2094,7 @@ main(int argc, char **argv)
 		case 'p': b->pid = (pid_t)num(optarg, "--pid"); break;
 		case 'R': b->mode = MODE_REDIS; break;
 		case 'E': b->mode = MODE_ECHO; break;
+		case 'D': b->mode = MODE_DBUS; break;
 		case 'C': b->csv = true; break;
 		case 1: b->purge_names = num(optarg, "--purge-names"); break;
 		case 2: b->purge_monitors = num(optarg, "--purge-monitors");
@@ -1761,7 +2130,8 @@ main(int argc, char **argv)
 			continue;	/* set-up only (--names, --hold) */
 		for (i = 0; i < T_NTESTS; i++)
 			if (strcmp(tok, test_names[i]) == 0 ||
-			    (redis_names[i] && strcmp(tok, redis_names[i]) == 0))
+			    (redis_names[i] && strcmp(tok, redis_names[i]) == 0) ||
+			    (dbus_names[i] && strcmp(tok, dbus_names[i]) == 0))
 				break;
 		if (i == T_NTESTS)
 			die("unknown test: %s", tok);
