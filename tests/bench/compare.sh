@@ -1,12 +1,16 @@
 #!/bin/sh
 # compare.sh: procregd against redis-server and the bare libevent echo
-# floor, same client (procreg-bench), same workload shapes.  Servers are
-# pinned to SERVER_CPU, every client to CLIENT_CPU.  Run from the top of the
-# tree (make bench does): it needs ./procregd, ./procreg-bench,
-# tests/bench/echo-floor and redis-server; strace is used when present.
+# floor, same client (procreg-bench), same workload shapes; and, when
+# dbus-broker is installed, whereis against a private dbus-broker bus's
+# GetNameOwner.  Servers are pinned to SERVER_CPU, every client to
+# CLIENT_CPU.  Run from the top of the tree (make bench does): it needs
+# ./procregd, ./procreg-bench, tests/bench/echo-floor and redis-server;
+# strace and dbus-broker-launch are used when present.
 #
 # Knobs (environment):
 #   NAMES=1000000        table size for whereis/GET (names held meanwhile)
+#   DBUS_NAMES=$NAMES    names owned on the bus for GetNameOwner (0 skips
+#                        dbus-broker)
 #   REQ_C1=50000         operations per test at -c 1 -P 1
 #   REQ_C50=500000       operations per test at -c 50 -P 1
 #   REQ_C50P16=2000000   operations per test at -c 50 -P 16
@@ -21,6 +25,7 @@ BENCH=$ROOT/procreg-bench
 PROCREGD=$ROOT/procregd
 ECHO=$ROOT/tests/bench/echo-floor
 NAMES=${NAMES:-1000000}
+DBUS_NAMES=${DBUS_NAMES:-$NAMES}
 REQ_C1=${REQ_C1:-50000}
 REQ_C50=${REQ_C50:-500000}
 REQ_C50P16=${REQ_C50P16:-2000000}
@@ -46,14 +51,25 @@ CSV=$OUT/results.csv
 : > "$CSV"
 PIDS=""
 HOLD_PID=""
+DBUS_HOLD_PID=""
+JOURNAL_PID=""
 
 cleanup() {
-	for p in $HOLD_PID $PIDS; do
+	for p in $HOLD_PID $DBUS_HOLD_PID $PIDS; do
 		kill "$p" 2>/dev/null || true
 	done
-	for p in $HOLD_PID $PIDS; do
+	for p in $HOLD_PID $DBUS_HOLD_PID $PIDS; do
 		wait "$p" 2>/dev/null || true
 	done
+	# last, so that dbus-broker's parting log line has a reader (it is
+	# not our child: poll)
+	i=0
+	while [ -n "$DBUS_PID" ] && kill -0 "$DBUS_PID" 2>/dev/null &&
+	    [ $i -lt 100 ]; do
+		i=$((i + 1))
+		sleep 0.05
+	done
+	[ -z "$JOURNAL_PID" ] || kill "$JOURNAL_PID" 2>/dev/null || true
 	rm -f "$DIR"/*.sock
 	[ "$OUT" = "$DIR" ] || rm -rf "$DIR"
 }
@@ -118,6 +134,93 @@ unhold() {
 	sleep 0.5	# let the daemon purge them
 }
 
+# --- dbus-broker, a private bus (optional) ---------------------------------
+# dbus-broker-launch wants a listening socket from socket activation and a
+# journal socket to log to, and connects back to the bus it serves (as the
+# user scope's bus, from DBUS_SESSION_BUS_ADDRESS).  Without systemd there
+# is no journal socket: then (as root) the launcher runs in a mount
+# namespace of its own with a tmpfs on /run and a datagram socket there
+# whose messages go to $OUT/dbus-journal.log.  The config allows everything
+# and lifts the per-user limits that the launcher turns into the broker's
+# --max-bytes/--max-fds/--max-matches (max_names_per_connection is not
+# among them: dbus-broker only has the per-user object quota, 16M).
+DBUS_PID=""
+DBUS_MEMLINE=""
+D=""
+dbus_start() {
+	cat > "$DIR/bus.conf" <<-'CONF'
+	<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+	 "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+	<busconfig>
+	  <type>session</type>
+	  <auth>EXTERNAL</auth>
+	  <policy context="default">
+	    <allow send_destination="*"/>
+	    <allow own="*"/>
+	  </policy>
+	  <limit name="max_connections_per_user">100000</limit>
+	  <limit name="max_outgoing_bytes">1000000000</limit>
+	  <limit name="max_outgoing_unix_fds">64</limit>
+	  <limit name="max_match_rules_per_connection">1000</limit>
+	</busconfig>
+	CONF
+	launch="systemd-socket-activate -E DBUS_SESSION_BUS_ADDRESS \
+	    -l $DIR/d.sock dbus-broker-launch --scope user \
+	    --config-file $DIR/bus.conf"
+	if [ -S /run/systemd/journal/socket ]; then
+		DBUS_SESSION_BUS_ADDRESS=unix:path=$DIR/d.sock \
+		    taskset -c "$SERVER_CPU" $launch > "$OUT/dbus.log" 2>&1 &
+	elif [ "$(id -u)" -eq 0 ] && command -v unshare >/dev/null; then
+		DBUS_SESSION_BUS_ADDRESS=unix:path=$DIR/d.sock \
+		    taskset -c "$SERVER_CPU" unshare -m sh -c '
+			mount -t tmpfs -o mode=755 tmpfs /run &&
+			mkdir -p /run/systemd/journal || exit 1
+			systemd-socket-activate -d \
+			    -l /run/systemd/journal/socket \
+			    sh -c "exec cat <&3" > "$1/dbus-journal.log" 2>&1 &
+			echo $! > "$2/journal.pid"
+			while [ ! -S /run/systemd/journal/socket ]; do
+				sleep 0.05
+			done
+			shift 2
+			exec "$@"' sh "$OUT" "$DIR" $launch > "$OUT/dbus.log" 2>&1 &
+	else
+		echo "== dbus-broker: no journal socket and not root, skipped"
+		return 1
+	fi
+	PIDS="$PIDS $!"
+	launcher=$!
+	wait_sock "$DIR/d.sock"
+	[ ! -f "$DIR/journal.pid" ] || JOURNAL_PID=$(cat "$DIR/journal.pid")
+	# the first connection execs the launcher, which starts the broker
+	client --dbus -s "$DIR/d.sock" --names 1 -t none || return 1
+	DBUS_PID=$(pgrep -P "$launcher" -x dbus-broker) || return 1
+	PIDS="$PIDS $DBUS_PID"
+	D="--dbus -s $DIR/d.sock --pid $DBUS_PID"
+	echo "== $(dbus-broker --version | head -1) on a private bus," \
+	    "pid $DBUS_PID; GetNameOwner among $DBUS_NAMES owned names"
+	# Own the names from a connection that stays.
+	rss0=$(rss "$DBUS_PID")
+	t0=$(date +%s.%N)
+	taskset -c "$CLIENT_CPU" "$BENCH" -q $D --hold --names "$DBUS_NAMES" \
+	    > "$OUT/dbus-hold.out" &
+	DBUS_HOLD_PID=$!
+	i=0
+	until grep -q '^ready' "$OUT/dbus-hold.out" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 2400 ] || { echo "compare.sh: dbus holder not ready" >&2; return 1; }
+		kill -0 "$DBUS_HOLD_PID" || { echo "compare.sh: dbus holder died" >&2; return 1; }
+		sleep 0.05
+	done
+	t1=$(date +%s.%N)
+	rss1=$(rss "$DBUS_PID")
+	DBUS_MEMLINE=$(awk -v n="$DBUS_NAMES" -v a="$rss0" -v b="$rss1" \
+	    -v t0="$t0" -v t1="$t1" 'BEGIN {
+		printf "dbus-broker at %d owned names: RSS +%.1f B/name " \
+		    "(RequestName'"'"'d in %.2f s)\n", n, (b - a) / n, t1 - t0 }')
+	echo "== $DBUS_MEMLINE"
+}
+
 echo "== machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs;" \
     "servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU"
 echo "== procregd $("$PROCREGD" --version 2>&1 | head -1);" \
@@ -145,6 +248,12 @@ MEMLINE=$(awk -v n="$NAMES" -v a="$rss0" -v b="$rss1" -v c="$r_used0" \
 	    (d - c) / n, (f - e) / n, t3 - t2, ((b - a) / n) / ((d - c) / n) }')
 echo "== $MEMLINE"
 
+if [ "$DBUS_NAMES" -gt 0 ] && command -v dbus-broker-launch >/dev/null &&
+    command -v systemd-socket-activate >/dev/null; then
+	dbus_start || { echo "== dbus-broker: did not start, skipped" \
+	    "(see $OUT/dbus.log)"; D=""; }
+fi
+
 # --- the core table --------------------------------------------------------
 for shape in "1 1 $REQ_C1" "50 1 $REQ_C50" "50 16 $REQ_C50P16"; do
 	set -- $shape
@@ -154,6 +263,8 @@ for shape in "1 1 $REQ_C1" "50 1 $REQ_C50" "50 16 $REQ_C50P16"; do
 	bench_csv $R -c "$1" -P "$2" -n "$3" --names "$NAMES" --preloaded \
 	    -t get,get-miss,setnx-del,publish
 	bench_csv $E -c "$1" -P "$2" -n "$3" --names "$NAMES" -t whereis
+	[ -z "$D" ] || bench_csv $D -c "$1" -P "$2" -n "$3" \
+	    --names "$DBUS_NAMES" --preloaded -t getnameowner
 	bench_csv $P -c "$1" -P "$2" -n "$(( $3 / 2 ))" -t monitor --names 0
 done
 
@@ -218,7 +329,7 @@ fi
 # --- the table ---------------------------------------------------------------
 echo
 echo "== results (ops/s; latency in us; daemon CPU in us per op from /proc/PID/stat)"
-awk -F, -v nconns="$CONNS" '
+awk -F, -v nconns="$CONNS" -v dnames="$DBUS_NAMES" '
 { k = $1 "," $2 "," $3 "," $4; ops[k] = $9; p50[k] = $10; p99[k] = $11;
   p999[k] = $12; cpu[k] = $14; dpct[k] = $15; cli[k] = $19 }
 END {
@@ -248,6 +359,13 @@ END {
 			printf "%-7s %-22s %10.0f %10s %5.2fx | %8.1f %8s | %8.1f %8s | %7.3f %7s %6s | %.0f/-/%.0f\n",
 			    sh, "echo (whereis/echo)", ops[e], "", ops[a] / ops[e],
 			    p50[e], "", p99[e], "", cpu[e], "", "", dpct[e], cli[e]
+		d = "dbus,getnameowner," cd[1] "," cd[2]
+		if ((a in ops) && (d in ops))
+			printf "%-7s %-22s %10.0f %10.0f %5.2fx | %8.1f %8.1f | %8.1f %8.1f | %7.3f %7.3f %5.2fx | %.0f/%.0f/%.0f\n",
+			    sh, "whereis vs dbus", ops[a], ops[d],
+			    ops[d] ? ops[a] / ops[d] : 0, p50[a], p50[d], p99[a],
+			    p99[d], cpu[a], cpu[d], cpu[d] ? cpu[a] / cpu[d] : 0,
+			    dpct[a], dpct[d], cli[d]
 		m = "procreg,monitor," cd[1] "," cd[2]
 		if (m in ops)
 			printf "%-7s %-22s %10.0f %10s %6s | %8.1f %8s | %8.1f %8s | %7.3f %7s %6s | %.0f/-/%.0f\n",
@@ -258,6 +376,8 @@ END {
 	if ((a in p50) && (e in p50))
 		printf "\none-deep p50: whereis %.1f us vs echo floor %.1f us (%+.0f%%)\n",
 		    p50[a], p50[e], 100 * (p50[a] / p50[e] - 1)
+	if ("dbus,getnameowner,1,1" in ops)
+		printf "\"whereis vs dbus\": dbus-broker GetNameOwner on a private bus, %d names owned (its columns in the redis places)\n", dnames
 	a = "procreg,whereis-1Mx1000conns,50,16"; b = "procreg,whereis-1k,50,16"
 	if ((a in ops) && (b in ops))
 		printf "whereis c50P16: 1M names/1000 conns %.0f/s (%.3f us cpu) vs 1000 names %.0f/s (%.3f us cpu): %.2fx\n",
@@ -268,6 +388,7 @@ END {
 		    p50[a], p99[a], cpu[a], p50[b], p99[b], cpu[b]
 }' "$CSV"
 echo "$MEMLINE"
+[ -z "$DBUS_MEMLINE" ] || echo "$DBUS_MEMLINE"
 [ -z "$SYSLINES" ] || printf '%s' "$SYSLINES"
 if [ "$SCALE" = 1 ]; then
 	grep -h 'purge' "$OUT/purge-small.txt" "$OUT/purge-big.txt" | sed 's/  */ /g'
