@@ -107,7 +107,7 @@ calls_deinit(struct calls *cs)
 
 	/* Connections are freed first and settle their calls; this only
 	 * guards against a leak if one was not. */
-	for (size_t i = 0; t->slots != NULL && i <= t->mask; i++) {
+	for (size_t i = 0; t->slots != NULL && i < t->cap; i++) {
 		struct pcall *k = t->slots[i].item;
 
 		if (k != NULL) {

@@ -938,7 +938,7 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 
 		if ((gs = malloc(s->reg.ngroups * sizeof(*gs))) == NULL)
 			return -ENOMEM;
-		for (size_t i = 0; i <= t->mask; i++) {
+		for (size_t i = 0; i < t->cap; i++) {
 			struct reg_group *g = t->slots[i].item;
 
 			if (g == NULL || g->name_len < plen ||

@@ -8,17 +8,46 @@
 
 #define HTAB_MIN	16
 
+/*
+ * A slot's home: the hash scaled to the capacity (Lemire's multiply-shift
+ * instead of a mask), so that capacities need not be powers of two and
+ * the table grows by half instead of doubling: a million names then cost
+ * ~22 bytes of slots each instead of ~34.
+ */
+static inline size_t
+home(uint64_t hash, size_t cap)
+{
+#ifdef __SIZEOF_INT128__
+	return (size_t)(((unsigned __int128)hash * cap) >> 64);
+#else
+	return (size_t)(hash % cap);
+#endif
+}
+
+static inline size_t
+next(size_t i, size_t cap)
+{
+	return i + 1 == cap ? 0 : i + 1;
+}
+
+/* Room for count + 1 items at 3/4 load? */
+static inline bool
+full(size_t count, size_t cap)
+{
+	return (count + 1) * 4 > cap * 3;
+}
+
 int
 htab_init(struct htab *t, size_t hint)
 {
 	size_t cap = HTAB_MIN;
 
-	while (cap < hint + hint / 3 && cap < ((size_t)1 << 40))
-		cap <<= 1;
+	while (full(hint, cap) && cap < ((size_t)1 << 40))
+		cap += cap / 2;
 	t->slots = calloc(cap, sizeof(*t->slots));
 	if (t->slots == NULL)
 		return -ENOMEM;
-	t->mask = cap - 1;
+	t->cap = cap;
 	t->count = 0;
 	return 0;
 }
@@ -28,14 +57,14 @@ htab_deinit(struct htab *t)
 {
 	free(t->slots);
 	t->slots = NULL;
-	t->mask = 0;
+	t->cap = 0;
 	t->count = 0;
 }
 
 void *
 htab_find(const struct htab *t, uint64_t hash, htab_eq_fn *eq, const void *key)
 {
-	size_t i = hash & t->mask;
+	size_t i = home(hash, t->cap);
 
 	for (;;) {
 		const struct htab_slot *s = &t->slots[i];
@@ -44,40 +73,40 @@ htab_find(const struct htab *t, uint64_t hash, htab_eq_fn *eq, const void *key)
 			return NULL;
 		if (s->hash == hash && eq(s->item, key))
 			return s->item;
-		i = (i + 1) & t->mask;
+		i = next(i, t->cap);
 	}
 }
 
 /* Place without growing; the caller guarantees a free slot. */
 static void
-htab_place(struct htab_slot *slots, size_t mask, uint64_t hash, void *item)
+htab_place(struct htab_slot *slots, size_t cap, uint64_t hash, void *item)
 {
-	size_t i = hash & mask;
+	size_t i = home(hash, cap);
 
 	while (slots[i].item != NULL)
-		i = (i + 1) & mask;
+		i = next(i, cap);
 	slots[i].hash = hash;
 	slots[i].item = item;
 }
 
-/* Double the capacity; 0 or -ENOMEM (the table is unchanged then). */
+/* Grow by half; 0 or -ENOMEM (the table is unchanged then). */
 static int
 htab_grow(struct htab *t)
 {
-	size_t ncap = (t->mask + 1) * 2;
+	size_t ncap = t->cap + t->cap / 2;
 	struct htab_slot *ns;
 
 	ns = calloc(ncap, sizeof(*ns));
 	if (ns == NULL)
 		return -ENOMEM;
-	for (size_t i = 0; i <= t->mask; i++) {
+	for (size_t i = 0; i < t->cap; i++) {
 		if (t->slots[i].item != NULL)
-			htab_place(ns, ncap - 1, t->slots[i].hash,
+			htab_place(ns, ncap, t->slots[i].hash,
 			    t->slots[i].item);
 	}
 	free(t->slots);
 	t->slots = ns;
-	t->mask = ncap - 1;
+	t->cap = ncap;
 	return 0;
 }
 
@@ -86,11 +115,11 @@ htab_insert(struct htab *t, uint64_t hash, void *item)
 {
 	int r;
 
-	if ((t->count + 1) * 4 > (t->mask + 1) * 3) {
+	if (full(t->count, t->cap)) {
 		if ((r = htab_grow(t)) < 0)
 			return r;
 	}
-	htab_place(t->slots, t->mask, hash, item);
+	htab_place(t->slots, t->cap, hash, item);
 	t->count++;
 	return 0;
 }
@@ -98,24 +127,24 @@ htab_insert(struct htab *t, uint64_t hash, void *item)
 bool
 htab_remove(struct htab *t, uint64_t hash, const void *item)
 {
-	size_t i = hash & t->mask, j;
+	size_t i = home(hash, t->cap), j;
 
 	for (;;) {
 		if (t->slots[i].item == NULL)
 			return false;
 		if (t->slots[i].item == item)
 			break;
-		i = (i + 1) & t->mask;
+		i = next(i, t->cap);
 	}
 	/*
 	 * Backward shift: pull later members of the probe run into the hole
 	 * unless their home slot lies cyclically in (hole, j].
 	 */
-	for (j = (i + 1) & t->mask; t->slots[j].item != NULL;
-	    j = (j + 1) & t->mask) {
-		size_t home = t->slots[j].hash & t->mask;
-		bool stays = (i <= j) ? (i < home && home <= j) :
-		    (i < home || home <= j);
+	for (j = next(i, t->cap); t->slots[j].item != NULL;
+	    j = next(j, t->cap)) {
+		size_t h = home(t->slots[j].hash, t->cap);
+		bool stays = (i <= j) ? (i < h && h <= j) :
+		    (i < h || h <= j);
 
 		if (!stays) {
 			t->slots[i] = t->slots[j];
@@ -131,9 +160,9 @@ htab_remove(struct htab *t, uint64_t hash, const void *item)
 bool
 htab_replace(struct htab *t, uint64_t hash, const void *old, void *item)
 {
-	size_t i = hash & t->mask;
+	size_t i = home(hash, t->cap);
 
-	for (; t->slots[i].item != NULL; i = (i + 1) & t->mask) {
+	for (; t->slots[i].item != NULL; i = next(i, t->cap)) {
 		if (t->slots[i].item == old) {
 			t->slots[i].item = item;
 			return true;
@@ -145,7 +174,7 @@ htab_replace(struct htab *t, uint64_t hash, const void *old, void *item)
 int
 htab_reserve(struct htab *t)
 {
-	if ((t->count + 1) * 4 > (t->mask + 1) * 3)
+	if (full(t->count, t->cap))
 		return htab_grow(t);
 	return 0;
 }
@@ -153,13 +182,13 @@ htab_reserve(struct htab *t)
 void
 htab_prefetch(const struct htab *t, uint64_t hash)
 {
-	__builtin_prefetch(&t->slots[hash & t->mask]);
+	__builtin_prefetch(&t->slots[home(hash, t->cap)]);
 }
 
 void
 htab_prefetch_item(const struct htab *t, uint64_t hash, size_t span)
 {
-	const struct htab_slot *s = &t->slots[hash & t->mask];
+	const struct htab_slot *s = &t->slots[home(hash, t->cap)];
 
 	if (s->item != NULL && s->hash == hash) {
 		const char *p = s->item;

@@ -4,8 +4,8 @@
  * Items are owned by the caller; the table stores (hash, pointer) pairs so
  * that probes and resizes never touch the items themselves, except to
  * confirm a match.  Linear probing with backward-shift deletion: no
- * tombstones, so lookups stay short after heavy churn.  The table grows at
- * 3/4 load and never shrinks on removal, so a mass purge never pays for a
+ * tombstones, so lookups stay short after heavy churn.  The table grows by
+ * half at 3/4 load and never shrinks on removal, so a mass purge never pays for a
  * rehash in the middle of it.
  */
 #ifndef HTAB_H
@@ -22,7 +22,7 @@ struct htab_slot {
 
 struct htab {
 	struct htab_slot	*slots;
-	size_t			 mask;	/* capacity - 1, capacity a power of 2 */
+	size_t			 cap;	/* slots */
 	size_t			 count;
 };
 

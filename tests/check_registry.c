@@ -845,17 +845,64 @@ START_TEST(htab_insert_find_remove)
 			ck_assert_ptr_null(f);
 	}
 	ck_assert_uint_eq(t.count, N / 2);
-	/* Hashes near the top of the table wrap around to slot 0. */
+	/* Hashes whose home is the last slot wrap around to slot 0. */
 	for (int i = 1; i < N; i += 2)
 		ck_assert(htab_remove(&t, (uint64_t)(i % 97), &items[i]));
 	ck_assert_uint_eq(t.count, 0);
 	for (int i = 0; i < 64; i++)
-		ck_assert_int_eq(htab_insert(&t, t.mask, &items[i]), 0);
+		ck_assert_int_eq(htab_insert(&t, UINT64_MAX, &items[i]), 0);
 	for (int i = 0; i < 64; i += 3)
-		ck_assert(htab_remove(&t, t.mask, &items[i]));
+		ck_assert(htab_remove(&t, UINT64_MAX, &items[i]));
 	for (int i = 0; i < 64; i++)
-		ck_assert((htab_find(&t, t.mask, ptr_eq, &items[i]) != NULL) ==
+		ck_assert((htab_find(&t, UINT64_MAX, ptr_eq, &items[i]) != NULL) ==
 		    (i % 3 != 0));
+	htab_deinit(&t);
+}
+END_TEST
+
+/* Against a model: random hashes, inserts and removes interleaved across
+ * many growths (capacities that are not powers of two). */
+START_TEST(htab_matches_a_model)
+{
+	enum { N = 50000 };
+	static int items[N];
+	static uint64_t hashes[N];
+	static bool in[N];
+	struct htab t;
+	uint64_t x = 88172645463325252ULL;
+	size_t count = 0;
+
+	ck_assert_int_eq(htab_init(&t, 0), 0);
+	for (int i = 0; i < N; i++) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		/* Some collide in full, most do not. */
+		hashes[i] = i % 10 == 0 ? hashes[i / 2] : x;
+	}
+	for (int round = 0; round < 4 * N; round++) {
+		int i;
+
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		i = (int)(x % N);
+		if (!in[i] && (x >> 32) % 3 != 0) {
+			ck_assert_int_eq(htab_insert(&t, hashes[i], &items[i]),
+			    0);
+			in[i] = true;
+			count++;
+		} else if (in[i]) {
+			ck_assert(htab_remove(&t, hashes[i], &items[i]));
+			in[i] = false;
+			count--;
+		}
+		ck_assert_uint_eq(t.count, count);
+		ck_assert_uint_le(t.count * 4, t.cap * 3);
+	}
+	for (int i = 0; i < N; i++) {
+		void *f = htab_find(&t, hashes[i], ptr_eq, &items[i]);
+
+		ck_assert_ptr_eq(f, in[i] ? &items[i] : NULL);
+		ck_assert(htab_remove(&t, hashes[i], &items[i]) == in[i]);
+	}
+	ck_assert_uint_eq(t.count, 0);
 	htab_deinit(&t);
 }
 END_TEST
@@ -895,6 +942,7 @@ main(void)
 	tcase_add_test(tc, events_and_muted_batches);
 	tcase_add_test(tc, queue_places_count_per_uid);
 	tcase_add_test(th, htab_insert_find_remove);
+	tcase_add_test(th, htab_matches_a_model);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, th);
 	sr = srunner_create(s);
