@@ -145,13 +145,15 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 	}
 	if (htab_init(&reg->uids, 64) < 0 || htab_init(&reg->ids, 64) < 0 ||
 	    htab_init(&reg->groups, 64) < 0 ||
-	    htab_init(&reg->queues, 64) < 0) {
+	    htab_init(&reg->queues, 64) < 0 ||
+	    htab_init(&reg->watched, 64) < 0) {
 		htab_deinit(&reg->names);
 		htab_deinit(&reg->monitors);
 		htab_deinit(&reg->uids);
 		htab_deinit(&reg->ids);
 		htab_deinit(&reg->groups);
 		htab_deinit(&reg->queues);
+		htab_deinit(&reg->watched);
 		return -ENOMEM;
 	}
 	RB_INIT(&reg->order);
@@ -179,6 +181,7 @@ registry_deinit(struct registry *reg)
 	htab_deinit(&reg->ids);
 	htab_deinit(&reg->groups);
 	htab_deinit(&reg->queues);
+	htab_deinit(&reg->watched);
 }
 
 int
@@ -236,9 +239,36 @@ registry_uid_conns(const struct registry *reg, uint32_t uid)
 	return u != NULL ? u->conns : 0;
 }
 
-/* Unlink a monitor from both lists and the index, and free it. */
+static bool
+watch_eq(const void *item, const void *key)
+{
+	return ((const struct reg_watch *)item)->name == key;
+}
+
+/* The monitors on n, or NULL when it has none. */
+static struct reg_watch *
+watch_of(const struct registry *reg, const struct reg_name *n)
+{
+	if (!(n->flags & REG_HAS_MONITORS))
+		return NULL;
+	return htab_find(&reg->watched, name_hash(reg, n->data, n->name_len),
+	    watch_eq, n);
+}
+
+/* Drop a name's (empty) watch. */
 static void
-monitor_free(struct registry *reg, struct reg_monitor *m)
+watch_free(struct registry *reg, struct reg_watch *w)
+{
+	htab_remove(&reg->watched, name_hash(reg, w->name->data,
+	    w->name->name_len), w);
+	w->name->flags &= ~REG_HAS_MONITORS;
+	free(w);
+}
+
+/* Unlink a monitor from both lists and the index, and free it; its
+ * target's watch, if it empties, is the caller's. */
+static void
+monitor_unlink(struct registry *reg, struct reg_monitor *m)
 {
 	htab_remove(&reg->monitors, mon_hash(m->holder->id, m->ref), m);
 	LIST_REMOVE(m, by_target);
@@ -246,6 +276,19 @@ monitor_free(struct registry *reg, struct reg_monitor *m)
 	m->holder->nmonitors--;
 	reg->nmonitors--;
 	free(m);
+}
+
+/* The same, and the name it watched drops its watch with its last
+ * monitor. */
+static void
+monitor_free(struct registry *reg, struct reg_monitor *m)
+{
+	struct reg_watch *w = m->target != NULL ? watch_of(reg, m->target) :
+	    NULL;
+
+	monitor_unlink(reg, m);
+	if (w != NULL && LIST_EMPTY(&w->monitors))
+		watch_free(reg, w);
 }
 
 static uint64_t
@@ -277,17 +320,28 @@ monitors_fire(struct registry *reg, struct reg_monitor *first,
 		next = LIST_NEXT(m, by_target);
 		if (reg->down != NULL)
 			reg->down(reg->down_arg, m->holder, m->ref, t, why);
-		monitor_free(reg, m);
+		monitor_unlink(reg, m);
 	}
+}
+
+/* Fire every monitor on the name n (it ends: why). */
+static void
+name_fire(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
+{
+	struct reg_target t = { n->data, n->name_len, 0 };
+	struct reg_watch *w = watch_of(reg, n);
+
+	if (w == NULL)
+		return;
+	monitors_fire(reg, LIST_FIRST(&w->monitors), &t, why);
+	watch_free(reg, w);
 }
 
 /* Fire every monitor of n with reason, unlink n everywhere, free it. */
 static void
 name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 {
-	struct reg_target t = { n->data, n->name_len, 0 };
-
-	monitors_fire(reg, LIST_FIRST(&n->monitors), &t, why);
+	name_fire(reg, n, why);
 	if (reg->gone != NULL)
 		reg->gone(reg->down_arg, n->gen);
 	emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
@@ -405,7 +459,6 @@ name_alloc(struct reg_client *c, const char *name, size_t len,
 	if (n == NULL)
 		return NULL;
 	memset(n, 0, sizeof(*n));
-	LIST_INIT(&n->monitors);
 	n->owner = c;
 	n->since_ms = now_ms;
 	n->name_len = (uint8_t)len;
@@ -430,18 +483,16 @@ name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
     enum pr_down_reason why, bool acquired, struct reg_waiter *requeue,
     struct reg_queue *q_spare)
 {
-	struct reg_target t = { n->data, n->name_len, 0 };
 	struct reg_client *prev = n->owner, *to = nn->owner;
 	uint64_t h = name_hash(reg, n->data, n->name_len);
 	struct reg_queue *q;
 
-	monitors_fire(reg, LIST_FIRST(&n->monitors), &t, why);
+	name_fire(reg, n, why);
 	if (reg->gone != NULL)
 		reg->gone(reg->down_arg, n->gen);
 	q = queue_of(reg, n);
 	nn->since_ms = reg_now(reg);
 	nn->gen = ++reg->gen;
-	LIST_INIT(&nn->monitors);
 	htab_replace(&reg->names, h, n, nn);
 	RB_REMOVE(reg_order, &reg->order, n);
 	RB_INSERT(reg_order, &reg->order, nn);
@@ -876,6 +927,7 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 {
 	struct reg_name *n, *nn;
 	struct reg_monitor *m;
+	struct reg_watch *w;
 	struct reg_queue *q;
 	uint64_t h;
 
@@ -905,6 +957,7 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	if ((nn = malloc(sizeof(*nn) + len + vlen)) == NULL)
 		return -ENOMEM;
 	q = queue_of(reg, n);
+	w = watch_of(reg, n);
 	memcpy(nn, n, sizeof(*nn) + len);
 	memcpy(nn->data + len, value, vlen);
 	nn->value_len = (uint32_t)vlen;
@@ -914,11 +967,10 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	RB_INSERT(reg_order, &reg->order, nn);
 	LIST_INSERT_BEFORE(n, nn, owner_link);
 	LIST_REMOVE(n, owner_link);
-	LIST_INIT(&nn->monitors);
-	while ((m = LIST_FIRST(&n->monitors)) != NULL) {
-		LIST_REMOVE(m, by_target);
-		m->target = nn;
-		LIST_INSERT_HEAD(&nn->monitors, m, by_target);
+	if (w != NULL) {
+		w->name = nn;
+		LIST_FOREACH(m, &w->monitors, by_target)
+			m->target = nn;
 	}
 	if (q != NULL)
 		q->name = nn;
@@ -973,21 +1025,35 @@ static int
 monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
     struct reg_client *t, uint64_t *ref)
 {
+	struct reg_watch *w = n != NULL ? watch_of(reg, n) : NULL;
 	struct reg_monitor *m;
 
+	if (htab_reserve(&reg->monitors) < 0)
+		return -ENOMEM;
 	if ((m = malloc(sizeof(*m))) == NULL)
 		return -ENOMEM;
+	if (n != NULL && w == NULL) {
+		/* The name's first monitor. */
+		if (htab_reserve(&reg->watched) < 0 ||
+		    (w = malloc(sizeof(*w))) == NULL) {
+			free(m);
+			return -ENOMEM;
+		}
+		LIST_INIT(&w->monitors);
+		w->name = n;
+		/* Cannot fail: reserved. */
+		(void)htab_insert(&reg->watched, name_hash(reg, n->data,
+		    n->name_len), w);
+		n->flags |= REG_HAS_MONITORS;
+	}
 	m->holder = c;
 	m->target = n;
 	m->target_client = t;
-	m->ref = c->next_ref;
-	if (htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m) < 0) {
-		free(m);
-		return -ENOMEM;
-	}
-	c->next_ref++;
+	m->ref = c->next_ref++;
+	/* Cannot fail: reserved. */
+	(void)htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m);
 	if (n != NULL)
-		LIST_INSERT_HEAD(&n->monitors, m, by_target);
+		LIST_INSERT_HEAD(&w->monitors, m, by_target);
 	else
 		LIST_INSERT_HEAD(&t->watchers, m, by_target);
 	LIST_INSERT_HEAD(&c->monitors, m, by_holder);
@@ -1168,9 +1234,10 @@ registry_leave(struct registry *reg, struct reg_client *c, const char *group,
 
 /* Is m on its target's list? */
 static bool
-on_target_list(const struct reg_monitor *m)
+on_target_list(const struct registry *reg, const struct reg_monitor *m)
 {
 	const struct reg_monitor *x;
+	const struct reg_watch *w;
 
 	if (m->target_client != NULL) {
 		LIST_FOREACH(x, &m->target_client->watchers, by_target) {
@@ -1179,7 +1246,9 @@ on_target_list(const struct reg_monitor *m)
 		}
 		return false;
 	}
-	LIST_FOREACH(x, &m->target->monitors, by_target) {
+	if ((w = watch_of(reg, m->target)) == NULL)
+		return false;
+	LIST_FOREACH(x, &w->monitors, by_target) {
 		if (x == m)
 			return true;
 	}
@@ -1196,7 +1265,7 @@ registry_check(struct registry *reg)
 	struct reg_waiter *w;
 	struct reg_queue *q;
 	uint64_t names = 0, mons = 0, tree = 0, targeted = 0, members = 0;
-	uint64_t queues = 0, waiters = 0;
+	uint64_t queues = 0, waiters = 0, watched = 0;
 
 	LIST_FOREACH(c, &reg->clients, link) {
 		uint32_t cn = 0, cm = 0, cmb = 0, cw = 0;
@@ -1219,7 +1288,7 @@ registry_check(struct registry *reg)
 				return "a monitor is on the list of a client "
 				    "that does not hold it";
 			if ((m->target == NULL) == (m->target_client == NULL) ||
-			    !on_target_list(m))
+			    !on_target_list(reg, m))
 				return "a held monitor is not on its "
 				    "target's list";
 			if (m->ref >= c->next_ref)
@@ -1278,15 +1347,25 @@ registry_check(struct registry *reg)
 		mons += cm;
 	}
 	RB_FOREACH(n, reg_order, &reg->order) {
+		struct reg_watch *rw = NULL;
+
 		if (prev != NULL && name_cmp(prev, n) >= 0)
 			return "the ordered index is out of order";
 		if (n->owner == NULL || n->owner->id == 0)
 			return "a name's owner is gone";
-		LIST_FOREACH(m, &n->monitors, by_target) {
-			if (m->target != n)
-				return "a monitor is on the list of a name "
-				    "it does not watch";
-			targeted++;
+		if ((n->flags & REG_HAS_MONITORS) &&
+		    (rw = watch_of(reg, n)) == NULL)
+			return "a watched name has no watch";
+		if (rw != NULL) {
+			if (LIST_EMPTY(&rw->monitors))
+				return "a name's watch is empty";
+			LIST_FOREACH(m, &rw->monitors, by_target) {
+				if (m->target != n)
+					return "a monitor is on the list of a "
+					    "name it does not watch";
+				targeted++;
+			}
+			watched++;
 		}
 		prev = n;
 		tree++;
@@ -1301,5 +1380,7 @@ registry_check(struct registry *reg)
 		return "the membership counts disagree";
 	if (queues != reg->queues.count || waiters != reg->nwaiters)
 		return "the queue counts disagree";
+	if (watched != reg->watched.count)
+		return "the watch counts disagree";
 	return NULL;
 }

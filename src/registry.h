@@ -37,6 +37,7 @@ struct reg_queue;
 #define REG_QUEUE		0x01	/* queue: true */
 #define REG_ALLOW_REPLACEMENT	0x02	/* allow_replacement: true */
 #define REG_REPLACE		0x04	/* replace: true (request only) */
+#define REG_HAS_MONITORS	0x40	/* monitors watch the name */
 #define REG_HAS_QUEUE		0x80	/* connections wait for the name */
 
 /* What one user holds across its connections, for per-uid caps. */
@@ -73,7 +74,6 @@ struct reg_client {
 struct reg_name {
 	RB_ENTRY(reg_name)		 order;
 	LIST_ENTRY(reg_name)		 owner_link;
-	LIST_HEAD(, reg_monitor)	 monitors; /* monitors on this name */
 	struct reg_client		*owner;
 	uint64_t			 since_ms;
 	uint64_t			 gen;
@@ -81,6 +81,16 @@ struct reg_name {
 	uint8_t				 name_len;
 	uint8_t				 flags;	/* REG_* */
 	char				 data[];
+};
+
+/*
+ * The monitors on a name.  Only watched names have one (found by name in
+ * the watched index), so that the other names, nearly all of them at a
+ * million, do not carry a list head.
+ */
+struct reg_watch {
+	LIST_HEAD(, reg_monitor)	 monitors;
+	struct reg_name			*name;
 };
 
 /*
@@ -191,6 +201,7 @@ struct registry {
 	struct htab			 ids;		/* clients by id */
 	struct htab			 groups;
 	struct htab			 queues;	/* struct reg_queue */
+	struct htab			 watched;	/* struct reg_watch */
 	struct reg_order		 order;
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */

@@ -244,6 +244,65 @@ START_TEST(demonitor)
 }
 END_TEST
 
+/*
+ * A name carries its monitors in a watch of its own, made with the first
+ * and dropped with the last, kept across a move (update), fired and
+ * dropped when the name ends.
+ */
+START_TEST(watch_lifecycle)
+{
+	struct reg_name *t, *n, *u;
+	uint64_t r1, r2, r3;
+	char big[300];
+
+	n = reg_ok(&ca, "w", NULL);
+	ck_assert(!(n->flags & REG_HAS_MONITORS));
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "w", 1, &r2, &t), 0);
+	ck_assert(n->flags & REG_HAS_MONITORS);
+	ck_assert_uint_eq(reg.watched.count, 1);
+	ck_assert(registry_demonitor(&reg, &cb, r1));
+	ck_assert_uint_eq(reg.watched.count, 1);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert(registry_demonitor(&reg, &cc, r2));
+	ck_assert_uint_eq(reg.watched.count, 0);
+	ck_assert(!(n->flags & REG_HAS_MONITORS));
+	ck_assert_ptr_null(registry_check(&reg));
+
+	/* A larger value moves the entry; its monitors follow it. */
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cc, "w", 1, &r2, &t), 0);
+	memset(big, 'v', sizeof(big));
+	big[0] = '\xd9';
+	big[1] = (char)200;
+	ck_assert_int_eq(registry_update(&reg, &ca, "w", 1, big, 202, &u), 0);
+	ck_assert_ptr_null(registry_check(&reg));
+	ck_assert(u->flags & REG_HAS_MONITORS);
+	/* Its owner may watch it too: three downs. */
+	ck_assert_int_eq(registry_monitor(&reg, &ca, "w", 1, &r3, &t), 0);
+	ck_assert_ptr_eq(t, u);
+	ck_assert_int_eq(registry_unregister(&reg, &ca, "w", 1), 0);
+	ck_assert_int_eq(downs.n, 3);
+	for (int i = 0; i < downs.n; i++) {
+		ck_assert_str_eq(downs.rec[i].name, "w");
+		ck_assert_int_eq(downs.rec[i].why, PR_DOWN_UNREGISTERED);
+	}
+	ck_assert_uint_eq(reg.watched.count, 0);
+	ck_assert_uint_eq(reg.nmonitors, 0);
+	ck_assert_ptr_null(registry_check(&reg));
+
+	/* Purging the holders drops the watches they made. */
+	reg_ok(&ca, "w", NULL);
+	reg_ok(&ca, "v", NULL);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, &cb, "v", 1, &r2, &t), 0);
+	ck_assert_uint_eq(reg.watched.count, 2);
+	registry_client_purge(&reg, &cb);
+	ck_assert_uint_eq(reg.watched.count, 0);
+	ck_assert_ptr_null(registry_check(&reg));
+}
+END_TEST
+
 START_TEST(purge_fires_disconnected_and_drops_own_monitors)
 {
 	struct reg_name *t;
@@ -924,6 +983,7 @@ main(void)
 	tcase_add_test(tc, monitor_unregistered_fires_once);
 	tcase_add_test(tc, monitor_noproc_spends_a_ref);
 	tcase_add_test(tc, demonitor);
+	tcase_add_test(tc, watch_lifecycle);
 	tcase_add_test(tc, purge_fires_disconnected_and_drops_own_monitors);
 	tcase_add_test(tc, ordered_seek_and_next);
 	tcase_add_test(tc, purge_in_slices);
