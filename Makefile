@@ -31,7 +31,7 @@ endif
 
 # Everything but main.c goes into one internal library that the daemon
 # and every test link.
-CORE	 = src/prototab.o src/util.o src/htab.o src/registry.o src/guard.o \
+CORE	 = src/prototab.o src/util.o src/htab.o src/btree.o src/registry.o src/guard.o \
 	   src/proto.o src/log.o src/policy.o src/config.o src/paths.o \
 	   src/conn.o \
 	   src/dispatch.o src/calls.o src/subs.o src/server.o

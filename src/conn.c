@@ -25,10 +25,11 @@
 #define READ_CHUNK	(64u * 1024u)
 /*
  * Names removed per loop turn when a connection with many goes: about
- * 2 ms of work, so a purge of a million names never holds up other
- * clients for long.
+ * 1.2 ms of work at a million names (each leaves the hash index, the
+ * ordered index and its owner's list), so a purge of a million names
+ * never holds up other clients for long.
  */
-#define PURGE_SLICE	8192u
+#define PURGE_SLICE	4096u
 
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);

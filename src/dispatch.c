@@ -362,6 +362,7 @@ h_list(struct call *k)
 	size_t plen = 0, alen = 0, budget, used = 0;
 	uint64_t limit = PR_LIST_DEFAULT;
 	struct reg_name *n = NULL;
+	struct reg_iter it;
 	uint32_t count = 0;
 
 	if (args_more(a) && args_str(a, SIZE_MAX, &prefix, &plen) != 0)
@@ -376,14 +377,14 @@ h_list(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, "after must be a str");
 	if (plen <= PR_NAME_MAX) {
 		if (after != NULL && bytes_cmp(after, alen, prefix, plen) >= 0)
-			n = registry_seek(&s->reg, after, alen, true);
+			n = registry_seek(&s->reg, after, alen, true, &it);
 		else
-			n = registry_seek(&s->reg, prefix, plen, false);
+			n = registry_seek(&s->reg, prefix, plen, false, &it);
 	}
 	/* Keep a page within max_message, but always make progress. */
 	budget = s->cfg.max_message;
 	used = proto_reply_size(k->rq->msgid);
-	for (; n != NULL && count < limit; n = registry_next(&s->reg, n)) {
+	for (; n != NULL && count < limit; n = registry_next(&s->reg, &it)) {
 		size_t sz;
 
 		if (n->name_len < plen || memcmp(n->data, prefix, plen) != 0)
@@ -917,6 +918,7 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	struct reg_group **gs = NULL;
 	struct reg_member *mb;
 	struct reg_name *n;
+	struct reg_iter it;
 	/* What the response holds so far, the array's header (at most 5
 	 * bytes) then the entries. */
 	size_t ng = 0, count = 0, size = proto_out_len(&s->out) + 5;
@@ -924,9 +926,9 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 
 	if (plen > PR_NAME_MAX)
 		return proto_put_array(&s->out, 0);
-	for (n = registry_seek(&s->reg, prefix, plen, false); n != NULL &&
+	for (n = registry_seek(&s->reg, prefix, plen, false, &it); n != NULL &&
 	    n->name_len >= plen && memcmp(n->data, prefix, plen) == 0;
-	    n = registry_next(&s->reg, n)) {
+	    n = registry_next(&s->reg, &it)) {
 		size += proto_entry_size(n);
 		count++;
 		if (too_large(s, size - 5 + proto_array_size(count)))
@@ -958,9 +960,9 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	}
 	if (proto_put_array(&s->out, (uint32_t)count) < 0)
 		r = -ENOMEM;
-	for (n = registry_seek(&s->reg, prefix, plen, false); r == 0 &&
+	for (n = registry_seek(&s->reg, prefix, plen, false, &it); r == 0 &&
 	    n != NULL && n->name_len >= plen &&
-	    memcmp(n->data, prefix, plen) == 0; n = registry_next(&s->reg, n))
+	    memcmp(n->data, prefix, plen) == 0; n = registry_next(&s->reg, &it))
 		r = proto_put_entry(&s->out, n);
 	for (size_t i = 0; r == 0 && i < ng; i++) {
 		TAILQ_FOREACH(mb, &gs[i]->members, by_group) {

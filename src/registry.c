@@ -22,12 +22,12 @@ name_cmp(const struct reg_name *a, const struct reg_name *b)
 	return (int)a->name_len - (int)b->name_len;
 }
 
-/* libbsd's tree.h marks the generated functions __unused, which glibc's
- * cdefs.h leaves undefined. */
-#ifndef __unused
-#define __unused	__attribute__((unused))
-#endif
-RB_GENERATE_STATIC(reg_order, reg_name, order, name_cmp)
+/* The ordered index's comparison: names as bytes, shorter first. */
+static int
+order_cmp(const void *a, const void *b)
+{
+	return name_cmp(a, b);
+}
 
 /* A name and its length, the key of the names index. */
 struct name_key {
@@ -156,7 +156,7 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 		htab_deinit(&reg->watched);
 		return -ENOMEM;
 	}
-	RB_INIT(&reg->order);
+	btree_init(&reg->order, order_cmp);
 	LIST_INIT(&reg->clients);
 	reg->max_names = max_names;
 	reg->max_monitors = max_monitors;
@@ -182,6 +182,7 @@ registry_deinit(struct registry *reg)
 	htab_deinit(&reg->groups);
 	htab_deinit(&reg->queues);
 	htab_deinit(&reg->watched);
+	btree_deinit(&reg->order);
 }
 
 int
@@ -346,7 +347,7 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 		reg->gone(reg->down_arg, n->gen);
 	emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
 	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
-	RB_REMOVE(reg_order, &reg->order, n);
+	(void)btree_remove(&reg->order, n);
 	LIST_REMOVE(n, owner_link);
 	n->owner->nnames--;
 	n->owner->usage->names--;
@@ -494,8 +495,7 @@ name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
 	nn->since_ms = reg_now(reg);
 	nn->gen = ++reg->gen;
 	htab_replace(&reg->names, h, n, nn);
-	RB_REMOVE(reg_order, &reg->order, n);
-	RB_INSERT(reg_order, &reg->order, nn);
+	(void)btree_replace(&reg->order, n, nn);
 	LIST_REMOVE(n, owner_link);
 	prev->nnames--;
 	prev->usage->names--;
@@ -774,12 +774,14 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 		return PR_ERR_LIMIT;
 	if ((n = name_alloc(c, name, len, value, vlen, flags, now_ms)) == NULL)
 		return -ENOMEM;
-	if (htab_insert(&reg->names, h, n) < 0) {
+	if (btree_reserve(&reg->order) < 0 ||
+	    htab_insert(&reg->names, h, n) < 0) {
 		free(n);
 		return -ENOMEM;
 	}
 	n->gen = ++reg->gen;
-	RB_INSERT(reg_order, &reg->order, n);
+	/* Cannot fail: reserved. */
+	(void)btree_insert(&reg->order, n);
 	LIST_INSERT_HEAD(&c->names, n, owner_link);
 	c->nnames++;
 	c->usage->names++;
@@ -963,8 +965,7 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	nn->value_len = (uint32_t)vlen;
 	h = name_hash(reg, name, len);
 	htab_replace(&reg->names, h, n, nn);
-	RB_REMOVE(reg_order, &reg->order, n);
-	RB_INSERT(reg_order, &reg->order, nn);
+	(void)btree_replace(&reg->order, n, nn);
 	LIST_INSERT_BEFORE(n, nn, owner_link);
 	LIST_REMOVE(n, owner_link);
 	if (w != NULL) {
@@ -1112,7 +1113,8 @@ registry_demonitor(struct registry *reg, struct reg_client *c, uint64_t ref)
 }
 
 struct reg_name *
-registry_seek(struct registry *reg, const char *key, size_t len, bool strictly)
+registry_seek(struct registry *reg, const char *key, size_t len, bool strictly,
+    struct reg_iter *it)
 {
 	/* A stack element to compare against: header plus the longest name. */
 	alignas(struct reg_name) char buf[sizeof(struct reg_name) + PR_NAME_MAX];
@@ -1122,20 +1124,20 @@ registry_seek(struct registry *reg, const char *key, size_t len, bool strictly)
 		len = PR_NAME_MAX;
 	k->name_len = (uint8_t)len;
 	memcpy(k->data, key, len);
-	n = RB_NFIND(reg_order, &reg->order, k);
-	if (n != NULL && strictly && name_cmp(n, k) == 0)
-		n = RB_NEXT(reg_order, &reg->order, n);
+	n = btree_seek(&reg->order, k, strictly, &it->at);
 	while (n != NULL && n->owner->dying)
-		n = RB_NEXT(reg_order, &reg->order, n);
+		n = btree_next(&it->at);
 	return n;
 }
 
 struct reg_name *
-registry_next(struct registry *reg, struct reg_name *n)
+registry_next(struct registry *reg, struct reg_iter *it)
 {
+	struct reg_name *n;
+
 	(void)reg;
 	do
-		n = RB_NEXT(reg_order, &reg->order, n);
+		n = btree_next(&it->at);
 	while (n != NULL && n->owner->dying);
 	return n;
 }
@@ -1266,6 +1268,8 @@ registry_check(struct registry *reg)
 	struct reg_queue *q;
 	uint64_t names = 0, mons = 0, tree = 0, targeted = 0, members = 0;
 	uint64_t queues = 0, waiters = 0, watched = 0;
+	struct btree_iter it;
+	const char *why;
 
 	LIST_FOREACH(c, &reg->clients, link) {
 		uint32_t cn = 0, cm = 0, cmb = 0, cw = 0;
@@ -1346,7 +1350,10 @@ registry_check(struct registry *reg)
 		names += cn;
 		mons += cm;
 	}
-	RB_FOREACH(n, reg_order, &reg->order) {
+	if ((why = btree_check(&reg->order)) != NULL)
+		return why;
+	for (n = btree_first(&reg->order, &it); n != NULL;
+	    n = btree_next(&it)) {
 		struct reg_watch *rw = NULL;
 
 		if (prev != NULL && name_cmp(prev, n) >= 0)

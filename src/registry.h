@@ -22,8 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <bsd/sys/tree.h>
-
+#include "btree.h"
 #include "htab.h"
 #include "procreg-protocol.h"
 
@@ -72,7 +71,6 @@ struct reg_client {
 
 /* A registered name.  The name bytes, then the value's msgpack bytes. */
 struct reg_name {
-	RB_ENTRY(reg_name)		 order;
 	LIST_ENTRY(reg_name)		 owner_link;
 	struct reg_client		*owner;
 	uint64_t			 since_ms;
@@ -192,8 +190,6 @@ struct reg_event {
 /* Called after each change; it must not call back into the registry. */
 typedef void	reg_event_fn(void *arg, const struct reg_event *);
 
-RB_HEAD(reg_order, reg_name);
-
 struct registry {
 	struct htab			 names;
 	struct htab			 monitors;
@@ -202,7 +198,7 @@ struct registry {
 	struct htab			 groups;
 	struct htab			 queues;	/* struct reg_queue */
 	struct htab			 watched;	/* struct reg_watch */
-	struct reg_order		 order;
+	struct btree			 order;		/* names, by name */
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
 	struct {					/* registry_hint */
@@ -381,13 +377,18 @@ int	 registry_monitor_client(struct registry *, struct reg_client *,
 bool	 registry_demonitor(struct registry *, struct reg_client *,
 	    uint64_t ref);
 
+/* A place in name order; valid until the registry changes. */
+struct reg_iter {
+	struct btree_iter	 at;
+};
+
 /*
  * Ordered iteration: the first entry whose name is >= key (> key when
  * strictly), or NULL; then registry_next.
  */
 struct reg_name	*registry_seek(struct registry *, const char *key, size_t len,
-	    bool strictly);
-struct reg_name	*registry_next(struct registry *, struct reg_name *);
+	    bool strictly, struct reg_iter *);
+struct reg_name	*registry_next(struct registry *, struct reg_iter *);
 
 /*
  * Join a group with a value (msgpack bytes, copied).  PR_ERR_TAKEN when

@@ -8,6 +8,7 @@
 
 #include <check.h>
 
+#include "btree.h"
 #include "htab.h"
 #include "registry.h"
 
@@ -67,6 +68,7 @@ record_gone(void *arg, uint64_t gen)
 }
 
 static struct registry reg;
+static struct reg_iter it;	/* registry_seek's, in the ordered tests */
 static struct downs downs;
 static struct reg_client ca, cb, cc;
 
@@ -362,9 +364,9 @@ START_TEST(purge_in_slices)
 	/* Every name of a's is invisible at once, removed or not. */
 	ck_assert_ptr_null(registry_lookup(&reg, "a/000", 5));
 	ck_assert_ptr_null(registry_lookup(&reg, "a/050", 5));
-	n = registry_seek(&reg, "", 0, false);
+	n = registry_seek(&reg, "", 0, false, &it);
 	ck_assert_mem_eq(n->data, "b", 1);
-	ck_assert_ptr_null(registry_next(&reg, n));
+	ck_assert_ptr_null(registry_next(&reg, &it));
 	ck_assert_int_eq(registry_unregister(&reg, &ca, "a/050", 5),
 	    PR_ERR_NOT_FOUND);
 	ck_assert_int_eq(registry_monitor(&reg, &cc, "a/050", 5, &r, &t), 0);
@@ -539,8 +541,8 @@ START_TEST(update_moves_and_keeps_links)
 	ck_assert_uint_eq(u->since_ms, 42);
 	ck_assert_uint_eq(u->value_len, sizeof(big));
 	ck_assert_mem_eq(reg_name_value(u), big, sizeof(big));
-	ck_assert_ptr_eq(registry_next(&reg, registry_seek(&reg, "da", 2,
-	    false)), u);
+	ck_assert_ptr_nonnull(registry_seek(&reg, "da", 2, false, &it));
+	ck_assert_ptr_eq(registry_next(&reg, &it), u);
 	ck_assert_int_eq(registry_unregister(&reg, &ca, "db", 2), 0);
 	ck_assert_int_eq(downs.n, 1);
 	ck_assert_uint_eq(downs.rec[0].ref, ref);
@@ -801,19 +803,19 @@ START_TEST(ordered_seek_and_next)
 
 	for (size_t k = 0; k < 6; k++)
 		reg_ok(&ca, names[k], NULL);
-	for (n = registry_seek(&reg, "", 0, false); n != NULL;
-	    n = registry_next(&reg, n), i++) {
+	for (n = registry_seek(&reg, "", 0, false, &it); n != NULL;
+	    n = registry_next(&reg, &it), i++) {
 		ck_assert_uint_eq(n->name_len, strlen(want[i]));
 		ck_assert_mem_eq(n->data, want[i], n->name_len);
 	}
 	ck_assert_int_eq(i, 6);
-	n = registry_seek(&reg, "a/1", 3, false);
+	n = registry_seek(&reg, "a/1", 3, false, &it);
 	ck_assert_mem_eq(n->data, "a/1", 3);
-	n = registry_seek(&reg, "a/1", 3, true);
+	n = registry_seek(&reg, "a/1", 3, true, &it);
 	ck_assert_mem_eq(n->data, "a/10", 4);
-	n = registry_seek(&reg, "a/3", 3, false);
+	n = registry_seek(&reg, "a/3", 3, false, &it);
 	ck_assert_mem_eq(n->data, "b/1", 3);
-	ck_assert_ptr_null(registry_seek(&reg, "d", 1, false));
+	ck_assert_ptr_null(registry_seek(&reg, "d", 1, false, &it));
 }
 END_TEST
 
@@ -966,6 +968,132 @@ START_TEST(htab_matches_a_model)
 }
 END_TEST
 
+/* Items are ints compared by value; the model is a presence bitmap. */
+static int
+int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void
+btree_matches(const struct btree *t, const bool *in, int n)
+{
+	struct btree_iter bi;
+	int *v, expect = 0;
+
+	ck_assert_ptr_null(btree_check(t));
+	for (v = btree_first(t, &bi); v != NULL; v = btree_next(&bi)) {
+		while (expect < n && !in[expect])
+			expect++;
+		ck_assert_int_lt(expect, n);
+		ck_assert_int_eq(*v, expect);
+		expect++;
+	}
+	while (expect < n)
+		ck_assert(!in[expect++]);
+}
+
+/*
+ * Against a model: random inserts, removes and replaces (fresh copies of
+ * the same key, so stale separators would be caught by ASan and by the
+ * checker), ascending and descending runs that split at the ends, the
+ * tree emptied and refilled; seeks at and between items.
+ */
+START_TEST(btree_matches_a_model)
+{
+	enum { N = 20000 };
+	static int keys[2][N];
+	static bool in[N];
+	static int cur[N];		/* which copy of key i is indexed */
+	struct btree t;
+	struct btree_iter bi;
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	size_t count = 0;
+
+	for (int i = 0; i < N; i++)
+		keys[0][i] = keys[1][i] = i;
+	btree_init(&t, int_cmp);
+	for (int phase = 0; phase < 3; phase++) {
+		/* In order (phase 0), in reverse (1), at random (2). */
+		for (int k = 0; k < N; k++) {
+			int i = phase == 0 ? k : phase == 1 ? N - 1 - k :
+			    (int)((x = x * 6364136223846793005ULL + 1) >> 33) % N;
+
+			if (!in[i]) {
+				ck_assert_int_eq(btree_insert(&t,
+				    &keys[cur[i]][i]), 0);
+				in[i] = true;
+				count++;
+			}
+		}
+		ck_assert_uint_eq(t.count, count);
+		btree_matches(&t, in, N);
+		for (int round = 0; round < 3 * N; round++) {
+			int i = (int)((x = x * 6364136223846793005ULL + 1) >> 33)
+			    % N, op = (int)(x >> 20) % 3;
+
+			if (!in[i]) {
+				ck_assert_int_eq(btree_insert(&t,
+				    &keys[cur[i]][i]), 0);
+				in[i] = true;
+				count++;
+			} else if (op == 0) {
+				ck_assert(btree_replace(&t, &keys[cur[i]][i],
+				    &keys[!cur[i]][i]));
+				cur[i] = !cur[i];
+			} else {
+				/* The other copy compares equal but is not
+				 * the item. */
+				ck_assert(!btree_remove(&t,
+				    &keys[!cur[i]][i]));
+				ck_assert(btree_remove(&t, &keys[cur[i]][i]));
+				in[i] = false;
+				count--;
+			}
+			if (round % 4096 == 0)
+				ck_assert_ptr_null(btree_check(&t));
+		}
+		ck_assert_uint_eq(t.count, count);
+		btree_matches(&t, in, N);
+		/* Seeks: at an item, strictly after it, before the first. */
+		for (int i = 0; i < N; i += 97) {
+			int *v = btree_seek(&t, &keys[0][i], false, &bi), j;
+
+			for (j = i; j < N && !in[j]; j++)
+				;
+			if (j == N)
+				ck_assert_ptr_null(v);
+			else
+				ck_assert_int_eq(*v, j);
+			v = btree_seek(&t, &keys[0][i], true, &bi);
+			for (j = i + 1; j < N && !in[j]; j++)
+				;
+			if (j == N)
+				ck_assert_ptr_null(v);
+			else
+				ck_assert_int_eq(*v, j);
+		}
+		/* Empty it, the slow way for half, then start again. */
+		for (int i = 0; i < N; i++) {
+			if (in[i]) {
+				ck_assert(btree_remove(&t, &keys[cur[i]][i]));
+				in[i] = false;
+				count--;
+			}
+			if (i == N / 2)
+				btree_matches(&t, in, N);
+		}
+		ck_assert_uint_eq(t.count, 0);
+		ck_assert_ptr_null(t.root);
+		ck_assert_ptr_null(btree_first(&t, &bi));
+		ck_assert_ptr_null(btree_check(&t));
+	}
+	btree_deinit(&t);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1003,6 +1131,7 @@ main(void)
 	tcase_add_test(tc, queue_places_count_per_uid);
 	tcase_add_test(th, htab_insert_find_remove);
 	tcase_add_test(th, htab_matches_a_model);
+	tcase_add_test(th, btree_matches_a_model);
 	suite_add_tcase(s, tc);
 	suite_add_tcase(s, th);
 	sr = srunner_create(s);
