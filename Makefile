@@ -3,9 +3,9 @@
 # pkg-config cannot find them.  SANITIZE=1 builds with ASan and UBSan.
 
 CC	?= cc
-PKGS	 = libevent msgpack libsodium libbsd jansson inih libsystemd
+PKGS	 = libevent msgpack libsodium jansson inih libsystemd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
-	   libsodium-dev libbsd-dev libjansson-dev libinih-dev \
+	   libsodium-dev libjansson-dev libinih-dev \
 	   libsystemd-dev systemd check python3 \
 	   python3-msgpack valgrind mandoc
 
