@@ -23,7 +23,12 @@
 
 #define BT_LEAF_MAX	30
 #define BT_INNER_MAX	30
-#define BT_HEIGHT_MAX	16	/* 30 * 2^15 leaves at the sparsest: plenty */
+/*
+ * Inner nodes are not merged, so height is bounded by inserts, not items:
+ * each level above the first takes some 30 * 15^(h-1) inserts in all.  16
+ * is out of reach; btree_reserve refuses to grow past it.
+ */
+#define BT_HEIGHT_MAX	16
 
 typedef int	btree_cmp_fn(const void *, const void *);
 

@@ -336,6 +336,8 @@ conn_process(struct conn *c)
 			size_t start = i == 0 ? off : ends[i - 1];
 
 			names[i] = NULL;
+			nlen[i] = 0;
+			hash[i] = 0;
 			if (proto_peek_name(p + start, ends[i] - start,
 			    &names[i], &nlen[i])) {
 				hash[i] = registry_hash(&s->reg, names[i],
