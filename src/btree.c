@@ -339,6 +339,21 @@ drop_child(struct btree *t, struct bt_path *p)
 	t->height = 0;
 }
 
+/* The leaf and index of exactly this item, with the way down; NULL when
+ * it is not there. */
+static struct bt_leaf *
+find(const struct btree *t, const void *item, struct bt_path *p,
+    unsigned *pos)
+{
+	struct bt_leaf *l;
+
+	if (t->root == NULL)
+		return NULL;
+	l = descend(t, item, p);
+	*pos = leaf_slot(t, l, item, false);
+	return *pos < l->h.n && l->item[*pos] == item ? l : NULL;
+}
+
 bool
 btree_remove(struct btree *t, const void *item)
 {
@@ -346,11 +361,7 @@ btree_remove(struct btree *t, const void *item)
 	struct bt_leaf *l;
 	unsigned pos;
 
-	if (t->root == NULL)
-		return false;
-	l = descend(t, item, &p);
-	pos = leaf_slot(t, l, item, false);
-	if (pos >= l->h.n || l->item[pos] != item)
+	if ((l = find(t, item, &p, &pos)) == NULL)
 		return false;
 	memmove(&l->item[pos], &l->item[pos + 1],
 	    (l->h.n - pos - 1) * sizeof(void *));
@@ -377,11 +388,7 @@ btree_replace(struct btree *t, const void *old, void *item)
 	struct bt_leaf *l;
 	unsigned pos;
 
-	if (t->root == NULL)
-		return false;
-	l = descend(t, old, &p);
-	pos = leaf_slot(t, l, old, false);
-	if (pos >= l->h.n || l->item[pos] != old)
+	if ((l = find(t, old, &p, &pos)) == NULL)
 		return false;
 	l->item[pos] = item;
 	if (pos == 0)

@@ -114,19 +114,25 @@ redis_mem() {
 	    sed -n 's/^used_memory://p'
 }
 
+# Wait until a holder (output file $1, pid $2, called $3) prints "ready",
+# at most $4 rounds of 50 ms; 1 when it dies or never does.
+wait_ready() {
+	i=0
+	until grep -q '^ready' "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt "$4" ] || { echo "compare.sh: $3 not ready" >&2; return 1; }
+		kill -0 "$2" || { echo "compare.sh: $3 died" >&2; return 1; }
+		sleep 0.05
+	done
+}
+
 # Hold NAMES names (n0000000..) in procregd from a background client.
 hold() {
 	[ -z "$HOLD_PID" ] || { kill "$HOLD_PID"; wait "$HOLD_PID" || true; }
 	taskset -c "$CLIENT_CPU" "$BENCH" -q $P --hold --names "$1" \
 	    ${2:+--holders $2} > "$OUT/hold.out" &
 	HOLD_PID=$!
-	i=0
-	until grep -q '^ready' "$OUT/hold.out" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -lt 1200 ] || { echo "compare.sh: holder not ready" >&2; exit 1; }
-		kill -0 "$HOLD_PID" || { echo "compare.sh: holder died" >&2; exit 1; }
-		sleep 0.05
-	done
+	wait_ready "$OUT/hold.out" "$HOLD_PID" holder 1200 || exit 1
 }
 unhold() {
 	[ -z "$HOLD_PID" ] || { kill "$HOLD_PID"; wait "$HOLD_PID" || true; }
@@ -205,13 +211,8 @@ dbus_start() {
 	taskset -c "$CLIENT_CPU" "$BENCH" -q $D --hold --names "$DBUS_NAMES" \
 	    > "$OUT/dbus-hold.out" &
 	DBUS_HOLD_PID=$!
-	i=0
-	until grep -q '^ready' "$OUT/dbus-hold.out" 2>/dev/null; do
-		i=$((i + 1))
-		[ $i -lt 2400 ] || { echo "compare.sh: dbus holder not ready" >&2; return 1; }
-		kill -0 "$DBUS_HOLD_PID" || { echo "compare.sh: dbus holder died" >&2; return 1; }
-		sleep 0.05
-	done
+	wait_ready "$OUT/dbus-hold.out" "$DBUS_HOLD_PID" "dbus holder" 2400 ||
+	    return 1
 	t1=$(date +%s.%N)
 	rss1=$(rss "$DBUS_PID")
 	DBUS_MEMLINE=$(awk -v n="$DBUS_NAMES" -v a="$rss0" -v b="$rss1" \
