@@ -30,14 +30,13 @@
  * never holds up other clients for long.
  */
 #define PURGE_SLICE	4096u
+/* Requests framed, hinted and dispatched together. */
+#define CONN_BATCH	16
 
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_drain_cb(evutil_socket_t, short, void *);
 static void	conn_process(struct conn *);
-
-/* Requests framed, hinted and dispatched together. */
-#define CONN_BATCH	16
 static void	conn_reap(struct conn *);
 
 /*
@@ -152,24 +151,29 @@ conn_set_label(struct conn *c, const char *s, size_t len)
 	c->label[o] = '\0';
 }
 
+/* Put c on the list the end of this loop turn flushes. */
+static void
+conn_schedule_flush(struct conn *c)
+{
+	if (!(c->flags & CONN_PENDING)) {
+		c->flags |= CONN_PENDING;
+		TAILQ_INSERT_TAIL(&c->srv->pending, c, pend_link);
+		server_schedule_flush(c->srv);
+	}
+}
+
 int
 conn_write(struct conn *c, const void *p, size_t len, bool bounded)
 {
-	struct server *s = c->srv;
-
 	if (c->flags & CONN_DEAD)
 		return 0;	/* closing without draining: nobody reads */
-	if (bounded && evbuffer_get_length(c->out) + len > s->cfg.max_outbuf)
+	if (bounded && conn_would_block(c, len))
 		return PR_ERR_BUSY;
 	if (evbuffer_add(c->out, p, len) < 0) {
 		conn_out_of_memory(c);
 		return -ENOMEM;
 	}
-	if (!(c->flags & CONN_PENDING)) {
-		c->flags |= CONN_PENDING;
-		TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
-		server_schedule_flush(s);
-	}
+	conn_schedule_flush(c);
 	return 0;
 }
 
@@ -235,11 +239,7 @@ conn_write_shared(struct conn *c, const void *head, size_t hlen,
 	}
 	if (evbuffer_add_buffer(c->out, msg) < 0)
 		goto nomem;
-	if (!(c->flags & CONN_PENDING)) {
-		c->flags |= CONN_PENDING;
-		TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
-		server_schedule_flush(s);
-	}
+	conn_schedule_flush(c);
 	return 0;
 nomem:
 	evbuffer_drain(msg, evbuffer_get_length(msg));
@@ -509,11 +509,7 @@ conn_close(struct conn *c, const char *reason, bool drain)
 		/* A half-closed peer may still read: stop our side's reads
 		 * but let the writes through. */
 		evtimer_add(c->ev_drain, &tv);
-		if (!(c->flags & CONN_PENDING)) {
-			c->flags |= CONN_PENDING;
-			TAILQ_INSERT_TAIL(&s->pending, c, pend_link);
-			server_schedule_flush(s);
-		}
+		conn_schedule_flush(c);
 		return;
 	}
 	conn_reap(c);

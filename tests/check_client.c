@@ -1413,6 +1413,20 @@ reconnecting(const char *path, struct seen *s)
 	return p;
 }
 
+/* Call procreg_process (no on_event set) until on_reconnect fired once. */
+static void
+process_until_reconnected(procreg_t *a, const struct seen *s)
+{
+	for (int i = 0; i < ROUNDS && s->reconnects == 0; i++) {
+		int r = procreg_process(a);
+
+		ck_assert(r == PROCREG_OK || r == PROCREG_E_CONNECT);
+		if (s->reconnects == 0)
+			usleep(ROUND_US);
+	}
+	ck_assert_int_eq(s->reconnects, 1);
+}
+
 START_TEST(test_reconnect)
 {
 	struct tdaemon d;
@@ -1721,14 +1735,7 @@ START_TEST(test_reconnect_ref_after_restore)
 
 	/* Reconnect through procreg_process with no on_event set: the
 	 * restored monitor's noproc down stays queued. */
-	for (int i = 0; i < ROUNDS && s.reconnects == 0; i++) {
-		int r = procreg_process(a);
-
-		ck_assert(r == PROCREG_OK || r == PROCREG_E_CONNECT);
-		if (s.reconnects == 0)
-			usleep(ROUND_US);
-	}
-	ck_assert_int_eq(s.reconnects, 1);
+	process_until_reconnected(a, &s);
 	CK_OK(a, procreg_stats(a, &st));
 
 	CK_OK(a, procreg_monitor(a, "gone", &ref_new));
@@ -1856,14 +1863,7 @@ START_TEST(test_reconnect_reply_old_call)
 	kill_daemon(&d);
 	ck_assert_int_eq(waitpid(c1, &status, 0), c1);
 	restart_daemon(&d);
-	for (int i = 0; i < ROUNDS && s.reconnects == 0; i++) {
-		int r = procreg_process(a);
-
-		ck_assert(r == PROCREG_OK || r == PROCREG_E_CONNECT);
-		if (s.reconnects == 0)
-			usleep(ROUND_US);
-	}
-	ck_assert_int_eq(s.reconnects, 1);
+	process_until_reconnected(a, &s);
 	c2 = call_child(d.path, "svc", "right");
 	ev = xevent(a);
 	ck_assert_int_eq(ev->kind, PROCREG_EV_CALL);

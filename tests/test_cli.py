@@ -390,9 +390,9 @@ def test_unreachable(ctl, tmp):
     check("a connection closed by the daemon exits 3", r.rc == 3)
 
 
-def fake_daemon(path):
-    """A one-connection daemon that answers hello and register, sends a
-    message push in the same write as the register reply, and closes."""
+def fake_daemon(path, protocol, answer):
+    """A one-connection daemon that answers hello itself and every other
+    request with answer(sock, request); answer raises EOFError to close."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(1)
@@ -415,15 +415,10 @@ def fake_daemon(path):
                     if req[2] == "hello":
                         c.sendall(msgpack.packb([1, req[1], None, {
                             "server": "procreg", "version": "0.1.0",
-                            "protocol": 1, "conn": 1, "boot": "0" * 32,
-                            "max_message": 1 << 20}]))
-                        continue
-                    entry = {"name": req[3][0], "conn": 1, "pid": 1,
-                             "uid": 0, "gid": 0, "value": None, "since": 1}
-                    c.sendall(msgpack.packb([1, req[1], None, entry])
-                              + msgpack.packb([2, "message", [
-                                  req[3][0], 9, "last words"]]))
-                    raise EOFError
+                            "protocol": protocol, "conn": 1,
+                            "boot": "0" * 32, "max_message": 1 << 20}]))
+                    else:
+                        answer(c, req)
         except (OSError, EOFError):
             pass
         c.close()
@@ -432,11 +427,20 @@ def fake_daemon(path):
     return srv, t
 
 
+def last_words(c, req):
+    """Answer register, send a message push in the same write, close."""
+    entry = {"name": req[3][0], "conn": 1, "pid": 1,
+             "uid": 0, "gid": 0, "value": None, "since": 1}
+    c.sendall(msgpack.packb([1, req[1], None, entry])
+              + msgpack.packb([2, "message", [req[3][0], 9, "last words"]]))
+    raise EOFError
+
+
 def test_last_words(tmp):
     """A message that arrives with a reply, just before the daemon closes
     the connection, is still printed."""
     path = os.path.join(tmp, "fake.sock")
-    srv, t = fake_daemon(path)
+    srv, t = fake_daemon(path, 1, last_words)
     r = Ctl(path).run("recv", "x")
     t.join()
     srv.close()
@@ -444,44 +448,13 @@ def test_last_words(tmp):
           r.rc == 3 and r.out == "last words\n")
 
 
-def fake_pushing_daemon(path, pushes):
-    """A one-connection daemon that answers hello, and sends pushes in
-    front of its answer (a stats map) to the next request."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.settimeout(10)
-
-    def serve():
-        try:
-            c, _ = srv.accept()
-        except OSError:
-            return
-        c.settimeout(10)
-        u = msgpack.Unpacker(raw=False)
-        try:
-            while True:
-                data = c.recv(65536)
-                if not data:
-                    break
-                u.feed(data)
-                for req in u:
-                    if req[2] == "hello":
-                        c.sendall(msgpack.packb([1, req[1], None, {
-                            "server": "procreg", "version": "0.1.0",
-                            "protocol": 2, "conn": 1, "boot": "0" * 32,
-                            "max_message": 1 << 20}]))
-                        continue
-                    for p in pushes:
-                        c.sendall(msgpack.packb(p))
-                    c.sendall(msgpack.packb([1, req[1], None,
-                                             {"connections": 1}]))
-        except OSError:
-            pass
-        c.close()
-    t = threading.Thread(target=serve)
-    t.start()
-    return srv, t
+def pushes_first(pushes):
+    """Send pushes in front of the answer (a stats map) to a request."""
+    def answer(c, req):
+        for p in pushes:
+            c.sendall(msgpack.packb(p))
+        c.sendall(msgpack.packb([1, req[1], None, {"connections": 1}]))
+    return answer
 
 
 def test_malformed_pushes(tmp):
@@ -499,7 +472,7 @@ def test_malformed_pushes(tmp):
     ]
     for i, (what, push) in enumerate(shapes):
         path = os.path.join(tmp, f"malformed{i}.sock")
-        srv, t = fake_pushing_daemon(path, [push])
+        srv, t = fake_daemon(path, 2, pushes_first([push]))
         r = Ctl(path).run("stats")
         t.join()
         srv.close()
