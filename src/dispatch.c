@@ -231,6 +231,8 @@ h_unregister(struct call *k)
 static int
 h_evict(struct call *k)
 {
+	struct reg_name *n;
+	struct conn *owner;
 	const char *name;
 	size_t len;
 
@@ -240,8 +242,21 @@ h_evict(struct call *k)
 	    (uint32_t)getuid()))
 		return fail(k, PR_ERR_FORBIDDEN, "evict is for uid 0, the "
 		    "daemon's user and the admin group");
-	if (registry_evict(&k->s->reg, name, len) != 0)
+	if ((n = registry_lookup(&k->s->reg, name, len)) == NULL)
 		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
+	/*
+	 * The owner hears it first: a holder that keeps running after its
+	 * name went to someone else is two leaders (hold stops its command
+	 * on lost).  Never dropped, like a down.
+	 */
+	owner = conn_of(n->owner);
+	proto_out_reset(&k->s->push);
+	if (proto_push_lost(&k->s->push, name, len, PR_DOWN_EVICTED) < 0)
+		conn_out_of_memory(owner);
+	else
+		conn_write(owner, proto_out_data(&k->s->push),
+		    proto_out_len(&k->s->push), false);
+	(void)registry_evict(&k->s->reg, name, len);
 	return reply_bool(k, true);
 }
 

@@ -3472,6 +3472,7 @@ START_TEST(test_call_down_unregister)
 	struct tclient *s, *c, *x;
 	uint64_t cs, cc, cid1, cid2, cid3;
 	uint32_t id1, id2, id3;
+	msgpack_object *at_lost;
 
 	t_daemon_start(&d, NULL);
 	s = t_connect(d.path);
@@ -3506,6 +3507,9 @@ START_TEST(test_call_down_unregister)
 
 	/* Evicted (the test runs as the daemon's user: an administrator). */
 	check_bool(t_call_ok(x, "evict", "s", "other"), true);
+	at_lost = t_push(s, "lost");
+	check_str(at(at_lost, 0), "other");
+	check_str(at(at_lost, 1), "evicted");
 	expect_errors_any_order(c, &id3, 1, "down", at_once_ms());
 	t_call_err(s, "not_found", "reply", "us", cid3, "late");
 

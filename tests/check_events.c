@@ -250,13 +250,19 @@ expect_acquired(struct tclient *c, const char *name, uint64_t conn,
 }
 
 static void
-expect_lost(struct tclient *c, const char *name)
+expect_lost_why(struct tclient *c, const char *name, const char *why)
 {
 	msgpack_object *pa = t_push(c, "lost");
 
 	ck_assert_uint_eq(pa->via.array.size, 2);
 	check_str(at(pa, 0), name);
-	check_str(at(pa, 1), "replaced");
+	check_str(at(pa, 1), why);
+}
+
+static void
+expect_lost(struct tclient *c, const char *name)
+{
+	expect_lost_why(c, name, "replaced");
 }
 
 /*
@@ -1325,7 +1331,8 @@ START_TEST(test_queue_evict)
 	    "gen")), g);
 	expect_down(m, ref, "job", "evicted");
 	check_entry(t_call_ok(m, "whereis", "s", "job"), "job", cb, "b");
-	/* The evicted holder is not told, and is no longer the owner. */
+	/* The evicted holder is told, once, and is no longer the owner. */
+	expect_lost_why(a, "job", "evicted");
 	expect_quiet(a);
 	t_call_err(a, "not_owner", "unregister", "s", "job");
 	check_queue(m, "job", NULL, 0);
@@ -2077,6 +2084,7 @@ START_TEST(test_subscribe_events)
 	struct tpack p;
 	uint64_t ca, co, sub, seq, ev, g;
 	msgpack_object *x;
+	uint32_t id;
 
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);
@@ -2105,7 +2113,10 @@ START_TEST(test_subscribe_events)
 	/* unregistered: [name, reason]. */
 	check_bool(t_call_ok(a, "unregister", "s", "ev.c"), true);
 	expect_unreg_event(s, sub, ev + 3, "ev.c", "unregistered", &ev);
-	check_bool(t_call_ok(a, "evict", "s", "ev.a"), true);
+	/* a evicts its own name: it hears lost before the response. */
+	id = t_request(a, "evict", "s", "ev.a");
+	expect_lost_why(a, "ev.a", "evicted");
+	check_bool(t_ok(a, id), true);
 	expect_unreg_event(s, sub, ev + 1, "ev.a", "evicted", &ev);
 	t_call_ok(o, "register", "s", "ev.o");
 	check_entry(expect_event(s, sub, ev + 1, "registered", &ev), "ev.o",
