@@ -153,8 +153,9 @@ struct procreg_event {
 	uint64_t		 ref;		/* DOWN: the monitor's ref */
 	char			*reason;	/* DOWN: "unregistered", ...;
 						   ERROR: the code; LOST:
-						   "replaced" (or
-						   "disconnected", see
+						   "replaced", "evicted"
+						   (see procreg_evict) or
+						   "disconnected" (see
 						   procreg_register_opts);
 						   SUBSCRIPTION unregistered:
 						   the down reason */
@@ -397,8 +398,16 @@ PROCREG_API int	procreg_register_many(procreg_t *, size_t n,
 		    const char *const *names, const void *const *values,
 		    const size_t *value_lens, struct procreg_entry ***out);
 
-/* Administrators only: remove name, whoever holds it; its monitors fire
- * "evicted".  PROCREG_E_FORBIDDEN for others, PROCREG_E_NOT_FOUND. */
+/*
+ * Administrators only: remove name, whoever holds it; its monitors fire
+ * "evicted", and the next in its queue (if any) takes it over.  The
+ * holder (protocol 2) gets PROCREG_EV_LOST with reason "evicted" before
+ * anything else the eviction causes, and is not queued for the name:
+ * with auto_reconnect its handle forgets the name, so that a reconnect
+ * does not register it again.  A holder should stop acting as the
+ * name's owner on that event.  PROCREG_E_FORBIDDEN for others,
+ * PROCREG_E_NOT_FOUND.
+ */
 PROCREG_API int	procreg_evict(procreg_t *, const char *name);
 
 /* Protocol 2, part 2: queued ownership, fencing, await, subscriptions. */
@@ -417,7 +426,9 @@ PROCREG_API int	procreg_evict(procreg_t *, const char *name);
  * PROCREG_EV_ACQUIRED comes when the name passes to us; with
  * PROCREG_ALLOW_REPLACEMENT a PROCREG_EV_LOST ("replaced") when another
  * connection takes it with PROCREG_REPLACE (with PROCREG_QUEUE too, we
- * are then first in its queue).  PROCREG_E_TAKEN when the name is taken
+ * are then first in its queue); a PROCREG_EV_LOST ("evicted") when an
+ * administrator evicts it (with or without PROCREG_QUEUE, we are then
+ * neither its owner nor in its queue).  PROCREG_E_TAKEN when the name is taken
  * and neither QUEUE nor REPLACE applies, or we wait for it already.
  * procreg_unregister gives up a place in the queue.
  *

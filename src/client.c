@@ -788,16 +788,23 @@ note_acquired(procreg_t *p, const char *name)
 		h->waiting = false;
 }
 
-/* lost: queued, we are first in line again; else the name is gone. */
+/*
+ * lost: replaced with QUEUE, we are first in line again; else (evicted,
+ * or replaced without QUEUE) the name is gone, and a reconnect must not
+ * register it again: an administrator took it away, and a holder that
+ * got it back would run beside whoever holds it next.  A reason of a
+ * later protocol counts as gone: forgetting too much never makes two
+ * owners.
+ */
 static void
-note_lost(procreg_t *p, const char *name)
+note_lost(procreg_t *p, const char *name, const char *reason)
 {
 	struct held_name *h;
 
 	if (!p->auto_reconnect ||
 	    (h = held_find(p->names, p->nnames, name)) == NULL)
 		return;
-	if (h->flags & PROCREG_QUEUE)
+	if ((h->flags & PROCREG_QUEUE) && strcmp(reason, "replaced") == 0)
 		h->waiting = true;
 	else if (p->restoring)
 		h->gone = true;		/* restore() walks the array */
@@ -950,7 +957,7 @@ enqueue_push(procreg_t *p, const msgpack_object *o)
 		    v[0].via.str.size)) == NULL || (ev->reason =
 		    dup_bytes(v[1].via.str.ptr, v[1].via.str.size)) == NULL)
 			goto bad;
-		note_lost(p, ev->name);
+		note_lost(p, ev->name, ev->reason);
 	} else {
 		free(ev);		/* a kind from a later protocol */
 		return PROCREG_OK;

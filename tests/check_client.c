@@ -3520,6 +3520,83 @@ START_TEST(test_replacement)
 }
 END_TEST
 
+/*
+ * An administrator evicts two names of a reconnecting handle, one of them
+ * registered with PROCREG_QUEUE and waited for: the owner hears lost,
+ * "evicted", for each, the waiter takes the queued one over, and the
+ * owner is not queued for it.  After a daemon restart the handle
+ * registers the name it kept and neither evicted one: a holder that got
+ * an evicted name back would run beside its next owner.
+ */
+START_TEST(test_evict_lost_reconnect)
+{
+	static const char *const evicted[] = { "evictee", "qevictee" };
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct procreg_entry *e;
+	struct seen s;
+	uint64_t *conns;
+	uint32_t pos;
+	size_t n;
+	procreg_t *a, *adm, *w, *f;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	adm = xconnect(d.path);		/* the test runs as root */
+	w = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "kept", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "evictee", NULL, 0, NULL));
+	CK_OK(a, procreg_register_opts(a, "qevictee", NULL, 0, PROCREG_QUEUE,
+	    NULL, &pos));
+	ck_assert_uint_eq(pos, 0);
+	CK_OK(w, procreg_register_opts(w, "qevictee", NULL, 0, PROCREG_QUEUE,
+	    NULL, &pos));
+	ck_assert_uint_eq(pos, 1);
+
+	for (size_t i = 0; i < 2; i++) {
+		CK_OK(adm, procreg_evict(adm, evicted[i]));
+		ev = xevent_kind(a, PROCREG_EV_LOST);
+		ck_assert_str_eq(ev->name, evicted[i]);
+		ck_assert_str_eq(ev->reason, "evicted");
+		procreg_event_free(ev);
+	}
+	ev = xevent_kind(w, PROCREG_EV_ACQUIRED);
+	ck_assert_str_eq(ev->name, "qevictee");
+	ck_assert_uint_eq(ev->entry->conn, procreg_conn_id(w));
+	procreg_event_free(ev);
+	CK_OK(adm, procreg_queue(adm, "qevictee", &conns, &n));
+	ck_assert_uint_eq(n, 0);
+	free(conns);
+	expect_no_event(a);
+
+	/* The waiter does not come back with the new daemon. */
+	procreg_free(w);
+	kill_daemon(&d);
+	restart_daemon(&d);
+	process_until_reconnected(a, &s);
+	ck_assert_uint_eq(s.nlost, 0);
+	f = xconnect(d.path);
+	CK_OK(f, procreg_whereis(f, "kept", &e));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->conn, procreg_conn_id(a));
+	procreg_entry_free(e);
+	for (size_t i = 0; i < 2; i++) {
+		CK_OK(f, procreg_whereis(f, evicted[i], &e));
+		ck_assert_msg(e == NULL, "%s was registered again", evicted[i]);
+	}
+	CK_OK(f, procreg_queue(f, "qevictee", &conns, &n));
+	ck_assert_uint_eq(n, 0);
+	free(conns);
+	/* Nor was it queued for and acquired: no event at all. */
+	expect_no_event(a);
+
+	procreg_free(f);
+	procreg_free(adm);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_fencing)
 {
 	struct tdaemon d;
@@ -4230,6 +4307,7 @@ client_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_queue_ownership);
 	tcase_add_test(tc, test_replacement);
+	tcase_add_test(tc, test_evict_lost_reconnect);
 	tcase_add_test(tc, test_fencing);
 	tcase_add_test(tc, test_await);
 	tcase_add_test(tc, test_subscribe);
