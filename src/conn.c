@@ -21,6 +21,7 @@
 #include "dispatch.h"
 #include "proto.h"
 #include "server.h"
+#include "util.h"
 
 #define READ_CHUNK	(64u * 1024u)
 /*
@@ -32,6 +33,17 @@
 #define PURGE_SLICE	4096u
 /* Requests framed, hinted and dispatched together. */
 #define CONN_BATCH	16
+/*
+ * A connection's turn: at most this many requests, units of work (table
+ * entries walked, copies fanned out: handlers count them in s->work) or
+ * microseconds, so that one client's pipeline never holds the others, or
+ * the watchdog's heartbeat, for long.  What is left waits for a later
+ * loop turn, after every other ready client.  A single request is never
+ * cut: the walks stop at max_message, so none costs more than its answer.
+ */
+#define TURN_REQUESTS	128
+#define TURN_WORK	20000
+#define TURN_US		1000
 
 static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
@@ -263,7 +275,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED))
+	if (c->flags & CONN_NO_INPUT)
 		return;
 	/*
 	 * Reserve room for the rest of a large object in one piece, so that
@@ -295,21 +307,62 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	conn_close(c, errno == ECONNRESET ? "reset" : "read error", false);
 }
 
-/* Frame, decode and dispatch every complete object in the input. */
+/* Read from the socket exactly when its input is wanted. */
+static void
+conn_arm_read(struct conn *c)
+{
+	if (c->flags & CONN_NO_INPUT)
+		event_del(c->ev_read);
+	else
+		event_add(c->ev_read, NULL);
+}
+
+/* Its turn is over with input left: stop reading, queue for the next. */
+static void
+conn_yield(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	c->flags |= CONN_YIELDED;
+	event_del(c->ev_read);
+	TAILQ_INSERT_TAIL(&s->ready, c, ready_link);
+	server_schedule_ready(s);
+}
+
+void
+conn_serve_ready(struct server *s)
+{
+	TAILQ_HEAD(, conn) turn = TAILQ_HEAD_INITIALIZER(turn);
+	struct conn *c;
+
+	/* Only those waiting now: who yields again waits for the next. */
+	TAILQ_CONCAT(&turn, &s->ready, ready_link);
+	while ((c = TAILQ_FIRST(&turn)) != NULL) {
+		TAILQ_REMOVE(&turn, c, ready_link);
+		c->flags &= ~CONN_YIELDED;
+		conn_process(c);
+		conn_arm_read(c);
+	}
+}
+
+/* Frame, decode and dispatch the complete objects in the input, for at
+ * most one turn. */
 static void
 conn_process(struct conn *c)
 {
 	struct server *s = c->srv;
 	enum guard_status st = GUARD_MORE;
 	size_t len, off = 0, used, ends[CONN_BATCH];
-	uint64_t hash[CONN_BATCH];
+	uint64_t hash[CONN_BATCH], t0 = 0;
 	size_t nlen[CONN_BATCH];
 	const char *names[CONN_BATCH];
 	const uint8_t *p;
+	unsigned served = 0;
 
 	len = evbuffer_get_length(c->in);
-	if (len == 0 || (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)))
+	if (len == 0 || (c->flags & CONN_NO_INPUT))
 		return;
+	s->work = 0;
 	if ((p = evbuffer_pullup(c->in, -1)) == NULL) {
 		conn_out_of_memory(c);
 		return;
@@ -353,7 +406,7 @@ conn_process(struct conn *c)
 			const pr_value *obj;
 			int r;
 
-			if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) {
+			if (c->flags & CONN_NO_INPUT) {
 				/* Framed but not dispatched: scan them again
 				 * when the connection resumes. */
 				c->scanned = off;
@@ -373,12 +426,24 @@ conn_process(struct conn *c)
 				st = r == -ENOMEM ? GUARD_TOO_LARGE : GUARD_BAD;
 				goto out;
 			}
-			if (conn_over_bound(c) && !(c->flags & CONN_DEAD)) {
+			if (c->flags & (CONN_DEAD | CONN_DOOMED))
+				continue;	/* stops at the next */
+			if (conn_over_bound(c)) {
 				c->flags |= CONN_PAUSED;
 				event_del(c->ev_read);
-			}
+			} else if ((++served >= TURN_REQUESTS ||
+			    s->work >= TURN_WORK) &&
+			    (i + 1 < nb || c->scanned < len))
+				conn_yield(c);
 		}
-		if (c->flags & (CONN_DEAD | CONN_PAUSED | CONN_DOOMED)) {
+		/* The clock is read only for pipelines longer than a batch. */
+		if (!(c->flags & CONN_NO_INPUT) && c->scanned < len) {
+			if (t0 == 0)
+				t0 = now_mono_us();
+			else if (now_mono_us() - t0 >= TURN_US)
+				conn_yield(c);
+		}
+		if (c->flags & CONN_NO_INPUT) {
 			if (c->scanned > off) {
 				c->scanned = off;
 				guard_init(&c->guard, c->guard.max);
@@ -447,8 +512,8 @@ conn_flush(struct conn *c)
 	    evbuffer_get_length(c->out) <= s->cfg.max_outbuf / 2) {
 		/* Resume: first what is already buffered, then the socket. */
 		c->flags &= ~CONN_PAUSED;
-		event_add(c->ev_read, NULL);
 		conn_process(c);
+		conn_arm_read(c);
 	}
 }
 
@@ -577,6 +642,8 @@ conn_free(struct conn *c)
 		TAILQ_REMOVE(&s->purging, c, purge_link);
 	if (c->flags & CONN_DOOMED)
 		TAILQ_REMOVE(&s->doomed, c, doom_link);
+	if (c->flags & CONN_YIELDED)
+		TAILQ_REMOVE(&s->ready, c, ready_link);
 	calls_conn_closed(s, c);
 	subs_conn_closed(s, c);
 	registry_client_purge(&s->reg, &c->rc);

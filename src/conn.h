@@ -31,8 +31,12 @@ enum conn_flag {
 	CONN_WANT_WRITE = 1 << 5, /* write event armed */
 	CONN_PURGING = 1 << 6,	/* its names are still being removed */
 	CONN_REAP_WAIT = 1 << 7, /* free once the purge is done */
-	CONN_DOOMED = 1 << 8	/* to close at the end of the loop turn */
+	CONN_DOOMED = 1 << 8,	/* to close at the end of the loop turn */
+	CONN_YIELDED = 1 << 9	/* used its turn: on the server's ready list */
 };
+
+/* Input is not read or dispatched while any of these is set. */
+#define CONN_NO_INPUT	(CONN_DEAD | CONN_PAUSED | CONN_DOOMED | CONN_YIELDED)
 
 struct conn {
 	TAILQ_ENTRY(conn)	 link;		/* server's conns */
@@ -40,6 +44,7 @@ struct conn {
 	TAILQ_ENTRY(conn)	 reap_link;	/* reap list */
 	TAILQ_ENTRY(conn)	 purge_link;	/* purging list */
 	TAILQ_ENTRY(conn)	 doom_link;	/* doomed list */
+	TAILQ_ENTRY(conn)	 ready_link;	/* ready list: input left over */
 	struct reg_client	 rc;		/* what it owns */
 	struct server		*srv;
 	struct event		*ev_read;
@@ -118,6 +123,11 @@ void		 conn_reap_all(struct server *);
 /* Remove the next slice of purging connections' names; true when more
  * remain for the next loop turn. */
 bool		 conn_purge_slices(struct server *);
+/*
+ * Serve, one turn each, the connections whose input outlasted their last
+ * turn; those that use up this one too wait for the next.
+ */
+void		 conn_serve_ready(struct server *);
 /* Set the label shown in logs (bytes already checked as UTF-8). */
 void		 conn_set_label(struct conn *, const char *s, size_t len);
 

@@ -576,11 +576,16 @@ h_members(struct call *k)
 	if (g != NULL) {
 		size = proto_reply_size(k->rq->msgid) +
 		    proto_array_size(g->nmembers);
-		TAILQ_FOREACH(mb, &g->members, by_group)
+		/* Stops as soon as it is too large: never more work than
+		 * the answer. */
+		TAILQ_FOREACH(mb, &g->members, by_group) {
+			s->work++;
 			size += proto_member_size(mb);
-		if (too_large(s, size))
-			return fail(k, PR_ERR_TOO_LARGE, "%u members do not "
-			    "fit in max_message", g->nmembers);
+			if (too_large(s, size))
+				return fail(k, PR_ERR_TOO_LARGE, "%u members "
+				    "do not fit in max_message", g->nmembers);
+		}
+		s->work += g->nmembers;		/* the answer's copies */
 	}
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 	    proto_put_array(&s->out, g != NULL ? g->nmembers : 0) < 0)
@@ -629,6 +634,7 @@ h_publish(struct call *k)
 			return -ENOMEM;
 		/* conn_write never closes a connection on the spot, so the
 		 * member list holds still while we walk it. */
+		s->work += g->nmembers;
 		TAILQ_FOREACH(mb, &g->members, by_group) {
 			if (!echo && mb->client == &k->c->rc)
 				continue;
@@ -722,27 +728,32 @@ h_keys(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, "the conn must be a uint");
 	if ((rc = registry_client_find(&s->reg, id)) == NULL)
 		return fail(k, PR_ERR_NOT_FOUND, "no such connection is open");
-	keys = malloc(((size_t)rc->nnames + rc->nmembers + 1) * sizeof(*keys));
-	if (keys == NULL)
-		return -ENOMEM;
 	/* {"names": [...], "groups": [...]} */
 	size = proto_reply_size(k->rq->msgid) + 1 + proto_str_size(5) +
 	    proto_array_size(rc->nnames) + proto_str_size(6) +
 	    proto_array_size(rc->nmembers);
+	/* Sized first, stopping as soon as it is too large: a refusal
+	 * costs no more than the answer would. */
 	LIST_FOREACH(n, &rc->names, owner_link) {
-		keys[nn++] = (struct key){ n->data, n->name_len };
 		size += proto_str_size(n->name_len);
+		if (too_large(s, size))
+			goto too_large;
 	}
 	LIST_FOREACH(mb, &rc->members, by_client) {
+		size += proto_str_size(mb->group->name_len);
+		if (too_large(s, size))
+			goto too_large;
+	}
+	keys = malloc(((size_t)rc->nnames + rc->nmembers + 1) * sizeof(*keys));
+	if (keys == NULL)
+		return -ENOMEM;
+	LIST_FOREACH(n, &rc->names, owner_link)
+		keys[nn++] = (struct key){ n->data, n->name_len };
+	LIST_FOREACH(mb, &rc->members, by_client)
 		keys[nn + ng++] = (struct key){ mb->group->name,
 		    mb->group->name_len };
-		size += proto_str_size(mb->group->name_len);
-	}
-	if (too_large(s, size)) {
-		free(keys);
-		return fail(k, PR_ERR_TOO_LARGE, "%zu names and %zu groups do "
-		    "not fit in max_message", nn, ng);
-	}
+	/* Sorting costs n log n: charged so the turn ends sooner. */
+	s->work += 4 * (nn + ng);
 	qsort(keys, nn, sizeof(*keys), key_cmp);
 	qsort(keys + nn, ng, sizeof(*keys), key_cmp);
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
@@ -762,6 +773,10 @@ h_keys(struct call *k)
 		r = -ENOMEM;
 	free(keys);
 	return r;
+too_large:
+	s->work += rc->nnames + rc->nmembers;
+	return fail(k, PR_ERR_TOO_LARGE, "%u names and %u groups do not fit "
+	    "in max_message", rc->nnames, rc->nmembers);
 }
 
 static int
@@ -779,6 +794,7 @@ h_register_many(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, "the param must be an "
 		    "array of [name] or [name, value] arrays");
 	n = args_left(&list);
+	s->work += n;
 	names = calloc(n + 1, sizeof(*names));
 	vals = calloc(n + 1, sizeof(*vals));
 	lens = calloc(n + 1, sizeof(*lens));
@@ -899,6 +915,7 @@ h_queue(struct call *k)
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
 	q = registry_queue(&k->s->reg, name, len);
+	k->s->work += q != NULL ? q->n : 0;
 	if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||
 	    proto_put_array(&k->s->out, q != NULL ? q->n : 0) < 0)
 		return -ENOMEM;
@@ -911,82 +928,71 @@ h_queue(struct call *k)
 	return 0;
 }
 
-/* Groups under a prefix, by name, for a snapshot. */
-static int
-group_cmp(const void *a, const void *b)
+/* Does a name of len bytes start with prefix? */
+static bool
+has_prefix(const char *name, size_t len, const char *prefix, size_t plen)
 {
-	const struct reg_group *x = *(struct reg_group *const *)a;
-	const struct reg_group *y = *(struct reg_group *const *)b;
-
-	return bytes_cmp(x->name, x->name_len, y->name, y->name_len);
+	return len >= plen && memcmp(name, prefix, plen) == 0;
 }
 
 /*
  * The snapshot of a subscription: the entries under the prefix, then
- * with groups the member entries of the groups under it.  Written as the
- * "entries" value; PR_ERR_TOO_LARGE when it does not fit in max_message.
+ * with groups the member entries of the groups under it, both in name
+ * order.  Written as the "entries" value; PR_ERR_TOO_LARGE as soon as
+ * it would not fit in max_message, so sizing it costs no more than
+ * sending it.
  */
 static int
 put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 {
 	struct server *s = k->s;
-	struct reg_group **gs = NULL;
 	struct reg_member *mb;
+	struct reg_group *g;
 	struct reg_name *n;
 	struct reg_iter it;
 	/* What the response holds so far, the array's header (at most 5
 	 * bytes) then the entries. */
-	size_t ng = 0, count = 0, size = proto_out_len(&s->out) + 5;
+	size_t count = 0, size = proto_out_len(&s->out) + 5;
 	int r = 0;
 
 	if (plen > PR_NAME_MAX)
 		return proto_put_array(&s->out, 0);
 	for (n = registry_seek(&s->reg, prefix, plen, false, &it); n != NULL &&
-	    n->name_len >= plen && memcmp(n->data, prefix, plen) == 0;
+	    has_prefix(n->data, n->name_len, prefix, plen);
 	    n = registry_next(&s->reg, &it)) {
 		size += proto_entry_size(n);
-		count++;
-		if (too_large(s, size - 5 + proto_array_size(count)))
-			return fail(k, PR_ERR_TOO_LARGE, "the names under the "
-			    "prefix do not fit in max_message");
+		if (too_large(s, size - 5 + proto_array_size(++count)))
+			goto too_large;
 	}
-	if (groups && s->reg.ngroups > 0) {
-		const struct htab *t = &s->reg.groups;
-
-		if ((gs = malloc(s->reg.ngroups * sizeof(*gs))) == NULL)
-			return -ENOMEM;
-		for (size_t i = 0; i < t->cap; i++) {
-			struct reg_group *g = t->slots[i].item;
-
-			if (g == NULL || g->name_len < plen ||
-			    memcmp(g->name, prefix, plen) != 0)
-				continue;
-			gs[ng++] = g;
-			count += g->nmembers;
-			TAILQ_FOREACH(mb, &g->members, by_group)
-				size += proto_member_size(mb);
+	for (g = groups ? registry_group_seek(&s->reg, prefix, plen, &it) :
+	    NULL; g != NULL && has_prefix(g->name, g->name_len, prefix, plen);
+	    g = registry_group_next(&s->reg, &it)) {
+		TAILQ_FOREACH(mb, &g->members, by_group) {
+			s->work++;
+			size += proto_member_size(mb);
+			if (too_large(s, size - 5 + proto_array_size(++count)))
+				goto too_large;
 		}
-		if (too_large(s, size - 5 + proto_array_size(count))) {
-			free(gs);
-			return fail(k, PR_ERR_TOO_LARGE, "the names and groups "
-			    "under the prefix do not fit in max_message");
-		}
-		qsort(gs, ng, sizeof(*gs), group_cmp);
 	}
 	if (proto_put_array(&s->out, (uint32_t)count) < 0)
-		r = -ENOMEM;
+		return -ENOMEM;
 	for (n = registry_seek(&s->reg, prefix, plen, false, &it); r == 0 &&
-	    n != NULL && n->name_len >= plen &&
-	    memcmp(n->data, prefix, plen) == 0; n = registry_next(&s->reg, &it))
+	    n != NULL && has_prefix(n->data, n->name_len, prefix, plen);
+	    n = registry_next(&s->reg, &it))
 		r = proto_put_entry(&s->out, n);
-	for (size_t i = 0; r == 0 && i < ng; i++) {
-		TAILQ_FOREACH(mb, &gs[i]->members, by_group) {
+	for (g = groups ? registry_group_seek(&s->reg, prefix, plen, &it) :
+	    NULL; r == 0 && g != NULL &&
+	    has_prefix(g->name, g->name_len, prefix, plen);
+	    g = registry_group_next(&s->reg, &it)) {
+		TAILQ_FOREACH(mb, &g->members, by_group) {
 			if ((r = proto_put_member(&s->out, mb)) != 0)
 				break;
 		}
 	}
-	free(gs);
 	return r;
+too_large:
+	return fail(k, PR_ERR_TOO_LARGE, "the names%s under the prefix do not "
+	    "fit in max_message", groups ? " and groups" : "");
 }
 
 static int
@@ -1215,6 +1221,8 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	default:
 		proto_out_reset(&s->out);
 		r = handlers[rq.method](&k);
+		s->work += s->reg.walked + 1;
+		s->reg.walked = 0;
 		if (r == 0 && k.deferred) {
 			s->stats.requests++;
 			return;		/* answered when the call ends */

@@ -24,6 +24,18 @@ order_cmp(const void *x, const void *y)
 	return (int)a->name_len - (int)b->name_len;
 }
 
+static int
+group_order_cmp(const void *x, const void *y)
+{
+	const struct reg_group *a = x, *b = y;
+	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int c = memcmp(a->name, b->name, n);
+
+	if (c != 0)
+		return c;
+	return (int)a->name_len - (int)b->name_len;
+}
+
 /* A name and its length, the key of the names index. */
 struct name_key {
 	const char	*s;
@@ -152,6 +164,7 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 		return -ENOMEM;
 	}
 	btree_init(&reg->order, order_cmp);
+	btree_init(&reg->gorder, group_order_cmp);
 	LIST_INIT(&reg->clients);
 	reg->max_names = max_names;
 	reg->max_monitors = max_monitors;
@@ -178,6 +191,7 @@ registry_deinit(struct registry *reg)
 	htab_deinit(&reg->queues);
 	htab_deinit(&reg->watched);
 	btree_deinit(&reg->order);
+	btree_deinit(&reg->gorder);
 }
 
 int
@@ -365,6 +379,7 @@ member_free(struct registry *reg, struct reg_member *mb)
 	if (--g->nmembers == 0) {
 		htab_remove(&reg->groups, name_hash(reg, g->name, g->name_len),
 		    g);
+		(void)btree_remove(&reg->gorder, g);
 		reg->ngroups--;
 		free(g);
 	}
@@ -1120,8 +1135,11 @@ registry_seek(struct registry *reg, const char *key, size_t len, bool strictly,
 	k->name_len = (uint8_t)len;
 	memcpy(k->data, key, len);
 	n = btree_seek(&reg->order, k, strictly, &it->at);
-	while (n != NULL && n->owner->dying)
+	reg->walked++;
+	while (n != NULL && n->owner->dying) {
 		n = btree_next(&it->at);
+		reg->walked++;
+	}
 	return n;
 }
 
@@ -1130,11 +1148,34 @@ registry_next(struct registry *reg, struct reg_iter *it)
 {
 	struct reg_name *n;
 
-	(void)reg;
-	do
+	do {
 		n = btree_next(&it->at);
-	while (n != NULL && n->owner->dying);
+		reg->walked++;
+	} while (n != NULL && n->owner->dying);
 	return n;
+}
+
+struct reg_group *
+registry_group_seek(struct registry *reg, const char *key, size_t len,
+    struct reg_iter *it)
+{
+	alignas(struct reg_group) char buf[sizeof(struct reg_group) +
+	    PR_NAME_MAX];
+	struct reg_group *k = (struct reg_group *)buf;
+
+	if (len > PR_NAME_MAX)
+		len = PR_NAME_MAX;
+	k->name_len = (uint8_t)len;
+	memcpy(k->name, key, len);
+	reg->walked++;
+	return btree_seek(&reg->gorder, k, false, &it->at);
+}
+
+struct reg_group *
+registry_group_next(struct registry *reg, struct reg_iter *it)
+{
+	reg->walked++;
+	return btree_next(&it->at);
 }
 
 struct reg_group *
@@ -1191,12 +1232,15 @@ registry_join(struct registry *reg, struct reg_client *c, const char *group,
 		g->nmembers = 0;
 		g->name_len = (uint8_t)len;
 		memcpy(g->name, group, len);
-		if (htab_insert(&reg->groups, name_hash(reg, group, len),
+		/* Reserved first: the insert after the hash's cannot fail. */
+		if (btree_reserve(&reg->gorder) < 0 ||
+		    htab_insert(&reg->groups, name_hash(reg, group, len),
 		    g) < 0) {
 			free(g);
 			free(mb);
 			return -ENOMEM;
 		}
+		(void)btree_insert(&reg->gorder, g);
 		reg->ngroups++;
 	}
 	mb->group = g;
@@ -1372,6 +1416,17 @@ registry_check(struct registry *reg)
 	if (names != reg->nnames || tree != reg->nnames ||
 	    reg->names.count != reg->nnames)
 		return "the name counts disagree";
+	if ((why = btree_check(&reg->gorder)) != NULL)
+		return why;
+	if (reg->gorder.count != reg->ngroups ||
+	    reg->groups.count != reg->ngroups)
+		return "the group counts disagree";
+	for (struct reg_group *g = btree_first(&reg->gorder, &it); g != NULL;
+	    g = btree_next(&it)) {
+		if (registry_group(reg, g->name, g->name_len) != g ||
+		    g->nmembers == 0)
+			return "a group in the ordered index is not indexed";
+	}
 	if (mons != reg->nmonitors || targeted != reg->nmonitors ||
 	    reg->monitors.count != reg->nmonitors)
 		return "the monitor counts disagree";

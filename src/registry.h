@@ -199,6 +199,7 @@ struct registry {
 	struct htab			 queues;	/* struct reg_queue */
 	struct htab			 watched;	/* struct reg_watch */
 	struct btree			 order;		/* names, by name */
+	struct btree			 gorder;	/* groups, by name */
 	LIST_HEAD(, reg_client)		 clients;
 	unsigned char			 hkey[16];	/* SipHash key */
 	struct {					/* registry_hint */
@@ -212,6 +213,11 @@ struct registry {
 	uint64_t			 nmembers;
 	uint64_t			 nwaiters;
 	uint64_t			 gen;		/* the last one given */
+	/*
+	 * Entries the ordered walks stepped over, those of dying owners
+	 * included: the daemon charges them to the request's turn.
+	 */
+	uint64_t			 walked;
 	uint32_t			 max_names;	/* per client */
 	uint32_t			 max_monitors;	/* per client */
 	uint64_t			 max_names_per_uid; /* 0: no cap */
@@ -404,6 +410,13 @@ int	 registry_leave(struct registry *, struct reg_client *,
 /* A group with members, or NULL. */
 struct reg_group *registry_group(const struct registry *, const char *group,
 	    size_t len);
+/*
+ * Groups in name order: the first whose name is >= key, or NULL; then
+ * registry_group_next.  The iterator is valid until the registry changes.
+ */
+struct reg_group *registry_group_seek(struct registry *, const char *key,
+	    size_t len, struct reg_iter *);
+struct reg_group *registry_group_next(struct registry *, struct reg_iter *);
 
 /*
  * Verify every cross-link and count.  NULL when all hold, else a static

@@ -65,15 +65,35 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
 	conn_reap_all(s);
 }
 
+/* A zero timer, not an active event: other clients' I/O is polled and
+ * served before it runs. */
+static void
+schedule_next_turn(struct event *ev)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (!evtimer_pending(ev, NULL))
+		evtimer_add(ev, &now);
+}
+
 void
 server_schedule_purge(struct server *s)
 {
-	/* A zero timer, not an active event: other clients' I/O is polled
-	 * and served between two slices. */
-	static const struct timeval now = { 0, 0 };
+	schedule_next_turn(s->ev_purge);
+}
 
-	if (!evtimer_pending(s->ev_purge, NULL))
-		evtimer_add(s->ev_purge, &now);
+static void
+ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_serve_ready(arg);
+}
+
+void
+server_schedule_ready(struct server *s)
+{
+	schedule_next_turn(s->ev_ready);
 }
 
 void
@@ -537,6 +557,7 @@ server_init(struct server *s, const struct config *cfg)
 	TAILQ_INIT(&s->reap);
 	TAILQ_INIT(&s->purging);
 	TAILQ_INIT(&s->doomed);
+	TAILQ_INIT(&s->ready);
 	proto_out_init(&s->out);
 	proto_out_init(&s->push);
 	proto_out_init(&s->scratch);
@@ -569,13 +590,14 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_flush = event_new(s->base, -1, 0, flush_cb, s);
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
+	s->ev_ready = evtimer_new(s->base, ready_cb, s);
 	s->ev_stop = evtimer_new(s->base, stop_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->ev_sighup = evsignal_new(s->base, SIGHUP, reload_cb, s);
 	s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, heartbeat_cb, s);
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
-	    s->ev_purge == NULL || s->ev_stop == NULL ||
+	    s->ev_purge == NULL || s->ev_ready == NULL || s->ev_stop == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
@@ -624,6 +646,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_accept_retry);
 	if (s->ev_purge)
 		event_free(s->ev_purge);
+	if (s->ev_ready)
+		event_free(s->ev_ready);
 	if (s->ev_stop)
 		event_free(s->ev_stop);
 	if (s->ev_sigint)

@@ -38,6 +38,7 @@ struct server {
 	struct event		*ev_flush;	/* runs after each I/O batch */
 	struct event		*ev_accept_retry;
 	struct event		*ev_purge;	/* the next purge slice */
+	struct event		*ev_ready;	/* the ready list's next turn */
 	struct event		*ev_sigint;
 	struct event		*ev_sigterm;
 	struct event		*ev_sighup;
@@ -56,6 +57,13 @@ struct server {
 	TAILQ_HEAD(, conn)	 reap;		/* closed, to free */
 	TAILQ_HEAD(, conn)	 purging;	/* closed, names still going */
 	TAILQ_HEAD(, conn)	 doomed;	/* to close (out of memory) */
+	TAILQ_HEAD(, conn)	 ready;		/* input left for a later turn */
+	/*
+	 * Work done for the connection being served this turn: entries
+	 * walked, copies fanned out.  Handlers that walk a table add to it;
+	 * conn ends the turn when it passes the budget.
+	 */
+	uint64_t		 work;
 	uint64_t		 nconns;	/* open (not closing) */
 	uint64_t		 next_conn_id;
 	struct counters		 stats;
@@ -89,5 +97,7 @@ void	server_schedule_flush(struct server *);
 void	server_refuse(struct server *, int fd, const char *why);
 /* Run a purge slice in the next loop turn, after polling for I/O. */
 void	server_schedule_purge(struct server *);
+/* Serve the ready list in the next loop turn, after polling for I/O. */
+void	server_schedule_ready(struct server *);
 
 #endif /* SERVER_H */

@@ -19,5 +19,7 @@ bool		 utf8_valid(const char *s, size_t len);
 uint64_t	 now_epoch_ms(void);
 /* Monotonic time in milliseconds. */
 uint64_t	 now_mono_ms(void);
+/* Monotonic time in microseconds. */
+uint64_t	 now_mono_us(void);
 
 #endif /* UTIL_H */
