@@ -41,6 +41,12 @@
 #define PR_DEFAULT_DRAIN_MS	2000u
 #define PR_DEFAULT_MAX_CALLS	100000u		/* pending, per caller */
 #define PR_DEFAULT_HISTORY	10000u		/* events kept for resuming */
+/* Unsent bytes all closing connections may hold together. */
+#define PR_DEFAULT_MAX_DRAIN_BYTES	(64u * 1024u * 1024u)
+/* The system daemon's (run as root) defaults; a user's daemon has none. */
+#define PR_DEFAULT_MAX_CONNS_PER_UID_ROOT	256u
+#define PR_DEFAULT_MAX_NAMES_PER_UID_ROOT	1000000u
+#define PR_DEFAULT_RESERVED_CONNS_ROOT		8u
 #define PR_HISTORY_BYTES	(64u * 1024u * 1024u) /* and their bytes */
 
 /*

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -81,10 +82,17 @@ static const struct option_def defs[] = {
 	NUM("drain-ms", "daemon", drain_ms, PR_DEFAULT_DRAIN_MS, 0, 600000,
 	    "time a closing connection gets to take its last replies, ms"),
 	NUM("max-conns-per-uid", "limits", max_conns_per_uid, 0, 0, 1u << 24,
-	    "connections one user may have open at once, 0 for no cap"),
+	    "connections one user may hold at once, closing ones included, 0 "
+	    "for no cap (administrators are exempt)"),
 	NUM("max-names-per-uid", "limits", max_names_per_uid, 0, 0,
-	    UINT32_MAX, "names one user may hold across connections, 0 for "
-	    "no cap"),
+	    UINT32_MAX,
+	    "names one user may hold across connections, 0 for no cap "
+	    "(administrators are exempt)"),
+	NUM("reserved-conns", "limits", reserved_conns, 0, 0, 1u << 24,
+	    "of max-conns, the connections only administrators may use"),
+	NUM("max-drain-bytes", "limits", max_drain_bytes,
+	    PR_DEFAULT_MAX_DRAIN_BYTES, 0, (uint64_t)1 << 34,
+	    "unsent bytes all closing connections may hold together"),
 	{ "rule", 0, OPT_RULE, "policy", "rule", 0, 0, 0, 0, "RULE",
 	    "an ownership rule 'allow|deny SUBJECT PATTERN', repeatable, first "
 	    "match wins (on the command line they replace the file's)" },
@@ -102,13 +110,45 @@ static const struct option_def defs[] = {
 };
 #define NDEFS	(sizeof(defs) / sizeof(defs[0]))
 
+/*
+ * The system daemon (run as root) serves every local user through a
+ * 0666 socket: no user may take all of it.  A user's own daemon keeps
+ * the table's defaults (no caps).
+ */
+static const struct {
+	size_t		 offset;
+	uint64_t	 def;
+} root_defaults[] = {
+	{ offsetof(struct config, max_conns_per_uid),
+	    PR_DEFAULT_MAX_CONNS_PER_UID_ROOT },
+	{ offsetof(struct config, max_names_per_uid),
+	    PR_DEFAULT_MAX_NAMES_PER_UID_ROOT },
+	{ offsetof(struct config, reserved_conns),
+	    PR_DEFAULT_RESERVED_CONNS_ROOT },
+};
+
+/* The default of a numeric option for a daemon run as root. */
+static uint64_t
+root_default(const struct option_def *d)
+{
+	for (size_t i = 0; i < sizeof(root_defaults) / sizeof(root_defaults[0]);
+	    i++) {
+		if (root_defaults[i].offset == d->offset)
+			return root_defaults[i].def;
+	}
+	return d->def;
+}
+
 void
 config_defaults(struct config *cfg)
 {
+	bool root = geteuid() == 0;
+
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NDEFS; i++) {
 		if (defs[i].type == OPT_NUM)
-			*(uint64_t *)((char *)cfg + defs[i].offset) = defs[i].def;
+			*(uint64_t *)((char *)cfg + defs[i].offset) = root ?
+			    root_default(&defs[i]) : defs[i].def;
 	}
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->socket_mode = UINT64_MAX;
@@ -132,7 +172,11 @@ usage(FILE *f)
 			snprintf(left, sizeof(left), "    --%s%s%s", d->name,
 			    d->arg ? " " : "", d->arg ? d->arg : "");
 		fprintf(f, "  %-24s %s", left, d->help);
-		if (d->type == OPT_NUM)
+		if (d->type == OPT_NUM && root_default(d) != d->def)
+			fprintf(f, " (default %llu, %llu when run as root)",
+			    (unsigned long long)d->def,
+			    (unsigned long long)root_default(d));
+		else if (d->type == OPT_NUM)
 			fprintf(f, " (default %llu)", (unsigned long long)d->def);
 		fputc('\n', f);
 	}

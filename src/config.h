@@ -28,6 +28,8 @@ struct config {
 	uint64_t	drain_ms;
 	uint64_t	max_conns_per_uid;	/* 0: no cap */
 	uint64_t	max_names_per_uid;	/* 0: no cap */
+	uint64_t	reserved_conns;		/* of max_conns, for admins */
+	uint64_t	max_drain_bytes;	/* all closing conns' output */
 	enum log_level	log_level;
 	char		admin_group[64];
 	struct policy	policy;
@@ -43,7 +45,10 @@ enum config_result {
 	CONFIG_INVALID		/* the file has errors; each printed */
 };
 
-/* Fill in the documented defaults. */
+/*
+ * Fill in the documented defaults.  Some depend on whether the daemon is
+ * the system's (runs as root: every local user shares it) or a user's.
+ */
 void			config_defaults(struct config *);
 /*
  * The whole configuration: defaults, then the file (-c FILE, else the

@@ -84,17 +84,120 @@ conn_close_doomed(struct server *s)
 	}
 }
 
+/*
+ * The peer's supplementary groups as the kernel recorded them at
+ * connect (SO_PEERGROUPS), into a copy the connection owns.  0, or -1
+ * when there is no memory (an unreadable list is an empty one: the peer
+ * then matches its primary gid only).
+ */
+static int
+read_peer_groups(int fd, struct policy_peer *peer)
+{
+	gid_t stack[64], *g = stack;
+	socklen_t len = sizeof(stack);
+	uint32_t *copy;
+	size_t n;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno != ERANGE || (g = malloc(len)) == NULL)
+			return errno == ERANGE ? -1 : 0;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+			free(g);
+			return 0;
+		}
+	}
+	n = len / sizeof(gid_t);
+	if (n > 0 && (copy = malloc(n * sizeof(*copy))) == NULL) {
+		if (g != stack)
+			free(g);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		copy[i] = (uint32_t)g[i];
+	peer->groups = n > 0 ? copy : NULL;
+	peer->ngroups = (uint32_t)n;
+	if (g != stack)
+		free(g);
+	return 0;
+}
+
+/* The oldest draining connection (of uid, unless any): its output is
+ * dropped and its place given up.  False when there is none. */
+static bool
+drop_oldest_draining(struct server *s, bool any, uint32_t uid)
+{
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &s->draining, drain_link) {
+		if (any || c->rc.uid == uid)
+			break;
+	}
+	if (c == NULL)
+		return false;
+	log_debug(&s->log, "conn=%llu dropped %zu unsent bytes for a new "
+	    "connection", (unsigned long long)c->id,
+	    evbuffer_get_length(c->out));
+	conn_reap(c);
+	return true;
+}
+
+/*
+ * May a peer with these credentials have another descriptor?  Closing
+ * connections still hold theirs, so the oldest of them (the peer's own,
+ * for its user's cap) gives its place up first.  NULL, or why not.
+ */
+static const char *
+conn_admit(struct server *s, const struct policy_peer *peer, bool admin)
+{
+	uint64_t max = s->cfg.max_conns, reserved = s->cfg.reserved_conns;
+
+	/* Some places stay free for an administrator to come and clean
+	 * up, however many connections the others hold. */
+	if (!admin)
+		max -= reserved < max ? reserved : max - 1;
+	while (s->nconns >= max) {
+		if (!drop_oldest_draining(s, true, 0))
+			return "too many connections; try again later";
+	}
+	if (admin || s->cfg.max_conns_per_uid == 0)
+		return NULL;
+	while (registry_uid_conns(&s->reg, peer->uid) >=
+	    s->cfg.max_conns_per_uid) {
+		if (!drop_oldest_draining(s, false, peer->uid))
+			return "this user has too many connections";
+	}
+	return NULL;
+}
+
 struct conn *
 conn_new(struct server *s, int fd)
 {
 	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	socklen_t clen = sizeof(cred);
-	struct conn *c;
+	struct policy_peer peer = { 0 };
+	const char *why;
+	struct conn *c = NULL;
+	bool admin;
 
+	/* Credentials are read once: the peer cannot change them later. */
+	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
+	peer.uid = (uint32_t)cred.uid;
+	peer.gid = (uint32_t)cred.gid;
+	if (read_peer_groups(fd, &peer) < 0)
+		goto fail;
+	admin = policy_is_admin(&s->cfg.policy, &peer, (uint32_t)getuid());
+	if ((why = conn_admit(s, &peer, admin)) != NULL) {
+		log_debug(&s->log, "refused uid=%u: %s", (unsigned)peer.uid,
+		    why);
+		server_refuse(s, fd, why);
+		free((void *)peer.groups);
+		return NULL;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fail;
 	c->srv = s;
 	c->fd = fd;
+	c->peer = peer;
 	c->in = evbuffer_new();
 	c->out = evbuffer_new();
 	c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST,
@@ -107,31 +210,21 @@ conn_new(struct server *s, int fd)
 		goto fail;
 	if (event_add(c->ev_read, NULL) < 0)
 		goto fail;
-	/* Credentials are read once: the peer cannot change them later. */
-	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
-	if (s->cfg.max_conns_per_uid != 0 &&
-	    registry_uid_conns(&s->reg, cred.uid) >= s->cfg.max_conns_per_uid) {
-		log_debug(&s->log, "refused uid=%u: max_conns_per_uid reached",
-		    (unsigned)cred.uid);
-		server_refuse(s, fd, "this user has too many connections");
-		fd = -1;
-		goto fail_quiet;
-	}
 	if (registry_client_init(&s->reg, &c->rc, ++s->next_conn_id, cred.pid,
 	    cred.uid, cred.gid) < 0)
 		goto fail;
+	c->rc.uncapped = admin;
 	c->id = s->next_conn_id;
 	guard_init(&c->guard, s->cfg.max_message);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	s->nconns++;
 	s->stats.connections_total++;
-	log_debug(&s->log, "conn=%llu pid=%d uid=%u gid=%u opened",
+	log_debug(&s->log, "conn=%llu pid=%d uid=%u gid=%u groups=%u opened",
 	    (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid,
-	    (unsigned)cred.gid);
+	    (unsigned)cred.gid, peer.ngroups);
 	return c;
 fail:
 	log_warn(&s->log, "cannot set up a connection: out of memory");
-fail_quiet:
 	if (c != NULL) {
 		if (c->ev_read)
 			event_del(c->ev_read);
@@ -147,8 +240,8 @@ fail_quiet:
 			evbuffer_free(c->out);
 		free(c);
 	}
-	if (fd >= 0)
-		close(fd);
+	free((void *)peer.groups);
+	close(fd);
 	return NULL;
 }
 
@@ -545,7 +638,6 @@ conn_close(struct conn *c, const char *reason, bool drain)
 	if (c->flags & CONN_DEAD)
 		return;
 	c->flags |= CONN_DEAD;
-	s->nconns--;
 	event_del(c->ev_read);
 	log_debug(&s->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
 	    "closed reason=%s", (unsigned long long)c->id,
@@ -564,13 +656,21 @@ conn_close(struct conn *c, const char *reason, bool drain)
 		TAILQ_INSERT_TAIL(&s->purging, c, purge_link);
 		server_schedule_purge(s);
 	}
-	if (drain && evbuffer_get_length(c->out) > 0) {
+	/* What all closing connections hold together is bounded: past it,
+	 * a closing connection's last replies are dropped. */
+	if (drain && evbuffer_get_length(c->out) > 0 &&
+	    s->drain_bytes + evbuffer_get_length(c->out) <=
+	    s->cfg.max_drain_bytes) {
 		struct timeval tv = {
 			.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
 			.tv_usec = (suseconds_t)(s->cfg.drain_ms % 1000) * 1000,
 		};
 
 		c->flags |= CONN_DRAINING;
+		c->drain_held = evbuffer_get_length(c->out);
+		s->drain_bytes += c->drain_held;
+		s->ndraining++;
+		TAILQ_INSERT_TAIL(&s->draining, c, drain_link);
 		/* A half-closed peer may still read: stop our side's reads
 		 * but let the writes through. */
 		evtimer_add(c->ev_drain, &tv);
@@ -580,7 +680,37 @@ conn_close(struct conn *c, const char *reason, bool drain)
 	conn_reap(c);
 }
 
-/* Queue a dead connection for freeing at the end of the loop turn. */
+/*
+ * Close the descriptor and give up the connection's place under the
+ * caps, and the bytes it still had to send: what is left may wait for a
+ * purge, but holds nothing a peer could make grow.
+ */
+static void
+conn_release(struct conn *c)
+{
+	struct server *s = c->srv;
+
+	if (c->fd < 0)
+		return;
+	if (c->flags & CONN_DRAINING) {
+		TAILQ_REMOVE(&s->draining, c, drain_link);
+		s->ndraining--;
+		s->drain_bytes -= c->drain_held;
+		c->flags &= ~CONN_DRAINING;
+	}
+	event_del(c->ev_read);
+	event_del(c->ev_write);
+	evtimer_del(c->ev_drain);
+	c->flags &= ~CONN_WANT_WRITE;
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	evbuffer_drain(c->out, evbuffer_get_length(c->out));
+	close(c->fd);
+	c->fd = -1;
+	s->nconns--;
+	registry_client_detach(&s->reg, &c->rc);
+}
+
+/* Release a dead connection now, free it at the end of the loop turn. */
 static void
 conn_reap(struct conn *c)
 {
@@ -589,6 +719,7 @@ conn_reap(struct conn *c)
 	if (c->flags & CONN_REAP)
 		return;
 	c->flags |= CONN_REAP;
+	conn_release(c);
 	TAILQ_INSERT_TAIL(&s->reap, c, reap_link);
 	server_schedule_flush(s);
 }
@@ -634,10 +765,8 @@ conn_free(struct conn *c)
 {
 	struct server *s = c->srv;
 
-	if (!(c->flags & CONN_DEAD)) {
-		c->flags |= CONN_DEAD;
-		s->nconns--;
-	}
+	c->flags |= CONN_DEAD;
+	conn_release(c);
 	if (c->flags & CONN_PURGING)
 		TAILQ_REMOVE(&s->purging, c, purge_link);
 	if (c->flags & CONN_DOOMED)
@@ -657,6 +786,6 @@ conn_free(struct conn *c)
 	event_free(c->ev_drain);
 	evbuffer_free(c->in);
 	evbuffer_free(c->out);
-	close(c->fd);
+	free((void *)c->peer.groups);
 	free(c);
 }

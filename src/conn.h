@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "guard.h"
+#include "policy.h"
 #include "registry.h"
 
 struct server;
@@ -25,7 +26,8 @@ struct event;
 enum conn_flag {
 	CONN_PENDING = 1 << 0,	/* on the server's flush list */
 	CONN_DEAD = 1 << 1,	/* closed: purged, reads no more */
-	CONN_DRAINING = 1 << 2,	/* dead, flushing its last replies */
+	CONN_DRAINING = 1 << 2,	/* dead, flushing its last replies (on the
+				   server's draining list) */
 	CONN_PAUSED = 1 << 3,	/* its unread replies passed the bound */
 	CONN_REAP = 1 << 4,	/* on the server's reap list */
 	CONN_WANT_WRITE = 1 << 5, /* write event armed */
@@ -45,6 +47,7 @@ struct conn {
 	TAILQ_ENTRY(conn)	 purge_link;	/* purging list */
 	TAILQ_ENTRY(conn)	 doom_link;	/* doomed list */
 	TAILQ_ENTRY(conn)	 ready_link;	/* ready list: input left over */
+	TAILQ_ENTRY(conn)	 drain_link;	/* draining list, oldest first */
 	struct reg_client	 rc;		/* what it owns */
 	struct server		*srv;
 	struct event		*ev_read;
@@ -61,8 +64,10 @@ struct conn {
 	uint64_t		 next_sub;
 	struct guard		 guard;
 	size_t			 scanned;	/* bytes of in scanned */
+	size_t			 drain_held;	/* output when it began to drain */
+	struct policy_peer	 peer;		/* groups: its own copy */
 	uint64_t		 id;
-	int			 fd;
+	int			 fd;		/* -1 once released */
 	unsigned		 flags;
 	char			 label[64];	/* printable, for logs */
 };
@@ -78,8 +83,11 @@ int		 conn_write(struct conn *, const void *p, size_t len,
 		    bool bounded);
 /*
  * The one close path: idempotent.  Purges the registry state at once;
- * with drain, flushes what is queued (bounded by drain_ms) before the
- * socket closes.  Freed later, never under a caller's feet.
+ * with drain, flushes what is queued (bounded by drain_ms and, over all
+ * draining connections, by max_drain_bytes) before the socket closes.
+ * Until its descriptor is closed a connection keeps its place under
+ * max_conns and max_conns_per_uid.  Freed later, never under a caller's
+ * feet.
  */
 void		 conn_close(struct conn *, const char *reason, bool drain);
 /*

@@ -165,8 +165,7 @@ h_register(struct call *k)
 	flags |= opts[0].set && opts[0].b ? REG_QUEUE : 0;
 	flags |= opts[1].set && opts[1].b ? REG_ALLOW_REPLACEMENT : 0;
 	flags |= opts[2].set && opts[2].b ? REG_REPLACE : 0;
-	if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid, name,
-	    len, k->why, sizeof(k->why)))
+	if (!policy_allows(&s->cfg.policy, &k->c->peer, name, len, k->why, sizeof(k->why)))
 		return PR_ERR_FORBIDDEN;
 	if (v != NULL && stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
@@ -238,7 +237,7 @@ h_evict(struct call *k)
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
-	if (!policy_is_admin(&k->s->cfg.policy, k->c->rc.uid, k->c->rc.gid,
+	if (!policy_is_admin(&k->s->cfg.policy, &k->c->peer,
 	    (uint32_t)getuid()))
 		return fail(k, PR_ERR_FORBIDDEN, "evict is for uid 0, the "
 		    "daemon's user and the admin group");
@@ -517,8 +516,7 @@ h_join(struct call *k)
 
 	if (args_name(&k->rq->args, &group, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
-	if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid, group,
-	    len, k->why, sizeof(k->why)))
+	if (!policy_allows(&s->cfg.policy, &k->c->peer, group, len, k->why, sizeof(k->why)))
 		return PR_ERR_FORBIDDEN;
 	if (args_more(&k->rq->args)) {
 		args_value(&k->rq->args, &v);
@@ -838,8 +836,8 @@ h_register_many(struct call *k)
 		goto done;
 	}
 	for (i = 0; i < n; i++) {
-		if (!policy_allows(&s->cfg.policy, k->c->rc.uid, k->c->rc.gid,
-		    names[i], lens[i], k->why, sizeof(k->why))) {
+		if (!policy_allows(&s->cfg.policy, &k->c->peer, names[i],
+		    lens[i], k->why, sizeof(k->why))) {
 			r = PR_ERR_FORBIDDEN;
 			goto done;
 		}
@@ -1068,7 +1066,7 @@ h_stats(struct call *k)
 {
 	struct server *s = k->s;
 	struct pr_stats st = {
-		.connections = s->nconns,
+		.connections = s->nconns - s->ndraining,
 		.names = s->reg.nnames,
 		.monitors = s->reg.nmonitors,
 		.requests = s->stats.requests,
@@ -1084,6 +1082,7 @@ h_stats(struct call *k)
 		.subscriptions = s->subs.nsubs,
 		.seq = s->subs.seq,
 		.replies_late = s->calls.replies_late,
+		.draining = s->ndraining,
 	};
 
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||

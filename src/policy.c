@@ -28,32 +28,17 @@ parse_id(const char *s, uint32_t *out)
 	return true;
 }
 
-/* A group's gid and members (as uids), looked up now. */
+/* A group's gid, looked up now (a bare number need not exist). */
 static const char *
-resolve_group(const char *name, uint32_t *gid, uint32_t *members,
-    uint32_t *n)
+resolve_group(const char *name, uint32_t *gid)
 {
 	struct group *gr;
 
-	if (parse_id(name, gid)) {
-		*n = 0;
-		if ((gr = getgrgid(*gid)) == NULL)
-			return NULL;	/* a bare gid: primary group only */
-	} else if ((gr = getgrnam(name)) == NULL) {
+	if (parse_id(name, gid))
+		return NULL;
+	if ((gr = getgrnam(name)) == NULL)
 		return "no such group";
-	}
 	*gid = gr->gr_gid;
-	*n = 0;
-	for (char **m = gr->gr_mem; *m != NULL; m++) {
-		struct passwd *pw = getpwnam(*m);
-
-		if (pw == NULL)
-			continue;
-		if (*n == POLICY_MAX_MEMBERS)
-			return "the group has more members than a rule can "
-			    "hold (64)";
-		members[(*n)++] = pw->pw_uid;
-	}
 	return NULL;
 }
 
@@ -94,8 +79,7 @@ policy_add_rule(struct policy *p, const char *text)
 	} else if (strncmp(subject, "gid:", 4) == 0 ||
 	    strncmp(subject, "group:", 6) == 0) {
 		r->kind = POLICY_GROUP;
-		why = resolve_group(strchr(subject, ':') + 1, &r->id,
-		    r->members, &r->nmembers);
+		why = resolve_group(strchr(subject, ':') + 1, &r->id);
 		if (why != NULL)
 			return why;
 	} else {
@@ -117,22 +101,21 @@ policy_set_admin_group(struct policy *p, const char *name)
 		p->has_admin_group = false;
 		return NULL;
 	}
-	why = resolve_group(name, &p->admin_gid, p->admins, &p->nadmins);
+	why = resolve_group(name, &p->admin_gid);
 	if (why != NULL)
 		return why;
 	p->has_admin_group = true;
 	return NULL;
 }
 
-/* Is uid/gid in a group (primary gid or listed member)? */
+/* Is the peer in group gid (primary or supplementary)? */
 static bool
-in_group(uint32_t gid, const uint32_t *members, uint32_t n, uint32_t uid,
-    uint32_t peer_gid)
+in_group(const struct policy_peer *peer, uint32_t gid)
 {
-	if (peer_gid == gid)
+	if (peer->gid == gid)
 		return true;
-	for (uint32_t i = 0; i < n; i++) {
-		if (members[i] == uid)
+	for (uint32_t i = 0; i < peer->ngroups; i++) {
+		if (peer->groups[i] == gid)
 			return true;
 	}
 	return false;
@@ -164,9 +147,11 @@ name_matches(const char *pattern, uint32_t uid, const char *name, size_t len)
 }
 
 bool
-policy_allows(const struct policy *p, uint32_t uid, uint32_t gid,
+policy_allows(const struct policy *p, const struct policy_peer *peer,
     const char *name, size_t len, char *why, size_t whysize)
 {
+	uint32_t uid = peer->uid;
+
 	for (uint32_t i = 0; i < p->nrules; i++) {
 		const struct policy_rule *r = &p->rules[i];
 		bool who;
@@ -179,7 +164,7 @@ policy_allows(const struct policy *p, uint32_t uid, uint32_t gid,
 			who = uid == r->id;
 			break;
 		default:
-			who = in_group(r->id, r->members, r->nmembers, uid, gid);
+			who = in_group(peer, r->id);
 			break;
 		}
 		if (!who || !name_matches(r->pattern, uid, name, len))
@@ -195,11 +180,10 @@ policy_allows(const struct policy *p, uint32_t uid, uint32_t gid,
 }
 
 bool
-policy_is_admin(const struct policy *p, uint32_t uid, uint32_t gid,
+policy_is_admin(const struct policy *p, const struct policy_peer *peer,
     uint32_t daemon_uid)
 {
-	if (uid == 0 || uid == daemon_uid)
+	if (peer->uid == 0 || peer->uid == daemon_uid)
 		return true;
-	return p->has_admin_group &&
-	    in_group(p->admin_gid, p->admins, p->nadmins, uid, gid);
+	return p->has_admin_group && in_group(peer, p->admin_gid);
 }

@@ -773,13 +773,13 @@ proto_member_size(const struct reg_member *mb)
 int
 proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 {
-	char *p = out_reserve(o, 384);
+	char *p = out_reserve(o, 400);
 
 	if (p == NULL)
 		return -ENOMEM;
 	*p++ = (char)0xde;
 	*p++ = 0;
-	*p++ = 16;
+	*p++ = 17;
 	p = ENC_KEY(p, "connections");
 	p = enc_uint(p, st->connections);
 	p = ENC_KEY(p, "names");
@@ -812,6 +812,8 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 	p = enc_uint(p, st->seq);
 	p = ENC_KEY(p, "replies_late");
 	p = enc_uint(p, st->replies_late);
+	p = ENC_KEY(p, "draining");
+	p = enc_uint(p, st->draining);
 	out_commit(o, p);
 	return 0;
 }

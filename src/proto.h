@@ -108,7 +108,7 @@ struct pr_stats {
 	uint64_t	connections, names, monitors, requests, messages, downs,
 			notifications_ignored, connections_total, uptime_ms,
 			groups, members, calls, awaits, subscriptions, seq,
-			replies_late;
+			replies_late, draining;
 };
 
 struct pr_hello {

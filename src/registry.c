@@ -183,6 +183,10 @@ registry_deinit(struct registry *reg)
 	reg->event = NULL;
 	while ((c = LIST_FIRST(&reg->clients)) != NULL)
 		registry_client_purge(reg, c);
+	/* Users of clients purged but never detached (their caller did not
+	 * get that far). */
+	for (size_t i = 0; i < reg->uids.cap; i++)
+		free(reg->uids.slots[i].item);
 	htab_deinit(&reg->names);
 	htab_deinit(&reg->monitors);
 	htab_deinit(&reg->uids);
@@ -604,10 +608,24 @@ registry_client_purge_step(struct registry *reg, struct reg_client *c,
 		return false;
 	LIST_REMOVE(c, link);
 	c->id = 0;
-	c->usage->conns--;
-	uid_release(reg, c->usage);
-	c->usage = NULL;
+	if (c->detached) {
+		uid_release(reg, c->usage);
+		c->usage = NULL;
+	}
 	return true;
+}
+
+void
+registry_client_detach(struct registry *reg, struct reg_client *c)
+{
+	if (c->detached || c->usage == NULL)
+		return;
+	c->detached = true;
+	c->usage->conns--;
+	if (c->id == 0) {
+		uid_release(reg, c->usage);
+		c->usage = NULL;
+	}
 }
 
 void
@@ -615,6 +633,7 @@ registry_client_purge(struct registry *reg, struct reg_client *c)
 {
 	while (!registry_client_purge_step(reg, c, SIZE_MAX))
 		;
+	registry_client_detach(reg, c);
 }
 
 bool
@@ -673,7 +692,7 @@ room_for_one(const struct registry *reg, const struct reg_client *c)
 	/* A place in a queue is a name to be: it counts, so that taking
 	 * the name over never passes a limit. */
 	return c->nnames + c->nwaits < reg->max_names &&
-	    (reg->max_names_per_uid == 0 ||
+	    (reg->max_names_per_uid == 0 || c->uncapped ||
 	    c->usage->names + c->usage->waits < reg->max_names_per_uid);
 }
 
@@ -888,7 +907,7 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	}
 	/* n is bounded by max_message; the sums cannot overflow. */
 	if (c->nnames + c->nwaits + n > reg->max_names ||
-	    (reg->max_names_per_uid != 0 &&
+	    (reg->max_names_per_uid != 0 && !c->uncapped &&
 	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid))
 		return PR_ERR_LIMIT;
 	/* Names of connections being purged go first, out loud: their end

@@ -66,6 +66,8 @@ struct reg_client {
 	uint32_t			 nmembers;
 	uint32_t			 nwaits;
 	bool				 dying;	/* purge under way */
+	bool				 detached; /* its connection is gone */
+	bool				 uncapped; /* no per-uid caps (admins) */
 	struct reg_uid			*usage;	/* its user's totals */
 };
 
@@ -244,6 +246,12 @@ struct reg_client *registry_client_find(const struct registry *,
 	    uint64_t id);
 /* Connections a user has attached now. */
 uint32_t registry_uid_conns(const struct registry *, uint32_t uid);
+/*
+ * The client's connection no longer holds a descriptor: it stops
+ * counting in registry_uid_conns, whether or not its purge is done.
+ * registry_client_purge does it too; idempotent.
+ */
+void	 registry_client_detach(struct registry *, struct reg_client *);
 /*
  * Drop everything the client holds: its monitors silently, its
  * memberships, the monitors on it (firing PR_DOWN_DISCONNECTED), then its

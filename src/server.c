@@ -130,12 +130,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		log_info(&s->log, "accepting connections again");
 		s->accept_paused = false;
 	}
-	if (s->nconns >= s->cfg.max_conns) {
-		log_debug(&s->log, "refused a connection: max_conns=%llu "
-		    "reached", (unsigned long long)s->cfg.max_conns);
-		server_refuse(s, fd, "too many connections; try again later");
-		return;
-	}
+	/* conn_new applies max_conns: administrators have reserved places,
+	 * and who they are is known only from the peer's credentials. */
 	conn_new(s, fd);
 }
 
@@ -229,7 +225,7 @@ static void
 notify_status(struct server *s, const char *extra)
 {
 	sd_notifyf(0, "%sSTATUS=%llu connections, %llu names, %llu monitors",
-	    extra, (unsigned long long)s->nconns,
+	    extra, (unsigned long long)(s->nconns - s->ndraining),
 	    (unsigned long long)s->reg.nnames,
 	    (unsigned long long)s->reg.nmonitors);
 }
@@ -294,6 +290,8 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->reg.max_monitors = (uint32_t)cfg.max_monitors;
 	s->reg.max_names_per_uid = cfg.max_names_per_uid;
 	s->cfg.max_conns_per_uid = cfg.max_conns_per_uid;
+	s->cfg.reserved_conns = cfg.reserved_conns;
+	s->cfg.max_drain_bytes = cfg.max_drain_bytes;
 	strcpy(s->cfg.admin_group, cfg.admin_group);
 	/* The new rules judge the next request; names held stay held. */
 	s->cfg.policy = cfg.policy;
@@ -558,6 +556,7 @@ server_init(struct server *s, const struct config *cfg)
 	TAILQ_INIT(&s->purging);
 	TAILQ_INIT(&s->doomed);
 	TAILQ_INIT(&s->ready);
+	TAILQ_INIT(&s->draining);
 	proto_out_init(&s->out);
 	proto_out_init(&s->push);
 	proto_out_init(&s->scratch);

@@ -58,13 +58,16 @@ struct server {
 	TAILQ_HEAD(, conn)	 purging;	/* closed, names still going */
 	TAILQ_HEAD(, conn)	 doomed;	/* to close (out of memory) */
 	TAILQ_HEAD(, conn)	 ready;		/* input left for a later turn */
+	TAILQ_HEAD(, conn)	 draining;	/* closed, flushing; oldest first */
 	/*
 	 * Work done for the connection being served this turn: entries
 	 * walked, copies fanned out.  Handlers that walk a table add to it;
 	 * conn ends the turn when it passes the budget.
 	 */
 	uint64_t		 work;
-	uint64_t		 nconns;	/* open (not closing) */
+	uint64_t		 nconns;	/* holding a descriptor */
+	uint64_t		 ndraining;	/* of which closed, flushing */
+	uint64_t		 drain_bytes;	/* they held when they closed */
 	uint64_t		 next_conn_id;
 	struct counters		 stats;
 	uint64_t		 start_mono_ms;

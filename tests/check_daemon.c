@@ -1389,7 +1389,7 @@ END_TEST
 static const char *const stats_keys[] = { "connections", "names",
 	"monitors", "requests", "messages", "downs", "notifications_ignored",
 	"connections_total", "uptime_ms", "groups", "members", "calls",
-	"awaits", "subscriptions", "seq", "replies_late", NULL };
+	"awaits", "subscriptions", "seq", "replies_late", "draining", NULL };
 
 START_TEST(test_stats)
 {

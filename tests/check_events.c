@@ -3000,7 +3000,7 @@ START_TEST(test_stats_gauges)
 	    "monitors", "requests", "messages", "downs",
 	    "notifications_ignored", "connections_total", "uptime_ms",
 	    "groups", "members", "calls", "awaits", "subscriptions", "seq",
-	    "replies_late", NULL };
+	    "replies_late", "draining", NULL };
 
 	t_daemon_start(&d, NULL);
 	a = t_connect(d.path);

@@ -1,6 +1,7 @@
 /*
  * check_policy.c: unit tests of the ownership rules, no daemon: rule
- * parsing, first match wins, ${uid}, groups, the default, administrators.
+ * parsing, first match wins, ${uid}, groups (primary and the peer's own
+ * supplementary ones), the default, administrators.
  */
 #include <string.h>
 
@@ -12,7 +13,18 @@ static bool
 allows(const struct policy *p, uint32_t uid, uint32_t gid, const char *name,
     char *why)
 {
-	return policy_allows(p, uid, gid, name, strlen(name), why, 128);
+	struct policy_peer peer = { uid, gid, NULL, 0 };
+
+	return policy_allows(p, &peer, name, strlen(name), why, 128);
+}
+
+static bool
+is_admin(const struct policy *p, uint32_t uid, uint32_t gid,
+    uint32_t daemon_uid)
+{
+	struct policy_peer peer = { uid, gid, NULL, 0 };
+
+	return policy_is_admin(p, &peer, daemon_uid);
 }
 
 START_TEST(rules_parse)
@@ -81,15 +93,40 @@ START_TEST(groups_and_admins)
 	ck_assert(allows(&p, 1000, 0, "sys.x", why));
 	ck_assert(!allows(&p, 1000, 1000, "sys.x", why));
 	/* Administrators: uid 0, the daemon's user, the admin group. */
-	ck_assert(policy_is_admin(&p, 0, 0, 4242));
-	ck_assert(policy_is_admin(&p, 4242, 4242, 4242));
-	ck_assert(!policy_is_admin(&p, 1000, 0, 4242));
+	ck_assert(is_admin(&p, 0, 0, 4242));
+	ck_assert(is_admin(&p, 4242, 4242, 4242));
+	ck_assert(!is_admin(&p, 1000, 0, 4242));
 	ck_assert_ptr_null(policy_set_admin_group(&p, "0"));
-	ck_assert(policy_is_admin(&p, 1000, 0, 4242));
-	ck_assert(!policy_is_admin(&p, 1000, 1000, 4242));
+	ck_assert(is_admin(&p, 1000, 0, 4242));
+	ck_assert(!is_admin(&p, 1000, 1000, 4242));
 	ck_assert_ptr_null(policy_set_admin_group(&p, ""));
-	ck_assert(!policy_is_admin(&p, 1000, 0, 4242));
+	ck_assert(!is_admin(&p, 1000, 0, 4242));
 	ck_assert_ptr_nonnull(policy_set_admin_group(&p, "no-such-group-xyz"));
+}
+END_TEST
+
+START_TEST(supplementary_groups)
+{
+	static struct policy p;
+	static const uint32_t in_7[] = { 5, 7 }, other[] = { 5, 6 };
+	struct policy_peer with = { 1000, 1000, in_7, 2 };
+	struct policy_peer without = { 1000, 1000, other, 2 };
+	struct policy_peer none = { 1000, 1000, NULL, 0 };
+	char why[128];
+
+	/* Only the groups the peer's process is in count: a user listed in
+	 * a group it dropped (setpriv --clear-groups) is not in it. */
+	memset(&p, 0, sizeof(p));
+	ck_assert_ptr_null(policy_add_rule(&p, "allow gid:7 app.*"));
+	ck_assert_ptr_null(policy_add_rule(&p, "deny * app.*"));
+	ck_assert(policy_allows(&p, &with, "app.x", 5, why, sizeof(why)));
+	ck_assert(!policy_allows(&p, &without, "app.x", 5, why, sizeof(why)));
+	ck_assert_str_eq(why, "denied by rule 2: deny * app.*");
+	ck_assert(!policy_allows(&p, &none, "app.x", 5, why, sizeof(why)));
+	ck_assert_ptr_null(policy_set_admin_group(&p, "7"));
+	ck_assert(policy_is_admin(&p, &with, 4242));
+	ck_assert(!policy_is_admin(&p, &without, 4242));
+	ck_assert(!policy_is_admin(&p, &none, 4242));
 }
 END_TEST
 
@@ -104,6 +141,7 @@ main(void)
 	tcase_add_test(tc, rules_parse);
 	tcase_add_test(tc, first_match_wins);
 	tcase_add_test(tc, groups_and_admins);
+	tcase_add_test(tc, supplementary_groups);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
