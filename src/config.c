@@ -101,8 +101,8 @@ static const struct option_def defs[] = {
 	    "allow)" },
 	{ "admin-group", 0, OPT_ADMIN, "policy", "admin_group",
 	    offsetof(struct config, admin_group), 0, 0, 0, "GROUP",
-	    "members may evict names (uid 0 and the daemon's user always "
-	    "may)" },
+	    "administrators besides uid 0 and the daemon's user: may evict "
+	    "names, use the reserved connections, pass the per-uid caps" },
 	{ "help", 'h', OPT_HELP, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "show this help and exit" },
 	{ "version", 'V', OPT_VERSION, NULL, NULL, 0, 0, 0, 0, NULL,
