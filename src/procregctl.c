@@ -13,8 +13,10 @@
  */
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -44,8 +46,14 @@ enum {
 	EXIT_USAGE = 2,
 	EXIT_UNREACHABLE = 3,	/* cannot connect, or the connection was lost */
 	EXIT_ERROR = 4,		/* anything else */
+	EXIT_LOST = 5,		/* hold, serve: the name was taken from us */
 	EXIT_NOEXEC = 127	/* hold: the command cannot be run */
 };
+
+/* hold, serve: how long CMD's group has between SIGTERM and SIGKILL, ms
+ * (--kill-after).  Enough for a service to shut down cleanly, short
+ * enough that a lost name's old holder does not linger. */
+#define KILL_AFTER_MS	5000
 
 /* How often a hold retries a lost daemon connection, ms. */
 #define RETRY_MS	100
@@ -79,7 +87,7 @@ enum opt_id {
 	OPT_JSON_PAYLOAD, OPT_CONN, OPT_GEN, OPT_VALUE, OPT_JSON_VALUE,
 	OPT_WAIT, OPT_ALLOW_REPLACEMENT, OPT_REPLACE, OPT_NO_ECHO,
 	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT_GROUPS, OPT_SINCE,
-	OPT__COUNT
+	OPT_KILL_AFTER, OPT__COUNT
 };
 
 struct ctl_option {
@@ -120,7 +128,8 @@ static const struct ctl_option options[OPT__COUNT] = {
 	[OPT_WAIT] = { "wait", 'w', NULL, C_HOLD, "when NAME is taken, wait in "
 	    "its queue until it passes to us, then run CMD" },
 	[OPT_ALLOW_REPLACEMENT] = { "allow-replacement", 0, NULL, C_HOLD,
-	    "let a hold --replace take NAME over (CMD then gets SIGTERM)" },
+	    "let a hold --replace take NAME over (CMD is then stopped, and "
+	    "hold exits 5)" },
 	[OPT_REPLACE] = { "replace", 0, NULL, C_HOLD, "take NAME over from a "
 	    "holder that allows it" },
 	[OPT_NO_ECHO] = { "no-echo", 0, NULL, C_PUBLISH, "publish with echo "
@@ -136,6 +145,10 @@ static const struct ctl_option options[OPT__COUNT] = {
 	    "PREFIX too: their members joining and leaving" },
 	[OPT_SINCE] = { "since", 0, "SEQ", C_WATCH, "resume after event SEQ "
 	    "(the last one a watch printed): no snapshot, the events since" },
+	[OPT_KILL_AFTER] = { "kill-after", 0, "MS", C_HOLD | C_SERVE, "when "
+	    "CMD's process group is told to end (SIGTERM, or a signal passed "
+	    "on), SIGKILL what is left of it MS later (default 5000; 0: at "
+	    "once)" },
 };
 
 struct command;
@@ -154,6 +167,7 @@ struct ctl {
 	bool			 conn;		/* NAME is a conn id */
 	bool			 no_echo;
 	uint64_t		 max_time_ms;	/* 0: none */
+	uint64_t		 kill_after_ms;
 	bool			 has_gen;
 	uint64_t		 gen;
 	bool			 wait;		/* hold --wait */
@@ -241,23 +255,34 @@ static const struct command commands[] = {
 	    "Register NAME, run CMD, and exit with CMD's status (128+N when a "
 	    "signal N killed it); the name goes away when CMD ends.  NAME is "
 	    "held by procregctl's own connection: its pid is procregctl's.  "
-	    "SIGINT, SIGTERM and SIGHUP sent to procregctl are passed on to "
-	    "CMD.  If procregctl itself is killed, the name goes away at once "
-	    "and CMD gets SIGTERM (PR_SET_PDEATHSIG: CMD is not left running "
-	    "without its name).  If the daemon restarts, NAME is registered "
-	    "again (with a warning if someone else took it meanwhile).  Exit "
-	    "1 at once when NAME is taken (the holder's conn and pid are "
-	    "printed), 127 when CMD cannot be run.  With --wait, a taken NAME "
-	    "is waited for instead: procregctl queues for it, prints its "
-	    "place in the queue on stderr, and runs CMD once NAME passes to "
-	    "it, when the holder and the waiters before it have gone away "
-	    "(each holder has a new generation); SIGINT, SIGTERM or SIGHUP "
-	    "while it waits end it with 128+N.  If NAME is lost while CMD "
-	    "runs (taken over with --replace from a hold "
-	    "--allow-replacement, or, with --wait, another waiter got it "
-	    "first after a daemon restart), CMD gets SIGTERM, so that two "
-	    "holders never run at once.  Options go before CMD: everything "
-	    "after NAME is CMD's." },
+	    "CMD runs in a process group of its own, under a guardian process "
+	    "of procregctl's, and everything it starts there is stopped with "
+	    "it: when CMD ends, what it left gets SIGTERM; hold exits once "
+	    "the whole group has ended.  When procregctl runs in the "
+	    "foreground of the terminal on its standard input, CMD's group "
+	    "takes the terminal, so that CMD can read it and ^C and ^Z reach "
+	    "CMD (^Z stops procregctl too).  SIGINT, SIGTERM and SIGHUP sent "
+	    "to procregctl are passed on to CMD's group, and SIGKILL "
+	    "--kill-after MS later if any of it is left.  If procregctl itself "
+	    "is killed, even by SIGKILL, the name goes away at once and the "
+	    "guardian stops CMD's group the same way (SIGTERM, then SIGKILL).  "
+	    "If the daemon restarts, NAME is registered again.  Exit 1 at "
+	    "once when NAME is taken (the holder's conn and pid are printed), "
+	    "127 when CMD cannot be run.  With --wait, a taken NAME is waited "
+	    "for instead: procregctl queues for it, prints its place in the "
+	    "queue on stderr, and runs CMD once NAME passes to it, when the "
+	    "holder and the waiters before it have gone away (each holder has "
+	    "a new generation); SIGINT, SIGTERM or SIGHUP while it waits end "
+	    "it with 128+N.  If NAME is lost while CMD runs (an administrator "
+	    "evicted it, it was taken over with --replace from a hold "
+	    "--allow-replacement, or someone else registered it while the "
+	    "daemon restarted; with --wait, another waiter got it first), "
+	    "CMD's group gets SIGTERM, SIGKILL after --kill-after, and "
+	    "procregctl exits 5 once all of it has ended.  The name is "
+	    "someone else's before hold hears of it: a new holder may start "
+	    "while the old CMD stops, for the time its SIGTERM takes (at most "
+	    "--kill-after).  Options go before CMD: everything after NAME is "
+	    "CMD's." },
 	{ "serve", cmd_serve, C_SERVE, 2, -1, false, "NAME [--] CMD [ARGS...]",
 	    "hold NAME and answer each call by running CMD",
 	    "Register NAME and answer each call to it by running CMD with the "
@@ -269,11 +294,14 @@ static const struct command commands[] = {
 	    "status.  Calls are answered one at a time, in the order they "
 	    "came; meanwhile procregctl keeps reading its connection, so that "
 	    "the daemon's output to it keeps draining, and a caller whose "
-	    "call times out while it waits gets timeout.  Runs until --count calls were "
-	    "answered, or SIGINT or SIGTERM (exit 0; a CMD running then is "
-	    "killed, and its caller gets down).  Exit 1 when NAME is taken, "
-	    "3 when the daemon goes away.  Options go before CMD: everything "
-	    "after NAME is CMD's." },
+	    "call times out while it waits gets timeout.  Each CMD runs in a "
+	    "process group of its own, as hold's does, and ends with all it "
+	    "started.  Runs until --count calls were answered, or SIGINT or "
+	    "SIGTERM (exit 0; a CMD running then gets SIGTERM, SIGKILL after "
+	    "--kill-after, and its caller gets down).  Exit 1 when NAME is "
+	    "taken, 3 when the daemon goes away, 5 when NAME is lost (an "
+	    "administrator evicted it; a CMD running then is stopped the same "
+	    "way).  Options go before CMD: everything after NAME is CMD's." },
 	{ "recv", cmd_recv, C_RECV, 1, 1, false, "NAME",
 	    "hold NAME and print the messages sent to it",
 	    "Register NAME and print each message sent to it, one per line: a "
@@ -454,6 +482,8 @@ usage(FILE *f)
 	    "  3    cannot reach the daemon, or the connection was lost\n"
 	    "  4    any other error (protocol error, limit, too large, "
 	    "timeout, ...)\n"
+	    "  5    hold, serve: NAME was lost (evicted, replaced, taken while "
+	    "the daemon\n       restarted); CMD was stopped\n"
 	    "  hold exits with CMD's status (128+N if signal N killed it), 1 "
 	    "when NAME\n  is taken, 127 when CMD cannot be run.\n", f);
 }
@@ -591,6 +621,11 @@ apply_option(struct ctl *c, enum opt_id id)
 			return usage_error(c->cmd, "--since: expected an event "
 			    "number (SEQ)");
 		c->has_since = true;
+		break;
+	case OPT_KILL_AFTER:
+		if (!parse_num(optarg, 0, INT_MAX, &c->kill_after_ms))
+			return usage_error(c->cmd, "--kill-after: expected "
+			    "milliseconds from 0 to %d", INT_MAX);
 		break;
 	case OPT__COUNT:
 		break;
@@ -1081,6 +1116,414 @@ json_to_mp(const struct ctl *c, const char *what, const char *text,
 	return true;
 }
 
+/* The monotonic clock in milliseconds. */
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the guardian: CMD in a process group of its own ---- */
+
+/*
+ * hold and serve run CMD under a guardian: a child of procregctl that
+ * makes a process group (its id is the guardian's pid), starts CMD in it,
+ * and steps back into procregctl's group.  Everything CMD starts is then
+ * in that group, and one kill reaches all of it; the group's id cannot be
+ * reused while the guardian lives, so the kill never reaches strangers;
+ * and the guardian is out of reach of what it sends.  It is a
+ * subreaper, so that CMD's orphans are its children and it sees them go.
+ *
+ * Over a socket pair procregctl sends it signal numbers: each goes to the
+ * whole group, and SIGKILL follows after the grace (--kill-after) unless
+ * the group has ended by then; SIGKILL itself is sent at once.  When
+ * procregctl dies, even by SIGKILL, its end of the socket closes and the
+ * guardian does the same with SIGTERM: PR_SET_PDEATHSIG would reach
+ * CMD alone, not what CMD started.  When CMD ends by itself, what it left
+ * running in the group is stopped the same way.  The guardian reports
+ * CMD's wait status and exits only once the group is empty, so that
+ * procregctl, which waits for it, releases its name after the last
+ * process of CMD's has gone.
+ */
+struct guard {
+	pid_t	 pid;		/* the guardian; 0: none */
+	int	 fd;		/* our end of its socket; -1: none */
+	bool	 eof;		/* the guardian closed its end */
+	bool	 reported;	/* status came from the guardian */
+	int	 status;	/* CMD's wait status */
+};
+
+/* What the guardian says: CMD's group stopped (^Z), or how CMD ended. */
+#define GUARD_STOPPED	'S'
+#define GUARD_EXITED	'X'
+/* How long the guardian waits, after SIGKILL, for a group member that
+ * is not its child to be reaped, ms. */
+#define GUARD_REAP_MS	1000
+/* How often it checks, while stopping CMD, that the group is empty. */
+#define GUARD_POLL_MS	100
+
+/*
+ * 0 when standard input is a terminal that procregctl runs in the
+ * foreground of, else -1.  CMD's group then takes the terminal, as a
+ * shell's job would: CMD can read it, and ^C, ^Z reach CMD's group (not
+ * procregctl, so nothing is delivered twice).  Standard input only: a
+ * script's "hold ... &" reads /dev/null and keeps its terminal.
+ */
+static int
+foreground_tty(void)
+{
+	return isatty(0) && tcgetpgrp(0) == getpgrp() ? 0 : -1;
+}
+
+/*
+ * Close what an exec would close, but for keep and keep2: the guardian
+ * does not exec, and must not hold procregctl's daemon connection (the
+ * name would outlive procregctl) nor its other descriptors.  What
+ * procregctl inherited without close-on-exec stays, for CMD.
+ */
+static void
+close_cloexec(int keep, int keep2)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	int fd, fl;
+
+	/* Without /proc, the descriptors procregctl can have opened. */
+	for (fd = 3; d == NULL && fd < 1024; fd++) {
+		if (fd != keep && fd != keep2 &&
+		    (fl = fcntl(fd, F_GETFD)) >= 0 && (fl & FD_CLOEXEC))
+			close(fd);
+	}
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		fd = atoi(de->d_name);
+		if (fd < 3 || fd == keep || fd == keep2 || fd == dirfd(d))
+			continue;
+		if ((fl = fcntl(fd, F_GETFD)) >= 0 && (fl & FD_CLOEXEC))
+			close(fd);
+	}
+	if (d != NULL)
+		closedir(d);
+}
+
+/* Point fds 0-2 at /dev/null: the guardian keeps no pipe or terminal of
+ * CMD's open. */
+static void
+stdio_null(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	for (int i = 0; i <= 2; i++) {
+		if (fd < 0 || dup2(fd, i) < 0)
+			close(i);
+	}
+	if (fd > 2)
+		close(fd);
+}
+
+/* True when no process is left in group pg. */
+static bool
+group_empty(pid_t pg)
+{
+	return kill(-pg, 0) < 0 && errno == ESRCH;
+}
+
+/* Tell procregctl something; it may be gone. */
+static void
+guard_say(int sock, char what, int status)
+{
+	char msg[1 + sizeof(int)];
+
+	msg[0] = what;
+	memcpy(msg + 1, &status, sizeof(int));
+	(void)send(sock, msg, what == GUARD_EXITED ? sizeof(msg) : 1,
+	    MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * The guardian's loop: until CMD has ended and its group is empty, pass
+ * on what procregctl asks for and stop the group when it goes; returns
+ * CMD's wait status.  tty >= 0: CMD's group has the terminal, and a ^Z
+ * of it is handed on to procregctl, so that the shell sees its job stop.
+ */
+static int
+guard_run(int sock, int tty, pid_t cmd, pid_t ppg, uint64_t kill_after_ms)
+{
+	pid_t pg = getpid();
+	int64_t kill_at = -1, give_up = -1;
+	bool peer = true, done = false;
+	sigset_t set;
+	int sfd, status = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGCONT);
+	sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	for (;;) {
+		struct signalfd_siginfo si;
+		struct pollfd pfd[2];
+		int64_t now;
+		int st, n = 0, timeout = -1;
+		pid_t r;
+
+		while ((r = waitpid(-1, &st, WNOHANG |
+		    (tty >= 0 ? WUNTRACED : 0))) > 0) {
+			if (r != cmd)
+				continue;	/* an orphan of CMD's */
+			if (WIFSTOPPED(st)) {
+				/* The shell takes its terminal back from
+				 * procregctl's group, which stops too. */
+				if (tcgetpgrp(tty) == pg)
+					tcsetpgrp(tty, ppg);
+				guard_say(sock, GUARD_STOPPED, 0);
+				continue;
+			}
+			status = st;
+			done = true;
+		}
+		if (done && group_empty(pg))
+			break;
+		now = mono_ms();
+		if (done && kill_at < 0) {
+			/* CMD ended: what it left must not outlive it. */
+			kill(-pg, SIGTERM);
+			kill(-pg, SIGCONT);
+			kill_at = now + (int64_t)kill_after_ms;
+		}
+		if (kill_at >= 0 && give_up < 0 && now >= kill_at) {
+			kill(-pg, SIGKILL);
+			give_up = now + GUARD_REAP_MS;
+		}
+		/* A member nobody reaps (its parent outside the group) must
+		 * not keep CMD's status from procregctl for ever. */
+		if (done && give_up >= 0 && now >= give_up)
+			break;
+		if (kill_at >= 0) {
+			int64_t until = give_up < 0 ? kill_at - now :
+			    GUARD_POLL_MS;
+
+			timeout = until < 0 ? 0 : until < GUARD_POLL_MS ?
+			    (int)until : GUARD_POLL_MS;
+		}
+		if (peer)
+			pfd[n++] = (struct pollfd){ sock, POLLIN, 0 };
+		if (sfd >= 0)
+			pfd[n++] = (struct pollfd){ sfd, POLLIN, 0 };
+		if (poll(pfd, (nfds_t)n, sfd >= 0 ? timeout : 10) < 0 &&
+		    errno != EINTR)
+			_exit(EXIT_ERROR);
+		while (peer) {
+			unsigned char sig;
+			ssize_t k = recv(sock, &sig, 1, MSG_DONTWAIT);
+
+			if (k < 0 && (errno == EAGAIN || errno == EINTR))
+				break;
+			if (k <= 0) {
+				/* procregctl is gone, and its name with it. */
+				peer = false;
+				sig = SIGTERM;
+			}
+			now = mono_ms();
+			kill(-pg, sig);
+			/* A stopped process acts on nothing but SIGKILL. */
+			if (sig != SIGKILL)
+				kill(-pg, SIGCONT);
+			if (sig == SIGKILL && give_up < 0) {
+				kill_at = now;
+				give_up = now + GUARD_REAP_MS;
+			} else if (kill_at < 0)
+				kill_at = now + (int64_t)kill_after_ms;
+		}
+		while (sfd >= 0 && read(sfd, &si, sizeof(si)) ==
+		    (ssize_t)sizeof(si)) {
+			if (si.ssi_signo != SIGCONT)
+				continue;
+			/* fg gave the terminal to procregctl's group: pass
+			 * it on to CMD's; bg did not. */
+			if (tty >= 0 && tcgetpgrp(tty) == ppg)
+				tcsetpgrp(tty, pg);
+			kill(-pg, SIGCONT);
+		}
+	}
+	if (tty >= 0 && tcgetpgrp(tty) == pg)
+		tcsetpgrp(tty, ppg);
+	return status;
+}
+
+/*
+ * The guardian (never returns): see struct guard.  setup(arg), if any,
+ * runs first (serve's pipes), tty >= 0 is procregctl's terminal, which
+ * CMD's group takes over, and mask the signal mask CMD starts with.
+ */
+static void
+guard_main(int sock, int tty, char **argv, const sigset_t *mask,
+    uint64_t kill_after_ms, void (*setup)(void *), void *arg)
+{
+	pid_t ppg = getpgrp(), self = getpid(), cmd;
+	sigset_t all;
+
+	/* Nothing but SIGKILL may end the guardian: it outlives ^\ and
+	 * the signals it sends itself. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	if (setup != NULL)
+		setup(arg);
+	if (tty >= 0)
+		tty = fcntl(tty, F_DUPFD_CLOEXEC, 3);
+	close_cloexec(sock, tty);
+	if (setpgid(0, 0) < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+		fprintf(stderr, "procregctl: cannot make a process group for "
+		    "CMD: %s\n", strerror(errno));
+		guard_say(sock, GUARD_EXITED, W_EXITCODE(EXIT_NOEXEC, 0));
+		_exit(EXIT_NOEXEC);
+	}
+	/* Before CMD runs: a CMD that reads the terminal at once must not
+	 * find it someone else's. */
+	if (tty >= 0 && tcsetpgrp(tty, self) < 0) {
+		close(tty);
+		tty = -1;
+	}
+	if ((cmd = fork()) == 0) {
+		sigprocmask(SIG_SETMASK, mask, NULL);
+		/* Should the guardian itself be killed, CMD at least goes. */
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != self)
+			_exit(128 + SIGTERM);
+		execvp(argv[0], argv);
+		fprintf(stderr, "procregctl: %s: %s\n", argv[0],
+		    strerror(errno));
+		_exit(EXIT_NOEXEC);
+	}
+	if (cmd < 0) {
+		fprintf(stderr, "procregctl: fork: %s\n", strerror(errno));
+		if (tty >= 0)
+			tcsetpgrp(tty, ppg);
+		guard_say(sock, GUARD_EXITED, W_EXITCODE(EXIT_NOEXEC, 0));
+		_exit(EXIT_NOEXEC);
+	}
+	/*
+	 * Out of CMD's group: what the group is sent is not for us.  This
+	 * fails only when procregctl's group is gone, procregctl with it:
+	 * then the guardian dies with the group's SIGKILL, and nobody is
+	 * left to wait for the rest anyway.
+	 */
+	(void)setpgid(0, ppg);
+	stdio_null();
+	guard_say(sock, GUARD_EXITED, guard_run(sock, tty, cmd, ppg,
+	    kill_after_ms));
+	_exit(0);
+}
+
+/*
+ * Start CMD (argv) under a guardian; false (reported) when it cannot be.
+ * tty: as guard_main's; setup(arg) runs in the guardian before CMD starts.
+ */
+static bool
+guard_start(struct guard *g, char **argv, const sigset_t *mask,
+    uint64_t kill_after_ms, int tty, void (*setup)(void *), void *arg)
+{
+	int sv[2];
+
+	memset(g, 0, sizeof(*g));
+	g->fd = -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		fprintf(stderr, "procregctl: socketpair: %s\n",
+		    strerror(errno));
+		return false;
+	}
+	fflush(NULL);
+	if ((g->pid = fork()) < 0) {
+		fprintf(stderr, "procregctl: fork: %s\n", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		g->pid = 0;
+		return false;
+	}
+	if (g->pid == 0) {
+		close(sv[0]);
+		guard_main(sv[1], tty, argv, mask, kill_after_ms, setup, arg);
+	}
+	close(sv[1]);
+	g->fd = sv[0];
+	return true;
+}
+
+/* Have sig sent to CMD's group (SIGKILL: at once; others: SIGKILL after
+ * the grace, unless the group has ended). */
+static void
+guard_signal(struct guard *g, int sig)
+{
+	unsigned char b = (unsigned char)sig;
+
+	if (g->pid > 0 && g->fd >= 0)
+		(void)send(g->fd, &b, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * Read what the guardian said.  With stop, a stopped CMD (^Z) stops
+ * procregctl too, so that its shell sees the job stop; fg continues both
+ * (the guardian, in our group, passes SIGCONT on).
+ */
+static void
+guard_read(struct guard *g, bool stop)
+{
+	char msg[1 + sizeof(int)];
+	ssize_t n;
+
+	while (g->fd >= 0 && !g->eof) {
+		n = recv(g->fd, msg, sizeof(msg), MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			g->eof = true;
+			break;
+		}
+		if (msg[0] == GUARD_EXITED && n == (ssize_t)sizeof(msg)) {
+			memcpy(&g->status, msg + 1, sizeof(int));
+			g->reported = true;
+		} else if (msg[0] == GUARD_STOPPED && stop)
+			raise(SIGSTOP);
+	}
+}
+
+/*
+ * Reap the guardian once it has exited (with block, wait for that); true
+ * then, with CMD's wait status in *status.  A guardian that was killed
+ * said nothing: its group (still reserved, the guardian being a zombie
+ * until reaped) gets SIGKILL from us, CMD having had its PDEATHSIG.
+ */
+static bool
+guard_reap(struct guard *g, bool block, int *status)
+{
+	siginfo_t si;
+	int st;
+
+	if (g->pid <= 0)
+		return false;
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PID, (id_t)g->pid, &si, WEXITED | WNOWAIT |
+	    (block ? 0 : WNOHANG)) < 0) {
+		if (errno != EINTR)
+			return false;
+	}
+	if (si.si_pid != g->pid)
+		return false;
+	guard_read(g, false);
+	if (!g->reported)
+		kill(-g->pid, SIGKILL);
+	while (waitpid(g->pid, &st, 0) < 0 && errno == EINTR)
+		;
+	*status = g->reported ? g->status : st;
+	close(g->fd);
+	g->fd = -1;
+	g->pid = 0;
+	return true;
+}
+
 /* ---- waiting for notifications and signals ---- */
 
 /*
@@ -1096,7 +1539,7 @@ struct waiter {
 	void		(*on_event)(struct waiter *,
 			    const struct procreg_event *);
 	const char	*name;
-	pid_t		 child;		/* hold; 0: none yet */
+	struct guard	 g;		/* hold: CMD's; pid 0: none yet */
 	bool		 connected;	/* hold */
 	bool		 waiting;	/* hold --wait: queued for the name */
 	bool		 lost;		/* hold: the name was taken from us */
@@ -1176,8 +1619,8 @@ wait_loop(struct waiter *w)
 	int r;
 
 	while (!w->done) {
-		struct pollfd pfd[2];
-		int fd, n = 0;
+		struct pollfd pfd[3];
+		int fd, n = 0, gi = -1;
 
 		if ((r = dispatch(w)) != PROCREG_OK && !w->c->cmd->reconnect) {
 			fprintf(stderr, "procregctl: %s: %s\n",
@@ -1196,6 +1639,10 @@ wait_loop(struct waiter *w)
 			pfd[n++] = (struct pollfd){ w->sigfd, POLLIN, 0 };
 		if (fd >= 0)
 			pfd[n++] = (struct pollfd){ fd, POLLIN, 0 };
+		if (w->g.pid > 0 && w->g.fd >= 0 && !w->g.eof) {
+			gi = n;
+			pfd[n++] = (struct pollfd){ w->g.fd, POLLIN, 0 };
+		}
 		/* Disconnected (hold only): dispatch retries in RETRY_MS. */
 		if (poll(pfd, (nfds_t)n, fd >= 0 ? -1 : RETRY_MS) < 0 &&
 		    errno != EINTR) {
@@ -1203,6 +1650,8 @@ wait_loop(struct waiter *w)
 			    strerror(errno));
 			return EXIT_ERROR;
 		}
+		if (gi >= 0 && pfd[gi].revents)
+			guard_read(&w->g, true);
 		if (w->sigfd >= 0 && pfd[0].revents)
 			read_signals(w);
 	}
@@ -1585,9 +2034,31 @@ register_name(struct ctl *c, const char *name, const void *value,
 }
 
 /*
+ * hold: NAME is no longer ours (why: the lost reason).  CMD must not run
+ * without it: its group is stopped, and hold exits EXIT_LOST once it has
+ * ended.
+ */
+static void
+hold_lost(struct waiter *w, const char *why)
+{
+	if (w->lost)
+		return;
+	w->lost = true;
+	if (w->g.pid <= 0) {
+		fprintf(stderr, "procregctl: lost %s (%s)\n", w->name, why);
+		w->done = true;
+		w->exit = EXIT_LOST;
+		return;
+	}
+	fprintf(stderr, "procregctl: lost %s (%s): stopping CMD\n", w->name,
+	    why);
+	guard_signal(&w->g, SIGTERM);
+}
+
+/*
  * hold: messages sent to NAME are dropped (only the name matters).  With
- * --wait, acquired ends the wait; lost (replaced, or after a reconnect
- * another waiter got NAME first) stops CMD: it must not run without NAME.
+ * --wait, acquired ends the wait; lost (evicted, replaced, or after a
+ * reconnect another waiter got NAME first) stops CMD.
  */
 static void
 hold_event(struct waiter *w, const struct procreg_event *ev)
@@ -1599,14 +2070,8 @@ hold_event(struct waiter *w, const struct procreg_event *ev)
 		    ")\n", w->name, ev->entry->gen);
 		w->waiting = false;
 		w->done = true;		/* on to running CMD */
-	} else if (ev->kind == PROCREG_EV_LOST && !w->waiting && !w->lost) {
-		w->lost = true;
-		if (w->child > 0) {
-			fprintf(stderr, "procregctl: lost %s (%s): stopping "
-			    "CMD\n", w->name, ev->reason);
-			kill(w->child, SIGTERM);
-		}
-	}
+	} else if (ev->kind == PROCREG_EV_LOST && !w->waiting)
+		hold_lost(w, ev->reason);
 }
 
 /* hold: the connection is back; say whether the name is ours again. */
@@ -1618,32 +2083,33 @@ hold_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
 
 	(void)p;
 	(void)fd;
-	if (nlost > 0)
+	w->connected = true;
+	if (nlost > 0) {
 		fprintf(stderr, "procregctl: the daemon is back, but %s was "
 		    "taken meanwhile: it is no longer held\n", lost[0]);
-	else if (w->c->wait)
+		hold_lost(w, "taken");
+	} else if (w->c->wait)
 		fprintf(stderr, "procregctl: the daemon is back; %s is "
 		    "registered again (queued if another got it first)\n",
 		    w->name);
 	else
 		fprintf(stderr, "procregctl: the daemon is back; %s is held "
 		    "again\n", w->name);
-	w->connected = true;
 }
 
 /*
- * hold: reap the command, or pass a signal on to it.  A signal from the
- * terminal (^C, hangup) reached CMD too, being in our process group: it
- * is not sent twice.  While hold --wait waits (no CMD yet), a signal ends
- * it with 128+N.
+ * hold: reap the guardian (CMD's group has ended), or pass a signal on to
+ * CMD's group.  A signal from the terminal never reached that group (it
+ * has the terminal itself, or it is not the terminal's foreground), so
+ * each is passed on once.  While hold --wait waits (no CMD yet), a signal
+ * ends it with 128+N.
  */
 static void
 hold_signal(struct waiter *w, const struct signalfd_siginfo *si)
 {
-	pid_t r;
 	int st;
 
-	if (w->child <= 0) {
+	if (w->g.pid <= 0) {
 		if (si->ssi_signo != SIGCHLD) {
 			w->done = true;
 			w->exit = 128 + (int)si->ssi_signo;
@@ -1651,32 +2117,17 @@ hold_signal(struct waiter *w, const struct signalfd_siginfo *si)
 		return;
 	}
 	if (si->ssi_signo != SIGCHLD) {
-		if (si->ssi_code != SI_KERNEL)
-			kill(w->child, (int)si->ssi_signo);
+		guard_signal(&w->g, (int)si->ssi_signo);
 		return;
 	}
-	while ((r = waitpid(w->child, &st, WNOHANG)) < 0 && errno == EINTR)
-		;
-	if (r != w->child)
+	if (!guard_reap(&w->g, false, &st))
 		return;
 	w->done = true;
-	w->exit = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-}
-
-/* The child of hold: run CMD, dying with procregctl (never returns). */
-static void
-hold_exec(char **argv, pid_t parent, const sigset_t *mask)
-{
-	sigprocmask(SIG_SETMASK, mask, NULL);
-	/*
-	 * CMD must not outlive the name: if procregctl dies (even by
-	 * SIGKILL) the name goes away at once, so CMD gets SIGTERM.
-	 */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
-		_exit(128 + SIGTERM);
-	execvp(argv[0], argv);
-	fprintf(stderr, "procregctl: %s: %s\n", argv[0], strerror(errno));
-	_exit(EXIT_NOEXEC);
+	if (w->lost)
+		w->exit = EXIT_LOST;
+	else
+		w->exit = WIFSIGNALED(st) ? 128 + WTERMSIG(st) :
+		    WEXITSTATUS(st);
 }
 
 /* hold NAME CMD...: NAME is held for exactly as long as CMD runs. */
@@ -1686,10 +2137,10 @@ cmd_hold(struct ctl *c)
 	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM, SIGHUP };
 	struct procreg_callbacks cb = { NULL, hold_reconnect };
 	struct waiter w = { .c = c, .on_signal = hold_signal,
-	    .on_event = hold_event, .name = c->args[0], .connected = true };
+	    .on_event = hold_event, .name = c->args[0], .connected = true,
+	    .g = { .fd = -1 } };
 	msgpack_sbuffer sb;
-	sigset_t old;
-	pid_t parent = getpid();
+	sigset_t old, ttou;
 	uint32_t queued = 0;
 	unsigned flags;
 	int r;
@@ -1720,6 +2171,11 @@ cmd_hold(struct ctl *c)
 		msgpack_sbuffer_destroy(&sb);
 		return EXIT_ERROR;
 	}
+	/* Once CMD's group has the terminal, our messages on it must not
+	 * stop us (stty tostop). */
+	sigemptyset(&ttou);
+	sigaddset(&ttou, SIGTTOU);
+	sigprocmask(SIG_BLOCK, &ttou, NULL);
 	r = register_name_opts(c, w.name, c->value ? sb.data : NULL, sb.size,
 	    flags, &queued);
 	msgpack_sbuffer_destroy(&sb);
@@ -1738,14 +2194,11 @@ cmd_hold(struct ctl *c)
 		}
 		w.done = false;
 	}
-	fflush(NULL);
-	if ((w.child = fork()) < 0) {
-		fprintf(stderr, "procregctl: fork: %s\n", strerror(errno));
+	if (!guard_start(&w.g, c->args + 1, &old, c->kill_after_ms,
+	    foreground_tty(), NULL, NULL)) {
 		close(w.sigfd);
 		return EXIT_ERROR;
 	}
-	if (w.child == 0)
-		hold_exec(c->args + 1, parent, &old);
 	r = wait_loop(&w);
 	close(w.sigfd);
 	return r;
@@ -2238,7 +2691,8 @@ cmd_watch(struct ctl *c)
 struct job {
 	uint64_t	 call_id;
 	uint64_t	 caller;
-	pid_t		 pid;		/* 0: no call being answered */
+	struct guard	 g;		/* CMD's; pid 0: no call being
+					   answered */
 	bool		 reaped;
 	int		 status;	/* waitpid's, once reaped */
 	int		 in, out, err;	/* our ends of its pipes; -1: closed */
@@ -2252,16 +2706,6 @@ struct job {
 	int64_t		 deadline;	/* --max-time, monotonic ms; 0: none */
 	bool		 killed;	/* by --max-time */
 };
-
-/* The monotonic clock in milliseconds. */
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 close_fd(int *fd)
@@ -2326,6 +2770,26 @@ std_fds_open(void)
 	}
 }
 
+/* What the guardian of a serve CMD sets up: CMD's stdio on the pipes,
+ * and its environment. */
+struct job_setup {
+	int		 in, out, err;	/* CMD's ends of the pipes */
+	const char	*caller;
+};
+
+static void
+job_setup(void *arg)
+{
+	const struct job_setup *js = arg;
+
+	/* dup2 clears close-on-exec on the copies only. */
+	if (dup2(js->in, 0) < 0 || dup2(js->out, 1) < 0 ||
+	    dup2(js->err, 2) < 0)
+		_exit(EXIT_NOEXEC);
+	signal(SIGPIPE, SIG_DFL);
+	setenv("PROCREG_CALLER", js->caller, 1);
+}
+
 /*
  * Start CMD for a call: the payload on its stdin (a str as it is, else
  * JSON and a newline), PROCREG_CALLER in its environment.  false (and a
@@ -2334,14 +2798,15 @@ std_fds_open(void)
 static bool
 job_start(struct job *j, char **argv, const struct procreg_event *ev,
     const sigset_t *mask, size_t output_max, uint64_t max_time_ms,
-    char *why, size_t whysize)
+    uint64_t kill_after_ms, char *why, size_t whysize)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, err[2] = { -1, -1 };
-	pid_t parent = getpid();
+	struct job_setup js;
+	char caller[32];
 	msgpack_unpacked u;
 
 	memset(j, 0, sizeof(*j));
-	j->in = j->out = j->err = -1;
+	j->in = j->out = j->err = j->g.fd = -1;
 	j->call_id = ev->call_id;
 	j->caller = ev->sender;
 	j->output_max = output_max;
@@ -2368,31 +2833,13 @@ job_start(struct job *j, char **argv, const struct procreg_event *ev,
 		snprintf(why, whysize, "pipe: %s", strerror(errno));
 		goto fail;
 	}
-	fflush(NULL);
-	if ((j->pid = fork()) < 0) {
-		snprintf(why, whysize, "fork: %s", strerror(errno));
-		j->pid = 0;
+	snprintf(caller, sizeof(caller), "%" PRIu64, ev->sender);
+	js = (struct job_setup){ in[0], out[1], err[1], caller };
+	/* No terminal for CMD: serve itself stops on ^C. */
+	if (!guard_start(&j->g, argv, mask, kill_after_ms, -1, job_setup,
+	    &js)) {
+		snprintf(why, whysize, "cannot start CMD");
 		goto fail;
-	}
-	if (j->pid == 0) {
-		char caller[32];
-
-		/* dup2 clears close-on-exec on the copies only. */
-		if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 ||
-		    dup2(err[1], 2) < 0)
-			_exit(EXIT_NOEXEC);
-		sigprocmask(SIG_SETMASK, mask, NULL);
-		signal(SIGPIPE, SIG_DFL);
-		/* CMD does not outlive the connection its reply needs. */
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 ||
-		    getppid() != parent)
-			_exit(128 + SIGTERM);
-		snprintf(caller, sizeof(caller), "%" PRIu64, ev->sender);
-		setenv("PROCREG_CALLER", caller, 1);
-		execvp(argv[0], argv);
-		fprintf(stderr, "procregctl: %s: %s\n", argv[0],
-		    strerror(errno));
-		_exit(EXIT_NOEXEC);
 	}
 	close(in[0]);
 	close(out[1]);
@@ -2428,7 +2875,7 @@ job_free(struct job *j)
 	free(j->input);
 	free(j->output);
 	memset(j, 0, sizeof(*j));
-	j->in = j->out = j->err = -1;
+	j->in = j->out = j->err = j->g.fd = -1;
 }
 
 /*
@@ -2487,18 +2934,70 @@ job_reply(procreg_t *p, struct job *j, uint64_t max_time_ms)
 	return r;
 }
 
-/* serve NAME CMD...: answer each call to NAME by running CMD. */
+/* The calls waiting for CMD, first come first. */
+struct callq {
+	struct procreg_event	**v;
+	size_t			 head, len, cap;
+};
+
+/* Queue a call event (ours now); false when out of memory. */
+static bool
+callq_push(struct callq *q, struct procreg_event *ev)
+{
+	if (q->head > 0 && q->len == q->cap) {
+		memmove(q->v, q->v + q->head, (q->len - q->head) *
+		    sizeof(*q->v));
+		q->len -= q->head;
+		q->head = 0;
+	}
+	if (q->len == q->cap) {
+		size_t cap = q->cap ? 2 * q->cap : 16;
+		struct procreg_event **v = realloc(q->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return false;
+		q->v = v;
+		q->cap = cap;
+	}
+	q->v[q->len++] = ev;
+	return true;
+}
+
+/* The oldest call, or NULL. */
+static struct procreg_event *
+callq_pop(struct callq *q)
+{
+	return q->head < q->len ? q->v[q->head++] : NULL;
+}
+
+static void
+callq_free(struct callq *q)
+{
+	struct procreg_event *ev;
+
+	while ((ev = callq_pop(q)) != NULL)
+		procreg_event_free(ev);
+	free(q->v);
+}
+
+/*
+ * serve NAME CMD...: answer each call to NAME by running CMD.  Every
+ * notification is taken as it comes, calls into a queue of our own, so
+ * that a lost NAME stops a CMD that is running (no other holder must be
+ * answered beside).
+ */
 static int
 cmd_serve(struct ctl *c)
 {
 	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM };
 	struct procreg_hello h;
 	struct procreg_event *ev;
+	struct callq q = { 0 };
 	struct job j;
 	sigset_t old;
 	size_t output_max;
 	uint64_t served = 0;
-	bool stopping = false, daemon_error = false;
+	bool stopping = false, daemon_error = false, lost = false;
 	char why[256];
 	int sigfd, r = PROCREG_OK, ex = EXIT_SUCCESS;
 
@@ -2516,23 +3015,46 @@ cmd_serve(struct ctl *c)
 	    &old)) < 0)
 		return EXIT_ERROR;
 	memset(&j, 0, sizeof(j));
-	j.in = j.out = j.err = -1;
+	j.in = j.out = j.err = j.g.fd = -1;
 	while (!stopping) {
 		struct pollfd pfd[5];
 		struct signalfd_siginfo si;
 		int n = 0, timeout = -1;
 
-		/* Idle: take the next call, in the order they came. */
-		while (j.pid == 0 && r == PROCREG_OK &&
-		    (c->count == 0 || served < c->count) &&
+		while (r == PROCREG_OK && !lost &&
 		    (r = procreg_next_event(c->p, 0, &ev)) == PROCREG_OK) {
 			if (ev->kind == PROCREG_EV_ERROR) {
 				fprintf(stderr, "procregctl: the daemon reports "
 				    "%s: %s\n", ev->reason, ev->message);
 				daemon_error = true;
+			} else if (ev->kind == PROCREG_EV_LOST &&
+			    strcmp(ev->name, c->args[0]) == 0) {
+				fprintf(stderr, "procregctl: lost %s (%s)%s\n",
+				    ev->name, ev->reason, j.g.pid != 0 ?
+				    ": stopping CMD" : "");
+				lost = true;
 			} else if (ev->kind == PROCREG_EV_CALL &&
-			    !job_start(&j, c->args + 1, ev, &old, output_max,
-			    c->max_time_ms, why, sizeof(why))) {
+			    callq_push(&q, ev))
+				continue;	/* the queue's now */
+			else if (ev->kind == PROCREG_EV_CALL) {
+				r = procreg_reply_error(c->p, ev->call_id,
+				    "failed", "out of memory");
+				if (r == PROCREG_E_NOT_FOUND)
+					r = PROCREG_OK;
+			}
+			procreg_event_free(ev);
+		}
+		if (r == PROCREG_E_TIMEOUT)
+			r = PROCREG_OK;
+		if (r != PROCREG_OK || lost)
+			break;
+		/* Idle: take the next call, in the order they came. */
+		while (j.g.pid == 0 && r == PROCREG_OK &&
+		    (c->count == 0 || served < c->count) &&
+		    (ev = callq_pop(&q)) != NULL) {
+			if (!job_start(&j, c->args + 1, ev, &old, output_max,
+			    c->max_time_ms, c->kill_after_ms, why,
+			    sizeof(why))) {
 				r = procreg_reply_error(c->p, ev->call_id,
 				    "failed", why);
 				if (r == PROCREG_E_NOT_FOUND)
@@ -2541,11 +3063,9 @@ cmd_serve(struct ctl *c)
 			}
 			procreg_event_free(ev);
 		}
-		if (r == PROCREG_E_TIMEOUT)
-			r = PROCREG_OK;
 		if (r != PROCREG_OK)
 			break;
-		if (j.pid == 0 && c->count > 0 && served >= c->count)
+		if (j.g.pid == 0 && c->count > 0 && served >= c->count)
 			break;
 		pfd[n++] = (struct pollfd){ sigfd, POLLIN, 0 };
 		pfd[n++] = (struct pollfd){ procreg_fd(c->p), POLLIN, 0 };
@@ -2555,7 +3075,7 @@ cmd_serve(struct ctl *c)
 			pfd[n++] = (struct pollfd){ j.out, POLLIN, 0 };
 		if (j.err >= 0)
 			pfd[n++] = (struct pollfd){ j.err, POLLIN, 0 };
-		if (j.pid != 0 && j.deadline > 0 && !j.reaped) {
+		if (j.g.pid != 0 && j.deadline > 0 && !j.reaped) {
 			int64_t left = j.deadline - mono_ms();
 
 			timeout = left > 0 ? (int)left : 0;
@@ -2580,15 +3100,15 @@ cmd_serve(struct ctl *c)
 			if (si.ssi_signo != SIGCHLD)
 				stopping = true;
 		}
-		if (j.pid != 0 && !j.reaped &&
-		    waitpid(j.pid, &j.status, WNOHANG) == j.pid)
+		if (j.g.pid != 0 && !j.reaped &&
+		    guard_reap(&j.g, false, &j.status))
 			j.reaped = true;
-		if (j.pid != 0 && !j.reaped && j.deadline > 0 &&
+		if (j.g.pid != 0 && !j.reaped && j.deadline > 0 &&
 		    mono_ms() >= j.deadline && !j.killed) {
-			kill(j.pid, SIGKILL);
+			guard_signal(&j.g, SIGKILL);
 			j.killed = true;
 		}
-		if (j.pid != 0 && j.reaped) {
+		if (j.reaped) {
 			/* What it wrote before it ended is in the pipes; a
 			 * background child of it may keep them open. */
 			if (j.out >= 0)
@@ -2602,20 +3122,19 @@ cmd_serve(struct ctl *c)
 				break;
 		}
 	}
-	if (j.pid != 0 && !j.reaped) {
-		/* Stopped while CMD runs: its caller gets down.  SIGTERM,
-		 * and a second later SIGKILL. */
-		kill(j.pid, SIGTERM);
-		for (int i = 0; waitpid(j.pid, NULL, WNOHANG) == 0; i++) {
-			if (i == 100)
-				kill(j.pid, SIGKILL);
-			usleep(10000);
-		}
+	if (j.g.pid != 0 && !j.reaped) {
+		/* Stopped while CMD runs: its caller gets down.  SIGTERM, and
+		 * SIGKILL after --kill-after, the guardian sees to that. */
+		guard_signal(&j.g, SIGTERM);
+		(void)guard_reap(&j.g, true, &j.status);
 	}
 	job_free(&j);
+	callq_free(&q);
 	close(sigfd);
 	if (ex != EXIT_SUCCESS)
 		return ex;
+	if (lost)
+		return EXIT_LOST;
 	if (r != PROCREG_OK) {
 		ex = report(c, r, c->args[0]);
 		return daemon_error ? EXIT_ERROR : ex;
@@ -2766,7 +3285,7 @@ connect_daemon(struct ctl *c)
 int
 main(int argc, char **argv)
 {
-	struct ctl c = { .interval_ms = 1000 };
+	struct ctl c = { .interval_ms = 1000, .kill_after_ms = KILL_AFTER_MS };
 	int r;
 
 	if ((r = parse_args(&c, argc, argv)) >= 0)

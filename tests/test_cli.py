@@ -9,6 +9,7 @@ list, receives what procregctl sends, and sends to what procregctl holds.
 Every wait is bounded; nothing is timed."""
 import json
 import os
+import pty
 import re
 import select
 import signal
@@ -226,14 +227,82 @@ def children(pid):
     return kids
 
 
-def dead(pid):
-    """True when pid is gone or a zombie."""
+def proc_stat(pid):
+    """(state, ppid, pgrp, starttime) of pid, or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
-        return True
-    return stat[stat.rindex(")") + 2] == "Z"
+        return None
+    rest = stat[stat.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), int(rest[2]), int(rest[19])
+
+
+class Proc:
+    """One process, told apart from a later one with its pid by its start
+    time."""
+
+    def __init__(self, pid):
+        st = proc_stat(pid)
+        self.pid = pid
+        self.start = st[3] if st else None
+        self.pgrp = st[2] if st else None
+
+    def gone(self):
+        """Exited (a zombie counts: it runs nothing)."""
+        st = proc_stat(self.pid)
+        return st is None or st[3] != self.start or st[0] == "Z"
+
+    def __repr__(self):
+        return f"Proc({self.pid})"
+
+
+def group_members(pgrp):
+    """Pids of the live processes in process group pgrp."""
+    pids = []
+    for d in os.listdir("/proc"):
+        st = proc_stat(d) if d.isdigit() else None
+        if st is not None and st[2] == pgrp and st[0] != "Z":
+            pids.append(int(d))
+    return pids
+
+
+def guarded(hold_pid):
+    """(guardian, CMD) pids once hold_pid has started CMD, else None."""
+    found = []
+
+    def look():
+        for g in children(hold_pid):
+            kids = children(g)
+            if kids:
+                found.append((g, kids[0]))
+                return True
+        return False
+    return found[0] if eventually(look) else None
+
+
+def pids_written(path, timeout=10.0):
+    """The Procs of the pids a CMD wrote to path (whitespace-separated,
+    moved into place whole), once it is there; [] if it never came."""
+    if not eventually(lambda: os.path.exists(path), timeout):
+        return []
+    with open(path) as f:
+        return [Proc(int(x)) for x in f.read().split()]
+
+
+def rm_f(path):
+    """Remove path if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def with_children(procs):
+    """procs and, once there, the children of each (a shell's sleep)."""
+    kids = []
+    eventually(lambda: kids.extend(children(procs[-1].pid)) or kids)
+    return procs + [Proc(k) for k in kids]
 
 
 def fields(text):
@@ -683,11 +752,14 @@ def test_hold(ctl, cl, path):
     check("hold drains messages sent to NAME (200 x 8 kB, 3 x max-outbuf)",
           sent == 200)
 
-    kids = []
-    eventually(lambda: kids.extend(children(h.pid)) or kids)
-    check("hold runs CMD as its child", len(kids) == 1)
-    for k in kids:
-        os.kill(k, signal.SIGKILL)
+    gc = guarded(h.pid)
+    check("hold runs CMD under one guardian, in a process group of its own "
+          "(the guardian's), the guardian in procregctl's",
+          gc is not None and len(children(h.pid)) == 1
+          and proc_stat(gc[1])[2] == gc[0]
+          and proc_stat(gc[0])[2] == os.getpgrp())
+    if gc:
+        os.kill(gc[1], signal.SIGKILL)
     r = h.finish()
     check("CMD killed by SIGKILL: hold exits 137", r.rc == 128 + 9)
     check("the name is released with CMD", cl.call("whereis", "cli/held")
@@ -732,8 +804,8 @@ def test_hold(ctl, cl, path):
     # SIGKILL procregctl itself: the name goes, and so does CMD.
     h = ctl.spawn("hold", "cli/life", "--", "sleep", "30")
     e = wait_registered(cl, "cli/life")
-    kids = []
-    eventually(lambda: kids.extend(children(h.pid)) or kids)
+    gc = guarded(h.pid)
+    cmd = Proc(gc[1]) if gc else None
     ref = cl.call("monitor", "cli/life")
     h.signal(signal.SIGKILL)
     r = h.finish()
@@ -741,8 +813,8 @@ def test_hold(ctl, cl, path):
     check("its lifeline fires the monitor: disconnected",
           cl.push() == [2, "down", [ref, "cli/life", "disconnected"]])
     check("the name is released", cl.call("whereis", "cli/life") is None)
-    check("CMD does not outlive procregctl (PDEATHSIG)", len(kids) == 1
-          and eventually(lambda: dead(kids[0])))
+    check("CMD does not outlive procregctl (its guardian stops it)",
+          cmd is not None and eventually(cmd.gone))
 
 
 def test_monitor(ctl, cl, path):
@@ -849,13 +921,15 @@ def test_evict(ctl, cl):
           and r.out == "")
     r = m.finish()
     check("its monitor prints evicted", r.rc == 0 and r.out == "evicted\n")
-    check("the holder lost the name, not its command",
-          cl.call("whereis", "cli/evictee") is None and h.proc.poll() is None)
+    r = h.finish()
+    check("the evicted hold is told: it stops its command and exits 5",
+          r.rc == 5 and r.err == "procregctl: lost cli/evictee (evicted): "
+          "stopping CMD\n")
+    check("and does not take the name back",
+          cl.call("whereis", "cli/evictee") is None)
     r = ctl.run("evict", "cli/evictee")
     check("evict of a missing name: exit 1", r.rc == 1
           and "not registered" in r.err)
-    h.signal(signal.SIGTERM)
-    h.finish()
 
 
 class Callee:
@@ -1414,9 +1488,8 @@ def test_hold_wait(ctl, cl, path):
         lambda: (cl.call("whereis", "cli/rep") or {}).get("pid") == b.pid))
     e = cl.call("whereis", "cli/rep")
     r = a.finish()
-    check("the replaced hold stops CMD (SIGTERM) and exits with its "
-          "status", r.rc == 143 and "procregctl: lost cli/rep (replaced): "
-          "stopping CMD\n" in r.err)
+    check("the replaced hold stops CMD and exits 5 (lost)", r.rc == 5
+          and "procregctl: lost cli/rep (replaced): stopping CMD\n" in r.err)
     check("with a new generation", ea is not None and e is not None
           and e["gen"] > ea["gen"])
     r = ctl.run("hold", "--replace", "cli/rep", "--", "true")
@@ -1658,9 +1731,14 @@ def test_watch_gap_overflow(tmp):
 
 def test_daemon_restart(ctl, cl, daemon, path):
     """The daemon goes away: recv, monitor and watch exit 3; hold waits and
-    registers its name again on the new daemon; of two hold --wait, one
+    registers its name again on the new daemon, or, someone else having
+    taken it first, stops its command and exits 5; of two hold --wait, one
     runs its command afterwards, never both."""
     h = ctl.spawn("hold", "cli/phoenix", "--", "sleep", "30")
+    hu = ctl.spawn("hold", "cli/usurped", "--", "sleep", "300")
+    wait_registered(cl, "cli/usurped")
+    gu = guarded(hu.pid)
+    usurped = Proc(gu[1]) if gu else None
     rv = ctl.spawn("recv", "cli/orphan")
     wait_registered(cl, "cli/phoenix")
     wait_registered(cl, "cli/orphan")
@@ -1675,6 +1753,8 @@ def test_daemon_restart(ctl, cl, daemon, path):
     m = ctl.spawn("monitor", "cli/phoenix")
     monitors_reach(cl, base + 1)
     cl.close()
+    # Stopped across the restart, so that another takes its name first.
+    hu.signal(signal.SIGSTOP)
     stop_daemon(daemon, "the daemon")
     r = rv.finish()
     check("recv exits 3 when the daemon goes away", r.rc == 3
@@ -1690,6 +1770,14 @@ def test_daemon_restart(ctl, cl, daemon, path):
     e = wait_registered(cl, "cli/phoenix")
     check("hold registers its name again on the new daemon", e is not None
           and e["pid"] == h.pid)
+    cl.call("register", "cli/usurped")
+    hu.signal(signal.SIGCONT)
+    r = hu.finish()
+    check("a hold whose name another took while the daemon restarted stops "
+          "its CMD and exits 5", r.rc == 5 and "cli/usurped was taken "
+          "meanwhile" in r.err and "lost cli/usurped (taken): stopping CMD"
+          in r.err and usurped is not None and usurped.gone())
+    cl.call("unregister", "cli/usurped")
 
     # Both hold --wait come back: whoever registers first holds cli/lead;
     # if that is the waiter, the old holder lost it and stops its CMD.
@@ -1706,8 +1794,9 @@ def test_daemon_restart(ctl, cl, daemon, path):
     if e.get("pid") == hw2.pid:
         r = hw1.finish()
         kids = []
-        check("the waiter got it first: the old holder stopped its CMD",
-              r.rc == 143 and "lost cli/lead (disconnected)" in r.err
+        check("the waiter got it first: the old holder stopped its CMD "
+              "and exits 5 (lost)",
+              r.rc == 5 and "lost cli/lead (disconnected)" in r.err
               and eventually(lambda: kids.extend(children(hw2.pid)) or kids))
         hw2.signal(signal.SIGTERM)
         check("and the new one runs until stopped", hw2.finish().rc == 143)
@@ -1729,6 +1818,275 @@ def test_daemon_restart(ctl, cl, daemon, path):
           and "held again" in r.err)
     cl.close()
     return daemon
+
+
+def test_hold_evicted(ctl, cl, tmp):
+    """Issue 12, the first scenario: hold victim, evict victim, hold victim
+    again.  The evicted hold stops its CMD's whole process group and exits
+    5 (lost), and only once all of it has ended; the second holder runs
+    after that, with nothing of the first left."""
+    name = "cli/hold-victim"
+    pidf = os.path.join(tmp, "victim.pids")
+    h = ctl.spawn("hold", name, "--", "sh", "-c",
+                  f"sleep 300 & echo $$ $! > {pidf}.new && mv {pidf}.new "
+                  f"{pidf}; wait")
+    first = pids_written(pidf)
+    check("the first hold's CMD runs: a shell and its background sleep",
+          len(first) == 2 and not any(p.gone() for p in first))
+    check("in a process group of its own", len(first) == 2
+          and first[0].pgrp == first[1].pgrp != os.getpgrp())
+    r = ctl.run("evict", name)
+    check("an administrator evicts the name", r.rc == 0)
+    r = h.finish()
+    check("the evicted hold exits 5, the name was lost", r.rc == 5
+          and f"procregctl: lost {name} (evicted): stopping CMD\n" in r.err)
+    # No eventually: hold exits only once the group has ended.
+    check("by then every process of its CMD has gone (the shell and the "
+          "sleep it started)", len(first) == 2
+          and all(p.gone() for p in first))
+    check("the whole group has", len(first) == 2
+          and group_members(first[0].pgrp) == [])
+    r = ctl.run("hold", name, "--", "sh", "-c", "echo second holder runs")
+    check("the second hold runs its command after that", r.rc == 0
+          and r.out == "second holder runs\n")
+    rm_f(pidf)
+
+
+def test_hold_candidates_killed(ctl, cl, tmp):
+    """Issue 12, the second scenario: three hold --wait candidates of one
+    name, each CMD `sh -c 'echo X leads; sleep 300'`.  kill -9 A's
+    procregctl, then kill (SIGTERM) B's and C's: afterwards no sleep of
+    any of them is left."""
+    name = "cli/elect"
+    files = {k: os.path.join(tmp, f"elect.{k}") for k in "ABC"}
+    holds = {}
+    for i, k in enumerate("ABC"):
+        holds[k] = ctl.spawn(
+            "hold", "--wait", name, "--", "sh", "-c",
+            f"echo $$ > {files[k]}.new && mv {files[k]}.new {files[k]}; "
+            f"echo {k} leads; sleep 300")
+        if i == 0:
+            wait_registered(cl, name)
+        else:
+            queue_reaches(cl, name, i)
+    check("A leads", holds["A"].readline() == "A leads")
+    a = pids_written(files["A"])
+    a = with_children(a) if a else a
+    check("A's CMD runs: its shell and the shell's sleep", len(a) == 2
+          and not any(p.gone() for p in a))
+    holds["A"].signal(signal.SIGKILL)
+    # Not finish(): that reads A's output to its end, which whatever is
+    # left of A's CMD would hold open.
+    try:
+        rc = holds["A"].proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        rc = None
+    check("kill -9 of A's procregctl", rc == -9)
+    check("B leads next", holds["B"].readline() == "B leads")
+    b = pids_written(files["B"])
+    b = with_children(b) if b else b
+    check("B's CMD runs: its shell and the shell's sleep", len(b) == 2
+          and not any(p.gone() for p in b))
+    check("A's shell and sleep do not outlive A's procregctl", len(a) == 2
+          and eventually(lambda: all(p.gone() for p in a)))
+    holds["B"].signal(signal.SIGTERM)
+    holds["C"].signal(signal.SIGTERM)
+    rb, rc = holds["B"].finish(), holds["C"].finish()
+    check("SIGTERM to B's procregctl: its CMD's status, 143", rb.rc == 143)
+    check("SIGTERM to C's, still waiting: 143, it never ran CMD",
+          rc.rc == 143 and not os.path.exists(files["C"]))
+    check("B's shell and sleep are gone when B exits", len(b) == 2
+          and all(p.gone() for p in b))
+    check("no process is left in A's or B's CMD group", len(a) == 2
+          and len(b) == 2 and eventually(
+              lambda: group_members(a[0].pgrp) == []
+              and group_members(b[0].pgrp) == []))
+    holds["A"].finish()
+    for f in files.values():
+        rm_f(f)
+
+
+def test_hold_kill_after(ctl, cl, tmp):
+    """--kill-after: a CMD group that ignores SIGTERM gets SIGKILL after
+    the grace, on a signal to procregctl and on a lost name alike."""
+    for how in ("signal", "evict"):
+        name = f"cli/stubborn-{how}"
+        pidf = os.path.join(tmp, f"stubborn.{how}")
+        h = ctl.spawn("hold", "--kill-after", "300", name, "--", "sh", "-c",
+                      f"trap '' TERM; sleep 300 & echo $$ $! > {pidf}.new "
+                      f"&& mv {pidf}.new {pidf}; wait")
+        procs = pids_written(pidf)
+        check(f"({how}) CMD runs: a shell and its sleep, both ignoring "
+              "SIGTERM", len(procs) == 2 and not any(p.gone() for p in procs))
+        if how == "signal":
+            h.signal(signal.SIGTERM)
+        else:
+            ctl.run("evict", name)
+        r = h.finish()
+        if how == "signal":
+            check("SIGTERM to hold: CMD ignores it and is SIGKILLed after "
+                  "--kill-after (exit 137, not when sleep ends)", r.rc == 137)
+        else:
+            check("evicted: CMD ignores SIGTERM and is SIGKILLed after "
+                  "--kill-after; hold exits 5", r.rc == 5)
+        check(f"({how}) nothing of CMD is left", len(procs) == 2
+              and all(p.gone() for p in procs))
+        rm_f(pidf)
+    r = ctl.run("hold", "--kill-after", "-1", "cli/x", "--", "true")
+    check("--kill-after takes milliseconds from 0", r.rc == 2
+          and "--kill-after" in r.err)
+    r = ctl.run("hold", "--kill-after", "0", "cli/x", "--", "true")
+    check("--kill-after 0 (SIGKILL at once) is accepted", r.rc == 0)
+    r = ctl.run("hold", "--help")
+    check("hold --help documents --kill-after, its default and exit 5",
+          "--kill-after MS" in r.out and "default 5000" in r.out
+          and "exits 5" in r.out)
+
+
+def test_hold_leftovers(ctl, cl, tmp):
+    """CMD ends, leaving a background process in its group: that gets
+    SIGTERM too, and hold exits (releasing the name) after it is gone."""
+    pidf = os.path.join(tmp, "leftover.pids")
+    r = ctl.run("hold", "cli/leftover", "--", "sh", "-c",
+                f"sleep 300 & echo $! > {pidf}.new && mv {pidf}.new {pidf}; "
+                "exit 4")
+    left = pids_written(pidf)
+    check("hold exits with CMD's own status", r.rc == 4)
+    check("what CMD left in its group is gone when hold exits",
+          len(left) == 1 and left[0].gone())
+    rm_f(pidf)
+
+
+def test_serve_lost(ctl, cl, path, tmp):
+    """serve: an evicted name stops serve (exit 5) and the CMD group
+    answering a call."""
+    s = ctl.spawn("serve", "cli/evserve", "--", "cat")
+    wait_registered(cl, "cli/evserve")
+    ctl.run("evict", "cli/evserve")
+    r = s.finish()
+    check("serve exits 5 when its name is evicted", r.rc == 5
+          and "procregctl: lost cli/evserve (evicted)\n" in r.err)
+
+    pidf = os.path.join(tmp, "serve.pids")
+    s = ctl.spawn("serve", "cli/evserve", "--", "sh", "-c",
+                  f"sleep 300 & echo $$ $! > {pidf}.new && mv {pidf}.new "
+                  f"{pidf}; wait")
+    wait_registered(cl, "cli/evserve")
+    caller = Client(path)
+    call = caller.send_request("call", "cli/evserve", "x", 20000)
+    procs = pids_written(pidf)
+    check("serve runs CMD in a process group of its own", len(procs) == 2
+          and procs[0].pgrp == procs[1].pgrp != os.getpgrp()
+          and not any(p.gone() for p in procs))
+    ctl.run("evict", "cli/evserve")
+    r = s.finish()
+    check("evicted while CMD runs: serve stops CMD's group and exits 5",
+          r.rc == 5 and "procregctl: lost cli/evserve (evicted): stopping "
+          "CMD\n" in r.err and len(procs) == 2
+          and all(p.gone() for p in procs))
+    err, _ = caller.response(call)
+    check("and its caller gets down", err is not None and err[0] == "down")
+    caller.close()
+    rm_f(pidf)
+
+
+class Pty:
+    """procregctl in the foreground of a terminal of its own (a pty),
+    its session's leader, as under an interactive shell."""
+
+    def __init__(self, argv):
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+        self.out = b""
+
+    def expect(self, text, timeout=10.0):
+        """Read the terminal until text appeared."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                return False
+            try:
+                data = os.read(self.fd, 4096)
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.out += data
+        return True
+
+    def write(self, data):
+        os.write(self.fd, data)
+
+    def wait(self, flags=0, timeout=10.0):
+        """waitpid's status, or None when nothing happened in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid, st = os.waitpid(self.pid, os.WNOHANG | flags)
+            if pid == self.pid:
+                return st
+            time.sleep(0.01)
+        return None
+
+    def close(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except OSError:
+            pass
+        os.close(self.fd)
+
+
+def test_hold_terminal(ctl):
+    """At a terminal, CMD's group takes it: CMD reads it, ^C reaches CMD
+    (hold exits 130), ^Z stops procregctl too and fg continues CMD."""
+    sh = ["sh", "-c", "echo ready; read line; echo got $line"]
+    t = Pty(ctl.argv(["hold", "cli/tty"] + ["--"] + sh))
+    check("CMD runs", t.expect("ready"))
+    t.write(b"hello\n")
+    check("CMD reads the terminal (its group is the foreground)",
+          t.expect("got hello"))
+    st = t.wait()
+    check("and hold exits 0", st is not None and os.WIFEXITED(st)
+          and os.WEXITSTATUS(st) == 0)
+    t.close()
+
+    t = Pty(ctl.argv(["hold", "cli/tty", "--", "sh", "-c",
+                      "echo ready; exec sleep 30"]))
+    gc = guarded(t.pid)
+
+    def comm():
+        try:
+            with open(f"/proc/{gc[1]}/comm") as f:
+                return f.read().strip()
+        except OSError:
+            return None
+    # A shell catches SIGINT until its exec: ^C only once sleep runs.
+    check("CMD runs (sleep)", t.expect("ready") and gc is not None
+          and eventually(lambda: comm() == "sleep"))
+    t.write(b"\x03")
+    st = t.wait()
+    check("^C ends CMD: hold exits 130", st is not None
+          and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 130)
+    t.close()
+
+    t = Pty(ctl.argv(["hold", "cli/tty", "--"] + sh))
+    check("CMD runs (read)", t.expect("ready"))
+    t.write(b"\x1a")
+    st = t.wait(os.WUNTRACED)
+    check("^Z stops CMD, and procregctl, so that its shell sees the job "
+          "stop", st is not None and os.WIFSTOPPED(st))
+    os.killpg(t.pid, signal.SIGCONT)	# fg: the shell continues the job
+    t.write(b"again\n")
+    check("fg: CMD continues, with the terminal", t.expect("got again"))
+    st = t.wait()
+    check("and hold exits 0 after it", st is not None
+          and os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0)
+    t.close()
 
 
 def main():
@@ -1753,9 +2111,15 @@ def main():
         test_monitor(ctl, cl, path)
         test_recv(ctl, cl)
         test_evict(ctl, cl)
+        test_hold_evicted(ctl, cl, tmp)
+        test_hold_candidates_killed(ctl, cl, tmp)
+        test_hold_kill_after(ctl, cl, tmp)
+        test_hold_leftovers(ctl, cl, tmp)
+        test_hold_terminal(ctl)
         test_call(ctl, path)
         test_send_monitor_conn(ctl, cl, path)
         test_serve(ctl, cl, path, tmp)
+        test_serve_lost(ctl, cl, path, tmp)
         test_groups(ctl, cl, path)
         test_keys(ctl, path)
         test_usage_part2(ctl)
