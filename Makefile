@@ -40,7 +40,8 @@ UNIT	 = tests/check_registry tests/check_proto tests/check_policy
 INTEG	 = tests/check_daemon tests/check_spec tests/check_client tests/check_events
 FAULTS	 = tests/check_faults
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
-	   tests/test_install.py tests/test_service.py tests/test_units.py
+	   tests/test_install.py tests/test_service.py tests/test_units.py \
+	   tests/test_safety.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = src/client.o src/paths.o src/prototab.o

@@ -266,10 +266,14 @@ print(json.dumps({"calls": out, "extra": extra}))
 
 
 def run_as(uid, path, calls, nconns=1):
+    """The calls as uid (gid the same), an unprivileged process: no
+    supplementary groups, not even root's (the daemon reads the peer's
+    real groups)."""
     import json
     r = subprocess.run(["/usr/bin/python3", "-c", AS_USER, path,
                         json.dumps(calls), str(nconns)],
-                       preexec_fn=lambda: (os.setgid(uid), os.setuid(uid)),
+                       preexec_fn=lambda: (os.setgroups([]), os.setgid(uid),
+                                           os.setuid(uid)),
                        capture_output=True, text=True, timeout=20)
     if r.returncode != 0:
         print(r.stderr)
@@ -311,8 +315,9 @@ def test_policy(tmp):
 
 
 def policy_checks(d, conf, path, rules):
-    """The policy, per-uid caps, evict and reload against daemon d (root
-    holds three connections: the cap is three per uid)."""
+    """The policy, per-uid caps, evict and reload against daemon d.  The
+    caps (three connections, three names per uid) bind uid 1000, an
+    unprivileged user; root, an administrator, is exempt from them."""
     eventually(lambda: os.path.exists(path))
     out = run_as(1000, path, [["register", ["app.x"]],
                               ["register", ["user.1000.a"]],
@@ -341,6 +346,23 @@ def policy_checks(d, conf, path, rules):
           out is not None and out["extra"][:1] and
           out["extra"][0][:2] == [2, "error"]
           and out["extra"][0][2][0] == "limit" and out["extra"][-1] == "EOF")
+    # Administrators are exempt from the per-uid caps: root, holding one
+    # connection and one name (app.x), opens four more and registers
+    # three more names, past both caps of three.
+    extra, outcome = [], []
+    for i in range(4):
+        c = Client(path)
+        extra.append(c)
+        try:
+            outcome.append(c.call("register", "root.%d" % i)[0])
+        except (EOFError, OSError):
+            outcome.append("EOF")
+    check("root is exempt from max_conns_per_uid: five connections",
+          outcome[:2] == [None, None] and "EOF" not in outcome)
+    check("root is exempt from max_names_per_uid: five names",
+          outcome == [None] * 4)
+    for c in extra:
+        c.sock.close()
     # evict: an administrator removes a name; its monitors fire evicted
     holder, watcher = Client(path), Client(path)
     holder.call("register", "victim")
