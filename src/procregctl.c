@@ -482,8 +482,8 @@ usage(FILE *f)
 	    "  3    cannot reach the daemon, or the connection was lost\n"
 	    "  4    any other error (protocol error, limit, too large, "
 	    "timeout, ...)\n"
-	    "  5    hold, serve: NAME was lost (evicted, replaced, taken while "
-	    "the daemon\n       restarted); CMD was stopped\n"
+	    "  5    hold, serve: NAME was lost (evicted, replaced, or taken at "
+	    "a restart)\n"
 	    "  hold exits with CMD's status (128+N if signal N killed it), 1 "
 	    "when NAME\n  is taken, 127 when CMD cannot be run.\n", f);
 }
