@@ -536,15 +536,18 @@ def attack_setup(tmp, label, kind):
         return d, keep, ("keys", [sid], "ok", victim_name)
     if kind.startswith("members"):
         fit = kind == "members-fits"
+        # As many as the descriptor limit allows (here and in the daemon).
+        count = min(MEMBERS, resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    - 256)
         # A member entry is about 80 bytes and its value: the values make
         # the answer about twice max_message, or none keep it under.
-        vlen = 0 if fit else -(-2 * MAX_MESSAGE // MEMBERS)
-        members = join_many(d.path, "big.group", MEMBERS,
+        vlen = 0 if fit else -(-2 * MAX_MESSAGE // count)
+        members = join_many(d.path, "big.group", count,
                             b"v" * vlen if vlen else None)
         keep.extend(members)
         if not check("%s: %d connections join one group (values of %d "
-                     "bytes)" % (label, MEMBERS, vlen),
-                     len(members) == MEMBERS):
+                     "bytes)" % (label, count, vlen),
+                     len(members) == count):
             return d, keep, None
         return d, keep, ("members", ["big.group"],
                          "ok" if fit else "too_large", victim_name)
