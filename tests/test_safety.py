@@ -201,9 +201,12 @@ class Daemon:
         self.logpath = os.path.join(tmp, name + ".log")
         self.name = name
         with open(self.logpath, "wb") as log:
-            self.proc = subprocess.Popen(list(pre) + [DAEMON, "-s", self.path]
-                                         + list(args), stdout=log,
-                                         stderr=log)
+            # -c /dev/null: the built-in defaults, whatever
+            # /etc/procreg/procreg.conf says on this machine.
+            self.proc = subprocess.Popen(list(pre) + [DAEMON, "-c",
+                                                      "/dev/null", "-s",
+                                                      self.path] + list(args),
+                                         stdout=log, stderr=log)
         DAEMONS.append(self)
         self.pid = self.proc.pid
         self.up = False
