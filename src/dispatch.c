@@ -696,18 +696,102 @@ h_update(struct call *k)
 	return reply_entry(k, n);
 }
 
-/* A name or group as bytes, for sorting keys. */
+/*
+ * A name or group as bytes, for sorting keys.  Its first 8 bytes ride
+ * along as a big-endian number: most comparisons end there, in the
+ * array, instead of at two names scattered over the heap.
+ */
 struct key {
+	uint64_t	 head;
 	const char	*s;
 	size_t		 len;
 };
+
+static struct key
+key_of(const char *s, size_t len)
+{
+	struct key k = { 0, s, len };
+
+	for (size_t i = 0; i < 8; i++)
+		k.head = k.head << 8 | (i < len ? (uint8_t)s[i] : 0);
+	return k;
+}
 
 static int
 key_cmp(const void *a, const void *b)
 {
 	const struct key *x = a, *y = b;
 
-	return bytes_cmp(x->s, x->len, y->s, y->len);
+	size_t n = x->len < y->len ? x->len : y->len;
+
+	if (x->head != y->head)
+		return x->head < y->head ? -1 : 1;
+	/* Zero padding: "ab" and "ab\0" share a head; so do names with a
+	 * common start, whose tails are short: a loop, not a call. */
+	for (size_t i = 8; i < n; i++) {
+		if (x->s[i] != y->s[i])
+			return (uint8_t)x->s[i] < (uint8_t)y->s[i] ? -1 : 1;
+	}
+	return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/*
+ * Sort keys[0..n) using tmp (n more slots): insertion-sorted runs of 8,
+ * then bottom-up merges.  glibc's qsort would allocate, and fault in, a
+ * buffer of its own at every call; this one is the server's, kept.
+ */
+static void
+keys_sort(struct key *a, struct key *tmp, size_t n)
+{
+	struct key *src = a, *dst = tmp, *t;
+
+	for (size_t i = 0; i < n; i += 8) {
+		size_t e = i + 8 < n ? i + 8 : n;
+
+		for (size_t j = i + 1; j < e; j++) {
+			struct key x = a[j];
+			size_t m = j;
+
+			for (; m > i && key_cmp(&a[m - 1], &x) > 0; m--)
+				a[m] = a[m - 1];
+			a[m] = x;
+		}
+	}
+	for (size_t w = 8; w < n; w *= 2) {
+		for (size_t i = 0; i < n; i += 2 * w) {
+			size_t l = i, m = i + w < n ? i + w : n;
+			size_t e = i + 2 * w < n ? i + 2 * w : n, r = m, o = i;
+
+			while (l < m && r < e)
+				dst[o++] = key_cmp(&src[r], &src[l]) < 0 ?
+				    src[r++] : src[l++];
+			while (l < m)
+				dst[o++] = src[l++];
+			while (r < e)
+				dst[o++] = src[r++];
+		}
+		t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
+}
+
+/* The server's sort buffer, room for n keys and n more to merge into. */
+static struct key *
+sort_buf(struct server *s, size_t n)
+{
+	size_t need = 2 * (n + 1) * sizeof(struct key);
+	void *p;
+
+	if (need > s->sort_bytes) {
+		if ((p = realloc(s->sort_buf, need)) == NULL)
+			return NULL;
+		s->sort_buf = p;
+		s->sort_bytes = need;
+	}
+	return s->sort_buf;
 }
 
 static int
@@ -718,7 +802,7 @@ h_keys(struct call *k)
 	struct reg_member *mb;
 	struct reg_name *n;
 	struct key *keys;
-	size_t nn = 0, ng = 0, size;
+	size_t nn = 0, ng = 0, size, cap;
 	uint64_t id;
 	int r = 0;
 
@@ -730,30 +814,32 @@ h_keys(struct call *k)
 	size = proto_reply_size(k->rq->msgid) + 1 + proto_str_size(5) +
 	    proto_array_size(rc->nnames) + proto_str_size(6) +
 	    proto_array_size(rc->nmembers);
-	/* Sized first, stopping as soon as it is too large: a refusal
-	 * costs no more than the answer would. */
+	/* Each key takes at least 2 bytes of the answer: no more than
+	 * max_message / 2 are collected before it is too large. */
+	cap = (size_t)rc->nnames + rc->nmembers;
+	if (cap > s->cfg.max_message / 2 + 1)
+		cap = s->cfg.max_message / 2 + 1;
+	if ((keys = sort_buf(s, cap)) == NULL)
+		return -ENOMEM;
+	/* Collected and sized at once, stopping as soon as it is too
+	 * large: a refusal costs no more than the answer would. */
 	LIST_FOREACH(n, &rc->names, owner_link) {
 		size += proto_str_size(n->name_len);
 		if (too_large(s, size))
 			goto too_large;
+		keys[nn++] = key_of(n->data, n->name_len);
 	}
 	LIST_FOREACH(mb, &rc->members, by_client) {
 		size += proto_str_size(mb->group->name_len);
 		if (too_large(s, size))
 			goto too_large;
+		keys[nn + ng++] = key_of(mb->group->name,
+		    mb->group->name_len);
 	}
-	keys = malloc(((size_t)rc->nnames + rc->nmembers + 1) * sizeof(*keys));
-	if (keys == NULL)
-		return -ENOMEM;
-	LIST_FOREACH(n, &rc->names, owner_link)
-		keys[nn++] = (struct key){ n->data, n->name_len };
-	LIST_FOREACH(mb, &rc->members, by_client)
-		keys[nn + ng++] = (struct key){ mb->group->name,
-		    mb->group->name_len };
 	/* Sorting costs n log n: charged so the turn ends sooner. */
 	s->work += 4 * (nn + ng);
-	qsort(keys, nn, sizeof(*keys), key_cmp);
-	qsort(keys + nn, ng, sizeof(*keys), key_cmp);
+	keys_sort(keys, keys + cap, nn);
+	keys_sort(keys + nn, keys + cap, ng);
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 	    proto_put_map(&s->out, 2) < 0 ||
 	    proto_put_str(&s->out, "names", 5) < 0 ||
@@ -769,7 +855,6 @@ h_keys(struct call *k)
 	if (r == 0 && ng == 0 && (proto_put_str(&s->out, "groups", 6) < 0 ||
 	    proto_put_array(&s->out, 0) < 0))
 		r = -ENOMEM;
-	free(keys);
 	return r;
 too_large:
 	s->work += rc->nnames + rc->nmembers;

@@ -669,4 +669,5 @@ server_deinit(struct server *s)
 	proto_out_deinit(&s->push);
 	proto_out_deinit(&s->scratch);
 	free(s->list_buf);
+	free(s->sort_buf);
 }

@@ -52,6 +52,8 @@ struct server {
 	struct pr_out		 scratch;	/* values being stored */
 	struct evbuffer		*fanout;	/* conn_write_shared's staging */
 	struct reg_name		**list_buf;	/* PR_LIST_MAX entries */
+	void			*sort_buf;	/* keys' sorting, kept */
+	size_t			 sort_bytes;
 	TAILQ_HEAD(, conn)	 conns;		/* every connection */
 	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
 	TAILQ_HEAD(, conn)	 reap;		/* closed, to free */

@@ -4736,6 +4736,64 @@ START_TEST(test_update)
 }
 END_TEST
 
+/*
+ * keys sorts by an 8-byte head, then the tail: thousands of names that
+ * share heads, end inside or just past them, and carry bytes over 0x7f
+ * come back in bytewise order, every one of them.
+ */
+START_TEST(test_keys_sorted_many)
+{
+	static const char *const stems[] = { "", "svc.", "svc.inst",
+	    "service.instance.", "\xc3\xa9t\xc3\xa9.", "\xef\xbf\xbd", "z" };
+	enum { N = 3000 };
+	struct tdaemon d;
+	struct tclient *a, *o;
+	msgpack_object *r, *names;
+	struct tpack p;
+	uint32_t id, seed = 12345;
+	uint64_t ca;
+	char name[64];
+
+	t_daemon_start(&d, NULL);
+	o = connect_first(&d);
+	a = t_connect(d.path);
+	ca = t_conn_id(a);
+	tp_init(&p);
+	id = rq_begin(a, &p, "register_many", 1);
+	tp_arr(&p, N);
+	for (int i = 0; i < N; i++) {
+		size_t len;
+
+		seed = seed * 1103515245u + 12345u;
+		/* The index makes it unique; the stem and a varying
+		 * length of filler put the difference anywhere. */
+		len = (size_t)snprintf(name, sizeof(name), "%s%.*s%d",
+		    stems[seed % 7], (int)(seed >> 8) % 12, "xxxxxxxxxxxx",
+		    i);
+		tp_arr(&p, 1);
+		tp_strn(&p, name, len);
+	}
+	rq_send(a, &p);
+	ck_assert_uint_eq(t_ok(a, id)->via.array.size, N);
+	r = t_call_ok(o, "keys", "u", ca);
+	names = o_get(r, "names");
+	ck_assert_uint_eq(names->via.array.size, N);
+	for (uint32_t i = 1; i < N; i++) {
+		const msgpack_object_str *x = &names->via.array.ptr[i - 1].via.str;
+		const msgpack_object_str *y = &names->via.array.ptr[i].via.str;
+		uint32_t n = x->size < y->size ? x->size : y->size;
+		int c = memcmp(x->ptr, y->ptr, n);
+
+		ck_assert_msg(c < 0 || (c == 0 && x->size < y->size),
+		    "keys out of order at %u", i);
+	}
+	tp_free(&p);
+	t_close(a);
+	t_close(o);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_keys)
 {
 	struct tdaemon d;
@@ -5279,6 +5337,7 @@ daemon_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_update);
 	tcase_add_test(tc, test_keys);
+	tcase_add_test(tc, test_keys_sorted_many);
 	tcase_add_test(tc, test_register_many);
 	tcase_add_test(tc, test_register_many_limit);
 	tcase_add_test(tc, test_gen);
