@@ -38,7 +38,7 @@ PAGES = ["procregctl.1", "procreg.conf.5", "procreg.7", "procregd.8"]
 INSTALLED_DAEMON = "/usr/sbin/procregd"
 # Options of procregd that have no key in the configuration file.
 CLI_ONLY = {"config", "check-config", "foreground", "verbose", "quiet",
-            "help", "version"}
+            "system", "help", "version"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
 skips = []
@@ -260,11 +260,15 @@ def test_units(tmp):
     check("user socket: %t/procreg.sock, mode 0600",
           usock.get("ListenStream") == ["%t/procreg.sock"] and
           usock.get("SocketMode") == ["0600"])
-    for label, s in (("system", svc), ("user", usvc)):
-        check(f"{label} service: Type=notify, /usr/sbin/procregd, SIGHUP "
-              "reload, watchdog",
+    # The system unit passes --system (its DynamicUser= is not root, but
+    # it serves every local user); the user unit does not.
+    for label, s, execstart in (
+            ("system", svc, INSTALLED_DAEMON + " --system"),
+            ("user", usvc, INSTALLED_DAEMON)):
+        check(f"{label} service: Type=notify, ExecStart={execstart}, "
+              "SIGHUP reload, watchdog",
               s.get("Type") == ["notify"] and
-              s.get("ExecStart") == [INSTALLED_DAEMON] and
+              s.get("ExecStart") == [execstart] and
               "/bin/kill -HUP $MAINPID" in s.get("ExecReload", []) and
               s.get("WatchdogSec") == ["10s"])
         # A user namespace would hide the clients' uids and gids
@@ -462,7 +466,7 @@ def test_conf(dhelp, conf_page):
           {s for n, s, k, v, c in keys} == {"daemon", "limits", "policy"})
     # Commented out: the keys whose default depends on how procregd runs
     # (the socket's, and the per-user caps and reserved connections, which
-    # differ for root), so that the installed file changes nothing, and
+    # differ for root or --system), so that the installed file changes nothing, and
     # the policy's examples.
     check("procreg.conf: only socket, socket_mode, socket_group, "
           "max_conns_per_uid, max_names_per_uid, reserved_conns and the "
