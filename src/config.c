@@ -18,6 +18,7 @@
 
 enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_RULE,
 	OPT_ADMIN, OPT_DEFAULT, OPT_VERBOSE, OPT_QUIET, OPT_FOREGROUND,
+	OPT_SYSTEM,
 	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION };
 
 struct option_def {
@@ -60,6 +61,10 @@ static const struct option_def defs[] = {
 	{ "foreground", 'f', OPT_FOREGROUND, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "run in the foreground (always the case; accepted for service "
 	    "managers)" },
+	{ "system", 0, OPT_SYSTEM, NULL, NULL, 0, 0, 0, 0, NULL,
+	    "serve every local user (the system unit passes it): the per-uid "
+	    "caps and the reserved connections then default on, as when run "
+	    "as root" },
 	{ "verbose", 'v', OPT_VERBOSE, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "log at debug level: one line per connection opened and closed" },
 	{ "quiet", 'q', OPT_QUIET, NULL, NULL, 0, 0, 0, 0, NULL,
@@ -111,9 +116,10 @@ static const struct option_def defs[] = {
 #define NDEFS	(sizeof(defs) / sizeof(defs[0]))
 
 /*
- * The system daemon (run as root) serves every local user through a
- * 0666 socket: no user may take all of it.  A user's own daemon keeps
- * the table's defaults (no caps).
+ * The system daemon serves every local user through a 0666 socket: no
+ * user may take all of it.  It runs as root, or (the system unit, with
+ * DynamicUser=) says so with --system.  A user's own daemon keeps the
+ * table's defaults (no caps).
  */
 static const struct {
 	size_t		 offset;
@@ -142,8 +148,12 @@ root_default(const struct option_def *d)
 void
 config_defaults(struct config *cfg)
 {
-	bool root = geteuid() == 0;
+	config_defaults_for(cfg, getuid() == 0);
+}
 
+void
+config_defaults_for(struct config *cfg, bool root)
+{
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NDEFS; i++) {
 		if (defs[i].type == OPT_NUM)
@@ -173,7 +183,8 @@ usage(FILE *f)
 			    d->arg ? " " : "", d->arg ? d->arg : "");
 		fprintf(f, "  %-24s %s", left, d->help);
 		if (d->type == OPT_NUM && root_default(d) != d->def)
-			fprintf(f, " (default %llu, %llu when run as root)",
+			fprintf(f, " (default %llu, %llu as root or with "
+			    "--system)",
 			    (unsigned long long)d->def,
 			    (unsigned long long)root_default(d));
 		else if (d->type == OPT_NUM)
@@ -438,6 +449,9 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 			break;
 		case OPT_FOREGROUND:
 			break;
+		case OPT_SYSTEM:
+			cfg->system = true;
+			break;
 		case OPT_HELP:
 			usage(out);
 			return CONFIG_EXIT_OK;
@@ -465,18 +479,20 @@ config_build(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 	char path[sizeof(cfg->config_path)];
 	enum config_result r;
 	struct stat st;
-	bool check;
+	bool check, system;
 
-	/* First pass: where the file is, and whether only to check it. */
+	/* First pass: where the file is, whether only to check it, and
+	 * whether this is the system's daemon. */
 	config_defaults(cfg);
 	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)
 		return r;
 	strcpy(path, cfg->config_path);
 	check = cfg->check_only;
+	system = cfg->system || getuid() == 0;
 	if (path[0] == '\0' && stat(CONFIG_DEFAULT_FILE, &st) == 0)
 		strcpy(path, CONFIG_DEFAULT_FILE);
 	/* Then defaults, the file, and the command line over it. */
-	config_defaults(cfg);
+	config_defaults_for(cfg, system);
 	if (path[0] != '\0' && load_file(cfg, path, err) > 0)
 		return CONFIG_INVALID;
 	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)

@@ -36,6 +36,7 @@ struct config {
 	/* Not settings but what the command line asked for. */
 	char		config_path[256];	/* -c, or the default if it exists */
 	bool		check_only;		/* --check-config */
+	bool		system;			/* --system */
 };
 
 enum config_result {
@@ -50,6 +51,8 @@ enum config_result {
  * the system's (runs as root: every local user shares it) or a user's.
  */
 void			config_defaults(struct config *);
+/* The same, for the system daemon (root) or a user's. */
+void			config_defaults_for(struct config *, bool system);
 /*
  * The whole configuration: defaults, then the file (-c FILE, else the
  * default file when it exists), then the command line over both.  Errors

@@ -87,8 +87,8 @@ conn_close_doomed(struct server *s)
 /*
  * The peer's supplementary groups as the kernel recorded them at
  * connect (SO_PEERGROUPS), into a copy the connection owns.  0, or -1
- * when there is no memory (an unreadable list is an empty one: the peer
- * then matches its primary gid only).
+ * when they cannot be read: the connection is then refused, since a
+ * peer whose groups are unknown could pass a "deny group:" rule.
  */
 static int
 read_peer_groups(int fd, struct policy_peer *peer)
@@ -99,11 +99,12 @@ read_peer_groups(int fd, struct policy_peer *peer)
 	size_t n;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		/* The list grew between the two calls: refused too. */
 		if (errno != ERANGE || (g = malloc(len)) == NULL)
-			return errno == ERANGE ? -1 : 0;
+			return -1;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
 			free(g);
-			return 0;
+			return -1;
 		}
 	}
 	n = len / sizeof(gid_t);
@@ -151,6 +152,14 @@ conn_admit(struct server *s, const struct policy_peer *peer, bool admin)
 {
 	uint64_t max = s->cfg.max_conns, reserved = s->cfg.reserved_conns;
 
+	/* The user's own cap first: a connection it would refuse must not
+	 * have cost another user's draining connection its place. */
+	while (!admin && s->cfg.max_conns_per_uid != 0 &&
+	    registry_uid_conns(&s->reg, peer->uid) >=
+	    s->cfg.max_conns_per_uid) {
+		if (!drop_oldest_draining(s, false, peer->uid))
+			return "this user has too many connections";
+	}
 	/* Some places stay free for an administrator to come and clean
 	 * up, however many connections the others hold. */
 	if (!admin)
@@ -158,13 +167,6 @@ conn_admit(struct server *s, const struct policy_peer *peer, bool admin)
 	while (s->nconns >= max) {
 		if (!drop_oldest_draining(s, true, 0))
 			return "too many connections; try again later";
-	}
-	if (admin || s->cfg.max_conns_per_uid == 0)
-		return NULL;
-	while (registry_uid_conns(&s->reg, peer->uid) >=
-	    s->cfg.max_conns_per_uid) {
-		if (!drop_oldest_draining(s, false, peer->uid))
-			return "this user has too many connections";
 	}
 	return NULL;
 }
@@ -183,8 +185,13 @@ conn_new(struct server *s, int fd)
 	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
 	peer.uid = (uint32_t)cred.uid;
 	peer.gid = (uint32_t)cred.gid;
-	if (read_peer_groups(fd, &peer) < 0)
-		goto fail;
+	if (read_peer_groups(fd, &peer) < 0) {
+		log_warn(&s->log, "refused uid=%u: cannot read its groups: %s",
+		    (unsigned)peer.uid, strerror(errno));
+		server_refuse(s, fd, "the daemon cannot read this peer's "
+		    "groups");
+		return NULL;
+	}
 	admin = policy_is_admin(&s->cfg.policy, &peer, (uint32_t)getuid());
 	if ((why = conn_admit(s, &peer, admin)) != NULL) {
 		log_debug(&s->log, "refused uid=%u: %s", (unsigned)peer.uid,
@@ -425,13 +432,16 @@ conn_yield(struct conn *c)
 void
 conn_serve_ready(struct server *s)
 {
-	TAILQ_HEAD(, conn) turn = TAILQ_HEAD_INITIALIZER(turn);
 	struct conn *c;
+	size_t n = 0;
 
-	/* Only those waiting now: who yields again waits for the next. */
-	TAILQ_CONCAT(&turn, &s->ready, ready_link);
-	while ((c = TAILQ_FIRST(&turn)) != NULL) {
-		TAILQ_REMOVE(&turn, c, ready_link);
+	/* Only those waiting now: who yields again goes behind them, for
+	 * the next turn.  Each stays on the server's list until served,
+	 * where conn_free finds it. */
+	TAILQ_FOREACH(c, &s->ready, ready_link)
+		n++;
+	while (n-- > 0 && (c = TAILQ_FIRST(&s->ready)) != NULL) {
+		TAILQ_REMOVE(&s->ready, c, ready_link);
 		c->flags &= ~CONN_YIELDED;
 		conn_process(c);
 		conn_arm_read(c);
@@ -575,7 +585,7 @@ conn_flush(struct conn *c)
 	struct server *s = c->srv;
 	int n;
 
-	if (c->flags & CONN_REAP)
+	if (c->flags & CONN_REAP || c->fd < 0)
 		return;
 	if (evbuffer_get_length(c->out) > 0) {
 		n = evbuffer_write(c->out, c->fd);

@@ -139,8 +139,6 @@ void		 conn_serve_ready(struct server *);
 /* Set the label shown in logs (bytes already checked as UTF-8). */
 void		 conn_set_label(struct conn *, const char *s, size_t len);
 
-
-
 /* The connection that embeds a registry client. */
 static inline struct conn *
 conn_of(struct reg_client *rc)

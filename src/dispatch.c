@@ -165,7 +165,8 @@ h_register(struct call *k)
 	flags |= opts[0].set && opts[0].b ? REG_QUEUE : 0;
 	flags |= opts[1].set && opts[1].b ? REG_ALLOW_REPLACEMENT : 0;
 	flags |= opts[2].set && opts[2].b ? REG_REPLACE : 0;
-	if (!policy_allows(&s->cfg.policy, &k->c->peer, name, len, k->why, sizeof(k->why)))
+	if (!policy_allows(&s->cfg.policy, &k->c->peer, name, len, k->why,
+	    sizeof(k->why)))
 		return PR_ERR_FORBIDDEN;
 	if (v != NULL && stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
@@ -516,7 +517,8 @@ h_join(struct call *k)
 
 	if (args_name(&k->rq->args, &group, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
-	if (!policy_allows(&s->cfg.policy, &k->c->peer, group, len, k->why, sizeof(k->why)))
+	if (!policy_allows(&s->cfg.policy, &k->c->peer, group, len, k->why,
+	    sizeof(k->why)))
 		return PR_ERR_FORBIDDEN;
 	if (args_more(&k->rq->args)) {
 		args_value(&k->rq->args, &v);
@@ -1333,6 +1335,9 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	if (k.noproc)
 		notify_down(s, c, k.noproc_ref, &k.noproc_target,
 		    PR_DOWN_NOPROC);
-	if (k.replay != NULL)
+	if (k.replay != NULL) {
+		/* A resume walks the history: charged to the turn. */
+		s->work += s->subs.count;
 		subs_replay(s, k.replay, k.replay_since);
+	}
 }

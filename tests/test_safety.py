@@ -1157,6 +1157,28 @@ def test_defaults(tmp, ident, other_uid):
     else:
         d.stop()
 
+    # The same user's daemon with --system (the system unit runs it so,
+    # under DynamicUser=): the system daemon's caps, though not root.
+    d = start_daemon(tmp, "c-system", ["--socket-mode", "0666", "--system"],
+                     pre=["setpriv", "--reuid", str(ident["uid"]), "--regid",
+                          str(ident["gid"]), "--clear-groups", "env",
+                          "VALGRIND_LOG_DIR=" + logdir], sockdir=udir)
+    if d.up:
+        u = None
+        try:
+            u = User(tmp, d.path, other_uid, other_uid, tag="other")
+            got = u.req(op="open", count=257) or []
+            check("%s: --system, not run as root: another uid is capped at "
+                  "256 connections, the 257th gets limit (%d ok, then %s)" % (
+                      label, got.count("ok"), got[256:]),
+                  got == ["ok"] * 256 + ["limit"])
+        finally:
+            if u is not None:
+                u.done()
+            check("%s: the --system daemon exits 0" % label, d.stop() == 0)
+    else:
+        d.stop()
+
     # Reserved slots: only administrators take the last two.
     label = "reserved"
     d = start_daemon(tmp, "c-reserved", ["--socket-mode", "0666",
