@@ -25,6 +25,8 @@ subs_init(struct subs *ss, size_t history)
 	TAILQ_INIT(&ss->all);
 	proto_out_init(&ss->payload);
 	proto_out_init(&ss->push);
+	if (htab_init(&ss->buckets, 16) < 0)
+		return -ENOMEM;
 	return subs_resize(ss, history);
 }
 
@@ -78,6 +80,40 @@ subs_deinit(struct subs *ss)
 	ring_free(ss);
 	proto_out_deinit(&ss->payload);
 	proto_out_deinit(&ss->push);
+	htab_deinit(&ss->buckets);
+}
+
+/* A bucket's key while it is looked up. */
+struct bucket_key {
+	const char	*prefix;
+	size_t		 plen;
+	bool		 groups;
+};
+
+static bool
+bucket_eq(const void *item, const void *key)
+{
+	const struct sub_bucket *b = item;
+	const struct bucket_key *k = key;
+
+	return b->plen == k->plen && b->groups == k->groups &&
+	    memcmp(b->prefix, k->prefix, k->plen) == 0;
+}
+
+static uint64_t
+bucket_hash(const struct server *s, const char *prefix, size_t plen,
+    bool groups)
+{
+	return registry_hash(&s->reg, prefix, plen) ^ (groups ? 1 : 0);
+}
+
+static struct sub_bucket *
+bucket_find(const struct server *s, uint64_t h, const char *prefix,
+    size_t plen, bool groups)
+{
+	struct bucket_key k = { prefix, plen, groups };
+
+	return htab_find(&s->subs.buckets, h, bucket_eq, &k);
 }
 
 bool
@@ -91,6 +127,16 @@ subs_match(const struct sub *sb, const char *name, size_t len, bool group)
 static void
 sub_free(struct server *s, struct sub *sb)
 {
+	struct sub_bucket *b = sb->bucket;
+
+	if (b != NULL) {
+		TAILQ_REMOVE(&b->subs, sb, in_bucket);
+		if (TAILQ_EMPTY(&b->subs)) {
+			htab_remove(&s->subs.buckets, b->hash, b);
+			s->subs.nbuckets[b->plen]--;
+			free(b);
+		}
+	}
 	TAILQ_REMOVE(&s->subs.all, sb, all);
 	LIST_REMOVE(sb, by_conn);
 	sb->c->nsubs--;
@@ -215,17 +261,32 @@ subs_event(struct server *s, const struct reg_event *ev)
 		}
 		return;
 	}
-	for (sb = TAILQ_FIRST(&ss->all); sb != NULL; sb = next) {
-		next = TAILQ_NEXT(sb, all);
-		if (!subs_match(sb, name, nlen, group))
+	/* Shorter prefixes first; a name event reaches both flags'
+	 * buckets, a group event only those that asked for groups. */
+	for (size_t l = 0; l <= nlen; l++) {
+		if (ss->nbuckets[l] == 0)
 			continue;
-		if (sh == NULL && (sh = conn_shared_new(proto_out_data(o) +
-		    nlen, proto_out_len(o) - nlen)) == NULL) {
-			conn_out_of_memory(sb->c);
-			sub_free(s, sb);
-			continue;
+		for (int g = group ? 1 : 0; g <= 1; g++) {
+			struct sub_bucket *b = bucket_find(s, bucket_hash(s,
+			    name, l, g), name, l, g);
+
+			for (sb = b ? TAILQ_FIRST(&b->subs) : NULL; sb != NULL;
+			    sb = next) {
+				/* Delivery may free sb, and with the bucket's
+				 * last one the bucket: next is read first, and
+				 * b is not touched once it is NULL. */
+				next = TAILQ_NEXT(sb, in_bucket);
+				if (sh == NULL && (sh = conn_shared_new(
+				    proto_out_data(o) + nlen,
+				    proto_out_len(o) - nlen)) == NULL) {
+					conn_out_of_memory(sb->c);
+					sub_free(s, sb);
+					continue;
+				}
+				deliver(s, sb, ss->seq, kind_names[ev->kind],
+				    sh);
+			}
 		}
-		deliver(s, sb, ss->seq, kind_names[ev->kind], sh);
 	}
 	conn_shared_put(sh);
 }
@@ -246,8 +307,29 @@ subs_start(struct server *s, struct conn *c, const char *prefix, size_t plen,
 	sb->groups = groups;
 	sb->none = plen > PR_NAME_MAX;
 	if (!sb->none) {
+		struct sub_bucket *b;
+		uint64_t h = bucket_hash(s, prefix, plen, groups);
+
 		sb->plen = (uint8_t)plen;
 		memcpy(sb->prefix, prefix, plen);
+		/* No name is longer than 255 bytes: a longer prefix matches
+		 * nothing and has no bucket. */
+		if ((b = bucket_find(s, h, prefix, plen, groups)) == NULL) {
+			if ((b = malloc(sizeof(*b) + plen)) == NULL ||
+			    htab_insert(&ss->buckets, h, b) < 0) {
+				free(b);
+				free(sb);
+				return -ENOMEM;
+			}
+			TAILQ_INIT(&b->subs);
+			b->hash = h;
+			b->groups = groups;
+			b->plen = (uint8_t)plen;
+			memcpy(b->prefix, prefix, plen);
+			ss->nbuckets[plen]++;
+		}
+		TAILQ_INSERT_TAIL(&b->subs, sb, in_bucket);
+		sb->bucket = b;
 	}
 	TAILQ_INSERT_TAIL(&ss->all, sb, all);
 	LIST_INSERT_HEAD(&c->subs, sb, by_conn);

@@ -14,15 +14,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "htab.h"
 #include "proto.h"
 #include "registry.h"
 
 struct conn;
 struct server;
 
+struct sub_bucket;
+
 struct sub {
 	TAILQ_ENTRY(sub)	 all;
 	LIST_ENTRY(sub)		 by_conn;
+	TAILQ_ENTRY(sub)	 in_bucket;
+	struct sub_bucket	*bucket;	/* NULL when none */
 	struct conn		*c;
 	uint64_t		 id;
 	bool			 groups;
@@ -41,8 +46,24 @@ struct hev {
 	bool			 group;
 };
 
+/*
+ * The subscriptions with one prefix (and one groups flag), in the order
+ * they were made.  An event looks up the buckets of its name's prefixes,
+ * of the lengths some bucket has: the subscriptions it does not concern
+ * cost nothing, however many there are.
+ */
+struct sub_bucket {
+	TAILQ_HEAD(, sub)	 subs;
+	uint64_t		 hash;
+	bool			 groups;
+	uint8_t			 plen;
+	char			 prefix[];
+};
+
 struct subs {
 	TAILQ_HEAD(, sub)	 all;
+	struct htab		 buckets;
+	uint32_t		 nbuckets[PR_NAME_MAX + 1]; /* by prefix length */
 	uint64_t		 nsubs;
 	uint64_t		 seq;		/* the last event's */
 	uint64_t		 floor;		/* events <= floor are gone */

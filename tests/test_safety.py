@@ -616,6 +616,61 @@ def attack_phase(tmp, kind):
 def test_attack1(tmp):
     for kind in ATTACK_KINDS:
         attack_phase(tmp, kind)
+    test_idle_subscriptions(tmp)
+
+
+def test_idle_subscriptions(tmp):
+    """Subscriptions an event does not concern cost it nothing: one
+    client's 100,000 subscriptions to "zz" must not make another's
+    register_many of 10,000 names (10,000 events) slow, nor a third's
+    whereis meanwhile."""
+    label = "idle subscriptions"
+    nsubs, nnames = (20000, 2000) if SLOW else (100000, 10000)
+    d = start_daemon(tmp, "a-subs", [])
+    if not d.up:
+        d.stop()
+        return
+    a = b = v = None
+    try:
+        a, b, v = Client(d.path, 120), Client(d.path, 120), Client(d.path)
+        a.sock.sendall(b"".join(msgpack.packb([0, i + 1, "subscribe",
+                                               ["zz"]])
+                                for i in range(nsubs)))
+        ok = 0
+        while ok < nsubs:
+            obj = a.next()
+            if obj == "EOF":
+                break
+            ok += obj[0] == 1 and obj[2] is None
+        check("%s: %d subscriptions to zz" % (label, nsubs), ok == nsubs)
+        b.msgid += 1
+        b.sock.sendall(msgpack.packb([0, b.msgid, "register_many",
+                                      [[["n%06d" % i]
+                                        for i in range(nnames)]]]))
+        lat = []
+        replied = None
+        while replied is None:
+            t0 = time.monotonic()
+            try:
+                v.call("whereis", "x")
+            except OSError:         # no answer in 10 s: stalled
+                lat.append(float("inf"))
+                break
+            lat.append(time.monotonic() - t0)
+            if select.select([b.sock], [], [], 0)[0]:
+                replied = b.next()
+        lat.sort()
+        print("       victim whereis during the register_many: %s" %
+              describe(lat))
+        check("%s: the register_many of %d names answered" % (label, nnames),
+              replied != "EOF" and replied[0] == 1 and replied[2] is None)
+        check("%s: another client's whereis stays under %g s (max %.3f s)" % (
+            label, BOUND_S, lat[-1]), lat[-1] < BOUND_S)
+    finally:
+        for c in (a, b, v):
+            if c is not None:
+                c.close()
+        check("%s: the daemon exits 0" % label, d.stop() == 0)
 
 
 # ---------------------------------------------------------------------------
