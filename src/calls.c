@@ -14,6 +14,10 @@
 /* The awaits of one name. */
 struct awaitname {
 	LIST_HEAD(, pawait)	 list;
+	/* Registered: its awaits are being answered with this entry, a
+	 * slice per loop turn, from the calls' answering list. */
+	struct conn_shared	*entry;
+	TAILQ_ENTRY(awaitname)	 answering;
 	uint8_t			 len;
 	char			 name[];
 };
@@ -74,6 +78,7 @@ calls_init(struct calls *cs)
 		htab_deinit(&cs->by_gen);
 		return -ENOMEM;
 	}
+	TAILQ_INIT(&cs->answering);
 	return 0;
 }
 
@@ -268,13 +273,32 @@ await_free(struct server *s, struct pawait *a)
 	LIST_REMOVE(a, by_name);
 	a->c->ncalls_out--;
 	if (LIST_EMPTY(&an->list)) {
-		htab_remove(&cs->awaits, registry_hash(&s->reg, an->name,
-		    an->len), an);
+		if (an->entry != NULL) {
+			TAILQ_REMOVE(&cs->answering, an, answering);
+			conn_shared_put(an->entry);
+		} else
+			htab_remove(&cs->awaits, registry_hash(&s->reg,
+			    an->name, an->len), an);
 		free(an);
 	}
 	event_free(a->timer);
 	free(a);
 	cs->nawaits--;
+}
+
+/* Answer an await of a registered name with its entry, and free it. */
+static void
+answer_await(struct server *s, struct pawait *a)
+{
+	struct conn *c = a->c;
+
+	proto_out_reset(&s->push);
+	if (proto_reply_begin(&s->push, a->msgid) < 0)
+		conn_out_of_memory(c);
+	else
+		conn_write_shared(c, proto_out_data(&s->push),
+		    proto_out_len(&s->push), a->an->entry, false);
+	await_free(s, a);	/* with the last, the name's record */
 }
 
 static void
@@ -287,6 +311,11 @@ await_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (a->an->entry != NULL) {
+		/* Registered in time, its answer not sent yet: now. */
+		answer_await(s, a);
+		return;
+	}
 	await_free(s, a);
 	proto_out_reset(&s->push);
 	if (proto_reply_error(&s->push, msgid, PR_ERR_TIMEOUT, "the name was "
@@ -319,6 +348,7 @@ calls_await(struct server *s, struct conn *c, uint32_t msgid,
 		if ((fresh = an = malloc(sizeof(*an) + len)) == NULL)
 			goto nomem;
 		LIST_INIT(&an->list);
+		an->entry = NULL;
 		an->len = (uint8_t)len;
 		memcpy(an->name, name, len);
 		if (htab_insert(&cs->awaits, h, an) < 0)
@@ -349,41 +379,57 @@ calls_registered(struct server *s, const struct reg_name *n)
 {
 	struct calls *cs = &s->calls;
 	struct an_key key = { n->data, n->name_len };
-	struct conn_shared *entry = NULL;
+	uint64_t h;
 	struct awaitname *an;
 
 	if (cs->nawaits == 0)
 		return;
-	an = htab_find(&cs->awaits, registry_hash(&s->reg, n->data,
-	    n->name_len), an_eq, &key);
+	h = registry_hash(&s->reg, n->data, n->name_len);
+	if ((an = htab_find(&cs->awaits, h, an_eq, &key)) == NULL)
+		return;
 	/*
 	 * One encoded entry shared by every response: a register must not
-	 * turn into thousands of copies of its value.
+	 * turn into thousands of copies of its value.  The record leaves
+	 * the index (an await made from now on finds the name registered,
+	 * or waits for its next registration) for the answering list.
 	 */
-	if (an != NULL) {
-		proto_out_reset(&s->push);
-		if (proto_put_entry(&s->push, n) == 0)
-			entry = conn_shared_new(proto_out_data(&s->push),
-			    proto_out_len(&s->push));
-	}
-	/* The last await_free frees an with its list. */
-	while (an != NULL) {
-		struct pawait *a = LIST_FIRST(&an->list);
-		bool last = LIST_NEXT(a, by_name) == NULL;
-		struct conn *c = a->c;
-		uint32_t msgid = a->msgid;
+	proto_out_reset(&s->push);
+	if (proto_put_entry(&s->push, n) < 0 ||
+	    (an->entry = conn_shared_new(proto_out_data(&s->push),
+	    proto_out_len(&s->push))) == NULL) {
+		struct pawait *a;
 
-		await_free(s, a);
-		proto_out_reset(&s->push);
-		if (entry == NULL || proto_reply_begin(&s->push, msgid) < 0)
-			conn_out_of_memory(c);
-		else
-			conn_write_shared(c, proto_out_data(&s->push),
-			    proto_out_len(&s->push), entry, false);
-		if (last)
-			break;
+		while ((a = LIST_FIRST(&an->list)) != NULL) {
+			conn_out_of_memory(a->c);
+			await_free(s, a);
+		}
+		return;
 	}
-	conn_shared_put(entry);
+	htab_remove(&cs->awaits, h, an);
+	TAILQ_INSERT_TAIL(&cs->answering, an, answering);
+	if (calls_answer_slice(s))
+		server_schedule_answers(s);
+}
+
+bool
+calls_answer_slice(struct server *s)
+{
+	struct calls *cs = &s->calls;
+	struct awaitname *an;
+	size_t budget = AWAIT_SLICE;
+
+	/* However many wait for a name, a loop turn answers a slice. */
+	while (budget > 0 && (an = TAILQ_FIRST(&cs->answering)) != NULL) {
+		bool last;
+
+		do {
+			struct pawait *a = LIST_FIRST(&an->list);
+
+			last = LIST_NEXT(a, by_name) == NULL;
+			answer_await(s, a);	/* frees an with the last */
+		} while (--budget > 0 && !last);
+	}
+	return !TAILQ_EMPTY(&cs->answering);
 }
 
 void

@@ -11,6 +11,7 @@
 
 #include <sys/queue.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "htab.h"
@@ -44,10 +45,16 @@ struct pawait {
 	uint32_t		 msgid;
 };
 
+struct awaitname;
+
+/* Awaits answered per loop turn when a name many wait for is registered. */
+#define AWAIT_SLICE	2048
+
 struct calls {
 	struct htab		 by_id;
 	struct htab		 by_gen;	/* struct callgen */
 	struct htab		 awaits;	/* struct awaitname */
+	TAILQ_HEAD(, awaitname)	 answering;	/* registered, being answered */
 	uint64_t		 last_id;
 	uint64_t		 pending;
 	uint64_t		 nawaits;
@@ -83,8 +90,13 @@ int	 calls_reply(struct server *, struct conn *callee, uint64_t id,
  */
 int	 calls_await(struct server *, struct conn *c, uint32_t msgid,
 	    const char *name, size_t len, uint64_t timeout_ms);
-/* name was registered (the entry n): answer its awaits. */
+/*
+ * name was registered (the entry n): answer its awaits, a slice now and
+ * the rest in later loop turns (server_schedule_answers).
+ */
 void	 calls_registered(struct server *, const struct reg_name *n);
+/* Answer the next slice of awaits; true when more remain. */
+bool	 calls_answer_slice(struct server *);
 /* A connection closes: cancel the calls it made, fail those made to it,
  * drop its awaits. */
 void	 calls_conn_closed(struct server *, struct conn *);

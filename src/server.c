@@ -96,6 +96,23 @@ server_schedule_ready(struct server *s)
 	schedule_next_turn(s->ev_ready);
 }
 
+static void
+answers_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (calls_answer_slice(s))
+		server_schedule_answers(s);
+}
+
+void
+server_schedule_answers(struct server *s)
+{
+	schedule_next_turn(s->ev_answers);
+}
+
 void
 server_schedule_flush(struct server *s)
 {
@@ -590,13 +607,15 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
 	s->ev_ready = evtimer_new(s->base, ready_cb, s);
+	s->ev_answers = evtimer_new(s->base, answers_cb, s);
 	s->ev_stop = evtimer_new(s->base, stop_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->ev_sighup = evsignal_new(s->base, SIGHUP, reload_cb, s);
 	s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, heartbeat_cb, s);
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
-	    s->ev_purge == NULL || s->ev_ready == NULL || s->ev_stop == NULL ||
+	    s->ev_purge == NULL || s->ev_ready == NULL ||
+	    s->ev_answers == NULL || s->ev_stop == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
@@ -647,6 +666,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_purge);
 	if (s->ev_ready)
 		event_free(s->ev_ready);
+	if (s->ev_answers)
+		event_free(s->ev_answers);
 	if (s->ev_stop)
 		event_free(s->ev_stop);
 	if (s->ev_sigint)

@@ -39,6 +39,7 @@ struct server {
 	struct event		*ev_accept_retry;
 	struct event		*ev_purge;	/* the next purge slice */
 	struct event		*ev_ready;	/* the ready list's next turn */
+	struct event		*ev_answers;	/* the next slice of awaits */
 	struct event		*ev_sigint;
 	struct event		*ev_sigterm;
 	struct event		*ev_sighup;
@@ -104,5 +105,7 @@ void	server_refuse(struct server *, int fd, const char *why);
 void	server_schedule_purge(struct server *);
 /* Serve the ready list in the next loop turn, after polling for I/O. */
 void	server_schedule_ready(struct server *);
+/* Answer the next slice of awaits in the next loop turn. */
+void	server_schedule_answers(struct server *);
 
 #endif /* SERVER_H */

@@ -617,6 +617,64 @@ def test_attack1(tmp):
     for kind in ATTACK_KINDS:
         attack_phase(tmp, kind)
     test_idle_subscriptions(tmp)
+    test_many_awaits(tmp)
+
+
+def test_many_awaits(tmp):
+    """A name that many awaits wait for is registered: they are answered
+    a slice per loop turn, and another client's whereis goes on between
+    the slices."""
+    label = "many awaits"
+    nconns, per = (4, 5000) if SLOW else (8, 100000)
+    d = start_daemon(tmp, "a-awaits", [])
+    if not d.up:
+        d.stop()
+        return
+    ws = []
+    o = v = None
+    try:
+        for _ in range(nconns):
+            w = Client(d.path, 120)
+            w.sock.sendall(b"".join(msgpack.packb([0, i + 1, "await",
+                                                   ["later", 600000]])
+                                    for i in range(per)))
+            ws.append(w)
+        o, v = Client(d.path), Client(d.path)
+        check("%s: %d awaits pending" % (label, nconns * per),
+              eventually(lambda: stats_of(d.path)["awaits"] ==
+                         nconns * per, 120))
+        o.msgid += 1
+        o.sock.sendall(msgpack.packb([0, o.msgid, "register", ["later"]]))
+        lat = []
+        answered = [0] * nconns
+        while sum(answered) < nconns * per:
+            t0 = time.monotonic()
+            try:
+                v.call("whereis", "x")
+            except OSError:         # no answer in 10 s: stalled
+                lat.append(float("inf"))
+                break
+            lat.append(time.monotonic() - t0)
+            for i, w in enumerate(ws):
+                while select.select([w.sock], [], [], 0)[0]:
+                    data = w.sock.recv(1 << 20)
+                    if not data:
+                        break
+                    w.unpacker.feed(data)
+                    for obj in w.unpacker:
+                        answered[i] += obj[0] == 1 and obj[2] is None
+        lat.sort()
+        print("       victim whereis while they are answered: %s" %
+              describe(lat))
+        check("%s: every await answered with the entry (%d)" % (
+            label, sum(answered)), sum(answered) == nconns * per)
+        check("%s: another client's whereis stays under %g s (max %.3f s)" % (
+            label, BOUND_S, lat[-1]), lat[-1] < BOUND_S)
+    finally:
+        for c in ws + [o, v]:
+            if c is not None:
+                c.close()
+        check("%s: the daemon exits 0" % label, d.stop() == 0)
 
 
 def test_idle_subscriptions(tmp):
@@ -663,7 +721,8 @@ def test_idle_subscriptions(tmp):
         print("       victim whereis during the register_many: %s" %
               describe(lat))
         check("%s: the register_many of %d names answered" % (label, nnames),
-              replied != "EOF" and replied[0] == 1 and replied[2] is None)
+              replied not in (None, "EOF") and replied[0] == 1 and
+              replied[2] is None)
         check("%s: another client's whereis stays under %g s (max %.3f s)" % (
             label, BOUND_S, lat[-1]), lat[-1] < BOUND_S)
     finally:
