@@ -1889,9 +1889,12 @@ def test_hold_candidates_killed(ctl, cl, tmp):
           and not any(p.gone() for p in b))
     check("A's shell and sleep do not outlive A's procregctl", len(a) == 2
           and eventually(lambda: all(p.gone() for p in a)))
-    holds["B"].signal(signal.SIGTERM)
+    # C first, and to its end: signalled together, B's exit could hand
+    # the name to C before C handles its SIGTERM, and C would run CMD.
     holds["C"].signal(signal.SIGTERM)
-    rb, rc = holds["B"].finish(), holds["C"].finish()
+    rc = holds["C"].finish()
+    holds["B"].signal(signal.SIGTERM)
+    rb = holds["B"].finish()
     check("SIGTERM to B's procregctl: its CMD's status, 143", rb.rc == 143)
     check("SIGTERM to C's, still waiting: 143, it never ran CMD",
           rc.rc == 143 and not os.path.exists(files["C"]))
