@@ -95,29 +95,25 @@ read_peer_groups(int fd, struct policy_peer *peer)
 {
 	gid_t stack[64], *g = stack;
 	socklen_t len = sizeof(stack);
-	uint32_t *copy;
-	size_t n;
 
+	_Static_assert(sizeof(gid_t) == sizeof(uint32_t), "gid_t is 32 bits");
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
-		/* The list grew between the two calls: refused too. */
+		/* More than the stack holds: read into the copy itself.  A
+		 * list that grew between the two calls is refused too. */
 		if (errno != ERANGE || (g = malloc(len)) == NULL)
 			return -1;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
 			free(g);
 			return -1;
 		}
+	} else if (len > 0) {
+		if ((g = malloc(len)) == NULL)
+			return -1;
+		memcpy(g, stack, len);
 	}
-	n = len / sizeof(gid_t);
-	if (n > 0 && (copy = malloc(n * sizeof(*copy))) == NULL) {
-		if (g != stack)
-			free(g);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++)
-		copy[i] = (uint32_t)g[i];
-	peer->groups = n > 0 ? copy : NULL;
-	peer->ngroups = (uint32_t)n;
-	if (g != stack)
+	peer->ngroups = (uint32_t)(len / sizeof(gid_t));
+	peer->groups = peer->ngroups > 0 ? (const uint32_t *)g : NULL;
+	if (peer->ngroups == 0 && g != stack)
 		free(g);
 	return 0;
 }

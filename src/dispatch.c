@@ -723,7 +723,6 @@ static int
 key_cmp(const void *a, const void *b)
 {
 	const struct key *x = a, *y = b;
-
 	size_t n = x->len < y->len ? x->len : y->len;
 
 	if (x->head != y->head)
@@ -859,7 +858,7 @@ h_keys(struct call *k)
 		r = -ENOMEM;
 	return r;
 too_large:
-	s->work += rc->nnames + rc->nmembers;
+	s->work += nn + ng + 1;		/* what was walked */
 	return fail(k, PR_ERR_TOO_LARGE, "%u names and %u groups do not fit "
 	    "in max_message", rc->nnames, rc->nmembers);
 }

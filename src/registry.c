@@ -12,28 +12,29 @@
 #include "util.h"
 
 /* The ordered index's comparison: names as bytes, shorter first. */
+/* Bytewise order of two names, the shorter first on a common start. */
+static int
+name_order(const char *a, uint8_t al, const char *b, uint8_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+
+	return c != 0 ? c : (int)al - (int)bl;
+}
+
 static int
 order_cmp(const void *x, const void *y)
 {
 	const struct reg_name *a = x, *b = y;
-	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-	int c = memcmp(a->data, b->data, n);
 
-	if (c != 0)
-		return c;
-	return (int)a->name_len - (int)b->name_len;
+	return name_order(a->data, a->name_len, b->data, b->name_len);
 }
 
 static int
 group_order_cmp(const void *x, const void *y)
 {
 	const struct reg_group *a = x, *b = y;
-	size_t n = a->name_len < b->name_len ? a->name_len : b->name_len;
-	int c = memcmp(a->name, b->name, n);
 
-	if (c != 0)
-		return c;
-	return (int)a->name_len - (int)b->name_len;
+	return name_order(a->name, a->name_len, b->name, b->name_len);
 }
 
 /* A name and its length, the key of the names index. */

@@ -104,6 +104,7 @@ static uint64_t
 bucket_hash(const struct server *s, const char *prefix, size_t plen,
     bool groups)
 {
+	/* subs_event relies on the flag being the low bit. */
 	return registry_hash(&s->reg, prefix, plen) ^ (groups ? 1 : 0);
 }
 
@@ -266,9 +267,12 @@ subs_event(struct server *s, const struct reg_event *ev)
 	for (size_t l = 0; l <= nlen; l++) {
 		if (ss->nbuckets[l] == 0)
 			continue;
+		/* One hash of the prefix serves both flags' buckets. */
+		uint64_t h = bucket_hash(s, name, l, false);
+
 		for (int g = group ? 1 : 0; g <= 1; g++) {
-			struct sub_bucket *b = bucket_find(s, bucket_hash(s,
-			    name, l, g), name, l, g);
+			struct sub_bucket *b = bucket_find(s, h ^ (uint64_t)g,
+			    name, l, g);
 
 			for (sb = b ? TAILQ_FIRST(&b->subs) : NULL; sb != NULL;
 			    sb = next) {

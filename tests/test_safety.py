@@ -1252,46 +1252,33 @@ def test_defaults(tmp, ident, other_uid):
     logdir = os.environ.get("VALGRIND_LOG_DIR", "/tmp")
     if not os.stat(logdir).st_mode & 0o002:
         logdir = "/tmp"         # valgrind's report, written as the user
-    d = start_daemon(tmp, "c-user", ["--socket-mode", "0666"],
-                     pre=["setpriv", "--reuid", str(ident["uid"]), "--regid",
-                          str(ident["gid"]), "--clear-groups", "env",
-                          "VALGRIND_LOG_DIR=" + logdir], sockdir=udir)
-    if d.up:
-        u = None
-        try:
-            u = User(tmp, d.path, other_uid, other_uid, tag="other")
-            got = u.req(op="open", count=300) or []
-            check("%s: a per-user daemon has no per-uid cap: another uid "
-                  "opens 300 connections (%d ok)" % (label, got.count("ok")),
-                  got == ["ok"] * 300)
-        finally:
-            if u is not None:
-                u.done()
-            check("%s: the per-user daemon exits 0" % label, d.stop() == 0)
-    else:
-        d.stop()
-
     # The same user's daemon with --system (the system unit runs it so,
-    # under DynamicUser=): the system daemon's caps, though not root.
-    d = start_daemon(tmp, "c-system", ["--socket-mode", "0666", "--system"],
-                     pre=["setpriv", "--reuid", str(ident["uid"]), "--regid",
-                          str(ident["gid"]), "--clear-groups", "env",
-                          "VALGRIND_LOG_DIR=" + logdir], sockdir=udir)
-    if d.up:
+    # under DynamicUser=) has the system daemon's caps, though not root.
+    for name, extra, count, want, what in (
+            ("c-user", [], 300, ["ok"] * 300,
+             "a per-user daemon has no per-uid cap: another uid opens 300 "
+             "connections"),
+            ("c-system", ["--system"], 257, ["ok"] * 256 + ["limit"],
+             "--system, not run as root: another uid is capped at 256 "
+             "connections, the 257th gets limit")):
+        d = start_daemon(tmp, name, ["--socket-mode", "0666"] + extra,
+                         pre=["setpriv", "--reuid", str(ident["uid"]),
+                              "--regid", str(ident["gid"]),
+                              "--clear-groups", "env",
+                              "VALGRIND_LOG_DIR=" + logdir], sockdir=udir)
+        if not d.up:
+            d.stop()
+            continue
         u = None
         try:
             u = User(tmp, d.path, other_uid, other_uid, tag="other")
-            got = u.req(op="open", count=257) or []
-            check("%s: --system, not run as root: another uid is capped at "
-                  "256 connections, the 257th gets limit (%d ok, then %s)" % (
-                      label, got.count("ok"), got[256:]),
-                  got == ["ok"] * 256 + ["limit"])
+            got = u.req(op="open", count=count) or []
+            check("%s: %s (%d ok, then %s)" % (label, what, got.count("ok"),
+                                                got[256:]), got == want)
         finally:
             if u is not None:
                 u.done()
-            check("%s: the --system daemon exits 0" % label, d.stop() == 0)
-    else:
-        d.stop()
+            check("%s: the %s daemon exits 0" % (label, name), d.stop() == 0)
 
     # Reserved slots: only administrators take the last two.
     label = "reserved"
