@@ -1,6 +1,12 @@
 # procreg: `make` builds, `make test` runs every test, `make run` starts the
-# daemon.  `make deps` (run by all three) installs the Debian packages when
-# pkg-config cannot find them.  SANITIZE=1 builds with ASan and UBSan.
+# daemon.  `make deps` (run by `make test` and `make run`, never by plain
+# `make`) installs the Debian packages when pkg-config cannot find them.
+# SANITIZE=1 builds with ASan and UBSan.
+#
+# One folder per program (README, "Layout"): src/daemon (procregd),
+# src/lib (libprocreg), src/ctl (procregctl), src/common (code the three
+# share), src/examples.  Objects are built beside their sources; each
+# folder sees its own private headers, src/common's and include/.
 
 CC	?= cc
 PKGS	 = libevent msgpack libsodium jansson inih libsystemd
@@ -17,8 +23,8 @@ CFLAGS	?= $(OPT) -g
 # -fPIC for the shared library; hidden visibility so that it exports only
 # what include/procreg.h marks PROCREG_API.
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
-	   -fvisibility=hidden -Iinclude -Isrc -MMD -MP $(SAN) \
-	   $(shell pkg-config --cflags $(PKGS))
+	   -fvisibility=hidden -Iinclude -Isrc/common $(DIR_INC) -MMD -MP \
+	   $(SAN) $(shell pkg-config --cflags $(PKGS))
 LIBS	 = $(shell pkg-config --libs libevent msgpack libsodium inih \
 	   libsystemd)
 CLIENT_LIBS = $(shell pkg-config --libs msgpack)
@@ -29,26 +35,30 @@ SAN	 = -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	   -fno-omit-frame-pointer
 endif
 
-# Everything but main.c goes into one internal library that the daemon
-# and every test link.
-CORE	 = src/prototab.o src/util.o src/htab.o src/btree.o src/registry.o src/guard.o \
-	   src/proto.o src/log.o src/policy.o src/config.o src/paths.o \
-	   src/conn.o \
-	   src/dispatch.o src/calls.o src/subs.o src/server.o
-LIBCORE	 = src/libprocregd.a
-UNIT	 = tests/check_registry tests/check_proto tests/check_policy
-INTEG	 = tests/check_daemon tests/check_spec tests/check_client tests/check_events
+# Code the daemon, the library and the tool share.
+COMMON	 = $(patsubst %.c,%.o,$(wildcard src/common/*.c))
+# Everything of the daemon but main.c goes into one internal library that
+# the daemon and every daemon-side test link.
+CORE	 = $(filter-out src/daemon/main.o,\
+	   $(patsubst %.c,%.o,$(wildcard src/daemon/*.c))) $(COMMON)
+LIBCORE	 = src/daemon/libprocregd.a
+# Unit suites run first; tests/check_client links libprocreg instead.
+CHECKS	 = $(patsubst %.c,%,$(wildcard tests/check_*.c))
+UNIT	 = $(filter $(addprefix tests/check_,registry proto policy calls \
+	   subs alloc),$(CHECKS))
 FAULTS	 = tests/check_faults
+INTEG	 = $(filter-out $(UNIT) $(FAULTS),$(CHECKS))
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py \
 	   tests/test_safety.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
-LIBOBJS	 = src/client.o src/paths.o src/prototab.o
+LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
+CTLOBJS	 = $(patsubst %.c,%.o,$(wildcard src/ctl/*.c))
 SOVER	 = 0
-SOLIB	 = src/libprocreg.so.$(SOVER)
-CLIENT	 = src/libprocreg.a $(SOLIB) src/libprocreg.so \
-	   src/procreg-uninstalled.pc
+SOLIB	 = src/lib/libprocreg.so.$(SOVER)
+CLIENT	 = src/lib/libprocreg.a $(SOLIB) src/lib/libprocreg.so \
+	   src/lib/procreg-uninstalled.pc
 PREFIX	?= /usr/local
 LIBDIR	?= $(PREFIX)/lib
 SYSCONFDIR ?= /etc
@@ -59,14 +69,20 @@ MANPAGES = conf/man/procregctl.1 conf/man/procreg.conf.5 conf/man/procreg.7 \
 	   conf/man/procregd.8
 STAMP	 = src/.build-flags
 
-.PHONY: all deps test test-valgrind fuzz bench run install uninstall clean FORCE
+.PHONY: all have-deps deps test test-valgrind fuzz bench run install uninstall clean FORCE
 .SECONDARY:
 
 BINS	 = procregd procregctl src/examples/chat procreg-bench \
 	   tests/bench/echo-floor
 
-all: deps
+# Plain `make` installs nothing: it says what is missing and how to get it.
+all: have-deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT)
+
+have-deps:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { \
+		echo 'missing build dependencies: run `make deps` (installs' \
+		    'Debian packages) or install: $(DEBS)' >&2; exit 1; }
 
 deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
@@ -77,49 +93,58 @@ deps:
 		sh tests/install-debs.sh $(DEBS); \
 	fi
 
-# Rebuild everything when the flags change (e.g. SANITIZE=1 and back).
+# Rebuild everything when the flags change (e.g. SANITIZE=1 and back);
+# the per-folder include path is not a flag that changes.
+STAMP_FLAGS = $(filter-out $(DIR_INC),$(ALL_CFLAGS))
 $(STAMP): FORCE
-	@echo '$(CC) $(ALL_CFLAGS)' | cmp -s - $@ || \
-	    echo '$(CC) $(ALL_CFLAGS)' > $@
+	@echo '$(CC) $(STAMP_FLAGS)' | cmp -s - $@ || \
+	    echo '$(CC) $(STAMP_FLAGS)' > $@
 
 %.o: %.c $(STAMP)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Each folder's private headers are visible to it alone (and to the tests
+# of that folder's code).
+src/daemon/%.o: DIR_INC = -Isrc/daemon
+src/lib/%.o: DIR_INC = -Isrc/lib
+src/ctl/%.o: DIR_INC = -Isrc/ctl
+tests/%.o: DIR_INC = -Isrc/daemon -Isrc/lib -Itests
 
 $(LIBCORE): $(CORE)
 	rm -f $@
 	ar rcs $@ $^
 
-procregd: src/main.o $(LIBCORE)
+procregd: src/daemon/main.o $(LIBCORE)
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
 # The static library is one relocatable object whose non-API symbols are
 # made local, so it exports exactly what the shared one does.
-src/libprocreg.a: $(LIBOBJS)
-	ld -r -o src/libprocreg-all.o $^
-	objcopy --localize-hidden src/libprocreg-all.o
+src/lib/libprocreg.a: $(LIBOBJS)
+	ld -r -o src/lib/libprocreg-all.o $^
+	objcopy --localize-hidden src/lib/libprocreg-all.o
 	rm -f $@
-	ar rcs $@ src/libprocreg-all.o
+	ar rcs $@ src/lib/libprocreg-all.o
 
 $(SOLIB): $(LIBOBJS)
 	$(CC) $(SAN) -shared -Wl,-soname,libprocreg.so.$(SOVER) -o $@ $^ \
 	    $(CLIENT_LIBS)
 
-src/libprocreg.so: $(SOLIB)
+src/lib/libprocreg.so: $(SOLIB)
 	ln -sf libprocreg.so.$(SOVER) $@
 
-# pkg-config prefers NAME-uninstalled.pc: PKG_CONFIG_PATH=src builds
+# pkg-config prefers NAME-uninstalled.pc: PKG_CONFIG_PATH=src/lib builds
 # against the build tree.
-src/procreg-uninstalled.pc: Makefile
+src/lib/procreg-uninstalled.pc: Makefile
 	printf '%s\n' 'Name: procreg' \
 	    'Description: client library of the procreg process registry' \
 	    'Version: $(VERSION)' 'Requires.private: msgpack' \
-	    'Libs: -L$(CURDIR)/src -lprocreg' 'Cflags: -I$(CURDIR)/include' \
+	    'Libs: -L$(CURDIR)/src/lib -lprocreg' 'Cflags: -I$(CURDIR)/include' \
 	    > $@
 
-procregctl: src/procregctl.o src/libprocreg.a
+procregctl: $(CTLOBJS) src/lib/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(JSON_LIBS)
 
-src/examples/chat: src/examples/chat.o src/libprocreg.a
+src/examples/chat: src/examples/chat.o src/lib/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS)
 
 # The benchmark client (procreg and, for comparison, Redis) and the bare
@@ -135,7 +160,7 @@ bench: all
 	    sh tests/install-debs.sh redis-server
 	sh tests/bench/compare.sh
 
-tests/check_client: tests/check_client.o $(TESTLIB) src/libprocreg.a
+tests/check_client: tests/check_client.o $(TESTLIB) src/lib/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS)
 
 tests/check_%: tests/check_%.o $(TESTLIB) $(LIBCORE)
@@ -160,10 +185,12 @@ test-valgrind: deps
 # straight into the target so the tree's objects keep their own flags).
 FUZZ_SECONDS ?= 60
 FUZZ	 = tests/fuzz/fuzz_procregd
-$(FUZZ): tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(wildcard src/*.h)
+$(FUZZ): tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) \
+	    $(wildcard src/daemon/*.h src/common/*.h)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined \
-	    -fno-sanitize-recover=undefined -Iinclude -Isrc -o $@ \
+	    -fno-sanitize-recover=undefined -Iinclude -Isrc/common \
+	    -Isrc/daemon -o $@ \
 	    tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(LIBS)
 
 fuzz: deps
@@ -183,7 +210,7 @@ install: all
 	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 procregd $(DESTDIR)$(PREFIX)/sbin/procregd
 	install -m 755 procregctl $(DESTDIR)$(PREFIX)/bin/procregctl
-	install -m 644 src/libprocreg.a $(DESTDIR)$(LIBDIR)/libprocreg.a
+	install -m 644 src/lib/libprocreg.a $(DESTDIR)$(LIBDIR)/libprocreg.a
 	install -m 755 $(SOLIB) $(DESTDIR)$(LIBDIR)/libprocreg.so.$(SOVER)
 	ln -sf libprocreg.so.$(SOVER) $(DESTDIR)$(LIBDIR)/libprocreg.so
 	install -m 644 include/procreg.h include/procreg-protocol.h \
@@ -235,9 +262,8 @@ uninstall:
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf
 
 clean:
-	rm -f $(BINS) src/*.o src/*.d src/*.a src/*.so src/*.so.* \
-	    src/examples/*.o src/examples/*.d tests/bench/*.o tests/bench/*.d \
-	    src/*.pc tests/*.o tests/*.d $(UNIT) $(INTEG) $(FAULTS) $(STAMP) \
-	    $(FUZZ)
+	rm -f $(BINS) src/*/*.o src/*/*.d src/*/*.a src/*/*.so \
+	    src/*/*.so.* src/*/*.pc tests/bench/*.o tests/bench/*.d \
+	    tests/*.o tests/*.d $(CHECKS) $(STAMP) $(FUZZ)
 
--include $(wildcard src/*.d src/examples/*.d tests/*.d tests/bench/*.d)
+-include $(wildcard src/*/*.d tests/*.d tests/bench/*.d)
