@@ -70,31 +70,48 @@ enum pr_err {
 	PR_ERR__COUNT
 };
 
-/* Request methods, in PROTOCOL.md order. */
+/*
+ * The method table, in PROTOCOL.md order: the one place a method is
+ * declared.  X(ID, name, min params, max params, flags) generates the enum
+ * below, the library's and the daemon's name and arity tables (src/common/pr.c)
+ * and the daemon's handler table (dispatch.c, where a row without a
+ * handler h_<name> does not compile).  Adding a method is a row here, its
+ * handler, and its library call, CLI command and spec section.
+ *
+ * PR_MF_NAME: the first param is the name of a registration, so the
+ * daemon may look it up ahead of decoding (a cache hint for a batch).
+ */
+#define PR_MF_NAME	0x1u
+
+#define PR_METHODS(X)						\
+	X(HELLO,	 hello,		0, 1, 0)		\
+	X(REGISTER,	 register,	1, 3, PR_MF_NAME)	\
+	X(UNREGISTER,	 unregister,	1, 2, PR_MF_NAME)	\
+	X(WHEREIS,	 whereis,	1, 1, PR_MF_NAME)	\
+	X(SEND,		 send,		2, 3, PR_MF_NAME)	\
+	X(MONITOR,	 monitor,	1, 1, PR_MF_NAME)	\
+	X(DEMONITOR,	 demonitor,	1, 1, 0)		\
+	X(LIST,		 list,		0, 3, 0)		\
+	X(STATS,	 stats,		0, 0, 0)		\
+	X(EVICT,	 evict,		1, 1, 0)		\
+	X(CALL,		 call,		2, 3, PR_MF_NAME)	\
+	X(REPLY,	 reply,		2, 3, 0)		\
+	X(JOIN,		 join,		1, 2, 0)		\
+	X(LEAVE,	 leave,		1, 1, 0)		\
+	X(MEMBERS,	 members,	1, 1, 0)		\
+	X(PUBLISH,	 publish,	2, 3, 0)		\
+	X(UPDATE,	 update,	2, 3, PR_MF_NAME)	\
+	X(KEYS,		 keys,		1, 1, 0)		\
+	X(REGISTER_MANY, register_many,	1, 1, 0)		\
+	X(AWAIT,	 await,		1, 2, PR_MF_NAME)	\
+	X(QUEUE,	 queue,		1, 1, 0)		\
+	X(SUBSCRIBE,	 subscribe,	1, 2, 0)		\
+	X(UNSUBSCRIBE,	 unsubscribe,	1, 1, 0)
+
 enum pr_method {
-	PR_M_HELLO = 0,
-	PR_M_REGISTER,
-	PR_M_UNREGISTER,
-	PR_M_WHEREIS,
-	PR_M_SEND,
-	PR_M_MONITOR,
-	PR_M_DEMONITOR,
-	PR_M_LIST,
-	PR_M_STATS,
-	PR_M_EVICT,
-	PR_M_CALL,
-	PR_M_REPLY,
-	PR_M_JOIN,
-	PR_M_LEAVE,
-	PR_M_MEMBERS,
-	PR_M_PUBLISH,
-	PR_M_UPDATE,
-	PR_M_KEYS,
-	PR_M_REGISTER_MANY,
-	PR_M_AWAIT,
-	PR_M_QUEUE,
-	PR_M_SUBSCRIBE,
-	PR_M_UNSUBSCRIBE,
+#define PR_X_ENUM(id, name, lo, hi, fl)	PR_M_##id,
+	PR_METHODS(PR_X_ENUM)
+#undef PR_X_ENUM
 	PR_M__COUNT
 };
 
@@ -128,6 +145,8 @@ const char	*pr_method_name(enum pr_method);
 int		 pr_method_lookup(const char *s, size_t len);
 /* Minimum and maximum number of params of a method. */
 void		 pr_method_arity(enum pr_method, unsigned *min, unsigned *max);
+/* The method's PR_MF_* flags. */
+unsigned	 pr_method_flags(enum pr_method);
 /* The wire string of a down reason, or NULL when out of range. */
 const char	*pr_down_reason_name(enum pr_down_reason);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "policy.h"
@@ -1177,30 +1178,12 @@ h_stats(struct call *k)
 	return 0;
 }
 
+/* One handler per row of PR_METHODS: a row without its h_<name> does not
+ * compile, so no request can reach a NULL handler. */
 static handler_fn *const handlers[PR_M__COUNT] = {
-	[PR_M_HELLO] = h_hello,
-	[PR_M_REGISTER] = h_register,
-	[PR_M_UNREGISTER] = h_unregister,
-	[PR_M_WHEREIS] = h_whereis,
-	[PR_M_SEND] = h_send,
-	[PR_M_MONITOR] = h_monitor,
-	[PR_M_DEMONITOR] = h_demonitor,
-	[PR_M_LIST] = h_list,
-	[PR_M_STATS] = h_stats,
-	[PR_M_EVICT] = h_evict,
-	[PR_M_CALL] = h_call,
-	[PR_M_REPLY] = h_reply,
-	[PR_M_JOIN] = h_join,
-	[PR_M_LEAVE] = h_leave,
-	[PR_M_MEMBERS] = h_members,
-	[PR_M_PUBLISH] = h_publish,
-	[PR_M_UPDATE] = h_update,
-	[PR_M_KEYS] = h_keys,
-	[PR_M_REGISTER_MANY] = h_register_many,
-	[PR_M_AWAIT] = h_await,
-	[PR_M_QUEUE] = h_queue,
-	[PR_M_SUBSCRIBE] = h_subscribe,
-	[PR_M_UNSUBSCRIBE] = h_unsubscribe,
+#define H(id, name, lo, hi, fl)	[PR_M_##id] = h_##name,
+	PR_METHODS(H)
+#undef H
 };
 
 /* Queue a down notification for a holder. */

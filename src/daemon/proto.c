@@ -29,16 +29,6 @@ proto_decoder_deinit(struct pr_decoder *d)
 	d->zone = NULL;
 }
 
-/* Methods whose first param is the name of a registration. */
-static const struct {
-	const char	*s;
-	uint8_t		 len;
-} peek_methods[] = {
-	{ "whereis", 7 }, { "send", 4 }, { "call", 4 }, { "register", 8 },
-	{ "unregister", 10 }, { "update", 6 }, { "monitor", 7 },
-	{ "await", 5 },
-};
-
 /* Length of a uint or str header at p (type byte included), or 0 when
  * the byte is neither; *n gets a str's length. */
 static size_t
@@ -74,6 +64,7 @@ proto_peek_name(const uint8_t *p, size_t len, const char **name,
 {
 	const uint8_t *end = p + len, *method;
 	size_t h, mlen = 0;
+	int m;
 
 	/* [0, msgid, method, [name, ...]]: fixarray 4, type 0. */
 	if (len < 6 || p[0] != 0x94 || p[1] != 0x00)
@@ -94,15 +85,11 @@ proto_peek_name(const uint8_t *p, size_t len, const char **name,
 	if ((h = peek_hdr(p, end, true, nlen)) == 0 || *nlen == 0 ||
 	    (size_t)(end - p) < h + *nlen)
 		return false;
-	for (size_t i = 0; i < sizeof(peek_methods) / sizeof(peek_methods[0]);
-	    i++) {
-		if (peek_methods[i].len == mlen &&
-		    memcmp(peek_methods[i].s, method, mlen) == 0) {
-			*name = (const char *)p + h;
-			return true;
-		}
-	}
-	return false;
+	m = pr_method_lookup((const char *)method, mlen);
+	if (m < 0 || !(pr_method_flags((enum pr_method)m) & PR_MF_NAME))
+		return false;
+	*name = (const char *)p + h;
+	return true;
 }
 
 int
@@ -142,12 +129,6 @@ proto_decoded(struct pr_decoder *d)
 	msgpack_zone_clear(d->zone);
 }
 
-static bool
-is_uint(const msgpack_object *o)
-{
-	return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
-}
-
 void
 proto_parse(const pr_value *o, struct pr_request *rq)
 {
@@ -165,7 +146,7 @@ proto_parse(const pr_value *o, struct pr_request *rq)
 		return;
 	a = o->via.array.ptr;
 	n = o->via.array.size;
-	if (!is_uint(&a[0]))
+	if (!proto_is_uint(&a[0]))
 		return;
 	if (a[0].via.u64 == PR_MSG_NOTIFY) {
 		if (n == 3 && a[1].type == MSGPACK_OBJECT_STR &&
@@ -175,7 +156,7 @@ proto_parse(const pr_value *o, struct pr_request *rq)
 	}
 	if (a[0].via.u64 != PR_MSG_REQUEST)
 		return;
-	if (!is_uint(&a[1]) || a[1].via.u64 > UINT32_MAX) {
+	if (!proto_is_uint(&a[1]) || a[1].via.u64 > UINT32_MAX) {
 		rq->why = "a request's msgid must be a uint32";
 		return;
 	}
@@ -213,164 +194,6 @@ proto_parse(const pr_value *o, struct pr_request *rq)
 	rq->args.i = 0;
 }
 
-bool
-args_more(const struct pr_args *a)
-{
-	return a->i < a->n;
-}
-
-int
-args_str(struct pr_args *a, size_t max, const char **s, size_t *len)
-{
-	const msgpack_object *o;
-
-	if (a->i >= a->n)
-		return PR_ERR_BAD_REQUEST;
-	o = &a->v[a->i];
-	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
-		return PR_ERR_BAD_REQUEST;
-	/* msgpack-c gives an empty str a NULL ptr: never hand that on. */
-	*s = o->via.str.size > 0 ? o->via.str.ptr : "";
-	*len = o->via.str.size;
-	a->i++;
-	return 0;
-}
-
-int
-args_name(struct pr_args *a, const char **s, size_t *len)
-{
-	const char *p;
-	size_t l;
-
-	if (args_str(a, PR_NAME_MAX, &p, &l) != 0)
-		return PR_ERR_BAD_REQUEST;
-	if (!registry_name_valid(p, l)) {
-		a->i--;
-		return PR_ERR_BAD_REQUEST;
-	}
-	*s = p;
-	*len = l;
-	return 0;
-}
-
-int
-args_uint(struct pr_args *a, uint64_t *u)
-{
-	if (a->i >= a->n || !is_uint(&a->v[a->i]))
-		return PR_ERR_BAD_REQUEST;
-	*u = a->v[a->i++].via.u64;
-	return 0;
-}
-
-int
-args_value(struct pr_args *a, const pr_value **v)
-{
-	if (a->i >= a->n)
-		return PR_ERR_BAD_REQUEST;
-	*v = &a->v[a->i++];
-	return 0;
-}
-
-bool
-args_nil(const struct pr_args *a)
-{
-	return a->i < a->n && a->v[a->i].type == MSGPACK_OBJECT_NIL;
-}
-
-int
-args_target(struct pr_args *a, struct reg_target *t)
-{
-	if (a->i < a->n && is_uint(&a->v[a->i])) {
-		t->name = NULL;
-		t->len = 0;
-		t->conn = a->v[a->i++].via.u64;
-		return 0;
-	}
-	t->conn = 0;
-	return args_name(a, &t->name, &t->len);
-}
-
-int
-args_array(struct pr_args *a, struct pr_args *sub)
-{
-	const msgpack_object *o;
-
-	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_ARRAY)
-		return PR_ERR_BAD_REQUEST;
-	o = &a->v[a->i++];
-	sub->v = o->via.array.ptr;
-	sub->n = o->via.array.size;
-	sub->i = 0;
-	return 0;
-}
-
-uint32_t
-args_left(const struct pr_args *a)
-{
-	return a->n - a->i;
-}
-
-int
-args_opts(struct pr_args *a, struct pr_opt *opts, size_t nopts)
-{
-	const msgpack_object *o;
-
-	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_MAP)
-		return PR_ERR_BAD_REQUEST;
-	o = &a->v[a->i];
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const msgpack_object *k = &o->via.map.ptr[i].key;
-		const msgpack_object *v = &o->via.map.ptr[i].val;
-		struct pr_opt *op = NULL;
-
-		if (k->type != MSGPACK_OBJECT_STR)
-			return PR_ERR_BAD_REQUEST;
-		for (size_t j = 0; j < nopts; j++) {
-			if (strlen(opts[j].key) == k->via.str.size &&
-			    memcmp(opts[j].key, k->via.str.ptr,
-			    k->via.str.size) == 0)
-				op = &opts[j];
-		}
-		/* Unknown keys are refused, so that a typo is not a no-op. */
-		if (op == NULL || op->set)
-			return PR_ERR_BAD_REQUEST;
-		if (op->type == PR_OPT_BOOL) {
-			if (v->type != MSGPACK_OBJECT_BOOLEAN)
-				return PR_ERR_BAD_REQUEST;
-			op->b = v->via.boolean;
-		} else {
-			if (!is_uint(v))
-				return PR_ERR_BAD_REQUEST;
-			op->u = v->via.u64;
-		}
-		op->set = true;
-	}
-	a->i++;
-	return 0;
-}
-
-int
-args_error(struct pr_args *a, const char **code, size_t *clen,
-    const char **msg, size_t *mlen)
-{
-	const msgpack_object *o, *e;
-
-	if (a->i >= a->n || a->v[a->i].type != MSGPACK_OBJECT_ARRAY)
-		return PR_ERR_BAD_REQUEST;
-	o = &a->v[a->i];
-	if (o->via.array.size != 2)
-		return PR_ERR_BAD_REQUEST;
-	e = o->via.array.ptr;
-	if (e[0].type != MSGPACK_OBJECT_STR || e[1].type != MSGPACK_OBJECT_STR ||
-	    e[0].via.str.size == 0 || e[0].via.str.size > PR_CODE_MAX)
-		return PR_ERR_BAD_REQUEST;
-	*code = e[0].via.str.ptr;
-	*clen = e[0].via.str.size;
-	*msg = e[1].via.str.size > 0 ? e[1].via.str.ptr : "";
-	*mlen = e[1].via.str.size;
-	a->i++;
-	return 0;
-}
 
 void
 proto_out_init(struct pr_out *o)

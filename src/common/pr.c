@@ -1,5 +1,6 @@
 /*
- * prototab.c: the protocol's string tables (include/procreg-protocol.h).
+ * pr.c: the protocol tables behind include/procreg-protocol.h (pr_*):
+ * error, method and down-reason names, method arities and flags.
  */
 #include <string.h>
 
@@ -24,32 +25,11 @@ static const char *const err_names[PR_ERR__COUNT] = {
 static const struct {
 	const char	*name;
 	size_t		 len;
-	unsigned	 min, max;
+	unsigned	 min, max, flags;
 } methods[PR_M__COUNT] = {
-#define M(n, lo, hi)	{ n, sizeof(n) - 1, lo, hi }
-	[PR_M_HELLO] = M("hello", 0, 1),
-	[PR_M_REGISTER] = M("register", 1, 3),
-	[PR_M_UNREGISTER] = M("unregister", 1, 2),
-	[PR_M_WHEREIS] = M("whereis", 1, 1),
-	[PR_M_SEND] = M("send", 2, 3),
-	[PR_M_MONITOR] = M("monitor", 1, 1),
-	[PR_M_DEMONITOR] = M("demonitor", 1, 1),
-	[PR_M_LIST] = M("list", 0, 3),
-	[PR_M_STATS] = M("stats", 0, 0),
-	[PR_M_EVICT] = M("evict", 1, 1),
-	[PR_M_CALL] = M("call", 2, 3),
-	[PR_M_REPLY] = M("reply", 2, 3),
-	[PR_M_JOIN] = M("join", 1, 2),
-	[PR_M_LEAVE] = M("leave", 1, 1),
-	[PR_M_MEMBERS] = M("members", 1, 1),
-	[PR_M_PUBLISH] = M("publish", 2, 3),
-	[PR_M_UPDATE] = M("update", 2, 3),
-	[PR_M_KEYS] = M("keys", 1, 1),
-	[PR_M_REGISTER_MANY] = M("register_many", 1, 1),
-	[PR_M_AWAIT] = M("await", 1, 2),
-	[PR_M_QUEUE] = M("queue", 1, 1),
-	[PR_M_SUBSCRIBE] = M("subscribe", 1, 2),
-	[PR_M_UNSUBSCRIBE] = M("unsubscribe", 1, 1),
+#define M(id, n, lo, hi, fl)	\
+	[PR_M_##id] = { #n, sizeof(#n) - 1, lo, hi, fl },
+	PR_METHODS(M)
 #undef M
 };
 
@@ -92,6 +72,12 @@ pr_method_arity(enum pr_method m, unsigned *min, unsigned *max)
 {
 	*min = methods[m].min;
 	*max = methods[m].max;
+}
+
+unsigned
+pr_method_flags(enum pr_method m)
+{
+	return methods[m].flags;
 }
 
 const char *
