@@ -1644,9 +1644,11 @@ START_TEST(test_trickle)
 	tp_str(&p, val);
 	id2 = rq_begin(c, &p, "whereis", 1);
 	tp_str(&p, "trickled");
+	/* Each byte is read on its own: the next goes once the daemon has
+	 * taken the last one from the socket. */
 	for (size_t i = 0; i < p.buf.size; i++) {
 		t_send_raw(c, p.buf.data + i, 1);
-		usleep(1000);
+		t_wait_drained(c);
 	}
 	e = t_ok(c, id1);
 	check_str(o_get(e, "name"), "trickled");
@@ -4663,6 +4665,24 @@ END_TEST
 /* update, keys, register_many, gen                                    */
 /* ------------------------------------------------------------------ */
 
+/* Poll (bounded) until a registration made now has a since past ms. */
+static void
+wait_clock_past(struct tclient *c, uint64_t ms)
+{
+	for (int i = 0; i < T_POLL_ROUNDS; i++) {
+		uint64_t now = o_uint(o_get(t_call_ok(c, "register", "s",
+		    "clock-probe"), "since"));
+
+		check_bool(t_call_ok(c, "unregister", "s", "clock-probe"),
+		    true);
+		if (now > ms)
+			return;
+		usleep(T_POLL_US);
+	}
+	ck_abort_msg("the daemon's clock did not move past %llu",
+	    (unsigned long long)ms);
+}
+
 START_TEST(test_update)
 {
 	struct tdaemon d;
@@ -4683,8 +4703,8 @@ START_TEST(test_update)
 	since = o_uint(o_get(e, "since"));
 	gen = o_uint(o_get(e, "gen"));
 	ref = o_uint(t_call_ok(b, "monitor", "s", "kv"));
-	/* Let the clock move, so that a kept since means something. */
-	usleep(20000);
+	/* Until the daemon's clock has moved, a kept since means nothing. */
+	wait_clock_past(b, since);
 
 	pack_rich_value(&want);
 	id = rq_begin(a, &p, "update", 2);

@@ -1,12 +1,15 @@
 /*
  * testlib.c: integration-test helpers (see testlib.h).
  */
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -214,6 +217,20 @@ void
 t_send_pack(struct tclient *c, struct tpack *p)
 {
 	t_send_raw(c, p->buf.data, p->buf.size);
+}
+
+void
+t_wait_drained(struct tclient *c)
+{
+	int queued = -1;
+
+	for (int i = 0; i < T_POLL_ROUNDS * 10; i++) {
+		ck_assert_int_eq(ioctl(c->fd, SIOCOUTQ, &queued), 0);
+		if (queued == 0)
+			return;
+		usleep(T_POLL_US / 10);
+	}
+	ck_abort_msg("the daemon left %d bytes unread", queued);
 }
 
 /* Read more bytes into the unpacker; 1 data, 0 EOF, -1 timeout/error. */

@@ -69,6 +69,9 @@ void		 t_send_pack(struct tclient *, struct tpack *);
 /* The next object from the daemon, valid until the next t_recv on this
  * client; NULL on EOF or timeout (timeout_ms < 0: T_TIMEOUT_MS). */
 msgpack_object	*t_recv(struct tclient *, int timeout_ms);
+/* Wait (bounded) until the daemon has read every byte sent on c, so
+ * that what is sent next arrives in a read of its own. */
+void		 t_wait_drained(struct tclient *);
 /* True when the daemon closed the connection (EOF) within the timeout,
  * discarding anything received before. */
 bool		 t_wait_eof(struct tclient *, int timeout_ms);
