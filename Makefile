@@ -166,6 +166,20 @@ tests/check_client: tests/check_client.o $(TESTLIB) src/lib/libprocreg.a
 tests/check_%: tests/check_%.o $(TESTLIB) $(LIBCORE)
 	$(CC) $(SAN) -o $@ $^ $(LIBS) $(CHECK_LIBS)
 
+# The unit suites link a copy of the daemon's library whose allocations go
+# through the shim of tests/allocfail.h, so that they can fail the Nth
+# (renamed in the copy alone: ld --wrap would catch static Check's too).
+LIBCORE_AF = tests/libprocregd-allocfail.a
+$(LIBCORE_AF): $(LIBCORE)
+	objcopy --redefine-sym malloc=__wrap_malloc \
+	    --redefine-sym calloc=__wrap_calloc \
+	    --redefine-sym realloc=__wrap_realloc \
+	    --redefine-sym free=__wrap_free $< $@
+
+$(UNIT): tests/check_%: tests/check_%.o $(TESTLIB) tests/allocfail.o \
+	    $(LIBCORE_AF)
+	$(CC) $(SAN) -o $@ $^ $(LIBS) $(CHECK_LIBS)
+
 test: deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(UNIT) $(INTEG) \
 	    $(FAULTS)
@@ -264,6 +278,6 @@ uninstall:
 clean:
 	rm -f $(BINS) src/*/*.o src/*/*.d src/*/*.a src/*/*.so \
 	    src/*/*.so.* src/*/*.pc tests/bench/*.o tests/bench/*.d \
-	    tests/*.o tests/*.d $(CHECKS) $(STAMP) $(FUZZ)
+	    tests/*.o tests/*.d tests/*.a $(CHECKS) $(STAMP) $(FUZZ)
 
 -include $(wildcard src/*/*.d tests/*.d tests/bench/*.d)

@@ -38,6 +38,19 @@ def eventually(pred, timeout=10.0):
     return False
 
 
+def accepts(path):
+    """Does a daemon accept connections on path?  The file appears at
+    bind(), a moment before listen(): its existence is not enough."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 class Client:
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,13 +131,45 @@ def test_check_config(tmp):
           r.returncode == 2)
 
 
+class Notify:
+    """A NOTIFY_SOCKET of our own: the daemon's sd_notify messages, in
+    order, so that a test waits for the daemon to say it did something
+    rather than sleeping and hoping it has."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(10)
+
+    def wait(self, word):
+        """True once a message holding word arrives (bounded), skipping
+        those before it."""
+        while True:
+            try:
+                if word in self.sock.recv(4096).decode():
+                    return True
+            except socket.timeout:
+                return False
+
+    def reloaded(self):
+        """The daemon took a SIGHUP and is serving again: RELOADING=1,
+        then READY=1, which it sends whether it applied the file or
+        refused it."""
+        return self.wait("RELOADING=1") and self.wait("READY=1")
+
+
 def test_reload(tmp):
     conf = os.path.join(tmp, "reload.conf")
     path = os.path.join(tmp, "reload.sock")
+    log = os.path.join(tmp, "reload.log")
     with open(conf, "w") as f:
         f.write("[limits]\nmax_names = 2\n")
-    d = start(["-c", conf, "-s", path])
-    eventually(lambda: os.path.exists(path))
+    ns = Notify(os.path.join(tmp, "reload.notify"))
+    with open(log, "w") as logf:
+        d = start(["-c", conf, "-s", path],
+                  env=dict(os.environ, NOTIFY_SOCKET=ns.path), stderr=logf)
+    check("the daemon starts (READY=1)", ns.wait("READY=1"))
     c = Client(path)
     c.call("register", "a")
     c.call("register", "b")
@@ -133,19 +178,26 @@ def test_reload(tmp):
     with open(conf, "w") as f:
         f.write("[limits]\nmax_names = 3\n")
     d.send_signal(signal.SIGHUP)
+    check("SIGHUP: the daemon reloads (RELOADING=1, READY=1)", ns.reloaded())
     check("after SIGHUP the new limit applies to new requests",
-          eventually(lambda: c.call("register", "c")[0] is None))
+          c.call("register", "c")[0] is None)
     check("existing registrations stay",
           c.call("whereis", "a")[1] is not None)
     with open(conf, "w") as f:
         f.write("[limits]\nmax_names = many\n")
     d.send_signal(signal.SIGHUP)
-    time.sleep(0.2)
+    # Without waiting for the reload to end, the check below would pass
+    # as well when the daemon had not read the file yet.
+    check("SIGHUP with an invalid file: RELOADING=1, READY=1",
+          ns.reloaded())
+    with open(log) as f:
+        check("the refusal is logged", "is invalid" in f.read())
     err, _ = c.call("register", "d")
     check("an invalid file is refused and the old limit kept",
           err is not None and err[0] == "limit")
     c.sock.close()
     check("the daemon exits 0", stop(d) == 0)
+    ns.sock.close()
 
 
 def test_activation(tmp):
@@ -208,7 +260,7 @@ def test_notify(tmp):
 def test_shutdown(tmp):
     path = os.path.join(tmp, "stop.sock")
     d = start(["-s", path])
-    eventually(lambda: os.path.exists(path))
+    eventually(lambda: accepts(path))
     c = Client(path)
     c.call("register", "leaving")
     watcher = Client(path)
@@ -223,7 +275,7 @@ def test_shutdown(tmp):
     check("exit 0", d.wait(timeout=10) == 0)
     check("the socket file is removed", not os.path.exists(path))
     d = start(["-s", path])
-    eventually(lambda: os.path.exists(path))
+    eventually(lambda: accepts(path))
     c = Client(path)
     c.call("stats")
     d.send_signal(signal.SIGINT)
@@ -318,7 +370,7 @@ def policy_checks(d, conf, path, rules):
     """The policy, per-uid caps, evict and reload against daemon d.  The
     caps (three connections, three names per uid) bind uid 1000, an
     unprivileged user; root, an administrator, is exempt from them."""
-    eventually(lambda: os.path.exists(path))
+    eventually(lambda: accepts(path))
     out = run_as(1000, path, [["register", ["app.x"]],
                               ["register", ["user.1000.a"]],
                               ["register", ["user.0.a"]],
@@ -399,7 +451,7 @@ def policy_checks(d, conf, path, rules):
 def test_socket_mode(tmp):
     path = os.path.join(tmp, "mode.sock")
     d = start(["-s", path, "--socket-mode", "0640"])
-    eventually(lambda: os.path.exists(path))
+    eventually(lambda: accepts(path))
     check("--socket-mode sets the socket file's mode",
           stat.S_IMODE(os.stat(path).st_mode) == 0o640)
     check("exit 0", stop(d) == 0)

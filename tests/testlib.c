@@ -1,12 +1,15 @@
 /*
  * testlib.c: integration-test helpers (see testlib.h).
  */
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+
+#include <linux/sockios.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -214,6 +217,20 @@ void
 t_send_pack(struct tclient *c, struct tpack *p)
 {
 	t_send_raw(c, p->buf.data, p->buf.size);
+}
+
+void
+t_wait_drained(struct tclient *c)
+{
+	int queued = -1;
+
+	for (int i = 0; i < T_POLL_ROUNDS * 10; i++) {
+		ck_assert_int_eq(ioctl(c->fd, SIOCOUTQ, &queued), 0);
+		if (queued == 0)
+			return;
+		usleep(T_POLL_US / 10);
+	}
+	ck_abort_msg("the daemon left %d bytes unread", queued);
 }
 
 /* Read more bytes into the unpacker; 1 data, 0 EOF, -1 timeout/error. */
@@ -729,4 +746,362 @@ t_raise_nofile(unsigned long n)
 	    (unsigned long)rl.rlim_max, n);
 	rl.rlim_cur = n;
 	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+/* Helpers shared by the check_daemon_* suites (split from
+   check_daemon.c). */
+
+/* Nothing but EOF follows. */
+void
+expect_eof(struct tclient *c)
+{
+	ck_assert_msg(t_recv(c, -1) == NULL, "an object arrived instead of EOF");
+	ck_assert_msg(t_wait_eof(c, 0), "the connection is still open");
+}
+
+/* Nothing arrives within QUIET_MS (and the connection is not closed). */
+void
+t_expect_quiet(struct tclient *c)
+{
+	msgpack_object *o = t_recv(c, QUIET_MS);
+
+	ck_assert_msg(o == NULL, "unexpected object (type %d)",
+	    o != NULL ? (int)o->type : -1);
+	ck_assert_msg(!t_wait_eof(c, 0), "the daemon closed the connection");
+}
+
+/* The connection is in sync and usable: a request gets its reply. */
+void
+expect_usable(struct tclient *c)
+{
+	check_nil(t_call_ok(c, "whereis", "s", "no-such-name"));
+}
+
+/* Receive a message push from sender to name; return its payload. */
+msgpack_object *
+expect_message(struct tclient *c, const char *name, uint64_t sender)
+{
+	msgpack_object *pa = t_push(c, "message");
+
+	ck_assert_uint_eq(pa->via.array.size, 3);
+	check_str(at(pa, 0), name);
+	ck_assert_uint_eq(o_uint(at(pa, 1)), sender);
+	return at(pa, 2);
+}
+
+/*
+ * A request whose own push may come before or after its response (§2):
+ * receive both; the result must equal want_result and the push want_push.
+ */
+void
+expect_result_and_push(struct tclient *c, uint32_t id,
+    const struct tpack *want_result, const struct tpack *want_push)
+{
+	bool got_reply = false, got_push = false;
+
+	for (int i = 0; i < 2; i++) {
+		msgpack_object *o = t_recv(c, -1);
+
+		ck_assert_ptr_nonnull(o);
+		ck_assert_int_eq(o->type, MSGPACK_OBJECT_ARRAY);
+		if (o->via.array.size == 4) {
+			ck_assert(!got_reply);
+			ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+			ck_assert_uint_eq(o_uint(at(o, 1)), id);
+			check_nil(at(o, 2));
+			ck_assert_msg(obj_eq(at(o, 3), want_result),
+			    "unexpected result");
+			got_reply = true;
+		} else {
+			ck_assert(!got_push);
+			ck_assert_msg(obj_eq(o, want_push), "unexpected push");
+			got_push = true;
+		}
+	}
+}
+
+/* The same for a result `true`. */
+void
+expect_true_and_push(struct tclient *c, uint32_t id, const struct tpack *want)
+{
+	struct tpack t;
+
+	tp_init(&t);
+	msgpack_pack_true(&t.pk);
+	expect_result_and_push(c, id, &t, want);
+	tp_free(&t);
+}
+
+/*
+ * The reply to id is the error code; its message is a UTF-8 str that does
+ * not echo the client's bytes (§2), here the str `echo`.
+ */
+void
+expect_err_no_echo(struct tclient *c, uint32_t id, const char *code,
+    const char *echo)
+{
+	msgpack_object *o = t_recv(c, -1), *e, *msg;
+
+	ck_assert_ptr_nonnull(o);
+	ck_assert_uint_eq(o->via.array.size, 4);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	e = at(o, 2);
+	ck_assert_uint_eq(e->via.array.size, 2);
+	check_str(at(e, 0), code);
+	msg = at(e, 1);
+	ck_assert_int_eq(msg->type, MSGPACK_OBJECT_STR);
+	ck_assert_uint_gt(msg->via.str.size, 0);
+	ck_assert_msg(memmem(msg->via.str.ptr, msg->via.str.size, echo,
+	    strlen(echo)) == NULL, "the %s message echoes \"%s\": %.*s", code,
+	    echo, (int)msg->via.str.size, msg->via.str.ptr);
+	check_nil(at(o, 3));
+}
+
+/* A first client, once the daemon has forgotten t_daemon_start's probe
+ * connection (its close is processed asynchronously). */
+struct tclient *
+connect_first(struct tdaemon *d)
+{
+	struct tclient *c = t_connect(d->path);
+
+	t_wait_gauges(c, 1, 0, 0);
+	return c;
+}
+
+/* A string of n copies of ch (caller frees). */
+char *
+t_filled(size_t n, char ch)
+{
+	char *s = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(s);
+	memset(s, ch, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* A register request whose value is a str of vlen bytes. */
+uint32_t
+register_with_str(struct tclient *c, struct tpack *p, const char *name,
+    size_t vlen)
+{
+	char *v = t_filled(vlen, 'v');
+	uint32_t id = rq_begin(c, p, "register", 2);
+
+	tp_str(p, name);
+	tp_str(p, v);
+	free(v);
+	return id;
+}
+
+/* A value with every msgpack type whose identity the spec promises. */
+void
+pack_rich_value(struct tpack *p)
+{
+	static const char ext[3] = { 1, 2, 3 };
+
+	tp_arr(p, 16);
+	msgpack_pack_bin(&p->pk, 3);			/* bin, not str */
+	msgpack_pack_bin_body(&p->pk, "abc", 3);
+	tp_str(p, "abc");
+	tp_str(p, "");
+	msgpack_pack_float(&p->pk, 1.5f);		/* float32 */
+	msgpack_pack_double(&p->pk, 2.25);		/* float64 */
+	msgpack_pack_ext_with_body(&p->pk, ext, 3, 5);	/* ext8 */
+	msgpack_pack_ext_with_body(&p->pk, ext, 1, -7);	/* fixext1 */
+	msgpack_pack_true(&p->pk);
+	msgpack_pack_false(&p->pk);
+	tp_int(p, -1);
+	tp_int(p, INT64_MIN);
+	tp_uint(p, UINT64_MAX);
+	tp_map(p, 3);				/* key order, non-str keys */
+	tp_str(p, "z");
+	tp_nil(p);
+	tp_uint(p, 1);
+	tp_str(p, "one");
+	tp_str(p, "a");
+	tp_arr(p, 0);
+	tp_map(p, 0);
+	tp_arr(p, 0);
+	tp_nil(p);
+}
+
+/* register [name bytes] answers bad_request; the connection stays
+ * usable. */
+void
+bad_name(struct tclient *c, const char *method, const char *s, size_t len)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, method, 1);
+	tp_strn(&p, s, len);
+	rq_send(c, &p);
+	t_err(c, id, "bad_request");
+	tp_free(&p);
+	expect_usable(c);
+}
+
+/* send [name, [seq, 1000-byte str]]; true on success, false on busy. */
+bool
+send_seq(struct tclient *c, const char *name, uint64_t seq, const char *fill)
+{
+	struct tpack p;
+	msgpack_object *o;
+	uint32_t id;
+	bool ok;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, "send", 2);
+	tp_str(&p, name);
+	tp_arr(&p, 2);
+	tp_uint(&p, seq);
+	tp_str(&p, fill);
+	rq_send(c, &p);
+	tp_free(&p);
+	o = t_recv(c, -1);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_uint_eq(o_uint(at(o, 0)), 1);
+	ck_assert_uint_eq(o_uint(at(o, 1)), id);
+	ok = at(o, 2)->type == MSGPACK_OBJECT_NIL;
+	if (ok)
+		check_bool(at(o, 3), true);
+	else
+		check_str(at(at(o, 2), 0), "busy");
+	return ok;
+}
+
+/* The encoded size of an object (the daemon encodes as msgpack-c does:
+ * shortest integers, same headers). */
+size_t
+packed_size(const msgpack_object *o)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	ck_assert_int_eq(msgpack_pack_object(&pk, *o), 0);
+	n = sb.size;
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+const char *const stats_keys[] = { "connections", "names",
+	"monitors", "requests", "messages", "downs", "notifications_ignored",
+	"connections_total", "uptime_ms", "groups", "members", "calls",
+	"awaits", "subscriptions", "seq", "replies_late", "draining", NULL };
+
+/* An array of str exactly equal to these (NULL-terminated). */
+void
+check_strs(const msgpack_object *a, const char *const *want)
+{
+	uint32_t n = 0;
+
+	ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
+	while (want[n] != NULL)
+		n++;
+	ck_assert_uint_eq(a->via.array.size, n);
+	for (uint32_t i = 0; i < n; i++)
+		check_str(at(a, i), want[i]);
+}
+
+/* Append the object packed in obj to p (a param of a request begun in
+ * p). */
+void
+tp_append(struct tpack *p, const struct tpack *obj)
+{
+	msgpack_sbuffer_write(&p->buf, obj->buf.data, obj->buf.size);
+}
+
+/* [obj, "payload"] as the params of method: bad_request. */
+void
+bad_target(struct tclient *c, const char *method, const struct tpack *obj)
+{
+	struct tpack p;
+	uint32_t id;
+
+	tp_init(&p);
+	id = rq_begin(c, &p, method, 2);
+	tp_append(&p, obj);
+	tp_str(&p, "payload");
+	rq_send(c, &p);
+	tp_free(&p);
+	t_err(c, id, "bad_request");
+}
+
+/* Targets that are neither a name nor a connection id, packed in turn
+ * into obj and handed to fn. */
+void
+for_bad_targets(struct tclient *c, const char *method,
+    void (*fn)(struct tclient *, const char *, const struct tpack *))
+{
+	struct tpack o;
+	char *n256 = t_filled(256, 'n');
+
+	tp_init(&o);
+	tp_nil(&o);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_true(&o.pk);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_int(&o, -1);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_double(&o.pk, 2.0);
+	fn(c, method, &o);
+	tp_reset(&o);
+	msgpack_pack_bin(&o.pk, 2);
+	msgpack_pack_bin_body(&o.pk, "kv", 2);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_arr(&o, 1);
+	tp_str(&o, "kv");
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_map(&o, 0);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_str(&o, "");
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_str(&o, n256);
+	fn(c, method, &o);
+	tp_reset(&o);
+	tp_strn(&o, "k\xff", 2);
+	fn(c, method, &o);
+	tp_free(&o);
+	free(n256);
+	expect_usable(c);
+}
+
+/* A register_many request of n entries: names[i] with the str value
+ * values[i], or no value when values is NULL or values[i] is NULL. */
+uint32_t
+register_many(struct tclient *c, const char *const *names,
+    const char *const *values)
+{
+	struct tpack p;
+	uint32_t id, n = 0;
+
+	while (names[n] != NULL)
+		n++;
+	tp_init(&p);
+	id = rq_begin(c, &p, "register_many", 1);
+	tp_arr(&p, n);
+	for (uint32_t i = 0; i < n; i++) {
+		bool v = values != NULL && values[i] != NULL;
+
+		tp_arr(&p, v ? 2 : 1);
+		tp_str(&p, names[i]);
+		if (v)
+			tp_str(&p, values[i]);
+	}
+	rq_send(c, &p);
+	tp_free(&p);
+	return id;
 }

@@ -69,6 +69,9 @@ void		 t_send_pack(struct tclient *, struct tpack *);
 /* The next object from the daemon, valid until the next t_recv on this
  * client; NULL on EOF or timeout (timeout_ms < 0: T_TIMEOUT_MS). */
 msgpack_object	*t_recv(struct tclient *, int timeout_ms);
+/* Wait (bounded) until the daemon has read every byte sent on c, so
+ * that what is sent next arrives in a read of its own. */
+void		 t_wait_drained(struct tclient *);
 /* True when the daemon closed the connection (EOF) within the timeout,
  * discarding anything received before. */
 bool		 t_wait_eof(struct tclient *, int timeout_ms);
@@ -163,5 +166,98 @@ bool		 t_under_valgrind(void);
  * limit); daemons started afterwards inherit it.  Fails the test when the
  * hard limit is lower. */
 void		 t_raise_nofile(unsigned long n);
+
+/* Shared by the check_daemon_* suites. */
+
+#define QUIET_MS	300	/* "nothing more arrives" window */
+
+/* Nothing but EOF follows. */
+void		 expect_eof(struct tclient *c);
+
+/* Nothing arrives within QUIET_MS (and the connection is not closed). */
+void		 t_expect_quiet(struct tclient *c);
+
+/* The connection is in sync and usable: a request gets its reply. */
+void		 expect_usable(struct tclient *c);
+
+/* Receive a message push from sender to name; return its payload. */
+msgpack_object	*expect_message(struct tclient *c, const char *name,
+		    uint64_t sender);
+
+/*
+ * A request whose own push may come before or after its response (§2):
+ * receive both; the result must equal want_result and the push want_push.
+ */
+void		 expect_result_and_push(struct tclient *c, uint32_t id,
+		    const struct tpack *want_result,
+		    const struct tpack *want_push);
+
+/* The same for a result `true`. */
+void		 expect_true_and_push(struct tclient *c, uint32_t id,
+		    const struct tpack *want);
+
+/*
+ * The reply to id is the error code; its message is a UTF-8 str that does
+ * not echo the client's bytes (§2), here the str `echo`.
+ */
+void		 expect_err_no_echo(struct tclient *c, uint32_t id,
+		    const char *code, const char *echo);
+
+/* A first client, once the daemon has forgotten t_daemon_start's probe
+ * connection (its close is processed asynchronously). */
+struct tclient	*connect_first(struct tdaemon *d);
+
+/* A string of n copies of ch (caller frees). */
+char		*t_filled(size_t n, char ch);
+
+/* A register request whose value is a str of vlen bytes. */
+uint32_t	 register_with_str(struct tclient *c, struct tpack *p,
+		    const char *name, size_t vlen);
+
+/* A value with every msgpack type whose identity the spec promises. */
+void		 pack_rich_value(struct tpack *p);
+
+/* register [name bytes] answers bad_request; the connection stays
+ * usable. */
+void		 bad_name(struct tclient *c, const char *method, const char *s,
+		    size_t len);
+
+#define BUSY_PAYLOAD	1000
+
+#define BUSY_MAX_TRIES	20000	/* far above any socket buffer */
+
+/* send [name, [seq, 1000-byte str]]; true on success, false on busy. */
+bool		 send_seq(struct tclient *c, const char *name, uint64_t seq,
+		    const char *fill);
+
+/* The encoded size of an object (the daemon encodes as msgpack-c does:
+ * shortest integers, same headers). */
+size_t		 packed_size(const msgpack_object *o);
+
+extern const char *const stats_keys[];
+
+#define NO_CONN		999999		/* a connection id never handed out */
+
+/* An array of str exactly equal to these (NULL-terminated). */
+void		 check_strs(const msgpack_object *a, const char *const *want);
+
+/* Append the object packed in obj to p (a param of a request begun in
+ * p). */
+void		 tp_append(struct tpack *p, const struct tpack *obj);
+
+/* [obj, "payload"] as the params of method: bad_request. */
+void		 bad_target(struct tclient *c, const char *method,
+		    const struct tpack *obj);
+
+/* Targets that are neither a name nor a connection id, packed in turn
+ * into obj and handed to fn. */
+void		 for_bad_targets(struct tclient *c, const char *method,
+		    void (*fn)(struct tclient *, const char *,
+		    const struct tpack *));
+
+/* A register_many request of n entries: names[i] with the str value
+ * values[i], or no value when values is NULL or values[i] is NULL. */
+uint32_t	 register_many(struct tclient *c, const char *const *names,
+		    const char *const *values);
 
 #endif /* TESTLIB_H */

@@ -357,7 +357,9 @@ static void
 name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 {
 	name_fire(reg, n, why);
-	if (reg->gone != NULL)
+	/* A muted batch removes only its own names when it fails: they never
+	 * were, and their gens will be given again. */
+	if (reg->gone != NULL && !reg->mute)
 		reg->gone(reg->down_arg, n->gen);
 	emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
 	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
