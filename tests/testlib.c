@@ -759,7 +759,8 @@ expect_eof(struct tclient *c)
 	ck_assert_msg(t_wait_eof(c, 0), "the connection is still open");
 }
 
-/* Nothing arrives within QUIET_MS (and the connection is not closed). */
+/* Nothing arrives within QUIET_MS, the connection is not closed, and a
+ * request sent now is answered before anything else arrives. */
 void
 t_expect_quiet(struct tclient *c)
 {
@@ -768,6 +769,14 @@ t_expect_quiet(struct tclient *c)
 	ck_assert_msg(o == NULL, "unexpected object (type %d)",
 	    o != NULL ? (int)o->type : -1);
 	ck_assert_msg(!t_wait_eof(c, 0), "the daemon closed the connection");
+	/*
+	 * The window alone proves nothing when the daemon is slow.  But it
+	 * handles one connection's requests in order, and a push caused by
+	 * what another connection already got an answer for is queued before
+	 * this probe's reply: so the reply must come first, with nothing
+	 * ahead of it (recv_response fails on anything else).
+	 */
+	check_nil(t_call_ok(c, "whereis", "s", "t/quiet-probe"));
 }
 
 /* The connection is in sync and usable: a request gets its reply. */

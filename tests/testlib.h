@@ -174,7 +174,8 @@ void		 t_raise_nofile(unsigned long n);
 /* Nothing but EOF follows. */
 void		 expect_eof(struct tclient *c);
 
-/* Nothing arrives within QUIET_MS (and the connection is not closed). */
+/* Nothing arrives within QUIET_MS, the connection is not closed, and a
+ * request sent now is answered before anything else arrives. */
 void		 t_expect_quiet(struct tclient *c);
 
 /* The connection is in sync and usable: a request gets its reply. */
