@@ -3198,6 +3198,130 @@ END_TEST
 /* 12. invalid arguments                                               */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Value and payload bytes must be exactly one msgpack object: the library
+ * copies them into the request as they are, so a length-0 value, a
+ * truncated object or two objects would make the daemon read the next
+ * request as part of this one (issue 13: register "a" with "" timed out,
+ * and "register b" became a's value).  Each is refused before anything
+ * is sent, and the connection stays in step.
+ */
+static const struct {
+	const char	*bytes;
+	size_t		 len;
+	const char	*what;
+} bad_values[] = {
+	{ "", 0, "empty" },
+	{ "\x92\x01", 2, "truncated array" },
+	{ "\xa5" "ab", 3, "truncated str" },
+	{ "\xcd\x01", 2, "truncated uint16" },
+	{ "\x01\x02", 2, "two objects" },
+	{ "\x81\x01\x02\x03", 4, "trailing byte after a map" },
+	{ "\x01\xc1", 2, "trailing garbage" },
+	{ "\xc1", 1, "the never-used byte" },
+	{ "\x91\xc1", 2, "the never-used byte inside an array" },
+};
+
+/* The probe name is still a's with value 7, and a's stream is in step. */
+static void
+check_in_step(procreg_t *a, const char *what, const char *api)
+{
+	struct procreg_entry *e = NULL;
+	int r = procreg_whereis(a, "probe", &e);
+
+	ck_assert_msg(r == PROCREG_OK, "%s after %s (%s): whereis %d (%s)",
+	    api, what, "stream out of step", r, procreg_errmsg(a));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->conn, procreg_conn_id(a));
+	check_json(e->value, e->value_len, "7");
+	procreg_entry_free(e);
+}
+
+#define CK_BAD(p, call, what) do {					\
+	int r_ = (call);						\
+	ck_assert_msg(r_ == PROCREG_E_INVAL, "%s with %s: got %d (%s), "	\
+	    "want PROCREG_E_INVAL", #call, (what), r_, procreg_errmsg(p));	\
+	check_in_step((p), (what), #call);				\
+} while (0)
+
+START_TEST(test_bad_value_bytes)
+{
+	struct procreg_options o = { 0 };
+	struct procreg_entry *e, **ev;
+	struct procreg_stats st;
+	struct tdaemon d;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	o.path = d.path;
+	/* A desynchronised stream shows as a timeout: keep it short. */
+	o.timeout_ms = 2000;
+	a = xconnect_opts(&o);
+	b = xconnect_opts(&o);
+	CK_OK(a, procreg_register_int(a, "probe", 7, NULL));
+	CK_OK(a, procreg_join(a, "g", NULL, 0, NULL));
+	for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]);
+	    i++) {
+		const void *v = bad_values[i].bytes;
+		size_t n = bad_values[i].len;
+		const char *w = bad_values[i].what;
+		const char *names[] = { "m1", "m2" };
+		const void *vals[] = { "\x01", v };
+		size_t lens[] = { 1, n };
+		void *res = (void *)&res;
+		size_t rlen = 5;
+		uint32_t q = 9;
+
+		e = (struct procreg_entry *)&e;
+		CK_BAD(a, procreg_register(a, "bad", v, n, &e), w);
+		ck_assert_ptr_null(e);
+		CK_BAD(a, procreg_register_opts(a, "bad", v, n, PROCREG_QUEUE,
+		    NULL, &q), w);
+		ck_assert_uint_eq(q, 0);
+		CK_BAD(a, procreg_join(a, "bad", v, n, NULL), w);
+		CK_BAD(a, procreg_send(a, "probe", v, n), w);
+		CK_BAD(a, procreg_send_conn(a, procreg_conn_id(b), v, n), w);
+		CK_BAD(a, procreg_send_gen(a, "probe", v, n, 1), w);
+		CK_BAD(a, procreg_call(a, "probe", v, n, 0, &res, &rlen), w);
+		ck_assert_ptr_null(res);
+		ck_assert_uint_eq(rlen, 0);
+		CK_BAD(a, procreg_call_conn(a, procreg_conn_id(b), v, n, 0,
+		    NULL, NULL), w);
+		CK_BAD(a, procreg_reply(a, 1, v, n), w);
+		CK_BAD(a, procreg_publish(a, "g", v, n, true, NULL, NULL,
+		    NULL), w);
+		CK_BAD(a, procreg_update(a, "probe", v, n, NULL), w);
+		CK_BAD(a, procreg_update_gen(a, "probe", v, n, 1, NULL), w);
+		ev = (struct procreg_entry **)&ev;
+		CK_BAD(a, procreg_register_many(a, 2, names, vals, lens, &ev),
+		    w);
+		ck_assert_ptr_null(ev);
+	}
+	/* Nothing of it reached b, and nothing was registered or joined. */
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.names, 1);
+	ck_assert_uint_eq(st.groups, 1);
+	ck_assert_uint_eq(st.members, 1);
+	expect_no_event(b);
+	expect_no_event(a);
+	/* NULL is still nil (no value), and one whole object still goes. */
+	CK_OK(a, procreg_register(a, "nil", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "one", "\x92\x01\xa1x", 4, &e));
+	check_json(e->value, e->value_len, "[1,\"x\"]");
+	procreg_entry_free(e);
+	CK_OK(b, procreg_send(b, "probe", "\xc0", 1));
+	{
+		struct procreg_event *m = xevent(a);
+
+		check_message(m, "probe", procreg_conn_id(b), "\xc0", 1);
+		procreg_event_free(m);
+	}
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_invalid_args)
 {
 	struct tdaemon d;
@@ -4259,6 +4383,7 @@ client_suite(void)
 	tcase_add_test(tc, test_list_paging);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_invalid_args);
+	tcase_add_test(tc, test_bad_value_bytes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("events");
