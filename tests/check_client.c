@@ -3304,6 +3304,34 @@ START_TEST(test_bad_value_bytes)
 	ck_assert_uint_eq(st.members, 1);
 	expect_no_event(b);
 	expect_no_event(a);
+	/*
+	 * The protocol's nesting limit (30 levels, the request and its
+	 * params the first two): deeper would make the daemon close the
+	 * connection, so the library refuses it instead.
+	 */
+	{
+		char deep[40];
+		const char *names[] = { "deep-m" };
+		const void *vals[] = { deep };
+		size_t lens[1];
+
+		memset(deep, 0x91, sizeof(deep));
+		deep[28] = (char)0xc0;
+		CK_OK(a, procreg_register(a, "deep", deep, 29, NULL));
+		deep[29] = (char)0xc0;
+		CK_BAD(a, procreg_register(a, "deeper", deep, 30, NULL),
+		    "29 levels");
+		/* register_many's values sit two levels lower. */
+		deep[26] = (char)0xc0;
+		lens[0] = 27;
+		CK_OK(a, procreg_register_many(a, 1, names, vals, lens, NULL));
+		deep[26] = (char)0x91;
+		lens[0] = 28;
+		CK_BAD(a, procreg_register_many(a, 1, names, vals, lens, NULL),
+		    "27 levels in register_many");
+		CK_OK(a, procreg_unregister(a, "deep"));
+		CK_OK(a, procreg_unregister(a, "deep-m"));
+	}
 	/* NULL is still nil (no value), and one whole object still goes. */
 	CK_OK(a, procreg_register(a, "nil", NULL, 0, NULL));
 	CK_OK(a, procreg_register(a, "one", "\x92\x01\xa1x", 4, &e));

@@ -83,6 +83,8 @@ struct procreg {
 	msgpack_unpacked	 res;
 	msgpack_sbuffer		 sbuf;
 	msgpack_packer		 pk;
+	/* The request in sbuf is incomplete (out of memory): not sent. */
+	int			 req_err;
 	char			 errmsg[256];
 	/* Queued notifications: a ring of pointers. */
 	struct procreg_event	**q;
@@ -1042,6 +1044,143 @@ response_status(procreg_t *p, const msgpack_object *err)
 
 static int reconnect(procreg_t *, int64_t deadline);
 
+/* Big-endian unsigned of n bytes at b. */
+static uint64_t
+be_uint(const unsigned char *b, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v = (v << 8) | b[i];
+	return v;
+}
+
+/*
+ * True when [b, b + len) is exactly one msgpack object that still fits
+ * the protocol's nesting limit when it sits under `above` levels of the
+ * request.  The caller's bytes go into the request as they are, so
+ * anything else would make the daemon read the next request as part of
+ * this one.  One pass, no allocation: the open containers' counts of
+ * elements still to come are a fixed stack as deep as the limit.
+ */
+static bool
+one_object(const void *v, size_t len, unsigned above)
+{
+	const unsigned char *b = v;
+	uint64_t remain[PR_NESTING_MAX];
+	unsigned top = 0;
+	size_t off = 0;
+
+	for (;;) {
+		unsigned c, hdr = 1, lenb = 0;
+		uint64_t n = 0, body = 0;
+		bool container = false;
+
+		if (off >= len)
+			return false;
+		c = b[off];
+		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 ||
+		    c == 0xc3)
+			;
+		else if (c <= 0x8f) {
+			container = true;
+			n = 2 * (uint64_t)(c & 0x0f);
+		} else if (c <= 0x9f) {
+			container = true;
+			n = c & 0x0f;
+		} else if (c <= 0xbf)
+			body = c & 0x1f;
+		else {
+			switch (c) {
+			case 0xc4: case 0xd9: lenb = 1; break;
+			case 0xc5: case 0xda: lenb = 2; break;
+			case 0xc6: case 0xdb: lenb = 4; break;
+			case 0xc7: lenb = 1; body = 1; break;	/* + type */
+			case 0xc8: lenb = 2; body = 1; break;
+			case 0xc9: lenb = 4; body = 1; break;
+			case 0xca: body = 4; break;
+			case 0xcb: body = 8; break;
+			case 0xcc: case 0xd0: body = 1; break;
+			case 0xcd: case 0xd1: body = 2; break;
+			case 0xce: case 0xd2: body = 4; break;
+			case 0xcf: case 0xd3: body = 8; break;
+			case 0xd4: body = 2; break;
+			case 0xd5: body = 3; break;
+			case 0xd6: body = 5; break;
+			case 0xd7: body = 9; break;
+			case 0xd8: body = 17; break;
+			case 0xdc: lenb = 2; container = true; break;
+			case 0xdd: lenb = 4; container = true; break;
+			case 0xde: lenb = 2; container = true; break;
+			case 0xdf: lenb = 4; container = true; break;
+			default:
+				return false;	/* 0xc1, never used */
+			}
+			hdr += lenb;
+			if (lenb > len - off - 1)
+				return false;
+			if (container)
+				n = be_uint(b + off + 1, lenb) *
+				    (c >= 0xde ? 2 : 1);
+			else
+				body += be_uint(b + off + 1, lenb);
+		}
+		off += hdr;
+		if (body > len - off)
+			return false;
+		off += (size_t)body;
+		if (container) {
+			if (above + top + 1 > PR_NESTING_MAX)
+				return false;
+			/* Each element takes a byte at least. */
+			if (n > len - off)
+				return false;
+			if (n > 0) {
+				remain[top++] = n;
+				continue;
+			}
+		}
+		/* A value ended: close the containers it completes. */
+		while (top > 0 && --remain[top - 1] == 0)
+			top--;
+		if (top == 0)
+			return off == len;
+	}
+}
+
+/*
+ * Refuse value bytes (NULL: none, always fine) that are not one msgpack
+ * object at `above` levels of a request.
+ */
+static int
+check_value(procreg_t *p, const void *v, size_t len, unsigned above,
+    const char *what)
+{
+	if (v == NULL || one_object(v, len, above))
+		return PROCREG_OK;
+	return fail(p, PROCREG_E_INVAL, "the %s is not exactly one msgpack "
+	    "object (at most %u levels deep)", what,
+	    PR_NESTING_MAX - above);
+}
+
+/* Levels of a request above a param: the request, its params. */
+#define PARAM_LEVELS	2
+
+/*
+ * The packer's writer: the first failure sticks, and call_wait refuses
+ * to send what it left incomplete.
+ */
+static int
+req_write(void *data, const char *buf, size_t len)
+{
+	procreg_t *p = data;
+
+	if (p->req_err == PROCREG_OK &&
+	    msgpack_sbuffer_write(&p->sbuf, buf, len) != 0)
+		p->req_err = PROCREG_E_NOMEM;
+	return p->req_err == PROCREG_OK ? 0 : -1;
+}
+
 /* Start a request [0, msgid, method, [ with n params to be packed. */
 static uint32_t
 req_begin(procreg_t *p, const char *method, uint32_t n)
@@ -1051,6 +1190,7 @@ req_begin(procreg_t *p, const char *method, uint32_t n)
 	if (p->next_msgid == 0)
 		p->next_msgid = 1;
 	msgpack_sbuffer_clear(&p->sbuf);
+	p->req_err = PROCREG_OK;
 	msgpack_pack_array(&p->pk, 4);
 	msgpack_pack_uint8(&p->pk, PR_MSG_REQUEST);
 	msgpack_pack_uint32(&p->pk, id);
@@ -1081,6 +1221,9 @@ call_wait(procreg_t *p, uint32_t msgid, const msgpack_object **result,
 	char *saved;
 	int r;
 
+	if (p->req_err != PROCREG_OK)
+		return fail(p, p->req_err, "out of memory building the "
+		    "request");
 	if (p->fd < 0)
 		r = fail(p, PROCREG_E_CLOSED, "not connected");
 	else
@@ -1243,7 +1386,7 @@ req_register(procreg_t *p, const char *name, const void *value, size_t vlen,
 
 	pack_str(p, name);
 	if (value != NULL)
-		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+		(void)req_write(p, value, vlen);
 	else if (flags)
 		msgpack_pack_nil(&p->pk);
 	if (!flags)
@@ -1387,7 +1530,7 @@ restore(procreg_t *p)
 
 		pack_str(p, h->name);
 		if (h->value)
-			msgpack_sbuffer_write(&p->sbuf, h->value, h->value_len);
+			(void)req_write(p, h->value, h->value_len);
 		if ((r = call(p, id, &res)) < 0)
 			break;
 		if (r == PROCREG_OK || r == PROCREG_E_TAKEN) {
@@ -1514,7 +1657,7 @@ procreg_connect(procreg_t **out, const struct procreg_options *opts)
 	    opts->reconnect_max_ms : DEFAULT_RECONNECT_MAX;
 	p->backoff_ms = RECONNECT_MIN;
 	msgpack_sbuffer_init(&p->sbuf);
-	msgpack_packer_init(&p->pk, &p->sbuf, msgpack_sbuffer_write);
+	msgpack_packer_init(&p->pk, p, req_write);
 	if (!msgpack_unpacker_init(&p->unp, READ_SIZE))
 		return fail(p, PROCREG_E_NOMEM, "out of memory");
 	msgpack_unpacked_init(&p->res);
@@ -1691,10 +1834,12 @@ procreg_register(procreg_t *p, const char *name, const void *value,
 		*out = NULL;
 	if ((r = check_name(p, name)) != PROCREG_OK)
 		return r;
+	if ((r = check_value(p, value, vlen, PARAM_LEVELS, "value")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "register", value ? 2 : 1);
 	pack_str(p, name);
 	if (value != NULL)
-		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+		(void)req_write(p, value, vlen);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
 		return r;
 	if (p->auto_reconnect && (r = hold_name(p, name, value, vlen)) != 0)
@@ -1842,9 +1987,11 @@ send_impl(procreg_t *p, const char *name, const void *payload, size_t len,
 		return r;
 	if (payload == NULL)
 		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	if ((r = check_value(p, payload, len, PARAM_LEVELS, "payload")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "send", gen != NULL ? 3 : 2);
 	pack_str(p, name);
-	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	(void)req_write(p, payload, len);
 	if (gen == NULL)
 		return call(p, id, &res);
 	msgpack_pack_map(&p->pk, 1);
@@ -2071,12 +2218,15 @@ procreg_send_conn(procreg_t *p, uint64_t conn, const void *payload,
 {
 	const msgpack_object *res;
 	uint32_t id;
+	int r;
 
 	if (payload == NULL)
 		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	if ((r = check_value(p, payload, len, PARAM_LEVELS, "payload")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "send", 2);
 	msgpack_pack_uint64(&p->pk, conn);
-	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	(void)req_write(p, payload, len);
 	return p2_status(p, call(p, id, &res));
 }
 
@@ -2102,12 +2252,14 @@ call_target(procreg_t *p, const char *name, uint64_t conn,
 		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
 	if (timeout_ms < 0)
 		return fail(p, PROCREG_E_INVAL, "a negative call timeout");
+	if ((r = check_value(p, payload, len, PARAM_LEVELS, "payload")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "call", timeout_ms > 0 ? 3 : 2);
 	if (name != NULL)
 		pack_str(p, name);
 	else
 		msgpack_pack_uint64(&p->pk, conn);
-	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	(void)req_write(p, payload, len);
 	if (timeout_ms > 0)
 		msgpack_pack_uint32(&p->pk, (uint32_t)timeout_ms);
 	r = call_wait(p, id, &res, (timeout_ms > 0 ? (int64_t)timeout_ms :
@@ -2181,13 +2333,16 @@ procreg_reply(procreg_t *p, uint64_t call_id, const void *result,
 {
 	uint64_t user_id = call_id;
 	uint32_t id;
+	int r;
 
+	if ((r = check_value(p, result, len, PARAM_LEVELS, "result")) != PROCREG_OK)
+		return r;
 	if (p->auto_reconnect && !call_known(p, &call_id, false))
 		return not_this_call(p, user_id);
 	id = req_begin(p, "reply", 2);
 	msgpack_pack_uint64(&p->pk, call_id);
 	if (result != NULL)
-		msgpack_sbuffer_write(&p->sbuf, result, len);
+		(void)req_write(p, result, len);
 	else
 		msgpack_pack_nil(&p->pk);
 	return reply_call(p, id, user_id);
@@ -2225,10 +2380,12 @@ procreg_join(procreg_t *p, const char *group, const void *value,
 		*out = NULL;
 	if ((r = check_name(p, group)) != PROCREG_OK)
 		return r;
+	if ((r = check_value(p, value, vlen, PARAM_LEVELS, "value")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "join", value ? 2 : 1);
 	pack_str(p, group);
 	if (value != NULL)
-		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+		(void)req_write(p, value, vlen);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
 		return p2_status(p, r);
 	if (p->auto_reconnect && (r = hold_in(p, &p->groups, &p->ngroups,
@@ -2311,10 +2468,12 @@ procreg_publish(procreg_t *p, const char *group, const void *payload,
 		return r;
 	if (payload == NULL)
 		return fail(p, PROCREG_E_INVAL, "the payload is NULL");
+	if ((r = check_value(p, payload, len, PARAM_LEVELS, "payload")) != PROCREG_OK)
+		return r;
 	/* Options only when they differ from the defaults. */
 	id = req_begin(p, "publish", echo ? 2 : 3);
 	pack_str(p, group);
-	msgpack_sbuffer_write(&p->sbuf, payload, len);
+	(void)req_write(p, payload, len);
 	if (!echo) {
 		msgpack_pack_map(&p->pk, 1);
 		pack_str(p, "echo");
@@ -2361,10 +2520,12 @@ update_impl(procreg_t *p, const char *name, const void *value,
 		*out = NULL;
 	if ((r = check_name(p, name)) != PROCREG_OK)
 		return r;
+	if ((r = check_value(p, value, vlen, PARAM_LEVELS, "value")) != PROCREG_OK)
+		return r;
 	id = req_begin(p, "update", gen != NULL ? 3 : 2);
 	pack_str(p, name);
 	if (value != NULL)
-		msgpack_sbuffer_write(&p->sbuf, value, vlen);
+		(void)req_write(p, value, vlen);
 	else
 		msgpack_pack_nil(&p->pk);
 	if (gen != NULL)
@@ -2491,6 +2652,11 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 		if (values != NULL && values[i] != NULL && value_lens == NULL)
 			return fail(p, PROCREG_E_INVAL, "values without "
 			    "value_lens");
+		/* [names: [[name, value], ...]]: two levels more. */
+		if (values != NULL && values[i] != NULL &&
+		    (r = check_value(p, values[i],
+		    value_lens[i], PARAM_LEVELS + 2, "value")) != PROCREG_OK)
+			return r;
 	}
 	id = req_begin(p, "register_many", 1);
 	msgpack_pack_array(&p->pk, (uint32_t)n);
@@ -2500,7 +2666,7 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 		msgpack_pack_array(&p->pk, has ? 2 : 1);
 		pack_str(p, names[i]);
 		if (has)
-			msgpack_sbuffer_write(&p->sbuf, values[i],
+			(void)req_write(p, values[i],
 			    value_lens[i]);
 	}
 	if ((r = call(p, id, &res)) != PROCREG_OK)
@@ -2550,6 +2716,8 @@ procreg_register_opts(procreg_t *p, const char *name, const void *value,
 	    PROCREG_REPLACE))
 		return fail(p, PROCREG_E_INVAL, "unknown register flags %#x",
 		    flags);
+	if ((r = check_value(p, value, vlen, PARAM_LEVELS, "value")) != PROCREG_OK)
+		return r;
 	id = req_register(p, name, value, vlen, flags);
 	if ((r = call(p, id, &res)) != PROCREG_OK)
 		return flags ? p2_status(p, r) : r;
