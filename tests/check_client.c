@@ -3350,6 +3350,117 @@ START_TEST(test_bad_value_bytes)
 }
 END_TEST
 
+/*
+ * auto_reconnect at scale: 20,000 names and 1,000 monitors come back (or
+ * are reported lost, or fire noproc) after a restart, and names given up
+ * afterwards stay given up at the next restart.  The handle finds a held
+ * name or monitor by hashing; the linear lookups it had made this
+ * quadratic.  Nothing here is timed: it must be right at this size.
+ */
+#define MANY_NAMES	20000
+#define MANY_MONS	1000
+#define MANY_BATCH	1000
+#define MANY_DROPPED	2000
+
+START_TEST(test_reconnect_many_names)
+{
+	static char names[MANY_NAMES][16], other[MANY_MONS][16];
+	static uint64_t refs[MANY_MONS];
+	static bool fired[MANY_MONS];
+	const char *batch[MANY_BATCH];
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct seen s;
+	char **keys = NULL;
+	size_t nkeys = 0, i, j;
+	struct procreg_hello h;
+	procreg_t *a, *o, *f;
+	bool active;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	for (i = 0; i < MANY_NAMES; i++)
+		snprintf(names[i], sizeof(names[i]), "n%05zu", i);
+	for (i = 0; i < MANY_MONS; i++)
+		snprintf(other[i], sizeof(other[i]), "o%05zu", i);
+	for (i = 0; i < MANY_NAMES; i += MANY_BATCH) {
+		for (j = 0; j < MANY_BATCH; j++)
+			batch[j] = names[i + j];
+		CK_OK(a, procreg_register_many(a, MANY_BATCH, batch, NULL,
+		    NULL, NULL));
+	}
+	for (i = 0; i < MANY_MONS; i++)
+		batch[i] = other[i];
+	CK_OK(o, procreg_register_many(o, MANY_MONS, batch, NULL, NULL,
+	    NULL));
+	for (i = 0; i < MANY_MONS; i++)
+		CK_OK(a, procreg_monitor(a, other[i], &refs[i]));
+	expect_no_event(a);
+
+	/* o does not come back; f takes two of a's names first. */
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+	f = xconnect(d.path);
+	CK_OK(f, procreg_register(f, names[7], NULL, 0, NULL));
+	CK_OK(f, procreg_register(f, names[MANY_NAMES - 1], NULL, 0, NULL));
+
+	/* Every monitor fires noproc once, with the ref the caller got. */
+	for (i = 0; i < MANY_MONS; i++) {
+		ev = xevent(a);
+		ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+		ck_assert_str_eq(ev->reason, "noproc");
+		ck_assert_ptr_nonnull(ev->name);
+		ck_assert_int_eq(ev->name[0], 'o');
+		j = (size_t)strtoul(ev->name + 1, NULL, 10);
+		ck_assert_uint_lt(j, MANY_MONS);
+		ck_assert_uint_eq(ev->ref, refs[j]);
+		ck_assert(!fired[j]);
+		fired[j] = true;
+		procreg_event_free(ev);
+	}
+	ck_assert_int_eq(s.reconnects, 1);
+	ck_assert_uint_eq(s.nlost, 2);
+	ck_assert_str_eq(s.lost[0], names[7]);
+	ck_assert_str_eq(s.lost[1], names[MANY_NAMES - 1]);
+	CK_OK(f, procreg_keys(f, procreg_conn_id(a), &keys, &nkeys, NULL,
+	    NULL));
+	ck_assert_uint_eq(nkeys, MANY_NAMES - 2);
+	procreg_strv_free(keys, nkeys);
+	/* The fired monitors are forgotten. */
+	CK_OK(a, procreg_demonitor(a, refs[MANY_MONS / 2], &active));
+	ck_assert(!active);
+
+	/* Names given up are not put back by the next reconnect. */
+	for (i = 0; i < MANY_DROPPED; i++)
+		CK_OK(a, procreg_unregister(a, names[100 + i]));
+	procreg_free(f);
+	kill_daemon(&d);
+	restart_daemon(&d);
+	f = xconnect(d.path);
+	/* Any call notices the lost connection and reconnects first. */
+	CK_OK(a, procreg_hello(a, &h));
+	ck_assert_int_eq(s.reconnects, 2);
+	ck_assert_uint_eq(s.nlost, 0);
+	CK_OK(f, procreg_keys(f, procreg_conn_id(a), &keys, &nkeys, NULL,
+	    NULL));
+	ck_assert_uint_eq(nkeys, MANY_NAMES - 2 - MANY_DROPPED);
+	for (i = 0, j = 0; i < MANY_NAMES; i++) {
+		if (i == 7 || i == MANY_NAMES - 1 ||
+		    (i >= 100 && i < 100 + MANY_DROPPED))
+			continue;
+		ck_assert_str_eq(keys[j], names[i]);
+		j++;
+	}
+	procreg_strv_free(keys, nkeys);
+	expect_no_event(a);
+	procreg_free(f);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
 START_TEST(test_invalid_args)
 {
 	struct tdaemon d;
@@ -4440,6 +4551,12 @@ client_suite(void)
 	tcase_add_test(tc, test_reconnect_reply_old_call);
 	tcase_add_test(tc, test_no_reconnect);
 	tcase_add_test(tc, test_reconnect_p2);
+	suite_add_tcase(s, tc);
+
+	/* Slow under valgrind: tens of thousands of round trips. */
+	tc = tcase_create("reconnect_many");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_reconnect_many_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("protocol2");

@@ -37,33 +37,77 @@ api_check_name(procreg_t *p, const char *name)
 	return PROCREG_OK;
 }
 
+/*
+ * register name with flags: *out (may be NULL) the entry, *queued (may be
+ * NULL) our place when queued.  What the handle keeps of it (the entry
+ * for the caller, the held name for reconnects) is made before the
+ * request: once the daemon has registered the name, nothing can fail for
+ * want of memory.
+ */
 int
-procreg_register(procreg_t *p, const char *name, const void *value,
-    size_t vlen, struct procreg_entry **out)
+api_register(procreg_t *p, const char *name, const void *value, size_t vlen,
+    unsigned flags, struct procreg_entry **out, uint32_t *queued)
 {
+	struct procreg_entry *e = NULL;
+	struct held_name *h = NULL;
 	const msgpack_object *res;
-	uint32_t id;
+	uint32_t id, pos;
 	int r;
 
-	if (out != NULL)
-		*out = NULL;
 	if ((r = api_check_name(p, name)) != PROCREG_OK)
 		return r;
 	if ((r = conn_check_value(p, value, vlen, PARAM_LEVELS,
 	    "value")) != PROCREG_OK)
 		return r;
-	id = conn_req_begin(p, "register", value ? 2 : 1);
-	conn_pack_str(p, name);
-	if (value != NULL)
-		(void)conn_req_write(p, value, vlen);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return r;
-	if (p->auto_reconnect && (r = reconnect_hold_name(p, name, value,
-	    vlen)) != 0)
-		return r;
-	if (out != NULL && (*out = decode_entry(res)) == NULL)
-		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+	if (out != NULL && (e = decode_entry_new(name, value != NULL ? vlen :
+	    1)) == NULL) {
+		r = handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+		goto fail;
+	}
+	if (p->auto_reconnect && ((h = reconnect_name_new(p, name, value,
+	    vlen, flags)) == NULL || reconnect_set_reserve(p, &p->names, 1) !=
+	    PROCREG_OK)) {
+		r = PROCREG_E_NOMEM;
+		goto fail;
+	}
+	id = conn_req_register(p, name, value, vlen, flags);
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		if (flags)
+			r = api_p2_status(p, r);
+		goto fail;
+	}
+	pos = decode_queued(res);
+	if (h != NULL) {
+		h->waiting = pos > 0;
+		reconnect_set_add(&p->names, h);
+		h = NULL;
+	}
+	if (pos > 0) {
+		if (queued != NULL)
+			*queued = pos;
+		procreg_entry_free(e);
+		return PROCREG_OK;
+	}
+	if (e != NULL && !decode_entry_fill(e, res)) {
+		r = handle_fail(p, PROCREG_E_PROTOCOL, "malformed entry");
+		goto fail;
+	}
+	if (out != NULL)
+		*out = e;
 	return PROCREG_OK;
+fail:
+	procreg_entry_free(e);
+	reconnect_name_free(h);
+	return r;
+}
+
+int
+procreg_register(procreg_t *p, const char *name, const void *value,
+    size_t vlen, struct procreg_entry **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	return api_register(p, name, value, vlen, 0, out, NULL);
 }
 
 size_t
@@ -146,7 +190,7 @@ api_unregister(procreg_t *p, const char *name, const uint64_t *gen)
 	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
 		return gen != NULL ? api_p2_status(p, r) : r;
 	/* Ours no more, or (a waiter) our place in its queue is given up. */
-	reconnect_forget_name(p, name);
+	reconnect_set_forget(&p->names, name);
 	return PROCREG_OK;
 }
 
@@ -246,40 +290,45 @@ static int
 api_monitor(procreg_t *p, const char *name, uint64_t conn, uint64_t *ref)
 {
 	const msgpack_object *res;
-	struct held_mon m = { 0 };
+	struct held_mon *m = NULL;
 	uint32_t id;
 	int r;
 
+	/* Held before the request: a monitor set is never "no memory". */
+	if (p->auto_reconnect && (m = reconnect_mon_new(p, name, conn)) ==
+	    NULL)
+		return PROCREG_E_NOMEM;
 	id = conn_req_begin(p, "monitor", 1);
 	if (name != NULL)
 		conn_pack_str(p, name);
 	else
 		msgpack_pack_uint64(&p->pk, conn);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return name != NULL ? r : api_p2_status(p, r);
-	if (!decode_is_uint(res))
-		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed ref");
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		r = name != NULL ? r : api_p2_status(p, r);
+		goto fail;
+	}
+	if (!decode_is_uint(res)) {
+		r = handle_fail(p, PROCREG_E_PROTOCOL, "malformed ref");
+		goto fail;
+	}
 	*ref = res->via.u64;
-	if (!p->auto_reconnect)
+	if (m == NULL)
 		return PROCREG_OK;
 	/*
 	 * Refs handed out are ours from now on: after a reconnect the daemon
-	 * numbers monitors afresh, and we translate.
+	 * numbers monitors afresh, and we translate.  A noproc down comes
+	 * after the response, so it is not parsed yet: it will find this
+	 * monitor and translate.
 	 */
-	m.user_ref = p->next_user_ref++;
-	m.server_ref = *ref;
-	m.conn = conn;
-	if ((name != NULL && (m.name = strdup(name)) == NULL) ||
-	    !handle_grow((void **)&p->mons, &p->mons_cap, p->nmons,
-	    sizeof(*p->mons))) {
-		free(m.name);
-		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
-	}
-	/* A noproc down comes after the response, so it is not parsed yet:
-	 * it will find this entry and translate. */
-	p->mons[p->nmons++] = m;
-	*ref = m.user_ref;
+	reconnect_mon_add(p, m, *ref);
+	*ref = m->user_ref;
 	return PROCREG_OK;
+fail:
+	if (m != NULL) {
+		free(m->name);
+		free(m);
+	}
+	return r;
 }
 
 int
@@ -303,7 +352,7 @@ procreg_demonitor(procreg_t *p, uint64_t ref, bool *was_active)
 {
 	const msgpack_object *res;
 	uint64_t server_ref = ref;
-	size_t i;
+	struct held_mon *m;
 	uint32_t id;
 	int r, tries = 0;
 	bool reconnected;
@@ -312,14 +361,12 @@ again:
 	if (p->auto_reconnect) {
 		/* Looked up on the connection the request goes to: a
 		 * reconnect renumbers the daemon's refs. */
-		for (i = 0; i < p->nmons && p->mons[i].user_ref != ref; i++)
-			;
-		if (i == p->nmons) {
+		if ((m = reconnect_mon_by_user(p, ref)) == NULL) {
 			if (was_active != NULL)
 				*was_active = false;
 			return PROCREG_OK;
 		}
-		server_ref = p->mons[i].server_ref;
+		server_ref = m->server_ref;
 	}
 	id = conn_req_begin(p, "demonitor", 1);
 	msgpack_pack_uint64(&p->pk, server_ref);

@@ -178,6 +178,7 @@ procreg_join(procreg_t *p, const char *group, const void *value,
     size_t vlen, struct procreg_member **out)
 {
 	const msgpack_object *res;
+	struct held_name *h = NULL;
 	uint32_t id;
 	int r;
 
@@ -188,15 +189,24 @@ procreg_join(procreg_t *p, const char *group, const void *value,
 	if ((r = conn_check_value(p, value, vlen, PARAM_LEVELS,
 	    "value")) != PROCREG_OK)
 		return r;
+	/* Held before the request: a joined group is never forgotten for
+	 * want of memory. */
+	if (p->auto_reconnect && ((h = reconnect_name_new(p, group, value,
+	    vlen, 0)) == NULL || reconnect_set_reserve(p, &p->groups, 1) !=
+	    PROCREG_OK)) {
+		reconnect_name_free(h);
+		return PROCREG_E_NOMEM;
+	}
 	id = conn_req_begin(p, "join", value ? 2 : 1);
 	conn_pack_str(p, group);
 	if (value != NULL)
 		(void)conn_req_write(p, value, vlen);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		reconnect_name_free(h);
 		return api_p2_status(p, r);
-	if (p->auto_reconnect && (r = reconnect_hold(p, &p->groups, &p->ngroups,
-	    &p->groups_cap, group, value, vlen)) != PROCREG_OK)
-		return r;
+	}
+	if (h != NULL)
+		reconnect_set_add(&p->groups, h);
 	if (out != NULL && (*out = decode_member(res)) == NULL)
 		return handle_fail(p, PROCREG_E_PROTOCOL,
 		    "malformed member entry");
@@ -216,7 +226,7 @@ procreg_leave(procreg_t *p, const char *group)
 	conn_pack_str(p, group);
 	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
 		return api_p2_status(p, r);
-	reconnect_forget(p->groups, &p->ngroups, group);
+	reconnect_set_forget(&p->groups, group);
 	return PROCREG_OK;
 }
 
@@ -325,6 +335,7 @@ api2_update(procreg_t *p, const char *name, const void *value,
 {
 	const msgpack_object *res;
 	struct held_name *h;
+	void *nv = NULL;
 	uint32_t id;
 	int r;
 
@@ -335,6 +346,11 @@ api2_update(procreg_t *p, const char *name, const void *value,
 	if ((r = conn_check_value(p, value, vlen, PARAM_LEVELS,
 	    "value")) != PROCREG_OK)
 		return r;
+	/* The held copy is made first: the daemon's change cannot be
+	 * missed by a reconnect for want of memory. */
+	if ((h = reconnect_set_find(&p->names, name)) != NULL &&
+	    value != NULL && (nv = handle_dup_mem(value, vlen)) == NULL)
+		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	id = conn_req_begin(p, "update", gen != NULL ? 3 : 2);
 	conn_pack_str(p, name);
 	if (value != NULL)
@@ -343,18 +359,20 @@ api2_update(procreg_t *p, const char *name, const void *value,
 		msgpack_pack_nil(&p->pk);
 	if (gen != NULL)
 		msgpack_pack_uint64(&p->pk, *gen);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		free(nv);
 		return api_p2_status(p, r);
-	/* A reconnect registers the name with its new value. */
-	if ((h = reconnect_find(p->names, p->nnames, name)) != NULL) {
-		void *nv = value != NULL ? handle_dup_mem(value, vlen) : NULL;
-
-		if (value != NULL && nv == NULL)
-			return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+	}
+	/*
+	 * A reconnect registers the name with its new value.  Looked up
+	 * again: the call may have read a lost that forgot it.
+	 */
+	if ((h = reconnect_set_find(&p->names, name)) != NULL) {
 		free(h->value);
 		h->value = nv;
-		h->value_len = vlen;
-	}
+		h->value_len = nv != NULL ? vlen : 0;
+	} else
+		free(nv);
 	if (out != NULL && (*out = decode_entry(res)) == NULL)
 		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed entry");
 	return PROCREG_OK;
@@ -425,6 +443,7 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
     struct procreg_entry ***out)
 {
 	const msgpack_object *res;
+	struct held_name **held = NULL;
 	struct procreg_entry **v;
 	uint32_t id;
 	size_t i;
@@ -450,6 +469,24 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 		    value_lens[i], PARAM_LEVELS + 2, "value")) != PROCREG_OK)
 			return r;
 	}
+	/* Held before the request: see api_register. */
+	if (p->auto_reconnect && n > 0) {
+		if ((held = calloc(n, sizeof(*held))) == NULL ||
+		    reconnect_set_reserve(p, &p->names, n) != PROCREG_OK) {
+			r = handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+			goto fail;
+		}
+		for (i = 0; i < n; i++) {
+			bool has = values != NULL && values[i] != NULL;
+
+			if ((held[i] = reconnect_name_new(p, names[i],
+			    has ? values[i] : NULL, has ? value_lens[i] : 0,
+			    0)) == NULL) {
+				r = PROCREG_E_NOMEM;
+				goto fail;
+			}
+		}
+	}
 	id = conn_req_begin(p, "register_many", 1);
 	msgpack_pack_array(&p->pk, (uint32_t)n);
 	for (i = 0; i < n; i++) {
@@ -461,16 +498,14 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 			(void)conn_req_write(p, values[i],
 			    value_lens[i]);
 	}
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return api_p2_status(p, r);
-	for (i = 0; p->auto_reconnect && i < n; i++) {
-		bool has = values != NULL && values[i] != NULL;
-
-		if ((r = reconnect_hold_name(p, names[i],
-		    has ? values[i] : NULL,
-		    has ? value_lens[i] : 0)) != PROCREG_OK)
-			return r;
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		r = api_p2_status(p, r);
+		goto fail;
 	}
+	for (i = 0; held != NULL && i < n; i++)
+		reconnect_set_add(&p->names, held[i]);
+	free(held);
+	held = NULL;
 	if (out == NULL)
 		return PROCREG_OK;
 	if (res->type != MSGPACK_OBJECT_ARRAY || res->via.array.size != n)
@@ -487,6 +522,11 @@ procreg_register_many(procreg_t *p, size_t n, const char *const *names,
 	}
 	*out = v;
 	return PROCREG_OK;
+fail:
+	for (i = 0; held != NULL && i < n; i++)
+		reconnect_name_free(held[i]);
+	free(held);
+	return r;
 }
 
 int
@@ -494,40 +534,15 @@ procreg_register_opts(procreg_t *p, const char *name, const void *value,
     size_t vlen, unsigned flags, struct procreg_entry **out,
     uint32_t *queued)
 {
-	const msgpack_object *res;
-	uint32_t id, pos;
-	int r;
-
 	if (out != NULL)
 		*out = NULL;
 	if (queued != NULL)
 		*queued = 0;
-	if ((r = api_check_name(p, name)) != PROCREG_OK)
-		return r;
 	if (flags & ~(PROCREG_QUEUE | PROCREG_ALLOW_REPLACEMENT |
 	    PROCREG_REPLACE))
-		return handle_fail(p, PROCREG_E_INVAL,
-		    "unknown register flags %#x",
-		    flags);
-	if ((r = conn_check_value(p, value, vlen, PARAM_LEVELS,
-	    "value")) != PROCREG_OK)
-		return r;
-	id = conn_req_register(p, name, value, vlen, flags);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return flags ? api_p2_status(p, r) : r;
-	pos = decode_queued(res);
-	if (p->auto_reconnect && (r = reconnect_hold_name_opts(p, name, value,
-	    vlen,
-	    flags, pos > 0)) != PROCREG_OK)
-		return r;
-	if (pos > 0) {
-		if (queued != NULL)
-			*queued = pos;
-		return PROCREG_OK;
-	}
-	if (out != NULL && (*out = decode_entry(res)) == NULL)
-		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed entry");
-	return PROCREG_OK;
+		return handle_fail(p, PROCREG_E_INVAL, "unknown register flags "
+		    "%#x", flags);
+	return api_register(p, name, value, vlen, flags, out, queued);
 }
 
 int

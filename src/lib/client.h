@@ -17,6 +17,7 @@
 
 #include <msgpack.h>
 
+#include "htab.h"
 #include "procreg-protocol.h"
 #include "procreg.h"
 #include "util.h"
@@ -26,14 +27,28 @@
 #define RECONNECT_MIN		50
 #define READ_SIZE		(64 * 1024)
 
-/* A name held (or waited for), remembered for re-registration. */
+/* A name held (or waited for), or a group joined, remembered to be
+ * registered (joined) again. */
 struct held_name {
-	char	*name;
+	char	*name;		/* NULL once handed to on_reconnect */
 	void	*value;		/* NULL: registered bare */
 	size_t	 value_len;
+	uint64_t hash;		/* of name, for the set's table */
+	size_t	 idx;		/* in the set's vector */
 	unsigned flags;		/* PROCREG_QUEUE, ... as registered */
 	bool	 waiting;	/* in the name's queue, not its owner */
 	bool	 gone;		/* lost during a restore: swept after it */
+};
+
+/*
+ * Held names (or groups): a vector to walk in restore, a table to find
+ * one by name, so that a handle with many names pays O(1) per lookup
+ * (lost, acquired, unregister, update).
+ */
+struct held_set {
+	struct held_name	**v;
+	size_t			 n, cap;
+	struct htab		 by_name;
 };
 
 /* A subscription, remembered for id translation and its end at a
@@ -51,6 +66,7 @@ struct held_mon {
 	uint64_t	 server_ref;	/* what the daemon uses now; 0: none */
 	char		*name;		/* NULL: a monitor on connection conn */
 	uint64_t	 conn;
+	size_t		 idx;		/* in the handle's mons */
 	bool		 fired;		/* its down came during a restore */
 };
 
@@ -68,6 +84,7 @@ struct procreg {
 	uint64_t		 protocol;	/* hello's, 0: not known */
 	char			 boot[33];	/* hello's, "": not known */
 	msgpack_unpacker	 unp;
+	bool			 unp_ready;	/* unp initialised */
 	msgpack_unpacked	 res;
 	msgpack_sbuffer		 sbuf;
 	msgpack_packer		 pk;
@@ -78,12 +95,13 @@ struct procreg {
 	struct procreg_event	**q;
 	size_t			 q_head, q_len, q_cap;
 	/* Reconnect state (kept only with auto_reconnect). */
-	struct held_name	*names;
-	size_t			 nnames, names_cap;
-	struct held_name	*groups;	/* joined, to join again */
-	size_t			 ngroups, groups_cap;
-	struct held_mon		*mons;
+	struct held_set		 names;
+	struct held_set		 groups;	/* joined, to join again */
+	struct held_mon		**mons;
 	size_t			 nmons, mons_cap;
+	struct htab		 mons_by_user;	/* by user_ref */
+	struct htab		 mons_by_server; /* by server_ref, unless 0
+						   or fired */
 	uint64_t		 next_user_ref;
 	struct held_sub		*subs;
 	size_t			 nsubs, subs_cap;
@@ -141,6 +159,9 @@ bool		 decode_is_uint(const msgpack_object *);
 int64_t		 decode_int(const msgpack_object *);
 void		*decode_encode(const msgpack_object *, size_t *len);
 struct procreg_entry *decode_entry(const msgpack_object *);
+struct procreg_entry *decode_entry_new(const char *name, size_t vlen);
+bool		 decode_entry_fill(struct procreg_entry *,
+		    const msgpack_object *);
 struct procreg_member *decode_member(const msgpack_object *);
 bool		 decode_strv(const msgpack_object *, char ***out, size_t *n);
 bool		 decode_snapshot(const msgpack_object *,
@@ -169,23 +190,29 @@ void		 reconnect_forget_sub(procreg_t *, size_t i);
 void		 reconnect_acquired(procreg_t *, const char *name);
 void		 reconnect_lost(procreg_t *, const char *name,
 		    const char *reason);
-int		 reconnect_hold(procreg_t *, struct held_name **v, size_t *n,
-		    size_t *cap, const char *name, const void *value,
-		    size_t vlen);
-struct held_name *reconnect_find(struct held_name *, size_t n,
+int		 reconnect_init(procreg_t *);
+void		 reconnect_deinit(procreg_t *);
+struct held_name *reconnect_name_new(procreg_t *, const char *name,
+		    const void *value, size_t vlen, unsigned flags);
+void		 reconnect_name_free(struct held_name *);
+int		 reconnect_set_reserve(procreg_t *, struct held_set *,
+		    size_t n);
+void		 reconnect_set_add(struct held_set *, struct held_name *);
+struct held_name *reconnect_set_find(const struct held_set *,
 		    const char *name);
-void		 reconnect_forget(struct held_name *, size_t *n,
-		    const char *name);
-int		 reconnect_hold_name(procreg_t *, const char *name,
-		    const void *value, size_t vlen);
-int		 reconnect_hold_name_opts(procreg_t *, const char *name,
-		    const void *value, size_t vlen, unsigned flags,
-		    bool waiting);
-void		 reconnect_forget_name(procreg_t *, const char *name);
+void		 reconnect_set_forget(struct held_set *, const char *name);
+struct held_mon	*reconnect_mon_new(procreg_t *, const char *name,
+		    uint64_t conn);
+void		 reconnect_mon_add(procreg_t *, struct held_mon *,
+		    uint64_t server_ref);
+struct held_mon	*reconnect_mon_by_user(const procreg_t *, uint64_t ref);
 
 /* api.c */
 int		 api_p2_status(procreg_t *, int r);
 int		 api_check_name(procreg_t *, const char *name);
+int		 api_register(procreg_t *, const char *name, const void *value,
+		    size_t vlen, unsigned flags, struct procreg_entry **out,
+		    uint32_t *queued);
 int		 api_unregister(procreg_t *, const char *name,
 		    const uint64_t *gen);
 int		 api_send(procreg_t *, const char *name, const void *payload,

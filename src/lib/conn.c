@@ -29,6 +29,8 @@ conn_close_how(procreg_t *p, bool keep_parsed)
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
+	if (!p->unp_ready)
+		return;
 	if (keep_parsed) {
 		msgpack_unpacked u;
 
@@ -48,10 +50,14 @@ conn_close_how(procreg_t *p, bool keep_parsed)
 		}
 		msgpack_unpacked_destroy(&u);
 	}
-	/* Bytes of the old stream must not mix with the new one. */
+	/*
+	 * Bytes of the old stream must not mix with the new one.  A failed
+	 * init leaves the handle without an unpacker: conn_open makes one
+	 * before the next connection, or fails it for want of memory.
+	 */
 	msgpack_unpacker_reset(&p->unp);
 	msgpack_unpacker_destroy(&p->unp);
-	msgpack_unpacker_init(&p->unp, READ_SIZE);
+	p->unp_ready = msgpack_unpacker_init(&p->unp, READ_SIZE);
 }
 
 void
@@ -66,6 +72,9 @@ conn_open(procreg_t *p)
 	struct sockaddr_un sun;
 	int fd;
 
+	if (!p->unp_ready &&
+	    !(p->unp_ready = msgpack_unpacker_init(&p->unp, READ_SIZE)))
+		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", p->path);

@@ -77,10 +77,51 @@ struct decode_fields_of {
 	char		**key;		/* name or group */
 	uint64_t	 *conn;
 	int64_t		 *pid, *uid, *gid;
-	void		**value;
+	void		**value;	/* made beforehand: value_cap */
 	size_t		 *value_len;
 	uint64_t	 *since_ms, *gen;
+	size_t		  value_cap;
 };
+
+/* A msgpack writer into a fixed buffer, failing when it is full. */
+struct decode_fixed {
+	char	*b;
+	size_t	 cap, len;
+};
+
+static int
+decode_fixed_write(void *data, const char *buf, size_t len)
+{
+	struct decode_fixed *f = data;
+
+	if (len > f->cap - f->len)
+		return -1;
+	memcpy(f->b + f->len, buf, len);
+	f->len += len;
+	return 0;
+}
+
+/*
+ * The encoding of v into *f->value: into the buffer made beforehand when
+ * it fits (the daemon echoes the value we sent, whose encoding is never
+ * shorter than msgpack-c's), else into new memory.
+ */
+static bool
+decode_value(const msgpack_object *v, const struct decode_fields_of *f)
+{
+	if (*f->value != NULL) {
+		struct decode_fixed fx = { *f->value, f->value_cap, 0 };
+		msgpack_packer pk;
+
+		msgpack_packer_init(&pk, &fx, decode_fixed_write);
+		if (msgpack_pack_object(&pk, *v) == 0) {
+			*f->value_len = fx.len;
+			return true;
+		}
+		free(*f->value);
+	}
+	return (*f->value = decode_encode(v, f->value_len)) != NULL;
+}
 
 /*
  * Read an entry map (keyname: "name" or "group") into f; false when
@@ -91,6 +132,8 @@ static bool
 decode_fields(const msgpack_object *m, const char *keyname,
     const struct decode_fields_of *f)
 {
+	bool got_value = false;
+
 	if (m->type != MSGPACK_OBJECT_MAP)
 		return false;
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
@@ -113,11 +156,43 @@ decode_fields(const msgpack_object *m, const char *keyname,
 			*f->since_ms = (uint64_t)decode_int(v);
 		else if (decode_is_str(k, "gen"))
 			*f->gen = (uint64_t)decode_int(v);
-		else if (decode_is_str(k, "value") && *f->value == NULL)
-			*f->value = decode_encode(v, f->value_len);
+		else if (decode_is_str(k, "value") && !got_value &&
+		    !(got_value = decode_value(v, f)))
+			return false;
 		/* Keys of later protocol versions are ignored. */
 	}
-	return *f->key != NULL && *f->value != NULL;
+	return *f->key != NULL && got_value;
+}
+
+/*
+ * An entry for name whose value is vlen bytes at most, made before the
+ * request so that filling it from the response (decode_entry_fill)
+ * needs no memory: a caller is never told "out of memory" about a name
+ * the daemon registered.  NULL when out of memory.
+ */
+struct procreg_entry *
+decode_entry_new(const char *name, size_t vlen)
+{
+	struct procreg_entry *e;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL ||
+	    (e->name = strdup(name)) == NULL ||
+	    (e->value = malloc(vlen > 0 ? vlen : 1)) == NULL) {
+		procreg_entry_free(e);
+		return NULL;
+	}
+	e->value_len = vlen > 0 ? vlen : 1;
+	return e;
+}
+
+/* Fill e (from decode_entry_new) from an entry map; false when
+ * malformed. */
+bool
+decode_entry_fill(struct procreg_entry *e, const msgpack_object *m)
+{
+	return decode_fields(m, "name", &(struct decode_fields_of){ &e->name,
+	    &e->conn, &e->pid, &e->uid, &e->gid, &e->value, &e->value_len,
+	    &e->since_ms, &e->gen, e->value_len });
 }
 
 /* An entry map into a new struct; NULL when malformed or out of memory. */
@@ -130,7 +205,7 @@ decode_entry(const msgpack_object *m)
 		return NULL;
 	if (!decode_fields(m, "name", &(struct decode_fields_of){ &e->name,
 	    &e->conn, &e->pid, &e->uid, &e->gid, &e->value, &e->value_len,
-	    &e->since_ms, &e->gen })) {
+	    &e->since_ms, &e->gen, 0 })) {
 		procreg_entry_free(e);
 		return NULL;
 	}
@@ -168,7 +243,7 @@ decode_member(const msgpack_object *o)
 		return NULL;
 	if (!decode_fields(o, "group", &(struct decode_fields_of){ &m->group,
 	    &m->conn, &m->pid, &m->uid, &m->gid, &m->value, &m->value_len,
-	    &m->since_ms, &m->gen })) {
+	    &m->since_ms, &m->gen, 0 })) {
 		procreg_member_free(m);
 		return NULL;
 	}

@@ -234,9 +234,10 @@ procreg_connect(procreg_t **out, const struct procreg_options *opts)
 	p->backoff_ms = RECONNECT_MIN;
 	msgpack_sbuffer_init(&p->sbuf);
 	msgpack_packer_init(&p->pk, p, conn_req_write);
-	if (!msgpack_unpacker_init(&p->unp, READ_SIZE))
-		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	msgpack_unpacked_init(&p->res);
+	if (!(p->unp_ready = msgpack_unpacker_init(&p->unp, READ_SIZE)) ||
+	    reconnect_init(p) != PROCREG_OK)
+		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	if (opts->label != NULL && (p->label = strdup(opts->label)) == NULL)
 		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	if (opts->path != NULL) {
@@ -273,24 +274,11 @@ procreg_free(procreg_t *p)
 	while ((ev = event_pop(p)) != NULL)
 		procreg_event_free(ev);
 	free(p->q);
-	for (size_t i = 0; i < p->nnames; i++) {
-		free(p->names[i].name);
-		free(p->names[i].value);
-	}
-	free(p->names);
-	for (size_t i = 0; i < p->ngroups; i++) {
-		free(p->groups[i].name);
-		free(p->groups[i].value);
-	}
-	free(p->groups);
-	for (size_t i = 0; i < p->nmons; i++)
-		free(p->mons[i].name);
-	free(p->mons);
-	free(p->subs);
-	free(p->calls);
+	reconnect_deinit(p);
 	free(p->label);
 	msgpack_unpacked_destroy(&p->res);
-	msgpack_unpacker_destroy(&p->unp);
+	if (p->unp_ready)
+		msgpack_unpacker_destroy(&p->unp);
 	msgpack_sbuffer_destroy(&p->sbuf);
 	free(p);
 }
