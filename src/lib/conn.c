@@ -172,8 +172,9 @@ conn_read_some(procreg_t *p)
 
 /*
  * Take the next object from the unpacker: 1 when it is the response to
- * msgid (left in p->res), 0 when none is complete or it was something
- * else (notifications are queued), negative on failure.
+ * msgid (left in p->res), 2 when it was something else (a notification,
+ * now queued, or a late response), 0 when no object is complete yet,
+ * negative on failure (the stream is then closed).
  */
 static int
 conn_next_object(procreg_t *p, uint32_t msgid, bool want_response)

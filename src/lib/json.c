@@ -53,7 +53,10 @@ json_printf(struct json_buf *j, const char *fmt, ...)
 		    sizeof(tmp) - 1);
 }
 
-/* The length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+/*
+ * The length of the valid UTF-8 sequence at s (n bytes left), or 0: the
+ * lead byte says how long it would be, util.c's utf8_valid whether it is.
+ */
 static size_t
 json_utf8_seq(const unsigned char *s, size_t n)
 {
@@ -61,16 +64,9 @@ json_utf8_seq(const unsigned char *s, size_t n)
 
 	if (s[0] < 0x80)
 		return 1;
-	k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-	if (k == 0 || k > n || s[0] > 0xf4)
+	k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+	if (k == 0 || k > n || !utf8_valid((const char *)s, k))
 		return 0;
-	for (size_t i = 1; i < k; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-	}
-	if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
-	    (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-		return 0;	/* overlong, surrogate, past U+10FFFF */
 	return k;
 }
 
