@@ -55,7 +55,7 @@ TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
 CTLOBJS	 = $(patsubst %.c,%.o,$(wildcard src/ctl/*.c))
-SOVER	 = 0
+SOVER	 = 1
 SOLIB	 = src/lib/libprocreg.so.$(SOVER)
 CLIENT	 = src/lib/libprocreg.a $(SOLIB) src/lib/libprocreg.so \
 	   src/lib/procreg-uninstalled.pc

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2419,7 +2420,7 @@ START_TEST(test_call)
 	CK_OK(a, procreg_call(a, "kv", map_mp, sizeof(map_mp), 0, &res,
 	    &len));
 	check_bytes(res, len, map_mp, sizeof(map_mp));
-	free(res);
+	procreg_bytes_free(res);
 	n = procreg_pack_str(buf, sizeof(buf), "echo");
 	CK_OK(a, procreg_call(a, "kv", buf, n, 2000, &res, &len));
 	check_bytes(res, len, buf, n);
@@ -2865,7 +2866,7 @@ START_TEST(test_publish_busy)
 			seen = true;
 		} else
 			ck_assert_uint_eq(delivered, 2);
-		free(busy);
+		procreg_conns_free(busy);
 		/* The reader keeps up. */
 		for (;;) {
 			struct procreg_event *ev;
@@ -3456,6 +3457,102 @@ START_TEST(test_reconnect_many_names)
 	procreg_strv_free(keys, nkeys);
 	expect_no_event(a);
 	procreg_free(f);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * The ABI policy (procreg.h): caller-allocated structs travel with their
+ * size.  A caller built against an older header (a smaller struct) gets
+ * only what its struct holds; one built against a newer header gets its
+ * unknown output fields zeroed, and is refused when it sets input fields
+ * this library does not know.  The plain-named functions stay exported.
+ */
+START_TEST(test_abi_sized)
+{
+	struct {
+		struct procreg_stats	st;
+		uint64_t		future;
+	} big;
+	struct {
+		struct procreg_options	o;
+		uint64_t		future;
+	} newer;
+	struct {
+		struct procreg_subscribe_opts	so;
+		uint64_t			future;
+	} newer_so;
+	struct procreg_subscription sub;
+	struct procreg_stats st;
+	struct procreg_hello h;
+	struct tdaemon d;
+	procreg_t *a, *q = NULL;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+
+	/* An older caller's stats end before draining: left alone. */
+	memset(&st, 0xa5, sizeof(st));
+	CK_OK(a, procreg_stats_sized(a, &st,
+	    offsetof(struct procreg_stats, draining)));
+	ck_assert_uint_eq(st.connections, 1);
+	ck_assert_uint_eq(st.draining, 0xa5a5a5a5a5a5a5a5ULL);
+	/* Today's caller sees draining (none draining now). */
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.connections, 1);
+	ck_assert_uint_eq(st.draining, 0);
+	/* A newer caller's unknown counter reads 0. */
+	memset(&big, 0xa5, sizeof(big));
+	CK_OK(a, procreg_stats_sized(a, &big.st, sizeof(big)));
+	ck_assert_uint_eq(big.st.connections, 1);
+	ck_assert_uint_eq(big.future, 0);
+	/* The exported plain-named entry points still work. */
+	memset(&st, 0xa5, sizeof(st));
+	CK_OK(a, (procreg_stats)(a, &st));
+	ck_assert_uint_eq(st.draining, 0);
+	memset(&h, 0, sizeof(h));
+	CK_OK(a, (procreg_hello)(a, &h));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(a));
+	CK_OK(a, procreg_hello_sized(a, &h, offsetof(struct procreg_hello,
+	    boot)));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(a));
+
+	/* Input: a newer caller's unknown option is refused, zero is not. */
+	memset(&newer, 0, sizeof(newer));
+	newer.o.path = d.path;
+	newer.future = 1;
+	CK_CALL(q, procreg_connect_sized(&q, &newer.o, sizeof(newer)),
+	    PROCREG_E_INVAL);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(q), "older"));
+	procreg_free(q);
+	newer.future = 0;
+	CK_OK(q, procreg_connect_sized(&q, &newer.o, sizeof(newer)));
+	CK_OK(q, procreg_stats(q, &st));
+	ck_assert_uint_eq(st.connections, 2);
+	procreg_free(q);
+	q = NULL;
+	CK_OK(q, (procreg_connect)(&q, &newer.o));
+	procreg_free(q);
+
+	memset(&newer_so, 0, sizeof(newer_so));
+	newer_so.future = 1;
+	CK_CALL(a, procreg_subscribe_sized(a, "", &newer_so.so,
+	    sizeof(newer_so), &sub, sizeof(sub)), PROCREG_E_INVAL);
+	newer_so.future = 0;
+	CK_OK(a, procreg_subscribe_sized(a, "", &newer_so.so,
+	    sizeof(newer_so), &sub, sizeof(sub)));
+	ck_assert(sub.has_snapshot);
+	ck_assert_uint_eq(sub.nentries, 0);
+	procreg_subscription_free(&sub);
+	CK_OK(a, (procreg_subscribe)(a, "", NULL, &sub));
+	(procreg_subscription_free)(&sub);
+	ck_assert_ptr_null(sub.entries);
+
+	/* The library's frees accept NULL. */
+	procreg_bytes_free(NULL);
+	procreg_conns_free(NULL);
 	procreg_free(a);
 	t_daemon_stop(&d);
 }
@@ -4510,6 +4607,7 @@ client_suite(void)
 	tcase_add_test(tc, test_connect_default_path);
 	tcase_add_test(tc, test_connect_missing);
 	tcase_add_test(tc, test_hello);
+	tcase_add_test(tc, test_abi_sized);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");

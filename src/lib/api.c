@@ -443,8 +443,15 @@ handle_fail:
 }
 
 int
-procreg_stats(procreg_t *p, struct procreg_stats *out)
+(procreg_stats)(procreg_t *p, struct procreg_stats *out)
 {
+	return procreg_stats_sized(p, out, PROCREG_STATS_SIZE_1);
+}
+
+int
+procreg_stats_sized(procreg_t *p, struct procreg_stats *caller, size_t size)
+{
+	struct procreg_stats st, *out = &st;
 	static const struct {
 		const char	*key;
 		size_t		 off;
@@ -454,6 +461,7 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 		K(messages), K(downs), K(notifications_ignored),
 		K(connections_total), K(uptime_ms), K(groups), K(members),
 		K(calls), K(replies_late), K(awaits), K(subscriptions), K(seq),
+		K(draining),
 #undef K
 	};
 	const msgpack_object *res;
@@ -462,8 +470,10 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	id = conn_req_begin(p, "stats", 0);
-	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+		handle_copy_out(caller, size, &st, sizeof(st));
 		return r;
+	}
 	if (res->type != MSGPACK_OBJECT_MAP)
 		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed stats");
 	for (uint32_t i = 0; i < res->via.map.size; i++) {
@@ -475,5 +485,6 @@ procreg_stats(procreg_t *p, struct procreg_stats *out)
 				    (uint64_t)decode_int(&kv->val);
 		}
 	}
+	handle_copy_out(caller, size, &st, sizeof(st));
 	return PROCREG_OK;
 }

@@ -629,8 +629,9 @@ procreg_queue(procreg_t *p, const char *name, uint64_t **conns, size_t *n)
 	return PROCREG_OK;
 }
 
-int
-procreg_subscribe(procreg_t *p, const char *prefix,
+/* subscribe, with the caller's structs as this library knows them. */
+static int
+api2_subscribe(procreg_t *p, const char *prefix,
     const struct procreg_subscribe_opts *opts,
     struct procreg_subscription *out)
 {
@@ -709,6 +710,37 @@ procreg_subscribe(procreg_t *p, const char *prefix,
 		}
 	}
 	return PROCREG_OK;
+}
+
+int
+procreg_subscribe_sized(procreg_t *p, const char *prefix,
+    const struct procreg_subscribe_opts *in, size_t in_size,
+    struct procreg_subscription *out, size_t out_size)
+{
+	struct procreg_subscribe_opts opts;
+	struct procreg_subscription s;
+	int r;
+
+	if (out_size < PROCREG_SUBSCRIPTION_SIZE_1)
+		return handle_fail(p, PROCREG_E_INVAL, "a subscription struct "
+		    "smaller than any this library knows");
+	memset(out, 0, out_size);
+	if (!handle_copy_in(&opts, sizeof(opts), in, in_size))
+		return handle_fail(p, PROCREG_E_INVAL, "subscribe options this "
+		    "library does not know (it is older than the caller's "
+		    "header)");
+	r = api2_subscribe(p, prefix, &opts, &s);
+	handle_copy_out(out, out_size, &s, sizeof(s));
+	return r;
+}
+
+int
+(procreg_subscribe)(procreg_t *p, const char *prefix,
+    const struct procreg_subscribe_opts *opts,
+    struct procreg_subscription *out)
+{
+	return procreg_subscribe_sized(p, prefix, opts,
+	    PROCREG_SUBSCRIBE_OPTS_SIZE_1, out, PROCREG_SUBSCRIPTION_SIZE_1);
 }
 
 int

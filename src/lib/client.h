@@ -126,7 +126,30 @@ struct procreg {
 /* Levels of a request above a param: the request, its params. */
 #define PARAM_LEVELS	2
 
+/*
+ * The sizes of the caller's structs in this soname's first release: what
+ * the plain-named entry points (for bindings and function pointers) use.
+ * A field appended later must not change them: the asserts say so.
+ */
+#define PROCREG_OPTIONS_SIZE_1		sizeof(struct procreg_options)
+#define PROCREG_CALLBACKS_SIZE_1	sizeof(struct procreg_callbacks)
+#define PROCREG_HELLO_SIZE_1		sizeof(struct procreg_hello)
+#define PROCREG_STATS_SIZE_1		sizeof(struct procreg_stats)
+#define PROCREG_SUBSCRIBE_OPTS_SIZE_1	sizeof(struct procreg_subscribe_opts)
+#define PROCREG_SUBSCRIPTION_SIZE_1	sizeof(struct procreg_subscription)
+_Static_assert(sizeof(struct procreg_stats) == 17 * sizeof(uint64_t) &&
+    sizeof(struct procreg_hello) == 32 + 8 + 8 + 40 + 8 &&
+    sizeof(struct procreg_options) == 2 * sizeof(void *) + 16 &&
+    sizeof(struct procreg_callbacks) == 2 * sizeof(void (*)(void)) &&
+    sizeof(struct procreg_subscribe_opts) == 16 &&
+    sizeof(struct procreg_subscription) == 24 + 4 * sizeof(void *),
+    "a public struct grew: keep the _SIZE_1 values its first size");
+
 /* handle.c */
+bool		 handle_copy_in(void *ours, size_t size, const void *in,
+		    size_t in_size);
+void		 handle_copy_out(void *out, size_t out_size, const void *ours,
+		    size_t size);
 int		 handle_fail(procreg_t *, int status, const char *fmt, ...)
 		    __attribute__((format(printf, 3, 4)));
 char		*handle_dup_bytes(const char *, size_t);

@@ -526,14 +526,33 @@ decode_strv(const msgpack_object *o, char ***out, size_t *n)
 	return true;
 }
 
+/* s is the caller's, of size bytes: cleared as far as it goes. */
 void
-procreg_subscription_free(struct procreg_subscription *s)
+procreg_subscription_free_sized(struct procreg_subscription *s, size_t size)
 {
-	if (s == NULL)
+	if (s == NULL || size < PROCREG_SUBSCRIPTION_SIZE_1)
 		return;
 	procreg_entries_free(s->entries, s->nentries);
 	procreg_members_free(s->members, s->nmembers);
-	memset(s, 0, sizeof(*s));
+	memset(s, 0, size);
+}
+
+void
+(procreg_subscription_free)(struct procreg_subscription *s)
+{
+	procreg_subscription_free_sized(s, PROCREG_SUBSCRIPTION_SIZE_1);
+}
+
+void
+procreg_bytes_free(void *b)
+{
+	free(b);
+}
+
+void
+procreg_conns_free(uint64_t *v)
+{
+	free(v);
 }
 
 /* A snapshot (entries, then member entries) into out; false when

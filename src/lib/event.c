@@ -167,15 +167,26 @@ lost:
 	}
 }
 
+int
+procreg_set_callbacks_sized(procreg_t *p, const struct procreg_callbacks *cb,
+    size_t size, void *arg)
+{
+	struct procreg_callbacks c;
+
+	if (!handle_copy_in(&c, sizeof(c), cb, size))
+		return handle_fail(p, PROCREG_E_INVAL, "callbacks this "
+		    "library does not know (it is older than the caller's "
+		    "header)");
+	p->cb = c;
+	p->cb_arg = arg;
+	return PROCREG_OK;
+}
+
 void
-procreg_set_callbacks(procreg_t *p, const struct procreg_callbacks *cb,
+(procreg_set_callbacks)(procreg_t *p, const struct procreg_callbacks *cb,
     void *arg)
 {
-	if (cb != NULL)
-		p->cb = *cb;
-	else
-		memset(&p->cb, 0, sizeof(p->cb));
-	p->cb_arg = arg;
+	(void)procreg_set_callbacks_sized(p, cb, PROCREG_CALLBACKS_SIZE_1, arg);
 }
 
 size_t

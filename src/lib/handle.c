@@ -210,16 +210,45 @@ handle_hello(procreg_t *p, struct procreg_hello *out)
 	return PROCREG_OK;
 }
 
-int
-procreg_connect(procreg_t **out, const struct procreg_options *opts)
+/*
+ * Copy a caller's input struct of in_size bytes into ours (size bytes,
+ * zeroed first): false when the caller's struct is newer than ours and
+ * sets something beyond it, a feature this library does not have.
+ */
+bool
+handle_copy_in(void *ours, size_t size, const void *in, size_t in_size)
 {
-	struct procreg_options def = { 0 };
+	memset(ours, 0, size);
+	if (in == NULL)
+		return true;
+	memcpy(ours, in, in_size < size ? in_size : size);
+	for (size_t i = size; i < in_size; i++) {
+		if (((const unsigned char *)in)[i] != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Copy our output struct into the caller's of out_size bytes: what it
+ * has room for; what ours lacks, zeroed. */
+void
+handle_copy_out(void *out, size_t out_size, const void *ours, size_t size)
+{
+	memcpy(out, ours, out_size < size ? out_size : size);
+	if (out_size > size)
+		memset((char *)out + size, 0, out_size - size);
+}
+
+int
+procreg_connect_sized(procreg_t **out, const struct procreg_options *in,
+    size_t in_size)
+{
+	struct procreg_options def, *opts = &def;
+	bool known = handle_copy_in(&def, sizeof(def), in, in_size);
 	procreg_t *p;
 	int r;
 
 	*out = NULL;
-	if (opts == NULL)
-		opts = &def;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return PROCREG_E_NOMEM;
 	*out = p;
@@ -238,6 +267,9 @@ procreg_connect(procreg_t **out, const struct procreg_options *opts)
 	if (!(p->unp_ready = msgpack_unpacker_init(&p->unp, READ_SIZE)) ||
 	    reconnect_init(p) != PROCREG_OK)
 		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+	if (!known)
+		return handle_fail(p, PROCREG_E_INVAL, "options this library "
+		    "does not know (it is older than the caller's header)");
 	if (opts->label != NULL && (p->label = strdup(opts->label)) == NULL)
 		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 	if (opts->path != NULL) {
@@ -284,7 +316,24 @@ procreg_free(procreg_t *p)
 }
 
 int
-procreg_hello(procreg_t *p, struct procreg_hello *out)
+(procreg_connect)(procreg_t **out, const struct procreg_options *opts)
 {
-	return handle_hello(p, out);
+	return procreg_connect_sized(out, opts, PROCREG_OPTIONS_SIZE_1);
+}
+
+int
+procreg_hello_sized(procreg_t *p, struct procreg_hello *out, size_t size)
+{
+	struct procreg_hello h;
+	int r;
+
+	if ((r = handle_hello(p, &h)) == PROCREG_OK)
+		handle_copy_out(out, size, &h, sizeof(h));
+	return r;
+}
+
+int
+(procreg_hello)(procreg_t *p, struct procreg_hello *out)
+{
+	return procreg_hello_sized(p, out, PROCREG_HELLO_SIZE_1);
 }
