@@ -4013,11 +4013,17 @@ START_TEST(test_fencing)
 }
 END_TEST
 
-/* A second handle in a thread: after a pause, a message to "box", then
- * the registration of "late". */
+/*
+ * A second handle in a thread: once the daemon holds an await (stats
+ * says so), a message to "box", then the registration of "late", held
+ * until the main thread says it has seen it (a byte on done[0]).  Waiting
+ * for the await, not for a pause, makes sure the await is answered by
+ * the registration and not at once.
+ */
 struct late_reg {
 	const char	*path;
 	int		 status;
+	int		 done[2];
 };
 
 static void *
@@ -4025,16 +4031,33 @@ register_late(void *arg)
 {
 	struct late_reg *l = arg;
 	struct procreg_options o = { 0 };
+	struct procreg_stats st = { 0 };
+	struct pollfd pfd;
 	procreg_t *p = NULL;
+	int i;
 
 	o.path = l->path;
-	usleep(100000);
-	if ((l->status = procreg_connect(&p, &o)) == PROCREG_OK &&
-	    (l->status = procreg_send_str(p, "box", "meanwhile")) ==
+	if ((l->status = procreg_connect(&p, &o)) != PROCREG_OK)
+		goto out;
+	for (i = 0; i < ROUNDS; i++) {
+		if ((l->status = procreg_stats(p, &st)) != PROCREG_OK ||
+		    st.awaits > 0)
+			break;
+		usleep(ROUND_US);
+	}
+	if (l->status != PROCREG_OK)
+		goto out;
+	if (st.awaits == 0) {
+		l->status = -101;	/* the await never reached the daemon */
+		goto out;
+	}
+	if ((l->status = procreg_send_str(p, "box", "meanwhile")) ==
 	    PROCREG_OK)
 		l->status = procreg_register_str(p, "late", "here", NULL);
-	/* Hold it until the main thread has seen it. */
-	usleep(500000);
+	pfd.fd = l->done[0];
+	pfd.events = POLLIN;
+	(void)poll(&pfd, 1, T_TIMEOUT_MS);
+out:
 	procreg_free(p);
 	return NULL;
 }
@@ -4075,6 +4098,7 @@ START_TEST(test_await)
 	 * a message that came meanwhile waits in the queue. */
 	l.path = d.path;
 	l.status = -100;
+	ck_assert_int_eq(pipe(l.done), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, register_late, &l), 0);
 	CK_OK(a, procreg_await(a, "late", 10000, &e));
 	ck_assert_ptr_nonnull(e);
@@ -4087,8 +4111,11 @@ START_TEST(test_await)
 	ck_assert_str_eq(ev->name, "box");
 	check_json(ev->payload, ev->payload_len, "\"meanwhile\"");
 	procreg_event_free(ev);
+	ck_assert_int_eq(write(l.done[1], "x", 1), 1);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(l.status, PROCREG_OK);
+	close(l.done[0]);
+	close(l.done[1]);
 
 	/* Bad timeouts are ours to refuse; no await is left pending. */
 	CK_CALL(a, procreg_await(a, "x", -1, NULL), PROCREG_E_INVAL);
