@@ -155,6 +155,8 @@ int		 handle_fail(procreg_t *, int status, const char *fmt, ...)
 char		*handle_dup_bytes(const char *, size_t);
 void		*handle_dup_mem(const void *, size_t);
 bool		 handle_grow(void **v, size_t *cap, size_t len, size_t size);
+int		 handle_new(procreg_t **out, const struct procreg_options *,
+		    bool known);
 int		 handle_hello(procreg_t *, struct procreg_hello *out);
 
 /* conn.c */

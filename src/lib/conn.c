@@ -20,6 +20,43 @@
 #include "client.h"
 
 /*
+ * The deepest nesting conn_scan follows: msgpack-c's unpacker stack
+ * (MSGPACK_EMBED_STACK_SIZE), above the protocol's PR_NESTING_MAX.
+ */
+#define CONN_SCAN_DEPTH_MAX	32
+
+enum conn_scan {
+	CONN_SCAN_OBJECT,
+	CONN_SCAN_MORE,
+	CONN_SCAN_BAD
+};
+
+static enum conn_scan conn_scan(const void *, size_t, unsigned max_depth,
+		    size_t *end);
+
+/*
+ * The next object from the unpacker, handed to msgpack-c only once
+ * conn_scan found it whole: a daemon's claimed container size never
+ * becomes an allocation before the bytes are there.
+ */
+static msgpack_unpack_return
+conn_unpack(procreg_t *p, msgpack_unpacked *u)
+{
+	size_t end;
+
+	switch (conn_scan(p->unp.buffer + p->unp.off, p->unp.used - p->unp.off,
+	    CONN_SCAN_DEPTH_MAX, &end)) {
+	case CONN_SCAN_MORE:
+		return MSGPACK_UNPACK_CONTINUE;
+	case CONN_SCAN_BAD:
+		return MSGPACK_UNPACK_PARSE_ERROR;
+	case CONN_SCAN_OBJECT:
+		break;
+	}
+	return msgpack_unpacker_next(&p->unp, u);
+}
+
+/*
  * Close the connection.  Notifications already read are queued first (as
  * procreg_process would), unless the stream is known to be garbage.
  */
@@ -35,8 +72,7 @@ conn_close_how(procreg_t *p, bool keep_parsed)
 		msgpack_unpacked u;
 
 		msgpack_unpacked_init(&u);
-		while (msgpack_unpacker_next(&p->unp, &u) ==
-		    MSGPACK_UNPACK_SUCCESS) {
+		while (conn_unpack(p, &u) == MSGPACK_UNPACK_SUCCESS) {
 			const msgpack_object *o = &u.data, *a;
 
 			if (o->type != MSGPACK_OBJECT_ARRAY ||
@@ -179,7 +215,7 @@ conn_read_some(procreg_t *p)
 static int
 conn_next_object(procreg_t *p, uint32_t msgid, bool want_response)
 {
-	msgpack_unpack_return r = msgpack_unpacker_next(&p->unp, &p->res);
+	msgpack_unpack_return r = conn_unpack(p, &p->res);
 	const msgpack_object *o = &p->res.data, *a;
 
 	if (r == MSGPACK_UNPACK_CONTINUE)
@@ -218,18 +254,21 @@ conn_be_uint(const unsigned char *b, unsigned n)
 }
 
 /*
- * True when [b, b + len) is exactly one msgpack object that still fits
- * the protocol's nesting limit when it sits under `above` levels of the
- * request.  The caller's bytes go into the request as they are, so
- * anything else would make the daemon read the next request as part of
- * this one.  One pass, no allocation: the open containers' counts of
- * elements still to come are a fixed stack as deep as the limit.
+ * Scan the msgpack object at the start of [b, b + len) without decoding
+ * it: CONN_SCAN_OBJECT when it is all there (its length in *end),
+ * CONN_SCAN_MORE when bytes are missing, CONN_SCAN_BAD for the byte
+ * msgpack never uses or containers nested deeper than max_depth.  A
+ * container claiming more elements than bytes are left needs more bytes
+ * (each element takes one at least), which is what makes it safe to hand
+ * a whole object to msgpack-c: its unpacker allocates for the claimed
+ * count before the elements arrive.  One pass, no allocation: the open
+ * containers' counts of elements still to come are a fixed stack.
  */
-static bool
-conn_one_object(const void *v, size_t len, unsigned above)
+static enum conn_scan
+conn_scan(const void *v, size_t len, unsigned max_depth, size_t *end)
 {
 	const unsigned char *b = v;
-	uint64_t remain[PR_NESTING_MAX];
+	uint64_t remain[CONN_SCAN_DEPTH_MAX];
 	unsigned top = 0;
 	size_t off = 0;
 
@@ -239,7 +278,7 @@ conn_one_object(const void *v, size_t len, unsigned above)
 		bool container = false;
 
 		if (off >= len)
-			return false;
+			return CONN_SCAN_MORE;
 		c = b[off];
 		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 ||
 		    c == 0xc3)
@@ -276,11 +315,11 @@ conn_one_object(const void *v, size_t len, unsigned above)
 			case 0xde: lenb = 2; container = true; break;
 			case 0xdf: lenb = 4; container = true; break;
 			default:
-				return false;	/* 0xc1, never used */
+				return CONN_SCAN_BAD;	/* 0xc1, never used */
 			}
 			hdr += lenb;
 			if (lenb > len - off - 1)
-				return false;
+				return CONN_SCAN_MORE;
 			if (container)
 				n = conn_be_uint(b + off + 1, lenb) *
 				    (c >= 0xde ? 2 : 1);
@@ -289,14 +328,15 @@ conn_one_object(const void *v, size_t len, unsigned above)
 		}
 		off += hdr;
 		if (body > len - off)
-			return false;
+			return CONN_SCAN_MORE;
 		off += (size_t)body;
 		if (container) {
-			if (above + top + 1 > PR_NESTING_MAX)
-				return false;
+			if (top + 1 > max_depth ||
+			    top + 1 > CONN_SCAN_DEPTH_MAX)
+				return CONN_SCAN_BAD;
 			/* Each element takes a byte at least. */
 			if (n > len - off)
-				return false;
+				return CONN_SCAN_MORE;
 			if (n > 0) {
 				remain[top++] = n;
 				continue;
@@ -305,8 +345,10 @@ conn_one_object(const void *v, size_t len, unsigned above)
 		/* A value ended: close the containers it completes. */
 		while (top > 0 && --remain[top - 1] == 0)
 			top--;
-		if (top == 0)
-			return off == len;
+		if (top == 0) {
+			*end = off;
+			return CONN_SCAN_OBJECT;
+		}
 	}
 }
 
@@ -318,7 +360,11 @@ int
 conn_check_value(procreg_t *p, const void *v, size_t len, unsigned above,
     const char *what)
 {
-	if (v == NULL || conn_one_object(v, len, above))
+	size_t end;
+
+	/* Exactly one object: all there, and nothing after it. */
+	if (v == NULL || (conn_scan(v, len, PR_NESTING_MAX - above, &end) ==
+	    CONN_SCAN_OBJECT && end == len))
 		return PROCREG_OK;
 	return handle_fail(p, PROCREG_E_INVAL,
 	    "the %s is not exactly one msgpack "

@@ -239,14 +239,15 @@ handle_copy_out(void *out, size_t out_size, const void *ours, size_t size)
 		memset((char *)out + size, 0, out_size - size);
 }
 
+/*
+ * A new handle for opts, not connected yet: *out is set unless memory ran
+ * out, even on failure (for procreg_errmsg).  Known false: the caller's
+ * options went beyond what this library knows.
+ */
 int
-procreg_connect_sized(procreg_t **out, const struct procreg_options *in,
-    size_t in_size)
+handle_new(procreg_t **out, const struct procreg_options *opts, bool known)
 {
-	struct procreg_options def, *opts = &def;
-	bool known = handle_copy_in(&def, sizeof(def), in, in_size);
 	procreg_t *p;
-	int r;
 
 	*out = NULL;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
@@ -284,6 +285,21 @@ procreg_connect_sized(procreg_t **out, const struct procreg_options *in,
 		    sizeof(err)) < 0)
 			return handle_fail(p, PROCREG_E_CONNECT, "%s", err);
 	}
+	return PROCREG_OK;
+}
+
+int
+procreg_connect_sized(procreg_t **out, const struct procreg_options *in,
+    size_t in_size)
+{
+	struct procreg_options opts;
+	bool known = handle_copy_in(&opts, sizeof(opts), in, in_size);
+	procreg_t *p;
+	int r;
+
+	if ((r = handle_new(out, &opts, known)) != PROCREG_OK)
+		return r;
+	p = *out;
 	if ((r = conn_open(p)) != PROCREG_OK)
 		return r;
 	/* hello tells us our conn id (and the daemon our label). */
