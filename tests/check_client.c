@@ -6,6 +6,15 @@
  * to it through the public API only; testlib's raw clients are used where
  * a second, independent view of the daemon helps.  Every wait is bounded;
  * no test asserts on elapsed time.
+ *
+ * Why one file of this length: it is the library's whole public API in
+ * one suite, and its helpers (connecting with retries, event checks, the
+ * reconnect callbacks' record, killing and restarting the daemon) are
+ * shared by every family of tests.  Its test cases follow the API's
+ * families (connect, names, events, reconnect, protocol2, part2); each
+ * could become a tests/check_client_<family>.c over a shared helper file
+ * once the Makefile has a rule per binary (today one explicit rule links
+ * tests/check_client against libprocreg) -- a split not done yet.
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
