@@ -44,7 +44,9 @@
  *   pass sizeof the struct as the caller's header knows it, so source
  *   compiles unchanged.  The library fills or reads only what that size
  *   covers: a field is appended at the end of a struct, never inserted,
- *   and an older caller simply does not see it.  A newer caller's bytes
+ *   and starts at or past the struct's previous size (explicit padding
+ *   first if it would fit in the tail padding, which an older caller
+ *   passes uninitialised); an older caller simply does not see it.  A newer caller's bytes
  *   beyond what this library knows must be zero in an input struct
  *   (else PROCREG_E_INVAL: a feature this library lacks) and are zeroed
  *   in an output one.  The plain-named functions are still exported for

@@ -137,12 +137,22 @@ struct procreg {
 #define PROCREG_STATS_SIZE_1		sizeof(struct procreg_stats)
 #define PROCREG_SUBSCRIBE_OPTS_SIZE_1	sizeof(struct procreg_subscribe_opts)
 #define PROCREG_SUBSCRIPTION_SIZE_1	sizeof(struct procreg_subscription)
-_Static_assert(sizeof(struct procreg_stats) == 17 * sizeof(uint64_t) &&
-    sizeof(struct procreg_hello) == 32 + 8 + 8 + 40 + 8 &&
-    sizeof(struct procreg_options) == 2 * sizeof(void *) + 16 &&
-    sizeof(struct procreg_callbacks) == 2 * sizeof(void (*)(void)) &&
-    sizeof(struct procreg_subscribe_opts) == 16 &&
-    sizeof(struct procreg_subscription) == 24 + 4 * sizeof(void *),
+/* Where a struct ends after field f, tail padding included. */
+#define STRUCT_END(T, f)	((offsetof(T, f) + sizeof(((T *)0)->f) +	\
+	    _Alignof(T) - 1) / _Alignof(T) * _Alignof(T))
+_Static_assert(
+    sizeof(struct procreg_options) ==
+    STRUCT_END(struct procreg_options, reconnect_max_ms) &&
+    sizeof(struct procreg_callbacks) ==
+    STRUCT_END(struct procreg_callbacks, on_reconnect) &&
+    sizeof(struct procreg_hello) ==
+    STRUCT_END(struct procreg_hello, max_message) &&
+    sizeof(struct procreg_stats) ==
+    STRUCT_END(struct procreg_stats, draining) &&
+    sizeof(struct procreg_subscribe_opts) ==
+    STRUCT_END(struct procreg_subscribe_opts, since) &&
+    sizeof(struct procreg_subscription) ==
+    STRUCT_END(struct procreg_subscription, nmembers),
     "a public struct grew: keep the _SIZE_1 values its first size");
 
 /* handle.c */

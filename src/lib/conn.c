@@ -456,8 +456,14 @@ conn_send_wait(procreg_t *p, uint32_t msgid, const msgpack_object **result,
 		 */
 		if ((saved = handle_dup_mem(p->sbuf.data, len)) == NULL)
 			return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
-		if ((r = reconnect_try(p, deadline)) == PROCREG_OK)
+		/*
+		 * The request goes out only now: its wait starts now, not
+		 * before a restore that may have made thousands of calls.
+		 */
+		if ((r = reconnect_try(p, deadline)) == PROCREG_OK) {
+			deadline = (int64_t)now_mono_ms() + wait_ms;
 			r = conn_write_all(p, saved, len, deadline, &sent);
+		}
 		free(saved);
 	}
 	if (r != PROCREG_OK)
