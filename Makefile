@@ -55,7 +55,7 @@ TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
 CTLOBJS	 = $(patsubst %.c,%.o,$(wildcard src/ctl/*.c))
-SOVER	 = 0
+SOVER	 = 1
 SOLIB	 = src/lib/libprocreg.so.$(SOVER)
 CLIENT	 = src/lib/libprocreg.a $(SOLIB) src/lib/libprocreg.so \
 	   src/lib/procreg-uninstalled.pc
@@ -207,14 +207,28 @@ $(FUZZ): tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) \
 	    -Isrc/daemon -o $@ \
 	    tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(LIBS)
 
+# The library's side: its decoder of the daemon's replies and
+# notifications, fed by a fake daemon (a quarter of the time).
+FUZZ_LIB = tests/fuzz/fuzz_libreply
+$(FUZZ_LIB): tests/fuzz/fuzz_libreply.c $(LIBOBJS:.o=.c) \
+	    $(wildcard src/lib/*.h src/common/*.h)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
+	    -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Iinclude -Isrc/common \
+	    -Isrc/lib -o $@ \
+	    tests/fuzz/fuzz_libreply.c $(LIBOBJS:.o=.c) $(CLIENT_LIBS)
+
 fuzz: deps
 	@command -v clang >/dev/null && \
 	    dpkg -s libclang-rt-dev >/dev/null 2>&1 || \
 	    sh tests/install-debs.sh clang libclang-rt-dev
-	@$(MAKE) --no-print-directory $(FUZZ)
-	mkdir -p tests/fuzz/work
+	@$(MAKE) --no-print-directory $(FUZZ) $(FUZZ_LIB)
+	mkdir -p tests/fuzz/work tests/fuzz/work_lib
 	$(FUZZ) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -timeout=10 \
 	    -print_final_stats=1 tests/fuzz/work tests/fuzz/corpus
+	$(FUZZ_LIB) -max_total_time=$$(( $(FUZZ_SECONDS) / 4 + 1 )) \
+	    -max_len=4096 -timeout=10 -print_final_stats=1 \
+	    tests/fuzz/work_lib tests/fuzz/corpus_lib
 
 run: all
 	./procregd -v $(ARGS)
@@ -278,6 +292,6 @@ uninstall:
 clean:
 	rm -f $(BINS) src/*/*.o src/*/*.d src/*/*.a src/*/*.so \
 	    src/*/*.so.* src/*/*.pc tests/bench/*.o tests/bench/*.d \
-	    tests/*.o tests/*.d tests/*.a $(CHECKS) $(STAMP) $(FUZZ)
+	    tests/*.o tests/*.d tests/*.a $(CHECKS) $(STAMP) $(FUZZ) $(FUZZ_LIB)
 
 -include $(wildcard src/*/*.d tests/*.d tests/bench/*.d)

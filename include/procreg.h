@@ -34,6 +34,37 @@
  * daemon returns PROCREG_E_CLOSED, and the next call reconnects.  What a
  * reconnect does to queued names and subscriptions is told at
  * procreg_register_opts and procreg_subscribe.
+ *
+ * ABI and ownership policy (soname libprocreg.so.1):
+ *
+ * - Structs the caller allocates and the library reads or fills
+ *   (procreg_options, procreg_callbacks, procreg_hello, procreg_stats,
+ *   procreg_subscribe_opts, procreg_subscription) travel with their
+ *   size.  The names below are macros over *_sized entry points that
+ *   pass sizeof the struct as the caller's header knows it, so source
+ *   compiles unchanged.  The library fills or reads only what that size
+ *   covers: a field is appended at the end of a struct, never inserted,
+ *   and starts at or past the struct's previous size (explicit padding
+ *   first if it would fit in the tail padding, which an older caller
+ *   passes uninitialised); an older caller simply does not see it.  A newer caller's bytes
+ *   beyond what this library knows must be zero in an input struct
+ *   (else PROCREG_E_INVAL: a feature this library lacks) and are zeroed
+ *   in an output one.  The plain-named functions are still exported for
+ *   bindings and function pointers; they use the sizes of this soname's
+ *   first release.
+ * - Structs the library allocates (procreg_entry, procreg_member,
+ *   procreg_event) may grow at their end without a size: the caller only
+ *   reads them, and frees them with the library's function.
+ * - Everything the library allocates for the caller is released by a
+ *   procreg_*_free named for what it frees: procreg_entry_free,
+ *   procreg_entries_free, procreg_member_free, procreg_members_free,
+ *   procreg_strv_free, procreg_event_free, procreg_subscription_free,
+ *   procreg_bytes_free (procreg_call's result) and procreg_conns_free
+ *   (procreg_publish's busy ids, procreg_queue's ids).  The last two are
+ *   plain malloc'd memory, and free() stays valid for them.
+ * - New options go into a sized options struct, not into more
+ *   _str/_int/_conn/_gen/_opts variants; no entry point is removed
+ *   within a soname.  A change that breaks any of this bumps the soname.
  */
 #ifndef PROCREG_H
 #define PROCREG_H
@@ -193,6 +224,9 @@ struct procreg_stats {
 			downs, notifications_ignored, connections_total,
 			uptime_ms, groups, members, calls, replies_late,
 			awaits, subscriptions, seq;
+	uint64_t	draining;	/* closed connections still sending
+					   their last replies */
+	/* New counters are appended here (see the policy at the top). */
 };
 
 struct procreg;
@@ -242,8 +276,12 @@ PROCREG_API int	procreg_default_path(char *buf, size_t size);
  * Connect.  opts may be NULL (defaults).  On failure *out is still set to
  * a handle (for procreg_errmsg) unless memory ran out; free it either way.
  */
-PROCREG_API int	procreg_connect(procreg_t **out,
+PROCREG_API int	procreg_connect_sized(procreg_t **out,
+		    const struct procreg_options *opts, size_t opts_size);
+PROCREG_API int	(procreg_connect)(procreg_t **out,
 		    const struct procreg_options *opts);
+#define procreg_connect(out, opts)					\
+	procreg_connect_sized((out), (opts), sizeof(struct procreg_options))
 /* Close the connection (its names vanish) and free everything. */
 PROCREG_API void procreg_free(procreg_t *);
 
@@ -259,7 +297,11 @@ PROCREG_API int	procreg_fd(const procreg_t *);
 /* This connection's id, as the daemon numbers it. */
 PROCREG_API uint64_t procreg_conn_id(const procreg_t *);
 
-PROCREG_API int	procreg_hello(procreg_t *, struct procreg_hello *out);
+PROCREG_API int	procreg_hello_sized(procreg_t *, struct procreg_hello *out,
+		    size_t size);
+PROCREG_API int	(procreg_hello)(procreg_t *, struct procreg_hello *out);
+#define procreg_hello(p, out)						\
+	procreg_hello_sized((p), (out), sizeof(struct procreg_hello))
 
 /*
  * Register name with an optional value given as msgpack bytes (value NULL:
@@ -303,7 +345,11 @@ PROCREG_API int	procreg_list(procreg_t *, const char *prefix,
 		    struct procreg_entry ***entries, size_t *count);
 PROCREG_API void procreg_entries_free(struct procreg_entry **, size_t count);
 
-PROCREG_API int	procreg_stats(procreg_t *, struct procreg_stats *out);
+PROCREG_API int	procreg_stats_sized(procreg_t *, struct procreg_stats *out,
+		    size_t size);
+PROCREG_API int	(procreg_stats)(procreg_t *, struct procreg_stats *out);
+#define procreg_stats(p, out)						\
+	procreg_stats_sized((p), (out), sizeof(struct procreg_stats))
 
 /* Protocol 2. */
 
@@ -316,8 +362,8 @@ PROCREG_API int	procreg_monitor_conn(procreg_t *, uint64_t conn,
 /*
  * Call the owner of name (or connection conn) with payload and wait up to
  * timeout_ms (0: the daemon's default, 5000; at most 86400000) for its
- * reply.  *result (malloc'd msgpack bytes, free(); result may be NULL)
- * on PROCREG_OK.  PROCREG_E_NOT_FOUND, PROCREG_E_BUSY, PROCREG_E_LIMIT,
+ * reply.  *result (msgpack bytes, free with procreg_bytes_free; result
+ * may be NULL) on PROCREG_OK.  PROCREG_E_NOT_FOUND, PROCREG_E_BUSY, PROCREG_E_LIMIT,
  * PROCREG_E_CALL_TIMEOUT (the daemon's verdict), PROCREG_E_DOWN (the
  * callee went away, or the name changed hands); an error code the callee
  * chose gives PROCREG_E_OTHER with "code: message" in procreg_errmsg,
@@ -334,6 +380,8 @@ PROCREG_API int	procreg_call(procreg_t *, const char *name,
 PROCREG_API int	procreg_call_conn(procreg_t *, uint64_t conn,
 		    const void *payload, size_t len, int timeout_ms,
 		    void **result, size_t *result_len);
+/* Free procreg_call's result (free() does too); NULL is fine. */
+PROCREG_API void procreg_bytes_free(void *);
 /*
  * Answer a PROCREG_EV_CALL with result (msgpack bytes; NULL: nil), or
  * with an error: code of 1 to 64 bytes, message (NULL: "") for people.
@@ -367,13 +415,16 @@ PROCREG_API void procreg_members_free(struct procreg_member **,
 /*
  * Publish payload to every member of group (not to ourselves when echo is
  * false).  *delivered (may be NULL): how many got it; *busy and *nbusy
- * (may be NULL): the malloc'd conn ids of the members whose buffer was
- * full (free()), which did not get it.  A group without members is no
+ * (may be NULL): the conn ids of the members whose buffer was full
+ * (free with procreg_conns_free), which did not get it.  A group without members is no
  * error: 0 delivered.
  */
 PROCREG_API int	procreg_publish(procreg_t *, const char *group,
 		    const void *payload, size_t len, bool echo,
 		    uint64_t *delivered, uint64_t **busy, size_t *nbusy);
+/* Free procreg_publish's busy ids or procreg_queue's ids (free() does
+ * too); NULL is fine. */
+PROCREG_API void procreg_conns_free(uint64_t *);
 
 /* Change the value of a name we own (value NULL: nil); *out (may be NULL)
  * the entry, its since and gen kept.  PROCREG_E_NOT_FOUND,
@@ -468,7 +519,7 @@ PROCREG_API int	procreg_await(procreg_t *, const char *name, int timeout_ms,
 		    struct procreg_entry **out);
 
 /* The connection ids waiting for name, first in line first (none: NULL
- * and 0); free *conns with free(). */
+ * and 0); free *conns with procreg_conns_free. */
 PROCREG_API int	procreg_queue(procreg_t *, const char *name,
 		    uint64_t **conns, size_t *n);
 
@@ -517,10 +568,23 @@ struct procreg_subscription {
  * nothing can resume.  Forget what the subscription showed (the old
  * daemon's names are gone, with no event) and subscribe without since.
  */
-PROCREG_API int	procreg_subscribe(procreg_t *, const char *prefix,
+PROCREG_API int	procreg_subscribe_sized(procreg_t *, const char *prefix,
+		    const struct procreg_subscribe_opts *opts,
+		    size_t opts_size, struct procreg_subscription *out,
+		    size_t out_size);
+PROCREG_API int	(procreg_subscribe)(procreg_t *, const char *prefix,
 		    const struct procreg_subscribe_opts *opts,
 		    struct procreg_subscription *out);
-PROCREG_API void procreg_subscription_free(struct procreg_subscription *);
+#define procreg_subscribe(p, prefix, opts, out)				\
+	procreg_subscribe_sized((p), (prefix), (opts),			\
+	    sizeof(struct procreg_subscribe_opts), (out),		\
+	    sizeof(struct procreg_subscription))
+PROCREG_API void procreg_subscription_free_sized(
+		    struct procreg_subscription *, size_t size);
+PROCREG_API void (procreg_subscription_free)(struct procreg_subscription *);
+#define procreg_subscription_free(s)					\
+	procreg_subscription_free_sized((s),				\
+	    sizeof(struct procreg_subscription))
 /*
  * End a subscription: *was_active (may be NULL) false when it had ended
  * already (overflow) or never existed.  Its events still queued in the
@@ -539,8 +603,13 @@ PROCREG_API int	procreg_next_event(procreg_t *, int timeout_ms,
 PROCREG_API void procreg_event_free(struct procreg_event *);
 
 /* Callbacks for procreg_process; NULL removes them. */
-PROCREG_API void procreg_set_callbacks(procreg_t *,
+PROCREG_API int	procreg_set_callbacks_sized(procreg_t *,
+		    const struct procreg_callbacks *, size_t size, void *arg);
+PROCREG_API void (procreg_set_callbacks)(procreg_t *,
 		    const struct procreg_callbacks *, void *arg);
+#define procreg_set_callbacks(p, cb, arg)				\
+	((void)procreg_set_callbacks_sized((p), (cb),			\
+	    sizeof(struct procreg_callbacks), (arg)))
 /*
  * For event loops: read whatever is readable without blocking, then hand
  * every queued notification to the callbacks (events stay queued for

@@ -6,6 +6,15 @@
  * to it through the public API only; testlib's raw clients are used where
  * a second, independent view of the daemon helps.  Every wait is bounded;
  * no test asserts on elapsed time.
+ *
+ * Why one file of this length: it is the library's whole public API in
+ * one suite, and its helpers (connecting with retries, event checks, the
+ * reconnect callbacks' record, killing and restarting the daemon) are
+ * shared by every family of tests.  Its test cases follow the API's
+ * families (connect, names, events, reconnect, protocol2, part2); each
+ * could become a tests/check_client_<family>.c over a shared helper file
+ * once the Makefile has a rule per binary (today one explicit rule links
+ * tests/check_client against libprocreg) -- a split not done yet.
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -19,6 +28,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2419,7 +2429,7 @@ START_TEST(test_call)
 	CK_OK(a, procreg_call(a, "kv", map_mp, sizeof(map_mp), 0, &res,
 	    &len));
 	check_bytes(res, len, map_mp, sizeof(map_mp));
-	free(res);
+	procreg_bytes_free(res);
 	n = procreg_pack_str(buf, sizeof(buf), "echo");
 	CK_OK(a, procreg_call(a, "kv", buf, n, 2000, &res, &len));
 	check_bytes(res, len, buf, n);
@@ -2865,7 +2875,7 @@ START_TEST(test_publish_busy)
 			seen = true;
 		} else
 			ck_assert_uint_eq(delivered, 2);
-		free(busy);
+		procreg_conns_free(busy);
 		/* The reader keeps up. */
 		for (;;) {
 			struct procreg_event *ev;
@@ -3197,6 +3207,365 @@ END_TEST
 /* ------------------------------------------------------------------ */
 /* 12. invalid arguments                                               */
 /* ------------------------------------------------------------------ */
+
+/*
+ * Value and payload bytes must be exactly one msgpack object: the library
+ * copies them into the request as they are, so a length-0 value, a
+ * truncated object or two objects would make the daemon read the next
+ * request as part of this one (issue 13: register "a" with "" timed out,
+ * and "register b" became a's value).  Each is refused before anything
+ * is sent, and the connection stays in step.
+ */
+static const struct {
+	const char	*bytes;
+	size_t		 len;
+	const char	*what;
+} bad_values[] = {
+	{ "", 0, "empty" },
+	{ "\x92\x01", 2, "truncated array" },
+	{ "\xa5" "ab", 3, "truncated str" },
+	{ "\xcd\x01", 2, "truncated uint16" },
+	{ "\x01\x02", 2, "two objects" },
+	{ "\x81\x01\x02\x03", 4, "trailing byte after a map" },
+	{ "\x01\xc1", 2, "trailing garbage" },
+	{ "\xc1", 1, "the never-used byte" },
+	{ "\x91\xc1", 2, "the never-used byte inside an array" },
+};
+
+/* The probe name is still a's with value 7, and a's stream is in step. */
+static void
+check_in_step(procreg_t *a, const char *what, const char *api)
+{
+	struct procreg_entry *e = NULL;
+	int r = procreg_whereis(a, "probe", &e);
+
+	ck_assert_msg(r == PROCREG_OK, "%s after %s (%s): whereis %d (%s)",
+	    api, what, "stream out of step", r, procreg_errmsg(a));
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->conn, procreg_conn_id(a));
+	check_json(e->value, e->value_len, "7");
+	procreg_entry_free(e);
+}
+
+#define CK_BAD(p, call, what) do {					\
+	int r_ = (call);						\
+	ck_assert_msg(r_ == PROCREG_E_INVAL, "%s with %s: got %d (%s), "	\
+	    "want PROCREG_E_INVAL", #call, (what), r_, procreg_errmsg(p));	\
+	check_in_step((p), (what), #call);				\
+} while (0)
+
+START_TEST(test_bad_value_bytes)
+{
+	struct procreg_options o = { 0 };
+	struct procreg_entry *e, **ev;
+	struct procreg_stats st;
+	struct tdaemon d;
+	procreg_t *a, *b;
+
+	t_daemon_start(&d, NULL);
+	o.path = d.path;
+	/* A desynchronised stream shows as a timeout: keep it short. */
+	o.timeout_ms = 2000;
+	a = xconnect_opts(&o);
+	b = xconnect_opts(&o);
+	CK_OK(a, procreg_register_int(a, "probe", 7, NULL));
+	CK_OK(a, procreg_join(a, "g", NULL, 0, NULL));
+	for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]);
+	    i++) {
+		const void *v = bad_values[i].bytes;
+		size_t n = bad_values[i].len;
+		const char *w = bad_values[i].what;
+		const char *names[] = { "m1", "m2" };
+		const void *vals[] = { "\x01", v };
+		size_t lens[] = { 1, n };
+		void *res = (void *)&res;
+		size_t rlen = 5;
+		uint32_t q = 9;
+
+		e = (struct procreg_entry *)&e;
+		CK_BAD(a, procreg_register(a, "bad", v, n, &e), w);
+		ck_assert_ptr_null(e);
+		CK_BAD(a, procreg_register_opts(a, "bad", v, n, PROCREG_QUEUE,
+		    NULL, &q), w);
+		ck_assert_uint_eq(q, 0);
+		CK_BAD(a, procreg_join(a, "bad", v, n, NULL), w);
+		CK_BAD(a, procreg_send(a, "probe", v, n), w);
+		CK_BAD(a, procreg_send_conn(a, procreg_conn_id(b), v, n), w);
+		CK_BAD(a, procreg_send_gen(a, "probe", v, n, 1), w);
+		CK_BAD(a, procreg_call(a, "probe", v, n, 0, &res, &rlen), w);
+		ck_assert_ptr_null(res);
+		ck_assert_uint_eq(rlen, 0);
+		CK_BAD(a, procreg_call_conn(a, procreg_conn_id(b), v, n, 0,
+		    NULL, NULL), w);
+		CK_BAD(a, procreg_reply(a, 1, v, n), w);
+		CK_BAD(a, procreg_publish(a, "g", v, n, true, NULL, NULL,
+		    NULL), w);
+		CK_BAD(a, procreg_update(a, "probe", v, n, NULL), w);
+		CK_BAD(a, procreg_update_gen(a, "probe", v, n, 1, NULL), w);
+		ev = (struct procreg_entry **)&ev;
+		CK_BAD(a, procreg_register_many(a, 2, names, vals, lens, &ev),
+		    w);
+		ck_assert_ptr_null(ev);
+	}
+	/* Nothing of it reached b, and nothing was registered or joined. */
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.names, 1);
+	ck_assert_uint_eq(st.groups, 1);
+	ck_assert_uint_eq(st.members, 1);
+	expect_no_event(b);
+	expect_no_event(a);
+	/*
+	 * The protocol's nesting limit (30 levels, the request and its
+	 * params the first two): deeper would make the daemon close the
+	 * connection, so the library refuses it instead.
+	 */
+	{
+		char deep[40];
+		const char *names[] = { "deep-m" };
+		const void *vals[] = { deep };
+		size_t lens[1];
+
+		memset(deep, 0x91, sizeof(deep));
+		deep[28] = (char)0xc0;
+		CK_OK(a, procreg_register(a, "deep", deep, 29, NULL));
+		deep[29] = (char)0xc0;
+		CK_BAD(a, procreg_register(a, "deeper", deep, 30, NULL),
+		    "29 levels");
+		/* register_many's values sit two levels lower. */
+		deep[26] = (char)0xc0;
+		lens[0] = 27;
+		CK_OK(a, procreg_register_many(a, 1, names, vals, lens, NULL));
+		deep[26] = (char)0x91;
+		lens[0] = 28;
+		CK_BAD(a, procreg_register_many(a, 1, names, vals, lens, NULL),
+		    "27 levels in register_many");
+		CK_OK(a, procreg_unregister(a, "deep"));
+		CK_OK(a, procreg_unregister(a, "deep-m"));
+	}
+	/* NULL is still nil (no value), and one whole object still goes. */
+	CK_OK(a, procreg_register(a, "nil", NULL, 0, NULL));
+	CK_OK(a, procreg_register(a, "one", "\x92\x01\xa1x", 4, &e));
+	check_json(e->value, e->value_len, "[1,\"x\"]");
+	procreg_entry_free(e);
+	CK_OK(b, procreg_send(b, "probe", "\xc0", 1));
+	{
+		struct procreg_event *m = xevent(a);
+
+		check_message(m, "probe", procreg_conn_id(b), "\xc0", 1);
+		procreg_event_free(m);
+	}
+	procreg_free(b);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * auto_reconnect at scale: 20,000 names and 1,000 monitors come back (or
+ * are reported lost, or fire noproc) after a restart, and names given up
+ * afterwards stay given up at the next restart.  The handle finds a held
+ * name or monitor by hashing; the linear lookups it had made this
+ * quadratic.  Nothing here is timed: it must be right at this size.
+ */
+#define MANY_NAMES	20000
+#define MANY_MONS	1000
+#define MANY_BATCH	1000
+#define MANY_DROPPED	2000
+
+START_TEST(test_reconnect_many_names)
+{
+	static char names[MANY_NAMES][16], other[MANY_MONS][16];
+	static uint64_t refs[MANY_MONS];
+	static bool fired[MANY_MONS];
+	const char *batch[MANY_BATCH];
+	struct tdaemon d;
+	struct procreg_event *ev;
+	struct seen s;
+	char **keys = NULL;
+	size_t nkeys = 0, i, j;
+	struct procreg_hello h;
+	procreg_t *a, *o, *f;
+	bool active;
+
+	t_daemon_start(&d, NULL);
+	a = reconnecting(d.path, &s);
+	o = xconnect(d.path);
+	for (i = 0; i < MANY_NAMES; i++)
+		snprintf(names[i], sizeof(names[i]), "n%05zu", i);
+	for (i = 0; i < MANY_MONS; i++)
+		snprintf(other[i], sizeof(other[i]), "o%05zu", i);
+	for (i = 0; i < MANY_NAMES; i += MANY_BATCH) {
+		for (j = 0; j < MANY_BATCH; j++)
+			batch[j] = names[i + j];
+		CK_OK(a, procreg_register_many(a, MANY_BATCH, batch, NULL,
+		    NULL, NULL));
+	}
+	for (i = 0; i < MANY_MONS; i++)
+		batch[i] = other[i];
+	CK_OK(o, procreg_register_many(o, MANY_MONS, batch, NULL, NULL,
+	    NULL));
+	for (i = 0; i < MANY_MONS; i++)
+		CK_OK(a, procreg_monitor(a, other[i], &refs[i]));
+	expect_no_event(a);
+
+	/* o does not come back; f takes two of a's names first. */
+	kill_daemon(&d);
+	procreg_free(o);
+	restart_daemon(&d);
+	f = xconnect(d.path);
+	CK_OK(f, procreg_register(f, names[7], NULL, 0, NULL));
+	CK_OK(f, procreg_register(f, names[MANY_NAMES - 1], NULL, 0, NULL));
+
+	/* Every monitor fires noproc once, with the ref the caller got. */
+	for (i = 0; i < MANY_MONS; i++) {
+		ev = xevent(a);
+		ck_assert_int_eq(ev->kind, PROCREG_EV_DOWN);
+		ck_assert_str_eq(ev->reason, "noproc");
+		ck_assert_ptr_nonnull(ev->name);
+		ck_assert_int_eq(ev->name[0], 'o');
+		j = (size_t)strtoul(ev->name + 1, NULL, 10);
+		ck_assert_uint_lt(j, MANY_MONS);
+		ck_assert_uint_eq(ev->ref, refs[j]);
+		ck_assert(!fired[j]);
+		fired[j] = true;
+		procreg_event_free(ev);
+	}
+	ck_assert_int_eq(s.reconnects, 1);
+	ck_assert_uint_eq(s.nlost, 2);
+	ck_assert_str_eq(s.lost[0], names[7]);
+	ck_assert_str_eq(s.lost[1], names[MANY_NAMES - 1]);
+	CK_OK(f, procreg_keys(f, procreg_conn_id(a), &keys, &nkeys, NULL,
+	    NULL));
+	ck_assert_uint_eq(nkeys, MANY_NAMES - 2);
+	procreg_strv_free(keys, nkeys);
+	/* The fired monitors are forgotten. */
+	CK_OK(a, procreg_demonitor(a, refs[MANY_MONS / 2], &active));
+	ck_assert(!active);
+
+	/* Names given up are not put back by the next reconnect. */
+	for (i = 0; i < MANY_DROPPED; i++)
+		CK_OK(a, procreg_unregister(a, names[100 + i]));
+	procreg_free(f);
+	kill_daemon(&d);
+	restart_daemon(&d);
+	f = xconnect(d.path);
+	/* Any call notices the lost connection and reconnects first. */
+	CK_OK(a, procreg_hello(a, &h));
+	ck_assert_int_eq(s.reconnects, 2);
+	ck_assert_uint_eq(s.nlost, 0);
+	CK_OK(f, procreg_keys(f, procreg_conn_id(a), &keys, &nkeys, NULL,
+	    NULL));
+	ck_assert_uint_eq(nkeys, MANY_NAMES - 2 - MANY_DROPPED);
+	for (i = 0, j = 0; i < MANY_NAMES; i++) {
+		if (i == 7 || i == MANY_NAMES - 1 ||
+		    (i >= 100 && i < 100 + MANY_DROPPED))
+			continue;
+		ck_assert_str_eq(keys[j], names[i]);
+		j++;
+	}
+	procreg_strv_free(keys, nkeys);
+	expect_no_event(a);
+	procreg_free(f);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * The ABI policy (procreg.h): caller-allocated structs travel with their
+ * size.  A caller built against an older header (a smaller struct) gets
+ * only what its struct holds; one built against a newer header gets its
+ * unknown output fields zeroed, and is refused when it sets input fields
+ * this library does not know.  The plain-named functions stay exported.
+ */
+START_TEST(test_abi_sized)
+{
+	struct {
+		struct procreg_stats	st;
+		uint64_t		future;
+	} big;
+	struct {
+		struct procreg_options	o;
+		uint64_t		future;
+	} newer;
+	struct {
+		struct procreg_subscribe_opts	so;
+		uint64_t			future;
+	} newer_so;
+	struct procreg_subscription sub;
+	struct procreg_stats st;
+	struct procreg_hello h;
+	struct tdaemon d;
+	procreg_t *a, *q = NULL;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+
+	/* An older caller's stats end before draining: left alone. */
+	memset(&st, 0xa5, sizeof(st));
+	CK_OK(a, procreg_stats_sized(a, &st,
+	    offsetof(struct procreg_stats, draining)));
+	ck_assert_uint_eq(st.connections, 1);
+	ck_assert_uint_eq(st.draining, 0xa5a5a5a5a5a5a5a5ULL);
+	/* Today's caller sees draining (none draining now). */
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.connections, 1);
+	ck_assert_uint_eq(st.draining, 0);
+	/* A newer caller's unknown counter reads 0. */
+	memset(&big, 0xa5, sizeof(big));
+	CK_OK(a, procreg_stats_sized(a, &big.st, sizeof(big)));
+	ck_assert_uint_eq(big.st.connections, 1);
+	ck_assert_uint_eq(big.future, 0);
+	/* The exported plain-named entry points still work. */
+	memset(&st, 0xa5, sizeof(st));
+	CK_OK(a, (procreg_stats)(a, &st));
+	ck_assert_uint_eq(st.draining, 0);
+	memset(&h, 0, sizeof(h));
+	CK_OK(a, (procreg_hello)(a, &h));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(a));
+	CK_OK(a, procreg_hello_sized(a, &h, offsetof(struct procreg_hello,
+	    boot)));
+	ck_assert_uint_eq(h.conn, procreg_conn_id(a));
+
+	/* Input: a newer caller's unknown option is refused, zero is not. */
+	memset(&newer, 0, sizeof(newer));
+	newer.o.path = d.path;
+	newer.future = 1;
+	CK_CALL(q, procreg_connect_sized(&q, &newer.o, sizeof(newer)),
+	    PROCREG_E_INVAL);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(q), "older"));
+	procreg_free(q);
+	newer.future = 0;
+	CK_OK(q, procreg_connect_sized(&q, &newer.o, sizeof(newer)));
+	CK_OK(q, procreg_stats(q, &st));
+	ck_assert_uint_eq(st.connections, 2);
+	procreg_free(q);
+	q = NULL;
+	CK_OK(q, (procreg_connect)(&q, &newer.o));
+	procreg_free(q);
+
+	memset(&newer_so, 0, sizeof(newer_so));
+	newer_so.future = 1;
+	CK_CALL(a, procreg_subscribe_sized(a, "", &newer_so.so,
+	    sizeof(newer_so), &sub, sizeof(sub)), PROCREG_E_INVAL);
+	newer_so.future = 0;
+	CK_OK(a, procreg_subscribe_sized(a, "", &newer_so.so,
+	    sizeof(newer_so), &sub, sizeof(sub)));
+	ck_assert(sub.has_snapshot);
+	ck_assert_uint_eq(sub.nentries, 0);
+	procreg_subscription_free(&sub);
+	CK_OK(a, (procreg_subscribe)(a, "", NULL, &sub));
+	(procreg_subscription_free)(&sub);
+	ck_assert_ptr_null(sub.entries);
+
+	/* The library's frees accept NULL. */
+	procreg_bytes_free(NULL);
+	procreg_conns_free(NULL);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
 
 START_TEST(test_invalid_args)
 {
@@ -3653,11 +4022,17 @@ START_TEST(test_fencing)
 }
 END_TEST
 
-/* A second handle in a thread: after a pause, a message to "box", then
- * the registration of "late". */
+/*
+ * A second handle in a thread: once the daemon holds an await (stats
+ * says so), a message to "box", then the registration of "late", held
+ * until the main thread says it has seen it (a byte on done[0]).  Waiting
+ * for the await, not for a pause, makes sure the await is answered by
+ * the registration and not at once.
+ */
 struct late_reg {
 	const char	*path;
 	int		 status;
+	int		 done[2];
 };
 
 static void *
@@ -3665,16 +4040,33 @@ register_late(void *arg)
 {
 	struct late_reg *l = arg;
 	struct procreg_options o = { 0 };
+	struct procreg_stats st = { 0 };
+	struct pollfd pfd;
 	procreg_t *p = NULL;
+	int i;
 
 	o.path = l->path;
-	usleep(100000);
-	if ((l->status = procreg_connect(&p, &o)) == PROCREG_OK &&
-	    (l->status = procreg_send_str(p, "box", "meanwhile")) ==
+	if ((l->status = procreg_connect(&p, &o)) != PROCREG_OK)
+		goto out;
+	for (i = 0; i < ROUNDS; i++) {
+		if ((l->status = procreg_stats(p, &st)) != PROCREG_OK ||
+		    st.awaits > 0)
+			break;
+		usleep(ROUND_US);
+	}
+	if (l->status != PROCREG_OK)
+		goto out;
+	if (st.awaits == 0) {
+		l->status = -101;	/* the await never reached the daemon */
+		goto out;
+	}
+	if ((l->status = procreg_send_str(p, "box", "meanwhile")) ==
 	    PROCREG_OK)
 		l->status = procreg_register_str(p, "late", "here", NULL);
-	/* Hold it until the main thread has seen it. */
-	usleep(500000);
+	pfd.fd = l->done[0];
+	pfd.events = POLLIN;
+	(void)poll(&pfd, 1, T_TIMEOUT_MS);
+out:
 	procreg_free(p);
 	return NULL;
 }
@@ -3715,6 +4107,7 @@ START_TEST(test_await)
 	 * a message that came meanwhile waits in the queue. */
 	l.path = d.path;
 	l.status = -100;
+	ck_assert_int_eq(pipe(l.done), 0);
 	ck_assert_int_eq(pthread_create(&t, NULL, register_late, &l), 0);
 	CK_OK(a, procreg_await(a, "late", 10000, &e));
 	ck_assert_ptr_nonnull(e);
@@ -3727,8 +4120,11 @@ START_TEST(test_await)
 	ck_assert_str_eq(ev->name, "box");
 	check_json(ev->payload, ev->payload_len, "\"meanwhile\"");
 	procreg_event_free(ev);
+	ck_assert_int_eq(write(l.done[1], "x", 1), 1);
 	ck_assert_int_eq(pthread_join(t, NULL), 0);
 	ck_assert_int_eq(l.status, PROCREG_OK);
+	close(l.done[0]);
+	close(l.done[1]);
 
 	/* Bad timeouts are ours to refuse; no await is left pending. */
 	CK_CALL(a, procreg_await(a, "x", -1, NULL), PROCREG_E_INVAL);
@@ -4247,6 +4643,7 @@ client_suite(void)
 	tcase_add_test(tc, test_connect_default_path);
 	tcase_add_test(tc, test_connect_missing);
 	tcase_add_test(tc, test_hello);
+	tcase_add_test(tc, test_abi_sized);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");
@@ -4259,6 +4656,7 @@ client_suite(void)
 	tcase_add_test(tc, test_list_paging);
 	tcase_add_test(tc, test_stats);
 	tcase_add_test(tc, test_invalid_args);
+	tcase_add_test(tc, test_bad_value_bytes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("events");
@@ -4287,6 +4685,12 @@ client_suite(void)
 	tcase_add_test(tc, test_reconnect_reply_old_call);
 	tcase_add_test(tc, test_no_reconnect);
 	tcase_add_test(tc, test_reconnect_p2);
+	suite_add_tcase(s, tc);
+
+	/* Slow under valgrind: tens of thousands of round trips. */
+	tc = tcase_create("reconnect_many");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_reconnect_many_names);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("protocol2");

@@ -70,7 +70,7 @@ def main():
         check("make install PREFIX=... succeeds", r.returncode == 0)
         for f in ["sbin/procregd", "bin/procregctl", "include/procreg.h",
                   "include/procreg-protocol.h", "lib/libprocreg.so",
-                  "lib/libprocreg.so.0", "lib/libprocreg.a",
+                  "lib/libprocreg.so.1", "lib/libprocreg.a",
                   "lib/pkgconfig/procreg.pc", "etc/procreg/procreg.conf"]:
             check("installed " + f, os.path.exists(os.path.join(prefix, f)))
         # The packager's way: DESTDIR and PREFIX=/usr, checked as a tree.
@@ -83,7 +83,7 @@ def main():
         want = sorted([
             "usr/sbin/procregd", "usr/bin/procregctl",
             "usr/lib/libprocreg.a", "usr/lib/libprocreg.so",
-            "usr/lib/libprocreg.so.0", "usr/lib/pkgconfig/procreg.pc",
+            "usr/lib/libprocreg.so.1", "usr/lib/pkgconfig/procreg.pc",
             "usr/include/procreg.h", "usr/include/procreg-protocol.h",
             "usr/lib/systemd/system/procreg.socket",
             "usr/lib/systemd/system/procreg.service",

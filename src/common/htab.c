@@ -179,6 +179,18 @@ htab_reserve(struct htab *t)
 	return 0;
 }
 
+int
+htab_reserve_n(struct htab *t, size_t n)
+{
+	int r;
+
+	while (n > 0 && full(t->count + n - 1, t->cap)) {
+		if ((r = htab_grow(t)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 void
 htab_prefetch(const struct htab *t, uint64_t hash)
 {

@@ -41,6 +41,8 @@ int	 htab_insert(struct htab *, uint64_t hash, void *item);
 bool	 htab_remove(struct htab *, uint64_t hash, const void *item);
 /* Make room for one insert that then cannot fail; 0 or -ENOMEM. */
 int	 htab_reserve(struct htab *);
+/* Make room for n inserts that then cannot fail; 0 or -ENOMEM. */
+int	 htab_reserve_n(struct htab *, size_t n);
 /* Put item where old was (same key, e.g. a moved item); false when old
  * was not there. */
 bool	 htab_replace(struct htab *, uint64_t hash, const void *old,
