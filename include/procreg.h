@@ -46,8 +46,9 @@
  *   covers: a field is appended at the end of a struct, never inserted,
  *   and starts at or past the struct's previous size (explicit padding
  *   first if it would fit in the tail padding, which an older caller
- *   passes uninitialised); an older caller simply does not see it.  A newer caller's bytes
- *   beyond what this library knows must be zero in an input struct
+ *   passes uninitialised); an older caller simply does not see it.  A
+ *   newer caller's bytes beyond what this library knows must be zero in
+ *   an input struct
  *   (else PROCREG_E_INVAL: a feature this library lacks) and are zeroed
  *   in an output one.  The plain-named functions are still exported for
  *   bindings and function pointers; they use the sizes of this soname's
