@@ -86,8 +86,8 @@ events_subscribe(struct waiter *w)
 		    s.entries[i]->name, s.entries[i], NULL, NULL);
 	for (size_t i = 0; ok && i < s.nmembers; i++)
 		ok = c->json ? events_json(s.seq, "member",
-		    out_member_json(s.members[i])) : events_line(s.seq, "member",
-		    s.members[i]->group, NULL, s.members[i], NULL);
+		    out_member_json(s.members[i])) : events_line(s.seq,
+		    "member", s.members[i]->group, NULL, s.members[i], NULL);
 	procreg_subscription_free(&s);
 	return ok ? -1 : EXIT_ERROR;
 }

@@ -66,7 +66,8 @@ groups_members(struct ctl *c)
 		json_t *a = json_array();
 
 		for (size_t i = 0; i < n && a != NULL; i++) {
-			if (json_array_append_new(a, out_member_json(v[i])) < 0) {
+			if (json_array_append_new(a,
+			    out_member_json(v[i])) < 0) {
 				json_decref(a);
 				a = NULL;
 			}

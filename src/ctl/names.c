@@ -48,7 +48,8 @@ names_list(struct ctl *c)
 		json_t *a = json_array();
 
 		for (size_t i = 0; i < n && a != NULL; i++) {
-			if (json_array_append_new(a, out_entry_json(v[i])) < 0) {
+			if (json_array_append_new(a,
+			    out_entry_json(v[i])) < 0) {
 				json_decref(a);
 				a = NULL;
 			}
@@ -146,7 +147,8 @@ names_keys(struct ctl *c)
 	if (r != PROCREG_OK)
 		return out_report(c, r, NULL);
 	if (c->json) {
-		json_t *jn = names_strv_json(names, nn), *jg = names_strv_json(groups, ng);
+		json_t *jn = names_strv_json(names, nn);
+		json_t *jg = names_strv_json(groups, ng);
 
 		ok = out_json(jn == NULL || jg == NULL ? NULL :
 		    json_pack("{s:o, s:o}", "names", jn, "groups", jg), 0);
@@ -156,7 +158,8 @@ names_keys(struct ctl *c)
 		}
 	} else {
 		ok = names_print_list("names", names, nn) &&
-		    names_print_list("groups", groups, ng) && fflush(stdout) == 0;
+		    names_print_list("groups", groups, ng) &&
+		    fflush(stdout) == 0;
 	}
 	procreg_strv_free(names, nn);
 	procreg_strv_free(groups, ng);

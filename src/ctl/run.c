@@ -556,8 +556,8 @@ run_serve(struct ctl *c)
 		while (j.g.pid == 0 && r == PROCREG_OK &&
 		    (c->count == 0 || served < c->count) &&
 		    (ev = run_callq_pop(&q)) != NULL) {
-			if (!run_job_start(&j, c->args + 1, ev, &old, output_max,
-			    c->max_time_ms, c->kill_after_ms, why,
+			if (!run_job_start(&j, c->args + 1, ev, &old,
+			    output_max, c->max_time_ms, c->kill_after_ms, why,
 			    sizeof(why))) {
 				r = procreg_reply_error(c->p, ev->call_id,
 				    "failed", why);

@@ -7,35 +7,37 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "util.h"
+
+/* ---- JSON and text from msgpack ---- */
+
+/*
+ * The length of the well-formed UTF-8 character at s (n > 0 bytes left),
+ * or 0: its first byte says how long it must be, utf8_valid whether it is.
+ */
+static size_t
+value_utf8_char(const char *s, size_t n)
+{
+	unsigned char b = (unsigned char)s[0];
+	size_t k = b < 0x80 ? 1 : b >= 0xf0 ? 4 : b >= 0xe0 ? 3 :
+	    b >= 0xc0 ? 2 : 0;
+
+	return k > 0 && k <= n && utf8_valid(s, k) ? k : 0;
+}
 
 /* Replace each byte that is not part of well-formed UTF-8 by '?'. */
 void
 value_scrub(char *s, size_t len)
 {
-	size_t i = 0;
+	size_t k;
 
-	while (i < len) {
-		unsigned char b = (unsigned char)s[i];
-		size_t n = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 :
-		    b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
-		bool ok = n > 0 && i + n <= len;
-
-		for (size_t k = 1; ok && k < n; k++)
-			ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
-		if (ok && n > 2) {
-			unsigned char b1 = (unsigned char)s[i + 1];
-
-			/* Overlong forms, surrogates, above U+10FFFF. */
-			ok = !(b == 0xe0 && b1 < 0xa0) &&
-			    !(b == 0xed && b1 >= 0xa0) &&
-			    !(b == 0xf0 && b1 < 0x90) &&
-			    !(b == 0xf4 && b1 >= 0x90);
+	if (utf8_valid(s, len))
+		return;
+	for (size_t i = 0; i < len; i += k) {
+		if ((k = value_utf8_char(s + i, len - i)) == 0) {
+			s[i] = '?';
+			k = 1;
 		}
-		if (!ok) {
-			s[i++] = '?';
-			continue;
-		}
-		i += n;
 	}
 }
 
@@ -60,21 +62,189 @@ value_text(const void *mp, size_t len)
 }
 
 /*
- * msgpack bytes as a jansson value.  What JSON cannot hold (NaN, integers
- * beyond int64) comes out as the string of its text.
+ * procregctl printed a value with --json by reading procreg_format_json's
+ * text back with jansson; value_json builds the same jansson value
+ * straight from the msgpack object.  Where that text decides the result
+ * (a float's digits, a key that is no str) the object is packed again
+ * and formatted alone; where jansson refused the text (an integer beyond
+ * int64, a str key holding a NUL) the whole value is the str of its text,
+ * as it was.
  */
+
+/*
+ * The JSON text procreg_format_json writes for o, into buf (size bytes:
+ * cut there, as the library cuts a key's text); its length, or -1.
+ */
+static int
+value_format(const msgpack_object *o, char *buf, size_t size)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	int n = -1;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (msgpack_pack_object(&pk, *o) == 0)
+		n = procreg_format_json(buf, size, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+/* A str or bin as a JSON string: each byte that is not part of
+ * well-formed UTF-8 as U+FFFD, as procreg_format_json writes it. */
+static json_t *
+value_string(const char *s, size_t n)
+{
+	char *buf, *q;
+	json_t *j;
+	size_t k;
+
+	/* An empty str's ptr may be NULL, which jansson refuses. */
+	if (n == 0)
+		return json_string("");
+	if (utf8_valid(s, n))
+		return json_stringn_nocheck(s, n);
+	if ((buf = malloc(3 * n)) == NULL)
+		return NULL;
+	q = buf;
+	for (size_t i = 0; i < n; i += k) {
+		if ((k = value_utf8_char(s + i, n - i)) == 0) {
+			memcpy(q, "\xef\xbf\xbd", 3);
+			q += 3;
+			k = 1;
+		} else {
+			memcpy(q, s + i, k);
+			q += k;
+		}
+	}
+	j = json_stringn_nocheck(buf, (size_t)(q - buf));
+	free(buf);
+	return j;
+}
+
+/* A float as the library's shortest text reads back (NaN, infinities:
+ * null). */
+static json_t *
+value_real(const msgpack_object *o)
+{
+	char text[64];
+
+	if (value_format(o, text, sizeof(text)) < 0)
+		return NULL;
+	if (strcmp(text, "null") == 0)
+		return json_null();
+	return json_real(strtod(text, NULL));
+}
+
+/* A map key: a str as it is, anything else its JSON text, cut at 255
+ * bytes. */
+static json_t *
+value_key(const msgpack_object *k)
+{
+	char text[256];
+	int n;
+
+	if (k->type == MSGPACK_OBJECT_STR)
+		return value_string(k->via.str.ptr, k->via.str.size);
+	if ((n = value_format(k, text, sizeof(text))) < 0)
+		return NULL;
+	return value_string(text, (size_t)n < sizeof(text) ? (size_t)n :
+	    sizeof(text) - 1);
+}
+
+/*
+ * o as a jansson value; NULL when out of memory, or with *fits false when
+ * the text would not have read back (see above).
+ */
+static json_t *
+value_object(const msgpack_object *o, bool *fits)
+{
+	json_t *j, *v, *key;
+
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		return json_null();
+	case MSGPACK_OBJECT_BOOLEAN:
+		return json_boolean(o->via.boolean);
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > INT64_MAX) {
+			*fits = false;
+			return NULL;
+		}
+		return json_integer((json_int_t)o->via.u64);
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		return json_integer((json_int_t)o->via.i64);
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		return value_real(o);
+	case MSGPACK_OBJECT_STR:
+		return value_string(o->via.str.ptr, o->via.str.size);
+	case MSGPACK_OBJECT_BIN:
+		return value_string(o->via.bin.ptr, o->via.bin.size);
+	case MSGPACK_OBJECT_EXT:
+		return json_pack("{s:i, s:I}", "ext", (int)o->via.ext.type,
+		    "size", (json_int_t)o->via.ext.size);
+	case MSGPACK_OBJECT_ARRAY:
+		if ((j = json_array()) == NULL)
+			return NULL;
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			v = value_object(&o->via.array.ptr[i], fits);
+			if (json_array_append_new(j, v) < 0)
+				goto fail;
+		}
+		return j;
+	case MSGPACK_OBJECT_MAP:
+		if ((j = json_object()) == NULL)
+			return NULL;
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object_kv *kv = &o->via.map.ptr[i];
+			int r = -1;
+
+			if (kv->key.type == MSGPACK_OBJECT_STR &&
+			    kv->key.via.str.size > 0 &&
+			    memchr(kv->key.via.str.ptr, '\0',
+			    kv->key.via.str.size) != NULL) {
+				*fits = false;
+				goto fail;
+			}
+			if ((key = value_key(&kv->key)) == NULL)
+				goto fail;
+			/* A repeated key: the last value, in the first one's
+			 * place, as jansson's parser keeps it. */
+			if ((v = value_object(&kv->val, fits)) != NULL)
+				r = json_object_setn_new_nocheck(j,
+				    json_string_value(key),
+				    json_string_length(key), v);
+			json_decref(key);
+			if (r < 0)
+				goto fail;
+		}
+		return j;
+	}
+	return NULL;
+fail:
+	json_decref(j);
+	return NULL;
+}
+
+/* msgpack bytes as a jansson value (not msgpack: null, as its text). */
 json_t *
 value_json(const void *mp, size_t len)
 {
-	char *text = value_text(mp, len);
-	json_t *j;
+	msgpack_unpacked u;
+	json_t *j = NULL;
+	bool fits = true;
+	char *text;
 
-	if (text == NULL)
-		return NULL;
-	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-	if (j == NULL)
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, NULL) != MSGPACK_UNPACK_SUCCESS)
+		j = json_null();
+	else if ((j = value_object(&u.data, &fits)) == NULL && !fits &&
+	    (text = value_text(mp, len)) != NULL) {
 		j = json_string(text);
-	free(text);
+		free(text);
+	}
+	msgpack_unpacked_destroy(&u);
 	return j;
 }
 

@@ -83,10 +83,12 @@ wait_loop(struct waiter *w)
 		struct pollfd pfd[3];
 		int fd, n = 0, gi = -1;
 
-		if ((r = wait_dispatch(w)) != PROCREG_OK && !w->c->cmd->reconnect) {
+		if ((r = wait_dispatch(w)) != PROCREG_OK &&
+		    !w->c->cmd->reconnect) {
 			fprintf(stderr, "procregctl: %s: %s\n",
 			    procreg_strstatus(r), procreg_errmsg(p));
-			return w->daemon_error ? EXIT_ERROR : out_status_exit(r);
+			return w->daemon_error ? EXIT_ERROR :
+			    out_status_exit(r);
 		}
 		if ((fd = procreg_fd(p)) < 0 && w->connected) {
 			fprintf(stderr, "procregctl: lost the daemon (%s); "
