@@ -8,6 +8,7 @@
 
 #include "ctl.h"
 #include "procreg-protocol.h"
+#include "util.h"
 
 /* One line of the stats table: a key and where struct procreg_stats
  * keeps it. */
@@ -79,8 +80,8 @@ int
 admin_ping(struct ctl *c)
 {
 	struct procreg_hello h;
-	struct timespec t0, t1, gap;
-	uint64_t n = c->count ? c->count : 1;
+	struct timespec gap;
+	uint64_t n = c->count ? c->count : 1, t0;
 	bool ok = true;
 	int r;
 
@@ -91,14 +92,12 @@ admin_ping(struct ctl *c)
 		gap.tv_nsec = (long)(c->interval_ms % 1000) * 1000000;
 		while (i > 0 && nanosleep(&gap, &gap) < 0 && errno == EINTR)
 			;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		t0 = now_mono_us();
 		if ((r = procreg_hello(c->p, &h)) != PROCREG_OK)
 			return out_report(c, r, NULL);
-		clock_gettime(CLOCK_MONOTONIC, &t1);
 		/* In whole microseconds, so that JSON shows 0.123, not
 		 * 0.12300000000000001. */
-		ms = (double)((t1.tv_sec - t0.tv_sec) * 1000000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000) / 1e3;
+		ms = (double)(now_mono_us() - t0) / 1e3;
 		if (c->json)
 			ok = out_json(json_pack("{s:s, s:I, s:I, s:f}",
 			    "version", h.version, "protocol",

@@ -164,8 +164,8 @@ void		 out_table(struct out_row *, size_t, size_t);
 void		 value_scrub(char *, size_t);
 char		*value_text(const void *, size_t);
 json_t		*value_json(const void *, size_t);
-bool		 value_from_json(const struct ctl *, const char *, const char *,
-		    msgpack_sbuffer *);
+bool		 value_operand(const struct ctl *, const char *, const char *,
+		    bool, msgpack_sbuffer *);
 bool		 value_payload(const struct ctl *, const char *,
 		    msgpack_sbuffer *);
 

@@ -23,17 +23,10 @@ groups_join(struct ctl *c)
 	if (c->json_value && c->nargs < 2)
 		return args_error(c->cmd, "--json-value needs VALUE");
 	msgpack_sbuffer_init(&sb);
-	if (c->nargs == 2 && c->json_value) {
-		if (!value_from_json(c, "VALUE", c->args[1], &sb)) {
-			msgpack_sbuffer_destroy(&sb);
-			return EXIT_USAGE;
-		}
-	} else if (c->nargs == 2) {
-		msgpack_packer pk;
-
-		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		msgpack_pack_str_with_body(&pk, c->args[1],
-		    strlen(c->args[1]));
+	if (c->nargs == 2 && !value_operand(c, "VALUE", c->args[1],
+	    c->json_value, &sb)) {
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_USAGE;
 	}
 	if ((w.sigfd = wait_signals(sigs, sizeof(sigs) / sizeof(sigs[0]),
 	    NULL)) < 0) {

@@ -138,16 +138,10 @@ run_hold(struct ctl *c)
 	    PROCREG_ALLOW_REPLACEMENT : 0) | (c->replace ? PROCREG_REPLACE :
 	    0);
 	msgpack_sbuffer_init(&sb);
-	if (c->value != NULL && c->json_value) {
-		if (!value_from_json(c, "--value", c->value, &sb)) {
-			msgpack_sbuffer_destroy(&sb);
-			return EXIT_USAGE;
-		}
-	} else if (c->value != NULL) {
-		msgpack_packer pk;
-
-		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		msgpack_pack_str_with_body(&pk, c->value, strlen(c->value));
+	if (c->value != NULL && !value_operand(c, "--value", c->value,
+	    c->json_value, &sb)) {
+		msgpack_sbuffer_destroy(&sb);
+		return EXIT_USAGE;
 	}
 	/* Blocked before registering: a signal while we wait in the
 	 * queue, and no SIGCHLD of CMD, is missed. */

@@ -298,7 +298,7 @@ value_pack_json(msgpack_packer *pk, json_t *j)
  * Parse JSON text (what names it for errors) into msgpack bytes in sb;
  * false after a usage error was printed.
  */
-bool
+static bool
 value_from_json(const struct ctl *c, const char *what, const char *text,
     msgpack_sbuffer *sb)
 {
@@ -323,19 +323,29 @@ value_from_json(const struct ctl *c, const char *what, const char *text,
 	return true;
 }
 
-/* A PAYLOAD operand as msgpack into sb: a str, or JSON with
- * --json-payload.  false after a usage error was printed. */
+/*
+ * An operand (what names it for errors) as msgpack into sb: a str, or
+ * with json the JSON value.  false after an error was printed.
+ */
 bool
-value_payload(const struct ctl *c, const char *text, msgpack_sbuffer *sb)
+value_operand(const struct ctl *c, const char *what, const char *text,
+    bool json, msgpack_sbuffer *sb)
 {
 	msgpack_packer pk;
 
-	if (c->json_payload)
-		return value_from_json(c, "PAYLOAD", text, sb);
+	if (json)
+		return value_from_json(c, what, text, sb);
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	if (msgpack_pack_str_with_body(&pk, text, strlen(text)) != 0) {
 		fprintf(stderr, "procregctl: out of memory\n");
 		return false;
 	}
 	return true;
+}
+
+/* A PAYLOAD operand: JSON with --json-payload. */
+bool
+value_payload(const struct ctl *c, const char *text, msgpack_sbuffer *sb)
+{
+	return value_operand(c, "PAYLOAD", text, c->json_payload, sb);
 }
