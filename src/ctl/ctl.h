@@ -108,9 +108,9 @@ struct guard {
 };
 
 /*
- * A command that waits: hold, recv and monitor.  Notifications reach the
- * callbacks set on the connection; signals (read from sigfd) reach
- * on_signal.  The loop ends when done is set.
+ * A command that waits: hold, recv, join, monitor, watch.  Notifications
+ * reach on_event; signals (read from sigfd) reach on_signal.  The loop
+ * ends when done is set.
  */
 struct waiter {
 	struct ctl	*c;
