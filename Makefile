@@ -141,7 +141,8 @@ src/lib/procreg-uninstalled.pc: Makefile
 	    'Libs: -L$(CURDIR)/src/lib -lprocreg' 'Cflags: -I$(CURDIR)/include' \
 	    > $@
 
-procregctl: $(CTLOBJS) src/lib/libprocreg.a
+# src/common's own objects: the library's copies are hidden in it.
+procregctl: $(CTLOBJS) $(COMMON) src/lib/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(JSON_LIBS)
 
 src/examples/chat: src/examples/chat.o src/lib/libprocreg.a

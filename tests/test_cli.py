@@ -14,6 +14,7 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1667,6 +1668,122 @@ def test_watch(ctl, cl, path):
     wj.finish()
 
 
+def test_values(ctl, path):
+    """Values JSON has no word for, as procregctl prints them: exactly
+    what it printed when it went through procreg_format_json's text
+    (whereis, list, recv --json: one JSON value; whereis: that text).
+    Registered and sent as raw msgpack, so that str with bytes that are
+    not UTF-8, ext types below 0 and keys that are not strings get
+    there."""
+    def p(o):
+        return msgpack.packb(o, use_bin_type=True)
+
+    def f32(x):
+        return b"\xca" + struct.pack(">f", x)
+
+    keys = (b"\x88" + p(1) + p("a") + p(None) + p(2) + p([1, 2]) + p(3)
+            + p(b"k") + p(4) + p(1.5) + p(5) + p(True) + p(6)
+            + p(msgpack.ExtType(1, b"x")) + p(7) + p(2**64 - 1) + p(8))
+    nonfinite = (b"\x94" + p(float("nan")) + p(float("inf"))
+                 + f32(float("-inf")) + f32(float("nan")))
+    # (name, msgpack, --json text, whereis text)
+    cases = [
+        ("bin", p(b"\xff\x00a\xc3\xa9"), '"\ufffd\\u0000a\u00e9"',
+         '"\\ufffd\\u0000a\u00e9"'),
+        ("badstr", b"\xa6a\xff\xed\xa0\x80b", '"a' + "\ufffd" * 4 + 'b"',
+         '"a' + "\\ufffd" * 4 + 'b"'),
+        ("ctrl", p("tab\there \"q\" \\ \x7f"),
+         '"tab\\there \\"q\\" \\\\ \x7f"',
+         '"tab\\u0009here \\"q\\" \\\\ \x7f"'),
+        ("ext", b"\x93\xd4\xfd\x00" + p(msgpack.ExtType(5, b"abc"))
+         + p(msgpack.ExtType(0, b"")),
+         '[{"ext": -3, "size": 1}, {"ext": 5, "size": 3}, '
+         '{"ext": 0, "size": 0}]',
+         '[{"ext":-3,"size":1},{"ext":5,"size":3},{"ext":0,"size":0}]'),
+        # Beyond int64, or a str key with a NUL: the whole value is the
+        # str of its text.
+        ("bigtop", p(2**64 - 1), '"18446744073709551615"',
+         "18446744073709551615"),
+        ("bignest", p([1, {"k": 2**63}]),
+         '"[1,{\\"k\\":9223372036854775808}]"',
+         '[1,{"k":9223372036854775808}]'),
+        ("nulkey", p({"a\x00b": 1}), '"{\\"a\\\\u0000b\\":1}"',
+         '{"a\\u0000b":1}'),
+        ("ints", p([2**63 - 1, -2**63, 0, -1]),
+         "[9223372036854775807, -9223372036854775808, 0, -1]",
+         "[9223372036854775807,-9223372036854775808,0,-1]"),
+        ("f64", p([0.1, 1.0, -0.0, 1e300, 1.5]),
+         "[0.10000000000000001, 1.0, -0.0, 1.0000000000000001e300, 1.5]",
+         "[0.1,1.0,-0.0,1e+300,1.5]"),
+        ("f32", b"\x93" + f32(0.1) + f32(1.0) + f32(3.4e38),
+         "[0.10000000000000001, 1.0, 3.4e38]", "[0.1,1.0,3.4e+38]"),
+        ("nonfinite", nonfinite, "[null, null, null, null]",
+         "[null,null,null,null]"),
+        # Keys that are no str: their text, as a str (big ints too).
+        ("keys", keys,
+         '{"1": "a", "null": 2, "[1,2]": 3, "\\"k\\"": 4, "1.5": 5, '
+         '"true": 6, "{\\"ext\\":1,\\"size\\":1}": 7, '
+         '"18446744073709551615": 8}',
+         '{"1":"a","null":2,"[1,2]":3,"\\"k\\"":4,"1.5":5,"true":6,'
+         '"{\\"ext\\":1,\\"size\\":1}":7,"18446744073709551615":8}'),
+        ("binkey", b"\x81" + p(b"\xff") + p(1), '{"\\"\\\\ufffd\\"": 1}',
+         '{"\\"\\\\ufffd\\"":1}'),
+        ("keybad", b"\x81\xa2\xff\xfe\x01", '{"\ufffd\ufffd": 1}',
+         '{"\\ufffd\\ufffd":1}'),
+        # A key's text is cut at 255 bytes, a cut character is U+FFFD.
+        ("longkey", b"\x81" + p(["x" * 300]) + p(1),
+         '{"[\\"' + "x" * 253 + '": 1}', '{"[\\"' + "x" * 253 + '":1}'),
+        ("cutkey", b"\x81" + p(["\u00e9" * 200]) + p(1),
+         '{"[\\"' + "\u00e9" * 126 + '\ufffd": 1}',
+         '{"[\\"' + "\u00e9" * 126 + '\\ufffd":1}'),
+        # A repeated key: the last value, in the first one's place.
+        ("dupkey", b"\x83\xa1a\x01\xa1b\x02\xa1a\x03", '{"a": 3, "b": 2}',
+         '{"a":1,"b":2,"a":3}'),
+        ("nest", p({"x": [None, True, False, -5, "s", {}, []], "": 1,
+                    "a\nb": 2}),
+         '{"x": [null, true, false, -5, "s", {}, []], "": 1, "a\\nb": 2}',
+         '{"x":[null,true,false,-5,"s",{},[]],"":1,"a\\u000ab":2}'),
+    ]
+    raw = Client(path)
+    # Its replies echo the values back: read them without decoding.
+    raw.unpacker = msgpack.Unpacker(raw=True, strict_map_key=False,
+                                    use_list=False,
+                                    ext_hook=lambda code, data: data)
+
+    def request(method, *params):
+        raw.msgid += 1
+        raw.sock.sendall(b"\x94\x00" + p(raw.msgid) + p(method)
+                         + bytes([0x90 + len(params)]) + b"".join(params))
+        return raw.response(raw.msgid)[0] is None
+
+    entries = {}
+    for name, value, js, text in cases:
+        ok = request("register", p("cli/val/" + name), value)
+        r = ctl.run("--json", "whereis", "cli/val/" + name)
+        m = re.fullmatch(r'\{"name": "cli/val/\w+", .*"value": (.*), '
+                         r'"since": \d+, "gen": \d+\}\n', r.out, re.S)
+        entries[name] = r.out.rstrip("\n")
+        check(f"whereis --json prints the value {name} as before",
+              ok and r.rc == 0 and m is not None and m.group(1) == js)
+        r = ctl.run("whereis", "cli/val/" + name)
+        check(f"whereis prints the value {name} as before", r.rc == 0
+              and fields(r.out).get("value") == text)
+    r = ctl.run("--json", "list", "cli/val/")
+    check("list --json prints each entry as whereis --json does",
+          r.rc == 0 and all(e in r.out for e in entries.values()))
+    rv = ctl.spawn("--json", "recv", "cli/val/inbox", "--count",
+                   str(len(cases)))
+    ok = eventually(lambda: ctl.run("whereis", "cli/val/inbox").rc == 0)
+    for name, value, js, text in cases:
+        ok = request("send", p("cli/val/inbox"), value) and ok
+    for name, value, js, text in cases:
+        line = rv.readline() or ""
+        check(f"recv --json prints the payload {name} as before", ok
+              and line.endswith(', "payload": ' + js + "}"))
+    check("recv --count exits 0", rv.finish().rc == 0)
+    raw.close()
+
+
 def test_watch_gap_overflow(tmp):
     """A daemon with a short history and a small outbuf: --since too old
     prints a gap and a new snapshot; a watch that falls behind resumes
@@ -2132,6 +2249,7 @@ def main():
         test_hold_wait(ctl, cl, path)
         test_leader_demo(ctl, cl)
         test_watch(ctl, cl, path)
+        test_values(ctl, path)
         test_watch_gap_overflow(tmp)
         daemon = test_daemon_restart(ctl, cl, daemon, path)
     finally:

@@ -1,0 +1,260 @@
+/*
+ * out.c: what procregctl prints: entries and members as aligned lines,
+ * tables or JSON documents, payloads, times and ages, and a failed call's
+ * report with its exit status.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ctl.h"
+#include "util.h"
+
+/* The exit status of a failed call's status. */
+int
+out_status_exit(int status)
+{
+	switch (status) {
+	case PROCREG_OK:
+		return EXIT_SUCCESS;
+	case PROCREG_E_TAKEN:
+	case PROCREG_E_NOT_FOUND:
+	case PROCREG_E_NOT_OWNER:
+	case PROCREG_E_BUSY:
+	case PROCREG_E_FORBIDDEN:
+	case PROCREG_E_DOWN:
+	case PROCREG_E_STALE:
+		return EXIT_NO;
+	case PROCREG_E_CONNECT:
+	case PROCREG_E_CLOSED:
+		return EXIT_UNREACHABLE;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+/*
+ * Report a failed call on stderr ("procregctl: [WHAT: ]STATUS: MESSAGE")
+ * and return its exit status.  A connection the daemon closed may have
+ * been explained by an error notification (too_large, limit, ...): that
+ * is reported instead, as exit 4.
+ */
+int
+out_report(struct ctl *c, int status, const char *what)
+{
+	struct procreg_event *ev = NULL;
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", procreg_errmsg(c->p));
+	if (c->p != NULL && (status == PROCREG_E_CLOSED ||
+	    status == PROCREG_E_CONNECT)) {
+		while (procreg_next_event(c->p, 0, &ev) == PROCREG_OK &&
+		    ev->kind != PROCREG_EV_ERROR) {
+			procreg_event_free(ev);
+			ev = NULL;
+		}
+	}
+	if (ev != NULL && ev->kind == PROCREG_EV_ERROR) {
+		fprintf(stderr, "procregctl: %s%sthe daemon closed the "
+		    "connection: %s: %s\n", what ? what : "", what ? ": " : "",
+		    ev->reason, ev->message);
+		procreg_event_free(ev);
+		return EXIT_ERROR;
+	}
+	procreg_event_free(ev);
+	fprintf(stderr, "procregctl: %s%s%s: %s\n", what ? what : "",
+	    what ? ": " : "", procreg_strstatus(status), msg);
+	return out_status_exit(status);
+}
+
+/* Print one JSON document (dump flags added) and a newline, and free it;
+ * false on failure. */
+bool
+out_json(json_t *j, size_t flags)
+{
+	int r;
+
+	if (j == NULL) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return false;
+	}
+	r = json_dumpf(j, stdout, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER |
+	    flags);
+	json_decref(j);
+	if (r < 0 || putchar('\n') == EOF || fflush(stdout) == EOF) {
+		fprintf(stderr, "procregctl: cannot write the output\n");
+		return false;
+	}
+	return true;
+}
+
+/* An entry as a JSON object (value embedded as JSON, since in ms). */
+json_t *
+out_entry_json(const struct procreg_entry *e)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
+	    "name", e->name, "conn", (json_int_t)e->conn,
+	    "pid", (json_int_t)e->pid, "uid", (json_int_t)e->uid,
+	    "gid", (json_int_t)e->gid,
+	    "value", value_json(e->value, e->value_len),
+	    "since", (json_int_t)e->since_ms, "gen", (json_int_t)e->gen);
+}
+
+/* A member entry as a JSON object, the same way. */
+json_t *
+out_member_json(const struct procreg_member *m)
+{
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
+	    "group", m->group, "conn", (json_int_t)m->conn,
+	    "pid", (json_int_t)m->pid, "uid", (json_int_t)m->uid,
+	    "gid", (json_int_t)m->gid,
+	    "value", value_json(m->value, m->value_len),
+	    "since", (json_int_t)m->since_ms, "gen", (json_int_t)m->gen);
+}
+
+/* A name made safe for a terminal: control bytes as \xNN. */
+char *
+out_safe_text(const char *s)
+{
+	size_t n = 0;
+	char *d, *q;
+
+	for (const char *p = s; *p; p++)
+		n += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+	if ((d = malloc(n + 1)) == NULL)
+		return NULL;
+	for (q = d; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			q += sprintf(q, "\\x%02x", (unsigned char)*s);
+		else
+			*q++ = *s;
+	}
+	*q = '\0';
+	return d;
+}
+
+/* Columns a UTF-8 string takes (one per code point). */
+static size_t
+out_text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+/* A duration in its largest whole unit: 5s, 3m, 2h, 4d. */
+void
+out_fmt_age(char *buf, size_t size, uint64_t ms)
+{
+	uint64_t s = ms / 1000;
+
+	if (s < 60)
+		snprintf(buf, size, "%" PRIu64 "s", s);
+	else if (s < 3600)
+		snprintf(buf, size, "%" PRIu64 "m", s / 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%" PRIu64 "h", s / 3600);
+	else
+		snprintf(buf, size, "%" PRIu64 "d", s / 86400);
+}
+
+/* The age of a registration made at since_ms. */
+void
+out_fmt_since_age(char *buf, size_t size, uint64_t since_ms)
+{
+	uint64_t now = now_epoch_ms();
+
+	out_fmt_age(buf, size, now > since_ms ? now - since_ms : 0);
+}
+
+/* An epoch time in ms as ISO 8601 UTC with milliseconds. */
+static void
+out_fmt_time(char *buf, size_t size, uint64_t ms)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	char day[32];
+
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		snprintf(buf, size, "%" PRIu64 " ms", ms);
+		return;
+	}
+	snprintf(buf, size, "%s.%03uZ", day, (unsigned)(ms % 1000));
+}
+
+/* Print an entry as aligned "key: value" lines. */
+bool
+out_entry(const struct procreg_entry *e)
+{
+	char *name = out_safe_text(e->name), *value = value_text(e->value,
+	    e->value_len);
+	char when[64], age[32];
+	bool ok = name != NULL && value != NULL;
+
+	if (ok) {
+		out_fmt_time(when, sizeof(when), e->since_ms);
+		out_fmt_since_age(age, sizeof(age), e->since_ms);
+		printf("name:  %s\nconn:  %" PRIu64 "\npid:   %" PRId64 "\n"
+		    "uid:   %" PRId64 "\ngid:   %" PRId64 "\nvalue: %s\n"
+		    "since: %s (%s ago)\ngen:   %" PRIu64 "\n", name, e->conn,
+		    e->pid, e->uid, e->gid, value, when, age, e->gen);
+	} else
+		fprintf(stderr, "procregctl: out of memory\n");
+	free(name);
+	free(value);
+	return ok;
+}
+
+/* Print rows of ncols columns as a table with columns as wide as their
+ * content. */
+void
+out_table(struct out_row *rows, size_t n, size_t ncols)
+{
+	size_t width[OUT_NCOLS] = { 0 };
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < ncols; k++)
+			if (out_text_width(rows[i].col[k]) > width[k])
+				width[k] = out_text_width(rows[i].col[k]);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < ncols; k++) {
+			fputs(rows[i].col[k], stdout);
+			if (k == ncols - 1)
+				break;
+			for (size_t w = out_text_width(rows[i].col[k]);
+			    w < width[k] + 2; w++)
+				putchar(' ');
+		}
+		putchar('\n');
+	}
+}
+
+/* Print msgpack bytes: a str as it is (a newline after it unless it ends
+ * with one, or always when always_nl), anything else as JSON and a
+ * newline.  false when the output cannot be written. */
+bool
+out_payload(const void *mp, size_t len, bool always_nl)
+{
+	msgpack_unpacked u;
+	char *text;
+	bool nl = true;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_STR) {
+		if (u.data.via.str.size > 0)
+			fwrite(u.data.via.str.ptr, 1, u.data.via.str.size,
+			    stdout);
+		nl = always_nl || u.data.via.str.size == 0 ||
+		    u.data.via.str.ptr[u.data.via.str.size - 1] != '\n';
+	} else if ((text = value_text(mp, len)) != NULL) {
+		fputs(text, stdout);
+		free(text);
+	}
+	msgpack_unpacked_destroy(&u);
+	return (!nl || putchar('\n') != EOF) && fflush(stdout) != EOF;
+}
