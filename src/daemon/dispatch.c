@@ -124,13 +124,13 @@ resolve(struct call *k, const struct reg_target *t, struct conn **to,
 		if ((rc = registry_client_find(&k->s->reg, t->conn)) == NULL)
 			return fail(k, PR_ERR_NOT_FOUND, "no such connection "
 			    "is open");
-		*to = conn_of(rc);
+		*to = rc->conn;
 		*gen = 0;
 		return 0;
 	}
 	if ((n = registry_lookup(&k->s->reg, t->name, t->len)) == NULL)
 		return fail(k, PR_ERR_NOT_FOUND, "the name is not registered");
-	*to = conn_of(n->owner);
+	*to = n->owner->conn;
 	*gen = n->gen;
 	return 0;
 }
@@ -171,23 +171,23 @@ h_register(struct call *k)
 		return PR_ERR_FORBIDDEN;
 	if (v != NULL && stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
-	r = registry_register_opts(&s->reg, &k->c->rc, name, len, val, vlen,
+	r = registry_register_opts(&s->reg, k->c->rc, name, len, val, vlen,
 	    flags, now_epoch_ms(), &n, &queued);
-	if (r == PR_ERR_TAKEN && n->owner != &k->c->rc &&
+	if (r == PR_ERR_TAKEN && n->owner != k->c->rc &&
 	    (flags & REG_QUEUE))
 		return fail(k, r, "this connection is waiting for the name");
 	if (r == PR_ERR_TAKEN)
 		return fail(k, r, "the name is registered by conn %llu",
 		    (unsigned long long)n->owner->id);
-	if (r == PR_ERR_LIMIT && k->c->rc.nnames + k->c->rc.nwaits <
+	if (r == PR_ERR_LIMIT && k->c->rc->nnames + k->c->rc->nwaits <
 	    s->reg.max_names)
 		return fail(k, r, "uid %u holds %llu names and %llu places in "
-		    "queues, the limit", (unsigned)k->c->rc.uid,
-		    (unsigned long long)k->c->rc.usage->names,
-		    (unsigned long long)k->c->rc.usage->waits);
+		    "queues, the limit", (unsigned)k->c->rc->uid,
+		    (unsigned long long)k->c->rc->usage->names,
+		    (unsigned long long)k->c->rc->usage->waits);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection holds %u names and %u places "
-		    "in queues, the limit", k->c->rc.nnames, k->c->rc.nwaits);
+		    "in queues, the limit", k->c->rc->nnames, k->c->rc->nwaits);
 	if (r != 0)
 		return r < 0 ? r : fail(k, r, "the value is too large");
 	if (queued > 0) {
@@ -216,7 +216,7 @@ h_unregister(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
 	if (args_more(&k->rq->args) && args_uint(&k->rq->args, &gen) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, "the gen must be a uint");
-	r = registry_unregister_gen(&k->s->reg, &k->c->rc, name, len,
+	r = registry_unregister_gen(&k->s->reg, k->c->rc, name, len,
 	    k->rq->args.n > 1 ? &gen : NULL);
 	if (r == PR_ERR_NOT_FOUND)
 		return fail(k, r, "the name is not registered");
@@ -250,7 +250,7 @@ h_evict(struct call *k)
 	 * name went to someone else is two leaders (hold stops its command
 	 * on lost).  Never dropped, like a down.
 	 */
-	owner = conn_of(n->owner);
+	owner = n->owner->conn;
 	proto_out_reset(&k->s->push);
 	if (proto_push_lost(&k->s->push, name, len, PR_DOWN_EVICTED) < 0)
 		conn_out_of_memory(owner);
@@ -321,20 +321,20 @@ h_monitor(struct call *k)
 
 	if (args_target(&k->rq->args, &t) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
-	if (k->c->rc.nmonitors + k->c->nsubs >= k->s->reg.max_monitors)
+	if (k->c->rc->nmonitors + k->c->nsubs >= k->s->reg.max_monitors)
 		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
 		    "and subscriptions, the limit",
-		    k->c->rc.nmonitors + k->c->nsubs);
+		    k->c->rc->nmonitors + k->c->nsubs);
 	if (t.name != NULL) {
-		r = registry_monitor(&k->s->reg, &k->c->rc, t.name, t.len,
+		r = registry_monitor(&k->s->reg, k->c->rc, t.name, t.len,
 		    &ref, &target);
 		found = target != NULL;
 	} else
-		r = registry_monitor_client(&k->s->reg, &k->c->rc, t.conn,
+		r = registry_monitor_client(&k->s->reg, k->c->rc, t.conn,
 		    &ref, &found);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection holds %u monitors, the "
-		    "limit", k->c->rc.nmonitors);
+		    "limit", k->c->rc->nmonitors);
 	if (r != 0)
 		return r;
 	if (!found) {
@@ -355,7 +355,7 @@ h_demonitor(struct call *k)
 
 	if (args_uint(&k->rq->args, &ref) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, "the ref must be a uint");
-	return reply_bool(k, registry_demonitor(&k->s->reg, &k->c->rc, ref));
+	return reply_bool(k, registry_demonitor(&k->s->reg, k->c->rc, ref));
 }
 
 /* Bytewise order of two strings, shorter first on a common prefix. */
@@ -526,13 +526,13 @@ h_join(struct call *k)
 		if (stored_value(k, v, &val, &vlen) < 0)
 			return -ENOMEM;
 	}
-	r = registry_join(&s->reg, &k->c->rc, group, len, val, vlen,
+	r = registry_join(&s->reg, k->c->rc, group, len, val, vlen,
 	    now_epoch_ms(), &mb);
 	if (r == PR_ERR_TAKEN)
 		return fail(k, r, "this connection is a member already");
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection is a member of %u groups, "
-		    "the limit", k->c->rc.nmembers);
+		    "the limit", k->c->rc->nmembers);
 	if (r != 0)
 		return r < 0 ? r : fail(k, r, "the value is too large");
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
@@ -549,7 +549,7 @@ h_leave(struct call *k)
 
 	if (args_name(&k->rq->args, &group, &len) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
-	if (registry_leave(&k->s->reg, &k->c->rc, group, len) != 0)
+	if (registry_leave(&k->s->reg, k->c->rc, group, len) != 0)
 		return fail(k, PR_ERR_NOT_FOUND, "this connection is not a "
 		    "member");
 	return reply_bool(k, true);
@@ -637,9 +637,9 @@ h_publish(struct call *k)
 		 * member list holds still while we walk it. */
 		s->work += g->nmembers;
 		TAILQ_FOREACH(mb, &g->members, by_group) {
-			if (!echo && mb->client == &k->c->rc)
+			if (!echo && mb->client == k->c->rc)
 				continue;
-			if (conn_write_shared(conn_of(mb->client), NULL, 0, sh,
+			if (conn_write_shared(mb->client->conn, NULL, 0, sh,
 			    true) == 0) {
 				delivered++;
 				continue;
@@ -684,7 +684,7 @@ h_update(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, "the gen must be a uint");
 	if (stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
-	r = registry_update_gen(&k->s->reg, &k->c->rc, name, len, val, vlen,
+	r = registry_update_gen(&k->s->reg, k->c->rc, name, len, val, vlen,
 	    k->rq->args.n > 2 ? &gen : NULL, &n);
 	if (r == PR_ERR_STALE)
 		return fail(k, r, STALE);
@@ -929,7 +929,7 @@ h_register_many(struct call *k)
 			goto done;
 		}
 	}
-	r = registry_register_many(&s->reg, &k->c->rc, n, names, lens, vals,
+	r = registry_register_many(&s->reg, k->c->rc, n, names, lens, vals,
 	    vlens, now_epoch_ms(), out, &bad);
 	if (r == PR_ERR_TAKEN)
 		r = fail(k, r, "name %zu of the array is registered by conn "
@@ -1103,10 +1103,10 @@ h_subscribe(struct call *k)
 	if (opts[1].set && opts[1].u > s->subs.seq)
 		return fail(k, PR_ERR_BAD_REQUEST, "since is later than the "
 		    "last event");
-	if (k->c->rc.nmonitors + k->c->nsubs >= s->reg.max_monitors)
+	if (k->c->rc->nmonitors + k->c->nsubs >= s->reg.max_monitors)
 		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
 		    "and subscriptions, the limit",
-		    k->c->rc.nmonitors + k->c->nsubs);
+		    k->c->rc->nmonitors + k->c->nsubs);
 	/* The response first (a snapshot may not fit), the subscription
 	 * after: the loop is single-threaded, nothing happens between. */
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0)
@@ -1153,14 +1153,14 @@ h_stats(struct call *k)
 {
 	struct server *s = k->s;
 	struct pr_stats st = {
-		.connections = s->nconns - s->ndraining,
+		.connections = s->conns.nconns - s->conns.ndraining,
 		.names = s->reg.nnames,
 		.monitors = s->reg.nmonitors,
 		.requests = s->stats.requests,
 		.messages = s->stats.messages,
 		.downs = s->stats.downs,
 		.notifications_ignored = s->stats.notifications_ignored,
-		.connections_total = s->stats.connections_total,
+		.connections_total = s->conns.opened,
 		.uptime_ms = now_mono_ms() - s->start_mono_ms,
 		.groups = s->reg.ngroups,
 		.members = s->reg.nmembers,
@@ -1169,7 +1169,7 @@ h_stats(struct call *k)
 		.subscriptions = s->subs.nsubs,
 		.seq = s->subs.seq,
 		.replies_late = s->calls.replies_late,
-		.draining = s->ndraining,
+		.draining = s->conns.ndraining,
 	};
 
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
@@ -1212,7 +1212,10 @@ dispatch_down(void *arg, struct reg_client *holder, uint64_t ref,
 	 * down, the daemon did. */
 	if (s->stopping)
 		return;
-	notify_down(s, conn_of(holder), ref, target, why);
+	/* A closed holder's monitors were dropped with it: a holder is
+	 * always open, but a down is never written to a closed one. */
+	if (holder->conn != NULL)
+		notify_down(s, holder->conn, ref, target, why);
 }
 
 void
@@ -1231,8 +1234,7 @@ dispatch_event(void *arg, const struct reg_event *ev)
 	if (ev->kind != REG_EV_HANDOVER || s->stopping)
 		return;
 	/* Never dropped, like a down: bounded by the names it concerns. */
-	if (ev->acquired) {
-		c = conn_of(ev->name->owner);
+	if (ev->acquired && (c = ev->name->owner->conn) != NULL) {
 		proto_out_reset(&s->push);
 		if (proto_push_acquired(&s->push, ev->name) < 0)
 			conn_out_of_memory(c);
@@ -1240,8 +1242,7 @@ dispatch_event(void *arg, const struct reg_event *ev)
 			conn_write(c, proto_out_data(&s->push),
 			    proto_out_len(&s->push), false);
 	}
-	if (ev->why == PR_DOWN_REPLACED) {
-		c = conn_of(ev->prev);
+	if (ev->why == PR_DOWN_REPLACED && (c = ev->prev->conn) != NULL) {
 		proto_out_reset(&s->push);
 		if (proto_push_lost(&s->push, ev->name->data,
 		    ev->name->name_len, ev->why) < 0)
@@ -1262,7 +1263,7 @@ dispatch_error_notify(struct server *s, struct conn *c, enum pr_err e,
 		    proto_out_len(&s->push), false);
 }
 
-void
+static void
 dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 {
 	struct pr_request rq;
@@ -1322,4 +1323,61 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 		s->work += s->subs.count;
 		subs_replay(s, k.replay, k.replay_since);
 	}
+}
+
+void
+dispatch_batch(void *arg, struct conn *c, const char *p, size_t off,
+    const size_t *ends, size_t n)
+{
+	struct server *s = arg;
+	struct server_batch *b = &s->batch;
+	size_t i;
+
+	(void)c;
+	/*
+	 * Hash the names the requests look up and hint the caches about
+	 * their slots, then (when the slots had time to arrive) about the
+	 * entries: at a million names each lookup otherwise waits for
+	 * memory twice, one request after the other.
+	 */
+	b->n = n < CONN_BATCH ? n : CONN_BATCH;
+	for (i = 0; i < b->n; i++) {
+		size_t start = i == 0 ? off : ends[i - 1];
+
+		b->names[i] = NULL;
+		b->lens[i] = 0;
+		b->hashes[i] = 0;
+		if (proto_peek_name((const uint8_t *)p + start,
+		    ends[i] - start, &b->names[i], &b->lens[i])) {
+			b->hashes[i] = registry_hash(&s->reg, b->names[i],
+			    b->lens[i]);
+			registry_prefetch(&s->reg, b->hashes[i], b->lens[i], 0);
+		}
+	}
+	for (i = 0; i < b->n && b->n > 1; i++) {
+		if (b->names[i] != NULL)
+			registry_prefetch(&s->reg, b->hashes[i], b->lens[i], 1);
+	}
+}
+
+int
+dispatch_request(void *arg, struct conn *c, size_t i, const char *p,
+    size_t len, uint64_t *work)
+{
+	struct server *s = arg;
+	struct server_batch *b = &s->batch;
+	const pr_value *obj;
+	int r;
+
+	s->work = 0;
+	r = proto_decode(&s->dec, p, len, &obj);
+	/* The lookups of this request find its name's hash computed. */
+	if (i < b->n)
+		registry_hint(&s->reg, b->names[i], b->lens[i], b->hashes[i]);
+	if (r == 0)
+		dispatch_object(s, c, obj);
+	registry_hint(&s->reg, NULL, 0, 0);
+	proto_decoded(&s->dec);
+	*work = s->work;
+	return r;
 }

@@ -107,7 +107,8 @@ uid_find(const struct registry *reg, uint32_t uid)
 static void
 uid_release(struct registry *reg, struct reg_uid *u)
 {
-	if (u->conns != 0 || u->names != 0 || u->waits != 0)
+	if (u->conns != 0 || u->clients != 0 || u->names != 0 ||
+	    u->waits != 0)
 		return;
 	htab_remove(&reg->uids, mon_hash(u->uid, 0), u);
 	free(u);
@@ -167,6 +168,7 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 	btree_init(&reg->order, order_cmp);
 	btree_init(&reg->gorder, group_order_cmp);
 	LIST_INIT(&reg->clients);
+	TAILQ_INIT(&reg->purging);
 	reg->max_names = max_names;
 	reg->max_monitors = max_monitors;
 	reg->down = down;
@@ -182,9 +184,11 @@ registry_deinit(struct registry *reg)
 	reg->down = NULL;
 	reg->gone = NULL;
 	reg->event = NULL;
+	while (registry_purge_slice(reg, SIZE_MAX))
+		;
 	while ((c = LIST_FIRST(&reg->clients)) != NULL)
-		registry_client_purge(reg, c);
-	/* Users of clients purged but never detached (their caller did not
+		(void)registry_client_close(reg, c, SIZE_MAX);
+	/* Users whose descriptors were never put back (their caller did not
 	 * get that far). */
 	for (size_t i = 0; i < reg->uids.cap; i++)
 		free(reg->uids.slots[i].item);
@@ -199,30 +203,43 @@ registry_deinit(struct registry *reg)
 	btree_deinit(&reg->gorder);
 }
 
-int
-registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
-    int64_t pid, uint32_t uid, uint32_t gid)
+/* The totals of uid, made when missing; NULL when out of memory. */
+static struct reg_uid *
+uid_get(struct registry *reg, uint32_t uid)
 {
 	struct reg_uid *u;
 
-	if ((u = uid_find(reg, uid)) == NULL) {
-		if ((u = calloc(1, sizeof(*u))) == NULL)
-			return -ENOMEM;
-		u->uid = uid;
-		if (htab_insert(&reg->uids, mon_hash(uid, 0), u) < 0) {
-			free(u);
-			return -ENOMEM;
-		}
+	if ((u = uid_find(reg, uid)) != NULL)
+		return u;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	u->uid = uid;
+	if (htab_insert(&reg->uids, mon_hash(uid, 0), u) < 0) {
+		free(u);
+		return NULL;
 	}
-	memset(c, 0, sizeof(*c));
+	return u;
+}
+
+struct reg_client *
+registry_client_new(struct registry *reg, uint64_t id, int64_t pid,
+    uint32_t uid, uint32_t gid, void *conn)
+{
+	struct reg_client *c;
+	struct reg_uid *u;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((u = uid_get(reg, uid)) == NULL)
+		goto fail;
 	c->id = id;
 	if (htab_insert(&reg->ids, mon_hash(id, 0), c) < 0) {
-		c->id = 0;
 		uid_release(reg, u);
-		return -ENOMEM;
+		goto fail;
 	}
-	u->conns++;
+	u->clients++;
 	c->usage = u;
+	c->conn = conn;
 	LIST_INIT(&c->names);
 	LIST_INIT(&c->monitors);
 	LIST_INIT(&c->watchers);
@@ -234,7 +251,32 @@ registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
 	c->gid = gid;
 	c->next_ref = 1;
 	LIST_INSERT_HEAD(&reg->clients, c, link);
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
+int
+registry_uid_hold(struct registry *reg, uint32_t uid)
+{
+	struct reg_uid *u;
+
+	if ((u = uid_get(reg, uid)) == NULL)
+		return -ENOMEM;
+	u->conns++;
 	return 0;
+}
+
+void
+registry_uid_put(struct registry *reg, uint32_t uid)
+{
+	struct reg_uid *u = uid_find(reg, uid);
+
+	if (u == NULL || u->conns == 0)
+		return;
+	u->conns--;
+	uid_release(reg, u);
 }
 
 struct reg_client *
@@ -571,70 +613,76 @@ name_end(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 		name_remove(reg, n, why);
 }
 
-bool
-registry_client_purge_step(struct registry *reg, struct reg_client *c,
-    size_t budget)
+/*
+ * Remove at most budget of a dying client's names; when none is left,
+ * free the record.  True when it is gone.
+ */
+static bool
+client_purge_names(struct registry *reg, struct reg_client *c, size_t budget)
 {
-	struct reg_monitor *m;
-	struct reg_member *mb;
-	struct reg_waiter *w;
-	struct reg_queue *q;
 	struct reg_name *n;
 
-	if (c->id == 0)
-		return true;	/* purged already */
-	if (!c->dying) {
-		struct reg_target t = { NULL, 0, c->id };
-
-		/* Its own monitors first, so none of its names fires back at
-		 * it; from now on its names are invisible. */
-		while ((m = LIST_FIRST(&c->monitors)) != NULL)
-			monitor_free(reg, m);
-		while ((mb = LIST_FIRST(&c->members)) != NULL)
-			member_free(reg, mb);
-		while ((w = LIST_FIRST(&c->waits)) != NULL)
-			free(waiter_unlink(reg, w));
-		/* Names others wait for change hands now, before they could
-		 * look free. */
-		while ((q = LIST_FIRST(&c->queues)) != NULL)
-			name_promote(reg, q->name, PR_DOWN_DISCONNECTED);
-		c->dying = true;
-		htab_remove(&reg->ids, mon_hash(c->id, 0), c);
-		monitors_fire(reg, LIST_FIRST(&c->watchers), &t,
-		    PR_DOWN_DISCONNECTED);
-	}
 	while (budget-- > 0 && (n = LIST_FIRST(&c->names)) != NULL)
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
 	if (!LIST_EMPTY(&c->names))
 		return false;
 	LIST_REMOVE(c, link);
-	c->id = 0;
-	if (c->detached) {
-		uid_release(reg, c->usage);
-		c->usage = NULL;
-	}
+	c->usage->clients--;
+	uid_release(reg, c->usage);
+	free(c);
 	return true;
 }
 
-void
-registry_client_detach(struct registry *reg, struct reg_client *c)
+bool
+registry_client_close(struct registry *reg, struct reg_client *c,
+    size_t budget)
 {
-	if (c->detached || c->usage == NULL)
-		return;
-	c->detached = true;
-	c->usage->conns--;
-	if (c->id == 0) {
-		uid_release(reg, c->usage);
-		c->usage = NULL;
-	}
+	struct reg_target t = { NULL, 0, c->id };
+	struct reg_monitor *m;
+	struct reg_member *mb;
+	struct reg_waiter *w;
+	struct reg_queue *q;
+
+	if (c->dying)
+		return false;	/* on the purge queue already */
+	c->conn = NULL;
+	/* Its own monitors first, so none of its names fires back at it;
+	 * from now on its names are invisible. */
+	while ((m = LIST_FIRST(&c->monitors)) != NULL)
+		monitor_free(reg, m);
+	while ((mb = LIST_FIRST(&c->members)) != NULL)
+		member_free(reg, mb);
+	while ((w = LIST_FIRST(&c->waits)) != NULL)
+		free(waiter_unlink(reg, w));
+	/* Names others wait for change hands now, before they could look
+	 * free. */
+	while ((q = LIST_FIRST(&c->queues)) != NULL)
+		name_promote(reg, q->name, PR_DOWN_DISCONNECTED);
+	c->dying = true;
+	htab_remove(&reg->ids, mon_hash(c->id, 0), c);
+	monitors_fire(reg, LIST_FIRST(&c->watchers), &t, PR_DOWN_DISCONNECTED);
+	if (client_purge_names(reg, c, budget))
+		return true;
+	TAILQ_INSERT_TAIL(&reg->purging, c, purge_link);
+	return false;
 }
 
-void
-registry_client_purge(struct registry *reg, struct reg_client *c)
+bool
+registry_purge_slice(struct registry *reg, size_t budget)
 {
-	while (!registry_client_purge_step(reg, c, SIZE_MAX))
-		;
-	registry_client_detach(reg, c);
+	struct reg_client *c;
+
+	while (budget > 0 && (c = TAILQ_FIRST(&reg->purging)) != NULL) {
+		uint32_t before = c->nnames;
+
+		TAILQ_REMOVE(&reg->purging, c, purge_link);
+		if (!client_purge_names(reg, c, budget)) {
+			TAILQ_INSERT_HEAD(&reg->purging, c, purge_link);
+			break;
+		}
+		budget -= before < budget ? before : budget;
+	}
+	return !TAILQ_EMPTY(&reg->purging);
 }
 
 bool
@@ -1333,8 +1381,8 @@ registry_check(struct registry *reg)
 	LIST_FOREACH(c, &reg->clients, link) {
 		uint32_t cn = 0, cm = 0, cmb = 0, cw = 0;
 
-		if (c->id == 0)
-			return "a purged client is still listed";
+		if (c->dying != (c->conn == NULL))
+			return "a closed client still has its connection";
 		LIST_FOREACH(n, &c->names, owner_link) {
 			if (n->owner != c)
 				return "a name is on the list of a client "
@@ -1415,7 +1463,7 @@ registry_check(struct registry *reg)
 	    n = btree_next(&it)) {
 		struct reg_watch *rw = NULL;
 
-		if (n->owner == NULL || n->owner->id == 0)
+		if (n->owner == NULL)
 			return "a name's owner is gone";
 		if ((n->flags & REG_HAS_MONITORS) &&
 		    (rw = watch_of(reg, n)) == NULL)

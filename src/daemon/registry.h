@@ -42,14 +42,23 @@ struct reg_queue;
 /* What one user holds across its connections, for per-uid caps. */
 struct reg_uid {
 	uint32_t	uid;
-	uint32_t	conns;
+	uint32_t	conns;		/* descriptors held (registry_uid_hold) */
+	uint32_t	clients;	/* records, purging ones included */
 	uint64_t	names;
 	uint64_t	waits;		/* places in queues */
 };
 
-/* The registry's view of one client connection (embedded in it). */
+/*
+ * The registry's view of one client.  The registry allocates and frees it:
+ * once its connection closes (registry_client_close) the record outlives
+ * it on the registry's purge queue until its last name is gone, so the
+ * connection never waits for a purge.
+ */
 struct reg_client {
 	LIST_ENTRY(reg_client)		 link;	/* registry's client list */
+	TAILQ_ENTRY(reg_client)		 purge_link; /* purge queue (dying) */
+	void				*conn;	/* the caller's connection;
+						   NULL once closed */
 	LIST_HEAD(, reg_name)		 names;	/* names it owns */
 	LIST_HEAD(, reg_monitor)	 monitors; /* monitors it holds */
 	LIST_HEAD(, reg_monitor)	 watchers; /* monitors on it */
@@ -65,8 +74,7 @@ struct reg_client {
 	uint32_t			 nmonitors;
 	uint32_t			 nmembers;
 	uint32_t			 nwaits;
-	bool				 dying;	/* purge under way */
-	bool				 detached; /* its connection is gone */
+	bool				 dying;	/* closed: purge under way */
 	bool				 uncapped; /* no per-uid caps (admins) */
 	struct reg_uid			*usage;	/* its user's totals */
 };
@@ -203,6 +211,7 @@ struct registry {
 	struct btree			 order;		/* names, by name */
 	struct btree			 gorder;	/* groups, by name */
 	LIST_HEAD(, reg_client)		 clients;
+	TAILQ_HEAD(, reg_client)	 purging;	/* closed, names left */
 	unsigned char			 hkey[16];	/* SipHash key */
 	struct {					/* registry_hint */
 		const char		*name;
@@ -237,37 +246,45 @@ int	 registry_init(struct registry *, uint32_t max_names,
 /* Free every name and monitor (no notifications) and the indexes. */
 void	 registry_deinit(struct registry *);
 
-/* Attach a client with its peer credentials; 0 or -ENOMEM. */
-int	 registry_client_init(struct registry *, struct reg_client *,
-	    uint64_t id, int64_t pid, uint32_t uid, uint32_t gid);
+/*
+ * A new client record with its peer credentials, for the caller's
+ * connection (reg_client->conn until it closes); NULL
+ * when out of memory.  The registry owns the record.
+ */
+struct reg_client *registry_client_new(struct registry *, uint64_t id,
+	    int64_t pid, uint32_t uid, uint32_t gid, void *owner);
 /* The attached client with this id, or NULL (also while it is being
  * purged). */
 struct reg_client *registry_client_find(const struct registry *,
 	    uint64_t id);
-/* Connections a user has attached now. */
+/*
+ * Descriptors a user holds, for max_conns_per_uid: the connection layer
+ * holds one from accept until its socket is closed, which may be before
+ * or after its client record's purge ends.  hold: 0 or -ENOMEM.
+ */
+int	 registry_uid_hold(struct registry *, uint32_t uid);
+void	 registry_uid_put(struct registry *, uint32_t uid);
 uint32_t registry_uid_conns(const struct registry *, uint32_t uid);
 /*
- * The client's connection no longer holds a descriptor: it stops
- * counting in registry_uid_conns, whether or not its purge is done.
- * registry_client_purge does it too; idempotent.
+ * The client's connection is gone: the record is the registry's alone
+ * (conn becomes NULL, so nothing is addressed to it any more).  Drops
+ * its monitors silently, its memberships and places in queues, hands the
+ * names others wait for to the first in line, fires PR_DOWN_DISCONNECTED
+ * on the monitors of it, and makes all its names invisible at once
+ * (lookups, listing, monitor and unregister see them as absent; register
+ * takes such a name over, firing its monitors first); then removes at
+ * most budget names, firing PR_DOWN_DISCONNECTED on their monitors.  True
+ * when that was all (the record is freed); false when the rest waits on
+ * the purge queue for registry_purge_slice.
  */
-void	 registry_client_detach(struct registry *, struct reg_client *);
-/*
- * Drop everything the client holds: its monitors silently, its
- * memberships, the monitors on it (firing PR_DOWN_DISCONNECTED), then its
- * names, firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
- * Idempotent.
- */
-void	 registry_client_purge(struct registry *, struct reg_client *);
-/*
- * The same in slices, so that a client with a million names does not stall
- * everyone else: the first call drops its monitors and makes all its names
- * invisible at once (lookups, listing, monitor and unregister see them as
- * absent; register takes such a name over, firing its monitors first);
- * each call removes at most budget names.  True when the client is gone.
- */
-bool	 registry_client_purge_step(struct registry *, struct reg_client *,
+bool	 registry_client_close(struct registry *, struct reg_client *,
 	    size_t budget);
+/*
+ * Remove at most budget names of the clients on the purge queue, oldest
+ * first, so that a client with a million names does not stall everyone
+ * else.  True when some remain for another slice.
+ */
+bool	 registry_purge_slice(struct registry *, size_t budget);
 
 /* Pointer to a name's bytes and its value's msgpack bytes. */
 static inline const char *
