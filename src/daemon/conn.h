@@ -19,9 +19,6 @@
 #include "registry.h"
 
 struct conn;
-struct pcall;
-struct pawait;
-struct sub;
 struct evbuffer;
 struct event;
 struct event_base;
@@ -106,13 +103,6 @@ struct conn {
 	struct event		*ev_drain;
 	struct evbuffer		*in;
 	struct evbuffer		*out;
-	LIST_HEAD(, pcall)	 calls_out;	/* it made, pending */
-	LIST_HEAD(, pcall)	 calls_in;	/* made to it, pending */
-	LIST_HEAD(, pawait)	 awaits;	/* its awaits pending */
-	LIST_HEAD(, sub)	 subs;		/* its subscriptions */
-	uint32_t		 ncalls_out;	/* calls and awaits */
-	uint32_t		 nsubs;
-	uint64_t		 next_sub;
 	struct guard		 guard;
 	size_t			 scanned;	/* bytes of in scanned */
 	size_t			 drain_held;	/* output when it began to drain */

@@ -315,16 +315,18 @@ h_monitor(struct call *k)
 {
 	struct reg_name *target;
 	struct reg_target t;
+	uint32_t nsubs;
 	uint64_t ref;
 	bool found;
 	int r;
 
 	if (args_target(&k->rq->args, &t) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
-	if (k->c->rc->nmonitors + k->c->nsubs >= k->s->reg.max_monitors)
+	nsubs = subs_count_of(&k->s->subs, k->c);
+	if (k->c->rc->nmonitors + nsubs >= k->s->reg.max_monitors)
 		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
 		    "and subscriptions, the limit",
-		    k->c->rc->nmonitors + k->c->nsubs);
+		    k->c->rc->nmonitors + nsubs);
 	if (t.name != NULL) {
 		r = registry_monitor(&k->s->reg, k->c->rc, t.name, t.len,
 		    &ref, &target);
@@ -430,12 +432,11 @@ struct call_push {
 };
 
 static int
-encode_call(struct server *s, uint64_t id, void *arg)
+encode_call(struct pr_out *o, uint64_t id, void *arg)
 {
 	struct call_push *cp = arg;
 
-	return proto_push_call(&s->push, id, cp->target, cp->caller,
-	    cp->payload);
+	return proto_push_call(o, id, cp->target, cp->caller, cp->payload);
 }
 
 static int
@@ -459,11 +460,11 @@ h_call(struct call *k)
 		return r;
 	cp.target = &t;
 	cp.caller = k->c->id;
-	r = calls_start(k->s, k->c, k->rq->msgid, callee, gen, timeout,
-	    encode_call, &cp);
+	r = calls_start(&k->s->calls, k->c, k->rq->msgid, callee, gen,
+	    timeout, encode_call, &cp);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection has %u calls pending, the "
-		    "limit", k->c->ncalls_out);
+		    "limit", calls_pending_of(&k->s->calls, k->c));
 	if (r == PR_ERR_BUSY)
 		return fail(k, r, "the callee's outbound buffer is full; "
 		    "nothing was queued");
@@ -500,7 +501,7 @@ h_reply(struct call *k)
 			    "str, both UTF-8", PR_CODE_MAX);
 	} else
 		args_value(a, &result);
-	if (calls_reply(k->s, k->c, id, result, code, clen, msg, mlen) != 0)
+	if (calls_reply(&k->s->calls, k->c, id, result, code, clen, msg, mlen) != 0)
 		return fail(k, PR_ERR_NOT_FOUND, "no call with this id is "
 		    "pending for this connection");
 	return reply_bool(k, true);
@@ -979,10 +980,11 @@ h_await(struct call *k)
 	if (timeout == 0)
 		return fail(k, PR_ERR_TIMEOUT, "the name was not registered "
 		    "in time");
-	r = calls_await(k->s, k->c, k->rq->msgid, name, len, timeout);
+	r = calls_await(&k->s->calls, k->c, k->rq->msgid, name, len,
+	    timeout);
 	if (r == PR_ERR_LIMIT)
 		return fail(k, r, "this connection has %u calls and awaits "
-		    "pending, the limit", k->c->ncalls_out);
+		    "pending, the limit", calls_pending_of(&k->s->calls, k->c));
 	if (r != 0)
 		return r;
 	k->deferred = true;
@@ -1080,6 +1082,31 @@ too_large:
 	    "fit in max_message", groups ? " and groups" : "");
 }
 
+/* Subscribe's response: {"sub", "seq"[, "gap"][, "entries"]}. */
+static int
+subscribe_reply(struct call *k, uint64_t id, const char *prefix,
+    size_t plen, bool groups, bool since, bool resumable)
+{
+	struct server *s = k->s;
+
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0)
+		return -ENOMEM;
+	if (proto_put_map(&s->out, since ? (resumable ? 3 : 4) : 3) < 0 ||
+	    proto_put_str(&s->out, "sub", 3) < 0 ||
+	    proto_put_uint(&s->out, id) < 0 ||
+	    proto_put_str(&s->out, "seq", 3) < 0 ||
+	    proto_put_uint(&s->out, subs_seq(&s->subs)) < 0)
+		return -ENOMEM;
+	if (since && (proto_put_str(&s->out, "gap", 3) < 0 ||
+	    proto_put_bool(&s->out, !resumable) < 0))
+		return -ENOMEM;
+	if (resumable)
+		return 0;
+	if (proto_put_str(&s->out, "entries", 7) < 0)
+		return -ENOMEM;
+	return put_snapshot(k, prefix, plen, groups);
+}
+
 static int
 h_subscribe(struct call *k)
 {
@@ -1091,6 +1118,8 @@ h_subscribe(struct call *k)
 	const char *prefix;
 	bool resumable = false, groups;
 	struct sub *sb;
+	uint32_t nsubs;
+	uint64_t id;
 	size_t plen;
 	int r;
 
@@ -1100,37 +1129,28 @@ h_subscribe(struct call *k)
 		return fail(k, PR_ERR_BAD_REQUEST, "the options must be a map "
 		    "of \"groups\", a bool, and \"since\", a uint");
 	groups = opts[0].set && opts[0].b;
-	if (opts[1].set && opts[1].u > s->subs.seq)
+	if (opts[1].set && opts[1].u > subs_seq(&s->subs))
 		return fail(k, PR_ERR_BAD_REQUEST, "since is later than the "
 		    "last event");
-	if (k->c->rc->nmonitors + k->c->nsubs >= s->reg.max_monitors)
+	nsubs = subs_count_of(&s->subs, k->c);
+	if (k->c->rc->nmonitors + nsubs >= s->reg.max_monitors)
 		return fail(k, PR_ERR_LIMIT, "this connection holds %u monitors "
 		    "and subscriptions, the limit",
-		    k->c->rc->nmonitors + k->c->nsubs);
-	/* The response first (a snapshot may not fit), the subscription
-	 * after: the loop is single-threaded, nothing happens between. */
-	if (proto_reply_begin(&s->out, k->rq->msgid) < 0)
-		return -ENOMEM;
-	resumable = opts[1].set && opts[1].u >= s->subs.floor;
-	if (proto_put_map(&s->out, opts[1].set ? (resumable ? 3 : 4) : 3) < 0 ||
-	    proto_put_str(&s->out, "sub", 3) < 0 ||
-	    proto_put_uint(&s->out, k->c->next_sub + 1) < 0 ||
-	    proto_put_str(&s->out, "seq", 3) < 0 ||
-	    proto_put_uint(&s->out, s->subs.seq) < 0)
-		return -ENOMEM;
-	if (opts[1].set && (proto_put_str(&s->out, "gap", 3) < 0 ||
-	    proto_put_bool(&s->out, !resumable) < 0))
-		return -ENOMEM;
-	if (!resumable) {
-		if (proto_put_str(&s->out, "entries", 7) < 0)
-			return -ENOMEM;
-		if ((r = put_snapshot(k, prefix, plen, groups)) != 0)
-			return r;
-	}
-	r = subs_start(s, k->c, prefix, plen, groups,
-	    opts[1].set ? &opts[1].u : NULL, &resumable, &sb);
+		    k->c->rc->nmonitors + nsubs);
+	/*
+	 * The subscription first, for its id; undone when the response (a
+	 * snapshot may not fit) cannot be built.  The loop is
+	 * single-threaded: no event comes in between.
+	 */
+	r = subs_start(&s->subs, k->c, prefix, plen, groups,
+	    opts[1].set ? &opts[1].u : NULL, &resumable, &id, &sb);
 	if (r != 0)
 		return r;
+	if ((r = subscribe_reply(k, id, prefix, plen, groups, opts[1].set,
+	    resumable)) != 0) {
+		subs_abort(&s->subs, sb);
+		return r;
+	}
 	if (resumable) {
 		k->replay = sb;
 		k->replay_since = opts[1].u;
@@ -1145,7 +1165,7 @@ h_unsubscribe(struct call *k)
 
 	if (args_uint(&k->rq->args, &id) != 0)
 		return fail(k, PR_ERR_BAD_REQUEST, "the sub must be a uint");
-	return reply_bool(k, subs_stop(k->s, k->c, id));
+	return reply_bool(k, subs_stop(&k->s->subs, k->c, id));
 }
 
 static int
@@ -1167,7 +1187,7 @@ h_stats(struct call *k)
 		.calls = s->calls.pending,
 		.awaits = s->calls.nawaits,
 		.subscriptions = s->subs.nsubs,
-		.seq = s->subs.seq,
+		.seq = subs_seq(&s->subs),
 		.replies_late = s->calls.replies_late,
 		.draining = s->conns.ndraining,
 	};
@@ -1228,9 +1248,9 @@ dispatch_event(void *arg, const struct reg_event *ev)
 	 * with the daemon are not changes anyone should hear of. */
 	if (s->stopping)
 		return;
-	subs_event(s, ev);
+	subs_event(&s->subs, ev);
 	if (ev->kind == REG_EV_REGISTERED)
-		calls_registered(s, ev->name);
+		calls_registered(&s->calls, ev->name);
 	if (ev->kind != REG_EV_HANDOVER || s->stopping)
 		return;
 	/* Never dropped, like a down: bounded by the names it concerns. */
@@ -1320,8 +1340,7 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 		    PR_DOWN_NOPROC);
 	if (k.replay != NULL) {
 		/* A resume walks the history: charged to the turn. */
-		s->work += s->subs.count;
-		subs_replay(s, k.replay, k.replay_since);
+		s->work += subs_replay(&s->subs, k.replay, k.replay_since);
 	}
 }
 

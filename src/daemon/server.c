@@ -88,8 +88,8 @@ server_conn_gone(void *arg, struct conn *c)
 {
 	struct server *s = arg;
 
-	calls_conn_closed(s, c);
-	subs_conn_closed(s, c);
+	calls_peer_gone(&s->calls, c);
+	subs_peer_gone(&s->subs, c);
 	if (!registry_client_close(&s->reg, c->rc, SERVER_PURGE_SLICE))
 		server_schedule_purge(s);
 	c->rc = NULL;
@@ -101,6 +101,45 @@ static const struct conn_ops server_conn_ops = {
 	.gone = server_conn_gone,
 };
 
+/* How calls and subscriptions reach their peers: connections. */
+static int
+server_peer_write(void *arg, void *peer, const void *p, size_t len,
+    bool bounded)
+{
+	(void)arg;
+	return conn_write(peer, p, len, bounded);
+}
+
+static int
+server_peer_write_shared(void *arg, void *peer, const void *head,
+    size_t hlen, struct conn_shared *sh, bool bounded)
+{
+	(void)arg;
+	return conn_write_shared(peer, head, hlen, sh, bounded);
+}
+
+static void
+server_peer_out_of_memory(void *arg, void *peer)
+{
+	(void)arg;
+	conn_out_of_memory(peer);
+}
+
+static const struct peer_ops server_peer_ops = {
+	.write = server_peer_write,
+	.write_shared = server_peer_write_shared,
+	.out_of_memory = server_peer_out_of_memory,
+};
+
+/* The registry's gone hook: calls made through the registration fail. */
+static void
+server_reg_gone(void *arg, uint64_t gen)
+{
+	struct server *s = arg;
+
+	calls_gen_gone(&s->calls, gen);
+}
+
 static void
 ready_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -109,23 +148,6 @@ ready_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	conn_serve_ready(&s->conns);
-}
-
-static void
-answers_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *s = arg;
-
-	(void)fd;
-	(void)what;
-	if (calls_answer_slice(s))
-		server_schedule_answers(s);
-}
-
-void
-server_schedule_answers(struct server *s)
-{
-	schedule_next_turn(s->ev_answers);
 }
 
 static void
@@ -214,6 +236,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	log_info(&s->log, "received signal %d, shutting down", (int)sig);
 	sd_notify(0, "STOPPING=1");
 	s->stopping = true;
+	s->calls.quiet = true;
 	if (s->listener != NULL)
 		evconnlistener_disable(s->listener);
 	event_del(s->ev_accept_retry);
@@ -283,6 +306,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->cfg.max_names = cfg.max_names;
 	s->cfg.max_monitors = cfg.max_monitors;
 	s->cfg.max_calls = cfg.max_calls;
+	s->calls.max_calls = (uint32_t)cfg.max_calls;
 	if (cfg.history != s->cfg.history) {
 		if (subs_resize(&s->subs, (size_t)cfg.history) < 0) {
 			log_err(&s->log, "reload: no memory for a history of "
@@ -573,15 +597,15 @@ server_init(struct server *s, const struct config *cfg)
 	s->start_mono_ms = now_mono_ms();
 	if (registry_init(&s->reg, (uint32_t)cfg->max_names,
 	    (uint32_t)cfg->max_monitors, dispatch_down, s) < 0 ||
-	    calls_init(&s->calls) < 0 ||
-	    subs_init(&s->subs, (size_t)cfg->history) < 0 ||
+	    subs_init(&s->subs, (size_t)cfg->history, &s->reg,
+	    &server_peer_ops, s) < 0 ||
 	    proto_decoder_init(&s->dec) < 0 ||
 	    (s->list_buf = calloc(PR_LIST_MAX, sizeof(*s->list_buf))) == NULL) {
 		log_err(&s->log, "out of memory");
 		return -1;
 	}
 	s->reg.max_names_per_uid = cfg->max_names_per_uid;
-	s->reg.gone = calls_gone;
+	s->reg.gone = server_reg_gone;
 	s->reg.event = dispatch_event;
 	s->reg.clock = now_epoch_ms;
 	randombytes_buf(rnd, sizeof(rnd));
@@ -593,6 +617,11 @@ server_init(struct server *s, const struct config *cfg)
 		return -1;
 	}
 	s->conns.base = s->base;
+	if (calls_init(&s->calls, s->base, &s->reg, (uint32_t)cfg->max_calls,
+	    &server_peer_ops, s) < 0) {
+		log_err(&s->log, "out of memory");
+		return -1;
+	}
 	if ((s->conns.fanout = evbuffer_new()) == NULL) {
 		log_err(&s->log, "out of memory");
 		return -1;
@@ -601,7 +630,6 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
 	s->ev_ready = evtimer_new(s->base, ready_cb, s);
-	s->ev_answers = evtimer_new(s->base, answers_cb, s);
 	s->ev_stop = evtimer_new(s->base, stop_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
@@ -611,7 +639,7 @@ server_init(struct server *s, const struct config *cfg)
 	s->conns.ev_ready = s->ev_ready;
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
 	    s->ev_purge == NULL || s->ev_ready == NULL ||
-	    s->ev_answers == NULL || s->ev_stop == NULL ||
+	    s->ev_stop == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
@@ -662,8 +690,6 @@ server_deinit(struct server *s)
 		event_free(s->ev_purge);
 	if (s->ev_ready)
 		event_free(s->ev_ready);
-	if (s->ev_answers)
-		event_free(s->ev_answers);
 	if (s->ev_stop)
 		event_free(s->ev_stop);
 	if (s->ev_sigint)

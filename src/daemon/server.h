@@ -53,7 +53,6 @@ struct server {
 	struct event		*ev_accept_retry;
 	struct event		*ev_purge;	/* the next purge slice */
 	struct event		*ev_ready;	/* conns' ready list's turn */
-	struct event		*ev_answers;	/* the next slice of awaits */
 	struct event		*ev_sigint;
 	struct event		*ev_sigterm;
 	struct event		*ev_sighup;
@@ -63,7 +62,12 @@ struct server {
 	struct subs		 subs;
 	struct pr_decoder	 dec;
 	struct pr_out		 out;		/* replies */
-	struct pr_out		 push;		/* notifications to others */
+	/*
+	 * Notifications to others: dispatch's alone, built and queued
+	 * before the next registry call (a registry change comes back
+	 * into dispatch_event, which builds its own in it).
+	 */
+	struct pr_out		 push;
 	struct pr_out		 scratch;	/* values being stored */
 	struct server_batch	 batch;
 	struct reg_name		**list_buf;	/* PR_LIST_MAX entries */
@@ -101,7 +105,5 @@ int	server_init(struct server *, const struct config *);
 int	server_run(struct server *);
 /* Close every connection, remove the socket file we created, free all. */
 void	server_deinit(struct server *);
-/* Answer the next slice of awaits in the next loop turn. */
-void	server_schedule_answers(struct server *);
 
 #endif /* SERVER_H */
