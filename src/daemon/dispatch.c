@@ -580,7 +580,8 @@ h_members(struct call *k)
 		    proto_array_size(g->nmembers);
 		/* Stops as soon as it is too large: never more work than
 		 * the answer. */
-		TAILQ_FOREACH(mb, &g->members, by_group) {
+		for (mb = registry_group_members(g); mb != NULL;
+		    mb = registry_group_members_next(mb)) {
 			s->work++;
 			size += proto_member_size(mb);
 			if (too_large(s, size))
@@ -593,7 +594,8 @@ h_members(struct call *k)
 	    proto_put_array(&s->out, g != NULL ? g->nmembers : 0) < 0)
 		return -ENOMEM;
 	if (g != NULL) {
-		TAILQ_FOREACH(mb, &g->members, by_group) {
+		for (mb = registry_group_members(g); mb != NULL;
+		    mb = registry_group_members_next(mb)) {
 			if (proto_put_member(&s->out, mb) < 0)
 				return -ENOMEM;
 		}
@@ -637,7 +639,8 @@ h_publish(struct call *k)
 		/* conn_write never closes a connection on the spot, so the
 		 * member list holds still while we walk it. */
 		s->work += g->nmembers;
-		TAILQ_FOREACH(mb, &g->members, by_group) {
+		for (mb = registry_group_members(g); mb != NULL;
+		    mb = registry_group_members_next(mb)) {
 			if (!echo && mb->client == k->c->rc)
 				continue;
 			if (conn_write_shared(mb->client->conn, NULL, 0, sh,
@@ -826,13 +829,15 @@ h_keys(struct call *k)
 		return -ENOMEM;
 	/* Collected and sized at once, stopping as soon as it is too
 	 * large: a refusal costs no more than the answer would. */
-	LIST_FOREACH(n, &rc->names, owner_link) {
+	for (n = registry_client_names(rc); n != NULL;
+	    n = registry_client_names_next(n)) {
 		size += proto_str_size(n->name_len);
 		if (too_large(s, size))
 			goto too_large;
 		keys[nn++] = key_of(n->data, n->name_len);
 	}
-	LIST_FOREACH(mb, &rc->members, by_client) {
+	for (mb = registry_client_members(rc); mb != NULL;
+	    mb = registry_client_members_next(mb)) {
 		size += proto_str_size(mb->group->name_len);
 		if (too_large(s, size))
 			goto too_large;
@@ -1007,7 +1012,8 @@ h_queue(struct call *k)
 	    proto_put_array(&k->s->out, q != NULL ? q->n : 0) < 0)
 		return -ENOMEM;
 	if (q != NULL) {
-		TAILQ_FOREACH(w, &q->waiters, by_queue) {
+		for (w = registry_queue_waiters(q); w != NULL;
+		    w = registry_queue_waiters_next(w)) {
 			if (proto_put_uint(&k->s->out, w->ready->owner->id) < 0)
 				return -ENOMEM;
 		}
@@ -1054,7 +1060,8 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	for (g = groups ? registry_group_seek(&s->reg, prefix, plen, &it) :
 	    NULL; g != NULL && has_prefix(g->name, g->name_len, prefix, plen);
 	    g = registry_group_next(&s->reg, &it)) {
-		TAILQ_FOREACH(mb, &g->members, by_group) {
+		for (mb = registry_group_members(g); mb != NULL;
+		    mb = registry_group_members_next(mb)) {
 			s->work++;
 			size += proto_member_size(mb);
 			if (too_large(s, size - 5 + proto_array_size(++count)))
@@ -1071,7 +1078,8 @@ put_snapshot(struct call *k, const char *prefix, size_t plen, bool groups)
 	    NULL; r == 0 && g != NULL &&
 	    has_prefix(g->name, g->name_len, prefix, plen);
 	    g = registry_group_next(&s->reg, &it)) {
-		TAILQ_FOREACH(mb, &g->members, by_group) {
+		for (mb = registry_group_members(g); mb != NULL;
+		    mb = registry_group_members_next(mb)) {
 			if ((r = proto_put_member(&s->out, mb)) != 0)
 				break;
 		}

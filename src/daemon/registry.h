@@ -298,6 +298,53 @@ reg_name_value(const struct reg_name *n)
 	return n->data + n->name_len;
 }
 
+/*
+ * Walks of what the registry links, for readers: a client's names (newest
+ * first) and memberships, a group's members (in join order), a queue's
+ * waiters (first in line first).  NULL after the last; valid until the
+ * registry changes.
+ */
+static inline struct reg_name *
+registry_client_names(const struct reg_client *c)
+{
+	return LIST_FIRST(&c->names);
+}
+static inline struct reg_name *
+registry_client_names_next(const struct reg_name *n)
+{
+	return LIST_NEXT(n, owner_link);
+}
+static inline struct reg_member *
+registry_client_members(const struct reg_client *c)
+{
+	return LIST_FIRST(&c->members);
+}
+static inline struct reg_member *
+registry_client_members_next(const struct reg_member *mb)
+{
+	return LIST_NEXT(mb, by_client);
+}
+static inline struct reg_member *
+registry_group_members(const struct reg_group *g)
+{
+	return TAILQ_FIRST(&g->members);
+}
+static inline struct reg_member *
+registry_group_members_next(const struct reg_member *mb)
+{
+	return TAILQ_NEXT(mb, by_group);
+}
+static inline struct reg_waiter *
+registry_queue_waiters(const struct reg_queue *q)
+{
+	return TAILQ_FIRST(&q->waiters);
+}
+static inline struct reg_waiter *
+registry_queue_waiters_next(const struct reg_waiter *w)
+{
+	return TAILQ_NEXT(w, by_queue);
+}
+
 /* The registry's keyed hash of a name, for other indexes of names. */
 uint64_t registry_hash(const struct registry *, const char *s, size_t len);
 
