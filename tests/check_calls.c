@@ -66,7 +66,7 @@ teardown(void)
 	fakepeer_deinit(&pc);
 }
 
-/* What the daemon's h_call passes calls_start. */
+/* What the daemon's dispatch_call passes calls_start. */
 struct push {
 	struct reg_target	 t;
 	uint64_t		 caller;
