@@ -469,7 +469,7 @@ conn_serve_ready(struct conn_table *t)
 
 	/* Only those waiting now: who yields again goes behind them, for
 	 * the next turn.  Each stays on the ready list until served,
-	 * where conn_free finds it. */
+	 * where conn_close finds it. */
 	TAILQ_FOREACH(c, &t->ready, ready_link)
 		n++;
 	while (n-- > 0 && (c = TAILQ_FIRST(&t->ready)) != NULL) {
@@ -675,10 +675,12 @@ conn_close(struct conn *c, const char *reason, bool drain)
 		TAILQ_REMOVE(&t->ready, c, ready_link);
 		c->flags &= ~CONN_YIELDED;
 	}
-	log_debug(t->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
-	    "closed reason=%s", (unsigned long long)c->id,
-	    c->label[0] ? " label=" : "", c->label, (unsigned)c->uid,
-	    c->rc->nnames, c->rc->nmonitors, reason);
+	/* One line per close; none when the daemon frees what is left. */
+	if (reason != NULL)
+		log_debug(t->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
+		    "closed reason=%s", (unsigned long long)c->id,
+		    c->label[0] ? " label=" : "", c->label, (unsigned)c->uid,
+		    c->rc->nnames, c->rc->nmonitors, reason);
 	/*
 	 * What all closing connections hold together is bounded: past it,
 	 * a closing connection's last replies are dropped.  Decided before
@@ -784,7 +786,7 @@ conn_end_turn(struct conn_table *t)
 void
 conn_free(struct conn *c)
 {
-	conn_close(c, "exiting", false);
+	conn_close(c, NULL, false);
 	conn_release(c);
 	conn_destroy(c);
 }

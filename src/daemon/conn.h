@@ -133,7 +133,7 @@ int		 conn_write(struct conn *, const void *p, size_t len,
  * max_drain_bytes) before the socket closes.  Until its descriptor is
  * closed a connection keeps its place under max_conns and
  * max_conns_per_uid.  Freed at the end of the loop turn, never under a
- * caller's feet.
+ * caller's feet.  The reason goes to the log (NULL: no line).
  */
 void		 conn_close(struct conn *, const char *reason, bool drain);
 /*
