@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "calls.h"
+#include "dispatch_impl.h"
 #include "fakepeer.h"
 #include "registry.h"
 
@@ -129,9 +130,9 @@ START_TEST(call_and_reply)
 	ck_assert_uint_eq(id, 1);
 	/* Only the callee answers. */
 	ck_assert_int_eq(calls_reply(&cs, &pc, id, &result, NULL, 0, NULL, 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_int_eq(calls_reply(&cs, &pa, id, &result, NULL, 0, NULL, 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_uint_eq(cs.replies_late, 0);
 	ck_assert_int_eq(calls_reply(&cs, &pb, id, &result, NULL, 0, NULL, 0),
 	    0);
@@ -141,10 +142,10 @@ START_TEST(call_and_reply)
 	ck_assert_uint_eq(calls_pending_of(&cs, &pa), 0);
 	/* A second answer is late; an id never given is not. */
 	ck_assert_int_eq(calls_reply(&cs, &pb, id, &result, NULL, 0, NULL, 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_uint_eq(cs.replies_late, 1);
 	ck_assert_int_eq(calls_reply(&cs, &pb, 99, &result, NULL, 0, NULL, 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_uint_eq(cs.replies_late, 1);
 	ck_assert_uint_eq(fakepeer_unread(&pa), 0);
 	/* Its timer went with it. */
@@ -182,7 +183,7 @@ START_TEST(call_times_out)
 	ck_assert_uint_eq(calls_pending_of(&cs, &pa), 1);
 	/* The callee's answer to the timed-out call is late. */
 	ck_assert_int_eq(calls_reply(&cs, &pb, 1, NULL, "x", 1, "", 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_uint_eq(cs.replies_late, 1);
 }
 END_TEST
@@ -246,7 +247,7 @@ START_TEST(registration_ends)
 	ck_assert_uint_eq(cs.by_gen.count, 1);
 	/* A reply through the ended registration is late. */
 	ck_assert_int_eq(calls_reply(&cs, &pb, 1, NULL, "x", 1, "", 0),
-	    PR_ERR_NOT_FOUND);
+	    CALLS_E_NOT_FOUND);
 	ck_assert_uint_eq(cs.replies_late, 1);
 	ck_assert_int_eq(calls_reply(&cs, &pb, 3, NULL, "x", 1, "", 0), 0);
 	ck_assert_uint_eq(cs.by_gen.count, 0);
@@ -260,18 +261,29 @@ START_TEST(limits_and_a_full_callee)
 	ck_assert_int_eq(call(&pa, 2, &pb, 0, 60000, 2), 0);
 	ck_assert_int_eq(calls_await(&cs, &pa, 3, "x", 1, 60000), 0);
 	ck_assert_int_eq(call(&pa, 4, &pb, 0, 60000, 4), 0);
-	ck_assert_int_eq(call(&pa, 5, &pb, 0, 60000, 5), PR_ERR_LIMIT);
+	ck_assert_int_eq(call(&pa, 5, &pb, 0, 60000, 5), CALLS_E_LIMIT);
 	ck_assert_int_eq(calls_await(&cs, &pa, 6, "y", 1, 60000),
-	    PR_ERR_LIMIT);
+	    CALLS_E_LIMIT);
 	ck_assert_uint_eq(calls_pending_of(&cs, &pa), 4);
 	/* Others are not held back by a's. */
 	ck_assert_int_eq(call(&pc, 1, &pb, 0, 60000, 6), 0);
 	/* A callee whose output is full gets nothing, and nothing stays. */
 	pa.bound = 1;
-	ck_assert_int_eq(call(&pc, 2, &pa, 0, 60000, 7), PR_ERR_BUSY);
+	ck_assert_int_eq(call(&pc, 2, &pa, 0, 60000, 7), CALLS_E_FULL);
 	ck_assert_uint_eq(fakepeer_unread(&pa), 0);
 	ck_assert_uint_eq(calls_pending_of(&cs, &pc), 1);
 	ck_assert_uint_eq(cs.pending, 4);
+	/* No memory to queue the push: the callee took nothing either.
+	 * For the caller it is the callee's trouble, as for send: busy. */
+	pb.fail = true;
+	ck_assert_int_eq(call(&pc, 3, &pb, 0, 60000, 8), CALLS_E_FAILED);
+	ck_assert_uint_eq(pb.oom, 1);
+	ck_assert_uint_eq(calls_pending_of(&cs, &pc), 1);
+	ck_assert_uint_eq(cs.pending, 4);
+	ck_assert_int_eq(dispatch_calls_err(CALLS_E_FAILED), PR_ERR_BUSY);
+	ck_assert_int_eq(dispatch_calls_err(CALLS_E_FULL), PR_ERR_BUSY);
+	ck_assert_int_eq(dispatch_calls_err(CALLS_E_LIMIT), PR_ERR_LIMIT);
+	pb.fail = false;
 	/* The limit follows a reload. */
 	cs.max_calls = 5;
 	ck_assert_int_eq(call(&pa, 5, &pb, 0, 60000, 5), 0);

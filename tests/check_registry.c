@@ -123,14 +123,14 @@ START_TEST(register_lookup_unregister)
 	ck_assert_uint_eq(n->value_len, 2);
 	ck_assert_mem_eq(reg_name_value(n), "\xa1x", 2);
 	ck_assert_int_eq(registry_register(&reg, cb, "db", 2, NULL, 0, 1, &t),
-	    PR_ERR_TAKEN);
+	    REG_E_TAKEN);
 	ck_assert_ptr_eq(t, n);
 	ck_assert_int_eq(registry_register(&reg, ca, "db", 2, NULL, 0, 1, &t),
-	    PR_ERR_TAKEN);
+	    REG_E_TAKEN);
 	ck_assert_int_eq(registry_unregister(&reg, cb, "db", 2),
-	    PR_ERR_NOT_OWNER);
+	    REG_E_NOT_OWNER);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "nope", 4),
-	    PR_ERR_NOT_FOUND);
+	    REG_E_NOT_FOUND);
 	ck_assert_ptr_null(registry_check(&reg));
 	ck_assert_int_eq(registry_unregister(&reg, ca, "db", 2), 0);
 	ck_assert_ptr_null(registry_lookup(&reg, "db", 2));
@@ -180,17 +180,25 @@ START_TEST(per_client_limits)
 	struct reg_name *n;
 	struct reg_name *t;
 	uint64_t ref;
+	bool found;
 
 	reg.max_names = 2;
 	reg.max_monitors = 1;
 	reg_ok(ca, "a", NULL);
 	reg_ok(ca, "b", NULL);
 	ck_assert_int_eq(registry_register(&reg, ca, "c", 1, NULL, 0, 0, &n),
-	    PR_ERR_LIMIT);
+	    REG_E_LIMIT);
 	reg_ok(cb, "c", NULL);		/* per client, not global */
-	ck_assert_int_eq(registry_monitor(&reg, cb, "a", 1, &ref, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "b", 1, &ref, &t),
-	    PR_ERR_LIMIT);
+	/* What the caller holds besides (subscriptions) counts too. */
+	ck_assert(registry_monitor_room(&reg, cb, 0));
+	ck_assert(!registry_monitor_room(&reg, cb, 1));
+	ck_assert_int_eq(registry_monitor(&reg, cb, 1, "a", 1, &ref, &t),
+	    REG_E_LIMIT);
+	ck_assert_int_eq(registry_monitor_client(&reg, cb, 1, 1, &ref,
+	    &found), REG_E_LIMIT);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "a", 1, &ref, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "b", 1, &ref, &t),
+	    REG_E_LIMIT);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "a", 1), 0);
 	reg_ok(ca, "c2", NULL);
 }
@@ -202,9 +210,9 @@ START_TEST(monitor_unregistered_fires_once)
 	uint64_t r1, r2;
 
 	reg_ok(ca, "svc", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "svc", 3, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "svc", 3, &r1, &t), 0);
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "svc", 3, &r2, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "svc", 3, &r2, &t), 0);
 	ck_assert_uint_ne(r1, r2);
 	ck_assert_uint_eq(reg.nmonitors, 2);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "svc", 3), 0);
@@ -230,11 +238,11 @@ START_TEST(monitor_noproc_spends_a_ref)
 	struct reg_name *t = (struct reg_name *)&t;
 	uint64_t r1, r2;
 
-	ck_assert_int_eq(registry_monitor(&reg, cb, "ghost", 5, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "ghost", 5, &r1, &t), 0);
 	ck_assert_ptr_null(t);
 	ck_assert_uint_eq(reg.nmonitors, 0);
 	reg_ok(ca, "ghost", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "ghost", 5, &r2, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "ghost", 5, &r2, &t), 0);
 	ck_assert_uint_eq(r2, r1 + 1);
 	ck_assert_int_eq(downs.n, 0);	/* noproc is the caller's to send */
 }
@@ -246,7 +254,7 @@ START_TEST(demonitor)
 	uint64_t r;
 
 	reg_ok(ca, "x", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "x", 1, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "x", 1, &r, &t), 0);
 	ck_assert(!registry_demonitor(&reg, ca, r));	/* not a's ref */
 	ck_assert(!registry_demonitor(&reg, cb, r + 1));
 	ck_assert(registry_demonitor(&reg, cb, r));
@@ -269,8 +277,8 @@ START_TEST(watch_lifecycle)
 
 	n = reg_ok(ca, "w", NULL);
 	ck_assert(!(n->flags & REG_HAS_MONITORS));
-	ck_assert_int_eq(registry_monitor(&reg, cb, "w", 1, &r1, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "w", 1, &r2, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "w", 1, &r2, &t), 0);
 	ck_assert(n->flags & REG_HAS_MONITORS);
 	ck_assert_uint_eq(reg.watched.count, 1);
 	ck_assert(registry_demonitor(&reg, cb, r1));
@@ -282,8 +290,8 @@ START_TEST(watch_lifecycle)
 	ck_assert_ptr_null(registry_check(&reg));
 
 	/* A larger value moves the entry; its monitors follow it. */
-	ck_assert_int_eq(registry_monitor(&reg, cb, "w", 1, &r1, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "w", 1, &r2, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "w", 1, &r2, &t), 0);
 	memset(big, 'v', sizeof(big));
 	big[0] = '\xd9';
 	big[1] = (char)200;
@@ -291,7 +299,7 @@ START_TEST(watch_lifecycle)
 	ck_assert_ptr_null(registry_check(&reg));
 	ck_assert(u->flags & REG_HAS_MONITORS);
 	/* Its owner may watch it too: three downs. */
-	ck_assert_int_eq(registry_monitor(&reg, ca, "w", 1, &r3, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, ca, 0, "w", 1, &r3, &t), 0);
 	ck_assert_ptr_eq(t, u);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "w", 1), 0);
 	ck_assert_int_eq(downs.n, 3);
@@ -306,8 +314,8 @@ START_TEST(watch_lifecycle)
 	/* Purging the holders drops the watches they made. */
 	reg_ok(ca, "w", NULL);
 	reg_ok(ca, "v", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "w", 1, &r1, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "v", 1, &r2, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "w", 1, &r1, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "v", 1, &r2, &t), 0);
 	ck_assert_uint_eq(reg.watched.count, 2);
 	purge(cb);
 	ck_assert_uint_eq(reg.watched.count, 0);
@@ -323,10 +331,10 @@ START_TEST(purge_fires_disconnected_and_drops_own_monitors)
 	reg_ok(ca, "a1", NULL);
 	reg_ok(ca, "a2", NULL);
 	reg_ok(cb, "b1", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "a1", 2, &r, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "a2", 2, &r, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, ca, "b1", 2, &r, &t), 0);
-	ck_assert_int_eq(registry_monitor(&reg, ca, "a1", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "a1", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "a2", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, ca, 0, "b1", 2, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, ca, 0, "a1", 2, &r, &t), 0);
 	purge(ca);
 	/* Two downs, to b and c; a's own monitors vanished silently. */
 	ck_assert_int_eq(downs.n, 2);
@@ -363,11 +371,11 @@ START_TEST(purge_in_slices)
 		reg_ok(ca, name, NULL);
 	}
 	reg_ok(cb, "b", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "a/099", 5, &r_last, &t),
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "a/099", 5, &r_last, &t),
 	    0);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "a/000", 5, &r_first, &t),
-	    0);
-	ck_assert_int_eq(registry_monitor(&reg, ca, "b", 1, &r, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "a/000", 5, &r_first,
+	    &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, ca, 0, "b", 1, &r, &t), 0);
 	ck_assert(!registry_client_close(&reg, ca, 10));
 	ck_assert_ptr_null(registry_check(&reg));
 	ck_assert_ptr_null(ca->conn);
@@ -380,8 +388,8 @@ START_TEST(purge_in_slices)
 	ck_assert_mem_eq(n->data, "b", 1);
 	ck_assert_ptr_null(registry_next(&reg, &it));
 	ck_assert_int_eq(registry_unregister(&reg, ca, "a/050", 5),
-	    PR_ERR_NOT_FOUND);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "a/050", 5, &r, &t), 0);
+	    REG_E_NOT_FOUND);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "a/050", 5, &r, &t), 0);
 	ck_assert_ptr_null(t);		/* noproc */
 	/* Its own monitors went at once. */
 	ck_assert_uint_eq(ca->nmonitors, 0);
@@ -482,7 +490,7 @@ START_TEST(groups_join_leave_purge)
 	ck_assert_int_eq(registry_join(&reg, cb, "room", 4, NULL, 0, 6, &m2),
 	    0);
 	ck_assert_int_eq(registry_join(&reg, ca, "room", 4, NULL, 0, 6, &t),
-	    PR_ERR_TAKEN);
+	    REG_E_TAKEN);
 	ck_assert_int_eq(registry_join(&reg, ca, "hall", 4, NULL, 0, 6, &m3),
 	    0);
 	/* A group is a namespace of its own. */
@@ -498,10 +506,10 @@ START_TEST(groups_join_leave_purge)
 	ck_assert_mem_eq(m1->value, "\xa1x", 2);
 	ck_assert_ptr_null(registry_check(&reg));
 	ck_assert_int_eq(registry_leave(&reg, cc, "room", 4),
-	    PR_ERR_NOT_FOUND);
+	    REG_E_NOT_FOUND);
 	ck_assert_int_eq(registry_leave(&reg, cb, "room", 4), 0);
 	ck_assert_int_eq(registry_leave(&reg, cb, "room", 4),
-	    PR_ERR_NOT_FOUND);
+	    REG_E_NOT_FOUND);
 	/* The last member's connection goes: the groups go with it. */
 	purge(ca);
 	ck_assert_ptr_null(registry_group(&reg, "room", 4));
@@ -524,7 +532,7 @@ START_TEST(join_limit)
 		    NULL, 0, 1, &m), 0);
 	}
 	ck_assert_int_eq(registry_join(&reg, ca, "g9", 2, NULL, 0, 1, &m),
-	    PR_ERR_LIMIT);
+	    REG_E_LIMIT);
 	/* Names are counted apart. */
 	reg_ok(ca, "n", NULL);
 }
@@ -537,12 +545,12 @@ START_TEST(monitor_a_client)
 
 	ck_assert_ptr_eq(registry_client_find(&reg, 2), cb);
 	ck_assert_ptr_null(registry_client_find(&reg, 99));
-	ck_assert_int_eq(registry_monitor_client(&reg, ca, 2, &r1, &found),
+	ck_assert_int_eq(registry_monitor_client(&reg, ca, 0, 2, &r1, &found),
 	    0);
 	ck_assert(found);
-	ck_assert_int_eq(registry_monitor_client(&reg, cc, 2, &r2, &found),
+	ck_assert_int_eq(registry_monitor_client(&reg, cc, 0, 2, &r2, &found),
 	    0);
-	ck_assert_int_eq(registry_monitor_client(&reg, cc, 99, &r3, &found),
+	ck_assert_int_eq(registry_monitor_client(&reg, cc, 0, 99, &r3, &found),
 	    0);
 	ck_assert(!found);
 	ck_assert_uint_eq(r3, r2 + 1);
@@ -563,7 +571,7 @@ START_TEST(monitor_a_client)
 	ck_assert(!registry_purge_slice(&reg, 10));
 	ck_assert_uint_eq(reg.nmonitors, 0);
 	/* A holder that goes first takes its monitor on a client along. */
-	ck_assert_int_eq(registry_monitor_client(&reg, ca, 3, &r1, &found),
+	ck_assert_int_eq(registry_monitor_client(&reg, ca, 0, 3, &r1, &found),
 	    0);
 	purge(ca);
 	ck_assert_uint_eq(reg.nmonitors, 0);
@@ -580,11 +588,11 @@ START_TEST(update_moves_and_keeps_links)
 	memset(big, 'v', sizeof(big));
 	reg_ok(ca, "da", NULL);
 	reg_ok(ca, "dc", NULL);
-	ck_assert_int_eq(registry_monitor(&reg, cb, "db", 2, &ref, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cb, 0, "db", 2, &ref, &t), 0);
 	ck_assert_int_eq(registry_update(&reg, cb, "db", 2, "\xc0", 1, &u),
-	    PR_ERR_NOT_OWNER);
+	    REG_E_NOT_OWNER);
 	ck_assert_int_eq(registry_update(&reg, ca, "zz", 2, "\xc0", 1, &u),
-	    PR_ERR_NOT_FOUND);
+	    REG_E_NOT_FOUND);
 	/* Smaller: in place. */
 	ck_assert_int_eq(registry_update(&reg, ca, "db", 2, "\x01", 1, &u), 0);
 	ck_assert_ptr_eq(u, n);
@@ -621,17 +629,17 @@ START_TEST(register_many_all_or_none)
 	gen = reg.gen;
 	/* Taken: nothing happens, and the index says which. */
 	ck_assert_int_eq(registry_register_many(&reg, ca, 3, names, lens,
-	    vals, vlens, 1, out, &bad), PR_ERR_TAKEN);
+	    vals, vlens, 1, out, &bad), REG_E_TAKEN);
 	ck_assert_uint_eq(bad, 2);
 	ck_assert_ptr_eq(out[0]->owner, cb);
 	ck_assert_uint_eq(reg.nnames, 1);
 	ck_assert_uint_eq(reg.gen, gen);
 	/* A name twice: rolled back, gens too. */
 	ck_assert_int_eq(registry_register_many(&reg, ca, 4, names + 0, lens,
-	    vals, vlens, 1, out, &bad), PR_ERR_TAKEN);
+	    vals, vlens, 1, out, &bad), REG_E_TAKEN);
 	ck_assert_int_eq(registry_unregister(&reg, cb, "m3", 2), 0);
 	ck_assert_int_eq(registry_register_many(&reg, ca, 4, names, lens,
-	    vals, vlens, 1, out, &bad), PR_ERR_BAD_REQUEST);
+	    vals, vlens, 1, out, &bad), REG_E_DUPLICATE);
 	ck_assert_uint_eq(bad, 3);
 	ck_assert_uint_eq(reg.nnames, 0);
 	ck_assert_uint_eq(ca->nnames, 0);
@@ -640,7 +648,7 @@ START_TEST(register_many_all_or_none)
 	/* Over the limit: nothing. */
 	reg.max_names = 2;
 	ck_assert_int_eq(registry_register_many(&reg, ca, 3, names, lens,
-	    vals, vlens, 1, out, &bad), PR_ERR_LIMIT);
+	    vals, vlens, 1, out, &bad), REG_E_LIMIT);
 	ck_assert_uint_eq(reg.nnames, 0);
 	reg.max_names = 1000;
 	ck_assert_int_eq(registry_register_many(&reg, ca, 3, names, lens,
@@ -690,18 +698,18 @@ START_TEST(queue_hands_over_in_one_step)
 	queue_ok(cc, "x", REG_QUEUE, 2);
 	/* The owner and a waiter cannot queue again. */
 	ck_assert_int_eq(registry_register_opts(&reg, ca, "x", 1, NULL, 0,
-	    REG_QUEUE, 5, &t, &pos), PR_ERR_TAKEN);
+	    REG_QUEUE, 5, &t, &pos), REG_E_TAKEN);
 	ck_assert_int_eq(registry_register_opts(&reg, cb, "x", 1, NULL, 0,
-	    REG_QUEUE, 5, &t, &pos), PR_ERR_TAKEN);
+	    REG_QUEUE, 5, &t, &pos), REG_E_TAKEN);
 	q = registry_queue(&reg, "x", 1);
 	ck_assert_uint_eq(q->n, 2);
 	ck_assert_ptr_eq(TAILQ_FIRST(&q->waiters)->ready->owner, cb);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "x", 1, &ref, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "x", 1, &ref, &t), 0);
 	/* Fenced: a stale gen does nothing. */
 	ck_assert_int_eq(registry_unregister_gen(&reg, ca, "x", 1, &g2),
-	    PR_ERR_STALE);
+	    REG_E_STALE);
 	ck_assert_int_eq(registry_update_gen(&reg, ca, "x", 1, "\x01", 1,
-	    &g2, &t), PR_ERR_STALE);
+	    &g2, &t), REG_E_STALE);
 	downs.nev = 0;
 	ck_assert_int_eq(registry_unregister_gen(&reg, ca, "x", 1, &gen), 0);
 	ck_assert_ptr_null(registry_check(&reg));
@@ -726,7 +734,7 @@ START_TEST(queue_hands_over_in_one_step)
 	ck_assert_ptr_null(registry_queue(&reg, "x", 1));
 	ck_assert_int_eq(n->flags & REG_HAS_QUEUE, 0);
 	ck_assert_int_eq(registry_unregister(&reg, cc, "x", 1),
-	    PR_ERR_NOT_OWNER);
+	    REG_E_NOT_OWNER);
 }
 END_TEST
 
@@ -765,7 +773,7 @@ START_TEST(replace_with_and_without_consent)
 
 	queue_ok(ca, "p", REG_ALLOW_REPLACEMENT | REG_QUEUE, 0);
 	queue_ok(cb, "s", 0, 0);
-	ck_assert_int_eq(registry_monitor(&reg, cc, "p", 1, &ref, &t), 0);
+	ck_assert_int_eq(registry_monitor(&reg, cc, 0, "p", 1, &ref, &t), 0);
 	downs.nev = 0;
 	n = queue_ok(cb, "p", REG_REPLACE, 0);
 	ck_assert_ptr_eq(n->owner, cb);
@@ -781,7 +789,7 @@ START_TEST(replace_with_and_without_consent)
 	ck_assert_uint_eq(ca->nnames, 0);
 	/* b did not allow replacement. */
 	ck_assert_int_eq(registry_register_opts(&reg, cc, "p", 1, NULL, 0,
-	    REG_REPLACE, 5, &t, &pos), PR_ERR_TAKEN);
+	    REG_REPLACE, 5, &t, &pos), REG_E_TAKEN);
 	queue_ok(cc, "p", REG_REPLACE | REG_QUEUE, 2);
 	/* b lets go: a is back, and c is next. */
 	ck_assert_int_eq(registry_unregister(&reg, cb, "p", 1), 0);
@@ -810,7 +818,7 @@ START_TEST(queue_places_count_per_uid)
 	queue_ok(cb, "x", REG_QUEUE, 1);
 	ck_assert_uint_eq(cb->usage->waits, 1);
 	ck_assert_int_eq(registry_register_opts(&reg, cb, "y", 1, NULL, 0, 0,
-	    5, &t, &pos), PR_ERR_LIMIT);
+	    5, &t, &pos), REG_E_LIMIT_UID);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "x", 1), 0);
 	ck_assert_ptr_eq(registry_lookup(&reg, "x", 1)->owner, cb);
 	ck_assert_uint_eq(cb->usage->names, 1);
@@ -833,7 +841,7 @@ START_TEST(events_and_muted_batches)
 	ck_assert_int_eq(registry_join(&reg, cb, "g", 1, NULL, 0, 1, &m), 0);
 	ck_assert_int_eq(registry_leave(&reg, cb, "g", 1), 0);
 	ck_assert_int_eq(registry_register_many(&reg, ca, 3, names, lens,
-	    vals, vlens, 1, out, &bad), PR_ERR_BAD_REQUEST);
+	    vals, vlens, 1, out, &bad), REG_E_DUPLICATE);
 	ck_assert_int_eq(registry_register_many(&reg, ca, 2, names, lens,
 	    vals, vlens, 1, out, &bad), 0);
 	ck_assert_int_eq(registry_unregister(&reg, ca, "a", 1), 0);
@@ -901,7 +909,7 @@ START_TEST(churn_keeps_invariants)
 		for (int j = 0; j < NN; j += 3) {
 			snprintf(name, sizeof(name), "c%d/n%d", (i * 7 + j) % NC,
 			    j);
-			ck_assert_int_eq(registry_monitor(&reg, cl[i], name,
+			ck_assert_int_eq(registry_monitor(&reg, cl[i], 0, name,
 			    strlen(name), &r, &t), 0);
 		}
 	}

@@ -167,7 +167,7 @@ START_TEST(since_and_history)
 	ck_assert_uint_eq(ss.floor, 2);
 	since = 7;
 	ck_assert_int_eq(subs_start(&ss, &pa, "", 0, false, &since,
-	    &resumable, &id, &sb), PR_ERR_BAD_REQUEST);
+	    &resumable, &id, &sb), SUBS_E_FUTURE);
 	ck_assert_uint_eq(subs_count_of(&ss, &pa), 0);
 	since = 1;
 	ck_assert_int_eq(subs_start(&ss, &pa, "", 0, false, &since,

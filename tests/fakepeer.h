@@ -2,11 +2,12 @@
  * fakepeer.h: peers for the unit suites of the modules that reach
  * clients through struct peer_ops (calls, subscriptions): each keeps
  * what it was sent, in order, for the test to decode, with a bound on
- * its output like a connection's.
+ * its output like a connection's, and can fail like one out of memory.
  */
 #ifndef FAKEPEER_H
 #define FAKEPEER_H
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ struct fakepeer {
 	size_t		 read;		/* how far fakepeer_next decoded */
 	size_t		 bound;		/* 0: none */
 	unsigned	 oom;		/* out_of_memory calls */
+	bool		 fail;		/* writes fail for lack of memory */
 	msgpack_unpacked msg;		/* the last decoded */
 };
 
@@ -47,6 +49,10 @@ fakepeer_write(void *arg, void *peer, const void *b, size_t len,
 	struct fakepeer *p = peer;
 
 	(void)arg;
+	if (p->fail) {
+		p->oom++;	/* a connection closes itself */
+		return -ENOMEM;
+	}
 	if (bounded && p->bound != 0 && p->out.size - p->read + len > p->bound)
 		return PR_ERR_BUSY;
 	msgpack_sbuffer_write(&p->out, b, len);
@@ -60,6 +66,10 @@ fakepeer_write_shared(void *arg, void *peer, const void *head, size_t hlen,
 	struct fakepeer *p = peer;
 
 	(void)arg;
+	if (p->fail) {
+		p->oom++;
+		return -ENOMEM;
+	}
 	if (bounded && p->bound != 0 &&
 	    p->out.size - p->read + hlen + sh->len > p->bound)
 		return PR_ERR_BUSY;

@@ -222,7 +222,7 @@ calls_start(struct calls *cs, void *caller, uint32_t msgid, void *callee,
 	int r;
 
 	if (calls_pending_of(cs, caller) >= cs->max_calls)
-		return PR_ERR_LIMIT;
+		return CALLS_E_LIMIT;
 	if ((from = calls_peer_get(cs, caller)) == NULL ||
 	    (to = calls_peer_get(cs, callee)) == NULL)
 		return -ENOMEM;
@@ -260,12 +260,16 @@ calls_start(struct calls *cs, void *caller, uint32_t msgid, void *callee,
 	if (g != NULL)
 		LIST_INSERT_HEAD(&g->calls, k, by_gen);
 	proto_out_reset(&cs->push);
-	if ((r = encode(&cs->push, k->id, arg)) == 0)
-		r = cs->ops->write(cs->arg, callee, proto_out_data(&cs->push),
-		    proto_out_len(&cs->push), true);
-	if (r != 0) {
+	if ((r = encode(&cs->push, k->id, arg)) < 0) {
 		calls_free_call(cs, k);
-		return r == PR_ERR_BUSY ? r : -ENOMEM;
+		return -ENOMEM;
+	}
+	/* Full or failed, the callee took nothing: a busy callee either
+	 * way (the caller's side is fine), not the daemon's shortage. */
+	if ((r = cs->ops->write(cs->arg, callee, proto_out_data(&cs->push),
+	    proto_out_len(&cs->push), true)) != 0) {
+		calls_free_call(cs, k);
+		return r < 0 ? CALLS_E_FAILED : CALLS_E_FULL;
 	}
 	calls_set_timer(k->timer, timeout_ms);
 	return 0;
@@ -295,7 +299,7 @@ calls_reply(struct calls *cs, void *callee, uint64_t id,
 		/* Ended already (answered, timed out, cancelled): late. */
 		if (k == NULL && id != 0 && id <= cs->last_id)
 			cs->replies_late++;
-		return PR_ERR_NOT_FOUND;
+		return CALLS_E_NOT_FOUND;
 	}
 	caller = k->caller->peer;
 	msgid = k->msgid;
@@ -384,7 +388,7 @@ calls_await(struct calls *cs, void *peer, uint32_t msgid, const char *name,
 	uint64_t h = registry_hash(cs->reg, name, len);
 
 	if (calls_pending_of(cs, peer) >= cs->max_calls)
-		return PR_ERR_LIMIT;
+		return CALLS_E_LIMIT;
 	if ((p = calls_peer_get(cs, peer)) == NULL)
 		return -ENOMEM;
 	if ((a = calloc(1, sizeof(*a))) == NULL)

@@ -53,6 +53,15 @@ struct pawait {
 	uint32_t		 msgid;
 };
 
+/* The module's refusals; dispatch turns them into wire codes. */
+enum calls_err {
+	CALLS_E_LIMIT = 1,	/* the peer has max_calls calls and awaits */
+	CALLS_E_FULL,		/* the callee's output is full */
+	CALLS_E_FAILED,		/* the callee could not take the push for
+				   lack of memory (it is being closed) */
+	CALLS_E_NOT_FOUND	/* no such call pending for the peer */
+};
+
 /* Awaits answered per loop turn when a name many wait for is registered. */
 #define AWAIT_SLICE	2048
 
@@ -64,7 +73,7 @@ struct calls {
 	struct event		*ev_answers;	/* the next slice of awaits */
 	struct pr_out		 push;		/* calls.c's alone */
 	uint32_t		 max_calls;	/* per peer, calls and awaits */
-	bool			 quiet;		/* stopping: fail calls unsaid */
+	bool			 quiet;		/* stopping: end calls unsaid */
 	struct htab		 by_id;
 	struct htab		 by_gen;	/* struct callgen */
 	struct htab		 awaits;	/* struct awaitname */
@@ -85,9 +94,10 @@ void	 calls_deinit(struct calls *);
 /*
  * Start a call from caller (request msgid) to callee, through the
  * registration gen (0: by peer), pushing the call notification that
- * encode puts in o for the call's id.  0; PR_ERR_LIMIT (the caller has
- * max_calls calls and awaits pending); PR_ERR_BUSY (the callee's output
- * is full: nothing queued); -ENOMEM.
+ * encode puts in o for the call's id.  0; CALLS_E_LIMIT (the caller has
+ * max_calls calls and awaits pending); CALLS_E_FULL or CALLS_E_FAILED
+ * (the callee cannot take the push: nothing queued, nothing pending);
+ * -ENOMEM.
  */
 int	 calls_start(struct calls *, void *caller, uint32_t msgid,
 	    void *callee, uint64_t gen, uint64_t timeout_ms,
@@ -95,7 +105,7 @@ int	 calls_start(struct calls *, void *caller, uint32_t msgid,
 	    void *arg);
 /*
  * The callee answers call id with a result, or with an error (code and
- * message; result NULL).  PR_ERR_NOT_FOUND when no such call is pending
+ * message; result NULL).  CALLS_E_NOT_FOUND when no such call is pending
  * for it.
  */
 int	 calls_reply(struct calls *, void *callee, uint64_t id,
@@ -103,7 +113,7 @@ int	 calls_reply(struct calls *, void *callee, uint64_t id,
 	    const char *msg, size_t mlen);
 /*
  * Owe the peer (request msgid) the entry of name once it is registered,
- * or a timeout error after timeout_ms.  0, PR_ERR_LIMIT (max_calls
+ * or a timeout error after timeout_ms.  0, CALLS_E_LIMIT (max_calls
  * counts calls and awaits), -ENOMEM.
  */
 int	 calls_await(struct calls *, void *peer, uint32_t msgid,

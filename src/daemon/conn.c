@@ -517,7 +517,8 @@ conn_process(struct conn *c)
 			st = GUARD_MORE;
 		}
 		if (nb > 0)
-			t->ops->batch(t->arg, c, (const char *)p, off, ends, nb);
+			t->ops->batch(t->arg, c, (const char *)p, off, ends,
+			    nb);
 		for (i = 0; i < nb; i++) {
 			uint64_t cost = 0;
 			int r;

@@ -73,11 +73,11 @@ struct conn_table {
 	struct registry		*reg;		/* records, per-uid counts */
 	struct event		*ev_flush;	/* the end of the loop turn */
 	struct event		*ev_ready;	/* the ready list's next turn */
-	struct evbuffer		*fanout;	/* conn_write_shared's staging */
+	struct evbuffer		*fanout;	/* conn_write_shared's */
 	TAILQ_HEAD(, conn)	 all;
 	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
 	TAILQ_HEAD(, conn)	 doomed;	/* to close (out of memory) */
-	TAILQ_HEAD(, conn)	 ready;		/* input left for a later turn */
+	TAILQ_HEAD(, conn)	 ready;		/* input left for later */
 	TAILQ_HEAD(, conn)	 draining;	/* oldest first */
 	TAILQ_HEAD(, conn)	 closed;	/* to free */
 	uint64_t		 nconns;	/* holding a descriptor */

@@ -53,6 +53,51 @@ dispatch_hello(struct call *k)
 	return 0;
 }
 
+enum pr_err
+dispatch_reg_err(int e)
+{
+	switch (e) {
+	case REG_E_TAKEN:
+		return PR_ERR_TAKEN;
+	case REG_E_DUPLICATE:
+		return PR_ERR_BAD_REQUEST;	/* the request's own fault */
+	case REG_E_LIMIT:
+	case REG_E_LIMIT_UID:
+		return PR_ERR_LIMIT;
+	case REG_E_TOO_LARGE:
+		return PR_ERR_TOO_LARGE;
+	case REG_E_NOT_FOUND:
+		return PR_ERR_NOT_FOUND;
+	case REG_E_NOT_OWNER:
+		return PR_ERR_NOT_OWNER;
+	case REG_E_STALE:
+	default:
+		return PR_ERR_STALE;
+	}
+}
+
+enum pr_err
+dispatch_calls_err(int e)
+{
+	switch (e) {
+	case CALLS_E_LIMIT:
+		return PR_ERR_LIMIT;
+	case CALLS_E_FULL:
+	case CALLS_E_FAILED:
+		return PR_ERR_BUSY;	/* as for send: nothing was queued */
+	case CALLS_E_NOT_FOUND:
+	default:
+		return PR_ERR_NOT_FOUND;
+	}
+}
+
+enum pr_err
+dispatch_subs_err(int e)
+{
+	(void)e;	/* SUBS_E_FUTURE: the request asks the impossible */
+	return PR_ERR_BAD_REQUEST;
+}
+
 /* Reply with an entry. */
 int
 dispatch_reply_entry(struct call *k, const struct reg_name *n)

@@ -39,14 +39,16 @@ dispatch_join(struct call *k)
 	}
 	r = registry_join(&s->reg, k->c->rc, group, len, val, vlen,
 	    now_epoch_ms(), &mb);
-	if (r == PR_ERR_TAKEN)
-		return dispatch_fail(k, r, "this connection is a member "
-		    "already");
-	if (r == PR_ERR_LIMIT)
-		return dispatch_fail(k, r, "this connection is a member of %u "
-		    "groups, the limit", k->c->rc->nmembers);
+	if (r < 0)
+		return r;
+	if (r == REG_E_TAKEN)
+		return dispatch_fail(k, dispatch_reg_err(r), "this connection "
+		    "is a member already");
+	if (r == REG_E_LIMIT)
+		return dispatch_fail(k, dispatch_reg_err(r), "this connection "
+		    "is a member of %u groups, the limit", k->c->rc->nmembers);
 	if (r != 0)
-		return r < 0 ? r : dispatch_fail(k, r, "the value is too "
+		return dispatch_fail(k, dispatch_reg_err(r), "the value is too "
 		    "large");
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 	    proto_put_member(&s->out, mb) < 0)
@@ -59,12 +61,13 @@ dispatch_leave(struct call *k)
 {
 	const char *group;
 	size_t len;
+	int r;
 
 	if (args_name(&k->rq->args, &group, &len) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_GROUP);
-	if (registry_leave(&k->s->reg, k->c->rc, group, len) != 0)
-		return dispatch_fail(k, PR_ERR_NOT_FOUND, "this connection is "
-		    "not a member");
+	if ((r = registry_leave(&k->s->reg, k->c->rc, group, len)) != 0)
+		return dispatch_fail(k, dispatch_reg_err(r), "this connection "
+		    "is not a member");
 	return dispatch_reply_bool(k, true);
 }
 

@@ -48,6 +48,13 @@ typedef int	handler_fn(struct call *);
 
 int	 dispatch_fail(struct call *, int err, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
+/*
+ * The wire's code for a module's refusal: each module answers in its own
+ * terms (registry.h, calls.h, subs.h) and is translated here, once.
+ */
+enum pr_err dispatch_reg_err(int);
+enum pr_err dispatch_calls_err(int);
+enum pr_err dispatch_subs_err(int);
 /* Reply with an entry, or a bool. */
 int	 dispatch_reply_entry(struct call *, const struct reg_name *);
 int	 dispatch_reply_bool(struct call *, bool);

@@ -18,6 +18,31 @@
 #include "server.h"
 #include "util.h"
 
+/* Why register refused: the registry's code, told the client's way. */
+static int
+register_refused(struct call *k, int r, const struct reg_name *n,
+    unsigned flags)
+{
+	struct reg_client *rc = k->c->rc;
+	enum pr_err e = dispatch_reg_err(r);
+
+	if (r == REG_E_TAKEN && n->owner != rc && (flags & REG_QUEUE))
+		return dispatch_fail(k, e, "this connection is waiting for the "
+		    "name");
+	if (r == REG_E_TAKEN)
+		return dispatch_fail(k, e, "the name is registered by conn "
+		    "%llu", (unsigned long long)n->owner->id);
+	if (r == REG_E_LIMIT_UID)
+		return dispatch_fail(k, e, "uid %u holds %llu names and %llu "
+		    "places in queues, the limit", (unsigned)rc->uid,
+		    (unsigned long long)rc->usage->names,
+		    (unsigned long long)rc->usage->waits);
+	if (r == REG_E_LIMIT)
+		return dispatch_fail(k, e, "this connection holds %u names and "
+		    "%u places in queues, the limit", rc->nnames, rc->nwaits);
+	return dispatch_fail(k, e, "the value is too large");
+}
+
 int
 dispatch_register(struct call *k)
 {
@@ -53,26 +78,8 @@ dispatch_register(struct call *k)
 		return -ENOMEM;
 	r = registry_register_opts(&s->reg, k->c->rc, name, len, val, vlen,
 	    flags, now_epoch_ms(), &n, &queued);
-	if (r == PR_ERR_TAKEN && n->owner != k->c->rc &&
-	    (flags & REG_QUEUE))
-		return dispatch_fail(k, r, "this connection is waiting for the "
-		    "name");
-	if (r == PR_ERR_TAKEN)
-		return dispatch_fail(k, r, "the name is registered by conn "
-		    "%llu", (unsigned long long)n->owner->id);
-	if (r == PR_ERR_LIMIT && k->c->rc->nnames + k->c->rc->nwaits <
-	    s->reg.max_names)
-		return dispatch_fail(k, r, "uid %u holds %llu names and %llu "
-		    "places in queues, the limit", (unsigned)k->c->rc->uid,
-		    (unsigned long long)k->c->rc->usage->names,
-		    (unsigned long long)k->c->rc->usage->waits);
-	if (r == PR_ERR_LIMIT)
-		return dispatch_fail(k, r, "this connection holds %u names and "
-		    "%u places in queues, the limit", k->c->rc->nnames,
-		    k->c->rc->nwaits);
 	if (r != 0)
-		return r < 0 ? r : dispatch_fail(k, r, "the value is too "
-		    "large");
+		return r < 0 ? r : register_refused(k, r, n, flags);
 	if (queued > 0) {
 		if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 		    proto_put_map(&s->out, 1) < 0 ||
@@ -100,14 +107,16 @@ dispatch_unregister(struct call *k)
 		    "uint");
 	r = registry_unregister_gen(&k->s->reg, k->c->rc, name, len,
 	    k->rq->args.n > 1 ? &gen : NULL);
-	if (r == PR_ERR_NOT_FOUND)
-		return dispatch_fail(k, r, "the name is not registered");
-	if (r == PR_ERR_NOT_OWNER && (n = registry_lookup(&k->s->reg, name,
+	if (r == REG_E_NOT_FOUND)
+		return dispatch_fail(k, dispatch_reg_err(r), "the name is not "
+		    "registered");
+	if (r == REG_E_NOT_OWNER && (n = registry_lookup(&k->s->reg, name,
 	    len)) != NULL)
-		return dispatch_fail(k, r, "the name is registered by conn "
-		    "%llu", (unsigned long long)n->owner->id);
-	if (r == PR_ERR_STALE)
-		return dispatch_fail(k, r, STALE);
+		return dispatch_fail(k, dispatch_reg_err(r), "the name is "
+		    "registered by conn %llu",
+		    (unsigned long long)n->owner->id);
+	if (r == REG_E_STALE)
+		return dispatch_fail(k, dispatch_reg_err(r), STALE);
 	return dispatch_reply_bool(k, true);
 }
 
@@ -167,21 +176,19 @@ dispatch_monitor(struct call *k)
 
 	if (args_target(&k->rq->args, &t) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
+	/* Subscriptions count against the monitor limit too. */
 	nsubs = subs_count_of(&k->s->subs, k->c);
-	if (k->c->rc->nmonitors + nsubs >= k->s->reg.max_monitors)
-		return dispatch_fail(k, PR_ERR_LIMIT, "this connection holds "
-		    "%u monitors and subscriptions, the limit",
-		    k->c->rc->nmonitors + nsubs);
 	if (t.name != NULL) {
-		r = registry_monitor(&k->s->reg, k->c->rc, t.name, t.len,
-		    &ref, &target);
+		r = registry_monitor(&k->s->reg, k->c->rc, nsubs, t.name,
+		    t.len, &ref, &target);
 		found = target != NULL;
 	} else
-		r = registry_monitor_client(&k->s->reg, k->c->rc, t.conn,
-		    &ref, &found);
-	if (r == PR_ERR_LIMIT)
-		return dispatch_fail(k, r, "this connection holds %u monitors, "
-		    "the limit", k->c->rc->nmonitors);
+		r = registry_monitor_client(&k->s->reg, k->c->rc, nsubs,
+		    t.conn, &ref, &found);
+	if (r == REG_E_LIMIT)
+		return dispatch_fail(k, dispatch_reg_err(r), "this connection "
+		    "holds %u monitors and subscriptions, the limit",
+		    k->c->rc->nmonitors + nsubs);
 	if (r != 0)
 		return r;
 	if (!found) {
@@ -293,16 +300,19 @@ dispatch_update(struct call *k)
 		return -ENOMEM;
 	r = registry_update_gen(&k->s->reg, k->c->rc, name, len, val, vlen,
 	    k->rq->args.n > 2 ? &gen : NULL, &n);
-	if (r == PR_ERR_STALE)
-		return dispatch_fail(k, r, STALE);
-	if (r == PR_ERR_NOT_FOUND)
-		return dispatch_fail(k, r, "the name is not registered");
-	if (r == PR_ERR_NOT_OWNER)
-		return dispatch_fail(k, r, "the name is registered by conn "
-		    "%llu", (unsigned long long)registry_lookup(&k->s->reg, name,
-		    len)->owner->id);
+	if (r < 0)
+		return r;
+	if (r == REG_E_STALE)
+		return dispatch_fail(k, dispatch_reg_err(r), STALE);
+	if (r == REG_E_NOT_FOUND)
+		return dispatch_fail(k, dispatch_reg_err(r), "the name is not "
+		    "registered");
+	if (r == REG_E_NOT_OWNER)
+		return dispatch_fail(k, dispatch_reg_err(r), "the name is "
+		    "registered by conn %llu", (unsigned long long)
+		    registry_lookup(&k->s->reg, name, len)->owner->id);
 	if (r != 0)
-		return r < 0 ? r : dispatch_fail(k, r, "the value is too "
+		return dispatch_fail(k, dispatch_reg_err(r), "the value is too "
 		    "large");
 	return dispatch_reply_entry(k, n);
 }
@@ -543,18 +553,19 @@ dispatch_register_many(struct call *k)
 	}
 	r = registry_register_many(&s->reg, k->c->rc, n, names, lens, vals,
 	    vlens, now_epoch_ms(), out, &bad);
-	if (r == PR_ERR_TAKEN)
-		r = dispatch_fail(k, r, "name %zu of the array is registered "
-		    "by conn %llu", bad + 1,
+	if (r == REG_E_TAKEN)
+		r = dispatch_fail(k, dispatch_reg_err(r), "name %zu of the "
+		    "array is registered by conn %llu", bad + 1,
 		    (unsigned long long)out[0]->owner->id);
-	else if (r == PR_ERR_BAD_REQUEST)
-		r = dispatch_fail(k, r, "name %zu of the array appears before "
-		    "it in the array", bad + 1);
-	else if (r == PR_ERR_LIMIT)
-		r = dispatch_fail(k, r, "%zu more names would pass this "
-		    "connection's or its user's limit", n);
-	else if (r == PR_ERR_TOO_LARGE)
-		r = dispatch_fail(k, r, "a value is too large");
+	else if (r == REG_E_DUPLICATE)
+		r = dispatch_fail(k, dispatch_reg_err(r), "name %zu of the "
+		    "array appears before it in the array", bad + 1);
+	else if (r == REG_E_LIMIT || r == REG_E_LIMIT_UID)
+		r = dispatch_fail(k, dispatch_reg_err(r), "%zu more names "
+		    "would pass this connection's or its user's limit", n);
+	else if (r > 0)
+		r = dispatch_fail(k, dispatch_reg_err(r), "a value is too "
+		    "large");
 	if (r != 0)
 		goto done;
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||

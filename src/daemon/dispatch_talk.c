@@ -94,12 +94,16 @@ dispatch_call(struct call *k)
 	cp.caller = k->c->id;
 	r = calls_start(&k->s->calls, k->c, k->rq->msgid, callee, gen,
 	    timeout, encode_call, &cp);
-	if (r == PR_ERR_LIMIT)
-		return dispatch_fail(k, r, "this connection has %u calls "
-		    "pending, the limit", calls_pending_of(&k->s->calls, k->c));
-	if (r == PR_ERR_BUSY)
-		return dispatch_fail(k, r, "the callee's outbound buffer is "
-		    "full; nothing was queued");
+	if (r == CALLS_E_LIMIT)
+		return dispatch_fail(k, dispatch_calls_err(r), "this "
+		    "connection has %u calls pending, the limit",
+		    calls_pending_of(&k->s->calls, k->c));
+	if (r == CALLS_E_FULL)
+		return dispatch_fail(k, dispatch_calls_err(r), "the callee's "
+		    "outbound buffer is full; nothing was queued");
+	if (r == CALLS_E_FAILED)
+		return dispatch_fail(k, dispatch_calls_err(r), "the callee's "
+		    "connection failed; nothing was queued");
 	if (r != 0)
 		return r;
 	k->deferred = true;
@@ -114,6 +118,7 @@ dispatch_reply(struct call *k)
 	const pr_value *result = NULL;
 	size_t clen = 0, mlen = 0;
 	uint64_t id;
+	int r;
 
 	if (args_uint(a, &id) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the call id must "
@@ -134,10 +139,10 @@ dispatch_reply(struct call *k)
 			    "and a str, both UTF-8", PR_CODE_MAX);
 	} else
 		args_value(a, &result);
-	if (calls_reply(&k->s->calls, k->c, id, result, code, clen, msg,
-	    mlen) != 0)
-		return dispatch_fail(k, PR_ERR_NOT_FOUND, "no call with this "
-		    "id is pending for this connection");
+	if ((r = calls_reply(&k->s->calls, k->c, id, result, code, clen, msg,
+	    mlen)) != 0)
+		return dispatch_fail(k, dispatch_calls_err(r), "no call with "
+		    "this id is pending for this connection");
 	return dispatch_reply_bool(k, true);
 }
 
@@ -163,10 +168,10 @@ dispatch_await(struct call *k)
 		    "registered in time");
 	r = calls_await(&k->s->calls, k->c, k->rq->msgid, name, len,
 	    timeout);
-	if (r == PR_ERR_LIMIT)
-		return dispatch_fail(k, r, "this connection has %u calls and "
-		    "awaits pending, the limit", calls_pending_of(&k->s->calls,
-		    k->c));
+	if (r == CALLS_E_LIMIT)
+		return dispatch_fail(k, dispatch_calls_err(r), "this "
+		    "connection has %u calls and awaits pending, the limit",
+		    calls_pending_of(&k->s->calls, k->c));
 	if (r != 0)
 		return r;
 	k->deferred = true;
@@ -295,7 +300,7 @@ dispatch_subscribe(struct call *k)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "since is later "
 		    "than the last event");
 	nsubs = subs_count_of(&s->subs, k->c);
-	if (k->c->rc->nmonitors + nsubs >= s->reg.max_monitors)
+	if (!registry_monitor_room(&s->reg, k->c->rc, nsubs))
 		return dispatch_fail(k, PR_ERR_LIMIT, "this connection holds "
 		    "%u monitors and subscriptions, the limit",
 		    k->c->rc->nmonitors + nsubs);
@@ -306,6 +311,9 @@ dispatch_subscribe(struct call *k)
 	 */
 	r = subs_start(&s->subs, k->c, prefix, plen, groups,
 	    opts[1].set ? &opts[1].u : NULL, &resumable, &id, &sb);
+	if (r > 0)
+		return dispatch_fail(k, dispatch_subs_err(r), "since is later "
+		    "than the last event");
 	if (r != 0)
 		return r;
 	if ((r = subscribe_reply(k, id, prefix, plen, groups, opts[1].set,

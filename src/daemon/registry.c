@@ -262,8 +262,8 @@ registry_uid_put(struct registry *reg, uint32_t uid)
 struct reg_client *
 registry_client_find(const struct registry *reg, uint64_t id)
 {
-	struct reg_client *c = htab_find(&reg->ids, registry_mon_hash(id, 0), id_eq,
-	    &id);
+	struct reg_client *c = htab_find(&reg->ids, registry_mon_hash(id, 0),
+	    id_eq, &id);
 
 	return c != NULL && !c->dying ? c : NULL;
 }
@@ -307,7 +307,8 @@ watch_free(struct registry *reg, struct reg_watch *w)
 static void
 monitor_unlink(struct registry *reg, struct reg_monitor *m)
 {
-	htab_remove(&reg->monitors, registry_mon_hash(m->holder->id, m->ref), m);
+	htab_remove(&reg->monitors, registry_mon_hash(m->holder->id, m->ref),
+	    m);
 	LIST_REMOVE(m, by_target);
 	LIST_REMOVE(m, by_holder);
 	m->holder->nmonitors--;
@@ -320,8 +321,8 @@ monitor_unlink(struct registry *reg, struct reg_monitor *m)
 static void
 monitor_free(struct registry *reg, struct reg_monitor *m)
 {
-	struct reg_watch *w = m->target != NULL ? registry_watch_of(reg, m->target) :
-	    NULL;
+	struct reg_watch *w = m->target != NULL ?
+	    registry_watch_of(reg, m->target) : NULL;
 
 	monitor_unlink(reg, m);
 	if (w != NULL && LIST_EMPTY(&w->monitors))
@@ -336,8 +337,8 @@ reg_now(const struct registry *reg)
 
 /* Tell the event hook about a change (not while a batch is muted). */
 void
-registry_emit(struct registry *reg, enum reg_ev_kind kind, const struct reg_name *n,
-    const struct reg_member *mb, struct reg_client *prev,
+registry_emit(struct registry *reg, enum reg_ev_kind kind,
+    const struct reg_name *n, const struct reg_member *mb, struct reg_client *prev,
     enum pr_down_reason why, bool acquired)
 {
 	struct reg_event ev = { kind, n, mb, prev, why, acquired };
@@ -693,15 +694,19 @@ registry_prefetch(const struct registry *reg, uint64_t h, size_t len,
 		    offsetof(struct reg_name, data) + len);
 }
 
-/* Does the client have room for one more name or place? */
-static bool
-room_for_one(const struct registry *reg, const struct reg_client *c)
+/* Has the client room for n more names or places?  0 or the limit. */
+static int
+room_for(const struct registry *reg, const struct reg_client *c, size_t n)
 {
 	/* A place in a queue is a name to be: it counts, so that taking
-	 * the name over never passes a limit. */
-	return c->nnames + c->nwaits < reg->max_names &&
-	    (reg->max_names_per_uid == 0 || c->uncapped ||
-	    c->usage->names + c->usage->waits < reg->max_names_per_uid);
+	 * the name over never passes a limit.  n is bounded by
+	 * max_message: the sums cannot overflow. */
+	if (c->nnames + c->nwaits + n > reg->max_names)
+		return REG_E_LIMIT;
+	if (reg->max_names_per_uid != 0 && !c->uncapped &&
+	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid)
+		return REG_E_LIMIT_UID;
+	return 0;
 }
 
 /* Queue the client for n (registered, not its own). */
@@ -712,9 +717,10 @@ name_enqueue(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	struct reg_queue *q = registry_queue_of(reg, n), *nq = NULL;
 	struct reg_waiter *w;
 	struct reg_name *ready;
+	int r;
 
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	ready = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
 	w = malloc(sizeof(*w));
 	if (q == NULL)
@@ -755,9 +761,10 @@ name_replace(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	struct reg_waiter *w = NULL;
 	struct reg_queue *q = NULL;
 	struct reg_name *nn;
+	int r;
 
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	/* Everything the hand-over needs, before anything changes. */
 	nn = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
 	if (n->flags & REG_QUEUE) {
@@ -785,12 +792,14 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 {
 	struct reg_name *n;
 	uint64_t h;
+	int r;
 
 	*queued = 0;
 	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
-		return PR_ERR_TOO_LARGE;
+		return REG_E_TOO_LARGE;
 	h = name_hash(reg, name, len);
-	if ((n = registry_lookup_any(reg, name, len, h)) != NULL && n->owner->dying) {
+	if ((n = registry_lookup_any(reg, name, len, h)) != NULL &&
+	    n->owner->dying) {
 		/* Its owner is being purged (nobody waits for it: those names
 		 * changed hands when the purge began): finish it now. */
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
@@ -799,16 +808,16 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 	if (n != NULL) {
 		*out = n;
 		if (n->owner == c || waiter_find(reg, c, n) != NULL)
-			return PR_ERR_TAKEN;
+			return REG_E_TAKEN;
 		if ((flags & REG_REPLACE) && (n->flags & REG_ALLOW_REPLACEMENT))
 			return name_replace(reg, c, n, value, vlen, flags, out);
 		if (flags & REG_QUEUE)
 			return name_enqueue(reg, c, n, value, vlen, flags,
 			    queued);
-		return PR_ERR_TAKEN;
+		return REG_E_TAKEN;
 	}
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	if ((n = name_alloc(c, name, len, value, vlen, flags, now_ms)) == NULL)
 		return -ENOMEM;
 	if (btree_reserve(&reg->order) < 0 ||
@@ -824,8 +833,8 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 	c->usage->names++;
 	reg->nnames++;
 	*out = n;
-	registry_emit(reg, REG_EV_REGISTERED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
-	    false);
+	registry_emit(reg, REG_EV_REGISTERED, n, NULL, NULL,
+	    PR_DOWN_UNREGISTERED, false);
 	return 0;
 }
 
@@ -910,14 +919,11 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	for (i = 0; i < n; i++) {
 		if ((out[0] = registry_lookup(reg, names[i], lens[i])) != NULL) {
 			*bad = i;
-			return PR_ERR_TAKEN;
+			return REG_E_TAKEN;
 		}
 	}
-	/* n is bounded by max_message; the sums cannot overflow. */
-	if (c->nnames + c->nwaits + n > reg->max_names ||
-	    (reg->max_names_per_uid != 0 && !c->uncapped &&
-	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, n)) != 0)
+		return r;
 	/* Names of connections being purged go first, out loud: their end
 	 * is no part of the batch, whatever becomes of it. */
 	for (i = 0; i < n; i++) {
@@ -949,7 +955,7 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 		name_remove(reg, out[i], PR_DOWN_UNREGISTERED);
 	reg->mute = false;
 	reg->gen = gen;
-	return r == PR_ERR_TAKEN ? PR_ERR_BAD_REQUEST : r;
+	return r == REG_E_TAKEN ? REG_E_DUPLICATE : r;
 }
 
 int
@@ -971,21 +977,21 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	uint64_t h;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	if (n->owner != c)
-		return PR_ERR_NOT_OWNER;
+		return REG_E_NOT_OWNER;
 	if (gen != NULL && *gen != n->gen)
-		return PR_ERR_STALE;
+		return REG_E_STALE;
 	if (vlen > UINT32_MAX)
-		return PR_ERR_TOO_LARGE;
+		return REG_E_TOO_LARGE;
 	if (vlen <= n->value_len) {
 		/* Fits where the old one was (shrinking keeps the block). */
 		if (vlen > 0)
 			memcpy(n->data + n->name_len, value, vlen);
 		n->value_len = (uint32_t)vlen;
 		*out = n;
-		registry_emit(reg, REG_EV_UPDATED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
-		    false);
+		registry_emit(reg, REG_EV_UPDATED, n, NULL, NULL,
+		    PR_DOWN_UNREGISTERED, false);
 		return 0;
 	}
 	/*
@@ -1014,7 +1020,8 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 		q->name = nn;
 	free(n);
 	*out = nn;
-	registry_emit(reg, REG_EV_UPDATED, nn, NULL, NULL, PR_DOWN_UNREGISTERED, false);
+	registry_emit(reg, REG_EV_UPDATED, nn, NULL, NULL, PR_DOWN_UNREGISTERED,
+	    false);
 	return 0;
 }
 
@@ -1024,7 +1031,7 @@ registry_evict(struct registry *reg, const char *name, size_t len)
 	struct reg_name *n;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	name_end(reg, n, PR_DOWN_EVICTED);
 	return 0;
 }
@@ -1044,13 +1051,13 @@ registry_unregister_gen(struct registry *reg, struct reg_client *c,
 	struct reg_name *n;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	w = n->owner != c ? waiter_find(reg, c, n) : NULL;
 	if (n->owner != c && w == NULL)
-		return PR_ERR_NOT_OWNER;
+		return REG_E_NOT_OWNER;
 	/* Fenced, a waiter's too: it acts only on the entry it knew. */
 	if (gen != NULL && *gen != n->gen)
-		return PR_ERR_STALE;
+		return REG_E_STALE;
 	if (w != NULL)
 		free(waiter_unlink(reg, w));
 	else
@@ -1101,14 +1108,21 @@ monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	return 0;
 }
 
+bool
+registry_monitor_room(const struct registry *reg, const struct reg_client *c,
+    uint32_t others)
+{
+	return c->nmonitors + others < reg->max_monitors;
+}
+
 int
-registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
-    size_t len, uint64_t *ref, struct reg_name **target)
+registry_monitor(struct registry *reg, struct reg_client *c, uint32_t others,
+    const char *name, size_t len, uint64_t *ref, struct reg_name **target)
 {
 	struct reg_name *n;
 
-	if (c->nmonitors >= reg->max_monitors)
-		return PR_ERR_LIMIT;
+	if (!registry_monitor_room(reg, c, others))
+		return REG_E_LIMIT;
 	n = registry_lookup(reg, name, len);
 	*target = n;
 	if (n == NULL) {
@@ -1121,12 +1135,12 @@ registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
 
 int
 registry_monitor_client(struct registry *reg, struct reg_client *c,
-    uint64_t id, uint64_t *ref, bool *found)
+    uint32_t others, uint64_t id, uint64_t *ref, bool *found)
 {
 	struct reg_client *t;
 
-	if (c->nmonitors >= reg->max_monitors)
-		return PR_ERR_LIMIT;
+	if (!registry_monitor_room(reg, c, others))
+		return REG_E_LIMIT;
 	t = registry_client_find(reg, id);
 	*found = t != NULL;
 	if (t == NULL) {
@@ -1142,7 +1156,8 @@ registry_demonitor(struct registry *reg, struct reg_client *c, uint64_t ref)
 	struct mon_key k = { c, ref };
 	struct reg_monitor *m;
 
-	m = htab_find(&reg->monitors, registry_mon_hash(c->id, ref), registry_mon_eq, &k);
+	m = htab_find(&reg->monitors, registry_mon_hash(c->id, ref),
+	    registry_mon_eq, &k);
 	if (m == NULL)
 		return false;
 	monitor_free(reg, m);

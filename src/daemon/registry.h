@@ -9,9 +9,9 @@
  * only what it owns: O(names + monitors on them and on it + monitors it
  * holds + memberships).
  *
- * Return convention: 0 success, a positive enum pr_err for an expected
- * refusal (it maps to the wire's error code), a negative errno for an
- * unexpected failure (only -ENOMEM).
+ * Return convention: 0 success, a positive enum reg_err for an expected
+ * refusal (dispatch turns it into the wire's error code), a negative
+ * errno for an unexpected failure (only -ENOMEM).
  */
 #ifndef REGISTRY_H
 #define REGISTRY_H
@@ -32,6 +32,18 @@ struct reg_member;
 struct reg_waiter;
 struct reg_queue;
 
+/* The registry's refusals; its own, whatever a client is told. */
+enum reg_err {
+	REG_E_TAKEN = 1,	/* registered (or a member) already */
+	REG_E_DUPLICATE,	/* register_many: a name given twice */
+	REG_E_LIMIT,		/* the client's max_names or max_monitors */
+	REG_E_LIMIT_UID,	/* its user's max_names_per_uid */
+	REG_E_TOO_LARGE,	/* a value (or name) too large to store */
+	REG_E_NOT_FOUND,
+	REG_E_NOT_OWNER,
+	REG_E_STALE		/* the entry has another generation */
+};
+
 /* Flags of a registration, and of a register request. */
 #define REG_QUEUE		0x01	/* queue: true */
 #define REG_ALLOW_REPLACEMENT	0x02	/* allow_replacement: true */
@@ -42,7 +54,7 @@ struct reg_queue;
 /* What one user holds across its connections, for per-uid caps. */
 struct reg_uid {
 	uint32_t	uid;
-	uint32_t	conns;		/* descriptors held (registry_uid_hold) */
+	uint32_t	conns;		/* descriptors held (uid_hold) */
 	uint32_t	clients;	/* records, purging ones included */
 	uint64_t	names;
 	uint64_t	waits;		/* places in queues */
@@ -353,8 +365,9 @@ bool	 registry_name_valid(const char *name, size_t len);
 
 /*
  * Register name for the client with a value (msgpack bytes, copied).
- * PR_ERR_TAKEN sets *out to the current entry; PR_ERR_LIMIT when the
- * client holds max_names names or its user max_names_per_uid; -ENOMEM.
+ * REG_E_TAKEN sets *out to the current entry; REG_E_LIMIT when the
+ * client holds max_names names, REG_E_LIMIT_UID when its user holds
+ * max_names_per_uid; -ENOMEM.
  * The name must be valid.
  */
 int	 registry_register(struct registry *, struct reg_client *,
@@ -364,8 +377,8 @@ int	 registry_register(struct registry *, struct reg_client *,
  * The same with REG_QUEUE, REG_ALLOW_REPLACEMENT and REG_REPLACE flags.
  * With REG_QUEUE a registered name puts the client in its queue: 0 with
  * *queued set to its position (else 0).  REG_REPLACE takes a name whose
- * owner allowed replacement.  PR_ERR_TAKEN (*out the entry) also when
- * the client owns or waits for the name; PR_ERR_LIMIT when its names and
+ * owner allowed replacement.  REG_E_TAKEN (*out the entry) also when
+ * the client owns or waits for the name; REG_E_LIMIT when its names and
  * places reach max_names.
  */
 int	 registry_register_opts(struct registry *, struct reg_client *,
@@ -376,9 +389,9 @@ int	 registry_register_opts(struct registry *, struct reg_client *,
 struct reg_queue *registry_queue(const struct registry *, const char *name,
 	    size_t len);
 /*
- * Register n names at once, all or none.  PR_ERR_TAKEN (*bad: the index
- * of the first registered name, *out[0] its entry), PR_ERR_BAD_REQUEST
- * (*bad: the index of a name given twice), PR_ERR_LIMIT, -ENOMEM.  On
+ * Register n names at once, all or none.  REG_E_TAKEN (*bad: the index
+ * of the first registered name, *out[0] its entry), REG_E_DUPLICATE
+ * (*bad: the index of a name given twice), REG_E_LIMIT, -ENOMEM.  On
  * success out[0..n-1] are the new entries.  The names must be valid.
  */
 int	 registry_register_many(struct registry *, struct reg_client *,
@@ -393,25 +406,25 @@ bool	 registry_first_duplicate(const char *const *names, const size_t *lens,
 	    size_t n, size_t *idx, size_t *dup);
 /*
  * Replace the value of the client's name (the entry may move: *out is
- * where it is now).  PR_ERR_NOT_FOUND, PR_ERR_NOT_OWNER, PR_ERR_TOO_LARGE,
+ * where it is now).  REG_E_NOT_FOUND, REG_E_NOT_OWNER, REG_E_TOO_LARGE,
  * -ENOMEM (the old value stays).
  */
 int	 registry_update(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    struct reg_name **out);
-/* Checks that the entry has generation gen first: PR_ERR_STALE. */
+/* Checks that the entry has generation gen first: REG_E_STALE. */
 int	 registry_update_gen(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    const uint64_t *gen, struct reg_name **out);
 /* Remove a name whoever holds it, firing PR_DOWN_EVICTED; or
- * PR_ERR_NOT_FOUND. */
+ * REG_E_NOT_FOUND. */
 int	 registry_evict(struct registry *, const char *name, size_t len);
 /* Remove the client's name, firing PR_DOWN_UNREGISTERED; or
- * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
+ * REG_E_NOT_FOUND / REG_E_NOT_OWNER. */
 int	 registry_unregister(struct registry *, struct reg_client *,
 	    const char *name, size_t len);
 /*
- * The same, fenced: with gen non-NULL, PR_ERR_STALE unless the entry has
+ * The same, fenced: with gen non-NULL, REG_E_STALE unless the entry has
  * that generation.  A client waiting for the name gives up its place.
  * When others wait, the first becomes the owner in the same step.
  */
@@ -438,19 +451,27 @@ void	 registry_prefetch(const struct registry *, uint64_t h, size_t len,
 	    int stage);
 
 /*
+ * Has the client room for another monitor, with others (its
+ * subscriptions) counted against max_monitors too?  The one place the
+ * monitor limit is decided.
+ */
+bool	 registry_monitor_room(const struct registry *,
+	    const struct reg_client *, uint32_t others);
+/*
  * Monitor a name.  Sets *ref to a new per-client ref.  *target is the name
  * watched, or NULL when it is not registered: then nothing is stored and
- * the caller owes the holder a PR_DOWN_NOPROC.  PR_ERR_LIMIT, -ENOMEM.
+ * the caller owes the holder a PR_DOWN_NOPROC.  REG_E_LIMIT (no room,
+ * others counted), -ENOMEM.
  */
 int	 registry_monitor(struct registry *, struct reg_client *,
-	    const char *name, size_t len, uint64_t *ref,
+	    uint32_t others, const char *name, size_t len, uint64_t *ref,
 	    struct reg_name **target);
 /*
  * Monitor a client by id.  *found is false (nothing stored, the caller
  * owes a PR_DOWN_NOPROC) when no such client is attached.
  */
 int	 registry_monitor_client(struct registry *, struct reg_client *,
-	    uint64_t id, uint64_t *ref, bool *found);
+	    uint32_t others, uint64_t id, uint64_t *ref, bool *found);
 /* Cancel an active monitor; false when it fired already or never was. */
 bool	 registry_demonitor(struct registry *, struct reg_client *,
 	    uint64_t ref);
@@ -469,14 +490,14 @@ struct reg_name	*registry_seek(struct registry *, const char *key, size_t len,
 struct reg_name	*registry_next(struct registry *, struct reg_iter *);
 
 /*
- * Join a group with a value (msgpack bytes, copied).  PR_ERR_TAKEN when
- * the client is a member already, PR_ERR_LIMIT when it is a member of
+ * Join a group with a value (msgpack bytes, copied).  REG_E_TAKEN when
+ * the client is a member already, REG_E_LIMIT when it is a member of
  * max_names groups, -ENOMEM.  The group name must be valid.
  */
 int	 registry_join(struct registry *, struct reg_client *,
 	    const char *group, size_t len, const void *value, size_t vlen,
 	    uint64_t now_ms, struct reg_member **out);
-/* Leave a group; PR_ERR_NOT_FOUND when not a member. */
+/* Leave a group; REG_E_NOT_FOUND when not a member. */
 int	 registry_leave(struct registry *, struct reg_client *,
 	    const char *group, size_t len);
 /* A group with members, or NULL. */

@@ -70,8 +70,9 @@ registry_check(struct registry *reg)
 				    "target's list";
 			if (m->ref >= c->next_ref)
 				return "a monitor ref was never handed out";
-			if (htab_find(&reg->monitors, registry_mon_hash(c->id, m->ref),
-			    registry_mon_eq, &k) != m)
+			if (htab_find(&reg->monitors,
+			    registry_mon_hash(c->id, m->ref), registry_mon_eq,
+			    &k) != m)
 				return "a monitor is missing from the ref index";
 			cm++;
 		}
@@ -82,7 +83,8 @@ registry_check(struct registry *reg)
 			targeted++;
 		}
 		LIST_FOREACH(mb, &c->members, by_client) {
-			if (mb->client != c || registry_member_find(c, mb->group) != mb ||
+			if (mb->client != c ||
+			    registry_member_find(c, mb->group) != mb ||
 			    registry_group(reg, mb->group->name,
 			    mb->group->name_len) != mb->group)
 				return "a membership is not linked both ways";

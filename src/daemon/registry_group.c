@@ -26,15 +26,16 @@ registry_member_free(struct registry *reg, struct reg_member *mb)
 {
 	struct reg_group *g = mb->group;
 
-	registry_emit(reg, REG_EV_LEFT, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
+	registry_emit(reg, REG_EV_LEFT, NULL, mb, NULL, PR_DOWN_UNREGISTERED,
+	    false);
 	TAILQ_REMOVE(&g->members, mb, by_group);
 	LIST_REMOVE(mb, by_client);
 	mb->client->nmembers--;
 	reg->nmembers--;
 	free(mb);
 	if (--g->nmembers == 0) {
-		htab_remove(&reg->groups, registry_hash(reg, g->name, g->name_len),
-		    g);
+		htab_remove(&reg->groups, registry_hash(reg, g->name,
+		    g->name_len), g);
 		(void)btree_remove(&reg->gorder, g);
 		reg->ngroups--;
 		free(g);
@@ -102,11 +103,11 @@ registry_join(struct registry *reg, struct reg_client *c, const char *group,
 	struct reg_member *mb;
 
 	if (g != NULL && registry_member_find(c, g) != NULL)
-		return PR_ERR_TAKEN;
+		return REG_E_TAKEN;
 	if (c->nmembers >= reg->max_names)
-		return PR_ERR_LIMIT;
+		return REG_E_LIMIT;
 	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
-		return PR_ERR_TOO_LARGE;
+		return REG_E_TOO_LARGE;
 	if ((mb = malloc(sizeof(*mb) + vlen)) == NULL)
 		return -ENOMEM;
 	if (g == NULL) {
@@ -142,7 +143,8 @@ registry_join(struct registry *reg, struct reg_client *c, const char *group,
 	c->nmembers++;
 	reg->nmembers++;
 	*out = mb;
-	registry_emit(reg, REG_EV_JOINED, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
+	registry_emit(reg, REG_EV_JOINED, NULL, mb, NULL, PR_DOWN_UNREGISTERED,
+	    false);
 	return 0;
 }
 
@@ -154,7 +156,7 @@ registry_leave(struct registry *reg, struct reg_client *c, const char *group,
 	struct reg_member *mb;
 
 	if (g == NULL || (mb = registry_member_find(c, g)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	registry_member_free(reg, mb);
 	return 0;
 }

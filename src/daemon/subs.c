@@ -336,8 +336,8 @@ subs_event(struct subs *ss, const struct reg_event *ev)
 					subs_free(ss, sb);
 					continue;
 				}
-				subs_deliver(ss, sb, ss->seq, kind_names[ev->kind],
-				    sh);
+				subs_deliver(ss, sb, ss->seq,
+				    kind_names[ev->kind], sh);
 			}
 		}
 	}
@@ -372,7 +372,7 @@ subs_start(struct subs *ss, void *peer, const char *prefix, size_t plen,
 	struct sub *sb;
 
 	if (since != NULL && *since > ss->seq)
-		return PR_ERR_BAD_REQUEST;
+		return SUBS_E_FUTURE;
 	if ((p = subs_peer_get(ss, peer)) == NULL ||
 	    (sb = calloc(1, sizeof(*sb))) == NULL)
 		return -ENOMEM;

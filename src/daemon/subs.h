@@ -26,6 +26,11 @@
 struct sub_bucket;
 struct subs_peer;
 
+/* The module's refusals; dispatch turns them into wire codes. */
+enum subs_err {
+	SUBS_E_FUTURE = 1	/* since is later than the last event */
+};
+
 struct sub {
 	TAILQ_ENTRY(sub)	 all;
 	LIST_ENTRY(sub)		 by_peer;
@@ -98,7 +103,7 @@ uint64_t subs_seq(const struct subs *);
  * Start a subscription for the peer; *id is its id (the peer's next).
  * With since: *resumable tells whether the history still holds every
  * event after it (then call subs_replay after the response).
- * PR_ERR_BAD_REQUEST (since in the future), -ENOMEM.
+ * SUBS_E_FUTURE (since is later than the last event), -ENOMEM.
  */
 int	 subs_start(struct subs *, void *peer, const char *prefix,
 	    size_t plen, bool groups, const uint64_t *since, bool *resumable,
