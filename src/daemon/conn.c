@@ -664,6 +664,11 @@ conn_close(struct conn *c, const char *reason, bool drain)
 {
 	struct conn_table *t = c->tab;
 	size_t held = evbuffer_get_length(c->out);
+	struct timeval tv = {
+		.tv_sec = (time_t)(t->cfg->drain_ms / 1000),
+		.tv_usec = (suseconds_t)(t->cfg->drain_ms % 1000) * 1000,
+	};
+	bool keep;
 
 	if (c->state != CONN_OPEN)
 		return;
@@ -682,37 +687,28 @@ conn_close(struct conn *c, const char *reason, bool drain)
 		    "closed reason=%s", (unsigned long long)c->id,
 		    c->label[0] ? " label=" : "", c->label, (unsigned)c->uid,
 		    c->rc->nnames, c->rc->nmonitors, reason);
-	/*
-	 * What all closing connections hold together is bounded: past it,
-	 * a closing connection's last replies are dropped.  Decided before
-	 * the layers above let it go: from now on nothing is written to it.
-	 */
-	if (drain && held > 0 &&
-	    t->drain_bytes + held <= t->cfg->max_drain_bytes) {
-		c->state = CONN_DRAINING;
+	/* What all closing connections hold together is bounded: past it,
+	 * a closing connection's last replies are dropped. */
+	keep = drain && held > 0 &&
+	    t->drain_bytes + held <= t->cfg->max_drain_bytes;
+	if (keep) {
 		c->drain_held = held;
 		t->drain_bytes += held;
 		t->ndraining++;
 		TAILQ_INSERT_TAIL(&t->draining, c, state_link);
-	} else
-		c->state = CONN_DRAINING;	/* released below */
+	}
+	/* Not open from here on: whatever the fan-out below writes (downs,
+	 * failed calls) is not for it. */
+	c->state = CONN_DRAINING;
 	t->ops->gone(t->arg, c);
-	if (c->drain_held == 0) {
+	if (!keep) {
 		conn_release(c);
 		return;
 	}
-	{
-		struct timeval tv = {
-			.tv_sec = (time_t)(t->cfg->drain_ms / 1000),
-			.tv_usec = (suseconds_t)(t->cfg->drain_ms % 1000) *
-			    1000,
-		};
-
-		/* A half-closed peer may still read: stop our side's reads
-		 * but let the writes through. */
-		evtimer_add(c->ev_drain, &tv);
-		conn_schedule_flush(c);
-	}
+	/* A half-closed peer may still read: stop our side's reads but let
+	 * the writes through. */
+	evtimer_add(c->ev_drain, &tv);
+	conn_schedule_flush(c);
 }
 
 /*
