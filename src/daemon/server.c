@@ -226,6 +226,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		.tv_usec = (suseconds_t)(ms % 1000) * 1000,
 	};
 	const char *why = sig == SIGINT ? "interrupted" : "terminated";
+	struct pr_out note;
 	struct conn *c;
 
 	(void)what;
@@ -240,12 +241,14 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (s->listener != NULL)
 		evconnlistener_disable(s->listener);
 	event_del(s->ev_accept_retry);
-	proto_out_reset(&s->push);
-	if (proto_push_shutdown(&s->push, why) == 0) {
+	/* Its own buffer: s->push is dispatch's. */
+	proto_out_init(&note);
+	if (proto_push_shutdown(&note, why) == 0) {
 		TAILQ_FOREACH(c, &s->conns.all, link)
-			conn_write(c, proto_out_data(&s->push),
-			    proto_out_len(&s->push), false);
+			conn_write(c, proto_out_data(&note),
+			    proto_out_len(&note), false);
 	}
+	proto_out_deinit(&note);
 	/* Close with drain: what is queued still goes out.  (conn_close
 	 * frees nothing, so walking the list is safe.) */
 	TAILQ_FOREACH(c, &s->conns.all, link)
