@@ -75,8 +75,8 @@ enum pr_err {
  * declared.  X(ID, name, min params, max params, flags) generates the enum
  * below, the library's and the daemon's name and arity tables (src/common/pr.c)
  * and the daemon's handler table (dispatch.c, where a row without a
- * handler h_<name> does not compile).  Adding a method is a row here, its
- * handler, and its library call, CLI command and spec section.
+ * handler dispatch_<name> does not compile).  Adding a method is a row
+ * here, its handler, and its library call, CLI command and spec section.
  *
  * PR_MF_NAME: the first param is the name of a registration, so the
  * daemon may look it up ahead of decoding (a cache hint for a batch).

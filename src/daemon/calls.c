@@ -1,5 +1,5 @@
 /*
- * calls.c: calls pending between connections (see calls.h).
+ * calls.c: calls pending between clients, and awaits (see calls.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +9,15 @@
 
 #include "calls.h"
 #include "conn.h"
-#include "server.h"
+
+/* One peer's part: what it made and what was made to it. */
+struct calls_peer {
+	void			*peer;
+	LIST_HEAD(, pcall)	 out;		/* it made, pending */
+	LIST_HEAD(, pcall)	 in;		/* made to it, pending */
+	LIST_HEAD(, pawait)	 awaits;
+	uint32_t		 nout;		/* calls and awaits it made */
+};
 
 /* The awaits of one name. */
 struct awaitname {
@@ -28,8 +36,10 @@ struct callgen {
 	LIST_HEAD(, pcall)	 calls;
 };
 
+static void	calls_answers_cb(evutil_socket_t, short, void *);
+
 static uint64_t
-mix(uint64_t x)
+calls_mix(uint64_t x)
 {
 	/* splitmix64 finaliser: ids and gens are ours, not a client's. */
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -38,15 +48,21 @@ mix(uint64_t x)
 }
 
 static bool
-id_eq(const void *item, const void *key)
+calls_id_eq(const void *item, const void *key)
 {
 	return ((const struct pcall *)item)->id == *(const uint64_t *)key;
 }
 
 static bool
-gen_eq(const void *item, const void *key)
+calls_gen_eq(const void *item, const void *key)
 {
 	return ((const struct callgen *)item)->gen == *(const uint64_t *)key;
+}
+
+static bool
+calls_peer_eq(const void *item, const void *key)
+{
+	return ((const struct calls_peer *)item)->peer == key;
 }
 
 struct an_key {
@@ -55,7 +71,7 @@ struct an_key {
 };
 
 static bool
-an_eq(const void *item, const void *key)
+calls_an_eq(const void *item, const void *key)
 {
 	const struct awaitname *an = item;
 	const struct an_key *k = key;
@@ -64,39 +80,80 @@ an_eq(const void *item, const void *key)
 }
 
 int
-calls_init(struct calls *cs)
+calls_init(struct calls *cs, struct event_base *base,
+    const struct registry *reg, uint32_t max_calls,
+    const struct peer_ops *ops, void *arg)
 {
 	memset(cs, 0, sizeof(*cs));
-	if (htab_init(&cs->by_id, 64) < 0)
-		return -ENOMEM;
-	if (htab_init(&cs->by_gen, 64) < 0) {
-		htab_deinit(&cs->by_id);
-		return -ENOMEM;
-	}
-	if (htab_init(&cs->awaits, 64) < 0) {
-		htab_deinit(&cs->by_id);
-		htab_deinit(&cs->by_gen);
-		return -ENOMEM;
-	}
+	cs->ops = ops;
+	cs->arg = arg;
+	cs->base = base;
+	cs->reg = reg;
+	cs->max_calls = max_calls;
+	proto_out_init(&cs->push);
 	TAILQ_INIT(&cs->answering);
+	if (htab_init(&cs->by_id, 64) < 0 || htab_init(&cs->by_gen, 64) < 0 ||
+	    htab_init(&cs->awaits, 64) < 0 || htab_init(&cs->peers, 64) < 0 ||
+	    (cs->ev_answers = evtimer_new(base, calls_answers_cb, cs)) ==
+	    NULL) {
+		calls_deinit(cs);
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+/* The peer's record, or NULL when it has had nothing to do with calls. */
+static struct calls_peer *
+calls_peer_find(const struct calls *cs, const void *peer)
+{
+	return htab_find(&cs->peers, peer_hash(peer), calls_peer_eq, peer);
+}
+
+/* The peer's record, made when missing; NULL when out of memory. */
+static struct calls_peer *
+calls_peer_get(struct calls *cs, void *peer)
+{
+	struct calls_peer *p = calls_peer_find(cs, peer);
+
+	if (p != NULL)
+		return p;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->peer = peer;
+	LIST_INIT(&p->out);
+	LIST_INIT(&p->in);
+	LIST_INIT(&p->awaits);
+	if (htab_insert(&cs->peers, peer_hash(peer), p) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+uint32_t
+calls_pending_of(const struct calls *cs, const void *peer)
+{
+	const struct calls_peer *p = calls_peer_find(cs, peer);
+
+	return p != NULL ? p->nout : 0;
 }
 
 /* Unlink a call from everything and free it; no word to anyone. */
 static void
-call_free(struct calls *cs, struct pcall *k)
+calls_free_call(struct calls *cs, struct pcall *k)
 {
-	htab_remove(&cs->by_id, mix(k->id), k);
+	htab_remove(&cs->by_id, calls_mix(k->id), k);
 	LIST_REMOVE(k, by_caller);
 	LIST_REMOVE(k, by_callee);
-	k->caller->ncalls_out--;
+	k->caller->nout--;
 	if (k->gen != 0) {
 		struct callgen *g;
 
 		LIST_REMOVE(k, by_gen);
-		g = htab_find(&cs->by_gen, mix(k->gen), gen_eq, &k->gen);
+		g = htab_find(&cs->by_gen, calls_mix(k->gen), calls_gen_eq,
+		    &k->gen);
 		if (g != NULL && LIST_EMPTY(&g->calls)) {
-			htab_remove(&cs->by_gen, mix(g->gen), g);
+			htab_remove(&cs->by_gen, calls_mix(g->gen), g);
 			free(g);
 		}
 	}
@@ -105,117 +162,120 @@ call_free(struct calls *cs, struct pcall *k)
 	cs->pending--;
 }
 
-void
-calls_deinit(struct calls *cs)
+/* Queue what cs->push holds for a peer; no memory: the peer is closed. */
+static void
+calls_send(struct calls *cs, void *peer, int built)
 {
-	struct htab *t = &cs->by_id;
-
-	/* Connections are freed first and settle their calls; this only
-	 * guards against a leak if one was not. */
-	for (size_t i = 0; t->slots != NULL && i < t->cap; i++) {
-		struct pcall *k = t->slots[i].item;
-
-		if (k != NULL) {
-			call_free(cs, k);
-			i = (size_t)-1;	/* the table shifted: rescan */
-		}
+	if (built < 0) {
+		cs->ops->out_of_memory(cs->arg, peer);
+		return;
 	}
-	htab_deinit(&cs->by_id);
-	htab_deinit(&cs->by_gen);
-	htab_deinit(&cs->awaits);
+	cs->ops->write(cs->arg, peer, proto_out_data(&cs->push),
+	    proto_out_len(&cs->push), false);
 }
 
 /* Answer the caller with an error of ours, and forget the call. */
 static void
-call_fail(struct server *s, struct pcall *k, enum pr_err e, const char *why)
+calls_fail(struct calls *cs, struct pcall *k, enum pr_err e, const char *why)
 {
-	struct conn *caller = k->caller;
+	void *caller = k->caller->peer;
 	uint32_t msgid = k->msgid;
 
-	call_free(&s->calls, k);
-	if (s->stopping)
+	calls_free_call(cs, k);
+	if (cs->quiet)
 		return;
-	proto_out_reset(&s->push);
-	if (proto_reply_error(&s->push, msgid, e, "%s", why) < 0) {
-		conn_out_of_memory(caller);
-		return;
-	}
-	conn_write(caller, proto_out_data(&s->push), proto_out_len(&s->push),
-	    false);
+	proto_out_reset(&cs->push);
+	calls_send(cs, caller, proto_reply_error(&cs->push, msgid, e, "%s",
+	    why));
 }
 
 static void
-call_timeout_cb(evutil_socket_t fd, short what, void *arg)
+calls_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pcall *k = arg;
-	struct server *s = k->srv;
 
 	(void)fd;
 	(void)what;
-	call_fail(s, k, PR_ERR_TIMEOUT, "no reply within the call's timeout");
+	calls_fail(k->cs, k, PR_ERR_TIMEOUT,
+	    "no reply within the call's timeout");
+}
+
+static void
+calls_set_timer(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = {
+		.tv_sec = (time_t)(ms / 1000),
+		.tv_usec = (suseconds_t)(ms % 1000) * 1000,
+	};
+
+	evtimer_add(ev, &tv);
 }
 
 int
-calls_start(struct server *s, struct conn *caller, uint32_t msgid,
-    struct conn *callee, uint64_t gen, uint64_t timeout_ms,
-    int (*encode)(struct server *, uint64_t id, void *arg), void *arg)
+calls_start(struct calls *cs, void *caller, uint32_t msgid, void *callee,
+    uint64_t gen, uint64_t timeout_ms,
+    int (*encode)(struct pr_out *, uint64_t, void *), void *arg)
 {
-	struct calls *cs = &s->calls;
+	struct calls_peer *from, *to;
 	struct callgen *g = NULL;
 	struct pcall *k;
-	struct timeval tv;
 	int r;
 
-	if (caller->ncalls_out >= s->cfg.max_calls)
-		return PR_ERR_LIMIT;
+	if (calls_pending_of(cs, caller) >= cs->max_calls)
+		return CALLS_E_LIMIT;
+	if ((from = calls_peer_get(cs, caller)) == NULL ||
+	    (to = calls_peer_get(cs, callee)) == NULL)
+		return -ENOMEM;
 	if ((k = calloc(1, sizeof(*k))) == NULL)
 		return -ENOMEM;
-	k->srv = s;
-	k->caller = caller;
-	k->callee = callee;
+	k->cs = cs;
+	k->caller = from;
+	k->callee = to;
 	k->gen = gen;
 	k->msgid = msgid;
 	k->id = cs->last_id + 1;
-	if ((k->timer = evtimer_new(s->base, call_timeout_cb, k)) == NULL)
+	if ((k->timer = evtimer_new(cs->base, calls_timeout_cb, k)) == NULL)
 		goto nomem;
-	if (gen != 0 && (g = htab_find(&cs->by_gen, mix(gen), gen_eq,
-	    &gen)) == NULL) {
+	if (gen != 0 && (g = htab_find(&cs->by_gen, calls_mix(gen),
+	    calls_gen_eq, &gen)) == NULL) {
 		if ((g = malloc(sizeof(*g))) == NULL)
 			goto nomem;
 		g->gen = gen;
 		LIST_INIT(&g->calls);
-		if (htab_insert(&cs->by_gen, mix(gen), g) < 0) {
+		if (htab_insert(&cs->by_gen, calls_mix(gen), g) < 0) {
 			free(g);
 			g = NULL;
 			goto nomem;
 		}
 	}
-	if (htab_insert(&cs->by_id, mix(k->id), k) < 0)
+	if (htab_insert(&cs->by_id, calls_mix(k->id), k) < 0)
 		goto nomem;
 	/* Linked everywhere before the push goes out, unlinked by the one
 	 * free path if it does not. */
 	cs->last_id++;
 	cs->pending++;
-	LIST_INSERT_HEAD(&caller->calls_out, k, by_caller);
-	LIST_INSERT_HEAD(&callee->calls_in, k, by_callee);
-	caller->ncalls_out++;
+	LIST_INSERT_HEAD(&from->out, k, by_caller);
+	LIST_INSERT_HEAD(&to->in, k, by_callee);
+	from->nout++;
 	if (g != NULL)
 		LIST_INSERT_HEAD(&g->calls, k, by_gen);
-	proto_out_reset(&s->push);
-	if ((r = encode(s, k->id, arg)) == 0)
-		r = conn_write(callee, proto_out_data(&s->push),
-		    proto_out_len(&s->push), true);
-	if (r != 0) {
-		call_free(cs, k);
-		return r == PR_ERR_BUSY ? r : -ENOMEM;
+	proto_out_reset(&cs->push);
+	if ((r = encode(&cs->push, k->id, arg)) < 0) {
+		calls_free_call(cs, k);
+		return -ENOMEM;
 	}
-	tv.tv_sec = (time_t)(timeout_ms / 1000);
-	tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
-	evtimer_add(k->timer, &tv);
+	/* Full or failed, the callee took nothing: a busy callee either
+	 * way (the caller's side is fine), not the daemon's shortage. */
+	if ((r = cs->ops->write(cs->arg, callee, proto_out_data(&cs->push),
+	    proto_out_len(&cs->push), true)) != 0) {
+		calls_free_call(cs, k);
+		return r < 0 ? CALLS_E_FAILED : CALLS_E_FULL;
+	}
+	calls_set_timer(k->timer, timeout_ms);
 	return 0;
 nomem:
 	if (g != NULL && LIST_EMPTY(&g->calls)) {
-		htab_remove(&cs->by_gen, mix(gen), g);
+		htab_remove(&cs->by_gen, calls_mix(gen), g);
 		free(g);
 	}
 	if (k->timer != NULL)
@@ -225,59 +285,53 @@ nomem:
 }
 
 int
-calls_reply(struct server *s, struct conn *callee, uint64_t id,
+calls_reply(struct calls *cs, void *callee, uint64_t id,
     const pr_value *result, const char *code, size_t clen, const char *msg,
     size_t mlen)
 {
-	struct calls *cs = &s->calls;
 	struct pcall *k;
-	struct conn *caller;
+	void *caller;
 	uint32_t msgid;
 	int r;
 
-	k = htab_find(&cs->by_id, mix(id), id_eq, &id);
-	if (k == NULL || k->callee != callee) {
+	k = htab_find(&cs->by_id, calls_mix(id), calls_id_eq, &id);
+	if (k == NULL || k->callee->peer != callee) {
 		/* Ended already (answered, timed out, cancelled): late. */
 		if (k == NULL && id != 0 && id <= cs->last_id)
 			cs->replies_late++;
-		return PR_ERR_NOT_FOUND;
+		return CALLS_E_NOT_FOUND;
 	}
-	caller = k->caller;
+	caller = k->caller->peer;
 	msgid = k->msgid;
-	call_free(cs, k);
-	proto_out_reset(&s->push);
+	calls_free_call(cs, k);
+	proto_out_reset(&cs->push);
 	if (result != NULL)
-		r = proto_reply_begin(&s->push, msgid) < 0 ||
-		    proto_put_value(&s->push, result) < 0 ? -ENOMEM : 0;
+		r = proto_reply_begin(&cs->push, msgid) < 0 ||
+		    proto_put_value(&cs->push, result) < 0 ? -ENOMEM : 0;
 	else
-		r = proto_reply_error_raw(&s->push, msgid, code, clen, msg,
+		r = proto_reply_error_raw(&cs->push, msgid, code, clen, msg,
 		    mlen);
-	if (r < 0) {
-		/* The call is over either way: the caller must not hang. */
-		conn_out_of_memory(caller);
-		return 0;
-	}
-	conn_write(caller, proto_out_data(&s->push), proto_out_len(&s->push),
-	    false);
+	/* The call is over either way: without memory for the answer the
+	 * caller is closed rather than left hanging. */
+	calls_send(cs, caller, r);
 	return 0;
 }
 
 /* Unlink an await and free it (its name's record too once empty). */
 static void
-await_free(struct server *s, struct pawait *a)
+calls_free_await(struct calls *cs, struct pawait *a)
 {
-	struct calls *cs = &s->calls;
 	struct awaitname *an = a->an;
 
-	LIST_REMOVE(a, by_conn);
+	LIST_REMOVE(a, by_peer);
 	LIST_REMOVE(a, by_name);
-	a->c->ncalls_out--;
+	a->p->nout--;
 	if (LIST_EMPTY(&an->list)) {
 		if (an->entry != NULL) {
 			TAILQ_REMOVE(&cs->answering, an, answering);
 			conn_shared_put(an->entry);
 		} else
-			htab_remove(&cs->awaits, registry_hash(&s->reg,
+			htab_remove(&cs->awaits, registry_hash(cs->reg,
 			    an->name, an->len), an);
 		free(an);
 	}
@@ -288,63 +342,61 @@ await_free(struct server *s, struct pawait *a)
 
 /* Answer an await of a registered name with its entry, and free it. */
 static void
-answer_await(struct server *s, struct pawait *a)
+calls_answer(struct calls *cs, struct pawait *a)
 {
-	struct conn *c = a->c;
+	void *peer = a->p->peer;
 
-	proto_out_reset(&s->push);
-	if (proto_reply_begin(&s->push, a->msgid) < 0)
-		conn_out_of_memory(c);
+	proto_out_reset(&cs->push);
+	if (proto_reply_begin(&cs->push, a->msgid) < 0)
+		cs->ops->out_of_memory(cs->arg, peer);
 	else
-		conn_write_shared(c, proto_out_data(&s->push),
-		    proto_out_len(&s->push), a->an->entry, false);
-	await_free(s, a);	/* with the last, the name's record */
+		cs->ops->write_shared(cs->arg, peer,
+		    proto_out_data(&cs->push), proto_out_len(&cs->push),
+		    a->an->entry, false);
+	calls_free_await(cs, a);	/* with the last, the name's record */
 }
 
 static void
-await_timeout_cb(evutil_socket_t fd, short what, void *arg)
+calls_await_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct pawait *a = arg;
-	struct server *s = a->srv;
-	struct conn *c = a->c;
+	struct calls *cs = a->cs;
+	void *peer = a->p->peer;
 	uint32_t msgid = a->msgid;
 
 	(void)fd;
 	(void)what;
 	if (a->an->entry != NULL) {
 		/* Registered in time, its answer not sent yet: now. */
-		answer_await(s, a);
+		calls_answer(cs, a);
 		return;
 	}
-	await_free(s, a);
-	proto_out_reset(&s->push);
-	if (proto_reply_error(&s->push, msgid, PR_ERR_TIMEOUT, "the name was "
-	    "not registered in time") < 0) {
-		conn_out_of_memory(c);
-		return;
-	}
-	conn_write(c, proto_out_data(&s->push), proto_out_len(&s->push),
-	    false);
+	calls_free_await(cs, a);
+	proto_out_reset(&cs->push);
+	calls_send(cs, peer, proto_reply_error(&cs->push, msgid,
+	    PR_ERR_TIMEOUT, "the name was not registered in time"));
 }
 
 int
-calls_await(struct server *s, struct conn *c, uint32_t msgid,
-    const char *name, size_t len, uint64_t timeout_ms)
+calls_await(struct calls *cs, void *peer, uint32_t msgid, const char *name,
+    size_t len, uint64_t timeout_ms)
 {
-	struct calls *cs = &s->calls;
 	struct an_key key = { name, len };
 	struct awaitname *an, *fresh = NULL;
+	struct calls_peer *p;
 	struct pawait *a;
-	struct timeval tv;
-	uint64_t h = registry_hash(&s->reg, name, len);
+	uint64_t h = registry_hash(cs->reg, name, len);
 
-	if (c->ncalls_out >= s->cfg.max_calls)
-		return PR_ERR_LIMIT;
+	if (calls_pending_of(cs, peer) >= cs->max_calls)
+		return CALLS_E_LIMIT;
+	if ((p = calls_peer_get(cs, peer)) == NULL)
+		return -ENOMEM;
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return -ENOMEM;
-	if ((a->timer = evtimer_new(s->base, await_timeout_cb, a)) == NULL)
+	if ((a->timer = evtimer_new(cs->base, calls_await_timeout_cb, a)) ==
+	    NULL)
 		goto nomem;
-	if ((an = htab_find(&cs->awaits, h, an_eq, &key)) == NULL) {
+	if ((an = htab_find(&cs->awaits, h, calls_an_eq, &key)) == NULL) {
 		if ((fresh = an = malloc(sizeof(*an) + len)) == NULL)
 			goto nomem;
 		LIST_INIT(&an->list);
@@ -354,17 +406,15 @@ calls_await(struct server *s, struct conn *c, uint32_t msgid,
 		if (htab_insert(&cs->awaits, h, an) < 0)
 			goto nomem;
 	}
-	a->srv = s;
-	a->c = c;
+	a->cs = cs;
+	a->p = p;
 	a->an = an;
 	a->msgid = msgid;
 	LIST_INSERT_HEAD(&an->list, a, by_name);
-	LIST_INSERT_HEAD(&c->awaits, a, by_conn);
-	c->ncalls_out++;
+	LIST_INSERT_HEAD(&p->awaits, a, by_peer);
+	p->nout++;
 	cs->nawaits++;
-	tv.tv_sec = (time_t)(timeout_ms / 1000);
-	tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
-	evtimer_add(a->timer, &tv);
+	calls_set_timer(a->timer, timeout_ms);
 	return 0;
 nomem:
 	free(fresh);
@@ -374,47 +424,10 @@ nomem:
 	return -ENOMEM;
 }
 
-void
-calls_registered(struct server *s, const struct reg_name *n)
+/* Answer the next slice of awaits; true when more remain. */
+static bool
+calls_answer_slice(struct calls *cs)
 {
-	struct calls *cs = &s->calls;
-	struct an_key key = { n->data, n->name_len };
-	uint64_t h;
-	struct awaitname *an;
-
-	if (cs->nawaits == 0)
-		return;
-	h = registry_hash(&s->reg, n->data, n->name_len);
-	if ((an = htab_find(&cs->awaits, h, an_eq, &key)) == NULL)
-		return;
-	/*
-	 * One encoded entry shared by every response: a register must not
-	 * turn into thousands of copies of its value.  The record leaves
-	 * the index (an await made from now on finds the name registered,
-	 * or waits for its next registration) for the answering list.
-	 */
-	proto_out_reset(&s->push);
-	if (proto_put_entry(&s->push, n) < 0 ||
-	    (an->entry = conn_shared_new(proto_out_data(&s->push),
-	    proto_out_len(&s->push))) == NULL) {
-		struct pawait *a;
-
-		while ((a = LIST_FIRST(&an->list)) != NULL) {
-			conn_out_of_memory(a->c);
-			await_free(s, a);
-		}
-		return;
-	}
-	htab_remove(&cs->awaits, h, an);
-	TAILQ_INSERT_TAIL(&cs->answering, an, answering);
-	if (calls_answer_slice(s))
-		server_schedule_answers(s);
-}
-
-bool
-calls_answer_slice(struct server *s)
-{
-	struct calls *cs = &s->calls;
 	struct awaitname *an;
 	size_t budget = AWAIT_SLICE;
 
@@ -426,45 +439,138 @@ calls_answer_slice(struct server *s)
 			struct pawait *a = LIST_FIRST(&an->list);
 
 			last = LIST_NEXT(a, by_name) == NULL;
-			answer_await(s, a);	/* frees an with the last */
+			calls_answer(cs, a);	/* frees an with the last */
 		} while (--budget > 0 && !last);
 	}
 	return !TAILQ_EMPTY(&cs->answering);
 }
 
+/* Answer the rest in the next loop turn, after polling for I/O. */
+static void
+calls_schedule_answers(struct calls *cs)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (!evtimer_pending(cs->ev_answers, NULL))
+		evtimer_add(cs->ev_answers, &now);
+}
+
+static void
+calls_answers_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct calls *cs = arg;
+
+	(void)fd;
+	(void)what;
+	if (calls_answer_slice(cs))
+		calls_schedule_answers(cs);
+}
+
 void
-calls_conn_closed(struct server *s, struct conn *c)
+calls_registered(struct calls *cs, const struct reg_name *n)
+{
+	struct an_key key = { n->data, n->name_len };
+	struct awaitname *an;
+	uint64_t h;
+
+	if (cs->nawaits == 0)
+		return;
+	h = registry_hash(cs->reg, n->data, n->name_len);
+	if ((an = htab_find(&cs->awaits, h, calls_an_eq, &key)) == NULL)
+		return;
+	/*
+	 * One encoded entry shared by every response: a register must not
+	 * turn into thousands of copies of its value.  The record leaves
+	 * the index (an await made from now on finds the name registered,
+	 * or waits for its next registration) for the answering list.
+	 */
+	proto_out_reset(&cs->push);
+	if (proto_put_entry(&cs->push, n) < 0 ||
+	    (an->entry = conn_shared_new(proto_out_data(&cs->push),
+	    proto_out_len(&cs->push))) == NULL) {
+		struct pawait *a;
+
+		while ((a = LIST_FIRST(&an->list)) != NULL) {
+			cs->ops->out_of_memory(cs->arg, a->p->peer);
+			calls_free_await(cs, a);
+		}
+		return;
+	}
+	htab_remove(&cs->awaits, h, an);
+	TAILQ_INSERT_TAIL(&cs->answering, an, answering);
+	if (calls_answer_slice(cs))
+		calls_schedule_answers(cs);
+}
+
+/* Drop what the peer made, fail what was made to it, forget it. */
+static void
+calls_peer_free(struct calls *cs, struct calls_peer *p)
 {
 	struct pcall *k;
 	struct pawait *a;
 
-	while ((a = LIST_FIRST(&c->awaits)) != NULL)
-		await_free(s, a);
-
-	while ((k = LIST_FIRST(&c->calls_out)) != NULL)
-		call_free(&s->calls, k);
-	while ((k = LIST_FIRST(&c->calls_in)) != NULL)
-		call_fail(s, k, PR_ERR_DOWN, "the callee's connection went "
+	while ((a = LIST_FIRST(&p->awaits)) != NULL)
+		calls_free_await(cs, a);
+	while ((k = LIST_FIRST(&p->out)) != NULL)
+		calls_free_call(cs, k);
+	while ((k = LIST_FIRST(&p->in)) != NULL)
+		calls_fail(cs, k, PR_ERR_DOWN, "the callee's connection went "
 		    "away before it replied");
+	htab_remove(&cs->peers, peer_hash(p->peer), p);
+	free(p);
 }
 
 void
-calls_gone(void *arg, uint64_t gen)
+calls_peer_gone(struct calls *cs, void *peer)
 {
-	struct server *s = arg;
+	struct calls_peer *p = calls_peer_find(cs, peer);
+
+	if (p != NULL)
+		calls_peer_free(cs, p);
+}
+
+void
+calls_gen_gone(struct calls *cs, uint64_t gen)
+{
 	struct callgen *g;
 
-	if (s->calls.by_gen.count == 0)
+	if (cs->by_gen.count == 0)
 		return;
-	g = htab_find(&s->calls.by_gen, mix(gen), gen_eq, &gen);
-	/* The last call_fail frees g with its list. */
+	g = htab_find(&cs->by_gen, calls_mix(gen), calls_gen_eq, &gen);
+	/* The last calls_fail frees g with its list. */
 	while (g != NULL) {
 		struct pcall *k = LIST_FIRST(&g->calls);
 		bool last = LIST_NEXT(k, by_gen) == NULL;
 
-		call_fail(s, k, PR_ERR_DOWN, "the name's registration ended "
+		calls_fail(cs, k, PR_ERR_DOWN, "the name's registration ended "
 		    "before its owner replied");
 		if (last)
 			break;
 	}
+}
+
+void
+calls_deinit(struct calls *cs)
+{
+	struct htab *t = &cs->peers;
+
+	/* The peers are normally gone first; this frees, without a word,
+	 * what any left behind. */
+	cs->quiet = true;
+	for (size_t i = 0; t->slots != NULL && i < t->cap; i++) {
+		struct calls_peer *p = t->slots[i].item;
+
+		if (p != NULL) {
+			calls_peer_free(cs, p);
+			i = (size_t)-1;	/* the table shifted: rescan */
+		}
+	}
+	if (cs->ev_answers != NULL)
+		event_free(cs->ev_answers);
+	cs->ev_answers = NULL;
+	htab_deinit(&cs->by_id);
+	htab_deinit(&cs->by_gen);
+	htab_deinit(&cs->awaits);
+	htab_deinit(&cs->peers);
+	proto_out_deinit(&cs->push);
 }

@@ -4,7 +4,7 @@
  * Input: one read() per readiness event straight into the input buffer,
  * then every complete object is framed by the guard, decoded and
  * dispatched; replies are appended to the output buffer and written once
- * per loop turn by the server's flush, so a busy connection costs one read
+ * per loop turn at its end (conn_end_turn), so a busy connection costs one read
  * and one write per batch of requests.
  */
 #include <sys/socket.h>
@@ -18,21 +18,10 @@
 #include <event2/event.h>
 
 #include "conn.h"
-#include "dispatch.h"
 #include "proto.h"
-#include "server.h"
 #include "util.h"
 
 #define READ_CHUNK	(64u * 1024u)
-/*
- * Names removed per loop turn when a connection with many goes: about
- * 1.2 ms of work at a million names (each leaves the hash index, the
- * ordered index and its owner's list), so a purge of a million names
- * never holds up other clients for long.
- */
-#define PURGE_SLICE	4096u
-/* Requests framed, hinted and dispatched together. */
-#define CONN_BATCH	16
 /*
  * A connection's turn: at most this many requests, units of work (table
  * entries walked, copies fanned out: handlers count them in s->work) or
@@ -49,7 +38,57 @@ static void	conn_read_cb(evutil_socket_t, short, void *);
 static void	conn_write_cb(evutil_socket_t, short, void *);
 static void	conn_drain_cb(evutil_socket_t, short, void *);
 static void	conn_process(struct conn *);
-static void	conn_reap(struct conn *);
+static void	conn_release(struct conn *);
+
+void
+conn_table_init(struct conn_table *t)
+{
+	memset(t, 0, sizeof(*t));
+	TAILQ_INIT(&t->all);
+	TAILQ_INIT(&t->pending);
+	TAILQ_INIT(&t->doomed);
+	TAILQ_INIT(&t->ready);
+	TAILQ_INIT(&t->draining);
+	TAILQ_INIT(&t->closed);
+}
+
+/* Make sure the end of this loop turn comes (flush, close, free). */
+static void
+conn_schedule_end(struct conn_table *t)
+{
+	/*
+	 * Same priority as I/O and appended to the active queue, so it runs
+	 * once after every read callback of this loop turn.  Activating an
+	 * active event is a no-op.
+	 */
+	event_active(t->ev_flush, EV_TIMEOUT, 0);
+}
+
+void
+conn_refuse(struct conn_table *t, int fd, const char *why)
+{
+	struct pr_out o;
+
+	(void)t;
+	proto_out_init(&o);
+	if (proto_push_error(&o, PR_ERR_LIMIT, why) == 0)
+		(void)send(fd, proto_out_data(&o), proto_out_len(&o),
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	proto_out_deinit(&o);
+	close(fd);
+}
+
+/* An error notification for input that is not a request (best effort). */
+static void
+conn_error_notify(struct conn *c, enum pr_err e, const char *msg)
+{
+	struct pr_out o;
+
+	proto_out_init(&o);
+	if (proto_push_error(&o, e, msg) == 0)
+		conn_write(c, proto_out_data(&o), proto_out_len(&o), false);
+	proto_out_deinit(&o);
+}
 
 /*
  * No memory for this client's input or output: tell it (if that still
@@ -61,27 +100,15 @@ conn_out_of_memory(struct conn *c)
 	char note[64];
 	size_t n;
 
-	if (c->flags & (CONN_DEAD | CONN_DOOMED))
+	if (c->state != CONN_OPEN || (c->flags & CONN_DOOMED))
 		return;
 	/* Built on the stack, added without going through conn_write. */
 	if ((n = proto_oom_notice(note, sizeof(note))) > 0)
 		(void)evbuffer_add(c->out, note, n);
 	c->flags |= CONN_DOOMED;
 	event_del(c->ev_read);
-	TAILQ_INSERT_TAIL(&c->srv->doomed, c, doom_link);
-	server_schedule_flush(c->srv);
-}
-
-void
-conn_close_doomed(struct server *s)
-{
-	struct conn *c;
-
-	while ((c = TAILQ_FIRST(&s->doomed)) != NULL) {
-		TAILQ_REMOVE(&s->doomed, c, doom_link);
-		c->flags &= ~CONN_DOOMED;
-		conn_close(c, "out of memory", true);
-	}
+	TAILQ_INSERT_TAIL(&c->tab->doomed, c, doom_link);
+	conn_schedule_end(c->tab);
 }
 
 /*
@@ -121,20 +148,20 @@ read_peer_groups(int fd, struct policy_peer *peer)
 /* The oldest draining connection (of uid, unless any): its output is
  * dropped and its place given up.  False when there is none. */
 static bool
-drop_oldest_draining(struct server *s, bool any, uint32_t uid)
+drop_oldest_draining(struct conn_table *t, bool any, uint32_t uid)
 {
 	struct conn *c;
 
-	TAILQ_FOREACH(c, &s->draining, drain_link) {
-		if (any || c->rc.uid == uid)
+	TAILQ_FOREACH(c, &t->draining, state_link) {
+		if (any || c->uid == uid)
 			break;
 	}
 	if (c == NULL)
 		return false;
-	log_debug(&s->log, "conn=%llu dropped %zu unsent bytes for a new "
+	log_debug(t->log, "conn=%llu dropped %zu unsent bytes for a new "
 	    "connection", (unsigned long long)c->id,
 	    evbuffer_get_length(c->out));
-	conn_reap(c);
+	conn_release(c);
 	return true;
 }
 
@@ -144,90 +171,96 @@ drop_oldest_draining(struct server *s, bool any, uint32_t uid)
  * for its user's cap) gives its place up first.  NULL, or why not.
  */
 static const char *
-conn_admit(struct server *s, const struct policy_peer *peer, bool admin)
+conn_admit(struct conn_table *t, const struct policy_peer *peer, bool admin)
 {
-	uint64_t max = s->cfg.max_conns, reserved = s->cfg.reserved_conns;
+	uint64_t max = t->cfg->max_conns, reserved = t->cfg->reserved_conns;
 
 	/* The user's own cap first: a connection it would refuse must not
 	 * have cost another user's draining connection its place. */
-	while (!admin && s->cfg.max_conns_per_uid != 0 &&
-	    registry_uid_conns(&s->reg, peer->uid) >=
-	    s->cfg.max_conns_per_uid) {
-		if (!drop_oldest_draining(s, false, peer->uid))
+	while (!admin && t->cfg->max_conns_per_uid != 0 &&
+	    registry_uid_conns(t->reg, peer->uid) >=
+	    t->cfg->max_conns_per_uid) {
+		if (!drop_oldest_draining(t, false, peer->uid))
 			return "this user has too many connections";
 	}
 	/* Some places stay free for an administrator to come and clean
 	 * up, however many connections the others hold. */
 	if (!admin)
 		max -= reserved < max ? reserved : max - 1;
-	while (s->nconns >= max) {
-		if (!drop_oldest_draining(s, true, 0))
+	while (t->nconns >= max) {
+		if (!drop_oldest_draining(t, true, 0))
 			return "too many connections; try again later";
 	}
 	return NULL;
 }
 
 struct conn *
-conn_new(struct server *s, int fd)
+conn_new(struct conn_table *t, int fd)
 {
 	struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
 	socklen_t clen = sizeof(cred);
 	struct policy_peer peer = { 0 };
 	const char *why;
 	struct conn *c = NULL;
-	bool admin;
+	bool admin, held = false;
 
 	/* Credentials are read once: the peer cannot change them later. */
 	(void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen);
 	peer.uid = (uint32_t)cred.uid;
 	peer.gid = (uint32_t)cred.gid;
 	if (read_peer_groups(fd, &peer) < 0) {
-		log_warn(&s->log, "refused uid=%u: cannot read its groups: %s",
+		log_warn(t->log, "refused uid=%u: cannot read its groups: %s",
 		    (unsigned)peer.uid, strerror(errno));
-		server_refuse(s, fd, "the daemon cannot read this peer's "
+		conn_refuse(t, fd, "the daemon cannot read this peer's "
 		    "groups");
 		return NULL;
 	}
-	admin = policy_is_admin(&s->cfg.policy, &peer, (uint32_t)getuid());
-	if ((why = conn_admit(s, &peer, admin)) != NULL) {
-		log_debug(&s->log, "refused uid=%u: %s", (unsigned)peer.uid,
+	admin = policy_is_admin(&t->cfg->policy, &peer, (uint32_t)getuid());
+	if ((why = conn_admit(t, &peer, admin)) != NULL) {
+		log_debug(t->log, "refused uid=%u: %s", (unsigned)peer.uid,
 		    why);
-		server_refuse(s, fd, why);
+		conn_refuse(t, fd, why);
 		free((void *)peer.groups);
 		return NULL;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fail;
-	c->srv = s;
+	c->tab = t;
 	c->fd = fd;
 	c->peer = peer;
+	c->uid = peer.uid;
 	c->in = evbuffer_new();
 	c->out = evbuffer_new();
-	c->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST,
+	c->ev_read = event_new(t->base, fd, EV_READ | EV_PERSIST,
 	    conn_read_cb, c);
-	c->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST,
+	c->ev_write = event_new(t->base, fd, EV_WRITE | EV_PERSIST,
 	    conn_write_cb, c);
-	c->ev_drain = evtimer_new(s->base, conn_drain_cb, c);
+	c->ev_drain = evtimer_new(t->base, conn_drain_cb, c);
 	if (c->in == NULL || c->out == NULL || c->ev_read == NULL ||
 	    c->ev_write == NULL || c->ev_drain == NULL)
 		goto fail;
 	if (event_add(c->ev_read, NULL) < 0)
 		goto fail;
-	if (registry_client_init(&s->reg, &c->rc, ++s->next_conn_id, cred.pid,
-	    cred.uid, cred.gid) < 0)
+	if (registry_uid_hold(t->reg, peer.uid) < 0)
 		goto fail;
-	c->rc.uncapped = admin;
-	c->id = s->next_conn_id;
-	guard_init(&c->guard, s->cfg.max_message);
-	TAILQ_INSERT_TAIL(&s->conns, c, link);
-	s->nconns++;
-	s->stats.connections_total++;
-	log_debug(&s->log, "conn=%llu pid=%d uid=%u gid=%u groups=%u opened",
+	held = true;
+	if ((c->rc = registry_client_new(t->reg, ++t->next_id, cred.pid,
+	    cred.uid, cred.gid, c)) == NULL)
+		goto fail;
+	c->rc->uncapped = admin;
+	c->id = t->next_id;
+	guard_init(&c->guard, t->cfg->max_message);
+	TAILQ_INSERT_TAIL(&t->all, c, link);
+	t->nconns++;
+	t->opened++;
+	log_debug(t->log, "conn=%llu pid=%d uid=%u gid=%u groups=%u opened",
 	    (unsigned long long)c->id, (int)cred.pid, (unsigned)cred.uid,
 	    (unsigned)cred.gid, peer.ngroups);
 	return c;
 fail:
-	log_warn(&s->log, "cannot set up a connection: out of memory");
+	log_warn(t->log, "cannot set up a connection: out of memory");
+	if (held)
+		registry_uid_put(t->reg, peer.uid);
 	if (c != NULL) {
 		if (c->ev_read)
 			event_del(c->ev_read);
@@ -265,16 +298,16 @@ conn_schedule_flush(struct conn *c)
 {
 	if (!(c->flags & CONN_PENDING)) {
 		c->flags |= CONN_PENDING;
-		TAILQ_INSERT_TAIL(&c->srv->pending, c, pend_link);
-		server_schedule_flush(c->srv);
+		TAILQ_INSERT_TAIL(&c->tab->pending, c, pend_link);
+		conn_schedule_end(c->tab);
 	}
 }
 
 int
 conn_write(struct conn *c, const void *p, size_t len, bool bounded)
 {
-	if (c->flags & CONN_DEAD)
-		return 0;	/* closing without draining: nobody reads */
+	if (c->state != CONN_OPEN)
+		return 0;	/* closed: nothing more is said to it */
 	if (bounded && conn_would_block(c, len))
 		return PR_ERR_BUSY;
 	if (evbuffer_add(c->out, p, len) < 0) {
@@ -316,17 +349,16 @@ shared_done(const void *data, size_t len, void *arg)
 bool
 conn_would_block(const struct conn *c, size_t len)
 {
-	return evbuffer_get_length(c->out) + len > c->srv->cfg.max_outbuf;
+	return evbuffer_get_length(c->out) + len > c->tab->cfg->max_outbuf;
 }
 
 int
 conn_write_shared(struct conn *c, const void *head, size_t hlen,
     struct conn_shared *sh, bool bounded)
 {
-	struct server *s = c->srv;
-	struct evbuffer *msg = s->fanout;
+	struct evbuffer *msg = c->tab->fanout;
 
-	if (c->flags & CONN_DEAD)
+	if (c->state != CONN_OPEN)
 		return 0;
 	if (bounded && conn_would_block(c, hlen + sh->len))
 		return PR_ERR_BUSY;
@@ -359,7 +391,7 @@ nomem:
 static bool
 conn_over_bound(const struct conn *c)
 {
-	return evbuffer_get_length(c->out) >= c->srv->cfg.max_outbuf;
+	return evbuffer_get_length(c->out) >= c->tab->cfg->max_outbuf;
 }
 
 static void
@@ -371,7 +403,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
-	if (c->flags & CONN_NO_INPUT)
+	if (c->state != CONN_OPEN || (c->flags & CONN_NO_INPUT))
 		return;
 	/*
 	 * Reserve room for the rest of a large object in one piece, so that
@@ -379,8 +411,8 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 	 */
 	want = READ_CHUNK;
 	if (c->guard.skip > want)
-		want = c->guard.skip < c->srv->cfg.max_message ?
-		    (size_t)c->guard.skip : (size_t)c->srv->cfg.max_message;
+		want = c->guard.skip < c->tab->cfg->max_message ?
+		    (size_t)c->guard.skip : (size_t)c->tab->cfg->max_message;
 	if (evbuffer_reserve_space(c->in, (ev_ssize_t)want, &v, 1) != 1) {
 		conn_out_of_memory(c);
 		return;
@@ -407,7 +439,7 @@ conn_read_cb(evutil_socket_t fd, short what, void *arg)
 static void
 conn_arm_read(struct conn *c)
 {
-	if (c->flags & CONN_NO_INPUT)
+	if (c->state != CONN_OPEN || (c->flags & CONN_NO_INPUT))
 		event_del(c->ev_read);
 	else
 		event_add(c->ev_read, NULL);
@@ -417,60 +449,60 @@ conn_arm_read(struct conn *c)
 static void
 conn_yield(struct conn *c)
 {
-	struct server *s = c->srv;
+	static const struct timeval now = { 0, 0 };
+	struct conn_table *t = c->tab;
 
 	c->flags |= CONN_YIELDED;
 	event_del(c->ev_read);
-	TAILQ_INSERT_TAIL(&s->ready, c, ready_link);
-	server_schedule_ready(s);
+	TAILQ_INSERT_TAIL(&t->ready, c, ready_link);
+	/* A zero timer, not an active event: other clients' I/O is polled
+	 * and served before it runs. */
+	if (!evtimer_pending(t->ev_ready, NULL))
+		evtimer_add(t->ev_ready, &now);
 }
 
 void
-conn_serve_ready(struct server *s)
+conn_serve_ready(struct conn_table *t)
 {
 	struct conn *c;
 	size_t n = 0;
 
 	/* Only those waiting now: who yields again goes behind them, for
-	 * the next turn.  Each stays on the server's list until served,
-	 * where conn_free finds it. */
-	TAILQ_FOREACH(c, &s->ready, ready_link)
+	 * the next turn.  Each stays on the ready list until served,
+	 * where conn_close finds it. */
+	TAILQ_FOREACH(c, &t->ready, ready_link)
 		n++;
-	while (n-- > 0 && (c = TAILQ_FIRST(&s->ready)) != NULL) {
-		TAILQ_REMOVE(&s->ready, c, ready_link);
+	while (n-- > 0 && (c = TAILQ_FIRST(&t->ready)) != NULL) {
+		TAILQ_REMOVE(&t->ready, c, ready_link);
 		c->flags &= ~CONN_YIELDED;
 		conn_process(c);
 		conn_arm_read(c);
 	}
 }
 
-/* Frame, decode and dispatch the complete objects in the input, for at
+/* Frame the complete objects in the input and have them served, for at
  * most one turn. */
 static void
 conn_process(struct conn *c)
 {
-	struct server *s = c->srv;
+	struct conn_table *t = c->tab;
 	enum guard_status st = GUARD_MORE;
 	size_t len, off = 0, used, ends[CONN_BATCH];
-	uint64_t hash[CONN_BATCH], t0 = 0;
-	size_t nlen[CONN_BATCH];
-	const char *names[CONN_BATCH];
+	uint64_t work = 0, t0 = 0;
 	const uint8_t *p;
 	unsigned served = 0;
 
 	len = evbuffer_get_length(c->in);
-	if (len == 0 || (c->flags & CONN_NO_INPUT))
+	if (len == 0 || c->state != CONN_OPEN || (c->flags & CONN_NO_INPUT))
 		return;
-	s->work = 0;
 	if ((p = evbuffer_pullup(c->in, -1)) == NULL) {
 		conn_out_of_memory(c);
 		return;
 	}
 	/*
-	 * In batches: frame up to CONN_BATCH requests, hint the caches about
-	 * the names they look up, then decode and dispatch them in order.
-	 * With many names the lookups would otherwise wait for memory one
-	 * after the other.
+	 * In batches: frame up to CONN_BATCH requests, let the layer above
+	 * look at them together (it hints the caches about the names they
+	 * look up), then have them served in order.
 	 */
 	while (st == GUARD_MORE && c->scanned < len) {
 		size_t nb = 0, i;
@@ -484,56 +516,43 @@ conn_process(struct conn *c)
 			ends[nb++] = c->scanned;
 			st = GUARD_MORE;
 		}
+		if (nb > 0)
+			t->ops->batch(t->arg, c, (const char *)p, off, ends,
+			    nb);
 		for (i = 0; i < nb; i++) {
-			size_t start = i == 0 ? off : ends[i - 1];
-
-			names[i] = NULL;
-			nlen[i] = 0;
-			hash[i] = 0;
-			if (proto_peek_name(p + start, ends[i] - start,
-			    &names[i], &nlen[i])) {
-				hash[i] = registry_hash(&s->reg, names[i],
-				    nlen[i]);
-				registry_prefetch(&s->reg, hash[i], nlen[i], 0);
-			}
-		}
-		for (i = 0; i < nb && nb > 1; i++) {
-			if (names[i] != NULL)
-				registry_prefetch(&s->reg, hash[i], nlen[i], 1);
-		}
-		for (i = 0; i < nb; i++) {
-			const pr_value *obj;
+			uint64_t cost = 0;
 			int r;
 
-			if (c->flags & CONN_NO_INPUT) {
-				/* Framed but not dispatched: scan them again
+			if (c->state != CONN_OPEN ||
+			    (c->flags & CONN_NO_INPUT)) {
+				/* Framed but not served: scan them again
 				 * when the connection resumes. */
 				c->scanned = off;
 				guard_init(&c->guard, c->guard.max);
 				st = GUARD_MORE;
 				goto out;
 			}
-			r = proto_decode(&s->dec, (const char *)p + off,
-			    ends[i] - off, &obj);
-			registry_hint(&s->reg, names[i], nlen[i], hash[i]);
-			if (r == 0)
-				dispatch_object(s, c, obj);
-			registry_hint(&s->reg, NULL, 0, 0);
-			proto_decoded(&s->dec);
+			r = t->ops->request(t->arg, c, i, (const char *)p + off,
+			    ends[i] - off, &cost);
+			work += cost;
 			off = ends[i];
 			if (r < 0) {
 				st = r == -ENOMEM ? GUARD_TOO_LARGE : GUARD_BAD;
 				goto out;
 			}
-			if (c->flags & (CONN_DEAD | CONN_DOOMED))
+			if (c->state != CONN_OPEN || (c->flags & CONN_DOOMED))
 				continue;	/* stops at the next */
 			if (conn_over_bound(c)) {
 				c->flags |= CONN_PAUSED;
 				event_del(c->ev_read);
 			} else if ((++served >= TURN_REQUESTS ||
-			    s->work >= TURN_WORK) &&
+			    work >= TURN_WORK) &&
 			    (i + 1 < nb || c->scanned < len))
 				conn_yield(c);
+		}
+		if (c->state != CONN_OPEN) {
+			st = GUARD_MORE;
+			goto out;
 		}
 		/* The clock is read only for pipelines longer than a batch. */
 		if (!(c->flags & CONN_NO_INPUT) && c->scanned < len) {
@@ -552,21 +571,23 @@ conn_process(struct conn *c)
 		}
 	}
 out:
+	if (c->state == CONN_CLOSED)
+		return;		/* its buffers were emptied */
 	evbuffer_drain(c->in, off);
 	c->scanned -= off;
 	switch (st) {
 	case GUARD_BAD:
-		dispatch_error_notify(s, c, PR_ERR_BAD_REQUEST,
+		conn_error_notify(c, PR_ERR_BAD_REQUEST,
 		    "the input is not msgpack; closing");
 		conn_close(c, "bad_msgpack", true);
 		break;
 	case GUARD_TOO_DEEP:
-		dispatch_error_notify(s, c, PR_ERR_BAD_REQUEST,
+		conn_error_notify(c, PR_ERR_BAD_REQUEST,
 		    "the input nests arrays and maps too deeply; closing");
 		conn_close(c, "too_deep", true);
 		break;
 	case GUARD_TOO_LARGE:
-		dispatch_error_notify(s, c, PR_ERR_TOO_LARGE,
+		conn_error_notify(c, PR_ERR_TOO_LARGE,
 		    "a message is larger than max_message; closing");
 		conn_close(c, "too_large", true);
 		break;
@@ -575,21 +596,23 @@ out:
 	}
 }
 
-void
+/* Write queued output; at the end of the turn, or when writable. */
+static void
 conn_flush(struct conn *c)
 {
-	struct server *s = c->srv;
 	int n;
 
-	if (c->flags & CONN_REAP || c->fd < 0)
+	if (c->state == CONN_CLOSED)
 		return;
 	if (evbuffer_get_length(c->out) > 0) {
 		n = evbuffer_write(c->out, c->fd);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
 		    errno != EINTR) {
-			conn_close(c, errno == EPIPE ? "peer closed" :
-			    "write error", false);
-			conn_reap(c);
+			if (c->state == CONN_OPEN)
+				conn_close(c, errno == EPIPE ? "peer closed" :
+				    "write error", false);
+			else
+				conn_release(c);
 			return;
 		}
 	}
@@ -602,13 +625,13 @@ conn_flush(struct conn *c)
 		event_del(c->ev_write);
 		c->flags &= ~CONN_WANT_WRITE;
 	}
-	if (c->flags & CONN_DRAINING) {
+	if (c->state == CONN_DRAINING) {
 		if (evbuffer_get_length(c->out) == 0)
-			conn_reap(c);
+			conn_release(c);
 		return;
 	}
 	if ((c->flags & CONN_PAUSED) &&
-	    evbuffer_get_length(c->out) <= s->cfg.max_outbuf / 2) {
+	    evbuffer_get_length(c->out) <= c->tab->cfg->max_outbuf / 2) {
 		/* Resume: first what is already buffered, then the socket. */
 		c->flags &= ~CONN_PAUSED;
 		conn_process(c);
@@ -631,162 +654,106 @@ conn_drain_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_debug(&c->srv->log, "conn=%llu drain timed out with %zu bytes "
+	log_debug(c->tab->log, "conn=%llu drain timed out with %zu bytes "
 	    "unsent", (unsigned long long)c->id, evbuffer_get_length(c->out));
-	conn_reap(c);
+	conn_release(c);
 }
 
 void
 conn_close(struct conn *c, const char *reason, bool drain)
 {
-	struct server *s = c->srv;
+	struct conn_table *t = c->tab;
+	size_t held = evbuffer_get_length(c->out);
+	struct timeval tv = {
+		.tv_sec = (time_t)(t->cfg->drain_ms / 1000),
+		.tv_usec = (suseconds_t)(t->cfg->drain_ms % 1000) * 1000,
+	};
+	bool keep;
 
-	if (c->flags & CONN_DEAD)
+	if (c->state != CONN_OPEN)
 		return;
-	c->flags |= CONN_DEAD;
 	event_del(c->ev_read);
-	log_debug(&s->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
-	    "closed reason=%s", (unsigned long long)c->id,
-	    c->label[0] ? " label=" : "", c->label, (unsigned)c->rc.uid,
-	    c->rc.nnames, c->rc.nmonitors, reason);
-	/* Its calls settle first: callers waiting on it hear down now. */
-	calls_conn_closed(s, c);
-	subs_conn_closed(s, c);
-	/*
-	 * Purge now: its names vanish at once, and downs fire before
-	 * anything else, but for a slice's worth; larger purges go on in
-	 * later loop turns.
-	 */
-	if (!registry_client_purge_step(&s->reg, &c->rc, PURGE_SLICE)) {
-		c->flags |= CONN_PURGING;
-		TAILQ_INSERT_TAIL(&s->purging, c, purge_link);
-		server_schedule_purge(s);
+	if (c->flags & CONN_DOOMED) {
+		TAILQ_REMOVE(&t->doomed, c, doom_link);
+		c->flags &= ~CONN_DOOMED;
 	}
+	if (c->flags & CONN_YIELDED) {
+		TAILQ_REMOVE(&t->ready, c, ready_link);
+		c->flags &= ~CONN_YIELDED;
+	}
+	/* One line per close; none when the daemon frees what is left. */
+	if (reason != NULL)
+		log_debug(t->log, "conn=%llu%s%s uid=%u names=%u monitors=%u "
+		    "closed reason=%s", (unsigned long long)c->id,
+		    c->label[0] ? " label=" : "", c->label, (unsigned)c->uid,
+		    c->rc->nnames, c->rc->nmonitors, reason);
 	/* What all closing connections hold together is bounded: past it,
 	 * a closing connection's last replies are dropped. */
-	if (drain && evbuffer_get_length(c->out) > 0 &&
-	    s->drain_bytes + evbuffer_get_length(c->out) <=
-	    s->cfg.max_drain_bytes) {
-		struct timeval tv = {
-			.tv_sec = (time_t)(s->cfg.drain_ms / 1000),
-			.tv_usec = (suseconds_t)(s->cfg.drain_ms % 1000) * 1000,
-		};
-
-		c->flags |= CONN_DRAINING;
-		c->drain_held = evbuffer_get_length(c->out);
-		s->drain_bytes += c->drain_held;
-		s->ndraining++;
-		TAILQ_INSERT_TAIL(&s->draining, c, drain_link);
-		/* A half-closed peer may still read: stop our side's reads
-		 * but let the writes through. */
-		evtimer_add(c->ev_drain, &tv);
-		conn_schedule_flush(c);
+	keep = drain && held > 0 &&
+	    t->drain_bytes + held <= t->cfg->max_drain_bytes;
+	if (keep) {
+		c->drain_held = held;
+		t->drain_bytes += held;
+		t->ndraining++;
+		TAILQ_INSERT_TAIL(&t->draining, c, state_link);
+	}
+	/* Not open from here on: whatever the fan-out below writes (downs,
+	 * failed calls) is not for it. */
+	c->state = CONN_DRAINING;
+	t->ops->gone(t->arg, c);
+	if (!keep) {
+		conn_release(c);
 		return;
 	}
-	conn_reap(c);
+	/* A half-closed peer may still read: stop our side's reads but let
+	 * the writes through. */
+	evtimer_add(c->ev_drain, &tv);
+	conn_schedule_flush(c);
 }
 
 /*
  * Close the descriptor and give up the connection's place under the
- * caps, and the bytes it still had to send: what is left may wait for a
- * purge, but holds nothing a peer could make grow.
+ * caps and the bytes it still had to send; it is freed at the end of
+ * the loop turn.
  */
 static void
 conn_release(struct conn *c)
 {
-	struct server *s = c->srv;
+	struct conn_table *t = c->tab;
 
-	if (c->fd < 0)
+	if (c->state == CONN_CLOSED)
 		return;
-	if (c->flags & CONN_DRAINING) {
-		TAILQ_REMOVE(&s->draining, c, drain_link);
-		s->ndraining--;
-		s->drain_bytes -= c->drain_held;
-		c->flags &= ~CONN_DRAINING;
+	if (c->drain_held > 0) {
+		TAILQ_REMOVE(&t->draining, c, state_link);
+		t->ndraining--;
+		t->drain_bytes -= c->drain_held;
+		c->drain_held = 0;
 	}
+	c->state = CONN_CLOSED;
+	TAILQ_INSERT_TAIL(&t->closed, c, state_link);
 	event_del(c->ev_read);
 	event_del(c->ev_write);
 	evtimer_del(c->ev_drain);
-	c->flags &= ~CONN_WANT_WRITE;
+	c->flags &= ~(CONN_WANT_WRITE | CONN_PAUSED);
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
 	evbuffer_drain(c->out, evbuffer_get_length(c->out));
 	close(c->fd);
 	c->fd = -1;
-	s->nconns--;
-	registry_client_detach(&s->reg, &c->rc);
+	t->nconns--;
+	registry_uid_put(t->reg, c->uid);
+	conn_schedule_end(t);
 }
 
-/* Release a dead connection now, free it at the end of the loop turn. */
+/* Free a closed connection: the one deferred free. */
 static void
-conn_reap(struct conn *c)
+conn_destroy(struct conn *c)
 {
-	struct server *s = c->srv;
+	struct conn_table *t = c->tab;
 
-	if (c->flags & CONN_REAP)
-		return;
-	c->flags |= CONN_REAP;
-	conn_release(c);
-	TAILQ_INSERT_TAIL(&s->reap, c, reap_link);
-	server_schedule_flush(s);
-}
-
-void
-conn_reap_all(struct server *s)
-{
-	struct conn *c;
-
-	while ((c = TAILQ_FIRST(&s->reap)) != NULL) {
-		if (c->flags & CONN_PURGING) {
-			/* Its registry state still lives in it: later. */
-			TAILQ_REMOVE(&s->reap, c, reap_link);
-			c->flags = (c->flags & ~CONN_REAP) | CONN_REAP_WAIT;
-			continue;
-		}
-		conn_free(c);
-	}
-}
-
-bool
-conn_purge_slices(struct server *s)
-{
-	size_t budget = PURGE_SLICE;
-	struct conn *c;
-
-	while (budget > 0 && (c = TAILQ_FIRST(&s->purging)) != NULL) {
-		uint32_t before = c->rc.nnames;
-
-		if (!registry_client_purge_step(&s->reg, &c->rc, budget))
-			break;
-		budget -= before < budget ? before : budget;
-		TAILQ_REMOVE(&s->purging, c, purge_link);
-		c->flags &= ~CONN_PURGING;
-		if (c->flags & CONN_REAP_WAIT)
-			conn_reap(c);
-	}
-	return !TAILQ_EMPTY(&s->purging);
-}
-
-void
-conn_free(struct conn *c)
-{
-	struct server *s = c->srv;
-
-	c->flags |= CONN_DEAD;
-	conn_release(c);
-	if (c->flags & CONN_PURGING)
-		TAILQ_REMOVE(&s->purging, c, purge_link);
-	if (c->flags & CONN_DOOMED)
-		TAILQ_REMOVE(&s->doomed, c, doom_link);
-	if (c->flags & CONN_YIELDED)
-		TAILQ_REMOVE(&s->ready, c, ready_link);
-	calls_conn_closed(s, c);
-	subs_conn_closed(s, c);
-	registry_client_purge(&s->reg, &c->rc);
+	TAILQ_REMOVE(&t->closed, c, state_link);
 	if (c->flags & CONN_PENDING)
-		TAILQ_REMOVE(&s->pending, c, pend_link);
-	if (c->flags & CONN_REAP)
-		TAILQ_REMOVE(&s->reap, c, reap_link);
-	TAILQ_REMOVE(&s->conns, c, link);
+		TAILQ_REMOVE(&t->pending, c, pend_link);
+	TAILQ_REMOVE(&t->all, c, link);
 	event_free(c->ev_read);
 	event_free(c->ev_write);
 	event_free(c->ev_drain);
@@ -794,4 +761,29 @@ conn_free(struct conn *c)
 	evbuffer_free(c->out);
 	free((void *)c->peer.groups);
 	free(c);
+}
+
+void
+conn_end_turn(struct conn_table *t)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&t->doomed)) != NULL)
+		conn_close(c, "out of memory", true);	/* unlinks it */
+	/* conn_flush may queue more (a resumed reader): drain the list. */
+	while ((c = TAILQ_FIRST(&t->pending)) != NULL) {
+		TAILQ_REMOVE(&t->pending, c, pend_link);
+		c->flags &= ~CONN_PENDING;
+		conn_flush(c);
+	}
+	while ((c = TAILQ_FIRST(&t->closed)) != NULL)
+		conn_destroy(c);
+}
+
+void
+conn_free(struct conn *c)
+{
+	conn_close(c, NULL, false);
+	conn_release(c);
+	conn_destroy(c);
 }

@@ -12,68 +12,113 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "guard.h"
+#include "log.h"
 #include "policy.h"
 #include "registry.h"
 
-struct server;
-struct pcall;
-struct pawait;
-struct sub;
+struct conn;
 struct evbuffer;
 struct event;
+struct event_base;
+
+/*
+ * Where a connection is in its life.  Open: read and served.  Draining:
+ * closed (the layers above have let it go), its last replies still being
+ * written.  Closed: its descriptor is closed; freed at the end of the
+ * loop turn, so nobody up the stack holds a dangling pointer.
+ */
+enum conn_state {
+	CONN_OPEN,
+	CONN_DRAINING,
+	CONN_CLOSED
+};
 
 enum conn_flag {
-	CONN_PENDING = 1 << 0,	/* on the server's flush list */
-	CONN_DEAD = 1 << 1,	/* closed: purged, reads no more */
-	CONN_DRAINING = 1 << 2,	/* dead, flushing its last replies (on the
-				   server's draining list) */
-	CONN_PAUSED = 1 << 3,	/* its unread replies passed the bound */
-	CONN_REAP = 1 << 4,	/* on the server's reap list */
-	CONN_WANT_WRITE = 1 << 5, /* write event armed */
-	CONN_PURGING = 1 << 6,	/* its names are still being removed */
-	CONN_REAP_WAIT = 1 << 7, /* free once the purge is done */
-	CONN_DOOMED = 1 << 8,	/* to close at the end of the loop turn */
-	CONN_YIELDED = 1 << 9	/* used its turn: on the server's ready list */
+	CONN_PENDING = 1 << 0,	/* on the table's flush list */
+	CONN_PAUSED = 1 << 1,	/* its unread replies passed the bound */
+	CONN_WANT_WRITE = 1 << 2, /* write event armed */
+	CONN_DOOMED = 1 << 3,	/* open, to close at the end of the turn */
+	CONN_YIELDED = 1 << 4	/* used its turn: on the ready list */
+};
+
+/* Requests framed together and handed up as one batch, at most. */
+#define CONN_BATCH	16
+
+/*
+ * What the connection layer asks of the layer above (the server).
+ * batch: these framed requests (request i is p[ends[i - 1]..ends[i]),
+ * the first from off) are about to be served, for cache hints.  request:
+ * serve one; *work is what it cost (table entries walked, copies fanned
+ * out, at least 1); 0, or -ENOMEM or -EINVAL when it does not decode.
+ * gone: the connection closed; what is kept about it elsewhere must go
+ * now, since nothing more is written to it.
+ */
+struct conn_ops {
+	void	(*batch)(void *arg, struct conn *, const char *p, size_t off,
+		    const size_t *ends, size_t n);
+	int	(*request)(void *arg, struct conn *, size_t i, const char *p,
+		    size_t len, uint64_t *work);
+	void	(*gone)(void *arg, struct conn *);
+};
+
+/* Every connection, and the lists a loop turn works through. */
+struct conn_table {
+	const struct conn_ops	*ops;
+	void			*arg;		/* for ops */
+	struct event_base	*base;
+	struct logger		*log;
+	const struct config	*cfg;		/* changes on reload */
+	struct registry		*reg;		/* records, per-uid counts */
+	struct event		*ev_flush;	/* the end of the loop turn */
+	struct event		*ev_ready;	/* the ready list's next turn */
+	struct evbuffer		*fanout;	/* conn_write_shared's */
+	TAILQ_HEAD(, conn)	 all;
+	TAILQ_HEAD(, conn)	 pending;	/* output to flush */
+	TAILQ_HEAD(, conn)	 doomed;	/* to close (out of memory) */
+	TAILQ_HEAD(, conn)	 ready;		/* input left for later */
+	TAILQ_HEAD(, conn)	 draining;	/* oldest first */
+	TAILQ_HEAD(, conn)	 closed;	/* to free */
+	uint64_t		 nconns;	/* holding a descriptor */
+	uint64_t		 ndraining;	/* of which draining */
+	uint64_t		 drain_bytes;	/* they held when they closed */
+	uint64_t		 next_id;
+	uint64_t		 opened;	/* ever */
 };
 
 /* Input is not read or dispatched while any of these is set. */
-#define CONN_NO_INPUT	(CONN_DEAD | CONN_PAUSED | CONN_DOOMED | CONN_YIELDED)
+#define CONN_NO_INPUT	(CONN_PAUSED | CONN_DOOMED | CONN_YIELDED)
 
 struct conn {
-	TAILQ_ENTRY(conn)	 link;		/* server's conns */
+	TAILQ_ENTRY(conn)	 link;		/* table's all */
 	TAILQ_ENTRY(conn)	 pend_link;	/* flush list */
-	TAILQ_ENTRY(conn)	 reap_link;	/* reap list */
-	TAILQ_ENTRY(conn)	 purge_link;	/* purging list */
 	TAILQ_ENTRY(conn)	 doom_link;	/* doomed list */
 	TAILQ_ENTRY(conn)	 ready_link;	/* ready list: input left over */
-	TAILQ_ENTRY(conn)	 drain_link;	/* draining list, oldest first */
-	struct reg_client	 rc;		/* what it owns */
-	struct server		*srv;
+	TAILQ_ENTRY(conn)	 state_link;	/* draining or closed list */
+	struct conn_table	*tab;
+	struct reg_client	*rc;		/* NULL once it is gone */
 	struct event		*ev_read;
 	struct event		*ev_write;
 	struct event		*ev_drain;
 	struct evbuffer		*in;
 	struct evbuffer		*out;
-	LIST_HEAD(, pcall)	 calls_out;	/* it made, pending */
-	LIST_HEAD(, pcall)	 calls_in;	/* made to it, pending */
-	LIST_HEAD(, pawait)	 awaits;	/* its awaits pending */
-	LIST_HEAD(, sub)	 subs;		/* its subscriptions */
-	uint32_t		 ncalls_out;	/* calls and awaits */
-	uint32_t		 nsubs;
-	uint64_t		 next_sub;
 	struct guard		 guard;
 	size_t			 scanned;	/* bytes of in scanned */
 	size_t			 drain_held;	/* output when it began to drain */
 	struct policy_peer	 peer;		/* groups: its own copy */
 	uint64_t		 id;
-	int			 fd;		/* -1 once released */
+	uint32_t		 uid;		/* holds a descriptor of uid */
+	int			 fd;		/* -1 once closed */
+	enum conn_state		 state;
 	unsigned		 flags;
 	char			 label[64];	/* printable, for logs */
 };
 
+/* An empty table; the caller fills in ops, arg and the rest. */
+void		 conn_table_init(struct conn_table *);
 /* Adopt an accepted socket; NULL (fd closed) on failure. */
-struct conn	*conn_new(struct server *, int fd);
+struct conn	*conn_new(struct conn_table *, int fd);
 /*
  * Queue bytes for the client and schedule a flush.  With bounded, refuse
  * (return PR_ERR_BUSY) when they would take its output past max_outbuf.
@@ -82,12 +127,13 @@ struct conn	*conn_new(struct server *, int fd);
 int		 conn_write(struct conn *, const void *p, size_t len,
 		    bool bounded);
 /*
- * The one close path: idempotent.  Purges the registry state at once;
- * with drain, flushes what is queued (bounded by drain_ms and, over all
- * draining connections, by max_drain_bytes) before the socket closes.
- * Until its descriptor is closed a connection keeps its place under
- * max_conns and max_conns_per_uid.  Freed later, never under a caller's
- * feet.
+ * The one close path: idempotent.  The table's gone hook lets the layers
+ * above drop the connection at once; with drain, what is queued is
+ * flushed (bounded by drain_ms and, over all draining connections, by
+ * max_drain_bytes) before the socket closes.  Until its descriptor is
+ * closed a connection keeps its place under max_conns and
+ * max_conns_per_uid.  Freed at the end of the loop turn, never under a
+ * caller's feet.  The reason goes to the log (NULL: no line).
  */
 void		 conn_close(struct conn *, const char *reason, bool drain);
 /*
@@ -120,29 +166,21 @@ int		 conn_write_shared(struct conn *, const void *head,
 		    size_t hlen, struct conn_shared *, bool bounded);
 /* Would len more bytes take c's output past its bound? */
 bool		 conn_would_block(const struct conn *, size_t len);
-/* Close the connections doomed this loop turn. */
-void		 conn_close_doomed(struct server *);
-/* Write queued output; called by the server's flush. */
-void		 conn_flush(struct conn *);
-/* Release everything now (the purge finished at once if need be). */
+/*
+ * The end of a loop turn: close the connections doomed in it, write
+ * every pending output, free the connections closed.
+ */
+void		 conn_end_turn(struct conn_table *);
+/* Close it (without draining) and free it now: the daemon is exiting. */
 void		 conn_free(struct conn *);
-/* Free the connections closed this loop turn (not those still purging). */
-void		 conn_reap_all(struct server *);
-/* Remove the next slice of purging connections' names; true when more
- * remain for the next loop turn. */
-bool		 conn_purge_slices(struct server *);
+/* Send a connection we will not keep a "limit" notice, close it. */
+void		 conn_refuse(struct conn_table *, int fd, const char *why);
 /*
  * Serve, one turn each, the connections whose input outlasted their last
  * turn; those that use up this one too wait for the next.
  */
-void		 conn_serve_ready(struct server *);
+void		 conn_serve_ready(struct conn_table *);
 /* Set the label shown in logs (bytes already checked as UTF-8). */
 void		 conn_set_label(struct conn *, const char *s, size_t len);
 
-/* The connection that embeds a registry client. */
-static inline struct conn *
-conn_of(struct reg_client *rc)
-{
-	return (struct conn *)(void *)((char *)rc - offsetof(struct conn, rc));
-}
 #endif /* CONN_H */

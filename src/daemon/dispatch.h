@@ -12,8 +12,19 @@
 struct server;
 struct conn;
 
-/* Handle one decoded top-level object received from c. */
-void	dispatch_object(struct server *, struct conn *, const pr_value *);
+/*
+ * The connection layer's batch hook: peek at the names these framed
+ * requests look up, hash them and hint the caches, for dispatch_request.
+ */
+void	dispatch_batch(void *srv, struct conn *, const char *p, size_t off,
+	    const size_t *ends, size_t n);
+/*
+ * The connection layer's request hook: decode request i of the batch,
+ * run its handler, queue the reply; *work is what it cost.  0, or the
+ * decoder's negative errno (the connection is then closed).
+ */
+int	dispatch_request(void *srv, struct conn *, size_t i, const char *p,
+	    size_t len, uint64_t *work);
 /* The registry's down callback: notify the monitor's holder. */
 void	dispatch_down(void *srv, struct reg_client *holder, uint64_t ref,
 	    const struct reg_target *target, enum pr_down_reason why);

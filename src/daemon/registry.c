@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "registry.h"
+#include "registry_impl.h"
 #include "util.h"
 
 /* The ordered index's comparison: names as bytes, shorter first. */
@@ -36,18 +37,6 @@ group_order_cmp(const void *x, const void *y)
 
 	return name_order(a->name, a->name_len, b->name, b->name_len);
 }
-
-/* A name and its length, the key of the names index. */
-struct name_key {
-	const char	*s;
-	size_t		 len;
-};
-
-/* The key of the monitors index. */
-struct mon_key {
-	const struct reg_client	*holder;
-	uint64_t		 ref;
-};
 
 static uint64_t
 name_hash(const struct registry *reg, const char *s, size_t len)
@@ -79,8 +68,8 @@ name_eq(const void *item, const void *key)
 	return n->name_len == k->len && memcmp(n->data, k->s, k->len) == 0;
 }
 
-static uint64_t
-mon_hash(uint64_t id, uint64_t ref)
+uint64_t
+registry_mon_hash(uint64_t id, uint64_t ref)
 {
 	/* splitmix64 finaliser: ids and refs are ours, not the client's. */
 	uint64_t x = id * 0x9e3779b97f4a7c15ULL ^ ref;
@@ -100,16 +89,17 @@ uid_eq(const void *item, const void *key)
 static struct reg_uid *
 uid_find(const struct registry *reg, uint32_t uid)
 {
-	return htab_find(&reg->uids, mon_hash(uid, 0), uid_eq, &uid);
+	return htab_find(&reg->uids, registry_mon_hash(uid, 0), uid_eq, &uid);
 }
 
 /* Forget a user's totals once nothing of theirs is left. */
 static void
 uid_release(struct registry *reg, struct reg_uid *u)
 {
-	if (u->conns != 0 || u->names != 0 || u->waits != 0)
+	if (u->conns != 0 || u->clients != 0 || u->names != 0 ||
+	    u->waits != 0)
 		return;
-	htab_remove(&reg->uids, mon_hash(u->uid, 0), u);
+	htab_remove(&reg->uids, registry_mon_hash(u->uid, 0), u);
 	free(u);
 }
 
@@ -119,17 +109,8 @@ id_eq(const void *item, const void *key)
 	return ((const struct reg_client *)item)->id == *(const uint64_t *)key;
 }
 
-static bool
-group_eq(const void *item, const void *key)
-{
-	const struct reg_group *g = item;
-	const struct name_key *k = key;
-
-	return g->name_len == k->len && memcmp(g->name, k->s, k->len) == 0;
-}
-
-static bool
-mon_eq(const void *item, const void *key)
+bool
+registry_mon_eq(const void *item, const void *key)
 {
 	const struct reg_monitor *m = item;
 	const struct mon_key *k = key;
@@ -167,6 +148,7 @@ registry_init(struct registry *reg, uint32_t max_names, uint32_t max_monitors,
 	btree_init(&reg->order, order_cmp);
 	btree_init(&reg->gorder, group_order_cmp);
 	LIST_INIT(&reg->clients);
+	TAILQ_INIT(&reg->purging);
 	reg->max_names = max_names;
 	reg->max_monitors = max_monitors;
 	reg->down = down;
@@ -182,9 +164,11 @@ registry_deinit(struct registry *reg)
 	reg->down = NULL;
 	reg->gone = NULL;
 	reg->event = NULL;
+	while (registry_purge_slice(reg, SIZE_MAX))
+		;
 	while ((c = LIST_FIRST(&reg->clients)) != NULL)
-		registry_client_purge(reg, c);
-	/* Users of clients purged but never detached (their caller did not
+		(void)registry_client_close(reg, c, SIZE_MAX);
+	/* Users whose descriptors were never put back (their caller did not
 	 * get that far). */
 	for (size_t i = 0; i < reg->uids.cap; i++)
 		free(reg->uids.slots[i].item);
@@ -199,30 +183,43 @@ registry_deinit(struct registry *reg)
 	btree_deinit(&reg->gorder);
 }
 
-int
-registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
-    int64_t pid, uint32_t uid, uint32_t gid)
+/* The totals of uid, made when missing; NULL when out of memory. */
+static struct reg_uid *
+uid_get(struct registry *reg, uint32_t uid)
 {
 	struct reg_uid *u;
 
-	if ((u = uid_find(reg, uid)) == NULL) {
-		if ((u = calloc(1, sizeof(*u))) == NULL)
-			return -ENOMEM;
-		u->uid = uid;
-		if (htab_insert(&reg->uids, mon_hash(uid, 0), u) < 0) {
-			free(u);
-			return -ENOMEM;
-		}
+	if ((u = uid_find(reg, uid)) != NULL)
+		return u;
+	if ((u = calloc(1, sizeof(*u))) == NULL)
+		return NULL;
+	u->uid = uid;
+	if (htab_insert(&reg->uids, registry_mon_hash(uid, 0), u) < 0) {
+		free(u);
+		return NULL;
 	}
-	memset(c, 0, sizeof(*c));
+	return u;
+}
+
+struct reg_client *
+registry_client_new(struct registry *reg, uint64_t id, int64_t pid,
+    uint32_t uid, uint32_t gid, void *conn)
+{
+	struct reg_client *c;
+	struct reg_uid *u;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	if ((u = uid_get(reg, uid)) == NULL)
+		goto fail;
 	c->id = id;
-	if (htab_insert(&reg->ids, mon_hash(id, 0), c) < 0) {
-		c->id = 0;
+	if (htab_insert(&reg->ids, registry_mon_hash(id, 0), c) < 0) {
 		uid_release(reg, u);
-		return -ENOMEM;
+		goto fail;
 	}
-	u->conns++;
+	u->clients++;
 	c->usage = u;
+	c->conn = conn;
 	LIST_INIT(&c->names);
 	LIST_INIT(&c->monitors);
 	LIST_INIT(&c->watchers);
@@ -234,14 +231,39 @@ registry_client_init(struct registry *reg, struct reg_client *c, uint64_t id,
 	c->gid = gid;
 	c->next_ref = 1;
 	LIST_INSERT_HEAD(&reg->clients, c, link);
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
+int
+registry_uid_hold(struct registry *reg, uint32_t uid)
+{
+	struct reg_uid *u;
+
+	if ((u = uid_get(reg, uid)) == NULL)
+		return -ENOMEM;
+	u->conns++;
 	return 0;
+}
+
+void
+registry_uid_put(struct registry *reg, uint32_t uid)
+{
+	struct reg_uid *u = uid_find(reg, uid);
+
+	if (u == NULL || u->conns == 0)
+		return;
+	u->conns--;
+	uid_release(reg, u);
 }
 
 struct reg_client *
 registry_client_find(const struct registry *reg, uint64_t id)
 {
-	struct reg_client *c = htab_find(&reg->ids, mon_hash(id, 0), id_eq,
-	    &id);
+	struct reg_client *c = htab_find(&reg->ids, registry_mon_hash(id, 0),
+	    id_eq, &id);
 
 	return c != NULL && !c->dying ? c : NULL;
 }
@@ -261,8 +283,8 @@ watch_eq(const void *item, const void *key)
 }
 
 /* The monitors on n, or NULL when it has none. */
-static struct reg_watch *
-watch_of(const struct registry *reg, const struct reg_name *n)
+struct reg_watch *
+registry_watch_of(const struct registry *reg, const struct reg_name *n)
 {
 	if (!(n->flags & REG_HAS_MONITORS))
 		return NULL;
@@ -285,7 +307,8 @@ watch_free(struct registry *reg, struct reg_watch *w)
 static void
 monitor_unlink(struct registry *reg, struct reg_monitor *m)
 {
-	htab_remove(&reg->monitors, mon_hash(m->holder->id, m->ref), m);
+	htab_remove(&reg->monitors, registry_mon_hash(m->holder->id, m->ref),
+	    m);
 	LIST_REMOVE(m, by_target);
 	LIST_REMOVE(m, by_holder);
 	m->holder->nmonitors--;
@@ -298,8 +321,8 @@ monitor_unlink(struct registry *reg, struct reg_monitor *m)
 static void
 monitor_free(struct registry *reg, struct reg_monitor *m)
 {
-	struct reg_watch *w = m->target != NULL ? watch_of(reg, m->target) :
-	    NULL;
+	struct reg_watch *w = m->target != NULL ?
+	    registry_watch_of(reg, m->target) : NULL;
 
 	monitor_unlink(reg, m);
 	if (w != NULL && LIST_EMPTY(&w->monitors))
@@ -313,9 +336,9 @@ reg_now(const struct registry *reg)
 }
 
 /* Tell the event hook about a change (not while a batch is muted). */
-static void
-emit(struct registry *reg, enum reg_ev_kind kind, const struct reg_name *n,
-    const struct reg_member *mb, struct reg_client *prev,
+void
+registry_emit(struct registry *reg, enum reg_ev_kind kind,
+    const struct reg_name *n, const struct reg_member *mb, struct reg_client *prev,
     enum pr_down_reason why, bool acquired)
 {
 	struct reg_event ev = { kind, n, mb, prev, why, acquired };
@@ -344,7 +367,7 @@ static void
 name_fire(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 {
 	struct reg_target t = { n->data, n->name_len, 0 };
-	struct reg_watch *w = watch_of(reg, n);
+	struct reg_watch *w = registry_watch_of(reg, n);
 
 	if (w == NULL)
 		return;
@@ -361,7 +384,7 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	 * were, and their gens will be given again. */
 	if (reg->gone != NULL && !reg->mute)
 		reg->gone(reg->down_arg, n->gen);
-	emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
+	registry_emit(reg, REG_EV_UNREGISTERED, n, NULL, NULL, why, false);
 	htab_remove(&reg->names, name_hash(reg, n->data, n->name_len), n);
 	(void)btree_remove(&reg->order, n);
 	LIST_REMOVE(n, owner_link);
@@ -369,27 +392,6 @@ name_remove(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 	n->owner->usage->names--;
 	reg->nnames--;
 	free(n);
-}
-
-/* Unlink a membership, free it, and its group once empty. */
-static void
-member_free(struct registry *reg, struct reg_member *mb)
-{
-	struct reg_group *g = mb->group;
-
-	emit(reg, REG_EV_LEFT, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
-	TAILQ_REMOVE(&g->members, mb, by_group);
-	LIST_REMOVE(mb, by_client);
-	mb->client->nmembers--;
-	reg->nmembers--;
-	free(mb);
-	if (--g->nmembers == 0) {
-		htab_remove(&reg->groups, name_hash(reg, g->name, g->name_len),
-		    g);
-		(void)btree_remove(&reg->gorder, g);
-		reg->ngroups--;
-		free(g);
-	}
 }
 
 static bool
@@ -402,8 +404,8 @@ queue_eq(const void *item, const void *key)
 	    memcmp(q->name->data, k->s, k->len) == 0;
 }
 
-static struct reg_queue *
-queue_of(const struct registry *reg, const struct reg_name *n)
+struct reg_queue *
+registry_queue_of(const struct registry *reg, const struct reg_name *n)
 {
 	struct name_key k = { n->data, n->name_len };
 
@@ -451,7 +453,7 @@ waiter_find(const struct registry *reg, struct reg_client *c,
 	struct reg_queue *q;
 	struct reg_waiter *w;
 
-	if (c->nwaits == 0 || (q = queue_of(reg, n)) == NULL)
+	if (c->nwaits == 0 || (q = registry_queue_of(reg, n)) == NULL)
 		return NULL;
 	if (q->n < c->nwaits) {
 		TAILQ_FOREACH(w, &q->waiters, by_queue) {
@@ -508,7 +510,7 @@ name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
 	name_fire(reg, n, why);
 	if (reg->gone != NULL)
 		reg->gone(reg->down_arg, n->gen);
-	q = queue_of(reg, n);
+	q = registry_queue_of(reg, n);
 	nn->since_ms = reg_now(reg);
 	nn->gen = ++reg->gen;
 	htab_replace(&reg->names, h, n, nn);
@@ -550,14 +552,14 @@ name_handover(struct registry *reg, struct reg_name *n, struct reg_name *nn,
 		q->n++;
 	} else
 		free(n);
-	emit(reg, REG_EV_HANDOVER, nn, NULL, prev, why, acquired);
+	registry_emit(reg, REG_EV_HANDOVER, nn, NULL, prev, why, acquired);
 }
 
 /* The first waiter becomes n's owner. */
 static void
 name_promote(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 {
-	struct reg_queue *q = queue_of(reg, n);
+	struct reg_queue *q = registry_queue_of(reg, n);
 	struct reg_name *nn = waiter_unlink(reg, TAILQ_FIRST(&q->waiters));
 
 	name_handover(reg, n, nn, why, true, NULL, NULL);
@@ -573,70 +575,76 @@ name_end(struct registry *reg, struct reg_name *n, enum pr_down_reason why)
 		name_remove(reg, n, why);
 }
 
-bool
-registry_client_purge_step(struct registry *reg, struct reg_client *c,
-    size_t budget)
+/*
+ * Remove at most budget of a dying client's names; when none is left,
+ * free the record.  True when it is gone.
+ */
+static bool
+client_purge_names(struct registry *reg, struct reg_client *c, size_t budget)
 {
-	struct reg_monitor *m;
-	struct reg_member *mb;
-	struct reg_waiter *w;
-	struct reg_queue *q;
 	struct reg_name *n;
 
-	if (c->id == 0)
-		return true;	/* purged already */
-	if (!c->dying) {
-		struct reg_target t = { NULL, 0, c->id };
-
-		/* Its own monitors first, so none of its names fires back at
-		 * it; from now on its names are invisible. */
-		while ((m = LIST_FIRST(&c->monitors)) != NULL)
-			monitor_free(reg, m);
-		while ((mb = LIST_FIRST(&c->members)) != NULL)
-			member_free(reg, mb);
-		while ((w = LIST_FIRST(&c->waits)) != NULL)
-			free(waiter_unlink(reg, w));
-		/* Names others wait for change hands now, before they could
-		 * look free. */
-		while ((q = LIST_FIRST(&c->queues)) != NULL)
-			name_promote(reg, q->name, PR_DOWN_DISCONNECTED);
-		c->dying = true;
-		htab_remove(&reg->ids, mon_hash(c->id, 0), c);
-		monitors_fire(reg, LIST_FIRST(&c->watchers), &t,
-		    PR_DOWN_DISCONNECTED);
-	}
 	while (budget-- > 0 && (n = LIST_FIRST(&c->names)) != NULL)
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
 	if (!LIST_EMPTY(&c->names))
 		return false;
 	LIST_REMOVE(c, link);
-	c->id = 0;
-	if (c->detached) {
-		uid_release(reg, c->usage);
-		c->usage = NULL;
-	}
+	c->usage->clients--;
+	uid_release(reg, c->usage);
+	free(c);
 	return true;
 }
 
-void
-registry_client_detach(struct registry *reg, struct reg_client *c)
+bool
+registry_client_close(struct registry *reg, struct reg_client *c,
+    size_t budget)
 {
-	if (c->detached || c->usage == NULL)
-		return;
-	c->detached = true;
-	c->usage->conns--;
-	if (c->id == 0) {
-		uid_release(reg, c->usage);
-		c->usage = NULL;
-	}
+	struct reg_target t = { NULL, 0, c->id };
+	struct reg_monitor *m;
+	struct reg_member *mb;
+	struct reg_waiter *w;
+	struct reg_queue *q;
+
+	if (c->dying)
+		return false;	/* on the purge queue already */
+	c->conn = NULL;
+	/* Its own monitors first, so none of its names fires back at it;
+	 * from now on its names are invisible. */
+	while ((m = LIST_FIRST(&c->monitors)) != NULL)
+		monitor_free(reg, m);
+	while ((mb = LIST_FIRST(&c->members)) != NULL)
+		registry_member_free(reg, mb);
+	while ((w = LIST_FIRST(&c->waits)) != NULL)
+		free(waiter_unlink(reg, w));
+	/* Names others wait for change hands now, before they could look
+	 * free. */
+	while ((q = LIST_FIRST(&c->queues)) != NULL)
+		name_promote(reg, q->name, PR_DOWN_DISCONNECTED);
+	c->dying = true;
+	htab_remove(&reg->ids, registry_mon_hash(c->id, 0), c);
+	monitors_fire(reg, LIST_FIRST(&c->watchers), &t, PR_DOWN_DISCONNECTED);
+	if (client_purge_names(reg, c, budget))
+		return true;
+	TAILQ_INSERT_TAIL(&reg->purging, c, purge_link);
+	return false;
 }
 
-void
-registry_client_purge(struct registry *reg, struct reg_client *c)
+bool
+registry_purge_slice(struct registry *reg, size_t budget)
 {
-	while (!registry_client_purge_step(reg, c, SIZE_MAX))
-		;
-	registry_client_detach(reg, c);
+	struct reg_client *c;
+
+	while (budget > 0 && (c = TAILQ_FIRST(&reg->purging)) != NULL) {
+		uint32_t before = c->nnames;
+
+		TAILQ_REMOVE(&reg->purging, c, purge_link);
+		if (!client_purge_names(reg, c, budget)) {
+			TAILQ_INSERT_HEAD(&reg->purging, c, purge_link);
+			break;
+		}
+		budget -= before < budget ? before : budget;
+	}
+	return !TAILQ_EMPTY(&reg->purging);
 }
 
 bool
@@ -650,8 +658,8 @@ registry_name_valid(const char *name, size_t len)
 }
 
 /* The entry of a name, dying owner or not. */
-static struct reg_name *
-lookup_any(const struct registry *reg, const char *name, size_t len,
+struct reg_name *
+registry_lookup_any(const struct registry *reg, const char *name, size_t len,
     uint64_t h)
 {
 	struct name_key k = { name, len };
@@ -662,7 +670,7 @@ lookup_any(const struct registry *reg, const char *name, size_t len,
 struct reg_name *
 registry_lookup(const struct registry *reg, const char *name, size_t len)
 {
-	struct reg_name *n = lookup_any(reg, name, len,
+	struct reg_name *n = registry_lookup_any(reg, name, len,
 	    name_hash(reg, name, len));
 
 	return n != NULL && !n->owner->dying ? n : NULL;
@@ -688,15 +696,19 @@ registry_prefetch(const struct registry *reg, uint64_t h, size_t len,
 		    offsetof(struct reg_name, data) + len);
 }
 
-/* Does the client have room for one more name or place? */
-static bool
-room_for_one(const struct registry *reg, const struct reg_client *c)
+/* Has the client room for n more names or places?  0 or the limit. */
+static int
+room_for(const struct registry *reg, const struct reg_client *c, size_t n)
 {
 	/* A place in a queue is a name to be: it counts, so that taking
-	 * the name over never passes a limit. */
-	return c->nnames + c->nwaits < reg->max_names &&
-	    (reg->max_names_per_uid == 0 || c->uncapped ||
-	    c->usage->names + c->usage->waits < reg->max_names_per_uid);
+	 * the name over never passes a limit.  n is bounded by
+	 * max_message: the sums cannot overflow. */
+	if (c->nnames + c->nwaits + n > reg->max_names)
+		return REG_E_LIMIT;
+	if (reg->max_names_per_uid != 0 && !c->uncapped &&
+	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid)
+		return REG_E_LIMIT_UID;
+	return 0;
 }
 
 /* Queue the client for n (registered, not its own). */
@@ -704,12 +716,13 @@ static int
 name_enqueue(struct registry *reg, struct reg_client *c, struct reg_name *n,
     const void *value, size_t vlen, unsigned flags, uint32_t *queued)
 {
-	struct reg_queue *q = queue_of(reg, n), *nq = NULL;
+	struct reg_queue *q = registry_queue_of(reg, n), *nq = NULL;
 	struct reg_waiter *w;
 	struct reg_name *ready;
+	int r;
 
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	ready = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
 	w = malloc(sizeof(*w));
 	if (q == NULL)
@@ -750,9 +763,10 @@ name_replace(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	struct reg_waiter *w = NULL;
 	struct reg_queue *q = NULL;
 	struct reg_name *nn;
+	int r;
 
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	/* Everything the hand-over needs, before anything changes. */
 	nn = name_alloc(c, n->data, n->name_len, value, vlen, flags, 0);
 	if (n->flags & REG_QUEUE) {
@@ -780,12 +794,14 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 {
 	struct reg_name *n;
 	uint64_t h;
+	int r;
 
 	*queued = 0;
 	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
-		return PR_ERR_TOO_LARGE;
+		return REG_E_TOO_LARGE;
 	h = name_hash(reg, name, len);
-	if ((n = lookup_any(reg, name, len, h)) != NULL && n->owner->dying) {
+	if ((n = registry_lookup_any(reg, name, len, h)) != NULL &&
+	    n->owner->dying) {
 		/* Its owner is being purged (nobody waits for it: those names
 		 * changed hands when the purge began): finish it now. */
 		name_remove(reg, n, PR_DOWN_DISCONNECTED);
@@ -794,16 +810,16 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 	if (n != NULL) {
 		*out = n;
 		if (n->owner == c || waiter_find(reg, c, n) != NULL)
-			return PR_ERR_TAKEN;
+			return REG_E_TAKEN;
 		if ((flags & REG_REPLACE) && (n->flags & REG_ALLOW_REPLACEMENT))
 			return name_replace(reg, c, n, value, vlen, flags, out);
 		if (flags & REG_QUEUE)
 			return name_enqueue(reg, c, n, value, vlen, flags,
 			    queued);
-		return PR_ERR_TAKEN;
+		return REG_E_TAKEN;
 	}
-	if (!room_for_one(reg, c))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, 1)) != 0)
+		return r;
 	if ((n = name_alloc(c, name, len, value, vlen, flags, now_ms)) == NULL)
 		return -ENOMEM;
 	if (btree_reserve(&reg->order) < 0 ||
@@ -819,8 +835,8 @@ registry_register_opts(struct registry *reg, struct reg_client *c,
 	c->usage->names++;
 	reg->nnames++;
 	*out = n;
-	emit(reg, REG_EV_REGISTERED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
-	    false);
+	registry_emit(reg, REG_EV_REGISTERED, n, NULL, NULL,
+	    PR_DOWN_UNREGISTERED, false);
 	return 0;
 }
 
@@ -840,7 +856,7 @@ registry_queue(const struct registry *reg, const char *name, size_t len)
 {
 	struct reg_name *n = registry_lookup(reg, name, len);
 
-	return n != NULL ? queue_of(reg, n) : NULL;
+	return n != NULL ? registry_queue_of(reg, n) : NULL;
 }
 
 struct dup_ctx {
@@ -905,18 +921,15 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	for (i = 0; i < n; i++) {
 		if ((out[0] = registry_lookup(reg, names[i], lens[i])) != NULL) {
 			*bad = i;
-			return PR_ERR_TAKEN;
+			return REG_E_TAKEN;
 		}
 	}
-	/* n is bounded by max_message; the sums cannot overflow. */
-	if (c->nnames + c->nwaits + n > reg->max_names ||
-	    (reg->max_names_per_uid != 0 && !c->uncapped &&
-	    c->usage->names + c->usage->waits + n > reg->max_names_per_uid))
-		return PR_ERR_LIMIT;
+	if ((r = room_for(reg, c, n)) != 0)
+		return r;
 	/* Names of connections being purged go first, out loud: their end
 	 * is no part of the batch, whatever becomes of it. */
 	for (i = 0; i < n; i++) {
-		struct reg_name *d = lookup_any(reg, names[i], lens[i],
+		struct reg_name *d = registry_lookup_any(reg, names[i], lens[i],
 		    name_hash(reg, names[i], lens[i]));
 
 		if (d != NULL && d->owner->dying)
@@ -933,7 +946,7 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 	if (r == 0) {
 		reg->mute = false;
 		for (i = 0; i < n; i++)
-			emit(reg, REG_EV_REGISTERED, out[i], NULL, NULL,
+			registry_emit(reg, REG_EV_REGISTERED, out[i], NULL, NULL,
 			    PR_DOWN_UNREGISTERED, false);
 		return 0;
 	}
@@ -944,7 +957,7 @@ registry_register_many(struct registry *reg, struct reg_client *c, size_t n,
 		name_remove(reg, out[i], PR_DOWN_UNREGISTERED);
 	reg->mute = false;
 	reg->gen = gen;
-	return r == PR_ERR_TAKEN ? PR_ERR_BAD_REQUEST : r;
+	return r == REG_E_TAKEN ? REG_E_DUPLICATE : r;
 }
 
 int
@@ -966,21 +979,21 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	uint64_t h;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	if (n->owner != c)
-		return PR_ERR_NOT_OWNER;
+		return REG_E_NOT_OWNER;
 	if (gen != NULL && *gen != n->gen)
-		return PR_ERR_STALE;
+		return REG_E_STALE;
 	if (vlen > UINT32_MAX)
-		return PR_ERR_TOO_LARGE;
+		return REG_E_TOO_LARGE;
 	if (vlen <= n->value_len) {
 		/* Fits where the old one was (shrinking keeps the block). */
 		if (vlen > 0)
 			memcpy(n->data + n->name_len, value, vlen);
 		n->value_len = (uint32_t)vlen;
 		*out = n;
-		emit(reg, REG_EV_UPDATED, n, NULL, NULL, PR_DOWN_UNREGISTERED,
-		    false);
+		registry_emit(reg, REG_EV_UPDATED, n, NULL, NULL,
+		    PR_DOWN_UNREGISTERED, false);
 		return 0;
 	}
 	/*
@@ -990,8 +1003,8 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 	 */
 	if ((nn = malloc(sizeof(*nn) + len + vlen)) == NULL)
 		return -ENOMEM;
-	q = queue_of(reg, n);
-	w = watch_of(reg, n);
+	q = registry_queue_of(reg, n);
+	w = registry_watch_of(reg, n);
 	memcpy(nn, n, sizeof(*nn) + len);
 	memcpy(nn->data + len, value, vlen);
 	nn->value_len = (uint32_t)vlen;
@@ -1009,7 +1022,8 @@ registry_update_gen(struct registry *reg, struct reg_client *c,
 		q->name = nn;
 	free(n);
 	*out = nn;
-	emit(reg, REG_EV_UPDATED, nn, NULL, NULL, PR_DOWN_UNREGISTERED, false);
+	registry_emit(reg, REG_EV_UPDATED, nn, NULL, NULL, PR_DOWN_UNREGISTERED,
+	    false);
 	return 0;
 }
 
@@ -1019,7 +1033,7 @@ registry_evict(struct registry *reg, const char *name, size_t len)
 	struct reg_name *n;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	name_end(reg, n, PR_DOWN_EVICTED);
 	return 0;
 }
@@ -1039,13 +1053,13 @@ registry_unregister_gen(struct registry *reg, struct reg_client *c,
 	struct reg_name *n;
 
 	if ((n = registry_lookup(reg, name, len)) == NULL)
-		return PR_ERR_NOT_FOUND;
+		return REG_E_NOT_FOUND;
 	w = n->owner != c ? waiter_find(reg, c, n) : NULL;
 	if (n->owner != c && w == NULL)
-		return PR_ERR_NOT_OWNER;
+		return REG_E_NOT_OWNER;
 	/* Fenced, a waiter's too: it acts only on the entry it knew. */
 	if (gen != NULL && *gen != n->gen)
-		return PR_ERR_STALE;
+		return REG_E_STALE;
 	if (w != NULL)
 		free(waiter_unlink(reg, w));
 	else
@@ -1058,7 +1072,7 @@ static int
 monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
     struct reg_client *t, uint64_t *ref)
 {
-	struct reg_watch *w = n != NULL ? watch_of(reg, n) : NULL;
+	struct reg_watch *w = n != NULL ? registry_watch_of(reg, n) : NULL;
 	struct reg_monitor *m;
 
 	if (htab_reserve(&reg->monitors) < 0)
@@ -1084,7 +1098,7 @@ monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	m->target_client = t;
 	m->ref = c->next_ref++;
 	/* Cannot fail: reserved. */
-	(void)htab_insert(&reg->monitors, mon_hash(c->id, m->ref), m);
+	(void)htab_insert(&reg->monitors, registry_mon_hash(c->id, m->ref), m);
 	if (n != NULL)
 		LIST_INSERT_HEAD(&w->monitors, m, by_target);
 	else
@@ -1096,14 +1110,21 @@ monitor_add(struct registry *reg, struct reg_client *c, struct reg_name *n,
 	return 0;
 }
 
+bool
+registry_monitor_room(const struct registry *reg, const struct reg_client *c,
+    uint32_t others)
+{
+	return c->nmonitors + others < reg->max_monitors;
+}
+
 int
-registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
-    size_t len, uint64_t *ref, struct reg_name **target)
+registry_monitor(struct registry *reg, struct reg_client *c, uint32_t others,
+    const char *name, size_t len, uint64_t *ref, struct reg_name **target)
 {
 	struct reg_name *n;
 
-	if (c->nmonitors >= reg->max_monitors)
-		return PR_ERR_LIMIT;
+	if (!registry_monitor_room(reg, c, others))
+		return REG_E_LIMIT;
 	n = registry_lookup(reg, name, len);
 	*target = n;
 	if (n == NULL) {
@@ -1116,12 +1137,12 @@ registry_monitor(struct registry *reg, struct reg_client *c, const char *name,
 
 int
 registry_monitor_client(struct registry *reg, struct reg_client *c,
-    uint64_t id, uint64_t *ref, bool *found)
+    uint32_t others, uint64_t id, uint64_t *ref, bool *found)
 {
 	struct reg_client *t;
 
-	if (c->nmonitors >= reg->max_monitors)
-		return PR_ERR_LIMIT;
+	if (!registry_monitor_room(reg, c, others))
+		return REG_E_LIMIT;
 	t = registry_client_find(reg, id);
 	*found = t != NULL;
 	if (t == NULL) {
@@ -1137,7 +1158,8 @@ registry_demonitor(struct registry *reg, struct reg_client *c, uint64_t ref)
 	struct mon_key k = { c, ref };
 	struct reg_monitor *m;
 
-	m = htab_find(&reg->monitors, mon_hash(c->id, ref), mon_eq, &k);
+	m = htab_find(&reg->monitors, registry_mon_hash(c->id, ref),
+	    registry_mon_eq, &k);
 	if (m == NULL)
 		return false;
 	monitor_free(reg, m);
@@ -1177,286 +1199,3 @@ registry_next(struct registry *reg, struct reg_iter *it)
 	return n;
 }
 
-struct reg_group *
-registry_group_seek(struct registry *reg, const char *key, size_t len,
-    struct reg_iter *it)
-{
-	alignas(struct reg_group) char buf[sizeof(struct reg_group) +
-	    PR_NAME_MAX];
-	struct reg_group *k = (struct reg_group *)buf;
-
-	if (len > PR_NAME_MAX)
-		len = PR_NAME_MAX;
-	k->name_len = (uint8_t)len;
-	memcpy(k->name, key, len);
-	reg->walked++;
-	return btree_seek(&reg->gorder, k, false, &it->at);
-}
-
-struct reg_group *
-registry_group_next(struct registry *reg, struct reg_iter *it)
-{
-	reg->walked++;
-	return btree_next(&it->at);
-}
-
-struct reg_group *
-registry_group(const struct registry *reg, const char *group, size_t len)
-{
-	struct name_key k = { group, len };
-
-	return htab_find(&reg->groups, name_hash(reg, group, len), group_eq,
-	    &k);
-}
-
-/* The client's membership of g, or NULL: walks the shorter list. */
-static struct reg_member *
-member_find(struct reg_client *c, struct reg_group *g)
-{
-	struct reg_member *mb;
-
-	if (g->nmembers < c->nmembers) {
-		TAILQ_FOREACH(mb, &g->members, by_group) {
-			if (mb->client == c)
-				return mb;
-		}
-		return NULL;
-	}
-	LIST_FOREACH(mb, &c->members, by_client) {
-		if (mb->group == g)
-			return mb;
-	}
-	return NULL;
-}
-
-int
-registry_join(struct registry *reg, struct reg_client *c, const char *group,
-    size_t len, const void *value, size_t vlen, uint64_t now_ms,
-    struct reg_member **out)
-{
-	struct reg_group *g = registry_group(reg, group, len);
-	struct reg_member *mb;
-
-	if (g != NULL && member_find(c, g) != NULL)
-		return PR_ERR_TAKEN;
-	if (c->nmembers >= reg->max_names)
-		return PR_ERR_LIMIT;
-	if (vlen > UINT32_MAX || len > PR_NAME_MAX)
-		return PR_ERR_TOO_LARGE;
-	if ((mb = malloc(sizeof(*mb) + vlen)) == NULL)
-		return -ENOMEM;
-	if (g == NULL) {
-		if ((g = malloc(sizeof(*g) + len)) == NULL) {
-			free(mb);
-			return -ENOMEM;
-		}
-		TAILQ_INIT(&g->members);
-		g->nmembers = 0;
-		g->name_len = (uint8_t)len;
-		memcpy(g->name, group, len);
-		/* Reserved first: the insert after the hash's cannot fail. */
-		if (btree_reserve(&reg->gorder) < 0 ||
-		    htab_insert(&reg->groups, name_hash(reg, group, len),
-		    g) < 0) {
-			free(g);
-			free(mb);
-			return -ENOMEM;
-		}
-		(void)btree_insert(&reg->gorder, g);
-		reg->ngroups++;
-	}
-	mb->group = g;
-	mb->client = c;
-	mb->since_ms = now_ms;
-	mb->gen = ++reg->gen;
-	mb->value_len = (uint32_t)vlen;
-	if (vlen > 0)
-		memcpy(mb->value, value, vlen);
-	TAILQ_INSERT_TAIL(&g->members, mb, by_group);
-	LIST_INSERT_HEAD(&c->members, mb, by_client);
-	g->nmembers++;
-	c->nmembers++;
-	reg->nmembers++;
-	*out = mb;
-	emit(reg, REG_EV_JOINED, NULL, mb, NULL, PR_DOWN_UNREGISTERED, false);
-	return 0;
-}
-
-int
-registry_leave(struct registry *reg, struct reg_client *c, const char *group,
-    size_t len)
-{
-	struct reg_group *g = registry_group(reg, group, len);
-	struct reg_member *mb;
-
-	if (g == NULL || (mb = member_find(c, g)) == NULL)
-		return PR_ERR_NOT_FOUND;
-	member_free(reg, mb);
-	return 0;
-}
-
-/* Is m on its target's list? */
-static bool
-on_target_list(const struct registry *reg, const struct reg_monitor *m)
-{
-	const struct reg_monitor *x;
-	const struct reg_watch *w;
-
-	if (m->target_client != NULL) {
-		LIST_FOREACH(x, &m->target_client->watchers, by_target) {
-			if (x == m)
-				return true;
-		}
-		return false;
-	}
-	if ((w = watch_of(reg, m->target)) == NULL)
-		return false;
-	LIST_FOREACH(x, &w->monitors, by_target) {
-		if (x == m)
-			return true;
-	}
-	return false;
-}
-
-const char *
-registry_check(struct registry *reg)
-{
-	struct reg_client *c;
-	struct reg_name *n;
-	struct reg_monitor *m;
-	struct reg_member *mb;
-	struct reg_waiter *w;
-	struct reg_queue *q;
-	uint64_t names = 0, mons = 0, tree = 0, targeted = 0, members = 0;
-	uint64_t queues = 0, waiters = 0, watched = 0;
-	struct btree_iter it;
-	const char *why;
-
-	LIST_FOREACH(c, &reg->clients, link) {
-		uint32_t cn = 0, cm = 0, cmb = 0, cw = 0;
-
-		if (c->id == 0)
-			return "a purged client is still listed";
-		LIST_FOREACH(n, &c->names, owner_link) {
-			if (n->owner != c)
-				return "a name is on the list of a client "
-				    "that does not own it";
-			if (lookup_any(reg, n->data, n->name_len,
-			    name_hash(reg, n->data, n->name_len)) != n)
-				return "an owned name is missing from the index";
-			cn++;
-		}
-		LIST_FOREACH(m, &c->monitors, by_holder) {
-			struct mon_key k = { c, m->ref };
-
-			if (m->holder != c)
-				return "a monitor is on the list of a client "
-				    "that does not hold it";
-			if ((m->target == NULL) == (m->target_client == NULL) ||
-			    !on_target_list(reg, m))
-				return "a held monitor is not on its "
-				    "target's list";
-			if (m->ref >= c->next_ref)
-				return "a monitor ref was never handed out";
-			if (htab_find(&reg->monitors, mon_hash(c->id, m->ref),
-			    mon_eq, &k) != m)
-				return "a monitor is missing from the ref index";
-			cm++;
-		}
-		LIST_FOREACH(m, &c->watchers, by_target) {
-			if (m->target_client != c)
-				return "a monitor is on the list of a client "
-				    "it does not watch";
-			targeted++;
-		}
-		LIST_FOREACH(mb, &c->members, by_client) {
-			if (mb->client != c || member_find(c, mb->group) != mb ||
-			    registry_group(reg, mb->group->name,
-			    mb->group->name_len) != mb->group)
-				return "a membership is not linked both ways";
-			cmb++;
-		}
-		LIST_FOREACH(q, &c->queues, by_owner) {
-			uint32_t qn = 0;
-
-			if (q->name->owner != c || !(q->name->flags &
-			    REG_HAS_QUEUE) || queue_of(reg, q->name) != q)
-				return "a queue is not linked to its name";
-			TAILQ_FOREACH(w, &q->waiters, by_queue) {
-				if (w->q != q || w->ready->owner == c)
-					return "a waiter is in the wrong queue";
-				qn++;
-			}
-			if (qn != q->n || qn == 0)
-				return "a queue's count is wrong";
-			queues++;
-		}
-		LIST_FOREACH(w, &c->waits, by_client) {
-			if (w->ready->owner != c)
-				return "a waiter is on the wrong client";
-			cw++;
-		}
-		if (cw != c->nwaits)
-			return "a client's wait count is wrong";
-		waiters += cw;
-		if (registry_client_find(reg, c->id) != (c->dying ? NULL : c))
-			return "a client is missing from the id index";
-		if (cmb != c->nmembers)
-			return "a client's membership count is wrong";
-		members += cmb;
-		if (cn != c->nnames)
-			return "a client's name count is wrong";
-		if (cm != c->nmonitors)
-			return "a client's monitor count is wrong";
-		names += cn;
-		mons += cm;
-	}
-	if ((why = btree_check(&reg->order)) != NULL)
-		return why;
-	for (n = btree_first(&reg->order, &it); n != NULL;
-	    n = btree_next(&it)) {
-		struct reg_watch *rw = NULL;
-
-		if (n->owner == NULL || n->owner->id == 0)
-			return "a name's owner is gone";
-		if ((n->flags & REG_HAS_MONITORS) &&
-		    (rw = watch_of(reg, n)) == NULL)
-			return "a watched name has no watch";
-		if (rw != NULL) {
-			if (LIST_EMPTY(&rw->monitors))
-				return "a name's watch is empty";
-			LIST_FOREACH(m, &rw->monitors, by_target) {
-				if (m->target != n)
-					return "a monitor is on the list of a "
-					    "name it does not watch";
-				targeted++;
-			}
-			watched++;
-		}
-		tree++;
-	}
-	if (names != reg->nnames || tree != reg->nnames ||
-	    reg->names.count != reg->nnames)
-		return "the name counts disagree";
-	if ((why = btree_check(&reg->gorder)) != NULL)
-		return why;
-	if (reg->gorder.count != reg->ngroups ||
-	    reg->groups.count != reg->ngroups)
-		return "the group counts disagree";
-	for (struct reg_group *g = btree_first(&reg->gorder, &it); g != NULL;
-	    g = btree_next(&it)) {
-		if (registry_group(reg, g->name, g->name_len) != g ||
-		    g->nmembers == 0)
-			return "a group in the ordered index is not indexed";
-	}
-	if (mons != reg->nmonitors || targeted != reg->nmonitors ||
-	    reg->monitors.count != reg->nmonitors)
-		return "the monitor counts disagree";
-	if (members != reg->nmembers || reg->groups.count != reg->ngroups)
-		return "the membership counts disagree";
-	if (queues != reg->queues.count || waiters != reg->nwaiters)
-		return "the queue counts disagree";
-	if (watched != reg->watched.count)
-		return "the watch counts disagree";
-	return NULL;
-}

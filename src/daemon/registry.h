@@ -9,9 +9,9 @@
  * only what it owns: O(names + monitors on them and on it + monitors it
  * holds + memberships).
  *
- * Return convention: 0 success, a positive enum pr_err for an expected
- * refusal (it maps to the wire's error code), a negative errno for an
- * unexpected failure (only -ENOMEM).
+ * Return convention: 0 success, a positive enum reg_err for an expected
+ * refusal (dispatch turns it into the wire's error code), a negative
+ * errno for an unexpected failure (only -ENOMEM).
  */
 #ifndef REGISTRY_H
 #define REGISTRY_H
@@ -32,6 +32,18 @@ struct reg_member;
 struct reg_waiter;
 struct reg_queue;
 
+/* The registry's refusals; its own, whatever a client is told. */
+enum reg_err {
+	REG_E_TAKEN = 1,	/* registered (or a member) already */
+	REG_E_DUPLICATE,	/* register_many: a name given twice */
+	REG_E_LIMIT,		/* the client's max_names or max_monitors */
+	REG_E_LIMIT_UID,	/* its user's max_names_per_uid */
+	REG_E_TOO_LARGE,	/* a value (or name) too large to store */
+	REG_E_NOT_FOUND,
+	REG_E_NOT_OWNER,
+	REG_E_STALE		/* the entry has another generation */
+};
+
 /* Flags of a registration, and of a register request. */
 #define REG_QUEUE		0x01	/* queue: true */
 #define REG_ALLOW_REPLACEMENT	0x02	/* allow_replacement: true */
@@ -42,14 +54,23 @@ struct reg_queue;
 /* What one user holds across its connections, for per-uid caps. */
 struct reg_uid {
 	uint32_t	uid;
-	uint32_t	conns;
+	uint32_t	conns;		/* descriptors held (uid_hold) */
+	uint32_t	clients;	/* records, purging ones included */
 	uint64_t	names;
 	uint64_t	waits;		/* places in queues */
 };
 
-/* The registry's view of one client connection (embedded in it). */
+/*
+ * The registry's view of one client.  The registry allocates and frees it:
+ * once its connection closes (registry_client_close) the record outlives
+ * it on the registry's purge queue until its last name is gone, so the
+ * connection never waits for a purge.
+ */
 struct reg_client {
 	LIST_ENTRY(reg_client)		 link;	/* registry's client list */
+	TAILQ_ENTRY(reg_client)		 purge_link; /* purge queue (dying) */
+	void				*conn;	/* the caller's connection;
+						   NULL once closed */
 	LIST_HEAD(, reg_name)		 names;	/* names it owns */
 	LIST_HEAD(, reg_monitor)	 monitors; /* monitors it holds */
 	LIST_HEAD(, reg_monitor)	 watchers; /* monitors on it */
@@ -65,8 +86,7 @@ struct reg_client {
 	uint32_t			 nmonitors;
 	uint32_t			 nmembers;
 	uint32_t			 nwaits;
-	bool				 dying;	/* purge under way */
-	bool				 detached; /* its connection is gone */
+	bool				 dying;	/* closed: purge under way */
 	bool				 uncapped; /* no per-uid caps (admins) */
 	struct reg_uid			*usage;	/* its user's totals */
 };
@@ -203,6 +223,7 @@ struct registry {
 	struct btree			 order;		/* names, by name */
 	struct btree			 gorder;	/* groups, by name */
 	LIST_HEAD(, reg_client)		 clients;
+	TAILQ_HEAD(, reg_client)	 purging;	/* closed, names left */
 	unsigned char			 hkey[16];	/* SipHash key */
 	struct {					/* registry_hint */
 		const char		*name;
@@ -237,37 +258,45 @@ int	 registry_init(struct registry *, uint32_t max_names,
 /* Free every name and monitor (no notifications) and the indexes. */
 void	 registry_deinit(struct registry *);
 
-/* Attach a client with its peer credentials; 0 or -ENOMEM. */
-int	 registry_client_init(struct registry *, struct reg_client *,
-	    uint64_t id, int64_t pid, uint32_t uid, uint32_t gid);
+/*
+ * A new client record with its peer credentials, for the caller's
+ * connection (reg_client->conn until it closes); NULL
+ * when out of memory.  The registry owns the record.
+ */
+struct reg_client *registry_client_new(struct registry *, uint64_t id,
+	    int64_t pid, uint32_t uid, uint32_t gid, void *owner);
 /* The attached client with this id, or NULL (also while it is being
  * purged). */
 struct reg_client *registry_client_find(const struct registry *,
 	    uint64_t id);
-/* Connections a user has attached now. */
+/*
+ * Descriptors a user holds, for max_conns_per_uid: the connection layer
+ * holds one from accept until its socket is closed, which may be before
+ * or after its client record's purge ends.  hold: 0 or -ENOMEM.
+ */
+int	 registry_uid_hold(struct registry *, uint32_t uid);
+void	 registry_uid_put(struct registry *, uint32_t uid);
 uint32_t registry_uid_conns(const struct registry *, uint32_t uid);
 /*
- * The client's connection no longer holds a descriptor: it stops
- * counting in registry_uid_conns, whether or not its purge is done.
- * registry_client_purge does it too; idempotent.
+ * The client's connection is gone: the record is the registry's alone
+ * (conn becomes NULL, so nothing is addressed to it any more).  Drops
+ * its monitors silently, its memberships and places in queues, hands the
+ * names others wait for to the first in line, fires PR_DOWN_DISCONNECTED
+ * on the monitors of it, and makes all its names invisible at once
+ * (lookups, listing, monitor and unregister see them as absent; register
+ * takes such a name over, firing its monitors first); then removes at
+ * most budget names, firing PR_DOWN_DISCONNECTED on their monitors.  True
+ * when that was all (the record is freed); false when the rest waits on
+ * the purge queue for registry_purge_slice.
  */
-void	 registry_client_detach(struct registry *, struct reg_client *);
-/*
- * Drop everything the client holds: its monitors silently, its
- * memberships, the monitors on it (firing PR_DOWN_DISCONNECTED), then its
- * names, firing PR_DOWN_DISCONNECTED on every monitor of them; detach it.
- * Idempotent.
- */
-void	 registry_client_purge(struct registry *, struct reg_client *);
-/*
- * The same in slices, so that a client with a million names does not stall
- * everyone else: the first call drops its monitors and makes all its names
- * invisible at once (lookups, listing, monitor and unregister see them as
- * absent; register takes such a name over, firing its monitors first);
- * each call removes at most budget names.  True when the client is gone.
- */
-bool	 registry_client_purge_step(struct registry *, struct reg_client *,
+bool	 registry_client_close(struct registry *, struct reg_client *,
 	    size_t budget);
+/*
+ * Remove at most budget names of the clients on the purge queue, oldest
+ * first, so that a client with a million names does not stall everyone
+ * else.  True when some remain for another slice.
+ */
+bool	 registry_purge_slice(struct registry *, size_t budget);
 
 /* Pointer to a name's bytes and its value's msgpack bytes. */
 static inline const char *
@@ -281,6 +310,53 @@ reg_name_value(const struct reg_name *n)
 	return n->data + n->name_len;
 }
 
+/*
+ * Walks of what the registry links, for readers: a client's names (newest
+ * first) and memberships, a group's members (in join order), a queue's
+ * waiters (first in line first).  NULL after the last; valid until the
+ * registry changes.
+ */
+static inline struct reg_name *
+registry_client_names(const struct reg_client *c)
+{
+	return LIST_FIRST(&c->names);
+}
+static inline struct reg_name *
+registry_client_names_next(const struct reg_name *n)
+{
+	return LIST_NEXT(n, owner_link);
+}
+static inline struct reg_member *
+registry_client_members(const struct reg_client *c)
+{
+	return LIST_FIRST(&c->members);
+}
+static inline struct reg_member *
+registry_client_members_next(const struct reg_member *mb)
+{
+	return LIST_NEXT(mb, by_client);
+}
+static inline struct reg_member *
+registry_group_members(const struct reg_group *g)
+{
+	return TAILQ_FIRST(&g->members);
+}
+static inline struct reg_member *
+registry_group_members_next(const struct reg_member *mb)
+{
+	return TAILQ_NEXT(mb, by_group);
+}
+static inline struct reg_waiter *
+registry_queue_waiters(const struct reg_queue *q)
+{
+	return TAILQ_FIRST(&q->waiters);
+}
+static inline struct reg_waiter *
+registry_queue_waiters_next(const struct reg_waiter *w)
+{
+	return TAILQ_NEXT(w, by_queue);
+}
+
 /* The registry's keyed hash of a name, for other indexes of names. */
 uint64_t registry_hash(const struct registry *, const char *s, size_t len);
 
@@ -289,8 +365,9 @@ bool	 registry_name_valid(const char *name, size_t len);
 
 /*
  * Register name for the client with a value (msgpack bytes, copied).
- * PR_ERR_TAKEN sets *out to the current entry; PR_ERR_LIMIT when the
- * client holds max_names names or its user max_names_per_uid; -ENOMEM.
+ * REG_E_TAKEN sets *out to the current entry; REG_E_LIMIT when the
+ * client holds max_names names, REG_E_LIMIT_UID when its user holds
+ * max_names_per_uid; -ENOMEM.
  * The name must be valid.
  */
 int	 registry_register(struct registry *, struct reg_client *,
@@ -300,8 +377,8 @@ int	 registry_register(struct registry *, struct reg_client *,
  * The same with REG_QUEUE, REG_ALLOW_REPLACEMENT and REG_REPLACE flags.
  * With REG_QUEUE a registered name puts the client in its queue: 0 with
  * *queued set to its position (else 0).  REG_REPLACE takes a name whose
- * owner allowed replacement.  PR_ERR_TAKEN (*out the entry) also when
- * the client owns or waits for the name; PR_ERR_LIMIT when its names and
+ * owner allowed replacement.  REG_E_TAKEN (*out the entry) also when
+ * the client owns or waits for the name; REG_E_LIMIT when its names and
  * places reach max_names.
  */
 int	 registry_register_opts(struct registry *, struct reg_client *,
@@ -312,9 +389,9 @@ int	 registry_register_opts(struct registry *, struct reg_client *,
 struct reg_queue *registry_queue(const struct registry *, const char *name,
 	    size_t len);
 /*
- * Register n names at once, all or none.  PR_ERR_TAKEN (*bad: the index
- * of the first registered name, *out[0] its entry), PR_ERR_BAD_REQUEST
- * (*bad: the index of a name given twice), PR_ERR_LIMIT, -ENOMEM.  On
+ * Register n names at once, all or none.  REG_E_TAKEN (*bad: the index
+ * of the first registered name, *out[0] its entry), REG_E_DUPLICATE
+ * (*bad: the index of a name given twice), REG_E_LIMIT, -ENOMEM.  On
  * success out[0..n-1] are the new entries.  The names must be valid.
  */
 int	 registry_register_many(struct registry *, struct reg_client *,
@@ -329,25 +406,25 @@ bool	 registry_first_duplicate(const char *const *names, const size_t *lens,
 	    size_t n, size_t *idx, size_t *dup);
 /*
  * Replace the value of the client's name (the entry may move: *out is
- * where it is now).  PR_ERR_NOT_FOUND, PR_ERR_NOT_OWNER, PR_ERR_TOO_LARGE,
+ * where it is now).  REG_E_NOT_FOUND, REG_E_NOT_OWNER, REG_E_TOO_LARGE,
  * -ENOMEM (the old value stays).
  */
 int	 registry_update(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    struct reg_name **out);
-/* Checks that the entry has generation gen first: PR_ERR_STALE. */
+/* Checks that the entry has generation gen first: REG_E_STALE. */
 int	 registry_update_gen(struct registry *, struct reg_client *,
 	    const char *name, size_t len, const void *value, size_t vlen,
 	    const uint64_t *gen, struct reg_name **out);
 /* Remove a name whoever holds it, firing PR_DOWN_EVICTED; or
- * PR_ERR_NOT_FOUND. */
+ * REG_E_NOT_FOUND. */
 int	 registry_evict(struct registry *, const char *name, size_t len);
 /* Remove the client's name, firing PR_DOWN_UNREGISTERED; or
- * PR_ERR_NOT_FOUND / PR_ERR_NOT_OWNER. */
+ * REG_E_NOT_FOUND / REG_E_NOT_OWNER. */
 int	 registry_unregister(struct registry *, struct reg_client *,
 	    const char *name, size_t len);
 /*
- * The same, fenced: with gen non-NULL, PR_ERR_STALE unless the entry has
+ * The same, fenced: with gen non-NULL, REG_E_STALE unless the entry has
  * that generation.  A client waiting for the name gives up its place.
  * When others wait, the first becomes the owner in the same step.
  */
@@ -374,19 +451,27 @@ void	 registry_prefetch(const struct registry *, uint64_t h, size_t len,
 	    int stage);
 
 /*
+ * Has the client room for another monitor, with others (its
+ * subscriptions) counted against max_monitors too?  The one place the
+ * monitor limit is decided.
+ */
+bool	 registry_monitor_room(const struct registry *,
+	    const struct reg_client *, uint32_t others);
+/*
  * Monitor a name.  Sets *ref to a new per-client ref.  *target is the name
  * watched, or NULL when it is not registered: then nothing is stored and
- * the caller owes the holder a PR_DOWN_NOPROC.  PR_ERR_LIMIT, -ENOMEM.
+ * the caller owes the holder a PR_DOWN_NOPROC.  REG_E_LIMIT (no room,
+ * others counted), -ENOMEM.
  */
 int	 registry_monitor(struct registry *, struct reg_client *,
-	    const char *name, size_t len, uint64_t *ref,
+	    uint32_t others, const char *name, size_t len, uint64_t *ref,
 	    struct reg_name **target);
 /*
  * Monitor a client by id.  *found is false (nothing stored, the caller
  * owes a PR_DOWN_NOPROC) when no such client is attached.
  */
 int	 registry_monitor_client(struct registry *, struct reg_client *,
-	    uint64_t id, uint64_t *ref, bool *found);
+	    uint32_t others, uint64_t id, uint64_t *ref, bool *found);
 /* Cancel an active monitor; false when it fired already or never was. */
 bool	 registry_demonitor(struct registry *, struct reg_client *,
 	    uint64_t ref);
@@ -405,14 +490,14 @@ struct reg_name	*registry_seek(struct registry *, const char *key, size_t len,
 struct reg_name	*registry_next(struct registry *, struct reg_iter *);
 
 /*
- * Join a group with a value (msgpack bytes, copied).  PR_ERR_TAKEN when
- * the client is a member already, PR_ERR_LIMIT when it is a member of
+ * Join a group with a value (msgpack bytes, copied).  REG_E_TAKEN when
+ * the client is a member already, REG_E_LIMIT when it is a member of
  * max_names groups, -ENOMEM.  The group name must be valid.
  */
 int	 registry_join(struct registry *, struct reg_client *,
 	    const char *group, size_t len, const void *value, size_t vlen,
 	    uint64_t now_ms, struct reg_member **out);
-/* Leave a group; PR_ERR_NOT_FOUND when not a member. */
+/* Leave a group; REG_E_NOT_FOUND when not a member. */
 int	 registry_leave(struct registry *, struct reg_client *,
 	    const char *group, size_t len);
 /* A group with members, or NULL. */

@@ -36,22 +36,16 @@ static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	struct conn *c;
 
 	(void)fd;
 	(void)what;
-	conn_close_doomed(s);
-	/* conn_flush may queue more (a resumed reader): drain the list. */
-	while ((c = TAILQ_FIRST(&s->pending)) != NULL) {
-		TAILQ_REMOVE(&s->pending, c, pend_link);
-		c->flags &= ~CONN_PENDING;
-		conn_flush(c);
-	}
-	conn_reap_all(s);
+	conn_end_turn(&s->conns);
 	/* Stopping, and every client has taken its last bytes: done. */
-	if (s->stopping && TAILQ_EMPTY(&s->conns))
+	if (s->stopping && TAILQ_EMPTY(&s->conns.all))
 		event_base_loopexit(s->base, NULL);
 }
+
+static void server_schedule_purge(struct server *);
 
 static void
 purge_cb(evutil_socket_t fd, short what, void *arg)
@@ -60,9 +54,8 @@ purge_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (conn_purge_slices(s))
+	if (registry_purge_slice(&s->reg, SERVER_PURGE_SLICE))
 		server_schedule_purge(s);
-	conn_reap_all(s);
 }
 
 /* A zero timer, not an active event: other clients' I/O is polled and
@@ -76,62 +69,85 @@ schedule_next_turn(struct event *ev)
 		evtimer_add(ev, &now);
 }
 
-void
+/* Run a purge slice in the next loop turn, after polling for I/O. */
+static void
 server_schedule_purge(struct server *s)
 {
 	schedule_next_turn(s->ev_purge);
 }
 
+/*
+ * The connection layer's gone hook: c closed, nothing more is written to
+ * it.  Its calls settle first (callers waiting on it hear down now), then
+ * its subscriptions end, then its registry record goes to the purge
+ * queue: its names vanish at once and the downs of PROTOCOL.md section 8
+ * fire, but for a slice's worth of names, the rest in later loop turns.
+ */
+static void
+server_conn_gone(void *arg, struct conn *c)
+{
+	struct server *s = arg;
+
+	calls_peer_gone(&s->calls, c);
+	subs_peer_gone(&s->subs, c);
+	if (!registry_client_close(&s->reg, c->rc, SERVER_PURGE_SLICE))
+		server_schedule_purge(s);
+	c->rc = NULL;
+}
+
+static const struct conn_ops server_conn_ops = {
+	.batch = dispatch_batch,
+	.request = dispatch_request,
+	.gone = server_conn_gone,
+};
+
+/* How calls and subscriptions reach their peers: connections. */
+static int
+server_peer_write(void *arg, void *peer, const void *p, size_t len,
+    bool bounded)
+{
+	(void)arg;
+	return conn_write(peer, p, len, bounded);
+}
+
+static int
+server_peer_write_shared(void *arg, void *peer, const void *head,
+    size_t hlen, struct conn_shared *sh, bool bounded)
+{
+	(void)arg;
+	return conn_write_shared(peer, head, hlen, sh, bounded);
+}
+
+static void
+server_peer_out_of_memory(void *arg, void *peer)
+{
+	(void)arg;
+	conn_out_of_memory(peer);
+}
+
+static const struct peer_ops server_peer_ops = {
+	.write = server_peer_write,
+	.write_shared = server_peer_write_shared,
+	.out_of_memory = server_peer_out_of_memory,
+};
+
+/* The registry's gone hook: calls made through the registration fail. */
+static void
+server_reg_gone(void *arg, uint64_t gen)
+{
+	struct server *s = arg;
+
+	calls_gen_gone(&s->calls, gen);
+}
+
 static void
 ready_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	conn_serve_ready(arg);
-}
-
-void
-server_schedule_ready(struct server *s)
-{
-	schedule_next_turn(s->ev_ready);
-}
-
-static void
-answers_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
 
 	(void)fd;
 	(void)what;
-	if (calls_answer_slice(s))
-		server_schedule_answers(s);
-}
-
-void
-server_schedule_answers(struct server *s)
-{
-	schedule_next_turn(s->ev_answers);
-}
-
-void
-server_schedule_flush(struct server *s)
-{
-	/*
-	 * Same priority as I/O and appended to the active queue, so it runs
-	 * once after every read callback of this loop turn.  Activating an
-	 * active event is a no-op.
-	 */
-	event_active(s->ev_flush, EV_TIMEOUT, 0);
-}
-
-void
-server_refuse(struct server *s, int fd, const char *why)
-{
-	proto_out_reset(&s->push);
-	if (proto_push_error(&s->push, PR_ERR_LIMIT, why) == 0)
-		(void)send(fd, proto_out_data(&s->push), proto_out_len(&s->push),
-		    MSG_DONTWAIT | MSG_NOSIGNAL);
-	close(fd);
+	conn_serve_ready(&s->conns);
 }
 
 static void
@@ -149,7 +165,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	/* conn_new applies max_conns: administrators have reserved places,
 	 * and who they are is known only from the peer's credentials. */
-	conn_new(s, fd);
+	conn_new(&s->conns, fd);
 }
 
 static void
@@ -210,6 +226,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		.tv_usec = (suseconds_t)(ms % 1000) * 1000,
 	};
 	const char *why = sig == SIGINT ? "interrupted" : "terminated";
+	struct pr_out note;
 	struct conn *c;
 
 	(void)what;
@@ -220,21 +237,24 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	log_info(&s->log, "received signal %d, shutting down", (int)sig);
 	sd_notify(0, "STOPPING=1");
 	s->stopping = true;
+	s->calls.quiet = true;
 	if (s->listener != NULL)
 		evconnlistener_disable(s->listener);
 	event_del(s->ev_accept_retry);
-	proto_out_reset(&s->push);
-	if (proto_push_shutdown(&s->push, why) == 0) {
-		TAILQ_FOREACH(c, &s->conns, link)
-			conn_write(c, proto_out_data(&s->push),
-			    proto_out_len(&s->push), false);
+	/* Its own buffer: s->push is dispatch's. */
+	proto_out_init(&note);
+	if (proto_push_shutdown(&note, why) == 0) {
+		TAILQ_FOREACH(c, &s->conns.all, link)
+			conn_write(c, proto_out_data(&note),
+			    proto_out_len(&note), false);
 	}
+	proto_out_deinit(&note);
 	/* Close with drain: what is queued still goes out.  (conn_close
 	 * frees nothing, so walking the list is safe.) */
-	TAILQ_FOREACH(c, &s->conns, link)
+	TAILQ_FOREACH(c, &s->conns.all, link)
 		conn_close(c, "shutdown", true);
 	evtimer_add(s->ev_stop, &tv);
-	server_schedule_flush(s);
+	event_active(s->ev_flush, EV_TIMEOUT, 0);
 }
 
 /* Tell systemd how we are doing (a no-op without NOTIFY_SOCKET). */
@@ -242,7 +262,7 @@ static void
 notify_status(struct server *s, const char *extra)
 {
 	sd_notifyf(0, "%sSTATUS=%llu connections, %llu names, %llu monitors",
-	    extra, (unsigned long long)(s->nconns - s->ndraining),
+	    extra, (unsigned long long)(s->conns.nconns - s->conns.ndraining),
 	    (unsigned long long)s->reg.nnames,
 	    (unsigned long long)s->reg.nmonitors);
 }
@@ -289,6 +309,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	s->cfg.max_names = cfg.max_names;
 	s->cfg.max_monitors = cfg.max_monitors;
 	s->cfg.max_calls = cfg.max_calls;
+	s->calls.max_calls = (uint32_t)cfg.max_calls;
 	if (cfg.history != s->cfg.history) {
 		if (subs_resize(&s->subs, (size_t)cfg.history) < 0) {
 			log_err(&s->log, "reload: no memory for a history of "
@@ -313,7 +334,7 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	/* The new rules judge the next request; names held stay held. */
 	s->cfg.policy = cfg.policy;
 	/* Messages under way keep the bound they started with. */
-	TAILQ_FOREACH(c, &s->conns, link) {
+	TAILQ_FOREACH(c, &s->conns.all, link) {
 		if (c->guard.size == 0)
 			c->guard.max = cfg.max_message;
 	}
@@ -567,28 +588,27 @@ server_init(struct server *s, const struct config *cfg)
 	s->argv = argv;
 	s->cfg = *cfg;
 	log_init(&s->log, "procregd", cfg->log_level);
-	TAILQ_INIT(&s->conns);
-	TAILQ_INIT(&s->pending);
-	TAILQ_INIT(&s->reap);
-	TAILQ_INIT(&s->purging);
-	TAILQ_INIT(&s->doomed);
-	TAILQ_INIT(&s->ready);
-	TAILQ_INIT(&s->draining);
+	conn_table_init(&s->conns);
+	s->conns.ops = &server_conn_ops;
+	s->conns.arg = s;
+	s->conns.log = &s->log;
+	s->conns.cfg = &s->cfg;
+	s->conns.reg = &s->reg;
 	proto_out_init(&s->out);
 	proto_out_init(&s->push);
 	proto_out_init(&s->scratch);
 	s->start_mono_ms = now_mono_ms();
 	if (registry_init(&s->reg, (uint32_t)cfg->max_names,
 	    (uint32_t)cfg->max_monitors, dispatch_down, s) < 0 ||
-	    calls_init(&s->calls) < 0 ||
-	    subs_init(&s->subs, (size_t)cfg->history) < 0 ||
+	    subs_init(&s->subs, (size_t)cfg->history, &s->reg,
+	    &server_peer_ops, s) < 0 ||
 	    proto_decoder_init(&s->dec) < 0 ||
 	    (s->list_buf = calloc(PR_LIST_MAX, sizeof(*s->list_buf))) == NULL) {
 		log_err(&s->log, "out of memory");
 		return -1;
 	}
 	s->reg.max_names_per_uid = cfg->max_names_per_uid;
-	s->reg.gone = calls_gone;
+	s->reg.gone = server_reg_gone;
 	s->reg.event = dispatch_event;
 	s->reg.clock = now_epoch_ms;
 	randombytes_buf(rnd, sizeof(rnd));
@@ -599,7 +619,13 @@ server_init(struct server *s, const struct config *cfg)
 		log_err(&s->log, "cannot create the event loop");
 		return -1;
 	}
-	if ((s->fanout = evbuffer_new()) == NULL) {
+	s->conns.base = s->base;
+	if (calls_init(&s->calls, s->base, &s->reg, (uint32_t)cfg->max_calls,
+	    &server_peer_ops, s) < 0) {
+		log_err(&s->log, "out of memory");
+		return -1;
+	}
+	if ((s->conns.fanout = evbuffer_new()) == NULL) {
 		log_err(&s->log, "out of memory");
 		return -1;
 	}
@@ -607,15 +633,16 @@ server_init(struct server *s, const struct config *cfg)
 	s->ev_accept_retry = evtimer_new(s->base, accept_retry_cb, s);
 	s->ev_purge = evtimer_new(s->base, purge_cb, s);
 	s->ev_ready = evtimer_new(s->base, ready_cb, s);
-	s->ev_answers = evtimer_new(s->base, answers_cb, s);
 	s->ev_stop = evtimer_new(s->base, stop_cb, s);
 	s->ev_sigint = evsignal_new(s->base, SIGINT, signal_cb, s);
 	s->ev_sigterm = evsignal_new(s->base, SIGTERM, signal_cb, s);
 	s->ev_sighup = evsignal_new(s->base, SIGHUP, reload_cb, s);
 	s->ev_heartbeat = event_new(s->base, -1, EV_PERSIST, heartbeat_cb, s);
+	s->conns.ev_flush = s->ev_flush;
+	s->conns.ev_ready = s->ev_ready;
 	if (s->ev_flush == NULL || s->ev_accept_retry == NULL ||
 	    s->ev_purge == NULL || s->ev_ready == NULL ||
-	    s->ev_answers == NULL || s->ev_stop == NULL ||
+	    s->ev_stop == NULL ||
 	    s->ev_sigint == NULL || s->ev_sigterm == NULL ||
 	    s->ev_sighup == NULL || s->ev_heartbeat == NULL ||
 	    event_add(s->ev_sigint, NULL) < 0 ||
@@ -650,7 +677,7 @@ server_deinit(struct server *s)
 	struct conn *c;
 	struct stat st;
 
-	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
+	while ((c = TAILQ_FIRST(&s->conns.all)) != NULL)
 		conn_free(c);
 	if (s->listener != NULL)
 		evconnlistener_free(s->listener);
@@ -666,8 +693,6 @@ server_deinit(struct server *s)
 		event_free(s->ev_purge);
 	if (s->ev_ready)
 		event_free(s->ev_ready);
-	if (s->ev_answers)
-		event_free(s->ev_answers);
 	if (s->ev_stop)
 		event_free(s->ev_stop);
 	if (s->ev_sigint)
@@ -680,8 +705,8 @@ server_deinit(struct server *s)
 		event_free(s->ev_heartbeat);
 	calls_deinit(&s->calls);
 	subs_deinit(&s->subs);
-	if (s->fanout != NULL)
-		evbuffer_free(s->fanout);
+	if (s->conns.fanout != NULL)
+		evbuffer_free(s->conns.fanout);
 	if (s->base)
 		event_base_free(s->base);
 	registry_deinit(&s->reg);

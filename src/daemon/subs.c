@@ -6,8 +6,15 @@
 #include <string.h>
 
 #include "conn.h"
-#include "server.h"
 #include "subs.h"
+
+/* One peer's subscriptions; kept until it goes, so ids never repeat. */
+struct subs_peer {
+	void			*peer;
+	LIST_HEAD(, sub)	 subs;
+	uint32_t		 n;
+	uint64_t		 next_id;	/* the last one given */
+};
 
 static const char *const kind_names[] = {
 	[REG_EV_REGISTERED] = "registered",
@@ -19,20 +26,51 @@ static const char *const kind_names[] = {
 };
 
 int
-subs_init(struct subs *ss, size_t history)
+subs_init(struct subs *ss, size_t history, const struct registry *reg,
+    const struct peer_ops *ops, void *arg)
 {
 	memset(ss, 0, sizeof(*ss));
+	ss->reg = reg;
+	ss->ops = ops;
+	ss->arg = arg;
 	TAILQ_INIT(&ss->all);
 	proto_out_init(&ss->payload);
 	proto_out_init(&ss->push);
-	if (htab_init(&ss->buckets, 16) < 0)
+	if (htab_init(&ss->buckets, 16) < 0 || htab_init(&ss->peers, 16) < 0)
 		return -ENOMEM;
 	return subs_resize(ss, history);
 }
 
+uint64_t
+subs_seq(const struct subs *ss)
+{
+	return ss->seq;
+}
+
+static bool
+subs_peer_eq(const void *item, const void *key)
+{
+	return ((const struct subs_peer *)item)->peer == key;
+}
+
+/* The peer's record, or NULL when it never subscribed. */
+static struct subs_peer *
+subs_peer_find(const struct subs *ss, const void *peer)
+{
+	return htab_find(&ss->peers, peer_hash(peer), subs_peer_eq, peer);
+}
+
+uint32_t
+subs_count_of(const struct subs *ss, const void *peer)
+{
+	const struct subs_peer *p = subs_peer_find(ss, peer);
+
+	return p != NULL ? p->n : 0;
+}
+
 /* Retire the oldest event of the history. */
 static void
-ring_pop(struct subs *ss)
+subs_ring_pop(struct subs *ss)
 {
 	struct hev *h = &ss->ring[ss->head];
 
@@ -49,7 +87,7 @@ ring_pop(struct subs *ss)
 }
 
 static void
-ring_free(struct subs *ss)
+subs_ring_free(struct subs *ss)
 {
 	for (size_t i = 0; ss->ring != NULL && i < ss->cap; i++)
 		proto_out_deinit(&ss->ring[i].buf);
@@ -61,7 +99,7 @@ ring_free(struct subs *ss)
 int
 subs_resize(struct subs *ss, size_t history)
 {
-	ring_free(ss);
+	subs_ring_free(ss);
 	ss->cap = 0;
 	ss->floor = ss->seq;
 	if (history == 0)
@@ -74,10 +112,21 @@ subs_resize(struct subs *ss, size_t history)
 	return 0;
 }
 
+static void	subs_free(struct subs *, struct sub *);
+
 void
 subs_deinit(struct subs *ss)
 {
-	ring_free(ss);
+	struct htab *t = &ss->peers;
+	struct sub *sb;
+
+	/* The peers are normally gone first: this frees what is left. */
+	while ((sb = TAILQ_FIRST(&ss->all)) != NULL)
+		subs_free(ss, sb);
+	for (size_t i = 0; t->slots != NULL && i < t->cap; i++)
+		free(t->slots[i].item);
+	htab_deinit(&ss->peers);
+	subs_ring_free(ss);
 	proto_out_deinit(&ss->payload);
 	proto_out_deinit(&ss->push);
 	htab_deinit(&ss->buckets);
@@ -91,7 +140,7 @@ struct bucket_key {
 };
 
 static bool
-bucket_eq(const void *item, const void *key)
+subs_bucket_eq(const void *item, const void *key)
 {
 	const struct sub_bucket *b = item;
 	const struct bucket_key *k = key;
@@ -101,20 +150,20 @@ bucket_eq(const void *item, const void *key)
 }
 
 static uint64_t
-bucket_hash(const struct server *s, const char *prefix, size_t plen,
+subs_bucket_hash(const struct subs *ss, const char *prefix, size_t plen,
     bool groups)
 {
 	/* subs_event relies on the flag being the low bit. */
-	return registry_hash(&s->reg, prefix, plen) ^ (groups ? 1 : 0);
+	return registry_hash(ss->reg, prefix, plen) ^ (groups ? 1 : 0);
 }
 
 static struct sub_bucket *
-bucket_find(const struct server *s, uint64_t h, const char *prefix,
+subs_bucket_find(const struct subs *ss, uint64_t h, const char *prefix,
     size_t plen, bool groups)
 {
 	struct bucket_key k = { prefix, plen, groups };
 
-	return htab_find(&s->subs.buckets, h, bucket_eq, &k);
+	return htab_find(&ss->buckets, h, subs_bucket_eq, &k);
 }
 
 bool
@@ -126,22 +175,22 @@ subs_match(const struct sub *sb, const char *name, size_t len, bool group)
 }
 
 static void
-sub_free(struct server *s, struct sub *sb)
+subs_free(struct subs *ss, struct sub *sb)
 {
 	struct sub_bucket *b = sb->bucket;
 
 	if (b != NULL) {
 		TAILQ_REMOVE(&b->subs, sb, in_bucket);
 		if (TAILQ_EMPTY(&b->subs)) {
-			htab_remove(&s->subs.buckets, b->hash, b);
-			s->subs.nbuckets[b->plen]--;
+			htab_remove(&ss->buckets, b->hash, b);
+			ss->nbuckets[b->plen]--;
 			free(b);
 		}
 	}
-	TAILQ_REMOVE(&s->subs.all, sb, all);
-	LIST_REMOVE(sb, by_conn);
-	sb->c->nsubs--;
-	s->subs.nsubs--;
+	TAILQ_REMOVE(&ss->all, sb, all);
+	LIST_REMOVE(sb, by_peer);
+	sb->p->n--;
+	ss->nsubs--;
 	free(sb);
 }
 
@@ -151,11 +200,10 @@ sub_free(struct server *s, struct sub *sb)
  * False when the subscription ended.
  */
 static bool
-deliver(struct server *s, struct sub *sb, uint64_t seq, const char *kind,
+subs_deliver(struct subs *ss, struct sub *sb, uint64_t seq, const char *kind,
     struct conn_shared *payload)
 {
-	struct subs *ss = &s->subs;
-	struct conn *c = sb->c;
+	void *peer = sb->p->peer;
 	uint64_t id = sb->id;
 	int r;
 
@@ -163,31 +211,31 @@ deliver(struct server *s, struct sub *sb, uint64_t seq, const char *kind,
 	 * the subscribers of this event, so a fan-out costs one copy. */
 	proto_out_reset(&ss->push);
 	if (proto_push_event(&ss->push, id, seq, kind, NULL, 0) < 0) {
-		conn_out_of_memory(c);
-		sub_free(s, sb);
+		ss->ops->out_of_memory(ss->arg, peer);
+		subs_free(ss, sb);
 		return false;
 	}
-	r = conn_write_shared(c, proto_out_data(&ss->push),
+	r = ss->ops->write_shared(ss->arg, peer, proto_out_data(&ss->push),
 	    proto_out_len(&ss->push), payload, true);
 	if (r == 0)
 		return true;
-	sub_free(s, sb);
+	subs_free(ss, sb);
 	if (r < 0)
 		return false;	/* out of memory: the connection is doomed */
 	proto_out_reset(&ss->push);
 	if (proto_push_overflow(&ss->push, id, seq - 1) < 0) {
-		conn_out_of_memory(c);
+		ss->ops->out_of_memory(ss->arg, peer);
 		return false;
 	}
 	/* Small and once per subscription: past the bound, like a down. */
-	conn_write(c, proto_out_data(&ss->push), proto_out_len(&ss->push),
-	    false);
+	ss->ops->write(ss->arg, peer, proto_out_data(&ss->push),
+	    proto_out_len(&ss->push), false);
 	return false;
 }
 
 /* Encode an event's payload (the name, for filtering, goes first). */
 static int
-encode(struct pr_out *o, const struct reg_event *ev, const char *name,
+subs_encode(struct pr_out *o, const struct reg_event *ev, const char *name,
     size_t nlen)
 {
 	proto_out_reset(o);
@@ -205,9 +253,8 @@ encode(struct pr_out *o, const struct reg_event *ev, const char *name,
 }
 
 void
-subs_event(struct server *s, const struct reg_event *ev)
+subs_event(struct subs *ss, const struct reg_event *ev)
 {
-	struct subs *ss = &s->subs;
 	struct pr_out *o = &ss->payload;
 	struct conn_shared *sh = NULL;
 	struct sub *sb, *next;
@@ -229,9 +276,9 @@ subs_event(struct server *s, const struct reg_event *ev)
 		struct hev *h;
 
 		if (ss->count == ss->cap)
-			ring_pop(ss);
+			subs_ring_pop(ss);
 		h = &ss->ring[(ss->head + ss->count) % ss->cap];
-		if (encode(&h->buf, ev, name, nlen) == 0) {
+		if (subs_encode(&h->buf, ev, name, nlen) == 0) {
 			h->seq = ss->seq;
 			h->kind = (uint8_t)ev->kind;
 			h->name_len = (uint8_t)nlen;
@@ -241,24 +288,24 @@ subs_event(struct server *s, const struct reg_event *ev)
 			o = &h->buf;
 			/* Large values: fewer events, never more memory. */
 			while (ss->bytes > PR_HISTORY_BYTES && ss->count > 1)
-				ring_pop(ss);
+				subs_ring_pop(ss);
 		} else {
 			/* Lost: the history restarts after this event, so
 			 * that no resume can skip it unknowingly. */
 			while (ss->count > 0)
-				ring_pop(ss);
+				subs_ring_pop(ss);
 			ss->floor = ss->seq;
 		}
 	} else
 		ss->floor = ss->seq;
 	if (ss->nsubs == 0)
 		return;
-	if (o == &ss->payload && encode(o, ev, name, nlen) < 0) {
+	if (o == &ss->payload && subs_encode(o, ev, name, nlen) < 0) {
 		/* Not even this event fits in memory: no subscriber may
 		 * think it saw everything. */
 		while ((sb = TAILQ_FIRST(&ss->all)) != NULL) {
-			conn_out_of_memory(sb->c);
-			sub_free(s, sb);
+			ss->ops->out_of_memory(ss->arg, sb->p->peer);
+			subs_free(ss, sb);
 		}
 		return;
 	}
@@ -268,10 +315,11 @@ subs_event(struct server *s, const struct reg_event *ev)
 		if (ss->nbuckets[l] == 0)
 			continue;
 		/* One hash of the prefix serves both flags' buckets. */
-		uint64_t h = bucket_hash(s, name, l, false);
+		uint64_t h = subs_bucket_hash(ss, name, l, false);
 
 		for (int g = group ? 1 : 0; g <= 1; g++) {
-			struct sub_bucket *b = bucket_find(s, h ^ (uint64_t)g,
+			struct sub_bucket *b = subs_bucket_find(ss,
+			    h ^ (uint64_t)g,
 			    name, l, g);
 
 			for (sb = b ? TAILQ_FIRST(&b->subs) : NULL; sb != NULL;
@@ -283,42 +331,64 @@ subs_event(struct server *s, const struct reg_event *ev)
 				if (sh == NULL && (sh = conn_shared_new(
 				    proto_out_data(o) + nlen,
 				    proto_out_len(o) - nlen)) == NULL) {
-					conn_out_of_memory(sb->c);
-					sub_free(s, sb);
+					ss->ops->out_of_memory(ss->arg,
+					    sb->p->peer);
+					subs_free(ss, sb);
 					continue;
 				}
-				deliver(s, sb, ss->seq, kind_names[ev->kind],
-				    sh);
+				subs_deliver(ss, sb, ss->seq,
+				    kind_names[ev->kind], sh);
 			}
 		}
 	}
 	conn_shared_put(sh);
 }
 
-int
-subs_start(struct server *s, struct conn *c, const char *prefix, size_t plen,
-    bool groups, const uint64_t *since, bool *resumable, struct sub **out)
+/* The peer's record, made when missing; NULL when out of memory. */
+static struct subs_peer *
+subs_peer_get(struct subs *ss, void *peer)
 {
-	struct subs *ss = &s->subs;
+	struct subs_peer *p = subs_peer_find(ss, peer);
+
+	if (p != NULL)
+		return p;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	p->peer = peer;
+	LIST_INIT(&p->subs);
+	if (htab_insert(&ss->peers, peer_hash(peer), p) < 0) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+int
+subs_start(struct subs *ss, void *peer, const char *prefix, size_t plen,
+    bool groups, const uint64_t *since, bool *resumable, uint64_t *id,
+    struct sub **out)
+{
+	struct subs_peer *p;
 	struct sub *sb;
 
 	if (since != NULL && *since > ss->seq)
-		return PR_ERR_BAD_REQUEST;
-	if ((sb = calloc(1, sizeof(*sb))) == NULL)
+		return SUBS_E_FUTURE;
+	if ((p = subs_peer_get(ss, peer)) == NULL ||
+	    (sb = calloc(1, sizeof(*sb))) == NULL)
 		return -ENOMEM;
-	sb->c = c;
-	sb->id = ++c->next_sub;
+	sb->p = p;
 	sb->groups = groups;
 	sb->none = plen > PR_NAME_MAX;
 	if (!sb->none) {
 		struct sub_bucket *b;
-		uint64_t h = bucket_hash(s, prefix, plen, groups);
+		uint64_t h = subs_bucket_hash(ss, prefix, plen, groups);
 
 		sb->plen = (uint8_t)plen;
 		memcpy(sb->prefix, prefix, plen);
 		/* No name is longer than 255 bytes: a longer prefix matches
 		 * nothing and has no bucket. */
-		if ((b = bucket_find(s, h, prefix, plen, groups)) == NULL) {
+		if ((b = subs_bucket_find(ss, h, prefix, plen, groups)) ==
+		    NULL) {
 			if ((b = malloc(sizeof(*b) + plen)) == NULL ||
 			    htab_insert(&ss->buckets, h, b) < 0) {
 				free(b);
@@ -335,23 +405,34 @@ subs_start(struct server *s, struct conn *c, const char *prefix, size_t plen,
 		TAILQ_INSERT_TAIL(&b->subs, sb, in_bucket);
 		sb->bucket = b;
 	}
+	sb->id = ++p->next_id;
 	TAILQ_INSERT_TAIL(&ss->all, sb, all);
-	LIST_INSERT_HEAD(&c->subs, sb, by_conn);
-	c->nsubs++;
+	LIST_INSERT_HEAD(&p->subs, sb, by_peer);
+	p->n++;
 	ss->nsubs++;
 	*resumable = since != NULL && *since >= ss->floor;
+	*id = sb->id;
 	*out = sb;
 	return 0;
 }
 
 void
-subs_replay(struct server *s, struct sub *sb, uint64_t since)
+subs_abort(struct subs *ss, struct sub *sb)
 {
-	struct subs *ss = &s->subs;
+	struct subs_peer *p = sb->p;
+
+	if (sb->id == p->next_id)
+		p->next_id--;
+	subs_free(ss, sb);
+}
+
+size_t
+subs_replay(struct subs *ss, struct sub *sb, uint64_t since)
+{
+	size_t walked = ss->count;
 
 	for (size_t i = 0; i < ss->count; i++) {
 		struct hev *h = &ss->ring[(ss->head + i) % ss->cap];
-
 		struct conn_shared *sh;
 		bool more;
 
@@ -362,25 +443,29 @@ subs_replay(struct server *s, struct sub *sb, uint64_t since)
 		sh = conn_shared_new(proto_out_data(&h->buf) + h->name_len,
 		    proto_out_len(&h->buf) - h->name_len);
 		if (sh == NULL) {
-			conn_out_of_memory(sb->c);
-			sub_free(s, sb);
-			return;
+			ss->ops->out_of_memory(ss->arg, sb->p->peer);
+			subs_free(ss, sb);
+			break;
 		}
-		more = deliver(s, sb, h->seq, kind_names[h->kind], sh);
+		more = subs_deliver(ss, sb, h->seq, kind_names[h->kind], sh);
 		conn_shared_put(sh);
 		if (!more)
-			return;
+			break;
 	}
+	return walked;
 }
 
 bool
-subs_stop(struct server *s, struct conn *c, uint64_t id)
+subs_stop(struct subs *ss, void *peer, uint64_t id)
 {
+	struct subs_peer *p = subs_peer_find(ss, peer);
 	struct sub *sb;
 
-	LIST_FOREACH(sb, &c->subs, by_conn) {
+	if (p == NULL)
+		return false;
+	LIST_FOREACH(sb, &p->subs, by_peer) {
 		if (sb->id == id) {
-			sub_free(s, sb);
+			subs_free(ss, sb);
 			return true;
 		}
 	}
@@ -388,10 +473,15 @@ subs_stop(struct server *s, struct conn *c, uint64_t id)
 }
 
 void
-subs_conn_closed(struct server *s, struct conn *c)
+subs_peer_gone(struct subs *ss, void *peer)
 {
+	struct subs_peer *p = subs_peer_find(ss, peer);
 	struct sub *sb;
 
-	while ((sb = LIST_FIRST(&c->subs)) != NULL)
-		sub_free(s, sb);
+	if (p == NULL)
+		return;
+	while ((sb = LIST_FIRST(&p->subs)) != NULL)
+		subs_free(ss, sb);
+	htab_remove(&ss->peers, peer_hash(peer), p);
+	free(p);
 }

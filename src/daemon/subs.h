@@ -4,6 +4,10 @@
  * subscription whose prefix matches.  A subscriber that cannot take an
  * event loses its subscription with an overflow notice, never the
  * daemon's memory.
+ *
+ * Subscribers are opaque peers reached through struct peer_ops; the
+ * module owns its encoding buffers, so it runs (and is unit-tested)
+ * without sockets.
  */
 #ifndef SUBS_H
 #define SUBS_H
@@ -15,20 +19,24 @@
 #include <stdint.h>
 
 #include "htab.h"
+#include "peer.h"
 #include "proto.h"
 #include "registry.h"
 
-struct conn;
-struct server;
-
 struct sub_bucket;
+struct subs_peer;
+
+/* The module's refusals; dispatch turns them into wire codes. */
+enum subs_err {
+	SUBS_E_FUTURE = 1	/* since is later than the last event */
+};
 
 struct sub {
 	TAILQ_ENTRY(sub)	 all;
-	LIST_ENTRY(sub)		 by_conn;
+	LIST_ENTRY(sub)		 by_peer;
 	TAILQ_ENTRY(sub)	 in_bucket;
 	struct sub_bucket	*bucket;	/* NULL when none */
-	struct conn		*c;
+	struct subs_peer	*p;
 	uint64_t		 id;
 	bool			 groups;
 	bool			 none;		/* prefix > 255 bytes: nothing */
@@ -61,8 +69,12 @@ struct sub_bucket {
 };
 
 struct subs {
+	const struct peer_ops	*ops;
+	void			*arg;		/* for ops */
+	const struct registry	*reg;		/* its name hash */
 	TAILQ_HEAD(, sub)	 all;
 	struct htab		 buckets;
+	struct htab		 peers;		/* struct subs_peer */
 	uint32_t		 nbuckets[PR_NAME_MAX + 1]; /* by prefix length */
 	uint64_t		 nsubs;
 	uint64_t		 seq;		/* the last event's */
@@ -73,31 +85,47 @@ struct subs {
 	size_t			 count;
 	size_t			 bytes;		/* held by the live events */
 	struct pr_out		 payload;	/* the event, without history */
-	struct pr_out		 push;
+	struct pr_out		 push;		/* subs.c's alone */
 };
 
-int	 subs_init(struct subs *, size_t history);
+/* Set up with a history of that many events; prefixes are hashed with
+ * reg's key.  0 or -ENOMEM. */
+int	 subs_init(struct subs *, size_t history, const struct registry *,
+	    const struct peer_ops *, void *arg);
 void	 subs_deinit(struct subs *);
 /* A new history size (reload): the history restarts empty. */
 int	 subs_resize(struct subs *, size_t history);
 /* The registry's event hook's part: number, keep, deliver. */
-void	 subs_event(struct server *, const struct reg_event *);
+void	 subs_event(struct subs *, const struct reg_event *);
+/* The last event's sequence number. */
+uint64_t subs_seq(const struct subs *);
 /*
- * Start a subscription for c.  With since: *resumable tells whether the
- * history still holds every event after it (then call subs_replay after
- * the response).  PR_ERR_BAD_REQUEST (since in the future), -ENOMEM.
+ * Start a subscription for the peer; *id is its id (the peer's next).
+ * With since: *resumable tells whether the history still holds every
+ * event after it (then call subs_replay after the response).
+ * SUBS_E_FUTURE (since is later than the last event), -ENOMEM.
  */
-int	 subs_start(struct server *, struct conn *c, const char *prefix,
+int	 subs_start(struct subs *, void *peer, const char *prefix,
 	    size_t plen, bool groups, const uint64_t *since, bool *resumable,
-	    struct sub **out);
-/* Send the events after since that match the subscription. */
-void	 subs_replay(struct server *, struct sub *, uint64_t since);
+	    uint64_t *id, struct sub **out);
+/*
+ * Undo the subs_start of this request (its response could not be
+ * built): as if it never was; the peer's next subscription gets its id.
+ */
+void	 subs_abort(struct subs *, struct sub *);
+/*
+ * Send the events after since that match the subscription; the number
+ * of events of the history it looked at.
+ */
+size_t	 subs_replay(struct subs *, struct sub *, uint64_t since);
 /* Does the subscription take this name or group? */
 bool	 subs_match(const struct sub *, const char *name, size_t len,
 	    bool group);
-/* End c's subscription id; false when it has none by that id. */
-bool	 subs_stop(struct server *, struct conn *c, uint64_t id);
-/* A connection closes: its subscriptions end. */
-void	 subs_conn_closed(struct server *, struct conn *);
+/* End the peer's subscription id; false when it has none by that id. */
+bool	 subs_stop(struct subs *, void *peer, uint64_t id);
+/* The peer's subscriptions. */
+uint32_t subs_count_of(const struct subs *, const void *peer);
+/* The peer is gone: its subscriptions end. */
+void	 subs_peer_gone(struct subs *, void *peer);
 
 #endif /* SUBS_H */

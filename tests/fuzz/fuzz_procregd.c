@@ -56,7 +56,7 @@ open_client(struct server *s)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 	    sv) < 0)
 		abort();
-	if (conn_new(s, sv[0]) == NULL)
+	if (conn_new(&s->conns, sv[0]) == NULL)
 		abort();
 	return sv[1];
 }
@@ -150,11 +150,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	settle(s);
 	check(s);
 	/* Every lifeline is gone: nothing may remain. */
-	if (s->reg.nnames != 0 || s->reg.nmonitors != 0 || s->nconns != 0) {
+	if (s->reg.nnames != 0 || s->reg.nmonitors != 0 ||
+	    s->conns.nconns != 0) {
 		fprintf(stderr, "leftovers: names=%llu monitors=%llu conns=%llu\n",
 		    (unsigned long long)s->reg.nnames,
 		    (unsigned long long)s->reg.nmonitors,
-		    (unsigned long long)s->nconns);
+		    (unsigned long long)s->conns.nconns);
 		abort();
 	}
 	return 0;
