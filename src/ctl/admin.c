@@ -8,7 +8,7 @@
 
 #include "ctl.h"
 #include "procreg-protocol.h"
-#include "util.h"
+#include "now.h"
 
 /* One line of the stats table: a key and where struct procreg_stats
  * keeps it. */

@@ -34,7 +34,7 @@
 
 #include "ctl.h"
 #include "procreg-protocol.h"
-#include "util.h"
+#include "now.h"
 
 /* What the guardian says: CMD's group stopped (^Z), or how CMD ended. */
 #define GUARD_STOPPED	'S'

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "ctl.h"
-#include "util.h"
+#include "now.h"
 
 /* The exit status of a failed call's status. */
 int

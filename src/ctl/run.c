@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
-#include "util.h"
+#include "now.h"
 
 /* ---- hold ---- */
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "ctl.h"
-#include "util.h"
+#include "utf8.h"
 
 /* ---- JSON and text from msgpack ---- */
 

@@ -19,7 +19,7 @@
 
 #include "conn.h"
 #include "proto.h"
-#include "util.h"
+#include "now.h"
 
 #define READ_CHUNK	(64u * 1024u)
 /*

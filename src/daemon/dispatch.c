@@ -17,7 +17,8 @@
 #include "dispatch_impl.h"
 #include "policy.h"
 #include "server.h"
-#include "util.h"
+#include "now.h"
+#include "utf8.h"
 
 int
 dispatch_fail(struct call *k, int err, const char *fmt, ...)

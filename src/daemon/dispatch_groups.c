@@ -15,7 +15,7 @@
 #include "dispatch_impl.h"
 #include "policy.h"
 #include "server.h"
-#include "util.h"
+#include "now.h"
 
 int
 dispatch_join(struct call *k)

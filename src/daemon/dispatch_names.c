@@ -16,7 +16,7 @@
 #include "dispatch_impl.h"
 #include "policy.h"
 #include "server.h"
-#include "util.h"
+#include "now.h"
 
 /* Why register refused: the registry's code, told the client's way. */
 static int

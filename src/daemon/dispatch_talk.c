@@ -15,7 +15,7 @@
 #include "dispatch_impl.h"
 #include "policy.h"
 #include "server.h"
-#include "util.h"
+#include "utf8.h"
 
 int
 dispatch_send(struct call *k)

@@ -10,7 +10,7 @@
 
 #include "registry.h"
 #include "registry_impl.h"
-#include "util.h"
+#include "utf8.h"
 
 /* The ordered index's comparison: names as bytes, shorter first. */
 /* Bytewise order of two names, the shorter first on a common start. */

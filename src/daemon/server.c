@@ -25,7 +25,7 @@
 #include "dispatch.h"
 #include "paths.h"
 #include "server.h"
-#include "util.h"
+#include "now.h"
 
 #define ACCEPT_RETRY_MS	200
 /* However long drain_ms is, a stop waits at most this for slow readers. */

@@ -18,9 +18,9 @@
 #include <msgpack.h>
 
 #include "htab.h"
+#include "now.h"
 #include "procreg-protocol.h"
 #include "procreg.h"
-#include "util.h"
 
 #define DEFAULT_TIMEOUT_MS	10000
 #define DEFAULT_RECONNECT_MAX	2000

@@ -14,7 +14,7 @@
 #include <msgpack.h>
 
 #include "procreg.h"
-#include "util.h"
+#include "utf8.h"
 
 /* A JSON writer over a fixed buffer, counting what would not fit. */
 struct json_buf {
@@ -55,7 +55,7 @@ json_printf(struct json_buf *j, const char *fmt, ...)
 
 /*
  * The length of the valid UTF-8 sequence at s (n bytes left), or 0: the
- * lead byte says how long it would be, util.c's utf8_valid whether it is.
+ * lead byte says how long it would be, utf8_valid (src/common/utf8.c) whether it is.
  */
 static size_t
 json_utf8_seq(const unsigned char *s, size_t n)

@@ -1,10 +1,10 @@
 /*
- * util.c: small helpers with no state.
+ * utf8.c: checking that bytes are well-formed UTF-8 (see utf8.h).
  */
+#include <stdint.h>
 #include <string.h>
-#include <time.h>
 
-#include "util.h"
+#include "utf8.h"
 
 bool
 utf8_valid(const char *str, size_t len)
@@ -51,28 +51,4 @@ utf8_valid(const char *str, size_t len)
 		i += n + 1;
 	}
 	return true;
-}
-
-uint64_t
-now_epoch_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-uint64_t
-now_mono_ms(void)
-{
-	return now_mono_us() / 1000u;
-}
-
-uint64_t
-now_mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
