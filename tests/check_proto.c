@@ -233,16 +233,27 @@ START_TEST(decoder_handles_max_depth)
 }
 END_TEST
 
-/* Decode bytes and classify them. */
+/* Decode bytes and classify them, with and without the peek's hint of
+ * the same bytes: both ways must agree. */
 static void
 classify(const void *bytes, size_t len, struct pr_request *rq)
 {
 	struct pr_decoder d;
+	struct pr_request hinted;
+	struct pr_peek pk;
 	const pr_value *v;
 
 	ck_assert_int_eq(proto_decoder_init(&d), 0);
 	ck_assert_int_eq(proto_decode(&d, bytes, len, &v), 0);
-	proto_parse(v, rq);
+	proto_parse(v, NULL, rq);
+	(void)proto_peek(bytes, len, &pk);
+	proto_parse(v, &pk, &hinted);
+	ck_assert_int_eq(hinted.kind, rq->kind);
+	ck_assert_int_eq(hinted.err, rq->err);
+	ck_assert_int_eq(hinted.msgid, rq->msgid);
+	if (rq->kind == PR_KIND_REQUEST)
+		ck_assert_int_eq(hinted.method, rq->method);
+	ck_assert(hinted.why == rq->why);
 	/* The request points into the zone: copy what the tests read. */
 	rq->args.v = NULL;
 	proto_decoded(&d);
@@ -267,6 +278,13 @@ START_TEST(parse_classifies)
 	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
 	ck_assert_int_eq(rq.err, PR_ERR_UNKNOWN_METHOD);
 	ck_assert_uint_eq(rq.msgid, 6);
+	/* [0, 6, "nope", ["x"]] and [0, 6, "whereis", ["x"]]: the peek reads
+	 * both methods, the hint must agree with the lookup (in classify). */
+	classify("\x94\x00\x06\xa4nope\x91\xa1x", 11, &rq);
+	ck_assert_int_eq(rq.err, PR_ERR_UNKNOWN_METHOD);
+	classify("\x94\x00\x06\xa7whereis\x91\xa1x", 14, &rq);
+	ck_assert_int_eq(rq.kind, PR_KIND_REQUEST);
+	ck_assert_int_eq(rq.method, PR_M_WHEREIS);
 	/* [0, 7, 1, []]: method not a str */
 	classify("\x94\x00\x07\x01\x90", 5, &rq);
 	ck_assert_int_eq(rq.kind, PR_KIND_BAD_REQUEST);
@@ -409,12 +427,15 @@ static bool
 peek(const void *bytes, size_t len, char *name, size_t *nlen)
 {
 	uint8_t *copy = malloc(len ? len : 1);
+	struct pr_peek pk;
 	const char *n;
 	bool r;
 
 	ck_assert_ptr_nonnull(copy);
 	memcpy(copy, bytes, len);
-	r = proto_peek_name(copy, len, &n, nlen);
+	r = proto_peek(copy, len, &pk);
+	n = pk.name;
+	*nlen = pk.nlen;
 	if (r) {
 		ck_assert(n >= (const char *)copy &&
 		    (size_t)(n - (const char *)copy) + *nlen <= len);

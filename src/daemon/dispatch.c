@@ -280,7 +280,8 @@ dispatch_error_notify(struct server *s, struct conn *c, enum pr_err e,
 }
 
 static void
-dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
+dispatch_object(struct server *s, struct conn *c, const pr_value *obj,
+    const struct pr_peek *hint)
 {
 	struct pr_request rq;
 	struct call k;
@@ -290,7 +291,7 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj)
 	k.s = s;
 	k.c = c;
 	k.rq = &rq;
-	proto_parse(obj, &rq);
+	proto_parse(obj, hint, &rq);
 	switch (rq.kind) {
 	case PR_KIND_NOTIFY:
 		s->stats.notifications_ignored++;
@@ -358,20 +359,21 @@ dispatch_batch(void *arg, struct conn *c, const char *p, size_t off,
 	b->n = n < CONN_BATCH ? n : CONN_BATCH;
 	for (i = 0; i < b->n; i++) {
 		size_t start = i == 0 ? off : ends[i - 1];
+		struct pr_peek *pk = &b->peeks[i];
 
-		b->names[i] = NULL;
-		b->lens[i] = 0;
 		b->hashes[i] = 0;
-		if (proto_peek_name((const uint8_t *)p + start,
-		    ends[i] - start, &b->names[i], &b->lens[i])) {
-			b->hashes[i] = registry_hash(&s->reg, b->names[i],
-			    b->lens[i]);
-			registry_prefetch(&s->reg, b->hashes[i], b->lens[i], 0);
-		}
+		if (proto_peek((const uint8_t *)p + start, ends[i] - start,
+		    pk)) {
+			b->hashes[i] = registry_hash(&s->reg, pk->name,
+			    pk->nlen);
+			registry_prefetch(&s->reg, b->hashes[i], pk->nlen, 0);
+		} else
+			pk->name = NULL;
 	}
 	for (i = 0; i < b->n && b->n > 1; i++) {
-		if (b->names[i] != NULL)
-			registry_prefetch(&s->reg, b->hashes[i], b->lens[i], 1);
+		if (b->peeks[i].name != NULL)
+			registry_prefetch(&s->reg, b->hashes[i],
+			    b->peeks[i].nlen, 1);
 	}
 }
 
@@ -387,10 +389,11 @@ dispatch_request(void *arg, struct conn *c, size_t i, const char *p,
 	s->work = 0;
 	r = proto_decode(&s->dec, p, len, &obj);
 	/* The lookups of this request find its name's hash computed. */
-	if (i < b->n)
-		registry_hint(&s->reg, b->names[i], b->lens[i], b->hashes[i]);
+	if (i < b->n && b->peeks[i].name != NULL)
+		registry_hint(&s->reg, b->peeks[i].name, b->peeks[i].nlen,
+		    b->hashes[i]);
 	if (r == 0)
-		dispatch_object(s, c, obj);
+		dispatch_object(s, c, obj, i < b->n ? &b->peeks[i] : NULL);
 	registry_hint(&s->reg, NULL, 0, 0);
 	proto_decoded(&s->dec);
 	*work = s->work;

@@ -59,13 +59,13 @@ peek_hdr(const uint8_t *p, const uint8_t *end, bool str, size_t *n)
 }
 
 bool
-proto_peek_name(const uint8_t *p, size_t len, const char **name,
-    size_t *nlen)
+proto_peek(const uint8_t *p, size_t len, struct pr_peek *pk)
 {
 	const uint8_t *end = p + len, *method;
 	size_t h, mlen = 0;
-	int m;
 
+	pk->method_at = NULL;
+	pk->method = -1;
 	/* [0, msgid, method, [name, ...]]: fixarray 4, type 0. */
 	if (len < 6 || p[0] != 0x94 || p[1] != 0x00)
 		return false;
@@ -77,18 +77,20 @@ proto_peek_name(const uint8_t *p, size_t len, const char **name,
 	    (size_t)(end - p) <= h + mlen)
 		return false;
 	method = p + h;
+	pk->method_at = (const char *)method;
+	pk->method = pr_method_lookup((const char *)method, mlen);
+	if (pk->method < 0 ||
+	    !(pr_method_flags((enum pr_method)pk->method) & PR_MF_NAME))
+		return false;
 	p = method + mlen;
 	/* A fixarray of params with at least one element. */
 	if ((*p & 0xf0) != 0x90 || *p == 0x90)
 		return false;
 	p++;
-	if ((h = peek_hdr(p, end, true, nlen)) == 0 || *nlen == 0 ||
-	    (size_t)(end - p) < h + *nlen)
+	if ((h = peek_hdr(p, end, true, &pk->nlen)) == 0 || pk->nlen == 0 ||
+	    (size_t)(end - p) < h + pk->nlen)
 		return false;
-	m = pr_method_lookup((const char *)method, mlen);
-	if (m < 0 || !(pr_method_flags((enum pr_method)m) & PR_MF_NAME))
-		return false;
-	*name = (const char *)p + h;
+	pk->name = (const char *)p + h;
 	return true;
 }
 
@@ -130,7 +132,8 @@ proto_decoded(struct pr_decoder *d)
 }
 
 void
-proto_parse(const pr_value *o, struct pr_request *rq)
+proto_parse(const pr_value *o, const struct pr_peek *hint,
+    struct pr_request *rq)
 {
 	const msgpack_object *a;
 	unsigned min, max;
@@ -174,7 +177,12 @@ proto_parse(const pr_value *o, struct pr_request *rq)
 		rq->why = "the params must be an array";
 		return;
 	}
-	m = pr_method_lookup(a[2].via.str.ptr, a[2].via.str.size);
+	/* Decoded strs point into the bytes the peek read: the same bytes
+	 * name the same method. */
+	if (hint != NULL && hint->method_at == a[2].via.str.ptr)
+		m = hint->method;
+	else
+		m = pr_method_lookup(a[2].via.str.ptr, a[2].via.str.size);
 	if (m < 0) {
 		rq->err = PR_ERR_UNKNOWN_METHOD;
 		rq->why = "unknown method";

@@ -33,13 +33,20 @@ int	 proto_decode(struct pr_decoder *, const char *p, size_t len,
 /* Release what the last decode allocated. */
 void	 proto_decoded(struct pr_decoder *);
 /*
- * A glance at a framed object's bytes, before decoding: true when it is a
- * request of a method whose first param names a registration, with that
- * name in *name.  Only for cache hints: a false answer costs nothing, and
- * the request is still checked in full when it is decoded.
+ * A glance at a framed object's bytes, before decoding.  For requests of
+ * a method whose first param names a registration it finds that name
+ * (true, pk->name): a cache hint.  It also notes which method the bytes
+ * name and where (pk->method, pk->method_at), so that proto_parse of the
+ * same bytes need not look the method up again.  A false answer costs
+ * nothing: the request is still checked in full when it is decoded.
  */
-bool	 proto_peek_name(const uint8_t *p, size_t len, const char **name,
-	    size_t *nlen);
+struct pr_peek {
+	const char	*method_at;	/* the method's bytes, or NULL */
+	int		 method;	/* its enum pr_method, or -1 */
+	const char	*name;
+	size_t		 nlen;
+};
+bool	 proto_peek(const uint8_t *p, size_t len, struct pr_peek *pk);
 
 /* What a top-level object turned out to be. */
 enum pr_kind {
@@ -73,8 +80,10 @@ proto_is_uint(const msgpack_object *o)
 	return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
 }
 
-/* Classify and check the shape and arity of a decoded object. */
-void	 proto_parse(const pr_value *, struct pr_request *);
+/* Classify and check the shape and arity of a decoded object; hint, when
+ * not NULL, is proto_peek's glance at the bytes it was decoded from. */
+void	 proto_parse(const pr_value *, const struct pr_peek *hint,
+	    struct pr_request *);
 
 /* An output buffer for one message at a time. */
 struct pr_out {

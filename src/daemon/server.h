@@ -37,9 +37,8 @@ struct counters {
 
 /* What dispatch learnt of a batch of framed requests (dispatch_batch). */
 struct server_batch {
-	const char	*names[CONN_BATCH];
-	size_t		 lens[CONN_BATCH];
-	uint64_t	 hashes[CONN_BATCH];
+	struct pr_peek	 peeks[CONN_BATCH];
+	uint64_t	 hashes[CONN_BATCH];	/* of peeks[i].name, or 0 */
 	size_t		 n;
 };
 
