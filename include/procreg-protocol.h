@@ -80,8 +80,6 @@ enum pr_err {
  *
  * PR_MF_NAME: the first param is the name of a registration, so the
  * daemon may look it up ahead of decoding (a cache hint for a batch).
- * No two names may share their length, first and last byte: the lookup
- * relies on it, and check_proto fails when a new row breaks it.
  */
 #define PR_MF_NAME	0x1u
 

@@ -494,7 +494,7 @@ START_TEST(protocol_tables)
 	}
 	ck_assert_int_eq(pr_method_lookup("Stats", 5), -1);
 	ck_assert_int_eq(pr_method_lookup("stat", 4), -1);
-	/* Same length, first and last byte as a method: still no method. */
+	/* Same length as a method, not a method. */
 	ck_assert_int_eq(pr_method_lookup("sand", 4), -1);
 	ck_assert_int_eq(pr_method_lookup("", 0), -1);
 	ck_assert_str_eq(pr_down_reason_name(PR_DOWN_NOPROC), "noproc");

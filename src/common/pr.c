@@ -2,7 +2,6 @@
  * pr.c: the protocol tables behind include/procreg-protocol.h (pr_*):
  * error, method and down-reason names, method arities and flags.
  */
-#include <stdint.h>
 #include <string.h>
 
 #include "procreg-protocol.h"
@@ -23,23 +22,13 @@ static const char *const err_names[PR_ERR__COUNT] = {
 	[PR_ERR_STALE] = "stale",
 };
 
-/*
- * A method's length, first and last byte tell every method from the
- * others, so a lookup compares one word per row and calls memcmp once.
- */
-#define TAG(len, first, last)	\
-	((uint32_t)(len) | (uint32_t)(unsigned char)(first) << 8 | \
-	    (uint32_t)(unsigned char)(last) << 16)
-
 static const struct {
 	const char	*name;
 	size_t		 len;
-	uint32_t	 tag;
 	unsigned	 min, max, flags;
 } methods[PR_M__COUNT] = {
 #define M(id, n, lo, hi, fl)	\
-	[PR_M_##id] = { #n, sizeof(#n) - 1,				\
-	    TAG(sizeof(#n) - 1, #n[0], #n[sizeof(#n) - 2]), lo, hi, fl },
+	[PR_M_##id] = { #n, sizeof(#n) - 1, lo, hi, fl },
 	PR_METHODS(M)
 #undef M
 };
@@ -71,14 +60,9 @@ pr_method_name(enum pr_method m)
 int
 pr_method_lookup(const char *s, size_t len)
 {
-	uint32_t tag;
-
-	if (len == 0)
-		return -1;
-	tag = TAG(len, s[0], s[len - 1]);
 	for (int i = 0; i < PR_M__COUNT; i++) {
-		if (methods[i].tag == tag)
-			return memcmp(methods[i].name, s, len) == 0 ? i : -1;
+		if (methods[i].len == len && memcmp(methods[i].name, s, len) == 0)
+			return i;
 	}
 	return -1;
 }
