@@ -488,9 +488,12 @@ calls_registered(struct calls *cs, const struct reg_name *n)
 	if (proto_put_entry(&cs->push, n) < 0 ||
 	    (an->entry = conn_shared_new(proto_out_data(&cs->push),
 	    proto_out_len(&cs->push))) == NULL) {
-		struct pawait *a;
+		struct pawait *a, *next;
 
-		while ((a = LIST_FIRST(&an->list)) != NULL) {
+		/* The last calls_free_await frees an with its list: next is
+		 * read first, and an is not touched after the last. */
+		for (a = LIST_FIRST(&an->list); a != NULL; a = next) {
+			next = LIST_NEXT(a, by_name);
 			cs->ops->out_of_memory(cs->arg, a->p->peer);
 			calls_free_await(cs, a);
 		}
