@@ -261,7 +261,10 @@ calls_start(struct calls *cs, void *caller, uint32_t msgid, void *callee,
 		LIST_INSERT_HEAD(&g->calls, k, by_gen);
 	proto_out_reset(&cs->push);
 	if ((r = encode(&cs->push, k->id, arg)) < 0) {
+		/* Nobody saw the id: it was never issued, and the next call
+		 * gets it (a reply naming it is no late reply). */
 		calls_free_call(cs, k);
+		cs->last_id--;
 		return -ENOMEM;
 	}
 	/* Full or failed, the callee took nothing: a busy callee either
