@@ -7,6 +7,11 @@
  * Every test starts its own daemon on a private socket and talks to it
  * through real sockets.  Every wait is bounded; no test asserts on
  * elapsed time beyond generous bounds.
+ *
+ * Longer than the house's ~1,200 lines: its cases are one family (who
+ * holds a name over time, and the stream that tells it), sharing one
+ * set of helpers (expect_event, the subscription readers) that no other
+ * suite uses; split, they would move to testlib for this file alone.
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
