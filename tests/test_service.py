@@ -119,6 +119,18 @@ def test_check_config(tmp):
           and all(l.startswith(bad + ":") for l in lines))
     check("a key set twice is an error naming the first line",
           "already set on line 7" in lines[-1])
+    check("a number out of range is worded as on the command line",
+          any(l.endswith("max_names: expected a number from 1 to 4294967295")
+              for l in lines))
+    r = subprocess.run([DAEMON, "--max-names", "-3"], capture_output=True,
+                       text=True, timeout=10)
+    check("... which says the same (exit 2)", r.returncode == 2 and
+          r.stderr.strip().endswith(
+              "--max-names: expected a number from 1 to 4294967295"))
+    r = subprocess.run([DAEMON, "--help"], capture_output=True, text=True,
+                       timeout=10)
+    check("procregd --help fits in 80 columns", r.returncode == 0 and
+          max(len(l) for l in r.stdout.splitlines()) <= 80)
     check("unknown keys are errors", any("bogus" in l for l in lines))
     shipped = os.path.join(ROOT, "conf", "procreg.conf")
     if os.path.exists(shipped):
@@ -206,8 +218,11 @@ def test_activation(tmp):
         print("skip   systemd-socket-activate not installed")
         return
     path = os.path.join(tmp, "act.sock")
+    logp = os.path.join(tmp, "act.log")
+    logf = open(logp, "w")
     act = subprocess.Popen(["systemd-socket-activate", "-l", path, DAEMON],
-                           stderr=subprocess.DEVNULL)
+                           stderr=logf)
+    logf.close()
     ok = eventually(lambda: os.path.exists(path))
     check("systemd-socket-activate listens", ok)
     c = Client(path)
@@ -221,6 +236,10 @@ def test_activation(tmp):
     check("the activated daemon exits 0", code == 0)
     check("it leaves the socket it was handed in place",
           os.path.exists(path))
+    with open(logp) as f:
+        log = f.read()
+    check("it logs the path of the socket it was handed",
+          "listening on %s (from systemd)" % path in log)
 
 
 def test_notify(tmp):

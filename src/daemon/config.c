@@ -164,14 +164,42 @@ config_defaults_for(struct config *cfg, bool root)
 	cfg->socket_mode = UINT64_MAX;
 }
 
+/*
+ * Print text, the cursor being at column at, in a column from col to 80,
+ * breaking at spaces (a word longer than the room is printed whole).
+ */
+static void
+usage_wrap(FILE *f, const char *text, size_t at, size_t col)
+{
+	const size_t width = 80;
+	bool first = true;
+
+	while (*text != '\0') {
+		size_t n = strcspn(text, " ");
+
+		if (at + 1 + n > width && (!first || at > col)) {
+			fprintf(f, "\n%*s", (int)col, "");
+			at = col;
+		} else
+			fputc(' ', f);
+		fprintf(f, "%.*s", (int)n, text);
+		at += (at == col ? 0 : 1) + n;
+		first = false;
+		text += n;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', f);
+}
+
 static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: procregd [options]\n"
-	    "The procreg process-registry daemon: names, messages and monitors "
+	    "The procreg process-registry daemon: names, messages and monitors\n"
 	    "for local processes over a Unix socket (msgpack-RPC).\n\n");
 	for (size_t i = 0; i < NDEFS; i++) {
-		char left[48];
+		char left[48], text[512];
 		const struct option_def *d = &defs[i];
 
 		if (d->shortopt)
@@ -181,15 +209,19 @@ usage(FILE *f)
 		else
 			snprintf(left, sizeof(left), "    --%s%s%s", d->name,
 			    d->arg ? " " : "", d->arg ? d->arg : "");
-		fprintf(f, "  %-24s %s", left, d->help);
 		if (d->type == OPT_NUM && root_default(d) != d->def)
-			fprintf(f, " (default %llu, %llu as root or with "
-			    "--system)",
+			snprintf(text, sizeof(text), "%s (default %llu, %llu as "
+			    "root or with --system)", d->help,
 			    (unsigned long long)d->def,
 			    (unsigned long long)root_default(d));
 		else if (d->type == OPT_NUM)
-			fprintf(f, " (default %llu)", (unsigned long long)d->def);
-		fputc('\n', f);
+			snprintf(text, sizeof(text), "%s (default %llu)", d->help,
+			    (unsigned long long)d->def);
+		else
+			snprintf(text, sizeof(text), "%s", d->help);
+		fprintf(f, "  %-24s", left);
+		usage_wrap(f, text, 2 + (strlen(left) > 24 ? strlen(left) : 24),
+		    27);
 	}
 	fprintf(f, "\nEvery setting but -c, --check-config, -v, -q, -f can be "
 	    "set in the\nconfiguration file too (see procreg.conf(5)); the "
@@ -207,10 +239,12 @@ static const char *const level_names[] = {
 
 /*
  * Set one option from its text, wherever it came from; NULL on success,
- * else what is wrong with the value.
+ * else what is wrong with the value (in buf when it needs numbers), worded
+ * alike for the command line and the file.
  */
 static const char *
-set_value(struct config *cfg, const struct option_def *d, const char *v)
+set_value(struct config *cfg, const struct option_def *d, const char *v,
+    char *buf, size_t size)
 {
 	void *field = (char *)cfg + d->offset;
 	unsigned long long n;
@@ -222,9 +256,14 @@ set_value(struct config *cfg, const struct option_def *d, const char *v)
 		errno = 0;
 		n = strtoull(v, &end, d->type == OPT_MODE ? 8 : 10);
 		if (errno != 0 || end == v || *end != '\0' || v[0] == '-' ||
-		    n < d->min || n > d->max)
-			return d->type == OPT_MODE ? "expected an octal mode "
-			    "from 0 to 0777" : "expected a number in range";
+		    n < d->min || n > d->max) {
+			if (d->type == OPT_MODE)
+				return "expected an octal mode from 0 to 0777";
+			snprintf(buf, size, "expected a number from %llu to "
+			    "%llu", (unsigned long long)d->min,
+			    (unsigned long long)d->max);
+			return buf;
+		}
 		*(uint64_t *)field = n;
 		return NULL;
 	case OPT_PATH:
@@ -306,6 +345,7 @@ on_key(void *user, const char *section, const char *key,
     const char *value)
 {
 	struct ini_ctx *c = user;
+	char why_buf[80];
 	const char *why;
 
 	for (size_t i = 0; i < NDEFS; i++) {
@@ -323,7 +363,8 @@ on_key(void *user, const char *section, const char *key,
 			return 1;
 		}
 		c->seen[i] = c->line;
-		if ((why = set_value(c->cfg, d, value)) != NULL) {
+		if ((why = set_value(c->cfg, d, value, why_buf,
+		    sizeof(why_buf))) != NULL) {
 			fprintf(c->err, "%s:%d: %s: %s\n", c->path, c->line,
 			    key, why);
 			c->errors++;
@@ -408,6 +449,7 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		case OPT_DEFAULT:
 		case OPT_ADMIN:
 		case OPT_LEVEL: {
+			char why_buf[80];
 			const char *why;
 
 			/* Rules on the command line replace the file's. */
@@ -415,17 +457,11 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 				cfg->policy.nrules = 0;
 				cli_rules = true;
 			}
-			why = set_value(cfg, d, optarg);
-
+			why = set_value(cfg, d, optarg, why_buf,
+			    sizeof(why_buf));
 			if (why != NULL) {
-				if (d->type == OPT_NUM)
-					fprintf(err, "procregd: --%s: expected "
-					    "a number from %llu to %llu\n",
-					    d->name, (unsigned long long)d->min,
-					    (unsigned long long)d->max);
-				else
-					fprintf(err, "procregd: --%s: %s\n",
-					    d->name, why);
+				fprintf(err, "procregd: --%s: %s\n", d->name,
+				    why);
 				return CONFIG_USAGE;
 			}
 			break;

@@ -397,6 +397,25 @@ set_socket_group(struct server *s, const char *path)
 }
 
 /* Bind and listen on the configured or default path. */
+/* Name the socket systemd passed in the logs: its path when it has one. */
+static void
+server_activated_path(struct server *s, int fd)
+{
+	struct sockaddr_un sun;
+	socklen_t len = sizeof(sun);
+
+	memset(&sun, 0, sizeof(sun));
+	if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 &&
+	    len > offsetof(struct sockaddr_un, sun_path) &&
+	    sun.sun_path[0] != '\0')
+		snprintf(s->socket_path, sizeof(s->socket_path),
+		    "%.*s (from systemd)", (int)(len -
+		    offsetof(struct sockaddr_un, sun_path)), sun.sun_path);
+	else
+		snprintf(s->socket_path, sizeof(s->socket_path),
+		    "(a socket from systemd)");
+}
+
 static int
 server_listen(struct server *s)
 {
@@ -421,8 +440,7 @@ server_listen(struct server *s)
 		evutil_make_socket_nonblocking(fd);
 		evutil_make_socket_closeonexec(fd);
 		s->activated = true;
-		snprintf(s->socket_path, sizeof(s->socket_path),
-		    "(socket from systemd)");
+		server_activated_path(s, fd);
 		s->listener = evconnlistener_new(s->base, accept_cb, s,
 		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (s->listener == NULL) {
