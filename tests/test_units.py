@@ -88,10 +88,18 @@ def help_options(text):
     """[(short or None, long, rest of line)] of the option lines of a
     --help text."""
     opts = []
+    within = False
     for line in text.splitlines():
         m = re.match(r"^\s+(?:-(\w), )?--([a-z][a-z-]*)(.*)$", line)
         if m:
             opts.append((m.group(1), m.group(2), m.group(3)))
+            within = True
+        elif within and re.match(r"^ {20,}\S", line):
+            # A description wrapped to fit 80 columns goes on.
+            short, name, rest = opts[-1]
+            opts[-1] = (short, name, rest + " " + line.strip())
+        else:
+            within = False
     return opts
 
 
