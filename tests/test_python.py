@@ -66,6 +66,27 @@ def check(what, cond):
     print(("ok     " if cond else "FAILED ") + what)
 
 
+def readme_snippet(path):
+    """The README's Python snippet runs as printed, where XDG_RUNTIME_DIR
+    is unset (root over ssh, containers) and PROCREG_SOCKET names the
+    socket."""
+    readme = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                          "README.md")
+    with open(readme) as f:
+        text = f.read()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["PROCREG_SOCKET"] = path
+    r = subprocess.run([sys.executable, "-c", code], env=env,
+                       capture_output=True, text=True, timeout=20)
+    lines = r.stdout.splitlines()
+    check("the README's Python snippet runs without XDG_RUNTIME_DIR, on "
+          "PROCREG_SOCKET (%s)" % (r.stderr.strip().splitlines()[-1:] or
+                                   "no error"),
+          r.returncode == 0 and len(lines) == 2
+          and "'name': 'db'" in lines[0] and "'name': 'db'" in lines[1])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="procreg-py.")
     path = os.path.join(tmp, "s.sock")
@@ -81,6 +102,7 @@ def main():
                 return False
         check("the daemon accepts connections", eventually(accepting))
 
+        readme_snippet(path)
         a, b = Client(path), Client(path)
         hello = a.call("hello", "python")
         check("hello names the server", hello["server"] == "procreg"
