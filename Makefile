@@ -133,12 +133,14 @@ src/lib/libprocreg.so: $(SOLIB)
 	ln -sf libprocreg.so.$(SOVER) $@
 
 # pkg-config prefers NAME-uninstalled.pc: PKG_CONFIG_PATH=src/lib builds
-# against the build tree.
+# against the build tree, and the program runs from it (an rpath: the
+# build tree's libprocreg.so is not where the loader looks).
 src/lib/procreg-uninstalled.pc: Makefile
 	printf '%s\n' 'Name: procreg' \
 	    'Description: client library of the procreg process registry' \
 	    'Version: $(VERSION)' 'Requires.private: msgpack' \
-	    'Libs: -L$(CURDIR)/src/lib -lprocreg' 'Cflags: -I$(CURDIR)/include' \
+	    'Libs: -L$(CURDIR)/src/lib -Wl,-rpath,$(CURDIR)/src/lib -lprocreg' \
+	    'Cflags: -I$(CURDIR)/include' \
 	    > $@
 
 # src/common's own objects: the library's copies are hidden in it.

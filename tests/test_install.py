@@ -6,6 +6,7 @@ message sent with `procregctl send`, and a `procregctl monitor` waiting
 on the name prints `disconnected` when the program is killed with
 SIGKILL.  Every wait is bounded; nothing is timed."""
 import os
+import pty
 import select
 import shutil
 import signal
@@ -49,6 +50,62 @@ def readline(proc, timeout=10.0):
     """A line of proc's stdout, or b"" when none came in time."""
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     return proc.stdout.readline() if ready else b""
+
+
+def build_tree_example(tmp, san, sock, ctl):
+    """The README's C example, as printed, built against the build tree
+    (PKG_CONFIG_PATH=src/lib) and run from it: the uninstalled .pc's rpath
+    lets the loader find the build tree's libprocreg."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        code = f.read().split("```c\n", 1)[1].split("```", 1)[0]
+    src = os.path.join(tmp, "readme.c")
+    with open(src, "w") as f:
+        f.write(code)
+    exe = os.path.join(tmp, "readme")
+    env = dict(os.environ, PROCREG_SOCKET=sock,
+               PKG_CONFIG_PATH=os.path.join(ROOT, "src", "lib"))
+    env.pop("LD_LIBRARY_PATH", None)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "procreg"],
+                           env=env, capture_output=True, text=True)
+    cc = subprocess.run(["cc"] + san + ["-o", exe, src]
+                        + flags.stdout.split(), env=env)
+    if not check("the README's C example builds against the build tree",
+                 flags.returncode == 0 and cc.returncode == 0):
+        return
+    # On a terminal, as a reader of the README runs it: its printf is
+    # line-buffered there (into a pipe it would sit in stdio's buffer).
+    master, slave = pty.openpty()
+    prog = subprocess.Popen([exe], env=env, stdout=slave,
+                            stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        # It prints nothing until a message comes: send until its name is
+        # there (exit 1 before), then read what it prints.
+        sent = False
+        deadline = time.monotonic() + 10
+        while not sent and prog.poll() is None and \
+                time.monotonic() < deadline:
+            sent = subprocess.run([ctl, "send", "dozen", "hello"], env=env,
+                                  stderr=subprocess.DEVNULL,
+                                  timeout=10).returncode == 0
+            if not sent:
+                time.sleep(0.01)
+        line = b""
+        while sent and not line.endswith(b"\n"):
+            ready, _, _ = select.select([master], [], [], 10)
+            if not ready:
+                break
+            chunk = os.read(master, 256)
+            if not chunk:
+                break
+            line += chunk
+        check("... and runs from it, receiving a message (%s)" % (
+            prog.stderr.read().decode().strip() if prog.poll() is not None
+            else "running"), sent and line == b'got "hello"\r\n')
+    finally:
+        prog.kill()
+        prog.wait()
+        os.close(master)
 
 
 def main():
@@ -162,6 +219,7 @@ def main():
         check("procregctl monitor prints disconnected",
               readline(mon) == b"disconnected\n")
         check("and exits 0", mon.wait(timeout=10) == 0)
+        build_tree_example(tmp, san, sock, ctl)
         daemon.send_signal(signal.SIGTERM)
         check("the installed daemon exits 0", daemon.wait(timeout=10) == 0)
         r = subprocess.run(make + ["uninstall", "PREFIX=" + prefix,
