@@ -69,7 +69,7 @@ MANPAGES = conf/man/procregctl.1 conf/man/procreg.conf.5 conf/man/procreg.7 \
 	   conf/man/procregd.8
 STAMP	 = src/.build-flags
 
-.PHONY: all have-deps deps test test-valgrind fuzz bench run install uninstall clean FORCE
+.PHONY: all build have-deps deps test test-valgrind fuzz bench run install uninstall clean FORCE
 .SECONDARY:
 
 BINS	 = procregd procregctl src/examples/chat procreg-bench \
@@ -77,7 +77,11 @@ BINS	 = procregd procregctl src/examples/chat procreg-bench \
 
 # Plain `make` installs nothing: it says what is missing and how to get it.
 all: have-deps
-	@$(MAKE) --no-print-directory $(BINS) $(CLIENT)
+	@$(MAKE) --no-print-directory build
+
+# Everything a user runs; quiet when it is all up to date.
+build: $(BINS) $(CLIENT)
+	@:
 
 have-deps:
 	@pkg-config --exists $(PKGS) 2>/dev/null || { \
@@ -233,7 +237,14 @@ fuzz: deps
 	    -max_len=4096 -timeout=10 -print_final_stats=1 \
 	    tests/fuzz/work_lib tests/fuzz/corpus_lib
 
-run: all
+# Installs what is missing (as make test does), builds, and starts the
+# daemon in the foreground with a word on how to reach it.
+run: deps
+	@$(MAKE) --no-print-directory build
+	@echo "procregd starts in the foreground (Ctrl-C stops it) on the socket"
+	@echo "it names below. In another terminal, from this directory:"
+	@echo "    ./procregctl ping; ./procregctl hold demo -- sleep 60 &"
+	@echo "    ./procregctl list; ./procregctl --help"
 	./procregd -v $(ARGS)
 
 install: all
