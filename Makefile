@@ -65,6 +65,7 @@ SYSCONFDIR ?= /etc
 UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 MANDIR	?= $(PREFIX)/share/man
+DOCDIR	?= $(PREFIX)/share/doc/procreg
 MANPAGES = conf/man/procregctl.1 conf/man/procreg.conf.5 conf/man/procreg.7 \
 	   conf/man/procregd.8
 STAMP	 = src/.build-flags
@@ -274,6 +275,9 @@ install: all
 		sec=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$sec && \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$sec/ || exit 1; \
 	done
+	# procreg(7) names the protocol's normative text.
+	install -d $(DESTDIR)$(DOCDIR)
+	install -m 644 proto/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
 	    'includedir=$${prefix}/include' '' 'Name: procreg' \
 	    'Description: client library of the procreg process registry' \
@@ -298,7 +302,9 @@ uninstall:
 	    $(addprefix $(DESTDIR)$(MANDIR)/man1/,procregctl.1) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,procreg.conf.5) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man7/,procreg.7) \
-	    $(addprefix $(DESTDIR)$(MANDIR)/man8/,procregd.8)
+	    $(addprefix $(DESTDIR)$(MANDIR)/man8/,procregd.8) \
+	    $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 	# The configuration goes only if nobody changed it.
 	-cmp -s conf/procreg.conf $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf && \
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf

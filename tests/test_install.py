@@ -150,7 +150,8 @@ def main():
             "usr/share/man/man1/procregctl.1",
             "usr/share/man/man5/procreg.conf.5",
             "usr/share/man/man7/procreg.7",
-            "usr/share/man/man8/procregd.8"])
+            "usr/share/man/man8/procregd.8",
+            "usr/share/doc/procreg/PROTOCOL.md"])
         check("make install DESTDIR=... PREFIX=/usr installs exactly the "
               "expected tree", r.returncode == 0 and tree == want)
         if tree != want:
