@@ -28,7 +28,7 @@ DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
 CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
 COMMANDS = ["whereis", "await", "list", "send", "call", "hold", "serve",
             "recv", "join", "members", "publish", "monitor", "watch", "keys",
-            "queue", "stats", "ping", "evict"]
+            "queue", "stats", "ping", "help", "evict"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
               "uptime_ms", "groups", "members", "calls", "replies_late",
@@ -422,6 +422,98 @@ def test_usage(ctl):
     check("keys of no conn id exits 2", r.rc == 2 and "abc" in r.err)
 
 
+def test_help_suggest(ctl):
+    """help [COMMAND], "did you mean", and each command's --help naming
+    only its own options."""
+    r = ctl.run("help")
+    check("help prints the tool's --help", r.rc == 0
+          and r.out == ctl.run("--help").out)
+    r = ctl.run("help", "serve")
+    check("help COMMAND prints COMMAND --help", r.rc == 0
+          and r.out == ctl.run("serve", "--help").out)
+    check("help is in the list of commands",
+          "\n  help [COMMAND] " in ctl.run("--help").out)
+    r = ctl.run("help", "lsit")
+    check("help of an unknown command exits 2 with a suggestion",
+          r.rc == 2 and "did you mean 'list'?" in r.err and r.out == "")
+    for typo, meant in (("lsit", "list"), ("wheris", "whereis"),
+                        ("stat", "stats"), ("evcit", "evict"),
+                        ("hodl", "hold")):
+        r = ctl.run(typo)
+        check(f"{typo} suggests {meant}", r.rc == 2
+              and f"unknown command '{typo}'; did you mean '{meant}'?"
+              in r.err)
+    r = ctl.run("frobnicate")
+    check("no suggestion for what is far from every command",
+          r.rc == 2 and "did you mean" not in r.err)
+    # Each command's options section names no other command: each option
+    # is described as that command uses it.
+    for c in COMMANDS:
+        out = ctl.run(c, "--help").out
+        opts = out.partition("\nOptions:\n")[2]
+        others = [o for o in COMMANDS if o != c
+                  and re.search(rf"\b{o}\b\s*:", opts)]
+        check(f"{c} --help describes only its own options",
+              opts != "" and others == [])
+    out = ctl.run("serve", "--help").out
+    check("serve --help: --count counts calls", "stop after N calls" in out
+          and "ping" not in out.partition("\nOptions:\n")[2])
+    check("call --help: -t is the callee's time",
+          "how long the callee has to reply"
+          in ctl.run("call", "--help").out)
+
+
+def test_json_errors(ctl, tmp):
+    """--json: an error is one JSON object on stderr, exit codes as
+    without it; a failed connect says what is at the socket's path."""
+    def obj(r):
+        try:
+            j = json.loads(r.err)
+        except ValueError:
+            return {}
+        return j if isinstance(j, dict) and r.err.count("\n") == 1 else {}
+    r = ctl.run("--json", "whereis", "cli/json/missing")
+    j = obj(r)
+    check("--json: not registered is a JSON error, exit 1", r.rc == 1
+          and r.out == "" and j.get("error") == "not_found"
+          and "cli/json/missing" in j.get("message", ""))
+    r = ctl.run("whereis", "--json", "--bogus")
+    j = obj(r)
+    check("--json: a usage error is a JSON error, exit 2", r.rc == 2
+          and j.get("error") == "usage" and "--bogus" in j["message"])
+    r = ctl.run("--bogus", "--json")
+    check("--json after a bad option still makes it JSON", r.rc == 2
+          and obj(r).get("error") == "usage")
+    r = ctl.run("--json", "lsit")
+    check("--json: an unknown command is a JSON error",
+          r.rc == 2 and "did you mean 'list'" in obj(r).get("message", ""))
+    r = ctl.run("--json", "send", "cli/json/missing", "x")
+    check("--json: send to no one", r.rc == 1
+          and obj(r).get("error") == "not_found")
+    nowhere = os.path.join(tmp, "nowhere.sock")
+    r = Ctl(nowhere).run("--json", "ping")
+    j = obj(r)
+    check("--json: cannot connect is a JSON error, exit 3", r.rc == 3
+          and j.get("error") == "connect" and nowhere in j.get("hint", ""))
+    r = Ctl(nowhere).run("ping")
+    check("cannot connect: says no daemon listens there and how to point "
+          "at one", r.rc == 3 and "No such file or directory" in r.err
+          and "does not exist" in r.err and "-s PATH" in r.err
+          and "PROCREG_SOCKET" in r.err and "given with -s" in r.err)
+    env = dict(os.environ, PROCREG_SOCKET=nowhere)
+    r = ctl.run(CTL, "ping", raw=True, env=env)
+    check("cannot connect: names $PROCREG_SOCKET when it chose the path",
+          r.rc == 3 and "from $PROCREG_SOCKET" in r.err)
+    stale = os.path.join(tmp, "stale.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(stale)
+    s.close()
+    r = Ctl(stale).run("ping")
+    check("cannot connect: a socket left by a daemon that is gone",
+          r.rc == 3 and "left from one that is gone" in r.err)
+    os.unlink(stale)
+
+
 def test_unreachable(ctl, tmp):
     r = Ctl("/nonexistent.sock").run("ping")
     check("an unreachable daemon exits 3", r.rc == 3
@@ -667,6 +759,28 @@ def test_whereis_list(ctl, a, b):
     r = ctl.run("list")
     check("list without a prefix lists every name", r.rc == 0
           and len(r.out.splitlines()) == 1 + 4)
+    # --pid and --uid: the names of one process, or one user.
+    hold = ctl.spawn("hold", "cli/list/held", "--", "sleep", "60")
+    wait_registered(a, "cli/list/held")
+    r = ctl.run("--json", "list", "cli/list/", "--pid", str(hold.pid))
+    check("list --pid: only that process's names", r.rc == 0
+          and [e["name"] for e in json.loads(r.out)] == ["cli/list/held"])
+    r = ctl.run("list", "--pid", str(os.getpid()), "cli/list/")
+    check("list --pid in the table", r.rc == 0
+          and [x.split()[0] for x in r.out.splitlines()] == [
+              "NAME", "cli/list/a", "cli/list/b", "cli/list/long-name-here"])
+    r = ctl.run("--json", "list", "cli/list/", "--uid", str(os.getuid()))
+    check("list --uid: our names", r.rc == 0 and len(json.loads(r.out)) == 4)
+    r = ctl.run("--json", "list", "--uid", str(os.getuid() + 1),
+                "--pid", str(os.getpid()))
+    check("list --uid of another user: none of ours", r.rc == 0
+          and json.loads(r.out) == [])
+    check("list --pid 0 is a usage error",
+          ctl.run("list", "--pid", "0").rc == 2)
+    check("list --uid of no number is a usage error",
+          ctl.run("list", "--uid", "root").rc == 2)
+    hold.signal(signal.SIGTERM)
+    check("the hold for --pid ends", hold.finish().rc is not None)
 
 
 def test_send(ctl, a, path):
@@ -2217,6 +2331,8 @@ def main():
     try:
         check("the daemon starts", ok)
         test_usage(ctl)
+        test_help_suggest(ctl)
+        test_json_errors(ctl, tmp)
         test_unreachable(ctl, tmp)
         test_last_words(tmp)
         test_malformed_pushes(tmp)

@@ -36,8 +36,8 @@ admin_evict(struct ctl *c)
 		return EXIT_USAGE;
 	r = procreg_evict(c->p, name);
 	if (r == PROCREG_E_NOT_FOUND) {
-		fprintf(stderr, "procregctl: %s: not registered\n", name);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "not_found", NULL, "%s: not "
+		    "registered", name);
 	}
 	return r == PROCREG_OK ? EXIT_SUCCESS : out_report(c, r, name);
 }

@@ -18,10 +18,16 @@ enum opt_id {
 	OPT_JSON_PAYLOAD, OPT_CONN, OPT_GEN, OPT_VALUE, OPT_JSON_VALUE,
 	OPT_WAIT, OPT_ALLOW_REPLACEMENT, OPT_REPLACE, OPT_NO_ECHO,
 	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT_GROUPS, OPT_SINCE,
-	OPT_KILL_AFTER, OPT__COUNT
+	OPT_KILL_AFTER, OPT_PID, OPT_UID, OPT__COUNT
 };
 
+/*
+ * One row of the option table.  An option may have several rows, each
+ * for other commands, so that each command's --help describes it as that
+ * command uses it; no command is in two rows of one option.
+ */
 struct ctl_option {
+	enum opt_id	 id;
 	const char	*name;
 	int		 shortopt;
 	const char	*arg;		/* NULL: takes no argument */
@@ -29,58 +35,82 @@ struct ctl_option {
 	const char	*help;
 };
 
-static const struct ctl_option options[OPT__COUNT] = {
-	[OPT_SOCKET] = { "socket", 's', "PATH", C_ALL, "the daemon's socket "
+/* The commands with a -t of their own (the daemon's timeout). */
+#define C_OWN_TIMEOUT	(C_CALL | C_AWAIT)
+
+static const struct ctl_option options[] = {
+	{ OPT_SOCKET, "socket", 's', "PATH", C_ALL, "the daemon's socket "
 	    "(default: $PROCREG_SOCKET, else $XDG_RUNTIME_DIR/procreg.sock, "
 	    "else /run/procreg/procreg.sock for root, else "
 	    "/tmp/procreg-UID/procreg.sock)" },
-	[OPT_JSON] = { "json", 0, NULL, C_ALL, "print JSON for scripts: one "
+	{ OPT_JSON, "json", 0, NULL, C_TOP, "print JSON for scripts: one "
 	    "document per item (list, members, queue: one array; recv, join, "
-	    "watch: one object per line)" },
-	[OPT_TIMEOUT] = { "timeout", 't', "MS", C_ALL, "how long each request "
-	    "may wait for its reply (default 10000; call: how long the callee "
-	    "has to reply, default 5000; await: how long to wait for NAME, "
-	    "default 5000)" },
-	[OPT_HELP] = { "help", 'h', NULL, C_ALL, "show this help and exit" },
-	[OPT_VERSION] = { "version", 'V', NULL, C_TOP, "show the version and "
+	    "watch: one object per line); errors as one object on stderr, "
+	    "{\"error\": CODE, \"message\": TEXT}" },
+	{ OPT_JSON, "json", 0, NULL, C_ALL & ~C_TOP, "print JSON for "
+	    "scripts, as said above; errors as one object on stderr, "
+	    "{\"error\": CODE, \"message\": TEXT}" },
+	{ OPT_TIMEOUT, "timeout", 't', "MS", C_TOP, "how long each request "
+	    "may wait for its reply (default 10000; call and await use it "
+	    "otherwise: see their --help)" },
+	{ OPT_TIMEOUT, "timeout", 't', "MS", C_ALL & ~(C_TOP | C_OWN_TIMEOUT),
+	    "how long each request may wait for its reply (default 10000)" },
+	{ OPT_TIMEOUT, "timeout", 't', "MS", C_CALL, "how long the callee "
+	    "has to reply (default 5000, at most 86400000)" },
+	{ OPT_TIMEOUT, "timeout", 't', "MS", C_AWAIT, "how long to wait for "
+	    "NAME (default 5000, at most 86400000)" },
+	{ OPT_HELP, "help", 'h', NULL, C_ALL, "show this help and exit" },
+	{ OPT_VERSION, "version", 'V', NULL, C_TOP, "show the version and "
 	    "exit" },
-	[OPT_JSON_PAYLOAD] = { "json-payload", 0, NULL, C_SEND | C_CALL |
+	{ OPT_JSON_PAYLOAD, "json-payload", 0, NULL, C_SEND | C_CALL |
 	    C_PUBLISH, "PAYLOAD is JSON, sent as the same msgpack value "
-	    "(default: a str)" },
-	[OPT_CONN] = { "conn", 0, NULL, C_SEND | C_CALL | C_MONITOR, "NAME is "
+	    "(default: a str); PAYLOAD - reads the JSON from standard input" },
+	{ OPT_CONN, "conn", 0, NULL, C_SEND | C_CALL | C_MONITOR, "NAME is "
 	    "a connection id (its digits), not a name" },
-	[OPT_GEN] = { "gen", 0, "G", C_SEND, "send only while NAME's "
+	{ OPT_GEN, "gen", 0, "G", C_SEND, "send only while NAME's "
 	    "registration has generation G (as whereis shows it); else exit "
 	    "1, stale" },
-	[OPT_VALUE] = { "value", 0, "V", C_HOLD, "register NAME with value V "
+	{ OPT_VALUE, "value", 0, "V", C_HOLD, "register NAME with value V "
 	    "(a str; default: no value)" },
-	[OPT_JSON_VALUE] = { "json-value", 0, NULL, C_HOLD | C_JOIN, "the "
-	    "value (V, VALUE) is JSON, stored as the same msgpack value" },
-	[OPT_WAIT] = { "wait", 'w', NULL, C_HOLD, "when NAME is taken, wait in "
+	{ OPT_JSON_VALUE, "json-value", 0, NULL, C_HOLD, "V is JSON, stored "
+	    "as the same msgpack value" },
+	{ OPT_JSON_VALUE, "json-value", 0, NULL, C_JOIN, "VALUE is JSON, "
+	    "stored as the same msgpack value" },
+	{ OPT_WAIT, "wait", 'w', NULL, C_HOLD, "when NAME is taken, wait in "
 	    "its queue until it passes to us, then run CMD" },
-	[OPT_ALLOW_REPLACEMENT] = { "allow-replacement", 0, NULL, C_HOLD,
+	{ OPT_ALLOW_REPLACEMENT, "allow-replacement", 0, NULL, C_HOLD,
 	    "let a hold --replace take NAME over (CMD is then stopped, and "
 	    "hold exits 5)" },
-	[OPT_REPLACE] = { "replace", 0, NULL, C_HOLD, "take NAME over from a "
+	{ OPT_REPLACE, "replace", 0, NULL, C_HOLD, "take NAME over from a "
 	    "holder that allows it" },
-	[OPT_NO_ECHO] = { "no-echo", 0, NULL, C_PUBLISH, "publish with echo "
+	{ OPT_NO_ECHO, "no-echo", 0, NULL, C_PUBLISH, "publish with echo "
 	    "false (not to the publisher's own connection)" },
-	[OPT_MAX_TIME] = { "max-time", 0, "MS", C_SERVE, "kill CMD when it "
+	{ OPT_MAX_TIME, "max-time", 0, "MS", C_SERVE, "kill CMD when it "
 	    "runs longer than MS, and answer failed (default: no limit)" },
-	[OPT_COUNT] = { "count", 'c', "N", C_RECV | C_JOIN | C_SERVE | C_PING,
-	    "stop after N (recv: messages, join: publishes, serve: calls, "
-	    "ping: pings; default ping: 1, others: none)" },
-	[OPT_INTERVAL] = { "interval", 'i', "MS", C_PING, "wait MS between "
+	{ OPT_COUNT, "count", 'c', "N", C_RECV, "stop after N messages "
+	    "(default: none)" },
+	{ OPT_COUNT, "count", 'c', "N", C_JOIN, "stop after N publishes "
+	    "(default: none)" },
+	{ OPT_COUNT, "count", 'c', "N", C_SERVE, "stop after N calls "
+	    "(default: none)" },
+	{ OPT_COUNT, "count", 'c', "N", C_PING, "ping N times (default 1); "
+	    "more than once, a min/avg/max summary follows" },
+	{ OPT_INTERVAL, "interval", 'i', "MS", C_PING, "wait MS between "
 	    "pings (default 1000)" },
-	[OPT_GROUPS] = { "groups", 'g', NULL, C_WATCH, "the groups under "
+	{ OPT_GROUPS, "groups", 'g', NULL, C_WATCH, "the groups under "
 	    "PREFIX too: their members joining and leaving" },
-	[OPT_SINCE] = { "since", 0, "SEQ", C_WATCH, "resume after event SEQ "
+	{ OPT_SINCE, "since", 0, "SEQ", C_WATCH, "resume after event SEQ "
 	    "(the last one a watch printed): no snapshot, the events since" },
-	[OPT_KILL_AFTER] = { "kill-after", 0, "MS", C_HOLD | C_SERVE, "when "
+	{ OPT_PID, "pid", 0, "PID", C_LIST, "only the names held by "
+	    "process PID" },
+	{ OPT_UID, "uid", 0, "UID", C_LIST, "only the names held by user "
+	    "UID (a number)" },
+	{ OPT_KILL_AFTER, "kill-after", 0, "MS", C_HOLD | C_SERVE, "when "
 	    "CMD's process group is told to end (SIGTERM, or a signal passed "
 	    "on), SIGKILL what is left of it MS later (default 5000; 0: at "
 	    "once)" },
 };
+#define NOPTIONS	(sizeof(options) / sizeof(options[0]))
 
 static const struct command commands[] = {
 	{ "whereis", names_whereis, C_WHEREIS, 1, 1, false, "NAME",
@@ -248,6 +278,10 @@ static const struct command commands[] = {
 	    "check that the daemon answers",
 	    "Say hello to the daemon and print its version and the round-trip "
 	    "time." },
+	{ "help", args_help, C_HELP, 0, 1, false, "[COMMAND]",
+	    "show this help, or COMMAND's",
+	    "Print procregctl's help, or with COMMAND the command's, as "
+	    "procregctl --help and procregctl COMMAND --help do." },
 	{ "evict", admin_evict, C_EVICT, 1, 1, false, "NAME",
 	    "remove NAME, whoever holds it (administrators)",
 	    "Remove the registration of NAME whoever holds it; its monitors "
@@ -289,7 +323,7 @@ args_wrapped(FILE *f, const char *text, size_t indent)
 static void
 args_options(FILE *f, unsigned cmds)
 {
-	for (size_t i = 0; i < OPT__COUNT; i++) {
+	for (size_t i = 0; i < NOPTIONS; i++) {
 		const struct ctl_option *o = &options[i];
 		char left[40];
 
@@ -355,23 +389,22 @@ args_command_usage(FILE *f, const struct command *cmd)
 	args_options(f, cmd->bit);
 }
 
-/* Report a bad command line; returns EXIT_USAGE. */
+/* Report a bad command line (with a hint at the right --help); returns
+ * EXIT_USAGE. */
 int
-args_error(const struct command *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-int
-args_error(const struct command *cmd, const char *fmt, ...)
+args_error(const struct ctl *c, const char *fmt, ...)
 {
+	const struct command *cmd = c->cmd;
+	char hint[64];
 	va_list ap;
+	int r;
 
-	fputs("procregctl: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'procregctl %s%s--help'.\n",
+	snprintf(hint, sizeof(hint), "Try 'procregctl %s%s--help'.",
 	    cmd ? cmd->name : "", cmd ? " " : "");
-	return EXIT_USAGE;
+	va_start(ap, fmt);
+	r = out_usage(c, hint, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 /* ---- command line ---- */
@@ -402,7 +435,7 @@ args_apply(struct ctl *c, enum opt_id id)
 	switch (id) {
 	case OPT_SOCKET:
 		if (optarg[0] == '\0')
-			return args_error(c->cmd, "--socket: empty path");
+			return args_error(c, "--socket: empty path");
 		c->socket = optarg;
 		break;
 	case OPT_JSON:
@@ -410,7 +443,7 @@ args_apply(struct ctl *c, enum opt_id id)
 		break;
 	case OPT_TIMEOUT:
 		if (!args_num(optarg, 1, INT_MAX, &v))
-			return args_error(c->cmd, "--timeout: expected "
+			return args_error(c, "--timeout: expected "
 			    "milliseconds from 1 to %d", INT_MAX);
 		c->timeout_ms = (int)v;
 		break;
@@ -435,7 +468,7 @@ args_apply(struct ctl *c, enum opt_id id)
 		break;
 	case OPT_MAX_TIME:
 		if (!args_num(optarg, 1, INT_MAX, &c->max_time_ms))
-			return args_error(c->cmd, "--max-time: expected "
+			return args_error(c, "--max-time: expected "
 			    "milliseconds from 1 to %d", INT_MAX);
 		break;
 	case OPT_VALUE:
@@ -446,17 +479,17 @@ args_apply(struct ctl *c, enum opt_id id)
 		break;
 	case OPT_COUNT:
 		if (!args_num(optarg, 1, UINT64_MAX, &c->count))
-			return args_error(c->cmd, "--count: expected a "
+			return args_error(c, "--count: expected a "
 			    "number from 1");
 		break;
 	case OPT_INTERVAL:
 		if (!args_num(optarg, 0, 3600000, &c->interval_ms))
-			return args_error(c->cmd, "--interval: expected "
+			return args_error(c, "--interval: expected "
 			    "milliseconds from 0 to 3600000");
 		break;
 	case OPT_GEN:
 		if (!args_num(optarg, 1, UINT64_MAX, &c->gen))
-			return args_error(c->cmd, "--gen: expected a "
+			return args_error(c, "--gen: expected a "
 			    "generation (a number from 1)");
 		c->has_gen = true;
 		break;
@@ -474,13 +507,24 @@ args_apply(struct ctl *c, enum opt_id id)
 		break;
 	case OPT_SINCE:
 		if (!args_num(optarg, 0, UINT64_MAX, &c->since))
-			return args_error(c->cmd, "--since: expected an event "
+			return args_error(c, "--since: expected an event "
 			    "number (SEQ)");
 		c->has_since = true;
 		break;
+	case OPT_PID:
+		if (!args_num(optarg, 1, INT64_MAX, &v))
+			return args_error(c, "--pid: expected a process id");
+		c->pid = (int64_t)v;
+		break;
+	case OPT_UID:
+		if (!args_num(optarg, 0, UINT32_MAX, &v))
+			return args_error(c, "--uid: expected a user id (a "
+			    "number)");
+		c->uid = (int64_t)v;
+		break;
 	case OPT_KILL_AFTER:
 		if (!args_num(optarg, 0, INT_MAX, &c->kill_after_ms))
-			return args_error(c->cmd, "--kill-after: expected "
+			return args_error(c, "--kill-after: expected "
 			    "milliseconds from 0 to %d", INT_MAX);
 		break;
 	case OPT__COUNT:
@@ -500,8 +544,8 @@ int
 args_parse(struct ctl *c, int argc, char **argv)
 {
 	unsigned cmds = c->cmd != NULL ? c->cmd->bit : C_TOP;
-	struct option longopts[OPT__COUNT + 1];
-	char shortopts[2 * OPT__COUNT + 3];
+	struct option longopts[NOPTIONS + 1];
+	char shortopts[2 * NOPTIONS + 3];
 	size_t nl = 0, ns = 0;
 	int ch, prev, r;
 
@@ -509,14 +553,14 @@ args_parse(struct ctl *c, int argc, char **argv)
 	/* '+': stop at each operand; ':': report a missing argument. */
 	shortopts[ns++] = '+';
 	shortopts[ns++] = ':';
-	for (size_t i = 0; i < OPT__COUNT; i++) {
+	for (size_t i = 0; i < NOPTIONS; i++) {
 		if (!(options[i].cmds & cmds))
 			continue;
 		longopts[nl].name = options[i].name;
 		longopts[nl].has_arg = options[i].arg ? required_argument :
 		    no_argument;
 		longopts[nl++].val = options[i].shortopt ? options[i].shortopt :
-		    256 + (int)i;
+		    256 + (int)options[i].id;
 		if (options[i].shortopt) {
 			shortopts[ns++] = (char)options[i].shortopt;
 			if (options[i].arg)
@@ -527,7 +571,7 @@ args_parse(struct ctl *c, int argc, char **argv)
 	optind = 0;		/* glibc: start afresh */
 	opterr = 0;
 	for (;;) {
-		size_t id;
+		size_t i;
 
 		prev = optind > 0 ? optind : 1;	/* 0 scans from 1 */
 		ch = getopt_long(argc, argv, shortopts, longopts, NULL);
@@ -553,15 +597,19 @@ args_parse(struct ctl *c, int argc, char **argv)
 
 			if (optopt > 0 && optopt < 256)
 				what = buf;
-			return args_error(c->cmd, ch == ':' ? "option '%s' "
+			return args_error(c, ch == ':' ? "option '%s' "
 			    "needs an argument" : "unknown option '%s'", what);
 		}
-		for (id = 0; id < OPT__COUNT; id++) {
-			if (ch == options[id].shortopt ||
-			    ch == 256 + (int)id)
+		/* The row of this command's that ch names. */
+		for (i = 0; i < NOPTIONS; i++) {
+			if ((options[i].cmds & cmds) &&
+			    (ch == options[i].shortopt ||
+			    ch == 256 + (int)options[i].id))
 				break;
 		}
-		if ((r = args_apply(c, (enum opt_id)id)) >= 0)
+		if (i == NOPTIONS)
+			continue;	/* cannot happen: getopt knows ours */
+		if ((r = args_apply(c, options[i].id)) >= 0)
 			return r;
 	}
 }
@@ -577,6 +625,108 @@ args_find(const char *name)
 	return NULL;
 }
 
+/*
+ * The edit distance of a and b (insertions, deletions, substitutions and
+ * swaps of neighbours: "lsit" is one from "list"), up to 31 bytes each;
+ * more than that is far.
+ */
+static size_t
+args_distance(const char *a, const char *b)
+{
+	size_t d[32][32], n = strlen(a), m = strlen(b);
+
+	if (n >= 32 || m >= 32)
+		return SIZE_MAX;
+	for (size_t i = 0; i <= n; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= m; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= n; i++) {
+		for (size_t j = 1; j <= m; j++) {
+			size_t v = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (d[i - 1][j] + 1 < v)
+				v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] &&
+			    a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	}
+	return d[n][m];
+}
+
+/* An unknown command: exit 2, naming the nearest command when it is
+ * near enough to be a typo (one edit in a short name, two in others). */
+int
+args_unknown(const struct ctl *c, const char *name)
+{
+	const struct command *best = NULL;
+	size_t bestd = SIZE_MAX, limit = strlen(name) <= 3 ? 1 : 2;
+
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		size_t d = args_distance(name, commands[i].name);
+
+		if (d < bestd) {
+			bestd = d;
+			best = &commands[i];
+		}
+	}
+	if (best != NULL && bestd <= limit)
+		return args_error(c, "unknown command '%s'; did you mean "
+		    "'%s'?", name, best->name);
+	return args_error(c, "unknown command '%s'", name);
+}
+
+/* help [COMMAND]: the tool's --help, or COMMAND's. */
+int
+args_help(struct ctl *c)
+{
+	const struct command *cmd;
+
+	if (c->nargs == 0)
+		args_usage(stdout);
+	else if ((cmd = args_find(c->args[0])) != NULL)
+		args_command_usage(stdout, cmd);
+	else {
+		c->cmd = NULL;	/* the hint: procregctl --help */
+		return args_unknown(c, c->args[0]);
+	}
+	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
+/*
+ * The hidden commands the completion scripts (conf/completion/) call, so
+ * that they complete from these tables and cannot drift from them:
+ * "__commands" prints each command's name, "__options [COMMAND]" the long
+ * options COMMAND (without one, procregctl itself) takes, one per line.
+ * -1 when argv names no hidden command, else the exit status.
+ */
+int
+args_hidden(int argc, char **argv)
+{
+	const struct command *cmd = NULL;
+
+	if (argc < 1)
+		return -1;
+	if (strcmp(argv[0], "__commands") == 0 && argc == 1) {
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			printf("%s\n", commands[i].name);
+		return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+	}
+	if (strcmp(argv[0], "__options") != 0 || argc > 2)
+		return -1;
+	if (argc == 2 && (cmd = args_find(argv[1])) == NULL)
+		return EXIT_USAGE;
+	for (size_t i = 0; i < NOPTIONS; i++) {
+		if (options[i].cmds & (cmd != NULL ? cmd->bit : C_TOP))
+			printf("--%s\n", options[i].name);
+	}
+	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
 /* Check a NAME operand as the daemon would (length only). */
 bool
 args_check_name(const struct ctl *c, const char *name)
@@ -584,7 +734,7 @@ args_check_name(const struct ctl *c, const char *name)
 	size_t len = strlen(name);
 
 	if (len == 0 || len > PR_NAME_MAX) {
-		args_error(c->cmd, "a name is 1 to %d bytes", PR_NAME_MAX);
+		args_error(c, "a name is 1 to %d bytes", PR_NAME_MAX);
 		return false;
 	}
 	return true;

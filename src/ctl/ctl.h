@@ -9,6 +9,7 @@
 #include <sys/signalfd.h>
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,7 +57,8 @@ enum {
 	C_AWAIT = 1 << 16,
 	C_WATCH = 1 << 17,
 	C_QUEUE = 1 << 18,
-	C_ALL = (1 << 19) - 1
+	C_HELP = 1 << 19,	/* needs no daemon */
+	C_ALL = (1 << 20) - 1
 };
 
 /* The parsed command line and the connection: all the tool's state. */
@@ -82,6 +84,8 @@ struct ctl {
 	bool			 groups;	/* watch --groups */
 	bool			 has_since;
 	uint64_t		 since;
+	int64_t			 pid;		/* list --pid; 0: any */
+	int64_t			 uid;		/* list --uid; -1: any */
 	char			**args;		/* the operands */
 	int			 nargs;
 	procreg_t		*p;
@@ -136,14 +140,23 @@ struct waiter {
 /* args.c: the command line. */
 int		 args_parse(struct ctl *, int, char **);
 const struct command *args_find(const char *);
-int		 args_error(const struct command *, const char *, ...)
+int		 args_unknown(const struct ctl *, const char *);
+int		 args_help(struct ctl *);
+int		 args_hidden(int, char **);
+int		 args_error(const struct ctl *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 bool		 args_num(const char *, uint64_t, uint64_t, uint64_t *);
 bool		 args_check_name(const struct ctl *, const char *);
 
 /* out.c: what procregctl prints. */
 int		 out_status_exit(int);
+const char	*out_code(int);
+int		 out_error(const struct ctl *, int, const char *, const char *,
+		    const char *, ...) __attribute__((format(printf, 5, 6)));
+int		 out_usage(const struct ctl *, const char *, const char *,
+		    va_list) __attribute__((format(printf, 3, 0)));
 int		 out_report(struct ctl *, int, const char *);
+int		 out_unreachable(struct ctl *, const char *);
 bool		 out_json(json_t *, size_t);
 json_t		*out_entry_json(const struct procreg_entry *);
 json_t		*out_member_json(const struct procreg_member *);

@@ -21,7 +21,7 @@ groups_join(struct ctl *c)
 	if (!args_check_name(c, w.name))
 		return EXIT_USAGE;
 	if (c->json_value && c->nargs < 2)
-		return args_error(c->cmd, "--json-value needs VALUE");
+		return args_error(c, "--json-value needs VALUE");
 	msgpack_sbuffer_init(&sb);
 	if (c->nargs == 2 && !value_operand(c, "VALUE", c->args[1],
 	    c->json_value, &sb)) {

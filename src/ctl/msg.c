@@ -19,7 +19,7 @@ msg_target(const struct ctl *c, const char *op, uint64_t *conn)
 	if (!c->conn)
 		return args_check_name(c, op);
 	if (!args_num(op, 1, UINT64_MAX, conn)) {
-		args_error(c->cmd, "--conn: '%s' is no connection id (its "
+		args_error(c, "--conn: '%s' is no connection id (its "
 		    "digits)", op);
 		return false;
 	}
@@ -31,11 +31,10 @@ static int
 msg_not_there(const struct ctl *c, const char *op)
 {
 	if (c->conn)
-		fprintf(stderr, "procregctl: conn %s: no such connection\n",
-		    op);
-	else
-		fprintf(stderr, "procregctl: %s: not registered\n", op);
-	return EXIT_NO;
+		return out_error(c, EXIT_NO, "not_found", NULL, "conn %s: no "
+		    "such connection", op);
+	return out_error(c, EXIT_NO, "not_found", NULL, "%s: not registered",
+	    op);
 }
 
 /* send NAME PAYLOAD: a str, or JSON as msgpack. */
@@ -48,7 +47,7 @@ msg_send(struct ctl *c)
 	int r;
 
 	if (c->has_gen && c->conn)
-		return args_error(c->cmd, "--gen is for names, not --conn");
+		return args_error(c, "--gen is for names, not --conn");
 	if (!msg_target(c, name, &conn))
 		return EXIT_USAGE;
 	msgpack_sbuffer_init(&sb);
@@ -63,16 +62,29 @@ msg_send(struct ctl *c)
 	if (r == PROCREG_E_NOT_FOUND)
 		return msg_not_there(c, name);
 	if (r == PROCREG_E_STALE) {
-		fprintf(stderr, "procregctl: %s: stale: its registration has "
-		    "another generation than %" PRIu64 "\n", name, c->gen);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "stale", NULL, "%s: stale: its "
+		    "registration has another generation than %" PRIu64,
+		    name, c->gen);
 	}
 	if (r == PROCREG_E_BUSY) {
-		fprintf(stderr, "procregctl: %s: busy (its holder is not "
-		    "reading its messages); try again later\n", name);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "busy", NULL, "%s: busy (its "
+		    "holder is not reading its messages); try again later",
+		    name);
 	}
 	return r == PROCREG_OK ? EXIT_SUCCESS : out_report(c, r, name);
+}
+
+/* A callee's own error, "code: message" in errmsg: reported under its
+ * code (exit 1). */
+static int
+msg_callee_error(const struct ctl *c, const char *name)
+{
+	const char *msg = procreg_errmsg(c->p), *colon = strstr(msg, ": ");
+	char code[64];
+
+	snprintf(code, sizeof(code), "%.*s", colon != NULL ?
+	    (int)(colon - msg) : 5, colon != NULL ? msg : "error");
+	return out_error(c, EXIT_NO, code, NULL, "%s: %s", name, msg);
 }
 
 /* call NAME PAYLOAD: print the reply. */
@@ -90,7 +102,7 @@ msg_call(struct ctl *c)
 	if (!msg_target(c, name, &conn))
 		return EXIT_USAGE;
 	if ((unsigned)c->timeout_ms > PR_CALL_TIMEOUT_MAX)
-		return args_error(c->cmd, "--timeout: a call waits at most "
+		return args_error(c, "--timeout: a call waits at most "
 		    "%u ms", PR_CALL_TIMEOUT_MAX);
 	msgpack_sbuffer_init(&sb);
 	if (!value_payload(c, c->args[1], &sb)) {
@@ -107,29 +119,24 @@ msg_call(struct ctl *c)
 	case PROCREG_E_NOT_FOUND:
 		return msg_not_there(c, name);
 	case PROCREG_E_BUSY:
-		fprintf(stderr, "procregctl: %s: busy (its holder is not "
-		    "reading); try again later\n", name);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "busy", NULL, "%s: busy (its "
+		    "holder is not reading); try again later", name);
 	case PROCREG_E_DOWN:
-		fprintf(stderr, "procregctl: %s: down: %s\n", name,
-		    procreg_errmsg(c->p));
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "down", NULL, "%s: down: %s",
+		    name, procreg_errmsg(c->p));
 	case PROCREG_E_CALL_TIMEOUT:
-		fprintf(stderr, "procregctl: %s: timeout: %s\n", name,
-		    procreg_errmsg(c->p));
-		return EXIT_ERROR;
+		return out_error(c, EXIT_ERROR, "timeout", NULL, "%s: "
+		    "timeout: %s", name, procreg_errmsg(c->p));
 	case PROCREG_E_OTHER:
 		/* The callee's own error: "code: message". */
-		fprintf(stderr, "procregctl: %s: %s\n", name,
-		    procreg_errmsg(c->p));
-		return EXIT_NO;
+		return msg_callee_error(c, name);
 	case PROCREG_E_TAKEN:
 	case PROCREG_E_NOT_OWNER:
 	case PROCREG_E_STALE:
 		/* The daemon never answers a call with these: the callee's. */
-		fprintf(stderr, "procregctl: %s: %s: %s\n", name,
-		    procreg_status_code(r), procreg_errmsg(c->p));
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, procreg_status_code(r), NULL,
+		    "%s: %s: %s", name, procreg_status_code(r),
+		    procreg_errmsg(c->p));
 	case PROCREG_E_BAD_REQUEST:
 	case PROCREG_E_UNKNOWN_METHOD:
 	case PROCREG_E_LIMIT:
@@ -140,9 +147,9 @@ msg_call(struct ctl *c)
 		 * protocol cannot tell them apart.  "code: message" either
 		 * way; the exit status is the daemon's error's.
 		 */
-		fprintf(stderr, "procregctl: %s: %s: %s\n", name,
+		return out_error(c, out_status_exit(r),
+		    procreg_status_code(r), NULL, "%s: %s: %s", name,
 		    procreg_status_code(r), procreg_errmsg(c->p));
-		return out_status_exit(r);
 	default:
 		return out_report(c, r, name);
 	}

@@ -22,8 +22,8 @@ names_whereis(struct ctl *c)
 	if ((r = procreg_whereis(c->p, name, &e)) != PROCREG_OK)
 		return out_report(c, r, name);
 	if (e == NULL) {
-		fprintf(stderr, "procregctl: %s: not registered\n", name);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "not_found", NULL, "%s: not "
+		    "registered", name);
 	}
 	r = (c->json ? out_json(out_entry_json(e), 0) : out_entry(e)) ?
 	    EXIT_SUCCESS : EXIT_ERROR;
@@ -37,13 +37,22 @@ names_list(struct ctl *c)
 {
 	struct procreg_entry **v;
 	struct out_row *rows;
-	size_t n;
+	size_t n, kept = 0;
 	bool ok = true;
 	int r;
 
 	if ((r = procreg_list(c->p, c->nargs ? c->args[0] : NULL, &v, &n)) !=
 	    PROCREG_OK)
 		return out_report(c, r, NULL);
+	/* --pid, --uid: the daemon lists by prefix only; the rest is ours. */
+	for (size_t i = 0; i < n; i++) {
+		if ((c->pid > 0 && v[i]->pid != c->pid) ||
+		    (c->uid >= 0 && v[i]->uid != c->uid))
+			procreg_entry_free(v[i]);
+		else
+			v[kept++] = v[i];
+	}
+	n = kept;
 	if (c->json) {
 		json_t *a = json_array();
 
@@ -136,13 +145,12 @@ names_keys(struct ctl *c)
 	int r;
 
 	if (!args_num(c->args[0], 1, UINT64_MAX, &conn))
-		return args_error(c->cmd, "'%s' is no connection id (its "
+		return args_error(c, "'%s' is no connection id (its "
 		    "digits)", c->args[0]);
 	r = procreg_keys(c->p, conn, &names, &nn, &groups, &ng);
 	if (r == PROCREG_E_NOT_FOUND) {
-		fprintf(stderr, "procregctl: conn %s: no such connection\n",
-		    c->args[0]);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "not_found", NULL, "conn %s: no "
+		    "such connection", c->args[0]);
 	}
 	if (r != PROCREG_OK)
 		return out_report(c, r, NULL);
@@ -179,13 +187,12 @@ names_await(struct ctl *c)
 	if (!args_check_name(c, name))
 		return EXIT_USAGE;
 	if ((unsigned)timeout > PR_CALL_TIMEOUT_MAX)
-		return args_error(c->cmd, "--timeout: await waits at most "
+		return args_error(c, "--timeout: await waits at most "
 		    "%u ms", PR_CALL_TIMEOUT_MAX);
 	r = procreg_await(c->p, name, timeout, &e);
 	if (r == PROCREG_E_CALL_TIMEOUT) {
-		fprintf(stderr, "procregctl: %s: not registered within %d "
-		    "ms\n", name, timeout);
-		return EXIT_NO;
+		return out_error(c, EXIT_NO, "timeout", NULL, "%s: not "
+		    "registered within %d ms", name, timeout);
 	}
 	if (r != PROCREG_OK)
 		return out_report(c, r, name);
@@ -228,18 +235,22 @@ names_queue(struct ctl *c)
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
-/* Say who holds name (after taken, or when we queue for it). */
+/* Say who holds name (after taken: an error, with --json as JSON; or
+ * when we queue for it: a note). */
 static void
 names_say_holder(struct ctl *c, const char *name, const char *what,
     const char *msg)
 {
 	struct procreg_entry *e = NULL;
+	const struct ctl note = { .json = false };
+	const struct ctl *how = what[0] != '\0' ? &note : c;
 
 	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL)
-		fprintf(stderr, "procregctl: %s is held by conn %" PRIu64
-		    " (pid %" PRId64 ")%s\n", name, e->conn, e->pid, what);
+		out_error(how, EXIT_NO, "taken", NULL, "%s is held by conn %"
+		    PRIu64 " (pid %" PRId64 ")%s", name, e->conn, e->pid, what);
 	else
-		fprintf(stderr, "procregctl: %s is taken: %s\n", name, msg);
+		out_error(how, EXIT_NO, "taken", NULL, "%s is taken: %s", name,
+		    msg);
 	procreg_entry_free(e);
 }
 

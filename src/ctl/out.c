@@ -3,7 +3,11 @@
  * tables or JSON documents, payloads, times and ages, and a failed call's
  * report with its exit status.
  */
+#include <sys/stat.h>
+
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,17 +38,95 @@ out_status_exit(int status)
 	}
 }
 
+/* The error code a status is reported under with --json: the protocol's,
+ * or a word of ours for the library's own failures. */
+const char *
+out_code(int status)
+{
+	const char *code = procreg_status_code(status);
+
+	if (code != NULL)
+		return code;
+	switch (status) {
+	case PROCREG_E_CONNECT:
+		return "connect";
+	case PROCREG_E_CLOSED:
+		return "closed";
+	case PROCREG_E_TIMEOUT:
+		return "timeout";
+	case PROCREG_E_PROTOCOL:
+		return "protocol";
+	case PROCREG_E_NOMEM:
+		return "nomem";
+	default:
+		return "error";
+	}
+}
+
+/* out_error with a va_list. */
+static int
+out_verror(const struct ctl *c, int ex, const char *code, const char *hint,
+    const char *fmt, va_list ap)
+{
+	char msg[1024];
+	json_t *j;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (c == NULL || !c->json) {
+		fprintf(stderr, "procregctl: %s\n", msg);
+		if (hint != NULL)
+			fprintf(stderr, "%s\n", hint);
+		return ex;
+	}
+	/* Names and messages may hold bytes that are not UTF-8. */
+	value_scrub(msg, strlen(msg));
+	j = json_pack("{s:s, s:s, s:s*}", "error", code, "message", msg,
+	    "hint", hint);
+	if (j == NULL || json_dumpf(j, stderr, JSON_COMPACT |
+	    JSON_PRESERVE_ORDER) < 0)
+		fprintf(stderr, "procregctl: %s", msg);
+	fputc('\n', stderr);
+	json_decref(j);
+	return ex;
+}
+
 /*
- * Report a failed call on stderr ("procregctl: [WHAT: ]STATUS: MESSAGE")
- * and return its exit status.  A connection the daemon closed may have
- * been explained by an error notification (too_large, limit, ...): that
- * is reported instead, as exit 4.
+ * Report an error on stderr and return ex: "procregctl: MESSAGE" (and the
+ * hint, may be NULL, on a line of its own), or with --json one object,
+ * {"error": code, "message": MESSAGE[, "hint": HINT]}, on one line.
+ */
+int
+out_error(const struct ctl *c, int ex, const char *code, const char *hint,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ex = out_verror(c, ex, code, hint, fmt, ap);
+	va_end(ap);
+	return ex;
+}
+
+/* out_error for args.c's usage errors (code "usage", exit 2). */
+int
+out_usage(const struct ctl *c, const char *hint, const char *fmt, va_list ap)
+{
+	return out_verror(c, EXIT_USAGE, "usage", hint, fmt, ap);
+}
+
+/*
+ * Report a failed call ("[WHAT: ]STATUS: MESSAGE") and return its exit
+ * status.  A connection the daemon closed may have been explained by an
+ * error notification (too_large, limit, ...): that is reported instead,
+ * as exit 4.  A daemon that cannot be reached at all is explained by
+ * out_unreachable.
  */
 int
 out_report(struct ctl *c, int status, const char *what)
 {
 	struct procreg_event *ev = NULL;
 	char msg[256];
+	int ex;
 
 	snprintf(msg, sizeof(msg), "%s", procreg_errmsg(c->p));
 	if (c->p != NULL && (status == PROCREG_E_CLOSED ||
@@ -56,16 +138,66 @@ out_report(struct ctl *c, int status, const char *what)
 		}
 	}
 	if (ev != NULL && ev->kind == PROCREG_EV_ERROR) {
-		fprintf(stderr, "procregctl: %s%sthe daemon closed the "
-		    "connection: %s: %s\n", what ? what : "", what ? ": " : "",
-		    ev->reason, ev->message);
+		ex = out_error(c, EXIT_ERROR, ev->reason, NULL, "%s%sthe daemon "
+		    "closed the connection: %s: %s", what ? what : "",
+		    what ? ": " : "", ev->reason, ev->message);
 		procreg_event_free(ev);
-		return EXIT_ERROR;
+		return ex;
 	}
 	procreg_event_free(ev);
-	fprintf(stderr, "procregctl: %s%s%s: %s\n", what ? what : "",
-	    what ? ": " : "", procreg_strstatus(status), msg);
-	return out_status_exit(status);
+	if (status == PROCREG_E_CONNECT)
+		return out_unreachable(c, msg);
+	return out_error(c, out_status_exit(status), out_code(status), NULL,
+	    "%s%s%s: %s", what ? what : "", what ? ": " : "",
+	    procreg_strstatus(status), msg);
+}
+
+/*
+ * The daemon cannot be reached (msg: the library's why): say what is at
+ * the socket's path and how to point at another daemon.
+ */
+int
+out_unreachable(struct ctl *c, const char *msg)
+{
+	char path[512], hint[1024];
+	const char *env = getenv("PROCREG_SOCKET");
+	const char *where;
+	struct stat st;
+
+	if (c->socket != NULL) {
+		snprintf(path, sizeof(path), "%s", c->socket);
+		where = "given with -s";
+	} else if (env != NULL && env[0] != '\0') {
+		snprintf(path, sizeof(path), "%s", env);
+		where = "from $PROCREG_SOCKET";
+	} else {
+		if (procreg_default_path(path, sizeof(path)) < 0)
+			path[0] = '\0';
+		where = "the default; neither -s nor $PROCREG_SOCKET is set";
+	}
+	if (stat(path, &st) < 0 && errno == ENOENT)
+		snprintf(hint, sizeof(hint), "No daemon is listening there: "
+		    "%s (%s) does not exist.  Start procregd, or point at a "
+		    "running daemon's socket with -s PATH or "
+		    "PROCREG_SOCKET=PATH.", path, where);
+	else if (stat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+		snprintf(hint, sizeof(hint), "%s (%s) is no socket.  Point at "
+		    "the daemon's socket with -s PATH or PROCREG_SOCKET=PATH.",
+		    path, where);
+	else if (strstr(msg, strerror(ECONNREFUSED)) != NULL)
+		snprintf(hint, sizeof(hint), "No daemon is listening on %s "
+		    "(%s): the socket is left from one that is gone.  Start "
+		    "procregd, or point at a running daemon's socket with -s "
+		    "PATH or PROCREG_SOCKET=PATH.", path, where);
+	else if (strstr(msg, strerror(EACCES)) != NULL)
+		snprintf(hint, sizeof(hint), "The socket %s (%s) is not open "
+		    "to you: the daemon's socket_mode and your groups decide "
+		    "(see procreg.conf(5)).", path, where);
+	else
+		snprintf(hint, sizeof(hint), "The socket is %s (%s); -s PATH "
+		    "or PROCREG_SOCKET=PATH point at another.", path, where);
+	return out_error(c, EXIT_UNREACHABLE, "connect", hint, "%s: %s",
+	    procreg_strstatus(PROCREG_E_CONNECT), msg);
 }
 
 /* Print one JSON document (dump flags added) and a newline, and free it;

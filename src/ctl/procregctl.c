@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ctl.h"
@@ -44,16 +45,22 @@ ctl_connect(struct ctl *c)
 int
 main(int argc, char **argv)
 {
-	struct ctl c = { .interval_ms = 1000, .kill_after_ms = KILL_AFTER_MS };
+	struct ctl c = { .interval_ms = 1000, .kill_after_ms = KILL_AFTER_MS,
+	    .uid = -1 };
 	int r;
 
+	/* --json makes errors JSON too, even those found before it is
+	 * parsed (a CMD's own --json comes after "--"). */
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+		c.json = c.json || strcmp(argv[i], "--json") == 0;
 	if ((r = args_parse(&c, argc, argv)) >= 0)
 		return r;
 	if (optind >= argc)
-		return args_error(NULL, "no command given");
+		return args_error(&c, "no command given");
+	if ((r = args_hidden(argc - optind, argv + optind)) >= 0)
+		return r;
 	if ((c.cmd = args_find(argv[optind])) == NULL)
-		return args_error(NULL, "unknown command '%s'",
-		    argv[optind]);
+		return args_unknown(&c, argv[optind]);
 	argc -= optind;
 	argv += optind;
 	if ((c.args = calloc((size_t)argc + 1, sizeof(*c.args))) == NULL) {
@@ -64,11 +71,13 @@ main(int argc, char **argv)
 		goto out;
 	r = EXIT_USAGE;
 	if (c.nargs < c.cmd->min_args)
-		args_error(c.cmd, "missing operand: %s %s", c.cmd->name,
+		args_error(&c, "missing operand: %s %s", c.cmd->name,
 		    c.cmd->synopsis);
 	else if (c.cmd->max_args >= 0 && c.nargs > c.cmd->max_args)
-		args_error(c.cmd, "unexpected argument '%s'",
+		args_error(&c, "unexpected argument '%s'",
 		    c.args[c.cmd->max_args]);
+	else if (c.cmd->bit == C_HELP)
+		r = c.cmd->run(&c);
 	else if ((r = ctl_connect(&c)) == EXIT_SUCCESS)
 		r = c.cmd->run(&c);
 out:

@@ -133,7 +133,7 @@ run_hold(struct ctl *c)
 	if (!args_check_name(c, w.name))
 		return EXIT_USAGE;
 	if (c->json_value && c->value == NULL)
-		return args_error(c->cmd, "--json-value needs --value");
+		return args_error(c, "--json-value needs --value");
 	flags = (c->wait ? PROCREG_QUEUE : 0) | (c->allow_replacement ?
 	    PROCREG_ALLOW_REPLACEMENT : 0) | (c->replace ? PROCREG_REPLACE :
 	    0);

@@ -309,7 +309,7 @@ value_from_json(const struct ctl *c, const char *what, const char *text,
 
 	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 	if (j == NULL) {
-		args_error(c->cmd, "%s is not JSON: %s (column %d)", what,
+		args_error(c, "%s is not JSON: %s (column %d)", what,
 		    err.text, err.column);
 		return false;
 	}

@@ -85,10 +85,9 @@ wait_loop(struct waiter *w)
 
 		if ((r = wait_dispatch(w)) != PROCREG_OK &&
 		    !w->c->cmd->reconnect) {
-			fprintf(stderr, "procregctl: %s: %s\n",
+			return out_error(w->c, w->daemon_error ? EXIT_ERROR :
+			    out_status_exit(r), out_code(r), NULL, "%s: %s",
 			    procreg_strstatus(r), procreg_errmsg(p));
-			return w->daemon_error ? EXIT_ERROR :
-			    out_status_exit(r);
 		}
 		if ((fd = procreg_fd(p)) < 0 && w->connected) {
 			fprintf(stderr, "procregctl: lost the daemon (%s); "
