@@ -11,6 +11,7 @@ client, which also listens to the group and calls the room.  Every wait is
 bounded; nothing is timed."""
 import os
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -247,6 +248,7 @@ def scenario(sock, tmp, run):
     say = subprocess.run([CHAT, "-s", sock, "say", "nowhere", "dave", "x"],
                          timeout=WAIT, stderr=subprocess.DEVNULL)
     check("chat say to a missing room exits 1", say.returncode == 1)
+    readme_walkthrough(sock, alice, bob)
 
     # Kill the room: the supervisor starts it again, and it registers the
     # same name from a new connection.
@@ -282,6 +284,30 @@ def scenario(sock, tmp, run):
         lambda: reg.call("whereis", "room/lobby") is None))
     for u in (alice, bob):
         check(f"{u.name} exits 0 on EOF", u.close() == 0)
+
+
+def readme_walkthrough(sock, alice, bob):
+    """The README's walk-through: its procregctl commands, as printed,
+    reach the room's people."""
+    ctl = os.environ.get("PROCREGCTL", os.path.join(HERE, "..", "procregctl"))
+    with open(os.path.join(HERE, "..", "README.md")) as f:
+        readme = f.read()
+    walk = readme.split("## The chat rooms (example)", 1)[1].split("## ", 1)[0]
+    cmds = [l[2:] for l in walk.splitlines() if l.startswith("$ procregctl ")]
+    env = dict(os.environ, PROCREG_SOCKET=sock)
+    listing = [shlex.split(c, comments=True) for c in cmds if " list " in c]
+    r = subprocess.run([ctl] + listing[0][1:], env=env, capture_output=True,
+                       text=True, timeout=WAIT) if listing else None
+    check("the README's procregctl list shows the room", r is not None and
+          r.returncode == 0 and "room/lobby" in r.stdout)
+    says = [shlex.split(c, comments=True) for c in cmds if " publish " in c]
+    r = subprocess.run([ctl] + says[0][1:], env=env, capture_output=True,
+                       text=True, timeout=WAIT) if says else None
+    check("the README's procregctl publish exits 0", r is not None and
+          r.returncode == 0)
+    check("and alice and bob read its line",
+          alice.wait_for("eve:") == "[lobby] eve: hello from the shell"
+          and bob.wait_for("eve:") == "[lobby] eve: hello from the shell")
 
 
 def main():
