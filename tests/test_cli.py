@@ -783,6 +783,83 @@ def test_whereis_list(ctl, a, b):
     check("the hold for --pid ends", hold.finish().rc is not None)
 
 
+def tty_run(argv, cols, env=None):
+    """Run argv with standard output on a terminal of cols columns; what
+    it wrote (CR LF as LF) and its exit status."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            import fcntl
+            import termios
+            fcntl.ioctl(1, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", 24, cols, 0, 0))
+            os.execve(argv[0], argv, env or os.environ)
+        finally:
+            os._exit(127)
+    out = b""
+    while True:
+        if not select.select([fd], [], [], 10)[0]:
+            break
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    _, st = os.waitpid(pid, 0)
+    os.close(fd)
+    return out.decode(errors="replace").replace("\r\n", "\n"), st
+
+
+def display_width(s):
+    import unicodedata
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in s)
+
+
+def test_list_terminal(ctl, a):
+    """list on a terminal: display widths, lines cut to the terminal's
+    width, bin values as their size; through a pipe, as it always was."""
+    a.call("register", "cli/tty/名前", "wide")
+    a.call("register", "cli/tty/bin", b"\x00\x01" * 6)
+    a.call("register", "cli/tty/long", "v" * 200)
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    out, st = tty_run(ctl.argv(["list", "cli/tty/"]), 72, env)
+    lines = out.splitlines()
+    check("list on a terminal exits 0", os.WIFEXITED(st)
+          and os.WEXITSTATUS(st) == 0 and len(lines) == 4)
+    check("list on a terminal: no line is wider than the terminal",
+          all(display_width(x) <= 72 for x in lines))
+    long = [x for x in lines if x.startswith("cli/tty/long")]
+    check("list on a terminal: a wider line is cut, marked with …",
+          len(long) == 1 and display_width(long[0]) == 72
+          and long[0].endswith("…"))
+    binrow = [x for x in lines if x.startswith("cli/tty/bin")]
+    check("list on a terminal: a bin value shows as <bin 12 bytes>",
+          len(binrow) == 1 and "<bin 12 bytes>" in binrow[0])
+    # CONN starts at the same display column on every line.
+    cols = set()
+    for x in lines:
+        name = x.split()[0]
+        rest = x[len(name):]
+        cols.add(display_width(name) + len(rest) - len(rest.lstrip()))
+    check("list on a terminal aligns by display width (a CJK name is "
+          "two columns a character)", len(cols) == 1)
+    r = ctl.run("list", "cli/tty/", env=env)
+    check("list through a pipe: neither cut nor <bin>", r.rc == 0
+          and "v" * 200 in r.out and "<bin" not in r.out
+          and "…" not in r.out)
+    out, st = tty_run(ctl.argv(["--json", "list", "cli/tty/"]), 40, env)
+    try:
+        j = json.loads(out)
+    except ValueError:
+        j = []
+    check("list --json on a terminal is JSON as it is", len(j) == 3)
+    for n in ("cli/tty/名前", "cli/tty/bin", "cli/tty/long"):
+        a.call("unregister", n)
+
+
 def test_send(ctl, a, path):
     r = ctl.run("send", "cli/db", "hello")
     check("send exits 0 and prints nothing", r.rc == 0 and r.out == ""
@@ -2339,6 +2416,7 @@ def main():
         test_ping_stats(ctl, path)
         a, b = Client(path), Client(path)
         test_whereis_list(ctl, a, b)
+        test_list_terminal(ctl, a)
         test_send(ctl, a, path)
         a.close()
         b.close()

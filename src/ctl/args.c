@@ -129,7 +129,11 @@ static const struct command commands[] = {
 	    "list the names (that start with PREFIX)",
 	    "Print a table of every registered name that starts with PREFIX "
 	    "(all names without one), in name order: NAME CONN PID UID VALUE "
-	    "AGE.  With --json, one array of entry objects." },
+	    "AGE; with --pid or --uid only the names of that process or "
+	    "user.  On a terminal the table fits it: lines cut to its width, "
+	    "wide characters counted as two columns, a bin value as <bin N "
+	    "bytes>; elsewhere the output does not change with where it "
+	    "goes.  With --json, one array of entry objects." },
 	{ "send", msg_send, C_SEND, 2, 2, false, "NAME PAYLOAD",
 	    "send a message to the holder of NAME",
 	    "Send PAYLOAD to the connection that holds NAME: a msgpack str, or "

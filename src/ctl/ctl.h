@@ -171,11 +171,13 @@ bool		 out_payload(const void *, size_t, bool);
 struct out_row {
 	char	*col[OUT_NCOLS];
 };
-void		 out_table(struct out_row *, size_t, size_t);
+void		 out_table(struct out_row *, size_t, size_t, size_t);
+size_t		 out_tty_width(void);
 
 /* value.c: values between msgpack, JSON and text. */
 void		 value_scrub(char *, size_t);
 char		*value_text(const void *, size_t);
+char		*value_cell(const void *, size_t);
 json_t		*value_json(const void *, size_t);
 bool		 value_operand(const struct ctl *, const char *, const char *,
 		    bool, msgpack_sbuffer *);

@@ -47,7 +47,7 @@ groups_members(struct ctl *c)
 {
 	struct procreg_member **v;
 	struct out_row *rows;
-	size_t n;
+	size_t n, tty = out_tty_width();
 	bool ok = true;
 	int r;
 
@@ -86,7 +86,8 @@ groups_members(struct ctl *c)
 		w->col[1] = strdup(num);
 		snprintf(num, sizeof(num), "%" PRId64, v[i]->uid);
 		w->col[2] = strdup(num);
-		w->col[3] = value_text(v[i]->value, v[i]->value_len);
+		w->col[3] = tty ? value_cell(v[i]->value, v[i]->value_len) :
+		    value_text(v[i]->value, v[i]->value_len);
 		out_fmt_since_age(age, sizeof(age), v[i]->since_ms);
 		w->col[4] = strdup(age);
 	}
@@ -94,7 +95,7 @@ groups_members(struct ctl *c)
 		for (size_t k = 0; k < 5; k++)
 			ok = ok && rows[i].col[k] != NULL;
 	if (ok)
-		out_table(rows, n + 1, 5);
+		out_table(rows, n + 1, 5, tty);
 	else
 		fprintf(stderr, "procregctl: out of memory\n");
 	for (size_t i = 0; i <= n; i++)

@@ -37,7 +37,7 @@ names_list(struct ctl *c)
 {
 	struct procreg_entry **v;
 	struct out_row *rows;
-	size_t n, kept = 0;
+	size_t n, kept = 0, tty = out_tty_width();
 	bool ok = true;
 	int r;
 
@@ -85,7 +85,8 @@ names_list(struct ctl *c)
 		w->col[2] = strdup(num);
 		snprintf(num, sizeof(num), "%" PRId64, v[i]->uid);
 		w->col[3] = strdup(num);
-		w->col[4] = value_text(v[i]->value, v[i]->value_len);
+		w->col[4] = tty ? value_cell(v[i]->value, v[i]->value_len) :
+		    value_text(v[i]->value, v[i]->value_len);
 		out_fmt_since_age(age, sizeof(age), v[i]->since_ms);
 		w->col[5] = strdup(age);
 	}
@@ -93,7 +94,7 @@ names_list(struct ctl *c)
 		for (size_t k = 0; k < 6; k++)
 			ok = ok && rows[i].col[k] != NULL;
 	if (ok)
-		out_table(rows, n + 1, 6);
+		out_table(rows, n + 1, 6, tty);
 	else
 		fprintf(stderr, "procregctl: out of memory\n");
 	for (size_t i = 0; i <= n; i++)

@@ -3,6 +3,7 @@
  * tables or JSON documents, payloads, times and ages, and a failed call's
  * report with its exit status.
  */
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <wchar.h>
 
 #include "ctl.h"
 #include "now.h"
@@ -266,7 +269,8 @@ out_safe_text(const char *s)
 	return d;
 }
 
-/* Columns a UTF-8 string takes (one per code point). */
+/* Columns a UTF-8 string takes (one per code point): a table not for a
+ * terminal is laid out by these, as it always was. */
 static size_t
 out_text_width(const char *s)
 {
@@ -275,6 +279,94 @@ out_text_width(const char *s)
 	for (; *s; s++)
 		w += ((unsigned char)*s & 0xc0) != 0x80;
 	return w;
+}
+
+/*
+ * The length in bytes and the columns on a terminal (wcwidth, in the
+ * locale's LC_CTYPE) of the character at s; one column for what the
+ * locale cannot decode or print.
+ */
+static size_t
+out_char(const char *s, size_t *cols)
+{
+	mbstate_t st;
+	wchar_t wc;
+	size_t k;
+	int w;
+
+	memset(&st, 0, sizeof(st));
+	k = mbrtowc(&wc, s, MB_CUR_MAX, &st);
+	if (k == 0 || k == (size_t)-1 || k == (size_t)-2) {
+		/* Undecodable: a byte and its continuation bytes. */
+		k = 1;
+		while ((s[k] & 0xc0) == 0x80)
+			k++;
+		*cols = 1;
+		return k;
+	}
+	w = wcwidth(wc);
+	*cols = w < 0 ? 1 : (size_t)w;
+	return k;
+}
+
+/* Columns a string takes on a terminal. */
+static size_t
+out_display_width(const char *s)
+{
+	size_t w = 0, cols;
+
+	while (*s) {
+		s += out_char(s, &cols);
+		w += cols;
+	}
+	return w;
+}
+
+/*
+ * The columns of the terminal on standard output; 0 when standard output
+ * is no terminal, so that scripts get the same output wherever they run.
+ */
+size_t
+out_tty_width(void)
+{
+	struct winsize ws;
+	const char *env;
+	uint64_t cols;
+
+	if (!isatty(STDOUT_FILENO))
+		return 0;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	if ((env = getenv("COLUMNS")) != NULL && args_num(env, 1, 10000,
+	    &cols))
+		return (size_t)cols;
+	return 80;
+}
+
+/*
+ * Print line, cut to width columns when it is wider: the last column
+ * then shows that it was cut (an ellipsis where the locale can show one).
+ */
+static void
+out_cut_line(const char *line, size_t width)
+{
+	const char *mark = MB_CUR_MAX > 1 ? "\xe2\x80\xa6" : "~";
+	size_t used = 0, cols, k;
+	const char *p = line;
+
+	if (out_display_width(line) <= width) {
+		fputs(line, stdout);
+		return;
+	}
+	while (*p) {
+		k = out_char(p, &cols);
+		if (used + cols > width - 1)
+			break;
+		fwrite(p, 1, k, stdout);
+		used += cols;
+		p += k;
+	}
+	fputs(mark, stdout);
 }
 
 /* A duration in its largest whole unit: 5s, 3m, 2h, 4d. */
@@ -341,25 +433,41 @@ out_entry(const struct procreg_entry *e)
 	return ok;
 }
 
-/* Print rows of ncols columns as a table with columns as wide as their
- * content. */
+/*
+ * Print rows of ncols columns as a table with columns as wide as their
+ * content.  For a terminal of tty columns (0: not a terminal) widths are
+ * display widths and each line is cut to the terminal's width.
+ */
 void
-out_table(struct out_row *rows, size_t n, size_t ncols)
+out_table(struct out_row *rows, size_t n, size_t ncols, size_t tty)
 {
-	size_t width[OUT_NCOLS] = { 0 };
+	size_t (*wid)(const char *) = tty ? out_display_width :
+	    out_text_width;
+	size_t width[OUT_NCOLS] = { 0 }, len;
+	char *line = NULL;
+	FILE *f;
 
 	for (size_t i = 0; i < n; i++)
 		for (size_t k = 0; k < ncols; k++)
-			if (out_text_width(rows[i].col[k]) > width[k])
-				width[k] = out_text_width(rows[i].col[k]);
+			if (wid(rows[i].col[k]) > width[k])
+				width[k] = wid(rows[i].col[k]);
 	for (size_t i = 0; i < n; i++) {
+		/* A terminal's line is built first, then cut. */
+		if (tty == 0 || (f = open_memstream(&line, &len)) == NULL)
+			f = stdout;
 		for (size_t k = 0; k < ncols; k++) {
-			fputs(rows[i].col[k], stdout);
+			fputs(rows[i].col[k], f);
 			if (k == ncols - 1)
 				break;
-			for (size_t w = out_text_width(rows[i].col[k]);
-			    w < width[k] + 2; w++)
-				putchar(' ');
+			for (size_t w = wid(rows[i].col[k]); w < width[k] + 2;
+			    w++)
+				putc(' ', f);
+		}
+		if (f != stdout) {
+			fclose(f);
+			out_cut_line(line, tty);
+			free(line);
+			line = NULL;
 		}
 		putchar('\n');
 	}

@@ -6,6 +6,7 @@
  * Built on libprocreg (include/procreg.h) alone; jansson reads and writes
  * JSON, msgpack-c packs JSON payloads.
  */
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,8 @@ main(int argc, char **argv)
 	    .uid = -1 };
 	int r;
 
+	/* wcwidth: the width of names on a terminal (out_table). */
+	setlocale(LC_CTYPE, "");
 	/* --json makes errors JSON too, even those found before it is
 	 * parsed (a CMD's own --json comes after "--"). */
 	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)

@@ -3,6 +3,8 @@
  * as msgpack, and msgpack values as jansson values or JSON text for
  * printing.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +60,28 @@ value_text(const void *mp, size_t len)
 	else
 		procreg_format_json(buf, (size_t)n + 1, mp, len);
 	value_scrub(buf, (size_t)n);
+	return buf;
+}
+
+/* A value for a table on a terminal: a bin as its size, <bin N bytes>
+ * (its bytes as a string's escapes say nothing to a reader), anything
+ * else as value_text. */
+char *
+value_cell(const void *mp, size_t len)
+{
+	msgpack_unpacked u;
+	char *buf = NULL;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_BIN) {
+		if (asprintf(&buf, "<bin %" PRIu32 " byte%s>",
+		    u.data.via.bin.size, u.data.via.bin.size == 1 ? "" :
+		    "s") < 0)
+			buf = NULL;
+	} else
+		buf = value_text(mp, len);
+	msgpack_unpacked_destroy(&u);
 	return buf;
 }
 
