@@ -1101,6 +1101,66 @@ def test_recv(ctl, cl):
     check("recv exits 0 on SIGTERM", rv.finish().rc == 0)
 
 
+def test_stdin_payloads(ctl, cl):
+    """PAYLOAD - reads the payload from standard input (send, call,
+    publish; JSON with --json-payload), and recv prints one message a
+    line whatever it holds."""
+    rv = ctl.spawn("recv", "cli/stdin", "--count", "5")
+    wait_registered(cl, "cli/stdin")
+
+    def piped(*args, data):
+        p = subprocess.run(ctl.argv(args), input=data, capture_output=True,
+                           timeout=10)
+        return p.returncode, p.stderr.decode(errors="replace")
+    rc, _ = piped("send", "cli/stdin", "-", data=b"two\nlines\n")
+    check("send - sends standard input as a str, final newline too",
+          rc == 0 and rv.readline() == "two\\nlines\\n")
+    rc, _ = piped("send", "--json-payload", "cli/stdin", "-",
+                  data=b'{"k": [1,\n 2]}\n')
+    line = rv.readline()
+    check("send --json-payload - reads JSON from standard input",
+          rc == 0 and line is not None and json.loads(line) == {"k": [1, 2]})
+    rc, err = piped("send", "--json-payload", "cli/stdin", "-", data=b"{no")
+    check("send --json-payload - of bad JSON exits 2", rc == 2
+          and "standard input" in err)
+    rc, _ = piped("send", "cli/stdin", "-", data=b"back\\slash\r\x01\ttab")
+    check("recv escapes backslash, CR and controls, keeps tab",
+          rc == 0 and rv.readline() == "back\\\\slash\\r\\x01\ttab")
+    rc, _ = piped("send", "cli/stdin", "-", data=b"")
+    check("send - of nothing sends an empty str", rc == 0
+          and rv.readline() == "")
+    rc, _ = piped("send", "--json-payload", "cli/stdin", "-",
+                  data=b'"a\\nb"')
+    check("recv prints a str sent as JSON on one line too", rc == 0
+          and rv.readline() == "a\\nb")
+    check("recv --count 5 ends", rv.finish().rc == 0)
+
+    rv = ctl.spawn("--json", "recv", "cli/stdin-json", "--count", "1")
+    wait_registered(cl, "cli/stdin-json")
+    cl.call("send", "cli/stdin-json", "x\ny")
+    line = rv.readline()
+    check("recv --json: a payload with newlines is one line",
+          line is not None and json.loads(line)["payload"] == "x\ny")
+    rv.finish()
+
+    callee = Callee(ctl.path, "cli/stdin-echo")
+    try:
+        p = subprocess.run(ctl.argv(["call", "cli/stdin-echo", "-"]),
+                           input=b"from stdin", capture_output=True,
+                           timeout=10)
+        check("call - calls with standard input", p.returncode == 0
+              and p.stdout == b"from stdin\n")
+    finally:
+        callee.close()
+    jn = ctl.spawn("join", "cli/stdin-group", "--count", "1")
+    members_reach(cl, "cli/stdin-group", 1)
+    p = subprocess.run(ctl.argv(["publish", "cli/stdin-group", "-"]),
+                       input=b"to\nall", capture_output=True, timeout=10)
+    check("publish - publishes standard input, join prints it on one line",
+          p.returncode == 0 and jn.readline() == "to\\nall")
+    check("join --count 1 ends", jn.finish().rc == 0)
+
+
 def test_evict(ctl, cl):
     """evict: the test runs as the daemon's user, an administrator."""
     h = ctl.spawn("hold", "cli/evictee", "--", "sleep", "30")
@@ -2424,6 +2484,7 @@ def main():
         test_hold(ctl, cl, path)
         test_monitor(ctl, cl, path)
         test_recv(ctl, cl)
+        test_stdin_payloads(ctl, cl)
         test_evict(ctl, cl)
         test_hold_evicted(ctl, cl, tmp)
         test_hold_candidates_killed(ctl, cl, tmp)

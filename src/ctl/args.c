@@ -142,12 +142,12 @@ static const struct command commands[] = {
 	    "1 when NAME is not registered or its holder is busy (its queue "
 	    "is full: retry later), or with --gen when NAME's registration "
 	    "has another generation (stale: it changed hands).  Put -- before "
-	    "a PAYLOAD that starts with a dash.  With --conn, NAME is a "
-	    "connection id." },
+	    "a PAYLOAD that starts with a dash; PAYLOAD - is read from "
+	    "standard input.  With --conn, NAME is a connection id." },
 	{ "call", msg_call, C_CALL, 2, 2, false, "NAME PAYLOAD",
 	    "call the holder of NAME and print its reply",
 	    "Call the connection that holds NAME with PAYLOAD (a str, or JSON "
-	    "with --json-payload) and print the reply: a str as it is (with a "
+	    "with --json-payload; - reads it from standard input) and print the reply: a str as it is (with a "
 	    "newline unless it ends with one), anything else as JSON; with "
 	    "--json, the reply as one JSON document.  -t is how long the "
 	    "callee has to reply (default 5000, at most 86400000).  Exit 1 "
@@ -210,15 +210,17 @@ static const struct command commands[] = {
 	{ "recv", msg_recv, C_RECV, 1, 1, false, "NAME",
 	    "hold NAME and print the messages sent to it",
 	    "Register NAME and print each message sent to it, one per line: a "
-	    "str as it is, anything else as JSON.  With --json each line is "
+	    "str with backslash, newline, carriage return and the other "
+	    "control characters but tab escaped (\\\\, \\n, \\r, \\xNN), "
+	    "anything else as JSON.  With --json each line is "
 	    "{\"name\": ..., \"sender\": CONN, \"payload\": JSON}.  Runs "
 	    "until --count messages came, or SIGINT or SIGTERM (exit 0).  Exit "
 	    "1 when NAME is taken." },
 	{ "join", groups_join, C_JOIN, 1, 2, false, "GROUP [VALUE]",
 	    "join GROUP and print what is published to it",
 	    "Join GROUP (with VALUE, a str or with --json-value JSON; default: "
-	    "no value) and print each payload published to it, one per line: "
-	    "a str as it is, anything else as JSON.  With --json each line is "
+	    "no value) and print each payload published to it, one per line, "
+	    "as recv prints messages.  With --json each line is "
 	    "{\"group\": ..., \"sender\": CONN, \"payload\": JSON}.  The "
 	    "membership lasts until --count publishes came, or SIGINT or "
 	    "SIGTERM (exit 0).  Exit 1 when GROUP is forbidden to you." },
@@ -230,7 +232,8 @@ static const struct command commands[] = {
 	    "conn, pid, uid, gid, value, since, gen)." },
 	{ "publish", groups_publish, C_PUBLISH, 2, 2, false, "GROUP PAYLOAD",
 	    "send PAYLOAD to every member of GROUP",
-	    "Publish PAYLOAD (a str, or JSON with --json-payload) to every "
+	    "Publish PAYLOAD (a str, or JSON with --json-payload; - reads it "
+	    "from standard input) to every "
 	    "member of GROUP and print to how many it went, and which members "
 	    "were busy (their queue is full) and did not get it; with --json, "
 	    "{\"delivered\": N, \"busy\": [CONN, ...]}.  A group without "

@@ -165,6 +165,7 @@ void		 out_fmt_age(char *, size_t, uint64_t);
 void		 out_fmt_since_age(char *, size_t, uint64_t);
 bool		 out_entry(const struct procreg_entry *);
 bool		 out_payload(const void *, size_t, bool);
+bool		 out_payload_line(const void *, size_t);
 
 /* One row of a table (list, members), as the strings printed. */
 #define OUT_NCOLS	6

@@ -172,8 +172,8 @@ msg_recv_event(struct waiter *w, const struct procreg_event *ev)
 	if (w->c->json ? !out_json(json_pack("{s:s?, s:I, s:o?}",
 	    join ? "group" : "name", ev->name, "sender",
 	    (json_int_t)ev->sender, "payload", value_json(ev->payload,
-	    ev->payload_len)), 0) : !out_payload(ev->payload,
-	    ev->payload_len, true)) {
+	    ev->payload_len)), 0) : !out_payload_line(ev->payload,
+	    ev->payload_len)) {
 		w->done = true;
 		w->exit = EXIT_ERROR;
 		return;

@@ -473,6 +473,46 @@ out_table(struct out_row *rows, size_t n, size_t ncols, size_t tty)
 	}
 }
 
+/*
+ * Print msgpack bytes as one line, for recv and join: a str with a
+ * backslash, a newline, a carriage return and the other control
+ * characters but tab escaped (\\, \n, \r, \xNN), so that one message is
+ * one line whatever it holds; anything else as JSON, one line too.
+ * false when the output cannot be written.
+ */
+bool
+out_payload_line(const void *mp, size_t len)
+{
+	msgpack_unpacked u;
+	char *text;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, mp, len, NULL) == MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_STR) {
+		const char *p = u.data.via.str.ptr;
+
+		for (uint32_t i = 0; i < u.data.via.str.size; i++) {
+			unsigned char ch = (unsigned char)p[i];
+
+			if (ch == '\\')
+				fputs("\\\\", stdout);
+			else if (ch == '\n')
+				fputs("\\n", stdout);
+			else if (ch == '\r')
+				fputs("\\r", stdout);
+			else if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+				printf("\\x%02x", ch);
+			else
+				putchar(ch);
+		}
+	} else if ((text = value_text(mp, len)) != NULL) {
+		fputs(text, stdout);
+		free(text);
+	}
+	msgpack_unpacked_destroy(&u);
+	return putchar('\n') != EOF && fflush(stdout) != EOF;
+}
+
 /* Print msgpack bytes: a str as it is (a newline after it unless it ends
  * with one, or always when always_nl), anything else as JSON and a
  * newline.  false when the output cannot be written. */

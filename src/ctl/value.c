@@ -319,19 +319,19 @@ value_pack_json(msgpack_packer *pk, json_t *j)
 }
 
 /*
- * Parse JSON text (what names it for errors) into msgpack bytes in sb;
- * false after a usage error was printed.
+ * Parse JSON text of len bytes (what names it for errors) into msgpack
+ * bytes in sb; false after a usage error was printed.
  */
 static bool
 value_from_json(const struct ctl *c, const char *what, const char *text,
-    msgpack_sbuffer *sb)
+    size_t len, msgpack_sbuffer *sb)
 {
 	msgpack_packer pk;
 	json_error_t err;
 	json_t *j;
 	int r;
 
-	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+	j = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
 	if (j == NULL) {
 		args_error(c, "%s is not JSON: %s (column %d)", what,
 		    err.text, err.column);
@@ -347,6 +347,12 @@ value_from_json(const struct ctl *c, const char *what, const char *text,
 	return true;
 }
 
+/* How much of standard input a PAYLOAD of "-" may take, bytes. */
+#define VALUE_STDIN_MAX		(64u * 1024 * 1024)
+
+static bool	value_bytes(const struct ctl *, const char *, const char *,
+		    size_t, bool, msgpack_sbuffer *);
+
 /*
  * An operand (what names it for errors) as msgpack into sb: a str, or
  * with json the JSON value.  false after an error was printed.
@@ -355,21 +361,83 @@ bool
 value_operand(const struct ctl *c, const char *what, const char *text,
     bool json, msgpack_sbuffer *sb)
 {
+	return value_bytes(c, what, text, strlen(text), json, sb);
+}
+
+/* value_operand of len bytes, which may hold NULs. */
+static bool
+value_bytes(const struct ctl *c, const char *what, const char *text,
+    size_t len, bool json, msgpack_sbuffer *sb)
+{
 	msgpack_packer pk;
 
 	if (json)
-		return value_from_json(c, what, text, sb);
+		return value_from_json(c, what, text, len, sb);
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	if (msgpack_pack_str_with_body(&pk, text, strlen(text)) != 0) {
+	if (msgpack_pack_str_with_body(&pk, text, len) != 0) {
 		fprintf(stderr, "procregctl: out of memory\n");
 		return false;
 	}
 	return true;
 }
 
-/* A PAYLOAD operand: JSON with --json-payload. */
+/*
+ * All of standard input into *buf (malloc'd), up to VALUE_STDIN_MAX
+ * bytes: more than any daemon takes in one message, less than would
+ * exhaust memory.  false after an error was printed.
+ */
+static bool
+value_read_stdin(const struct ctl *c, char **buf, size_t *len)
+{
+	size_t cap = 0, n;
+	char *b = NULL, *nb;
+
+	*len = 0;
+	for (;;) {
+		if (*len == cap) {
+			if (cap >= VALUE_STDIN_MAX) {
+				free(b);
+				return out_error(c, EXIT_USAGE, "too_large",
+				    NULL, "PAYLOAD on standard input is larger "
+				    "than %u bytes", VALUE_STDIN_MAX), false;
+			}
+			cap = cap ? 2 * cap : 65536;
+			if ((nb = realloc(b, cap)) == NULL) {
+				free(b);
+				fprintf(stderr, "procregctl: out of memory\n");
+				return false;
+			}
+			b = nb;
+		}
+		n = fread(b + *len, 1, cap - *len, stdin);
+		*len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(stdin)) {
+		free(b);
+		return out_error(c, EXIT_ERROR, "error", NULL, "cannot read "
+		    "PAYLOAD from standard input"), false;
+	}
+	*buf = b;
+	return true;
+}
+
+/* A PAYLOAD operand: JSON with --json-payload; "-": read from standard
+ * input, as it is (a str holds every byte, a final newline too). */
 bool
 value_payload(const struct ctl *c, const char *text, msgpack_sbuffer *sb)
 {
-	return value_operand(c, "PAYLOAD", text, c->json_payload, sb);
+	char *buf;
+	size_t len;
+	bool ok;
+
+	if (strcmp(text, "-") != 0)
+		return value_operand(c, "PAYLOAD", text, c->json_payload, sb);
+	if (!value_read_stdin(c, &buf, &len))
+		return false;
+	ok = value_bytes(c, "PAYLOAD on standard input", buf, len,
+	    c->json_payload, sb);
+	free(buf);
+	return ok;
 }
