@@ -657,8 +657,25 @@ def test_ping_stats(ctl, path):
           and j.get("protocol") == 2 and isinstance(j.get("conn"), int)
           and isinstance(j.get("rtt_ms"), (int, float)))
     r = ctl.run("ping", "-c", "3", "-i", "0")
-    check("ping -c 3 pings three times", r.rc == 0
-          and len(r.out.splitlines()) == 3)
+    # Issue 17 added the summary line: three pongs, then min/avg/max.
+    lines = r.out.splitlines()
+    check("ping -c 3 pings three times", r.rc == 0 and len(lines) == 4
+          and all(x.startswith("pong") for x in lines[:3]))
+    m = re.fullmatch(r"3 pings: min/avg/max (\d+\.\d{3})/(\d+\.\d{3})/"
+                     r"(\d+\.\d{3}) ms", lines[3] if len(lines) == 4 else "")
+    rtts = [float(x.rsplit(" ", 2)[1]) for x in lines[:3]]
+    check("ping -c 3 ends with a min/avg/max summary of its pings",
+          m is not None and float(m[1]) == min(rtts)
+          and float(m[3]) == max(rtts)
+          and abs(float(m[2]) - sum(rtts) / 3) < 0.0015)
+    r = ctl.run("--json", "ping", "-c", "2", "-i", "0")
+    js = [json.loads(x) for x in r.out.splitlines()] if r.rc == 0 else []
+    check("ping --json -c 2: two pongs and a summary object",
+          len(js) == 3 and js[2].get("count") == 2
+          and js[2].get("min_ms") == min(j["rtt_ms"] for j in js[:2])
+          and js[2].get("max_ms") == max(j["rtt_ms"] for j in js[:2]))
+    r = ctl.run("ping")
+    check("a single ping has no summary", len(r.out.splitlines()) == 1)
     env = dict(os.environ, PROCREG_SOCKET=path)
     r = ctl.run(CTL, "ping", raw=True, env=env)
     check("the default socket honours $PROCREG_SOCKET", r.rc == 0
@@ -667,9 +684,23 @@ def test_ping_stats(ctl, path):
     r = ctl.run("stats")
     lines = r.out.splitlines()
     parsed = [line.split() for line in lines]
+    # Issue 17 appended the daemon's pid, socket, version, protocol and
+    # memory: the counters are the first sixteen lines.
     check("stats prints the sixteen counters in order", r.rc == 0
-          and [p[0] for p in parsed] == STATS_KEYS
-          and all(p[1].isdigit() for p in parsed))
+          and [p[0] for p in parsed[:16]] == STATS_KEYS
+          and all(p[1].isdigit() for p in parsed[:16]))
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    peer.connect(path)
+    dpid = struct.unpack("3i", peer.getsockopt(
+        socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
+    peer.close()
+    rest = {p[0]: p[1] for p in parsed[16:]}
+    check("stats then shows the daemon's pid, socket, version, protocol "
+          "and memory", list(rest) == ["pid", "socket", "version",
+                                       "protocol", "memory_rss_kb"]
+          and rest["pid"] == str(dpid) and rest["socket"] == path
+          and rest["version"] == "0.1.0" and rest["protocol"] == "2"
+          and int(rest["memory_rss_kb"]) > 0)
     check("stats aligns its values", len({line.index(p[1], len(p[0]))
                                           for line, p in zip(lines, parsed)})
           == 1)
@@ -679,9 +710,18 @@ def test_ping_stats(ctl, path):
     except ValueError:
         j = {}
     check("stats --json is an object of the sixteen counters", r.rc == 0
-          and list(j) == STATS_KEYS
-          and all(isinstance(v, int) for v in j.values())
+          and list(j)[:16] == STATS_KEYS
+          and all(isinstance(j[k], int) for k in STATS_KEYS)
           and j["connections"] >= 1)
+    check("stats --json: then pid, socket, version, protocol, memory",
+          list(j)[16:] == ["pid", "socket", "version", "protocol",
+                           "memory_rss_kb"] and j["pid"] == dpid
+          and j["socket"] == path and j["version"] == "0.1.0"
+          and j["protocol"] == 2 and j["memory_rss_kb"] > 0)
+    env = dict(os.environ, PROCREG_SOCKET=path)
+    r = ctl.run(CTL, "stats", raw=True, env=env)
+    check("stats shows the socket $PROCREG_SOCKET named", r.rc == 0
+          and f"socket                 {path}\n" in r.out)
 
 
 def test_whereis_list(ctl, a, b):

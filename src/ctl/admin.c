@@ -1,8 +1,11 @@
 /*
  * admin.c: the daemon's own commands: stats, ping, evict.
  */
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,23 +45,74 @@ admin_evict(struct ctl *c)
 	return r == PROCREG_OK ? EXIT_SUCCESS : out_report(c, r, name);
 }
 
-/* stats: the daemon's counters. */
+/*
+ * What the daemon's process says of itself: its pid (the socket's peer,
+ * SO_PEERCRED: 0 when it is not visible from here, another pid
+ * namespace) and its resident memory in kB (/proc/PID/status VmRSS: -1
+ * when /proc does not say).
+ */
+static void
+admin_process(struct ctl *c, pid_t *pid, long long *rss_kb)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	char path[64], line[256];
+	FILE *f;
+
+	*pid = 0;
+	*rss_kb = -1;
+	if (getsockopt(procreg_fd(c->p), SOL_SOCKET, SO_PEERCRED, &cr,
+	    &len) < 0 || cr.pid <= 0)
+		return;
+	*pid = cr.pid;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)cr.pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "VmRSS: %lld kB", rss_kb) == 1)
+			break;
+	}
+	fclose(f);
+}
+
+/*
+ * stats: the daemon's counters, then what is known of the daemon beside
+ * them: its pid, socket, version and protocol (hello), and its memory
+ * (from /proc, when the daemon's process is visible there).
+ */
 int
 admin_stats(struct ctl *c)
 {
 	struct procreg_stats st;
+	struct procreg_hello h;
+	char age[32], path[512];
+	long long rss;
+	pid_t pid;
 	json_t *j;
-	char age[32];
 	int r;
 
-	if ((r = procreg_stats(c->p, &st)) != PROCREG_OK)
+	if ((r = procreg_stats(c->p, &st)) != PROCREG_OK ||
+	    (r = procreg_hello(c->p, &h)) != PROCREG_OK)
 		return out_report(c, r, NULL);
+	admin_process(c, &pid, &rss);
+	out_socket_path(c, path, sizeof(path));
 	if (c->json) {
 		j = json_object();
 		for (size_t i = 0; i < NSTATS; i++)
 			json_object_set_new_nocheck(j, stats_keys[i].key,
 			    json_integer((json_int_t)*(const uint64_t *)
 			    ((const char *)&st + stats_keys[i].offset)));
+		if (pid > 0)
+			json_object_set_new_nocheck(j, "pid",
+			    json_integer(pid));
+		json_object_set_new_nocheck(j, "socket", json_string(path));
+		json_object_set_new_nocheck(j, "version",
+		    json_string(h.version));
+		json_object_set_new_nocheck(j, "protocol",
+		    json_integer((json_int_t)h.protocol));
+		if (rss >= 0)
+			json_object_set_new_nocheck(j, "memory_rss_kb",
+			    json_integer(rss));
 		return out_json(j, 0) ? EXIT_SUCCESS : EXIT_ERROR;
 	}
 	for (size_t i = 0; i < NSTATS; i++) {
@@ -72,16 +126,24 @@ admin_stats(struct ctl *c)
 		}
 		putchar('\n');
 	}
+	if (pid > 0)
+		printf("%-23s%ld\n", "pid", (long)pid);
+	printf("%-23s%s\n%-23s%s\n%-23s%" PRIu64 "\n", "socket", path,
+	    "version", h.version, "protocol", h.protocol);
+	if (rss >= 0)
+		printf("%-23s%lld\n", "memory_rss_kb", rss);
 	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
-/* ping: hello, timed, --count times. */
+/* ping: hello, timed, --count times; more than once, a min/avg/max
+ * summary at the end. */
 int
 admin_ping(struct ctl *c)
 {
 	struct procreg_hello h;
 	struct timespec gap;
 	uint64_t n = c->count ? c->count : 1, t0;
+	double min = 0, max = 0, sum = 0;
 	bool ok = true;
 	int r;
 
@@ -98,6 +160,11 @@ admin_ping(struct ctl *c)
 		/* In whole microseconds, so that JSON shows 0.123, not
 		 * 0.12300000000000001. */
 		ms = (double)(now_mono_us() - t0) / 1e3;
+		if (i == 0 || ms < min)
+			min = ms;
+		if (ms > max)
+			max = ms;
+		sum += ms;
 		if (c->json)
 			ok = out_json(json_pack("{s:s, s:I, s:I, s:f}",
 			    "version", h.version, "protocol",
@@ -109,5 +176,16 @@ admin_ping(struct ctl *c)
 			    h.version, h.protocol, h.conn, ms) > 0 &&
 			    fflush(stdout) == 0;
 	}
+	if (!ok || n == 1)
+		return ok ? EXIT_SUCCESS : EXIT_ERROR;
+	/* Rounded to whole microseconds, as each ping is. */
+	sum = (double)(uint64_t)(sum / (double)n * 1e3 + 0.5) / 1e3;
+	if (c->json)
+		ok = out_json(json_pack("{s:I, s:f, s:f, s:f}", "count",
+		    (json_int_t)n, "min_ms", min, "avg_ms", sum, "max_ms",
+		    max), JSON_REAL_PRECISION(15));
+	else
+		ok = printf("%" PRIu64 " pings: min/avg/max %.3f/%.3f/%.3f "
+		    "ms\n", n, min, sum, max) > 0 && fflush(stdout) == 0;
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }

@@ -280,11 +280,15 @@ static const struct command commands[] = {
 	    "--json, one array." },
 	{ "stats", admin_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",
-	    "Print the daemon's gauges and counters, one per line." },
+	    "Print the daemon's gauges and counters, one per line, then its "
+	    "pid (the socket's peer), socket, version, protocol and resident "
+	    "memory (memory_rss_kb, from /proc) where they can be known.  "
+	    "With --json, one object." },
 	{ "ping", admin_ping, C_PING, 0, 0, false, "",
 	    "check that the daemon answers",
 	    "Say hello to the daemon and print its version and the round-trip "
-	    "time." },
+	    "time; after more than one ping (--count), a min/avg/max "
+	    "summary." },
 	{ "help", args_help, C_HELP, 0, 1, false, "[COMMAND]",
 	    "show this help, or COMMAND's",
 	    "Print procregctl's help, or with COMMAND the command's, as "

@@ -157,6 +157,7 @@ int		 out_usage(const struct ctl *, const char *, const char *,
 		    va_list) __attribute__((format(printf, 3, 0)));
 int		 out_report(struct ctl *, int, const char *);
 int		 out_unreachable(struct ctl *, const char *);
+const char	*out_socket_path(const struct ctl *, char *, size_t);
 bool		 out_json(json_t *, size_t);
 json_t		*out_entry_json(const struct procreg_entry *);
 json_t		*out_member_json(const struct procreg_member *);

@@ -156,6 +156,28 @@ out_report(struct ctl *c, int status, const char *what)
 }
 
 /*
+ * The socket's path into buf, as the library resolves it; returns where
+ * it came from, in words.
+ */
+const char *
+out_socket_path(const struct ctl *c, char *buf, size_t size)
+{
+	const char *env = getenv("PROCREG_SOCKET");
+
+	if (c->socket != NULL) {
+		snprintf(buf, size, "%s", c->socket);
+		return "given with -s";
+	}
+	if (env != NULL && env[0] != '\0') {
+		snprintf(buf, size, "%s", env);
+		return "from $PROCREG_SOCKET";
+	}
+	if (procreg_default_path(buf, size) < 0)
+		buf[0] = '\0';
+	return "the default; neither -s nor $PROCREG_SOCKET is set";
+}
+
+/*
  * The daemon cannot be reached (msg: the library's why): say what is at
  * the socket's path and how to point at another daemon.
  */
@@ -163,21 +185,9 @@ int
 out_unreachable(struct ctl *c, const char *msg)
 {
 	char path[512], hint[1024];
-	const char *env = getenv("PROCREG_SOCKET");
-	const char *where;
+	const char *where = out_socket_path(c, path, sizeof(path));
 	struct stat st;
 
-	if (c->socket != NULL) {
-		snprintf(path, sizeof(path), "%s", c->socket);
-		where = "given with -s";
-	} else if (env != NULL && env[0] != '\0') {
-		snprintf(path, sizeof(path), "%s", env);
-		where = "from $PROCREG_SOCKET";
-	} else {
-		if (procreg_default_path(path, sizeof(path)) < 0)
-			path[0] = '\0';
-		where = "the default; neither -s nor $PROCREG_SOCKET is set";
-	}
 	if (stat(path, &st) < 0 && errno == ENOENT)
 		snprintf(hint, sizeof(hint), "No daemon is listening there: "
 		    "%s (%s) does not exist.  Start procregd, or point at a "
