@@ -13,7 +13,7 @@ PKGS	 = libevent msgpack libsodium jansson inih libsystemd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
 	   libsodium-dev libjansson-dev libinih-dev \
 	   libsystemd-dev systemd check python3 \
-	   python3-msgpack valgrind mandoc
+	   python3-msgpack python3-prometheus-client valgrind mandoc
 
 VERSION	 = 0.1.0
 OPT	?= -O2
@@ -50,7 +50,7 @@ FAULTS	 = tests/check_faults
 INTEG	 = $(filter-out $(UNIT) $(FAULTS),$(CHECKS))
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py \
-	   tests/test_safety.py
+	   tests/test_safety.py tests/test_metrics.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
@@ -91,7 +91,8 @@ have-deps:
 
 deps:
 	@if ! pkg-config --exists $(PKGS) check 2>/dev/null || \
-	    ! /usr/bin/python3 -c 'import msgpack' 2>/dev/null || \
+	    ! /usr/bin/python3 -c 'import msgpack, prometheus_client' \
+	    2>/dev/null || \
 	    ! command -v valgrind >/dev/null || \
 	    ! command -v systemd-socket-activate >/dev/null || \
 	    ! command -v mandoc >/dev/null; then \

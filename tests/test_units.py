@@ -474,14 +474,15 @@ def test_conf(dhelp, conf_page):
           {s for n, s, k, v, c in keys} == {"daemon", "limits", "policy"})
     # Commented out: the keys whose default depends on how procregd runs
     # (the socket's, and the per-user caps and reserved connections, which
-    # differ for root or --system), so that the installed file changes nothing, and
-    # the policy's examples.
+    # differ for root or --system), so that the installed file changes nothing,
+    # metrics (off unless given an address), and the policy's examples.
     check("procreg.conf: only socket, socket_mode, socket_group, "
-          "max_conns_per_uid, max_names_per_uid, reserved_conns and the "
-          "policy's examples commented out", {k for n, s, k, v, c in keys
-                                              if c} ==
+          "max_conns_per_uid, max_names_per_uid, reserved_conns, metrics "
+          "and the policy's examples commented out",
+          {k for n, s, k, v, c in keys if c} ==
           {"socket", "socket_mode", "socket_group", "max_conns_per_uid",
-           "max_names_per_uid", "reserved_conns", "rule", "admin_group"})
+           "max_names_per_uid", "reserved_conns", "metrics", "rule",
+           "admin_group"})
     defaults = help_defaults(dhelp)
     for n, s, k, v, c in keys:
         if c:

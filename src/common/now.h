@@ -13,5 +13,7 @@ uint64_t	 now_epoch_ms(void);
 uint64_t	 now_mono_ms(void);
 /* Monotonic time in microseconds. */
 uint64_t	 now_mono_us(void);
+/* Monotonic time in nanoseconds. */
+uint64_t	 now_mono_ns(void);
 
 #endif /* NOW_H */

@@ -4,6 +4,8 @@
  */
 #include <sys/stat.h>
 
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -18,7 +20,7 @@
 
 enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_RULE,
 	OPT_ADMIN, OPT_DEFAULT, OPT_VERBOSE, OPT_QUIET, OPT_FOREGROUND,
-	OPT_SYSTEM,
+	OPT_SYSTEM, OPT_ADDR,
 	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION };
 
 struct option_def {
@@ -108,6 +110,10 @@ static const struct option_def defs[] = {
 	    offsetof(struct config, admin_group), 0, 0, 0, "GROUP",
 	    "administrators besides uid 0 and the daemon's user: may evict "
 	    "names, use the reserved connections, pass the per-uid caps" },
+	{ "metrics", 0, OPT_ADDR, "daemon", "metrics",
+	    offsetof(struct config, metrics), 0, 0, 0, "ADDR:PORT",
+	    "serve Prometheus metrics over HTTP at /metrics on ADDR:PORT, a "
+	    "numeric IPv4 or [IPv6] address (default: off)" },
 	{ "help", 'h', OPT_HELP, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "show this help and exit" },
 	{ "version", 'V', OPT_VERSION, NULL, NULL, 0, 0, 0, 0, NULL,
@@ -237,6 +243,45 @@ static const char *const level_names[] = {
 	[LOG_LVL_INFO] = "info", [LOG_LVL_DEBUG] = "debug",
 };
 
+int
+config_parse_addr(const char *s, char *host, size_t size, uint16_t *port)
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	struct in6_addr a6;
+	struct in_addr a4;
+	unsigned long p;
+	char *end;
+
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != ':')
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= size)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	if (s[0] == '[' ? inet_pton(AF_INET6, host, &a6) != 1 :
+	    inet_pton(AF_INET, host, &a4) != 1)
+		return -1;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || end == colon + 1 || *end != '\0' || p == 0 ||
+	    p > 65535 || colon[1] == '-' || colon[1] == '+')
+		return -1;
+	*port = (uint16_t)p;
+	return 0;
+}
+
 /*
  * Set one option from its text, wherever it came from; NULL on success,
  * else what is wrong with the value (in buf when it needs numbers), worded
@@ -283,6 +328,17 @@ set_value(struct config *cfg, const struct option_def *d, const char *v,
 			return "expected allow or deny";
 		cfg->policy.deny_default = strcmp(v, "deny") == 0;
 		return NULL;
+	case OPT_ADDR: {
+		char host[64];
+		uint16_t port;
+
+		if (strlen(v) >= sizeof(cfg->metrics) ||
+		    config_parse_addr(v, host, sizeof(host), &port) < 0)
+			return "expected ADDR:PORT, a numeric IPv4 or [IPv6] "
+			    "address and a port from 1 to 65535";
+		strcpy(cfg->metrics, v);
+		return NULL;
+	}
 	case OPT_ADMIN:
 		if (strlen(v) >= sizeof(cfg->admin_group))
 			return "too long";
@@ -448,6 +504,7 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		case OPT_RULE:
 		case OPT_DEFAULT:
 		case OPT_ADMIN:
+		case OPT_ADDR:
 		case OPT_LEVEL: {
 			char why_buf[80];
 			const char *why;

@@ -32,6 +32,7 @@ struct config {
 	uint64_t	max_drain_bytes;	/* all closing conns' output */
 	enum log_level	log_level;
 	char		admin_group[64];
+	char		metrics[72];		/* ADDR:PORT; empty: off */
 	struct policy	policy;
 	/* Not settings but what the command line asked for. */
 	char		config_path[256];	/* -c, or the default if it exists */
@@ -51,6 +52,10 @@ enum config_result {
  * the system's (runs as root: every local user shares it) or a user's.
  */
 void			config_defaults(struct config *);
+/* Split "ADDR:PORT" (numeric IPv4, or [IPv6]) into host and port: 0, or
+ * -1 when it is not one. */
+int			config_parse_addr(const char *, char *host,
+			    size_t size, uint16_t *port);
 /* The same, for the system daemon (root) or a user's. */
 void			config_defaults_for(struct config *, bool system);
 /*

@@ -52,6 +52,17 @@ conn_table_init(struct conn_table *t)
 	TAILQ_INIT(&t->closed);
 }
 
+uint64_t
+conn_table_unsent(const struct conn_table *t)
+{
+	const struct conn *c;
+	uint64_t n = 0;
+
+	TAILQ_FOREACH(c, &t->all, link)
+		n += evbuffer_get_length(c->out);
+	return n;
+}
+
 /* Make sure the end of this loop turn comes (flush, close, free). */
 static void
 conn_schedule_end(struct conn_table *t)

@@ -117,6 +117,9 @@ struct conn {
 
 /* An empty table; the caller fills in ops, arg and the rest. */
 void		 conn_table_init(struct conn_table *);
+/* Bytes queued for every connection, not yet written (a walk: for
+ * reports, not for the request path). */
+uint64_t	 conn_table_unsent(const struct conn_table *);
 /* Adopt an accepted socket; NULL (fd closed) on failure. */
 struct conn	*conn_new(struct conn_table *, int fd);
 /*

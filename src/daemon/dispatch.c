@@ -285,6 +285,7 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj,
 {
 	struct pr_request rq;
 	struct call k;
+	uint64_t t0 = 0;
 	int r;
 
 	memset(&k, 0, sizeof(k));
@@ -300,19 +301,29 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj,
 		dispatch_error_notify(s, c, rq.err, rq.why);
 		return;
 	case PR_KIND_BAD_REQUEST:
+		s->metrics.bad_requests++;
+		s->metrics.errors[rq.err]++;
 		proto_out_reset(&s->out);
 		r = proto_reply_error(&s->out, rq.msgid, rq.err, "%s", rq.why);
 		break;
 	case PR_KIND_REQUEST:
 	default:
+		if (metrics_sample(&s->metrics))
+			t0 = now_mono_ns();
 		proto_out_reset(&s->out);
 		r = handlers[rq.method](&k);
 		s->work += s->reg.walked + 1;
 		s->reg.walked = 0;
 		if (r == 0 && k.deferred) {
 			s->stats.requests++;
+			metrics_request(&s->metrics, rq.method, PR_OK);
+			if (t0 != 0)
+				metrics_latency(&s->metrics, rq.method,
+				    now_mono_ns() - t0);
 			return;		/* answered when the call ends */
 		}
+		metrics_request(&s->metrics, rq.method, r > 0 ? (enum pr_err)r :
+		    r < 0 ? PR_ERR_LIMIT : PR_OK);
 		if (r > 0) {
 			proto_out_reset(&s->out);
 			r = proto_reply_error(&s->out, rq.msgid, r, "%s",
@@ -329,8 +340,11 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj,
 		conn_out_of_memory(c);
 		return;
 	}
-	if (conn_write(c, proto_out_data(&s->out), proto_out_len(&s->out),
-	    false) != 0)
+	r = conn_write(c, proto_out_data(&s->out), proto_out_len(&s->out),
+	    false);
+	if (t0 != 0)
+		metrics_latency(&s->metrics, rq.method, now_mono_ns() - t0);
+	if (r != 0)
 		return;		/* conn_write closed it */
 	if (k.noproc)
 		notify_down(s, c, k.noproc_ref, &k.noproc_target,

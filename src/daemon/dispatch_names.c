@@ -150,6 +150,7 @@ dispatch_evict(struct call *k)
 		conn_write(owner, proto_out_data(&k->s->push),
 		    proto_out_len(&k->s->push), false);
 	(void)registry_evict(&k->s->reg, name, len);
+	k->s->metrics.evictions++;
 	return dispatch_reply_bool(k, true);
 }
 

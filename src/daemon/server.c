@@ -24,6 +24,7 @@
 #include "conn.h"
 #include "dispatch.h"
 #include "paths.h"
+#include "scrape.h"
 #include "server.h"
 #include "now.h"
 
@@ -305,6 +306,9 @@ reload_cb(evutil_socket_t sig, short what, void *arg)
 	    strcmp(cfg.socket_group, s->cfg.socket_group) != 0)
 		log_warn(&s->log, "reload: socket settings change at the next "
 		    "start");
+	if (strcmp(cfg.metrics, s->cfg.metrics) != 0)
+		log_warn(&s->log, "reload: the metrics address changes at the "
+		    "next start");
 	s->cfg.max_message = cfg.max_message;
 	s->cfg.max_names = cfg.max_names;
 	s->cfg.max_monitors = cfg.max_monitors;
@@ -669,7 +673,7 @@ server_init(struct server *s, const struct config *cfg)
 		log_err(&s->log, "cannot set up events");
 		return -1;
 	}
-	if (server_listen(s) < 0)
+	if (server_listen(s) < 0 || scrape_start(s) < 0)
 		return -1;
 	start_heartbeat(s);
 	log_info(&s->log, "listening on %s (protocol %d, max_message=%llu "
@@ -697,6 +701,7 @@ server_deinit(struct server *s)
 
 	while ((c = TAILQ_FIRST(&s->conns.all)) != NULL)
 		conn_free(c);
+	scrape_stop(s);
 	if (s->listener != NULL)
 		evconnlistener_free(s->listener);
 	/* Remove the socket only if it is still the one we bound. */

@@ -16,9 +16,12 @@
 #include "config.h"
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "registry.h"
 #include "subs.h"
+
+struct evhttp;
 
 struct counters {
 	uint64_t	requests;
@@ -80,6 +83,8 @@ struct server {
 	 */
 	uint64_t		 work;
 	struct counters		 stats;
+	struct metrics		 metrics;	/* for operators (scrape.c) */
+	struct evhttp		*scrape;	/* the metrics listener */
 	uint64_t		 start_mono_ms;
 	char			 boot[33];
 	char			 socket_path[108];
