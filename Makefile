@@ -9,11 +9,12 @@
 # folder sees its own private headers, src/common's and include/.
 
 CC	?= cc
-PKGS	 = libevent msgpack libsodium jansson inih libsystemd
+PKGS	 = libevent libevent_openssl openssl msgpack libsodium jansson \
+	   inih libsystemd
 DEBS	 = build-essential pkg-config libevent-dev libmsgpack-dev \
 	   libsodium-dev libjansson-dev libinih-dev \
-	   libsystemd-dev systemd check python3 \
-	   python3-msgpack python3-prometheus-client valgrind mandoc
+	   libsystemd-dev libssl-dev systemd check python3 \
+	   python3-msgpack python3-prometheus-client valgrind mandoc etcd-server
 
 VERSION	 = 0.1.0
 OPT	?= -O2
@@ -25,8 +26,8 @@ CFLAGS	?= $(OPT) -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fPIC \
 	   -fvisibility=hidden -Iinclude -Isrc/common $(DIR_INC) -MMD -MP \
 	   $(SAN) $(shell pkg-config --cflags $(PKGS))
-LIBS	 = $(shell pkg-config --libs libevent msgpack libsodium inih \
-	   libsystemd)
+LIBS	 = $(shell pkg-config --libs libevent libevent_openssl openssl \
+	   msgpack libsodium jansson inih libsystemd)
 CLIENT_LIBS = $(shell pkg-config --libs msgpack)
 JSON_LIBS = $(shell pkg-config --libs jansson)
 CHECK_LIBS = $(shell pkg-config --libs check)
@@ -38,9 +39,11 @@ endif
 # Code the daemon, the library and the tool share.
 COMMON	 = $(patsubst %.c,%.o,$(wildcard src/common/*.c))
 # Everything of the daemon but main.c goes into one internal library that
-# the daemon and every daemon-side test link.
+# the daemon and every daemon-side test link; the cluster code (the etcd
+# client) too.
+CLUSTER	 = $(patsubst %.c,%.o,$(wildcard src/cluster/*.c))
 CORE	 = $(filter-out src/daemon/main.o,\
-	   $(patsubst %.c,%.o,$(wildcard src/daemon/*.c))) $(COMMON)
+	   $(patsubst %.c,%.o,$(wildcard src/daemon/*.c))) $(CLUSTER) $(COMMON)
 LIBCORE	 = src/daemon/libprocregd.a
 # Unit suites run first; tests/check_client links libprocreg instead.
 CHECKS	 = $(patsubst %.c,%,$(wildcard tests/check_*.c))
@@ -95,7 +98,8 @@ deps:
 	    2>/dev/null || \
 	    ! command -v valgrind >/dev/null || \
 	    ! command -v systemd-socket-activate >/dev/null || \
-	    ! command -v mandoc >/dev/null; then \
+	    ! command -v mandoc >/dev/null || \
+	    ! command -v etcd >/dev/null; then \
 		sh tests/install-debs.sh $(DEBS); \
 	fi
 
@@ -114,7 +118,8 @@ $(STAMP): FORCE
 src/daemon/%.o: DIR_INC = -Isrc/daemon
 src/lib/%.o: DIR_INC = -Isrc/lib
 src/ctl/%.o: DIR_INC = -Isrc/ctl
-tests/%.o: DIR_INC = -Isrc/daemon -Isrc/lib -Itests
+src/cluster/%.o: DIR_INC = -Isrc/cluster
+tests/%.o: DIR_INC = -Isrc/daemon -Isrc/cluster -Isrc/lib -Itests
 
 $(LIBCORE): $(CORE)
 	rm -f $@
@@ -209,11 +214,11 @@ test-valgrind: deps
 FUZZ_SECONDS ?= 60
 FUZZ	 = tests/fuzz/fuzz_procregd
 $(FUZZ): tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) \
-	    $(wildcard src/daemon/*.h src/common/*.h)
+	    $(wildcard src/daemon/*.h src/cluster/*.h src/common/*.h)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
 	    -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -Iinclude -Isrc/common \
-	    -Isrc/daemon -o $@ \
+	    -Isrc/daemon -Isrc/cluster -o $@ \
 	    tests/fuzz/fuzz_procregd.c $(CORE:.o=.c) $(LIBS)
 
 # The library's side: its decoder of the daemon's replies and
