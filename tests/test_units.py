@@ -10,6 +10,12 @@ default configuration file (conf/procreg.conf) and the man pages
   for an unknown key, and a deliberately broken copy must be reported.
 * Each man page renders with groff -ww, man -l and mandoc -T lint without
   a warning.
+* libprocreg(3) has in its SYNOPSIS exactly the PROCREG_API functions of
+  include/procreg.h, each with the header's return and parameter types;
+  under RETURN VALUES every status of enum procreg_status, with its number
+  and the wire name procreg_status_code() gives; and its EXAMPLES build
+  against the build tree with -Wall -Wextra -Werror and work: the service
+  answers the client's call.
 * procregd(8) documents exactly the options of `procregd --help`, with
   the same defaults; procregctl(1) exactly the commands, options (each
   command's own under that command) and exit statuses of `procregctl
@@ -27,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
@@ -34,7 +41,9 @@ CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
 UNITS = os.path.join(ROOT, "systemd")
 CONF = os.path.join(ROOT, "conf", "procreg.conf")
 MAN = os.path.join(ROOT, "conf", "man")
-PAGES = ["procregctl.1", "procreg.conf.5", "procreg.7", "procregd.8"]
+PAGES = ["procregctl.1", "libprocreg.3", "procreg.conf.5", "procreg.7",
+         "procregd.8"]
+HEADER = os.path.join(ROOT, "include", "procreg.h")
 INSTALLED_DAEMON = "/usr/sbin/procregd"
 # Options of procregd that have no key in the configuration file.
 CLI_ONLY = {"config", "check-config", "foreground", "verbose", "quiet",
@@ -427,6 +436,218 @@ def test_procregctl_page(chelp, cmd_helps):
           all(w in status for w in ("hold exits with", "128+N", "127")))
 
 
+# ---- libprocreg(3) against include/procreg.h ----
+
+def c_type(decl):
+    """A C parameter or return type without its parameter name, spaces
+    normalised: "const char *const *names" -> "const char*const*"."""
+    decl = " ".join(decl.split())
+    m = re.match(r"^(.*[\s*])([A-Za-z_]\w*)$", decl)
+    if m and m.group(1).strip() not in ("", "const", "struct", "enum",
+                                        "unsigned", "signed"):
+        decl = m.group(1)
+    return re.sub(r"\s*\*\s*", "*", decl).strip()
+
+
+def c_signature(ret, params):
+    """(return type, (parameter types...)) for comparing prototypes."""
+    return (c_type(ret), tuple(c_type(p) for p in params.split(",")))
+
+
+def header_api():
+    """{function: signature} of the PROCREG_API declarations of procreg.h,
+    and [(status, number)] of its enum procreg_status."""
+    with open(HEADER) as f:
+        text = re.sub(r"/\*.*?\*/", " ", f.read(), flags=re.S)
+    funcs = {}
+    for m in re.finditer(r"^PROCREG_API\s+([^;(]*?)\(?\b(procreg_\w+)\)?"
+                         r"\s*\(([^;]*?)\)\s*;", text, re.M | re.S):
+        funcs[m.group(2)] = c_signature(m.group(1), m.group(3))
+    enum = re.search(r"enum procreg_status \{(.*?)\};", text, re.S)
+    statuses = [(n, int(v)) for n, v in re.findall(
+        r"\b(PROCREG_(?:OK|E_\w+))\s*=\s*(-?\d+)", enum.group(1) if enum
+        else "")]
+    return funcs, statuses
+
+
+def page_prototypes(lines):
+    """{function: signature} of the prototypes in rendered SYNOPSIS lines:
+    the return type on its line, then NAME(parameters); wrapped."""
+    protos = {}
+    prev, i = "", 0
+    while i < len(lines):
+        line = lines[i].strip()
+        m = re.match(r"^(procreg_\w+)\((.*)$", line)
+        if m:
+            name, rest = m.group(1), m.group(2)
+            while not rest.endswith(");") and i + 1 < len(lines):
+                i += 1
+                rest += " " + lines[i].strip()
+            protos[name] = c_signature(prev, rest[:-2])
+        if line:
+            prev = line
+        i += 1
+    return protos
+
+
+def example_sources():
+    """The C programs of libprocreg(3)'s EXAMPLES (the literal blocks that
+    start with #include), unescaped from the page's source."""
+    with open(os.path.join(MAN, "libprocreg.3")) as f:
+        src = f.read()
+    part = src.split("\n.Sh EXAMPLES\n", 1)[-1].split("\n.Sh ", 1)[0]
+    blocks = re.findall(r"^\.Bd -literal[^\n]*\n(.*?)^\.Ed$", part,
+                        re.M | re.S)
+    return [b.replace("\\e", "\\").replace("\\&", "").replace("\\-", "-")
+            for b in blocks if b.startswith("#include")]
+
+
+def sanitized_library():
+    """Whether the build tree's libprocreg was built with SANITIZE=1 (then
+    a program linked with it needs the sanitizers' runtime too)."""
+    if os.environ.get("PROCREG_SANITIZED") == "1":
+        return True
+    try:
+        with open(os.path.join(ROOT, "src", "lib", "libprocreg.so"),
+                  "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def build_c(tmp, name, code):
+    """Build code against the build tree's libprocreg, as the page says
+    (pkg-config with PKG_CONFIG_PATH=src/lib); (executable or None, the
+    compiler's complaint)."""
+    src = os.path.join(tmp, name + ".c")
+    exe = os.path.join(tmp, name)
+    with open(src, "w") as f:
+        f.write(code)
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(ROOT, "src", "lib"))
+    rc, flags, err = run(["pkg-config", "--cflags", "--libs", "procreg"],
+                         env=env)
+    if rc != 0:
+        return None, f"pkg-config: {err}"
+    san = ["-fsanitize=address,undefined"] if sanitized_library() else []
+    rc, out, err = run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror"] +
+                       san + ["-o", exe, src] + flags.split(), env=env,
+                       timeout=120)
+    return (exe if rc == 0 else None), out + err
+
+
+def run_examples(tmp, service, client):
+    """Start a daemon, the service example, and the client example until
+    it prints the service's answer; True when it did."""
+    sock = os.path.join(tmp, "lib3.sock")
+    env = dict(os.environ, PROCREG_SOCKET=sock)
+    procs = []
+    try:
+        procs.append(subprocess.Popen([DAEMON, "-q"], env=env,
+                                      stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 30
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        procs.append(subprocess.Popen([service], env=env,
+                                      stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        out = err = ""
+        while time.monotonic() < deadline:
+            rc, out, err = run([client], env=env, timeout=30)
+            if rc == 0:
+                break
+            time.sleep(0.1)
+        return check("libprocreg(3): the example client gets the example "
+                     "service's answer", rc == 0 and out == '"hi"\n',
+                     f"exit {rc}: {out}{err}")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def test_library_page(tmp):
+    text = render("libprocreg.3")
+    if text is None:
+        skip("libprocreg(3) against procreg.h",
+             "neither groff nor mandoc is installed")
+        return
+    funcs, statuses = header_api()
+    check("procreg.h: PROCREG_API functions and enum procreg_status found",
+          len(funcs) > 50 and len(statuses) > 15,
+          f"{len(funcs)} functions, {len(statuses)} statuses")
+    protos = page_prototypes(man_section(text, "SYNOPSIS"))
+    missing = sorted(set(funcs) - set(protos))
+    extra = sorted(set(protos) - set(funcs))
+    check("libprocreg(3) SYNOPSIS has every PROCREG_API function of "
+          "procreg.h", not missing, " ".join(missing))
+    check("libprocreg(3) SYNOPSIS has no function procreg.h lacks",
+          not extra, " ".join(extra))
+    wrong = [f"{n}: page {protos[n]}, header {funcs[n]}"
+             for n in sorted(set(funcs) & set(protos))
+             if protos[n] != funcs[n]]
+    check("libprocreg(3) SYNOPSIS gives each function the header's return "
+          "and parameter types", not wrong, "; ".join(wrong))
+
+    # RETURN VALUES: an item "NAME (N)" or "NAME (N, wire_name)" each.
+    items = {}
+    for line in man_section(text, "RETURN VALUES"):
+        m = re.match(r"^\s+(PROCREG_\w+) \((-?\d+)(?:, (\w+))?\)\s*$", line)
+        if m:
+            items[m.group(1)] = (int(m.group(2)), m.group(3))
+    for name, value in statuses:
+        check(f"libprocreg(3) RETURN VALUES lists {name} ({value})",
+              name in items and items[name][0] == value,
+              f"listed as {items.get(name)}")
+    check("libprocreg(3) RETURN VALUES lists no status procreg.h lacks",
+          set(items) <= {n for n, v in statuses},
+          " ".join(sorted(set(items) - {n for n, v in statuses})))
+
+    if shutil.which("cc") is None or shutil.which("pkg-config") is None:
+        skip("libprocreg(3): wire names and EXAMPLES built",
+             "cc or pkg-config is not installed")
+        return
+    if not os.path.exists(os.path.join(ROOT, "src", "lib",
+                                       "procreg-uninstalled.pc")):
+        check("libprocreg is built (src/lib/procreg-uninstalled.pc)", False)
+        return
+    # The wire names, as the library itself maps the statuses.
+    code = "#include <procreg.h>\n#include <stdio.h>\nint\nmain(void)\n{\n"
+    for name, value in statuses:
+        code += (f'\tprintf("{name} %s\\n", procreg_status_code({name}) ? '
+                 f'procreg_status_code({name}) : "-");\n')
+    exe, err = build_c(tmp, "status_codes", code + "\treturn 0;\n}\n")
+    if check("a program printing procreg_status_code() builds", exe, err):
+        rc, out, err = run([exe])
+        codes = dict(l.split() for l in out.splitlines() if l.strip())
+        wrong = [f"{n}: page {items[n][1]}, library {codes.get(n)}"
+                 for n, v in statuses if n in items and
+                 (items[n][1] or "-") != codes.get(n)]
+        check("libprocreg(3) RETURN VALUES gives each daemon status the wire "
+              "name procreg_status_code() gives, and none to the others",
+              rc == 0 and len(codes) == len(statuses) and not wrong,
+              f"exit {rc}: {'; '.join(wrong)}{err}")
+
+    examples = example_sources()
+    if not check("libprocreg(3) EXAMPLES: a service and a client program",
+                 len(examples) == 2, f"{len(examples)} programs"):
+        return
+    built = []
+    for i, code in enumerate(examples):
+        exe, err = build_c(tmp, f"lib3-example{i + 1}", code)
+        check(f"libprocreg(3) example {i + 1} builds with -Wall -Wextra "
+              "-Werror against the build tree", exe, err)
+        built.append(exe)
+    if all(built):
+        run_examples(tmp, *built)
+
+
 # ---- the configuration file ----
 
 # Keys whose option is not named after them.
@@ -566,6 +787,7 @@ def main():
         test_render()
         test_procregd_page(dhelp)
         test_procregctl_page(chelp, cmd_helps)
+        test_library_page(tmp)
         test_conf(dhelp, render("procreg.conf.5"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
