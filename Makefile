@@ -69,8 +69,8 @@ UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 MANDIR	?= $(PREFIX)/share/man
 DOCDIR	?= $(PREFIX)/share/doc/procreg
-MANPAGES = conf/man/procregctl.1 conf/man/procreg.conf.5 conf/man/procreg.7 \
-	   conf/man/procregd.8
+MANPAGES = conf/man/procregctl.1 conf/man/libprocreg.3 conf/man/procreg.conf.5 \
+	   conf/man/procreg.7 conf/man/procregd.8
 STAMP	 = src/.build-flags
 
 .PHONY: all build have-deps deps test test-valgrind fuzz bench run install uninstall clean FORCE
@@ -306,6 +306,7 @@ uninstall:
 	    $(DESTDIR)$(USERUNITDIR)/procreg.socket \
 	    $(DESTDIR)$(USERUNITDIR)/procreg.service \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man1/,procregctl.1) \
+	    $(addprefix $(DESTDIR)$(MANDIR)/man3/,libprocreg.3) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,procreg.conf.5) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man7/,procreg.7) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man8/,procregd.8) \

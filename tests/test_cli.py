@@ -514,6 +514,63 @@ def test_json_errors(ctl, tmp):
     os.unlink(stale)
 
 
+def test_completion(ctl):
+    """The completion scripts ask procregctl for its commands and options
+    (__commands, __options), which come from the tables that drive its
+    parsing and --help: they cannot drift.  bash's is run; zsh's is
+    checked for what it can be without zsh."""
+    comp = os.path.join(ROOT, "conf", "completion")
+    r = ctl.run("__commands")
+    check("__commands prints every command", r.rc == 0
+          and sorted(r.out.split()) == sorted(COMMANDS))
+    same = True
+    for c in COMMANDS + [None]:
+        r = ctl.run(*(["__options", c] if c else ["__options"]))
+        rows = [x.split() for x in r.out.splitlines()]
+        help_out = ctl.run(*([c, "--help"] if c else ["--help"])).out
+        section = help_out.partition("\nOptions")[2].partition(
+            "\nExit status")[0]
+        listed = re.findall(r"^  (?:(-\w), |    )(--[\w-]+)(?: (\S+))?",
+                            section, re.M)
+        want = [[lng, sh or "-", arg or "-"] for sh, lng, arg in listed]
+        same = same and r.rc == 0 and rows == want
+    check("__options [COMMAND] lists the options --help describes, with "
+          "their short names and arguments", same)
+    check("__options of no command exits 2",
+          ctl.run("__options", "nope").rc == 2)
+    texts = {f: open(os.path.join(comp, f)).read()
+             for f in ("procregctl.bash", "_procregctl")}
+    fixed = [c for c in COMMANDS if c not in ("hold", "serve", "help")]
+    for f, text in texts.items():
+        check(f"{f} names no command but hold, serve and help (it asks "
+              "procregctl)", "__commands" in text and "__options" in text
+              and not [c for c in fixed if re.search(rf"\b{c}\b", text)])
+    check("_procregctl is a zsh completion function",
+          texts["_procregctl"].startswith("#compdef procregctl\n"))
+
+    def complete(*words):
+        script = (f"source {os.path.join(comp, 'procregctl.bash')}\n"
+                  "COMP_WORDS=(\"$@\"); COMP_CWORD=$(($# - 1))\n"
+                  "_procregctl; printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+        p = subprocess.run(["bash", "-c", script, "bash", CTL, "-s",
+                            ctl.path] + list(words), capture_output=True,
+                           timeout=10)
+        return p.stdout.decode().split()
+    check("bash completes a command", complete("wh") == ["whereis"])
+    got = complete("list", "--")
+    check("bash completes a command's own options only",
+          "--pid" in got and "--uid" in got and "--count" not in got)
+    got = complete("serve", "--")
+    check("bash: serve's options", "--max-time" in got
+          and "--count" in got and "--pid" not in got)
+    check("bash: help completes commands", complete("help", "sta")
+          == ["stats"])
+    check("bash: after -t MS, still the command",
+          complete("-t", "5", "pin") == ["ping"])
+    check("bash: after hold NAME, a command",
+          "sleep" in complete("hold", "-w", "n", "--", "slee"))
+
+
 def test_unreachable(ctl, tmp):
     r = Ctl("/nonexistent.sock").run("ping")
     check("an unreachable daemon exits 3", r.rc == 3
@@ -2510,6 +2567,7 @@ def main():
         test_usage(ctl)
         test_help_suggest(ctl)
         test_json_errors(ctl, tmp)
+        test_completion(ctl)
         test_unreachable(ctl, tmp)
         test_last_words(tmp)
         test_malformed_pushes(tmp)

@@ -711,8 +711,9 @@ args_help(struct ctl *c)
 /*
  * The hidden commands the completion scripts (conf/completion/) call, so
  * that they complete from these tables and cannot drift from them:
- * "__commands" prints each command's name, "__options [COMMAND]" the long
- * options COMMAND (without one, procregctl itself) takes, one per line.
+ * "__commands" prints each command's name, "__options [COMMAND]" the
+ * options COMMAND (without one, procregctl itself) takes, one per line:
+ * the long name, the short one and the argument, "-" for none of these.
  * -1 when argv names no hidden command, else the exit status.
  */
 int
@@ -732,8 +733,13 @@ args_hidden(int argc, char **argv)
 	if (argc == 2 && (cmd = args_find(argv[1])) == NULL)
 		return EXIT_USAGE;
 	for (size_t i = 0; i < NOPTIONS; i++) {
-		if (options[i].cmds & (cmd != NULL ? cmd->bit : C_TOP))
-			printf("--%s\n", options[i].name);
+		const struct ctl_option *o = &options[i];
+
+		char shortopt[3] = { '-', (char)o->shortopt, '\0' };
+
+		if (o->cmds & (cmd != NULL ? cmd->bit : C_TOP))
+			printf("--%s %s %s\n", o->name, o->shortopt ?
+			    shortopt : "-", o->arg ? o->arg : "-");
 	}
 	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
 }
