@@ -148,6 +148,7 @@ def main():
             "usr/lib/systemd/user/procreg.service",
             "etc/procreg/procreg.conf",
             "usr/share/man/man1/procregctl.1",
+            "usr/share/man/man3/libprocreg.3",
             "usr/share/man/man5/procreg.conf.5",
             "usr/share/man/man7/procreg.7",
             "usr/share/man/man8/procregd.8",
