@@ -231,7 +231,11 @@ class Client:
         await self._do(*rq.hello(self._core, self.label), raw=True)
 
     async def _open_and_restore(self) -> None:
-        old = self._core.hello.boot if self._core.hello else None
+        if self._core.hello is None:      # the first connection
+            await self._open()
+            self._ready.set()
+            return
+        old = self._core.hello.boot
         await self._open()
         steps = self._core.restore(old)
         try:
@@ -309,11 +313,10 @@ class Client:
                 s.sink.put(_CLOSED)
 
     def _fatal(self, why: str) -> None:
-        futs = dict(self._futs)
-        self._abort()
-        for f in futs.values():
+        for f in self._futs.values():
             if not f.done():
                 f.set_exception(ProtocolError(why))
+        self._abort()
 
     def _feed(self, proto: _Proto, data: bytes) -> None:
         if proto is not self._proto:
@@ -337,6 +340,9 @@ class Client:
                             f.set_exception(val)
                         else:
                             f.set_result(val)
+                    if err and type(val) is ProtocolError:
+                        self._fatal(str(val))    # a malformed result
+                        return
                 elif (type(obj) is list and len(obj) == 3 and obj[0] == 2
                       and type(obj[1]) is str):
                     ev = core.on_push(obj[1], obj[2])

@@ -298,18 +298,17 @@ class Client:
         if sock is None:
             self._ensure(deadline)
             return
-        try:
-            if nowait:
-                data = sock.recv(262144, _DONTWAIT)
+        if not nowait:
+            if deadline is None:
+                self._arm(None)
             else:
-                if deadline is None:
-                    self._arm(None)
-                else:
-                    remaining = deadline - _monotonic()
-                    if remaining <= 0:
-                        raise Timeout("no answer from the daemon in time")
-                    self._arm(remaining)
-                data = sock.recv(262144)
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    raise Timeout("no answer from the daemon in time")
+                self._arm(remaining)
+        try:
+            data = sock.recv(262144, _DONTWAIT) if nowait else \
+                sock.recv(262144)
         except (BlockingIOError, InterruptedError):
             if nowait:
                 raise Timeout("nothing to read") from None
@@ -337,6 +336,9 @@ class Client:
                     msgid, val, err = core.on_response(obj[1], obj[2], obj[3])
                     if msgid is not None:
                         done[msgid] = (val, err)
+                        if err and type(val) is ProtocolError:
+                            self._drop()     # a malformed result
+                            return
                 elif (type(obj) is list and len(obj) == 3 and obj[0] == 2
                       and type(obj[1]) is str):
                     ev = core.on_push(obj[1], obj[2])
@@ -441,7 +443,7 @@ class Client:
              timeout: Optional[float] = None) -> Any:
         """Call the owner of a name (or a connection) and return its
         reply's result.  ``timeout``: the daemon's limit in seconds
-        (default 5).  Raises CallTimeout, Down, NotFound, Busy, Limit, or
+        (default 5).  Raises CallTimeout, DownError, NotFound, Busy, Limit, or
         the callee's error (RemoteError for a code of its own)."""
         return self._do(*rq.call(self._core, target, payload, timeout))
 

@@ -15,7 +15,7 @@ from typing import Dict, Optional, Type
 __all__ = [
     "ProcregError", "ServerError", "BadRequest", "UnknownMethod", "Taken",
     "NotFound", "NotOwner", "Busy", "Limit", "TooLarge", "Forbidden",
-    "CallTimeout", "Down", "Stale", "RemoteError", "ConnectError",
+    "CallTimeout", "DownError", "Stale", "RemoteError", "ConnectError",
     "ConnectionClosed", "Timeout", "ProtocolError", "from_wire",
 ]
 
@@ -98,7 +98,7 @@ class CallTimeout(ServerError, TimeoutError):
     code = "timeout"
 
 
-class Down(ServerError):
+class DownError(ServerError):
     """``down``: the callee went away (or the name changed hands) before
     it replied."""
     code = "down"
@@ -136,7 +136,7 @@ class ProtocolError(ProcregError):
 _BY_CODE: Dict[str, Type[ServerError]] = {
     cls.code: cls for cls in (BadRequest, UnknownMethod, Taken, NotFound,
                               NotOwner, Busy, Limit, TooLarge, Forbidden,
-                              CallTimeout, Down, Stale)
+                              CallTimeout, DownError, Stale)
 }
 
 
