@@ -28,7 +28,7 @@ DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
 CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
 COMMANDS = ["whereis", "await", "list", "send", "call", "hold", "serve",
             "recv", "join", "members", "publish", "monitor", "watch", "keys",
-            "queue", "stats", "ping", "help", "evict"]
+            "queue", "stats", "ping", "evict", "help"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
               "uptime_ms", "groups", "members", "calls", "replies_late",

@@ -289,10 +289,6 @@ static const struct command commands[] = {
 	    "Say hello to the daemon and print its version and the round-trip "
 	    "time; after more than one ping (--count), a min/avg/max "
 	    "summary." },
-	{ "help", args_help, C_HELP, 0, 1, false, "[COMMAND]",
-	    "show this help, or COMMAND's",
-	    "Print procregctl's help, or with COMMAND the command's, as "
-	    "procregctl --help and procregctl COMMAND --help do." },
 	{ "evict", admin_evict, C_EVICT, 1, 1, false, "NAME",
 	    "remove NAME, whoever holds it (administrators)",
 	    "Remove the registration of NAME whoever holds it; its monitors "
@@ -300,6 +296,10 @@ static const struct command commands[] = {
 	    "open.  For uid 0, the daemon's own user and the admin_group of "
 	    "procreg.conf(5).  Exit 1 when NAME is not registered or evict is "
 	    "forbidden to you." },
+	{ "help", args_help, C_HELP, 0, 1, false, "[COMMAND]",
+	    "show this help, or COMMAND's",
+	    "Print procregctl's help, or with COMMAND the command's, as "
+	    "procregctl --help and procregctl COMMAND --help do." },
 };
 #define NCOMMANDS	(sizeof(commands) / sizeof(commands[0]))
 
