@@ -281,6 +281,12 @@ install: all
 		sec=$${m##*.}; install -d $(DESTDIR)$(MANDIR)/man$$sec && \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$sec/ || exit 1; \
 	done
+	install -d $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 644 conf/completion/procregctl.bash \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procregctl
+	install -m 644 conf/completion/_procregctl \
+	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procregctl
 	# procreg(7) names the protocol's normative text.
 	install -d $(DESTDIR)$(DOCDIR)
 	install -m 644 proto/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
@@ -310,7 +316,9 @@ uninstall:
 	    $(addprefix $(DESTDIR)$(MANDIR)/man5/,procreg.conf.5) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man7/,procreg.7) \
 	    $(addprefix $(DESTDIR)$(MANDIR)/man8/,procregd.8) \
-	    $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	    $(DESTDIR)$(DOCDIR)/PROTOCOL.md \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procregctl \
+	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procregctl
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 	# The configuration goes only if nobody changed it.
 	-cmp -s conf/procreg.conf $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf && \

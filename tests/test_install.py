@@ -149,6 +149,8 @@ def main():
             "etc/procreg/procreg.conf",
             "usr/share/man/man1/procregctl.1",
             "usr/share/man/man3/libprocreg.3",
+            "usr/share/bash-completion/completions/procregctl",
+            "usr/share/zsh/site-functions/_procregctl",
             "usr/share/man/man5/procreg.conf.5",
             "usr/share/man/man7/procreg.7",
             "usr/share/man/man8/procregd.8",
