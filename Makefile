@@ -53,7 +53,7 @@ FAULTS	 = tests/check_faults
 INTEG	 = $(filter-out $(UNIT) $(FAULTS),$(CHECKS))
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py \
-	   tests/test_safety.py tests/test_metrics.py
+	   tests/test_safety.py tests/test_metrics.py tests/test_pyclient.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
@@ -69,6 +69,12 @@ UNITDIR	?= $(PREFIX)/lib/systemd/system
 USERUNITDIR ?= $(PREFIX)/lib/systemd/user
 MANDIR	?= $(PREFIX)/share/man
 DOCDIR	?= $(PREFIX)/share/doc/procreg
+# Where Debian's python3 finds packages under PREFIX: /usr's is
+# lib/python3/dist-packages, any other prefix's lib/python3.X/dist-packages.
+PYDIR	?= $(shell /usr/bin/python3 -c 'import sys; p = "$(PREFIX)"; \
+	   print(p + "/lib/python3/dist-packages" if p == "/usr" else \
+	   "%s/lib/python%d.%d/dist-packages" % ((p,) + sys.version_info[:2]))')
+PYFILES	 = $(wildcard src/python/procreg/*.py)
 MANPAGES = conf/man/procregctl.1 conf/man/libprocreg.3 conf/man/procreg.conf.5 \
 	   conf/man/procreg.7 conf/man/procregd.8
 STAMP	 = src/.build-flags
@@ -287,6 +293,8 @@ install: all
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procregctl
 	install -m 644 conf/completion/_procregctl \
 	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procregctl
+	install -d $(DESTDIR)$(PYDIR)/procreg
+	install -m 644 $(PYFILES) $(DESTDIR)$(PYDIR)/procreg/
 	# procreg(7) names the protocol's normative text.
 	install -d $(DESTDIR)$(DOCDIR)
 	install -m 644 proto/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
@@ -320,6 +328,7 @@ uninstall:
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/procregctl \
 	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_procregctl
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	rm -rf $(DESTDIR)$(PYDIR)/procreg
 	# The configuration goes only if nobody changed it.
 	-cmp -s conf/procreg.conf $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf && \
 	    rm -f $(DESTDIR)$(SYSCONFDIR)/procreg/procreg.conf

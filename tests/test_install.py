@@ -16,6 +16,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYFILES = sorted(f for f in os.listdir(os.path.join(ROOT, "src", "python",
+                                                    "procreg"))
+                 if f.endswith(".py"))
 DOZEN = r"""
 #include <procreg.h>
 #include <stdio.h>
@@ -130,6 +133,15 @@ def main():
                   "lib/libprocreg.so.1", "lib/libprocreg.a",
                   "lib/pkgconfig/procreg.pc", "etc/procreg/procreg.conf"]:
             check("installed " + f, os.path.exists(os.path.join(prefix, f)))
+        pydir = os.path.join(prefix, "lib", "python%d.%d" %
+                             sys.version_info[:2], "dist-packages")
+        r = subprocess.run(["/usr/bin/python3", "-c",
+                            "import procreg; print(procreg.__file__)"],
+                           env=dict(env, PYTHONPATH=pydir),
+                           capture_output=True, text=True, cwd=tmp)
+        check("the Python package is installed where that prefix's "
+              "dist-packages is, and imports from there",
+              r.returncode == 0 and r.stdout.startswith(pydir))
         # The packager's way: DESTDIR and PREFIX=/usr, checked as a tree.
         dest = os.path.join(tmp, "dest")
         r = subprocess.run(make + ["install", "DESTDIR=" + dest,
@@ -154,7 +166,9 @@ def main():
             "usr/share/man/man5/procreg.conf.5",
             "usr/share/man/man7/procreg.7",
             "usr/share/man/man8/procregd.8",
-            "usr/share/doc/procreg/PROTOCOL.md"])
+            "usr/share/doc/procreg/PROTOCOL.md"] +
+            ["usr/lib/python3/dist-packages/procreg/" + f
+             for f in PYFILES])
         check("make install DESTDIR=... PREFIX=/usr installs exactly the "
               "expected tree", r.returncode == 0 and tree == want)
         if tree != want:
