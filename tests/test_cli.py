@@ -660,7 +660,7 @@ def test_last_words(tmp):
     the connection, is still printed."""
     path = os.path.join(tmp, "fake.sock")
     srv, t = fake_daemon(path, 1, last_words)
-    r = Ctl(path).run("recv", "x")
+    r = Ctl(path).run("recv", "--no-reconnect", "x")
     t.join()
     srv.close()
     check("recv prints a message that came just before the close, exit 3",
@@ -2195,7 +2195,8 @@ def test_watch_gap_overflow(tmp):
 
 
 def test_daemon_restart(ctl, cl, daemon, path):
-    """The daemon goes away: recv, monitor and watch exit 3; hold waits and
+    """The daemon goes away: monitor, and recv, serve, join and watch with
+    --no-reconnect, exit 3; hold waits and
     registers its name again on the new daemon, or, someone else having
     taken it first, stops its command and exits 5; of two hold --wait, one
     runs its command afterwards, never both."""
@@ -2204,15 +2205,19 @@ def test_daemon_restart(ctl, cl, daemon, path):
     wait_registered(cl, "cli/usurped")
     gu = guarded(hu.pid)
     usurped = Proc(gu[1]) if gu else None
-    rv = ctl.spawn("recv", "cli/orphan")
+    rv = ctl.spawn("recv", "--no-reconnect", "cli/orphan")
+    sv = ctl.spawn("serve", "--no-reconnect", "cli/orphan-serve", "--", "cat")
+    jn = ctl.spawn("join", "--no-reconnect", "cli/orphan-group")
     wait_registered(cl, "cli/phoenix")
     wait_registered(cl, "cli/orphan")
+    wait_registered(cl, "cli/orphan-serve")
+    members_reach(cl, "cli/orphan-group", 1)
     hw1 = ctl.spawn("hold", "--wait", "cli/lead", "--", "sleep", "30")
     wait_registered(cl, "cli/lead")
     hw2 = ctl.spawn("hold", "--wait", "cli/lead", "--", "sleep", "30")
     queue_reaches(cl, "cli/lead", 1)
     base = cl.call("stats")["subscriptions"]
-    wt = ctl.spawn("watch", "cli/")
+    wt = ctl.spawn("watch", "--no-reconnect", "cli/")
     eventually(lambda: cl.call("stats")["subscriptions"] == base + 1)
     base = cl.call("stats")["monitors"]
     m = ctl.spawn("monitor", "cli/phoenix")
@@ -2222,13 +2227,19 @@ def test_daemon_restart(ctl, cl, daemon, path):
     hu.signal(signal.SIGSTOP)
     stop_daemon(daemon, "the daemon")
     r = rv.finish()
-    check("recv exits 3 when the daemon goes away", r.rc == 3
+    check("recv --no-reconnect exits 3 when the daemon goes away", r.rc == 3
           and r.err.startswith("procregctl: "))
+    r = sv.finish()
+    check("serve --no-reconnect exits 3 when the daemon goes away",
+          r.rc == 3 and r.err.startswith("procregctl: "))
+    r = jn.finish()
+    check("join --no-reconnect exits 3 when the daemon goes away",
+          r.rc == 3 and r.err.startswith("procregctl: "))
     r = m.finish()
     check("monitor exits 3 when the daemon goes away", r.rc == 3)
     r = wt.finish()
-    check("watch exits 3 when the daemon goes away", r.rc == 3
-          and r.err.startswith("procregctl: "))
+    check("watch --no-reconnect exits 3 when the daemon goes away",
+          r.rc == 3 and r.err.startswith("procregctl: "))
     daemon, ok = start_daemon(path)
     check("a new daemon starts on the same socket", ok)
     cl = Client(path)
@@ -2281,6 +2292,100 @@ def test_daemon_restart(ctl, cl, daemon, path):
     r = h.finish()
     check("and still exits with CMD's status", r.rc == 143
           and "held again" in r.err)
+    cl.close()
+    return daemon
+
+
+def lines_until(bg, pred):
+    """bg's stdout lines up to the first that pred accepts (included);
+    None when its output ends or stops first."""
+    got = []
+    while True:
+        line = bg.readline()
+        if line is None:
+            return None
+        got.append(line)
+        if pred(line):
+            return got
+
+
+def test_reconnect(ctl, daemon, path):
+    """Issue 17: recv, serve, join and watch ride out a daemon restart.
+    recv and serve register NAME again and go on (taken meanwhile: exit
+    5), join joins again, watch prints SEQ restarted and the new daemon's
+    snapshot; each says on stderr that the daemon went away and is back."""
+    cl = Client(path)
+    rv = ctl.spawn("recv", "rc/recv")
+    rt = ctl.spawn("recv", "rc/taken")
+    sv = ctl.spawn("serve", "rc/serve", "--", "tr", "a-z", "A-Z")
+    jn = ctl.spawn("join", "rc/group")
+    for name in ("rc/recv", "rc/taken", "rc/serve"):
+        wait_registered(cl, name)
+    members_reach(cl, "rc/group", 1)
+    wt = ctl.spawn("watch", "rc/")
+    before = lines_until(wt, lambda l: " entry rc/taken " in l)
+    wj = ctl.spawn("--json", "watch", "rc/")
+    jbefore = lines_until(wj, lambda l: json.loads(l)["payload"]["name"]
+                          == "rc/taken")
+    check("watch prints the snapshot before the restart",
+          before is not None and len(before) == 3
+          and jbefore is not None and len(jbefore) == 3)
+    check("recv and join work before the restart",
+          ctl.run("send", "rc/recv", "one").rc == 0
+          and rv.readline() == "one"
+          and ctl.run("publish", "rc/group", "p1").rc == 0
+          and jn.readline() == "p1")
+    cl.close()
+    # Stopped across the restart, so that another takes its name first.
+    rt.signal(signal.SIGSTOP)
+    stop_daemon(daemon, "the daemon (issue 17)")
+    daemon, ok = start_daemon(path)
+    check("a new daemon starts on the same socket (issue 17)", ok)
+    cl = Client(path)
+    cl.call("register", "rc/taken")
+    rt.signal(signal.SIGCONT)
+    r = rt.finish()
+    check("a recv whose name another took while the daemon restarted "
+          "exits 5", r.rc == 5 and "rc/taken was taken meanwhile" in r.err)
+    e = wait_registered(cl, "rc/recv")
+    check("recv registers its name again on the new daemon",
+          e is not None and e["pid"] == rv.pid)
+    check("and prints a message sent after the restart",
+          ctl.run("send", "rc/recv", "two").rc == 0
+          and rv.readline() == "two")
+    e = wait_registered(cl, "rc/serve")
+    r = ctl.run("call", "rc/serve", "again")
+    check("serve registers its name again and answers calls",
+          e is not None and e["pid"] == sv.pid and r.rc == 0
+          and r.out == "AGAIN\n")
+    check("join joins again", members_reach(cl, "rc/group", 1))
+    r = ctl.run("publish", "rc/group", "p2")
+    check("and prints a publish after the restart", r.rc == 0
+          and jn.readline() == "p2")
+    cl.call("register", "rc/new")
+    after = lines_until(wt, lambda l: " registered rc/new " in l)
+    mark = [i for i, l in enumerate(after or []) if l.endswith(" restarted")]
+    names = " ".join(after[mark[0]:]) if mark else ""
+    check("watch prints SEQ restarted, then the new daemon's names",
+          after is not None and len(mark) == 1
+          and re.fullmatch(r"\d+ restarted", after[mark[0]]) is not None
+          and " rc/recv " in names and " rc/serve " in names
+          and " rc/taken " in names
+          and not any(" rc/recv " in l for l in after[:mark[0]]))
+    jafter = lines_until(wj, lambda l: json.loads(l)["kind"] == "registered"
+                         and json.loads(l)["payload"]["name"] == "rc/new")
+    kinds = [json.loads(l)["kind"] for l in jafter or []]
+    check("watch --json prints {\"seq\": SEQ, \"kind\": \"restarted\"}",
+          kinds.count("restarted") == 1 and set(json.loads(
+              jafter[kinds.index("restarted")])) == {"seq", "kind"})
+    for bg, what in ((rv, "recv"), (sv, "serve"), (jn, "join"),
+                     (wt, "watch"), (wj, "watch --json")):
+        bg.signal(signal.SIGTERM)
+        r = bg.finish()
+        check(f"{what} said the daemon went away and is back, and exits 0 "
+              "on SIGTERM", r.rc == 0 and "the daemon went away" in r.err
+              and "the daemon is back" in r.err)
+    cl.call("unregister", "rc/new")
     cl.close()
     return daemon
 
@@ -2605,6 +2710,7 @@ def main():
         test_values(ctl, path)
         test_watch_gap_overflow(tmp)
         daemon = test_daemon_restart(ctl, cl, daemon, path)
+        daemon = test_reconnect(ctl, daemon, path)
     finally:
         stop_daemon(daemon, "the last daemon")
         check("the socket file is removed", not os.path.exists(path))

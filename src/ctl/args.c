@@ -18,7 +18,7 @@ enum opt_id {
 	OPT_JSON_PAYLOAD, OPT_CONN, OPT_GEN, OPT_VALUE, OPT_JSON_VALUE,
 	OPT_WAIT, OPT_ALLOW_REPLACEMENT, OPT_REPLACE, OPT_NO_ECHO,
 	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT_GROUPS, OPT_SINCE,
-	OPT_KILL_AFTER, OPT_PID, OPT_UID, OPT__COUNT
+	OPT_KILL_AFTER, OPT_PID, OPT_UID, OPT_NO_RECONNECT, OPT__COUNT
 };
 
 /*
@@ -105,6 +105,15 @@ static const struct ctl_option options[] = {
 	    "process PID" },
 	{ OPT_UID, "uid", 0, "UID", C_LIST, "only the names held by user "
 	    "UID (a number)" },
+	{ OPT_NO_RECONNECT, "no-reconnect", 0, NULL, C_RECV | C_SERVE,
+	    "when the daemon goes away, exit 3 instead of waiting for it to "
+	    "come back and registering NAME again" },
+	{ OPT_NO_RECONNECT, "no-reconnect", 0, NULL, C_JOIN, "when the "
+	    "daemon goes away, exit 3 instead of waiting for it to come back "
+	    "and joining GROUP again" },
+	{ OPT_NO_RECONNECT, "no-reconnect", 0, NULL, C_WATCH, "when the "
+	    "daemon goes away, exit 3 instead of waiting for it to come back "
+	    "and resuming" },
 	{ OPT_KILL_AFTER, "kill-after", 0, "MS", C_HOLD | C_SERVE, "when "
 	    "CMD's process group is told to end (SIGTERM, or a signal passed "
 	    "on), SIGKILL what is left of it MS later (default 5000; 0: at "
@@ -188,7 +197,7 @@ static const struct command commands[] = {
 	    "while the old CMD stops, for the time its SIGTERM takes (at most "
 	    "--kill-after).  Options go before CMD: everything after NAME is "
 	    "CMD's." },
-	{ "serve", run_serve, C_SERVE, 2, -1, false, "NAME [--] CMD [ARGS...]",
+	{ "serve", run_serve, C_SERVE, 2, -1, true, "NAME [--] CMD [ARGS...]",
 	    "hold NAME and answer each call by running CMD",
 	    "Register NAME and answer each call to it by running CMD with the "
 	    "call's payload on its standard input (a str as it is, anything "
@@ -203,27 +212,40 @@ static const struct command commands[] = {
 	    "process group of its own, as hold's does, and ends with all it "
 	    "started.  Runs until --count calls were answered, or SIGINT or "
 	    "SIGTERM (exit 0; a CMD running then gets SIGTERM, SIGKILL after "
-	    "--kill-after, and its caller gets down).  Exit 1 when NAME is "
-	    "taken, 3 when the daemon goes away, 5 when NAME is lost (an "
-	    "administrator evicted it; a CMD running then is stopped the same "
-	    "way).  Options go before CMD: everything after NAME is CMD's." },
-	{ "recv", msg_recv, C_RECV, 1, 1, false, "NAME",
+	    "--kill-after, and its caller gets down).  If the daemon goes "
+	    "away, serve says so on stderr, waits for it to come back, "
+	    "registers NAME again and serves on (the calls pending then ended "
+	    "with the old daemon; a CMD running for one is not answered); "
+	    "with --no-reconnect it exits 3 instead.  Exit 1 when NAME is "
+	    "taken, 5 when NAME is lost (an administrator evicted it, or "
+	    "someone else registered it while the daemon restarted; a CMD "
+	    "running then is stopped the same way).  Options go before CMD: "
+	    "everything after NAME is CMD's." },
+	{ "recv", msg_recv, C_RECV, 1, 1, true, "NAME",
 	    "hold NAME and print the messages sent to it",
 	    "Register NAME and print each message sent to it, one per line: a "
 	    "str with backslash, newline, carriage return and the other "
 	    "control characters but tab escaped (\\\\, \\n, \\r, \\xNN), "
 	    "anything else as JSON.  With --json each line is "
 	    "{\"name\": ..., \"sender\": CONN, \"payload\": JSON}.  Runs "
-	    "until --count messages came, or SIGINT or SIGTERM (exit 0).  Exit "
-	    "1 when NAME is taken." },
-	{ "join", groups_join, C_JOIN, 1, 2, false, "GROUP [VALUE]",
+	    "until --count messages came, or SIGINT or SIGTERM (exit 0).  If "
+	    "the daemon goes away, recv says so on stderr, waits for it to "
+	    "come back and registers NAME again (messages sent meanwhile are "
+	    "lost); with --no-reconnect it exits 3 instead.  Exit 1 when NAME "
+	    "is taken, 5 when someone else registered it while the daemon "
+	    "restarted." },
+	{ "join", groups_join, C_JOIN, 1, 2, true, "GROUP [VALUE]",
 	    "join GROUP and print what is published to it",
 	    "Join GROUP (with VALUE, a str or with --json-value JSON; default: "
 	    "no value) and print each payload published to it, one per line, "
 	    "as recv prints messages.  With --json each line is "
 	    "{\"group\": ..., \"sender\": CONN, \"payload\": JSON}.  The "
 	    "membership lasts until --count publishes came, or SIGINT or "
-	    "SIGTERM (exit 0).  Exit 1 when GROUP is forbidden to you." },
+	    "SIGTERM (exit 0).  If the daemon goes away, join says so on "
+	    "stderr, waits for it to come back and joins GROUP again "
+	    "(publishes meanwhile are lost); with --no-reconnect it exits 3 "
+	    "instead.  Exit 1 when GROUP is forbidden to you (also by a new "
+	    "daemon)." },
 	{ "members", groups_members, C_MEMBERS, 1, 1, false, "GROUP",
 	    "list the members of GROUP",
 	    "Print a table of the members of GROUP, in the order they joined: "
@@ -246,8 +268,11 @@ static const struct command commands[] = {
 	    "exit 0; a hand-over to a waiter of the name ends it too, with the "
 	    "old holder's reason.  When NAME is not registered, print noproc "
 	    "and exit 1.  With --conn, NAME is a connection id: wait until "
-	    "that connection goes away (disconnected)." },
-	{ "watch", events_watch, C_WATCH, 0, 1, false, "[PREFIX]",
+	    "that connection goes away (disconnected).  Exit 3 when the "
+	    "daemon goes away: the registration ended with it (a stopping "
+	    "daemon sends no down), and a new daemon's NAME, if any, is "
+	    "another registration." },
+	{ "watch", events_watch, C_WATCH, 0, 1, true, "[PREFIX]",
 	    "print the names under PREFIX, then each change",
 	    "Subscribe to the names that start with PREFIX (all without one) "
 	    "and print, one line each: first the snapshot, SEQ entry NAME "
@@ -265,8 +290,14 @@ static const struct command commands[] = {
 	    "lost).  With --json each line is {\"seq\": SEQ, \"kind\": KIND, "
 	    "\"payload\": ...}: the entry or member, [NAME, REASON] for "
 	    "unregistered, and {\"seq\": SEQ, \"kind\": \"gap\", \"since\": "
-	    "SEQ} for a gap.  Runs until SIGINT or SIGTERM (exit 0); exit 3 "
-	    "when the daemon goes away." },
+	    "SEQ} for a gap.  If the daemon goes away, watch says so on "
+	    "stderr and waits for it to come back: the same daemon, and it "
+	    "resumes after the last change it printed; a new daemon (its "
+	    "names are new, its SEQs start anew), and it prints the line SEQ "
+	    "restarted ({\"seq\": SEQ, \"kind\": \"restarted\"}), SEQ "
+	    "the new daemon's, and the new daemon's snapshot; the names "
+	    "printed before are gone.  With --no-reconnect it exits 3 "
+	    "instead.  Runs until SIGINT or SIGTERM (exit 0)." },
 	{ "keys", names_keys, C_KEYS, 1, 1, false, "CONN",
 	    "show the names and groups of a connection",
 	    "Print the names that connection CONN holds and the groups it is "
@@ -383,8 +414,8 @@ args_usage(FILE *f)
 	    "  3    cannot reach the daemon, or the connection was lost\n"
 	    "  4    any other error (protocol error, limit, too large, "
 	    "timeout, ...)\n"
-	    "  5    hold, serve: NAME was lost (evicted, replaced, or taken at "
-	    "a restart)\n"
+	    "  5    hold, serve, recv: NAME lost (evicted, replaced, or taken "
+	    "at a restart)\n"
 	    "  hold exits with CMD's status (128+N if signal N killed it), 1 "
 	    "when NAME\n  is taken, 127 when CMD cannot be run.\n", f);
 }
@@ -532,6 +563,9 @@ args_apply(struct ctl *c, enum opt_id id)
 			return args_error(c, "--uid: expected a user id (a "
 			    "number)");
 		c->uid = (int64_t)v;
+		break;
+	case OPT_NO_RECONNECT:
+		c->no_reconnect = true;
 		break;
 	case OPT_KILL_AFTER:
 		if (!args_num(optarg, 0, INT_MAX, &c->kill_after_ms))

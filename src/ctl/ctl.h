@@ -27,7 +27,8 @@ enum {
 	EXIT_USAGE = 2,
 	EXIT_UNREACHABLE = 3,	/* cannot connect, or the connection was lost */
 	EXIT_ERROR = 4,		/* anything else */
-	EXIT_LOST = 5,		/* hold, serve: the name was taken from us */
+	EXIT_LOST = 5,		/* hold, serve, recv: the name was taken
+				   from us */
 	EXIT_NOEXEC = 127	/* hold: the command cannot be run */
 };
 
@@ -35,6 +36,9 @@ enum {
  * (--kill-after).  Enough for a service to shut down cleanly, short
  * enough that a lost name's old holder does not linger. */
 #define KILL_AFTER_MS	5000
+
+/* How often a command retries a lost daemon connection, ms. */
+#define WAIT_RETRY_MS	100
 
 /* Which commands take an option: one bit per command, C_TOP before one. */
 enum {
@@ -86,6 +90,9 @@ struct ctl {
 	uint64_t		 since;
 	int64_t			 pid;		/* list --pid; 0: any */
 	int64_t			 uid;		/* list --uid; -1: any */
+	bool			 no_reconnect;	/* --no-reconnect */
+	bool			 reconnect;	/* auto_reconnect: the command's,
+						   unless --no-reconnect */
 	char			**args;		/* the operands */
 	int			 nargs;
 	procreg_t		*p;
@@ -112,9 +119,9 @@ struct guard {
 };
 
 /*
- * A command that waits: hold, recv, join, monitor, watch.  Notifications
- * reach on_event; signals (read from sigfd) reach on_signal.  The loop
- * ends when done is set.
+ * A command that waits: hold, recv, join, monitor, watch (and serve, for
+ * what a reconnect tells).  Notifications reach on_event; signals (read
+ * from sigfd) reach on_signal.  The loop ends when done is set.
  */
 struct waiter {
 	struct ctl	*c;
@@ -125,9 +132,13 @@ struct waiter {
 			    const struct procreg_event *);
 	const char	*name;
 	struct guard	 g;		/* hold: CMD's; pid 0: none yet */
-	bool		 connected;	/* hold */
+	bool		 connected;	/* the daemon was there when last
+					   looked at (auto_reconnect) */
+	bool		 reconnected;	/* watch: the overflow to come is
+					   the reconnect's, not ours */
 	bool		 waiting;	/* hold --wait: queued for the name */
-	bool		 lost;		/* hold: the name was taken from us */
+	bool		 lost;		/* hold, serve, recv: the name was
+					   taken from us */
 	struct procreg_subscribe_opts sopts;	/* watch */
 	uint64_t	 sub;		/* watch: its subscription */
 	uint64_t	 ref;		/* monitor */
@@ -197,6 +208,9 @@ bool		 guard_reap(struct guard *, bool, int *);
 /* wait.c: waiting for notifications and signals. */
 int		 wait_signals(const int *, size_t, sigset_t *);
 int		 wait_loop(struct waiter *);
+void		 wait_went_away(struct waiter *);
+void		 wait_reconnected(procreg_t *, int, const char *const *, size_t,
+		    void *);
 void		 wait_stop(struct waiter *, const struct signalfd_siginfo *);
 
 /* names.c: whereis, await, list, keys, queue. */

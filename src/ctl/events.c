@@ -55,11 +55,14 @@ events_json(uint64_t seq, const char *kind, json_t *payload)
 
 /*
  * Subscribe (again, after an overflow, with since) and print what the
- * result shows: the snapshot, after a gap marker when since was given.
- * An exit status, or -1 to go on.
+ * result shows: the snapshot, after a gap marker when since was given,
+ * or after a restarted marker when a new daemon replaced the one the
+ * lines so far came from (restarted).  The markers carry the new
+ * subscription's seq, so that the last SEQ printed is always one for
+ * --since.  An exit status, or -1 to go on.
  */
 static int
-events_subscribe(struct waiter *w)
+events_subscribe(struct waiter *w, bool restarted)
 {
 	struct ctl *c = w->c;
 	struct procreg_subscription s;
@@ -71,7 +74,14 @@ events_subscribe(struct waiter *w)
 	if (r != PROCREG_OK)
 		return out_report(c, r, NULL);
 	w->sub = s.sub;
-	if (s.gap) {
+	if (restarted) {
+		if (c->json)
+			ok = out_json(json_pack("{s:I, s:s}", "seq",
+			    (json_int_t)s.seq, "kind", "restarted"), 0);
+		else
+			ok = printf("%" PRIu64 " restarted\n", s.seq) > 0 &&
+			    fflush(stdout) == 0;
+	} else if (s.gap) {
 		if (c->json)
 			ok = out_json(json_pack("{s:I, s:s, s:I}", "seq",
 			    (json_int_t)s.seq, "kind", "gap", "since",
@@ -92,7 +102,12 @@ events_subscribe(struct waiter *w)
 	return ok ? -1 : EXIT_ERROR;
 }
 
-/* watch: print a change; after an overflow, resume where it stopped. */
+/*
+ * watch: print a change.  After an overflow (we fell behind, or the
+ * connection to the same daemon was lost and is back) resume where it
+ * stopped; after a restart (a new daemon, whose seqs start anew, and
+ * whose names are not the old one's) subscribe afresh, the marker first.
+ */
 static void
 events_change(struct waiter *w, const struct procreg_event *ev)
 {
@@ -103,11 +118,27 @@ events_change(struct waiter *w, const struct procreg_event *ev)
 	if (w->done || ev->sub != w->sub)
 		return;
 	if (ev->kind == PROCREG_EV_OVERFLOW) {
-		fprintf(stderr, "procregctl: watch fell behind after event "
-		    "%" PRIu64 "; resuming\n", ev->seq);
+		if (w->reconnected)
+			fprintf(stderr, "procregctl: the same daemon: "
+			    "resuming after event %" PRIu64 "\n", ev->seq);
+		else
+			fprintf(stderr, "procregctl: watch fell behind after "
+			    "event %" PRIu64 "; resuming\n", ev->seq);
+		w->reconnected = false;
 		w->sopts.has_since = true;
 		w->sopts.since = ev->seq;
-		if ((r = events_subscribe(w)) >= 0) {
+		if ((r = events_subscribe(w, false)) >= 0) {
+			w->done = true;
+			w->exit = r;
+		}
+		return;
+	}
+	if (ev->kind == PROCREG_EV_RESTARTED) {
+		fprintf(stderr, "procregctl: a new daemon: the names so far "
+		    "are gone; a new snapshot follows\n");
+		w->sopts.has_since = false;
+		w->reconnected = false;
+		if ((r = events_subscribe(w, true)) >= 0) {
 			w->done = true;
 			w->exit = r;
 		}
@@ -141,17 +172,20 @@ int
 events_watch(struct ctl *c)
 {
 	static const int sigs[] = { SIGINT, SIGTERM };
+	struct procreg_callbacks cb = { NULL, wait_reconnected };
 	struct waiter w = { .c = c, .on_signal = wait_stop,
-	    .on_event = events_change, .name = c->nargs ? c->args[0] : "" };
+	    .on_event = events_change, .name = c->nargs ? c->args[0] : "",
+	    .connected = true };
 	int r;
 
+	procreg_set_callbacks(c->p, &cb, &w);
 	w.sopts.groups = c->groups;
 	w.sopts.has_since = c->has_since;
 	w.sopts.since = c->since;
 	if ((w.sigfd = wait_signals(sigs, sizeof(sigs) / sizeof(sigs[0]),
 	    NULL)) < 0)
 		return EXIT_ERROR;
-	if ((r = events_subscribe(&w)) < 0)
+	if ((r = events_subscribe(&w, false)) < 0)
 		r = wait_loop(&w);
 	close(w.sigfd);
 	return r;

@@ -8,18 +8,22 @@
 
 #include "ctl.h"
 
-/* join GROUP [VALUE]: be a member and print what is published to it. */
+/* join GROUP [VALUE]: be a member and print what is published to it;
+ * after a daemon restart, a member again (auto_reconnect). */
 int
 groups_join(struct ctl *c)
 {
 	static const int sigs[] = { SIGINT, SIGTERM };
+	struct procreg_callbacks cb = { NULL, wait_reconnected };
 	struct waiter w = { .c = c, .on_signal = wait_stop,
-	    .on_event = msg_recv_event, .name = c->args[0] };
+	    .on_event = msg_recv_event, .name = c->args[0],
+	    .connected = true };
 	msgpack_sbuffer sb;
 	int r;
 
 	if (!args_check_name(c, w.name))
 		return EXIT_USAGE;
+	procreg_set_callbacks(c->p, &cb, &w);
 	if (c->json_value && c->nargs < 2)
 		return args_error(c, "--json-value needs VALUE");
 	msgpack_sbuffer_init(&sb);

@@ -182,17 +182,21 @@ msg_recv_event(struct waiter *w, const struct procreg_event *ev)
 		w->done = true;
 }
 
-/* recv NAME: hold NAME and print what is sent to it. */
+/* recv NAME: hold NAME and print what is sent to it; after a daemon
+ * restart, NAME is registered again (auto_reconnect). */
 int
 msg_recv(struct ctl *c)
 {
 	static const int sigs[] = { SIGINT, SIGTERM };
+	struct procreg_callbacks cb = { NULL, wait_reconnected };
 	struct waiter w = { .c = c, .on_signal = wait_stop,
-	    .on_event = msg_recv_event, .name = c->args[0] };
+	    .on_event = msg_recv_event, .name = c->args[0],
+	    .connected = true };
 	int r;
 
 	if (!args_check_name(c, w.name))
 		return EXIT_USAGE;
+	procreg_set_callbacks(c->p, &cb, &w);
 	if ((w.sigfd = wait_signals(sigs, sizeof(sigs) / sizeof(sigs[0]),
 	    NULL)) < 0)
 		return EXIT_ERROR;

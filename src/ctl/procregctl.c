@@ -24,7 +24,7 @@ ctl_connect(struct ctl *c)
 	 */
 	struct procreg_options o = { .path = c->socket, .label = NULL,
 	    .timeout_ms = c->cmd->bit & (C_CALL | C_AWAIT) ? 0 : c->timeout_ms,
-	    .auto_reconnect = c->cmd->reconnect };
+	    .auto_reconnect = c->reconnect };
 	char label[64];
 	int r;
 
@@ -81,8 +81,11 @@ main(int argc, char **argv)
 		    c.args[c.cmd->max_args]);
 	else if (c.cmd->bit == C_HELP)
 		r = c.cmd->run(&c);
-	else if ((r = ctl_connect(&c)) == EXIT_SUCCESS)
-		r = c.cmd->run(&c);
+	else {
+		c.reconnect = c.cmd->reconnect && !c.no_reconnect;
+		if ((r = ctl_connect(&c)) == EXIT_SUCCESS)
+			r = c.cmd->run(&c);
+	}
 out:
 	procreg_free(c.p);
 	free(c.args);

@@ -479,15 +479,36 @@ run_callq_free(struct callq *q)
 }
 
 /*
+ * serve: a status from the connection.  With auto_reconnect a lost
+ * connection is no failure: the loop waits for it to come back (the next
+ * procreg_next_event retries), and the calls it had ended with the old
+ * daemon.  PROCREG_OK for that, else r.
+ */
+static int
+run_serve_status(struct waiter *w, int r)
+{
+	if (r != PROCREG_OK && w->c->reconnect && (r == PROCREG_E_CLOSED ||
+	    r == PROCREG_E_CONNECT || procreg_fd(w->c->p) < 0)) {
+		wait_went_away(w);
+		return PROCREG_OK;
+	}
+	return r;
+}
+
+/*
  * serve NAME CMD...: answer each call to NAME by running CMD.  Every
  * notification is taken as it comes, calls into a queue of our own, so
  * that a lost NAME stops a CMD that is running (no other holder must be
- * answered beside).
+ * answered beside).  After a daemon restart NAME is registered again
+ * (auto_reconnect); taken meanwhile, it is lost.
  */
 int
 run_serve(struct ctl *c)
 {
 	static const int sigs[] = { SIGCHLD, SIGINT, SIGTERM };
+	struct procreg_callbacks cb = { NULL, wait_reconnected };
+	struct waiter w = { .c = c, .sigfd = -1, .name = c->args[0],
+	    .connected = true };
 	struct procreg_hello h;
 	struct procreg_event *ev;
 	struct callq q = { 0 };
@@ -495,7 +516,7 @@ run_serve(struct ctl *c)
 	sigset_t old;
 	size_t output_max;
 	uint64_t served = 0;
-	bool stopping = false, daemon_error = false, lost = false;
+	bool stopping = false, daemon_error = false;
 	char why[256];
 	int sigfd, r = PROCREG_OK, ex = EXIT_SUCCESS;
 
@@ -507,6 +528,7 @@ run_serve(struct ctl *c)
 	output_max = h.max_message > 2048 ? h.max_message - 1024 : 1024;
 	if ((ex = names_register(c, c->args[0], NULL, 0)) != EXIT_SUCCESS)
 		return ex;
+	procreg_set_callbacks(c->p, &cb, &w);
 	run_std_fds_open();
 	signal(SIGPIPE, SIG_IGN);	/* a CMD that does not read stdin */
 	if ((sigfd = wait_signals(sigs, sizeof(sigs) / sizeof(sigs[0]),
@@ -519,7 +541,7 @@ run_serve(struct ctl *c)
 		struct signalfd_siginfo si;
 		int n = 0, timeout = -1;
 
-		while (r == PROCREG_OK && !lost &&
+		while (r == PROCREG_OK && !w.lost &&
 		    (r = procreg_next_event(c->p, 0, &ev)) == PROCREG_OK) {
 			if (ev->kind == PROCREG_EV_ERROR) {
 				fprintf(stderr, "procregctl: the daemon reports "
@@ -530,7 +552,7 @@ run_serve(struct ctl *c)
 				fprintf(stderr, "procregctl: lost %s (%s)%s\n",
 				    ev->name, ev->reason, j.g.pid != 0 ?
 				    ": stopping CMD" : "");
-				lost = true;
+				w.lost = true;
 			} else if (ev->kind == PROCREG_EV_CALL &&
 			    run_callq_push(&q, ev))
 				continue;	/* the queue's now */
@@ -544,7 +566,7 @@ run_serve(struct ctl *c)
 		}
 		if (r == PROCREG_E_TIMEOUT)
 			r = PROCREG_OK;
-		if (r != PROCREG_OK || lost)
+		if ((r = run_serve_status(&w, r)) != PROCREG_OK || w.lost)
 			break;
 		/* Idle: take the next call, in the order they came. */
 		while (j.g.pid == 0 && r == PROCREG_OK &&
@@ -557,6 +579,7 @@ run_serve(struct ctl *c)
 				    "failed", why);
 				if (r == PROCREG_E_NOT_FOUND)
 					r = PROCREG_OK;
+				r = run_serve_status(&w, r);
 				served++;
 			}
 			procreg_event_free(ev);
@@ -566,6 +589,7 @@ run_serve(struct ctl *c)
 		if (j.g.pid == 0 && c->count > 0 && served >= c->count)
 			break;
 		pfd[n++] = (struct pollfd){ sigfd, POLLIN, 0 };
+		/* Disconnected (-1, which poll skips): retry in a while. */
 		pfd[n++] = (struct pollfd){ procreg_fd(c->p), POLLIN, 0 };
 		if (j.in >= 0)
 			pfd[n++] = (struct pollfd){ j.in, POLLOUT, 0 };
@@ -578,6 +602,9 @@ run_serve(struct ctl *c)
 
 			timeout = left > 0 ? (int)left : 0;
 		}
+		if (procreg_fd(c->p) < 0 && (timeout < 0 ||
+		    timeout > WAIT_RETRY_MS))
+			timeout = WAIT_RETRY_MS;
 		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
 			fprintf(stderr, "procregctl: poll: %s\n",
 			    strerror(errno));
@@ -613,7 +640,8 @@ run_serve(struct ctl *c)
 				run_job_read(&j, &j.out);
 			if (j.err >= 0)
 				run_job_read(&j, &j.err);
-			r = run_job_reply(c->p, &j, c->max_time_ms);
+			r = run_serve_status(&w, run_job_reply(c->p, &j,
+			    c->max_time_ms));
 			served++;
 			run_job_free(&j);
 			if (r != PROCREG_OK)
@@ -631,7 +659,7 @@ run_serve(struct ctl *c)
 	close(sigfd);
 	if (ex != EXIT_SUCCESS)
 		return ex;
-	if (lost)
+	if (w.lost)
 		return EXIT_LOST;
 	if (r != PROCREG_OK) {
 		ex = out_report(c, r, c->args[0]);

@@ -1,7 +1,7 @@
 /*
  * wait.c: the loop of the commands that wait (hold, recv, join, monitor,
  * watch): notifications, signals through a signalfd, the guardian's
- * messages, and a lost connection.
+ * messages, and a lost connection, ridden out or not (--no-reconnect).
  */
 #include <errno.h>
 #include <poll.h>
@@ -9,9 +9,6 @@
 #include <unistd.h>
 
 #include "ctl.h"
-
-/* How often a hold retries a lost daemon connection, ms. */
-#define RETRY_MS	100
 
 /* Block sigs and open a signalfd for them; -1 (reported) on failure. */
 int
@@ -69,9 +66,68 @@ wait_dispatch(struct waiter *w)
 }
 
 /*
- * Wait, without spinning, until w->done.  A hold (auto_reconnect) rides
- * out a lost connection, retrying every RETRY_MS; the others end with
- * exit 3 (4 when the daemon said why it closed it).
+ * The connection was lost (auto_reconnect): say so once, until it is
+ * back.  hold says what it means for NAME; the others that they wait.
+ */
+void
+wait_went_away(struct waiter *w)
+{
+	if (!w->connected)
+		return;
+	w->connected = false;
+	if (w->c->cmd->bit == C_HOLD)
+		fprintf(stderr, "procregctl: lost the daemon (%s); %s is not "
+		    "held until it is back\n", procreg_errmsg(w->c->p),
+		    w->name);
+	else
+		fprintf(stderr, "procregctl: the daemon went away (%s); "
+		    "reconnecting...\n", procreg_errmsg(w->c->p));
+}
+
+/*
+ * recv, serve, join, watch (on_reconnect, arg the waiter): the
+ * connection is back, with NAME registered (GROUP joined) again unless
+ * lost lists it.  A name another took meanwhile ends recv and serve with
+ * EXIT_LOST, as hold's does; a group the new daemon refuses ends join
+ * with EXIT_NO.  watch resumes on the subscription's own event.
+ */
+void
+wait_reconnected(procreg_t *p, int fd, const char *const *lost,
+    size_t nlost, void *arg)
+{
+	struct waiter *w = arg;
+	unsigned bit = w->c->cmd->bit;
+
+	(void)p;
+	(void)fd;
+	/* Lost and back within one call: the loss was not seen yet. */
+	wait_went_away(w);
+	w->connected = true;
+	w->reconnected = true;
+	if (nlost > 0 && bit == C_JOIN) {
+		fprintf(stderr, "procregctl: the daemon is back, but %s could "
+		    "not be joined again\n", lost[0]);
+		w->done = true;
+		w->exit = EXIT_NO;
+	} else if (nlost > 0) {
+		fprintf(stderr, "procregctl: the daemon is back, but %s was "
+		    "taken meanwhile\n", lost[0]);
+		w->lost = true;
+		w->done = true;
+		w->exit = EXIT_LOST;
+	} else if (bit == C_WATCH)
+		fprintf(stderr, "procregctl: the daemon is back\n");
+	else
+		fprintf(stderr, "procregctl: the daemon is back; %s is %s "
+		    "again\n", w->name, bit == C_JOIN ? "joined" :
+		    "registered");
+}
+
+/*
+ * Wait, without spinning, until w->done.  With auto_reconnect (hold, and
+ * recv, join, watch without --no-reconnect) a lost connection is ridden
+ * out, retried every WAIT_RETRY_MS; otherwise it ends with exit 3 (4 when the
+ * daemon said why it closed it).
  */
 int
 wait_loop(struct waiter *w)
@@ -83,18 +139,13 @@ wait_loop(struct waiter *w)
 		struct pollfd pfd[3];
 		int fd, n = 0, gi = -1;
 
-		if ((r = wait_dispatch(w)) != PROCREG_OK &&
-		    !w->c->cmd->reconnect) {
+		if ((r = wait_dispatch(w)) != PROCREG_OK && !w->c->reconnect) {
 			return out_error(w->c, w->daemon_error ? EXIT_ERROR :
 			    out_status_exit(r), out_code(r), NULL, "%s: %s",
 			    procreg_strstatus(r), procreg_errmsg(p));
 		}
-		if ((fd = procreg_fd(p)) < 0 && w->connected) {
-			fprintf(stderr, "procregctl: lost the daemon (%s); "
-			    "%s is not held until it is back\n",
-			    procreg_errmsg(p), w->name);
-			w->connected = false;
-		}
+		if ((fd = procreg_fd(p)) < 0)
+			wait_went_away(w);
 		if (w->done)
 			break;
 		if (w->sigfd >= 0)
@@ -105,8 +156,8 @@ wait_loop(struct waiter *w)
 			gi = n;
 			pfd[n++] = (struct pollfd){ w->g.fd, POLLIN, 0 };
 		}
-		/* Disconnected (hold only): dispatch retries in RETRY_MS. */
-		if (poll(pfd, (nfds_t)n, fd >= 0 ? -1 : RETRY_MS) < 0 &&
+		/* Disconnected: dispatch retries in WAIT_RETRY_MS. */
+		if (poll(pfd, (nfds_t)n, fd >= 0 ? -1 : WAIT_RETRY_MS) < 0 &&
 		    errno != EINTR) {
 			fprintf(stderr, "procregctl: poll: %s\n",
 			    strerror(errno));
