@@ -1,18 +1,24 @@
 #!/usr/bin/python3
 """The Python client package (src/python/procreg) against the real daemon.
 
-Starts procregd on a private socket and runs every protocol method through
-the synchronous and the asyncio clients; checks that errors map to their
-exception classes, that a monitor sees a kill -9 of a child holding a
-name, that auto-reconnect restores names (with options and values), groups
-and monitors across a daemon restart, 1,000 concurrent asyncio calls, the
-serve decorator, hold as a context manager, subscriptions with since, the
-room example, and that a fake daemon sending garbage, nothing, or an
-oversized declared length never hangs the client.  Every wait is bounded;
-nothing is timed."""
+unittest: each TestCase class starts its own procregd ($PROCREGD, default
+../procregd) on a private socket, waits until it accepts, and stops it when
+the class ends, also on failure, checking that it exits 0 on SIGTERM (under
+tests/valgrind-procregd.sh that is where a leak or invalid access shows).
+The classes run every protocol method through the synchronous and the
+asyncio clients; check that errors map to their exception classes, that a
+monitor sees a kill -9 of a child holding a name, that auto-reconnect
+restores names (with options and values), groups and monitors across a
+daemon restart (those classes have their own daemon), 1,000 concurrent
+asyncio calls, the serve decorator, hold as a context manager,
+subscriptions with since, the room example, and that a fake daemon sending
+garbage, nothing, or an oversized declared length never hangs either
+client.  Every wait is bounded; nothing waits for time to order events."""
 import asyncio
 import os
 import pydoc
+import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +26,8 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
+from unittest import mock
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYSRC = os.path.join(HERE, "..", "src", "python")
@@ -30,16 +38,10 @@ from procreg import errors  # noqa: E402
 
 DAEMON = os.environ.get("PROCREGD", os.path.join(HERE, "..", "procregd"))
 WAIT = 10.0
-results = {"passed": 0, "failed": 0}
-
-
-def check(what, cond):
-    results["passed" if cond else "failed"] += 1
-    print(("ok     " if cond else "FAILED ") + what, flush=True)
-    return cond
 
 
 def eventually(pred, timeout=WAIT):
+    """Polls pred until it is true or timeout passes; returns its value."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
@@ -48,15 +50,24 @@ def eventually(pred, timeout=WAIT):
         time.sleep(0.02)
 
 
-def raises(exc, fn, *args, **kw):
-    try:
-        fn(*args, **kw)
-    except exc as e:
-        return e
-    except Exception as e:  # the wrong one
-        print("       (raised %r)" % (e,))
-        return None
-    return None
+def readline_within(pipe, timeout=WAIT):
+    """A line from a child's stdout, or b"" if none comes within timeout."""
+    ready, _, _ = select.select([pipe], [], [], timeout)
+    return pipe.readline() if ready else b""
+
+
+def events_until(client, done, timeout=WAIT):
+    """The sync client's events until done(events) holds or timeout."""
+    evs = []
+    deadline = time.monotonic() + timeout
+    while not done(evs):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ev = client.next_event(min(left, 0.5))
+        if ev is not None:
+            evs.append(ev)
+    return evs
 
 
 class Daemon:
@@ -69,430 +80,671 @@ class Daemon:
                                      stderr=subprocess.DEVNULL)
 
         def accepting():
+            if self.proc.poll() is not None:
+                return "exited"       # no use waiting longer
             s = socket.socket(socket.AF_UNIX)
             try:
                 s.connect(self.path)
-                return True
+                return "accepting"
             except OSError:
-                return False
+                return None
             finally:
                 s.close()
-        return eventually(accepting)
+        return eventually(accepting) == "accepting"
 
     def stop(self):
+        """SIGTERM; the exit status, or None if it was not running."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                return self.proc.wait(timeout=10)
+                return self.proc.wait(timeout=WAIT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                return self.proc.wait()
+                self.proc.wait()
+                return "killed after %gs" % WAIT
         return None
 
 
-def sync_methods(path):
-    a = procreg.connect(path, label="py-a")
-    b = procreg.connect(path, timeout=5)
-    check("hello: server, protocol 2, our conn id",
-          a.server.server == "procreg" and a.server.protocol == 2
-          and a.conn > 0 and a.hello("again").conn == a.conn)
-    e = a.register("svc/a", {"port": 1})
-    check("register returns an Entry dataclass", isinstance(e, procreg.Entry)
-          and e.value == {"port": 1} and e.pid == os.getpid())
-    check("whereis finds it, and None for a free name",
-          b.whereis("svc/a") == e and b.whereis("svc/none") is None)
-    check("register: Taken", raises(procreg.Taken, b.register, "svc/a")
-          is not None)
-    check("register: BadRequest for an empty name",
-          raises(procreg.BadRequest, a.register, "") is not None)
-    check("unregister: NotOwner", raises(procreg.NotOwner, b.unregister,
-                                         "svc/a") is not None)
-    check("unregister: Stale with another gen",
-          raises(procreg.Stale, a.unregister, "svc/a", e.gen + 99) is not None)
-    check("unregister: NotFound", raises(procreg.NotFound, a.unregister,
-                                         "svc/none") is not None)
-    check("send is accepted", b.send("svc/a", [1, "two"]) is True)
-    ev = a.next_event(WAIT)
-    check("the owner gets a Message", isinstance(ev, procreg.Message)
-          and ev.target == "svc/a" and ev.sender == b.conn
-          and ev.payload == [1, "two"])
-    check("send with a stale gen: Stale",
-          raises(procreg.Stale, b.send, "svc/a", 1, e.gen + 1) is not None)
-    b.send(a.conn, "by conn")
-    ev = a.next_event(WAIT)
-    check("send to a connection id", isinstance(ev, procreg.Message)
-          and ev.target == a.conn and ev.payload == "by conn")
-    u = a.update("svc/a", "v2", e.gen)
-    check("update keeps since and gen", u.value == "v2" and u.gen == e.gen
-          and u.since == e.since)
-    check("unregister with the right gen", a.unregister("svc/a", e.gen))
-    # Monitors.
-    e = a.register("svc/m")
-    ref = b.monitor("svc/m")
-    ref2 = b.monitor("svc/m")
-    check("demonitor: True, then False", b.demonitor(ref2) is True
-          and b.demonitor(ref2) is False)
-    a.unregister("svc/m")
-    ev = b.next_event(WAIT)
-    check("down: unregistered", isinstance(ev, procreg.Down)
-          and ev.ref == ref and ev.reason == "unregistered")
-    ref = b.monitor("svc/ghost")
-    ev = b.next_event(WAIT)
-    check("down: noproc at once", ev == procreg.Down(ref, "svc/ghost",
-                                                     "noproc"))
-    # await, queue, replacement.
-    check("await_name 0 on a free name: CallTimeout",
-          raises(procreg.CallTimeout, b.await_name, "svc/later", 0)
-          is not None)
-    a.register("svc/later", 7)
-    check("await_name of a registered name: its entry",
-          b.await_name("svc/later", 1).value == 7)
-    q = b.register("svc/later", "b", queue=True)
-    check("register queue=True: Queued(position 1)", q ==
-          procreg.Queued("svc/later", 1) and a.queue("svc/later") == [b.conn])
-    a.unregister("svc/later")
-    ev = b.next_event(WAIT)
-    check("the waiter gets Acquired with its value",
-          isinstance(ev, procreg.Acquired) and ev.entry.conn == b.conn
-          and ev.entry.value == "b")
-    b.register("svc/prim", "b", allow_replacement=True)
-    ne = a.register("svc/prim", "a", replace=True)
-    ev = b.next_event(WAIT)
-    check("replace takes it; the old owner gets Lost(replaced)",
-          ne.conn == a.conn and ev == procreg.Lost("svc/prim", "replaced"))
-    # Groups.
-    m = a.join("grp/x", "alice")
-    check("join: a Member", isinstance(m, procreg.Member)
-          and m.group == "grp/x" and m.value == "alice")
-    b.join("grp/x")
-    check("join twice: Taken", raises(procreg.Taken, b.join, "grp/x")
-          is not None)
-    check("members in join order", [x.conn for x in a.members("grp/x")]
-          == [a.conn, b.conn])
-    r = a.publish("grp/x", "hi", echo=False)
-    ev = b.next_event(WAIT)
-    check("publish: delivered 1 without echo, the member gets Publish",
-          r.delivered == 1 and r.busy == [] and ev ==
-          procreg.Publish("grp/x", a.conn, "hi") and a.next_event(0) is None)
-    check("keys of a connection", a.keys(a.conn) ==
-          procreg.Keys(["svc/prim"], ["grp/x"]))
-    check("leave, then NotFound", b.leave("grp/x") and
-          raises(procreg.NotFound, b.leave, "grp/x") is not None)
-    # register_many and list.
-    ents = a.register_many([("many/1", 1), "many/2", ["many/3", None],
-                            "many/4", "many/5"])
-    check("register_many: entries in order", [x.name for x in ents] ==
-          ["many/%d" % i for i in range(1, 6)] and ents[0].value == 1)
-    check("register_many is all or none: Taken, nothing registered",
-          raises(procreg.Taken, b.register_many, ["many/6", "many/1"])
-          is not None and b.whereis("many/6") is None)
-    listed = list(b.list("many/", page_size=2))
-    check("list pages through every match (pages of 2)",
-          [x.name for x in listed] == ["many/%d" % i for i in range(1, 6)])
-    st = a.stats()
-    check("stats: a Stats dataclass", isinstance(st, procreg.Stats)
-          and st.connections >= 2 and st.names >= 6 and st.groups == 1)
-    # Subscriptions, with since.
-    sub = b.subscribe("sub/")
-    a.register("sub/one", 1)
-    a.update("sub/one", 2)
-    a.unregister("sub/one")
-    evs = [sub.next(WAIT) for _ in range(3)]
-    check("subscribe: registered, updated, unregistered in order",
-          [x.kind for x in evs if x] == ["registered", "updated",
-                                         "unregistered"]
-          and evs[2].reason == "unregistered" and evs[1].entry.value == 2)
-    sub2 = b.subscribe("sub/", since=sub.seq)
-    replay = [sub2.next(WAIT) for _ in range(3)]
-    check("subscribe with since replays the events after it, gap false",
-          not sub2.gap and not sub2.has_snapshot
-          and [x.seq for x in replay if x] == [x.seq for x in evs])
-    check("subscribe with a future since: BadRequest",
-          raises(procreg.BadRequest, b.subscribe, "sub/",
-                 since=replay[-1].seq + 100) is not None)
-    check("unsubscribe: True, then False", sub2.close() is True and
-          b.unsubscribe(sub2.sub) is False)
-    with b.subscribe("grp/", groups=True) as gs:
-        check("subscribe groups: snapshot of members",
-              [x.group for x in gs.members] == ["grp/x"])
-    # evict (the daemon's own user is an administrator).
-    a.register("svc/evictme")
-    check("evict", b.evict("svc/evictme") is True)
-    ev = a.next_event(WAIT)
-    check("the holder gets Lost(evicted)",
-          ev == procreg.Lost("svc/evictme", "evicted"))
-    check("UnknownMethod for a method the daemon lacks",
-          raises(procreg.UnknownMethod, a._do, "frobnicate", [], None)
-          is not None)
-    a.close()
-    check("a closed client raises ConnectionClosed",
-          raises(procreg.ConnectionClosed, a.whereis, "x") is not None)
-    b.close()
+class DaemonMixin:
+    """A daemon for the class on a private socket (self.path), stopped in
+    a class cleanup (run also when setUpClass or a test fails), which
+    asserts it exits 0 on SIGTERM."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.tmp = tempfile.mkdtemp(prefix="procreg-pyc.")
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.daemon = Daemon(os.path.join(cls.tmp, "s.sock"))
+        cls.path = cls.daemon.path
+        cls.addClassCleanup(cls.daemon.stop)   # whatever happens
+        if not cls.daemon.start():
+            raise AssertionError("the daemon accepts connections (%s)"
+                                 % DAEMON)
+        cls.addClassCleanup(cls._stop_daemon)  # runs first: the exit check
+
+    @classmethod
+    def _stop_daemon(cls):
+        running = cls.daemon.proc.poll() is None
+        code = cls.daemon.stop()
+        if code != 0:
+            raise AssertionError(
+                "the daemon exits 0 on SIGTERM (exit %r%s)" % (
+                    code if running else cls.daemon.proc.returncode,
+                    "" if running else ", it had already ended"))
 
 
-def error_mapping():
-    ok = all(type(errors.from_wire([code, "m"])) is cls for code, cls in [
-        ("bad_request", procreg.BadRequest),
-        ("unknown_method", procreg.UnknownMethod),
-        ("taken", procreg.Taken), ("not_found", procreg.NotFound),
-        ("not_owner", procreg.NotOwner), ("busy", procreg.Busy),
-        ("limit", procreg.Limit), ("too_large", procreg.TooLarge),
-        ("forbidden", procreg.Forbidden), ("timeout", procreg.CallTimeout),
-        ("down", procreg.DownError), ("stale", procreg.Stale)])
-    other = errors.from_wire(["no_such_key", "size is not set"])
-    check("every protocol code has its class; others are RemoteError",
-          ok and type(other) is procreg.RemoteError
-          and other.code == "no_such_key" and other.message ==
-          "size is not set" and isinstance(other, procreg.ProcregError))
+class SyncCase(DaemonMixin, unittest.TestCase):
+    def connect(self, **kw):
+        c = procreg.connect(self.path, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def assertNoEvent(self, client, what):
+        """Nothing else queued for client (the suite used to run on the
+        same connections, where a stray event failed a later check)."""
+        self.assertIsNone(client.next_event(0), what)
 
 
-def calls_and_serve(path):
-    srv = procreg.connect(path)
-    cli = procreg.connect(path)
-    served = []
+class AioCase(DaemonMixin, unittest.IsolatedAsyncioTestCase):
+    async def asyncSetUp(self):
+        # IsolatedAsyncioTestCase runs its loop in debug mode, whose checks
+        # slow the 1,000 calls down severalfold and warn of slow callbacks.
+        asyncio.get_running_loop().set_debug(False)
 
-    @srv.serve("svc/kv")
-    def kv(payload):
-        served.append(payload)
-        if payload == "boom":
-            raise procreg.RemoteError("no such key", code="no_such_key")
-        if payload == "crash":
-            raise RuntimeError("bug")
-        return {"echo": payload}
-
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            srv.next_event(0.05)
-    t = threading.Thread(target=loop)
-    t.start()
-    try:
-        check("serve decorator: registered and answering",
-              cli.call("svc/kv", [1, 2], timeout=5) == {"echo": [1, 2]})
-        e = raises(procreg.RemoteError, cli.call, "svc/kv", "boom")
-        check("a handler's ServerError reaches the caller with its code",
-              e is not None and e.code == "no_such_key")
-        e = raises(procreg.RemoteError, cli.call, "svc/kv", "crash")
-        check("a handler's exception is replied as code 'error'",
-              e is not None and e.code == "error" and "bug" in e.message)
-        check("call to nobody: NotFound", raises(procreg.NotFound, cli.call,
-                                                 "svc/nobody", 1) is not None)
-    finally:
-        stop.set()
-        t.join()
-    # A callee that does not answer: CallTimeout; one that goes away: Down.
-    mute = procreg.connect(path)
-    mute.register("svc/mute")
-    check("call without a reply: CallTimeout",
-          raises(procreg.CallTimeout, cli.call, "svc/mute", 1, timeout=0.2)
-          is not None)
-    ev = mute.next_event(WAIT)
-    check("the callee saw the Call; a late reply is NotFound",
-          isinstance(ev, procreg.Call) and raises(procreg.NotFound,
-                                                   mute.reply, ev, 1)
-          is not None)
-    threading.Timer(0.3, mute.close).start()
-    check("call whose callee goes away: Down",
-          raises(procreg.DownError, cli.call, "svc/mute", 1, timeout=5)
-          is not None)
-    srv.close()
-    cli.close()
+    async def connect(self, **kw):
+        c = await procreg.aio.connect(self.path, **kw)
+        self.addAsyncCleanup(c.close)
+        return c
 
 
-def hold_cm(path):
-    a = procreg.connect(path)
-    b = procreg.connect(path)
-    got = {}
+# -- connection and errors -------------------------------------------------
 
-    def waiter():
-        with b.hold("leader", "b", timeout=WAIT) as h:
-            got["entry"] = h.entry
-            got["owner"] = b.whereis("leader").conn
-        got["after"] = b.whereis("leader")
-    with a.hold("leader", "a") as h:
-        check("hold: we own the name inside the block",
-              a.whereis("leader").conn == a.conn and h.entry.value == "a")
-        t = threading.Thread(target=waiter)
+class ConnectionAndErrorsTest(SyncCase):
+    def test_default_socket_path(self):
+        with mock.patch.dict(os.environ, {"PROCREG_SOCKET": self.path}):
+            self.assertEqual(procreg.default_socket_path(), self.path,
+                             "the default path follows PROCREG_SOCKET")
+
+    def test_hello(self):
+        what = "hello: server, protocol 2, our conn id"
+        a = self.connect(label="py-a")
+        self.assertEqual(a.server.server, "procreg", what)
+        self.assertEqual(a.server.protocol, 2, what)
+        self.assertGreater(a.conn, 0, what)
+        self.assertEqual(a.hello("again").conn, a.conn, what)
+
+    def test_error_mapping(self):
+        what = "every protocol code has its class; others are RemoteError"
+        for code, cls in [
+                ("bad_request", procreg.BadRequest),
+                ("unknown_method", procreg.UnknownMethod),
+                ("taken", procreg.Taken), ("not_found", procreg.NotFound),
+                ("not_owner", procreg.NotOwner), ("busy", procreg.Busy),
+                ("limit", procreg.Limit), ("too_large", procreg.TooLarge),
+                ("forbidden", procreg.Forbidden),
+                ("timeout", procreg.CallTimeout),
+                ("down", procreg.DownError), ("stale", procreg.Stale)]:
+            with self.subTest(code=code):
+                self.assertIs(type(errors.from_wire([code, "m"])), cls, what)
+        with self.subTest(code="no_such_key"):
+            other = errors.from_wire(["no_such_key", "size is not set"])
+            self.assertIs(type(other), procreg.RemoteError, what)
+            self.assertEqual(other.code, "no_such_key", what)
+            self.assertEqual(other.message, "size is not set", what)
+            self.assertIsInstance(other, procreg.ProcregError, what)
+
+    def test_unknown_method(self):
+        a = self.connect()
+        with self.assertRaises(procreg.UnknownMethod, msg="UnknownMethod "
+                               "for a method the daemon lacks"):
+            a._do("frobnicate", [], None)
+
+    def test_closed_client(self):
+        a = self.connect()
+        a.close()
+        with self.assertRaises(procreg.ConnectionClosed,
+                               msg="a closed client raises ConnectionClosed"):
+            a.whereis("x")
+
+
+# -- names -----------------------------------------------------------------
+
+class NamesTest(SyncCase):
+    def test_register_whereis_and_errors(self):
+        a = self.connect(label="py-a")
+        b = self.connect(timeout=5)
+        e = a.register("svc/a", {"port": 1})
+        what = "register returns an Entry dataclass"
+        self.assertIsInstance(e, procreg.Entry, what)
+        self.assertEqual(e.value, {"port": 1}, what)
+        self.assertEqual(e.pid, os.getpid(), what)
+        what = "whereis finds it, and None for a free name"
+        self.assertEqual(b.whereis("svc/a"), e, what)
+        self.assertIsNone(b.whereis("svc/none"), what)
+        for what, exc, fn, args in [
+                ("register: Taken", procreg.Taken, b.register, ("svc/a",)),
+                ("register: BadRequest for an empty name",
+                 procreg.BadRequest, a.register, ("",)),
+                ("unregister: NotOwner", procreg.NotOwner, b.unregister,
+                 ("svc/a",)),
+                ("unregister: Stale with another gen", procreg.Stale,
+                 a.unregister, ("svc/a", e.gen + 99)),
+                ("unregister: NotFound", procreg.NotFound, a.unregister,
+                 ("svc/none",))]:
+            with self.subTest(what):
+                with self.assertRaises(exc, msg=what):
+                    fn(*args)
+
+    def test_update_and_unregister_with_gen(self):
+        a = self.connect()
+        e = a.register("svc/u", {"port": 1})
+        u = a.update("svc/u", "v2", e.gen)
+        what = "update keeps since and gen"
+        self.assertEqual(u.value, "v2", what)
+        self.assertEqual(u.gen, e.gen, what)
+        self.assertEqual(u.since, e.since, what)
+        self.assertTrue(a.unregister("svc/u", e.gen),
+                        "unregister with the right gen")
+
+    def test_await_name_and_queue(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        with self.assertRaises(procreg.CallTimeout, msg="await_name 0 on a "
+                               "free name: CallTimeout"):
+            b.await_name("svc/later", 0)
+        a.register("svc/later", 7)
+        self.assertEqual(b.await_name("svc/later", 1).value, 7,
+                         "await_name of a registered name: its entry")
+        q = b.register("svc/later", "b", queue=True)
+        what = "register queue=True: Queued(position 1)"
+        self.assertEqual(q, procreg.Queued("svc/later", 1), what)
+        self.assertEqual(a.queue("svc/later"), [b.conn], what)
+        a.unregister("svc/later")
+        ev = b.next_event(WAIT)
+        what = "the waiter gets Acquired with its value"
+        self.assertIsInstance(ev, procreg.Acquired, what)
+        self.assertEqual(ev.entry.conn, b.conn, what)
+        self.assertEqual(ev.entry.value, "b", what)
+        self.assertNoEvent(b, what + ", and nothing else")
+
+    def test_replace(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        b.register("svc/prim", "b", allow_replacement=True)
+        ne = a.register("svc/prim", "a", replace=True)
+        ev = b.next_event(WAIT)
+        what = "replace takes it; the old owner gets Lost(replaced)"
+        self.assertEqual(ne.conn, a.conn, what)
+        self.assertEqual(ev, procreg.Lost("svc/prim", "replaced"), what)
+        self.assertNoEvent(b, what + ", and nothing else")
+
+    def test_register_many_list_and_stats(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        a.register("svc/one")
+        a.join("grp/stats")
+        ents = a.register_many([("many/1", 1), "many/2", ["many/3", None],
+                                "many/4", "many/5"])
+        what = "register_many: entries in order"
+        self.assertEqual([x.name for x in ents],
+                         ["many/%d" % i for i in range(1, 6)], what)
+        self.assertEqual(ents[0].value, 1, what)
+        what = "register_many is all or none: Taken, nothing registered"
+        with self.assertRaises(procreg.Taken, msg=what):
+            b.register_many(["many/6", "many/1"])
+        self.assertIsNone(b.whereis("many/6"), what)
+        listed = list(b.list("many/", page_size=2))
+        self.assertEqual([x.name for x in listed],
+                         ["many/%d" % i for i in range(1, 6)],
+                         "list pages through every match (pages of 2)")
+        st = a.stats()
+        what = "stats: a Stats dataclass"
+        self.assertIsInstance(st, procreg.Stats, what)
+        self.assertGreaterEqual(st.connections, 2, what)
+        self.assertGreaterEqual(st.names, 6, what)
+        self.assertEqual(st.groups, 1, what)
+
+    def test_evict(self):
+        # The daemon's own user is an administrator.
+        a = self.connect()
+        b = self.connect()
+        a.register("svc/evictme")
+        self.assertIs(b.evict("svc/evictme"), True, "evict")
+        ev = a.next_event(WAIT)
+        self.assertEqual(ev, procreg.Lost("svc/evictme", "evicted"),
+                         "the holder gets Lost(evicted)")
+        self.assertNoEvent(a, "the holder gets Lost(evicted), and nothing "
+                           "else")
+
+
+# -- messages and calls ----------------------------------------------------
+
+class MessagesAndCallsTest(SyncCase):
+    def test_send_to_a_name(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        e = a.register("svc/a")
+        self.assertIs(b.send("svc/a", [1, "two"]), True, "send is accepted")
+        ev = a.next_event(WAIT)
+        what = "the owner gets a Message"
+        self.assertIsInstance(ev, procreg.Message, what)
+        self.assertEqual(ev.target, "svc/a", what)
+        self.assertEqual(ev.sender, b.conn, what)
+        self.assertEqual(ev.payload, [1, "two"], what)
+        with self.assertRaises(procreg.Stale,
+                               msg="send with a stale gen: Stale"):
+            b.send("svc/a", 1, e.gen + 1)
+        self.assertNoEvent(a, "nothing delivered for a stale gen")
+
+    def test_send_to_a_connection(self):
+        a = self.connect()
+        b = self.connect()
+        b.send(a.conn, "by conn")
+        ev = a.next_event(WAIT)
+        what = "send to a connection id"
+        self.assertIsInstance(ev, procreg.Message, what)
+        self.assertEqual(ev.target, a.conn, what)
+        self.assertEqual(ev.payload, "by conn", what)
+
+    def test_call_to_nobody(self):
+        cli = self.connect()
+        with self.assertRaises(procreg.NotFound,
+                               msg="call to nobody: NotFound"):
+            cli.call("svc/nobody", 1)
+
+    def test_call_without_reply(self):
+        cli = self.connect()
+        mute = self.connect()
+        mute.register("svc/mute")
+        with self.assertRaises(procreg.CallTimeout,
+                               msg="call without a reply: CallTimeout"):
+            cli.call("svc/mute", 1, timeout=0.2)
+        ev = mute.next_event(WAIT)
+        what = "the callee saw the Call; a late reply is NotFound"
+        self.assertIsInstance(ev, procreg.Call, what)
+        with self.assertRaises(procreg.NotFound, msg=what):
+            mute.reply(ev, 1)
+
+    def test_call_whose_callee_goes_away(self):
+        cli = self.connect()
+        mute = self.connect()
+        mute.register("svc/gone")
+        seen = []
+
+        def close_on_call():   # the callee leaves once the call reached it
+            seen.append(mute.next_event(WAIT))
+            mute.close()
+        t = threading.Thread(target=close_on_call)
         t.start()
-        check("a second holder waits in the queue",
-              eventually(lambda: a.queue("leader") == [b.conn]))
-    t.join(WAIT + 5)
-    check("on exit the name passes to the waiter, then is released",
-          got.get("owner") == b.conn and got["entry"].value == "b"
-          and got.get("after") is None)
-    with a.hold("x"):
-        def try_hold():
-            with b.hold("x", wait=False):
-                pass
-        check("hold(wait=False) on a taken name: Taken",
-              raises(procreg.Taken, try_hold) is not None)
-    a.close()
-    b.close()
+        self.addCleanup(t.join, WAIT + 5)
+        with self.assertRaises(procreg.DownError,
+                               msg="call whose callee goes away: Down"):
+            cli.call("svc/gone", 1, timeout=5)
+        t.join(WAIT + 5)
+        self.assertIsInstance(seen[0] if seen else None, procreg.Call,
+                              "call whose callee goes away: it saw the Call")
 
 
-def kill9(path):
-    watcher = procreg.connect(path)
-    child = subprocess.Popen([sys.executable, "-c", f"""
+# -- monitors --------------------------------------------------------------
+
+class MonitorsTest(SyncCase):
+    def test_demonitor_and_downs(self):
+        # In sequence on b: the demonitored ref must fire nothing.
+        a = self.connect()
+        b = self.connect(timeout=5)
+        a.register("svc/m")
+        ref = b.monitor("svc/m")
+        ref2 = b.monitor("svc/m")
+        what = "demonitor: True, then False"
+        self.assertIs(b.demonitor(ref2), True, what)
+        self.assertIs(b.demonitor(ref2), False, what)
+        a.unregister("svc/m")
+        ev = b.next_event(WAIT)
+        what = "down: unregistered"
+        self.assertIsInstance(ev, procreg.Down, what)
+        self.assertEqual(ev.ref, ref, what)
+        self.assertEqual(ev.reason, "unregistered", what)
+        ref = b.monitor("svc/ghost")
+        ev = b.next_event(WAIT)
+        self.assertEqual(ev, procreg.Down(ref, "svc/ghost", "noproc"),
+                         "down: noproc at once")
+
+    def test_kill9_of_the_holder(self):
+        watcher = self.connect()
+        child = subprocess.Popen([sys.executable, "-c", f"""
 import sys, time
 sys.path.insert(0, {PYSRC!r})
 import procreg
-c = procreg.connect({path!r})
+c = procreg.connect({self.path!r})
 c.register("py/victim", "child")
 print("ready", flush=True)
 time.sleep(60)
 """], stdout=subprocess.PIPE)
-    check("the child registered with the package",
-          child.stdout.readline() == b"ready\n")
-    ref = watcher.monitor("py/victim")
-    check("its entry names the child's pid",
-          watcher.whereis("py/victim").pid == child.pid)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    ev = watcher.next_event(WAIT)
-    check("kill -9 of the holder: the monitor fires disconnected",
-          ev == procreg.Down(ref, "py/victim", "disconnected"))
-    watcher.close()
+        self.addCleanup(child.stdout.close)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        self.assertEqual(readline_within(child.stdout), b"ready\n",
+                         "the child registered with the package")
+        ref = watcher.monitor("py/victim")
+        self.assertEqual(watcher.whereis("py/victim").pid, child.pid,
+                         "its entry names the child's pid")
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        ev = watcher.next_event(WAIT)
+        self.assertEqual(ev, procreg.Down(ref, "py/victim", "disconnected"),
+                         "kill -9 of the holder: the monitor fires "
+                         "disconnected")
 
 
-def restart(daemon):
-    path = daemon.path
-    seen = []
-    r = procreg.connect(path, auto_reconnect=True, timeout=5,
-                        on_reconnect=seen.append)
-    other = procreg.connect(path)
-    r.register("rc/plain", {"v": 1})
-    r.update("rc/plain", {"v": 2})
-    r.register("rc/queued", "q", queue=True, allow_replacement=True)
-    r.join("rc/group", "member-value")
-    other.register("rc/other")
-    ref_other = r.monitor("rc/other")
-    ref_conn = r.monitor(other.conn)
-    sub = r.subscribe("rc/")
-    old_boot = r.server.boot
-    check("the daemon stops", daemon.stop() == 0)
-    check("the daemon starts again on the same socket", daemon.start())
-    evs = []
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline and not any(
-            isinstance(x, procreg.Reconnected) for x in evs):
-        ev = r.next_event(0.5)
-        if ev is not None:
-            evs.append(ev)
-    rec = [x for x in evs if isinstance(x, procreg.Reconnected)]
-    check("auto-reconnect: Reconnected (restarted) and on_reconnect",
-          rec and rec[0].restarted and rec[0].boot != old_boot
-          and not rec[0].lost_names and seen == rec[:1])
-    while True:
-        ev = r.next_event(0.3)
-        if ev is None:
-            break
-        evs.append(ev)
-    fresh = procreg.connect(path)
-    e = fresh.whereis("rc/plain")
-    check("names come back with their last value",
-          e is not None and e.conn == r.conn and e.value == {"v": 2})
-    check("a queued name comes back (Acquired) with its value",
-          fresh.whereis("rc/queued").value == "q"
-          and any(isinstance(x, procreg.Acquired) and x.name == "rc/queued"
-                  for x in evs))
-    check("groups are joined again with their value",
-          [(m.conn, m.value) for m in fresh.members("rc/group")]
-          == [(r.conn, "member-value")])
-    downs = {x.ref: x.reason for x in evs if isinstance(x, procreg.Down)}
-    check("monitors of names that did not come back and of connections: "
-          "noproc", downs.get(ref_other) == "noproc"
-          and downs.get(ref_conn) == "noproc")
-    ended = sub.next(1)
-    check("the subscription ends with Restarted",
-          isinstance(ended, procreg.Restarted) and ended.sub == sub.sub)
-    # A monitor set again on the new daemon: the name comes back later.
-    ref = r.monitor("rc/late")
-    r.next_event(WAIT)   # its noproc
-    fresh.register("rc/late")
-    ref = r.monitor("rc/late")
-    fresh.unregister("rc/late")
-    ev = r.next_event(WAIT)
-    check("monitors work after the reconnect (refs are the client's own)",
-          ev == procreg.Down(ref, "rc/late", "unregistered"))
-    check("the old connection's call ids are not replied to",
-          raises(procreg.NotFound, r.reply, 1, None) is not None)
-    other.close()
-    fresh.close()
-    r.close()
+# -- groups ----------------------------------------------------------------
+
+class GroupsTest(SyncCase):
+    def test_join_members_publish_keys_leave(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        a.register("svc/prim")
+        m = a.join("grp/x", "alice")
+        what = "join: a Member"
+        self.assertIsInstance(m, procreg.Member, what)
+        self.assertEqual(m.group, "grp/x", what)
+        self.assertEqual(m.value, "alice", what)
+        b.join("grp/x")
+        with self.assertRaises(procreg.Taken, msg="join twice: Taken"):
+            b.join("grp/x")
+        self.assertEqual([x.conn for x in a.members("grp/x")],
+                         [a.conn, b.conn], "members in join order")
+        r = a.publish("grp/x", "hi", echo=False)
+        ev = b.next_event(WAIT)
+        what = "publish: delivered 1 without echo, the member gets Publish"
+        self.assertEqual(r.delivered, 1, what)
+        self.assertEqual(r.busy, [], what)
+        self.assertEqual(ev, procreg.Publish("grp/x", a.conn, "hi"), what)
+        self.assertIsNone(a.next_event(0), what)
+        self.assertEqual(a.keys(a.conn),
+                         procreg.Keys(["svc/prim"], ["grp/x"]),
+                         "keys of a connection")
+        what = "leave, then NotFound"
+        self.assertTrue(b.leave("grp/x"), what)
+        with self.assertRaises(procreg.NotFound, msg=what):
+            b.leave("grp/x")
+        self.assertNoEvent(b, "the member got the Publish and nothing else")
 
 
-async def aio_part(daemon):
-    path = daemon.path
-    srv = await procreg.aio.connect(path)
-    cli = await procreg.aio.connect(path)
-    check("aio: hello at connect", srv.server.protocol == 2)
+# -- subscriptions ---------------------------------------------------------
 
-    @srv.serve("aio/svc")
-    async def handle(payload):
-        await asyncio.sleep(0)
-        return payload * 2
-    await srv.register("aio/svc")
-    res = await asyncio.gather(*(cli.call("aio/svc", i, timeout=20)
-                                 for i in range(1000)))
-    check("aio: 1,000 concurrent calls, each answered right",
-          res == [i * 2 for i in range(1000)])
-    e = await cli.whereis("aio/svc")
-    check("aio: whereis returns an Entry", e.conn == srv.conn)
-    try:
-        await cli.register("aio/svc")
-        check("aio: Taken", False)
-    except procreg.Taken:
-        check("aio: Taken", True)
-    p = cli.pipeline()
-    for _ in range(50):
-        p.whereis("aio/svc")
-    out = await p.execute()
-    check("aio: a pipeline of 50 whereis", len(out) == 50
-          and all(x == e for x in out))
-    ref = await cli.monitor("aio/svc")
-    await cli.join("aio/grp")
-    await srv.publish("aio/grp", "hello")
-    ev = await cli.next_event(WAIT)
-    check("aio: publish arrives (%r)" % (ev,), ev == procreg.Publish("aio/grp", srv.conn,
-                                                        "hello"))
-    sub = await cli.subscribe("aio/")
-    await srv.register("aio/x", 1)
-    ev = await sub.next(WAIT)
-    check("aio: subscription event", isinstance(ev, procreg.SubEvent)
-          and ev.kind == "registered" and ev.name == "aio/x")
-    async with srv.hold("aio/lead") as h:
-        check("aio: async with hold", (await cli.whereis("aio/lead")).gen
-              == h.entry.gen)
-    check("aio: released after the block",
-          await cli.whereis("aio/lead") is None)
-    await srv.close()
-    ev = await cli.next_event(WAIT)
-    check("aio: the server's close fires the monitor",
-          ev == procreg.Down(ref, "aio/svc", "disconnected"))
-    n = len([e async for e in cli.list("aio/")])
-    check("aio: list async iterator", n == 0)
-    # auto-reconnect over a restart.
-    r = await procreg.aio.connect(path, auto_reconnect=True, timeout=5)
-    await r.register("aio/back", "v")
-    await r.join("aio/back-group")
-    check("aio: daemon restarts", daemon.stop() == 0 and daemon.start())
-    ev = None
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        ev = await r.next_event(1)
-        if isinstance(ev, procreg.Reconnected):
-            break
-    fresh = await procreg.aio.connect(path)
-    e = await fresh.whereis("aio/back")
-    check("aio: auto-reconnect restores names and groups",
-          isinstance(ev, procreg.Reconnected) and e is not None
-          and e.value == "v" and len(await fresh.members("aio/back-group"))
-          == 1)
-    await r.close()
-    await fresh.close()
-    await cli.close()
+class SubscriptionsTest(SyncCase):
+    def test_subscribe_and_since(self):
+        a = self.connect()
+        b = self.connect(timeout=5)
+        sub = b.subscribe("sub/")
+        a.register("sub/one", 1)
+        a.update("sub/one", 2)
+        a.unregister("sub/one")
+        evs = [sub.next(WAIT) for _ in range(3)]
+        what = "subscribe: registered, updated, unregistered in order"
+        self.assertEqual([x.kind for x in evs if x],
+                         ["registered", "updated", "unregistered"], what)
+        self.assertEqual(evs[2].reason, "unregistered", what)
+        self.assertEqual(evs[1].entry.value, 2, what)
+        sub2 = b.subscribe("sub/", since=sub.seq)
+        replay = [sub2.next(WAIT) for _ in range(3)]
+        what = "subscribe with since replays the events after it, gap false"
+        self.assertFalse(sub2.gap, what)
+        self.assertFalse(sub2.has_snapshot, what)
+        self.assertEqual([x.seq for x in replay if x],
+                         [x.seq for x in evs], what)
+        with self.assertRaises(procreg.BadRequest, msg="subscribe with a "
+                               "future since: BadRequest"):
+            b.subscribe("sub/", since=replay[-1].seq + 100)
+        what = "unsubscribe: True, then False"
+        self.assertIs(sub2.close(), True, what)
+        self.assertIs(b.unsubscribe(sub2.sub), False, what)
 
+    def test_subscribe_groups_snapshot(self):
+        a = self.connect()
+        b = self.connect()
+        a.join("grp/x", "alice")
+        with b.subscribe("grp/", groups=True) as gs:
+            self.assertEqual([x.group for x in gs.members], ["grp/x"],
+                             "subscribe groups: snapshot of members")
+
+
+# -- hold and serve --------------------------------------------------------
+
+class HoldAndServeTest(SyncCase):
+    def test_serve_decorator(self):
+        srv = self.connect()
+        cli = self.connect()
+        served = []
+
+        @srv.serve("svc/kv")
+        def kv(payload):
+            served.append(payload)
+            if payload == "boom":
+                raise procreg.RemoteError("no such key", code="no_such_key")
+            if payload == "crash":
+                raise RuntimeError("bug")
+            return {"echo": payload}
+
+        stop = threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                srv.next_event(0.05)
+        t = threading.Thread(target=loop)
+        t.start()
+        self.addCleanup(t.join, WAIT)
+        self.addCleanup(stop.set)
+        self.assertEqual(cli.call("svc/kv", [1, 2], timeout=5),
+                         {"echo": [1, 2]},
+                         "serve decorator: registered and answering")
+        with self.subTest("ServerError"):
+            what = "a handler's ServerError reaches the caller with its code"
+            with self.assertRaises(procreg.RemoteError, msg=what) as cm:
+                cli.call("svc/kv", "boom")
+            self.assertEqual(cm.exception.code, "no_such_key", what)
+        with self.subTest("exception"):
+            what = "a handler's exception is replied as code 'error'"
+            with self.assertRaises(procreg.RemoteError, msg=what) as cm:
+                cli.call("svc/kv", "crash")
+            self.assertEqual(cm.exception.code, "error", what)
+            self.assertIn("bug", cm.exception.message, what)
+
+    def test_hold_passes_to_the_waiter(self):
+        a = self.connect()
+        b = self.connect()
+        got = {}
+
+        def waiter():
+            with b.hold("leader", "b", timeout=WAIT) as h:
+                got["entry"] = h.entry
+                got["owner"] = b.whereis("leader").conn
+            got["after"] = b.whereis("leader")
+        with a.hold("leader", "a") as h:
+            what = "hold: we own the name inside the block"
+            self.assertEqual(a.whereis("leader").conn, a.conn, what)
+            self.assertEqual(h.entry.value, "a", what)
+            t = threading.Thread(target=waiter)
+            t.start()
+            self.addCleanup(t.join, WAIT + 5)
+            self.assertTrue(eventually(lambda: a.queue("leader") == [b.conn]),
+                            "a second holder waits in the queue")
+        t.join(WAIT + 5)
+        what = "on exit the name passes to the waiter, then is released"
+        self.assertEqual(got.get("owner"), b.conn, what)
+        self.assertEqual(got["entry"].value, "b", what)
+        self.assertIn("after", got, what)
+        self.assertIsNone(got["after"], what)
+
+    def test_hold_without_waiting(self):
+        a = self.connect()
+        b = self.connect()
+        with a.hold("x"):
+            with self.assertRaises(procreg.Taken, msg="hold(wait=False) on "
+                                   "a taken name: Taken"):
+                with b.hold("x", wait=False):
+                    pass
+
+
+# -- auto-reconnect and daemon restart -------------------------------------
+
+class RestartTest(SyncCase):
+    def test_auto_reconnect_restores_everything(self):
+        seen = []
+        r = self.connect(auto_reconnect=True, timeout=5,
+                         on_reconnect=seen.append)
+        other = self.connect()
+        r.register("rc/plain", {"v": 1})
+        r.update("rc/plain", {"v": 2})
+        r.register("rc/queued", "q", queue=True, allow_replacement=True)
+        r.join("rc/group", "member-value")
+        other.register("rc/other")
+        ref_other = r.monitor("rc/other")
+        ref_conn = r.monitor(other.conn)
+        sub = r.subscribe("rc/")
+        old_boot = r.server.boot
+        self.assertEqual(self.daemon.stop(), 0, "the daemon stops")
+        self.assertTrue(self.daemon.start(),
+                        "the daemon starts again on the same socket")
+
+        def complete(evs):   # every event the reconnect is to bring
+            downs = {x.ref for x in evs if isinstance(x, procreg.Down)}
+            return (any(isinstance(x, procreg.Reconnected) for x in evs)
+                    and any(isinstance(x, procreg.Acquired) for x in evs)
+                    and {ref_other, ref_conn} <= downs)
+        evs = events_until(r, complete)
+        rec = [x for x in evs if isinstance(x, procreg.Reconnected)]
+        what = "auto-reconnect: Reconnected (restarted) and on_reconnect"
+        self.assertTrue(rec, what)
+        self.assertTrue(rec[0].restarted, what)
+        self.assertNotEqual(rec[0].boot, old_boot, what)
+        self.assertFalse(rec[0].lost_names, what)
+        self.assertEqual(seen, rec[:1], what)
+        fresh = self.connect()
+        e = fresh.whereis("rc/plain")
+        what = "names come back with their last value"
+        self.assertIsNotNone(e, what)
+        self.assertEqual(e.conn, r.conn, what)
+        self.assertEqual(e.value, {"v": 2}, what)
+        what = "a queued name comes back (Acquired) with its value"
+        self.assertEqual(fresh.whereis("rc/queued").value, "q", what)
+        self.assertTrue(any(isinstance(x, procreg.Acquired)
+                            and x.name == "rc/queued" for x in evs), what)
+        self.assertEqual([(m.conn, m.value) for m in
+                          fresh.members("rc/group")],
+                         [(r.conn, "member-value")],
+                         "groups are joined again with their value")
+        downs = {x.ref: x.reason for x in evs if isinstance(x, procreg.Down)}
+        what = ("monitors of names that did not come back and of "
+                "connections: noproc")
+        self.assertEqual(downs.get(ref_other), "noproc", what)
+        self.assertEqual(downs.get(ref_conn), "noproc", what)
+        ended = sub.next(WAIT)
+        what = "the subscription ends with Restarted"
+        self.assertIsInstance(ended, procreg.Restarted, what)
+        self.assertEqual(ended.sub, sub.sub, what)
+        # A monitor set again on the new daemon: the name comes back later.
+        ref = r.monitor("rc/late")
+        noproc = procreg.Down(ref, "rc/late", "noproc")
+        self.assertIn(noproc, events_until(r, lambda evs: noproc in evs),
+                      "a monitor of a free name on the new daemon: noproc")
+        fresh.register("rc/late")
+        ref = r.monitor("rc/late")
+        fresh.unregister("rc/late")
+        ev = r.next_event(WAIT)
+        self.assertEqual(ev, procreg.Down(ref, "rc/late", "unregistered"),
+                         "monitors work after the reconnect (refs are the "
+                         "client's own)")
+        with self.assertRaises(procreg.NotFound, msg="the old connection's "
+                               "call ids are not replied to"):
+            r.reply(1, None)
+
+
+# -- asyncio ---------------------------------------------------------------
+
+class AsyncioTest(AioCase):
+    async def test_calls_and_pipeline(self):
+        srv = await self.connect()
+        cli = await self.connect()
+        self.assertEqual(srv.server.protocol, 2, "aio: hello at connect")
+
+        @srv.serve("aio/svc")
+        async def handle(payload):
+            await asyncio.sleep(0)
+            return payload * 2
+        await srv.register("aio/svc")
+        res = await asyncio.gather(*(cli.call("aio/svc", i, timeout=20)
+                                     for i in range(1000)))
+        self.assertEqual(res, [i * 2 for i in range(1000)],
+                         "aio: 1,000 concurrent calls, each answered right")
+        e = await cli.whereis("aio/svc")
+        self.assertEqual(e.conn, srv.conn, "aio: whereis returns an Entry")
+        with self.assertRaises(procreg.Taken, msg="aio: Taken"):
+            await cli.register("aio/svc")
+        p = cli.pipeline()
+        for _ in range(50):
+            p.whereis("aio/svc")
+        out = await p.execute()
+        what = "aio: a pipeline of 50 whereis"
+        self.assertEqual(len(out), 50, what)
+        self.assertTrue(all(x == e for x in out), what)
+
+    async def test_events_hold_and_list(self):
+        # In sequence on cli's events: a monitor of a live name, a publish,
+        # then the server's close.
+        srv = await self.connect()
+        cli = await self.connect()
+        await srv.register("aioev/svc")
+        ref = await cli.monitor("aioev/svc")
+        await cli.join("aioev/grp")
+        await srv.publish("aioev/grp", "hello")
+        ev = await cli.next_event(WAIT)
+        self.assertEqual(ev, procreg.Publish("aioev/grp", srv.conn, "hello"),
+                         "aio: publish arrives")
+        sub = await cli.subscribe("aioev/")
+        await srv.register("aioev/x", 1)
+        ev = await sub.next(WAIT)
+        what = "aio: subscription event"
+        self.assertIsInstance(ev, procreg.SubEvent, what)
+        self.assertEqual(ev.kind, "registered", what)
+        self.assertEqual(ev.name, "aioev/x", what)
+        async with srv.hold("aioev/lead") as h:
+            self.assertEqual((await cli.whereis("aioev/lead")).gen,
+                             h.entry.gen, "aio: async with hold")
+        self.assertIsNone(await cli.whereis("aioev/lead"),
+                          "aio: released after the block")
+        await srv.close()
+        ev = await cli.next_event(WAIT)
+        self.assertEqual(ev, procreg.Down(ref, "aioev/svc", "disconnected"),
+                         "aio: the server's close fires the monitor")
+        n = len([e async for e in cli.list("aioev/")])
+        self.assertEqual(n, 0, "aio: list async iterator")
+
+
+class AsyncioRestartTest(AioCase):
+    async def test_auto_reconnect(self):
+        r = await self.connect(auto_reconnect=True, timeout=5)
+        await r.register("aio/back", "v")
+        await r.join("aio/back-group")
+        self.assertEqual(self.daemon.stop(), 0, "aio: daemon restarts")
+        self.assertTrue(self.daemon.start(), "aio: daemon restarts")
+        ev = None
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            ev = await r.next_event(1)
+            if isinstance(ev, procreg.Reconnected):
+                break
+        fresh = await self.connect()
+        e = await fresh.whereis("aio/back")
+        what = "aio: auto-reconnect restores names and groups"
+        self.assertIsInstance(ev, procreg.Reconnected, what)
+        self.assertIsNotNone(e, what)
+        self.assertEqual(e.value, "v", what)
+        self.assertEqual(len(await fresh.members("aio/back-group")), 1, what)
+
+
+# -- a fake daemon's bad input ---------------------------------------------
 
 # A fake daemon: answers hello properly (or not), then misbehaves.
 def fake_daemon(path, mode):
@@ -561,125 +813,113 @@ def fake_daemon(path, mode):
     return srv
 
 
-def hostile(tmp):
-    modes = ["garbage-hello", "silent-hello", "garbage", "huge-str",
-             "huge-flood",
-             "huge-array", "deep", "bad-utf8", "wrong-shape", "bad-entry",
-             "silent"]
-    for mode in modes:
-        path = os.path.join(tmp, "fake-%s.sock" % mode)
-        srv = fake_daemon(path, mode)
-        start = time.monotonic()
+class FakeDaemonBadInputTest(unittest.TestCase):
+    MODES = ["garbage-hello", "silent-hello", "garbage", "huge-str",
+             "huge-flood", "huge-array", "deep", "bad-utf8", "wrong-shape",
+             "bad-entry", "silent"]
+    # A declared length that never completes waits for its bytes until the
+    # timeout; bytes past max_message end it at once.
+    WANT = {"silent-hello": "Timeout", "silent": "Timeout",
+            "huge-str": "Timeout"}
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="procreg-pyc-fake.")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    @staticmethod
+    def sync_try(path):
         try:
+            c = procreg.connect(path, timeout=1.0, max_message=1 << 20)
             try:
-                c = procreg.connect(path, timeout=1.0,
-                                    max_message=1 << 20)
+                c.whereis("x")
+                return "answered"
+            finally:
+                c.close()
+        except procreg.ProcregError as e:
+            return type(e).__name__
+
+    @staticmethod
+    def aio_try(path):
+        async def attempt():
+            try:
+                c = await procreg.aio.connect(path, timeout=1.0,
+                                              max_message=1 << 20)
                 try:
-                    c.whereis("x")
-                    outcome = "answered"
+                    await c.whereis("x")
+                    return "answered"
                 finally:
-                    c.close()
+                    await c.close()
             except procreg.ProcregError as e:
-                outcome = type(e).__name__
-            # A declared length that never completes waits for its bytes
-            # until the timeout; bytes past max_message end it at once.
-            want = {"silent-hello": "Timeout", "silent": "Timeout",
-                    "huge-str": "Timeout"}.get(mode, "ProtocolError")
-            check("fake daemon %-13s: sync client raises %s, no hang (%s)"
-                  % (mode, want, outcome), outcome == want
-                  and time.monotonic() - start < 5)
+                return type(e).__name__
+        return asyncio.run(asyncio.wait_for(attempt(), 10))
 
-            async def aio_try():
-                try:
-                    c = await procreg.aio.connect(path, timeout=1.0,
-                                                  max_message=1 << 20)
-                    try:
-                        await c.whereis("x")
-                        return "answered"
-                    finally:
-                        await c.close()
-                except procreg.ProcregError as e:
-                    return type(e).__name__
-            start = time.monotonic()
-            outcome = asyncio.run(asyncio.wait_for(aio_try(), 10))
-            check("fake daemon %-13s: aio client raises %s, no hang (%s)"
-                  % (mode, want, outcome), outcome == want
-                  and time.monotonic() - start < 5)
-        finally:
-            srv.close()
+    def test_each_mode_both_clients(self):
+        for mode in self.MODES:
+            path = os.path.join(self.tmp, "fake-%s.sock" % mode)
+            srv = fake_daemon(path, mode)
+            self.addCleanup(srv.close)
+            want = self.WANT.get(mode, "ProtocolError")
+            for client, attempt in [("sync", self.sync_try),
+                                    ("aio", self.aio_try)]:
+                with self.subTest(mode=mode, client=client):
+                    start = time.monotonic()
+                    outcome = attempt(path)
+                    took = time.monotonic() - start
+                    what = ("fake daemon %-13s: %s client raises %s, no hang"
+                            % (mode, client, want))
+                    self.assertEqual(outcome, want, what)
+                    self.assertLess(took, 5, what)
 
 
-def room_example(path):
-    env = dict(os.environ, PROCREG_SOCKET=path)
-    room = subprocess.Popen([sys.executable, os.path.join(
-        PYSRC, "examples", "room.py"), "lobby"], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        line = room.stdout.readline().decode()
-        check("room.py registers room/lobby", "registered room/lobby" in line)
-        c = procreg.connect(path)
+# -- pydoc -----------------------------------------------------------------
+
+class PydocTest(unittest.TestCase):
+    def test_pydoc_and_docstrings(self):
+        what = "pydoc renders both clients; every public method has a " \
+            "docstring"
+        with self.subTest("sync"):
+            text = pydoc.render_doc(procreg.client.Client,
+                                    renderer=pydoc.plaintext)
+            self.assertIn("register", text, what)
+        with self.subTest("aio"):
+            atext = pydoc.render_doc(procreg.aio.Client,
+                                     renderer=pydoc.plaintext)
+            self.assertIn("whereis", atext, what)
+        with self.subTest("docstrings"):
+            missing = [n for mod in (procreg.client.Client,
+                                     procreg.aio.Client)
+                       for n, f in vars(mod).items()
+                       if not n.startswith("_") and callable(f)
+                       and not f.__doc__]
+            self.assertEqual(missing, [], what)
+
+
+# -- the room example ------------------------------------------------------
+
+class RoomExampleTest(SyncCase):
+    def test_room(self):
+        env = dict(os.environ, PROCREG_SOCKET=self.path)
+        room = subprocess.Popen([sys.executable, os.path.join(
+            PYSRC, "examples", "room.py"), "lobby"], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.addCleanup(room.stdout.close)
+        self.addCleanup(room.wait)
+        self.addCleanup(room.kill)
+        line = readline_within(room.stdout).decode()
+        self.assertIn("registered room/lobby", line,
+                      "room.py registers room/lobby")
+        c = self.connect()
         c.join("room/lobby", "alice")
         c.publish("room/lobby", {"from": "alice", "text": "hi bob"},
                   echo=False)
         got = eventually(lambda: c.call("room/lobby", "get_messages"))
-        check("room.py keeps the line and answers get_messages",
-              got == [{"from": "alice", "text": "hi bob"}])
-        e = raises(procreg.RemoteError, c.call, "room/lobby", "what")
-        check("room.py refuses other calls with unknown_call",
-              e is not None and e.code == "unknown_call")
-        c.close()
-    finally:
-        room.kill()
-        room.wait()
-
-
-def docs():
-    text = pydoc.render_doc(procreg.client.Client, renderer=pydoc.plaintext)
-    atext = pydoc.render_doc(procreg.aio.Client, renderer=pydoc.plaintext)
-    missing = [n for mod in (procreg.client.Client, procreg.aio.Client)
-               for n, f in vars(mod).items()
-               if not n.startswith("_") and callable(f) and not f.__doc__]
-    check("pydoc renders both clients; every public method has a docstring"
-          + (" (missing: %s)" % missing if missing else ""),
-          "register" in text and "whereis" in atext and not missing)
-
-
-def main():
-    tmp = tempfile.mkdtemp(prefix="procreg-pyc.")
-    path = os.path.join(tmp, "s.sock")
-    daemon = Daemon(path)
-    try:
-        check("the daemon accepts connections", daemon.start())
-        os.environ.pop("PROCREG_SOCKET", None)
-        os.environ["PROCREG_SOCKET"] = path
-        check("the default path follows PROCREG_SOCKET",
-              procreg.default_socket_path() == path)
-        steps = [("methods", lambda: sync_methods(path)),
-                 ("errors", error_mapping),
-                 ("calls", lambda: calls_and_serve(path)),
-                 ("hold", lambda: hold_cm(path)),
-                 ("kill9", lambda: kill9(path)),
-                 ("room", lambda: room_example(path)),
-                 ("restart", lambda: restart(daemon)),
-                 ("aio", lambda: asyncio.run(aio_part(daemon))),
-                 ("hostile", lambda: hostile(tmp)),
-                 ("docs", docs)]
-        for name, fn in steps:
-            try:
-                fn()
-            except Exception as e:  # a failure, not a crash of the suite
-                import traceback
-                traceback.print_exc()
-                check("%s: ran to the end (%r)" % (name, e), False)
-    finally:
-        code = daemon.stop()
-        check("the daemon exits 0 on SIGTERM", code == 0)
-        for f in os.listdir(tmp):
-            os.unlink(os.path.join(tmp, f))
-        os.rmdir(tmp)
-    print(f"pyclient: {results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
+        self.assertEqual(got, [{"from": "alice", "text": "hi bob"}],
+                         "room.py keeps the line and answers get_messages")
+        what = "room.py refuses other calls with unknown_call"
+        with self.assertRaises(procreg.RemoteError, msg=what) as cm:
+            c.call("room/lobby", "what")
+        self.assertEqual(cm.exception.code, "unknown_call", what)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    unittest.main(verbosity=2)
