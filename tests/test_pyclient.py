@@ -748,7 +748,10 @@ class AsyncioRestartTest(AioCase):
 
 # A fake daemon: answers hello properly (or not), then misbehaves.
 def fake_daemon(path, mode):
+    """A daemon that misbehaves as mode says; returns its listening socket
+    and the list of the connections the client closed (EOF seen)."""
     import msgpack
+    eofs = []
     srv = socket.socket(socket.AF_UNIX)
     srv.bind(path)
     srv.listen(4)
@@ -768,6 +771,7 @@ def fake_daemon(path, mode):
                 while True:
                     data = conn.recv(65536)
                     if not data:
+                        eofs.append(mode)
                         break
                     up.feed(data)
                     for req in up:
@@ -804,13 +808,15 @@ def fake_daemon(path, mode):
                             conn.sendall(msgpack.packb([1, req[1], None,
                                                         {"nam": 1}]))
                         # silent: never answer
+            except (BrokenPipeError, ConnectionResetError):
+                eofs.append(mode)       # closed while we were writing
             except OSError:
                 pass
             finally:
                 conn.close()
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    return srv
+    return srv, eofs
 
 
 class FakeDaemonBadInputTest(unittest.TestCase):
@@ -856,12 +862,13 @@ class FakeDaemonBadInputTest(unittest.TestCase):
     def test_each_mode_both_clients(self):
         for mode in self.MODES:
             path = os.path.join(self.tmp, "fake-%s.sock" % mode)
-            srv = fake_daemon(path, mode)
+            srv, eofs = fake_daemon(path, mode)
             self.addCleanup(srv.close)
             want = self.WANT.get(mode, "ProtocolError")
             for client, attempt in [("sync", self.sync_try),
                                     ("aio", self.aio_try)]:
                 with self.subTest(mode=mode, client=client):
+                    closed = len(eofs)
                     start = time.monotonic()
                     outcome = attempt(path)
                     took = time.monotonic() - start
@@ -869,6 +876,14 @@ class FakeDaemonBadInputTest(unittest.TestCase):
                             % (mode, client, want))
                     self.assertEqual(outcome, want, what)
                     self.assertLess(took, 5, what)
+                    deadline = time.monotonic() + 5
+                    while len(eofs) < closed + 1 and \
+                            time.monotonic() < deadline:
+                        time.sleep(0.01)
+                    self.assertGreaterEqual(
+                        len(eofs), closed + 1,
+                        "fake daemon %s: the %s client closed its socket"
+                        % (mode, client))
 
 
 # -- pydoc -----------------------------------------------------------------

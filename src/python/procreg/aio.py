@@ -228,7 +228,12 @@ class Client:
         self._unpacker = c.make_unpacker(self._max_message)
         self._core.forget_pending()
         self._transport, self._proto = transport, proto
-        await self._do(*rq.hello(self._core, self.label), raw=True)
+        try:
+            await self._do(*rq.hello(self._core, self.label), raw=True)
+        except BaseException:
+            # A daemon that never says hello must not keep our socket.
+            self._abort()
+            raise
 
     async def _open_and_restore(self) -> None:
         if self._core.hello is None:      # the first connection
