@@ -24,7 +24,7 @@ from . import _requests as rq
 from .errors import (ConnectError, ConnectionClosed, NotFound, NotOwner,
                      ProcregError, ProtocolError, ServerError, Stale,
                      Timeout)
-from .types import (Acquired, Call, Entry, Hello, Keys, Member,
+from .types import (Acquired, Call, Entry, Hello, Hold, Keys, Member,
                     Notification, Overflow, PublishResult, Queued,
                     Reconnected, Restarted, Stats, SubEvent, Target)
 
@@ -159,14 +159,6 @@ class Subscription:
     async def __aexit__(self, *exc: Any) -> None:
         with contextlib.suppress(ProcregError):
             await self.close()
-
-
-class Hold:
-    """What :meth:`Client.hold` yields: the name and its entry."""
-
-    def __init__(self, name: str, entry: Entry) -> None:
-        self.name: str = name
-        self.entry: Entry = entry
 
 
 class Client:

@@ -27,7 +27,7 @@ from . import _requests as rq
 from .errors import (ConnectError, ConnectionClosed, NotFound, NotOwner,
                      ProcregError, ProtocolError, ServerError, Stale,
                      Timeout)
-from .types import (Acquired, Call, Entry, Hello, Keys, Member,
+from .types import (Acquired, Call, Entry, Hello, Hold, Keys, Member,
                     Notification, Overflow, PublishResult, Queued,
                     Reconnected, Restarted, Stats, SubEvent, Target)
 
@@ -105,15 +105,6 @@ class Subscription:
     def __exit__(self, *exc: Any) -> None:
         with contextlib.suppress(ProcregError):
             self.close()
-
-
-class Hold:
-    """What :meth:`Client.hold` yields: the held name and its entry
-    (``entry.gen`` fences actions to this ownership)."""
-
-    def __init__(self, name: str, entry: Entry) -> None:
-        self.name: str = name
-        self.entry: Entry = entry
 
 
 class Client:

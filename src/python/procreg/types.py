@@ -13,7 +13,7 @@ __all__ = [
     "Entry", "Member", "Queued", "Hello", "Stats", "Keys", "PublishResult",
     "Message", "Call", "Publish", "Down", "Acquired", "Lost", "SubEvent",
     "Overflow", "Restarted", "ErrorNotice", "Shutdown", "Reconnected",
-    "Unknown", "Notification", "Target",
+    "Unknown", "Notification", "Target", "Hold",
 ]
 
 #: A target of send, call and monitor: a name (str) or a connection id.
@@ -115,6 +115,14 @@ class PublishResult:
     members whose buffer was full (they did not)."""
     delivered: int
     busy: List[int]
+
+
+@dataclass(slots=True)
+class Hold:
+    """What ``hold`` yields (both clients): the held name and its entry
+    (``entry.gen`` fences actions to this ownership)."""
+    name: str
+    entry: Entry
 
 
 # Notifications ------------------------------------------------------------
