@@ -206,6 +206,13 @@ def main():
                             "--metrics", "127.0.0.1:0"],
                            capture_output=True, text=True, timeout=10)
         check("port 0 is refused (exit 2)", r.returncode == 2)
+        for bad in ("127.0.0.1: 80", "127.0.0.1:+80", "127.0.0.1:80x",
+                    "[::1]80", "127.0.0.1"):
+            r = subprocess.run([DAEMON, "-s", os.path.join(tmp, "x.sock"),
+                                "--metrics", bad], capture_output=True,
+                               text=True, timeout=10)
+            check("--metrics %r is refused (exit 2)" % bad,
+                  r.returncode == 2)
         d.terminate()
         check("the daemon exits 0", d.wait(timeout=10) == 0)
         d = None

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -273,10 +274,12 @@ config_parse_addr(const char *s, char *host, size_t size, uint16_t *port)
 	if (s[0] == '[' ? inet_pton(AF_INET6, host, &a6) != 1 :
 	    inet_pton(AF_INET, host, &a4) != 1)
 		return -1;
+	/* Digits only: strtoul would take a sign or leading blanks. */
+	if (!isdigit((unsigned char)colon[1]))
+		return -1;
 	errno = 0;
 	p = strtoul(colon + 1, &end, 10);
-	if (errno != 0 || end == colon + 1 || *end != '\0' || p == 0 ||
-	    p > 65535 || colon[1] == '-' || colon[1] == '+')
+	if (errno != 0 || *end != '\0' || p == 0 || p > 65535)
 		return -1;
 	*port = (uint16_t)p;
 	return 0;
