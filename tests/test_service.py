@@ -7,6 +7,7 @@ leaves it in place), sd_notify READY/STATUS/WATCHDOG/RELOADING/STOPPING
 on a NOTIFY_SOCKET of our own, and the socket file's mode.  Every wait is
 bounded; nothing is timed."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -481,6 +482,262 @@ def test_socket_mode(tmp):
           r.returncode == 1 and "no group" in r.stderr)
 
 
+# ---- [cluster] (issue 14): the settings only; the cluster itself is
+# tested against etcd elsewhere. ----
+
+URL_FORM = ("expected http://HOST:PORT or https://HOST:PORT, separated by "
+            "commas (HOST a name, a numeric IPv4 or [IPv6] address; PORT "
+            "from 1 to 65535), not ")
+NODE_FORM = ("expected 1 to 63 bytes of letters, digits, '.', '_' and '-', "
+             "not starting with '.' or '-'")
+PREFIX_FORM = ("expected 2 to 127 bytes of printable ASCII without spaces, "
+               "starting and ending with '/'")
+
+
+def check_config(tmp, text, *args):
+    """procregd --check-config on a file holding text, then args:
+    (exit status, stdout, stderr lines, the file's path)."""
+    path = os.path.join(tmp, "cluster.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    r = subprocess.run([DAEMON, "--check-config", "-c", path] + list(args),
+                       capture_output=True, text=True, timeout=10)
+    return r.returncode, r.stdout, r.stderr.strip().splitlines(), path
+
+
+def test_cluster_config(tmp):
+    # Good values, in the file and as flags.
+    good_urls = [
+        "http://127.0.0.1:2379", "https://etcd-1.example.com:2379/",
+        "http://[::1]:2379", "http://[fd00::2]:1/", "http://etcd_2:65535",
+        ",".join("http://10.0.0.%d:2379" % i for i in range(1, 9)),
+    ]
+    for url in good_urls:
+        rc, out, err, path = check_config(
+            tmp, "[cluster]\netcd = %s\nnode = n1\n" % url)
+        check("[cluster] etcd = %s is accepted" % url,
+              rc == 0 and out.strip() == path + ": ok" and not err)
+        rc, out, err, path = check_config(tmp, "", "--etcd", url,
+                                          "--node", "n1")
+        check("--etcd %s is accepted" % url, rc == 0 and not err)
+    text = ("[cluster]\netcd = http://10.0.0.1:2379,http://10.0.0.2:2379\n"
+            "node = web-1.a_b\ncluster_prefix = /apps/procreg/\n"
+            "lease_ttl = 2\netcd_timeout = 60000\n")
+    rc, out, err, path = check_config(tmp, text)
+    check("a whole [cluster] section with http:// endpoints is accepted",
+          rc == 0 and not err)
+    for flag, value in (("--node", "a" * 63), ("--node", "A.b_c-9"),
+                        ("--cluster-prefix", "//"),
+                        ("--cluster-prefix", "/" + "x" * 125 + "/"),
+                        ("--cluster-prefix", "/a:b@c=d/"),
+                        ("--lease-ttl", "3600"), ("--etcd-timeout", "100")):
+        rc, out, err, path = check_config(tmp, "", "--etcd",
+                                          "http://a:1", "--node", "n1",
+                                          flag, value)
+        check("%s %s is accepted" % (flag, value), rc == 0 and not err)
+
+    # Bad values: FILE:LINE: key: why in the file, --flag: why on the
+    # command line, the same why.
+    bad = [
+        ("etcd", "http://a", URL_FORM + "'http://a'"),
+        ("etcd", "http://a:0", URL_FORM + "'http://a:0'"),
+        ("etcd", "http://a:65536", URL_FORM + "'http://a:65536'"),
+        ("etcd", "http://a:+80", URL_FORM + "'http://a:+80'"),
+        ("etcd", "http://a: 80", URL_FORM + "'http://a: 80'"),
+        ("etcd", "http://a:80x", URL_FORM + "'http://a:80x'"),
+        ("etcd", "ftp://a:80", URL_FORM + "'ftp://a:80'"),
+        ("etcd", "HTTP://a:80", URL_FORM + "'HTTP://a:80'"),
+        ("etcd", "a:2379", URL_FORM + "'a:2379'"),
+        ("etcd", "http://:2379", URL_FORM + "'http://:2379'"),
+        ("etcd", "http://1.2.3.999:2379", URL_FORM +
+         "'http://1.2.3.999:2379'"),
+        ("etcd", "http://::1:2379", URL_FORM + "'http://::1:2379'"),
+        ("etcd", "http://[::g]:2379", URL_FORM + "'http://[::g]:2379'"),
+        ("etcd", "http://a..b:2379", URL_FORM + "'http://a..b:2379'"),
+        ("etcd", "http://-a:2379", URL_FORM + "'http://-a:2379'"),
+        ("etcd", "http://u@a:2379", URL_FORM + "'http://u@a:2379'"),
+        ("etcd", "http://a:2379/v3", URL_FORM + "'http://a:2379/v3'"),
+        ("etcd", "http://a:2379//", URL_FORM + "'http://a:2379//'"),
+        ("etcd", "http://a:1,", URL_FORM + "''"),
+        ("etcd", "http://a:1,,http://b:2", URL_FORM + "''"),
+        ("etcd", "http://a:1, http://b:2", URL_FORM + "' http://b:2'"),
+        ("etcd", ",".join("http://h%d:1" % i for i in range(9)),
+         "expected at most 8 URLs"),
+        ("node", "-x", NODE_FORM),
+        ("node", ".x", NODE_FORM),
+        ("node", "a b", NODE_FORM),
+        ("node", "a/b", NODE_FORM),
+        ("node", "a" * 64, NODE_FORM),
+        ("cluster_prefix", "/", PREFIX_FORM),
+        ("cluster_prefix", "procreg/", PREFIX_FORM),
+        ("cluster_prefix", "/procreg", PREFIX_FORM),
+        ("cluster_prefix", "/a b/", PREFIX_FORM),
+        ("cluster_prefix", "/\u00e9/", PREFIX_FORM),
+        ("cluster_prefix", "/" + "x" * 126 + "/", PREFIX_FORM),
+        ("lease_ttl", "1", "expected a number from 2 to 3600"),
+        ("lease_ttl", "3601", "expected a number from 2 to 3600"),
+        ("etcd_timeout", "99", "expected a number from 100 to 60000"),
+        ("etcd_timeout", "60001", "expected a number from 100 to 60000"),
+    ]
+    for key, value, why in bad:
+        rc, out, err, path = check_config(tmp, "[cluster]\n%s = %s\n" %
+                                          (key, value))
+        check("[cluster] %s = %r is refused: %s" % (key, value, why),
+              rc == 2 and err == ["%s:2: %s: %s" % (path, key, why)])
+        flag = "--" + key.replace("_", "-")
+        rc, out, err, path = check_config(tmp, "", flag, value)
+        check("... and %s %r, worded alike" % (flag, value),
+              rc == 2 and err == ["procregd: %s: %s" % (flag, why)])
+
+    # Without etcd the daemon is single-host: the other keys are checked
+    # one by one, then ignored, however they combine.
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd =\nnode = n1\ncluster_prefix = /x/\n"
+        "lease_ttl = 30\netcd_timeout = 500\netcd_ca = /nonexistent/ca\n"
+        "etcd_cert = /nonexistent/cert\n")
+    check("without etcd the other [cluster] keys are accepted, even TLS "
+          "files that do not exist and a certificate without its key",
+          rc == 0 and not err)
+
+    # TLS files need an https:// endpoint; a certificate needs its key.
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = http://a:1,http://b:2\nnode = n1\n"
+        "etcd_ca = /etc/hostname\netcd_cert = /etc/hostname\n"
+        "etcd_key = /etc/hostname\n")
+    why = "only applies to https:// endpoints, and etcd has none"
+    check("TLS files with http:// endpoints only: one error each, by line",
+          rc == 2 and err == ["%s:%d: %s: %s" % (path, n, k, why) for n, k in
+                              ((4, "etcd_ca"), (5, "etcd_cert"),
+                               (6, "etcd_key"))])
+    rc, out, err, path = check_config(tmp, "", "--etcd", "http://a:1",
+                                      "--node", "n1", "--etcd-ca",
+                                      "/etc/hostname")
+    check("... and as a flag, worded alike",
+          rc == 2 and err == ["procregd: --etcd-ca: " + why])
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = http://a:1\nnode = n1\n"
+        "etcd_ca = /etc/hostname\n", "--etcd", "http://a:1,https://b:2")
+    check("one https:// endpoint among others is enough (and the flag "
+          "wins over the key)", rc == 0 and not err)
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = https://a:1\nnode = n1\n"
+        "etcd_cert = /etc/hostname\n")
+    check("etcd_cert without etcd_key is refused",
+          rc == 2 and err == ["%s:4: etcd_cert: must be given with etcd_key "
+                              "(--etcd-key): a client certificate and its "
+                              "key go together" % path])
+    rc, out, err, path = check_config(tmp, "", "--etcd", "https://a:1",
+                                      "--node", "n1", "--etcd-key",
+                                      "/etc/hostname")
+    check("--etcd-key without --etcd-cert is refused",
+          rc == 2 and err == ["procregd: --etcd-key: must be given with "
+                              "etcd_cert (--etcd-cert): a client "
+                              "certificate and its key go together"])
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = https://a:1\nnode = n1\n"
+        "etcd_ca = /etc/hostname\netcd_cert = /etc/hostname\n"
+        "etcd_key = /etc/hostname\n")
+    check("https:// with a readable CA, certificate and key is accepted",
+          rc == 0 and not err)
+
+    # --check-config reads the TLS files: the errno text, by line.
+    missing = os.path.join(tmp, "missing.pem")
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = https://a:1\nnode = n1\n"
+        "etcd_ca = %s\netcd_cert = /etc/hostname\netcd_key = %s\n" %
+        (missing, missing))
+    check("--check-config names each TLS file it cannot read, with the "
+          "errno text",
+          rc == 2 and err == ["%s:%d: %s: %s: No such file or directory" %
+                              (path, n, k, missing) for n, k in
+                              ((4, "etcd_ca"), (6, "etcd_key"))])
+    rc, out, err, path = check_config(tmp, "", "--etcd", "https://a:1",
+                                      "--node", "n1", "--etcd-ca", missing)
+    check("... and for a flag",
+          rc == 2 and err == ["procregd: --etcd-ca: %s: No such file or "
+                              "directory" % missing])
+
+    # All the errors of a file at once, each with its line.
+    rc, out, err, path = check_config(
+        tmp, "[cluster]\netcd = http://a\nnode = -\nlease_ttl = 0\n"
+        "etcd_timeout = x\ncluster_prefix = x\nbogus = 1\n")
+    check("every [cluster] error of a file is reported, by line",
+          rc == 2 and [l[len(path) + 1:].split(":")[0] for l in err] ==
+          ["2", "3", "4", "5", "6", "7"])
+
+    # --help lists the options within 80 columns.
+    r = subprocess.run([DAEMON, "--help"], capture_output=True, text=True,
+                       timeout=10)
+    check("--help lists the cluster options within 80 columns",
+          r.returncode == 0 and all(
+              re.search(r"^\s+--%s\b" % o, r.stdout, re.M) for o in
+              ("etcd", "node", "cluster-prefix", "lease-ttl",
+               "etcd-timeout", "etcd-ca", "etcd-cert", "etcd-key")) and
+          max(len(l) for l in r.stdout.splitlines()) <= 80)
+
+    # The shipped file with etcd and node uncommented is valid.
+    shipped = os.path.join(ROOT, "conf", "procreg.conf")
+    if os.path.exists(shipped):
+        with open(shipped) as f:
+            text = re.sub(r"(?m)^#((etcd|node) = )", r"\1", f.read())
+        rc, out, err, path = check_config(tmp, text)
+        check("conf/procreg.conf with etcd and node uncommented is valid",
+              rc == 0 and not err)
+
+    test_cluster_node(tmp)
+
+
+HOSTNAME_PROBE = r"""
+import socket, subprocess, sys
+socket.sethostname(sys.argv[1])
+r = subprocess.run(sys.argv[2:], capture_output=True, text=True,
+                   timeout=10)
+sys.stdout.write("%d\n%s" % (r.returncode, r.stderr))
+"""
+
+
+def test_cluster_node(tmp):
+    """The node name defaults to the host name up to its first '.': in a
+    user and UTS namespace of our own (unshare), where we may set it."""
+    unshare = shutil.which("unshare")
+    probe = [unshare, "-r", "-u", sys.executable, "-c", HOSTNAME_PROBE]
+    if unshare is None or subprocess.run(
+            probe + ["probe.example", "true"], capture_output=True,
+            timeout=10).returncode != 0:
+        results["skipped"] += 1
+        print("skip   the node name from the host name: cannot unshare "
+              "a UTS namespace")
+        return
+    conf = os.path.join(tmp, "empty.conf")
+    open(conf, "w").close()
+    cmd = [DAEMON, "--check-config", "-c", conf, "--etcd", "http://a:1"]
+
+    def with_host(host, *args):
+        r = subprocess.run(probe + [host] + cmd + list(args),
+                           capture_output=True, text=True, timeout=20)
+        rc, _, err = r.stdout.partition("\n")
+        return int(rc or -1), err.strip()
+
+    for host in ("web1", "web-1.example.com", "a" * 61 + ".x"):
+        rc, err = with_host(host)
+        check("the host name %r gives the node name" % host,
+              rc == 0 and not err)
+    for host in ("bad_host!", "-web1.example.com", ".example.com",
+                 "a" * 64):
+        rc, err = with_host(host)
+        check("the host name %r gives no node name: an error telling to "
+              "set --node" % host,
+              rc == 2 and err.startswith(
+                  "procregd: the host name '%s' up to its first '.' is no "
+                  "node name (" % host) and
+              err.endswith("set --node or node in [cluster]"))
+        rc, err = with_host(host, "--node", "n1")
+        check("... unless --node is set", rc == 0 and not err)
+    rc, err = with_host("bad_host!", "--etcd", "")
+    check("... and without etcd the host name does not matter",
+          rc == 0 and not err)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="procreg-service.")
     try:
@@ -491,6 +748,7 @@ def main():
         test_shutdown(tmp)
         test_policy(tmp)
         test_socket_mode(tmp)
+        test_cluster_config(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("service: %d passed, %d failed, %d skipped" % (

@@ -691,19 +691,25 @@ def test_conf(dhelp, conf_page):
     check("procreg.conf has every key that --help has an option for, and "
           "no other", have == want,
           f"missing {sorted(want - have)}, unknown {sorted(have - want)}")
-    check("procreg.conf: sections [daemon], [limits] and [policy] only",
-          {s for n, s, k, v, c in keys} == {"daemon", "limits", "policy"})
+    check("procreg.conf: sections [daemon], [limits], [policy] and "
+          "[cluster] only",
+          {s for n, s, k, v, c in keys} ==
+          {"daemon", "limits", "policy", "cluster"})
     # Commented out: the keys whose default depends on how procregd runs
     # (the socket's, and the per-user caps and reserved connections, which
     # differ for root or --system), so that the installed file changes nothing,
-    # metrics (off unless given an address), and the policy's examples.
+    # metrics (off unless given an address), the policy's examples, and
+    # the cluster's etcd (off unless given), node (the host name's) and
+    # TLS files (none; an error without an https:// etcd).
     check("procreg.conf: only socket, socket_mode, socket_group, "
-          "max_conns_per_uid, max_names_per_uid, reserved_conns, metrics "
-          "and the policy's examples commented out",
+          "max_conns_per_uid, max_names_per_uid, reserved_conns, metrics, "
+          "the policy's examples, etcd, node and the etcd TLS files "
+          "commented out",
           {k for n, s, k, v, c in keys if c} ==
           {"socket", "socket_mode", "socket_group", "max_conns_per_uid",
            "max_names_per_uid", "reserved_conns", "metrics", "rule",
-           "admin_group"})
+           "admin_group", "etcd", "node", "etcd_ca", "etcd_cert",
+           "etcd_key"})
     defaults = help_defaults(dhelp)
     for n, s, k, v, c in keys:
         if c:
@@ -719,7 +725,7 @@ def test_conf(dhelp, conf_page):
                 doc.add(m.group(1))
         check("procreg.conf(5) documents exactly the keys of procreg.conf",
               doc == have, f"page {sorted(doc)}, file {sorted(have)}")
-        for sec in ("daemon", "limits", "policy"):
+        for sec in ("daemon", "limits", "policy", "cluster"):
             sec_keys = {k for n, s, k, v, c in keys if s == sec}
             body = man_section(conf_page, f"The [{sec}] section")
             got = {m.group(1) for l in body

@@ -21,7 +21,7 @@
 
 enum opt_type { OPT_NUM, OPT_PATH, OPT_STR, OPT_MODE, OPT_LEVEL, OPT_RULE,
 	OPT_ADMIN, OPT_DEFAULT, OPT_VERBOSE, OPT_QUIET, OPT_FOREGROUND,
-	OPT_SYSTEM, OPT_ADDR,
+	OPT_SYSTEM, OPT_ADDR, OPT_URLS, OPT_NODE, OPT_PREFIX, OPT_FILE,
 	OPT_CONFIG, OPT_CHECK, OPT_HELP, OPT_VERSION };
 
 struct option_def {
@@ -31,7 +31,8 @@ struct option_def {
 	const char	*section;	/* in the file; NULL: command line only */
 	const char	*key;
 	size_t		 offset;
-	uint64_t	 def, min, max;
+	uint64_t	 def, min, max;	/* OPT_NODE, _PREFIX, _FILE: max is
+					 * the field's size */
 	const char	*arg;
 	const char	*help;
 };
@@ -39,6 +40,10 @@ struct option_def {
 #define NUM(n, sec, field, d, lo, hi, help) \
 	{ n, 0, OPT_NUM, sec, #field, offsetof(struct config, field), d, lo, \
 	    hi, "N", help }
+/* A string of [cluster], whose checks need the field's size. */
+#define CSTR(n, type, key, field, arg, help) \
+	{ n, 0, type, "cluster", key, offsetof(struct config, field), 0, 0, \
+	    sizeof(((struct config *)0)->field), arg, help }
 
 static const struct option_def defs[] = {
 	{ "config", 'c', OPT_CONFIG, NULL, NULL, 0, 0, 0, 0, "FILE",
@@ -115,6 +120,33 @@ static const struct option_def defs[] = {
 	    offsetof(struct config, metrics), 0, 0, 0, "ADDR:PORT",
 	    "serve Prometheus metrics over HTTP at /metrics on ADDR:PORT, a "
 	    "numeric IPv4 or [IPv6] address (default: off)" },
+	{ "etcd", 0, OPT_URLS, "cluster", "etcd",
+	    offsetof(struct config, etcd), 0, 0, 0, "URL[,URL...]",
+	    "keep cluster names on this etcd v3 cluster: up to 8 endpoints, "
+	    "http://HOST:PORT or https://HOST:PORT, separated by commas "
+	    "(default: none, a single-host daemon; the options below take "
+	    "effect only with it)" },
+	CSTR("node", OPT_NODE, "node", node, "NAME",
+	    "this daemon's name in the cluster, 1 to 63 bytes of A-Z a-z 0-9 "
+	    ". _ - (default: the host name up to its first '.')"),
+	CSTR("cluster-prefix", OPT_PREFIX, "cluster_prefix", cluster_prefix,
+	    "PREFIX", "the cluster's keys in etcd start with PREFIX, which "
+	    "starts and ends with '/' (default /procreg/)"),
+	{ "lease-ttl", 0, OPT_NUM, "cluster", "lease_ttl",
+	    offsetof(struct config, lease_ttl), 10, 2, 3600, "SECONDS",
+	    "how long the cluster keeps this node's names after its last "
+	    "keepalive to etcd, seconds" },
+	{ "etcd-timeout", 0, OPT_NUM, "cluster", "etcd_timeout",
+	    offsetof(struct config, etcd_timeout_ms), 2000, 100, 60000, "MS",
+	    "how long any etcd request, a cluster write included, may wait "
+	    "for its answer, ms" },
+	CSTR("etcd-ca", OPT_FILE, "etcd_ca", etcd_ca, "FILE",
+	    "the CA certificates that https:// endpoints are checked with "
+	    "(default: the system's)"),
+	CSTR("etcd-cert", OPT_FILE, "etcd_cert", etcd_cert, "FILE",
+	    "a client certificate for https:// endpoints, with --etcd-key"),
+	CSTR("etcd-key", OPT_FILE, "etcd_key", etcd_key, "FILE",
+	    "the private key of --etcd-cert"),
 	{ "help", 'h', OPT_HELP, NULL, NULL, 0, 0, 0, 0, NULL,
 	    "show this help and exit" },
 	{ "version", 'V', OPT_VERSION, NULL, NULL, 0, 0, 0, 0, NULL,
@@ -169,6 +201,7 @@ config_defaults_for(struct config *cfg, bool root)
 	}
 	cfg->log_level = LOG_LVL_INFO;
 	cfg->socket_mode = UINT64_MAX;
+	strcpy(cfg->cluster_prefix, "/procreg/");
 }
 
 /*
@@ -286,6 +319,150 @@ config_parse_addr(const char *s, char *host, size_t size, uint16_t *port)
 }
 
 /*
+ * A host name in an etcd URL: labels of letters, digits, '-' and '_'
+ * separated by single dots, none starting with '-', 253 bytes at most.
+ * Digits and dots only must be an IPv4 address.
+ */
+static bool
+valid_host_name(const char *h)
+{
+	size_t n = strlen(h), label = 0;
+	struct in_addr a4;
+
+	if (n == 0 || n > 253)
+		return false;
+	if (strspn(h, "0123456789.") == n)
+		return inet_pton(AF_INET, h, &a4) == 1;
+	for (const char *p = h; *p != '\0'; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+		} else if (isalnum((unsigned char)*p) || *p == '_' ||
+		    (*p == '-' && label > 0))
+			label++;
+		else
+			return false;
+		if (label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
+/*
+ * One etcd endpoint, len bytes at u: http://HOST:PORT or
+ * https://HOST:PORT, HOST a name, a numeric IPv4 address or a bracketed
+ * IPv6 one, PORT digits only from 1 to 65535, then an optional '/'.
+ */
+static bool
+valid_etcd_url(const char *u, size_t len)
+{
+	const char *p, *end = u + len, *colon;
+	char host[256];
+	struct in6_addr a6;
+	unsigned long port = 0;
+	size_t hlen;
+
+	if (len > 7 && strncmp(u, "http://", 7) == 0)
+		p = u + 7;
+	else if (len > 8 && strncmp(u, "https://", 8) == 0)
+		p = u + 8;
+	else
+		return false;
+	if (end[-1] == '/')
+		end--;
+	if (*p == '[') {
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (close == NULL || close + 1 >= end || close[1] != ':')
+			return false;
+		hlen = (size_t)(close - p - 1);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return false;
+		memcpy(host, p + 1, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET6, host, &a6) != 1)
+			return false;
+		colon = close + 1;
+	} else {
+		for (colon = end; colon > p && colon[-1] != ':'; colon--)
+			;
+		if (colon == p)
+			return false;
+		colon--;
+		hlen = (size_t)(colon - p);
+		if (hlen == 0 || hlen >= sizeof(host))
+			return false;
+		memcpy(host, p, hlen);
+		host[hlen] = '\0';
+		if (!valid_host_name(host))
+			return false;
+	}
+	if (end - (colon + 1) < 1 || end - (colon + 1) > 5)
+		return false;
+	for (p = colon + 1; p < end; p++) {
+		if (!isdigit((unsigned char)*p))
+			return false;
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	return port >= 1 && port <= 65535;
+}
+
+/* A node name: 1 to 63 bytes of [A-Za-z0-9._-], not starting with '.'
+ * or '-'. */
+static bool
+valid_node(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 63 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '.' &&
+		    s[i] != '_' && s[i] != '-')
+			return false;
+	}
+	return true;
+}
+
+#define NODE_RULE	"1 to 63 bytes of letters, digits, '.', '_' and '-', " \
+			"not starting with '.' or '-'"
+
+/* The etcd endpoints, comma-separated; NULL or why not, as set_value. */
+static const char *
+check_etcd_urls(const char *v, size_t size, char *buf, size_t bufsize)
+{
+	const char *p, *q;
+	size_t n = 0;
+
+	if (strlen(v) >= size) {
+		snprintf(buf, bufsize, "expected at most %zu bytes", size - 1);
+		return buf;
+	}
+	if (*v == '\0')
+		return NULL;
+	for (p = v; ; p = q + 1) {
+		if ((q = strchr(p, ',')) == NULL)
+			q = p + strlen(p);
+		if (++n > CONFIG_MAX_ETCD_URLS) {
+			snprintf(buf, bufsize, "expected at most %d URLs",
+			    CONFIG_MAX_ETCD_URLS);
+			return buf;
+		}
+		if (!valid_etcd_url(p, (size_t)(q - p))) {
+			snprintf(buf, bufsize, "expected http://HOST:PORT or "
+			    "https://HOST:PORT, separated by commas (HOST a "
+			    "name, a numeric IPv4 or [IPv6] address; PORT from "
+			    "1 to 65535), not '%.*s'", (int)(q - p > 80 ? 80 :
+			    q - p), p);
+			return buf;
+		}
+		if (*q == '\0')
+			return NULL;
+	}
+}
+
+/*
  * Set one option from its text, wherever it came from; NULL on success,
  * else what is wrong with the value (in buf when it needs numbers), worded
  * alike for the command line and the file.
@@ -295,6 +472,7 @@ set_value(struct config *cfg, const struct option_def *d, const char *v,
     char *buf, size_t size)
 {
 	void *field = (char *)cfg + d->offset;
+	const char *why;
 	unsigned long long n;
 	char *end;
 
@@ -342,6 +520,45 @@ set_value(struct config *cfg, const struct option_def *d, const char *v,
 		strcpy(cfg->metrics, v);
 		return NULL;
 	}
+	case OPT_URLS:
+		if ((why = check_etcd_urls(v, sizeof(cfg->etcd), buf, size)) !=
+		    NULL)
+			return why;
+		strcpy(cfg->etcd, v);
+		return NULL;
+	case OPT_NODE:
+		/* Empty: the host name's, when etcd is set. */
+		if (*v != '\0' && !valid_node(v))
+			return "expected " NODE_RULE;
+		strcpy(field, v);
+		return NULL;
+	case OPT_PREFIX: {
+		size_t len = strlen(v);
+
+		if (len < 2 || len >= d->max || v[0] != '/' ||
+		    v[len - 1] != '/')
+			goto bad_prefix;
+		for (size_t i = 0; i < len; i++) {
+			if (v[i] <= ' ' || v[i] > '~')
+				goto bad_prefix;
+		}
+		strcpy(field, v);
+		return NULL;
+bad_prefix:
+		snprintf(buf, size, "expected 2 to %llu bytes of printable "
+		    "ASCII without spaces, starting and ending with '/'",
+		    (unsigned long long)d->max - 1);
+		return buf;
+	}
+	case OPT_FILE:
+		/* Empty: none. */
+		if (strlen(v) >= d->max) {
+			snprintf(buf, size, "the path must be at most %llu bytes",
+			    (unsigned long long)d->max - 1);
+			return buf;
+		}
+		strcpy(field, v);
+		return NULL;
 	case OPT_ADMIN:
 		if (strlen(v) >= sizeof(cfg->admin_group))
 			return "too long";
@@ -404,7 +621,7 @@ on_key(void *user, const char *section, const char *key,
     const char *value)
 {
 	struct ini_ctx *c = user;
-	char why_buf[80];
+	char why_buf[256];
 	const char *why;
 
 	for (size_t i = 0; i < NDEFS; i++) {
@@ -437,9 +654,10 @@ on_key(void *user, const char *section, const char *key,
 	return 1;
 }
 
-/* Apply a configuration file; the number of errors, each printed. */
+/* Apply a configuration file; the number of errors, each printed.  The
+ * line each setting is on goes to lines[i] (0: not in the file). */
 static int
-load_file(struct config *cfg, const char *path, FILE *err)
+load_file(struct config *cfg, const char *path, FILE *err, int *lines)
 {
 	struct ini_ctx c = { .path = path, .err = err, .cfg = cfg };
 	int r;
@@ -450,6 +668,7 @@ load_file(struct config *cfg, const char *path, FILE *err)
 	}
 	r = ini_parse_stream(read_line, &c, on_key, &c);
 	fclose(c.f);
+	memcpy(lines, c.seen, sizeof(c.seen));
 	if (r > 0 && !c.syntax) {
 		/* Something read_line's check let through. */
 		fprintf(err, "%s:%d: syntax error\n", path, r);
@@ -461,9 +680,11 @@ load_file(struct config *cfg, const char *path, FILE *err)
 	return c.errors;
 }
 
-/* Apply the command line over cfg. */
+/* Apply the command line over cfg; set from[i] to -1 for each setting
+ * it gives (from may be NULL). */
 static enum config_result
-parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
+parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err,
+    int *from)
 {
 	struct option longopts[NDEFS + 1];
 	char shortopts[2 * NDEFS + 1];
@@ -508,8 +729,12 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		case OPT_DEFAULT:
 		case OPT_ADMIN:
 		case OPT_ADDR:
+		case OPT_URLS:
+		case OPT_NODE:
+		case OPT_PREFIX:
+		case OPT_FILE:
 		case OPT_LEVEL: {
-			char why_buf[80];
+			char why_buf[256];
 			const char *why;
 
 			/* Rules on the command line replace the file's. */
@@ -524,6 +749,8 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 				    why);
 				return CONFIG_USAGE;
 			}
+			if (from != NULL)
+				from[d - defs] = -1;
 			break;
 		}
 		case OPT_CONFIG:
@@ -569,6 +796,100 @@ parse_args(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 	return CONFIG_RUN;
 }
 
+/*
+ * A setting's error found once the file and the command line are read,
+ * worded as theirs: "FILE:LINE: key: why" for a key of the file,
+ * "procregd: --option: why" for a flag.
+ */
+static void
+setting_error(const struct config *cfg, const int *from, const char *key,
+    const char *why, FILE *err)
+{
+	for (size_t i = 0; i < NDEFS; i++) {
+		if (defs[i].section == NULL || strcmp(defs[i].key, key) != 0)
+			continue;
+		if (from[i] > 0)
+			fprintf(err, "%s:%d: %s: %s\n", cfg->config_path,
+			    from[i], key, why);
+		else
+			fprintf(err, "procregd: --%s: %s\n", defs[i].name, why);
+		return;
+	}
+}
+
+/*
+ * [cluster] as a whole, once the file and the command line are read: the
+ * number of errors, each printed.  Without etcd nothing is checked
+ * beyond each value's own form: the daemon is single-host and ignores
+ * the rest.
+ */
+static int
+check_cluster(struct config *cfg, const int *from, FILE *err)
+{
+	const struct {
+		const char	*key;
+		const char	*path;
+	} files[] = {
+		{ "etcd_ca", cfg->etcd_ca },
+		{ "etcd_cert", cfg->etcd_cert },
+		{ "etcd_key", cfg->etcd_key },
+	};
+	bool tls = strstr(cfg->etcd, "https://") != NULL;
+	char host[256], why[300];
+	size_t len;
+	int errors = 0;
+
+	if (cfg->etcd[0] == '\0')
+		return 0;
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (files[i].path[0] == '\0')
+			continue;
+		if (!tls) {
+			setting_error(cfg, from, files[i].key, "only applies "
+			    "to https:// endpoints, and etcd has none", err);
+			errors++;
+		} else if (cfg->check_only && access(files[i].path, R_OK) < 0) {
+			snprintf(why, sizeof(why), "%s: %s", files[i].path,
+			    strerror(errno));
+			setting_error(cfg, from, files[i].key, why, err);
+			errors++;
+		}
+	}
+	if (tls && (cfg->etcd_cert[0] == '\0') != (cfg->etcd_key[0] == '\0')) {
+		if (cfg->etcd_cert[0] != '\0')
+			setting_error(cfg, from, "etcd_cert", "must be given "
+			    "with etcd_key (--etcd-key): a client certificate "
+			    "and its key go together", err);
+		else
+			setting_error(cfg, from, "etcd_key", "must be given "
+			    "with etcd_cert (--etcd-cert): a client certificate "
+			    "and its key go together", err);
+		errors++;
+	}
+	if (cfg->node[0] == '\0') {
+		if (gethostname(host, sizeof(host)) < 0) {
+			fprintf(err, "procregd: cannot read the host name for "
+			    "the node name (%s): set --node or node in "
+			    "[cluster]\n", strerror(errno));
+			return errors + 1;
+		}
+		host[sizeof(host) - 1] = '\0';
+		len = strcspn(host, ".");
+		if (len < sizeof(cfg->node)) {
+			memcpy(cfg->node, host, len);
+			cfg->node[len] = '\0';
+		}
+		if (len >= sizeof(cfg->node) || !valid_node(cfg->node)) {
+			cfg->node[0] = '\0';
+			fprintf(err, "procregd: the host name '%.80s' up to its "
+			    "first '.' is no node name (" NODE_RULE "): set "
+			    "--node or node in [cluster]\n", host);
+			return errors + 1;
+		}
+	}
+	return errors;
+}
+
 enum config_result
 config_build(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 {
@@ -576,11 +897,12 @@ config_build(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 	enum config_result r;
 	struct stat st;
 	bool check, system;
+	int from[NDEFS] = { 0 };	/* line in the file, -1: flag */
 
 	/* First pass: where the file is, whether only to check it, and
 	 * whether this is the system's daemon. */
 	config_defaults(cfg);
-	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)
+	if ((r = parse_args(cfg, argc, argv, out, err, NULL)) != CONFIG_RUN)
 		return r;
 	strcpy(path, cfg->config_path);
 	check = cfg->check_only;
@@ -589,11 +911,13 @@ config_build(struct config *cfg, int argc, char **argv, FILE *out, FILE *err)
 		strcpy(path, CONFIG_DEFAULT_FILE);
 	/* Then defaults, the file, and the command line over it. */
 	config_defaults_for(cfg, system);
-	if (path[0] != '\0' && load_file(cfg, path, err) > 0)
+	if (path[0] != '\0' && load_file(cfg, path, err, from) > 0)
 		return CONFIG_INVALID;
-	if ((r = parse_args(cfg, argc, argv, out, err)) != CONFIG_RUN)
+	if ((r = parse_args(cfg, argc, argv, out, err, from)) != CONFIG_RUN)
 		return r;
 	strcpy(cfg->config_path, path);
 	cfg->check_only = check;
+	if (check_cluster(cfg, from, err) > 0)
+		return CONFIG_INVALID;
 	return CONFIG_RUN;
 }

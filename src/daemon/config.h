@@ -13,6 +13,7 @@
 #include "policy.h"
 
 #define CONFIG_DEFAULT_FILE	"/etc/procreg/procreg.conf"
+#define CONFIG_MAX_ETCD_URLS	8
 
 struct config {
 	char		socket_path[108];	/* empty: the default path */
@@ -33,6 +34,18 @@ struct config {
 	enum log_level	log_level;
 	char		admin_group[64];
 	char		metrics[72];		/* ADDR:PORT; empty: off */
+	/* [cluster] (issue 14).  etcd empty: the single-host daemon, and
+	 * the other cluster settings, still checked one by one, are unused.
+	 * Read at start only: a reload does not apply them. */
+	char		etcd[1024];		/* http[s]://HOST:PORT[/],... */
+	char		node[64];		/* after config_build: set when
+						 * etcd is (else the host name) */
+	char		cluster_prefix[128];	/* starts and ends with '/' */
+	uint64_t	lease_ttl;		/* seconds */
+	uint64_t	etcd_timeout_ms;	/* bound on each etcd answer */
+	char		etcd_ca[256];		/* empty: the system's CAs */
+	char		etcd_cert[256];		/* with etcd_key, or neither */
+	char		etcd_key[256];
 	struct policy	policy;
 	/* Not settings but what the command line asked for. */
 	char		config_path[256];	/* -c, or the default if it exists */
