@@ -22,8 +22,13 @@
  * The protocol-2 calls (below "Protocol 2") do not check hello's protocol
  * first: a protocol-1 daemon answers PROCREG_E_UNKNOWN_METHOD (or
  * PROCREG_E_BAD_REQUEST for a connection target), and procreg_errmsg()
- * then says that the daemon speaks protocol 1.  procreg_hello() tells the
- * protocol for those who want to know before.
+ * then says that the daemon speaks protocol 1.  The protocol-3 calls and
+ * options (below "Protocol 3": cluster scope, whereis and list options,
+ * nodes) do the same with a protocol-2 daemon, which answers
+ * PROCREG_E_UNKNOWN_METHOD or PROCREG_E_BAD_REQUEST (it refuses options
+ * it does not know: a cluster name is never registered as a local one by
+ * mistake).  procreg_hello() tells the protocol for those who want to
+ * know before.  Everything else works unchanged with a protocol-2 daemon.
  *
  * Threads: a procreg_t must be used by one thread at a time; separate
  * connections are independent, so one connection per thread is safe.
@@ -39,8 +44,8 @@
  *
  * - Structs the caller allocates and the library reads or fills
  *   (procreg_options, procreg_callbacks, procreg_hello, procreg_stats,
- *   procreg_subscribe_opts, procreg_subscription) travel with their
- *   size.  The names below are macros over *_sized entry points that
+ *   procreg_subscribe_opts, procreg_subscription, procreg_whereis_opts,
+ *   procreg_list_opts) travel with their size.  The names below are macros over *_sized entry points that
  *   pass sizeof the struct as the caller's header knows it, so source
  *   compiles unchanged.  The library fills or reads only what that size
  *   covers: a field is appended at the end of a struct, never inserted,
@@ -54,12 +59,14 @@
  *   bindings and function pointers; they use the sizes of this soname's
  *   first release.
  * - Structs the library allocates (procreg_entry, procreg_member,
- *   procreg_event) may grow at their end without a size: the caller only
- *   reads them, and frees them with the library's function.
+ *   procreg_event, procreg_node) may grow at their end without a size:
+ *   the caller only reads them (through pointers: arrays of them are
+ *   arrays of pointers), and frees them with the library's function.
  * - Everything the library allocates for the caller is released by a
  *   procreg_*_free named for what it frees: procreg_entry_free,
  *   procreg_entries_free, procreg_member_free, procreg_members_free,
  *   procreg_strv_free, procreg_event_free, procreg_subscription_free,
+ *   procreg_nodes_free,
  *   procreg_bytes_free (procreg_call's result) and procreg_conns_free
  *   (procreg_publish's busy ids, procreg_queue's ids).  The last two are
  *   plain malloc'd memory, and free() stays valid for them.
@@ -101,6 +108,10 @@ enum procreg_status {
 					   name did not come */
 	PROCREG_E_DOWN = 11,		/* call: the callee went away */
 	PROCREG_E_STALE = 12,		/* a name's entry has another gen */
+	PROCREG_E_UNAVAILABLE = 13,	/* protocol 3: the cluster is not
+					   there: etcd could not be reached
+					   in time, this node has no lease,
+					   or the daemon runs without --etcd */
 	PROCREG_E_OTHER = 99,		/* an error code this library predates,
 					   or a callee's own (procreg_call) */
 	/* Local failures. */
@@ -110,6 +121,21 @@ enum procreg_status {
 	PROCREG_E_PROTOCOL = -4,	/* the daemon sent something unexpected */
 	PROCREG_E_NOMEM = -5,
 	PROCREG_E_INVAL = -6		/* a bad argument (e.g. a NULL name) */
+};
+
+/*
+ * Protocol 3 (cluster mode): where a name lives.  A local name is this
+ * daemon's own (as in protocols 1 and 2); a cluster name is held in the
+ * cluster's etcd, unique across every node of the cluster, and owned by a
+ * connection to one of its nodes.
+ */
+enum procreg_scope {
+	PROCREG_SCOPE_DEFAULT = 0,	/* the call's own default: whereis
+					   looks at both (the local name
+					   first), list is local */
+	PROCREG_SCOPE_LOCAL = 1,	/* this daemon's local names */
+	PROCREG_SCOPE_CLUSTER = 2,	/* the cluster's names */
+	PROCREG_SCOPE_ALL = 3		/* both: whereis "any", list "all" */
 };
 
 /* A registration, as whereis/register/list return it. */
@@ -122,7 +148,19 @@ struct procreg_entry {
 	void		*value;		/* msgpack bytes (nil: c0) */
 	size_t		 value_len;
 	uint64_t	 since_ms;	/* Unix epoch milliseconds */
-	uint64_t	 gen;		/* the registration's generation */
+	uint64_t	 gen;		/* the registration's generation (of
+					   a cluster name: etcd's create
+					   revision of its key) */
+	/* Protocol 3.  An entry of a protocol-2 daemon is LOCAL. */
+	enum procreg_scope scope;	/* PROCREG_SCOPE_LOCAL or _CLUSTER */
+	char		*node;		/* CLUSTER: the node the owner's
+					   connection is to (conn, pid, uid
+					   and gid are that node's); LOCAL:
+					   NULL */
+	bool		 stale;		/* CLUSTER: answered from the
+					   daemon's cache, which may be
+					   behind etcd (see
+					   procreg_whereis_opts) */
 };
 
 /* A group membership, as join/members return it. */
@@ -183,12 +221,20 @@ struct procreg_event {
 						   msgpack bytes */
 	size_t			 payload_len;
 	uint64_t		 ref;		/* DOWN: the monitor's ref */
-	char			*reason;	/* DOWN: "unregistered", ...;
+	char			*reason;	/* DOWN: "unregistered",
+						   "disconnected", "noproc",
+						   "evicted", "replaced",
+						   protocol 3's "nodedown"
+						   (a cluster name's owner
+						   was on a node that lost
+						   its lease);
 						   ERROR: the code; LOST:
 						   "replaced", "evicted"
-						   (see procreg_evict) or
+						   (see procreg_evict),
 						   "disconnected" (see
-						   procreg_register_opts);
+						   procreg_register_opts)
+						   or "nodedown" (see
+						   PROCREG_CLUSTER);
 						   SUBSCRIPTION unregistered:
 						   the down reason */
 	char			*message;	/* ERROR: the daemon's text */
@@ -218,6 +264,9 @@ struct procreg_hello {
 	uint64_t	 conn;		/* this connection's id */
 	char		 boot[33];	/* changes when the daemon restarts */
 	uint64_t	 max_message;
+	/* Protocol 3: the daemon's node name when it runs in cluster mode
+	 * (--etcd; 1 to 63 bytes), else "". */
+	char		 node[64];
 };
 
 struct procreg_stats {
@@ -469,6 +518,16 @@ PROCREG_API int	procreg_evict(procreg_t *, const char *name);
 #define PROCREG_ALLOW_REPLACEMENT	0x2u	/* a REPLACE may take it */
 #define PROCREG_REPLACE			0x4u	/* take it from an owner
 						   that allows it */
+/*
+ * Protocol 3: register a cluster name (the register option "scope":
+ * "cluster") instead of a local one.  The scope of a registration is a
+ * flag, not a field of an options struct: procreg_register_opts takes
+ * flags, and a library older than the flag refuses it with
+ * PROCREG_E_INVAL instead of registering a local name.  Combined with
+ * QUEUE, ALLOW_REPLACEMENT or REPLACE it is sent as asked, and a protocol-3
+ * daemon answers PROCREG_E_BAD_REQUEST (not in this protocol version).
+ */
+#define PROCREG_CLUSTER			0x8u
 
 /*
  * Register name with flags (0: as procreg_register).  On PROCREG_OK
@@ -491,6 +550,20 @@ PROCREG_API int	procreg_evict(procreg_t *, const char *name);
  * "disconnected" when we owned it and are now only queued (another
  * client got it first).  A name without QUEUE is as procreg_register's:
  * on_reconnect lists it when it could not be registered again.
+ *
+ * With PROCREG_CLUSTER (protocol 3) the name is the cluster's: unique
+ * across every node, its entry's scope PROCREG_SCOPE_CLUSTER, its node
+ * our daemon's and its gen etcd's create revision.  PROCREG_E_TAKEN when
+ * any connection to any node holds it, or our daemon has a local name of
+ * that name; PROCREG_E_UNAVAILABLE when the daemon runs without --etcd,
+ * cannot reach etcd in time or has no lease; PROCREG_E_FORBIDDEN,
+ * PROCREG_E_LIMIT, PROCREG_E_BAD_REQUEST as for a local name.  When our
+ * daemon's node loses its lease, the name is no longer ours:
+ * PROCREG_EV_LOST with reason "nodedown" (its monitors fire "nodedown"),
+ * and, as after "evicted", auto_reconnect forgets it.  auto_reconnect
+ * registers a cluster name again as a cluster name; one the new daemon
+ * refuses (taken, or unavailable while its node has no lease yet) goes
+ * to on_reconnect as lost.
  */
 PROCREG_API int	procreg_register_opts(procreg_t *, const char *name,
 		    const void *value, size_t value_len, unsigned flags,
@@ -593,6 +666,84 @@ PROCREG_API void (procreg_subscription_free)(struct procreg_subscription *);
  */
 PROCREG_API int	procreg_unsubscribe(procreg_t *, uint64_t sub,
 		    bool *was_active);
+
+/* Protocol 3: cluster mode (PROCREG_CLUSTER above for registering). */
+
+/* Options of procreg_whereis_opts (NULL: as procreg_whereis). */
+struct procreg_whereis_opts {
+	enum procreg_scope scope;	/* DEFAULT or ALL: the local name if
+					   there is one, else the cluster's;
+					   LOCAL or CLUSTER: only that one */
+	bool		 consistent;	/* a cluster name is read from etcd
+					   (one round trip), never stale;
+					   false: from the daemon's cache,
+					   which lags etcd by the watch's
+					   delay (the entry then says
+					   stale) */
+};
+
+/*
+ * whereis with options: *out the entry (its scope says which), or NULL
+ * when the name is not registered in that scope (PROCREG_OK either way).
+ * Default options send the request procreg_whereis sends; so does LOCAL
+ * to a daemon known to speak protocol 2 (all its names are local).
+ * PROCREG_E_UNAVAILABLE when a cluster lookup cannot be answered (no
+ * --etcd, etcd unreachable, and with consistent the round trip failed).
+ * unregister, send, monitor, update and call keep their parameters: the
+ * daemon finds the local name first, else the cluster name.
+ */
+PROCREG_API int	procreg_whereis_opts_sized(procreg_t *, const char *name,
+		    const struct procreg_whereis_opts *opts, size_t opts_size,
+		    struct procreg_entry **out);
+PROCREG_API int	(procreg_whereis_opts)(procreg_t *, const char *name,
+		    const struct procreg_whereis_opts *opts,
+		    struct procreg_entry **out);
+#define procreg_whereis_opts(p, name, opts, out)			\
+	procreg_whereis_opts_sized((p), (name), (opts),			\
+	    sizeof(struct procreg_whereis_opts), (out))
+
+/* Options of procreg_list_opts (NULL: as procreg_list). */
+struct procreg_list_opts {
+	enum procreg_scope scope;	/* DEFAULT or LOCAL: this daemon's
+					   local names; CLUSTER: the
+					   cluster's; ALL: both, in name
+					   order */
+};
+
+/*
+ * list with options: every entry in the scope whose name starts with
+ * prefix, paged as procreg_list.  LOCAL sends procreg_list's requests
+ * (so it works with a protocol-2 daemon); CLUSTER and ALL
+ * PROCREG_E_UNAVAILABLE without --etcd.
+ */
+PROCREG_API int	procreg_list_opts_sized(procreg_t *, const char *prefix,
+		    const struct procreg_list_opts *opts, size_t opts_size,
+		    struct procreg_entry ***entries, size_t *count);
+PROCREG_API int	(procreg_list_opts)(procreg_t *, const char *prefix,
+		    const struct procreg_list_opts *opts,
+		    struct procreg_entry ***entries, size_t *count);
+#define procreg_list_opts(p, prefix, opts, entries, count)		\
+	procreg_list_opts_sized((p), (prefix), (opts),			\
+	    sizeof(struct procreg_list_opts), (entries), (count))
+
+/* A node of the cluster, as procreg_nodes returns it. */
+struct procreg_node {
+	char		*name;		/* NUL-terminated */
+	uint64_t	 since_ms;	/* when it joined: Unix epoch ms */
+	char		*address;	/* its peer address, as it published
+					   it ("" when none) */
+	bool		 self;		/* the node we are connected to */
+};
+
+/*
+ * The nodes of the cluster (those holding a lease), in name order: *nodes
+ * an array of *count pointers (none: NULL and 0), freed with
+ * procreg_nodes_free.  PROCREG_E_UNAVAILABLE when the daemon runs
+ * without --etcd or cannot reach etcd.
+ */
+PROCREG_API int	procreg_nodes(procreg_t *, struct procreg_node ***nodes,
+		    size_t *count);
+PROCREG_API void procreg_nodes_free(struct procreg_node **, size_t count);
 
 /*
  * The next notification: a queued one at once, else wait up to

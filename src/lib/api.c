@@ -12,20 +12,28 @@
 #include "client.h"
 
 /*
- * A protocol-2 request's status: when a daemon of protocol 1 did not know
- * the method (or the connection target), the message says so.
+ * The status of a request that needs protocol need: when an older daemon
+ * did not know the method (or refused a param or option it predates), the
+ * message says so.
  */
 int
-api_p2_status(procreg_t *p, int r)
+api_need_status(procreg_t *p, int r, uint64_t need)
 {
 	size_t len = strlen(p->errmsg);
 
 	if ((r == PROCREG_E_UNKNOWN_METHOD || r == PROCREG_E_BAD_REQUEST) &&
-	    p->protocol > 0 && p->protocol < 2)
+	    p->protocol > 0 && p->protocol < need)
 		snprintf(p->errmsg + len, sizeof(p->errmsg) - len, " (the "
-		    "daemon speaks protocol %" PRIu64 ", this needs 2)",
-		    p->protocol);
+		    "daemon speaks protocol %" PRIu64 ", this needs %" PRIu64
+		    ")", p->protocol, need);
 	return r;
+}
+
+/* A protocol-2 request's status (see api_need_status). */
+int
+api_p2_status(procreg_t *p, int r)
+{
+	return api_need_status(p, r, 2);
 }
 
 /* Reject a NULL name; the daemon judges the rest (bad_request). */
@@ -60,7 +68,7 @@ api_register(procreg_t *p, const char *name, const void *value, size_t vlen,
 	    "value")) != PROCREG_OK)
 		return r;
 	if (out != NULL && (e = decode_entry_new(name, value != NULL ? vlen :
-	    1)) == NULL) {
+	    1, (flags & PROCREG_CLUSTER) != 0)) == NULL) {
 		r = handle_fail(p, PROCREG_E_NOMEM, "out of memory");
 		goto fail;
 	}
@@ -73,7 +81,8 @@ api_register(procreg_t *p, const char *name, const void *value, size_t vlen,
 	id = conn_req_register(p, name, value, vlen, flags);
 	if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
 		if (flags)
-			r = api_p2_status(p, r);
+			r = api_need_status(p, r, flags & PROCREG_CLUSTER ? 3 :
+			    2);
 		goto fail;
 	}
 	pos = decode_queued(res);
@@ -214,25 +223,99 @@ procreg_evict(procreg_t *p, const char *name)
 	return conn_call(p, id, &res);
 }
 
-int
-procreg_whereis(procreg_t *p, const char *name, struct procreg_entry **out)
+/* The wire word of a scope for whereis ("any") or list ("all"). */
+static const char *
+api_scope_word(enum procreg_scope scope, bool list)
+{
+	switch (scope) {
+	case PROCREG_SCOPE_LOCAL:
+		return "local";
+	case PROCREG_SCOPE_CLUSTER:
+		return "cluster";
+	case PROCREG_SCOPE_ALL:
+		return list ? "all" : "any";
+	case PROCREG_SCOPE_DEFAULT:
+		break;
+	}
+	return NULL;
+}
+
+/*
+ * whereis [name], or with options [name, {"scope": S, "consistent":
+ * true}] (only the keys that differ from the default).  LOCAL to a
+ * protocol-2 daemon is the plain request: all its names are local.
+ */
+static int
+api_whereis(procreg_t *p, const char *name,
+    const struct procreg_whereis_opts *o, struct procreg_entry **out)
 {
 	const msgpack_object *res;
-	uint32_t id;
+	const char *scope = NULL;
+	uint32_t id, n;
 	int r;
 
 	*out = NULL;
 	if ((r = api_check_name(p, name)) != PROCREG_OK)
 		return r;
-	id = conn_req_begin(p, "whereis", 1);
+	if (o != NULL) {
+		if (o->scope != PROCREG_SCOPE_DEFAULT &&
+		    (scope = api_scope_word(o->scope, false)) == NULL)
+			return handle_fail(p, PROCREG_E_INVAL, "unknown scope "
+			    "%d", (int)o->scope);
+		if (o->scope == PROCREG_SCOPE_LOCAL && !o->consistent &&
+		    p->protocol > 0 && p->protocol < 3)
+			scope = NULL;
+	}
+	n = (scope != NULL) + (o != NULL && o->consistent);
+	id = conn_req_begin(p, "whereis", n > 0 ? 2 : 1);
 	conn_pack_str(p, name);
+	if (n > 0) {
+		msgpack_pack_map(&p->pk, n);
+		if (scope != NULL) {
+			conn_pack_str(p, "scope");
+			conn_pack_str(p, scope);
+		}
+		if (o->consistent) {
+			conn_pack_str(p, "consistent");
+			msgpack_pack_true(&p->pk);
+		}
+	}
 	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return r;
+		return n > 0 ? api_need_status(p, r, 3) : r;
 	if (res->type == MSGPACK_OBJECT_NIL)
 		return PROCREG_OK;
 	if ((*out = decode_entry(res)) == NULL)
 		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed entry");
 	return PROCREG_OK;
+}
+
+int
+procreg_whereis(procreg_t *p, const char *name, struct procreg_entry **out)
+{
+	return api_whereis(p, name, NULL, out);
+}
+
+int
+procreg_whereis_opts_sized(procreg_t *p, const char *name,
+    const struct procreg_whereis_opts *in, size_t in_size,
+    struct procreg_entry **out)
+{
+	struct procreg_whereis_opts o;
+
+	*out = NULL;
+	if (!handle_copy_in(&o, sizeof(o), in, in_size))
+		return handle_fail(p, PROCREG_E_INVAL, "whereis options this "
+		    "library does not know (it is older than the caller's "
+		    "header)");
+	return api_whereis(p, name, &o, out);
+}
+
+int
+(procreg_whereis_opts)(procreg_t *p, const char *name,
+    const struct procreg_whereis_opts *opts, struct procreg_entry **out)
+{
+	return procreg_whereis_opts_sized(p, name, opts,
+	    PROCREG_WHEREIS_OPTS_SIZE_1, out);
 }
 
 /* send [name, payload] or, gen not NULL, [name, payload, {"gen": g}]. */
@@ -384,11 +467,17 @@ again:
 	return PROCREG_OK;
 }
 
-int
-procreg_list(procreg_t *p, const char *prefix, struct procreg_entry ***out,
-    size_t *count)
+/*
+ * Every entry under prefix, paging: [prefix, limit] and [prefix, limit,
+ * after]; with a scope other than local [prefix, limit, after or nil,
+ * {"scope": S}].
+ */
+static int
+api_list(procreg_t *p, const char *prefix, enum procreg_scope scope,
+    struct procreg_entry ***out, size_t *count)
 {
 	struct procreg_entry **v = NULL, *e;
+	const char *word = NULL;
 	size_t n = 0, cap = 0;
 	char *after = NULL;
 	int r = PROCREG_OK;
@@ -397,16 +486,31 @@ procreg_list(procreg_t *p, const char *prefix, struct procreg_entry ***out,
 	*count = 0;
 	if (prefix == NULL)
 		prefix = "";
+	if (scope != PROCREG_SCOPE_DEFAULT && scope != PROCREG_SCOPE_LOCAL &&
+	    (word = api_scope_word(scope, true)) == NULL)
+		return handle_fail(p, PROCREG_E_INVAL, "unknown scope %d",
+		    (int)scope);
 	for (;;) {
 		const msgpack_object *res;
-		uint32_t id = conn_req_begin(p, "list", after ? 3 : 2);
+		uint32_t id = conn_req_begin(p, "list", word ? 4 : after ? 3 :
+		    2);
 
 		conn_pack_str(p, prefix);
 		msgpack_pack_uint32(&p->pk, PR_LIST_MAX);
 		if (after)
 			conn_pack_str(p, after);
-		if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+		else if (word)
+			msgpack_pack_nil(&p->pk);
+		if (word) {
+			msgpack_pack_map(&p->pk, 1);
+			conn_pack_str(p, "scope");
+			conn_pack_str(p, word);
+		}
+		if ((r = conn_call(p, id, &res)) != PROCREG_OK) {
+			if (word)
+				r = api_need_status(p, r, 3);
 			goto handle_fail;
+		}
 		if (res->type != MSGPACK_OBJECT_ARRAY) {
 			r = handle_fail(p, PROCREG_E_PROTOCOL,
 			    "malformed list");
@@ -440,6 +544,38 @@ handle_fail:
 	free(after);
 	procreg_entries_free(v, n);
 	return r;
+}
+
+int
+procreg_list(procreg_t *p, const char *prefix, struct procreg_entry ***out,
+    size_t *count)
+{
+	return api_list(p, prefix, PROCREG_SCOPE_DEFAULT, out, count);
+}
+
+int
+procreg_list_opts_sized(procreg_t *p, const char *prefix,
+    const struct procreg_list_opts *in, size_t in_size,
+    struct procreg_entry ***out, size_t *count)
+{
+	struct procreg_list_opts o;
+
+	*out = NULL;
+	*count = 0;
+	if (!handle_copy_in(&o, sizeof(o), in, in_size))
+		return handle_fail(p, PROCREG_E_INVAL, "list options this "
+		    "library does not know (it is older than the caller's "
+		    "header)");
+	return api_list(p, prefix, o.scope, out, count);
+}
+
+int
+(procreg_list_opts)(procreg_t *p, const char *prefix,
+    const struct procreg_list_opts *opts, struct procreg_entry ***out,
+    size_t *count)
+{
+	return procreg_list_opts_sized(p, prefix, opts,
+	    PROCREG_LIST_OPTS_SIZE_1, out, count);
 }
 
 int

@@ -1,10 +1,10 @@
 /*
  * api2.c: the protocol-2 calls of libprocreg: call and reply, groups and
  * publish, connection targets, update, keys, register_many, queued
- * ownership, fencing, await, subscriptions.  They are used without
- * asking hello's protocol first: a protocol-1 daemon answers
+ * ownership, fencing, await, subscriptions; and protocol 3's nodes.  They
+ * are used without asking hello's protocol first: an older daemon answers
  * unknown_method (or bad_request for a connection target), and
- * api_p2_status then says that the daemon speaks protocol 1.
+ * api_need_status then says which protocol the daemon speaks.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -539,7 +539,7 @@ procreg_register_opts(procreg_t *p, const char *name, const void *value,
 	if (queued != NULL)
 		*queued = 0;
 	if (flags & ~(PROCREG_QUEUE | PROCREG_ALLOW_REPLACEMENT |
-	    PROCREG_REPLACE))
+	    PROCREG_REPLACE | PROCREG_CLUSTER))
 		return handle_fail(p, PROCREG_E_INVAL, "unknown register flags "
 		    "%#x", flags);
 	return api_register(p, name, value, vlen, flags, out, queued);
@@ -780,5 +780,91 @@ procreg_unsubscribe(procreg_t *p, uint64_t sub, bool *was_active)
 	}
 	/* Those read up to the response (its overflow too); none follows. */
 	event_drop_sub(p, sub);
+	return PROCREG_OK;
+}
+
+void
+procreg_nodes_free(struct procreg_node **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == NULL)
+			continue;
+		free(v[i]->name);
+		free(v[i]->address);
+		free(v[i]);
+	}
+	free(v);
+}
+
+/* A node map into a new struct; NULL when malformed or out of memory. */
+static struct procreg_node *
+api2_node(const msgpack_object *m)
+{
+	struct procreg_node *nd;
+
+	if (m->type != MSGPACK_OBJECT_MAP ||
+	    (nd = calloc(1, sizeof(*nd))) == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object *v = &m->via.map.ptr[i].val;
+
+		if (decode_is_str(k, "name") && v->type == MSGPACK_OBJECT_STR &&
+		    nd->name == NULL) {
+			if ((nd->name = handle_dup_bytes(v->via.str.ptr,
+			    v->via.str.size)) == NULL)
+				goto fail;
+		} else if (decode_is_str(k, "address") &&
+		    v->type == MSGPACK_OBJECT_STR && nd->address == NULL) {
+			if ((nd->address = handle_dup_bytes(v->via.str.ptr,
+			    v->via.str.size)) == NULL)
+				goto fail;
+		} else if (decode_is_str(k, "since") && decode_is_uint(v))
+			nd->since_ms = v->via.u64;
+		else if (decode_is_str(k, "self") &&
+		    v->type == MSGPACK_OBJECT_BOOLEAN)
+			nd->self = v->via.boolean;
+		/* Keys of later protocol versions are ignored. */
+	}
+	if (nd->name != NULL && (nd->address != NULL ||
+	    (nd->address = strdup("")) != NULL))
+		return nd;
+fail:
+	free(nd->name);
+	free(nd->address);
+	free(nd);
+	return NULL;
+}
+
+int
+procreg_nodes(procreg_t *p, struct procreg_node ***out, size_t *count)
+{
+	const msgpack_object *res;
+	struct procreg_node **v;
+	uint32_t id, n;
+	int r;
+
+	*out = NULL;
+	*count = 0;
+	id = conn_req_begin(p, "nodes", 0);
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+		return api_need_status(p, r, 3);
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed nodes");
+	if ((n = res->via.array.size) == 0)
+		return PROCREG_OK;
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		if ((v[i] = api2_node(&res->via.array.ptr[i])) == NULL) {
+			procreg_nodes_free(v, i);
+			return handle_fail(p, PROCREG_E_NOMEM, "out of memory or "
+			    "malformed node");
+		}
+	}
+	*out = v;
+	*count = n;
 	return PROCREG_OK;
 }

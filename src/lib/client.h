@@ -133,10 +133,14 @@ struct procreg {
  */
 #define PROCREG_OPTIONS_SIZE_1		sizeof(struct procreg_options)
 #define PROCREG_CALLBACKS_SIZE_1	sizeof(struct procreg_callbacks)
-#define PROCREG_HELLO_SIZE_1		sizeof(struct procreg_hello)
+#define PROCREG_HELLO_SIZE_1		\
+	STRUCT_END(struct procreg_hello, max_message)
 #define PROCREG_STATS_SIZE_1		sizeof(struct procreg_stats)
 #define PROCREG_SUBSCRIBE_OPTS_SIZE_1	sizeof(struct procreg_subscribe_opts)
 #define PROCREG_SUBSCRIPTION_SIZE_1	sizeof(struct procreg_subscription)
+/* Protocol 3's: hello grew node; these two are new. */
+#define PROCREG_WHEREIS_OPTS_SIZE_1	sizeof(struct procreg_whereis_opts)
+#define PROCREG_LIST_OPTS_SIZE_1	sizeof(struct procreg_list_opts)
 /* Where a struct ends after field f, tail padding included. */
 #define STRUCT_END(T, f)	((offsetof(T, f) + sizeof(((T *)0)->f) +	\
 	    _Alignof(T) - 1) / _Alignof(T) * _Alignof(T))
@@ -145,14 +149,20 @@ _Static_assert(
     STRUCT_END(struct procreg_options, reconnect_max_ms) &&
     sizeof(struct procreg_callbacks) ==
     STRUCT_END(struct procreg_callbacks, on_reconnect) &&
-    sizeof(struct procreg_hello) ==
+    offsetof(struct procreg_hello, node) >=
     STRUCT_END(struct procreg_hello, max_message) &&
+    sizeof(struct procreg_hello) ==
+    STRUCT_END(struct procreg_hello, node) &&
     sizeof(struct procreg_stats) ==
     STRUCT_END(struct procreg_stats, draining) &&
     sizeof(struct procreg_subscribe_opts) ==
     STRUCT_END(struct procreg_subscribe_opts, since) &&
     sizeof(struct procreg_subscription) ==
-    STRUCT_END(struct procreg_subscription, nmembers),
+    STRUCT_END(struct procreg_subscription, nmembers) &&
+    sizeof(struct procreg_whereis_opts) ==
+    STRUCT_END(struct procreg_whereis_opts, consistent) &&
+    sizeof(struct procreg_list_opts) ==
+    STRUCT_END(struct procreg_list_opts, scope),
     "a public struct grew: keep the _SIZE_1 values its first size");
 
 /* handle.c */
@@ -194,7 +204,8 @@ bool		 decode_is_uint(const msgpack_object *);
 int64_t		 decode_int(const msgpack_object *);
 void		*decode_encode(const msgpack_object *, size_t *len);
 struct procreg_entry *decode_entry(const msgpack_object *);
-struct procreg_entry *decode_entry_new(const char *name, size_t vlen);
+struct procreg_entry *decode_entry_new(const char *name, size_t vlen,
+		    bool cluster);
 bool		 decode_entry_fill(struct procreg_entry *,
 		    const msgpack_object *);
 struct procreg_member *decode_member(const msgpack_object *);
@@ -243,6 +254,7 @@ void		 reconnect_mon_add(procreg_t *, struct held_mon *,
 struct held_mon	*reconnect_mon_by_user(const procreg_t *, uint64_t ref);
 
 /* api.c */
+int		 api_need_status(procreg_t *, int r, uint64_t need);
 int		 api_p2_status(procreg_t *, int r);
 int		 api_check_name(procreg_t *, const char *name);
 int		 api_register(procreg_t *, const char *name, const void *value,

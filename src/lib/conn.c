@@ -556,6 +556,10 @@ conn_req_register(procreg_t *p, const char *name, const void *value,
 		conn_pack_str(p, "replace");
 		msgpack_pack_true(&p->pk);
 	}
+	if (flags & PROCREG_CLUSTER) {
+		conn_pack_str(p, "scope");
+		conn_pack_str(p, "cluster");
+	}
 	return id;
 }
 

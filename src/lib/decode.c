@@ -59,6 +59,7 @@ procreg_entry_free(struct procreg_entry *e)
 		return;
 	free(e->name);
 	free(e->value);
+	free(e->node);
 	free(e);
 }
 
@@ -81,6 +82,12 @@ struct decode_fields_of {
 	size_t		 *value_len;
 	uint64_t	 *since_ms, *gen;
 	size_t		  value_cap;
+	/* An entry's protocol-3 keys (NULL for a member entry); *node made
+	 * beforehand (node_cap bytes) or NULL. */
+	enum procreg_scope *scope;
+	char		**node;
+	bool		 *stale;
+	size_t		  node_cap;
 };
 
 /* A msgpack writer into a fixed buffer, failing when it is full. */
@@ -124,16 +131,38 @@ decode_value(const msgpack_object *v, const struct decode_fields_of *f)
 }
 
 /*
+ * An entry's node name into *f->node: into the buffer made beforehand
+ * when it fits, else into new memory.  false when out of memory.
+ */
+static bool
+decode_node(const msgpack_object *v, const struct decode_fields_of *f)
+{
+	if (*f->node != NULL && v->via.str.size < f->node_cap) {
+		if (v->via.str.size > 0)
+			memcpy(*f->node, v->via.str.ptr, v->via.str.size);
+		(*f->node)[v->via.str.size] = '\0';
+		return true;
+	}
+	free(*f->node);
+	return (*f->node = handle_dup_bytes(v->via.str.ptr,
+	    v->via.str.size)) != NULL;
+}
+
+/*
  * Read an entry map (keyname: "name" or "group") into f; false when
  * malformed or out of memory (what was read is left for the caller to
- * free).
+ * free).  An entry without "scope" is a local one (protocols 1 and 2,
+ * and local names in 3); one with "scope": "cluster" has its node (a
+ * scope of a later protocol reads as local, its node kept if given).
  */
 static bool
 decode_fields(const msgpack_object *m, const char *keyname,
     const struct decode_fields_of *f)
 {
-	bool got_value = false;
+	bool got_value = false, got_node = false;
 
+	if (f->scope != NULL)
+		*f->scope = PROCREG_SCOPE_LOCAL;
 	if (m->type != MSGPACK_OBJECT_MAP)
 		return false;
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
@@ -159,7 +188,24 @@ decode_fields(const msgpack_object *m, const char *keyname,
 		else if (decode_is_str(k, "value") && !got_value &&
 		    !(got_value = decode_value(v, f)))
 			return false;
+		else if (f->scope == NULL)
+			continue;
+		else if (decode_is_str(k, "scope") &&
+		    decode_is_str(v, "cluster"))
+			*f->scope = PROCREG_SCOPE_CLUSTER;
+		else if (decode_is_str(k, "node") &&
+		    v->type == MSGPACK_OBJECT_STR && !got_node &&
+		    !(got_node = decode_node(v, f)))
+			return false;
+		else if (decode_is_str(k, "stale") &&
+		    v->type == MSGPACK_OBJECT_BOOLEAN)
+			*f->stale = v->via.boolean;
 		/* Keys of later protocol versions are ignored. */
+	}
+	/* A node buffer made beforehand and not filled: no node. */
+	if (f->node != NULL && !got_node) {
+		free(*f->node);
+		*f->node = NULL;
 	}
 	return *f->key != NULL && got_value;
 }
@@ -170,18 +216,26 @@ decode_fields(const msgpack_object *m, const char *keyname,
  * needs no memory: a caller is never told "out of memory" about a name
  * the daemon registered.  NULL when out of memory.
  */
+/*
+ * The room for a node name made beforehand: a node name is 1 to 63 bytes
+ * (procregd's rule); a longer one gets new memory.
+ */
+#define DECODE_NODE_CAP	64
+
 struct procreg_entry *
-decode_entry_new(const char *name, size_t vlen)
+decode_entry_new(const char *name, size_t vlen, bool cluster)
 {
 	struct procreg_entry *e;
 
 	if ((e = calloc(1, sizeof(*e))) == NULL ||
 	    (e->name = strdup(name)) == NULL ||
-	    (e->value = malloc(vlen > 0 ? vlen : 1)) == NULL) {
+	    (e->value = malloc(vlen > 0 ? vlen : 1)) == NULL ||
+	    (cluster && (e->node = malloc(DECODE_NODE_CAP)) == NULL)) {
 		procreg_entry_free(e);
 		return NULL;
 	}
 	e->value_len = vlen > 0 ? vlen : 1;
+	e->scope = PROCREG_SCOPE_LOCAL;
 	return e;
 }
 
@@ -192,7 +246,8 @@ decode_entry_fill(struct procreg_entry *e, const msgpack_object *m)
 {
 	return decode_fields(m, "name", &(struct decode_fields_of){ &e->name,
 	    &e->conn, &e->pid, &e->uid, &e->gid, &e->value, &e->value_len,
-	    &e->since_ms, &e->gen, e->value_len });
+	    &e->since_ms, &e->gen, e->value_len, &e->scope, &e->node,
+	    &e->stale, e->node != NULL ? DECODE_NODE_CAP : 0 });
 }
 
 /* An entry map into a new struct; NULL when malformed or out of memory. */
@@ -205,7 +260,7 @@ decode_entry(const msgpack_object *m)
 		return NULL;
 	if (!decode_fields(m, "name", &(struct decode_fields_of){ &e->name,
 	    &e->conn, &e->pid, &e->uid, &e->gid, &e->value, &e->value_len,
-	    &e->since_ms, &e->gen, 0 })) {
+	    &e->since_ms, &e->gen, 0, &e->scope, &e->node, &e->stale, 0 })) {
 		procreg_entry_free(e);
 		return NULL;
 	}
@@ -243,7 +298,7 @@ decode_member(const msgpack_object *o)
 		return NULL;
 	if (!decode_fields(o, "group", &(struct decode_fields_of){ &m->group,
 	    &m->conn, &m->pid, &m->uid, &m->gid, &m->value, &m->value_len,
-	    &m->since_ms, &m->gen, 0 })) {
+	    &m->since_ms, &m->gen, 0, NULL, NULL, NULL, 0 })) {
 		procreg_member_free(m);
 		return NULL;
 	}

@@ -81,6 +81,7 @@ procreg_default_path(char *buf, size_t size)
 _Static_assert((int)PR_ERR_TIMEOUT == (int)PROCREG_E_CALL_TIMEOUT &&
     (int)PR_ERR_DOWN == (int)PROCREG_E_DOWN &&
     (int)PR_ERR_STALE == (int)PROCREG_E_STALE &&
+    (int)PR_ERR_UNAVAILABLE == (int)PROCREG_E_UNAVAILABLE &&
     (int)PR_ERR__COUNT <= (int)PROCREG_E_OTHER,
     "enum procreg_status and enum pr_err differ");
 
@@ -123,6 +124,8 @@ procreg_strstatus(int status)
 		return "the callee went away";
 	case PROCREG_E_STALE:
 		return "stale generation";
+	case PROCREG_E_UNAVAILABLE:
+		return "cluster unavailable";
 	case PROCREG_E_OTHER:
 		return "error";
 	case PROCREG_E_CONNECT:
@@ -205,6 +208,10 @@ handle_hello(procreg_t *p, struct procreg_hello *out)
 		else if (decode_is_str(k, "boot") &&
 		    v->type == MSGPACK_OBJECT_STR)
 			snprintf(out->boot, sizeof(out->boot), "%.*s",
+			    (int)v->via.str.size, v->via.str.ptr);
+		else if (decode_is_str(k, "node") &&
+		    v->type == MSGPACK_OBJECT_STR)
+			snprintf(out->node, sizeof(out->node), "%.*s",
 			    (int)v->via.str.size, v->via.str.ptr);
 	}
 	return PROCREG_OK;

@@ -399,7 +399,8 @@ reconnect_acquired(procreg_t *p, const char *name)
 
 /*
  * lost: replaced with QUEUE, we are first in line again; else (evicted,
- * or replaced without QUEUE) the name is gone, and a reconnect must not
+ * replaced without QUEUE, or a cluster name's nodedown) the name is
+ * gone, and a reconnect must not
  * register it again: an administrator took it away, and a holder that
  * got it back would run beside whoever holds it next.  A reason of a
  * later protocol counts as gone: forgetting too much never makes two
@@ -488,12 +489,15 @@ reconnect_restore(procreg_t *p)
 
 		if (h->gone)
 			continue;
+		/* With its flags: a cluster name comes back as one. */
 		id = conn_req_register(p, h->name, h->value, h->value_len,
 		    h->flags);
 		if ((r = conn_call(p, id, &res)) < 0)
 			break;
 		if (r != PROCREG_OK) {
-			/* Taken meanwhile: no longer ours to restore. */
+			/* Taken meanwhile (or, a cluster name, unavailable:
+			 * the new daemon's node has no lease yet): no longer
+			 * ours to restore. */
 			if ((lost[nlost] = strdup(h->name)) == NULL) {
 				r = handle_fail(p, PROCREG_E_NOMEM,
 				    "out of memory");
