@@ -1,0 +1,869 @@
+#!/usr/bin/python3
+"""Cluster mode (issue 14, protocol 3): names cluster-wide on etcd v3,
+tested across several real procregd nodes and a real etcd.
+
+The harness (tests/clusterlib.py) starts etcd on free loopback ports with
+a temporary data directory, and procregd nodes with --etcd, --node,
+a random --cluster-prefix and --lease-ttl 2, each on a private socket
+with its log in a file; the logs' tails are printed when a test fails.
+Nodes and etcd are shared by the tests of a class that do not kill them;
+the etcd of the module is shared by every class that does not stop it.
+Every wait is a poll with a deadline; the only timing asserted is the
+contract's bounds with slack (a dead node's names within TTL + 3 s, a
+disconnect's down within 3 s, unavailable within etcd-timeout + 1 s).
+
+Environment: PROCREGD (default ../procregd), ETCD (default etcd on PATH),
+CLUSTER_LOG_LEVEL (the daemons', default debug)."""
+import collections
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import clusterlib as cl  # noqa: E402
+from clusterlib import RPCError, eventually, reg_cluster, whereis  # noqa
+
+TTL = 2
+WAIT = cl.WAIT
+ETCD = None          # the module's shared single-member etcd
+
+
+def note(fmt, *args):
+    """A measurement, printed as the test runs (kept short)."""
+    sys.stderr.write("    [measured] " + (fmt % args) + "\n")
+
+
+def setUpModule():
+    global MODULE, ETCD
+    if not os.path.exists(cl.ETCD):
+        raise AssertionError("etcd not found (%s): make deps installs "
+                             "etcd-server" % cl.ETCD)
+    MODULE = cl.Harness("cluster-etcd")
+    ETCD = MODULE.etcd(1)
+
+
+def tearDownModule():
+    MODULE.cleanup()
+
+
+class ClusterCase(unittest.TestCase):
+    """Prints the daemons' and etcd's log tails when a test fails, and
+    checks at class cleanup that every node still running exits 0 on
+    SIGTERM (a crash or a leak at shutdown shows there)."""
+    harness = None
+
+    @classmethod
+    def make_harness(cls, shared=True):
+        h = cl.Harness(cls.__name__, ETCD if shared else None)
+        cls.harness = h
+        cls.addClassCleanup(cls._cleanup)
+        return h
+
+    @classmethod
+    def _cleanup(cls):
+        h = cls.harness
+        diag = h.diag()
+        codes = h.cleanup()
+        bad = {k: v for k, v in codes.items() if v != 0}
+        if bad:
+            raise AssertionError("nodes did not exit 0 on SIGTERM: %r\n%s"
+                                 % (bad, diag))
+
+    def run(self, result=None):
+        before = (len(result.failures), len(result.errors)) if result else 0
+        out = super().run(result)
+        if result is not None and before != (len(result.failures),
+                                             len(result.errors)):
+            h = type(self).harness
+            if h is not None:
+                sys.stderr.write("\n===== %s failed; logs:\n%s\n=====\n"
+                                 % (self.id(), h.diag()))
+        return out
+
+    # helpers
+    def client(self, node, timeout=WAIT):
+        c = node.client(timeout)
+        self.addCleanup(c.close)
+        return c
+
+    def name(self, suffix):
+        """A name private to this test."""
+        return "%s/%s" % (self._testMethodName, suffix)
+
+    def seen(self, client, name, gen=None, timeout=WAIT, node=None):
+        """Polls whereis on client until it shows name (with gen and node
+        when given); the entry."""
+        last = ["nothing"]
+
+        def f():
+            e = whereis(client, name)
+            last[0] = e
+            if e is None or (gen is not None and e.get("gen") != gen) or \
+                    (node is not None and e.get("node") != node):
+                return None
+            return e
+        e = eventually(f, timeout)
+        self.assertIsNotNone(e, "whereis %r on conn %s never showed it "
+                             "(gen %r, node %r) in %gs; last answer: %r"
+                             % (name, client.conn, gen, node, timeout,
+                                last[0]))
+        return e
+
+    def vanishes(self, client, name, timeout=WAIT):
+        last = ["nothing"]
+
+        def f():
+            last[0] = whereis(client, name)
+            return last[0] is None
+        ok = eventually(f, timeout)
+        self.assertTrue(ok, "whereis %r still answers %r after %gs"
+                        % (name, last[0], timeout))
+
+    def assertCode(self, code, method, client, *params, timeout=None):
+        try:
+            result = client.request(method, params, timeout)
+        except RPCError as e:
+            self.assertEqual(e.code, code, "%s%r: %s" % (method, params, e))
+            return e
+        self.fail("%s%r answered %r, expected the error %s"
+                  % (method, params, result, code))
+
+
+class Test01Shared(ClusterCase):
+    """Three nodes A, B, C on the module's etcd, shared by tests that do
+    not kill anything."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.A, cls.B, cls.C = h.nodes_up(["nodeA", "nodeB", "nodeC"], ETCD,
+                                         ttl=TTL)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    # 1
+    def test_01_seen_everywhere_taken_everywhere_gens_grow(self):
+        a1, a2 = self.client(self.A), self.client(self.A)
+        b, c = self.client(self.B), self.client(self.C)
+        n = self.name("svc")
+        e = reg_cluster(a1, n, {"port": 5432})
+        with self.subTest("the register answer is a cluster entry"):
+            for k in ("name", "conn", "pid", "uid", "gid", "value", "since",
+                      "gen", "scope", "node"):
+                self.assertIn(k, e)
+            self.assertEqual((e["name"], e["scope"], e["node"], e["conn"],
+                              e["pid"], e["uid"], e["value"]),
+                             (n, "cluster", "nodeA", a1.conn, os.getpid(),
+                              os.getuid(), {"port": 5432}))
+            self.assertNotIn("stale", e)
+        for cli, where in ((b, "B"), (c, "C")):
+            with self.subTest("whereis on " + where):
+                got = self.seen(cli, n, e["gen"])
+                self.assertEqual(got.get("scope"), "cluster")
+                self.assertEqual(got.get("node"), "nodeA")
+                for k in ("name", "conn", "pid", "uid", "gid", "value",
+                          "since", "gen"):
+                    self.assertEqual(got.get(k), e[k], "key %s" % k)
+        for cli, who in ((b, "a conn on B"), (c, "a conn on C"),
+                         (a2, "another conn on A"), (a1, "its owner")):
+            with self.subTest("taken from " + who):
+                self.assertCode("taken", "register", cli, n, None,
+                                {"scope": "cluster"})
+        with self.subTest("a local register of it on A is taken too"):
+            self.assertCode("taken", "register", a2, n)
+        with self.subTest("gens grow across nodes"):
+            gens = [reg_cluster(cli, self.name("g%d" % i))["gen"]
+                    for i, cli in enumerate((a1, b, c, a2, c, b))]
+            self.assertEqual(gens, sorted(set(gens)),
+                             "gens of registers on A,B,C,A,C,B in turn")
+            self.assertGreater(gens[0], e["gen"])
+            note("gens A,B,C,A,C,B: %r", gens)
+        with self.subTest("gen is the key's create revision in etcd"):
+            kv = ETCD.keys(self.prefix + "names/" + n)
+            self.assertEqual(len(kv), 1, kv)
+            self.assertEqual(int(list(kv.values())[0]["create_revision"]),
+                             e["gen"])
+
+    # 2
+    def test_02_consistent_whereis(self):
+        a, b = self.client(self.A), self.client(self.B)
+        for i in range(5):
+            n = self.name(str(i))
+            e = reg_cluster(a, n, i)
+            got = whereis(b, n, consistent=True)
+            self.assertIsNotNone(got, "consistent whereis on B right after "
+                                 "the register on A answered nil")
+            self.assertEqual((got["gen"], got["node"], got["scope"],
+                              got["value"]),
+                             (e["gen"], "nodeA", "cluster", i))
+            self.assertNotIn("stale", got)
+        with self.subTest("consistent whereis of a name nobody holds"):
+            self.assertIsNone(whereis(b, self.name("none"), consistent=True))
+        with self.subTest("after an unregister, consistent sees it gone"):
+            a.call("unregister", self.name("0"))
+            self.assertIsNone(whereis(b, self.name("0"), consistent=True))
+
+    # 3
+    def test_03_namespace(self):
+        a, b, b2 = self.client(self.A), self.client(self.B), \
+            self.client(self.B)
+        c = self.client(self.C)
+        x, y = self.name("x"), self.name("y")
+        local = b.call("register", x, "local")
+        self.assertNotIn("scope", local)
+        with self.subTest("cluster register of B's local name from B"):
+            self.assertCode("taken", "register", b2, x, None,
+                            {"scope": "cluster"})
+            self.assertCode("taken", "register", b, x, None,
+                            {"scope": "cluster"})
+        with self.subTest("whereis on B gives the local entry"):
+            got = whereis(b2, x)
+            self.assertIsNotNone(got)
+            self.assertNotIn("scope", got)
+            self.assertEqual((got["conn"], got["gen"]), (b.conn,
+                                                         local["gen"]))
+            self.assertEqual(whereis(b2, x, scope="local")["gen"],
+                             local["gen"])
+            self.assertIsNone(whereis(b2, x, scope="cluster"))
+        with self.subTest("C does not see B's local name"):
+            self.assertIsNone(whereis(c, x))
+            self.assertIsNone(whereis(c, x, consistent=True))
+        e = reg_cluster(a, y, "clustered")
+        self.seen(b, y, e["gen"])
+        with self.subTest("local register on B of A's cluster name"):
+            self.assertCode("taken", "register", b2, y)
+            self.assertCode("taken", "register", b2, y, None,
+                            {"scope": "local"})
+        with self.subTest("whereis scopes of a cluster name"):
+            self.assertIsNone(whereis(b, y, scope="local"))
+            self.assertEqual(whereis(b, y, scope="cluster")["gen"], e["gen"])
+
+    # 4
+    def test_04_unregister_owner_only_fenced_down_unregistered(self):
+        a1, a2 = self.client(self.A), self.client(self.A)
+        b, c = self.client(self.B), self.client(self.C)
+        n = self.name("n")
+        e = reg_cluster(a1, n)
+        self.seen(b, n, e["gen"])
+        self.seen(c, n, e["gen"])
+        ref_b = b.call("monitor", n)
+        ref_c = c.call("monitor", n)
+        with self.subTest("not_owner from another conn on A"):
+            self.assertCode("not_owner", "unregister", a2, n)
+        with self.subTest("not_owner from a conn on B"):
+            self.assertCode("not_owner", "unregister", b, n)
+        with self.subTest("stale with a wrong gen"):
+            self.assertCode("stale", "unregister", a1, n, e["gen"] + 1000)
+        b.pump(0.05)
+        self.assertEqual([x for x in b.notes if x[0] == "down"], [],
+                         "a refused unregister fired a down")
+        t0 = time.monotonic()
+        self.assertIs(a1.call("unregister", n, e["gen"]), True)
+        reason_b = b.wait_down(ref_b, 5)
+        tb = time.monotonic() - t0
+        reason_c = c.wait_down(ref_c, 5)
+        note("down after unregister: B %.3fs", tb)
+        self.assertEqual(reason_b, "unregistered")
+        self.assertEqual(reason_c, "unregistered")
+        self.vanishes(b, n)
+        self.assertIsNone(whereis(b, n, consistent=True))
+        with self.subTest("unregister again: not_found"):
+            self.assertCode("not_found", "unregister", a1, n)
+
+    # 5
+    def test_05_client_sigkill_down_disconnected(self):
+        b, c = self.client(self.B), self.client(self.C)
+        n = self.name("child")
+        script = (
+            "import msgpack, socket, sys, time\n"
+            "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+            "s.sendall(msgpack.packb([0, 1, 'register',"
+            " [sys.argv[2], None, {'scope': 'cluster'}]]))\n"
+            "u = msgpack.Unpacker(raw=False)\n"
+            "while True:\n"
+            "    d = s.recv(65536)\n"
+            "    if not d: sys.exit(3)\n"
+            "    u.feed(d)\n"
+            "    for m in u:\n"
+            "        if m[0] == 1:\n"
+            "            print('ok %d' % m[3]['gen'] if m[2] is None else"
+            " 'error %r' % (m[2],), flush=True)\n"
+            "            time.sleep(60); sys.exit(0)\n")
+        child = subprocess.Popen([sys.executable, "-c", script, self.A.path,
+                                  n], stdout=subprocess.PIPE,
+                                 preexec_fn=cl._child_setup)
+        self.addCleanup(child.wait)
+        self.addCleanup(child.kill)
+        ready, _, _ = select.select([child.stdout], [], [], WAIT)
+        line = child.stdout.readline().decode().strip() if ready else ""
+        self.assertTrue(line.startswith("ok "), "the child's register: %r"
+                        % line)
+        gen = int(line.split()[1])
+        self.seen(b, n, gen)
+        self.seen(c, n, gen)
+        ref_b, ref_c = b.call("monitor", n), c.call("monitor", n)
+        t0 = time.monotonic()
+        child.kill()
+        child.wait()
+        reason = b.wait_down(ref_b, 3)
+        tb = time.monotonic() - t0
+        reason_c = c.wait_down(ref_c, 3)
+        tc = time.monotonic() - t0
+        note("down after kill -9 of the owner: B %.3fs, C %.3fs", tb, tc)
+        self.assertEqual(reason, "disconnected",
+                         "B's monitor within 3 s of the SIGKILL (%.2fs)" % tb)
+        self.assertEqual(reason_c, "disconnected")
+        self.vanishes(b, n, 3)
+        self.assertIsNone(whereis(b, n, consistent=True))
+
+    # 10
+    def test_10_nodes_hello_stats(self):
+        for node in (self.A, self.B, self.C):
+            cli = self.client(node)
+            with self.subTest("nodes on " + node.name):
+                got = cli.call("nodes")
+                self.assertEqual([x["name"] for x in got],
+                                 ["nodeA", "nodeB", "nodeC"])
+                for x in got:
+                    self.assertIs(x["self"], x["name"] == node.name, x)
+                    self.assertEqual(x["address"], "")
+                    self.assertIsInstance(x["since"], int)
+                    now_ms = time.time() * 1000
+                    self.assertTrue(now_ms - 3600e3 < x["since"]
+                                    <= now_ms + 60e3, x)
+            with self.subTest("hello on " + node.name):
+                h = cli.call("hello")
+                self.assertEqual(h.get("node"), node.name)
+                self.assertEqual(h["protocol"], 3)
+            with self.subTest("stats on " + node.name):
+                st = cli.call("stats")["cluster"]
+                self.assertEqual(st["node"], node.name)
+                self.assertEqual(st["state"], "up")
+                self.assertEqual(st["lease_ttl"], TTL)
+                self.assertEqual(st["nodes"], 3)
+                self.assertIsInstance(st["etcd"], str)
+                self.assertIsInstance(st["names"], int)
+                self.assertIsInstance(st["revision"], int)
+                self.assertGreater(st["revision"], 0)
+        with self.subTest("stats names counts the cache"):
+            a, b = self.client(self.A), self.client(self.B)
+            before = b.call("stats")["cluster"]["names"]
+            e = reg_cluster(a, self.name("counted"))
+            self.seen(b, self.name("counted"), e["gen"])
+            self.assertEqual(b.call("stats")["cluster"]["names"], before + 1)
+
+    # the rest of the contract, cheap to check on the shared nodes
+    def test_11_register_options_refused_for_cluster(self):
+        a = self.client(self.A)
+        for opt in ("queue", "replace", "allow_replacement"):
+            with self.subTest(opt):
+                self.assertCode("bad_request", "register", a,
+                                self.name(opt), None,
+                                {"scope": "cluster", opt: True})
+        with self.subTest("unknown scope"):
+            self.assertCode("bad_request", "register", a, self.name("s"),
+                            None, {"scope": "galaxy"})
+
+    def test_12_send_same_node_and_other_node(self):
+        a1, a2, b = self.client(self.A), self.client(self.A), \
+            self.client(self.B)
+        n = self.name("inbox")
+        e = reg_cluster(a1, n)
+        self.seen(b, n, e["gen"])
+        with self.subTest("send on the owner's node"):
+            self.assertIs(a2.call("send", n, "hi"), True)
+            got = a1.wait_note(lambda m, p: m == "message", 5)
+            self.assertEqual(got, ("message", [n, a2.conn, "hi"]))
+        with self.subTest("send with the right gen on the owner's node"):
+            self.assertIs(a2.call("send", n, "gen", {"gen": e["gen"]}), True)
+            self.assertCode("stale", "send", a2, n, "x",
+                            {"gen": e["gen"] + 1})
+        with self.subTest("send from another node: unavailable (part 2)"):
+            err = self.assertCode("unavailable", "send", b, n, "hi")
+            note("cross-node send: %s", err.message)
+        with self.subTest("call from another node: unavailable (part 2)"):
+            self.assertCode("unavailable", "call", b, n, "hi")
+
+    def test_13_list_scopes(self):
+        a, b = self.client(self.A), self.client(self.B)
+        p = self.name("")
+        lb = b.call("register", p + "both", "local-on-B")
+        ea = reg_cluster(a, p + "both", "cluster-from-A")   # B's local name
+        ec = reg_cluster(a, p + "only", "cluster")           # is not A's
+        self.seen(b, p + "only", ec["gen"])
+        with self.subTest("list default scope is local"):
+            got = b.call("list", p)
+            self.assertEqual([(x["name"], x.get("scope")) for x in got],
+                             [(p + "both", None)])
+        with self.subTest("list cluster"):
+            got = b.call("list", p, 100, None, {"scope": "cluster"})
+            self.assertEqual([(x["name"], x.get("scope"), x.get("node"))
+                              for x in got],
+                             [(p + "both", "cluster", "nodeA"),
+                              (p + "only", "cluster", "nodeA")])
+        with self.subTest("list all: local before cluster"):
+            got = b.call("list", p, 100, None, {"scope": "all"})
+            self.assertEqual([(x["name"], x.get("scope"), x["gen"])
+                              for x in got],
+                             [(p + "both", None, lb["gen"]),
+                              (p + "both", "cluster", ea["gen"]),
+                              (p + "only", "cluster", ec["gen"])])
+        with self.subTest("whereis any prefers the local name"):
+            self.assertEqual(whereis(b, p + "both")["gen"], lb["gen"])
+            self.assertEqual(whereis(b, p + "both", scope="cluster")["gen"],
+                             ea["gen"])
+
+    def test_14_monitor_absent_cluster_name_noproc(self):
+        b = self.client(self.B)
+        ref = b.call("monitor", self.name("ghost"))
+        self.assertEqual(b.wait_down(ref, 2), "noproc")
+
+    def test_15_close_deletes_keys(self):
+        a, b = self.client(self.A), self.client(self.B)
+        names = [self.name(str(i)) for i in range(200)]
+        for n in names:
+            reg_cluster(a, n)
+        self.seen(b, names[-1])
+        a.close()
+        left = eventually(lambda: not ETCD.keys(self.prefix + "names/"
+                                                + self.name("")), 5)
+        self.assertTrue(left, "keys still in etcd 5 s after the owner "
+                        "closed: %d" % len(ETCD.keys(self.prefix + "names/"
+                                                     + self.name(""))))
+        self.vanishes(b, names[0], 3)
+
+
+class Test02NoEtcd(ClusterCase):
+    """A daemon without --etcd answers cluster requests unavailable."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.N = h.node("single")
+        cls.N.wait_accepting()
+
+    def test_unavailable_without_etcd(self):
+        c = self.client(self.N)
+        self.assertCode("unavailable", "nodes", c)
+        self.assertCode("unavailable", "register", c, "n", None,
+                        {"scope": "cluster"})
+        h = c.call("hello")
+        self.assertNotIn("node", h)
+        self.assertEqual(h["protocol"], 3)
+        self.assertNotIn("cluster", c.call("stats"))
+        self.assertIsNotNone(c.call("register", "n"))   # local still works
+
+
+class Test06NodeDeath(ClusterCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.A, cls.B, cls.C = h.nodes_up(["nodeA", "nodeB", "nodeC"], ETCD,
+                                         ttl=TTL)
+
+    # 6
+    def test_06_daemon_sigkill_nodedown(self):
+        a, b, c = self.client(self.A), self.client(self.B), \
+            self.client(self.C)
+        n1, n2 = self.name("1"), self.name("2")
+        e1, e2 = reg_cluster(a, n1), reg_cluster(a, n2)
+        for cli in (b, c):
+            self.seen(cli, n1, e1["gen"])
+            self.seen(cli, n2, e2["gen"])
+        refs_b = [b.call("monitor", n1), b.call("monitor", n2)]
+        ref_c = c.call("monitor", n1)
+        t0 = time.monotonic()
+        self.A.kill9()
+        bound = TTL + 3
+        reasons = [b.wait_down(r, bound - (time.monotonic() - t0))
+                   for r in refs_b]
+        tb = time.monotonic() - t0
+        reason_c = c.wait_down(ref_c, max(0.1, bound -
+                                          (time.monotonic() - t0)))
+        tc = time.monotonic() - t0
+        note("nodedown after kill -9 of daemon A (TTL %d): B %.2fs, C %.2fs",
+             TTL, tb, tc)
+        self.assertEqual(reasons, ["nodedown", "nodedown"],
+                         "B's downs within TTL + 3 s (%.2fs)" % tb)
+        self.assertEqual(reason_c, "nodedown")
+        for cli in (b, c):
+            self.assertIsNone(whereis(cli, n1))
+            self.assertIsNone(whereis(cli, n2))
+        names = eventually(lambda: [x["name"] for x in b.call("nodes")]
+                           if "nodeA" not in [x["name"] for x in
+                                              b.call("nodes")] else None, 3)
+        self.assertEqual(names, ["nodeB", "nodeC"])
+        self.assertEqual(b.call("stats")["cluster"]["nodes"], 2)
+        with self.subTest("the name is free again"):
+            e = reg_cluster(c, n1)
+            self.assertGreater(e["gen"], e2["gen"])
+            self.assertEqual(e["node"], "nodeC")
+
+
+class Test07Partition(ClusterCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.A, cls.B = h.nodes_up(["nodeA", "nodeB"], ETCD, ttl=TTL)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    # 7
+    def test_07_sigstop_longer_than_ttl(self):
+        a1, a2 = self.client(self.A), self.client(self.A)
+        b1, b2 = self.client(self.B), self.client(self.B)
+        n = self.name("leader")
+        e1 = reg_cluster(a1, n, "A")
+        g1 = e1["gen"]
+        self.seen(b1, n, g1)
+        ref = b1.call("monitor", n)
+        t0 = time.monotonic()
+        self.A.pause()
+        try:
+            # B takes the name once A's lease has expired in etcd.
+            last = [None]
+
+            def take():
+                try:
+                    return reg_cluster(b2, n, "B")
+                except RPCError as err:
+                    last[0] = err.code
+                    return None
+            e2 = eventually(take, TTL + 3, 0.05)
+            took = time.monotonic() - t0
+            note("B took the name %.2fs after SIGSTOP of A (TTL %d)", took,
+                 TTL)
+            self.assertIsNotNone(e2, "B could not take the name within TTL "
+                                 "+ 3 s of A's stop (last error %s)"
+                                 % last[0])
+            g2 = e2["gen"]
+            self.assertGreater(g2, g1)
+            self.assertEqual(e2["node"], "nodeB")
+            self.assertEqual(b1.wait_down(ref, 2), "nodedown")
+            rest = TTL + 2 - (time.monotonic() - t0)
+            if rest > 0:
+                time.sleep(rest)        # the scenario: stopped > TTL + 2 s
+        finally:
+            self.A.resume()
+        # Right after SIGCONT, A must not answer that A still holds it.
+        answers = []
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            got = whereis(a2, n)
+            answers.append(got)
+            if got and got.get("gen") == g2 and not got.get("stale"):
+                break
+            time.sleep(0.02)
+        beliefs = [x for x in answers if x and x.get("gen") == g1
+                   and not x.get("stale")]
+        note("whereis on A after SIGCONT: %d answers, first %r, last %r",
+             len(answers), answers[0], answers[-1])
+        with self.subTest("A never answers its old entry as current"):
+            self.assertEqual(beliefs, [], "A answered the old owner's entry "
+                             "(gen %d) without stale after B took the name "
+                             "(gen %d)" % (g1, g2))
+        with self.subTest("the old owner gets lost nodedown"):
+            self.assertEqual(a1.wait_lost(n, 5), "nodedown")
+        with self.subTest("A shows B's entry after recovery"):
+            got = answers[-1]
+            self.assertIsNotNone(got)
+            self.assertEqual((got.get("gen"), got.get("node")),
+                             (g2, "nodeB"), got)
+        with self.subTest("the old owner's fenced unregister fails"):
+            try:
+                r = a1.call("unregister", n, g1)
+                self.fail("unregister [name, old gen] answered %r" % r)
+            except RPCError as err:
+                note("old owner's unregister with its gen: %s", err.code)
+            try:
+                r = a1.call("unregister", n)
+                self.fail("unregister [name] by the old owner answered %r"
+                          % r)
+            except RPCError as err:
+                note("old owner's unregister: %s", err.code)
+        with self.subTest("B still holds it, in etcd too"):
+            self.assertEqual(whereis(b1, n, consistent=True)["gen"], g2)
+            kv = ETCD.keys(self.prefix + "names/" + n)
+            self.assertEqual([int(v["create_revision"])
+                              for v in kv.values()], [g2])
+        with self.subTest("A comes back up with a new lease"):
+            ok = eventually(lambda: self.A.state() == "up", WAIT)
+            self.A.close_poller()
+            self.assertTrue(ok, "A's state after SIGCONT never up again")
+            e3 = reg_cluster(a2, self.name("after"))
+            self.assertEqual(e3["node"], "nodeA")
+
+
+class Test08EtcdDown(ClusterCase):
+    TIMEOUT_MS = 1000
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness(shared=False)
+        cls.etcd = h.etcd(1)
+        cls.A, cls.B = h.nodes_up(["nodeA", "nodeB"], cls.etcd, ttl=TTL,
+                                  etcd_timeout=cls.TIMEOUT_MS)
+
+    # 8
+    def test_08_etcd_stopped_then_restarted(self):
+        a1, a2 = self.client(self.A), self.client(self.A)
+        b = self.client(self.B)
+        member = self.etcd.members[0]
+        before = self.name("before")
+        reg_cluster(a1, before)
+        member.pause()
+        try:
+            t0 = time.monotonic()
+            try:
+                r = reg_cluster(a2, self.name("during"), timeout=WAIT)
+                code = "success %r" % r
+            except RPCError as err:
+                code = err.code
+            took = time.monotonic() - t0
+            note("cluster register with etcd stopped: %s after %.2fs "
+                 "(etcd-timeout %d ms)", code, took, self.TIMEOUT_MS)
+            with self.subTest("cluster register: unavailable in time"):
+                self.assertEqual(code, "unavailable")
+                self.assertLessEqual(took, self.TIMEOUT_MS / 1000 + 1.5)
+            with self.subTest("local names still work"):
+                loc = a2.call("register", self.name("local"), timeout=2)
+                self.assertEqual(whereis(a2, self.name("local"))["gen"],
+                                 loc["gen"])
+                a2.call("unregister", self.name("local"), timeout=2)
+            with self.subTest("consistent whereis: unavailable in time"):
+                t0 = time.monotonic()
+                self.assertCode("unavailable", "whereis", a2, before,
+                                {"consistent": True})
+                took = time.monotonic() - t0
+                self.assertLessEqual(took, self.TIMEOUT_MS / 1000 + 1.5)
+            with self.subTest("whereis from the cache still answers"):
+                got = whereis(b, before)
+                note("cached whereis on B with etcd stopped: %r", got)
+            with self.subTest("the owner hears lost nodedown after TTL"):
+                self.assertEqual(a1.wait_lost(before, TTL + 3), "nodedown")
+            with self.subTest("stats state is no longer up"):
+                st = eventually(lambda: self.A.state() != "up"
+                                and self.A.state(), 3)
+                self.A.close_poller()
+                note("A's state with etcd stopped: %r", st)
+                self.assertIn(st, ("lost", "joining"))
+        finally:
+            member.kill()           # SIGKILL works on a stopped process
+        member.restart()
+        self.assertTrue(eventually(member.answers, 15, 0.1),
+                        "etcd did not come back:\n" + member.log_tail())
+        t0 = time.monotonic()
+        last = [None]
+
+        def works():
+            try:
+                return reg_cluster(a2, self.name("after"))
+            except RPCError as err:
+                last[0] = err.code
+                return None
+        e = eventually(works, 15, 0.1)
+        note("cluster register works again %.2fs after etcd answered",
+             time.monotonic() - t0)
+        self.assertIsNotNone(e, "no cluster register succeeded on A within "
+                             "15 s of etcd's restart (last: %s)" % last[0])
+        self.seen(b, self.name("after"), e["gen"])
+        self.assertEqual(eventually(lambda: self.B.state() == "up", 15),
+                         True)
+        self.B.close_poller()
+
+
+class Test09LeaderKill(ClusterCase):
+    LEASE = 5          # a leader election must not look like a partition
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness(shared=False)
+        try:
+            cls.etcd = h.etcd(3)
+        except AssertionError as e:
+            raise unittest.SkipTest("a three-member etcd did not start on "
+                                    "loopback: %s" % str(e)[:500])
+        cls.nodes = h.nodes_up(["nodeA", "nodeB", "nodeC"], cls.etcd,
+                               ttl=cls.LEASE)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    # 9
+    def test_09_leader_killed_nothing_lost(self):
+        A, B, C = self.nodes
+        clients = [self.client(A), self.client(C)]
+        held = {}          # register answered success, not unregistered
+        gone = set()       # unregister answered true
+        unsure = {}        # unregister failed: outcome unknown
+        failed = {}        # register answered an error
+        leader = self.etcd.leader()
+        self.assertIsNotNone(leader, "no etcd leader found")
+        t0 = time.monotonic()
+        killed = None
+        after = 0
+        i = 0
+        while True:
+            now = time.monotonic()
+            if killed is None and now - t0 > 0.5:
+                leader.kill()
+                killed = now
+            if killed and after >= 20 and now - killed > 2:
+                break
+            if now - t0 > 25:
+                break
+            cli = clients[i % 2]
+            n = "t9/%04d" % i
+            i += 1
+            try:
+                e = reg_cluster(cli, n, i)
+            except RPCError as err:
+                failed[n] = (cli, err.code)
+                continue
+            held[n] = e["gen"]
+            if killed:
+                after += 1
+            if i % 3 == 0:
+                try:
+                    cli.call("unregister", n, e["gen"])
+                    gone.add(n)
+                except RPCError as err:
+                    unsure[n] = err.code
+                del held[n]
+        codes = collections.Counter(c for _, c in failed.values())
+        note("leader %s killed; %d registers: %d held, %d unregistered, "
+             "%d unregister failed %r, register errors %r, %d successes "
+             "after the kill", leader.name, i, len(held), len(gone),
+             len(unsure), dict(collections.Counter(unsure.values())),
+             dict(codes), after)
+        self.assertGreaterEqual(after, 1, "no cluster register succeeded in "
+                                "25 s after the etcd leader was killed")
+        checkers = [self.client(n) for n in self.nodes]
+
+        def missing():
+            out = []
+            for node, cli in zip(self.nodes, checkers):
+                for n, g in held.items():
+                    got = whereis(cli, n)
+                    if not got or got.get("gen") != g:
+                        out.append((node.name, n, g, got))
+                for n in gone:
+                    got = whereis(cli, n)
+                    if got is not None:
+                        out.append((node.name, n, "gone", got))
+            return out
+        left = eventually(lambda: not missing(), WAIT, 0.2)
+        with self.subTest("every held name on every node, no unregistered "
+                          "one"):
+            self.assertTrue(left, "after 10 s: %r" % missing()[:10])
+        with self.subTest("etcd holds exactly the held names"):
+            keys = self.etcd.keys(self.prefix + "names/t9/")
+            got = {k[len(self.prefix + "names/"):]:
+                   int(v["create_revision"]) for k, v in keys.items()}
+            for n, g in held.items():
+                self.assertEqual(got.get(n), g, n)
+            for n in gone:
+                self.assertNotIn(n, got)
+            phantom = {n: failed[n][1] for n in failed if n in got}
+            note("names whose register failed but are in etcd: %r", phantom)
+        with self.subTest("a register answered with an error holds nothing"):
+            self.assertEqual(phantom, {}, "register answered an error, yet "
+                             "the name is held (by the caller's conn?)")
+
+
+class Test11FakeEtcd(ClusterCase):
+    """Each FakeEtcd mode against its own node, all at once."""
+    TIMEOUT_MS = 1000
+    PROXIED = ("proxy_watch_truncated", "proxy_watch_wrong_types",
+               "proxy_range_garbage")
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.fakes = {}
+        cls.nodes = {}
+        for mode in cl.FakeEtcd.MODES:
+            fake = cl.FakeEtcd(mode, ETCD.members[0])
+            cls.addClassCleanup(fake.stop)
+            cls.fakes[mode] = fake
+            cls.nodes[mode] = h.node("fake-" + mode.replace("_", "-"),
+                                     fake.url, h.new_prefix(), TTL,
+                                     etcd_timeout=cls.TIMEOUT_MS)
+        for node in cls.nodes.values():
+            node.wait_accepting()
+        cls.cpu0 = {m: cls.cpu(n) for m, n in cls.nodes.items()}
+        cls.t0 = time.monotonic()
+        # Long enough for several rounds of requests and one timeout.
+        eventually(lambda: all(f.total() >= 3 for f in cls.fakes.values()),
+                   3 * cls.TIMEOUT_MS / 1000, 0.1)
+        rest = 2.5 * cls.TIMEOUT_MS / 1000 - (time.monotonic() - cls.t0)
+        if rest > 0:
+            time.sleep(rest)
+
+    @staticmethod
+    def cpu(node):
+        """The process's user + system CPU seconds."""
+        try:
+            with open("/proc/%d/stat" % node.proc.pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / \
+                os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError):
+            return float("nan")
+
+    def test_11_bad_etcd_answers(self):
+        wall = time.monotonic() - self.t0
+        for mode, node in self.nodes.items():
+            fake = self.fakes[mode]
+            with self.subTest(mode):
+                self.assertTrue(node.alive(), "the daemon died: %s\n%s"
+                                % (node.proc.returncode, node.log_tail()))
+                self.assertGreater(fake.total(), 0, "the daemon never asked "
+                                   "the fake etcd anything")
+                c = self.client(node, 5)
+                loc = c.call("register", "local/" + mode)
+                self.assertEqual(whereis(c, "local/" + mode)["gen"],
+                                 loc["gen"])
+                t0 = time.monotonic()
+                try:
+                    r = reg_cluster(c, "cl/" + mode)
+                    outcome = "success (node %s)" % r.get("node")
+                except RPCError as err:
+                    outcome = err.code
+                took = time.monotonic() - t0
+                cpu = self.cpu(node) - self.cpu0[mode]
+                note("%-24s requests %-60s cluster register %s in %.2fs; "
+                     "cpu %.2fs of %.1fs", mode, dict(fake.requests),
+                     outcome, took, cpu, wall)
+                if mode in self.PROXIED:
+                    self.assertIn(outcome, ("unavailable",
+                                            "success (node %s)"
+                                            % node.name))
+                else:
+                    self.assertEqual(outcome, "unavailable")
+                    self.assertNotEqual(c.call("stats")["cluster"]["state"],
+                                        "up")
+                self.assertLess(cpu, wall / 2, "the daemon spins against "
+                                "a bad etcd")
+                self.assertIsNone(whereis(c, "nobody/" + mode))
+                self.assertTrue(node.alive())
+        for mode, node in self.nodes.items():
+            with self.subTest(mode + ": SIGTERM exits 0"):
+                code = node.stop()
+                self.assertEqual(code, 0, node.log_tail())
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))   # runs atexit
+    unittest.main(verbosity=2)
