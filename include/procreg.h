@@ -276,6 +276,18 @@ struct procreg_stats {
 			awaits, subscriptions, seq;
 	uint64_t	draining;	/* closed connections still sending
 					   their last replies */
+	/*
+	 * Protocol 3: stats' "cluster" map, when the daemon runs with
+	 * --etcd (else cluster_state is "" and the rest zero).  Strings
+	 * longer than their array are cut.
+	 */
+	char		cluster_node[64];	/* this daemon's node name */
+	char		cluster_state[16];	/* "joining", "up", "lost" */
+	char		cluster_etcd[256];	/* the etcd endpoints */
+	uint64_t	cluster_lease_ttl,	/* seconds */
+			cluster_names,		/* cluster names known */
+			cluster_nodes,		/* nodes known */
+			cluster_revision;	/* etcd revision seen */
 	/* New counters are appended here (see the policy at the top). */
 };
 

@@ -578,6 +578,43 @@ int
 	    PROCREG_LIST_OPTS_SIZE_1, out, count);
 }
 
+/* stats' "cluster" map (protocol 3, --etcd) into out's cluster_ fields. */
+static void
+api_stats_cluster(struct procreg_stats *out, const msgpack_object *m)
+{
+	static const struct {
+		const char	*key;
+		size_t		 off, size;	/* size 0: a uint */
+	} keys[] = {
+#define S(k, f) { k, offsetof(struct procreg_stats, f),			\
+	    sizeof(((struct procreg_stats *)0)->f) }
+#define U(k, f) { k, offsetof(struct procreg_stats, f), 0 }
+		S("node", cluster_node), S("state", cluster_state),
+		S("etcd", cluster_etcd), U("lease_ttl", cluster_lease_ttl),
+		U("names", cluster_names), U("nodes", cluster_nodes),
+		U("revision", cluster_revision),
+#undef S
+#undef U
+	};
+
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object *k = &m->via.map.ptr[i].key;
+		const msgpack_object *v = &m->via.map.ptr[i].val;
+
+		for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++) {
+			char *f = (char *)out + keys[j].off;
+
+			if (!decode_is_str(k, keys[j].key))
+				continue;
+			if (keys[j].size > 0 && v->type == MSGPACK_OBJECT_STR)
+				snprintf(f, keys[j].size, "%.*s",
+				    (int)v->via.str.size, v->via.str.ptr);
+			else if (keys[j].size == 0 && decode_is_uint(v))
+				*(uint64_t *)(void *)f = v->via.u64;
+		}
+	}
+}
+
 int
 (procreg_stats)(procreg_t *p, struct procreg_stats *out)
 {
@@ -615,6 +652,9 @@ procreg_stats_sized(procreg_t *p, struct procreg_stats *caller, size_t size)
 	for (uint32_t i = 0; i < res->via.map.size; i++) {
 		const msgpack_object_kv *kv = &res->via.map.ptr[i];
 
+		if (decode_is_str(&kv->key, "cluster") &&
+		    kv->val.type == MSGPACK_OBJECT_MAP)
+			api_stats_cluster(out, &kv->val);
 		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
 			if (decode_is_str(&kv->key, keys[k].key))
 				*(uint64_t *)((char *)out + keys[k].off) =

@@ -135,10 +135,12 @@ struct procreg {
 #define PROCREG_CALLBACKS_SIZE_1	sizeof(struct procreg_callbacks)
 #define PROCREG_HELLO_SIZE_1		\
 	STRUCT_END(struct procreg_hello, max_message)
-#define PROCREG_STATS_SIZE_1		sizeof(struct procreg_stats)
+#define PROCREG_STATS_SIZE_1		\
+	STRUCT_END(struct procreg_stats, draining)
 #define PROCREG_SUBSCRIBE_OPTS_SIZE_1	sizeof(struct procreg_subscribe_opts)
 #define PROCREG_SUBSCRIPTION_SIZE_1	sizeof(struct procreg_subscription)
-/* Protocol 3's: hello grew node; these two are new. */
+/* Protocol 3's: hello grew node, stats the cluster's; these two are
+ * new. */
 #define PROCREG_WHEREIS_OPTS_SIZE_1	sizeof(struct procreg_whereis_opts)
 #define PROCREG_LIST_OPTS_SIZE_1	sizeof(struct procreg_list_opts)
 /* Where a struct ends after field f, tail padding included. */
@@ -153,8 +155,10 @@ _Static_assert(
     STRUCT_END(struct procreg_hello, max_message) &&
     sizeof(struct procreg_hello) ==
     STRUCT_END(struct procreg_hello, node) &&
-    sizeof(struct procreg_stats) ==
+    offsetof(struct procreg_stats, cluster_node) >=
     STRUCT_END(struct procreg_stats, draining) &&
+    sizeof(struct procreg_stats) ==
+    STRUCT_END(struct procreg_stats, cluster_revision) &&
     sizeof(struct procreg_subscribe_opts) ==
     STRUCT_END(struct procreg_subscribe_opts, since) &&
     sizeof(struct procreg_subscription) ==
