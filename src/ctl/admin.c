@@ -113,6 +113,15 @@ admin_stats(struct ctl *c)
 		if (rss >= 0)
 			json_object_set_new_nocheck(j, "memory_rss_kb",
 			    json_integer(rss));
+		if (st.cluster_state[0] != '\0')
+			json_object_set_new_nocheck(j, "cluster",
+			    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
+			    "node", st.cluster_node, "state", st.cluster_state,
+			    "etcd", st.cluster_etcd, "lease_ttl",
+			    (json_int_t)st.cluster_lease_ttl, "names",
+			    (json_int_t)st.cluster_names, "nodes",
+			    (json_int_t)st.cluster_nodes, "revision",
+			    (json_int_t)st.cluster_revision));
 		return out_json(j, 0) ? EXIT_SUCCESS : EXIT_ERROR;
 	}
 	for (size_t i = 0; i < NSTATS; i++) {
@@ -132,6 +141,15 @@ admin_stats(struct ctl *c)
 	    "version", h.version, "protocol", h.protocol);
 	if (rss >= 0)
 		printf("%-23s%lld\n", "memory_rss_kb", rss);
+	/* Cluster mode (--etcd): its state last, the names as stats' own. */
+	if (st.cluster_state[0] != '\0')
+		printf("%-23s%s\n%-23s%s\n%-23s%s\n%-23s%" PRIu64 "\n"
+		    "%-23s%" PRIu64 "\n%-23s%" PRIu64 "\n%-23s%" PRIu64 "\n",
+		    "cluster.node", st.cluster_node, "cluster.state",
+		    st.cluster_state, "cluster.etcd", st.cluster_etcd,
+		    "cluster.lease_ttl", st.cluster_lease_ttl, "cluster.names",
+		    st.cluster_names, "cluster.nodes", st.cluster_nodes,
+		    "cluster.revision", st.cluster_revision);
 	return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
 }
 

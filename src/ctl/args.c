@@ -18,7 +18,8 @@ enum opt_id {
 	OPT_JSON_PAYLOAD, OPT_CONN, OPT_GEN, OPT_VALUE, OPT_JSON_VALUE,
 	OPT_WAIT, OPT_ALLOW_REPLACEMENT, OPT_REPLACE, OPT_NO_ECHO,
 	OPT_MAX_TIME, OPT_COUNT, OPT_INTERVAL, OPT_GROUPS, OPT_SINCE,
-	OPT_KILL_AFTER, OPT_PID, OPT_UID, OPT_NO_RECONNECT, OPT__COUNT
+	OPT_KILL_AFTER, OPT_PID, OPT_UID, OPT_NO_RECONNECT, OPT_CLUSTER,
+	OPT_LOCAL, OPT_ALL, OPT_CONSISTENT, OPT__COUNT
 };
 
 /*
@@ -44,7 +45,8 @@ static const struct ctl_option options[] = {
 	    "else /run/procreg/procreg.sock for root, else "
 	    "/tmp/procreg-UID/procreg.sock)" },
 	{ OPT_JSON, "json", 0, NULL, C_TOP, "print JSON for scripts: one "
-	    "document per item (list, members, queue: one array; recv, join, "
+	    "document per item (list, members, queue, nodes: one array; recv, "
+	    "join, "
 	    "watch: one object per line); errors as one object on stderr, "
 	    "{\"error\": CODE, \"message\": TEXT}" },
 	{ OPT_JSON, "json", 0, NULL, C_ALL & ~C_TOP, "print JSON for "
@@ -101,6 +103,32 @@ static const struct ctl_option options[] = {
 	    "PREFIX too: their members joining and leaving" },
 	{ OPT_SINCE, "since", 0, "SEQ", C_WATCH, "resume after event SEQ "
 	    "(the last one a watch printed): no snapshot, the events since" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_HOLD, "register NAME in the "
+	    "cluster: unique across every node, not only on this daemon "
+	    "(which must run with --etcd: else exit 4, unavailable); NAME is "
+	    "lost (nodedown) if the daemon's node loses its lease.  With "
+	    "--wait, --replace or --allow-replacement the daemon answers "
+	    "bad_request: not in this protocol version" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_SERVE | C_RECV, "register NAME "
+	    "in the cluster: unique across every node, not only on this "
+	    "daemon (which must run with --etcd: else exit 4, unavailable); "
+	    "NAME is lost (nodedown) if the daemon's node loses its lease" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_WHEREIS, "only the cluster's "
+	    "NAME (default: this daemon's local NAME if there is one, else "
+	    "the cluster's)" },
+	{ OPT_LOCAL, "local", 0, NULL, C_WHEREIS, "only this daemon's local "
+	    "NAME" },
+	{ OPT_CONSISTENT, "consistent", 0, NULL, C_WHEREIS, "read a cluster "
+	    "name from etcd, not from the daemon's cache: one round trip "
+	    "more, never stale" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_LIST, "the cluster's names "
+	    "instead of this daemon's local ones; a NODE column follows NAME" },
+	{ OPT_ALL, "all", 0, NULL, C_LIST, "this daemon's local names and "
+	    "the cluster's, in name order; a NODE column follows NAME (- for "
+	    "a local name)" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_WATCH, "not supported yet: a "
+	    "subscription follows this daemon's local names only (protocol "
+	    "3); exit 2" },
 	{ OPT_PID, "pid", 0, "PID", C_LIST, "only the names held by "
 	    "process PID" },
 	{ OPT_UID, "uid", 0, "UID", C_LIST, "only the names held by user "
@@ -125,8 +153,15 @@ static const struct command commands[] = {
 	{ "whereis", names_whereis, C_WHEREIS, 1, 1, false, "NAME",
 	    "show who holds NAME",
 	    "Print the registration of NAME: name, conn, pid, uid, gid, value "
-	    "(as JSON) and since (when it was registered, UTC).  Exit 1 when "
-	    "NAME is not registered." },
+	    "(as JSON) and since (when it was registered, UTC).  A cluster "
+	    "name (a daemon with --etcd) adds scope: cluster and node (the "
+	    "node its holder is connected to, whose conn, pid, uid and gid "
+	    "they are), and stale: yes when the daemon answered from its "
+	    "cache, which may lag etcd (--consistent asks etcd); with --json "
+	    "the keys scope, node and stale.  Without --local or --cluster, "
+	    "this daemon's local NAME if there is one, else the cluster's.  "
+	    "Exit 1 when NAME is not registered; exit 4 (unavailable) when "
+	    "the cluster cannot be asked." },
 	{ "await", names_await, C_AWAIT, 1, 1, false, "NAME",
 	    "wait until NAME is registered",
 	    "Wait until NAME is registered (at once when it is) and print its "
@@ -139,7 +174,11 @@ static const struct command commands[] = {
 	    "Print a table of every registered name that starts with PREFIX "
 	    "(all names without one), in name order: NAME CONN PID UID VALUE "
 	    "AGE; with --pid or --uid only the names of that process or "
-	    "user.  On a terminal the table fits it: lines cut to its width, "
+	    "user.  With --cluster the cluster's names, with --all this "
+	    "daemon's local names and the cluster's: NAME NODE CONN PID UID "
+	    "VALUE AGE, the conn, pid and uid being the holder's on its node "
+	    "(exit 4, unavailable, when the daemon runs without --etcd or "
+	    "cannot reach etcd).  On a terminal the table fits it: lines cut to its width, "
 	    "wide characters counted as two columns, a bin value as <bin N "
 	    "bytes>; elsewhere the output does not change with where it "
 	    "goes.  With --json, one array of entry objects." },
@@ -192,7 +231,9 @@ static const struct command commands[] = {
 	    "--allow-replacement, or someone else registered it while the "
 	    "daemon restarted; with --wait, another waiter got it first), "
 	    "CMD's group gets SIGTERM, SIGKILL after --kill-after, and "
-	    "procregctl exits 5 once all of it has ended.  The name is "
+	    "procregctl exits 5 once all of it has ended; so it does when "
+	    "NAME is a cluster name (--cluster) and the daemon's node loses "
+	    "its lease (nodedown).  The name is "
 	    "someone else's before hold hears of it: a new holder may start "
 	    "while the old CMD stops, for the time its SIGTERM takes (at most "
 	    "--kill-after).  Options go before CMD: everything after NAME is "
@@ -264,7 +305,9 @@ static const struct command commands[] = {
 	{ "monitor", events_monitor, C_MONITOR, 1, 1, false, "NAME",
 	    "wait until NAME goes away",
 	    "Monitor the current registration of NAME and wait until it ends; "
-	    "print why (unregistered, disconnected, evicted, replaced) and "
+	    "print why (unregistered, disconnected, evicted, replaced, or "
+	    "nodedown: a cluster name's holder was on a node that lost its "
+	    "lease) and "
 	    "exit 0; a hand-over to a waiter of the name ends it too, with the "
 	    "old holder's reason.  When NAME is not registered, print noproc "
 	    "and exit 1.  With --conn, NAME is a connection id: wait until "
@@ -309,12 +352,24 @@ static const struct command commands[] = {
 	    "Print the connection ids waiting in NAME's queue (hold --wait), "
 	    "first in line first, one per line; nothing when none wait.  With "
 	    "--json, one array." },
+	{ "nodes", names_nodes, C_NODES, 0, 0, false, "",
+	    "list the nodes of the cluster",
+	    "Print a table of the nodes of the cluster the daemon belongs to "
+	    "(those that hold a lease in etcd), in name order: NAME ADDRESS "
+	    "AGE SELF, SELF yes for the daemon procregctl talks to.  With "
+	    "--json, one array of node objects (name, address, since, "
+	    "self).  Exit 4 (unavailable) when the daemon runs without --etcd "
+	    "or cannot reach etcd." },
 	{ "stats", admin_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",
 	    "Print the daemon's gauges and counters, one per line, then its "
 	    "pid (the socket's peer), socket, version, protocol and resident "
-	    "memory (memory_rss_kb, from /proc) where they can be known.  "
-	    "With --json, one object." },
+	    "memory (memory_rss_kb, from /proc) where they can be known, and "
+	    "when it runs in cluster mode (--etcd) its cluster's: "
+	    "cluster.node, cluster.state (joining, up, or lost: its lease "
+	    "expired), cluster.etcd, cluster.lease_ttl, cluster.names, "
+	    "cluster.nodes, cluster.revision.  With --json, one object (the "
+	    "cluster's as the object cluster)." },
 	{ "ping", admin_ping, C_PING, 0, 0, false, "",
 	    "check that the daemon answers",
 	    "Say hello to the daemon and print its version and the round-trip "
@@ -566,6 +621,23 @@ args_apply(struct ctl *c, enum opt_id id)
 		break;
 	case OPT_NO_RECONNECT:
 		c->no_reconnect = true;
+		break;
+	case OPT_CLUSTER:
+		/* Said at once, not ignored: nothing to connect for. */
+		if (c->cmd != NULL && c->cmd->bit == C_WATCH)
+			return args_error(c, "watch --cluster: not supported "
+			    "yet: a subscription follows this daemon's local "
+			    "names only (protocol 3)");
+		c->cluster = true;
+		break;
+	case OPT_LOCAL:
+		c->local = true;
+		break;
+	case OPT_ALL:
+		c->all = true;
+		break;
+	case OPT_CONSISTENT:
+		c->consistent = true;
 		break;
 	case OPT_KILL_AFTER:
 		if (!args_num(optarg, 0, INT_MAX, &c->kill_after_ms))

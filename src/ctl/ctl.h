@@ -61,8 +61,9 @@ enum {
 	C_AWAIT = 1 << 16,
 	C_WATCH = 1 << 17,
 	C_QUEUE = 1 << 18,
-	C_HELP = 1 << 19,	/* needs no daemon */
-	C_ALL = (1 << 20) - 1
+	C_NODES = 1 << 19,
+	C_HELP = 1 << 20,	/* needs no daemon */
+	C_ALL = (1 << 21) - 1
 };
 
 /* The parsed command line and the connection: all the tool's state. */
@@ -90,6 +91,12 @@ struct ctl {
 	uint64_t		 since;
 	int64_t			 pid;		/* list --pid; 0: any */
 	int64_t			 uid;		/* list --uid; -1: any */
+	bool			 cluster;	/* --cluster: the cluster's
+						   names (protocol 3) */
+	bool			 local;		/* whereis --local */
+	bool			 all;		/* list --all: local and
+						   cluster */
+	bool			 consistent;	/* whereis --consistent */
 	bool			 no_reconnect;	/* --no-reconnect */
 	bool			 reconnect;	/* auto_reconnect: the command's,
 						   unless --no-reconnect */
@@ -180,7 +187,7 @@ bool		 out_payload(const void *, size_t, bool);
 bool		 out_payload_line(const void *, size_t);
 
 /* One row of a table (list, members), as the strings printed. */
-#define OUT_NCOLS	6
+#define OUT_NCOLS	7
 struct out_row {
 	char	*col[OUT_NCOLS];
 };
@@ -213,12 +220,13 @@ void		 wait_reconnected(procreg_t *, int, const char *const *, size_t,
 		    void *);
 void		 wait_stop(struct waiter *, const struct signalfd_siginfo *);
 
-/* names.c: whereis, await, list, keys, queue. */
+/* names.c: whereis, await, list, keys, queue, nodes. */
 int		 names_whereis(struct ctl *);
 int		 names_await(struct ctl *);
 int		 names_list(struct ctl *);
 int		 names_keys(struct ctl *);
 int		 names_queue(struct ctl *);
+int		 names_nodes(struct ctl *);
 int		 names_register_opts(struct ctl *, const char *, const void *,
 		    size_t, unsigned, uint32_t *);
 int		 names_register(struct ctl *, const char *, const void *,

@@ -1,6 +1,7 @@
 /*
- * names.c: the commands about names: whereis, await, list, keys, queue;
- * and registering a name for hold, serve and recv.
+ * names.c: the commands about names: whereis, await, list, keys, queue,
+ * and the cluster's nodes; and registering a name for hold, serve and
+ * recv.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -13,17 +14,24 @@
 int
 names_whereis(struct ctl *c)
 {
+	struct procreg_whereis_opts o = { .scope = c->cluster ?
+	    PROCREG_SCOPE_CLUSTER : c->local ? PROCREG_SCOPE_LOCAL :
+	    PROCREG_SCOPE_DEFAULT, .consistent = c->consistent };
 	struct procreg_entry *e;
 	const char *name = c->args[0];
 	int r;
 
 	if (!args_check_name(c, name))
 		return EXIT_USAGE;
-	if ((r = procreg_whereis(c->p, name, &e)) != PROCREG_OK)
+	if (c->cluster && c->local)
+		return args_error(c, "--local and --cluster: one or the other "
+		    "(neither: the local name, else the cluster's)");
+	if ((r = procreg_whereis_opts(c->p, name, &o, &e)) != PROCREG_OK)
 		return out_report(c, r, name);
 	if (e == NULL) {
 		return out_error(c, EXIT_NO, "not_found", NULL, "%s: not "
-		    "registered", name);
+		    "registered%s", name, c->cluster ? " in the cluster" :
+		    c->local ? " on this daemon" : "");
 	}
 	r = (c->json ? out_json(out_entry_json(e), 0) : out_entry(e)) ?
 	    EXIT_SUCCESS : EXIT_ERROR;
@@ -31,18 +39,25 @@ names_whereis(struct ctl *c)
 	return r;
 }
 
-/* list [PREFIX]: a table, or a JSON array of entries. */
+/* list [PREFIX]: a table, or a JSON array of entries; with --cluster or
+ * --all a NODE column after NAME. */
 int
 names_list(struct ctl *c)
 {
+	struct procreg_list_opts o = { .scope = c->all ? PROCREG_SCOPE_ALL :
+	    c->cluster ? PROCREG_SCOPE_CLUSTER : PROCREG_SCOPE_DEFAULT };
 	struct procreg_entry **v;
 	struct out_row *rows;
 	size_t n, kept = 0, tty = out_tty_width();
+	size_t ncols = o.scope != PROCREG_SCOPE_DEFAULT ? 7 : 6, k0;
 	bool ok = true;
 	int r;
 
-	if ((r = procreg_list(c->p, c->nargs ? c->args[0] : NULL, &v, &n)) !=
-	    PROCREG_OK)
+	if (c->all && c->cluster)
+		return args_error(c, "--all and --cluster: one or the other "
+		    "(--all lists the cluster's names too)");
+	if ((r = procreg_list_opts(c->p, c->nargs ? c->args[0] : NULL, &o, &v,
+	    &n)) != PROCREG_OK)
 		return out_report(c, r, NULL);
 	/* --pid, --uid: the daemon lists by prefix only; the rest is ours. */
 	for (size_t i = 0; i < n; i++) {
@@ -72,33 +87,45 @@ names_list(struct ctl *c)
 		fprintf(stderr, "procregctl: out of memory\n");
 		return EXIT_ERROR;
 	}
-	rows[0] = (struct out_row){ { strdup("NAME"), strdup("CONN"),
-	    strdup("PID"), strdup("UID"), strdup("VALUE"), strdup("AGE") } };
+	/* Columns from k0 on are the same with or without NODE. */
+	k0 = ncols - 5;
+	rows[0].col[0] = strdup("NAME");
+	if (ncols == 7)
+		rows[0].col[1] = strdup("NODE");
+	rows[0].col[k0] = strdup("CONN");
+	rows[0].col[k0 + 1] = strdup("PID");
+	rows[0].col[k0 + 2] = strdup("UID");
+	rows[0].col[k0 + 3] = strdup("VALUE");
+	rows[0].col[k0 + 4] = strdup("AGE");
 	for (size_t i = 0; i < n; i++) {
 		struct out_row *w = &rows[i + 1];
 		char num[32], age[32];
 
 		w->col[0] = out_safe_text(v[i]->name);
+		if (ncols == 7)
+			w->col[1] = out_safe_text(v[i]->node != NULL ?
+			    v[i]->node : "-");
 		snprintf(num, sizeof(num), "%" PRIu64, v[i]->conn);
-		w->col[1] = strdup(num);
+		w->col[k0] = strdup(num);
 		snprintf(num, sizeof(num), "%" PRId64, v[i]->pid);
-		w->col[2] = strdup(num);
+		w->col[k0 + 1] = strdup(num);
 		snprintf(num, sizeof(num), "%" PRId64, v[i]->uid);
-		w->col[3] = strdup(num);
-		w->col[4] = tty ? value_cell(v[i]->value, v[i]->value_len) :
-		    value_text(v[i]->value, v[i]->value_len);
+		w->col[k0 + 2] = strdup(num);
+		w->col[k0 + 3] = tty ? value_cell(v[i]->value,
+		    v[i]->value_len) : value_text(v[i]->value,
+		    v[i]->value_len);
 		out_fmt_since_age(age, sizeof(age), v[i]->since_ms);
-		w->col[5] = strdup(age);
+		w->col[k0 + 4] = strdup(age);
 	}
 	for (size_t i = 0; i <= n; i++)
-		for (size_t k = 0; k < 6; k++)
+		for (size_t k = 0; k < ncols; k++)
 			ok = ok && rows[i].col[k] != NULL;
 	if (ok)
-		out_table(rows, n + 1, 6, tty);
+		out_table(rows, n + 1, ncols, tty);
 	else
 		fprintf(stderr, "procregctl: out of memory\n");
 	for (size_t i = 0; i <= n; i++)
-		for (size_t k = 0; k < 6; k++)
+		for (size_t k = 0; k < ncols; k++)
 			free(rows[i].col[k]);
 	free(rows);
 	procreg_entries_free(v, n);
@@ -236,6 +263,67 @@ names_queue(struct ctl *c)
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
+/* nodes: the cluster's nodes, a table or a JSON array. */
+int
+names_nodes(struct ctl *c)
+{
+	struct procreg_node **v;
+	struct out_row *rows;
+	size_t n, tty = out_tty_width();
+	bool ok = true;
+	int r;
+
+	if ((r = procreg_nodes(c->p, &v, &n)) != PROCREG_OK)
+		return out_report(c, r, NULL);
+	if (c->json) {
+		json_t *a = json_array();
+
+		for (size_t i = 0; i < n && a != NULL; i++) {
+			if (json_array_append_new(a, json_pack("{s:s, s:s, "
+			    "s:I, s:b}", "name", v[i]->name, "address",
+			    v[i]->address, "since", (json_int_t)v[i]->since_ms,
+			    "self", (int)v[i]->self)) < 0) {
+				json_decref(a);
+				a = NULL;
+			}
+		}
+		ok = out_json(a, 0);
+		procreg_nodes_free(v, n);
+		return ok ? EXIT_SUCCESS : EXIT_ERROR;
+	}
+	if ((rows = calloc(n + 1, sizeof(*rows))) == NULL) {
+		procreg_nodes_free(v, n);
+		fprintf(stderr, "procregctl: out of memory\n");
+		return EXIT_ERROR;
+	}
+	rows[0] = (struct out_row){ { strdup("NAME"), strdup("ADDRESS"),
+	    strdup("AGE"), strdup("SELF") } };
+	for (size_t i = 0; i < n; i++) {
+		struct out_row *w = &rows[i + 1];
+		char age[32];
+
+		w->col[0] = out_safe_text(v[i]->name);
+		w->col[1] = out_safe_text(v[i]->address[0] != '\0' ?
+		    v[i]->address : "-");
+		out_fmt_since_age(age, sizeof(age), v[i]->since_ms);
+		w->col[2] = strdup(age);
+		w->col[3] = strdup(v[i]->self ? "yes" : "no");
+	}
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 4; k++)
+			ok = ok && rows[i].col[k] != NULL;
+	if (ok)
+		out_table(rows, n + 1, 4, tty);
+	else
+		fprintf(stderr, "procregctl: out of memory\n");
+	for (size_t i = 0; i <= n; i++)
+		for (size_t k = 0; k < 4; k++)
+			free(rows[i].col[k]);
+	free(rows);
+	procreg_nodes_free(v, n);
+	return ok && fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_ERROR;
+}
+
 /* Say who holds name (after taken: an error, with --json as JSON; or
  * when we queue for it: a note). */
 static void
@@ -246,7 +334,12 @@ names_say_holder(struct ctl *c, const char *name, const char *what,
 	const struct ctl note = { .json = false };
 	const struct ctl *how = what[0] != '\0' ? &note : c;
 
-	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL)
+	if (procreg_whereis(c->p, name, &e) == PROCREG_OK && e != NULL &&
+	    e->node != NULL)
+		out_error(how, EXIT_NO, "taken", NULL, "%s is held by conn %"
+		    PRIu64 " (pid %" PRId64 ") on node %s%s", name, e->conn,
+		    e->pid, e->node, what);
+	else if (e != NULL)
 		out_error(how, EXIT_NO, "taken", NULL, "%s is held by conn %"
 		    PRIu64 " (pid %" PRId64 ")%s", name, e->conn, e->pid, what);
 	else
@@ -288,9 +381,11 @@ names_register_opts(struct ctl *c, const char *name, const void *value,
 	return EXIT_NO;
 }
 
+/* Register name for serve and recv (--cluster: a cluster name). */
 int
 names_register(struct ctl *c, const char *name, const void *value,
     size_t len)
 {
-	return names_register_opts(c, name, value, len, 0, NULL);
+	return names_register_opts(c, name, value, len, c->cluster ?
+	    PROCREG_CLUSTER : 0, NULL);
 }

@@ -36,6 +36,8 @@ out_status_exit(int status)
 	case PROCREG_E_CONNECT:
 	case PROCREG_E_CLOSED:
 		return EXIT_UNREACHABLE;
+	case PROCREG_E_UNAVAILABLE:	/* the daemon is there, the cluster
+					   is not: not a "no" about a name */
 	default:
 		return EXIT_ERROR;
 	}
@@ -150,7 +152,10 @@ out_report(struct ctl *c, int status, const char *what)
 	procreg_event_free(ev);
 	if (status == PROCREG_E_CONNECT)
 		return out_unreachable(c, msg);
-	return out_error(c, out_status_exit(status), out_code(status), NULL,
+	return out_error(c, out_status_exit(status), out_code(status),
+	    status == PROCREG_E_UNAVAILABLE ? "The daemon runs without --etcd "
+	    "(no cluster mode), or its node cannot reach etcd or has no "
+	    "lease: procregctl stats shows its cluster state." : NULL,
 	    "%s%s%s: %s", what ? what : "", what ? ": " : "",
 	    procreg_strstatus(status), msg);
 }
@@ -234,16 +239,32 @@ out_json(json_t *j, size_t flags)
 	return true;
 }
 
-/* An entry as a JSON object (value embedded as JSON, since in ms). */
+/*
+ * An entry as a JSON object (value embedded as JSON, since in ms); a
+ * cluster name's with "scope": "cluster", "node" and, answered from the
+ * daemon's cache, "stale": true, as the protocol has them (a local
+ * entry has none of these keys).
+ */
 json_t *
 out_entry_json(const struct procreg_entry *e)
 {
-	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
+	json_t *j = json_pack("{s:s, s:I, s:I, s:I, s:I, s:o?, s:I, s:I}",
 	    "name", e->name, "conn", (json_int_t)e->conn,
 	    "pid", (json_int_t)e->pid, "uid", (json_int_t)e->uid,
 	    "gid", (json_int_t)e->gid,
 	    "value", value_json(e->value, e->value_len),
 	    "since", (json_int_t)e->since_ms, "gen", (json_int_t)e->gen);
+
+	if (j == NULL || e->scope != PROCREG_SCOPE_CLUSTER)
+		return j;
+	if (json_object_set_new(j, "scope", json_string("cluster")) < 0 ||
+	    json_object_set_new(j, "node", e->node != NULL ?
+	    json_stringn(e->node, strlen(e->node)) : json_null()) < 0 ||
+	    (e->stale && json_object_set_new(j, "stale", json_true()) < 0)) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 /* A member entry as a JSON object, the same way. */
@@ -420,6 +441,29 @@ out_fmt_time(char *buf, size_t size, uint64_t ms)
 	snprintf(buf, size, "%s.%03uZ", day, (unsigned)(ms % 1000));
 }
 
+/*
+ * A cluster name's lines after the others (nothing for a local entry):
+ * scope, node, and stale when the daemon answered from its cache.
+ */
+static bool
+out_entry_cluster(const struct procreg_entry *e)
+{
+	char *node;
+	bool ok;
+
+	if (e->scope != PROCREG_SCOPE_CLUSTER)
+		return true;
+	if ((node = out_safe_text(e->node != NULL ? e->node : "?")) == NULL) {
+		fprintf(stderr, "procregctl: out of memory\n");
+		return false;
+	}
+	ok = printf("scope: cluster\nnode:  %s\n", node) > 0 &&
+	    (!e->stale || printf("stale: yes (the daemon's cache; "
+	    "--consistent asks etcd)\n") > 0);
+	free(node);
+	return ok;
+}
+
 /* Print an entry as aligned "key: value" lines. */
 bool
 out_entry(const struct procreg_entry *e)
@@ -436,6 +480,7 @@ out_entry(const struct procreg_entry *e)
 		    "uid:   %" PRId64 "\ngid:   %" PRId64 "\nvalue: %s\n"
 		    "since: %s (%s ago)\ngen:   %" PRIu64 "\n", name, e->conn,
 		    e->pid, e->uid, e->gid, value, when, age, e->gen);
+		ok = out_entry_cluster(e);
 	} else
 		fprintf(stderr, "procregctl: out of memory\n");
 	free(name);

@@ -70,8 +70,10 @@ run_hold_reconnect(procreg_t *p, int fd, const char *const *lost, size_t nlost,
 	(void)fd;
 	w->connected = true;
 	if (nlost > 0) {
-		fprintf(stderr, "procregctl: the daemon is back, but %s was "
-		    "taken meanwhile: it is no longer held\n", lost[0]);
+		fprintf(stderr, "procregctl: the daemon is back, but %s %s: it "
+		    "is no longer held\n", lost[0], w->c->cluster ? "could not "
+		    "be registered again (taken meanwhile, or the cluster "
+		    "unavailable)" : "was taken meanwhile");
 		run_hold_lost(w, "taken");
 	} else if (w->c->wait)
 		fprintf(stderr, "procregctl: the daemon is back; %s is "
@@ -134,7 +136,8 @@ run_hold(struct ctl *c)
 		return EXIT_USAGE;
 	if (c->json_value && c->value == NULL)
 		return args_error(c, "--json-value needs --value");
-	flags = (c->wait ? PROCREG_QUEUE : 0) | (c->allow_replacement ?
+	flags = (c->cluster ? PROCREG_CLUSTER : 0) |
+	    (c->wait ? PROCREG_QUEUE : 0) | (c->allow_replacement ?
 	    PROCREG_ALLOW_REPLACEMENT : 0) | (c->replace ? PROCREG_REPLACE :
 	    0);
 	msgpack_sbuffer_init(&sb);

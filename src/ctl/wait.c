@@ -110,8 +110,10 @@ wait_reconnected(procreg_t *p, int fd, const char *const *lost,
 		w->done = true;
 		w->exit = EXIT_NO;
 	} else if (nlost > 0) {
-		fprintf(stderr, "procregctl: the daemon is back, but %s was "
-		    "taken meanwhile\n", lost[0]);
+		fprintf(stderr, "procregctl: the daemon is back, but %s %s\n",
+		    lost[0], w->c->cluster ? "could not be registered again "
+		    "(taken meanwhile, or the cluster unavailable)" :
+		    "was taken meanwhile");
 		w->lost = true;
 		w->done = true;
 		w->exit = EXIT_LOST;
