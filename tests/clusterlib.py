@@ -577,6 +577,28 @@ class Node:
             self._poller = None
             raise
 
+    def safe_state(self):
+        """state(), or a "(...)" string saying why there is none."""
+        try:
+            return self.state()
+        except (KeyError, TypeError) as e:
+            return "(stats without cluster.state: %r)" % e
+        except RPCError as e:
+            return "(stats failed: %s)" % e
+        except (OSError, EOFError, TimeoutError) as e:
+            return "(no answer to stats: %r)" % e
+
+    def wait_state(self, pred, timeout=WAIT):
+        """Polls safe_state() until pred(state); the last state seen."""
+        seen = [None]
+
+        def f():
+            seen[0] = self.safe_state()
+            return pred(seen[0])
+        eventually(f, timeout, 0.05)
+        self.close_poller()
+        return seen[0]
+
     def wait_up(self, timeout=WAIT):
         """Until stats["cluster"]["state"] == "up"; AssertionError with the
         last state seen and the log's tail otherwise."""

@@ -596,9 +596,8 @@ class Test07Partition(ClusterCase):
             self.assertEqual([int(v["create_revision"])
                               for v in kv.values()], [g2])
         with self.subTest("A comes back up with a new lease"):
-            ok = eventually(lambda: self.A.state() == "up", WAIT)
-            self.A.close_poller()
-            self.assertTrue(ok, "A's state after SIGCONT never up again")
+            st = self.A.wait_state(lambda s: s == "up")
+            self.assertEqual(st, "up", "A's state after SIGCONT")
             e3 = reg_cluster(a2, self.name("after"))
             self.assertEqual(e3["node"], "nodeA")
 
@@ -652,9 +651,7 @@ class Test08EtcdDown(ClusterCase):
             with self.subTest("the owner hears lost nodedown after TTL"):
                 self.assertEqual(a1.wait_lost(before, TTL + 3), "nodedown")
             with self.subTest("stats state is no longer up"):
-                st = eventually(lambda: self.A.state() != "up"
-                                and self.A.state(), 3)
-                self.A.close_poller()
+                st = self.A.wait_state(lambda s: s != "up", 3)
                 note("A's state with etcd stopped: %r", st)
                 self.assertIn(st, ("lost", "joining"))
         finally:
@@ -677,9 +674,7 @@ class Test08EtcdDown(ClusterCase):
         self.assertIsNotNone(e, "no cluster register succeeded on A within "
                              "15 s of etcd's restart (last: %s)" % last[0])
         self.seen(b, self.name("after"), e["gen"])
-        self.assertEqual(eventually(lambda: self.B.state() == "up", 15),
-                         True)
-        self.B.close_poller()
+        self.assertEqual(self.B.wait_state(lambda s: s == "up", 15), "up")
 
 
 class Test09LeaderKill(ClusterCase):
@@ -729,6 +724,7 @@ class Test09LeaderKill(ClusterCase):
                 e = reg_cluster(cli, n, i)
             except RPCError as err:
                 failed[n] = (cli, err.code)
+                time.sleep(0.02)
                 continue
             held[n] = e["gen"]
             if killed:
