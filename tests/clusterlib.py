@@ -517,7 +517,11 @@ class Node:
                  etcd_timeout=None, extra=()):
         self.name = name
         self.dir = os.path.join(tmp, name)
-        os.makedirs(self.dir, exist_ok=True)
+        i = 1
+        while os.path.exists(self.dir):     # a second daemon of one name
+            i += 1
+            self.dir = os.path.join(tmp, "%s.%d" % (name, i))
+        os.makedirs(self.dir)
         self.path = os.path.join(self.dir, "s.sock")
         self.log = os.path.join(self.dir, "procregd.log")
         self.argv = [DAEMON, "-s", self.path, "--log-level", LOG_LEVEL]

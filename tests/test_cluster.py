@@ -468,6 +468,43 @@ class Test06NodeDeath(ClusterCase):
         h = cls.make_harness()
         cls.A, cls.B, cls.C = h.nodes_up(["nodeA", "nodeB", "nodeC"], ETCD,
                                          ttl=TTL)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    def test_06a_same_node_name_refused(self):
+        """DESIGN.md and cluster.h: a second live daemon with a node name
+        already in use is refused (the daemon exits)."""
+        dup = self.harness.node("nodeB", ETCD, self.prefix, TTL)
+        code = eventually(lambda: dup.proc.poll(), WAIT)
+        note("a second nodeB: exit status %r", code)
+        self.assertIsNotNone(code, "a second daemon named nodeB still runs "
+                             "after %gs:\n%s" % (WAIT, dup.log_tail()))
+        self.assertNotEqual(code, 0)
+        b = self.client(self.B)
+        self.assertEqual([x["name"] for x in b.call("nodes")].count("nodeB"),
+                         1)
+        self.assertEqual(b.call("stats")["cluster"]["state"], "up")
+        self.assertEqual(reg_cluster(b, self.name("still"))["node"], "nodeB")
+
+    def test_06b_sigterm_revokes_names(self):
+        """cluster.h: a daemon that stops revokes its lease: its names go
+        at once and every node sees nodedown."""
+        d = self.harness.node("nodeD", ETCD, self.prefix, TTL)
+        d.wait_up()
+        dc, b = self.client(d), self.client(self.B)
+        n = self.name("n")
+        e = reg_cluster(dc, n)
+        self.seen(b, n, e["gen"])
+        ref = b.call("monitor", n)
+        t0 = time.monotonic()
+        code = d.stop()
+        reason = b.wait_down(ref, TTL + 3)
+        took = time.monotonic() - t0
+        note("down after SIGTERM of its node: %r after %.2fs (TTL %d)",
+             reason, took, TTL)
+        self.assertEqual(code, 0, d.log_tail())
+        self.assertEqual(reason, "nodedown")
+        self.assertIsNone(whereis(b, n))
 
     # 6
     def test_06_daemon_sigkill_nodedown(self):
