@@ -16,7 +16,8 @@ import msgpack
 from . import errors
 from .errors import ConnectError, NotFound, ProtocolError
 from .types import (Acquired, Call, Down, Entry, ErrorNotice, Hello, Keys,
-                    Lost, Member, Message, Notification, Overflow, Publish,
+                    Lost, Member, Message, Node, Notification, Overflow,
+                    Publish,
                     PublishResult, Queued, Reconnected, Restarted, Shutdown,
                     Stats, SubEvent, Unknown)
 
@@ -81,7 +82,7 @@ class _Held:
     __slots__ = ("has_value", "value", "opts", "waiting")
 
     def __init__(self, has_value: bool, value: Any,
-                 opts: Optional[Dict[str, bool]], waiting: bool) -> None:
+                 opts: Optional[Dict[str, Any]], waiting: bool) -> None:
         self.has_value = has_value
         self.value = value
         self.opts = opts
@@ -157,12 +158,12 @@ class Core:
     # -- hooks (bookkeeping at parse time, before any later push) ---------
     def hook_hello(self, r: Dict[str, Any]) -> Hello:
         h = Hello(r["server"], r["version"], r["protocol"], r["conn"],
-                  r["boot"], r["max_message"])
+                  r["boot"], r["max_message"], r.get("node"))
         self.hello = h
         return h
 
     def hook_register(self, name: str, has_value: bool, value: Any,
-                      opts: Optional[Dict[str, bool]]) -> Hook:
+                      opts: Optional[Dict[str, Any]]) -> Hook:
         def hook(r: Dict[str, Any]) -> Any:
             if "queued" in r:
                 out: Any = Queued(name, r["queued"])
@@ -378,11 +379,14 @@ class Core:
             if h.has_value or h.opts:
                 params.append(h.value)
             if h.opts:
+                # The same options: a cluster name comes back as one.
                 params.append(h.opts)
             exc, res = yield ("register", params, None)
             if name not in self.names:
                 continue
             if exc is not None:
+                # Taken meanwhile (or, a cluster name, Unavailable: the
+                # new daemon's node has no lease yet).
                 lost_names.append(name)
                 del self.names[name]
                 continue
@@ -475,17 +479,26 @@ def conv_queue(r: Any) -> List[int]:
     return list(r)
 
 
+def conv_nodes(r: Any) -> List[Node]:
+    return [Node.from_wire(d) for d in r]
+
+
 def register_params(name: str, value: Any, has_value: bool, queue: bool,
-                    allow_replacement: bool, replace: bool
-                    ) -> Tuple[List[Any], Optional[Dict[str, bool]]]:
-    """register's params and the options map (None: no options)."""
-    opts: Dict[str, bool] = {}
+                    allow_replacement: bool, replace: bool,
+                    scope: Optional[str] = None
+                    ) -> Tuple[List[Any], Optional[Dict[str, Any]]]:
+    """register's params and the options map (None: no options).  A scope
+    other than None and ``"local"`` (the default) goes to the daemon as
+    given (``"cluster"``, protocol 3)."""
+    opts: Dict[str, Any] = {}
     if queue:
         opts["queue"] = True
     if allow_replacement:
         opts["allow_replacement"] = True
     if replace:
         opts["replace"] = True
+    if scope is not None and scope != "local":
+        opts["scope"] = scope
     if opts:
         return [name, value, opts], opts
     if has_value:
@@ -520,3 +533,27 @@ def check_reply_target(core: Core, call: Any) -> int:
         raise NotFound("the call is not pending on this connection "
                        "(answered, or received before a reconnect)")
     return s
+
+
+def whereis_params(core: Core, name: str, scope: Optional[str],
+                   consistent: bool) -> List[Any]:
+    """whereis's params: ``[name]``, or with options only those that
+    differ from the default.  ``"local"`` to a daemon that speaks protocol
+    2 is the plain request: all its names are local."""
+    opts: Dict[str, Any] = {}
+    if scope is not None and not (
+            scope == "local" and not consistent and core.hello is not None
+            and 0 < core.hello.protocol < 3):
+        opts["scope"] = scope
+    if consistent:
+        opts["consistent"] = True
+    return [name, opts] if opts else [name]
+
+
+def list_params(prefix: str, limit: int, after: Optional[str],
+                scope: Optional[str]) -> List[Any]:
+    """list's params: ``[prefix, limit(, after)]``, or with a scope other
+    than local ``[prefix, limit, after or None, {"scope": scope}]``."""
+    if scope is not None and scope != "local":
+        return [prefix, limit, after, {"scope": scope}]
+    return [prefix, limit] if after is None else [prefix, limit, after]

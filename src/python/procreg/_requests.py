@@ -18,11 +18,12 @@ def hello(core: c.Core, label: Optional[str]) -> Req:
 
 
 def register(core: c.Core, name: str, value: Any, queue: bool,
-             allow_replacement: bool, replace: bool) -> Req:
+             allow_replacement: bool, replace: bool,
+             scope: Optional[str]) -> Req:
     has_value = value is not _NO_VALUE
     v = value if has_value else None
     params, opts = c.register_params(name, v, has_value, queue,
-                                     allow_replacement, replace)
+                                     allow_replacement, replace, scope)
     return ("register", params, core.hook_register(name, has_value, v, opts),
             0.0)
 
@@ -32,8 +33,10 @@ def unregister(core: c.Core, name: str, gen: Optional[int]) -> Req:
             core.hook_forget_name(name) if core.auto else None, 0.0)
 
 
-def whereis(core: c.Core, name: str) -> Req:
-    return ("whereis", [name], c.conv_entry_or_none, 0.0)
+def whereis(core: c.Core, name: str, scope: Optional[str],
+            consistent: bool) -> Req:
+    return ("whereis", c.whereis_params(core, name, scope, consistent),
+            c.conv_entry_or_none, 0.0)
 
 
 def send(core: c.Core, target: Union[str, int], payload: Any,
@@ -97,9 +100,13 @@ def register_many(core: c.Core, items: Iterable[Any]) -> Req:
 
 
 def list_page(core: c.Core, prefix: str, limit: int,
-              after: Optional[str]) -> Req:
-    return ("list", [prefix, limit] if after is None
-            else [prefix, limit, after], c.conv_entries, 0.0)
+              after: Optional[str], scope: Optional[str]) -> Req:
+    return ("list", c.list_params(prefix, limit, after, scope),
+            c.conv_entries, 0.0)
+
+
+def nodes(core: c.Core) -> Req:
+    return ("nodes", [], c.conv_nodes, 0.0)
 
 
 def stats(core: c.Core) -> Req:

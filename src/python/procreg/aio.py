@@ -25,7 +25,7 @@ from .errors import (ConnectError, ConnectionClosed, NotFound, NotOwner,
                      ProcregError, ProtocolError, ServerError, Stale,
                      Timeout)
 from .types import (Acquired, Call, Entry, Hello, Hold, Keys, Member,
-                    Notification, Overflow, PublishResult, Queued,
+                    Node, Notification, Overflow, PublishResult, Queued,
                     Reconnected, Restarted, Stats, SubEvent, Target)
 
 __all__ = ["Client", "Subscription", "Pipeline", "connect"]
@@ -399,18 +399,23 @@ class Client:
 
     async def register(self, name: str, value: Any = _NO_VALUE, *,
                        queue: bool = False, allow_replacement: bool = False,
-                       replace: bool = False) -> Union[Entry, Queued]:
+                       replace: bool = False,
+                       scope: Optional[str] = None) -> Union[Entry, Queued]:
         """As :meth:`procreg.client.Client.register`."""
         return await self._do(*rq.register(self._core, name, value, queue,
-                                           allow_replacement, replace))
+                                           allow_replacement, replace,
+                                           scope))
 
     async def unregister(self, name: str, gen: Optional[int] = None) -> bool:
         """As :meth:`procreg.client.Client.unregister`."""
         return await self._do(*rq.unregister(self._core, name, gen))
 
-    async def whereis(self, name: str) -> Optional[Entry]:
-        """The name's entry, or None when it is not registered."""
-        return await self._do(*rq.whereis(self._core, name))
+    async def whereis(self, name: str, scope: Optional[str] = None,
+                      consistent: bool = False) -> Optional[Entry]:
+        """The name's entry, or None when it is not registered; ``scope``
+        and ``consistent`` as :meth:`procreg.client.Client.whereis`."""
+        return await self._do(*rq.whereis(self._core, name, scope,
+                                          consistent))
 
     async def send(self, target: Target, payload: Any,
                    gen: Optional[int] = None) -> bool:
@@ -480,21 +485,28 @@ class Client:
         return await self._do(*rq.register_many(self._core, items))
 
     async def list_page(self, prefix: str = "", limit: int = 1000,
-                        after: Optional[str] = None) -> List[Entry]:
+                        after: Optional[str] = None,
+                        scope: Optional[str] = None) -> List[Entry]:
         """One page of ``list``."""
-        return await self._do(*rq.list_page(self._core, prefix, limit, after))
+        return await self._do(*rq.list_page(self._core, prefix, limit, after,
+                                            scope))
 
-    async def list(self, prefix: str = "", page_size: int = 1000
-                   ) -> AsyncIterator[Entry]:
-        """Every entry under ``prefix``, page by page: ``async for``."""
+    async def list(self, prefix: str = "", page_size: int = 1000, *,
+                   scope: Optional[str] = None) -> AsyncIterator[Entry]:
+        """Every entry under ``prefix``, page by page: ``async for``;
+        ``scope`` as :meth:`procreg.client.Client.list`."""
         after = None
         while True:
-            page = await self.list_page(prefix, page_size, after)
+            page = await self.list_page(prefix, page_size, after, scope)
             if not page:
                 return
             for e in page:
                 yield e
             after = page[-1].name
+
+    async def nodes(self) -> List[Node]:
+        """As :meth:`procreg.client.Client.nodes`."""
+        return await self._do(*rq.nodes(self._core))
 
     async def stats(self) -> Stats:
         """The daemon's counters and gauges."""
@@ -588,11 +600,13 @@ class Client:
     @contextlib.asynccontextmanager
     async def hold(self, name: str, value: Any = _NO_VALUE, *,
                    wait: bool = True, timeout: Optional[float] = None,
-                   allow_replacement: bool = False) -> AsyncIterator[Hold]:
+                   allow_replacement: bool = False,
+                   scope: Optional[str] = None) -> AsyncIterator[Hold]:
         """``async with client.hold(name):`` as
         :meth:`procreg.client.Client.hold`."""
         res = await self.register(name, value, queue=wait,
-                                  allow_replacement=allow_replacement)
+                                  allow_replacement=allow_replacement,
+                                  scope=scope)
         if isinstance(res, Queued):
             ev = await self._events.take(
                 lambda e: type(e) is Acquired and e.name == name,

@@ -28,7 +28,7 @@ from .errors import (ConnectError, ConnectionClosed, NotFound, NotOwner,
                      ProcregError, ProtocolError, ServerError, Stale,
                      Timeout)
 from .types import (Acquired, Call, Entry, Hello, Hold, Keys, Member,
-                    Notification, Overflow, PublishResult, Queued,
+                    Node, Notification, Overflow, PublishResult, Queued,
                     Reconnected, Restarted, Stats, SubEvent, Target)
 
 __all__ = ["Client", "Pipeline", "Subscription", "Hold", "connect"]
@@ -402,16 +402,23 @@ class Client:
 
     def register(self, name: str, value: Any = _NO_VALUE, *,
                  queue: bool = False, allow_replacement: bool = False,
-                 replace: bool = False) -> Union[Entry, Queued]:
+                 replace: bool = False,
+                 scope: Optional[str] = None) -> Union[Entry, Queued]:
         """Register ``name`` (with an optional value) to this connection.
 
         ``queue``: when taken, wait in the name's queue (returns
         :class:`Queued`; an :class:`Acquired` notification follows when it
         passes to us).  ``allow_replacement``: a later ``replace`` may take
         it (we get :class:`Lost`).  ``replace``: take it from an owner that
-        allows it.  Raises Taken, Forbidden, Limit, BadRequest."""
+        allows it.  ``scope="cluster"`` (protocol 3): a cluster name,
+        unique across every node of the cluster (with queue, replace or
+        allow_replacement the daemon raises BadRequest in this protocol
+        version); Unavailable when the daemon runs without ``--etcd`` or
+        cannot reach etcd; :class:`Lost` ``"nodedown"`` when our daemon's
+        node loses its lease; auto-reconnect registers it again as a
+        cluster name.  Raises Taken, Forbidden, Limit, BadRequest."""
         return self._do(*rq.register(self._core, name, value, queue,
-                                     allow_replacement, replace))
+                                     allow_replacement, replace, scope))
 
     def unregister(self, name: str, gen: Optional[int] = None) -> bool:
         """Unregister a name we own (or give up our place in its queue);
@@ -419,9 +426,16 @@ class Client:
         Stale).  Raises NotFound, NotOwner."""
         return self._do(*rq.unregister(self._core, name, gen))
 
-    def whereis(self, name: str) -> Optional[Entry]:
-        """The name's entry, or None when it is not registered."""
-        return self._do(*rq.whereis(self._core, name))
+    def whereis(self, name: str, scope: Optional[str] = None,
+                consistent: bool = False) -> Optional[Entry]:
+        """The name's entry, or None when it is not registered.
+
+        Protocol 3: ``scope`` ``None`` or ``"any"`` finds this daemon's
+        local name first, else the cluster's; ``"local"`` or
+        ``"cluster"`` only that one.  ``consistent``: read a cluster name
+        from etcd rather than the daemon's cache (never ``stale``).
+        Raises Unavailable when the cluster cannot be asked."""
+        return self._do(*rq.whereis(self._core, name, scope, consistent))
 
     def send(self, target: Target, payload: Any,
              gen: Optional[int] = None) -> bool:
@@ -504,22 +518,33 @@ class Client:
         return self._do(*rq.register_many(self._core, items))
 
     def list_page(self, prefix: str = "", limit: int = 1000,
-                  after: Optional[str] = None) -> List[Entry]:
+                  after: Optional[str] = None,
+                  scope: Optional[str] = None) -> List[Entry]:
         """One page of ``list``: up to ``limit`` entries under ``prefix``
-        with names after ``after``."""
-        return self._do(*rq.list_page(self._core, prefix, limit, after))
+        with names after ``after`` (``scope`` as for :meth:`list`)."""
+        return self._do(*rq.list_page(self._core, prefix, limit, after,
+                                      scope))
 
-    def list(self, prefix: str = "", page_size: int = 1000
-             ) -> Iterator[Entry]:
+    def list(self, prefix: str = "", page_size: int = 1000, *,
+             scope: Optional[str] = None) -> Iterator[Entry]:
         """Every entry whose name starts with ``prefix``, in name order,
-        fetched page by page as the iterator advances."""
+        fetched page by page as the iterator advances.  Protocol 3:
+        ``scope`` ``None`` or ``"local"`` lists this daemon's local names,
+        ``"cluster"`` the cluster's, ``"all"`` both (Unavailable without
+        ``--etcd``)."""
         after = None
         while True:
-            page = self.list_page(prefix, page_size, after)
+            page = self.list_page(prefix, page_size, after, scope)
             if not page:
                 return
             yield from page
             after = page[-1].name
+
+    def nodes(self) -> List[Node]:
+        """The nodes of the cluster, in name order (protocol 3).  Raises
+        Unavailable when the daemon runs without ``--etcd`` or cannot
+        reach etcd."""
+        return self._do(*rq.nodes(self._core))
 
     def stats(self) -> Stats:
         """The daemon's counters and gauges."""
@@ -655,17 +680,22 @@ class Client:
     @contextlib.contextmanager
     def hold(self, name: str, value: Any = _NO_VALUE, *, wait: bool = True,
              timeout: Optional[float] = None,
-             allow_replacement: bool = False) -> Iterator[Hold]:
+             allow_replacement: bool = False,
+             scope: Optional[str] = None) -> Iterator[Hold]:
         """Hold ``name`` for the duration of a ``with`` block.
 
         With ``wait`` we queue for it when taken and wait up to
         ``timeout`` seconds (default: the client's timeout) for it to pass
         to us (Timeout then, our place given up); without, Taken is
-        raised.  On exit the name is unregistered, fenced by its gen."""
+        raised.  ``scope="cluster"``: a cluster name, as :meth:`register`
+        (pass ``wait=False``: protocol 3 has no cluster queues, the
+        daemon raises BadRequest).  On exit the name is unregistered,
+        fenced by its gen."""
         deadline = _monotonic() + (self.timeout if timeout is None
                                    else timeout)
         res = self.register(name, value, queue=wait,
-                            allow_replacement=allow_replacement)
+                            allow_replacement=allow_replacement,
+                            scope=scope)
         if isinstance(res, Queued):
             ev = self._take(lambda e: type(e) is Acquired and e.name == name,
                             deadline)
@@ -695,12 +725,16 @@ class Pipeline:
     _METHODS = ("hello", "register", "unregister", "whereis", "send",
                 "call", "monitor", "await_name", "queue", "join", "leave",
                 "members", "publish", "update", "keys", "register_many",
-                "list_page", "stats", "evict")
+                "list_page", "stats", "evict", "nodes")
+    # Positional, in the request builders' order (register: value, queue,
+    # allow_replacement, replace, scope; whereis: scope, consistent).
     _DEFAULTS: Dict[str, tuple] = {
-        "hello": (None,), "register": (_NO_VALUE, False, False, False),
-        "unregister": (None,), "send": (None,), "call": (None,),
-        "await_name": (None,), "join": (_NO_VALUE,), "publish": (True,),
-        "update": (None,), "list_page": ("", 1000, None),
+        "hello": (None,),
+        "register": (_NO_VALUE, False, False, False, None),
+        "unregister": (None,), "whereis": (None, False), "send": (None,),
+        "call": (None,), "await_name": (None,), "join": (_NO_VALUE,),
+        "publish": (True,), "update": (None,),
+        "list_page": ("", 1000, None, None),
     }
 
     def __init__(self, client: Client) -> None:

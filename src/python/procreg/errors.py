@@ -15,7 +15,8 @@ from typing import Dict, Optional, Type
 __all__ = [
     "ProcregError", "ServerError", "BadRequest", "UnknownMethod", "Taken",
     "NotFound", "NotOwner", "Busy", "Limit", "TooLarge", "Forbidden",
-    "CallTimeout", "DownError", "Stale", "RemoteError", "ConnectError",
+    "CallTimeout", "DownError", "Stale", "Unavailable", "RemoteError",
+    "ConnectError",
     "ConnectionClosed", "Timeout", "ProtocolError", "from_wire",
 ]
 
@@ -110,6 +111,13 @@ class Stale(ServerError):
     code = "stale"
 
 
+class Unavailable(ServerError):
+    """``unavailable`` (protocol 3): the cluster is not there: the daemon
+    runs without ``--etcd``, cannot reach etcd in time, or its node has
+    no lease."""
+    code = "unavailable"
+
+
 class RemoteError(ServerError):
     """An error code this package does not know: one a callee chose in
     ``reply``, or one of a later protocol.  ``code`` tells which."""
@@ -136,7 +144,7 @@ class ProtocolError(ProcregError):
 _BY_CODE: Dict[str, Type[ServerError]] = {
     cls.code: cls for cls in (BadRequest, UnknownMethod, Taken, NotFound,
                               NotOwner, Busy, Limit, TooLarge, Forbidden,
-                              CallTimeout, DownError, Stale)
+                              CallTimeout, DownError, Stale, Unavailable)
 }
 
 

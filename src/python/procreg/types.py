@@ -13,7 +13,7 @@ __all__ = [
     "Entry", "Member", "Queued", "Hello", "Stats", "Keys", "PublishResult",
     "Message", "Call", "Publish", "Down", "Acquired", "Lost", "SubEvent",
     "Overflow", "Restarted", "ErrorNotice", "Shutdown", "Reconnected",
-    "Unknown", "Notification", "Target", "Hold",
+    "Unknown", "Notification", "Target", "Hold", "Node",
 ]
 
 #: A target of send, call and monitor: a name (str) or a connection id.
@@ -22,7 +22,16 @@ Target = Union[str, int]
 
 @dataclass(slots=True)
 class Entry:
-    """One registration (PROTOCOL.md section 3, "Entry")."""
+    """One registration (PROTOCOL.md section 3, "Entry").
+
+    Protocol 3 (cluster mode): ``scope`` is ``"local"`` (this daemon's
+    own name; every name of an older daemon) or ``"cluster"`` (a name held
+    in the cluster's etcd); a cluster entry's ``node`` is the node its
+    owner is connected to (``conn``, ``pid``, ``uid`` and ``gid`` are
+    that node's; ``gen`` is etcd's create revision), and ``stale`` is
+    true when the daemon answered from its cache, which may lag etcd
+    (``whereis(..., consistent=True)`` asks etcd).  A local entry's
+    ``node`` is None."""
     name: str
     conn: int
     pid: int
@@ -31,12 +40,17 @@ class Entry:
     value: Any
     since: int
     gen: int
+    scope: str = "local"
+    node: Optional[str] = None
+    stale: bool = False
 
     @classmethod
     def from_wire(cls, d: Dict[str, Any]) -> "Entry":
         """Build from the daemon's map (unknown keys are ignored)."""
         return cls(d["name"], d["conn"], d["pid"], d["uid"], d["gid"],
-                   d.get("value"), d["since"], d["gen"])
+                   d.get("value"), d["since"], d["gen"],
+                   d.get("scope", "local"), d.get("node"),
+                   bool(d.get("stale", False)))
 
 
 @dataclass(slots=True)
@@ -69,13 +83,32 @@ class Queued:
 
 @dataclass(slots=True)
 class Hello:
-    """The daemon's answer to ``hello``."""
+    """The daemon's answer to ``hello``; ``node``: its node name when it
+    runs in cluster mode (protocol 3, ``--etcd``), else None."""
     server: str
     version: str
     protocol: int
     conn: int
     boot: str
     max_message: int
+    node: Optional[str] = None
+
+
+@dataclass(slots=True)
+class Node:
+    """A node of the cluster (protocol 3, ``nodes``): its name, when it
+    joined (``since``, epoch ms), the peer address it published, and
+    ``self``: it is the daemon this client talks to."""
+    name: str
+    since: int
+    address: str
+    self: bool
+
+    @classmethod
+    def from_wire(cls, d: Dict[str, Any]) -> "Node":
+        """Build from the daemon's map (unknown keys are ignored)."""
+        return cls(d["name"], d["since"], d.get("address", ""),
+                   bool(d.get("self", False)))
 
 
 @dataclass(slots=True)
@@ -99,6 +132,9 @@ class Stats:
     seq: int = 0
     replies_late: int = 0
     draining: int = 0
+    #: Protocol 3 with ``--etcd``: the ``cluster`` map (node, state,
+    #: etcd, lease_ttl, names, nodes, revision); None without.
+    cluster: Optional[Dict[str, Any]] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -156,7 +192,9 @@ class Publish:
 @dataclass(slots=True)
 class Down:
     """One of our monitors fired: ``reason`` is ``"unregistered"``,
-    ``"disconnected"``, ``"noproc"``, ``"evicted"`` or ``"replaced"``."""
+    ``"disconnected"``, ``"noproc"``, ``"evicted"``, ``"replaced"`` or
+    (protocol 3) ``"nodedown"``: a cluster name's owner was on a node
+    that lost its lease."""
     ref: int
     target: Target
     reason: str
@@ -172,8 +210,10 @@ class Acquired:
 @dataclass(slots=True)
 class Lost:
     """A name we owned is no longer ours: ``"replaced"``, ``"evicted"``,
-    or (after an automatic reconnect) ``"disconnected"`` when another
-    client got it first and we are only queued again."""
+    ``"nodedown"`` (a cluster name, and our daemon's node lost its
+    lease), or (after an automatic reconnect) ``"disconnected"`` when
+    another client got it first and we are only queued again.  After
+    ``"evicted"`` and ``"nodedown"`` auto-reconnect forgets the name."""
     name: str
     reason: str
 
