@@ -121,7 +121,7 @@ $(STAMP): FORCE
 
 # Each folder's private headers are visible to it alone (and to the tests
 # of that folder's code).
-src/daemon/%.o: DIR_INC = -Isrc/daemon
+src/daemon/%.o: DIR_INC = -Isrc/daemon -Isrc/cluster
 src/lib/%.o: DIR_INC = -Isrc/lib
 src/ctl/%.o: DIR_INC = -Isrc/ctl
 src/cluster/%.o: DIR_INC = -Isrc/cluster

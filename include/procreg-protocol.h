@@ -14,7 +14,7 @@
  * map keys are added.  Existing meanings never change (PROTOCOL.md, "Room
  * to grow").
  */
-#define PR_PROTOCOL_VERSION	2
+#define PR_PROTOCOL_VERSION	3
 #define PR_SERVER_NAME		"procreg"
 #define PR_VERSION		"0.1.0"
 
@@ -67,6 +67,7 @@ enum pr_err {
 	PR_ERR_TIMEOUT,
 	PR_ERR_DOWN,
 	PR_ERR_STALE,
+	PR_ERR_UNAVAILABLE,
 	PR_ERR__COUNT
 };
 
@@ -87,11 +88,11 @@ enum pr_err {
 	X(HELLO,	 hello,		0, 1, 0)		\
 	X(REGISTER,	 register,	1, 3, PR_MF_NAME)	\
 	X(UNREGISTER,	 unregister,	1, 2, PR_MF_NAME)	\
-	X(WHEREIS,	 whereis,	1, 1, PR_MF_NAME)	\
+	X(WHEREIS,	 whereis,	1, 2, PR_MF_NAME)	\
 	X(SEND,		 send,		2, 3, PR_MF_NAME)	\
 	X(MONITOR,	 monitor,	1, 1, PR_MF_NAME)	\
 	X(DEMONITOR,	 demonitor,	1, 1, 0)		\
-	X(LIST,		 list,		0, 3, 0)		\
+	X(LIST,		 list,		0, 4, 0)		\
 	X(STATS,	 stats,		0, 0, 0)		\
 	X(EVICT,	 evict,		1, 1, 0)		\
 	X(CALL,		 call,		2, 3, PR_MF_NAME)	\
@@ -106,7 +107,8 @@ enum pr_err {
 	X(AWAIT,	 await,		1, 2, PR_MF_NAME)	\
 	X(QUEUE,	 queue,		1, 1, 0)		\
 	X(SUBSCRIBE,	 subscribe,	1, 2, 0)		\
-	X(UNSUBSCRIBE,	 unsubscribe,	1, 1, 0)
+	X(UNSUBSCRIBE,	 unsubscribe,	1, 1, 0)		\
+	X(NODES,	 nodes,		0, 0, 0)
 
 enum pr_method {
 #define PR_X_ENUM(id, name, lo, hi, fl)	PR_M_##id,
@@ -122,6 +124,7 @@ enum pr_down_reason {
 	PR_DOWN_NOPROC,
 	PR_DOWN_EVICTED,
 	PR_DOWN_REPLACED,
+	PR_DOWN_NODEDOWN,
 	PR_DOWN__COUNT
 };
 

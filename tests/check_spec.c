@@ -163,7 +163,10 @@ START_TEST(spec_examples)
 
 		lineno++;
 		if (strncmp(line, "```", 3) == 0) {
-			in_block = strncmp(line, "```msgpack", 10) == 0;
+			/* msgpack-cluster blocks need a cluster: they are
+			 * test_cluster's to replay. */
+			in_block = strncmp(line, "```msgpack", 10) == 0 &&
+			    strncmp(line, "```msgpack-cluster", 18) != 0;
 			continue;
 		}
 		if (!in_block || line[0] < 'A' || line[0] > 'Z')

@@ -20,6 +20,7 @@ static const char *const err_names[PR_ERR__COUNT] = {
 	[PR_ERR_TIMEOUT] = "timeout",
 	[PR_ERR_DOWN] = "down",
 	[PR_ERR_STALE] = "stale",
+	[PR_ERR_UNAVAILABLE] = "unavailable",
 };
 
 static const struct {
@@ -39,6 +40,7 @@ static const char *const down_names[PR_DOWN__COUNT] = {
 	[PR_DOWN_NOPROC] = "noproc",
 	[PR_DOWN_EVICTED] = "evicted",
 	[PR_DOWN_REPLACED] = "replaced",
+	[PR_DOWN_NODEDOWN] = "nodedown",
 };
 
 const char *

@@ -131,6 +131,11 @@ args_opts(struct pr_args *a, struct pr_opt *opts, size_t nopts)
 			if (v->type != MSGPACK_OBJECT_BOOLEAN)
 				return PR_ERR_BAD_REQUEST;
 			op->b = v->via.boolean;
+		} else if (op->type == PR_OPT_STR) {
+			if (v->type != MSGPACK_OBJECT_STR)
+				return PR_ERR_BAD_REQUEST;
+			op->s = v->via.str.ptr;
+			op->len = v->via.str.size;
 		} else {
 			if (!proto_is_uint(v))
 				return PR_ERR_BAD_REQUEST;

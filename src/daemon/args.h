@@ -36,10 +36,12 @@ int	 args_error(struct pr_args *, const char **code, size_t *clen,
  * bad_request. */
 struct pr_opt {
 	const char	*key;
-	enum { PR_OPT_BOOL, PR_OPT_UINT } type;
+	enum { PR_OPT_BOOL, PR_OPT_UINT, PR_OPT_STR } type;
 	bool		 set;
 	bool		 b;
 	uint64_t	 u;
+	const char	*s;		/* PR_OPT_STR: not NUL-terminated */
+	size_t		 len;
 };
 int	 args_opts(struct pr_args *, struct pr_opt *, size_t n);
 

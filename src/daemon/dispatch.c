@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "cluster.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "dispatch_impl.h"
@@ -48,6 +49,7 @@ dispatch_hello(struct call *k)
 	h.conn = k->c->id;
 	h.boot = k->s->boot;
 	h.max_message = k->s->cfg.max_message;
+	h.node = k->s->cluster != NULL ? cluster_node(k->s->cluster) : NULL;
 	if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||
 	    proto_put_hello(&k->s->out, &h) < 0)
 		return -ENOMEM;
@@ -149,9 +151,21 @@ dispatch_resolve(struct call *k, const struct reg_target *t, struct conn **to,
 		*gen = 0;
 		return 0;
 	}
-	if ((n = registry_lookup(&k->s->reg, t->name, t->len)) == NULL)
-		return dispatch_fail(k, PR_ERR_NOT_FOUND, "the name is not "
-		    "registered");
+	if ((n = registry_lookup(&k->s->reg, t->name, t->len)) == NULL) {
+		const struct cl_entry *e = dispatch_cluster_lookup(k->s,
+		    t->name, t->len);
+
+		if (e == NULL)
+			return dispatch_fail(k, PR_ERR_NOT_FOUND, "the name is "
+			    "not registered");
+		if ((*to = cluster_entry_peer(e)) == NULL)
+			return dispatch_fail(k, PR_ERR_UNAVAILABLE, "the name "
+			    "is owned on node %s; messages between nodes are "
+			    "not built yet", e->node->name);
+		*gen = (uint64_t)e->gen;
+		k->cluster_target = true;
+		return 0;
+	}
 	*to = n->owner->conn;
 	*gen = n->gen;
 	return 0;
@@ -187,6 +201,14 @@ dispatch_stats(struct call *k)
 		.replies_late = s->calls.replies_late,
 		.draining = s->conns.ndraining,
 	};
+	struct cluster_stats cs;
+
+	if (s->cluster != NULL) {
+		cluster_stats(s->cluster, &cs);
+		st.cluster = &cs;
+		st.node = cluster_node(s->cluster);
+		st.lease_ttl = s->cfg.lease_ttl;
+	}
 
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 	    proto_put_stats(&s->out, &st) < 0)

@@ -12,9 +12,20 @@
 #include "proto.h"
 #include "registry.h"
 
+struct cl_entry;
 struct conn;
+struct pr_opt;
 struct server;
 struct sub;
+
+/* A request's scope option (PROTOCOL.md §12). */
+enum dispatch_scope {
+	SCOPE_ANY,	/* the local name, else the cluster's */
+	SCOPE_LOCAL,
+	SCOPE_CLUSTER,
+	SCOPE_ALL	/* list: both */
+};
+#define SCOPES(a, b)	(1u << (a) | 1u << (b))
 
 /* One request being handled. */
 struct call {
@@ -24,6 +35,7 @@ struct call {
 	char			 why[160];	/* message of an error reply */
 	bool			 noproc;	/* owe a noproc down after */
 	bool			 deferred;	/* answered later (call) */
+	bool			 cluster_target; /* resolved a cluster name */
 	uint64_t		 noproc_ref;
 	struct reg_target	 noproc_target;
 	struct sub		*replay;	/* events to send after */
@@ -68,6 +80,27 @@ int	 dispatch_resolve(struct call *, const struct reg_target *,
 /* Would a response of this many bytes be larger than max_message? */
 bool	 dispatch_too_large(const struct server *, size_t bytes);
 
+/*
+ * The cluster's side (dispatch_cluster.c).  dispatch_scope reads a scope
+ * option (allowed: a mask of 1 << scope), leaving *out as it was when
+ * the option is absent.  The others answer, or set k->deferred when the
+ * cluster answers later.
+ */
+int	 dispatch_scope(struct call *, const struct pr_opt *, unsigned allowed,
+	    enum dispatch_scope *out);
+const struct cl_entry *dispatch_cluster_lookup(struct server *,
+	    const char *name, size_t len);
+int	 dispatch_reply_cluster_entry(struct call *, const struct cl_entry *);
+int	 dispatch_cluster_register(struct call *, const char *name, size_t len,
+	    const char *val, size_t vlen);
+int	 dispatch_cluster_unregister(struct call *, const char *name,
+	    size_t len, const uint64_t *gen);
+int	 dispatch_cluster_whereis(struct call *, const char *name, size_t len,
+	    enum dispatch_scope, bool consistent);
+int	 dispatch_cluster_monitor(struct call *, const char *name, size_t len,
+	    uint32_t nsubs, uint64_t *ref);
+bool	 dispatch_cluster_demonitor(struct call *, uint64_t ref);
+
 /* The handlers, one per method but hello and stats (in dispatch.c). */
 int	 dispatch_await(struct call *);
 int	 dispatch_call(struct call *);
@@ -79,6 +112,7 @@ int	 dispatch_leave(struct call *);
 int	 dispatch_list(struct call *);
 int	 dispatch_members(struct call *);
 int	 dispatch_monitor(struct call *);
+int	 dispatch_nodes(struct call *);
 int	 dispatch_publish(struct call *);
 int	 dispatch_queue(struct call *);
 int	 dispatch_register(struct call *);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "cluster.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "dispatch_impl.h"
@@ -51,7 +52,10 @@ dispatch_register(struct call *k)
 		{ .key = "queue", .type = PR_OPT_BOOL },
 		{ .key = "allow_replacement", .type = PR_OPT_BOOL },
 		{ .key = "replace", .type = PR_OPT_BOOL },
+		{ .key = "scope", .type = PR_OPT_STR },
 	};
+	enum dispatch_scope scope = SCOPE_LOCAL;
+	const struct cl_entry *ce;
 	const pr_value *v = NULL;
 	struct reg_name *n;
 	const char *name, *val = NULL;
@@ -64,10 +68,13 @@ dispatch_register(struct call *k)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
 	if (args_more(&k->rq->args))
 		args_value(&k->rq->args, &v);
-	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 3) != 0)
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 4) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the options must "
 		    "be a map of \"queue\", \"allow_replacement\" and "
-		    "\"replace\", bools");
+		    "\"replace\", bools, and \"scope\", a str");
+	if ((r = dispatch_scope(k, &opts[3], SCOPES(SCOPE_LOCAL,
+	    SCOPE_CLUSTER), &scope)) != 0)
+		return r;
 	flags |= opts[0].set && opts[0].b ? REG_QUEUE : 0;
 	flags |= opts[1].set && opts[1].b ? REG_ALLOW_REPLACEMENT : 0;
 	flags |= opts[2].set && opts[2].b ? REG_REPLACE : 0;
@@ -76,6 +83,23 @@ dispatch_register(struct call *k)
 		return PR_ERR_FORBIDDEN;
 	if (v != NULL && dispatch_stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
+	if (scope == SCOPE_CLUSTER) {
+		if (flags != 0)
+			return dispatch_fail(k, PR_ERR_BAD_REQUEST, "\"queue\", "
+			    "\"replace\" and \"allow_replacement\" are not "
+			    "available for cluster names in this version");
+		if (vlen > s->cfg.max_message)
+			return dispatch_fail(k, PR_ERR_TOO_LARGE, "the value is "
+			    "too large");
+		return dispatch_cluster_register(k, name, len, val, vlen);
+	}
+	/* No shadow made here: a name this node knows in the cluster is
+	 * taken for a local register too. */
+	if ((ce = dispatch_cluster_lookup(s, name, len)) != NULL &&
+	    registry_lookup(&s->reg, name, len) == NULL)
+		return dispatch_fail(k, PR_ERR_TAKEN, "the name is registered "
+		    "in the cluster by node %s conn %llu (scope cluster)",
+		    ce->node->name, (unsigned long long)ce->conn);
 	r = registry_register_opts(&s->reg, k->c->rc, name, len, val, vlen,
 	    flags, now_epoch_ms(), &n, &queued);
 	if (r != 0)
@@ -107,6 +131,9 @@ dispatch_unregister(struct call *k)
 		    "uint");
 	r = registry_unregister_gen(&k->s->reg, k->c->rc, name, len,
 	    k->rq->args.n > 1 ? &gen : NULL);
+	if (r == REG_E_NOT_FOUND && dispatch_cluster_lookup(k->s, name, len))
+		return dispatch_cluster_unregister(k, name, len,
+		    k->rq->args.n > 1 ? &gen : NULL);
 	if (r == REG_E_NOT_FOUND)
 		return dispatch_fail(k, dispatch_reg_err(r), "the name is not "
 		    "registered");
@@ -157,12 +184,32 @@ dispatch_evict(struct call *k)
 int
 dispatch_whereis(struct call *k)
 {
+	struct pr_opt opts[] = {
+		{ .key = "scope", .type = PR_OPT_STR },
+		{ .key = "consistent", .type = PR_OPT_BOOL },
+	};
+	enum dispatch_scope scope = SCOPE_ANY;
+	struct reg_name *n;
 	const char *name;
 	size_t len;
+	int r;
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
-	return dispatch_reply_entry(k, registry_lookup(&k->s->reg, name, len));
+	/* The hot path: a local name, no options. */
+	if (!args_more(&k->rq->args) &&
+	    ((n = registry_lookup(&k->s->reg, name, len)) != NULL ||
+	    k->s->cluster == NULL))
+		return dispatch_reply_entry(k, n);
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 2) != 0)
+		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the options must "
+		    "be a map of \"scope\", a str, and \"consistent\", a "
+		    "bool");
+	if ((r = dispatch_scope(k, &opts[0], SCOPES(SCOPE_ANY, SCOPE_LOCAL) |
+	    1u << SCOPE_CLUSTER, &scope)) != 0)
+		return r;
+	return dispatch_cluster_whereis(k, name, len, scope, opts[1].set &&
+	    opts[1].b);
 }
 
 int
@@ -179,6 +226,16 @@ dispatch_monitor(struct call *k)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_TARGET);
 	/* Subscriptions count against the monitor limit too. */
 	nsubs = subs_count_of(&k->s->subs, k->c);
+	if (t.name != NULL && registry_lookup(&k->s->reg, t.name, t.len) ==
+	    NULL && dispatch_cluster_lookup(k->s, t.name, t.len) != NULL) {
+		if ((r = dispatch_cluster_monitor(k, t.name, t.len, nsubs,
+		    &ref)) != 0)
+			return r;
+		if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||
+		    proto_put_uint(&k->s->out, ref) < 0)
+			return -ENOMEM;
+		return 0;
+	}
 	if (t.name != NULL) {
 		r = registry_monitor(&k->s->reg, k->c->rc, nsubs, t.name,
 		    t.len, &ref, &target);
@@ -212,7 +269,7 @@ dispatch_demonitor(struct call *k)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the ref must be a "
 		    "uint");
 	return dispatch_reply_bool(k, registry_demonitor(&k->s->reg, k->c->rc,
-	    ref));
+	    ref) || dispatch_cluster_demonitor(k, ref));
 }
 
 /* Bytewise order of two strings, shorter first on a common prefix. */
@@ -234,9 +291,14 @@ dispatch_list(struct call *k)
 	const char *prefix = "", *after = NULL;
 	size_t plen = 0, alen = 0, budget, used = 0;
 	uint64_t limit = PR_LIST_DEFAULT;
+	struct pr_opt opts[] = { { .key = "scope", .type = PR_OPT_STR } };
+	enum dispatch_scope scope = SCOPE_LOCAL;
+	const struct cl_entry **cl = NULL;
+	size_t ncl = 0, icl = 0;
 	struct reg_name *n = NULL;
 	struct reg_iter it;
-	uint32_t count = 0;
+	uint32_t count = 0, nlocal = 0;
+	int r;
 
 	if (args_more(a) && args_str(a, SIZE_MAX, &prefix, &plen) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the prefix must "
@@ -247,10 +309,28 @@ dispatch_list(struct call *k)
 		    "a uint from 1 to %d", PR_LIST_MAX);
 	/* A longer after works too: registry_seek compares its first 255
 	 * bytes strictly, which no name of 255 bytes or less can equal. */
-	if (args_more(a) && args_str(a, SIZE_MAX, &after, &alen) != 0)
+	if (args_more(a) && args_left(a) > 1 && args_nil(a))
+		a->i++;		/* no after, but options follow */
+	else if (args_more(a) && args_str(a, SIZE_MAX, &after, &alen) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "after must be a "
 		    "str");
-	if (plen <= PR_NAME_MAX) {
+	if (args_more(a) && args_opts(a, opts, 1) != 0)
+		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the options must "
+		    "be a map whose only key is \"scope\", a str");
+	if ((r = dispatch_scope(k, &opts[0], SCOPES(SCOPE_LOCAL,
+	    SCOPE_CLUSTER) | 1u << SCOPE_ALL, &scope)) != 0)
+		return r;
+	if (scope != SCOPE_LOCAL && s->cluster == NULL)
+		return dispatch_fail(k, PR_ERR_UNAVAILABLE, "this daemon is "
+		    "not in a cluster (it runs without --etcd)");
+	if (scope != SCOPE_LOCAL && plen <= PR_NAME_MAX) {
+		if ((cl = calloc(limit, sizeof(*cl))) == NULL)
+			return -ENOMEM;
+		ncl = cluster_list(s->cluster, prefix, plen, after, alen, cl,
+		    limit);
+		s->work += ncl + 1;
+	}
+	if (scope != SCOPE_CLUSTER && plen <= PR_NAME_MAX) {
 		if (after != NULL && bytes_cmp(after, alen, prefix, plen) >= 0)
 			n = registry_seek(&s->reg, after, alen, true, &it);
 		else
@@ -264,21 +344,55 @@ dispatch_list(struct call *k)
 
 		if (n->name_len < plen || memcmp(n->data, prefix, plen) != 0)
 			break;
+		/* Cluster names that sort before it come first. */
+		while (icl < ncl && count < limit && bytes_cmp(cl[icl]->data,
+		    cl[icl]->name_len, n->data, n->name_len) < 0) {
+			sz = proto_cluster_entry_size(cl[icl]);
+			if (count > 0 && used + proto_array_size(count + 1) +
+			    sz > budget)
+				goto full;
+			used += sz;
+			s->list_buf[count++] = NULL;	/* cl[icl] */
+			icl++;
+		}
+		if (count >= limit)
+			break;
 		sz = proto_entry_size(n);
 		if (count > 0 && used + proto_array_size(count + 1) + sz >
 		    budget)
 			break;
 		used += sz;
 		s->list_buf[count++] = n;
+		nlocal++;
 	}
+	while (icl < ncl && count < limit) {
+		size_t sz = proto_cluster_entry_size(cl[icl]);
+
+		if (count > 0 && used + proto_array_size(count + 1) + sz >
+		    budget)
+			break;
+		used += sz;
+		s->list_buf[count++] = NULL;
+		icl++;
+	}
+full:
 	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
 	    proto_put_array(&s->out, count) < 0)
-		return -ENOMEM;
+		goto nomem;
+	icl = 0;
 	for (uint32_t i = 0; i < count; i++) {
-		if (proto_put_entry(&s->out, s->list_buf[i]) < 0)
-			return -ENOMEM;
+		/* NULL slots stand for the cluster entries, in order. */
+		if ((s->list_buf[i] != NULL ? proto_put_entry(&s->out,
+		    s->list_buf[i]) : proto_put_cluster_entry(&s->out,
+		    cl[icl++], cluster_stale(s->cluster))) < 0)
+			goto nomem;
 	}
+	free(cl);
+	(void)nlocal;
 	return 0;
+nomem:
+	free(cl);
+	return -ENOMEM;
 }
 
 int

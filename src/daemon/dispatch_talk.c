@@ -90,6 +90,10 @@ dispatch_call(struct call *k)
 		    "be a uint from 1 to %u", PR_CALL_TIMEOUT_MAX);
 	if ((r = dispatch_resolve(k, &t, &callee, &gen)) != 0)
 		return r;
+	/* A cluster name's gen is an etcd revision, not the registry's:
+	 * the call follows its callee's connection alone. */
+	if (k->cluster_target)
+		gen = 0;
 	cp.target = &t;
 	cp.caller = k->c->id;
 	r = calls_start(&k->s->calls, k->c, k->rq->msgid, callee, gen,

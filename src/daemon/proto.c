@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster.h"
 #include "proto.h"
 
 const char proto_nil_value[1] = { (char)0xc0 };
@@ -610,7 +611,7 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 		return -ENOMEM;
 	*p++ = (char)0xde;
 	*p++ = 0;
-	*p++ = 17;
+	*p++ = st->cluster != NULL ? 18 : 17;
 	p = ENC_KEY(p, "connections");
 	p = enc_uint(p, st->connections);
 	p = ENC_KEY(p, "names");
@@ -646,19 +647,82 @@ proto_put_stats(struct pr_out *o, const struct pr_stats *st)
 	p = ENC_KEY(p, "draining");
 	p = enc_uint(p, st->draining);
 	out_commit(o, p);
+	if (st->cluster == NULL)
+		return 0;
+	if (put_cstr(o, "cluster") < 0 || msgpack_pack_map(&o->pk, 7) < 0 ||
+	    put_cstr(o, "node") < 0 || put_cstr(o, st->node) < 0 ||
+	    put_cstr(o, "state") < 0 ||
+	    put_cstr(o, st->cluster->state == CL_UP ? "up" :
+	    st->cluster->state == CL_LOST ? "lost" : "joining") < 0 ||
+	    put_cstr(o, "etcd") < 0 || put_cstr(o, st->cluster->etcd) < 0 ||
+	    kv_uint(o, "lease_ttl", st->lease_ttl) < 0 ||
+	    kv_uint(o, "names", st->cluster->names) < 0 ||
+	    kv_uint(o, "nodes", st->cluster->nodes) < 0 ||
+	    kv_uint(o, "revision", (uint64_t)st->cluster->revision) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
+proto_put_cluster_entry(struct pr_out *o, const struct cl_entry *e,
+    bool stale)
+{
+	const char *v = e->value_len ? cl_entry_value(e) : proto_nil_value;
+
+	if (msgpack_pack_map(&o->pk, stale ? 11 : 10) < 0 ||
+	    put_cstr(o, "name") < 0 || proto_put_str(o, e->data,
+	    e->name_len) < 0 ||
+	    kv_uint(o, "conn", e->conn) < 0 ||
+	    put_cstr(o, "pid") < 0 || msgpack_pack_int64(&o->pk, e->pid) < 0 ||
+	    kv_uint(o, "uid", e->uid) < 0 ||
+	    kv_uint(o, "gid", e->gid) < 0 ||
+	    put_cstr(o, "value") < 0 ||
+	    proto_put_raw(o, v, e->value_len ? e->value_len : 1) < 0 ||
+	    kv_uint(o, "since", e->since_ms) < 0 ||
+	    kv_uint(o, "gen", (uint64_t)e->gen) < 0 ||
+	    put_cstr(o, "scope") < 0 || put_cstr(o, "cluster") < 0 ||
+	    put_cstr(o, "node") < 0 || put_cstr(o, e->node->name) < 0)
+		return -ENOMEM;
+	if (stale && (put_cstr(o, "stale") < 0 ||
+	    msgpack_pack_true(&o->pk) < 0))
+		return -ENOMEM;
+	return 0;
+}
+
+size_t
+proto_cluster_entry_size(const struct cl_entry *e)
+{
+	/* Keys and headers, at most 9 bytes per integer, the stale key. */
+	return 1 + 64 + 5 * 9 + str_size(e->name_len) +
+	    (e->value_len ? e->value_len : 1) + 32 + 64 + 8;
+}
+
+int
+proto_put_node(struct pr_out *o, const struct cl_node *n, bool self)
+{
+	if (msgpack_pack_map(&o->pk, 4) < 0 ||
+	    put_cstr(o, "name") < 0 || put_cstr(o, n->name) < 0 ||
+	    kv_uint(o, "since", n->since_ms) < 0 ||
+	    put_cstr(o, "address") < 0 || put_cstr(o, n->address) < 0 ||
+	    put_cstr(o, "self") < 0 ||
+	    (self ? msgpack_pack_true(&o->pk) : msgpack_pack_false(&o->pk)) < 0)
+		return -ENOMEM;
 	return 0;
 }
 
 int
 proto_put_hello(struct pr_out *o, const struct pr_hello *h)
 {
-	if (msgpack_pack_map(&o->pk, 6) < 0 ||
+	if (msgpack_pack_map(&o->pk, h->node != NULL ? 7 : 6) < 0 ||
 	    put_cstr(o, "server") < 0 || put_cstr(o, PR_SERVER_NAME) < 0 ||
 	    put_cstr(o, "version") < 0 || put_cstr(o, PR_VERSION) < 0 ||
 	    kv_uint(o, "protocol", PR_PROTOCOL_VERSION) < 0 ||
 	    kv_uint(o, "conn", h->conn) < 0 ||
 	    put_cstr(o, "boot") < 0 || put_cstr(o, h->boot) < 0 ||
 	    kv_uint(o, "max_message", h->max_message) < 0)
+		return -ENOMEM;
+	if (h->node != NULL && (put_cstr(o, "node") < 0 ||
+	    put_cstr(o, h->node) < 0))
 		return -ENOMEM;
 	return 0;
 }

@@ -15,6 +15,10 @@
 #include "procreg-protocol.h"
 #include "registry.h"
 
+struct cl_entry;
+struct cl_node;
+struct cluster_stats;
+
 /* A decoded msgpack value the caller only passes along. */
 typedef msgpack_object	pr_value;
 
@@ -96,12 +100,17 @@ struct pr_stats {
 			notifications_ignored, connections_total, uptime_ms,
 			groups, members, calls, awaits, subscriptions, seq,
 			replies_late, draining;
+	/* With a cluster: its figures, the node's name and lease TTL. */
+	const struct cluster_stats *cluster;
+	const char	*node;
+	uint64_t	 lease_ttl;
 };
 
 struct pr_hello {
 	uint64_t	 conn;
 	const char	*boot;
 	uint64_t	 max_message;
+	const char	*node;		/* NULL: not in a cluster */
 };
 
 void	 proto_out_init(struct pr_out *);
@@ -134,6 +143,13 @@ int	 proto_put_nil(struct pr_out *);
 int	 proto_put_bool(struct pr_out *, bool);
 int	 proto_put_uint(struct pr_out *, uint64_t);
 int	 proto_put_entry(struct pr_out *, const struct reg_name *);
+/* A cluster name's entry: the same keys, then scope and node, then
+ * "stale": true when the cache may be behind etcd. */
+int	 proto_put_cluster_entry(struct pr_out *, const struct cl_entry *,
+	    bool stale);
+size_t	 proto_cluster_entry_size(const struct cl_entry *);
+/* A node of nodes' answer. */
+int	 proto_put_node(struct pr_out *, const struct cl_node *, bool self);
 int	 proto_put_array(struct pr_out *, uint32_t n);
 int	 proto_put_map(struct pr_out *, uint32_t n);
 int	 proto_put_str(struct pr_out *, const char *s, size_t len);

@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
 
+#include "cluster.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "paths.h"
@@ -91,6 +92,8 @@ server_conn_gone(void *arg, struct conn *c)
 
 	calls_peer_gone(&s->calls, c);
 	subs_peer_gone(&s->subs, c);
+	if (s->cluster != NULL)
+		cluster_peer_gone(s->cluster, c);
 	if (!registry_client_close(&s->reg, c->rc, SERVER_PURGE_SLICE))
 		server_schedule_purge(s);
 	c->rc = NULL;
@@ -239,6 +242,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	sd_notify(0, "STOPPING=1");
 	s->stopping = true;
 	s->calls.quiet = true;
+	/* The node goes with its lease: the others see nodedown at once,
+	 * not a TTL later. */
+	if (s->cluster != NULL)
+		cluster_leave(s->cluster);
 	if (s->listener != NULL)
 		evconnlistener_disable(s->listener);
 	event_del(s->ev_accept_retry);
@@ -597,6 +604,41 @@ start_heartbeat(struct server *s)
 	notify_status(s, "READY=1\n");
 }
 
+/* Join the cluster when one is configured (in the background: local
+ * names are served at once). */
+static int
+server_cluster_start(struct server *s)
+{
+	const struct config *cfg = &s->cfg;
+	struct cluster_config cc = {
+		.etcd = cfg->etcd,
+		.node = cfg->node,
+		.prefix = cfg->cluster_prefix,
+		.address = "",
+		.lease_ttl = (unsigned)cfg->lease_ttl,
+		.timeout_ms = (unsigned)cfg->etcd_timeout_ms,
+		.ca_file = cfg->etcd_ca[0] ? cfg->etcd_ca : NULL,
+		.cert_file = cfg->etcd_cert[0] ? cfg->etcd_cert : NULL,
+		.key_file = cfg->etcd_key[0] ? cfg->etcd_key : NULL,
+	};
+	uint8_t key[16];
+	char err[256];
+
+	if (cfg->etcd[0] == '\0')
+		return 0;
+	randombytes_buf(key, sizeof(key));
+	cc.hash_key = key;
+	if (cluster_new(&s->cluster, s->base, &cc, &dispatch_cluster_ops, s,
+	    err, sizeof(err)) < 0) {
+		log_err(&s->log, "cluster: %s", err);
+		return -1;
+	}
+	log_info(&s->log, "cluster: joining as node %s through %s (prefix %s, "
+	    "lease TTL %llu s)", cfg->node, cfg->etcd, cfg->cluster_prefix,
+	    (unsigned long long)cfg->lease_ttl);
+	return 0;
+}
+
 int
 server_init(struct server *s, const struct config *cfg)
 {
@@ -673,7 +715,8 @@ server_init(struct server *s, const struct config *cfg)
 		log_err(&s->log, "cannot set up events");
 		return -1;
 	}
-	if (server_listen(s) < 0 || scrape_start(s) < 0)
+	if (server_listen(s) < 0 || scrape_start(s) < 0 ||
+	    server_cluster_start(s) < 0)
 		return -1;
 	start_heartbeat(s);
 	log_info(&s->log, "listening on %s (protocol %d, max_message=%llu "
@@ -690,7 +733,7 @@ server_run(struct server *s)
 		log_err(&s->log, "event loop failed");
 		return -1;
 	}
-	return 0;
+	return s->failed ? -1 : 0;
 }
 
 void
@@ -701,6 +744,8 @@ server_deinit(struct server *s)
 
 	while ((c = TAILQ_FIRST(&s->conns.all)) != NULL)
 		conn_free(c);
+	cluster_free(s->cluster);
+	s->cluster = NULL;
 	scrape_stop(s);
 	if (s->listener != NULL)
 		evconnlistener_free(s->listener);

@@ -21,7 +21,12 @@
 #include "registry.h"
 #include "subs.h"
 
+struct cluster;
+struct cluster_ops;
 struct evhttp;
+
+/* The cluster's hooks into dispatch (dispatch_cluster.c). */
+extern const struct cluster_ops dispatch_cluster_ops;
 
 struct counters {
 	uint64_t	requests;
@@ -85,6 +90,8 @@ struct server {
 	struct counters		 stats;
 	struct metrics		 metrics;	/* for operators (scrape.c) */
 	struct evhttp		*scrape;	/* the metrics listener */
+	struct cluster		*cluster;	/* NULL: single host */
+	bool			 failed;	/* stop: exit non-zero */
 	uint64_t		 start_mono_ms;
 	char			 boot[33];
 	char			 socket_path[108];
