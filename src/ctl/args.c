@@ -105,14 +105,15 @@ static const struct ctl_option options[] = {
 	    "(the last one a watch printed): no snapshot, the events since" },
 	{ OPT_CLUSTER, "cluster", 0, NULL, C_HOLD, "register NAME in the "
 	    "cluster: unique across every node, not only on this daemon "
-	    "(which must run with --etcd: else exit 4, unavailable); NAME is "
-	    "lost (nodedown) if the daemon's node loses its lease.  With "
-	    "--wait, --replace or --allow-replacement the daemon answers "
-	    "bad_request: not in this protocol version" },
+	    "(which must run in cluster mode: else exit 4, unavailable); "
+	    "NAME is lost (nodedown) if the daemon's node loses its lease.  "
+	    "Queueing and replacement are not in this protocol version for "
+	    "cluster names: with them the daemon answers bad_request" },
 	{ OPT_CLUSTER, "cluster", 0, NULL, C_SERVE | C_RECV, "register NAME "
 	    "in the cluster: unique across every node, not only on this "
-	    "daemon (which must run with --etcd: else exit 4, unavailable); "
-	    "NAME is lost (nodedown) if the daemon's node loses its lease" },
+	    "daemon (which must run in cluster mode: else exit 4, "
+	    "unavailable); NAME is lost (nodedown) if the daemon's node loses "
+	    "its lease" },
 	{ OPT_CLUSTER, "cluster", 0, NULL, C_WHEREIS, "only the cluster's "
 	    "NAME (default: this daemon's local NAME if there is one, else "
 	    "the cluster's)" },
@@ -154,12 +155,12 @@ static const struct command commands[] = {
 	    "show who holds NAME",
 	    "Print the registration of NAME: name, conn, pid, uid, gid, value "
 	    "(as JSON) and since (when it was registered, UTC).  A cluster "
-	    "name (a daemon with --etcd) adds scope: cluster and node (the "
-	    "node its holder is connected to, whose conn, pid, uid and gid "
-	    "they are), and stale: yes when the daemon answered from its "
-	    "cache, which may lag etcd (--consistent asks etcd); with --json "
-	    "the keys scope, node and stale.  Without --local or --cluster, "
-	    "this daemon's local NAME if there is one, else the cluster's.  "
+	    "name (a daemon in cluster mode) adds scope: cluster and node "
+	    "(the node its holder is connected to, whose conn, pid, uid and "
+	    "gid they are), and stale: yes when the daemon answered from its "
+	    "cache, which may lag etcd; in JSON the keys scope, node and "
+	    "stale.  By default this daemon's local NAME if there is one, "
+	    "else the cluster's.  "
 	    "Exit 1 when NAME is not registered; exit 4 (unavailable) when "
 	    "the cluster cannot be asked." },
 	{ "await", names_await, C_AWAIT, 1, 1, false, "NAME",
@@ -177,7 +178,7 @@ static const struct command commands[] = {
 	    "user.  With --cluster the cluster's names, with --all this "
 	    "daemon's local names and the cluster's: NAME NODE CONN PID UID "
 	    "VALUE AGE, the conn, pid and uid being the holder's on its node "
-	    "(exit 4, unavailable, when the daemon runs without --etcd or "
+	    "(exit 4, unavailable, when the daemon is not in cluster mode or "
 	    "cannot reach etcd).  On a terminal the table fits it: lines cut to its width, "
 	    "wide characters counted as two columns, a bin value as <bin N "
 	    "bytes>; elsewhere the output does not change with where it "
@@ -358,14 +359,14 @@ static const struct command commands[] = {
 	    "(those that hold a lease in etcd), in name order: NAME ADDRESS "
 	    "AGE SELF, SELF yes for the daemon procregctl talks to.  With "
 	    "--json, one array of node objects (name, address, since, "
-	    "self).  Exit 4 (unavailable) when the daemon runs without --etcd "
-	    "or cannot reach etcd." },
+	    "self).  Exit 4 (unavailable) when the daemon is not in cluster "
+	    "mode (procregd --etcd) or cannot reach etcd." },
 	{ "stats", admin_stats, C_STATS, 0, 0, false, "",
 	    "show the daemon's counters",
 	    "Print the daemon's gauges and counters, one per line, then its "
 	    "pid (the socket's peer), socket, version, protocol and resident "
 	    "memory (memory_rss_kb, from /proc) where they can be known, and "
-	    "when it runs in cluster mode (--etcd) its cluster's: "
+	    "when it runs in cluster mode its cluster's: "
 	    "cluster.node, cluster.state (joining, up, or lost: its lease "
 	    "expired), cluster.etcd, cluster.lease_ttl, cluster.names, "
 	    "cluster.nodes, cluster.revision.  With --json, one object (the "
