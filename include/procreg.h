@@ -699,10 +699,12 @@ struct procreg_whereis_opts {
  * when the name is not registered in that scope (PROCREG_OK either way).
  * Default options send the request procreg_whereis sends; so does LOCAL
  * to a daemon known to speak protocol 2 (all its names are local).
- * PROCREG_E_UNAVAILABLE when a cluster lookup cannot be answered (no
- * --etcd, etcd unreachable, and with consistent the round trip failed).
- * unregister, send, monitor, update and call keep their parameters: the
- * daemon finds the local name first, else the cluster name.
+ * PROCREG_E_UNAVAILABLE for scope CLUSTER or consistent on a daemon
+ * without --etcd, or when etcd does not answer a consistent read in time.
+ * unregister, send, call, monitor and await keep their parameters: the
+ * daemon finds the local name first, else the cluster name (send and
+ * call to a cluster name's owner on another node: PROCREG_E_UNAVAILABLE
+ * in protocol 3); update and evict see local names only.
  */
 PROCREG_API int	procreg_whereis_opts_sized(procreg_t *, const char *name,
 		    const struct procreg_whereis_opts *opts, size_t opts_size,
