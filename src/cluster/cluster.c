@@ -63,6 +63,8 @@ struct cl_monitor {
 enum cl_op_kind {
 	OP_REGISTER,
 	OP_UNREGISTER,
+	OP_UPDATE,
+	OP_EVICT,
 	OP_READ,
 	OP_DELETES	/* a closed connection's names, a batch */
 };
@@ -506,9 +508,14 @@ cache_put(struct cluster *cl, const char *name, size_t len,
 				m->e = e;
 				LIST_INSERT_HEAD(&e->monitors, m, by_entry);
 			}
-			entry_set_owner(cl, old, NULL);
+			/* The new first: the owner's record must not be
+			 * freed for a moment of owning nothing. */
 			if (owner != NULL && e->node == old->node)
 				entry_set_owner(cl, e, owner);
+			entry_set_owner(cl, old, NULL);
+			e->unregistering = old->unregistering;
+			if (old->doomed)
+				entry_doom(cl, e);
 		}
 		entry_remove(cl, old, PR_DOWN_UNREGISTERED, true);
 	}
@@ -522,6 +529,7 @@ cache_put(struct cluster *cl, const char *name, size_t len,
 	if (e->owner == NULL && cl->orphans_possible && entry_is_self(cl, e) &&
 	    !register_pending(cl, name, len))
 		entry_doom(cl, e);
+	cl->ops->registered(cl->arg, e);
 	return e;
 }
 
@@ -657,8 +665,16 @@ op_fail(struct cl_op *op, const struct etcd_result *r, bool write)
 static bool
 cl_writable(const struct cluster *cl, char *why, size_t whylen)
 {
-	if (cl->state == CL_UP)
+	/* Past the deadline the lease may be gone even before the tick
+	 * has noticed: a request served first must not act on it. */
+	if (cl->state == CL_UP && cl->lease != 0 &&
+	    now_mono_us() < cl->alive_until_us)
 		return true;
+	if (cl->state == CL_UP) {
+		snprintf(why, whylen, "this node's lease in the cluster has "
+		    "expired");
+		return false;
+	}
 	snprintf(why, whylen, cl->state == CL_LOST ? "this node lost its "
 	    "lease in the cluster and is joining again" : "this node has "
 	    "not joined the cluster yet");
@@ -789,7 +805,9 @@ on_unregister(const struct etcd_result *r, void *arg)
 		op_free(op);
 		return;
 	}
-	if (e != NULL)
+	if (e != NULL && op->kind == OP_EVICT)
+		entry_remove(cl, e, PR_DOWN_EVICTED, true);
+	else if (e != NULL)
 		entry_remove(cl, e, PR_DOWN_UNREGISTERED, false);
 	op_reply(op, 0, "", NULL, true);
 	op_free(op);
@@ -848,7 +866,6 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 	if ((op = op_new(cl, OP_UNREGISTER, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
-	e->unregistering = true;
 	names[0] = op->name;
 	lens[0] = op->name_len;
 	if ((t = delete_txn(cl, PR_DOWN_UNREGISTERED, names, lens, &op->gen,
@@ -856,7 +873,126 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 		op_free(op);
 		goto nomem;
 	}
+	e->unregistering = true;
 	return 0;
+nomem:
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+int
+cluster_evict(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, char *why, size_t whylen)
+{
+	struct cl_entry *e = cache_find(cl, name, len);
+	struct etcd_txn *t;
+	struct cl_peer *p;
+	struct cl_op *op;
+	char *names[1];
+	uint8_t lens[1];
+
+	if (e == NULL) {
+		snprintf(why, whylen, "the name is not registered");
+		return PR_ERR_NOT_FOUND;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((p = peer_get(cl, peer)) == NULL ||
+	    (op = op_new(cl, OP_EVICT, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->gen = e->gen;
+	names[0] = op->name;
+	lens[0] = op->name_len;
+	if ((t = delete_txn(cl, PR_DOWN_EVICTED, names, lens, &op->gen,
+	    1)) == NULL || etcd_txn(cl->etcd, t, on_unregister, op) < 0) {
+		op_free(op);
+		goto nomem;
+	}
+	return 0;
+nomem:
+	if (p != NULL)
+		peer_put(cl, p);
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+static void
+on_update(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_entry *e;
+
+	if (r->status != 0) {
+		op_fail(op, r, true);
+		op_free(op);
+		return;
+	}
+	if (!r->succeeded) {
+		/* The key is not the one the owner holds any more. */
+		op_reply(op, PR_ERR_STALE, "the name's entry has another "
+		    "generation in the cluster", NULL, false);
+		op_free(op);
+		return;
+	}
+	e = cache_put(cl, op->name, op->name_len, op->value, op->value_len,
+	    op->gen);
+	op_reply(op, e != NULL ? 0 : PR_ERR_UNAVAILABLE, "out of memory", e,
+	    false);
+	op_free(op);
+}
+
+int
+cluster_update(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, const void *value, size_t vlen,
+    int64_t gen, char *why, size_t whylen)
+{
+	struct cl_entry *e = cache_find(cl, name, len);
+	struct cl_peer *p = peer_find(cl, peer);
+	struct etcd_txn *t = NULL;
+	struct cl_owner o;
+	struct cl_op *op;
+	char key[CL_KEY_MAX];
+	size_t klen, elen;
+
+	if (e == NULL) {
+		snprintf(why, whylen, "the name is not registered");
+		return PR_ERR_NOT_FOUND;
+	}
+	if (p == NULL || e->owner != p) {
+		snprintf(why, whylen, "the name is registered in the cluster "
+		    "by node %s conn %" PRIu64, e->node->name, e->conn);
+		return PR_ERR_NOT_OWNER;
+	}
+	if (gen != 0 && gen != e->gen) {
+		snprintf(why, whylen, "the name's entry has another "
+		    "generation");
+		return PR_ERR_STALE;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((op = op_new(cl, OP_UPDATE, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->gen = e->gen;
+	o = (struct cl_owner){ peer, e->conn, e->pid, e->uid, e->gid };
+	if ((op->value = entry_encode(cl, &o, e->since_ms, value, vlen,
+	    &elen)) == NULL)
+		goto nomem_op;
+	op->value_len = (uint32_t)elen;
+	klen = cl_key(cl, "names/", name, len, key);
+	/* Fenced by the key's create revision: the same registration. */
+	if ((t = etcd_txn_new()) == NULL ||
+	    etcd_txn_cmp_create(t, key, klen, e->gen) < 0 ||
+	    etcd_txn_put(t, true, key, klen, op->value, op->value_len,
+	    cl->lease) < 0) {
+		etcd_txn_free(t);
+		goto nomem_op;
+	}
+	if (etcd_txn(cl->etcd, t, on_update, op) < 0)
+		goto nomem_op;
+	return 0;
+nomem_op:
+	op_free(op);
 nomem:
 	snprintf(why, whylen, "out of memory");
 	return PR_ERR_UNAVAILABLE;
@@ -1118,13 +1254,17 @@ why_of(const struct rev_why *w, size_t nw, int64_t rev,
 {
 	enum pr_down_reason r = PR_DOWN_UNREGISTERED;
 
+	/* A revision is one transaction, or one lease expiring: a why key
+	 * put in it (by whichever node wrote it) explains its deletes, the
+	 * node key's delete those of that node. */
 	for (size_t i = 0; i < nw; i++) {
-		if (w[i].rev != rev || w[i].len != n->name_len ||
-		    memcmp(w[i].node, n->name, n->name_len) != 0)
+		if (w[i].rev != rev)
 			continue;
-		if (w[i].why == PR_DOWN_NODEDOWN)
+		if (w[i].why != PR_DOWN_NODEDOWN)
+			r = w[i].why;
+		else if (w[i].len == n->name_len &&
+		    memcmp(w[i].node, n->name, n->name_len) == 0)
 			return PR_DOWN_NODEDOWN;
-		r = w[i].why;
 	}
 	return r;
 }

@@ -99,6 +99,7 @@ struct cl_owner {
  *	or err (a pr_err) with why.
  *   down: a monitor peer holds fired.
  *   lost: peer no longer owns the name.
+ *   registered: a cluster name appeared (or changed hands) in the cache.
  *   log: a line for the daemon's log (prio as syslog's).
  *   fatal: the node cannot run (its name is taken); the daemon exits.
  */
@@ -109,6 +110,7 @@ struct cluster_ops {
 		    size_t len, enum pr_down_reason);
 	void	(*lost)(void *arg, void *peer, const char *name, size_t len,
 		    enum pr_down_reason);
+	void	(*registered)(void *arg, const struct cl_entry *);
 	void	(*log)(void *arg, int prio, const char *msg);
 	void	(*fatal)(void *arg, const char *msg);
 };
@@ -179,6 +181,14 @@ int	 cluster_register(struct cluster *, const struct cl_owner *,
 int	 cluster_unregister(struct cluster *, void *peer, uint32_t msgid,
 	    const char *name, size_t len, int64_t gen, char *why,
 	    size_t whylen);
+/* Replace the value of a cluster name the peer owns (gen 0: any). */
+int	 cluster_update(struct cluster *, void *peer, uint32_t msgid,
+	    const char *name, size_t len, const void *value, size_t vlen,
+	    int64_t gen, char *why, size_t whylen);
+/* Remove a cluster name whoever owns it (the caller checked the
+ * policy); its owner is told lost, its monitors fire evicted. */
+int	 cluster_evict(struct cluster *, void *peer, uint32_t msgid,
+	    const char *name, size_t len, char *why, size_t whylen);
 /* A read of the name from etcd, not the cache. */
 int	 cluster_read(struct cluster *, void *peer, uint32_t msgid,
 	    const char *name, size_t len, char *why, size_t whylen);

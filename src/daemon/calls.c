@@ -469,16 +469,29 @@ calls_answers_cb(evutil_socket_t fd, short what, void *arg)
 		calls_schedule_answers(cs);
 }
 
+static int
+calls_encode_entry(struct pr_out *o, const void *arg)
+{
+	return proto_put_entry(o, arg);
+}
+
 void
 calls_registered(struct calls *cs, const struct reg_name *n)
 {
-	struct an_key key = { n->data, n->name_len };
+	calls_registered_as(cs, n->data, n->name_len, calls_encode_entry, n);
+}
+
+void
+calls_registered_as(struct calls *cs, const char *name, size_t len,
+    int (*encode)(struct pr_out *, const void *arg), const void *arg)
+{
+	struct an_key key = { name, len };
 	struct awaitname *an;
 	uint64_t h;
 
 	if (cs->nawaits == 0)
 		return;
-	h = registry_hash(cs->reg, n->data, n->name_len);
+	h = registry_hash(cs->reg, name, len);
 	if ((an = htab_find(&cs->awaits, h, calls_an_eq, &key)) == NULL)
 		return;
 	/*
@@ -488,7 +501,7 @@ calls_registered(struct calls *cs, const struct reg_name *n)
 	 * or waits for its next registration) for the answering list.
 	 */
 	proto_out_reset(&cs->push);
-	if (proto_put_entry(&cs->push, n) < 0 ||
+	if (encode(&cs->push, arg) < 0 ||
 	    (an->entry = conn_shared_new(proto_out_data(&cs->push),
 	    proto_out_len(&cs->push))) == NULL) {
 		struct pawait *a, *next;

@@ -123,6 +123,9 @@ int	 calls_await(struct calls *, void *peer, uint32_t msgid,
  * the rest in later loop turns.
  */
 void	 calls_registered(struct calls *, const struct reg_name *n);
+/* The same for an entry that encode writes (a cluster name's, §12). */
+void	 calls_registered_as(struct calls *, const char *name, size_t len,
+	    int (*encode)(struct pr_out *, const void *arg), const void *arg);
 /* Calls and awaits the peer has pending. */
 uint32_t calls_pending_of(const struct calls *, const void *peer);
 /*

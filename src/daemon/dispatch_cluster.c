@@ -124,6 +124,36 @@ dispatch_cluster_unregister(struct call *k, const char *name, size_t len,
 }
 
 int
+dispatch_cluster_update(struct call *k, const char *name, size_t len,
+    const char *val, size_t vlen, const uint64_t *gen)
+{
+	int r;
+
+	if (vlen > k->s->cfg.max_message)
+		return dispatch_fail(k, PR_ERR_TOO_LARGE, "the value is too "
+		    "large");
+	if ((r = cluster_update(k->s->cluster, k->c, k->rq->msgid, name, len,
+	    val, vlen, gen != NULL ? (int64_t)*gen : 0, k->why,
+	    sizeof(k->why))) != 0)
+		return r;
+	k->deferred = true;
+	return 0;
+}
+
+int
+dispatch_cluster_evict(struct call *k, const char *name, size_t len)
+{
+	int r;
+
+	if ((r = cluster_evict(k->s->cluster, k->c, k->rq->msgid, name, len,
+	    k->why, sizeof(k->why))) != 0)
+		return r;
+	k->s->metrics.evictions++;
+	k->deferred = true;
+	return 0;
+}
+
+int
 dispatch_cluster_whereis(struct call *k, const char *name, size_t len,
     enum dispatch_scope scope, bool consistent)
 {
@@ -275,6 +305,24 @@ cl_lost(void *arg, void *peer, const char *name, size_t len,
 	    false);
 }
 
+static int
+encode_cluster_entry(struct pr_out *o, const void *arg)
+{
+	/* Awaits are answered the moment the entry arrives: fresh. */
+	return proto_put_cluster_entry(o, arg, false);
+}
+
+static void
+cl_registered(void *arg, const struct cl_entry *e)
+{
+	struct server *s = arg;
+
+	/* A local name of the same name answered its awaits already. */
+	if (registry_lookup(&s->reg, e->data, e->name_len) == NULL)
+		calls_registered_as(&s->calls, e->data, e->name_len,
+		    encode_cluster_entry, e);
+}
+
 static void
 cl_log(void *arg, int prio, const char *msg)
 {
@@ -299,6 +347,7 @@ const struct cluster_ops dispatch_cluster_ops = {
 	.reply = cl_reply,
 	.down = cl_down,
 	.lost = cl_lost,
+	.registered = cl_registered,
 	.log = cl_log,
 	.fatal = cl_fatal,
 };

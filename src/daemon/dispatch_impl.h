@@ -100,6 +100,9 @@ int	 dispatch_cluster_whereis(struct call *, const char *name, size_t len,
 int	 dispatch_cluster_monitor(struct call *, const char *name, size_t len,
 	    uint32_t nsubs, uint64_t *ref);
 bool	 dispatch_cluster_demonitor(struct call *, uint64_t ref);
+int	 dispatch_cluster_update(struct call *, const char *name, size_t len,
+	    const char *val, size_t vlen, const uint64_t *gen);
+int	 dispatch_cluster_evict(struct call *, const char *name, size_t len);
 
 /* The handlers, one per method but hello and stats (in dispatch.c). */
 int	 dispatch_await(struct call *);

@@ -161,7 +161,10 @@ dispatch_evict(struct call *k)
 	    (uint32_t)getuid()))
 		return dispatch_fail(k, PR_ERR_FORBIDDEN, "evict is for uid 0, "
 		    "the daemon's user and the admin group");
-	if ((n = registry_lookup(&k->s->reg, name, len)) == NULL)
+	if ((n = registry_lookup(&k->s->reg, name, len)) == NULL &&
+	    dispatch_cluster_lookup(k->s, name, len) != NULL)
+		return dispatch_cluster_evict(k, name, len);
+	if (n == NULL)
 		return dispatch_fail(k, PR_ERR_NOT_FOUND, "the name is not "
 		    "registered");
 	/*
@@ -413,6 +416,10 @@ dispatch_update(struct call *k)
 		    "uint");
 	if (dispatch_stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
+	if (registry_lookup(&k->s->reg, name, len) == NULL &&
+	    dispatch_cluster_lookup(k->s, name, len) != NULL)
+		return dispatch_cluster_update(k, name, len, val, vlen,
+		    k->rq->args.n > 2 ? &gen : NULL);
 	r = registry_update_gen(&k->s->reg, k->c->rc, name, len, val, vlen,
 	    k->rq->args.n > 2 ? &gen : NULL, &n);
 	if (r < 0)

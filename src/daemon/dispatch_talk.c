@@ -167,6 +167,13 @@ dispatch_await(struct call *k)
 		    "be a uint from 0 to %u", PR_CALL_TIMEOUT_MAX);
 	if ((n = registry_lookup(&k->s->reg, name, len)) != NULL)
 		return dispatch_reply_entry(k, n);
+	{
+		const struct cl_entry *e = dispatch_cluster_lookup(k->s, name,
+		    len);
+
+		if (e != NULL)
+			return dispatch_reply_cluster_entry(k, e);
+	}
 	if (timeout == 0)
 		return dispatch_fail(k, PR_ERR_TIMEOUT, "the name was not "
 		    "registered in time");
