@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -434,7 +435,7 @@ START_TEST(test_hello)
 	memset(&h, 0x55, sizeof(h));
 	CK_OK(p, procreg_hello(p, &h));
 	ck_assert_str_eq(h.version, "0.1.0");
-	ck_assert_uint_eq(h.protocol, 2);
+	ck_assert_uint_eq(h.protocol, 3);
 	ck_assert_uint_eq(h.conn, procreg_conn_id(p));
 	ck_assert_uint_eq(strlen(h.boot), 32);
 	for (int i = 0; i < 32; i++)
@@ -643,7 +644,8 @@ START_TEST(test_strstatus)
 		PROCREG_E_TAKEN, PROCREG_E_NOT_FOUND, PROCREG_E_NOT_OWNER,
 		PROCREG_E_BUSY, PROCREG_E_LIMIT, PROCREG_E_TOO_LARGE,
 		PROCREG_E_FORBIDDEN, PROCREG_E_CALL_TIMEOUT, PROCREG_E_DOWN,
-		PROCREG_E_STALE, PROCREG_E_OTHER, PROCREG_E_CONNECT, PROCREG_E_CLOSED,
+		PROCREG_E_STALE, PROCREG_E_UNAVAILABLE, PROCREG_E_OTHER,
+		PROCREG_E_CONNECT, PROCREG_E_CLOSED,
 		PROCREG_E_TIMEOUT, PROCREG_E_PROTOCOL, PROCREG_E_NOMEM,
 		PROCREG_E_INVAL,
 	};
@@ -663,6 +665,7 @@ START_TEST(test_strstatus)
 		{ PROCREG_E_CALL_TIMEOUT, "timeout" },
 		{ PROCREG_E_DOWN, "down" },
 		{ PROCREG_E_STALE, "stale" },
+		{ PROCREG_E_UNAVAILABLE, "unavailable" },
 	};
 	size_t n = sizeof(all) / sizeof(all[0]);
 
@@ -4628,6 +4631,896 @@ START_TEST(test_invalid_args_part2)
 END_TEST
 
 /* ------------------------------------------------------------------ */
+/* 16. protocol 3: cluster mode, without a cluster                     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The real daemon without --etcd: cluster requests are unavailable,
+ * local ones work as before, and the options that mean "local" send what
+ * protocol 2 sent.
+ */
+START_TEST(test_cluster_without_etcd)
+{
+	struct procreg_whereis_opts wo = { 0 };
+	struct procreg_list_opts lo = { 0 };
+	struct procreg_entry *e = NULL, *w = NULL, **v = NULL;
+	struct procreg_node **nodes = (struct procreg_node **)&nodes;
+	struct procreg_stats st;
+	struct procreg_hello h;
+	struct tdaemon d;
+	size_t n = 7;
+	uint32_t queued = 9;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	memset(&h, 0x55, sizeof(h));
+	CK_OK(a, procreg_hello(a, &h));
+	ck_assert_uint_eq(h.protocol, 3);
+	ck_assert_str_eq(h.node, "");
+
+	/* A cluster name: unavailable, said so, nothing registered. */
+	e = (struct procreg_entry *)&e;
+	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, PROCREG_CLUSTER, &e,
+	    &queued), PROCREG_E_UNAVAILABLE);
+	ck_assert_ptr_null(e);
+	ck_assert_uint_eq(queued, 0);
+	ck_assert_str_eq(procreg_status_code(PROCREG_E_UNAVAILABLE),
+	    "unavailable");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(a), "etcd"));
+	CK_OK(a, procreg_whereis(a, "c", &w));
+	ck_assert_ptr_null(w);
+	/* With queue: the daemon's bad_request, passed through. */
+	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, PROCREG_CLUSTER |
+	    PROCREG_QUEUE, NULL, NULL), PROCREG_E_BAD_REQUEST);
+	/* A flag this library does not know is still refused. */
+	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, 0x10, NULL, NULL),
+	    PROCREG_E_INVAL);
+
+	/* nodes: unavailable, nothing returned. */
+	CK_CALL(a, procreg_nodes(a, &nodes, &n), PROCREG_E_UNAVAILABLE);
+	ck_assert_ptr_null(nodes);
+	ck_assert_uint_eq(n, 0);
+	procreg_nodes_free(NULL, 0);
+
+	/* whereis_opts: local and default are whereis; cluster is not. */
+	CK_OK(a, procreg_register_str(a, "l", "v", &e));
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_LOCAL);
+	ck_assert_ptr_null(e->node);
+	ck_assert(!e->stale);
+	procreg_entry_free(e);
+	for (int s = PROCREG_SCOPE_DEFAULT; s <= PROCREG_SCOPE_ALL; s++) {
+		if (s == PROCREG_SCOPE_CLUSTER)
+			continue;
+		wo.scope = (enum procreg_scope)s;
+		CK_OK(a, procreg_whereis_opts(a, "l", &wo, &w));
+		check_entry(w, "l", procreg_conn_id(a));
+		check_json(w->value, w->value_len, "\"v\"");
+		ck_assert_int_eq(w->scope, PROCREG_SCOPE_LOCAL);
+		ck_assert_ptr_null(w->node);
+		ck_assert(!w->stale);
+		procreg_entry_free(w);
+		w = (struct procreg_entry *)&w;
+		CK_OK(a, procreg_whereis_opts(a, "absent", &wo, &w));
+		ck_assert_ptr_null(w);
+	}
+	CK_OK(a, procreg_whereis_opts(a, "l", NULL, &w));
+	check_entry(w, "l", procreg_conn_id(a));
+	procreg_entry_free(w);
+	wo.scope = PROCREG_SCOPE_CLUSTER;
+	w = (struct procreg_entry *)&w;
+	CK_CALL(a, procreg_whereis_opts(a, "l", &wo, &w),
+	    PROCREG_E_UNAVAILABLE);
+	ck_assert_ptr_null(w);
+	wo.scope = (enum procreg_scope)9;
+	CK_CALL(a, procreg_whereis_opts(a, "l", &wo, &w), PROCREG_E_INVAL);
+	wo.scope = PROCREG_SCOPE_DEFAULT;
+	CK_CALL(a, procreg_whereis_opts(a, NULL, &wo, &w), PROCREG_E_INVAL);
+
+	/* list_opts: local is list; cluster and all are unavailable. */
+	CK_OK(a, procreg_list_opts(a, NULL, NULL, &v, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(v[0]->name, "l");
+	procreg_entries_free(v, n);
+	lo.scope = PROCREG_SCOPE_LOCAL;
+	CK_OK(a, procreg_list_opts(a, "", &lo, &v, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(v[0]->scope, PROCREG_SCOPE_LOCAL);
+	procreg_entries_free(v, n);
+	lo.scope = PROCREG_SCOPE_CLUSTER;
+	CK_CALL(a, procreg_list_opts(a, "", &lo, &v, &n),
+	    PROCREG_E_UNAVAILABLE);
+	ck_assert_ptr_null(v);
+	ck_assert_uint_eq(n, 0);
+	lo.scope = PROCREG_SCOPE_ALL;
+	CK_CALL(a, procreg_list_opts(a, "", &lo, &v, &n),
+	    PROCREG_E_UNAVAILABLE);
+	lo.scope = (enum procreg_scope)9;
+	CK_CALL(a, procreg_list_opts(a, "", &lo, &v, &n), PROCREG_E_INVAL);
+
+	/* stats: no cluster map. */
+	memset(&st, 0x55, sizeof(st));
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_uint_eq(st.names, 1);
+	ck_assert_str_eq(st.cluster_state, "");
+	ck_assert_str_eq(st.cluster_node, "");
+	ck_assert_uint_eq(st.cluster_revision, 0);
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/* The sized option structs and the grown output structs keep the ABI. */
+START_TEST(test_cluster_abi_sized)
+{
+	struct {
+		struct procreg_whereis_opts	o;
+		uint64_t			future;
+	} newer_wo;
+	struct {
+		struct procreg_list_opts	o;
+		uint64_t			future;
+	} newer_lo;
+	struct procreg_entry *w = NULL, **v = NULL;
+	struct procreg_hello h;
+	struct procreg_stats st;
+	struct tdaemon d;
+	size_t n;
+	procreg_t *a;
+
+	t_daemon_start(&d, NULL);
+	a = xconnect(d.path);
+	CK_OK(a, procreg_register(a, "x", NULL, 0, NULL));
+
+	memset(&newer_wo, 0, sizeof(newer_wo));
+	newer_wo.future = 1;
+	CK_CALL(a, procreg_whereis_opts_sized(a, "x", &newer_wo.o,
+	    sizeof(newer_wo), &w), PROCREG_E_INVAL);
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(a), "older"));
+	newer_wo.future = 0;
+	CK_OK(a, procreg_whereis_opts_sized(a, "x", &newer_wo.o,
+	    sizeof(newer_wo), &w));
+	ck_assert_str_eq(w->name, "x");
+	procreg_entry_free(w);
+	CK_OK(a, (procreg_whereis_opts)(a, "x", &newer_wo.o, &w));
+	ck_assert_str_eq(w->name, "x");
+	procreg_entry_free(w);
+
+	memset(&newer_lo, 0, sizeof(newer_lo));
+	newer_lo.future = 1;
+	CK_CALL(a, procreg_list_opts_sized(a, "", &newer_lo.o,
+	    sizeof(newer_lo), &v, &n), PROCREG_E_INVAL);
+	newer_lo.future = 0;
+	CK_OK(a, procreg_list_opts_sized(a, "", &newer_lo.o, sizeof(newer_lo),
+	    &v, &n));
+	ck_assert_uint_eq(n, 1);
+	procreg_entries_free(v, n);
+	CK_OK(a, (procreg_list_opts)(a, "", NULL, &v, &n));
+	ck_assert_uint_eq(n, 1);
+	procreg_entries_free(v, n);
+
+	/* A caller built before hello's node and stats' cluster fields:
+	 * the bytes past its struct are left alone. */
+	memset(&h, 0xa5, sizeof(h));
+	CK_OK(a, procreg_hello_sized(a, &h, offsetof(struct procreg_hello,
+	    node)));
+	ck_assert_uint_eq(h.protocol, 3);
+	ck_assert_uint_eq((unsigned char)h.node[0], 0xa5);
+	CK_OK(a, (procreg_hello)(a, &h));
+	ck_assert_uint_eq((unsigned char)h.node[0], 0xa5);
+	memset(&st, 0xa5, sizeof(st));
+	CK_OK(a, procreg_stats_sized(a, &st, offsetof(struct procreg_stats,
+	    cluster_node)));
+	ck_assert_uint_eq(st.names, 1);
+	ck_assert_uint_eq(st.draining, 0);
+	ck_assert_uint_eq((unsigned char)st.cluster_node[0], 0xa5);
+	ck_assert_uint_eq(st.cluster_revision, 0xa5a5a5a5a5a5a5a5ULL);
+	CK_OK(a, procreg_stats(a, &st));
+	ck_assert_str_eq(st.cluster_state, "");
+	procreg_free(a);
+	t_daemon_stop(&d);
+}
+END_TEST
+
+/*
+ * A fake daemon, for what a daemon without etcd cannot show (cluster
+ * entries, nodes, the cluster's stats, nodedown) and for a protocol-2
+ * daemon: a child process on a private socket that serves one connection
+ * after another.  It logs each request it gets, before answering it, as
+ * the line "CONN METHOD PARAMS" (CONN: 1 for the first connection,
+ * PARAMS as JSON) on a pipe the test reads, and answers as fake_answer
+ * says.
+ */
+struct fake {
+	pid_t	 pid;
+	int	 log;		/* read end of the request log */
+	char	 dir[64];
+	char	 path[128];
+};
+
+/* The fake's state while it answers one request. */
+struct fake_req {
+	unsigned		 protocol;	/* what hello says */
+	unsigned		 nconn;		/* this connection's number */
+	uint32_t		 msgid;
+	const msgpack_object	*params;
+	msgpack_sbuffer		 out;
+	msgpack_packer		 pk;
+	bool			 close;		/* after the answer */
+};
+
+static void
+fk_str(struct fake_req *r, const char *s)
+{
+	msgpack_pack_str(&r->pk, strlen(s));
+	msgpack_pack_str_body(&r->pk, s, strlen(s));
+}
+
+/* [1, msgid, nil, (the result follows) */
+static void
+fk_ok(struct fake_req *r)
+{
+	msgpack_pack_array(&r->pk, 4);
+	msgpack_pack_uint32(&r->pk, 1);
+	msgpack_pack_uint32(&r->pk, r->msgid);
+	msgpack_pack_nil(&r->pk);
+}
+
+static void
+fk_err(struct fake_req *r, const char *code, const char *msg)
+{
+	msgpack_pack_array(&r->pk, 4);
+	msgpack_pack_uint32(&r->pk, 1);
+	msgpack_pack_uint32(&r->pk, r->msgid);
+	msgpack_pack_array(&r->pk, 2);
+	fk_str(r, code);
+	fk_str(r, msg);
+	msgpack_pack_nil(&r->pk);
+}
+
+/* An entry: a cluster one when node is not NULL (stale: with "stale"). */
+static void
+fk_entry(struct fake_req *r, const char *name, const char *node,
+    bool stale)
+{
+	msgpack_pack_map(&r->pk, 8 + (node != NULL ? 2 : 0) + stale);
+	fk_str(r, "name");
+	fk_str(r, name);
+	fk_str(r, "conn");
+	msgpack_pack_uint32(&r->pk, node != NULL ? 5 : r->nconn);
+	fk_str(r, "pid");
+	msgpack_pack_uint32(&r->pk, 4242);
+	fk_str(r, "uid");
+	msgpack_pack_uint32(&r->pk, 1000);
+	fk_str(r, "gid");
+	msgpack_pack_uint32(&r->pk, 1000);
+	fk_str(r, "value");
+	fk_str(r, "v");
+	fk_str(r, "since");
+	msgpack_pack_uint64(&r->pk, 1795000001234ULL);
+	fk_str(r, "gen");
+	msgpack_pack_uint32(&r->pk, node != NULL ? 70 + r->nconn : 1);
+	if (node != NULL) {
+		fk_str(r, "scope");
+		fk_str(r, "cluster");
+		fk_str(r, "node");
+		fk_str(r, node);
+	}
+	if (stale) {
+		fk_str(r, "stale");
+		msgpack_pack_true(&r->pk);
+	}
+}
+
+static void
+fk_push(struct fake_req *r, const char *kind, const char *a, const char *b)
+{
+	msgpack_pack_array(&r->pk, 3);
+	msgpack_pack_uint32(&r->pk, 2);
+	fk_str(r, kind);
+	msgpack_pack_array(&r->pk, 2);
+	fk_str(r, a);
+	fk_str(r, b);
+}
+
+/* Param i, or NULL. */
+static const msgpack_object *
+fk_param(const struct fake_req *r, uint32_t i)
+{
+	return i < r->params->via.array.size ? &r->params->via.array.ptr[i] :
+	    NULL;
+}
+
+/* Does param i (a map) hold key = the str value? */
+static bool
+fk_opt(const struct fake_req *r, uint32_t i, const char *key,
+    const char *value)
+{
+	const msgpack_object *m = fk_param(r, i);
+
+	if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
+		return false;
+	for (uint32_t k = 0; k < m->via.map.size; k++) {
+		const msgpack_object *kk = &m->via.map.ptr[k].key;
+		const msgpack_object *vv = &m->via.map.ptr[k].val;
+
+		if (kk->type == MSGPACK_OBJECT_STR &&
+		    kk->via.str.size == strlen(key) &&
+		    memcmp(kk->via.str.ptr, key, strlen(key)) == 0 &&
+		    vv->type == MSGPACK_OBJECT_STR &&
+		    vv->via.str.size == strlen(value) &&
+		    memcmp(vv->via.str.ptr, value, strlen(value)) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool
+fk_name_is(const struct fake_req *r, const char *name)
+{
+	const msgpack_object *o = fk_param(r, 0);
+
+	return o != NULL && o->type == MSGPACK_OBJECT_STR &&
+	    o->via.str.size == strlen(name) &&
+	    memcmp(o->via.str.ptr, name, strlen(name)) == 0;
+}
+
+/* A node name longer than any a daemon takes (and than the room the
+ * library makes beforehand). */
+#define FK_LONG_NODE	"n-with-a-name-longer-than-the-sixty-three-bytes-" \
+	"a-node-name-may-have"
+
+/*
+ * The fake's answers.  A protocol-2 fake refuses what protocol 2 does
+ * (register options, a second whereis param, a fourth list param, the
+ * nodes method).  A protocol-3 fake, node n1: register with scope
+ * cluster gives a cluster entry (on node FK_LONG_NODE for the name
+ * "long"); whereis "c" a stale cluster entry of node n2, "l" a local
+ * one; list a local "a", a cluster "a" and a cluster "b"; nodes n1 and
+ * n2; stats a cluster map; monitor a ref 1 and a nodedown down; send to
+ * "kick" a lost nodedown of "held", to "drop" the close of the
+ * connection after the answer.
+ */
+static void
+fake_answer(struct fake_req *r, const char *method)
+{
+	uint32_t np = r->params->via.array.size;
+
+	if (strcmp(method, "hello") == 0) {
+		fk_ok(r);
+		msgpack_pack_map(&r->pk, r->protocol >= 3 ? 7 : 6);
+		fk_str(r, "server");
+		fk_str(r, "procreg");
+		fk_str(r, "version");
+		fk_str(r, "0.1.0");
+		fk_str(r, "protocol");
+		msgpack_pack_uint32(&r->pk, r->protocol);
+		fk_str(r, "conn");
+		msgpack_pack_uint32(&r->pk, r->nconn);
+		fk_str(r, "boot");
+		fk_str(r, "0123456789abcdef0123456789abcdef");
+		fk_str(r, "max_message");
+		msgpack_pack_uint32(&r->pk, 1048576);
+		if (r->protocol >= 3) {
+			fk_str(r, "node");
+			fk_str(r, "n1");
+		}
+		return;
+	}
+	if (r->protocol < 3 && (strcmp(method, "nodes") == 0)) {
+		fk_err(r, "unknown_method", "no such method");
+		return;
+	}
+	if (r->protocol < 3 && ((strcmp(method, "whereis") == 0 && np > 1) ||
+	    (strcmp(method, "list") == 0 && np > 3) ||
+	    (strcmp(method, "register") == 0 && fk_opt(r, 2, "scope",
+	    "cluster")))) {
+		fk_err(r, "bad_request", "wrong number of params");
+		return;
+	}
+	if (strcmp(method, "register") == 0) {
+		const msgpack_object *o = fk_param(r, 0);
+		char name[256];
+
+		snprintf(name, sizeof(name), "%.*s", o != NULL &&
+		    o->type == MSGPACK_OBJECT_STR ? (int)o->via.str.size : 0,
+		    o != NULL ? o->via.str.ptr : "");
+		fk_ok(r);
+		fk_entry(r, name, !fk_opt(r, 2, "scope", "cluster") ? NULL :
+		    fk_name_is(r, "long") ? FK_LONG_NODE : "n1", false);
+	} else if (strcmp(method, "whereis") == 0) {
+		fk_ok(r);
+		if (fk_name_is(r, "c"))
+			fk_entry(r, "c", "n2", !fk_opt(r, 1, "scope", "local"));
+		else if (fk_name_is(r, "l"))
+			fk_entry(r, "l", NULL, false);
+		else
+			msgpack_pack_nil(&r->pk);
+	} else if (strcmp(method, "list") == 0) {
+		const msgpack_object *after = fk_param(r, 2);
+
+		fk_ok(r);
+		if (after != NULL && after->type == MSGPACK_OBJECT_STR) {
+			msgpack_pack_array(&r->pk, 0);
+			return;
+		}
+		msgpack_pack_array(&r->pk, 3);
+		fk_entry(r, "a", NULL, false);
+		fk_entry(r, "a", "n2", false);
+		fk_entry(r, "b", "n1", false);
+	} else if (strcmp(method, "nodes") == 0) {
+		fk_ok(r);
+		msgpack_pack_array(&r->pk, 2);
+		msgpack_pack_map(&r->pk, 4);
+		fk_str(r, "name");
+		fk_str(r, "n1");
+		fk_str(r, "since");
+		msgpack_pack_uint64(&r->pk, 1795000000000ULL);
+		fk_str(r, "address");
+		fk_str(r, "");
+		fk_str(r, "self");
+		msgpack_pack_true(&r->pk);
+		msgpack_pack_map(&r->pk, 5);
+		fk_str(r, "name");
+		fk_str(r, "n2");
+		fk_str(r, "since");
+		msgpack_pack_uint64(&r->pk, 1795000000001ULL);
+		fk_str(r, "address");
+		fk_str(r, "10.0.0.2:7000");
+		fk_str(r, "self");
+		msgpack_pack_false(&r->pk);
+		fk_str(r, "later");	/* a key of a later protocol */
+		msgpack_pack_uint32(&r->pk, 1);
+	} else if (strcmp(method, "stats") == 0) {
+		fk_ok(r);
+		msgpack_pack_map(&r->pk, 2);
+		fk_str(r, "names");
+		msgpack_pack_uint32(&r->pk, 3);
+		fk_str(r, "cluster");
+		msgpack_pack_map(&r->pk, 7);
+		fk_str(r, "node");
+		fk_str(r, "n1");
+		fk_str(r, "state");
+		fk_str(r, "up");
+		fk_str(r, "etcd");
+		fk_str(r, "http://127.0.0.1:2379");
+		fk_str(r, "lease_ttl");
+		msgpack_pack_uint32(&r->pk, 10);
+		fk_str(r, "names");
+		msgpack_pack_uint32(&r->pk, 2);
+		fk_str(r, "nodes");
+		msgpack_pack_uint32(&r->pk, 2);
+		fk_str(r, "revision");
+		msgpack_pack_uint32(&r->pk, 42);
+	} else if (strcmp(method, "monitor") == 0) {
+		fk_ok(r);
+		msgpack_pack_uint32(&r->pk, 1);
+		msgpack_pack_array(&r->pk, 3);
+		msgpack_pack_uint32(&r->pk, 2);
+		fk_str(r, "down");
+		msgpack_pack_array(&r->pk, 3);
+		msgpack_pack_uint32(&r->pk, 1);
+		fk_str(r, "c");
+		fk_str(r, "nodedown");
+	} else if (strcmp(method, "send") == 0) {
+		fk_ok(r);
+		msgpack_pack_true(&r->pk);
+		if (fk_name_is(r, "kick"))
+			fk_push(r, "lost", "held", "nodedown");
+		r->close = fk_name_is(r, "drop");
+	} else {
+		fk_ok(r);
+		msgpack_pack_true(&r->pk);
+	}
+}
+
+/* Serve one connection until it closes or an answer closes it. */
+static void
+fake_serve(int fd, int log, unsigned protocol, unsigned nconn)
+{
+	msgpack_unpacker unp;
+	msgpack_unpacked res;
+	char params[4096], line[4300];
+	bool done = false;
+
+	msgpack_unpacker_init(&unp, 65536);
+	msgpack_unpacked_init(&res);
+	while (!done) {
+		ssize_t got;
+
+		msgpack_unpacker_reserve_buffer(&unp, 65536);
+		got = read(fd, msgpack_unpacker_buffer(&unp), 65536);
+		if (got <= 0)
+			break;
+		msgpack_unpacker_buffer_consumed(&unp, (size_t)got);
+		while (!done && msgpack_unpacker_next(&unp, &res) ==
+		    MSGPACK_UNPACK_SUCCESS) {
+			const msgpack_object *o = &res.data;
+			struct fake_req r = { .protocol = protocol,
+			    .nconn = nconn };
+			char method[64];
+			void *enc;
+			size_t len;
+
+			if (o->type != MSGPACK_OBJECT_ARRAY ||
+			    o->via.array.size != 4 ||
+			    o->via.array.ptr[2].type != MSGPACK_OBJECT_STR ||
+			    o->via.array.ptr[3].type != MSGPACK_OBJECT_ARRAY)
+				_exit(3);
+			snprintf(method, sizeof(method), "%.*s",
+			    (int)o->via.array.ptr[2].via.str.size,
+			    o->via.array.ptr[2].via.str.ptr);
+			r.msgid = (uint32_t)o->via.array.ptr[1].via.u64;
+			r.params = &o->via.array.ptr[3];
+			/* Logged before the answer: a call that returned has
+			 * its line in the pipe. */
+			msgpack_sbuffer_init(&r.out);
+			msgpack_packer_init(&r.pk, &r.out,
+			    msgpack_sbuffer_write);
+			msgpack_pack_object(&r.pk, *r.params);
+			enc = r.out.data;
+			len = r.out.size;
+			procreg_format_json(params, sizeof(params), enc, len);
+			msgpack_sbuffer_clear(&r.out);
+			snprintf(line, sizeof(line), "%u %s %s\n", nconn, method,
+			    params);
+			if (write(log, line, strlen(line)) < 0)
+				_exit(3);
+			fake_answer(&r, method);
+			if (write(fd, r.out.data, r.out.size) < 0)
+				done = true;
+			done = done || r.close;
+			msgpack_sbuffer_destroy(&r.out);
+		}
+	}
+	msgpack_unpacked_destroy(&res);
+	msgpack_unpacker_destroy(&unp);
+	close(fd);
+}
+
+static void
+fake_start(struct fake *f, unsigned protocol)
+{
+	struct sockaddr_un sun;
+	int lfd, pfd[2];
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/procreg-fake.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(f->dir));
+	snprintf(f->path, sizeof(f->path), "%s/fake.sock", f->dir);
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, f->path, strlen(f->path) + 1);
+	ck_assert_int_ge(lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC,
+	    0), 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	ck_assert_int_eq(listen(lfd, 8), 0);
+	ck_assert_int_eq(pipe2(pfd, O_CLOEXEC), 0);
+	ck_assert_int_ge(f->pid = fork(), 0);
+	if (f->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(pfd[0]);
+		for (unsigned n = 1;; n++) {
+			int fd = accept(lfd, NULL, NULL);
+
+			if (fd < 0)
+				_exit(0);
+			fake_serve(fd, pfd[1], protocol, n);
+		}
+	}
+	close(lfd);
+	close(pfd[1]);
+	f->log = pfd[0];
+}
+
+static void
+fake_stop(struct fake *f)
+{
+	int status;
+
+	kill(f->pid, SIGKILL);
+	ck_assert_int_eq(waitpid(f->pid, &status, 0), f->pid);
+	close(f->log);
+	unlink(f->path);
+	rmdir(f->dir);
+}
+
+/* The next line of the fake's log (without its newline), waiting at most
+ * EV_WAIT_MS; fails the test when none comes. */
+static void
+fake_line(struct fake *f, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	for (;;) {
+		struct pollfd pfd = { f->log, POLLIN, 0 };
+		char c;
+
+		ck_assert_msg(poll(&pfd, 1, EV_WAIT_MS) == 1, "the fake daemon "
+		    "logged no request (so far: \"%.*s\")", (int)n, buf);
+		ck_assert_int_eq(read(f->log, &c, 1), 1);
+		if (c == '\n')
+			break;
+		if (n + 1 < size)
+			buf[n++] = c;
+	}
+	buf[n] = '\0';
+}
+
+/* The next logged request is want. */
+static void
+fake_expect(struct fake *f, const char *want)
+{
+	char line[4400];
+
+	fake_line(f, line, sizeof(line));
+	ck_assert_str_eq(line, want);
+}
+
+/* Decoding a protocol-3 daemon's answers, and what is sent for them. */
+START_TEST(test_cluster_fake_decode)
+{
+	struct procreg_whereis_opts wo = { .scope = PROCREG_SCOPE_CLUSTER,
+	    .consistent = true };
+	struct procreg_list_opts lo = { .scope = PROCREG_SCOPE_ALL };
+	struct procreg_entry *e = NULL, **v = NULL;
+	struct procreg_node **nodes = NULL;
+	struct procreg_event *ev;
+	struct procreg_stats st;
+	struct procreg_hello h;
+	struct fake f;
+	uint64_t ref;
+	size_t n;
+	procreg_t *p;
+
+	fake_start(&f, 3);
+	p = xconnect(f.path);
+	fake_expect(&f, "1 hello []");
+	CK_OK(p, procreg_hello(p, &h));
+	fake_expect(&f, "1 hello []");
+	ck_assert_uint_eq(h.protocol, 3);
+	ck_assert_str_eq(h.node, "n1");
+
+	/* register a cluster name: the option sent, the entry read (its
+	 * node into the room made beforehand, or new memory when longer). */
+	CK_OK(p, procreg_register_opts(p, "held", NULL, 0, PROCREG_CLUSTER,
+	    &e, NULL));
+	fake_expect(&f, "1 register [\"held\",null,{\"scope\":\"cluster\"}]");
+	ck_assert_str_eq(e->name, "held");
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_CLUSTER);
+	ck_assert_str_eq(e->node, "n1");
+	ck_assert(!e->stale);
+	ck_assert_uint_eq(e->gen, 71);
+	check_json(e->value, e->value_len, "\"v\"");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_register_opts(p, "long", "\xa1x", 2, PROCREG_CLUSTER,
+	    &e, NULL));
+	fake_expect(&f, "1 register [\"long\",\"x\",{\"scope\":\"cluster\"}]");
+	ck_assert_str_eq(e->node, FK_LONG_NODE);
+	procreg_entry_free(e);
+	CK_OK(p, procreg_register_opts(p, "loc", NULL, 0, 0, &e, NULL));
+	fake_expect(&f, "1 register [\"loc\"]");
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_LOCAL);
+	ck_assert_ptr_null(e->node);
+	procreg_entry_free(e);
+
+	/* whereis: a stale cluster entry; the options as asked. */
+	CK_OK(p, procreg_whereis(p, "c", &e));
+	fake_expect(&f, "1 whereis [\"c\"]");
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_CLUSTER);
+	ck_assert_str_eq(e->node, "n2");
+	ck_assert(e->stale);
+	ck_assert_uint_eq(e->conn, 5);
+	procreg_entry_free(e);
+	CK_OK(p, procreg_whereis_opts(p, "c", &wo, &e));
+	fake_expect(&f, "1 whereis [\"c\",{\"scope\":\"cluster\","
+	    "\"consistent\":true}]");
+	ck_assert_str_eq(e->node, "n2");
+	procreg_entry_free(e);
+	wo.scope = PROCREG_SCOPE_LOCAL;
+	wo.consistent = false;
+	CK_OK(p, procreg_whereis_opts(p, "l", &wo, &e));
+	fake_expect(&f, "1 whereis [\"l\",{\"scope\":\"local\"}]");
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_LOCAL);
+	procreg_entry_free(e);
+	wo.scope = PROCREG_SCOPE_ALL;
+	CK_OK(p, procreg_whereis_opts(p, "nobody", &wo, &e));
+	fake_expect(&f, "1 whereis [\"nobody\",{\"scope\":\"any\"}]");
+	ck_assert_ptr_null(e);
+
+	/* list all: both scopes, the same name twice, paged with nil. */
+	CK_OK(p, procreg_list_opts(p, "", &lo, &v, &n));
+	fake_expect(&f, "1 list [\"\",10000,null,{\"scope\":\"all\"}]");
+	fake_expect(&f, "1 list [\"\",10000,\"b\",{\"scope\":\"all\"}]");
+	ck_assert_uint_eq(n, 3);
+	ck_assert_str_eq(v[0]->name, "a");
+	ck_assert_int_eq(v[0]->scope, PROCREG_SCOPE_LOCAL);
+	ck_assert_ptr_null(v[0]->node);
+	ck_assert_str_eq(v[1]->name, "a");
+	ck_assert_int_eq(v[1]->scope, PROCREG_SCOPE_CLUSTER);
+	ck_assert_str_eq(v[1]->node, "n2");
+	ck_assert_str_eq(v[2]->node, "n1");
+	procreg_entries_free(v, n);
+	lo.scope = PROCREG_SCOPE_CLUSTER;
+	CK_OK(p, procreg_list_opts(p, "b", &lo, &v, &n));
+	fake_expect(&f, "1 list [\"b\",10000,null,{\"scope\":\"cluster\"}]");
+	fake_expect(&f, "1 list [\"b\",10000,\"b\",{\"scope\":\"cluster\"}]");
+	procreg_entries_free(v, n);
+
+	/* nodes, in the daemon's order; a later key ignored. */
+	CK_OK(p, procreg_nodes(p, &nodes, &n));
+	fake_expect(&f, "1 nodes []");
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(nodes[0]->name, "n1");
+	ck_assert_str_eq(nodes[0]->address, "");
+	ck_assert(nodes[0]->self);
+	ck_assert_uint_eq(nodes[0]->since_ms, 1795000000000ULL);
+	ck_assert_str_eq(nodes[1]->name, "n2");
+	ck_assert_str_eq(nodes[1]->address, "10.0.0.2:7000");
+	ck_assert(!nodes[1]->self);
+	procreg_nodes_free(nodes, n);
+
+	/* stats' cluster map. */
+	CK_OK(p, procreg_stats(p, &st));
+	fake_expect(&f, "1 stats []");
+	ck_assert_uint_eq(st.names, 3);
+	ck_assert_str_eq(st.cluster_node, "n1");
+	ck_assert_str_eq(st.cluster_state, "up");
+	ck_assert_str_eq(st.cluster_etcd, "http://127.0.0.1:2379");
+	ck_assert_uint_eq(st.cluster_lease_ttl, 10);
+	ck_assert_uint_eq(st.cluster_names, 2);
+	ck_assert_uint_eq(st.cluster_nodes, 2);
+	ck_assert_uint_eq(st.cluster_revision, 42);
+
+	/* nodedown: a down, and a lost. */
+	CK_OK(p, procreg_monitor(p, "c", &ref));
+	fake_expect(&f, "1 monitor [\"c\"]");
+	ev = xevent(p);
+	check_down(ev, ref, "c", "nodedown");
+	procreg_event_free(ev);
+	CK_OK(p, procreg_send_str(p, "kick", "x"));
+	fake_expect(&f, "1 send [\"kick\",\"x\"]");
+	ev = xevent(p);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_LOST);
+	ck_assert_str_eq(ev->name, "held");
+	ck_assert_str_eq(ev->reason, "nodedown");
+	procreg_event_free(ev);
+	procreg_free(p);
+	fake_stop(&f);
+}
+END_TEST
+
+/*
+ * auto_reconnect registers a cluster name again as a cluster name (and a
+ * local one as a local one); once its node went down, not at all.
+ */
+START_TEST(test_cluster_fake_reconnect)
+{
+	struct procreg_options o = { 0 };
+	struct procreg_stats st;
+	struct procreg_event *ev;
+	struct fake f;
+	procreg_t *p;
+	int r = PROCREG_E_CLOSED;
+
+	fake_start(&f, 3);
+	o.path = f.path;
+	o.auto_reconnect = true;
+	o.reconnect_max_ms = 50;
+	p = xconnect_opts(&o);
+	fake_expect(&f, "1 hello []");
+	CK_OK(p, procreg_register_opts(p, "held", NULL, 0, PROCREG_CLUSTER,
+	    NULL, NULL));
+	fake_expect(&f, "1 register [\"held\",null,{\"scope\":\"cluster\"}]");
+	CK_OK(p, procreg_register(p, "loc", NULL, 0, NULL));
+	fake_expect(&f, "1 register [\"loc\"]");
+	/* The fake closes the connection after this answer. */
+	CK_OK(p, procreg_send_str(p, "drop", "x"));
+	fake_expect(&f, "1 send [\"drop\",\"x\"]");
+	for (int i = 0; i < 5 && r != PROCREG_OK; i++)
+		r = procreg_stats(p, &st);
+	ck_assert_int_eq(r, PROCREG_OK);
+	fake_expect(&f, "2 hello []");
+	/* The restore goes in the handle's order: whichever comes first. */
+	{
+		char l1[256], l2[256];
+
+		fake_line(&f, l1, sizeof(l1));
+		fake_line(&f, l2, sizeof(l2));
+		if (strstr(l1, "loc") != NULL) {
+			char t[256];
+
+			memcpy(t, l1, sizeof(t));
+			memcpy(l1, l2, sizeof(l1));
+			memcpy(l2, t, sizeof(l2));
+		}
+		ck_assert_str_eq(l1, "2 register [\"held\",null,"
+		    "{\"scope\":\"cluster\"}]");
+		ck_assert_str_eq(l2, "2 register [\"loc\"]");
+	}
+	fake_expect(&f, "2 stats []");
+
+	/* nodedown: held is lost, and forgotten. */
+	CK_OK(p, procreg_send_str(p, "kick", "x"));
+	fake_expect(&f, "2 send [\"kick\",\"x\"]");
+	ev = xevent(p);
+	ck_assert_int_eq(ev->kind, PROCREG_EV_LOST);
+	ck_assert_str_eq(ev->reason, "nodedown");
+	procreg_event_free(ev);
+	CK_OK(p, procreg_send_str(p, "drop", "x"));
+	fake_expect(&f, "2 send [\"drop\",\"x\"]");
+	r = PROCREG_E_CLOSED;
+	for (int i = 0; i < 5 && r != PROCREG_OK; i++)
+		r = procreg_stats(p, &st);
+	ck_assert_int_eq(r, PROCREG_OK);
+	fake_expect(&f, "3 hello []");
+	fake_expect(&f, "3 register [\"loc\"]");
+	fake_expect(&f, "3 stats []");
+	procreg_free(p);
+	fake_stop(&f);
+}
+END_TEST
+
+/* A protocol-2 daemon: what worked still does; the protocol-3 requests
+ * are refused and say why; LOCAL options send protocol 2's requests. */
+START_TEST(test_cluster_fake_protocol2)
+{
+	struct procreg_whereis_opts wo = { .scope = PROCREG_SCOPE_LOCAL };
+	struct procreg_list_opts lo = { .scope = PROCREG_SCOPE_LOCAL };
+	struct procreg_entry *e = NULL, **v = NULL;
+	struct procreg_node **nodes = NULL;
+	struct procreg_hello h;
+	struct fake f;
+	size_t n;
+	procreg_t *p;
+
+	fake_start(&f, 2);
+	p = xconnect(f.path);
+	fake_expect(&f, "1 hello []");
+	CK_OK(p, procreg_hello(p, &h));
+	fake_expect(&f, "1 hello []");
+	ck_assert_uint_eq(h.protocol, 2);
+	ck_assert_str_eq(h.node, "");
+
+	CK_OK(p, procreg_whereis_opts(p, "l", &wo, &e));
+	fake_expect(&f, "1 whereis [\"l\"]");
+	ck_assert_int_eq(e->scope, PROCREG_SCOPE_LOCAL);
+	procreg_entry_free(e);
+	CK_OK(p, procreg_list_opts(p, "", &lo, &v, &n));
+	fake_expect(&f, "1 list [\"\",10000]");
+	fake_expect(&f, "1 list [\"\",10000,\"b\"]");
+	procreg_entries_free(v, n);
+
+	wo.scope = PROCREG_SCOPE_CLUSTER;
+	CK_CALL(p, procreg_whereis_opts(p, "c", &wo, &e),
+	    PROCREG_E_BAD_REQUEST);
+	fake_expect(&f, "1 whereis [\"c\",{\"scope\":\"cluster\"}]");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(p), "the daemon speaks "
+	    "protocol 2, this needs 3"));
+	lo.scope = PROCREG_SCOPE_CLUSTER;
+	CK_CALL(p, procreg_list_opts(p, "", &lo, &v, &n),
+	    PROCREG_E_BAD_REQUEST);
+	fake_expect(&f, "1 list [\"\",10000,null,{\"scope\":\"cluster\"}]");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(p), "this needs 3"));
+	CK_CALL(p, procreg_register_opts(p, "c", NULL, 0, PROCREG_CLUSTER,
+	    NULL, NULL), PROCREG_E_BAD_REQUEST);
+	fake_expect(&f, "1 register [\"c\",null,{\"scope\":\"cluster\"}]");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(p), "this needs 3"));
+	CK_CALL(p, procreg_nodes(p, &nodes, &n), PROCREG_E_UNKNOWN_METHOD);
+	fake_expect(&f, "1 nodes []");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(p), "this needs 3"));
+	/* Protocol 2's own calls are as they were. */
+	CK_OK(p, procreg_register_opts(p, "loc", NULL, 0, 0, &e, NULL));
+	fake_expect(&f, "1 register [\"loc\"]");
+	procreg_entry_free(e);
+	CK_OK(p, procreg_whereis(p, "l", &e));
+	fake_expect(&f, "1 whereis [\"l\"]");
+	procreg_entry_free(e);
+	procreg_free(p);
+	fake_stop(&f);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
 
 static Suite *
 client_suite(void)
@@ -4719,6 +5612,15 @@ client_suite(void)
 	tcase_add_test(tc, test_subscribe_overflow);
 	tcase_add_test(tc, test_reconnect_part2);
 	tcase_add_test(tc, test_invalid_args_part2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cluster");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_cluster_without_etcd);
+	tcase_add_test(tc, test_cluster_abi_sized);
+	tcase_add_test(tc, test_cluster_fake_decode);
+	tcase_add_test(tc, test_cluster_fake_reconnect);
+	tcase_add_test(tc, test_cluster_fake_protocol2);
 	suite_add_tcase(s, tc);
 	return s;
 }

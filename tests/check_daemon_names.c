@@ -51,7 +51,7 @@ START_TEST(test_hello)
 	check_keys(r, hello_keys);
 	check_str(o_get(r, "server"), "procreg");
 	check_str(o_get(r, "version"), "0.1.0");
-	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 2);
+	ck_assert_uint_eq(o_uint(o_get(r, "protocol")), 3);
 	ck_assert_uint_eq(o_uint(o_get(r, "max_message")), 1048576);
 	ca = o_uint(o_get(r, "conn"));
 	boot = o_get(r, "boot");
