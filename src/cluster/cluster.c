@@ -125,6 +125,7 @@ struct cluster {
 	int64_t			 rev;		/* newest revision applied */
 	struct etcd_watch	*watch;
 	bool			 watch_up;	/* created and not ended */
+	unsigned		 watch_fails;	/* in a row: the backoff */
 	bool			 syncing;
 	bool			 leaving;	/* cluster_leave: no more writes */
 	/* Connections and what waits for etcd. */
@@ -1069,8 +1070,9 @@ on_deletes(const struct etcd_result *r, void *arg)
 	}
 	if (r->status != 0) {
 		cl_log(cl, LOG_WARNING, "cluster: deleting %zu names of "
-		    "closed connections failed (%s); retrying", op->n,
-		    etcd_strerror(r->status));
+		    "closed connections failed (%s%s%s); retrying", op->n,
+		    etcd_strerror(r->status), *r->errmsg ? ": " : "",
+		    r->errmsg);
 		cl->doom_after_us = now_mono_us() + CL_RETRY_MS * 1000;
 	}
 	op_free(op);
@@ -1085,7 +1087,10 @@ cl_doom_flush(struct cluster *cl)
 	while (!TAILQ_EMPTY(&cl->doomed) && cl->doom_inflight < 4 &&
 	    !cl->leaving &&
 	    cl->state == CL_UP && now_mono_us() >= cl->doom_after_us) {
-		size_t max = ETCD_TXN_MAX_OPS - 1, n = 0;
+		/* A fenced delete is a nested transaction: etcd counts its
+		 * compare and its delete, so one why and 63 of them fill
+		 * a transaction of 128 operations. */
+		size_t max = (ETCD_TXN_MAX_OPS - 1) / 2, n = 0;
 		struct cl_op *op = op_new(cl, OP_DELETES, NULL, 0, NULL, 0);
 		struct etcd_txn *t;
 		struct cl_entry *e;
@@ -1137,13 +1142,8 @@ cluster_peer_gone(struct cluster *cl, void *peer)
 
 	if (p == NULL)
 		return;
-	if (cl->leaving) {
-		/* The lease takes every name with it. */
-		while ((e = LIST_FIRST(&p->names)) != NULL)
-			entry_set_owner(cl, e, NULL);
-	}
-	/* Keep the record alive while we empty it: peer_put would free
-	 * it as soon as its lists are empty. */
+	/* The lists are emptied by hand: peer_put would free the record
+	 * as soon as they are empty. */
 	while ((op = LIST_FIRST(&p->ops)) != NULL) {
 		LIST_REMOVE(op, by_peer);
 		op->peer = NULL;
@@ -1157,7 +1157,9 @@ cluster_peer_gone(struct cluster *cl, void *peer)
 	while ((e = LIST_FIRST(&p->names)) != NULL) {
 		LIST_REMOVE(e, owner_link);
 		e->owner = NULL;
-		entry_doom(cl, e);
+		/* Leaving, the lease takes every name with it. */
+		if (!cl->leaving)
+			entry_doom(cl, e);
 	}
 	p->nnames = 0;
 	htab_remove(&cl->peers, peer_hash(p->peer), p);
@@ -1323,6 +1325,7 @@ on_watch(const struct etcd_watch_msg *m, void *arg)
 	switch (m->kind) {
 	case ETCD_WATCH_CREATED:
 		cl->watch_up = true;
+		cl->watch_fails = 0;
 		if (cl->state != CL_UP && cl->have_key) {
 			cl->state = CL_UP;
 			cl_log(cl, LOG_INFO, "cluster: node %s is up (lease "
@@ -1356,7 +1359,14 @@ on_watch(const struct etcd_watch_msg *m, void *arg)
 			    " resuming from revision %" PRId64,
 			    etcd_strerror(m->status), *m->errmsg ? ": " : "",
 			    m->errmsg, cl->rev + 1);
-			/* The tick starts it again. */
+			/* The tick starts it again, after a pause that
+			 * doubles up to 8 s: an etcd (or something posing
+			 * as one) that ends every watch must not have us
+			 * spin, or fill the log. */
+			if (cl->watch_fails < 4)
+				cl->watch_fails++;
+			cl->join_after_us = now_mono_us() +
+			    ((uint64_t)CL_RETRY_MS * 1000 << cl->watch_fails);
 		}
 		break;
 	}
