@@ -28,7 +28,7 @@ DAEMON = os.environ.get("PROCREGD", os.path.join(ROOT, "procregd"))
 CTL = os.environ.get("PROCREGCTL", os.path.join(ROOT, "procregctl"))
 COMMANDS = ["whereis", "await", "list", "send", "call", "hold", "serve",
             "recv", "join", "members", "publish", "monitor", "watch", "keys",
-            "queue", "stats", "ping", "evict", "help"]
+            "queue", "nodes", "stats", "ping", "evict", "help"]
 STATS_KEYS = ["connections", "names", "monitors", "requests", "messages",
               "downs", "notifications_ignored", "connections_total",
               "uptime_ms", "groups", "members", "calls", "replies_late",
@@ -375,7 +375,7 @@ def test_usage(ctl):
               and "--socket" in r.out and r.err == "")
     r = ctl.run("--version")
     check("--version", r.rc == 0
-          and r.out == "procregctl 0.1.0 (protocol 2)\n")
+          and r.out == "procregctl 0.1.0 (protocol 3)\n")
     r = ctl.run("frobnicate")
     check("an unknown command exits 2 with a hint", r.rc == 2
           and "unknown command" in r.err and "--help" in r.err
@@ -609,19 +609,24 @@ def test_unreachable(ctl, tmp):
     check("a connection closed by the daemon exits 3", r.rc == 3)
 
 
-def fake_daemon(path, protocol, answer):
-    """A one-connection daemon that answers hello itself and every other
-    request with answer(sock, request); answer raises EOFError to close."""
+def fake_daemon(path, protocol, answer, conns=1, node=None):
+    """A daemon of conns connections, one after the other, that answers
+    hello itself (with node, when given) and every other request with
+    answer(sock, request); answer raises EOFError to close."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     srv.listen(1)
     srv.settimeout(10)
+    hello = {"server": "procreg", "version": "0.1.0", "protocol": protocol,
+             "conn": 1, "boot": "0" * 32, "max_message": 1 << 20}
+    if node is not None:
+        hello["node"] = node
 
-    def serve():
+    def serve_one():
         try:
             c, _ = srv.accept()
         except OSError:
-            return
+            return False
         c.settimeout(10)
         u = msgpack.Unpacker(raw=False)
         try:
@@ -632,15 +637,18 @@ def fake_daemon(path, protocol, answer):
                 u.feed(data)
                 for req in u:
                     if req[2] == "hello":
-                        c.sendall(msgpack.packb([1, req[1], None, {
-                            "server": "procreg", "version": "0.1.0",
-                            "protocol": protocol, "conn": 1,
-                            "boot": "0" * 32, "max_message": 1 << 20}]))
+                        c.sendall(msgpack.packb([1, req[1], None, hello]))
                     else:
                         answer(c, req)
         except (OSError, EOFError):
             pass
         c.close()
+        return True
+
+    def serve():
+        for _ in range(conns):
+            if not serve_one():
+                return
     t = threading.Thread(target=serve)
     t.start()
     return srv, t
@@ -700,10 +708,215 @@ def test_malformed_pushes(tmp):
               and "memory" not in r.err)
 
 
+def test_cluster_without_etcd(ctl, cl):
+    """Protocol 3's cluster options against a daemon without --etcd: a
+    clear unavailable (exit 4), usage errors for what cannot be, and the
+    local scope as before."""
+    cl.call("register", "cli/cl/local", "v")
+    r = ctl.run("hold", "--cluster", "cli/cl/x", "--", "true")
+    check("hold --cluster without etcd exits 4 and says the cluster is "
+          "unavailable, with a hint", r.rc == 4
+          and "cli/cl/x: cluster unavailable: " in r.err
+          and "--etcd" in r.err and "procregctl stats" in r.err)
+    r = ctl.run("--json", "hold", "--cluster", "cli/cl/x", "--", "true")
+    try:
+        j = json.loads(r.err)
+    except ValueError:
+        j = {}
+    check("hold --cluster --json: the error code unavailable", r.rc == 4
+          and j.get("error") == "unavailable" and "hint" in j)
+    check("the name was not registered",
+          cl.call("whereis", "cli/cl/x") is None)
+    r = ctl.run("recv", "--cluster", "--no-reconnect", "cli/cl/x")
+    check("recv --cluster: exit 4, unavailable", r.rc == 4
+          and "cluster unavailable" in r.err)
+    r = ctl.run("serve", "--cluster", "cli/cl/x", "--", "cat")
+    check("serve --cluster: exit 4, unavailable", r.rc == 4
+          and "cluster unavailable" in r.err)
+    r = ctl.run("hold", "--wait", "--cluster", "cli/cl/x", "--", "true")
+    check("hold --wait --cluster: the daemon's bad_request, exit 4",
+          r.rc == 4 and "bad request" in r.err)
+    for args in (["nodes"], ["whereis", "--cluster", "cli/cl/local"],
+                 ["whereis", "--consistent", "cli/cl/nothing"],
+                 ["list", "--cluster"], ["list", "--all"]):
+        r = ctl.run(*args)
+        check(f"{' '.join(args)} without etcd: exit 4, unavailable",
+              r.rc == 4 and "cluster unavailable" in r.err
+              and r.out == "")
+    r = ctl.run("--json", "nodes")
+    check("nodes --json without etcd: {\"error\": \"unavailable\"}",
+          r.rc == 4 and json.loads(r.err or "{}").get("error")
+          == "unavailable")
+    plain = ctl.run("whereis", "cli/cl/local")
+    local = ctl.run("whereis", "--local", "cli/cl/local")
+    check("whereis --local is whereis for a local name", plain.rc == 0
+          and local.rc == 0 and fields(local.out)["name"] == "cli/cl/local"
+          and "scope" not in fields(local.out)
+          and local.out.split("since:")[0] == plain.out.split("since:")[0])
+    r = ctl.run("--json", "whereis", "--local", "cli/cl/local")
+    check("whereis --local --json: no cluster keys", r.rc == 0
+          and "scope" not in json.loads(r.out)
+          and "node" not in json.loads(r.out))
+    r = ctl.run("whereis", "--local", "cli/cl/nothing")
+    check("whereis --local of an absent name: exit 1, not on this daemon",
+          r.rc == 1 and "not registered on this daemon" in r.err)
+    r = ctl.run("watch", "--cluster")
+    check("watch --cluster: exit 2, not supported yet", r.rc == 2
+          and "not supported yet" in r.err and r.out == "")
+    check("whereis --local --cluster: exit 2",
+          ctl.run("whereis", "--local", "--cluster", "x").rc == 2)
+    check("list --all --cluster: exit 2",
+          ctl.run("list", "--all", "--cluster").rc == 2)
+    check("--cluster is not queue's, --consistent and --local not hold's",
+          ctl.run("queue", "--cluster", "x").rc == 2
+          and ctl.run("hold", "--consistent", "x", "true").rc == 2
+          and ctl.run("hold", "--local", "x", "true").rc == 2)
+    r = ctl.run("stats")
+    check("stats without etcd: no cluster lines", r.rc == 0
+          and "cluster." not in r.out)
+    r = ctl.run("--json", "stats")
+    check("stats --json without etcd: no cluster object", r.rc == 0
+          and "cluster" not in json.loads(r.out))
+    cl.call("unregister", "cli/cl/local")
+
+
+def cluster_answers(c, req):
+    """A protocol-3 daemon's answers on node n1, for the fake daemon."""
+    method, params = req[2], req[3]
+
+    def entry(name, node=None, stale=False, conn=3):
+        e = {"name": name, "conn": conn, "pid": 4242, "uid": 1000,
+             "gid": 1000, "value": {"port": 1}, "since": 1795000001234,
+             "gen": 7}
+        if node is not None:
+            e.update(scope="cluster", node=node)
+        if stale:
+            e["stale"] = True
+        return e
+    err, res = None, True
+    if method == "whereis":
+        if params[0] == "c":
+            res = entry("c", "n2", stale=len(params) == 1)
+        elif params[0] == "l":
+            res = entry("l")
+        else:
+            res = None
+    elif method == "list":
+        after = params[2] if len(params) > 2 else None
+        scope = params[3]["scope"] if len(params) > 3 else "local"
+        res = [] if after is not None else {
+            "local": [entry("a")],
+            "cluster": [entry("a", "n2", conn=9), entry("b", "n1")],
+            "all": [entry("a"), entry("a", "n2", conn=9),
+                    entry("b", "n1")]}[scope]
+    elif method == "nodes":
+        res = [{"name": "n1", "since": 1795000000000, "address": "",
+                "self": True},
+               {"name": "n2", "since": 1795000000001,
+                "address": "10.0.0.2:7000", "self": False}]
+    elif method == "stats":
+        res = dict({k: 1 for k in STATS_KEYS}, cluster={
+            "node": "n1", "state": "up", "etcd": "http://127.0.0.1:2379",
+            "lease_ttl": 10, "names": 2, "nodes": 2, "revision": 42})
+    elif method == "register":
+        err = ["taken", "the name is registered in the cluster by node n2 "
+               "conn 9"]
+    c.sendall(msgpack.packb([1, req[1], err, None if err else res]))
+
+
+def test_cluster_fake(tmp):
+    """What procregctl shows of a cluster node's answers (a fake daemon
+    of protocol 3): a cluster entry's scope, node and stale, list's NODE
+    column, the nodes table, stats' cluster lines, a taken cluster name's
+    holder on another node."""
+    def run(*args, conns=1):
+        path = os.path.join(tmp, "cluster.sock")
+        srv, t = fake_daemon(path, 3, cluster_answers, conns=conns,
+                             node="n1")
+        r = Ctl(path).run(*args)
+        t.join()
+        srv.close()
+        os.unlink(path)
+        return r
+    r = run("whereis", "c")
+    f = fields(r.out)
+    check("whereis of a cluster name: scope, node and stale after gen",
+          r.rc == 0 and list(f)[-4:] == ["gen", "scope", "node", "stale"]
+          and f["scope"] == "cluster" and f["node"] == "n2"
+          and f["stale"].startswith("yes") and f["conn"] == "3")
+    r = run("whereis", "--consistent", "--cluster", "c")
+    check("whereis --consistent --cluster: not stale", r.rc == 0
+          and fields(r.out).get("node") == "n2"
+          and "stale" not in fields(r.out))
+    r = run("--json", "whereis", "c")
+    j = json.loads(r.out) if r.rc == 0 else {}
+    check("whereis --json of a cluster name: scope, node, stale keys last",
+          list(j)[-3:] == ["scope", "node", "stale"]
+          and j["scope"] == "cluster" and j["node"] == "n2"
+          and j["stale"] is True and j["value"] == {"port": 1})
+    r = run("--json", "whereis", "l")
+    j = json.loads(r.out) if r.rc == 0 else {}
+    check("whereis --json of a local name: no cluster keys", r.rc == 0
+          and list(j)[-1] == "gen" and "scope" not in j)
+    r = run("list", "--all")
+    rows = [x.split() for x in r.out.splitlines()]
+    check("list --all: a NODE column, - for a local name, both scopes of a "
+          "name", r.rc == 0 and rows[0] == ["NAME", "NODE", "CONN", "PID",
+                                            "UID", "VALUE", "AGE"]
+          and [x[:3] for x in rows[1:]] == [["a", "-", "3"],
+                                            ["a", "n2", "9"],
+                                            ["b", "n1", "3"]])
+    r = run("list", "--cluster")
+    rows = [x.split() for x in r.out.splitlines()]
+    check("list --cluster: the cluster's names", r.rc == 0
+          and [x[:2] for x in rows] == [["NAME", "NODE"], ["a", "n2"],
+                                        ["b", "n1"]])
+    r = run("list")
+    rows = [x.split() for x in r.out.splitlines()]
+    check("list: the local names, no NODE column", r.rc == 0
+          and rows[0][:2] == ["NAME", "CONN"] and len(rows) == 2)
+    r = run("--json", "list", "--all")
+    j = json.loads(r.out) if r.rc == 0 else []
+    check("list --all --json: scope and node on the cluster entries",
+          [(e["name"], e.get("scope"), e.get("node")) for e in j]
+          == [("a", None, None), ("a", "cluster", "n2"),
+              ("b", "cluster", "n1")])
+    r = run("nodes")
+    rows = [x.split() for x in r.out.splitlines()]
+    check("nodes: a table in the daemon's order", r.rc == 0
+          and rows[0] == ["NAME", "ADDRESS", "AGE", "SELF"]
+          and [(x[0], x[1], x[3]) for x in rows[1:]]
+          == [("n1", "-", "yes"), ("n2", "10.0.0.2:7000", "no")])
+    r = run("--json", "nodes")
+    j = json.loads(r.out) if r.rc == 0 else []
+    check("nodes --json", j == [
+        {"name": "n1", "address": "", "since": 1795000000000, "self": True},
+        {"name": "n2", "address": "10.0.0.2:7000", "since": 1795000000001,
+         "self": False}])
+    r = run("stats")
+    lines = dict(x.split(None, 1) for x in r.out.splitlines())
+    check("stats: the cluster's lines last", r.rc == 0
+          and list(lines)[-7:] == ["cluster.node", "cluster.state",
+                                   "cluster.etcd", "cluster.lease_ttl",
+                                   "cluster.names", "cluster.nodes",
+                                   "cluster.revision"]
+          and lines["cluster.state"] == "up"
+          and lines["cluster.revision"] == "42")
+    r = run("--json", "stats")
+    j = json.loads(r.out) if r.rc == 0 else {}
+    check("stats --json: the cluster object", j.get("cluster") == {
+        "node": "n1", "state": "up", "etcd": "http://127.0.0.1:2379",
+        "lease_ttl": 10, "names": 2, "nodes": 2, "revision": 42})
+    r = run("hold", "--cluster", "c", "--", "true")
+    check("hold --cluster of a name held on another node: exit 1, its "
+          "holder and node", r.rc == 1
+          and "c is held by conn 3 (pid 4242) on node n2" in r.err)
+
+
 def test_ping_stats(ctl, path):
     r = ctl.run("ping")
     check("ping prints a pong", r.rc == 0 and re.fullmatch(
-        r"pong from procreg 0\.1\.0 \(protocol 2, conn \d+\): "
+        r"pong from procreg 0\.1\.0 \(protocol 3, conn \d+\): "
         r"\d+\.\d{3} ms\n", r.out) is not None)
     r = ctl.run("--json", "ping")
     try:
@@ -711,7 +924,7 @@ def test_ping_stats(ctl, path):
     except ValueError:
         j = {}
     check("ping --json", r.rc == 0 and j.get("version") == "0.1.0"
-          and j.get("protocol") == 2 and isinstance(j.get("conn"), int)
+          and j.get("protocol") == 3 and isinstance(j.get("conn"), int)
           and isinstance(j.get("rtt_ms"), (int, float)))
     r = ctl.run("ping", "-c", "3", "-i", "0")
     # Issue 17 added the summary line: three pongs, then min/avg/max.
@@ -756,7 +969,7 @@ def test_ping_stats(ctl, path):
           "and memory", list(rest) == ["pid", "socket", "version",
                                        "protocol", "memory_rss_kb"]
           and rest["pid"] == str(dpid) and rest["socket"] == path
-          and rest["version"] == "0.1.0" and rest["protocol"] == "2"
+          and rest["version"] == "0.1.0" and rest["protocol"] == "3"
           and int(rest["memory_rss_kb"]) > 0)
     check("stats aligns its values", len({line.index(p[1], len(p[0]))
                                           for line, p in zip(lines, parsed)})
@@ -774,7 +987,7 @@ def test_ping_stats(ctl, path):
           list(j)[16:] == ["pid", "socket", "version", "protocol",
                            "memory_rss_kb"] and j["pid"] == dpid
           and j["socket"] == path and j["version"] == "0.1.0"
-          and j["protocol"] == 2 and j["memory_rss_kb"] > 0)
+          and j["protocol"] == 3 and j["memory_rss_kb"] > 0)
     env = dict(os.environ, PROCREG_SOCKET=path)
     r = ctl.run(CTL, "stats", raw=True, env=env)
     check("stats shows the socket $PROCREG_SOCKET named", r.rc == 0
@@ -2676,9 +2889,11 @@ def main():
         test_unreachable(ctl, tmp)
         test_last_words(tmp)
         test_malformed_pushes(tmp)
+        test_cluster_fake(tmp)
         test_ping_stats(ctl, path)
         a, b = Client(path), Client(path)
         test_whereis_list(ctl, a, b)
+        test_cluster_without_etcd(ctl, a)
         test_list_terminal(ctl, a)
         test_send(ctl, a, path)
         a.close()
