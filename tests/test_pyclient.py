@@ -167,10 +167,11 @@ class ConnectionAndErrorsTest(SyncCase):
                              "the default path follows PROCREG_SOCKET")
 
     def test_hello(self):
-        what = "hello: server, protocol 2, our conn id"
+        what = "hello: server, protocol 3, our conn id"
         a = self.connect(label="py-a")
         self.assertEqual(a.server.server, "procreg", what)
-        self.assertEqual(a.server.protocol, 2, what)
+        self.assertEqual(a.server.protocol, 3, what)
+        self.assertIsNone(a.server.node, "hello: no node without --etcd")
         self.assertGreater(a.conn, 0, what)
         self.assertEqual(a.hello("again").conn, a.conn, what)
 
@@ -184,7 +185,8 @@ class ConnectionAndErrorsTest(SyncCase):
                 ("limit", procreg.Limit), ("too_large", procreg.TooLarge),
                 ("forbidden", procreg.Forbidden),
                 ("timeout", procreg.CallTimeout),
-                ("down", procreg.DownError), ("stale", procreg.Stale)]:
+                ("down", procreg.DownError), ("stale", procreg.Stale),
+                ("unavailable", procreg.Unavailable)]:
             with self.subTest(code=code):
                 self.assertIs(type(errors.from_wire([code, "m"])), cls, what)
         with self.subTest(code="no_such_key"):
@@ -667,7 +669,7 @@ class AsyncioTest(AioCase):
     async def test_calls_and_pipeline(self):
         srv = await self.connect()
         cli = await self.connect()
-        self.assertEqual(srv.server.protocol, 2, "aio: hello at connect")
+        self.assertEqual(srv.server.protocol, 3, "aio: hello at connect")
 
         @srv.serve("aio/svc")
         async def handle(payload):
@@ -884,6 +886,313 @@ class FakeDaemonBadInputTest(unittest.TestCase):
                         len(eofs), closed + 1,
                         "fake daemon %s: the %s client closed its socket"
                         % (mode, client))
+
+
+# -- protocol 3: cluster mode, without a cluster ----------------------------
+
+class ClusterWithoutEtcdTest(SyncCase):
+    """A daemon without --etcd: cluster requests raise Unavailable; the
+    local scope is what it was."""
+
+    def test_cluster_unavailable(self):
+        c = self.connect()
+        for what, call in [
+                ("register(scope='cluster')",
+                 lambda: c.register("cl/x", scope="cluster")),
+                ("nodes()", c.nodes),
+                ("whereis(scope='cluster')",
+                 lambda: c.whereis("cl/x", scope="cluster")),
+                ("list(scope='cluster')",
+                 lambda: list(c.list(scope="cluster"))),
+                ("list(scope='all')", lambda: list(c.list(scope="all")))]:
+            with self.subTest(call=what):
+                with self.assertRaises(procreg.Unavailable,
+                                       msg=what + " raises Unavailable"
+                                       ) as cm:
+                    call()
+                self.assertEqual(cm.exception.code, "unavailable", what)
+                self.assertIsInstance(cm.exception, procreg.ServerError,
+                                      what)
+        self.assertIsNone(c.whereis("cl/x"), "nothing was registered")
+        with self.assertRaises(procreg.BadRequest, msg="scope cluster with "
+                               "queue: the daemon's BadRequest"):
+            c.register("cl/x", scope="cluster", queue=True)
+
+    def test_local_scope_is_as_before(self):
+        c = self.connect()
+        e = c.register("cl/l", "v", scope="local")
+        what = "a local entry: scope local, no node, not stale"
+        self.assertEqual((e.scope, e.node, e.stale), ("local", None, False),
+                         what)
+        self.assertEqual(c.whereis("cl/l", scope="local"), e,
+                         "whereis(scope='local') is whereis")
+        self.assertEqual(c.whereis("cl/l", scope="any"), e,
+                         "whereis(scope='any') is whereis")
+        self.assertEqual(c.whereis("cl/l"), e, "whereis")
+        self.assertIsNone(c.whereis("cl/none", scope="local"),
+                          "whereis(scope='local') of an absent name: None")
+        self.assertEqual(list(c.list("cl/", scope="local")), [e],
+                         "list(scope='local') is list")
+        self.assertEqual(list(c.list("cl/")), [e], "list")
+        st = c.stats()
+        self.assertIsNone(st.cluster, "stats: no cluster map")
+        self.assertNotIn("cluster", st.extra, "stats: no cluster map")
+        p = c.pipeline()
+        p.whereis("cl/l").whereis("cl/l", "local").list_page("cl/")
+        self.assertEqual(p.execute(), [e, e, [e]],
+                         "a pipeline takes whereis's scope")
+
+
+class ClusterWithoutEtcdAioTest(AioCase):
+    async def test_cluster_unavailable(self):
+        c = await self.connect()
+        with self.assertRaises(procreg.Unavailable, msg="aio: register "
+                               "scope cluster raises Unavailable"):
+            await c.register("acl/x", scope="cluster")
+        with self.assertRaises(procreg.Unavailable, msg="aio: nodes"):
+            await c.nodes()
+        with self.assertRaises(procreg.Unavailable, msg="aio: whereis "
+                               "scope cluster"):
+            await c.whereis("acl/x", scope="cluster")
+        with self.assertRaises(procreg.Unavailable, msg="aio: list scope "
+                               "all"):
+            async for _ in c.list(scope="all"):
+                pass
+        e = await c.register("acl/l")
+        self.assertEqual(await c.whereis("acl/l", scope="local"), e,
+                         "aio: whereis(scope='local') is whereis")
+        self.assertEqual([x async for x in c.list("acl/", scope="local")],
+                         [e], "aio: list(scope='local') is list")
+
+
+def cluster_fake(path, protocol=3):
+    """A fake daemon, node n1, that serves connections one after the other
+    and records each request as (connection number, method, params).  A
+    cluster register gets a cluster entry; whereis "c" a stale cluster
+    entry of node n2; nodes n1 and n2; stats a cluster map; a send to
+    "kick" a lost nodedown of "held"; a send to "drop" closes the
+    connection after its answer.  A protocol-2 fake refuses protocol 3's
+    params as protocol 2 did."""
+    import msgpack
+    log = []
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(path)
+    srv.listen(4)
+
+    def entry(name, node=None, stale=False):
+        e = {"name": name, "conn": 5 if node else 1, "pid": 4242,
+             "uid": 1000, "gid": 1000, "value": None, "since": 1,
+             "gen": 7}
+        if node:
+            e.update(scope="cluster", node=node)
+        if stale:
+            e["stale"] = True
+        return e
+
+    def answer(n, method, params):
+        opts = params[2] if len(params) > 2 and isinstance(
+            params[2], dict) else {}
+        if method == "hello":
+            h = {"server": "procreg", "version": "0", "protocol": protocol,
+                 "conn": n, "boot": "0" * 32, "max_message": 1 << 20}
+            if protocol >= 3:
+                h["node"] = "n1"
+            return None, h, []
+        if protocol < 3 and (method == "nodes" or "scope" in opts
+                             or (method == "whereis" and len(params) > 1)
+                             or (method == "list" and len(params) > 3)):
+            return (["unknown_method" if method == "nodes" else
+                     "bad_request", "protocol 2"], None, [])
+        if method == "register":
+            cl = opts.get("scope") == "cluster"
+            return None, entry(params[0], "n1" if cl else None), []
+        if method == "whereis":
+            if params[0] == "c":
+                return None, entry("c", "n2", stale=True), []
+            return None, None, []
+        if method == "list":
+            if len(params) > 2 and params[2] is not None:
+                return None, [], []
+            return None, [entry("a"), entry("a", "n2")], []
+        if method == "nodes":
+            return None, [{"name": "n1", "since": 1, "address": "",
+                           "self": True},
+                          {"name": "n2", "since": 2, "address": "x:1",
+                           "self": False, "later": 1}], []
+        if method == "stats":
+            return None, {"names": 1, "cluster": {
+                "node": "n1", "state": "up", "etcd": "http://e:2379",
+                "lease_ttl": 10, "names": 2, "nodes": 2,
+                "revision": 42}}, []
+        if method == "send" and params[0] == "kick":
+            return None, True, [[2, "lost", ["held", "nodedown"]]]
+        return None, True, []
+
+    def run():
+        n = 0
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            n += 1
+            up = msgpack.Unpacker(raw=False)
+            try:
+                conn.settimeout(20)
+                done = False
+                while not done:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    up.feed(data)
+                    for req in up:
+                        log.append((n, req[2], req[3]))
+                        err, res, pushes = answer(n, req[2], req[3])
+                        out = msgpack.packb([1, req[1], err, res])
+                        for p in pushes:
+                            out += msgpack.packb(p)
+                        conn.sendall(out)
+                        if req[2] == "send" and req[3][0] == "drop":
+                            done = True
+                            break
+            except OSError:
+                pass
+            finally:
+                conn.close()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return srv, log
+
+
+class ClusterFakeDaemonTest(unittest.TestCase):
+    """What a cluster node's answers become (a fake daemon), and what the
+    clients send for protocol 3's options, with both clients."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="procreg-pyc-cl.")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def fake(self, protocol=3):
+        path = os.path.join(self.tmp, "cl%d-%d.sock" % (
+            protocol, len(os.listdir(self.tmp))))
+        srv, log = cluster_fake(path, protocol)
+        self.addCleanup(srv.close)
+        return path, log
+
+    def test_decode_and_requests(self):
+        path, log = self.fake()
+        c = procreg.connect(path)
+        self.addCleanup(c.close)
+        self.assertEqual(c.server.node, "n1", "hello's node")
+        e = c.register("held", scope="cluster")
+        self.assertEqual(log[-1], (1, "register",
+                                   ["held", None, {"scope": "cluster"}]),
+                         "register(scope='cluster') sends the scope")
+        self.assertEqual((e.scope, e.node, e.stale), ("cluster", "n1", False),
+                         "a cluster entry: scope and node")
+        c.register("loc", scope="local")
+        self.assertEqual(log[-1], (1, "register", ["loc"]),
+                         "scope='local' sends no options")
+        w = c.whereis("c")
+        self.assertEqual(log[-1], (1, "whereis", ["c"]), "whereis: [name]")
+        self.assertEqual((w.scope, w.node, w.stale, w.conn),
+                         ("cluster", "n2", True, 5),
+                         "a stale cluster entry of another node")
+        c.whereis("c", scope="cluster", consistent=True)
+        self.assertEqual(log[-1], (1, "whereis", ["c", {
+            "scope": "cluster", "consistent": True}]),
+            "whereis's options as given")
+        got = list(c.list(scope="all"))
+        self.assertEqual(log[-2:], [
+            (1, "list", ["", 1000, None, {"scope": "all"}]),
+            (1, "list", ["", 1000, "a", {"scope": "all"}])],
+            "list(scope='all'): after nil first, then the last name")
+        self.assertEqual([(x.name, x.scope, x.node) for x in got],
+                         [("a", "local", None), ("a", "cluster", "n2")],
+                         "list all: both scopes of a name")
+        nodes = c.nodes()
+        self.assertEqual(nodes, [procreg.Node("n1", 1, "", True),
+                                 procreg.Node("n2", 2, "x:1", False)],
+                         "nodes: Node dataclasses, later keys ignored")
+        st = c.stats()
+        self.assertEqual(st.cluster["state"], "up", "stats.cluster")
+        self.assertEqual(st.cluster["revision"], 42, "stats.cluster")
+        c.send("kick", "x")
+        ev = c.next_event(WAIT)
+        self.assertEqual(ev, procreg.Lost("held", "nodedown"),
+                         "lost nodedown")
+
+    def test_restore_keeps_scope(self):
+        path, log = self.fake()
+        c = procreg.connect(path, auto_reconnect=True, reconnect_max=0.05)
+        self.addCleanup(c.close)
+        c.register("held", scope="cluster")
+        c.register("loc")
+        c.send("drop", "x")
+        ev = events_until(c, lambda evs: any(
+            isinstance(x, procreg.Reconnected) for x in evs))
+        self.assertTrue(any(isinstance(x, procreg.Reconnected) for x in ev),
+                        "the client reconnects")
+        restored = sorted((m, p) for n, m, p in log if n == 2
+                          and m == "register")
+        self.assertEqual(restored, [
+            ("register", ["held", None, {"scope": "cluster"}]),
+            ("register", ["loc"])],
+            "a cluster name is registered again with its scope")
+        c.send("kick", "x")
+        evs = events_until(c, lambda evs: procreg.Lost(
+            "held", "nodedown") in evs)
+        self.assertIn(procreg.Lost("held", "nodedown"), evs, "nodedown")
+        c.send("drop", "x")
+        events_until(c, lambda evs: any(
+            isinstance(x, procreg.Reconnected) for x in evs))
+        self.assertEqual([p for n, m, p in log if n == 3
+                          and m == "register"], [["loc"]],
+                         "after nodedown the name is forgotten")
+
+    def test_aio(self):
+        path, log = self.fake()
+
+        async def go():
+            c = await procreg.aio.connect(path)
+            try:
+                self.assertEqual(c.server.node, "n1", "aio: hello's node")
+                e = await c.register("held", scope="cluster")
+                self.assertEqual((e.scope, e.node), ("cluster", "n1"),
+                                 "aio: a cluster entry")
+                w = await c.whereis("c", scope="any")
+                self.assertEqual(log[-1], (1, "whereis",
+                                           ["c", {"scope": "any"}]),
+                                 "aio: whereis's scope")
+                self.assertTrue(w.stale, "aio: stale")
+                self.assertEqual(len(await c.nodes()), 2, "aio: nodes")
+                got = [x async for x in c.list(scope="cluster")]
+                self.assertEqual(log[-2][2], ["", 1000, None,
+                                              {"scope": "cluster"}],
+                                 "aio: list's scope")
+                self.assertEqual(len(got), 2, "aio: list")
+            finally:
+                await c.close()
+        asyncio.run(asyncio.wait_for(go(), 20))
+
+    def test_protocol2_daemon(self):
+        path, log = self.fake(protocol=2)
+        c = procreg.connect(path)
+        self.addCleanup(c.close)
+        c.whereis("l", scope="local")
+        self.assertEqual(log[-1], (1, "whereis", ["l"]),
+                         "scope='local' to a protocol-2 daemon: [name]")
+        with self.assertRaises(procreg.BadRequest, msg="a cluster whereis "
+                               "refused by a protocol-2 daemon"):
+            c.whereis("c", scope="cluster")
+        with self.assertRaises(procreg.BadRequest, msg="a cluster register "
+                               "refused by a protocol-2 daemon"):
+            c.register("x", scope="cluster")
+        with self.assertRaises(procreg.UnknownMethod, msg="nodes unknown "
+                               "to a protocol-2 daemon"):
+            c.nodes()
+        self.assertEqual(c.register("x").scope, "local",
+                         "a protocol-2 entry is local")
 
 
 # -- pydoc -----------------------------------------------------------------

@@ -106,7 +106,7 @@ def main():
         a, b = Client(path), Client(path)
         hello = a.call("hello", "python")
         check("hello names the server", hello["server"] == "procreg"
-              and hello["protocol"] == 2)
+              and hello["protocol"] == 3)
         entry = a.call("register", "py/worker", {"port": 8080})
         check("register returns the entry", entry["name"] == "py/worker"
               and entry["value"] == {"port": 8080}
