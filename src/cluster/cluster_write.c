@@ -1,0 +1,594 @@
+/*
+ * cluster_write.c: the requests a node sends to etcd for its clients
+ * (cluster_impl.h): register (create if absent), unregister, update and
+ * evict (fenced by the key's create revision), consistent reads, and the
+ * batched deletes of closed connections' names.  Each waits as a cl_op;
+ * the cache changes when etcd has said yes.
+ */
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "cluster_impl.h"
+#include "now.h"
+
+static struct cl_op *
+op_new(struct cluster *cl, enum cl_op_kind kind, struct cl_peer *p,
+    uint32_t msgid, const char *name, size_t len)
+{
+	struct cl_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL)
+		return NULL;
+	op->cl = cl;
+	op->kind = kind;
+	op->msgid = msgid;
+	op->peer = p;
+	if (name != NULL) {
+		memcpy(op->name, name, len);
+		op->name_len = (uint8_t)len;
+	}
+	if (p != NULL)
+		LIST_INSERT_HEAD(&p->ops, op, by_peer);
+	LIST_INSERT_HEAD(&cl->pending, op, all);
+	return op;
+}
+
+void
+cl_op_free(struct cl_op *op)
+{
+	struct cluster *cl = op->cl;
+	struct cl_peer *p = op->peer;
+
+	if (p != NULL)
+		LIST_REMOVE(op, by_peer);
+	LIST_REMOVE(op, all);
+	for (size_t i = 0; i < op->n; i++)
+		free(op->names[i]);
+	free(op->names);
+	free(op->lens);
+	free(op->gens);
+	free(op->value);
+	free(op);
+	if (p != NULL)
+		cl_peer_put(cl, p);
+}
+
+/* Answer op's request, if its connection is still there. */
+void
+cl_op_reply(struct cl_op *op, int err, const char *why,
+    const struct cl_entry *e, bool is_bool)
+{
+	struct cluster *cl = op->cl;
+
+	if (op->peer != NULL)
+		cl->ops->reply(cl->arg, op->peer->peer, op->msgid, err, why, e,
+		    is_bool);
+}
+
+/* The wire's error for an etcd failure of a write, and why. */
+static void
+op_fail(struct cl_op *op, const struct etcd_result *r, bool write)
+{
+	char why[256];
+
+	if (write && r->status == -ETIMEDOUT)
+		snprintf(why, sizeof(why), "etcd did not answer in time; "
+		    "the outcome is unknown");
+	else
+		snprintf(why, sizeof(why), "etcd: %s%s%s",
+		    etcd_strerror(r->status), *r->errmsg ? ": " : "",
+		    r->errmsg);
+	cl_op_reply(op, PR_ERR_UNAVAILABLE, why, NULL, false);
+}
+
+/* Is the node able to write now?  Else why not, in why. */
+static bool
+cl_writable(const struct cluster *cl, char *why, size_t whylen)
+{
+	/* Past the deadline the lease may be gone even before the tick
+	 * has noticed: a request served first must not act on it. */
+	if (cl->state == CL_UP && cl->lease != 0 &&
+	    now_mono_us() < cl->alive_until_us)
+		return true;
+	if (cl->state == CL_UP) {
+		snprintf(why, whylen, "this node's lease in the cluster has "
+		    "expired");
+		return false;
+	}
+	snprintf(why, whylen, cl->state == CL_LOST ? "this node lost its "
+	    "lease in the cluster and is joining again" : "this node has "
+	    "not joined the cluster yet");
+	return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Register, unregister, read.                                          */
+
+static void
+on_register(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_entry *e;
+	char why[320];
+
+	if (r->status != 0) {
+		op_fail(op, r, true);
+		if (r->status == -ETIMEDOUT) {
+			/*
+			 * It may have been applied: the key would live with
+			 * no owner.  The watch brings it if so; from now on
+			 * an ownerless key of ours that no register waits
+			 * for is deleted (cl_cache_put).
+			 */
+			cl_log(cl, LOG_WARNING, "cluster: register of %.*s "
+			    "timed out; its outcome is unknown",
+			    op->name_len, op->name);
+			cl->orphans_possible = true;
+			if ((e = cl_cache_find(cl, op->name, op->name_len)) !=
+			    NULL && e->owner == NULL && cl_entry_is_self(cl, e) &&
+			    e->conn == op->owner.conn)
+				cl_entry_doom(cl, e);
+		}
+		cl_op_free(op);
+		return;
+	}
+	if (!r->succeeded) {
+		if (r->nkvs > 0 && r->kvs[0].value_len >= CL_ENTRY_HDR &&
+		    r->kvs[0].value_len >= CL_ENTRY_HDR +
+		    (size_t)r->kvs[0].value[2])
+			snprintf(why, sizeof(why), "the name is registered in "
+			    "the cluster by node %.*s conn %" PRIu64,
+			    (int)r->kvs[0].value[2],
+			    (const char *)r->kvs[0].value + CL_ENTRY_HDR,
+			    cl_get_u64(r->kvs[0].value + 12));
+		else
+			snprintf(why, sizeof(why), "the name is registered in "
+			    "the cluster");
+		cl_op_reply(op, PR_ERR_TAKEN, why, NULL, false);
+		cl_op_free(op);
+		return;
+	}
+	/* The transaction's revision is the key's create revision. */
+	e = cl_cache_put(cl, op->name, op->name_len, op->value, op->value_len,
+	    r->revision);
+	if (e != NULL && op->peer != NULL) {
+		cl_entry_set_owner(cl, e, op->peer);
+		cl_op_reply(op, 0, "", e, false);
+	} else {
+		/* Its connection went (or no memory to keep it): the name
+		 * must not outlive it. */
+		if (e == NULL)
+			cl_op_reply(op, PR_ERR_UNAVAILABLE, "out of memory", NULL,
+			    false);
+		if (e != NULL) {
+			cl_entry_doom(cl, e);
+			cl_doom_flush(cl);
+		}
+	}
+	cl_op_free(op);
+}
+
+int
+cluster_register(struct cluster *cl, const struct cl_owner *o,
+    uint32_t msgid, const char *name, size_t len, const void *value,
+    size_t vlen, char *why, size_t whylen)
+{
+	const struct cl_entry *e;
+	struct cl_peer *p;
+	struct cl_op *op;
+	char key[CL_KEY_MAX];
+	size_t klen;
+
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((e = cluster_lookup(cl, name, len)) != NULL) {
+		/* The cache saw it: no round trip to learn it is taken. */
+		snprintf(why, whylen, "the name is registered in the cluster "
+		    "by node %s conn %" PRIu64, e->node->name, e->conn);
+		return PR_ERR_TAKEN;
+	}
+	if ((p = cl_peer_get(cl, o->peer)) == NULL ||
+	    (op = op_new(cl, OP_REGISTER, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->owner = *o;
+	if ((op->value = cl_entry_encode(cl, o, now_epoch_ms(), value, vlen,
+	    &klen)) == NULL)
+		goto nomem_op;
+	op->value_len = (uint32_t)klen;
+	klen = cl_key(cl, "names/", name, len, key);
+	if (etcd_txn_create(cl->etcd, key, klen, op->value, op->value_len,
+	    cl->lease, on_register, op) < 0)
+		goto nomem_op;
+	return 0;
+nomem_op:
+	cl_op_free(op);
+nomem:
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+static void
+on_unregister(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_entry *e;
+
+	e = cl_cache_find(cl, op->name, op->name_len);
+	if (e != NULL && e->gen != op->gen)
+		e = NULL;
+	if (r->status != 0) {
+		if (e != NULL)
+			e->unregistering = false;
+		op_fail(op, r, true);
+		cl_op_free(op);
+		return;
+	}
+	if (e != NULL && op->kind == OP_EVICT)
+		cl_entry_remove(cl, e, PR_DOWN_EVICTED, true);
+	else if (e != NULL)
+		cl_entry_remove(cl, e, PR_DOWN_UNREGISTERED, false);
+	cl_op_reply(op, 0, "", NULL, true);
+	cl_op_free(op);
+}
+
+/* A transaction that says why, then deletes each (name, gen). */
+static struct etcd_txn *
+delete_txn(struct cluster *cl, enum pr_down_reason why, char **names,
+    const uint8_t *lens, const int64_t *gens, size_t n)
+{
+	struct etcd_txn *t = etcd_txn_new();
+	char key[CL_KEY_MAX];
+	uint8_t val[2] = { CL_VALUE_V1, (uint8_t)why };
+	size_t klen;
+
+	if (t == NULL)
+		return NULL;
+	klen = cl_key(cl, "why/", cl->node, cl->node_len, key);
+	if (etcd_txn_put(t, true, key, klen, val, sizeof(val), cl->lease) < 0)
+		return etcd_txn_free(t);
+	for (size_t i = 0; i < n; i++) {
+		klen = cl_key(cl, "names/", names[i], lens[i], key);
+		if (etcd_txn_del_if_created(t, key, klen, gens[i]) < 0)
+			return etcd_txn_free(t);
+	}
+	return t;
+}
+
+int
+cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, int64_t gen, char *why, size_t whylen)
+{
+	struct cl_entry *e = cl_cache_find(cl, name, len);
+	struct cl_peer *p = cl_peer_find(cl, peer);
+	struct etcd_txn *t;
+	struct cl_op *op;
+	char *names[1];
+	uint8_t lens[1];
+
+	if (e == NULL) {
+		snprintf(why, whylen, "the name is not registered");
+		return PR_ERR_NOT_FOUND;
+	}
+	if (p == NULL || e->owner != p) {
+		snprintf(why, whylen, "the name is registered in the cluster "
+		    "by node %s conn %" PRIu64, e->node->name, e->conn);
+		return PR_ERR_NOT_OWNER;
+	}
+	if (gen != 0 && gen != e->gen) {
+		snprintf(why, whylen, "the name's entry has another "
+		    "generation");
+		return PR_ERR_STALE;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((op = op_new(cl, OP_UNREGISTER, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->gen = e->gen;
+	names[0] = op->name;
+	lens[0] = op->name_len;
+	if ((t = delete_txn(cl, PR_DOWN_UNREGISTERED, names, lens, &op->gen,
+	    1)) == NULL || etcd_txn(cl->etcd, t, on_unregister, op) < 0) {
+		cl_op_free(op);
+		goto nomem;
+	}
+	e->unregistering = true;
+	return 0;
+nomem:
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+int
+cluster_evict(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, char *why, size_t whylen)
+{
+	struct cl_entry *e = cl_cache_find(cl, name, len);
+	struct etcd_txn *t;
+	struct cl_peer *p;
+	struct cl_op *op;
+	char *names[1];
+	uint8_t lens[1];
+
+	if (e == NULL) {
+		snprintf(why, whylen, "the name is not registered");
+		return PR_ERR_NOT_FOUND;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((p = cl_peer_get(cl, peer)) == NULL ||
+	    (op = op_new(cl, OP_EVICT, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->gen = e->gen;
+	names[0] = op->name;
+	lens[0] = op->name_len;
+	if ((t = delete_txn(cl, PR_DOWN_EVICTED, names, lens, &op->gen,
+	    1)) == NULL || etcd_txn(cl->etcd, t, on_unregister, op) < 0) {
+		cl_op_free(op);
+		goto nomem;
+	}
+	return 0;
+nomem:
+	if (p != NULL)
+		cl_peer_put(cl, p);
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+static void
+on_update(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_entry *e;
+
+	if (r->status != 0) {
+		op_fail(op, r, true);
+		cl_op_free(op);
+		return;
+	}
+	if (!r->succeeded) {
+		/* The key is not the one the owner holds any more. */
+		cl_op_reply(op, PR_ERR_STALE, "the name's entry has another "
+		    "generation in the cluster", NULL, false);
+		cl_op_free(op);
+		return;
+	}
+	e = cl_cache_put(cl, op->name, op->name_len, op->value, op->value_len,
+	    op->gen);
+	cl_op_reply(op, e != NULL ? 0 : PR_ERR_UNAVAILABLE, "out of memory", e,
+	    false);
+	cl_op_free(op);
+}
+
+int
+cluster_update(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, const void *value, size_t vlen,
+    int64_t gen, char *why, size_t whylen)
+{
+	struct cl_entry *e = cl_cache_find(cl, name, len);
+	struct cl_peer *p = cl_peer_find(cl, peer);
+	struct etcd_txn *t = NULL;
+	struct cl_owner o;
+	struct cl_op *op;
+	char key[CL_KEY_MAX];
+	size_t klen, elen;
+
+	if (e == NULL) {
+		snprintf(why, whylen, "the name is not registered");
+		return PR_ERR_NOT_FOUND;
+	}
+	if (p == NULL || e->owner != p) {
+		snprintf(why, whylen, "the name is registered in the cluster "
+		    "by node %s conn %" PRIu64, e->node->name, e->conn);
+		return PR_ERR_NOT_OWNER;
+	}
+	if (gen != 0 && gen != e->gen) {
+		snprintf(why, whylen, "the name's entry has another "
+		    "generation");
+		return PR_ERR_STALE;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	if ((op = op_new(cl, OP_UPDATE, p, msgid, name, len)) == NULL)
+		goto nomem;
+	op->gen = e->gen;
+	o = (struct cl_owner){ peer, e->conn, e->pid, e->uid, e->gid };
+	if ((op->value = cl_entry_encode(cl, &o, e->since_ms, value, vlen,
+	    &elen)) == NULL)
+		goto nomem_op;
+	op->value_len = (uint32_t)elen;
+	klen = cl_key(cl, "names/", name, len, key);
+	/* Fenced by the key's create revision: the same registration. */
+	if ((t = etcd_txn_new()) == NULL ||
+	    etcd_txn_cmp_create(t, key, klen, e->gen) < 0 ||
+	    etcd_txn_put(t, true, key, klen, op->value, op->value_len,
+	    cl->lease) < 0) {
+		etcd_txn_free(t);
+		goto nomem_op;
+	}
+	if (etcd_txn(cl->etcd, t, on_update, op) < 0)
+		goto nomem_op;
+	return 0;
+nomem_op:
+	cl_op_free(op);
+nomem:
+	snprintf(why, whylen, "out of memory");
+	return PR_ERR_UNAVAILABLE;
+}
+
+static void
+on_read(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_entry *e = NULL;
+
+	if (r->status != 0) {
+		op_fail(op, r, false);
+		cl_op_free(op);
+		return;
+	}
+	if (r->nkvs > 0) {
+		/* What etcd holds now is newer than or as new as the
+		 * cache: it goes in (the watch brings the same again). */
+		e = cl_cache_put(cl, op->name, op->name_len, r->kvs[0].value,
+		    r->kvs[0].value_len, r->kvs[0].create_rev);
+	}
+	cl_op_reply(op, 0, "", e, false);
+	cl_op_free(op);
+}
+
+int
+cluster_read(struct cluster *cl, void *peer, uint32_t msgid,
+    const char *name, size_t len, char *why, size_t whylen)
+{
+	struct cl_peer *p;
+	struct cl_op *op;
+	char key[CL_KEY_MAX];
+	size_t klen;
+
+	if (cl->etcd == NULL) {
+		snprintf(why, whylen, "not in a cluster");
+		return PR_ERR_UNAVAILABLE;
+	}
+	if ((p = cl_peer_get(cl, peer)) == NULL ||
+	    (op = op_new(cl, OP_READ, p, msgid, name, len)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return PR_ERR_UNAVAILABLE;
+	}
+	klen = cl_key(cl, "names/", name, len, key);
+	if (etcd_range(cl->etcd, key, klen, NULL, on_read, op) < 0) {
+		cl_op_free(op);
+		snprintf(why, whylen, "out of memory");
+		return PR_ERR_UNAVAILABLE;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deletes of closed connections' names, batched.                       */
+
+static void
+on_deletes(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+
+	cl->doom_inflight--;
+	for (size_t i = 0; i < op->n; i++) {
+		struct cl_entry *e = cl_cache_find(cl, op->names[i], op->lens[i]);
+
+		if (e == NULL || e->gen != op->gens[i])
+			continue;	/* gone meanwhile */
+		if (r->status == 0)
+			cl_entry_remove(cl, e, PR_DOWN_DISCONNECTED, false);
+		else
+			cl_entry_doom(cl, e);
+	}
+	if (r->status != 0) {
+		cl_log(cl, LOG_WARNING, "cluster: deleting %zu names of "
+		    "closed connections failed (%s%s%s); retrying", op->n,
+		    etcd_strerror(r->status), *r->errmsg ? ": " : "",
+		    r->errmsg);
+		cl->doom_after_us = now_mono_us() + CL_RETRY_MS * 1000;
+	}
+	cl_op_free(op);
+	cl_doom_flush(cl);
+}
+
+/* Send the doomed entries' deletes, at most one transaction's worth per
+ * batch, a few batches at once. */
+void
+cl_doom_flush(struct cluster *cl)
+{
+	while (!TAILQ_EMPTY(&cl->doomed) && cl->doom_inflight < 4 &&
+	    !cl->leaving &&
+	    cl->state == CL_UP && now_mono_us() >= cl->doom_after_us) {
+		/* A fenced delete is a nested transaction: etcd counts its
+		 * compare and its delete, so one why and 63 of them fill
+		 * a transaction of 128 operations. */
+		size_t max = (ETCD_TXN_MAX_OPS - 1) / 2, n = 0;
+		struct cl_op *op = op_new(cl, OP_DELETES, NULL, 0, NULL, 0);
+		struct etcd_txn *t;
+		struct cl_entry *e;
+
+		if (op == NULL || (op->names = calloc(max,
+		    sizeof(*op->names))) == NULL ||
+		    (op->lens = calloc(max, 1)) == NULL ||
+		    (op->gens = calloc(max, sizeof(*op->gens))) == NULL)
+			goto later;
+		while (n < max && (e = TAILQ_FIRST(&cl->doomed)) != NULL) {
+			if ((op->names[n] = malloc(e->name_len)) == NULL)
+				break;
+			memcpy(op->names[n], e->data, e->name_len);
+			op->lens[n] = e->name_len;
+			op->gens[n] = e->gen;
+			n++;
+			op->n = n;
+			TAILQ_REMOVE(&cl->doomed, e, doom_link);
+			e->doomed = false;
+		}
+		if ((t = delete_txn(cl, PR_DOWN_DISCONNECTED, op->names,
+		    op->lens, op->gens, n)) == NULL ||
+		    etcd_txn(cl->etcd, t, on_deletes, op) < 0)
+			goto later;
+		cl->doom_inflight++;
+		continue;
+later:
+		/* Out of memory: put them back, try on a later tick. */
+		if (op != NULL) {
+			for (size_t i = 0; i < op->n; i++) {
+				e = cl_cache_find(cl, op->names[i], op->lens[i]);
+				if (e != NULL)
+					cl_entry_doom(cl, e);
+			}
+			cl_op_free(op);
+		}
+		cl->doom_after_us = now_mono_us() + CL_RETRY_MS * 1000;
+		return;
+	}
+}
+
+void
+cluster_peer_gone(struct cluster *cl, void *peer)
+{
+	struct cl_peer *p = cl_peer_find(cl, peer);
+	struct cl_monitor *m;
+	struct cl_entry *e;
+	struct cl_op *op;
+
+	if (p == NULL)
+		return;
+	/* The lists are emptied by hand: cl_peer_put would free the record
+	 * as soon as they are empty. */
+	while ((op = LIST_FIRST(&p->ops)) != NULL) {
+		LIST_REMOVE(op, by_peer);
+		op->peer = NULL;
+	}
+	while ((m = LIST_FIRST(&p->monitors)) != NULL) {
+		LIST_REMOVE(m, by_entry);
+		LIST_REMOVE(m, by_holder);
+		free(m);
+	}
+	p->nmonitors = 0;
+	while ((e = LIST_FIRST(&p->names)) != NULL) {
+		LIST_REMOVE(e, owner_link);
+		e->owner = NULL;
+		/* Leaving, the lease takes every name with it. */
+		if (!cl->leaving)
+			cl_entry_doom(cl, e);
+	}
+	p->nnames = 0;
+	htab_remove(&cl->peers, cl_peer_hash(p->peer), p);
+	free(p);
+	cl_doom_flush(cl);
+}
