@@ -730,12 +730,13 @@ class Harness:
         shutil.rmtree(self.tmp, ignore_errors=True)
         return codes
 
-
 # ------------------------------------------------------------ a fake etcd
 
 class FakeEtcd:
-    """A loopback HTTP server in threads that answers procregd's etcd
-    requests (POST /v3/...) with one kind of misbehaviour, mode:
+    """A loopback HTTP server in threads between procregd and a real etcd
+    (upstream): while armed, it answers the requests to the paths in
+    `only` (None: every path) with one kind of bad answer; everything
+    else it relays to upstream (a watch as a stream).  Kinds:
 
       garbage          200 with a body that is not JSON
       wrong_types      200 with JSON whose fields have the wrong types
@@ -746,18 +747,17 @@ class FakeEtcd:
       oversize         200 with a well-formed 5 MiB JSON body
       deep_json        200 with JSON nested 100,000 deep
       slowloris        the status line one byte every 0.2 s, never ending
-      proxy_watch_truncated   every request relayed to a real etcd
-                       (upstream) except the watch: its real first
-                       message (created), then half a chunk, then close
-      proxy_watch_wrong_types the same, then events with wrong types
-      proxy_range_garbage     relayed, except ranges: not JSON
+      created_truncated  (watches) etcd's real first message (created),
+                       then half a chunk, then close
+      created_wrong_types  (watches) the same, then events of wrong types
 
-    .requests counts the requests seen per path."""
+    Arming while a relayed watch streams ends that stream (the daemon
+    watches again, into the bad answers).  .requests counts the requests
+    per path, .bad the bad answers given."""
 
-    MODES = ("garbage", "wrong_types", "http_error", "huge_length",
+    KINDS = ("garbage", "wrong_types", "http_error", "huge_length",
              "huge_chunk", "truncated_chunk", "oversize", "deep_json",
-             "slowloris", "proxy_watch_truncated", "proxy_watch_wrong_types",
-             "proxy_range_garbage")
+             "slowloris", "created_truncated", "created_wrong_types")
     WRONG = json.dumps({
         "header": "nope", "ID": {"a": 1}, "TTL": [1], "kvs": "none",
         "count": {}, "more": "yes", "succeeded": "true", "responses": 5,
@@ -765,12 +765,17 @@ class FakeEtcd:
         "result": {"created": "yes", "events": "none", "header": 7,
                    "watch_id": {}}}).encode()
 
-    def __init__(self, mode, upstream=None):
+    def __init__(self, kind, upstream, only=None, armed=True):
         import threading
-        assert mode in self.MODES, mode
-        self.mode = mode
-        self.upstream = upstream          # an EtcdMember for proxy_*
+        assert kind in self.KINDS, kind
+        self.kind = kind
+        self.upstream = upstream          # an EtcdMember
+        self.only = tuple(only) if only else None
+        self.armed = threading.Event()
+        if armed:
+            self.armed.set()
         self.requests = collections.Counter()
+        self.bad = 0
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.conns = []
@@ -784,6 +789,12 @@ class FakeEtcd:
         self.url = "http://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
+
+    def arm(self):
+        self.armed.set()
+
+    def disarm(self):
+        self.armed.clear()
 
     def total(self):
         with self.lock:
@@ -857,10 +868,6 @@ class FakeEtcd:
         conn.sendall(self._head(status, "Content-Length: %d\r\n"
                                 % len(body)) + body)
 
-    def _hold(self, conn, seconds=30.0):
-        """Keeps the connection open, silent, until stop or seconds."""
-        self.stopping.wait(seconds)
-
     def _serve(self, conn):
         buf = b""
         try:
@@ -871,7 +878,14 @@ class FakeEtcd:
                 path, body, buf = req
                 with self.lock:
                     self.requests[path] += 1
-                if not self._respond(conn, path, body):
+                if self.armed.is_set() and (self.only is None
+                                            or path in self.only):
+                    with self.lock:
+                        self.bad += 1
+                    keep = self._bad(conn, path, body)
+                else:
+                    keep = self._relay(conn, path, body)
+                if not keep:
                     break
         except OSError as e:
             # The daemon closing its end is its right; note it only.
@@ -882,54 +896,46 @@ class FakeEtcd:
             except OSError:
                 pass
 
-    def _respond(self, conn, path, body):
-        """Answers one request; False to close the connection after."""
-        m = self.mode
-        if m.startswith("proxy_"):
-            return self._proxy(conn, path, body)
-        if m == "garbage":
+    def _bad(self, conn, path, body):
+        """One bad answer; False to close the connection after it."""
+        k = self.kind
+        if k == "garbage":
             self._body(conn, b"\x00\xffthis is not JSON {[")
-        elif m == "wrong_types":
+        elif k == "wrong_types":
             self._body(conn, self.WRONG)
-        elif m == "http_error":
+        elif k == "http_error":
             self._body(conn, b'{"error":"etcdserver: no leader","message":'
                        b'"etcdserver: no leader","code":14}',
                        "503 Service Unavailable")
-        elif m == "huge_length":
+        elif k == "huge_length":
             conn.sendall(self._head(extra="Content-Length: 1099511627776\r\n")
                          + b'{"header":{' + b" " * 1000)
-            self._hold(conn)
+            self.stopping.wait(30)
             return False
-        elif m == "huge_chunk":
+        elif k == "huge_chunk":
             conn.sendall(self._head(extra="Transfer-Encoding: chunked\r\n")
                          + b"100000000000\r\n" + b'{"result":' + b" " * 1000)
-            self._hold(conn)
+            self.stopping.wait(30)
             return False
-        elif m == "truncated_chunk":
+        elif k == "truncated_chunk":
             conn.sendall(self._head(extra="Transfer-Encoding: chunked\r\n")
                          + b'400\r\n{"result":{"header":{"revision":"1')
             return False
-        elif m == "oversize":
+        elif k == "oversize":
             self._body(conn, b'{"header":{"revision":"1"},"pad":"'
                        + b"a" * (5 << 20) + b'"}')
-        elif m == "deep_json":
+        elif k == "deep_json":
             self._body(conn, b'{"a":' * 100000 + b"1" + b"}" * 100000)
-        elif m == "slowloris":
+        elif k == "slowloris":
             for ch in b"HTTP/1.1 200 OK\r\nContent-Type: application/json":
                 if self.stopping.wait(0.2):
                     break
                 conn.sendall(bytes([ch]))
-            self._hold(conn)
+            self.stopping.wait(30)
             return False
-        return True
-
-    def _proxy(self, conn, path, body):
-        m = self.mode
-        if path == "/v3/watch" and m in ("proxy_watch_truncated",
-                                         "proxy_watch_wrong_types"):
-            first = self._first_watch_chunk(path, body)
-            conn.sendall(first)
-            if m == "proxy_watch_truncated":
+        elif k in ("created_truncated", "created_wrong_types"):
+            conn.sendall(self._first_watch_chunk(path, body))
+            if k == "created_truncated":
                 conn.sendall(b'400\r\n{"result":{"header":{"revision":"')
                 return False
             bad = json.dumps({"result": {
@@ -940,20 +946,17 @@ class FakeEtcd:
                                               "value": "!!notbase64"}},
                            {"type": "DELETE", "kv": "x"}, 3]}}).encode()
             conn.sendall(b"%x\r\n%s\r\n" % (len(bad) + 1, bad + b"\n"))
-            self._hold(conn, 1.0)
+            self.stopping.wait(1.0)
             return False
-        if path == "/v3/kv/range" and m == "proxy_range_garbage":
-            self._body(conn, b"<html>not etcd</html>")
-            return True
+        return True
+
+    def _relay(self, conn, path, body):
         if path == "/v3/watch":
-            # A relayed watch would need streaming; the cases that do not
-            # break it answer it with a stream that stays silent.
-            conn.sendall(self._first_watch_chunk(path, body))
-            self._hold(conn)
+            self._relay_stream(conn, path, body)
             return False
         up = http.client.HTTPConnection("127.0.0.1",
                                         self.upstream.client_port,
-                                        timeout=5)
+                                        timeout=10)
         try:
             up.request("POST", path, body,
                        {"Content-Type": "application/json"})
@@ -965,16 +968,39 @@ class FakeEtcd:
         self._body(conn, data, status)
         return True
 
+    def _request_bytes(self, path, body):
+        return (b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % (path.encode(), len(body))
+                + body)
+
+    def _relay_stream(self, conn, path, body):
+        """The watch, byte for byte both ways, until either side closes,
+        the fake stops, or it is armed for this path."""
+        up = socket.create_connection(("127.0.0.1",
+                                       self.upstream.client_port), 5)
+        try:
+            up.sendall(self._request_bytes(path, body))
+            while not self.stopping.is_set():
+                if self.armed.is_set() and (self.only is None
+                                            or path in self.only):
+                    return
+                ready, _, _ = select.select([up, conn], [], [], 0.1)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (conn if s is up else up).sendall(data)
+        finally:
+            up.close()
+
     def _first_watch_chunk(self, path, body):
         """The real etcd's answer to a watch: its headers and first chunk
         (the created message), as bytes to relay."""
         up = socket.create_connection(("127.0.0.1",
                                        self.upstream.client_port), 5)
         try:
-            up.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                       b"Content-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n" % (path.encode(),
-                                                        len(body)) + body)
+            up.sendall(self._request_bytes(path, body))
             buf = b""
             while True:
                 if b"\r\n\r\n" in buf:
