@@ -74,6 +74,27 @@ why_of(const struct rev_why *w, size_t nw, int64_t rev,
 	return r;
 }
 
+/* A place in a queue came or went. */
+static void
+queue_event(struct cluster *cl, const uint8_t *rest, size_t rlen,
+    const struct etcd_event *ev)
+{
+	const char *name, *node;
+	struct cl_waiter *w;
+	size_t len, nlen;
+	uint64_t conn;
+
+	if (ev->type != ETCD_EV_DELETE) {
+		cl_waiter_put(cl, rest, rlen, ev->kv.value, ev->kv.value_len,
+		    ev->kv.create_rev);
+		return;
+	}
+	if (cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
+	    &conn) == 0 && (w = cl_waiter_find(cl, name, len, node, nlen,
+	    conn)) != NULL)
+		cl_waiter_remove(cl, w);
+}
+
 static void
 apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 {
@@ -106,6 +127,8 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 		if (cl_key_kind(cl, kv, "nodes/", &rest, &rlen))
 			cl_cache_node(cl, rest, rlen, kv,
 			    ev[i].type == ETCD_EV_DELETE);
+		else if (cl_key_kind(cl, kv, "queue/", &rest, &rlen))
+			queue_event(cl, rest, rlen, &ev[i]);
 		else if (!cl_key_kind(cl, kv, "names/", &rest, &rlen))
 			continue;
 		else if (ev[i].type != ETCD_EV_DELETE)
@@ -118,6 +141,8 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 			    true);
 	}
 	free(w);
+	/* A name freed, a new head of a line: one of ours may take it. */
+	cl_queues_kick(cl);
 }
 
 static void
@@ -219,6 +244,9 @@ on_sync_page(const struct etcd_result *r, void *arg)
 		else if (cl_key_kind(cl, kv, "names/", &rest, &rlen))
 			cl_cache_put(cl, (const char *)rest, rlen, kv->value,
 			    kv->value_len, kv->create_rev);
+		else if (cl_key_kind(cl, kv, "queue/", &rest, &rlen))
+			cl_waiter_put(cl, rest, rlen, kv->value, kv->value_len,
+			    kv->create_rev);
 	}
 	if (r->more && r->nkvs > 0) {
 		const struct etcd_kv *last = &r->kvs[r->nkvs - 1];
@@ -269,6 +297,7 @@ done:
 			free(gone);
 		}
 	}
+	cl_queues_sync_done(cl);
 	cl->syncing = false;
 	cl_watch(cl);
 }
@@ -398,6 +427,19 @@ on_revoke(const struct etcd_result *r, void *arg)
 }
 
 static void
+on_leave_revoke(const struct etcd_result *r, void *arg)
+{
+	struct cluster *cl = arg;
+
+	cl->revoking = false;
+	if (r->status != 0)
+		cl_log(cl, LOG_WARNING, "cluster: revoking the lease failed "
+		    "(%s): the node's names go when it expires",
+		    etcd_strerror(r->status));
+	cl->ops->left(cl->arg);
+}
+
+static void
 cl_join(struct cluster *cl)
 {
 	if (cl->join_inflight || now_mono_us() < cl->join_after_us)
@@ -413,6 +455,33 @@ cl_join(struct cluster *cl)
 		cl->join_inflight = false;
 		cl->join_after_us = now_mono_us() + CL_RETRY_MS * 1000;
 	}
+}
+
+/* Our places in queues went with the lease: their connections hear
+ * lost nodedown for the names, since nobody else will tell them. */
+static void
+lose_places(struct cluster *cl)
+{
+	for (size_t i = 0; i < cl->queues.cap; i++) {
+		struct cl_queue *q = cl->queues.slots[i].item;
+		struct cl_waiter *w, *next;
+
+		if (q == NULL)
+			continue;
+		/* Removing the last place frees q: hold it with acquiring. */
+		q->acquiring = true;
+		for (w = TAILQ_FIRST(&q->waiters); w != NULL; w = next) {
+			next = TAILQ_NEXT(w, by_queue);
+			if (!cl_node_is_self(cl, w->node))
+				continue;
+			if (w->peer != NULL)
+				cl->ops->lost(cl->arg, w->peer->peer, q->name,
+				    q->name_len, PR_DOWN_NODEDOWN);
+			cl_waiter_remove(cl, w);
+		}
+		q->acquiring = false;
+	}
+	cl_queues_gc(cl);
 }
 
 /* The lease is gone, or may be: stop believing. */
@@ -434,7 +503,7 @@ cl_lose(struct cluster *cl, const char *why)
 	 * matters to anyone but etcd. */
 	for (op = LIST_FIRST(&cl->pending); op != NULL; op = next) {
 		next = LIST_NEXT(op, all);
-		if (op->kind == OP_REGISTER || op->kind == OP_UNREGISTER) {
+		if (op->kind != OP_READ && op->kind != OP_DELETES) {
 			cl_op_reply(op, PR_ERR_UNAVAILABLE, "this node lost its "
 			    "lease in the cluster", NULL, false);
 			if (op->peer != NULL) {
@@ -464,6 +533,7 @@ cl_lose(struct cluster *cl, const char *why)
 			cl_entry_remove(cl, mine[i], PR_DOWN_NODEDOWN, true);
 		free(mine);
 	}
+	lose_places(cl);
 	cl->join_after_us = 0;
 	cl->join_inflight = false;
 	cl_join(cl);
@@ -524,6 +594,8 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 		else
 			cl_sync(cl);
 	}
+	if (cl->queues_dirty)
+		cl_queues_kick(cl);
 	cl_doom_flush(cl);
 }
 
@@ -560,7 +632,9 @@ cluster_new(struct cluster **out, struct event_base *base,
 	LIST_INIT(&cl->nodes);
 	LIST_INIT(&cl->pending);
 	TAILQ_INIT(&cl->doomed);
-	if (htab_init(&cl->names, 64) < 0 || htab_init(&cl->peers, 16) < 0) {
+	TAILQ_INIT(&cl->doomed_w);
+	if (htab_init(&cl->names, 64) < 0 || htab_init(&cl->peers, 16) < 0 ||
+	    htab_init(&cl->queues, 16) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -622,6 +696,7 @@ cluster_free(struct cluster *cl)
 		LIST_REMOVE(n, link);
 		free(n);
 	}
+	cl_queues_free(cl);
 	htab_deinit(&cl->names);
 	htab_deinit(&cl->peers);
 	free(cl);
@@ -633,9 +708,16 @@ cluster_leave(struct cluster *cl)
 	if (cl->leaving)
 		return;
 	cl->leaving = true;
-	if (cl->lease != 0)
-		etcd_lease_revoke(cl->etcd, cl->lease, on_revoke, cl);
+	if (cl->lease != 0 && etcd_lease_revoke(cl->etcd, cl->lease,
+	    on_leave_revoke, cl) == 0)
+		cl->revoking = true;
 	cl_log(cl, LOG_INFO, "cluster: node %s leaves the cluster", cl->node);
+}
+
+bool
+cluster_left(const struct cluster *cl)
+{
+	return cl->leaving && !cl->revoking;
 }
 
 enum cl_state

@@ -73,7 +73,7 @@ struct cl_node {
 	LIST_ENTRY(cl_node)	 link;
 	uint64_t		 since_ms;
 	int64_t			 lease;
-	uint32_t		 nnames;	/* cached entries pointing here */
+	uint32_t		 nnames;	/* entries and waiters naming it */
 	bool			 alive;		/* its nodes/ key exists */
 	uint8_t			 name_len;
 	char			 name[64];
@@ -95,24 +95,29 @@ struct cl_owner {
  * (those answer through their return value), so the daemon may use its
  * own buffers freely.
  *   reply: the deferred answer to request msgid of peer: err 0 and entry
- *	(register, a consistent whereis; NULL: nil) or, with is_bool, true;
- *	or err (a pr_err) with why.
+ *	(register, a consistent whereis; NULL: nil) or, with is_bool, true,
+ *	or with queued > 0 {"queued": queued}; or err (a pr_err) with why.
  *   down: a monitor peer holds fired.
  *   lost: peer no longer owns the name.
  *   registered: a cluster name appeared (or changed hands) in the cache.
+ *   acquired: peer, first in the name's queue, now owns it.
  *   log: a line for the daemon's log (prio as syslog's).
  *   fatal: the node cannot run (its name is taken); the daemon exits.
+ *   left: cluster_leave's revoke was answered.
  */
 struct cluster_ops {
 	void	(*reply)(void *arg, void *peer, uint32_t msgid, int err,
-		    const char *why, const struct cl_entry *, bool is_bool);
+		    const char *why, const struct cl_entry *, bool is_bool,
+		    uint64_t queued);
 	void	(*down)(void *arg, void *peer, uint64_t ref, const char *name,
 		    size_t len, enum pr_down_reason);
 	void	(*lost)(void *arg, void *peer, const char *name, size_t len,
 		    enum pr_down_reason);
 	void	(*registered)(void *arg, const struct cl_entry *);
+	void	(*acquired)(void *arg, void *peer, const struct cl_entry *);
 	void	(*log)(void *arg, int prio, const char *msg);
 	void	(*fatal)(void *arg, const char *msg);
+	void	(*left)(void *arg);
 };
 
 struct cluster_config {
@@ -147,6 +152,8 @@ void	 cluster_free(struct cluster *);
  * hand-over to a new process (issue 16) must not call this.
  */
 void	 cluster_leave(struct cluster *);
+/* Has the revoke been answered (or failed)?  ops->left says when. */
+bool	 cluster_left(const struct cluster *);
 enum cl_state cluster_state(const struct cluster *);
 const char *cluster_node(const struct cluster *);
 void	 cluster_stats(const struct cluster *, struct cluster_stats *);
@@ -177,7 +184,7 @@ uint32_t cluster_names_of(const struct cluster *, const void *peer);
  */
 int	 cluster_register(struct cluster *, const struct cl_owner *,
 	    uint32_t msgid, const char *name, size_t len, const void *value,
-	    size_t vlen, char *why, size_t whylen);
+	    size_t vlen, bool queue, char *why, size_t whylen);
 int	 cluster_unregister(struct cluster *, void *peer, uint32_t msgid,
 	    const char *name, size_t len, int64_t gen, char *why,
 	    size_t whylen);
@@ -192,6 +199,13 @@ int	 cluster_evict(struct cluster *, void *peer, uint32_t msgid,
 /* A read of the name from etcd, not the cache. */
 int	 cluster_read(struct cluster *, void *peer, uint32_t msgid,
 	    const char *name, size_t len, char *why, size_t whylen);
+
+/* The places in a cluster name's queue, first in line first (at most
+ * max); the count.  A place's node and connection id. */
+struct cl_waiter;
+size_t	 cluster_queue(const struct cluster *, const char *name, size_t len,
+	    const struct cl_waiter **out, size_t max);
+const char *cluster_waiter_node(const struct cl_waiter *, uint64_t *conn);
 
 /* Monitors: 0, or -ENOENT (no such cluster name), -ENOMEM. */
 int	 cluster_monitor(struct cluster *, void *peer, uint64_t conn,

@@ -148,8 +148,8 @@ node_find(const struct cluster *cl, const char *name, size_t len)
 }
 
 /* The node record, made when first named (by a name or its key). */
-static struct cl_node *
-node_get(struct cluster *cl, const char *name, size_t len)
+struct cl_node *
+cl_node_get(struct cluster *cl, const char *name, size_t len)
 {
 	struct cl_node *n = node_find(cl, name, len);
 
@@ -164,8 +164,8 @@ node_get(struct cluster *cl, const char *name, size_t len)
 }
 
 /* Free a node nobody points at any more. */
-static void
-node_put(struct cluster *cl, struct cl_node *n)
+void
+cl_node_put(struct cluster *cl, struct cl_node *n)
 {
 	(void)cl;
 	if (n->nnames == 0 && !n->alive) {
@@ -209,6 +209,7 @@ cl_peer_get(struct cluster *cl, void *peer)
 	LIST_INIT(&p->names);
 	LIST_INIT(&p->monitors);
 	LIST_INIT(&p->ops);
+	LIST_INIT(&p->waits);
 	if (htab_insert(&cl->peers, cl_peer_hash(peer), p) < 0) {
 		free(p);
 		return NULL;
@@ -221,7 +222,7 @@ void
 cl_peer_put(struct cluster *cl, struct cl_peer *p)
 {
 	if (LIST_EMPTY(&p->names) && LIST_EMPTY(&p->monitors) &&
-	    LIST_EMPTY(&p->ops)) {
+	    LIST_EMPTY(&p->ops) && LIST_EMPTY(&p->waits)) {
 		htab_remove(&cl->peers, cl_peer_hash(p->peer), p);
 		free(p);
 	}
@@ -277,8 +278,15 @@ cl_entry_remove(struct cluster *cl, struct cl_entry *e, enum pr_down_reason why,
 	htab_remove(&cl->names, cl_hash(cl, e->data, e->name_len), e);
 	cl->nnames--;
 	e->node->nnames--;
-	node_put(cl, e->node);
+	cl_node_put(cl, e->node);
 	free(e);
+}
+
+bool
+cl_node_is_self(const struct cluster *cl, const struct cl_node *n)
+{
+	return n->name_len == cl->node_len &&
+	    memcmp(n->name, cl->node, cl->node_len) == 0;
 }
 
 bool
@@ -343,7 +351,7 @@ cl_cache_put(struct cluster *cl, const char *name, size_t len,
 		old->epoch = cl->epoch;
 		return old;
 	}
-	if ((n = node_get(cl, (const char *)v + CL_ENTRY_HDR, nl)) == NULL ||
+	if ((n = cl_node_get(cl, (const char *)v + CL_ENTRY_HDR, nl)) == NULL ||
 	    (e = calloc(1, sizeof(*e) + len + val_len)) == NULL)
 		return NULL;
 	LIST_INIT(&e->monitors);
@@ -385,7 +393,7 @@ cl_cache_put(struct cluster *cl, const char *name, size_t len,
 	}
 	if (htab_insert(&cl->names, cl_hash(cl, name, len), e) < 0) {
 		n->nnames--;
-		node_put(cl, n);
+		cl_node_put(cl, n);
 		free(e);
 		return NULL;
 	}
@@ -432,11 +440,11 @@ cl_cache_node(struct cluster *cl, const uint8_t *name, size_t len,
 	if (deleted) {
 		if ((n = node_find(cl, (const char *)name, len)) != NULL) {
 			n->alive = false;
-			node_put(cl, n);
+			cl_node_put(cl, n);
 		}
 		return;
 	}
-	if ((n = node_get(cl, (const char *)name, len)) == NULL)
+	if ((n = cl_node_get(cl, (const char *)name, len)) == NULL)
 		return;
 	n->alive = true;
 	n->lease = kv->lease;

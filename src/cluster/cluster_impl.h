@@ -37,7 +37,8 @@ struct event;
 #define CL_VALUE_V1		1
 #define CL_ENTRY_HDR		36
 #define CL_NODE_HDR		12
-#define CL_KEY_MAX		(128 + 8 + 256)
+/* P queue/ NAME NUL NODE / CONN, the longest key. */
+#define CL_KEY_MAX		512
 
 /* One local connection's part in the cluster. */
 struct cl_peer {
@@ -45,8 +46,36 @@ struct cl_peer {
 	LIST_HEAD(, cl_entry)	 names;
 	LIST_HEAD(, cl_monitor)	 monitors;
 	LIST_HEAD(, cl_op)	 ops;
+	LIST_HEAD(, cl_waiter)	 waits;		/* its places in queues */
 	uint32_t		 nnames;
 	uint32_t		 nmonitors;
+	uint32_t		 nwaits;
+};
+
+/* The waiters for one cluster name, in line by create revision. */
+struct cl_queue {
+	TAILQ_HEAD(cl_waiters, cl_waiter) waiters;
+	uint32_t		 n;
+	bool			 acquiring;	/* the head's txn in flight */
+	uint8_t			 name_len;
+	char			 name[];
+};
+
+/* A place in a cluster queue: P queue/NAME NUL NODE/CONN, under the
+ * waiter's node's lease, its value what names/NAME will hold. */
+struct cl_waiter {
+	TAILQ_ENTRY(cl_waiter)	 by_queue;
+	LIST_ENTRY(cl_waiter)	 by_peer;
+	TAILQ_ENTRY(cl_waiter)	 doom_link;
+	struct cl_queue		*q;
+	struct cl_node		*node;
+	struct cl_peer		*peer;		/* ours, its conn open */
+	uint64_t		 conn;
+	int64_t			 rev;		/* its place: create revision */
+	uint64_t		 epoch;
+	bool			 doomed;
+	uint32_t		 value_len;
+	uint8_t			 value[];
 };
 
 struct cl_monitor {
@@ -63,7 +92,9 @@ enum cl_op_kind {
 	OP_UPDATE,
 	OP_EVICT,
 	OP_READ,
-	OP_DELETES	/* a closed connection's names, a batch */
+	OP_DELETES,	/* closed connections' keys, a batch */
+	OP_ACQUIRE,	/* the head of a queue takes the name */
+	OP_LEAVE_QUEUE	/* a waiter gives up its place */
 };
 
 /* A write or read waiting for etcd.  peer NULL: its connection went. */
@@ -73,14 +104,15 @@ struct cl_op {
 	struct cluster		*cl;
 	struct cl_peer		*peer;
 	enum cl_op_kind		 kind;
+	bool			 queue;		/* register: wait if taken */
 	uint32_t		 msgid;
 	int64_t			 gen;
 	struct cl_owner		 owner;
 	/* OP_DELETES: n (name, gen) pairs; the others: one name. */
 	size_t			 n;
-	char			**names;
-	uint8_t			*lens;
-	int64_t			*gens;
+	char			**keys;		/* whole keys */
+	size_t			*klens;
+	int64_t			*gens;		/* their create revisions */
 	uint8_t			 name_len;
 	char			 name[256];
 	uint32_t		 value_len;
@@ -125,10 +157,14 @@ struct cluster {
 	unsigned		 watch_fails;	/* in a row: the backoff */
 	bool			 syncing;
 	bool			 leaving;	/* cluster_leave: no more writes */
+	bool			 revoking;	/* leaving: revoke in flight */
 	/* Connections and what waits for etcd. */
 	struct htab		 peers;
 	LIST_HEAD(, cl_op)	 pending;
 	TAILQ_HEAD(, cl_entry)	 doomed;	/* to delete, not yet sent */
+	TAILQ_HEAD(, cl_waiter)	 doomed_w;	/* places, the same */
+	struct htab		 queues;	/* struct cl_queue by name */
+	bool			 queues_dirty;	/* an acquire failed: retry */
 	uint64_t		 doom_after_us;
 	unsigned		 doom_inflight;
 	struct event		*tick;
@@ -167,19 +203,54 @@ void		 cl_entry_remove(struct cluster *, struct cl_entry *,
 void		 cl_entry_set_owner(struct cluster *, struct cl_entry *,
 		    struct cl_peer *);
 bool		 cl_entry_is_self(const struct cluster *, const struct cl_entry *);
+bool		 cl_node_is_self(const struct cluster *, const struct cl_node *);
 /* Queue its key for deletion (its owner is gone). */
 void		 cl_entry_doom(struct cluster *, struct cl_entry *);
+/* Node records, counted by the entries and waiters that name them. */
+struct cl_node	*cl_node_get(struct cluster *, const char *name, size_t len);
+void		 cl_node_put(struct cluster *, struct cl_node *);
 /* Local connections' records: made on first use, freed when empty. */
 uint64_t	 cl_peer_hash(const void *peer);
 struct cl_peer	*cl_peer_find(const struct cluster *, const void *peer);
 struct cl_peer	*cl_peer_get(struct cluster *, void *peer);
 void		 cl_peer_put(struct cluster *, struct cl_peer *);
 
-/* Pending writes (cluster_write.c). */
+/* Pending writes (cluster_write.c).  peer NULL: nobody to answer. */
+struct cl_op	*cl_op_new(struct cluster *, enum cl_op_kind,
+		    struct cl_peer *, uint32_t msgid, const char *name,
+		    size_t len);
 void		 cl_op_free(struct cl_op *);
 void		 cl_op_reply(struct cl_op *, int err, const char *why,
 		    const struct cl_entry *, bool is_bool);
 /* Send the doomed keys' deletes (when up, and not too many in flight). */
 void		 cl_doom_flush(struct cluster *);
+
+/* Queues (cluster_queue.c). */
+size_t		 cl_waiter_key(const struct cluster *, const char *name,
+		    size_t len, const char *node, size_t nlen, uint64_t conn,
+		    char *buf);
+/* The key's parts: 0, or -1 when it is not a waiter's key. */
+int		 cl_waiter_parse(const uint8_t *rest, size_t rlen,
+		    const char **name, size_t *len, const char **node,
+		    size_t *nlen, uint64_t *conn);
+struct cl_queue	*cl_queue_find(const struct cluster *, const char *name,
+		    size_t len);
+struct cl_waiter *cl_waiter_find(const struct cluster *, const char *name,
+		    size_t len, const char *node, size_t nlen, uint64_t conn);
+/* A waiter etcd reports (P queue/... put), or NULL. */
+struct cl_waiter *cl_waiter_put(struct cluster *, const uint8_t *rest,
+		    size_t rlen, const uint8_t *v, size_t vlen, int64_t rev);
+void		 cl_waiter_remove(struct cluster *, struct cl_waiter *);
+void		 cl_waiter_set_peer(struct cluster *, struct cl_waiter *,
+		    struct cl_peer *);
+void		 cl_waiter_doom(struct cluster *, struct cl_waiter *);
+/* For every queue whose name is free and whose head is one of ours,
+ * try to hand the name to it. */
+void		 cl_queues_kick(struct cluster *);
+void		 cl_queues_free(struct cluster *);
+/* Free the queues left without places. */
+void		 cl_queues_gc(struct cluster *);
+/* A read of the whole prefix ended: places it did not see are gone. */
+void		 cl_queues_sync_done(struct cluster *);
 
 #endif /* CLUSTER_IMPL_H */

@@ -18,8 +18,8 @@
 #include "cluster_impl.h"
 #include "now.h"
 
-static struct cl_op *
-op_new(struct cluster *cl, enum cl_op_kind kind, struct cl_peer *p,
+struct cl_op *
+cl_op_new(struct cluster *cl, enum cl_op_kind kind, struct cl_peer *p,
     uint32_t msgid, const char *name, size_t len)
 {
 	struct cl_op *op = calloc(1, sizeof(*op));
@@ -50,9 +50,9 @@ cl_op_free(struct cl_op *op)
 		LIST_REMOVE(op, by_peer);
 	LIST_REMOVE(op, all);
 	for (size_t i = 0; i < op->n; i++)
-		free(op->names[i]);
-	free(op->names);
-	free(op->lens);
+		free(op->keys[i]);
+	free(op->keys);
+	free(op->klens);
 	free(op->gens);
 	free(op->value);
 	free(op);
@@ -69,7 +69,18 @@ cl_op_reply(struct cl_op *op, int err, const char *why,
 
 	if (op->peer != NULL)
 		cl->ops->reply(cl->arg, op->peer->peer, op->msgid, err, why, e,
-		    is_bool);
+		    is_bool, 0);
+}
+
+/* Answer {"queued": position}. */
+static void
+op_reply_queued(struct cl_op *op, uint64_t position)
+{
+	struct cluster *cl = op->cl;
+
+	if (op->peer != NULL)
+		cl->ops->reply(cl->arg, op->peer->peer, op->msgid, 0, "", NULL,
+		    false, position ? position : 1);
 }
 
 /* The wire's error for an etcd failure of a write, and why. */
@@ -140,6 +151,28 @@ on_register(const struct etcd_result *r, void *arg)
 		cl_op_free(op);
 		return;
 	}
+	if (!r->succeeded && op->queue) {
+		/* In line: the place was created in this revision. */
+		char key[CL_KEY_MAX];
+		size_t klen = cl_waiter_key(cl, op->name, op->name_len,
+		    cl->node, cl->node_len, op->owner.conn, key);
+		struct cl_waiter *w = cl_waiter_put(cl, (const uint8_t *)key +
+		    cl->prefix_len + 6, klen - cl->prefix_len - 6, op->value,
+		    op->value_len, r->revision);
+
+		if (w != NULL && op->peer != NULL) {
+			cl_waiter_set_peer(cl, w, op->peer);
+			op_reply_queued(op, (uint64_t)r->count);
+		} else if (w != NULL) {
+			cl_waiter_doom(cl, w);
+			cl_doom_flush(cl);
+		} else
+			cl_op_reply(op, PR_ERR_UNAVAILABLE, "out of memory",
+			    NULL, false);
+		cl_op_free(op);
+		cl_queues_kick(cl);
+		return;
+	}
 	if (!r->succeeded) {
 		if (r->nkvs > 0 && r->kvs[0].value_len >= CL_ENTRY_HDR &&
 		    r->kvs[0].value_len >= CL_ENTRY_HDR +
@@ -179,7 +212,7 @@ on_register(const struct etcd_result *r, void *arg)
 int
 cluster_register(struct cluster *cl, const struct cl_owner *o,
     uint32_t msgid, const char *name, size_t len, const void *value,
-    size_t vlen, char *why, size_t whylen)
+    size_t vlen, bool queue, char *why, size_t whylen)
 {
 	const struct cl_entry *e;
 	struct cl_peer *p;
@@ -189,24 +222,63 @@ cluster_register(struct cluster *cl, const struct cl_owner *o,
 
 	if (!cl_writable(cl, why, whylen))
 		return PR_ERR_UNAVAILABLE;
-	if ((e = cluster_lookup(cl, name, len)) != NULL) {
+	e = cluster_lookup(cl, name, len);
+	if (queue && e != NULL && (p = cl_peer_find(cl, o->peer)) != NULL &&
+	    e->owner == p) {
+		snprintf(why, whylen, "this connection owns the name");
+		return PR_ERR_TAKEN;
+	}
+	if (queue && cl_waiter_find(cl, name, len, cl->node, cl->node_len,
+	    o->conn) != NULL) {
+		snprintf(why, whylen, "this connection is waiting for the "
+		    "name");
+		return PR_ERR_TAKEN;
+	}
+	if (!queue && e != NULL) {
 		/* The cache saw it: no round trip to learn it is taken. */
 		snprintf(why, whylen, "the name is registered in the cluster "
 		    "by node %s conn %" PRIu64, e->node->name, e->conn);
 		return PR_ERR_TAKEN;
 	}
 	if ((p = cl_peer_get(cl, o->peer)) == NULL ||
-	    (op = op_new(cl, OP_REGISTER, p, msgid, name, len)) == NULL)
+	    (op = cl_op_new(cl, OP_REGISTER, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->owner = *o;
+	op->queue = queue;
 	if ((op->value = cl_entry_encode(cl, o, now_epoch_ms(), value, vlen,
 	    &klen)) == NULL)
 		goto nomem_op;
 	op->value_len = (uint32_t)klen;
 	klen = cl_key(cl, "names/", name, len, key);
-	if (etcd_txn_create(cl->etcd, key, klen, op->value, op->value_len,
-	    cl->lease, on_register, op) < 0)
-		goto nomem_op;
+	if (!queue) {
+		if (etcd_txn_create(cl->etcd, key, klen, op->value,
+		    op->value_len, cl->lease, on_register, op) < 0)
+			goto nomem_op;
+		return 0;
+	}
+	{
+		/* Create the name if free, else take a place in line and
+		 * count the line, in one transaction. */
+		char wkey[CL_KEY_MAX], end[CL_KEY_MAX];
+		size_t wlen = cl_waiter_key(cl, name, len, cl->node,
+		    cl->node_len, o->conn, wkey);
+		size_t qlen = cl->prefix_len + 6 + len + 1, elen;
+		struct etcd_txn *t = etcd_txn_new();
+
+		elen = etcd_prefix_end(wkey, qlen, (uint8_t *)end);
+		if (t == NULL || etcd_txn_cmp_create(t, key, klen, 0) < 0 ||
+		    etcd_txn_put(t, true, key, klen, op->value,
+		    op->value_len, cl->lease) < 0 ||
+		    etcd_txn_get(t, false, key, klen) < 0 ||
+		    etcd_txn_put(t, false, wkey, wlen, op->value,
+		    op->value_len, cl->lease) < 0 ||
+		    etcd_txn_count(t, false, wkey, qlen, end, elen) < 0) {
+			etcd_txn_free(t);
+			goto nomem_op;
+		}
+		if (etcd_txn(cl->etcd, t, on_register, op) < 0)
+			goto nomem_op;
+	}
 	return 0;
 nomem_op:
 	cl_op_free(op);
@@ -240,10 +312,11 @@ on_unregister(const struct etcd_result *r, void *arg)
 	cl_op_free(op);
 }
 
-/* A transaction that says why, then deletes each (name, gen). */
+/* A transaction that says why, then deletes each key still created at
+ * its gen. */
 static struct etcd_txn *
-delete_txn(struct cluster *cl, enum pr_down_reason why, char **names,
-    const uint8_t *lens, const int64_t *gens, size_t n)
+delete_txn(struct cluster *cl, enum pr_down_reason why, char *const *keys,
+    const size_t *klens, const int64_t *gens, size_t n)
 {
 	struct etcd_txn *t = etcd_txn_new();
 	char key[CL_KEY_MAX];
@@ -255,12 +328,47 @@ delete_txn(struct cluster *cl, enum pr_down_reason why, char **names,
 	klen = cl_key(cl, "why/", cl->node, cl->node_len, key);
 	if (etcd_txn_put(t, true, key, klen, val, sizeof(val), cl->lease) < 0)
 		return etcd_txn_free(t);
-	for (size_t i = 0; i < n; i++) {
-		klen = cl_key(cl, "names/", names[i], lens[i], key);
-		if (etcd_txn_del_if_created(t, key, klen, gens[i]) < 0)
+	for (size_t i = 0; i < n; i++)
+		if (etcd_txn_del_if_created(t, keys[i], klens[i], gens[i]) < 0)
 			return etcd_txn_free(t);
-	}
 	return t;
+}
+
+/* Delete one key of op's (its name's, or a place's) with why. */
+static int
+delete_one(struct cluster *cl, struct cl_op *op, enum pr_down_reason why,
+    const char *key, size_t klen, etcd_cb *cb)
+{
+	char *k = (char *)key;
+	struct etcd_txn *t;
+
+	if ((t = delete_txn(cl, why, &k, &klen, &op->gen, 1)) == NULL)
+		return -ENOMEM;
+	return etcd_txn(cl->etcd, t, cb, op);
+}
+
+static void
+on_leave_queue(const struct etcd_result *r, void *arg)
+{
+	struct cl_op *op = arg;
+	struct cluster *cl = op->cl;
+	struct cl_queue *q;
+	struct cl_waiter *w;
+
+	if (r->status != 0) {
+		op_fail(op, r, true);
+		cl_op_free(op);
+		return;
+	}
+	if ((q = cl_queue_find(cl, op->name, op->name_len)) != NULL)
+		TAILQ_FOREACH(w, &q->waiters, by_queue)
+			if (w->rev == op->gen) {
+				cl_waiter_remove(cl, w);
+				break;
+			}
+	cl_op_reply(op, 0, "", NULL, true);
+	cl_op_free(op);
+	cl_queues_kick(cl);
 }
 
 int
@@ -269,14 +377,42 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 {
 	struct cl_entry *e = cl_cache_find(cl, name, len);
 	struct cl_peer *p = cl_peer_find(cl, peer);
-	struct etcd_txn *t;
+	struct cl_waiter *w = NULL;
+	char key[CL_KEY_MAX];
 	struct cl_op *op;
-	char *names[1];
-	uint8_t lens[1];
+	size_t klen;
 
 	if (e == NULL) {
 		snprintf(why, whylen, "the name is not registered");
 		return PR_ERR_NOT_FOUND;
+	}
+	if (p != NULL && e->owner != p)
+		LIST_FOREACH(w, &p->waits, by_peer)
+			if (w->q->name_len == len &&
+			    memcmp(w->q->name, name, len) == 0)
+				break;
+	if (w != NULL) {
+		/* A waiter gives up its place (with a gen, only while the
+		 * entry has it). */
+		if (gen != 0 && gen != e->gen) {
+			snprintf(why, whylen, "the name's entry has another "
+			    "generation");
+			return PR_ERR_STALE;
+		}
+		if (!cl_writable(cl, why, whylen))
+			return PR_ERR_UNAVAILABLE;
+		if ((op = cl_op_new(cl, OP_LEAVE_QUEUE, p, msgid, name,
+		    len)) == NULL)
+			goto nomem;
+		op->gen = w->rev;
+		klen = cl_waiter_key(cl, name, len, cl->node, cl->node_len,
+		    w->conn, key);
+		if (delete_one(cl, op, PR_DOWN_UNREGISTERED, key, klen,
+		    on_leave_queue) < 0) {
+			cl_op_free(op);
+			goto nomem;
+		}
+		return 0;
 	}
 	if (p == NULL || e->owner != p) {
 		snprintf(why, whylen, "the name is registered in the cluster "
@@ -290,13 +426,12 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 	}
 	if (!cl_writable(cl, why, whylen))
 		return PR_ERR_UNAVAILABLE;
-	if ((op = op_new(cl, OP_UNREGISTER, p, msgid, name, len)) == NULL)
+	if ((op = cl_op_new(cl, OP_UNREGISTER, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
-	names[0] = op->name;
-	lens[0] = op->name_len;
-	if ((t = delete_txn(cl, PR_DOWN_UNREGISTERED, names, lens, &op->gen,
-	    1)) == NULL || etcd_txn(cl->etcd, t, on_unregister, op) < 0) {
+	klen = cl_key(cl, "names/", name, len, key);
+	if (delete_one(cl, op, PR_DOWN_UNREGISTERED, key, klen,
+	    on_unregister) < 0) {
 		cl_op_free(op);
 		goto nomem;
 	}
@@ -312,11 +447,10 @@ cluster_evict(struct cluster *cl, void *peer, uint32_t msgid,
     const char *name, size_t len, char *why, size_t whylen)
 {
 	struct cl_entry *e = cl_cache_find(cl, name, len);
-	struct etcd_txn *t;
-	struct cl_peer *p;
+	struct cl_peer *p = NULL;
+	char key[CL_KEY_MAX];
 	struct cl_op *op;
-	char *names[1];
-	uint8_t lens[1];
+	size_t klen;
 
 	if (e == NULL) {
 		snprintf(why, whylen, "the name is not registered");
@@ -325,13 +459,12 @@ cluster_evict(struct cluster *cl, void *peer, uint32_t msgid,
 	if (!cl_writable(cl, why, whylen))
 		return PR_ERR_UNAVAILABLE;
 	if ((p = cl_peer_get(cl, peer)) == NULL ||
-	    (op = op_new(cl, OP_EVICT, p, msgid, name, len)) == NULL)
+	    (op = cl_op_new(cl, OP_EVICT, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
-	names[0] = op->name;
-	lens[0] = op->name_len;
-	if ((t = delete_txn(cl, PR_DOWN_EVICTED, names, lens, &op->gen,
-	    1)) == NULL || etcd_txn(cl->etcd, t, on_unregister, op) < 0) {
+	klen = cl_key(cl, "names/", name, len, key);
+	if (delete_one(cl, op, PR_DOWN_EVICTED, key, klen, on_unregister) <
+	    0) {
 		cl_op_free(op);
 		goto nomem;
 	}
@@ -398,7 +531,7 @@ cluster_update(struct cluster *cl, void *peer, uint32_t msgid,
 	}
 	if (!cl_writable(cl, why, whylen))
 		return PR_ERR_UNAVAILABLE;
-	if ((op = op_new(cl, OP_UPDATE, p, msgid, name, len)) == NULL)
+	if ((op = cl_op_new(cl, OP_UPDATE, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
 	o = (struct cl_owner){ peer, e->conn, e->pid, e->uid, e->gid };
@@ -461,7 +594,7 @@ cluster_read(struct cluster *cl, void *peer, uint32_t msgid,
 		return PR_ERR_UNAVAILABLE;
 	}
 	if ((p = cl_peer_get(cl, peer)) == NULL ||
-	    (op = op_new(cl, OP_READ, p, msgid, name, len)) == NULL) {
+	    (op = cl_op_new(cl, OP_READ, p, msgid, name, len)) == NULL) {
 		snprintf(why, whylen, "out of memory");
 		return PR_ERR_UNAVAILABLE;
 	}
@@ -482,63 +615,131 @@ on_deletes(const struct etcd_result *r, void *arg)
 {
 	struct cl_op *op = arg;
 	struct cluster *cl = op->cl;
+	const uint8_t *rest;
+	size_t rlen;
 
 	cl->doom_inflight--;
 	for (size_t i = 0; i < op->n; i++) {
-		struct cl_entry *e = cl_cache_find(cl, op->names[i], op->lens[i]);
+		struct etcd_kv kv = { .key = (const uint8_t *)op->keys[i],
+		    .key_len = op->klens[i] };
+		const char *name, *node;
+		size_t len, nlen;
+		uint64_t conn;
 
-		if (e == NULL || e->gen != op->gens[i])
-			continue;	/* gone meanwhile */
-		if (r->status == 0)
-			cl_entry_remove(cl, e, PR_DOWN_DISCONNECTED, false);
-		else
-			cl_entry_doom(cl, e);
+		if (cl_key_kind(cl, &kv, "names/", &rest, &rlen)) {
+			struct cl_entry *e = cl_cache_find(cl,
+			    (const char *)rest, rlen);
+
+			if (e == NULL || e->gen != op->gens[i])
+				continue;	/* gone meanwhile */
+			if (r->status == 0)
+				cl_entry_remove(cl, e, PR_DOWN_DISCONNECTED,
+				    false);
+			else
+				cl_entry_doom(cl, e);
+		} else if (cl_key_kind(cl, &kv, "queue/", &rest, &rlen) &&
+		    cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
+		    &conn) == 0) {
+			struct cl_waiter *w = cl_waiter_find(cl, name, len,
+			    node, nlen, conn);
+
+			if (w == NULL || w->rev != op->gens[i])
+				continue;
+			if (r->status == 0)
+				cl_waiter_remove(cl, w);
+			else
+				cl_waiter_doom(cl, w);
+		}
 	}
 	if (r->status != 0) {
-		cl_log(cl, LOG_WARNING, "cluster: deleting %zu names of "
+		cl_log(cl, LOG_WARNING, "cluster: deleting %zu keys of "
 		    "closed connections failed (%s%s%s); retrying", op->n,
 		    etcd_strerror(r->status), *r->errmsg ? ": " : "",
 		    r->errmsg);
 		cl->doom_after_us = now_mono_us() + CL_RETRY_MS * 1000;
 	}
 	cl_op_free(op);
+	cl_queues_kick(cl);
 	cl_doom_flush(cl);
 }
 
-/* Send the doomed entries' deletes, at most one transaction's worth per
- * batch, a few batches at once. */
+/* Put op's key i back on the doomed lists (it was not deleted). */
+static void
+undoom(struct cluster *cl, const struct cl_op *op, size_t i)
+{
+	struct etcd_kv kv = { .key = (const uint8_t *)op->keys[i],
+	    .key_len = op->klens[i] };
+	const char *name, *node;
+	const uint8_t *rest;
+	size_t rlen, len, nlen;
+	uint64_t conn;
+
+	if (cl_key_kind(cl, &kv, "names/", &rest, &rlen)) {
+		struct cl_entry *e = cl_cache_find(cl, (const char *)rest,
+		    rlen);
+
+		if (e != NULL)
+			cl_entry_doom(cl, e);
+	} else if (cl_key_kind(cl, &kv, "queue/", &rest, &rlen) &&
+	    cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
+	    &conn) == 0) {
+		struct cl_waiter *w = cl_waiter_find(cl, name, len, node, nlen,
+		    conn);
+
+		if (w != NULL)
+			cl_waiter_doom(cl, w);
+	}
+}
+
+/* Send the doomed names' and places' deletes, at most one transaction's
+ * worth per batch, a few batches at once. */
 void
 cl_doom_flush(struct cluster *cl)
 {
-	while (!TAILQ_EMPTY(&cl->doomed) && cl->doom_inflight < 4 &&
-	    !cl->leaving &&
+	while ((!TAILQ_EMPTY(&cl->doomed) || !TAILQ_EMPTY(&cl->doomed_w)) &&
+	    cl->doom_inflight < 4 && !cl->leaving &&
 	    cl->state == CL_UP && now_mono_us() >= cl->doom_after_us) {
 		/* A fenced delete is a nested transaction: etcd counts its
 		 * compare and its delete, so one why and 63 of them fill
 		 * a transaction of 128 operations. */
 		size_t max = (ETCD_TXN_MAX_OPS - 1) / 2, n = 0;
-		struct cl_op *op = op_new(cl, OP_DELETES, NULL, 0, NULL, 0);
+		struct cl_op *op = cl_op_new(cl, OP_DELETES, NULL, 0, NULL, 0);
+		char key[CL_KEY_MAX];
 		struct etcd_txn *t;
+		struct cl_waiter *w;
 		struct cl_entry *e;
+		size_t klen;
 
-		if (op == NULL || (op->names = calloc(max,
-		    sizeof(*op->names))) == NULL ||
-		    (op->lens = calloc(max, 1)) == NULL ||
+		if (op == NULL || (op->keys = calloc(max,
+		    sizeof(*op->keys))) == NULL ||
+		    (op->klens = calloc(max, sizeof(*op->klens))) == NULL ||
 		    (op->gens = calloc(max, sizeof(*op->gens))) == NULL)
 			goto later;
-		while (n < max && (e = TAILQ_FIRST(&cl->doomed)) != NULL) {
-			if ((op->names[n] = malloc(e->name_len)) == NULL)
+		while (n < max) {
+			e = TAILQ_FIRST(&cl->doomed);
+			w = e == NULL ? TAILQ_FIRST(&cl->doomed_w) : NULL;
+			if (e == NULL && w == NULL)
 				break;
-			memcpy(op->names[n], e->data, e->name_len);
-			op->lens[n] = e->name_len;
-			op->gens[n] = e->gen;
-			n++;
-			op->n = n;
-			TAILQ_REMOVE(&cl->doomed, e, doom_link);
-			e->doomed = false;
+			klen = e != NULL ? cl_key(cl, "names/", e->data,
+			    e->name_len, key) : cl_waiter_key(cl, w->q->name,
+			    w->q->name_len, w->node->name, w->node->name_len,
+			    w->conn, key);
+			if ((op->keys[n] = malloc(klen)) == NULL)
+				break;
+			memcpy(op->keys[n], key, klen);
+			op->klens[n] = klen;
+			op->gens[n] = e != NULL ? e->gen : w->rev;
+			op->n = ++n;
+			if (e != NULL) {
+				TAILQ_REMOVE(&cl->doomed, e, doom_link);
+				e->doomed = false;
+			} else {
+				TAILQ_REMOVE(&cl->doomed_w, w, doom_link);
+				w->doomed = false;
+			}
 		}
-		if ((t = delete_txn(cl, PR_DOWN_DISCONNECTED, op->names,
-		    op->lens, op->gens, n)) == NULL ||
+		if ((t = delete_txn(cl, PR_DOWN_DISCONNECTED, op->keys,
+		    op->klens, op->gens, n)) == NULL ||
 		    etcd_txn(cl->etcd, t, on_deletes, op) < 0)
 			goto later;
 		cl->doom_inflight++;
@@ -546,11 +747,8 @@ cl_doom_flush(struct cluster *cl)
 later:
 		/* Out of memory: put them back, try on a later tick. */
 		if (op != NULL) {
-			for (size_t i = 0; i < op->n; i++) {
-				e = cl_cache_find(cl, op->names[i], op->lens[i]);
-				if (e != NULL)
-					cl_entry_doom(cl, e);
-			}
+			for (size_t i = 0; i < op->n; i++)
+				undoom(cl, op, i);
 			cl_op_free(op);
 		}
 		cl->doom_after_us = now_mono_us() + CL_RETRY_MS * 1000;
@@ -563,6 +761,7 @@ cluster_peer_gone(struct cluster *cl, void *peer)
 {
 	struct cl_peer *p = cl_peer_find(cl, peer);
 	struct cl_monitor *m;
+	struct cl_waiter *w;
 	struct cl_entry *e;
 	struct cl_op *op;
 
@@ -588,6 +787,13 @@ cluster_peer_gone(struct cluster *cl, void *peer)
 			cl_entry_doom(cl, e);
 	}
 	p->nnames = 0;
+	while ((w = LIST_FIRST(&p->waits)) != NULL) {
+		LIST_REMOVE(w, by_peer);
+		w->peer = NULL;
+		if (!cl->leaving)
+			cl_waiter_doom(cl, w);
+	}
+	p->nwaits = 0;
 	htab_remove(&cl->peers, cl_peer_hash(p->peer), p);
 	free(p);
 	cl_doom_flush(cl);

@@ -77,7 +77,7 @@ dispatch_reply_cluster_entry(struct call *k, const struct cl_entry *e)
 
 int
 dispatch_cluster_register(struct call *k, const char *name, size_t len,
-    const char *val, size_t vlen)
+    const char *val, size_t vlen, bool queue)
 {
 	struct server *s = k->s;
 	struct reg_client *rc = k->c->rc;
@@ -103,7 +103,7 @@ dispatch_cluster_register(struct call *k, const char *name, size_t len,
 	o.uid = rc->uid;
 	o.gid = rc->gid;
 	if ((r = cluster_register(s->cluster, &o, k->rq->msgid, name, len,
-	    val, vlen, k->why, sizeof(k->why))) != 0)
+	    val, vlen, queue, k->why, sizeof(k->why))) != 0)
 		return r;
 	k->deferred = true;
 	return 0;
@@ -151,6 +151,38 @@ dispatch_cluster_evict(struct call *k, const char *name, size_t len)
 	k->s->metrics.evictions++;
 	k->deferred = true;
 	return 0;
+}
+
+/* A cluster name's line: {"node", "conn"} maps, since a connection id
+ * alone names nothing across nodes. */
+int
+dispatch_cluster_queue(struct call *k, const char *name, size_t len)
+{
+	const struct cl_waiter **w;
+	struct server *s = k->s;
+	size_t n;
+	int r = 0;
+
+	if ((w = calloc(PR_LIST_MAX, sizeof(*w))) == NULL)
+		return -ENOMEM;
+	n = cluster_queue(s->cluster, name, len, w, PR_LIST_MAX);
+	s->work += n;
+	if (proto_reply_begin(&s->out, k->rq->msgid) < 0 ||
+	    proto_put_array(&s->out, (uint32_t)n) < 0)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		uint64_t conn;
+		const char *node = cluster_waiter_node(w[i], &conn);
+
+		if (proto_put_map(&s->out, 2) < 0 ||
+		    proto_put_str(&s->out, "node", 4) < 0 ||
+		    proto_put_str(&s->out, node, strlen(node)) < 0 ||
+		    proto_put_str(&s->out, "conn", 4) < 0 ||
+		    proto_put_uint(&s->out, conn) < 0)
+			r = -ENOMEM;
+	}
+	free(w);
+	return r;
 }
 
 int
@@ -245,7 +277,7 @@ dispatch_nodes(struct call *k)
 
 static void
 cl_reply(void *arg, void *peer, uint32_t msgid, int err, const char *why,
-    const struct cl_entry *e, bool is_bool)
+    const struct cl_entry *e, bool is_bool, uint64_t queued)
 {
 	struct server *s = arg;
 	struct conn *c = peer;
@@ -258,6 +290,11 @@ cl_reply(void *arg, void *peer, uint32_t msgid, int err, const char *why,
 	else if (is_bool)
 		r = proto_reply_begin(o, msgid) < 0 ? -1 :
 		    proto_put_bool(o, true);
+	else if (queued > 0)
+		r = proto_reply_begin(o, msgid) < 0 ||
+		    proto_put_map(o, 1) < 0 ||
+		    proto_put_str(o, "queued", 6) < 0 ? -1 :
+		    proto_put_uint(o, queued);
 	else
 		r = proto_reply_begin(o, msgid) < 0 ? -1 : e != NULL ?
 		    proto_put_cluster_entry(o, e, cluster_stale(s->cluster)) :
@@ -324,6 +361,21 @@ cl_registered(void *arg, const struct cl_entry *e)
 }
 
 static void
+cl_acquired(void *arg, void *peer, const struct cl_entry *e)
+{
+	struct server *s = arg;
+
+	proto_out_reset(&s->push);
+	if (proto_push_acquired_cluster(&s->push, e) < 0) {
+		conn_out_of_memory(peer);
+		return;
+	}
+	/* Never dropped: the connection must learn that it owns it. */
+	conn_write(peer, proto_out_data(&s->push), proto_out_len(&s->push),
+	    false);
+}
+
+static void
 cl_log(void *arg, int prio, const char *msg)
 {
 	struct server *s = arg;
@@ -343,11 +395,22 @@ cl_fatal(void *arg, const char *msg)
 	event_base_loopexit(s->base, NULL);
 }
 
+static void
+cl_left(void *arg)
+{
+	struct server *s = arg;
+
+	/* The stop waits for this: look again. */
+	event_active(s->ev_flush, EV_TIMEOUT, 0);
+}
+
 const struct cluster_ops dispatch_cluster_ops = {
 	.reply = cl_reply,
 	.down = cl_down,
 	.lost = cl_lost,
 	.registered = cl_registered,
+	.acquired = cl_acquired,
 	.log = cl_log,
 	.fatal = cl_fatal,
+	.left = cl_left,
 };

@@ -92,7 +92,7 @@ const struct cl_entry *dispatch_cluster_lookup(struct server *,
 	    const char *name, size_t len);
 int	 dispatch_reply_cluster_entry(struct call *, const struct cl_entry *);
 int	 dispatch_cluster_register(struct call *, const char *name, size_t len,
-	    const char *val, size_t vlen);
+	    const char *val, size_t vlen, bool queue);
 int	 dispatch_cluster_unregister(struct call *, const char *name,
 	    size_t len, const uint64_t *gen);
 int	 dispatch_cluster_whereis(struct call *, const char *name, size_t len,
@@ -103,6 +103,7 @@ bool	 dispatch_cluster_demonitor(struct call *, uint64_t ref);
 int	 dispatch_cluster_update(struct call *, const char *name, size_t len,
 	    const char *val, size_t vlen, const uint64_t *gen);
 int	 dispatch_cluster_evict(struct call *, const char *name, size_t len);
+int	 dispatch_cluster_queue(struct call *, const char *name, size_t len);
 
 /* The handlers, one per method but hello and stats (in dispatch.c). */
 int	 dispatch_await(struct call *);

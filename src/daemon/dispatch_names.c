@@ -84,14 +84,15 @@ dispatch_register(struct call *k)
 	if (v != NULL && dispatch_stored_value(k, v, &val, &vlen) < 0)
 		return -ENOMEM;
 	if (scope == SCOPE_CLUSTER) {
-		if (flags != 0)
-			return dispatch_fail(k, PR_ERR_BAD_REQUEST, "\"queue\", "
-			    "\"replace\" and \"allow_replacement\" are not "
-			    "available for cluster names in this version");
+		if (flags & ~REG_QUEUE)
+			return dispatch_fail(k, PR_ERR_BAD_REQUEST, "\"replace\" "
+			    "and \"allow_replacement\" are not available for "
+			    "cluster names in this version");
 		if (vlen > s->cfg.max_message)
 			return dispatch_fail(k, PR_ERR_TOO_LARGE, "the value is "
 			    "too large");
-		return dispatch_cluster_register(k, name, len, val, vlen);
+		return dispatch_cluster_register(k, name, len, val, vlen,
+		    flags & REG_QUEUE);
 	}
 	/* No shadow made here: a name this node knows in the cluster is
 	 * taken for a local register too. */
@@ -715,6 +716,9 @@ dispatch_queue(struct call *k)
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
+	if (registry_lookup(&k->s->reg, name, len) == NULL &&
+	    dispatch_cluster_lookup(k->s, name, len) != NULL)
+		return dispatch_cluster_queue(k, name, len);
 	q = registry_queue(&k->s->reg, name, len);
 	k->s->work += q != NULL ? q->n : 0;
 	if (proto_reply_begin(&k->s->out, k->rq->msgid) < 0 ||

@@ -871,6 +871,16 @@ proto_push_acquired(struct pr_out *o, const struct reg_name *n)
 }
 
 int
+proto_push_acquired_cluster(struct pr_out *o, const struct cl_entry *e)
+{
+	if (push_begin(o, PR_PUSH_ACQUIRED, 2) < 0 ||
+	    proto_put_str(o, e->data, e->name_len) < 0 ||
+	    proto_put_cluster_entry(o, e, false) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+int
 proto_push_lost(struct pr_out *o, const char *name, size_t len,
     enum pr_down_reason why)
 {

@@ -182,6 +182,7 @@ int	 proto_push_event(struct pr_out *, uint64_t sub, uint64_t seq,
 	    const char *kind, const void *payload, size_t len);
 int	 proto_push_overflow(struct pr_out *, uint64_t sub, uint64_t seq);
 int	 proto_push_acquired(struct pr_out *, const struct reg_name *);
+int	 proto_push_acquired_cluster(struct pr_out *, const struct cl_entry *);
 int	 proto_push_lost(struct pr_out *, const char *name, size_t len,
 	    enum pr_down_reason);
 /* [name, reason], an unregistered event's payload. */

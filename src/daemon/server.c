@@ -42,8 +42,10 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	conn_end_turn(&s->conns);
-	/* Stopping, and every client has taken its last bytes: done. */
-	if (s->stopping && TAILQ_EMPTY(&s->conns.all))
+	/* Stopping, every client has taken its last bytes, and the
+	 * cluster has its lease back: done (ev_stop bounds the wait). */
+	if (s->stopping && TAILQ_EMPTY(&s->conns.all) &&
+	    (s->cluster == NULL || cluster_left(s->cluster)))
 		event_base_loopexit(s->base, NULL);
 }
 
