@@ -361,7 +361,7 @@ class Test01Shared(ClusterCase):
     # the rest of the contract, cheap to check on the shared nodes
     def test_11_register_options_refused_for_cluster(self):
         a = self.client(self.A)
-        for opt in ("queue", "replace", "allow_replacement"):
+        for opt in ("replace", "allow_replacement"):
             with self.subTest(opt):
                 self.assertCode("bad_request", "register", a,
                                 self.name(opt), None,
@@ -594,6 +594,56 @@ class Test01Shared(ClusterCase):
                 self.assertEqual(got["value"], v)
                 note("cluster register of a %d-byte value: ok", size)
 
+    def acquired(self, client, name, timeout=5):
+        note = client.wait_note(lambda m, p: m == "acquired" and
+                                p[0] == name, timeout)
+        return None if note is None else note[1][1]
+
+    def test_23_queue_across_nodes(self):
+        a, b, c = self.client(self.A), self.client(self.B), \
+            self.client(self.C)
+        b2 = self.client(self.B)
+        n = self.name("lock")
+        q = {"scope": "cluster", "queue": True}
+        e0 = a.call("register", n, "a", q)
+        self.assertEqual((e0["node"], e0["scope"]), ("nodeA", "cluster"))
+        self.assertEqual(b.call("register", n, "b", q), {"queued": 1})
+        self.assertEqual(c.call("register", n, "c", q), {"queued": 2})
+        self.assertEqual(b2.call("register", n, "b2", q), {"queued": 3})
+        line = [{"node": "nodeB", "conn": b.conn},
+                {"node": "nodeC", "conn": c.conn},
+                {"node": "nodeB", "conn": b2.conn}]
+        for cli in (a, b, c):
+            with self.subTest("queue on conn %d" % cli.conn):
+                got = eventually(lambda: cli.call("queue", n) == line
+                                 and line, 3)
+                self.assertEqual(got, line, cli.call("queue", n))
+        with self.subTest("taken without queue"):
+            self.assertCode("taken", "register", self.client(self.C), n,
+                            None, {"scope": "cluster"})
+        with self.subTest("a waiter gives up its place"):
+            self.assertIs(b2.call("unregister", n), True)
+            self.assertTrue(eventually(lambda: c.call("queue", n)
+                                       == line[:2], 3), c.call("queue", n))
+        ref = c.call("monitor", n)
+        self.assertIs(a.call("unregister", n), True)
+        e1 = self.acquired(b, n)
+        self.assertIsNotNone(e1, "B's head of line never got acquired")
+        self.assertEqual((e1["node"], e1["conn"], e1["value"]),
+                         ("nodeB", b.conn, "b"))
+        self.assertGreater(e1["gen"], e0["gen"])
+        self.assertEqual(c.wait_down(ref, 3), "unregistered")
+        self.seen(c, n, e1["gen"])
+        with self.subTest("the next waiter takes it when the owner "
+                          "closes"):
+            b.close()
+            e2 = self.acquired(c, n)
+            self.assertIsNotNone(e2)
+            self.assertEqual((e2["node"], e2["value"]), ("nodeC", "c"))
+            self.assertGreater(e2["gen"], e1["gen"])
+            self.seen(a, n, e2["gen"])
+            self.assertEqual(c.call("queue", n), [])
+
 class Test02NoEtcd(ClusterCase):
     """A daemon without --etcd answers cluster requests unavailable."""
 
@@ -694,6 +744,11 @@ class Test06NodeDeath(ClusterCase):
             self.seen(cli, n1, e1["gen"])
             self.seen(cli, n2, e2["gen"])
         refs_b = [b.call("monitor", n1), b.call("monitor", n2)]
+        waiter = self.client(self.C)
+        n3 = self.name("3")
+        e3 = reg_cluster(a, n3)
+        self.assertEqual(waiter.call("register", n3, "w", {
+            "scope": "cluster", "queue": True}), {"queued": 1})
         ref_c = c.call("monitor", n1)
         t0 = time.monotonic()
         self.A.kill9()
@@ -717,6 +772,12 @@ class Test06NodeDeath(ClusterCase):
                                               b.call("nodes")] else None, 3)
         self.assertEqual(names, ["nodeB", "nodeC"])
         self.assertEqual(b.call("stats")["cluster"]["nodes"], 2)
+        with self.subTest("a waiter on C acquires the dead node's name"):
+            got = waiter.wait_note(lambda m, p: m == "acquired"
+                                   and p[0] == n3, 3)
+            self.assertIsNotNone(got, "no acquired on C")
+            self.assertEqual(got[1][1]["node"], "nodeC")
+            self.assertGreater(got[1][1]["gen"], e3["gen"])
         with self.subTest("the name is free again"):
             e = reg_cluster(c, n1)
             self.assertGreater(e["gen"], e2["gen"])
@@ -742,6 +803,11 @@ class Test07Partition(ClusterCase):
         self.seen(b1, n, g1)
         ref = b1.call("monitor", n)
         ref_a = a2.call("monitor", n)
+        bq, aw = self.client(self.B), self.client(self.A)
+        nq = self.name("q")
+        reg_cluster(bq, nq)
+        self.assertEqual(aw.call("register", nq, None, {
+            "scope": "cluster", "queue": True}), {"queued": 1})
         t0 = time.monotonic()
         self.A.pause()
         try:
@@ -789,6 +855,11 @@ class Test07Partition(ClusterCase):
                              "(gen %d)" % (g1, g2))
         with self.subTest("the old owner gets lost nodedown"):
             self.assertEqual(a1.wait_lost(n, 5), "nodedown")
+        with self.subTest("A's waiter in a line: lost nodedown"):
+            self.assertEqual(aw.wait_lost(nq, 5), "nodedown")
+            self.assertEqual(whereis(bq, nq, consistent=True)["node"],
+                             "nodeB")
+            self.assertEqual(bq.call("queue", nq), [])
         with self.subTest("A's own monitor of the name: nodedown"):
             self.assertEqual(a2.wait_down(ref_a, 5), "nodedown")
         with self.subTest("A shows B's entry after recovery"):
@@ -912,8 +983,15 @@ class Test08EtcdDown(ClusterCase):
         reg_cluster(c1, keep)
         outcomes = []
         appeared = []
+        resumed = 0.0
         for i in range(3):
             n = self.name("n%d" % i)
+            # etcd runs 2.5 s between stops (more than a keepalive period
+            # of TTL/3 plus the etcd timeout): each stop alone is shorter
+            # than the TTL, and so is any stretch without a keepalive.
+            rest = resumed + 2.5 - time.monotonic()
+            if rest > 0:
+                time.sleep(rest)
             member.pause()
             try:
                 t0 = time.monotonic()
@@ -928,6 +1006,7 @@ class Test08EtcdDown(ClusterCase):
                     time.sleep(rest)
             finally:
                 member.resume()
+                resumed = time.monotonic()
             self.assertLessEqual(took, self.TIMEOUT_MS / 1000 + 1.5)
             seen = eventually(lambda: n in [k[len(prefix + "names/"):]
                                             for k in self.etcd.keys(
