@@ -67,9 +67,9 @@ why_of(const struct rev_why *w, size_t nw, int64_t rev,
 			continue;
 		if (w[i].why != PR_DOWN_NODEDOWN)
 			r = w[i].why;
-		else if (w[i].len == n->name_len &&
-		    memcmp(w[i].node, n->name, n->name_len) == 0)
-			return PR_DOWN_NODEDOWN;
+		else if (n == NULL || (w[i].len == n->name_len &&
+		    memcmp(w[i].node, n->name, n->name_len) == 0))
+			return PR_DOWN_NODEDOWN;	/* n NULL: not cached */
 	}
 	return r;
 }
@@ -131,14 +131,30 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 			queue_event(cl, rest, rlen, &ev[i]);
 		else if (!cl_key_kind(cl, kv, "names/", &rest, &rlen))
 			continue;
-		else if (ev[i].type != ETCD_EV_DELETE)
+		else if (ev[i].type != ETCD_EV_DELETE) {
+			struct cl_view v;
+
 			cl_cache_put(cl, (const char *)rest, rlen, kv->value,
 			    kv->value_len, kv->create_rev);
-		else if ((e = cl_cache_find(cl, (const char *)rest, rlen)) !=
-		    NULL)
-			cl_entry_remove(cl, e, w != NULL ? why_of(w, nw,
-			    kv->mod_rev, e->node) : PR_DOWN_UNREGISTERED,
-			    true);
+			if (cl_view_parse(cl, (const char *)rest, rlen,
+			    kv->value, kv->value_len, kv->create_rev, &v) == 0)
+				cl->ops->changed(cl->arg, kv->mod_rev,
+				    ev[i].type == ETCD_EV_CREATE ?
+				    CL_REGISTERED : CL_UPDATED, &v, 0);
+		} else {
+			struct cl_view v = { .name = (const char *)rest,
+			    .name_len = rlen };
+			enum pr_down_reason why;
+
+			e = cl_cache_find(cl, (const char *)rest, rlen);
+			why = w != NULL ? why_of(w, nw, kv->mod_rev, e != NULL ?
+			    e->node : NULL) : PR_DOWN_UNREGISTERED;
+			if (e != NULL)
+				cl_entry_remove(cl, e, why, true);
+			if (rlen > 0 && rlen <= PR_NAME_MAX)
+				cl->ops->changed(cl->arg, kv->mod_rev,
+				    CL_UNREGISTERED, &v, why);
+		}
 	}
 	free(w);
 	/* A name freed, a new head of a line: one of ours may take it. */
@@ -298,6 +314,7 @@ done:
 		}
 	}
 	cl_queues_sync_done(cl);
+	cl->ops->synced(cl->arg, cl->rev);
 	cl->syncing = false;
 	cl_watch(cl);
 }
@@ -628,6 +645,7 @@ cluster_new(struct cluster **out, struct event_base *base,
 	cl->ttl_s = cfg->lease_ttl;
 	cl->since_ms = now_epoch_ms();
 	memcpy(cl->hkey, cfg->hash_key, sizeof(cl->hkey));
+	cl->value_ok = cfg->value_ok;
 	cl->state = CL_JOINING;
 	LIST_INIT(&cl->nodes);
 	LIST_INIT(&cl->pending);
@@ -718,6 +736,12 @@ bool
 cluster_left(const struct cluster *cl)
 {
 	return cl->leaving && !cl->revoking;
+}
+
+int64_t
+cluster_revision(const struct cluster *cl)
+{
+	return cl->rev;
 }
 
 enum cl_state

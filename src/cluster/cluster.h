@@ -68,6 +68,30 @@ cl_entry_value(const struct cl_entry *e)
 	return e->data + e->name_len;
 }
 
+/* A cluster name's entry as one etcd key holds it (the cache's, or an
+ * event's), for encoding; the bytes belong to whoever lent them. */
+struct cl_view {
+	const char	*name;
+	size_t		 name_len;
+	const char	*node;
+	size_t		 node_len;
+	uint64_t	 conn;
+	int64_t		 pid;
+	uint32_t	 uid;
+	uint32_t	 gid;
+	uint64_t	 since_ms;
+	int64_t		 gen;
+	const char	*value;		/* msgpack; value_len 0: nil */
+	uint32_t	 value_len;
+};
+
+/* What a watch event did to a cluster name (cluster_ops.changed). */
+enum cl_change {
+	CL_REGISTERED,
+	CL_UPDATED,
+	CL_UNREGISTERED
+};
+
 /* A node as the cache holds it. */
 struct cl_node {
 	LIST_ENTRY(cl_node)	 link;
@@ -104,6 +128,10 @@ struct cl_owner {
  *   log: a line for the daemon's log (prio as syslog's).
  *   fatal: the node cannot run (its name is taken); the daemon exits.
  *   left: cluster_leave's revoke was answered.
+ *   changed: what the watch reported of a name, in revision order (the
+ *	cluster's event stream; why only for CL_UNREGISTERED).
+ *   synced: the cache was read whole at rev: what happened before it
+ *	is not in the stream.
  */
 struct cluster_ops {
 	void	(*reply)(void *arg, void *peer, uint32_t msgid, int err,
@@ -118,6 +146,9 @@ struct cluster_ops {
 	void	(*log)(void *arg, int prio, const char *msg);
 	void	(*fatal)(void *arg, const char *msg);
 	void	(*left)(void *arg);
+	void	(*changed)(void *arg, int64_t rev, enum cl_change,
+		    const struct cl_view *, enum pr_down_reason why);
+	void	(*synced)(void *arg, int64_t rev);
 };
 
 struct cluster_config {
@@ -129,6 +160,9 @@ struct cluster_config {
 	unsigned	 timeout_ms;	/* of every etcd request */
 	const char	*ca_file, *cert_file, *key_file;
 	const uint8_t	*hash_key;	/* 16 bytes, for the name index */
+	/* Is this exactly one msgpack object the daemon may send on?  A
+	 * value that is not is ignored, as a key not ours. */
+	bool		(*value_ok)(const void *, size_t);
 };
 
 struct cluster_stats {
@@ -155,10 +189,14 @@ void	 cluster_leave(struct cluster *);
 /* Has the revoke been answered (or failed)?  ops->left says when. */
 bool	 cluster_left(const struct cluster *);
 enum cl_state cluster_state(const struct cluster *);
+/* The newest etcd revision the cache reflects. */
+int64_t	 cluster_revision(const struct cluster *);
 const char *cluster_node(const struct cluster *);
 void	 cluster_stats(const struct cluster *, struct cluster_stats *);
 /* Is the cache possibly behind etcd (the watch is not running)? */
 bool	 cluster_stale(const struct cluster *);
+
+void	 cluster_entry_view(const struct cl_entry *, struct cl_view *);
 
 /* The cached entry of a cluster name, or NULL. */
 const struct cl_entry *cluster_lookup(const struct cluster *,

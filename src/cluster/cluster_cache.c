@@ -320,6 +320,56 @@ register_pending(const struct cluster *cl, const char *name, size_t len)
 	return false;
 }
 
+int
+cl_view_parse(const struct cluster *cl, const char *name, size_t len,
+    const uint8_t *v, size_t vlen, int64_t gen, struct cl_view *out)
+{
+	size_t nl;
+
+	if (len == 0 || len > PR_NAME_MAX || vlen < CL_ENTRY_HDR ||
+	    v[0] != CL_VALUE_V1)
+		return -1;
+	nl = v[2];
+	if (vlen < CL_ENTRY_HDR + nl || !node_name_ok(v + CL_ENTRY_HDR, nl) ||
+	    vlen - CL_ENTRY_HDR - nl > UINT32_MAX)
+		return -1;
+	out->name = name;
+	out->name_len = len;
+	out->node = (const char *)v + CL_ENTRY_HDR;
+	out->node_len = nl;
+	out->uid = get_u32(v + 4);
+	out->gid = get_u32(v + 8);
+	out->conn = cl_get_u64(v + 12);
+	out->pid = (int64_t)cl_get_u64(v + 20);
+	out->since_ms = cl_get_u64(v + 28);
+	out->gen = gen;
+	out->value = (const char *)v + CL_ENTRY_HDR + nl;
+	out->value_len = (uint32_t)(vlen - CL_ENTRY_HDR - nl);
+	/* The bytes go to clients as they are: one msgpack object, or
+	 * none (nil), and nothing a client could choke on. */
+	if (out->value_len > 0 && cl->value_ok != NULL &&
+	    !cl->value_ok(out->value, out->value_len))
+		return -1;
+	return 0;
+}
+
+void
+cluster_entry_view(const struct cl_entry *e, struct cl_view *v)
+{
+	v->name = e->data;
+	v->name_len = e->name_len;
+	v->node = e->node->name;
+	v->node_len = e->node->name_len;
+	v->conn = e->conn;
+	v->pid = e->pid;
+	v->uid = e->uid;
+	v->gid = e->gid;
+	v->since_ms = e->since_ms;
+	v->gen = e->gen;
+	v->value = cl_entry_value(e);
+	v->value_len = e->value_len;
+}
+
 /*
  * Put what etcd says of a name into the cache: a new entry, or the same
  * one changed.  A new generation replaces the old entry (its monitors
@@ -331,18 +381,14 @@ cl_cache_put(struct cluster *cl, const char *name, size_t len,
     const uint8_t *v, size_t vlen, int64_t gen)
 {
 	struct cl_entry *e, *old;
+	struct cl_view view;
 	struct cl_node *n;
 	size_t nl, val_len;
 
-	if (len == 0 || len > PR_NAME_MAX || vlen < CL_ENTRY_HDR ||
-	    v[0] != CL_VALUE_V1)
+	if (cl_view_parse(cl, name, len, v, vlen, gen, &view) != 0)
 		return NULL;
-	nl = v[2];
-	if (vlen < CL_ENTRY_HDR + nl || !node_name_ok(v + CL_ENTRY_HDR, nl))
-		return NULL;
-	val_len = vlen - CL_ENTRY_HDR - nl;
-	if (val_len > UINT32_MAX)
-		return NULL;
+	nl = view.node_len;
+	val_len = view.value_len;
 	old = cl_cache_find(cl, name, len);
 	if (old != NULL && old->gen == gen && old->value_len == val_len) {
 		/* The same registration (our own write seen again, or an
@@ -351,9 +397,12 @@ cl_cache_put(struct cluster *cl, const char *name, size_t len,
 		old->epoch = cl->epoch;
 		return old;
 	}
-	if ((n = cl_node_get(cl, (const char *)v + CL_ENTRY_HDR, nl)) == NULL ||
-	    (e = calloc(1, sizeof(*e) + len + val_len)) == NULL)
+	if ((n = cl_node_get(cl, (const char *)v + CL_ENTRY_HDR, nl)) == NULL)
 		return NULL;
+	if ((e = calloc(1, sizeof(*e) + len + val_len)) == NULL) {
+		cl_node_put(cl, n);
+		return NULL;
+	}
 	LIST_INIT(&e->monitors);
 	e->node = n;
 	e->uid = get_u32(v + 4);

@@ -131,6 +131,7 @@ struct cluster {
 	char			 address[128];
 	unsigned		 ttl_s;
 	uint8_t			 hkey[crypto_shorthash_KEYBYTES];
+	bool			(*value_ok)(const void *, size_t);
 	enum cl_state		 state;
 	/* The lease. */
 	int64_t			 lease;
@@ -186,6 +187,12 @@ uint64_t	 cl_get_u64(const uint8_t *);
 uint8_t		*cl_entry_encode(const struct cluster *, const struct cl_owner *,
 		    uint64_t since_ms, const void *val, size_t vlen,
 		    size_t *len);
+
+/* The view of a names/ key's value (gen its create revision): 0, or -1
+ * when it is not one this node would have written. */
+int		 cl_view_parse(const struct cluster *, const char *name,
+		    size_t len, const uint8_t *v, size_t vlen, int64_t gen,
+		    struct cl_view *);
 
 /* The cache (cluster_cache.c). */
 struct cl_entry	*cl_cache_find(const struct cluster *, const char *name,

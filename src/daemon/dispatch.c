@@ -373,7 +373,9 @@ dispatch_object(struct server *s, struct conn *c, const pr_value *obj,
 		    PR_DOWN_NOPROC);
 	if (k.replay != NULL) {
 		/* A resume walks the history: charged to the turn. */
-		s->work += subs_replay(&s->subs, k.replay, k.replay_since);
+		s->work += subs_replay(k.replay->id > SERVER_CLUSTER_SUB_BASE &&
+		    s->cluster != NULL ? &s->csubs : &s->subs, k.replay,
+		    k.replay_since);
 	}
 }
 

@@ -186,6 +186,40 @@ dispatch_cluster_queue(struct call *k, const char *name, size_t len)
 }
 
 int
+dispatch_cluster_snapshot(struct call *k, const char *prefix, size_t plen)
+{
+	struct server *s = k->s;
+	const struct cl_entry **e = NULL;
+	size_t n = 0, size = proto_out_len(&s->out) + 5;
+	struct cluster_stats st;
+	int r = 0;
+
+	cluster_stats(s->cluster, &st);
+	if (plen <= PR_NAME_MAX && st.names > 0) {
+		if ((e = calloc(st.names, sizeof(*e))) == NULL)
+			return -ENOMEM;
+		n = cluster_list(s->cluster, prefix, plen, NULL, 0, e,
+		    st.names);
+	}
+	s->work += n + 1;
+	for (size_t i = 0; i < n; i++) {
+		size += proto_cluster_entry_size(e[i]);
+		if (dispatch_too_large(s, size - 5 + proto_array_size(i + 1))) {
+			free(e);
+			return dispatch_fail(k, PR_ERR_TOO_LARGE, "the cluster "
+			    "names under the prefix do not fit in max_message");
+		}
+	}
+	if (proto_put_array(&s->out, (uint32_t)n) < 0)
+		r = -ENOMEM;
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (proto_put_cluster_entry(&s->out, e[i], false) < 0)
+			r = -ENOMEM;
+	free(e);
+	return r;
+}
+
+int
 dispatch_cluster_whereis(struct call *k, const char *name, size_t len,
     enum dispatch_scope scope, bool consistent)
 {
@@ -395,6 +429,52 @@ cl_fatal(void *arg, const char *msg)
 	event_base_loopexit(s->base, NULL);
 }
 
+struct cl_gone {
+	const struct cl_view	*v;
+	enum pr_down_reason	 why;
+};
+
+static int
+encode_view(struct pr_out *o, const void *arg)
+{
+	return proto_put_cluster_view(o, arg, false);
+}
+
+static int
+encode_gone(struct pr_out *o, const void *arg)
+{
+	const struct cl_gone *g = arg;
+
+	return proto_put_name_reason(o, g->v->name, g->v->name_len, g->why);
+}
+
+/* The cluster's event stream: seq is the etcd revision. */
+static void
+cl_changed(void *arg, int64_t rev, enum cl_change kind,
+    const struct cl_view *v, enum pr_down_reason why)
+{
+	struct server *s = arg;
+	struct cl_gone g = { v, why };
+
+	if (s->stopping)
+		return;
+	if (kind == CL_UNREGISTERED)
+		subs_event_as(&s->csubs, (uint64_t)rev, REG_EV_UNREGISTERED,
+		    v->name, v->name_len, encode_gone, &g);
+	else
+		subs_event_as(&s->csubs, (uint64_t)rev, kind == CL_REGISTERED ?
+		    REG_EV_REGISTERED : REG_EV_UPDATED, v->name, v->name_len,
+		    encode_view, v);
+}
+
+static void
+cl_synced(void *arg, int64_t rev)
+{
+	struct server *s = arg;
+
+	subs_floor(&s->csubs, (uint64_t)rev);
+}
+
 static void
 cl_left(void *arg)
 {
@@ -413,4 +493,6 @@ const struct cluster_ops dispatch_cluster_ops = {
 	.log = cl_log,
 	.fatal = cl_fatal,
 	.left = cl_left,
+	.changed = cl_changed,
+	.synced = cl_synced,
 };

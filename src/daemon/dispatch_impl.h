@@ -104,6 +104,9 @@ int	 dispatch_cluster_update(struct call *, const char *name, size_t len,
 	    const char *val, size_t vlen, const uint64_t *gen);
 int	 dispatch_cluster_evict(struct call *, const char *name, size_t len);
 int	 dispatch_cluster_queue(struct call *, const char *name, size_t len);
+/* A cluster subscription's snapshot: the "entries" array. */
+int	 dispatch_cluster_snapshot(struct call *, const char *prefix,
+	    size_t plen);
 
 /* The handlers, one per method but hello and stats (in dispatch.c). */
 int	 dispatch_await(struct call *);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "cluster.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "dispatch_impl.h"
@@ -261,8 +262,8 @@ too_large:
 
 /* Subscribe's response: {"sub", "seq"[, "gap"][, "entries"]}. */
 static int
-subscribe_reply(struct call *k, uint64_t id, const char *prefix,
-    size_t plen, bool groups, bool since, bool resumable)
+subscribe_reply(struct call *k, struct subs *ss, uint64_t id,
+    const char *prefix, size_t plen, bool groups, bool since, bool resumable)
 {
 	struct server *s = k->s;
 
@@ -272,7 +273,7 @@ subscribe_reply(struct call *k, uint64_t id, const char *prefix,
 	    proto_put_str(&s->out, "sub", 3) < 0 ||
 	    proto_put_uint(&s->out, id) < 0 ||
 	    proto_put_str(&s->out, "seq", 3) < 0 ||
-	    proto_put_uint(&s->out, subs_seq(&s->subs)) < 0)
+	    proto_put_uint(&s->out, subs_seq(ss)) < 0)
 		return -ENOMEM;
 	if (since && (proto_put_str(&s->out, "gap", 3) < 0 ||
 	    proto_put_bool(&s->out, !resumable) < 0))
@@ -281,6 +282,8 @@ subscribe_reply(struct call *k, uint64_t id, const char *prefix,
 		return 0;
 	if (proto_put_str(&s->out, "entries", 7) < 0)
 		return -ENOMEM;
+	if (ss != &s->subs)
+		return dispatch_cluster_snapshot(k, prefix, plen);
 	return put_snapshot(k, prefix, plen, groups);
 }
 
@@ -291,7 +294,10 @@ dispatch_subscribe(struct call *k)
 	struct pr_opt opts[] = {
 		{ .key = "groups", .type = PR_OPT_BOOL },
 		{ .key = "since", .type = PR_OPT_UINT },
+		{ .key = "scope", .type = PR_OPT_STR },
 	};
+	enum dispatch_scope scope = SCOPE_LOCAL;
+	struct subs *ss = &s->subs;
 	const char *prefix;
 	bool resumable = false, groups;
 	struct sub *sb;
@@ -303,14 +309,31 @@ dispatch_subscribe(struct call *k)
 	if (args_str(&k->rq->args, SIZE_MAX, &prefix, &plen) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the prefix must "
 		    "be a str");
-	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 2) != 0)
+	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 3) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the options must "
-		    "be a map of \"groups\", a bool, and \"since\", a uint");
+		    "be a map of \"groups\", a bool, \"since\", a uint, and "
+		    "\"scope\", a str");
+	if ((r = dispatch_scope(k, &opts[2], SCOPES(SCOPE_LOCAL,
+	    SCOPE_CLUSTER), &scope)) != 0)
+		return r;
 	groups = opts[0].set && opts[0].b;
-	if (opts[1].set && opts[1].u > subs_seq(&s->subs))
+	if (scope == SCOPE_CLUSTER) {
+		if (s->cluster == NULL)
+			return dispatch_fail(k, PR_ERR_UNAVAILABLE, "this daemon "
+			    "is not in a cluster (it runs without --etcd)");
+		if (groups)
+			return dispatch_fail(k, PR_ERR_BAD_REQUEST, "groups are "
+			    "local in this version: no \"groups\" with scope "
+			    "cluster");
+		ss = &s->csubs;
+		/* The stream is complete up to what the cache has seen. */
+		subs_advance(ss, (uint64_t)cluster_revision(s->cluster));
+	}
+	if (opts[1].set && opts[1].u > subs_seq(ss))
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "since is later "
 		    "than the last event");
-	nsubs = subs_count_of(&s->subs, k->c);
+	nsubs = subs_count_of(&s->subs, k->c) + (s->cluster != NULL ?
+	    subs_count_of(&s->csubs, k->c) : 0);
 	if (!registry_monitor_room(&s->reg, k->c->rc, nsubs))
 		return dispatch_fail(k, PR_ERR_LIMIT, "this connection holds "
 		    "%u monitors and subscriptions, the limit",
@@ -320,16 +343,16 @@ dispatch_subscribe(struct call *k)
 	 * snapshot may not fit) cannot be built.  The loop is
 	 * single-threaded: no event comes in between.
 	 */
-	r = subs_start(&s->subs, k->c, prefix, plen, groups,
+	r = subs_start(ss, k->c, prefix, plen, groups,
 	    opts[1].set ? &opts[1].u : NULL, &resumable, &id, &sb);
 	if (r > 0)
 		return dispatch_fail(k, dispatch_subs_err(r), "since is later "
 		    "than the last event");
 	if (r != 0)
 		return r;
-	if ((r = subscribe_reply(k, id, prefix, plen, groups, opts[1].set,
-	    resumable)) != 0) {
-		subs_abort(&s->subs, sb);
+	if ((r = subscribe_reply(k, ss, id, prefix, plen, groups,
+	    opts[1].set, resumable)) != 0) {
+		subs_abort(ss, sb);
 		return r;
 	}
 	if (resumable) {
@@ -347,5 +370,8 @@ dispatch_unsubscribe(struct call *k)
 	if (args_uint(&k->rq->args, &id) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the sub must be a "
 		    "uint");
+	if (id > SERVER_CLUSTER_SUB_BASE && k->s->cluster != NULL)
+		return dispatch_reply_bool(k, subs_stop(&k->s->csubs, k->c,
+		    id));
 	return dispatch_reply_bool(k, subs_stop(&k->s->subs, k->c, id));
 }

@@ -667,10 +667,20 @@ int
 proto_put_cluster_entry(struct pr_out *o, const struct cl_entry *e,
     bool stale)
 {
-	const char *v = e->value_len ? cl_entry_value(e) : proto_nil_value;
+	struct cl_view v;
+
+	cluster_entry_view(e, &v);
+	return proto_put_cluster_view(o, &v, stale);
+}
+
+int
+proto_put_cluster_view(struct pr_out *o, const struct cl_view *e,
+    bool stale)
+{
+	const char *v = e->value_len ? e->value : proto_nil_value;
 
 	if (msgpack_pack_map(&o->pk, stale ? 11 : 10) < 0 ||
-	    put_cstr(o, "name") < 0 || proto_put_str(o, e->data,
+	    put_cstr(o, "name") < 0 || proto_put_str(o, e->name,
 	    e->name_len) < 0 ||
 	    kv_uint(o, "conn", e->conn) < 0 ||
 	    put_cstr(o, "pid") < 0 || msgpack_pack_int64(&o->pk, e->pid) < 0 ||
@@ -681,7 +691,8 @@ proto_put_cluster_entry(struct pr_out *o, const struct cl_entry *e,
 	    kv_uint(o, "since", e->since_ms) < 0 ||
 	    kv_uint(o, "gen", (uint64_t)e->gen) < 0 ||
 	    put_cstr(o, "scope") < 0 || put_cstr(o, "cluster") < 0 ||
-	    put_cstr(o, "node") < 0 || put_cstr(o, e->node->name) < 0)
+	    put_cstr(o, "node") < 0 ||
+	    proto_put_str(o, e->node, e->node_len) < 0)
 		return -ENOMEM;
 	if (stale && (put_cstr(o, "stale") < 0 ||
 	    msgpack_pack_true(&o->pk) < 0))

@@ -17,6 +17,7 @@
 
 struct cl_entry;
 struct cl_node;
+struct cl_view;
 struct cluster_stats;
 
 /* A decoded msgpack value the caller only passes along. */
@@ -146,6 +147,8 @@ int	 proto_put_entry(struct pr_out *, const struct reg_name *);
 /* A cluster name's entry: the same keys, then scope and node, then
  * "stale": true when the cache may be behind etcd. */
 int	 proto_put_cluster_entry(struct pr_out *, const struct cl_entry *,
+	    bool stale);
+int	 proto_put_cluster_view(struct pr_out *, const struct cl_view *,
 	    bool stale);
 size_t	 proto_cluster_entry_size(const struct cl_entry *);
 /* A node of nodes' answer. */

@@ -95,6 +95,8 @@ server_conn_gone(void *arg, struct conn *c)
 	calls_peer_gone(&s->calls, c);
 	subs_peer_gone(&s->subs, c);
 	if (s->cluster != NULL)
+		subs_peer_gone(&s->csubs, c);
+	if (s->cluster != NULL)
 		cluster_peer_gone(s->cluster, c);
 	if (!registry_client_close(&s->reg, c->rc, SERVER_PURGE_SLICE))
 		server_schedule_purge(s);
@@ -606,6 +608,17 @@ start_heartbeat(struct server *s)
 	notify_status(s, "READY=1\n");
 }
 
+/* Is v exactly one msgpack object within the wire's limits? */
+static bool
+server_value_ok(const void *v, size_t len)
+{
+	struct guard g;
+	size_t used;
+
+	guard_init(&g, len);
+	return guard_scan(&g, v, len, &used) == GUARD_OBJECT && used == len;
+}
+
 /* Join the cluster when one is configured (in the background: local
  * names are served at once). */
 static int
@@ -630,6 +643,15 @@ server_cluster_start(struct server *s)
 		return 0;
 	randombytes_buf(key, sizeof(key));
 	cc.hash_key = key;
+	cc.value_ok = server_value_ok;
+	/* Cluster subscriptions: ids from 2^32 up, so that one
+	 * unsubscribe id names one subscription of either scope. */
+	if (subs_init(&s->csubs, (size_t)cfg->history, &s->reg,
+	    &server_peer_ops, s) < 0) {
+		log_err(&s->log, "out of memory");
+		return -1;
+	}
+	s->csubs.id_base = SERVER_CLUSTER_SUB_BASE;
 	if (cluster_new(&s->cluster, s->base, &cc, &dispatch_cluster_ops, s,
 	    err, sizeof(err)) < 0) {
 		log_err(&s->log, "cluster: %s", err);
@@ -746,6 +768,8 @@ server_deinit(struct server *s)
 
 	while ((c = TAILQ_FIRST(&s->conns.all)) != NULL)
 		conn_free(c);
+	if (s->cluster != NULL)
+		subs_deinit(&s->csubs);
 	cluster_free(s->cluster);
 	s->cluster = NULL;
 	scrape_stop(s);

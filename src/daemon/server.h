@@ -43,6 +43,9 @@ struct counters {
  */
 #define SERVER_PURGE_SLICE	4096u
 
+/* Cluster subscriptions' ids start above this (PROTOCOL.md §12). */
+#define SERVER_CLUSTER_SUB_BASE	(UINT64_C(1) << 32)
+
 /* What dispatch learnt of a batch of framed requests (dispatch_batch). */
 struct server_batch {
 	struct pr_peek	 peeks[CONN_BATCH];
@@ -67,6 +70,7 @@ struct server {
 	struct registry		 reg;
 	struct calls		 calls;
 	struct subs		 subs;
+	struct subs		 csubs;		/* cluster scope (§12) */
 	struct pr_decoder	 dec;
 	struct pr_out		 out;		/* replies */
 	/*

@@ -233,17 +233,16 @@ subs_deliver(struct subs *ss, struct sub *sb, uint64_t seq, const char *kind,
 	return false;
 }
 
-/* Encode an event's payload (the name, for filtering, goes first). */
+/* A registry event's payload. */
 static int
-subs_encode(struct pr_out *o, const struct reg_event *ev, const char *name,
-    size_t nlen)
+subs_encode_reg(struct pr_out *o, const void *arg)
 {
-	proto_out_reset(o);
-	if (proto_put_raw(o, name, nlen) < 0)
-		return -ENOMEM;
+	const struct reg_event *ev = arg;
+
 	switch (ev->kind) {
 	case REG_EV_UNREGISTERED:
-		return proto_put_name_reason(o, name, nlen, ev->why);
+		return proto_put_name_reason(o, ev->name->data,
+		    ev->name->name_len, ev->why);
 	case REG_EV_JOINED:
 	case REG_EV_LEFT:
 		return proto_put_member(o, ev->member);
@@ -252,24 +251,41 @@ subs_encode(struct pr_out *o, const struct reg_event *ev, const char *name,
 	}
 }
 
+/* Encode an event's payload (the name, for filtering, goes first). */
+static int
+subs_encode(struct pr_out *o, const char *name, size_t nlen,
+    int (*encode)(struct pr_out *, const void *), const void *arg)
+{
+	proto_out_reset(o);
+	if (proto_put_raw(o, name, nlen) < 0)
+		return -ENOMEM;
+	return encode(o, arg);
+}
+
 void
 subs_event(struct subs *ss, const struct reg_event *ev)
+{
+	bool group = ev->kind == REG_EV_JOINED || ev->kind == REG_EV_LEFT;
+
+	if (group)
+		subs_event_as(ss, ss->seq + 1, ev->kind, ev->member->group->name,
+		    ev->member->group->name_len, subs_encode_reg, ev);
+	else
+		subs_event_as(ss, ss->seq + 1, ev->kind, ev->name->data,
+		    ev->name->name_len, subs_encode_reg, ev);
+}
+
+void
+subs_event_as(struct subs *ss, uint64_t seq, enum reg_ev_kind kind,
+    const char *name, size_t nlen,
+    int (*encode)(struct pr_out *, const void *), const void *arg)
 {
 	struct pr_out *o = &ss->payload;
 	struct conn_shared *sh = NULL;
 	struct sub *sb, *next;
-	const char *name;
-	size_t nlen;
-	bool group = ev->kind == REG_EV_JOINED || ev->kind == REG_EV_LEFT;
+	bool group = kind == REG_EV_JOINED || kind == REG_EV_LEFT;
 
-	if (group) {
-		name = ev->member->group->name;
-		nlen = ev->member->group->name_len;
-	} else {
-		name = ev->name->data;
-		nlen = ev->name->name_len;
-	}
-	ss->seq++;
+	ss->seq = seq > ss->seq ? seq : ss->seq;
 	if (ss->cap > 0) {
 		/* Straight into the history's next slot, the oldest when it
 		 * is full: its buffer is reused, no copy, no allocation. */
@@ -278,9 +294,9 @@ subs_event(struct subs *ss, const struct reg_event *ev)
 		if (ss->count == ss->cap)
 			subs_ring_pop(ss);
 		h = &ss->ring[(ss->head + ss->count) % ss->cap];
-		if (subs_encode(&h->buf, ev, name, nlen) == 0) {
+		if (subs_encode(&h->buf, name, nlen, encode, arg) == 0) {
 			h->seq = ss->seq;
-			h->kind = (uint8_t)ev->kind;
+			h->kind = (uint8_t)kind;
 			h->name_len = (uint8_t)nlen;
 			h->group = group;
 			ss->count++;
@@ -300,7 +316,7 @@ subs_event(struct subs *ss, const struct reg_event *ev)
 		ss->floor = ss->seq;
 	if (ss->nsubs == 0)
 		return;
-	if (o == &ss->payload && subs_encode(o, ev, name, nlen) < 0) {
+	if (o == &ss->payload && subs_encode(o, name, nlen, encode, arg) < 0) {
 		/* Not even this event fits in memory: no subscriber may
 		 * think it saw everything. */
 		while ((sb = TAILQ_FIRST(&ss->all)) != NULL) {
@@ -337,7 +353,7 @@ subs_event(struct subs *ss, const struct reg_event *ev)
 					continue;
 				}
 				subs_deliver(ss, sb, ss->seq,
-				    kind_names[ev->kind], sh);
+				    kind_names[kind], sh);
 			}
 		}
 	}
@@ -361,6 +377,25 @@ subs_peer_get(struct subs *ss, void *peer)
 		return NULL;
 	}
 	return p;
+}
+
+void
+subs_floor(struct subs *ss, uint64_t seq)
+{
+	if (seq > ss->seq)
+		ss->seq = seq;
+	if (seq > ss->floor) {
+		while (ss->count > 0 && ss->ring[ss->head].seq <= seq)
+			subs_ring_pop(ss);
+		ss->floor = seq;
+	}
+}
+
+void
+subs_advance(struct subs *ss, uint64_t seq)
+{
+	if (seq > ss->seq)
+		ss->seq = seq;
 }
 
 int
@@ -405,7 +440,7 @@ subs_start(struct subs *ss, void *peer, const char *prefix, size_t plen,
 		TAILQ_INSERT_TAIL(&b->subs, sb, in_bucket);
 		sb->bucket = b;
 	}
-	sb->id = ++p->next_id;
+	sb->id = ss->id_base + ++p->next_id;
 	TAILQ_INSERT_TAIL(&ss->all, sb, all);
 	LIST_INSERT_HEAD(&p->subs, sb, by_peer);
 	p->n++;
@@ -421,7 +456,7 @@ subs_abort(struct subs *ss, struct sub *sb)
 {
 	struct subs_peer *p = sb->p;
 
-	if (sb->id == p->next_id)
+	if (sb->id == ss->id_base + p->next_id)
 		p->next_id--;
 	subs_free(ss, sb);
 }

@@ -78,6 +78,7 @@ struct subs {
 	uint32_t		 nbuckets[PR_NAME_MAX + 1]; /* by prefix length */
 	uint64_t		 nsubs;
 	uint64_t		 seq;		/* the last event's */
+	uint64_t		 id_base;	/* added to every sub id */
 	uint64_t		 floor;		/* events <= floor are gone */
 	struct hev		*ring;
 	size_t			 cap;		/* history size; 0: none */
@@ -97,8 +98,23 @@ void	 subs_deinit(struct subs *);
 int	 subs_resize(struct subs *, size_t history);
 /* The registry's event hook's part: number, keep, deliver. */
 void	 subs_event(struct subs *, const struct reg_event *);
+/*
+ * An event of another source (the cluster's cache, PROTOCOL.md §12): its
+ * seq given (never below the last: the events of one etcd revision share
+ * it), its kind and name, and the payload encode writes.
+ */
+void	 subs_event_as(struct subs *, uint64_t seq, enum reg_ev_kind,
+	    const char *name, size_t nlen,
+	    int (*encode)(struct pr_out *, const void *), const void *arg);
 /* The last event's sequence number. */
 uint64_t subs_seq(const struct subs *);
+/* Nothing up to seq is in the history (the stream began there, or
+ * missed what came before): the seq is at least that, and no resume
+ * from before it is taken for complete. */
+void	 subs_floor(struct subs *, uint64_t seq);
+/* The stream is known to be complete up to seq (nothing of the
+ * subscriptions' concern happened in between). */
+void	 subs_advance(struct subs *, uint64_t seq);
 /*
  * Start a subscription for the peer; *id is its id (the peer's next).
  * With since: *resumable tells whether the history still holds every
