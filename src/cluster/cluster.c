@@ -151,7 +151,7 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 			    e->node : NULL) : PR_DOWN_UNREGISTERED;
 			if (e != NULL)
 				cl_entry_remove(cl, e, why, true);
-			if (rlen > 0 && rlen <= PR_NAME_MAX)
+			if (cl_name_ok((const char *)rest, rlen))
 				cl->ops->changed(cl->arg, kv->mod_rev,
 				    CL_UNREGISTERED, &v, why);
 		}

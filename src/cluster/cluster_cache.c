@@ -15,6 +15,7 @@
 #include <syslog.h>
 
 #include "cluster_impl.h"
+#include "utf8.h"
 
 /* ------------------------------------------------------------------ */
 /* Encodings: little-endian, fixed headers (PROTOCOL.md, "Cluster").    */
@@ -54,8 +55,8 @@ cl_get_u64(const uint8_t *p)
 }
 
 /* Is this a node name procregd would accept (config.c's rule)? */
-static bool
-node_name_ok(const uint8_t *s, size_t len)
+bool
+cl_node_name_ok(const uint8_t *s, size_t len)
 {
 	if (len == 0 || len > 63 || s[0] == '.' || s[0] == '-')
 		return false;
@@ -320,17 +321,26 @@ register_pending(const struct cluster *cl, const char *name, size_t len)
 	return false;
 }
 
+bool
+cl_name_ok(const char *name, size_t len)
+{
+	return len > 0 && len <= PR_NAME_MAX &&
+	    memchr(name, '\0', len) == NULL && utf8_valid(name, len);
+}
+
 int
 cl_view_parse(const struct cluster *cl, const char *name, size_t len,
     const uint8_t *v, size_t vlen, int64_t gen, struct cl_view *out)
 {
 	size_t nl;
 
-	if (len == 0 || len > PR_NAME_MAX || vlen < CL_ENTRY_HDR ||
+	/* A key not written by procreg may hold any bytes: its name must
+	 * be one a client could have registered (§3). */
+	if (!cl_name_ok(name, len) || vlen < CL_ENTRY_HDR ||
 	    v[0] != CL_VALUE_V1)
 		return -1;
 	nl = v[2];
-	if (vlen < CL_ENTRY_HDR + nl || !node_name_ok(v + CL_ENTRY_HDR, nl) ||
+	if (vlen < CL_ENTRY_HDR + nl || !cl_node_name_ok(v + CL_ENTRY_HDR, nl) ||
 	    vlen - CL_ENTRY_HDR - nl > UINT32_MAX)
 		return -1;
 	out->name = name;
@@ -484,7 +494,7 @@ cl_cache_node(struct cluster *cl, const uint8_t *name, size_t len,
 {
 	struct cl_node *n;
 
-	if (!node_name_ok(name, len))
+	if (!cl_node_name_ok(name, len))
 		return;
 	if (deleted) {
 		if ((n = node_find(cl, (const char *)name, len)) != NULL) {

@@ -213,6 +213,10 @@ bool		 cl_entry_is_self(const struct cluster *, const struct cl_entry *);
 bool		 cl_node_is_self(const struct cluster *, const struct cl_node *);
 /* Queue its key for deletion (its owner is gone). */
 void		 cl_entry_doom(struct cluster *, struct cl_entry *);
+/* Is this a name a client could have registered (PROTOCOL.md §3)? */
+bool		 cl_name_ok(const char *, size_t);
+/* Is this a node name procregd would accept (config.c's rule)? */
+bool		 cl_node_name_ok(const uint8_t *, size_t);
 /* Node records, counted by the entries and waiters that name them. */
 struct cl_node	*cl_node_get(struct cluster *, const char *name, size_t len);
 void		 cl_node_put(struct cluster *, struct cl_node *);
