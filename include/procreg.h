@@ -59,14 +59,14 @@
  *   bindings and function pointers; they use the sizes of this soname's
  *   first release.
  * - Structs the library allocates (procreg_entry, procreg_member,
- *   procreg_event, procreg_node) may grow at their end without a size:
+ *   procreg_event, procreg_node, procreg_place) may grow at their end without a size:
  *   the caller only reads them (through pointers: arrays of them are
  *   arrays of pointers), and frees them with the library's function.
  * - Everything the library allocates for the caller is released by a
  *   procreg_*_free named for what it frees: procreg_entry_free,
  *   procreg_entries_free, procreg_member_free, procreg_members_free,
  *   procreg_strv_free, procreg_event_free, procreg_subscription_free,
- *   procreg_nodes_free,
+ *   procreg_nodes_free, procreg_places_free,
  *   procreg_bytes_free (procreg_call's result) and procreg_conns_free
  *   (procreg_publish's busy ids, procreg_queue's ids).  The last two are
  *   plain malloc'd memory, and free() stays valid for them.
@@ -535,9 +535,10 @@ PROCREG_API int	procreg_evict(procreg_t *, const char *name);
  * "cluster") instead of a local one.  The scope of a registration is a
  * flag, not a field of an options struct: procreg_register_opts takes
  * flags, and a library older than the flag refuses it with
- * PROCREG_E_INVAL instead of registering a local name.  Combined with
- * QUEUE, ALLOW_REPLACEMENT or REPLACE it is sent as asked, and a protocol-3
- * daemon answers PROCREG_E_BAD_REQUEST (not in this protocol version).
+ * PROCREG_E_INVAL instead of registering a local name.  With QUEUE it
+ * takes a place in the name's cluster-wide line; ALLOW_REPLACEMENT and
+ * REPLACE are sent as asked, and a protocol-3 daemon answers
+ * PROCREG_E_BAD_REQUEST (not in this protocol version).
  */
 #define PROCREG_CLUSTER			0x8u
 
@@ -569,8 +570,12 @@ PROCREG_API int	procreg_evict(procreg_t *, const char *name);
  * any connection to any node holds it, or our daemon has a local name of
  * that name; PROCREG_E_UNAVAILABLE when the daemon runs without --etcd,
  * cannot reach etcd in time or has no lease; PROCREG_E_FORBIDDEN,
- * PROCREG_E_LIMIT, PROCREG_E_BAD_REQUEST as for a local name.  When our
- * daemon's node loses its lease, the name is no longer ours:
+ * PROCREG_E_LIMIT, PROCREG_E_BAD_REQUEST as for a local name.  With
+ * PROCREG_QUEUE a taken cluster name queues us in its line across the
+ * nodes (see procreg_queue_places); it passes to us in a second step (a
+ * PROCREG_EV_ACQUIRED about one etcd round trip after its owner let it
+ * go, meanwhile whereis finds no owner).  When our daemon's node loses
+ * its lease, the name (or our place in its line) is no longer ours:
  * PROCREG_EV_LOST with reason "nodedown" (its monitors fire "nodedown"),
  * and, as after "evicted", auto_reconnect forgets it.  auto_reconnect
  * registers a cluster name again as a cluster name; one the new daemon
@@ -605,7 +610,10 @@ PROCREG_API int	procreg_await(procreg_t *, const char *name, int timeout_ms,
 		    struct procreg_entry **out);
 
 /* The connection ids waiting for name, first in line first (none: NULL
- * and 0); free *conns with procreg_conns_free. */
+ * and 0); free *conns with procreg_conns_free.  The line of a cluster
+ * name (protocol 3) is of places on several nodes, which connection ids
+ * alone do not name: PROCREG_E_INVAL then, and procreg_queue_places
+ * tells them. */
 PROCREG_API int	procreg_queue(procreg_t *, const char *name,
 		    uint64_t **conns, size_t *n);
 
@@ -613,6 +621,9 @@ struct procreg_subscribe_opts {
 	bool		 groups;	/* group memberships too */
 	bool		 has_since;	/* resume after seq since */
 	uint64_t	 since;
+	/* Protocol 3: DEFAULT or LOCAL, this daemon's names; CLUSTER, the
+	 * cluster's (see procreg_subscribe); ALL is PROCREG_E_INVAL. */
+	enum procreg_scope scope;
 };
 
 /* What procreg_subscribe returns; free its content with
@@ -653,6 +664,19 @@ struct procreg_subscription {
  * PROCREG_EV_RESTARTED: seq numbers start again with each daemon, so
  * nothing can resume.  Forget what the subscription showed (the old
  * daemon's names are gone, with no event) and subscribe without since.
+ *
+ * Protocol 3: with opts->scope PROCREG_SCOPE_CLUSTER the subscription
+ * follows the cluster's names under prefix as the node's watch on etcd
+ * reports them: registered (a cluster entry), updated, unregistered (a
+ * queue's hand-over is an unregistered then a registered), seq being the
+ * etcd revision of the change (the events of one revision share it), and
+ * the snapshot the node's cache (a change this node made may show in the
+ * snapshot and once more as an event: same name and gen, already seen).
+ * With groups it is PROCREG_E_BAD_REQUEST; without --etcd
+ * PROCREG_E_UNAVAILABLE.  Its seqs are the cluster's, not the daemon's:
+ * a reconnect ends it with PROCREG_EV_OVERFLOW even after a restart, and
+ * since = seq resumes it (with a gap and a fresh snapshot when the node
+ * no longer has those revisions).
  */
 PROCREG_API int	procreg_subscribe_sized(procreg_t *, const char *prefix,
 		    const struct procreg_subscribe_opts *opts,
@@ -701,10 +725,10 @@ struct procreg_whereis_opts {
  * to a daemon known to speak protocol 2 (all its names are local).
  * PROCREG_E_UNAVAILABLE for scope CLUSTER or consistent on a daemon
  * without --etcd, or when etcd does not answer a consistent read in time.
- * unregister, send, call, monitor and await keep their parameters: the
- * daemon finds the local name first, else the cluster name (send and
- * call to a cluster name's owner on another node: PROCREG_E_UNAVAILABLE
- * in protocol 3); update and evict see local names only.
+ * unregister, update, evict, send, call, monitor and await keep their
+ * parameters: the daemon finds the local name first, else the cluster
+ * name (send and call to a cluster name's owner on another node:
+ * PROCREG_E_UNAVAILABLE in protocol 3, which has no links between nodes).
  */
 PROCREG_API int	procreg_whereis_opts_sized(procreg_t *, const char *name,
 		    const struct procreg_whereis_opts *opts, size_t opts_size,
@@ -739,6 +763,25 @@ PROCREG_API int	(procreg_list_opts)(procreg_t *, const char *prefix,
 #define procreg_list_opts(p, prefix, opts, entries, count)		\
 	procreg_list_opts_sized((p), (prefix), (opts),			\
 	    sizeof(struct procreg_list_opts), (entries), (count))
+
+/* A place in a name's line, as procreg_queue_places returns it. */
+struct procreg_place {
+	uint64_t	 conn;		/* the waiting connection's id */
+	char		*node;		/* a cluster name's line: the node of
+					   that connection; a local one: NULL */
+};
+
+/*
+ * The places in name's line, first in line first (none: NULL and 0), an
+ * array of *count pointers freed with procreg_places_free: a local name's
+ * line has connection ids of our daemon, a cluster name's line
+ * connections on any node.  Against a protocol-2 daemon as
+ * procreg_queue.
+ */
+PROCREG_API int	procreg_queue_places(procreg_t *, const char *name,
+		    struct procreg_place ***places, size_t *count);
+PROCREG_API void procreg_places_free(struct procreg_place **,
+		    size_t count);
 
 /* A node of the cluster, as procreg_nodes returns it. */
 struct procreg_node {

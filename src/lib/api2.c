@@ -594,6 +594,90 @@ procreg_await(procreg_t *p, const char *name, int timeout_ms,
 	return PROCREG_OK;
 }
 
+void
+procreg_places_free(struct procreg_place **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] != NULL)
+			free(v[i]->node);
+		free(v[i]);
+	}
+	free(v);
+}
+
+/* One element of queue's result: a conn id, or (a cluster name's line)
+ * {"node": str, "conn": uint}; NULL when malformed or out of memory. */
+static struct procreg_place *
+api2_place(const msgpack_object *o)
+{
+	struct procreg_place *pl;
+	bool got_conn = false;
+
+	if ((pl = calloc(1, sizeof(*pl))) == NULL)
+		return NULL;
+	if (decode_is_uint(o)) {
+		pl->conn = o->via.u64;
+		return pl;
+	}
+	if (o->type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			const msgpack_object *k = &o->via.map.ptr[i].key;
+			const msgpack_object *v = &o->via.map.ptr[i].val;
+
+			if (decode_is_str(k, "conn") && decode_is_uint(v)) {
+				pl->conn = v->via.u64;
+				got_conn = true;
+			} else if (decode_is_str(k, "node") &&
+			    v->type == MSGPACK_OBJECT_STR && pl->node == NULL &&
+			    (pl->node = handle_dup_bytes(v->via.str.ptr,
+			    v->via.str.size)) == NULL)
+				break;
+		}
+		if (got_conn && pl->node != NULL)
+			return pl;
+	}
+	free(pl->node);
+	free(pl);
+	return NULL;
+}
+
+int
+procreg_queue_places(procreg_t *p, const char *name,
+    struct procreg_place ***out, size_t *count)
+{
+	const msgpack_object *res;
+	struct procreg_place **v;
+	uint32_t id, n;
+	int r;
+
+	*out = NULL;
+	*count = 0;
+	if ((r = api_check_name(p, name)) != PROCREG_OK)
+		return r;
+	id = conn_req_begin(p, "queue", 1);
+	conn_pack_str(p, name);
+	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
+		return api_p2_status(p, r);
+	if (res->type != MSGPACK_OBJECT_ARRAY)
+		return handle_fail(p, PROCREG_E_PROTOCOL, "malformed queue");
+	if ((n = res->via.array.size) == 0)
+		return PROCREG_OK;
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		return handle_fail(p, PROCREG_E_NOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++) {
+		if ((v[i] = api2_place(&res->via.array.ptr[i])) == NULL) {
+			procreg_places_free(v, i);
+			return handle_fail(p, PROCREG_E_NOMEM, "out of memory or "
+			    "malformed queue");
+		}
+	}
+	*out = v;
+	*count = n;
+	return PROCREG_OK;
+}
+
 int
 procreg_queue(procreg_t *p, const char *name, uint64_t **conns, size_t *n)
 {
@@ -619,6 +703,12 @@ procreg_queue(procreg_t *p, const char *name, uint64_t **conns, size_t *n)
 	for (uint32_t i = 0; i < res->via.array.size; i++) {
 		if (!decode_is_uint(&res->via.array.ptr[i])) {
 			free(v);
+			/* A cluster name's places: {node, conn} each. */
+			if (res->via.array.ptr[i].type == MSGPACK_OBJECT_MAP)
+				return handle_fail(p, PROCREG_E_INVAL, "%s is a "
+				    "cluster name, whose line is of "
+				    "connections on several nodes: "
+				    "procreg_queue_places tells them", name);
 			return handle_fail(p, PROCREG_E_PROTOCOL,
 			    "malformed queue");
 		}
@@ -639,7 +729,7 @@ api2_subscribe(procreg_t *p, const char *prefix,
 	const msgpack_object *res, *entries = NULL;
 	struct held_sub h = { 0 };
 	bool got_sub = false, got_seq = false;
-	uint32_t id;
+	uint32_t id, nopts;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -647,13 +737,18 @@ api2_subscribe(procreg_t *p, const char *prefix,
 		opts = &def;
 	if (prefix == NULL)
 		prefix = "";
-	id = conn_req_begin(p, "subscribe", opts->groups ||
-	    opts->has_since ? 2 :
-	    1);
+	if (opts->scope != PROCREG_SCOPE_DEFAULT &&
+	    opts->scope != PROCREG_SCOPE_LOCAL &&
+	    opts->scope != PROCREG_SCOPE_CLUSTER)
+		return handle_fail(p, PROCREG_E_INVAL, "a subscription's scope "
+		    "is local or cluster, not %d", (int)opts->scope);
+	h.cluster = opts->scope == PROCREG_SCOPE_CLUSTER;
+	nopts = (opts->groups ? 1 : 0) + (opts->has_since ? 1 : 0) +
+	    (h.cluster ? 1 : 0);
+	id = conn_req_begin(p, "subscribe", nopts > 0 ? 2 : 1);
 	conn_pack_str(p, prefix);
-	if (opts->groups || opts->has_since) {
-		msgpack_pack_map(&p->pk, (opts->groups ? 1 : 0) +
-		    (opts->has_since ? 1 : 0));
+	if (nopts > 0) {
+		msgpack_pack_map(&p->pk, nopts);
 		if (opts->groups) {
 			conn_pack_str(p, "groups");
 			msgpack_pack_true(&p->pk);
@@ -662,9 +757,13 @@ api2_subscribe(procreg_t *p, const char *prefix,
 			conn_pack_str(p, "since");
 			msgpack_pack_uint64(&p->pk, opts->since);
 		}
+		if (h.cluster) {
+			conn_pack_str(p, "scope");
+			conn_pack_str(p, "cluster");
+		}
 	}
 	if ((r = conn_call(p, id, &res)) != PROCREG_OK)
-		return api_p2_status(p, r);
+		return api_need_status(p, r, h.cluster ? 3 : 2);
 	if (res->type != MSGPACK_OBJECT_MAP)
 		return handle_fail(p, PROCREG_E_PROTOCOL,
 		    "malformed subscribe result");

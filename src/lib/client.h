@@ -58,6 +58,8 @@ struct held_sub {
 	uint64_t	 server_sub;	/* the daemon's id */
 	uint64_t	 last_seq;	/* the last event handed out */
 	bool		 ended;		/* overflow during a restore */
+	bool		 cluster;	/* scope cluster: its seqs are etcd's
+					   revisions, which outlive a daemon */
 };
 
 /* A monitor held, remembered for re-monitoring and ref translation. */
@@ -137,10 +139,11 @@ struct procreg {
 	STRUCT_END(struct procreg_hello, max_message)
 #define PROCREG_STATS_SIZE_1		\
 	STRUCT_END(struct procreg_stats, draining)
-#define PROCREG_SUBSCRIBE_OPTS_SIZE_1	sizeof(struct procreg_subscribe_opts)
+#define PROCREG_SUBSCRIBE_OPTS_SIZE_1	\
+	STRUCT_END(struct procreg_subscribe_opts, since)
 #define PROCREG_SUBSCRIPTION_SIZE_1	sizeof(struct procreg_subscription)
-/* Protocol 3's: hello grew node, stats the cluster's; these two are
- * new. */
+/* Protocol 3's: hello grew node, stats the cluster's, subscribe options
+ * a scope; these two are new. */
 #define PROCREG_WHEREIS_OPTS_SIZE_1	sizeof(struct procreg_whereis_opts)
 #define PROCREG_LIST_OPTS_SIZE_1	sizeof(struct procreg_list_opts)
 /* Where a struct ends after field f, tail padding included. */
@@ -159,8 +162,10 @@ _Static_assert(
     STRUCT_END(struct procreg_stats, draining) &&
     sizeof(struct procreg_stats) ==
     STRUCT_END(struct procreg_stats, cluster_revision) &&
-    sizeof(struct procreg_subscribe_opts) ==
+    offsetof(struct procreg_subscribe_opts, scope) >=
     STRUCT_END(struct procreg_subscribe_opts, since) &&
+    sizeof(struct procreg_subscribe_opts) ==
+    STRUCT_END(struct procreg_subscribe_opts, scope) &&
     sizeof(struct procreg_subscription) ==
     STRUCT_END(struct procreg_subscription, nmembers) &&
     sizeof(struct procreg_whereis_opts) ==

@@ -436,7 +436,9 @@ reconnect_sweep(struct held_set *set)
 
 /*
  * A reconnect ends every subscription: an overflow when the daemon is the
- * same (it can resume from the last seq handed out), else "restarted".
+ * same (it can resume from the last seq handed out), else "restarted";
+ * a cluster subscription's seqs are etcd's revisions, which outlive the
+ * daemon: an overflow always.
  */
 static int
 reconnect_end_subs(procreg_t *p, bool same_daemon)
@@ -446,7 +448,7 @@ reconnect_end_subs(procreg_t *p, bool same_daemon)
 	while (p->nsubs > 0) {
 		struct held_sub *h = &p->subs[p->nsubs - 1];
 
-		if (!h->ended && (r = event_local(p, same_daemon ?
+		if (!h->ended && (r = event_local(p, same_daemon || h->cluster ?
 		    PROCREG_EV_OVERFLOW : PROCREG_EV_RESTARTED, NULL, NULL,
 		    NULL, h->user_sub, h->last_seq)) != PROCREG_OK)
 			return r;
