@@ -4645,6 +4645,8 @@ START_TEST(test_cluster_without_etcd)
 	struct procreg_list_opts lo = { 0 };
 	struct procreg_entry *e = NULL, *w = NULL, **v = NULL;
 	struct procreg_node **nodes = (struct procreg_node **)&nodes;
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription sub;
 	struct procreg_stats st;
 	struct procreg_hello h;
 	struct tdaemon d;
@@ -4670,9 +4672,12 @@ START_TEST(test_cluster_without_etcd)
 	ck_assert_ptr_nonnull(strstr(procreg_errmsg(a), "etcd"));
 	CK_OK(a, procreg_whereis(a, "c", &w));
 	ck_assert_ptr_null(w);
-	/* With queue: the daemon's bad_request, passed through. */
+	/* With queue: unavailable too; with replacement: the daemon's
+	 * bad_request, passed through. */
 	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, PROCREG_CLUSTER |
-	    PROCREG_QUEUE, NULL, NULL), PROCREG_E_BAD_REQUEST);
+	    PROCREG_QUEUE, NULL, NULL), PROCREG_E_UNAVAILABLE);
+	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, PROCREG_CLUSTER |
+	    PROCREG_ALLOW_REPLACEMENT, NULL, NULL), PROCREG_E_BAD_REQUEST);
 	/* A flag this library does not know is still refused. */
 	CK_CALL(a, procreg_register_opts(a, "c", NULL, 0, 0x10, NULL, NULL),
 	    PROCREG_E_INVAL);
@@ -4737,6 +4742,15 @@ START_TEST(test_cluster_without_etcd)
 	    PROCREG_E_UNAVAILABLE);
 	lo.scope = (enum procreg_scope)9;
 	CK_CALL(a, procreg_list_opts(a, "", &lo, &v, &n), PROCREG_E_INVAL);
+
+	/* A cluster subscription: unavailable; a local one as before. */
+	so.scope = PROCREG_SCOPE_CLUSTER;
+	CK_CALL(a, procreg_subscribe(a, "", &so, &sub), PROCREG_E_UNAVAILABLE);
+	so.scope = PROCREG_SCOPE_LOCAL;
+	CK_OK(a, procreg_subscribe(a, "", &so, &sub));
+	ck_assert_uint_eq(sub.nentries, 1);
+	ck_assert_int_eq(sub.entries[0]->scope, PROCREG_SCOPE_LOCAL);
+	procreg_subscription_free(&sub);
 
 	/* stats: no cluster map. */
 	memset(&st, 0x55, sizeof(st));
@@ -4997,8 +5011,13 @@ fake_answer(struct fake_req *r, const char *method)
 		msgpack_pack_uint32(&r->pk, r->protocol);
 		fk_str(r, "conn");
 		msgpack_pack_uint32(&r->pk, r->nconn);
-		fk_str(r, "boot");
-		fk_str(r, "0123456789abcdef0123456789abcdef");
+		fk_str(r, "boot");	/* a new daemon each connection */
+		{
+			char boot[33];
+
+			snprintf(boot, sizeof(boot), "%032x", r->nconn);
+			fk_str(r, boot);
+		}
 		fk_str(r, "max_message");
 		msgpack_pack_uint32(&r->pk, 1048576);
 		if (r->protocol >= 3) {
@@ -5092,6 +5111,37 @@ fake_answer(struct fake_req *r, const char *method)
 		msgpack_pack_uint32(&r->pk, 2);
 		fk_str(r, "revision");
 		msgpack_pack_uint32(&r->pk, 42);
+	} else if (strcmp(method, "queue") == 0) {
+		fk_ok(r);
+		if (fk_name_is(r, "line")) {
+			msgpack_pack_array(&r->pk, 2);
+			msgpack_pack_map(&r->pk, 2);
+			fk_str(r, "node");
+			fk_str(r, "n2");
+			fk_str(r, "conn");
+			msgpack_pack_uint32(&r->pk, 4);
+			msgpack_pack_map(&r->pk, 2);
+			fk_str(r, "node");
+			fk_str(r, "n1");
+			fk_str(r, "conn");
+			msgpack_pack_uint32(&r->pk, 1);
+		} else {
+			msgpack_pack_array(&r->pk, 2);
+			msgpack_pack_uint32(&r->pk, 3);
+			msgpack_pack_uint32(&r->pk, 5);
+		}
+	} else if (strcmp(method, "subscribe") == 0) {
+		bool cluster = fk_opt(r, 1, "scope", "cluster");
+
+		fk_ok(r);
+		msgpack_pack_map(&r->pk, 3);
+		fk_str(r, "sub");
+		msgpack_pack_uint64(&r->pk, cluster ? (1ULL << 32) + 1 : 1);
+		fk_str(r, "seq");
+		msgpack_pack_uint32(&r->pk, cluster ? 700 : 3);
+		fk_str(r, "entries");
+		msgpack_pack_array(&r->pk, 1);
+		fk_entry(r, "b", cluster ? "n1" : NULL, false);
 	} else if (strcmp(method, "monitor") == 0) {
 		fk_ok(r);
 		msgpack_pack_uint32(&r->pk, 1);
@@ -5262,13 +5312,16 @@ START_TEST(test_cluster_fake_decode)
 	struct procreg_whereis_opts wo = { .scope = PROCREG_SCOPE_CLUSTER,
 	    .consistent = true };
 	struct procreg_list_opts lo = { .scope = PROCREG_SCOPE_ALL };
+	struct procreg_subscribe_opts so = { 0 };
+	struct procreg_subscription sub;
 	struct procreg_entry *e = NULL, **v = NULL;
 	struct procreg_node **nodes = NULL;
+	struct procreg_place **places = NULL;
 	struct procreg_event *ev;
 	struct procreg_stats st;
 	struct procreg_hello h;
 	struct fake f;
-	uint64_t ref;
+	uint64_t ref, *conns;
 	size_t n;
 	procreg_t *p;
 
@@ -5371,6 +5424,44 @@ START_TEST(test_cluster_fake_decode)
 	ck_assert_uint_eq(st.cluster_nodes, 2);
 	ck_assert_uint_eq(st.cluster_revision, 42);
 
+	/* A cluster name's line is of places on nodes; a local one's of
+	 * connection ids. */
+	conns = (uint64_t *)&conns;
+	CK_CALL(p, procreg_queue(p, "line", &conns, &n), PROCREG_E_INVAL);
+	fake_expect(&f, "1 queue [\"line\"]");
+	ck_assert_ptr_nonnull(strstr(procreg_errmsg(p), "procreg_queue_places"));
+	ck_assert_ptr_null(conns);
+	CK_OK(p, procreg_queue_places(p, "line", &places, &n));
+	fake_expect(&f, "1 queue [\"line\"]");
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(places[0]->node, "n2");
+	ck_assert_uint_eq(places[0]->conn, 4);
+	ck_assert_str_eq(places[1]->node, "n1");
+	ck_assert_uint_eq(places[1]->conn, 1);
+	procreg_places_free(places, n);
+	CK_OK(p, procreg_queue_places(p, "lq", &places, &n));
+	fake_expect(&f, "1 queue [\"lq\"]");
+	ck_assert_uint_eq(n, 2);
+	ck_assert_ptr_null(places[0]->node);
+	ck_assert_uint_eq(places[1]->conn, 5);
+	procreg_places_free(places, n);
+	procreg_places_free(NULL, 0);
+
+	/* A cluster subscription: the scope sent, the cluster's snapshot. */
+	so.scope = PROCREG_SCOPE_CLUSTER;
+	so.has_since = true;
+	so.since = 650;
+	CK_OK(p, procreg_subscribe(p, "", &so, &sub));
+	fake_expect(&f, "1 subscribe [\"\",{\"since\":650,\"scope\":"
+	    "\"cluster\"}]");
+	ck_assert_uint_eq(sub.sub, (1ULL << 32) + 1);
+	ck_assert_uint_eq(sub.seq, 700);
+	ck_assert_uint_eq(sub.nentries, 1);
+	ck_assert_str_eq(sub.entries[0]->node, "n1");
+	procreg_subscription_free(&sub);
+	so.scope = PROCREG_SCOPE_ALL;
+	CK_CALL(p, procreg_subscribe(p, "", &so, &sub), PROCREG_E_INVAL);
+
 	/* nodedown: a down, and a lost. */
 	CK_OK(p, procreg_monitor(p, "c", &ref));
 	fake_expect(&f, "1 monitor [\"c\"]");
@@ -5396,6 +5487,9 @@ END_TEST
 START_TEST(test_cluster_fake_reconnect)
 {
 	struct procreg_options o = { 0 };
+	struct procreg_subscribe_opts so = { .scope = PROCREG_SCOPE_CLUSTER };
+	struct procreg_subscription lsub, csub;
+	uint64_t lsub_id, csub_id;
 	struct procreg_stats st;
 	struct procreg_event *ev;
 	struct fake f;
@@ -5408,6 +5502,14 @@ START_TEST(test_cluster_fake_reconnect)
 	o.reconnect_max_ms = 50;
 	p = xconnect_opts(&o);
 	fake_expect(&f, "1 hello []");
+	CK_OK(p, procreg_subscribe(p, "", NULL, &lsub));
+	fake_expect(&f, "1 subscribe [\"\"]");
+	lsub_id = lsub.sub;
+	procreg_subscription_free(&lsub);
+	CK_OK(p, procreg_subscribe(p, "", &so, &csub));
+	fake_expect(&f, "1 subscribe [\"\",{\"scope\":\"cluster\"}]");
+	csub_id = csub.sub;
+	procreg_subscription_free(&csub);
 	CK_OK(p, procreg_register_opts(p, "held", NULL, 0, PROCREG_CLUSTER,
 	    NULL, NULL));
 	fake_expect(&f, "1 register [\"held\",null,{\"scope\":\"cluster\"}]");
@@ -5438,6 +5540,19 @@ START_TEST(test_cluster_fake_reconnect)
 		ck_assert_str_eq(l2, "2 register [\"loc\"]");
 	}
 	fake_expect(&f, "2 stats []");
+	/* A new daemon (another boot): the local subscription cannot
+	 * resume, the cluster one can (etcd's revisions). */
+	for (int i = 0; i < 2; i++) {
+		ev = xevent(p);
+		if (ev->sub == lsub_id)
+			ck_assert_int_eq(ev->kind, PROCREG_EV_RESTARTED);
+		else {
+			ck_assert_uint_eq(ev->sub, csub_id);
+			ck_assert_int_eq(ev->kind, PROCREG_EV_OVERFLOW);
+			ck_assert_uint_eq(ev->seq, 700);
+		}
+		procreg_event_free(ev);
+	}
 
 	/* nodedown: held is lost, and forgotten. */
 	CK_OK(p, procreg_send_str(p, "kick", "x"));
