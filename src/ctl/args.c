@@ -107,8 +107,9 @@ static const struct ctl_option options[] = {
 	    "cluster: unique across every node, not only on this daemon "
 	    "(which must run in cluster mode: else exit 4, unavailable); "
 	    "NAME is lost (nodedown) if the daemon's node loses its lease.  "
-	    "Queueing and replacement are not in this protocol version for "
-	    "cluster names: with them the daemon answers bad_request" },
+	    "Queued (the wait option), it takes a place in NAME's line across "
+	    "the nodes.  Replacement is not in this protocol version for "
+	    "cluster names: with it the daemon answers bad_request" },
 	{ OPT_CLUSTER, "cluster", 0, NULL, C_SERVE | C_RECV, "register NAME "
 	    "in the cluster: unique across every node, not only on this "
 	    "daemon (which must run in cluster mode: else exit 4, "
@@ -127,9 +128,10 @@ static const struct ctl_option options[] = {
 	{ OPT_ALL, "all", 0, NULL, C_LIST, "this daemon's local names and "
 	    "the cluster's, in name order; a NODE column follows NAME (- for "
 	    "a local name)" },
-	{ OPT_CLUSTER, "cluster", 0, NULL, C_WATCH, "not supported yet: a "
-	    "subscription follows this daemon's local names only (protocol "
-	    "3); exit 2" },
+	{ OPT_CLUSTER, "cluster", 0, NULL, C_WATCH, "the cluster's names "
+	    "instead of this daemon's local ones: SEQ is etcd's revision, the "
+	    "entries have node=NODE, and a watch resumes after a restart of "
+	    "the daemon too; not with the groups option (bad_request)" },
 	{ OPT_PID, "pid", 0, "PID", C_LIST, "only the names held by "
 	    "process PID" },
 	{ OPT_UID, "uid", 0, "UID", C_LIST, "only the names held by user "
@@ -351,8 +353,10 @@ static const struct command commands[] = {
 	{ "queue", names_queue, C_QUEUE, 1, 1, false, "NAME",
 	    "list the connections waiting for NAME",
 	    "Print the connection ids waiting in NAME's queue (hold --wait), "
-	    "first in line first, one per line; nothing when none wait.  With "
-	    "--json, one array." },
+	    "first in line first, one per line; nothing when none wait.  The "
+	    "line of a cluster name is of connections on any node: CONN NODE "
+	    "on each line.  With --json, one array: of connection ids, or of "
+	    "{\"node\": NODE, \"conn\": CONN} for a cluster name." },
 	{ "nodes", names_nodes, C_NODES, 0, 0, false, "",
 	    "list the nodes of the cluster",
 	    "Print a table of the nodes of the cluster the daemon belongs to "
@@ -624,11 +628,6 @@ args_apply(struct ctl *c, enum opt_id id)
 		c->no_reconnect = true;
 		break;
 	case OPT_CLUSTER:
-		/* Said at once, not ignored: nothing to connect for. */
-		if (c->cmd != NULL && c->cmd->bit == C_WATCH)
-			return args_error(c, "watch --cluster: not supported "
-			    "yet: a subscription follows this daemon's local "
-			    "names only (protocol 3)");
 		c->cluster = true;
 		break;
 	case OPT_LOCAL:

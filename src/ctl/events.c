@@ -34,6 +34,12 @@ events_line(uint64_t seq, const char *kind, const char *name,
 	if (e != NULL)
 		printf(" conn=%" PRIu64 " pid=%" PRId64 " gen=%" PRIu64
 		    " value=%s", e->conn, e->pid, e->gen, value ? value : "?");
+	if (e != NULL && e->node != NULL) {
+		char *node = out_safe_text(e->node);
+
+		printf(" node=%s", node != NULL ? node : "?");
+		free(node);
+	}
 	else if (m != NULL)
 		printf(" conn=%" PRIu64 " pid=%" PRId64 " gen=%" PRIu64
 		    " value=%s", m->conn, m->pid, m->gen, value ? value : "?");
@@ -118,7 +124,10 @@ events_change(struct waiter *w, const struct procreg_event *ev)
 	if (w->done || ev->sub != w->sub)
 		return;
 	if (ev->kind == PROCREG_EV_OVERFLOW) {
-		if (w->reconnected)
+		if (w->reconnected && c->cluster)
+			fprintf(stderr, "procregctl: the daemon is back: "
+			    "resuming after revision %" PRIu64 "\n", ev->seq);
+		else if (w->reconnected)
 			fprintf(stderr, "procregctl: the same daemon: "
 			    "resuming after event %" PRIu64 "\n", ev->seq);
 		else
@@ -182,6 +191,8 @@ events_watch(struct ctl *c)
 	w.sopts.groups = c->groups;
 	w.sopts.has_since = c->has_since;
 	w.sopts.since = c->since;
+	w.sopts.scope = c->cluster ? PROCREG_SCOPE_CLUSTER :
+	    PROCREG_SCOPE_DEFAULT;
 	if ((w.sigfd = wait_signals(sigs, sizeof(sigs) / sizeof(sigs[0]),
 	    NULL)) < 0)
 		return EXIT_ERROR;

@@ -230,36 +230,51 @@ names_await(struct ctl *c)
 	return r;
 }
 
-/* queue NAME: the connections waiting for NAME, first in line first. */
+/*
+ * queue NAME: the connections waiting for NAME, first in line first: a
+ * conn id each, and for a cluster name's line the node of each.
+ */
 int
 names_queue(struct ctl *c)
 {
-	uint64_t *v = NULL;
+	struct procreg_place **v = NULL;
 	size_t n = 0;
 	bool ok = true;
 	int r;
 
 	if (!args_check_name(c, c->args[0]))
 		return EXIT_USAGE;
-	if ((r = procreg_queue(c->p, c->args[0], &v, &n)) != PROCREG_OK)
+	if ((r = procreg_queue_places(c->p, c->args[0], &v, &n)) !=
+	    PROCREG_OK)
 		return out_report(c, r, c->args[0]);
 	if (c->json) {
 		json_t *a = json_array();
 
 		for (size_t i = 0; i < n && a != NULL; i++) {
-			if (json_array_append_new(a,
-			    json_integer((json_int_t)v[i])) < 0) {
+			json_t *j = v[i]->node == NULL ?
+			    json_integer((json_int_t)v[i]->conn) :
+			    json_pack("{s:s, s:I}", "node", v[i]->node,
+			    "conn", (json_int_t)v[i]->conn);
+
+			if (json_array_append_new(a, j) < 0) {
 				json_decref(a);
 				a = NULL;
 			}
 		}
 		ok = out_json(a, 0);
 	} else {
-		for (size_t i = 0; i < n && ok; i++)
-			ok = printf("%" PRIu64 "\n", v[i]) > 0;
+		for (size_t i = 0; i < n && ok; i++) {
+			char *node = v[i]->node != NULL ?
+			    out_safe_text(v[i]->node) : NULL;
+
+			ok = printf("%" PRIu64 "%s%s\n", v[i]->conn,
+			    node != NULL ? " " : "", node != NULL ? node :
+			    "") > 0;
+			free(node);
+		}
 		ok = ok && fflush(stdout) == 0;
 	}
-	free(v);
+	procreg_places_free(v, n);
 	return ok ? EXIT_SUCCESS : EXIT_ERROR;
 }
 
