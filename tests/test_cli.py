@@ -734,11 +734,16 @@ def test_cluster_without_etcd(ctl, cl):
     check("serve --cluster: exit 4, unavailable", r.rc == 4
           and "cluster unavailable" in r.err)
     r = ctl.run("hold", "--wait", "--cluster", "cli/cl/x", "--", "true")
-    check("hold --wait --cluster: the daemon's bad_request, exit 4",
-          r.rc == 4 and "bad request" in r.err)
+    check("hold --wait --cluster without etcd: exit 4, unavailable",
+          r.rc == 4 and "cluster unavailable" in r.err)
+    r = ctl.run("hold", "--allow-replacement", "--cluster", "cli/cl/x",
+                "--", "true")
+    check("hold --allow-replacement --cluster: the daemon's bad_request, "
+          "exit 4", r.rc == 4 and "bad request" in r.err)
     for args in (["nodes"], ["whereis", "--cluster", "cli/cl/local"],
                  ["whereis", "--consistent", "cli/cl/nothing"],
-                 ["list", "--cluster"], ["list", "--all"]):
+                 ["list", "--cluster"], ["list", "--all"],
+                 ["watch", "--cluster", "--no-reconnect"]):
         r = ctl.run(*args)
         check(f"{' '.join(args)} without etcd: exit 4, unavailable",
               r.rc == 4 and "cluster unavailable" in r.err
@@ -760,9 +765,6 @@ def test_cluster_without_etcd(ctl, cl):
     r = ctl.run("whereis", "--local", "cli/cl/nothing")
     check("whereis --local of an absent name: exit 1, not on this daemon",
           r.rc == 1 and "not registered on this daemon" in r.err)
-    r = ctl.run("watch", "--cluster")
-    check("watch --cluster: exit 2, not supported yet", r.rc == 2
-          and "not supported yet" in r.err and r.out == "")
     check("whereis --local --cluster: exit 2",
           ctl.run("whereis", "--local", "--cluster", "x").rc == 2)
     check("list --all --cluster: exit 2",
@@ -821,6 +823,20 @@ def cluster_answers(c, req):
     elif method == "register":
         err = ["taken", "the name is registered in the cluster by node n2 "
                "conn 9"]
+    elif method == "queue":
+        res = [{"node": "n2", "conn": 4}, {"node": "n1", "conn": 1}] \
+            if params[0] == "line" else [3, 5]
+    elif method == "subscribe":
+        res = {"sub": (1 << 32) + 1, "seq": 700,
+               "entries": [entry("b", "n1")]}
+        c.sendall(msgpack.packb([1, req[1], None, res])
+                  + msgpack.packb([2, "event", [(1 << 32) + 1, 701,
+                                                 "registered",
+                                                 entry("d", "n2")]])
+                  + msgpack.packb([2, "event", [(1 << 32) + 1, 702,
+                                                 "unregistered",
+                                                 ["d", "nodedown"]]]))
+        raise EOFError
     c.sendall(msgpack.packb([1, req[1], err, None if err else res]))
 
 
@@ -911,6 +927,32 @@ def test_cluster_fake(tmp):
     check("hold --cluster of a name held on another node: exit 1, its "
           "holder and node", r.rc == 1
           and "c is held by conn 3 (pid 4242) on node n2" in r.err)
+    r = run("queue", "line")
+    check("queue of a cluster name: CONN NODE lines", r.rc == 0
+          and r.out == "4 n2\n1 n1\n")
+    r = run("--json", "queue", "line")
+    check("queue --json of a cluster name: node and conn objects",
+          r.rc == 0 and json.loads(r.out) == [{"node": "n2", "conn": 4},
+                                              {"node": "n1", "conn": 1}])
+    r = run("queue", "lq")
+    check("queue of a local name: conn ids as before", r.rc == 0
+          and r.out == "3\n5\n")
+    r = run("watch", "--cluster", "--no-reconnect", "")
+    lines = r.out.splitlines()
+    check("watch --cluster: the snapshot and the changes, node=NODE on the "
+          "entries", len(lines) == 3
+          and lines[0].startswith("700 entry b conn=3 ")
+          and lines[0].endswith(" node=n1")
+          and lines[1].startswith("701 registered d ")
+          and lines[1].endswith(" node=n2")
+          and lines[2] == "702 unregistered d reason=nodedown")
+    r = run("--json", "watch", "--cluster", "--no-reconnect")
+    js = [json.loads(x) for x in r.out.splitlines()]
+    check("watch --cluster --json: the cluster entries' node",
+          [(j["seq"], j["kind"]) for j in js] == [
+              (700, "entry"), (701, "registered"), (702, "unregistered")]
+          and js[0]["payload"]["node"] == "n1"
+          and js[2]["payload"] == ["d", "nodedown"])
 
 
 def test_ping_stats(ctl, path):
