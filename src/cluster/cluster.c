@@ -74,10 +74,15 @@ why_of(const struct rev_why *w, size_t nw, int64_t rev,
 	return r;
 }
 
-/* A place in a queue came or went. */
+
+/*
+ * A place in a queue came or went.  One of ours that went without our
+ * asking (its give-up, its hand-over) went with the lease, or someone
+ * removed it: its connection must not wait for ever.
+ */
 static void
 queue_event(struct cluster *cl, const uint8_t *rest, size_t rlen,
-    const struct etcd_event *ev)
+    const struct etcd_event *ev, const struct rev_why *wv, size_t nw)
 {
 	const char *name, *node;
 	struct cl_waiter *w;
@@ -90,9 +95,18 @@ queue_event(struct cluster *cl, const uint8_t *rest, size_t rlen,
 		return;
 	}
 	if (cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
-	    &conn) == 0 && (w = cl_waiter_find(cl, name, len, node, nlen,
-	    conn)) != NULL)
-		cl_waiter_remove(cl, w);
+	    &conn) != 0 || (w = cl_waiter_find(cl, name, len, node, nlen,
+	    conn)) == NULL)
+		return;
+	if (w->peer != NULL && !w->leaving && !w->acquiring) {
+		enum pr_down_reason why = wv != NULL ? why_of(wv, nw,
+		    ev->kv.mod_rev, w->node) : PR_DOWN_UNREGISTERED;
+
+		cl->ops->lost(cl->arg, w->peer->peer, w->q->name,
+		    w->q->name_len, why == PR_DOWN_NODEDOWN ? why :
+		    PR_DOWN_EVICTED);
+	}
+	cl_waiter_remove(cl, w);
 }
 
 static void
@@ -128,7 +142,7 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 			cl_cache_node(cl, rest, rlen, kv,
 			    ev[i].type == ETCD_EV_DELETE);
 		else if (cl_key_kind(cl, kv, "queue/", &rest, &rlen))
-			queue_event(cl, rest, rlen, &ev[i]);
+			queue_event(cl, rest, rlen, &ev[i], w, nw);
 		else if (!cl_key_kind(cl, kv, "names/", &rest, &rlen))
 			continue;
 		else if (ev[i].type != ETCD_EV_DELETE) {
@@ -568,8 +582,17 @@ on_keepalive(const struct etcd_result *r, void *arg)
 		cl_lose(cl, "etcd says the lease is gone");
 		return;
 	}
-	if (r->status != 0)
-		return;		/* the deadline decides */
+	if (r->status != 0) {
+		/* The deadline decides; meanwhile try again soon, not a
+		 * third of the TTL later: a few short outages in a row
+		 * must not add up to a lost lease. */
+		uint64_t period = (uint64_t)cl->ttl_s * 1000000 / 3;
+
+		if (period > CL_RETRY_MS * 1000)
+			cl->ka_sent_us = now_mono_us() - period +
+			    CL_RETRY_MS * 1000;
+		return;
+	}
 	if (r->sent_us + (uint64_t)r->ttl * 1000000 > cl->alive_until_us)
 		cl->alive_until_us = r->sent_us + (uint64_t)r->ttl * 1000000;
 }

@@ -74,6 +74,8 @@ struct cl_waiter {
 	int64_t			 rev;		/* its place: create revision */
 	uint64_t		 epoch;
 	bool			 doomed;
+	bool			 leaving;	/* its give-up is in flight */
+	bool			 acquiring;	/* its hand-over is in flight */
 	uint32_t		 value_len;
 	uint8_t			 value[];
 };

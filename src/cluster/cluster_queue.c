@@ -248,6 +248,8 @@ on_acquire(const struct etcd_result *r, void *arg)
 			if (w->rev == op->gen)
 				break;
 	}
+	if (w != NULL)
+		w->acquiring = false;
 	if (r->status != 0 || !r->succeeded) {
 		/* Taken by someone else meanwhile, or our place is gone:
 		 * a later change tries again.  An etcd failure: the tick. */
@@ -311,6 +313,7 @@ queue_acquire(struct cluster *cl, struct cl_queue *q, struct cl_waiter *w)
 	if (etcd_txn(cl->etcd, t, on_acquire, op) < 0)
 		goto fail;
 	q->acquiring = true;
+	w->acquiring = true;
 	return;
 fail:
 	if (op != NULL)

@@ -353,19 +353,21 @@ on_leave_queue(const struct etcd_result *r, void *arg)
 	struct cl_op *op = arg;
 	struct cluster *cl = op->cl;
 	struct cl_queue *q;
-	struct cl_waiter *w;
+	struct cl_waiter *w = NULL;
 
+	if ((q = cl_queue_find(cl, op->name, op->name_len)) != NULL)
+		TAILQ_FOREACH(w, &q->waiters, by_queue)
+			if (w->rev == op->gen)
+				break;
 	if (r->status != 0) {
+		if (q != NULL && w != NULL)
+			w->leaving = false;
 		op_fail(op, r, true);
 		cl_op_free(op);
 		return;
 	}
-	if ((q = cl_queue_find(cl, op->name, op->name_len)) != NULL)
-		TAILQ_FOREACH(w, &q->waiters, by_queue)
-			if (w->rev == op->gen) {
-				cl_waiter_remove(cl, w);
-				break;
-			}
+	if (q != NULL && w != NULL)
+		cl_waiter_remove(cl, w);
 	cl_op_reply(op, 0, "", NULL, true);
 	cl_op_free(op);
 	cl_queues_kick(cl);
@@ -412,6 +414,7 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 			cl_op_free(op);
 			goto nomem;
 		}
+		w->leaving = true;
 		return 0;
 	}
 	if (p == NULL || e->owner != p) {
