@@ -17,7 +17,7 @@ from . import errors
 from .errors import ConnectError, NotFound, ProtocolError
 from .types import (Acquired, Call, Down, Entry, ErrorNotice, Hello, Keys,
                     Lost, Member, Message, Node, Notification, Overflow,
-                    Publish,
+                    Place, Publish,
                     PublishResult, Queued, Reconnected, Restarted, Shutdown,
                     Stats, SubEvent, Unknown)
 
@@ -90,12 +90,17 @@ class _Held:
 
 
 class _Sub:
-    __slots__ = ("server", "last_seq", "sink")
+    __slots__ = ("server", "last_seq", "sink", "cluster")
 
-    def __init__(self, server: int, last_seq: int, sink: Any) -> None:
+    def __init__(self, server: int, last_seq: int, sink: Any,
+                 cluster: bool = False) -> None:
         self.server = server
         self.last_seq = last_seq
         self.sink = sink
+        # Scope cluster: its seqs are etcd's revisions, which outlive the
+        # daemon, so a reconnect ends it with Overflow even after a
+        # restart.
+        self.cluster = cluster
 
 
 Hook = Optional[Callable[[Any], Any]]
@@ -249,7 +254,8 @@ class Core:
             return call_id
         return self.calls.pop(call_id, None)
 
-    def hook_subscribe(self, since: Optional[int], sink: Any) -> Hook:
+    def hook_subscribe(self, since: Optional[int], sink: Any,
+                       cluster: bool = False) -> Hook:
         def hook(r: Dict[str, Any]) -> Tuple[int, Dict[str, Any]]:
             server = r["sub"]
             if self.auto:
@@ -258,7 +264,7 @@ class Core:
             else:
                 user = server
             last = since if since is not None and not r.get("gap") else r["seq"]
-            self.subs[user] = _Sub(server, last, sink)
+            self.subs[user] = _Sub(server, last, sink, cluster)
             self.subs_srv[server] = user
             return user, r
         return hook
@@ -367,7 +373,8 @@ class Core:
         for user in list(self.subs):
             s = self.subs[user]
             self.end_sub(user)
-            s.sink.put((Overflow if same else Restarted)(user, s.last_seq))
+            s.sink.put((Overflow if same or s.cluster else Restarted)(
+                user, s.last_seq))
         self.calls.clear()
         lost_names: List[str] = []
         lost_groups: List[str] = []
@@ -475,8 +482,10 @@ def conv_stats(r: Any) -> Stats:
     return s
 
 
-def conv_queue(r: Any) -> List[int]:
-    return list(r)
+def conv_queue(r: Any) -> List[Any]:
+    """Connection ids; a cluster name's line as :class:`Place` objects."""
+    return [Place(x.get("node"), x["conn"]) if isinstance(x, dict) else x
+            for x in r]
 
 
 def conv_nodes(r: Any) -> List[Node]:

@@ -123,11 +123,13 @@ def reply(core: c.Core, call_id: Any, result: Any, error: Any) -> Req:
 
 
 def subscribe(core: c.Core, prefix: str, groups: bool, since: Optional[int],
-              sink: Any) -> Req:
+              sink: Any, scope: Optional[str] = None) -> Req:
     opts: dict = {}
     if groups:
         opts["groups"] = True
     if since is not None:
         opts["since"] = since
+    if scope is not None and scope != "local":
+        opts["scope"] = scope
     return ("subscribe", [prefix, opts] if opts else [prefix],
-            core.hook_subscribe(since, sink), 0.0)
+            core.hook_subscribe(since, sink, scope == "cluster"), 0.0)

@@ -449,7 +449,7 @@ class Client:
         """As :meth:`procreg.client.Client.await_name`."""
         return await self._do(*rq.await_name(self._core, name, timeout))
 
-    async def queue(self, name: str) -> List[int]:
+    async def queue(self, name: str) -> List[Any]:
         """The connection ids waiting for ``name``."""
         return await self._do(*rq.queue(self._core, name))
 
@@ -517,11 +517,12 @@ class Client:
         return await self._do(*rq.evict(self._core, name))
 
     async def subscribe(self, prefix: str = "", *, groups: bool = False,
-                        since: Optional[int] = None) -> Subscription:
+                        since: Optional[int] = None,
+                        scope: Optional[str] = None) -> Subscription:
         """As :meth:`procreg.client.Client.subscribe`."""
         sink = _Buffer()
         sub, res = await self._do(*rq.subscribe(self._core, prefix, groups,
-                                                since, sink))
+                                                since, sink, scope))
         return Subscription(self, sub, res, sink)
 
     async def unsubscribe(self, sub: Union[int, Subscription]) -> bool:

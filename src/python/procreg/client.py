@@ -411,7 +411,9 @@ class Client:
         passes to us).  ``allow_replacement``: a later ``replace`` may take
         it (we get :class:`Lost`).  ``replace``: take it from an owner that
         allows it.  ``scope="cluster"`` (protocol 3): a cluster name,
-        unique across every node of the cluster (with queue, replace or
+        unique across every node of the cluster (with ``queue``, a place
+        in its line across the nodes, :class:`Acquired` coming about one
+        etcd round trip after its owner let it go; with replace or
         allow_replacement the daemon raises BadRequest in this protocol
         version); Unavailable when the daemon runs without ``--etcd`` or
         cannot reach etcd; :class:`Lost` ``"nodedown"`` when our daemon's
@@ -478,8 +480,10 @@ class Client:
         CallTimeout when it did not come."""
         return self._do(*rq.await_name(self._core, name, timeout))
 
-    def queue(self, name: str) -> List[int]:
-        """The connection ids waiting for ``name``, first in line first."""
+    def queue(self, name: str) -> List[Any]:
+        """The connection ids waiting for ``name``, first in line first;
+        for a cluster name's line (protocol 3) :class:`Place` objects, the
+        node and the connection id of each."""
         return self._do(*rq.queue(self._core, name))
 
     def join(self, group: str, value: Any = _NO_VALUE) -> Member:
@@ -556,14 +560,22 @@ class Client:
         return self._do(*rq.evict(self._core, name))
 
     def subscribe(self, prefix: str = "", *, groups: bool = False,
-                  since: Optional[int] = None) -> Subscription:
+                  since: Optional[int] = None,
+                  scope: Optional[str] = None) -> Subscription:
         """Subscribe to changes of the names under ``prefix`` (and with
         ``groups`` of the groups).  With ``since``, the events after it are
         replayed (or, when too old, ``gap`` is set and a fresh snapshot
-        comes).  Iterate over the result for its events."""
+        comes).  Iterate over the result for its events.
+
+        ``scope="cluster"`` (protocol 3): the cluster's names as the
+        node's watch on etcd reports them (registered, updated,
+        unregistered; ``seq`` is the etcd revision, and a reconnect ends
+        it with :class:`Overflow` even after a restart, resumable with
+        ``since``); not with ``groups`` (BadRequest); Unavailable without
+        ``--etcd``."""
         sink = _Sink()
         sub, res = self._do(*rq.subscribe(self._core, prefix, groups, since,
-                                          sink))
+                                          sink, scope))
         return Subscription(self, sub, res, sink)
 
     def unsubscribe(self, sub: Union[int, Subscription]) -> bool:
@@ -688,9 +700,8 @@ class Client:
         ``timeout`` seconds (default: the client's timeout) for it to pass
         to us (Timeout then, our place given up); without, Taken is
         raised.  ``scope="cluster"``: a cluster name, as :meth:`register`
-        (pass ``wait=False``: protocol 3 has no cluster queues, the
-        daemon raises BadRequest).  On exit the name is unregistered,
-        fenced by its gen."""
+        (with ``wait``, a place in its line across the nodes).  On exit
+        the name is unregistered, fenced by its gen."""
         deadline = _monotonic() + (self.timeout if timeout is None
                                    else timeout)
         res = self.register(name, value, queue=wait,

@@ -13,7 +13,7 @@ __all__ = [
     "Entry", "Member", "Queued", "Hello", "Stats", "Keys", "PublishResult",
     "Message", "Call", "Publish", "Down", "Acquired", "Lost", "SubEvent",
     "Overflow", "Restarted", "ErrorNotice", "Shutdown", "Reconnected",
-    "Unknown", "Notification", "Target", "Hold", "Node",
+    "Unknown", "Notification", "Target", "Hold", "Node", "Place",
 ]
 
 #: A target of send, call and monitor: a name (str) or a connection id.
@@ -92,6 +92,15 @@ class Hello:
     boot: str
     max_message: int
     node: Optional[str] = None
+
+
+@dataclass(slots=True)
+class Place:
+    """A place in a cluster name's line (protocol 3, ``queue``): the
+    waiting connection's node and id (a local name's line is of plain
+    connection ids)."""
+    node: Optional[str]
+    conn: int
 
 
 @dataclass(slots=True)
