@@ -904,7 +904,11 @@ class ClusterWithoutEtcdTest(SyncCase):
                  lambda: c.whereis("cl/x", scope="cluster")),
                 ("list(scope='cluster')",
                  lambda: list(c.list(scope="cluster"))),
-                ("list(scope='all')", lambda: list(c.list(scope="all")))]:
+                ("list(scope='all')", lambda: list(c.list(scope="all"))),
+                ("subscribe(scope='cluster')",
+                 lambda: c.subscribe(scope="cluster")),
+                ("register(scope='cluster', queue=True)",
+                 lambda: c.register("cl/x", scope="cluster", queue=True))]:
             with self.subTest(call=what):
                 with self.assertRaises(procreg.Unavailable,
                                        msg=what + " raises Unavailable"
@@ -915,8 +919,8 @@ class ClusterWithoutEtcdTest(SyncCase):
                                       what)
         self.assertIsNone(c.whereis("cl/x"), "nothing was registered")
         with self.assertRaises(procreg.BadRequest, msg="scope cluster with "
-                               "queue: the daemon's BadRequest"):
-            c.register("cl/x", scope="cluster", queue=True)
+                               "replace: the daemon's BadRequest"):
+            c.register("cl/x", scope="cluster", replace=True)
 
     def test_local_scope_is_as_before(self):
         c = self.connect()
@@ -994,7 +998,7 @@ def cluster_fake(path, protocol=3):
             params[2], dict) else {}
         if method == "hello":
             h = {"server": "procreg", "version": "0", "protocol": protocol,
-                 "conn": n, "boot": "0" * 32, "max_message": 1 << 20}
+                 "conn": n, "boot": "%032x" % n, "max_message": 1 << 20}
             if protocol >= 3:
                 h["node"] = "n1"
             return None, h, []
@@ -1024,6 +1028,16 @@ def cluster_fake(path, protocol=3):
                 "node": "n1", "state": "up", "etcd": "http://e:2379",
                 "lease_ttl": 10, "names": 2, "nodes": 2,
                 "revision": 42}}, []
+        if method == "queue":
+            if params[0] == "line":
+                return None, [{"node": "n2", "conn": 4},
+                              {"node": "n1", "conn": 1}], []
+            return None, [3, 5], []
+        if method == "subscribe":
+            cl = len(params) > 1 and params[1].get("scope") == "cluster"
+            return None, {"sub": (1 << 32) + 1 if cl else 1,
+                          "seq": 700 if cl else 3,
+                          "entries": [entry("b", "n1" if cl else None)]}, []
         if method == "send" and params[0] == "kick":
             return None, True, [[2, "lost", ["held", "nodedown"]]]
         return None, True, []
@@ -1117,6 +1131,18 @@ class ClusterFakeDaemonTest(unittest.TestCase):
         st = c.stats()
         self.assertEqual(st.cluster["state"], "up", "stats.cluster")
         self.assertEqual(st.cluster["revision"], 42, "stats.cluster")
+        self.assertEqual(c.queue("line"), [procreg.Place("n2", 4),
+                                           procreg.Place("n1", 1)],
+                         "queue of a cluster name: Place objects")
+        self.assertEqual(c.queue("lq"), [3, 5],
+                         "queue of a local name: connection ids")
+        sub = c.subscribe("", scope="cluster", since=650)
+        self.assertEqual(log[-1], (1, "subscribe", ["", {
+            "since": 650, "scope": "cluster"}]),
+            "subscribe(scope='cluster') sends the scope")
+        self.assertEqual((sub.sub, sub.seq, sub.entries[0].node),
+                         ((1 << 32) + 1, 700, "n1"),
+                         "a cluster subscription's snapshot")
         c.send("kick", "x")
         ev = c.next_event(WAIT)
         self.assertEqual(ev, procreg.Lost("held", "nodedown"),
@@ -1128,9 +1154,16 @@ class ClusterFakeDaemonTest(unittest.TestCase):
         self.addCleanup(c.close)
         c.register("held", scope="cluster")
         c.register("loc")
+        lsub = c.subscribe("")
+        csub = c.subscribe("", scope="cluster")
         c.send("drop", "x")
         ev = events_until(c, lambda evs: any(
             isinstance(x, procreg.Reconnected) for x in evs))
+        what = "after a reconnect to a new daemon, a local subscription " \
+            "ends with Restarted, a cluster one with Overflow (etcd's " \
+            "revisions outlive the daemon)"
+        self.assertIsInstance(lsub.next(0), procreg.Restarted, what)
+        self.assertEqual(csub.next(0), procreg.Overflow(csub.sub, 700), what)
         self.assertTrue(any(isinstance(x, procreg.Reconnected) for x in ev),
                         "the client reconnects")
         restored = sorted((m, p) for n, m, p in log if n == 2
