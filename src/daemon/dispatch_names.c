@@ -365,6 +365,24 @@ dispatch_list(struct call *k)
 		if (count > 0 && used + proto_array_size(count + 1) + sz >
 		    budget)
 			break;
+		/* A name in both scopes: its two entries share a page, or
+		 * after would pass the second (a page may then hold one
+		 * entry more than limit). */
+		if (icl < ncl && bytes_cmp(cl[icl]->data, cl[icl]->name_len,
+		    n->data, n->name_len) == 0) {
+			size_t both = sz + proto_cluster_entry_size(cl[icl]);
+
+			if (count > 0 && (count + 2 > limit ||
+			    used + proto_array_size(count + 2) + both >
+			    budget))
+				break;
+			used += both;
+			s->list_buf[count++] = n;
+			s->list_buf[count++] = NULL;
+			icl++;
+			nlocal++;
+			continue;
+		}
 		used += sz;
 		s->list_buf[count++] = n;
 		nlocal++;
