@@ -692,6 +692,20 @@ dispatch_register_many(struct call *k)
 			goto done;
 		}
 	}
+	/* The no-shadow rule of register (PROTOCOL.md §12), name by name. */
+	for (i = 0; s->cluster != NULL && i < n; i++) {
+		const struct cl_entry *ce = dispatch_cluster_lookup(s,
+		    names[i], lens[i]);
+
+		if (ce != NULL && registry_lookup(&s->reg, names[i],
+		    lens[i]) == NULL) {
+			r = dispatch_fail(k, PR_ERR_TAKEN, "name %zu of the "
+			    "array is registered in the cluster by node %s "
+			    "conn %llu (scope cluster)", i + 1, ce->node->name,
+			    (unsigned long long)ce->conn);
+			goto done;
+		}
+	}
 	r = registry_register_many(&s->reg, k->c->rc, n, names, lens, vals,
 	    vlens, now_epoch_ms(), out, &bad);
 	if (r == REG_E_TAKEN)
