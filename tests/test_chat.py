@@ -8,8 +8,14 @@ get_messages); the room process is killed with SIGKILL, the supervisor
 restarts it under the same name, and the users see its down, find it again
 and talk on.  The registry is watched through a plain Python msgpack-RPC
 client, which also listens to the group and calls the room.  Every wait is
-bounded; nothing is timed."""
+bounded; nothing is timed.
+
+The README's cluster walk-through (three nodes and an etcd on one machine)
+runs here too, as printed (readme_cluster): it needs etcd, and times one
+thing, the contract's bound on a crashed node's names."""
+import glob
 import os
+import re
 import select
 import shlex
 import shutil
@@ -24,6 +30,7 @@ import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAEMON = os.environ.get("PROCREGD", os.path.join(HERE, "..", "procregd"))
+CTL = os.environ.get("PROCREGCTL", os.path.join(HERE, "..", "procregctl"))
 CHAT = os.environ.get("CHAT", os.path.join(HERE, "..", "src", "examples",
                                            "chat"))
 WAIT = 10.0
@@ -310,6 +317,148 @@ def readme_walkthrough(sock, alice, bob):
           and bob.wait_for("eve:") == "[lobby] eve: hello from the shell")
 
 
+def free_ports(n):
+    """n distinct loopback TCP ports free right now (all bound at once, so
+    that the kernel cannot hand out one twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [str(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def readme_cluster():
+    """The README's cluster walk-through (three nodes and an etcd on one
+    machine): its commands as printed, run one after the other by one
+    bash, the loopback ports swapped for free ones and mktemp's directory
+    put under a temporary one.  Each command's output must be the
+    README's but for numbers, times and the temporary directory; a read-only
+    procregctl command (nodes, whereis, list) is first repeated silently
+    until it answers as many lines as the README shows, as a person would
+    wait for the nodes to join.  The crashed node's name must go within
+    its lease TTL and 3 s."""
+    if not check("etcd is installed (make deps installs etcd-server)",
+                 shutil.which("etcd") is not None):
+        return
+    with open(os.path.join(HERE, "..", "README.md")) as f:
+        readme = f.read()
+    sec = readme.split("## A cluster on one machine", 1)[1]
+    block = sec.split("\n## ", 1)[0].split("```\n", 1)[1].split("```", 1)[0]
+    steps = []                      # [command, expected output lines]
+    for line in block.splitlines():
+        if steps and steps[-1][0].endswith("\\"):
+            steps[-1][0] += "\n" + line
+        elif line.startswith("$ "):
+            steps.append([line[2:], []])
+        elif steps:
+            steps[-1][1].append(line)
+    if not check("the README's cluster walk-through has its commands",
+                 len(steps) >= 6):
+        return
+    shown = sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", block)))
+    ports = dict(zip(shown, free_ports(len(shown))))
+    ttl = int((re.findall(r"--lease-ttl (\d+)", block) or ["10"])[0])
+    tmp = tempfile.mkdtemp(prefix="procreg-readme-cluster.")
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    for name, path in (("procregd", DAEMON), ("procregctl", CTL)):
+        with open(os.path.join(bindir, name), "w") as f:
+            f.write('#!/bin/sh\nexec "%s" "$@"\n' % os.path.abspath(path))
+        os.chmod(os.path.join(bindir, name), 0o755)
+    env = dict(os.environ, TMPDIR=tmp,
+               PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    bash = subprocess.Popen(["bash", "--norc", "--noprofile"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    buf = b""
+
+    def run(cmd, timeout=30.0):
+        """cmd's output lines, and its duration; None when it did not end
+        in time."""
+        nonlocal buf
+        t0 = time.monotonic()
+        bash.stdin.write(cmd.encode() + b"\necho @@@done\n")
+        bash.stdin.flush()
+        while b"@@@done\n" not in buf:
+            left = t0 + timeout - time.monotonic()
+            if left <= 0 or not select.select([bash.stdout], [], [],
+                                              left)[0]:
+                return None, None
+            data = os.read(bash.stdout.fileno(), 65536)
+            if not data:
+                return None, None
+            buf += data
+        out, buf = buf.split(b"@@@done\n", 1)
+        return (out.decode("utf-8", "replace").splitlines(),
+                time.monotonic() - t0)
+
+    def norm(line, d):
+        if d:
+            line = line.replace(d, "$d")
+        line = re.sub(r"/tmp/tmp\.[A-Za-z0-9]+", "$d", line)
+        line = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "TIME", line)
+        # numbers, not names: n1 stays n1
+        return " ".join(re.sub(r"(?<![A-Za-z])\d+", "#", line).split())
+
+    d = None
+    try:
+        for cmd, want in steps:
+            for old, new in ports.items():
+                cmd = cmd.replace("127.0.0.1:" + old, "127.0.0.1:" + new)
+            words = cmd.split()
+            if (want and words[0] == "procregctl" and
+                    set(words) & {"nodes", "whereis", "list"}):
+                run('for i in $(seq 400); do [ "$(%s 2>/dev/null | wc -l)"'
+                    ' -eq %d ] && break; sleep 0.025; done' % (cmd,
+                                                               len(want)))
+            got, took = run(cmd)
+            if d is None:
+                d = (run('echo "$d"')[0] or [None])[0]
+            first = cmd.splitlines()[0]
+            if not check("README cluster: `%s` ends" % first[:60],
+                         got is not None):
+                break
+            # bash's job notices, which the README leaves out
+            got = [x for x in got if not re.match(
+                r"(bash: line \d+: +\d+|\[\d+\][-+]?) +(Killed|Terminated|"
+                r"Done|Exit \d+) ", x)]
+            same = [norm(x, d) for x in got] == [norm(x, d) for x in want]
+            if not check("README cluster: `%s` prints what the README "
+                         "shows" % first[:60], same):
+                print("    README:\n      " + "\n      ".join(want) +
+                      "\n    got:\n      " + "\n      ".join(got))
+                for log in sorted(glob.glob(os.path.join(d or tmp, "*.log"))):
+                    with open(log, errors="replace") as f:
+                        print("    --- %s:\n      %s" % (log, "\n      ".join(
+                            f.read().splitlines()[-12:])))
+            if "monitor" in words and "kill" in words:
+                check("README cluster: the crashed node's name went within "
+                      "its lease TTL and 3 s (%.1f s, TTL %d)" % (took, ttl),
+                      took < ttl + 3)
+        bash.stdin.close()
+        try:
+            code = bash.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            code = None
+        try:
+            os.killpg(bash.pid, 0)
+            left = True
+        except ProcessLookupError:
+            left = False
+        check("README cluster: bash exits 0 and nothing it started is left",
+              code == 0 and not left)
+    finally:
+        try:
+            os.killpg(bash.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        bash.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="procreg-chat.")
     sock = os.path.join(tmp, "s.sock")
@@ -336,6 +485,7 @@ def main():
             code = None
         check("the daemon exits 0 on SIGTERM", code == 0)
         shutil.rmtree(tmp, ignore_errors=True)
+    readme_cluster()
     print(f"chat: {results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 
