@@ -251,9 +251,7 @@ class TLSEtcd:
 # server_cluster_start's subs_init(&s->csubs) is not undone when
 # cluster_new fails, and server_deinit frees csubs only with a cluster).
 # Remove this once that is fixed.
-UNDER_VALGRIND_FAILS = (unittest.expectedFailure
-                        if "valgrind" in os.path.basename(cl.DAEMON)
-                        else (lambda f: f))
+UNDER_VALGRIND_FAILS = (lambda f: f)   # fixed: server.c undoes it
 
 
 def tls_args(pki, ca="ca", client="client"):
@@ -501,15 +499,7 @@ class TestClusterTLS(unittest.TestCase):
                          "%s's log does not say why:\n%s"
                          % (name, n.log_tail(8)))
 
-    # EXPECTED FAILURES (a daemon deficiency): every TLS failure is logged
-    # "cluster: lease grant failed: etcd unavailable; retrying", and stats'
-    # last_error is "cannot connect" or "connection lost", exactly as for
-    # an etcd that is down.  etcd.c's etcd_op_done turns every transport
-    # failure into those two strings without reading the SSL's verify
-    # result or the bufferevent's OpenSSL errors, and cluster.c's on_grant
-    # logs etcd_strerror(status) without r->errmsg.  Remove the markers
-    # when the log names the cause.
-    @unittest.expectedFailure
+    # The log names the cause of a TLS failure (etcd.c's etcd_tls_why).
     def test_c_log_says_why_etcd_is_not_trusted(self):
         """The node's own refusal (BADCA, BADSAN): the verify result is
         on the SSL object (X509_verify_cert_error_string)."""
@@ -517,7 +507,6 @@ class TestClusterTLS(unittest.TestCase):
             if name in self.bad:
                 self.assertLogSaysWhy(name)
 
-    @unittest.expectedFailure
     def test_b_log_says_why_etcd_refused_us(self):
         """etcd's refusal of the client certificate (BADCERT) reaches the
         node as a TLS alert after its side of the handshake, which is

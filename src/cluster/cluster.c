@@ -28,6 +28,8 @@
 #include "now.h"
 
 static void	cl_join(struct cluster *);
+static void	join_failed(struct cluster *, const char *,
+	    const struct etcd_result *);
 static void	cl_sync(struct cluster *);
 
 void
@@ -258,10 +260,8 @@ on_sync_page(const struct etcd_result *r, void *arg)
 	size_t rlen;
 
 	if (r->status != 0) {
-		cl_log(cl, LOG_WARNING, "cluster: reading the cluster failed: "
-		    "%s; retrying", etcd_strerror(r->status));
 		cl->syncing = false;
-		cl->join_after_us = now_mono_us() + CL_RETRY_MS * 1000;
+		join_failed(cl, "reading the cluster", r);
 		return;
 	}
 	if (cl->rev == 0 || r->revision < cl->rev)
@@ -363,6 +363,26 @@ cl_sync(struct cluster *cl)
 /* ------------------------------------------------------------------ */
 /* The lease: join, keepalive, loss.                                    */
 
+/*
+ * A join step failed: again after a pause that doubles up to 8 s, and
+ * a log line at the 1st, 2nd, 4th, 8th... failure in a row, so that a
+ * node that cannot reach etcd (down, or refusing our certificate) says
+ * why without filling the journal.
+ */
+static void
+join_failed(struct cluster *cl, const char *what,
+    const struct etcd_result *r)
+{
+	unsigned n = ++cl->join_fails;
+
+	if ((n & (n - 1)) == 0)
+		cl_log(cl, LOG_WARNING, "cluster: %s failed (%u in a row): "
+		    "%s%s%s; retrying", what, n, etcd_strerror(r->status),
+		    *r->errmsg ? ": " : "", r->errmsg);
+	cl->join_after_us = now_mono_us() + ((uint64_t)CL_RETRY_MS * 1000 <<
+	    (n < 4 ? n - 1 : 4));
+}
+
 static void
 on_node_key(const struct etcd_result *r, void *arg)
 {
@@ -371,9 +391,7 @@ on_node_key(const struct etcd_result *r, void *arg)
 
 	cl->join_inflight = false;
 	if (r->status != 0) {
-		cl_log(cl, LOG_WARNING, "cluster: creating the node key "
-		    "failed: %s; retrying", etcd_strerror(r->status));
-		cl->join_after_us = now + CL_RETRY_MS * 1000;
+		join_failed(cl, "creating the node key", r);
 		return;
 	}
 	if (!r->succeeded) {
@@ -438,11 +456,10 @@ on_grant(const struct etcd_result *r, void *arg)
 
 	cl->join_inflight = false;
 	if (r->status != 0) {
-		cl_log(cl, LOG_WARNING, "cluster: lease grant failed: %s; "
-		    "retrying", etcd_strerror(r->status));
-		cl->join_after_us = now_mono_us() + CL_RETRY_MS * 1000;
+		join_failed(cl, "lease grant", r);
 		return;
 	}
+	cl->join_fails = 0;
 	cl->lease = r->lease_id;
 	cl->have_key = false;
 	cl->alive_until_us = r->sent_us + (uint64_t)r->ttl * 1000000;

@@ -142,6 +142,7 @@ struct cluster {
 	uint64_t		 ka_sent_us;
 	bool			 ka_inflight;
 	bool			 join_inflight;
+	unsigned		 join_fails;	/* in a row: backoff, logs */
 	bool			 have_key;	/* our nodes/ key, this lease */
 	int64_t			 ka_lease;	/* the keepalive in flight's */
 	/* A register timed out: a key of ours may have no owner. */

@@ -874,6 +874,39 @@ etcd_watch_chunk(struct evhttp_request *req, void *arg)
 		    "a message over the size bound" : "not a JSON stream");
 }
 
+/* Why op's TLS connection failed, in buf; "" when TLS said nothing. */
+static void
+etcd_tls_why(struct etcd_op *op, char *buf, size_t len)
+{
+	struct bufferevent *bev;
+	unsigned long err;
+	SSL *ssl;
+	long vr;
+
+	buf[0] = '\0';
+	if (!op->e->eps[op->ep].tls || op->evcon == NULL ||
+	    (bev = evhttp_connection_get_bufferevent(op->evcon)) == NULL)
+		return;
+	if ((ssl = bufferevent_openssl_get_ssl(bev)) != NULL &&
+	    (vr = SSL_get_verify_result(ssl)) != X509_V_OK)
+		snprintf(buf, len, "TLS: etcd's certificate not accepted: %s",
+		    X509_verify_cert_error_string(vr));
+	/* OpenSSL's errors; libevent also queues bare SSL_ERROR_* codes
+	 * (library 0, no reason string), which say nothing. */
+	while ((err = bufferevent_get_openssl_error(bev)) != 0)
+		if (buf[0] == '\0' && ERR_GET_LIB(err) != 0 &&
+		    ERR_reason_error_string(err) != NULL)
+			snprintf(buf, len, "TLS: %s",
+			    ERR_reason_error_string(err));
+	/* etcd's refusal of our certificate is an alert that is often lost
+	 * when it closes at once: once the handshake began (the TCP
+	 * connection was made), say what the likely cause is. */
+	if (buf[0] == '\0' && ssl != NULL && !SSL_in_before(ssl) &&
+	    SSL_get_certificate(ssl) != NULL)
+		snprintf(buf, len, "TLS: etcd closed the connection (does it "
+		    "accept our client certificate?)");
+}
+
 /* A request's end, in every way it can end. */
 static void
 etcd_op_done(struct evhttp_request *req, void *arg)
@@ -890,10 +923,15 @@ etcd_op_done(struct evhttp_request *req, void *arg)
 		else if (err == EVREQ_HTTP_INVALID_HEADER)
 			etcd_op_error(op, -EPROTO, "%s: bad HTTP answer",
 			    op->e->eps[op->ep].url);
-		else
+		else {
+			char why[160];
+
+			etcd_tls_why(op, why, sizeof(why));
 			etcd_op_failed(op, err == EVREQ_HTTP_TIMEOUT ?
-			    -ETIMEDOUT : -ECONNREFUSED, err < 0 ?
-			    "cannot connect" : "connection lost", true);
+			    -ETIMEDOUT : -ECONNREFUSED, why[0] ? why :
+			    err < 0 ? "cannot connect" : "connection lost",
+			    true);
+		}
 		return;
 	}
 	if (op->kind != ETCD_OP_WATCH) {

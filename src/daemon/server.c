@@ -655,6 +655,7 @@ server_cluster_start(struct server *s)
 	if (cluster_new(&s->cluster, s->base, &cc, &dispatch_cluster_ops, s,
 	    err, sizeof(err)) < 0) {
 		log_err(&s->log, "cluster: %s", err);
+		subs_deinit(&s->csubs);
 		return -1;
 	}
 	log_info(&s->log, "cluster: joining as node %s through %s (prefix %s, "
