@@ -155,6 +155,10 @@ struct waiter {
 	int		 exit;		/* the exit status once done */
 };
 
+/* run.c: hold's NAME is no longer ours: CMD is stopped, hold exits
+ * EXIT_LOST once it has ended. */
+void		 run_hold_lost(struct waiter *, const char *why);
+
 /* args.c: the command line. */
 int		 args_parse(struct ctl *, int, char **);
 const struct command *args_find(const char *);

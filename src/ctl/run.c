@@ -23,7 +23,7 @@
  * without it: its group is stopped, and hold exits EXIT_LOST once it has
  * ended.
  */
-static void
+void
 run_hold_lost(struct waiter *w, const char *why)
 {
 	if (w->lost)

@@ -75,7 +75,15 @@ wait_went_away(struct waiter *w)
 	if (!w->connected)
 		return;
 	w->connected = false;
-	if (w->c->cmd->bit == C_HOLD)
+	/*
+	 * A cluster name outlives its daemon by up to the lease's TTL,
+	 * then another node may take it: with no daemon to keep the lease
+	 * alive, CMD must not go on as if it still held NAME.
+	 */
+	if (w->c->cmd->bit == C_HOLD && w->c->cluster && !w->waiting)
+		run_hold_lost(w, "the daemon went away, and nothing here "
+		    "keeps the cluster name's lease alive");
+	else if (w->c->cmd->bit == C_HOLD)
 		fprintf(stderr, "procregctl: lost the daemon (%s); %s is not "
 		    "held until it is back\n", procreg_errmsg(w->c->p),
 		    w->name);
