@@ -53,7 +53,14 @@ FAULTS	 = tests/check_faults
 INTEG	 = $(filter-out $(UNIT) $(FAULTS),$(CHECKS))
 PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py \
-	   tests/test_safety.py tests/test_metrics.py tests/test_pyclient.py
+	   tests/test_safety.py tests/test_metrics.py tests/test_pyclient.py \
+	   tests/test_cluster.py tests/test_cluster_tls.py
+# Under valgrind, the suites whose daemon paths the others do not cover:
+# the client-side (pyclient), packaging (install, units), service (185 s
+# under valgrind, mostly waiting) and cluster suites run plain and under
+# AddressSanitizer only, to keep CI within its time.
+VG_PYTESTS = tests/test_python.py tests/test_cli.py tests/test_chat.py \
+	   tests/test_safety.py tests/test_metrics.py
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
@@ -213,7 +220,8 @@ test-valgrind: deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(INTEG)
 	@PROCREGD=$(CURDIR)/tests/valgrind-procregd.sh \
 	    PROCREGCTL=$(CURDIR)/procregctl CHAT=$(CURDIR)/src/examples/chat \
-	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG) $(PYTESTS)
+	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG) \
+	    $(VG_PYTESTS)
 
 # libFuzzer over the daemon's input path (clang; sources compiled
 # straight into the target so the tree's objects keep their own flags).
