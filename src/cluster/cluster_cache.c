@@ -503,20 +503,22 @@ cl_cache_node(struct cluster *cl, const uint8_t *name, size_t len,
 		}
 		return;
 	}
+	/* A value this node would not have written: not a node. */
+	if (kv->value_len < CL_NODE_HDR || kv->value[0] != CL_VALUE_V1 ||
+	    kv->value[1] >= sizeof(n->address) ||
+	    kv->value_len != CL_NODE_HDR + (size_t)kv->value[1])
+		return;
+	for (size_t i = 0; i < kv->value[1]; i++)
+		if (kv->value[CL_NODE_HDR + i] <= ' ' ||
+		    kv->value[CL_NODE_HDR + i] > '~')
+			return;		/* an address is printable ASCII */
 	if ((n = cl_node_get(cl, (const char *)name, len)) == NULL)
 		return;
 	n->alive = true;
 	n->lease = kv->lease;
-	if (kv->value_len >= CL_NODE_HDR && kv->value[0] == CL_VALUE_V1) {
-		size_t al = kv->value[1];
-
-		n->since_ms = cl_get_u64(kv->value + 4);
-		if (al < sizeof(n->address) &&
-		    kv->value_len >= CL_NODE_HDR + al) {
-			memcpy(n->address, kv->value + CL_NODE_HDR, al);
-			n->address[al] = '\0';
-		}
-	}
+	n->since_ms = cl_get_u64(kv->value + 4);
+	memcpy(n->address, kv->value + CL_NODE_HDR, kv->value[1]);
+	n->address[kv->value[1]] = '\0';
 }
 
 /* ------------------------------------------------------------------ */

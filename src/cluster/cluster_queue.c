@@ -128,7 +128,7 @@ cl_waiter_put(struct cluster *cl, const uint8_t *rest, size_t rlen,
 	struct cl_node *n;
 
 	if (cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
-	    &conn) != 0 || vlen > UINT32_MAX ||
+	    &conn) != 0 || vlen > UINT32_MAX || !cl_name_ok(name, len) ||
 	    !cl_node_name_ok((const uint8_t *)node, nlen))
 		return NULL;
 	if ((w = cl_waiter_find(cl, name, len, node, nlen, conn)) != NULL) {

@@ -72,6 +72,28 @@ cl_op_reply(struct cl_op *op, int err, const char *why,
 		    is_bool, 0);
 }
 
+/* The places in line a queued register's answer lists (its own one
+ * the last): those of procreg's form, not keys others put there. */
+static uint64_t
+places(const struct cluster *cl, const struct etcd_result *r)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < r->nkvs; i++) {
+		const char *name, *node;
+		const uint8_t *rest;
+		size_t rlen, len, nlen;
+		uint64_t conn;
+
+		if (cl_key_kind(cl, &r->kvs[i], "queue/", &rest, &rlen) &&
+		    cl_waiter_parse(rest, rlen, &name, &len, &node, &nlen,
+		    &conn) == 0 && cl_name_ok(name, len) &&
+		    cl_node_name_ok((const uint8_t *)node, nlen))
+			n++;
+	}
+	return n;
+}
+
 /* Answer {"queued": position}. */
 static void
 op_reply_queued(struct cl_op *op, uint64_t position)
@@ -162,7 +184,7 @@ on_register(const struct etcd_result *r, void *arg)
 
 		if (w != NULL && op->peer != NULL) {
 			cl_waiter_set_peer(cl, w, op->peer);
-			op_reply_queued(op, (uint64_t)r->count);
+			op_reply_queued(op, places(cl, r));
 		} else if (w != NULL) {
 			cl_waiter_doom(cl, w);
 			cl_doom_flush(cl);
@@ -269,10 +291,9 @@ cluster_register(struct cluster *cl, const struct cl_owner *o,
 		if (t == NULL || etcd_txn_cmp_create(t, key, klen, 0) < 0 ||
 		    etcd_txn_put(t, true, key, klen, op->value,
 		    op->value_len, cl->lease) < 0 ||
-		    etcd_txn_get(t, false, key, klen) < 0 ||
 		    etcd_txn_put(t, false, wkey, wlen, op->value,
 		    op->value_len, cl->lease) < 0 ||
-		    etcd_txn_count(t, false, wkey, qlen, end, elen) < 0) {
+		    etcd_txn_keys(t, false, wkey, qlen, end, elen) < 0) {
 			etcd_txn_free(t);
 			goto nomem_op;
 		}

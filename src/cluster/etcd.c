@@ -635,12 +635,6 @@ etcd_decode(struct etcd_op *op, json_t *root, struct etcd_result *r,
 				break;
 			}
 			rr = json_object_get(res, "response_range");
-			if (rr != NULL && json_is_object(rr) &&
-			    json_object_get(rr, "kvs") == NULL &&
-			    etcd_json_i64(rr, "count", &r->count) != 0) {
-				rc = -EPROTO;
-				break;
-			}
 			if (rr == NULL || *kvs != NULL)
 				continue;
 			if (!json_is_object(rr) ||

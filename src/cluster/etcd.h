@@ -106,8 +106,7 @@ struct etcd_result {
 	const struct etcd_kv	*kvs;		/* range; txn: first get */
 	size_t			 nkvs;
 	bool			 more;		/* range: more keys follow */
-	int64_t			 count;		/* range: keys in the range;
-						   txn: etcd_txn_count's */
+	int64_t			 count;		/* range: keys in the range */
 	int64_t			 deleted;	/* delete-range */
 };
 
@@ -216,9 +215,9 @@ int		 etcd_txn_put(struct etcd_txn *, bool on_success,
 		    size_t value_len, int64_t lease);
 int		 etcd_txn_get(struct etcd_txn *, bool on_success,
 		    const void *key, size_t key_len);
-/* Count the keys from key to range_end; the answer's count is the last
- * such count of the branch that ran. */
-int		 etcd_txn_count(struct etcd_txn *, bool on_success,
+/* The keys from key to range_end, without their values (the answer's
+ * kvs when it is the branch's first read). */
+int		 etcd_txn_keys(struct etcd_txn *, bool on_success,
 		    const void *key, size_t key_len, const void *range_end,
 		    size_t range_end_len);
 int		 etcd_txn_del(struct etcd_txn *, bool on_success,

@@ -143,13 +143,13 @@ etcd_txn_get(struct etcd_txn *t, bool on_success, const void *key,
 }
 
 int
-etcd_txn_count(struct etcd_txn *t, bool on_success, const void *key,
+etcd_txn_keys(struct etcd_txn *t, bool on_success, const void *key,
     size_t key_len, const void *range_end, size_t range_end_len)
 {
 	json_t *o = etcd_txn_keyobj(key, key_len, NULL, 0);
 
 	if (o == NULL || etcd_json_set(o, "range_end", etcd_json_b64(range_end,
-	    range_end_len)) != 0 || etcd_json_set(o, "count_only",
+	    range_end_len)) != 0 || etcd_json_set(o, "keys_only",
 	    json_true()) != 0) {
 		json_decref(o);
 		return -ENOMEM;
