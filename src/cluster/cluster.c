@@ -552,8 +552,11 @@ cl_lose(struct cluster *cl, const char *why)
 	for (op = LIST_FIRST(&cl->pending); op != NULL; op = next) {
 		next = LIST_NEXT(op, all);
 		if (op->kind != OP_READ && op->kind != OP_DELETES) {
-			cl_op_reply(op, PR_ERR_UNAVAILABLE, "this node lost its "
-			    "lease in the cluster", NULL, false);
+			/* A hand-over is the node's own write: nobody asked,
+			 * nobody is answered (the waiter hears lost). */
+			if (op->kind != OP_ACQUIRE)
+				cl_op_reply(op, PR_ERR_UNAVAILABLE, "this node "
+				    "lost its lease in the cluster", NULL, false);
 			if (op->peer != NULL) {
 				LIST_REMOVE(op, by_peer);
 				cl_peer_put(cl, op->peer);

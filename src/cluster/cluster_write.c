@@ -67,7 +67,8 @@ cl_op_reply(struct cl_op *op, int err, const char *why,
 {
 	struct cluster *cl = op->cl;
 
-	if (op->peer != NULL)
+	/* A hand-over answers no request. */
+	if (op->peer != NULL && op->kind != OP_ACQUIRE)
 		cl->ops->reply(cl->arg, op->peer->peer, op->msgid, err, why, e,
 		    is_bool, 0);
 }
