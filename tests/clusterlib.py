@@ -163,6 +163,23 @@ def prefix_end(p):
 
 # --------------------------------------------------------------- the client
 
+def connect_unix(path, wait=0.0):
+    """A connected AF_UNIX socket; retries for up to wait seconds while
+    the socket is missing or refuses (a failed connect uses up no
+    connection id of the daemon)."""
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class RPCError(Exception):
     """An error answer: code (e.g. "taken") and the daemon's message."""
 
@@ -182,12 +199,13 @@ class Client:
     daemon closes.  Notifications arriving meanwhile are kept in order in
     self.notes as (method, params); wait_note/wait_down take them out."""
 
-    def __init__(self, path, timeout=WAIT, hello=None):
+    def __init__(self, path, timeout=WAIT, hello=None, wait=0.0):
+        """wait: seconds to retry the connect while the socket is not
+        there yet (a daemon starting)."""
         self.path = path
         self.timeout = timeout
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = connect_unix(path, wait)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
         self.unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
         self.msgid = 0
         self.notes = collections.deque()
@@ -319,6 +337,160 @@ def whereis(client, name, **opts):
     return client.request("whereis", [name, opts] if opts else [name])
 
 
+class RawClient:
+    """A connection that sends bytes as they are and reads objects one at
+    a time (str fields must be UTF-8: the unpacker raises otherwise), as
+    tests/check_spec.c replays PROTOCOL.md's examples.  It connects as
+    soon as the socket accepts (retrying while there is none): a failed
+    connect uses up no connection id, so the daemon's first accepted
+    connection is this one when nothing else connected before."""
+
+    def __init__(self, path, timeout=WAIT, raw=False):
+        """raw: str as bytes (to look at what is not UTF-8)."""
+        self.sock = connect_unix(path, timeout)
+        self.unpacker = msgpack.Unpacker(raw=raw, strict_map_key=False)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv(self, timeout=WAIT):
+        """The next object; TimeoutError, or EOFError at close."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for obj in self.unpacker:
+                return obj
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("nothing from the daemon in time")
+            ready, _, _ = select.select([self.sock], [], [], left)
+            if not ready:
+                raise TimeoutError("nothing from the daemon in time")
+            data = self.sock.recv(1 << 16)
+            if not data:
+                raise EOFError("the daemon closed the connection")
+            self.unpacker.feed(data)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ------------------------------------------------- PROTOCOL.md's examples
+
+# SPEC overrides it, as for tests/check_spec.c.
+SPEC = os.environ.get("SPEC") or os.path.join(HERE, "..", "proto",
+                                              "PROTOCOL.md")
+# tests/check_spec.c's: values that differ from run to run compare by type.
+SPEC_LOOSE = frozenset((
+    "pid", "uid", "gid", "since", "boot", "version", "uptime_ms",
+    "requests", "messages", "downs", "notifications_ignored",
+    "connections_total", "replies_late"))
+
+
+class SpecLine:
+    """One line of an example: client (a letter), op (">", "<" or
+    "close"), data (the bytes; None for close), lineno, text."""
+
+    def __init__(self, lineno, text, client, op, data):
+        self.lineno, self.text = lineno, text
+        self.client, self.op, self.data = client, op, data
+
+
+def spec_blocks(kind, path=SPEC):
+    """The ```KIND blocks of PROTOCOL.md (exactly that info string), each
+    as (line of the opening fence, [SpecLine, ...]); the rules of
+    tests/check_spec.c: "X> HEX" sends, "X< HEX" receives, "X close"."""
+    blocks, cur = [], None
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if line.startswith("```"):
+                if cur is None and line[3:].strip() == kind:
+                    cur = (lineno, [])
+                elif cur is not None:
+                    blocks.append(cur)
+                    cur = None
+                continue
+            if cur is None or not line or not "A" <= line[0] <= "Z":
+                continue
+            if line[1:] == " close":
+                cur[1].append(SpecLine(lineno, line, line[0], "close",
+                                       None))
+            elif line[1:3] in ("> ", "< "):
+                data = bytes.fromhex(line[3:].replace(" ", ""))
+                cur[1].append(SpecLine(lineno, line, line[0], line[1],
+                                       data))
+    return blocks
+
+
+def _spec_kind(x):
+    if x is None:
+        return "nil"
+    if isinstance(x, bool):
+        return "bool"
+    if isinstance(x, int):
+        return "uint" if x >= 0 else "int"
+    for t, k in ((float, "float"), (str, "str"), (bytes, "bin"),
+                 ((list, tuple), "array"), (dict, "map"),
+                 (msgpack.ExtType, "ext")):
+        if isinstance(x, t):
+            return k
+    return type(x).__name__
+
+
+def spec_same(want, got, loose=SPEC_LOOSE):
+    """check_spec.c's same(): deep equality, map keys in order, except
+    that the values of loose keys (at any depth) compare by type."""
+    if _spec_kind(want) != _spec_kind(got):
+        return False
+    if isinstance(want, (list, tuple)):
+        return len(want) == len(got) and all(
+            spec_same(a, b, loose) for a, b in zip(want, got))
+    if isinstance(want, dict):
+        if len(want) != len(got):
+            return False
+        for (kw, vw), (kg, vg) in zip(want.items(), got.items()):
+            if not spec_same(kw, kg, loose):
+                return False
+            if isinstance(kw, str) and kw in loose:
+                if _spec_kind(vw) != _spec_kind(vg):
+                    return False
+            elif not spec_same(vw, vg, loose):
+                return False
+        return True
+    return want == got
+
+
+def _spec_error_pair(o):
+    if not isinstance(o, list):
+        return None
+    if len(o) == 4 and o[0] == 1 and isinstance(o[2], list) and \
+            len(o[2]) == 2:
+        return o[2]
+    if len(o) == 3 and o[0] == 2 and o[1] == "error" and \
+            isinstance(o[2], list) and len(o[2]) == 2:
+        return o[2]
+    return None
+
+
+def spec_same_message(want, got, loose=SPEC_LOOSE):
+    """check_spec.c's same_message(): an error's message text compares
+    by type only."""
+    ew, eg = _spec_error_pair(want), _spec_error_pair(got)
+    if ew is None or eg is None:
+        return spec_same(want, got, loose)
+    if _spec_kind(ew[1]) != _spec_kind(eg[1]):
+        return False
+    saved = ew[1]
+    ew[1] = eg[1]
+    try:
+        return spec_same(want, got, loose)
+    finally:
+        ew[1] = saved
+
+
 # ------------------------------------------------------------------- etcd
 
 class EtcdMember:
@@ -410,6 +582,88 @@ class EtcdMember:
     def status(self):
         return self.api("/v3/maintenance/status", {})
 
+    # Raw keys and values (bytes or str), as a foreign writer would put
+    # them: no lease unless given.
+    def put(self, key, value, lease=None):
+        body = {"key": b64(key), "value": b64(value)}
+        if lease:
+            body["lease"] = str(lease)
+        return int(self.api("/v3/kv/put", body)["header"]["revision"])
+
+    def delete(self, key, prefix=False):
+        """Deletes key (every key under it with prefix); the revision."""
+        body = {"key": b64(key)}
+        if prefix:
+            body["range_end"] = b64(prefix_end(key))
+        return int(self.api("/v3/kv/deleterange", body)["header"]
+                   ["revision"])
+
+    def txn(self, puts=(), deletes=()):
+        """One unconditional transaction: puts ((key, value), ...) and
+        deletes (key, ...); the revision it made."""
+        ops = [{"request_put": {"key": b64(k), "value": b64(v)}}
+               for k, v in puts]
+        ops += [{"request_delete_range": {"key": b64(k)}} for k in deletes]
+        return int(self.api("/v3/kv/txn", {"success": ops})["header"]
+                   ["revision"])
+
+    def revision(self):
+        """etcd's current revision (of the whole store)."""
+        return int(self.api("/v3/kv/range", {
+            "key": b64("procreg-test-probe")})["header"]["revision"])
+
+    def history(self, prefix, start_rev, until_rev=None, idle=0.5,
+                timeout=WAIT):
+        """What etcd's own watch reports under prefix from start_rev on:
+        a list of {"type": "PUT"|"DELETE", "key": bytes, "value": bytes,
+        "create_revision", "mod_revision", "version": int}, in revision
+        order.  Reads until an event at until_rev or later has come (the
+        rest of its message included), else until idle seconds pass
+        without data; at most timeout seconds."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.client_port,
+                                          timeout=idle)
+        events = []
+        deadline = time.monotonic() + timeout
+        try:
+            conn.request("POST", "/v3/watch", json.dumps({
+                "create_request": {
+                    "key": b64(prefix), "range_end": b64(prefix_end(prefix)),
+                    "start_revision": str(start_rev)}}),
+                {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise ValueError("watch: HTTP %d" % resp.status)
+            buf = b""
+            while time.monotonic() < deadline:
+                try:
+                    data = resp.read1(65536)
+                except socket.timeout:
+                    break
+                if not data:
+                    break
+                buf += data
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    res = json.loads(line).get("result", {})
+                    for ev in res.get("events", []):
+                        kv = ev["kv"]
+                        events.append({
+                            "type": ev.get("type", "PUT"),
+                            "key": unb64(kv["key"]),
+                            "value": unb64(kv.get("value", "")),
+                            "create_revision": int(kv.get(
+                                "create_revision", 0)),
+                            "mod_revision": int(kv["mod_revision"]),
+                            "version": int(kv.get("version", 0))})
+                if until_rev is not None and events and \
+                        events[-1]["mod_revision"] >= until_rev:
+                    break
+        finally:
+            conn.close()
+        return events
+
     def log_tail(self, lines=15):
         return tail(self.log, lines)
 
@@ -490,6 +744,21 @@ class EtcdCluster:
 
     def any_live(self):
         return next(m for m in self.members if m.alive())
+
+    def put(self, key, value, lease=None):
+        return self.any_live().put(key, value, lease)
+
+    def delete(self, key, prefix=False):
+        return self.any_live().delete(key, prefix)
+
+    def txn(self, puts=(), deletes=()):
+        return self.any_live().txn(puts, deletes)
+
+    def revision(self):
+        return self.any_live().revision()
+
+    def history(self, prefix, start_rev, until_rev=None, **kw):
+        return self.any_live().history(prefix, start_rev, until_rev, **kw)
 
     def keys(self, prefix):
         """{key: kv} of every key under prefix (a read on a live member)."""
@@ -795,6 +1064,18 @@ class FakeEtcd:
 
     def disarm(self):
         self.armed.clear()
+
+    def drop(self):
+        """Shuts down every connection open now (the bad answers left
+        hanging among them): the daemon sees them closed at once instead
+        of at its etcd timeout."""
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def total(self):
         with self.lock:

@@ -11,6 +11,10 @@ the etcd of the module is shared by every class that does not stop it.
 Every wait is a poll with a deadline; the only timing asserted is the
 contract's bounds with slack (a dead node's names within TTL + 3 s, a
 disconnect's down within 3 s, unavailable within etcd-timeout + 1 s).
+Test12SpecReplay replays PROTOCOL.md's msgpack-cluster examples (as
+tests/check_spec.c the plain ones); Test13 checks cluster subscriptions
+against etcd's own watch of the same keys; Test14 puts keys procreg did
+not write under the prefix.
 
 Environment: PROCREGD (default ../procregd), ETCD (default etcd on PATH),
 CLUSTER_LOG_LEVEL (the daemons', default debug)."""
@@ -22,6 +26,8 @@ import subprocess
 import sys
 import time
 import unittest
+
+import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -577,13 +583,23 @@ class Test01Shared(ClusterCase):
             got[msg[1]] = msg[3]
         gens = [e["gen"] for e in got.values()]
         self.assertEqual(len(set(gens)), len(gens))
-        self.seen(b, names[-1])
-        listed = b.call("list", self.name(""), 1000, None,
-                        {"scope": "cluster"})
-        self.assertEqual([x["name"] for x in listed], names)
+        # Each register has an etcd connection of its own: etcd commits
+        # them in any order, and the last name may show before others.
+        last = [None]
+
+        def listed():
+            last[0] = b.call("list", self.name(""), 1000, None,
+                             {"scope": "cluster"})
+            return [x["name"] for x in last[0]] == names
+        self.assertTrue(eventually(listed, 5), "B lists %d of the 300 "
+                        "names 5 s after their registers were answered"
+                        % len(last[0]))
+        self.assertEqual(sorted(x["gen"] for x in last[0]), sorted(gens))
         a.close()
-        self.vanishes(b, names[-1], 5)
-        self.vanishes(b, names[0], 2)
+        gone = eventually(lambda: b.call("list", self.name(""), 1000, None,
+                                         {"scope": "cluster"}) == [], 5)
+        self.assertTrue(gone, "B still lists names 5 s after their owner "
+                        "closed")
 
     def test_22_odd_names_and_big_values(self):
         a, b = self.client(self.A), self.client(self.B)
@@ -1338,6 +1354,712 @@ class Test11FakeEtcd(ClusterCase):
                                          consistent=True)["gen"], e["gen"])
         note("every node up again %.2fs after the fakes turned good",
              time.monotonic() - t0)
+
+
+class Test12SpecReplay(ClusterCase):
+    """PROTOCOL.md's ```msgpack-cluster examples (§4.24, §12), replayed
+    byte for byte as tests/check_spec.c replays the plain ones: clients A
+    and B on node n1, C and D on node n2, two nodes on one etcd under a
+    fresh prefix, started afresh for each block (the blocks expect the
+    first connections' ids and exactly the nodes n1 and n2).  Values that
+    differ from run to run compare by type only, as in check_spec.c, and
+    so does gen (an etcd revision).  No read is retried: before a line
+    that sends on one node after a write on the other, the replay waits
+    (on a control connection of its own, opened after the block's
+    clients) until the sending node's cluster revision has reached the
+    writer's, itself caught up with etcd's.  The etcd is this class's
+    alone, so that every revision of it is under the nodes' prefix."""
+    LOOSE = cl.SPEC_LOOSE | {"gen"}
+    NODE_OF = {"A": "n1", "B": "n1", "C": "n2", "D": "n2"}
+    # Requests that may write to etcd.
+    WRITES = {"register", "register_many", "unregister", "update", "evict",
+              "join", "leave"}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness(shared=False)
+        cls.etcd = h.etcd(1)
+        cls.blocks = cl.spec_blocks("msgpack-cluster")
+
+    def test_12_spec_cluster_examples(self):
+        self.assertGreaterEqual(len(self.blocks), 2, "PROTOCOL.md has "
+                                "fewer msgpack-cluster blocks than §4.24's "
+                                "and §12's")
+        counts = collections.Counter()
+        t0 = time.monotonic()
+        for lineno, lines in self.blocks:
+            with self.subTest("PROTOCOL.md:%d" % lineno):
+                self.replay(lineno, lines, counts)
+        note("replayed %d msgpack-cluster blocks: %d sends, %d receives, "
+             "%d waits for a revision, in %.2fs", len(self.blocks),
+             counts[">"], counts["<"], counts["sync"],
+             time.monotonic() - t0)
+        self.assertGreaterEqual(counts[">"], 10)
+        self.assertGreaterEqual(counts["<"], 10)
+
+    def where(self, line):
+        return "PROTOCOL.md:%d: %s" % (line.lineno, line.text)
+
+    def replay(self, lineno, lines, counts):
+        h = self.harness
+        prefix = h.new_prefix()
+        for ln in lines:
+            self.assertIn(ln.client, self.NODE_OF, "%s: the cluster "
+                          "examples define clients A-D only"
+                          % self.where(ln))
+        nodes = {name: h.node(name, self.etcd, prefix, TTL)
+                 for name in ("n1", "n2")}
+        clients, ctl = {}, {}
+        try:
+            # The block's clients first, in the order of their first
+            # line (check_spec.c connects each at its first use): the
+            # ids they get are those the block expects.
+            for ln in lines:
+                if ln.client not in clients:
+                    clients[ln.client] = cl.RawClient(
+                        nodes[self.NODE_OF[ln.client]].path)
+            for name, n in nodes.items():
+                ctl[name] = cl.Client(n.path, 3.0, wait=WAIT)
+
+            def ready():
+                return all(c.call("stats")["cluster"]["state"] == "up" and
+                           [x["name"] for x in c.call("nodes")] ==
+                           ["n1", "n2"] for c in ctl.values())
+            self.assertTrue(eventually(ready, WAIT, 0.05),
+                            "n1 and n2 not up and seeing each other: %r"
+                            % {k: c.call("nodes") for k, c in ctl.items()})
+
+            def rev(name):
+                return ctl[name].call("stats")["cluster"]["revision"]
+
+            def sync(reader, writer, line):
+                target = self.etcd.revision()
+                got = eventually(lambda: rev(writer) >= target, WAIT)
+                self.assertTrue(got, "%s: the writer %s's revision %d never "
+                                "reached etcd's %d" % (self.where(line),
+                                                      writer, rev(writer),
+                                                      target))
+                wrev = rev(writer)
+                got = eventually(lambda: rev(reader) >= wrev, WAIT)
+                self.assertTrue(got, "%s: %s's revision %d never reached "
+                                "%s's %d" % (self.where(line), reader,
+                                             rev(reader), writer, wrev))
+                counts["sync"] += 1
+
+            behind = {name: set() for name in nodes}   # writers unseen
+            for ln in lines:
+                node = self.NODE_OF[ln.client]
+                c = clients.get(ln.client)
+                if ln.op == "close":
+                    c.close()
+                    continue
+                if ln.op == ">":
+                    for writer in sorted(behind[node]):
+                        sync(node, writer, ln)
+                    behind[node].clear()
+                    try:
+                        req = msgpack.unpackb(ln.data, raw=False)
+                        method = req[2] if isinstance(req, list) and \
+                            len(req) == 4 and req[0] == 0 else None
+                    except Exception:
+                        method = None
+                    if method in self.WRITES:
+                        for other in nodes:
+                            if other != node:
+                                behind[other].add(node)
+                    c.send(ln.data)
+                    counts[">"] += 1
+                    continue
+                want = msgpack.unpackb(ln.data, raw=False,
+                                       strict_map_key=False)
+                try:
+                    got = c.recv(WAIT)
+                except (TimeoutError, EOFError, ValueError) as e:
+                    self.fail("%s: nothing received (%r)"
+                              % (self.where(ln), e))
+                if not cl.spec_same_message(want, got, self.LOOSE):
+                    self.fail("%s: the daemon's answer differs from the "
+                              "spec\n  expected %r\n  received %r"
+                              % (self.where(ln), want, got))
+                counts["<"] += 1
+        finally:
+            for c in list(clients.values()) + list(ctl.values()):
+                c.close()
+            codes = {name: n.stop() for name, n in nodes.items()}
+            # Their leases revoked: nothing of theirs changes etcd
+            # later, under a prefix the next block's nodes do not watch.
+            gone = eventually(lambda: not self.etcd.keys(prefix), WAIT)
+        self.assertEqual(codes, {"n1": 0, "n2": 0}, "exit statuses on "
+                         "SIGTERM")
+        self.assertTrue(gone, "keys left under %s: %r"
+                        % (prefix, sorted(self.etcd.keys(prefix))))
+
+
+CLUSTER_SUB = 1 << 32      # cluster subscription ids are 2^32 + 1, ...
+
+
+def events_of(client, sub, n, timeout=WAIT):
+    """The next n events [sub, seq, kind, payload] of subscription sub on
+    client (fewer if they do not come within timeout)."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        got = client.wait_note(lambda m, p: m == "event" and p[0] == sub,
+                               max(0.0, deadline - time.monotonic()))
+        if got is None:
+            break
+        out.append(got[1])
+    return out
+
+
+def etcd_kind(ev):
+    """A subscription's kind for an event of etcd's own watch."""
+    if ev["type"] == "DELETE":
+        return "unregistered"
+    return "registered" if ev["version"] == 1 else "updated"
+
+
+class Test13ClusterSubscribe(ClusterCase):
+    """PROTOCOL.md §12 "Subscriptions across nodes" and §4.22: B's
+    cluster subscriptions against what etcd's own watch reports of the
+    same keys (seq = etcd revision, one event per change, in order)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.A, cls.B, cls.C = h.nodes_up(["nodeA", "nodeB", "nodeC"], ETCD,
+                                         ttl=TTL)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    def etcd_events(self, p, start, until):
+        """etcd's history of names/p... from start: (kind, name, rev)."""
+        keyp = self.prefix + "names/" + p
+        return [(etcd_kind(ev), ev["key"][len(self.prefix) + 6:].decode(),
+                 ev["mod_revision"])
+                for ev in ETCD.history(keyp, start, until)]
+
+    def test_13a_stream_resume_gap_unsubscribe(self):
+        a, b, c = self.client(self.A), self.client(self.B), \
+            self.client(self.C)
+        p = self.name("")
+        pre = reg_cluster(a, p + "pre", 0)
+        self.seen(b, p + "pre", pre["gen"])
+        r = b.call("subscribe", p, {"scope": "cluster"})
+        sub = r.get("sub")
+        with self.subTest("the response: an id above 2^32, the snapshot"):
+            self.assertEqual(list(r), ["sub", "seq", "entries"])
+            self.assertEqual(sub, CLUSTER_SUB + 1)
+            self.assertGreaterEqual(r["seq"], pre["gen"])
+            self.assertEqual(r["entries"], [pre])
+        loc = b.call("subscribe", p)
+        self.assertEqual(loc["sub"], 1, "a local subscription's id")
+        e1 = reg_cluster(a, p + "a1", "x")
+        e2 = reg_cluster(c, p + "c1", "c")
+        u = a.call("update", p + "a1", "y")
+        reg_cluster(c, "not-" + p + "elsewhere")     # not under p
+        self.assertIs(c.call("unregister", p + "c1"), True)
+        e3 = reg_cluster(a, p + "a2", [1, 2])
+        self.assertIs(a.call("unregister", p + "a1"), True)
+        evs = events_of(b, sub, 6)
+        self.assertEqual(len(evs), 6, "B's events after 6 changes on A and "
+                         "C: %r" % evs)
+        got = [(ev[2], ev[3]["name"] if isinstance(ev[3], dict)
+                else ev[3][0], ev[1]) for ev in evs]
+        want = self.etcd_events(p, r["seq"] + 1, evs[-1][1])
+        note("B's cluster events: %r", got)
+        with self.subTest("the events are etcd's changes, seq = revision"):
+            self.assertEqual(got, want)
+        with self.subTest("payloads"):
+            self.assertEqual([ev[3] for ev in evs], [
+                e1, e2, u, [p + "c1", "unregistered"], e3,
+                [p + "a1", "unregistered"]])
+            self.assertEqual((evs[0][1], evs[1][1], evs[4][1]),
+                             (e1["gen"], e2["gen"], e3["gen"]))
+            self.assertEqual(u["gen"], e1["gen"])
+        b.pump(0.05)
+        self.assertEqual([x for x in b.notes if x[0] == "event"], [],
+                         "more events than changes, or the local "
+                         "subscription saw cluster names")
+
+        since = evs[1][1]
+        b2 = self.client(self.B)
+        with self.subTest("resume with since: gap false, the rest "
+                          "replayed in order"):
+            r2 = b2.call("subscribe", p, {"scope": "cluster",
+                                          "since": since})
+            self.assertEqual(list(r2), ["sub", "seq", "gap"])
+            self.assertEqual((r2["sub"], r2["gap"]), (CLUSTER_SUB + 1,
+                                                      False))
+            self.assertGreaterEqual(r2["seq"], evs[-1][1])
+            again = events_of(b2, r2["sub"], 4)
+            self.assertEqual([x[1:] for x in again],
+                             [x[1:] for x in evs[2:]])
+            b2.pump(0.05)
+            self.assertEqual([x for x in b2.notes if x[0] == "event"], [],
+                             "more than the events after since")
+        with self.subTest("both streams go on live"):
+            e4 = reg_cluster(c, p + "c2")
+            for cli, s in ((b, sub), (b2, CLUSTER_SUB + 1)):
+                live = events_of(cli, s, 1)
+                self.assertEqual(live, [[s, e4["gen"], "registered", e4]])
+        with self.subTest("since from before the node started: gap, "
+                          "a fresh snapshot"):
+            r3 = b2.call("subscribe", p, {"scope": "cluster", "since": 1})
+            self.assertEqual(list(r3), ["sub", "seq", "gap", "entries"])
+            self.assertEqual((r3["sub"], r3["gap"]), (CLUSTER_SUB + 2,
+                                                      True))
+            self.assertEqual(r3["entries"], b.call(
+                "list", p, 100, None, {"scope": "cluster"}))
+            self.assertEqual([x["name"] for x in r3["entries"]],
+                             [p + "a2", p + "c2", p + "pre"])
+            self.assertGreaterEqual(r3["seq"], e4["gen"])
+        with self.subTest("since later than the current seq"):
+            now = max(b2.call("stats")["cluster"]["revision"],
+                      ETCD.revision())
+            self.assertCode("bad_request", "subscribe", b2, p,
+                            {"scope": "cluster", "since": now + 1000})
+        with self.subTest("groups with scope cluster"):
+            self.assertCode("bad_request", "subscribe", b2, p,
+                            {"scope": "cluster", "groups": True})
+        with self.subTest("unsubscribe by the 2^32+ id"):
+            self.assertIs(b.call("unsubscribe", sub), True)
+            self.assertIs(b.call("unsubscribe", sub), False)
+            self.assertIs(b.call("unsubscribe", 1), True)   # the local one
+            e5 = reg_cluster(a, p + "after")
+            self.assertEqual(events_of(b2, CLUSTER_SUB + 2, 1),
+                             [[CLUSTER_SUB + 2, e5["gen"], "registered",
+                               e5]])
+            self.seen(b, p + "after", e5["gen"])
+            b.pump(0.05)
+            self.assertEqual([x for x in b.notes if x[0] == "event"], [],
+                             "events after unsubscribe")
+
+    def test_13z_nodedown_one_seq(self):
+        """Runs last: kills C."""
+        a, b, c = self.client(self.A), self.client(self.B), \
+            self.client(self.C)
+        p = self.name("")
+        names = [p + "d%d" % i for i in range(5)]
+        for n in names:
+            reg_cluster(c, n)
+        keep = reg_cluster(a, p + "keep")
+        self.seen(b, names[-1])
+        self.seen(b, p + "keep", keep["gen"])
+        r = b.call("subscribe", p, {"scope": "cluster"})
+        self.assertEqual(len(r["entries"]), 6)
+        t0 = time.monotonic()
+        self.C.kill9()
+        evs = events_of(b, r["sub"], 5, TTL + 5)
+        took = time.monotonic() - t0
+        note("B's events %.2fs after kill -9 of C (TTL %d): %r", took, TTL,
+             [(x[1], x[2], x[3]) for x in evs])
+        self.assertEqual(len(evs), 5, evs)
+        self.assertEqual(sorted(x[3][0] for x in evs), names)
+        self.assertEqual({x[2] for x in evs}, {"unregistered"})
+        self.assertEqual({x[3][1] for x in evs}, {"nodedown"})
+        seqs = {x[1] for x in evs}
+        self.assertEqual(len(seqs), 1, "the lease's expiry is one revision")
+        rev = seqs.pop()
+        self.assertEqual(sorted(self.etcd_events(p, r["seq"] + 1, rev)),
+                         sorted(("unregistered", n, rev) for n in names))
+        gone = [ev for ev in ETCD.history(self.prefix + "nodes/",
+                                          r["seq"] + 1, rev)
+                if ev["type"] == "DELETE"]
+        self.assertEqual([(ev["key"], ev["mod_revision"]) for ev in gone],
+                         [((self.prefix + "nodes/nodeC").encode(), rev)])
+        b.pump(0.2)
+        self.assertEqual([x for x in b.notes if x[0] == "event"], [],
+                         "an event for a name that lives on")
+
+
+def entry_value(node=b"ghost", value=b"\xa3bad", version=1, conn=999999,
+                pid=1, since=1795000000000, node_len=None):
+    """A names/ value in §12's layout (node_len overrides the length byte
+    that precedes the node name)."""
+    le = int.to_bytes
+    return (bytes([version, 0, len(node) if node_len is None else node_len,
+                   0]) + le(1000, 4, "little") + le(1000, 4, "little") +
+            le(conn, 8, "little") + le(pid, 8, "little") +
+            le(since, 8, "little") + node + value)
+
+
+def node_value(address=b"", version=1, since=1795000000000):
+    """A nodes/ value in §12's layout."""
+    return (bytes([version, len(address), 0, 0]) +
+            int.to_bytes(since, 8, "little") + address)
+
+
+class Test14ForeignKeys(ClusterCase):
+    """Keys under the prefix that procreg did not write (PROTOCOL.md 12:
+    "A node ignores keys under P it cannot parse"), put straight into
+    etcd: no node crashes, none of them reaches an answer or an event,
+    every answer is valid msgpack whose str are UTF-8 (the client's
+    unpacker is raw=False: it raises otherwise), and valid names work
+    alongside.  Both paths in: the watch (A and B, up before the keys
+    came) and the first read (C, started after).
+
+    Before 197516f a queued register's position counted
+    the foreign keys under P queue/NAME NUL; a nodes/ key whose value did
+    not parse made a live node in `nodes` and stats; a nodes/ address
+    that was not UTF-8 went into `nodes`' "address" str as it was.
+    Measured, not asserted: deleting a junk key whose name is valid
+    gives an "unregistered" event of a name never shown (a delete
+    carries no value); a well-formed foreign place at the head of a line
+    holds the line (its waiters neither get the name nor hear lost)
+    until it goes; a live name's key overwritten with junk stays in the
+    caches while a consistent whereis answers nil."""
+
+    # names/NAME -> value: none may appear
+    BAD_NAMES = [
+        (b"hostile/short", b"\x01"),
+        (b"hostile/empty", b""),
+        (b"hostile/header-cut", entry_value()[:35]),
+        (b"hostile/version-0", entry_value(version=0)),
+        (b"hostile/version-2", entry_value(version=2)),
+        (b"hostile/node-past-end", entry_value(node_len=63)),
+        (b"hostile/node-bad-chars", entry_value(node=b"bad node!")),
+        (b"hostile/node-dot", entry_value(node=b".ghost")),
+        (b"hostile/node-empty", entry_value(node=b"")),
+        (b"hostile/node-not-ascii", entry_value(node="n\u00f6de".encode())),
+        (b"hostile/node-not-utf8", entry_value(node=b"\xff\xfe")),
+        (b"hostile/value-c1", entry_value(value=b"\xc1")),
+        (b"hostile/value-two", entry_value(value=b"\x01\x02")),
+        (b"hostile/value-array-cut", entry_value(value=b"\x92\x01")),
+        (b"hostile/value-str-cut", entry_value(value=b"\xa5ab")),
+        (b"hostile/value-too-deep", entry_value(value=b"\x91" * 40
+                                                + b"\xc0")),
+        (b"\xff\xfe", entry_value()),
+        (b"a\x00b", entry_value()),
+        (b"\xc0\xaf", entry_value()),                 # overlong '/'
+        (b"\xed\xa0\x80", entry_value()),             # a surrogate
+        (b"\xf4\x90\x80\x80", entry_value()),         # above U+10FFFF
+        (b"", entry_value()),
+        (b"h" * 256, entry_value()),
+    ]
+    # queue/... places in the line of ok/q: none may count
+    BAD_PLACES = [
+        b"ok/q", b"ok/q\0nodeB", b"ok/q\0nodeB/", b"ok/q\0nodeB/12x",
+        b"ok/q\0nodeB/-1", b"ok/q\0nodeB/99999999999999999999999",
+        b"ok/q\0bad node/3", b"ok/q\0.dot/3", b"ok/q\0-dash/3",
+        b"ok/q\0" + b"n" * 64 + b"/3", b"ok/q\0/3", b"ok/q\0n\xc3\xb6de/3",
+        b"ok/q\0n\xffde/3", b"\0nodeB/3", b"\xff\xfe\0nodeB/3",
+    ]
+    BAD_WHY = [(b"nodeA", b""), (b"nodeA", b"\x01"), (b"nodeA", b"\x01\xff"),
+               (b"nodeA", b"\x02\x00"), (b"nodeA", b"\x01\x00\x00"),
+               (b"\xff\xfe", b"\x01\x01"), (b"", b"\x01\x01")]
+    # nodes/NODE -> value: junk a node cannot parse
+    BAD_NODES = [(b"ghost1", b"junk"), (b"ghost2", node_value(version=2)),
+                 (b"ghost3", b""), (b"ghost4", node_value()[:11]),
+                 (b"bad node", node_value()), (b"\xff\xfe", node_value()),
+                 (b".dot", node_value())]
+    # a valid node name whose address is not UTF-8
+    ODD_ADDRESS = (b"ghost5", node_value(b"\xff\xfe"))
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.A, cls.B = h.nodes_up(["nodeA", "nodeB"], ETCD, ttl=TTL)
+        cls.prefix = h.nodes[0].argv[h.nodes[0].argv.index(
+            "--cluster-prefix") + 1]
+
+    def key(self, kind, rest):
+        return self.prefix.encode() + kind + rest
+
+    READS = (("list cluster", "list", "", 1000, None, {"scope": "cluster"}),
+             ("list all", "list", "", 1000, None, {"scope": "all"}),
+             ("queue", "queue", "ok/q"), ("nodes", "nodes"),
+             ("stats", "stats"),
+             ("subscribe", "subscribe", "", {"scope": "cluster"}))
+
+    def answers_of(self, node):
+        """Every read that could show a foreign key, each on a connection
+        of its own: ({label: answer}, {label: decoding error}).  The
+        client's unpacker is raw=False: a str that is not UTF-8 raises
+        (and leaves that connection unusable)."""
+        out, bad = {}, {}
+        for label, method, *params in self.READS:
+            with cl.Client(node.path) as c:
+                try:
+                    out[label] = c.request(method, params)
+                except (UnicodeDecodeError, ValueError) as e:
+                    bad[label] = repr(e)
+        return out, bad
+
+    def check_answers(self, node, label, names, line, live):
+        got, bad = self.answers_of(node)
+        with self.subTest("every answer decodes, str in UTF-8, on " + label):
+            self.assertEqual(bad, {})
+        with self.subTest("list, queue, stats, snapshot on " + label):
+            self.assertEqual([x["name"] for x in got["list cluster"]],
+                             names)
+            self.assertEqual([x["name"] for x in got["list all"]], names)
+            self.assertEqual(got["queue"], line)
+            self.assertEqual([x["name"] for x in got["subscribe"]["entries"]],
+                             names)
+            self.assertEqual(got["stats"]["cluster"]["names"], len(names))
+        with self.subTest("nodes on " + label):
+            # Read raw (str as bytes), to see past a str not in UTF-8.
+            rc = cl.RawClient(node.path, raw=True)
+            try:
+                rc.send(msgpack.packb([0, 1, "nodes", []]))
+                ans = rc.recv()
+            finally:
+                rc.close()
+            got["nodes raw"] = ans[3]
+            listed = [x[b"name"] for x in ans[3]]
+            note("%s: nodes %r", label, listed)
+            for x in ans[3]:
+                if x[b"name"] == self.ODD_ADDRESS[0]:
+                    note("%s: a foreign node key whose address is not "
+                         "UTF-8 shows as %r", label, x)
+            self.assertTrue(set(live) <= set(listed), listed)
+            for x in ans[3]:
+                self.assertNotIn(x[b"name"], [n for n, _ in self.BAD_NODES],
+                                 "a nodes/ key it cannot parse: %r" % x)
+        with self.subTest("stats' count of live nodes on " + label):
+            self.assertEqual(got["stats"]["cluster"]["nodes"],
+                             len(live) + (self.ODD_ADDRESS[0] in listed))
+        with self.subTest("whereis on " + label):
+            cli = self.client(node)
+            for name, _ in self.BAD_NAMES:
+                try:
+                    text = name.decode()
+                except UnicodeDecodeError:
+                    continue
+                if not text or "\0" in text or len(name) > 255:
+                    continue
+                self.assertIsNone(whereis(cli, text), text)
+                self.assertIsNone(whereis(cli, text, scope="cluster"), text)
+                self.assertIsNone(whereis(cli, text, consistent=True), text)
+        return got
+
+    def test_14a_foreign_keys_reach_no_client(self):
+        a, b = self.client(self.A), self.client(self.B)
+        sub = b.call("subscribe", "", {"scope": "cluster"})["sub"]
+        ok1 = reg_cluster(a, "ok/1", {"k": 1})
+        q = reg_cluster(a, "ok/q", "held")
+        t0 = time.monotonic()
+        for name, value in self.BAD_NAMES:
+            ETCD.put(self.key(b"names/", name), value)
+        for place in self.BAD_PLACES:
+            ETCD.put(self.key(b"queue/", place), b"\x01junk")
+        for node, value in self.BAD_WHY:
+            ETCD.put(self.key(b"why/", node), value)
+        for node, value in self.BAD_NODES + [self.ODD_ADDRESS]:
+            ETCD.put(self.key(b"nodes/", node), value)
+        # Last, and well-formed: once it shows, every key before it has
+        # been through the watch.
+        ctrl = ETCD.put(self.key(b"names/", b"foreign/ok"),
+                        entry_value(value=msgpack.packb("fine")))
+        note("%d foreign keys put in %.2fs", len(self.BAD_NAMES) +
+             len(self.BAD_PLACES) + len(self.BAD_WHY) + len(self.BAD_NODES)
+             + 2, time.monotonic() - t0)
+        for cli in (a, b):
+            got = self.seen(cli, "foreign/ok", ctrl)
+            self.assertEqual((got["node"], got["value"], got["conn"]),
+                             ("ghost", "fine", 999999))
+        waiter = self.client(self.B)
+        with self.subTest("a waiter's position counts no foreign place"):
+            self.assertEqual(waiter.call("register", "ok/q", "w", {
+                "scope": "cluster", "queue": True}), {"queued": 1})
+        line = [{"node": "nodeB", "conn": waiter.conn}]
+        self.assertTrue(eventually(lambda: a.call("queue", "ok/q") == line,
+                                   3), a.call("queue", "ok/q"))
+        names = ["foreign/ok", "ok/1", "ok/q"]
+        for node in (self.A, self.B):
+            self.check_answers(node, node.name, names, line,
+                               [b"nodeA", b"nodeB"])
+        with self.subTest("B's events: the valid names only"):
+            evs = events_of(b, sub, 3)
+            self.assertEqual([(x[1], x[2], x[3]["name"]) for x in evs],
+                             [(ok1["gen"], "registered", "ok/1"),
+                              (q["gen"], "registered", "ok/q"),
+                              (ctrl, "registered", "foreign/ok")])
+            b.pump(0.05)
+            self.assertEqual([x for x in b.notes if x[0] == "event"], [])
+
+        with self.subTest("a node started now reads them all and shows "
+                          "none"):
+            C = self.harness.node("nodeC", ETCD, self.prefix, TTL)
+            C.wait_up()
+            self.check_answers(C, C.name, names, line,
+                               [b"nodeA", b"nodeB", b"nodeC"])
+
+        with self.subTest("valid names work alongside"):
+            e = reg_cluster(b, "ok/2", 2)
+            self.seen(a, "ok/2", e["gen"])
+            self.assertIs(b.call("unregister", "ok/2"), True)
+            self.vanishes(a, "ok/2")
+            ref = b.call("monitor", "ok/q")
+            self.assertIs(a.call("unregister", "ok/q"), True)
+            acq = waiter.wait_note(lambda m, p: m == "acquired" and
+                                   p[0] == "ok/q", 5)
+            self.assertIsNotNone(acq, "the waiter behind %d foreign places "
+                                 "never acquired" % len(self.BAD_PLACES))
+            self.assertEqual((acq[1][1]["node"], acq[1][1]["conn"]),
+                             ("nodeB", waiter.conn))
+            self.assertEqual(b.wait_down(ref, 3), "unregistered")
+            self.assertEqual(a.call("queue", "ok/q"), [])
+        with self.subTest("a junk why key in the revision of a delete"):
+            w = reg_cluster(a, "ok/w")
+            self.seen(b, "ok/w", w["gen"])
+            ref = b.call("monitor", "ok/w")
+            rev = ETCD.txn(puts=[(self.key(b"why/", b"nodeA"),
+                                  b"\x01\xff")],
+                           deletes=[self.key(b"names/", b"ok/w")])
+            self.assertEqual(b.wait_down(ref, 3), "unregistered")
+            note("the owner of a name deleted behind its node's back, a "
+                 "junk why key beside: lost %r", a.wait_lost("ok/w", 1))
+        with self.subTest("junk over a live name's key"):
+            over = reg_cluster(a, "ok/over", 1)
+            self.seen(b, "ok/over", over["gen"])
+            ETCD.put(self.key(b"names/", b"ok/over"), b"\x01")
+            ctrl2 = ETCD.put(self.key(b"names/", b"foreign/ok2"),
+                             entry_value(value=b"\xc0"))
+            self.seen(b, "foreign/ok2", ctrl2)
+            note("a name whose key was overwritten with junk: B's cache "
+                 "%r, B's consistent whereis %r",
+                 whereis(b, "ok/over") and "the old entry",
+                 whereis(b, "ok/over", consistent=True))
+            self.assertIs(a.call("unregister", "ok/over"), True)
+            self.vanishes(b, "ok/over")
+            self.assertEqual(ETCD.keys(self.prefix + "names/ok/over"), {})
+            ETCD.delete(self.key(b"names/", b"foreign/ok2"))
+        with self.subTest("a well-formed foreign place at the head of a "
+                          "line (measured, not asserted)"):
+            reg_cluster(a, "ok/h")
+            stray = self.key(b"queue/", b"ok/h\0nodeB/777777")
+            ETCD.put(stray, b"")
+            w2 = self.client(self.B)
+            pos = w2.call("register", "ok/h", "w2", {"scope": "cluster",
+                                                     "queue": True})
+            a.call("unregister", "ok/h")
+            acq = w2.wait_note(lambda m, p: m == "acquired", 1.0)
+            note("a waiter behind a place of its own node (B) that no "
+                 "connection of B holds, put by a foreign writer: queued "
+                 "%r; once the name is free: acquired %s, notes %r, "
+                 "places left in etcd %r", pos, acq is not None,
+                 list(w2.notes), sorted(
+                     k[len(self.prefix):] for k in
+                     ETCD.keys(self.prefix + "queue/ok/h\0")))
+            ETCD.delete(stray)
+        for node in (self.A, self.B, C):
+            self.assertTrue(node.alive(), node.name)
+
+        # The foreign keys go again.  Deleting a key whose name is valid
+        # may give an "unregistered" event (a delete carries no value:
+        # the node cannot tell it never showed the name); one whose name
+        # is not a client's gives none.
+        for name, _ in self.BAD_NAMES:
+            ETCD.delete(self.key(b"names/", name))
+        for place in self.BAD_PLACES:
+            ETCD.delete(self.key(b"queue/", place))
+        for node, _ in self.BAD_WHY + self.BAD_NODES + [self.ODD_ADDRESS]:
+            ETCD.delete(self.key(b"nodes/", node))
+            ETCD.delete(self.key(b"why/", node))
+        end = ETCD.delete(self.key(b"names/", b"foreign/ok"))
+        self.vanishes(b, "foreign/ok")
+        evs = []
+        while True:
+            got = events_of(b, sub, 1, 3)
+            if not got:
+                break
+            evs += got
+            if got[0][1] == end:
+                break
+        with self.subTest("the deletes' events"):
+            self.assertEqual(evs[-1], [sub, end, "unregistered",
+                                       ["foreign/ok", "unregistered"]])
+            junk = [x for x in evs if x[2] == "unregistered" and
+                    x[3][0].startswith("hostile/")]
+            note("events after the foreign keys' deletes: %d "
+                 "(%d unregistered of names never shown)", len(evs),
+                 len(junk))
+            valid = {"ok/2", "ok/q", "ok/w", "ok/over", "ok/h", "foreign/ok",
+                     "foreign/ok2"} | {
+                n.decode() for n, _ in self.BAD_NAMES
+                if n.startswith(b"hostile/")}
+            for x in evs:
+                if x[2] == "unregistered":
+                    self.assertIn(x[3][0], valid)
+                    self.assertIn(x[3][1], ("unregistered", "nodedown"))
+                else:
+                    self.assertIn(x[3]["name"], valid)
+        # The line of ok/h goes on once the stray place is gone.
+        listed = eventually(lambda: [x["name"] for x in b.call(
+            "list", "", 1000, None, {"scope": "cluster"})] ==
+            ["ok/1", "ok/h", "ok/q"], 3)
+        self.assertTrue(listed, b.call("list", "", 1000, None,
+                                       {"scope": "cluster"}))
+
+
+class Test15AcquireAtLeaseLoss(ClusterCase):
+    """A hand-over in flight when its node loses the lease: the waiter is
+    told lost [name, "nodedown"] (PROTOCOL.md 12) and nothing else; the
+    hand-over is the node's own write, no request of the waiter's, so no
+    response may reach the connection.  Node A is behind a FakeEtcd that,
+    once armed, leaves transactions and keepalives unanswered (its etcd
+    timeout is longer than the TTL): the hand-over's transaction is still
+    waiting when A's clock says the lease is gone.
+
+    Before 5bb7e87, cl_lose answered the hand-over (an
+    OP_ACQUIRE, msgid 0) "unavailable": the waiter got [1, 0, [...],
+    nil]; test_07_sigstop_longer_than_ttl hit it now and then, with a
+    premature hand-over (its node had not yet seen the holder's key)
+    in flight when A was stopped."""
+    TIMEOUT_MS = (TTL + 3) * 1000
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        h = cls.make_harness()
+        cls.fake = cl.FakeEtcd("slowloris", ETCD.members[0],
+                               ["/v3/kv/txn", "/v3/lease/keepalive"],
+                               armed=False)
+        cls.addClassCleanup(cls.fake.stop)
+        prefix = h.new_prefix()
+        cls.A = h.node("nodeA", cls.fake.url, prefix, TTL,
+                       etcd_timeout=cls.TIMEOUT_MS)
+        cls.B = h.node("nodeB", ETCD, prefix, TTL)
+        cls.A.wait_up()
+        cls.B.wait_up()
+
+    def test_15_handover_in_flight_at_lease_loss(self):
+        b, w = self.client(self.B), self.client(self.A)
+        n = self.name("lock")
+        e = reg_cluster(b, n)
+        self.seen(w, n, e["gen"])
+        self.assertEqual(w.call("register", n, "w", {
+            "scope": "cluster", "queue": True}), {"queued": 1})
+        self.fake.arm()
+        t0 = time.monotonic()
+        try:
+            self.assertIs(b.call("unregister", n), True)
+            got = []
+            deadline = time.monotonic() + TTL + 4
+            while time.monotonic() < deadline:
+                try:
+                    msg = w._read(deadline)
+                except TimeoutError:
+                    break
+                got.append(msg)
+                if msg[0] == 2 and msg[1] == "lost":
+                    w.pump(0.2)
+                    got += [[2] + list(x) for x in w.notes]
+                    break
+        finally:
+            self.fake.disarm()
+            self.fake.drop()
+        note("the waiter, its hand-over in flight when its node lost the "
+             "lease: %r within %.2fs", got, time.monotonic() - t0)
+        self.assertEqual([m for m in got if m[0] != 2], [],
+                         "responses to no request of the waiter's")
+        self.assertIn([2, "lost", [n, "nodedown"]], got)
+        self.assertEqual(self.A.wait_state(lambda s: s == "up", 15), "up")
 
 
 if __name__ == "__main__":
