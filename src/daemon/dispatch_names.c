@@ -200,11 +200,15 @@ dispatch_whereis(struct call *k)
 
 	if (args_name(&k->rq->args, &name, &len) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, BAD_NAME);
-	/* The hot path: a local name, no options. */
-	if (!args_more(&k->rq->args) &&
-	    ((n = registry_lookup(&k->s->reg, name, len)) != NULL ||
-	    k->s->cluster == NULL))
-		return dispatch_reply_entry(k, n);
+	/* The hot paths: no options, a local name, else a cached one. */
+	if (!args_more(&k->rq->args)) {
+		const struct cl_entry *ce;
+
+		if ((n = registry_lookup(&k->s->reg, name, len)) != NULL ||
+		    (ce = dispatch_cluster_lookup(k->s, name, len)) == NULL)
+			return dispatch_reply_entry(k, n);
+		return dispatch_reply_cluster_entry(k, ce);
+	}
 	if (args_more(&k->rq->args) && args_opts(&k->rq->args, opts, 2) != 0)
 		return dispatch_fail(k, PR_ERR_BAD_REQUEST, "the options must "
 		    "be a map of \"scope\", a str, and \"consistent\", a "
