@@ -1921,16 +1921,22 @@ class Test14ForeignKeys(ClusterCase):
             ctrl2 = ETCD.put(self.key(b"names/", b"foreign/ok2"),
                              entry_value(value=b"\xc0"))
             self.seen(b, "foreign/ok2", ctrl2)
-            note("a name whose key was overwritten with junk: B's cache "
-                 "%r, B's consistent whereis %r",
-                 whereis(b, "ok/over") and "the old entry",
-                 whereis(b, "ok/over", consistent=True))
-            self.assertIs(a.call("unregister", "ok/over"), True)
+            # A key no node would write is no entry (PROTOCOL.md 12):
+            # its owner hears lost "evicted", every cache drops it.
+            lost = a.wait_note(lambda m, p: m == "lost" and
+                               p[0] == "ok/over", 3)
+            self.assertEqual(lost, ("lost", ["ok/over", "evicted"]))
             self.vanishes(b, "ok/over")
-            self.assertEqual(ETCD.keys(self.prefix + "names/ok/over"), {})
+            self.assertIsNone(whereis(a, "ok/over"))
+            self.assertIsNone(whereis(b, "ok/over", consistent=True))
+            # The junk stays in etcd until someone deletes it: the name
+            # is taken meanwhile.
+            self.assertCode("taken", "register", a, "ok/over", None,
+                            {"scope": "cluster"})
+            ETCD.delete(self.key(b"names/", b"ok/over"))
             ETCD.delete(self.key(b"names/", b"foreign/ok2"))
         with self.subTest("a well-formed foreign place at the head of a "
-                          "line (measured, not asserted)"):
+                          "line"):
             reg_cluster(a, "ok/h")
             stray = self.key(b"queue/", b"ok/h\0nodeB/777777")
             ETCD.put(stray, b"")
@@ -1946,6 +1952,11 @@ class Test14ForeignKeys(ClusterCase):
                  list(w2.notes), sorted(
                      k[len(self.prefix):] for k in
                      ETCD.keys(self.prefix + "queue/ok/h\0")))
+            # B holds no connection 777777: the place is not one of its
+            # own, so B deletes it and its real waiter gets the name.
+            self.assertIsNotNone(acq, "the waiter behind a stray place "
+                                 "of its own node never got the name")
+            self.assertEqual(ETCD.keys(self.prefix + "queue/ok/h\0"), {})
             ETCD.delete(stray)
         for node in (self.A, self.B, C):
             self.assertTrue(node.alive(), node.name)
@@ -1986,7 +1997,8 @@ class Test14ForeignKeys(ClusterCase):
             for x in evs:
                 if x[2] == "unregistered":
                     self.assertIn(x[3][0], valid)
-                    self.assertIn(x[3][1], ("unregistered", "nodedown"))
+                    self.assertIn(x[3][1], ("unregistered", "nodedown",
+                                            "evicted"))
                 else:
                     self.assertIn(x[3]["name"], valid)
         # The line of ok/h goes on once the stray place is gone.

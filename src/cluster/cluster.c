@@ -150,13 +150,24 @@ apply_events(struct cluster *cl, const struct etcd_event *ev, size_t n)
 		else if (ev[i].type != ETCD_EV_DELETE) {
 			struct cl_view v;
 
-			cl_cache_put(cl, (const char *)rest, rlen, kv->value,
-			    kv->value_len, kv->create_rev);
 			if (cl_view_parse(cl, (const char *)rest, rlen,
-			    kv->value, kv->value_len, kv->create_rev, &v) == 0)
+			    kv->value, kv->value_len, kv->create_rev,
+			    &v) == 0) {
+				cl_cache_put(cl, (const char *)rest, rlen,
+				    kv->value, kv->value_len, kv->create_rev);
 				cl->ops->changed(cl->arg, kv->mod_rev,
 				    ev[i].type == ETCD_EV_CREATE ?
 				    CL_REGISTERED : CL_UPDATED, &v, 0);
+			} else if ((e = cl_cache_find(cl, (const char *)rest,
+			    rlen)) != NULL) {
+				/* Overwritten by someone else with what no
+				 * node would write: the entry is gone. */
+				v = (struct cl_view){ .name = e->data,
+				    .name_len = e->name_len };
+				cl->ops->changed(cl->arg, kv->mod_rev,
+				    CL_UNREGISTERED, &v, PR_DOWN_EVICTED);
+				cl_entry_remove(cl, e, PR_DOWN_EVICTED, true);
+			}
 		} else {
 			struct cl_view v = { .name = (const char *)rest,
 			    .name_len = rlen };

@@ -309,8 +309,8 @@ cl_entry_doom(struct cluster *cl, struct cl_entry *e)
 
 /* Is a register of this name waiting for etcd?  (Walks the pending
  * writes: only after a register timed out.) */
-static bool
-register_pending(const struct cluster *cl, const char *name, size_t len)
+bool
+cl_register_pending(const struct cluster *cl, const char *name, size_t len)
 {
 	const struct cl_op *op;
 
@@ -458,7 +458,7 @@ cl_cache_put(struct cluster *cl, const char *name, size_t len,
 	}
 	cl->nnames++;
 	if (e->owner == NULL && cl->orphans_possible && cl_entry_is_self(cl, e) &&
-	    !register_pending(cl, name, len))
+	    !cl_register_pending(cl, name, len))
 		cl_entry_doom(cl, e);
 	cl->ops->registered(cl->arg, e);
 	return e;

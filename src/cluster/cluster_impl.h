@@ -229,6 +229,9 @@ struct cl_peer	*cl_peer_find(const struct cluster *, const void *peer);
 struct cl_peer	*cl_peer_get(struct cluster *, void *peer);
 void		 cl_peer_put(struct cluster *, struct cl_peer *);
 
+/* Is a register of this name waiting for etcd? (A walk.) */
+bool		 cl_register_pending(const struct cluster *, const char *name,
+		    size_t len);
 /* Pending writes (cluster_write.c).  peer NULL: nobody to answer. */
 struct cl_op	*cl_op_new(struct cluster *, enum cl_op_kind,
 		    struct cl_peer *, uint32_t msgid, const char *name,

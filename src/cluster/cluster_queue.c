@@ -334,11 +334,31 @@ cl_queues_kick(struct cluster *cl)
 		if (q == NULL || q->acquiring ||
 		    cl_cache_find(cl, q->name, q->name_len) != NULL)
 			continue;
-		w = TAILQ_FIRST(&q->waiters);
+		/*
+		 * The head, passing over places being deleted, places of
+		 * nodes that are not live (their lease, if any, takes them)
+		 * and places of this node that no connection holds and no
+		 * register waits for (put by someone else: deleted).
+		 */
+		TAILQ_FOREACH(w, &q->waiters, by_queue) {
+			if (w->doomed)
+				continue;
+			if (!cl_node_is_self(cl, w->node)) {
+				if (w->node->alive)
+					break;
+				continue;
+			}
+			if (w->peer != NULL || cl_register_pending(cl, q->name,
+			    q->name_len))
+				break;
+			cl_waiter_doom(cl, w);
+		}
 		if (w != NULL && w->peer != NULL && !w->doomed &&
 		    cl_node_is_self(cl, w->node))
 			queue_acquire(cl, q, w);
 	}
+	if (!TAILQ_EMPTY(&cl->doomed_w))
+		cl_doom_flush(cl);
 }
 
 void
