@@ -339,7 +339,8 @@ done:
 		}
 	}
 	cl_queues_sync_done(cl);
-	cl->ops->synced(cl->arg, cl->rev);
+	cl->ops->synced(cl->arg, cl->rev, cl->synced_once);
+	cl->synced_once = true;
 	cl->syncing = false;
 	cl_watch(cl);
 }

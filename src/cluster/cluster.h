@@ -131,7 +131,8 @@ struct cl_owner {
  *   changed: what the watch reported of a name, in revision order (the
  *	cluster's event stream; why only for CL_UNREGISTERED).
  *   synced: the cache was read whole at rev: what happened before it
- *	is not in the stream.
+ *	is not in the stream; again: not the first read (a gap: the
+ *	stream's subscribers cannot be told what they missed).
  */
 struct cluster_ops {
 	void	(*reply)(void *arg, void *peer, uint32_t msgid, int err,
@@ -148,7 +149,7 @@ struct cluster_ops {
 	void	(*left)(void *arg);
 	void	(*changed)(void *arg, int64_t rev, enum cl_change,
 		    const struct cl_view *, enum pr_down_reason why);
-	void	(*synced)(void *arg, int64_t rev);
+	void	(*synced)(void *arg, int64_t rev, bool again);
 };
 
 struct cluster_config {

@@ -160,6 +160,7 @@ struct cluster {
 	bool			 watch_up;	/* created and not ended */
 	unsigned		 watch_fails;	/* in a row: the backoff */
 	bool			 syncing;
+	bool			 synced_once;	/* the cache was read before */
 	bool			 leaving;	/* cluster_leave: no more writes */
 	bool			 revoking;	/* leaving: revoke in flight */
 	/* Connections and what waits for etcd. */

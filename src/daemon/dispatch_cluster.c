@@ -468,10 +468,15 @@ cl_changed(void *arg, int64_t rev, enum cl_change kind,
 }
 
 static void
-cl_synced(void *arg, int64_t rev)
+cl_synced(void *arg, int64_t rev, bool again)
 {
 	struct server *s = arg;
 
+	/* A re-read follows a gap (compaction, a lost lease): the live
+	 * subscriptions end as a slow one's would, and resume from their
+	 * last event with a fresh snapshot (gap true). */
+	if (again)
+		subs_end_all(&s->csubs, subs_seq(&s->csubs));
 	subs_floor(&s->csubs, (uint64_t)rev);
 }
 

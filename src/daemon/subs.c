@@ -392,6 +392,26 @@ subs_floor(struct subs *ss, uint64_t seq)
 }
 
 void
+subs_end_all(struct subs *ss, uint64_t seq)
+{
+	struct sub *sb;
+
+	while ((sb = TAILQ_FIRST(&ss->all)) != NULL) {
+		void *peer = sb->p->peer;
+		uint64_t id = sb->id;
+
+		subs_free(ss, sb);
+		proto_out_reset(&ss->push);
+		if (proto_push_overflow(&ss->push, id, seq) < 0) {
+			ss->ops->out_of_memory(ss->arg, peer);
+			continue;
+		}
+		ss->ops->write(ss->arg, peer, proto_out_data(&ss->push),
+		    proto_out_len(&ss->push), false);
+	}
+}
+
+void
 subs_advance(struct subs *ss, uint64_t seq)
 {
 	if (seq > ss->seq)

@@ -112,6 +112,9 @@ uint64_t subs_seq(const struct subs *);
  * missed what came before): the seq is at least that, and no resume
  * from before it is taken for complete. */
 void	 subs_floor(struct subs *, uint64_t seq);
+/* End every subscription with an overflow notice [sub, seq]: what came
+ * after seq cannot be told (the cluster's history was compacted). */
+void	 subs_end_all(struct subs *, uint64_t seq);
 /* The stream is known to be complete up to seq (nothing of the
  * subscriptions' concern happened in between). */
 void	 subs_advance(struct subs *, uint64_t seq);
