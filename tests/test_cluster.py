@@ -840,6 +840,8 @@ class Test07Partition(ClusterCase):
         reg_cluster(bq, nq)
         self.assertEqual(aw.call("register", nq, None, {
             "scope": "cluster", "queue": True}), {"queued": 1})
+        asub = self.client(self.A)
+        sub = asub.call("subscribe", self.name(""), {"scope": "cluster"})
         t0 = time.monotonic()
         self.A.pause()
         try:
@@ -921,6 +923,18 @@ class Test07Partition(ClusterCase):
             self.assertEqual(st, "up", "A's state after SIGCONT")
             e3 = reg_cluster(a2, self.name("after"))
             self.assertEqual(e3["node"], "nodeA")
+        with self.subTest("A's cluster subscription ends with overflow, "
+                          "and resumes with a fresh snapshot"):
+            # A read the cluster again after its loss: what it missed
+            # meanwhile cannot be told event by event (PROTOCOL.md 12).
+            ov = asub.wait_note(lambda m, p: m == "overflow" and
+                                p[0] == sub["sub"], 5)
+            self.assertIsNotNone(ov, "no overflow on A's subscription "
+                                 "(notes %r)" % list(asub.notes))
+            again = asub.call("subscribe", self.name(""), {
+                "scope": "cluster", "since": ov[1][1]})
+            self.assertIs(again["gap"], True, again)
+            self.assertIn(n, [x["name"] for x in again["entries"]])
 
 
     def test_07b_lease_revoked_in_etcd(self):
