@@ -534,7 +534,8 @@ lose_places(struct cluster *cl)
 			next = TAILQ_NEXT(w, by_queue);
 			if (!cl_node_is_self(cl, w->node))
 				continue;
-			if (w->peer != NULL)
+			/* A hand-over in flight: its op tells (cl_lose). */
+			if (w->peer != NULL && !w->acquiring)
 				cl->ops->lost(cl->arg, w->peer->peer, q->name,
 				    q->name_len, PR_DOWN_NODEDOWN);
 			cl_waiter_remove(cl, w);
@@ -565,10 +566,15 @@ cl_lose(struct cluster *cl, const char *why)
 		next = LIST_NEXT(op, all);
 		if (op->kind != OP_READ && op->kind != OP_DELETES) {
 			/* A hand-over is the node's own write: nobody asked,
-			 * nobody is answered (the waiter hears lost). */
+			 * nobody is answered, but its waiter must hear that
+			 * the place (or the name, if etcd took the write)
+			 * went with the lease. */
 			if (op->kind != OP_ACQUIRE)
 				cl_op_reply(op, PR_ERR_UNAVAILABLE, "this node "
 				    "lost its lease in the cluster", NULL, false);
+			else if (op->peer != NULL)
+				cl->ops->lost(cl->arg, op->peer->peer, op->name,
+				    op->name_len, PR_DOWN_NODEDOWN);
 			if (op->peer != NULL) {
 				LIST_REMOVE(op, by_peer);
 				cl_peer_put(cl, op->peer);
