@@ -19,6 +19,15 @@
  * The daemon's CPU time (utime+stime of /proc/PID/stat, PID from --pid or
  * from SO_PEERCRED of the connection) is read before and after each test
  * and reported per operation.
+ *
+ * --scope cluster (a daemon that is a cluster node, proto/PROTOCOL.md
+ * §12): the set-up registers the --names names as cluster names, in
+ * windows small enough for the daemon's etcd client, and whereis stays
+ * [name] (it finds the cluster name since no local one exists); the
+ * register test then chains each register and its unregister (a cluster
+ * register is answered once etcd has committed it, out of order with the
+ * requests behind it), DEPTH such chains per connection, replies matched
+ * by msgid.
  */
 #include <sys/epoll.h>
 #include <sys/resource.h>
@@ -73,7 +82,17 @@ enum role {
 	R_SINK,		/* receives send/PUBLISH deliveries */
 	R_OWNER,	/* monitor test: registers and unregisters */
 	R_WATCHER,	/* monitor/purge tests: monitors, receives downs */
-	R_PROBE		/* purge test: whereis at depth 1 during the purge */
+	R_PROBE,	/* purge test: whereis at depth 1 during the purge */
+	R_CREG		/* register test on cluster names: chained pairs */
+};
+
+/* One chain of the cluster register test: register, then unregister. */
+struct creg_slot {
+	uint64_t	 t0;		/* the register's send time */
+	uint64_t	 t1;		/* the unregister's */
+	char		 name[32];
+	bool		 unreg;		/* the unregister is in flight */
+	bool		 busy;
 };
 
 /* Pre-encoded operations: nops back-to-back ops of opsz bytes each. */
@@ -106,6 +125,9 @@ struct conn {
 	int		 partial;	/* replies received for the head op */
 	uint64_t	 got;		/* replies counted (setup, monitor) */
 	uint64_t	 downs;
+	uint64_t	 msgid;		/* of the reply being handled */
+	struct creg_slot *slots;	/* R_CREG */
+	uint64_t	 seq;		/* R_CREG: names used */
 	/* monitor test state */
 	int		 phase;
 	uint32_t	 pending;
@@ -132,6 +154,7 @@ struct bench {
 	unsigned	 purge_watchers;
 	bool		 probe, probe_stop;
 	uint64_t	 seed;
+	bool		 cluster;	/* --scope cluster */
 
 	int		 ep;
 	enum test	 test;
@@ -140,6 +163,7 @@ struct bench {
 	uint64_t	 last_delivery;
 	bool		 lat_on_delivery;
 	struct lat	 lat, plat;	/* load latencies, probe latencies */
+	struct lat	 lat_reg, lat_unreg;	/* cluster register test */
 	struct conn	**holder;
 	unsigned	 nholder;
 	struct pool	 shared_hit, shared_miss;
@@ -361,6 +385,7 @@ conn_close(struct bench *b, struct conn *c)
 	free(c->rb);
 	free(c->out);
 	free(c->t0);
+	free(c->slots);
 	free(c);
 }
 
@@ -470,6 +495,32 @@ enc_call1(msgpack_sbuffer *sb, const char *method, const char *name)
 	pk_str(&pk, name);
 }
 
+/* [0, msgid, "register", [name]], or with --scope cluster [0, msgid,
+ * "register", [name, nil, {"scope": "cluster"}]]. */
+static void
+enc_register(const struct bench *b, msgpack_sbuffer *sb, uint32_t msgid,
+    const char *name)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 4);
+	msgpack_pack_uint32(&pk, 0);
+	msgpack_pack_uint32(&pk, msgid);
+	pk_str(&pk, "register");
+	if (!b->cluster) {
+		msgpack_pack_array(&pk, 1);
+		pk_str(&pk, name);
+		return;
+	}
+	msgpack_pack_array(&pk, 3);
+	pk_str(&pk, name);
+	msgpack_pack_nil(&pk);
+	msgpack_pack_map(&pk, 1);
+	pk_str(&pk, "scope");
+	pk_str(&pk, "cluster");
+}
+
 /* [0, 1, "send", [name, bin(dsz)]]: the payload ends the request. */
 static void
 enc_send(msgpack_sbuffer *sb, const char *name, size_t dsz)
@@ -518,10 +569,13 @@ enc_resp2(msgpack_sbuffer *sb, const char *a, const char *k)
 	enc_resp(sb, 2, argv, lens);
 }
 
+/* The --names names: PREFIX (default n) and seven digits. */
+static const char *name_prefix = "n";
+
 static void
 name_hit(char *buf, size_t sz, uint64_t i)
 {
-	snprintf(buf, sz, "n%07" PRIu64, i);
+	snprintf(buf, sz, "%s%07" PRIu64, name_prefix, i);
 }
 
 /*
@@ -930,6 +984,7 @@ pr_object(struct bench *b, struct conn *c, const msgpack_object *o,
 	if (a[0].via.u64 == 1 && o->via.array.size == 4) {
 		const msgpack_object *e = &a[2];
 
+		c->msgid = a[1].via.u64;
 		if (e->type == MSGPACK_OBJECT_NIL)
 			on_response(b, c, false, NULL, 0, now);
 		else if (e->type == MSGPACK_OBJECT_ARRAY &&
@@ -1242,6 +1297,8 @@ op_complete(struct bench *b, struct conn *c, uint64_t now)
 }
 
 static void monitor_response(struct bench *, struct conn *, bool, uint64_t);
+static void creg_response(struct bench *, struct conn *, bool, const char *,
+    size_t, uint64_t);
 
 static void
 on_response(struct bench *b, struct conn *c, bool err, const char *code,
@@ -1265,6 +1322,9 @@ on_response(struct bench *b, struct conn *c, bool err, const char *code,
 			b->errors++;
 		if (b->test == T_MONITOR)
 			monitor_response(b, c, err, now);
+		return;
+	case R_CREG:
+		creg_response(b, c, err, code, codelen, now);
 		return;
 	case R_LOAD:
 	case R_PROBE:
@@ -1370,18 +1430,23 @@ wait_replies(struct bench *b, struct conn *c, uint64_t target)
 		die("timed out waiting for set-up replies");
 }
 
-/* Send nreq pre-encoded requests in windows of 1024, wait for replies. */
+/*
+ * Send nreq pre-encoded requests in windows of 1024, wait for replies.
+ * Cluster registers go in windows of 64: each is an etcd transaction on
+ * a connection of its own, and the daemon sends them all at once (a few
+ * thousand at once time out in etcd's queue).
+ */
 static void
 setup_calls(struct bench *b, struct conn *c, uint64_t nreq,
     void (*enc)(struct bench *, msgpack_sbuffer *, uint64_t, void *),
     void *arg)
 {
 	msgpack_sbuffer sb;
-	uint64_t i = 0;
+	uint64_t i = 0, win = b->cluster ? 64 : 1024;
 
 	msgpack_sbuffer_init(&sb);
 	while (i < nreq) {
-		uint64_t k = nreq - i < 1024 ? nreq - i : 1024;
+		uint64_t k = nreq - i < win ? nreq - i : win;
 
 		sb.size = 0;
 		for (uint64_t j = 0; j < k; j++)
@@ -1389,8 +1454,8 @@ setup_calls(struct bench *b, struct conn *c, uint64_t nreq,
 		conn_write(b, c, sb.data, sb.size);
 		i += k;
 		/* keep up to two windows in flight */
-		if (c->got + 2048 < i)
-			wait_replies(b, c, i - 1024);
+		if (c->got + 2 * win < i)
+			wait_replies(b, c, i - win);
 	}
 	wait_replies(b, c, nreq);
 	msgpack_sbuffer_destroy(&sb);
@@ -1415,7 +1480,7 @@ enc_preload(struct bench *b, msgpack_sbuffer *sb, uint64_t i, void *arg)
 
 		enc_resp(sb, 3, argv, lens);
 	} else
-		enc_call1(sb, "register", name);
+		enc_register(b, sb, 1, name);
 }
 
 /* Register names n0000000.. over the holders (or SET them in Redis). */
@@ -1448,7 +1513,8 @@ preload(struct bench *b)
 	}
 	if (b->errors)
 		die("%" PRIu64 " set-up calls failed (names already "
-		    "registered? use --preloaded)", b->errors);
+		    "registered? use --preloaded%s)", b->errors, b->cluster ?
+		    "; or not a cluster node" : "");
 	if (!b->quiet)
 		fprintf(stderr, "procreg-bench: %s %" PRIu64 " names over %u "
 		    "connection(s) in %.2f s\n", b->mode == MODE_REDIS ?
@@ -1526,7 +1592,7 @@ reset_counters(struct bench *b)
 {
 	b->issued = b->done = b->accepted = b->delivered = b->errors = 0;
 	b->busy = b->downs = 0;
-	b->lat.n = b->plat.n = 0;
+	b->lat.n = b->plat.n = b->lat_reg.n = b->lat_unreg.n = 0;
 	b->lat_on_delivery = false;
 	b->connect_ms = 0;
 }
@@ -1570,6 +1636,8 @@ shared_pool(struct bench *b, bool miss)
 	return p;
 }
 
+static void run_creg(struct bench *);
+
 static void
 run_load(struct bench *b, enum test t)
 {
@@ -1589,6 +1657,10 @@ run_load(struct bench *b, enum test t)
 	}
 	if (name == NULL)
 		return;
+	if (t == T_REGISTER && b->cluster && b->mode == MODE_PROCREG) {
+		run_creg(b);
+		return;
+	}
 	if (t == T_REGISTER)
 		unit = "pairs";
 	if (t == T_SEND) {
@@ -1641,6 +1713,126 @@ run_load(struct bench *b, enum test t)
 	for (unsigned i = 0; i < b->conns; i++)
 		conn_close(b, cs[i]);
 	conn_close(b, sink);
+	free(cs);
+}
+
+/*
+ * register with --scope cluster: each connection keeps DEPTH chains
+ * going; a chain registers a fresh cluster name (r<conn>.<seq>), sends
+ * its unregister when the register's answer comes and starts the next
+ * when the unregister's does.  The msgid (the slot + 1) says which chain
+ * a reply belongs to.  Reported: pairs with their latency, and a row each
+ * for the register's and the unregister's own latency.
+ */
+static void
+creg_send(struct bench *b, struct conn *c, uint32_t slot, bool unreg)
+{
+	struct creg_slot *s = &c->slots[slot];
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	if (unreg) {
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 4);
+		msgpack_pack_uint32(&pk, 0);
+		msgpack_pack_uint32(&pk, slot + 1);
+		pk_str(&pk, "unregister");
+		msgpack_pack_array(&pk, 1);
+		pk_str(&pk, s->name);
+	} else
+		enc_register(b, &sb, slot + 1, s->name);
+	s->unreg = unreg;
+	s->busy = true;
+	if (unreg)
+		s->t1 = now_ns();
+	else
+		s->t0 = now_ns();
+	conn_write(b, c, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Start the next chain in slot, if any is left to issue. */
+static void
+creg_next(struct bench *b, struct conn *c, uint32_t slot)
+{
+	struct creg_slot *s = &c->slots[slot];
+
+	s->busy = false;
+	if (b->issued >= b->n)
+		return;
+	b->issued++;
+	snprintf(s->name, sizeof(s->name), "r%05u.%07" PRIu64,
+	    c->idx % 100000, c->seq++ % 10000000);
+	creg_send(b, c, slot, false);
+}
+
+static void
+creg_response(struct bench *b, struct conn *c, bool err, const char *code,
+    size_t codelen, uint64_t now)
+{
+	struct creg_slot *s;
+
+	if (c->msgid == 0 || c->msgid > c->depth ||
+	    !c->slots[c->msgid - 1].busy)
+		die("register: a reply to no request in flight");
+	s = &c->slots[c->msgid - 1];
+	if (err) {
+		b->errors++;
+		if (codelen == 4 && memcmp(code, "busy", 4) == 0)
+			b->busy++;
+		if (!b->quiet && b->errors <= 5)
+			fprintf(stderr, "procreg-bench: %s of %s: %.*s\n",
+			    s->unreg ? "unregister" : "register", s->name,
+			    (int)codelen, code);
+	}
+	if (!s->unreg) {
+		lat_add(&b->lat_reg, now - s->t0);
+		if (!err) {
+			creg_send(b, c, (uint32_t)(c->msgid - 1), true);
+			return;
+		}
+	} else
+		lat_add(&b->lat_unreg, now - s->t1);
+	lat_add(&b->lat, now - s->t0);
+	b->done++;
+	creg_next(b, c, (uint32_t)(c->msgid - 1));
+}
+
+static void
+run_creg(struct bench *b)
+{
+	struct conn **cs = xmalloc(b->conns * sizeof(*cs));
+	uint64_t t0, t1, k0, k1;
+	bool ok;
+
+	reset_counters(b);
+	b->test = T_REGISTER;
+	for (unsigned i = 0; i < b->conns; i++) {
+		cs[i] = conn_open(b, R_CREG, i);
+		cs[i]->depth = b->depth;
+		cs[i]->slots = calloc(b->depth, sizeof(*cs[i]->slots));
+		if (cs[i]->slots == NULL)
+			die("out of memory");
+	}
+	t0 = now_ns();
+	k0 = daemon_ticks(b);
+	b->self0 = self_cpu_s();
+	for (unsigned i = 0; i < b->conns; i++)
+		for (uint32_t j = 0; j < b->depth; j++)
+			creg_next(b, cs[i], j);
+	ok = loop_until(b, load_done, b->timeout);
+	t1 = now_ns();
+	k1 = daemon_ticks(b);
+	report(b, "register-cluster", "pairs", b->done,
+	    (double)(t1 - t0) / 1e9, k1 - k0, &b->lat, !ok);
+	/* the two halves' own latencies (no CPU figure of their own) */
+	report(b, "register-cluster:reg", "pairs", b->done,
+	    (double)(t1 - t0) / 1e9, 0, &b->lat_reg, !ok);
+	report(b, "register-cluster:unreg", "pairs", b->done,
+	    (double)(t1 - t0) / 1e9, 0, &b->lat_unreg, !ok);
+	for (unsigned i = 0; i < b->conns; i++)
+		conn_close(b, cs[i]);
 	free(cs);
 }
 
@@ -2000,6 +2192,12 @@ usage(int status)
 "  --purge-names N, --purge-monitors M, --purge-watchers W\n"
 "                  purge test shape (default 100000, 10000, 10)\n"
 "  --probe         purge: a whereis client at depth 1 during the purge\n"
+"  --scope SCOPE   local (default) or cluster: register the --names names\n"
+"                  (and the register test's) as cluster names on a daemon\n"
+"                  that is a cluster node; whereis stays [name]; with\n"
+"                  cluster, register chains each register and unregister,\n"
+"                  DEPTH chains per connection (monitor, purge: local only)\n"
+"  --prefix P      the --names names are P0000000.. (default n)\n"
 "  --timeout S     give up on a test after S seconds (default 120)\n"
 "  --seed S        random seed\n"
 "  --csv           CSV output\n"
@@ -2053,6 +2251,8 @@ main(int argc, char **argv)
 		{ "probe", no_argument, NULL, 4 },
 		{ "timeout", required_argument, NULL, 5 },
 		{ "seed", required_argument, NULL, 6 },
+		{ "scope", required_argument, NULL, 7 },
+		{ "prefix", required_argument, NULL, 8 },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -2105,6 +2305,17 @@ main(int argc, char **argv)
 		case 4: b->probe = true; break;
 		case 5: b->timeout = (double)num(optarg, "--timeout"); break;
 		case 6: b->seed = num(optarg, "--seed") | 1; break;
+		case 7:
+			if (strcmp(optarg, "cluster") == 0)
+				b->cluster = true;
+			else if (strcmp(optarg, "local") != 0)
+				die("--scope: local or cluster");
+			break;
+		case 8:
+			if (*optarg == '\0' || strlen(optarg) > 16)
+				die("--prefix: 1 to 16 bytes");
+			name_prefix = optarg;
+			break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
@@ -2138,6 +2349,10 @@ main(int argc, char **argv)
 		want[i] = true;
 	}
 	free(list);
+	if (b->cluster && b->mode != MODE_PROCREG)
+		die("--scope cluster is for procregd");
+	if (b->cluster && (want[T_MONITOR] || want[T_PURGE]))
+		die("monitor and purge register local names only");
 	b->rng = b->seed;
 	b->hz = sysconf(_SC_CLK_TCK);
 	signal(SIGPIPE, SIG_IGN);
@@ -2184,6 +2399,8 @@ main(int argc, char **argv)
 	free(b->shared_miss.buf);
 	free(b->lat.v);
 	free(b->plat.v);
+	free(b->lat_reg.v);
+	free(b->lat_unreg.v);
 	close(b->ep);
 	return 0;
 }
