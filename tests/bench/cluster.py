@@ -417,6 +417,10 @@ class Bench:
         procreg-bench run (callgrind_control)."""
         a = self.a
         N = a.names
+        if shutil.which("valgrind") is None or \
+                shutil.which("callgrind_control") is None:
+            log("instr: no valgrind, skipped")
+            return
         extra = ["--max-names", str(max(200000, 2 * N)), "--max-conns",
                  "20000", "--max-conns-per-uid", "0",
                  "--max-names-per-uid", "0"]
