@@ -86,11 +86,11 @@ MANPAGES = conf/man/procregctl.1 conf/man/libprocreg.3 conf/man/procreg.conf.5 \
 	   conf/man/procreg.7 conf/man/procregd.8
 STAMP	 = src/.build-flags
 
-.PHONY: all build have-deps deps test test-valgrind fuzz bench run install uninstall clean FORCE
+.PHONY: all build have-deps deps test test-valgrind fuzz bench bench-cluster run install uninstall clean FORCE
 .SECONDARY:
 
 BINS	 = procregd procregctl src/examples/chat procreg-bench \
-	   tests/bench/echo-floor
+	   tests/bench/echo-floor tests/bench/etcd-rtt
 
 # Plain `make` installs nothing: it says what is missing and how to get it.
 all: have-deps
@@ -182,10 +182,19 @@ procreg-bench: tests/bench/procreg-bench.o
 tests/bench/echo-floor: tests/bench/echo-floor.o
 	$(CC) $(SAN) -o $@ $^ $(LIBS)
 
+# The round trip of a bare etcd transaction through the daemon's own etcd
+# client, the floor under a cluster register (tests/bench/cluster.py).
+tests/bench/etcd-rtt: tests/bench/etcd-rtt.o $(CLUSTER) $(COMMON)
+	$(CC) $(SAN) -o $@ $^ $(LIBS) -lm
+
 bench: all
 	@command -v redis-server >/dev/null || \
 	    sh tests/install-debs.sh redis-server
 	sh tests/bench/compare.sh
+
+# Cluster mode's figures (a real etcd and three nodes; ~40 minutes).
+bench-cluster: all
+	/usr/bin/python3 tests/bench/cluster.py
 
 tests/check_client: tests/check_client.o $(TESTLIB) src/lib/libprocreg.a
 	$(CC) $(SAN) -o $@ $^ $(CLIENT_LIBS) $(CHECK_LIBS)
