@@ -707,6 +707,8 @@ cluster_new(struct cluster **out, struct event_base *base,
 	cl->since_ms = now_epoch_ms();
 	memcpy(cl->hkey, cfg->hash_key, sizeof(cl->hkey));
 	cl->value_ok = cfg->value_ok;
+	cl->hash = cfg->hash;
+	cl->hash_arg = cfg->hash_arg;
 	cl->state = CL_JOINING;
 	LIST_INIT(&cl->nodes);
 	LIST_INIT(&cl->pending);

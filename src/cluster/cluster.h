@@ -164,6 +164,11 @@ struct cluster_config {
 	/* Is this exactly one msgpack object the daemon may send on?  A
 	 * value that is not is ignored, as a key not ours. */
 	bool		(*value_ok)(const void *, size_t);
+	/* The name index's hash (NULL: SipHash with hash_key): the
+	 * daemon's own, so that a request's name is hashed once for both
+	 * scopes. */
+	uint64_t	(*hash)(const void *arg, const char *, size_t);
+	const void	*hash_arg;
 };
 
 struct cluster_stats {

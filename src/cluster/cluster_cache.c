@@ -110,6 +110,8 @@ cl_hash(const struct cluster *cl, const char *s, size_t len)
 	unsigned char out[crypto_shorthash_BYTES];
 	uint64_t h;
 
+	if (cl->hash != NULL)
+		return cl->hash(cl->hash_arg, s, len);
 	crypto_shorthash(out, (const unsigned char *)s, len, cl->hkey);
 	memcpy(&h, out, sizeof(h));
 	return h;

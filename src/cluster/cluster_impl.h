@@ -134,6 +134,8 @@ struct cluster {
 	unsigned		 ttl_s;
 	uint8_t			 hkey[crypto_shorthash_KEYBYTES];
 	bool			(*value_ok)(const void *, size_t);
+	uint64_t		(*hash)(const void *, const char *, size_t);
+	const void		*hash_arg;
 	enum cl_state		 state;
 	/* The lease. */
 	int64_t			 lease;

@@ -64,6 +64,8 @@ struct etcd_op {
 	struct event		*timer;
 	int			 http_err;	/* evhttp's error, or -1 */
 	bool			 finished;
+	bool			 bulk;		/* counts under ETCD_MAX_INFLIGHT */
+	uint64_t		 queued_us;	/* waiting for its turn since */
 	uint64_t		 sent_us;
 	etcd_cb			*cb;
 	etcd_watch_cb		*wcb;
@@ -94,7 +96,10 @@ struct etcd {
 	size_t			 max_body;
 	struct etcd_ops		 live;
 	struct etcd_ops		 done;
+	struct etcd_ops		 waiting;	/* not sent yet: the cap */
 	size_t			 inflight;
+	size_t			 nbulk;		/* reads and writes sent */
+	size_t			 nwaiting;
 	struct event		*reap;
 };
 
@@ -114,6 +119,8 @@ static const struct {
 };
 
 static int	etcd_send(struct etcd_op *);
+static void	etcd_op_error(struct etcd_op *, int, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
 
 const char *
 etcd_strerror(int status)
@@ -264,6 +271,40 @@ etcd_op_free(struct etcd_op *op)
 	free(op);
 }
 
+/*
+ * Send what waits for its turn, as room frees up.  Reads and writes
+ * beyond ETCD_MAX_INFLIGHT wait here (keep-alives and watches never do:
+ * a burst of writes must not starve the lease); one that waited longer
+ * than the request timeout was never sent, so it fails "unavailable"
+ * with a known outcome: nothing was applied.
+ */
+static void
+etcd_pump(struct etcd *e)
+{
+	struct etcd_op *op;
+	uint64_t now = now_mono_us(), max_us = (uint64_t)e->timeout.tv_sec *
+	    1000000 + (uint64_t)e->timeout.tv_usec;
+	int rc;
+
+	while ((op = TAILQ_FIRST(&e->waiting)) != NULL &&
+	    e->nbulk < ETCD_MAX_INFLIGHT) {
+		TAILQ_REMOVE(&e->waiting, op, link);
+		e->nwaiting--;
+		TAILQ_INSERT_TAIL(&e->live, op, link);
+		e->inflight++;
+		if (now - op->queued_us > max_us) {
+			op->bulk = false;	/* never counted in nbulk */
+			etcd_op_error(op, -ECONNREFUSED, "not sent: %d requests "
+			    "to etcd were in flight for longer than the timeout",
+			    ETCD_MAX_INFLIGHT);
+			continue;
+		}
+		e->nbulk++;
+		if ((rc = etcd_send(op)) != 0)
+			etcd_op_error(op, rc, "cannot send the request");
+	}
+}
+
 /* Free every connection that is no longer in use (a deferred event). */
 static void
 etcd_reap(evutil_socket_t fd, short what, void *arg)
@@ -283,6 +324,7 @@ etcd_reap(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&e->done, op, link);
 		etcd_op_free(op);
 	}
+	etcd_pump(e);
 }
 
 int
@@ -306,6 +348,7 @@ etcd_new(struct etcd **ep, struct event_base *base,
 		return -ENOMEM;
 	e->base = base;
 	TAILQ_INIT(&e->live);
+	TAILQ_INIT(&e->waiting);
 	TAILQ_INIT(&e->done);
 	n = c->timeout_ms > 0 ? (size_t)c->timeout_ms : ETCD_TIMEOUT_MS;
 	e->timeout.tv_sec = n / 1000;
@@ -360,6 +403,11 @@ etcd_free(struct etcd *e)
 		TAILQ_REMOVE(&e->live, op, link);
 		TAILQ_INSERT_TAIL(&e->done, op, link);
 	}
+	while ((op = TAILQ_FIRST(&e->waiting)) != NULL) {
+		TAILQ_REMOVE(&e->waiting, op, link);
+		TAILQ_INSERT_TAIL(&e->done, op, link);
+	}
+	e->nbulk = ETCD_MAX_INFLIGHT;	/* the reap sends nothing more */
 	if (e->reap != NULL) {
 		etcd_reap(-1, 0, e);
 		event_free(e->reap);
@@ -443,6 +491,8 @@ etcd_op_finish(struct etcd_op *op)
 	TAILQ_REMOVE(&e->live, op, link);
 	TAILQ_INSERT_TAIL(&e->done, op, link);
 	e->inflight--;
+	if (op->bulk)
+		e->nbulk--;
 	event_active(e->reap, 0, 0);
 }
 
@@ -1043,10 +1093,24 @@ etcd_op_start(struct etcd *e, enum etcd_opkind kind, json_t *body,
 		return -ENOMEM;
 	op->cb = cb;
 	op->arg = arg;
+	op->bulk = kind == ETCD_OP_TXN || kind == ETCD_OP_RANGE ||
+	    kind == ETCD_OP_DELRANGE || kind == ETCD_OP_COMPACT;
+	if (op->bulk && (e->nbulk >= ETCD_MAX_INFLIGHT ||
+	    !TAILQ_EMPTY(&e->waiting))) {
+		/* Its turn comes from etcd_pump, in order. */
+		TAILQ_REMOVE(&e->live, op, link);
+		e->inflight--;
+		op->queued_us = now_mono_us();
+		TAILQ_INSERT_TAIL(&e->waiting, op, link);
+		e->nwaiting++;
+		return 0;
+	}
 	if ((rc = etcd_send(op)) != 0) {
 		etcd_op_drop(op);
 		return rc;
 	}
+	if (op->bulk)
+		e->nbulk++;
 	return 0;
 }
 

@@ -69,6 +69,9 @@ enum etcd_status {
 #define ETCD_TIMEOUT_MS		2000
 #define ETCD_MAX_BODY		(4u << 20)
 #define ETCD_TXN_MAX_OPS	128	/* etcd's default --max-txn-ops */
+/* Reads and writes sent at once (one connection each); more wait their
+ * turn.  Lease keep-alives and watches are never held back. */
+#define ETCD_MAX_INFLIGHT	64
 
 struct etcd_config {
 	const char	*endpoints;	/* URLs, comma-separated: http://h:p */
