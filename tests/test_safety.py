@@ -132,7 +132,18 @@ class Client:
     def __init__(self, path, timeout=10.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
+        # A Unix socket whose listen backlog is full answers EAGAIN at
+        # once (a socket with a timeout is non-blocking underneath):
+        # the daemon has not accepted yet, so try again, within timeout.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
         self.unpacker = msgpack.Unpacker(raw=False)
         self.msgid = 0
         self.pushes = []
