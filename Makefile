@@ -55,12 +55,21 @@ PYTESTS	 = tests/test_python.py tests/test_cli.py tests/test_chat.py \
 	   tests/test_install.py tests/test_service.py tests/test_units.py \
 	   tests/test_safety.py tests/test_metrics.py tests/test_pyclient.py \
 	   tests/test_cluster.py tests/test_cluster_tls.py
-# Under valgrind, the suites whose daemon paths the others do not cover:
-# the client-side (pyclient), packaging (install, units), service (185 s
-# under valgrind, mostly waiting) and cluster suites run plain and under
-# AddressSanitizer only, to keep CI within its time.
+# Under valgrind, the suites whose daemon paths the others do not cover;
+# the client-side (pyclient, check_client), packaging (install, units),
+# service (185 s under valgrind, mostly waiting), load (safety, 86 s) and
+# cluster suites run plain and under AddressSanitizer only, to keep CI
+# within its time.
 VG_PYTESTS = tests/test_python.py tests/test_cli.py tests/test_chat.py \
-	   tests/test_safety.py tests/test_metrics.py
+	   tests/test_metrics.py
+VG_INTEG = $(filter-out tests/check_client,$(INTEG))
+# The packaging suites test nothing a sanitizer sees.
+ifeq ($(SANITIZE),1)
+RUN_PYTESTS = $(filter-out tests/test_install.py tests/test_units.py,\
+	   $(PYTESTS))
+else
+RUN_PYTESTS = $(PYTESTS)
+endif
 TESTLIB	 = tests/testlib.o
 # libprocreg: the client library, shared and static.
 LIBOBJS	 = $(patsubst %.c,%.o,$(wildcard src/lib/*.c)) $(COMMON)
@@ -222,14 +231,14 @@ test: deps
 	@PROCREGD=$(CURDIR)/procregd PROCREGCTL=$(CURDIR)/procregctl \
 	    CHAT=$(CURDIR)/src/examples/chat SPEC=$(CURDIR)/proto/PROTOCOL.md \
 	    PROCREG_SANITIZED=$(SANITIZE) \
-	    sh tests/run.sh $(UNIT) $(INTEG) $(PYTESTS) $(FAULTS)
+	    sh tests/run.sh $(UNIT) $(INTEG) $(RUN_PYTESTS) $(FAULTS)
 
 # The integration suites again, with the daemon under valgrind.
 test-valgrind: deps
 	@$(MAKE) --no-print-directory $(BINS) $(CLIENT) $(INTEG)
 	@PROCREGD=$(CURDIR)/tests/valgrind-procregd.sh \
 	    PROCREGCTL=$(CURDIR)/procregctl CHAT=$(CURDIR)/src/examples/chat \
-	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(INTEG) \
+	    SPEC=$(CURDIR)/proto/PROTOCOL.md sh tests/run.sh $(VG_INTEG) \
 	    $(VG_PYTESTS)
 
 # libFuzzer over the daemon's input path (clang; sources compiled
