@@ -369,6 +369,31 @@ delete_one(struct cluster *cl, struct cl_op *op, enum pr_down_reason why,
 	return etcd_txn(cl->etcd, t, cb, op);
 }
 
+/*
+ * May p write to e now: its owner (unless owner is false: a waiter),
+ * with gen (0: any) still e's, and this node holding its lease?  0, or
+ * a pr_err with why.
+ */
+static int
+may_write(const struct cluster *cl, const struct cl_entry *e,
+    const struct cl_peer *p, bool owner, int64_t gen, char *why,
+    size_t whylen)
+{
+	if (owner && (p == NULL || e->owner != p)) {
+		snprintf(why, whylen, "the name is registered in the cluster "
+		    "by node %s conn %" PRIu64, e->node->name, e->conn);
+		return PR_ERR_NOT_OWNER;
+	}
+	if (gen != 0 && gen != e->gen) {
+		snprintf(why, whylen, "the name's entry has another "
+		    "generation");
+		return PR_ERR_STALE;
+	}
+	if (!cl_writable(cl, why, whylen))
+		return PR_ERR_UNAVAILABLE;
+	return 0;
+}
+
 static void
 on_leave_queue(const struct etcd_result *r, void *arg)
 {
@@ -404,6 +429,7 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 	struct cl_waiter *w = NULL;
 	char key[CL_KEY_MAX];
 	struct cl_op *op;
+	int r;
 	size_t klen;
 
 	if (e == NULL) {
@@ -418,13 +444,8 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 	if (w != NULL) {
 		/* A waiter gives up its place (with a gen, only while the
 		 * entry has it). */
-		if (gen != 0 && gen != e->gen) {
-			snprintf(why, whylen, "the name's entry has another "
-			    "generation");
-			return PR_ERR_STALE;
-		}
-		if (!cl_writable(cl, why, whylen))
-			return PR_ERR_UNAVAILABLE;
+		if ((r = may_write(cl, e, p, false, gen, why, whylen)) != 0)
+			return r;
 		if ((op = cl_op_new(cl, OP_LEAVE_QUEUE, p, msgid, name,
 		    len)) == NULL)
 			goto nomem;
@@ -439,18 +460,8 @@ cluster_unregister(struct cluster *cl, void *peer, uint32_t msgid,
 		w->leaving = true;
 		return 0;
 	}
-	if (p == NULL || e->owner != p) {
-		snprintf(why, whylen, "the name is registered in the cluster "
-		    "by node %s conn %" PRIu64, e->node->name, e->conn);
-		return PR_ERR_NOT_OWNER;
-	}
-	if (gen != 0 && gen != e->gen) {
-		snprintf(why, whylen, "the name's entry has another "
-		    "generation");
-		return PR_ERR_STALE;
-	}
-	if (!cl_writable(cl, why, whylen))
-		return PR_ERR_UNAVAILABLE;
+	if ((r = may_write(cl, e, p, true, gen, why, whylen)) != 0)
+		return r;
 	if ((op = cl_op_new(cl, OP_UNREGISTER, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
@@ -537,6 +548,7 @@ cluster_update(struct cluster *cl, void *peer, uint32_t msgid,
 	struct etcd_txn *t = NULL;
 	struct cl_owner o;
 	struct cl_op *op;
+	int r;
 	char key[CL_KEY_MAX];
 	size_t klen, elen;
 
@@ -544,18 +556,8 @@ cluster_update(struct cluster *cl, void *peer, uint32_t msgid,
 		snprintf(why, whylen, "the name is not registered");
 		return PR_ERR_NOT_FOUND;
 	}
-	if (p == NULL || e->owner != p) {
-		snprintf(why, whylen, "the name is registered in the cluster "
-		    "by node %s conn %" PRIu64, e->node->name, e->conn);
-		return PR_ERR_NOT_OWNER;
-	}
-	if (gen != 0 && gen != e->gen) {
-		snprintf(why, whylen, "the name's entry has another "
-		    "generation");
-		return PR_ERR_STALE;
-	}
-	if (!cl_writable(cl, why, whylen))
-		return PR_ERR_UNAVAILABLE;
+	if ((r = may_write(cl, e, p, true, gen, why, whylen)) != 0)
+		return r;
 	if ((op = cl_op_new(cl, OP_UPDATE, p, msgid, name, len)) == NULL)
 		goto nomem;
 	op->gen = e->gen;
